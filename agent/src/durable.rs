@@ -1,0 +1,141 @@
+//! Group commit: makes sled's writes survive power loss, with many concurrent
+//! writers sharing one sync.
+//!
+//! sled 0.34's `flush()` ends in `sync_file_range`, which neither flushes the
+//! drive's write cache nor the file's metadata, so a flushed write can still be
+//! lost when the power goes. A write counts as durable only after `flush()` and
+//! then `fsync` of sled's data file.
+//!
+//! Invariants:
+//! - a writer calls [`GroupCommit::written`] *after* its sled write returned and
+//!   gets a ticket; [`GroupCommit::wait_durable`] returns only once a sync that
+//!   *started* after that ticket was taken has completed;
+//! - at most one sync runs at a time; writers that arrive while it runs wait for
+//!   the next one, which covers all of them (one fsync for the whole group);
+//! - `durable_seq` only grows, and never passes a seq whose write has not been
+//!   synced.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+/// Shared state of the writers and the one syncing thread.
+#[derive(Debug, Default)]
+struct SyncState {
+    /// Tickets handed out so far: one per completed sled write.
+    written: u64,
+    /// The highest own `origin_seq` among the handed-out tickets.
+    written_seq: u64,
+    /// Every ticket at or below this one is on disk.
+    durable: u64,
+    /// Every own event at or below this `origin_seq` is on disk.
+    durable_seq: u64,
+    /// Whether some thread is running a sync right now.
+    syncing: bool,
+}
+
+/// Coordinates flush + fsync for one sled database.
+#[derive(Debug)]
+pub(crate) struct GroupCommit {
+    /// The database whose buffered writes `flush()` pushes to its file.
+    db: sled::Db,
+    /// sled's log file; fsync of it makes the flushed bytes and its size durable.
+    data_file: File,
+    /// The sync bookkeeping, guarded for writers and the syncing thread.
+    state: Mutex<SyncState>,
+    /// Wakes writers waiting for a sync to complete.
+    synced: Condvar,
+}
+
+impl GroupCommit {
+    /// Opens the coordinator for the sled database stored in `dir`, and makes
+    /// everything sled recovered at open durable before anything is reported.
+    pub(crate) fn open(db: sled::Db, dir: &Path, head_seq: u64) -> io::Result<Self> {
+        let data_file = File::open(dir.join("db"))?;
+        // The directory entry of files sled created must survive too.
+        File::open(dir)?.sync_all()?;
+        let group = Self {
+            db,
+            data_file,
+            state: Mutex::new(SyncState {
+                written_seq: head_seq,
+                ..SyncState::default()
+            }),
+            synced: Condvar::new(),
+        };
+        group.sync_now()?;
+        group.lock().durable_seq = head_seq;
+        Ok(group)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SyncState> {
+        // A poisoned lock only means another thread panicked while holding it;
+        // the counters it guards are always left consistent.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records that a sled write has completed, returning its ticket.
+    /// `own_seq` is the highest own `origin_seq` that write contained, if any.
+    pub(crate) fn written(&self, own_seq: Option<u64>) -> u64 {
+        let mut state = self.lock();
+        state.written += 1;
+        if let Some(seq) = own_seq {
+            state.written_seq = state.written_seq.max(seq);
+        }
+        state.written
+    }
+
+    /// The ticket of the latest completed write, for callers that must wait
+    /// for writes made by others (an idempotent re-append, say).
+    pub(crate) fn current(&self) -> u64 {
+        self.lock().written
+    }
+
+    /// The highest own `origin_seq` known to be on disk.
+    pub(crate) fn durable_seq(&self) -> u64 {
+        self.lock().durable_seq
+    }
+
+    /// Blocks until the write behind `ticket` is on disk.
+    ///
+    /// # Errors
+    /// The flush or fsync error; the write's durability is then unknown and the
+    /// caller must not report it as saved.
+    pub(crate) fn wait_durable(&self, ticket: u64) -> io::Result<()> {
+        let mut state = self.lock();
+        loop {
+            if state.durable >= ticket {
+                return Ok(());
+            }
+            if state.syncing {
+                state = self
+                    .synced
+                    .wait(state)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                continue;
+            }
+            state.syncing = true;
+            let target = state.written;
+            let target_seq = state.written_seq;
+            drop(state);
+            let result = self.sync_now();
+            state = self.lock();
+            state.syncing = false;
+            if result.is_ok() {
+                state.durable = state.durable.max(target);
+                state.durable_seq = state.durable_seq.max(target_seq);
+            }
+            self.synced.notify_all();
+            result?;
+        }
+    }
+
+    /// sled flush, then fsync of its data file.
+    fn sync_now(&self) -> io::Result<()> {
+        self.db.flush().map_err(io::Error::other)?;
+        self.data_file.sync_all()
+    }
+}

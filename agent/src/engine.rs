@@ -1,0 +1,421 @@
+//! The agent engine: one device's identity, its durable log and its views,
+//! with the checks that need the device's state (unknown case, closed case,
+//! void of a missing event) on top of the pure validation of `station-proto`.
+//!
+//! Invariants: an entry is validated completely before anything is written; a
+//! rejected entry changes nothing; [`Agent::record`] returns only once the
+//! event is durable.
+
+use std::path::Path;
+
+use chrono::{Local, NaiveDate};
+use station_proto::ids::Uuid;
+use station_proto::v1::Tier;
+use station_proto::validate::{self, Context, Invalid};
+use station_proto::{Body, Event};
+
+use crate::store::{
+    Appended, DeviceIdentity, EventLog, NewEvent, OpenOptions, PullApplied, StoreError,
+};
+use crate::views::{self, CaseStatus, CaseView, DueFollowUp, TierIntervals};
+
+/// Errors of the agent engine.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The entry breaks a rule; nothing was recorded.
+    #[error("invalid entry: {0}")]
+    Invalid(#[from] Invalid),
+    /// The entry refers to a case this device does not know.
+    #[error("{field}: unknown case {case_id}")]
+    UnknownCase {
+        /// The field holding the case id.
+        field: String,
+        /// The id given.
+        case_id: Uuid,
+    },
+    /// The entry needs an open case, and the case is closed.
+    #[error("{field}: case {case_id} is closed")]
+    CaseClosed {
+        /// The field holding the case id.
+        field: String,
+        /// The id given.
+        case_id: Uuid,
+    },
+    /// Reopening a case that is open.
+    #[error("case_reopened.case_id: case {0} is already open")]
+    CaseAlreadyOpen(Uuid),
+    /// A void of an event this device does not hold.
+    #[error("event_voided.voided_event_id: unknown event {0}")]
+    UnknownEvent(Uuid),
+    /// A void of an event voided already.
+    #[error("event_voided.voided_event_id: event {0} is already voided")]
+    AlreadyVoided(Uuid),
+    /// A void of a void.
+    #[error("event_voided.voided_event_id: a void cannot be voided; record the event again instead")]
+    VoidOfVoid,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What `init` needs to create a device identity.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// 9-digit station code.
+    pub station_code: String,
+    /// The social worker's id.
+    pub worker_id: String,
+    /// Hub address, when known.
+    pub hub_url: Option<String>,
+    /// Device token, when enrolled.
+    pub token: Option<String>,
+}
+
+/// The outcome of recording an entry.
+pub type Recorded = Appended;
+
+/// A device's summary for `status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Status {
+    /// This device's origin id.
+    pub origin_id: Uuid,
+    /// The station.
+    pub station: String,
+    /// The social worker.
+    pub worker_id: String,
+    /// The hub, when configured.
+    pub hub_url: Option<String>,
+    /// Highest own seq.
+    pub head_seq: u64,
+    /// The hub's `durable_through` for this origin, as last seen.
+    pub durable_through: u64,
+    /// Own entries the hub has not acknowledged yet.
+    pub pending: u64,
+    /// Hub position of the last pulled station event.
+    pub pull_cursor: u64,
+    /// Cases known, open.
+    pub open_cases: usize,
+    /// Cases known, closed.
+    pub closed_cases: usize,
+}
+
+/// One device's engine.
+#[derive(Debug)]
+pub struct Agent {
+    /// The durable log and views.
+    log: EventLog,
+    /// Who this device is; immutable after `init`.
+    identity: DeviceIdentity,
+    /// Follow-up intervals for due dates.
+    intervals: TierIntervals,
+}
+
+/// Milliseconds since the Unix epoch on this device's clock.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Today's date on this device's clock (local time zone).
+pub fn today() -> NaiveDate {
+    Local::now().date_naive()
+}
+
+impl Agent {
+    /// Creates a device identity in a new store at `dir`.
+    ///
+    /// # Errors
+    /// Invalid station code or worker id; [`StoreError::AlreadyInitialised`]
+    /// when the store already has an identity; storage errors.
+    pub fn init(dir: &Path, options: InitOptions, open: OpenOptions) -> Result<Self, AgentError> {
+        validate::station_code("station", &options.station_code)?;
+        let mut worker_id = options.worker_id;
+        validate::text("worker", &mut worker_id, 64, true)?;
+        let log = EventLog::open(dir, open)?;
+        let identity = DeviceIdentity {
+            origin_id: Uuid::new_v4(),
+            station_code: options.station_code,
+            worker_id,
+            hub_url: options.hub_url,
+            token: options.token,
+            created_at_ms: now_ms(),
+        };
+        log.init_identity(&identity)?;
+        Ok(Self {
+            log,
+            identity,
+            intervals: TierIntervals::default(),
+        })
+    }
+
+    /// Opens an initialised store.
+    ///
+    /// # Errors
+    /// [`StoreError::NotInitialised`] when `init` was never run; storage errors.
+    pub fn open(dir: &Path, open: OpenOptions) -> Result<Self, AgentError> {
+        if !dir.join("db").exists() {
+            return Err(StoreError::NotInitialised.into());
+        }
+        let log = EventLog::open(dir, open)?;
+        let identity = log.identity()?.ok_or(StoreError::NotInitialised)?;
+        Ok(Self {
+            log,
+            identity,
+            intervals: TierIntervals::default(),
+        })
+    }
+
+    /// Uses other follow-up intervals for due dates.
+    pub fn with_intervals(mut self, intervals: TierIntervals) -> Self {
+        self.intervals = intervals;
+        self
+    }
+
+    /// The device identity.
+    pub fn identity(&self) -> &DeviceIdentity {
+        &self.identity
+    }
+
+    /// The follow-up intervals in use.
+    pub fn intervals(&self) -> &TierIntervals {
+        &self.intervals
+    }
+
+    /// The underlying log, for sync.
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    /// Records an entry made now by this device's worker.
+    ///
+    /// # Errors
+    /// See [`Agent::record_with`].
+    pub fn record(&self, body: Body) -> Result<Recorded, AgentError> {
+        self.record_with(None, body, today(), now_ms())
+    }
+
+    /// Validates `body` against the rules and this device's state, and
+    /// appends it durably. `event_id` makes the call idempotent: recording the
+    /// same id again returns the original seq and writes nothing.
+    ///
+    /// # Errors
+    /// [`AgentError::Invalid`] and the state errors (unknown or closed case,
+    /// bad void) leave the log unchanged; storage errors mean the entry was
+    /// not saved.
+    pub fn record_with(
+        &self,
+        event_id: Option<Uuid>,
+        mut body: Body,
+        today: NaiveDate,
+        recorded_at_ms: i64,
+    ) -> Result<Recorded, AgentError> {
+        if let Some(id) = event_id
+            && let Some(existing) = self.log.event(id)?
+            && existing.origin_id == self.identity.origin_id.as_bytes()
+        {
+            return Ok(self.log.append(NewEvent {
+                event_id: Some(id),
+                author: self.identity.worker_id.clone(),
+                recorded_at_ms,
+                body,
+            })?);
+        }
+        let ctx = Context { today };
+        validate::body(&mut body, &self.identity.station_code, &ctx)?;
+        self.check_against_state(&mut body)?;
+        Ok(self.log.append(NewEvent {
+            event_id,
+            author: self.identity.worker_id.clone(),
+            recorded_at_ms,
+            body,
+        })?)
+    }
+
+    fn known_case(&self, field: &str, case_id: &[u8]) -> Result<CaseView, AgentError> {
+        let id = validate::uuid16(field, case_id)?;
+        self.log.case(id)?.ok_or_else(|| AgentError::UnknownCase {
+            field: field.to_string(),
+            case_id: id,
+        })
+    }
+
+    fn open_case(&self, field: &str, case_id: &[u8]) -> Result<CaseView, AgentError> {
+        let case = self.known_case(field, case_id)?;
+        if case.status != CaseStatus::Open {
+            return Err(AgentError::CaseClosed {
+                field: field.to_string(),
+                case_id: case.case_id,
+            });
+        }
+        Ok(case)
+    }
+
+    fn check_against_state(&self, body: &mut Body) -> Result<(), AgentError> {
+        match body {
+            Body::CaseOpened(_) | Body::ActivityHeld(_) | Body::GroupSessionHeld(_) => {}
+            Body::TrainingHeld(_) => {}
+            Body::CaseAssessed(m) => {
+                let case = self.open_case("case_assessed.case_id", &m.case_id)?;
+                if m.last_seen_event_id.is_empty() {
+                    m.last_seen_event_id = case.last_event_id.as_bytes().to_vec();
+                }
+            }
+            Body::CaseNoteAdded(m) => {
+                self.known_case("case_note_added.case_id", &m.case_id)?;
+            }
+            Body::CaseClosed(m) => {
+                self.open_case("case_closed.case_id", &m.case_id)?;
+            }
+            Body::CaseReopened(m) => {
+                let case = self.known_case("case_reopened.case_id", &m.case_id)?;
+                if case.status == CaseStatus::Open {
+                    return Err(AgentError::CaseAlreadyOpen(case.case_id));
+                }
+            }
+            Body::VisitRecorded(m) => {
+                self.open_case("visit_recorded.case_id", &m.case_id)?;
+            }
+            Body::BeneficiaryVerified(m) => {
+                self.known_case("beneficiary_verified.case_id", &m.case_id)?;
+            }
+            Body::ResourceLinked(m) => {
+                if !m.case_id.is_empty() {
+                    self.known_case("resource_linked.case_id", &m.case_id)?;
+                }
+            }
+            Body::EventVoided(m) => {
+                let target = validate::uuid16("event_voided.voided_event_id", &m.voided_event_id)?;
+                let event = self
+                    .log
+                    .event(target)?
+                    .ok_or(AgentError::UnknownEvent(target))?;
+                if matches!(event.body, Some(Body::EventVoided(_))) {
+                    return Err(AgentError::VoidOfVoid);
+                }
+                if self.log.is_voided(target)? {
+                    return Err(AgentError::AlreadyVoided(target));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every case this device knows, sorted by community then name.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn cases(&self) -> Result<Vec<CaseView>, AgentError> {
+        let mut cases = self.log.cases()?;
+        cases.sort_by(|a, b| {
+            a.community_code
+                .cmp(&b.community_code)
+                .then_with(|| a.name.cmp(&b.name))
+                .then(a.case_id.cmp(&b.case_id))
+        });
+        Ok(cases)
+    }
+
+    /// One case.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn case(&self, case_id: Uuid) -> Result<Option<CaseView>, AgentError> {
+        Ok(self.log.case(case_id)?)
+    }
+
+    /// A case's events, not voided, in display order.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn case_timeline(&self, case_id: Uuid) -> Result<Vec<Event>, AgentError> {
+        Ok(self.log.case_events(case_id)?)
+    }
+
+    /// Open cases due for a follow-up by `today + horizon_days`, most overdue first.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn due_follow_ups(
+        &self,
+        today: NaiveDate,
+        horizon_days: u32,
+    ) -> Result<Vec<DueFollowUp>, AgentError> {
+        Ok(views::due_follow_ups(
+            self.log.cases()?,
+            &self.intervals,
+            today,
+            horizon_days,
+        ))
+    }
+
+    /// Own entries the hub has not acknowledged, oldest first.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn unacknowledged(&self, limit: usize) -> Result<Vec<Event>, AgentError> {
+        Ok(self.log.own_events(self.log.acked()?, limit)?)
+    }
+
+    /// Own events after `since`, for the `log` command.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn own_events(&self, since: u64, limit: usize) -> Result<Vec<Event>, AgentError> {
+        Ok(self.log.own_events(since, limit)?)
+    }
+
+    /// Stores pulled station events with their cursor (see [`EventLog::apply_pulled`]).
+    ///
+    /// # Errors
+    /// Storage errors or an event of another station.
+    pub fn apply_pulled(
+        &self,
+        events: Vec<(u64, Event)>,
+        next_cursor: u64,
+    ) -> Result<PullApplied, AgentError> {
+        Ok(self.log.apply_pulled(events, next_cursor)?)
+    }
+
+    /// The device summary.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn status(&self) -> Result<Status, AgentError> {
+        let head_seq = self.log.head_seq();
+        let durable_through = self.log.acked()?;
+        let cases = self.log.cases()?;
+        let open_cases = cases
+            .iter()
+            .filter(|c| c.status == CaseStatus::Open)
+            .count();
+        Ok(Status {
+            origin_id: self.identity.origin_id,
+            station: self.identity.station_code.clone(),
+            worker_id: self.identity.worker_id.clone(),
+            hub_url: self.identity.hub_url.clone(),
+            head_seq,
+            durable_through,
+            pending: head_seq.saturating_sub(durable_through),
+            pull_cursor: self.log.pull_cursor()?,
+            open_cases,
+            closed_cases: cases.len() - open_cases,
+        })
+    }
+
+    /// Recomputes every view from the log; returns the events replayed.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn rebuild_views(&self) -> Result<usize, AgentError> {
+        Ok(self.log.rebuild_views()?)
+    }
+}
+
+/// The tier numbered 1–3, as the CLI and forms give it.
+pub fn tier_from_number(n: u8) -> Option<Tier> {
+    match n {
+        1 => Some(Tier::HighRisk),
+        2 => Some(Tier::Key),
+        3 => Some(Tier::General),
+        _ => None,
+    }
+}

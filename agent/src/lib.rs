@@ -1,0 +1,27 @@
+//! station-agent: the node engine every station phone and PC runs.
+//!
+//! A social worker's entries are validated, appended to a durable,
+//! append-only event log on sled, and folded into local views (the station's
+//! cases, their tier and next due follow-up) that work with no signal at all.
+//!
+//! # Layout
+//!
+//! - [`store`]: the on-disk format and [`store::EventLog`], the only code that
+//!   touches sled: gap-free own seqs, idempotent appends, pulled events stored
+//!   with their cursor, derived views written in the same atomic batch.
+//! - `durable`: group commit — sled flush plus fsync, shared by concurrent
+//!   writers, so "saved" means on disk after power loss.
+//! - [`hlc`]: the hybrid logical clock that stamps events.
+//! - [`views`]: pure folds from a case's events to its view; due follow-ups.
+//! - [`engine`]: [`engine::Agent`], identity + log + views + state checks;
+//!   what the CLI and the mobile bindings call.
+//! - `main.rs`: the `station-agent` command line.
+
+mod durable;
+pub mod engine;
+pub mod hlc;
+pub mod store;
+pub mod views;
+
+pub use engine::{Agent, AgentError, InitOptions, Status};
+pub use store::{DeviceIdentity, EventLog, OpenOptions, StoreError};

@@ -1,0 +1,808 @@
+//! The device's append-only event log, on sled, behind the project's own type.
+//!
+//! # On-disk format (format version 1)
+//!
+//! One sled tree, `station`, with these key spaces (integers big-endian, so
+//! byte order is numeric order):
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `m:format` | `u32` format version |
+//! | `m:identity` | JSON [`DeviceIdentity`] |
+//! | `m:head_seq` | `u64`, the highest own `origin_seq` (absent = 0) |
+//! | `m:hlc` | `u64`, the greatest HLC issued or observed |
+//! | `m:acked` | `u64`, the hub's `durable_through` for this origin, as last seen |
+//! | `m:pull_cursor` | `u64`, hub position of the last pulled station event |
+//! | `o:` seq | encoded `Event`, own log |
+//! | `p:` hub_seq | encoded `Event` pulled from another device of the station |
+//! | `i:` event_id | location: `b'o'` + seq, or `b'p'` + hub_seq |
+//! | `k:` case_id hlc event_id | location of an event of that case |
+//! | `v:` event_id | event_id of the `EventVoided` that voids it |
+//! | `c:` case_id | JSON [`CaseView`] |
+//!
+//! Invariants, each kept by writing everything of one operation in one sled
+//! batch under the single writer lock:
+//! - own seqs are gap-free: `o:1 ..= o:head_seq` all exist and nothing else;
+//!   an event, its seq, its `i:` entry, the new `m:head_seq` and `m:hlc` and
+//!   the views it changes are written together;
+//! - every stored event has exactly one `i:` entry; an event_id already present
+//!   is never stored twice (re-appending returns the original seq);
+//! - pulled events and `m:pull_cursor` are written together;
+//! - `c:`, `k:` and `v:` are derived: [`EventLog::rebuild_views`] recomputes
+//!   them from `o:` and `p:` and must give the same bytes;
+//! - an append or pull is reported only once durable (see [`crate::durable`]);
+//!   events handed to sync never pass [`EventLog::durable_seq`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use prost::Message as _;
+use serde::{Deserialize, Serialize};
+use station_proto::ids::Uuid;
+use station_proto::{Body, Event};
+
+use crate::durable::GroupCommit;
+use crate::hlc::Hlc;
+use crate::views::{self, CaseView};
+
+/// The format version this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The default sled page cache: small, for phones.
+pub const DEFAULT_CACHE_CAPACITY: u64 = 4 * 1024 * 1024;
+
+const TREE: &str = "station";
+const M_FORMAT: &[u8] = b"m:format";
+const M_IDENTITY: &[u8] = b"m:identity";
+const M_HEAD_SEQ: &[u8] = b"m:head_seq";
+const M_HLC: &[u8] = b"m:hlc";
+const M_ACKED: &[u8] = b"m:acked";
+const M_PULL_CURSOR: &[u8] = b"m:pull_cursor";
+const OWN: &[u8] = b"o:";
+const PULLED: &[u8] = b"p:";
+const IDS: &[u8] = b"i:";
+const CASE_INDEX: &[u8] = b"k:";
+const VOIDED: &[u8] = b"v:";
+const CASES: &[u8] = b"c:";
+
+/// Errors of the event log.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed; the operation changed nothing that was reported.
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    /// The flush or fsync failed; the write may not be durable.
+    #[error("could not make the write durable: {0}")]
+    Io(#[from] std::io::Error),
+    /// Bytes on disk do not decode; the store was written by something else.
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+    /// The store was written by a newer format.
+    #[error("store format {found} is not supported (this build reads {FORMAT_VERSION})")]
+    UnsupportedFormat {
+        /// The version found on disk.
+        found: u32,
+    },
+    /// No identity yet: `init` has not been run on this store.
+    #[error("this device is not initialised: run `station-agent init` first")]
+    NotInitialised,
+    /// `init` on a store that already has an identity.
+    #[error("this device is already initialised as origin {0}")]
+    AlreadyInitialised(Uuid),
+    /// A pulled event is not a valid event of this station.
+    #[error("pulled event rejected: {0}")]
+    BadPulledEvent(String),
+}
+
+/// Who this device is. Created once by `init`, never changed afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceIdentity {
+    /// The id of this device's log: every event it records carries it.
+    pub origin_id: Uuid,
+    /// The 9-digit code of the station the device belongs to.
+    pub station_code: String,
+    /// The social worker recording on this device.
+    pub worker_id: String,
+    /// The hub to sync with, when known.
+    pub hub_url: Option<String>,
+    /// The device token issued by the hub, when enrolled.
+    pub token: Option<String>,
+    /// Wall-clock milliseconds when the identity was created.
+    pub created_at_ms: i64,
+}
+
+/// Options for [`EventLog::open`].
+#[derive(Debug, Clone, Copy)]
+pub struct OpenOptions {
+    /// sled's page cache in bytes.
+    pub cache_capacity: u64,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
+        }
+    }
+}
+
+/// An event to append to the own log. Envelope fields the log assigns
+/// (`origin_id`, `origin_seq`, `hlc`, `station_code`) are not part of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// A caller-chosen id makes the append idempotent; `None` draws a UUIDv7.
+    pub event_id: Option<Uuid>,
+    /// The social worker's id.
+    pub author: String,
+    /// Device wall clock at entry.
+    pub recorded_at_ms: i64,
+    /// The fact itself, already validated.
+    pub body: Body,
+}
+
+/// The outcome of an append, reported once durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The event's id.
+    pub event_id: Uuid,
+    /// Its place in the own log.
+    pub origin_seq: u64,
+    /// Its HLC.
+    pub hlc: u64,
+    /// True when the event_id was already stored and nothing was written.
+    pub duplicate: bool,
+}
+
+/// The outcome of storing a pulled page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PullApplied {
+    /// Events stored.
+    pub stored: usize,
+    /// Events skipped because they were already present (own or re-pulled).
+    pub skipped: usize,
+    /// The new cursor.
+    pub cursor: u64,
+}
+
+/// Where an event is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Location {
+    Own(u64),
+    Pulled(u64),
+}
+
+impl Location {
+    fn encode(self) -> [u8; 9] {
+        let (tag, n) = match self {
+            Location::Own(seq) => (b'o', seq),
+            Location::Pulled(seq) => (b'p', seq),
+        };
+        let mut out = [0u8; 9];
+        out[0] = tag;
+        out[1..].copy_from_slice(&n.to_be_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let n = bytes
+            .get(1..9)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| StoreError::Corrupt("bad location".into()))?;
+        match bytes[0] {
+            b'o' => Ok(Location::Own(n)),
+            b'p' => Ok(Location::Pulled(n)),
+            _ => Err(StoreError::Corrupt("bad location tag".into())),
+        }
+    }
+
+    fn key(self) -> Vec<u8> {
+        match self {
+            Location::Own(seq) => key(OWN, &seq.to_be_bytes()),
+            Location::Pulled(seq) => key(PULLED, &seq.to_be_bytes()),
+        }
+    }
+}
+
+fn key(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + rest.len());
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn read_u64(bytes: &[u8]) -> Result<u64, StoreError> {
+    <[u8; 8]>::try_from(bytes)
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt("expected an 8-byte integer".into()))
+}
+
+fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {
+    Event::decode(bytes).map_err(|e| StoreError::Corrupt(format!("event does not decode: {e}")))
+}
+
+/// State only the writer touches, loaded at open.
+#[derive(Debug)]
+struct Writer {
+    /// The highest own seq written (maybe not yet durable).
+    head_seq: u64,
+    /// The clock stamping new events.
+    hlc: Hlc,
+}
+
+/// Pending writes of one operation, read back before they reach sled so that
+/// views computed in the same batch see them.
+struct Overlay<'a> {
+    tree: &'a sled::Tree,
+    writes: BTreeMap<Vec<u8>, Vec<u8>>,
+    removes: BTreeSet<Vec<u8>>,
+}
+
+impl<'a> Overlay<'a> {
+    fn new(tree: &'a sled::Tree) -> Self {
+        Self {
+            tree,
+            writes: BTreeMap::new(),
+            removes: BTreeSet::new(),
+        }
+    }
+
+    fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.writes.get(k) {
+            return Ok(Some(v.clone()));
+        }
+        if self.removes.contains(k) {
+            return Ok(None);
+        }
+        Ok(self.tree.get(k)?.map(|v| v.to_vec()))
+    }
+
+    fn insert(&mut self, k: Vec<u8>, v: Vec<u8>) {
+        self.removes.remove(&k);
+        self.writes.insert(k, v);
+    }
+
+    /// Keys with `prefix`, from sled and from this overlay, in order.
+    fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut keys = BTreeSet::new();
+        for item in self.tree.scan_prefix(prefix) {
+            let (k, _) = item?;
+            if !self.removes.contains(k.as_ref()) {
+                keys.insert(k.to_vec());
+            }
+        }
+        for k in self.writes.range(prefix.to_vec()..) {
+            if !k.0.starts_with(prefix) {
+                break;
+            }
+            keys.insert(k.0.clone());
+        }
+        Ok(keys.into_iter().collect())
+    }
+
+    fn into_batch(self) -> sled::Batch {
+        let mut batch = sled::Batch::default();
+        for k in self.removes {
+            batch.remove(k);
+        }
+        for (k, v) in self.writes {
+            batch.insert(k, v);
+        }
+        batch
+    }
+
+    fn load_event(&self, location: Location) -> Result<Event, StoreError> {
+        let bytes = self
+            .get(&location.key())?
+            .ok_or_else(|| StoreError::Corrupt(format!("missing event at {location:?}")))?;
+        decode_event(&bytes)
+    }
+
+    fn location_of(&self, event_id: &[u8]) -> Result<Option<Location>, StoreError> {
+        self.get(&key(IDS, event_id))?
+            .map(|b| Location::decode(&b))
+            .transpose()
+    }
+
+    /// Indexes a new event: its id, its case, the voids it carries. Returns
+    /// the cases whose views must be recomputed.
+    fn index(
+        &mut self,
+        event: &Event,
+        location: Location,
+        affected: &mut BTreeSet<Uuid>,
+    ) -> Result<(), StoreError> {
+        self.insert(key(IDS, &event.event_id), location.encode().to_vec());
+        if let Some(case_id) = views::case_key(event) {
+            let mut k = key(CASE_INDEX, case_id.as_bytes());
+            k.extend_from_slice(&event.hlc.to_be_bytes());
+            k.extend_from_slice(&event.event_id);
+            self.insert(k, location.encode().to_vec());
+            affected.insert(case_id);
+        }
+        if let Some(Body::EventVoided(void)) = &event.body {
+            self.insert(key(VOIDED, &void.voided_event_id), event.event_id.clone());
+            if let Some(target_at) = self.location_of(&void.voided_event_id)? {
+                let target = self.load_event(target_at)?;
+                if let Some(case_id) = views::case_key(&target) {
+                    affected.insert(case_id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Recomputes the view of each affected case from its events.
+    fn refresh_cases(&mut self, affected: &BTreeSet<Uuid>) -> Result<(), StoreError> {
+        for case_id in affected {
+            let prefix = key(CASE_INDEX, case_id.as_bytes());
+            let mut events = Vec::new();
+            for k in self.keys_with_prefix(&prefix)? {
+                let Some(loc) = self.get(&k)? else { continue };
+                let event = self.load_event(Location::decode(&loc)?)?;
+                if self.get(&key(VOIDED, &event.event_id))?.is_none() {
+                    events.push(event);
+                }
+            }
+            let view_key = key(CASES, case_id.as_bytes());
+            match views::fold_case(*case_id, &mut events) {
+                Some(view) => {
+                    let json = serde_json::to_vec(&view)
+                        .map_err(|e| StoreError::Corrupt(format!("case view: {e}")))?;
+                    self.insert(view_key, json);
+                }
+                None => {
+                    self.writes.remove(&view_key);
+                    self.removes.insert(view_key);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The durable event log of one device.
+#[derive(Debug)]
+pub struct EventLog {
+    /// The sled database; kept so the tree outlives no handle of it.
+    _db: sled::Db,
+    /// All key spaces of the format above.
+    tree: sled::Tree,
+    /// Flush + fsync shared by concurrent writers.
+    group: GroupCommit,
+    /// Serialises writers: seq assignment and view updates see one state.
+    writer: Mutex<Writer>,
+    /// Where the store lives, for messages.
+    dir: PathBuf,
+}
+
+impl EventLog {
+    /// Opens (creating when absent) the log stored in `dir`.
+    ///
+    /// # Errors
+    /// sled cannot open the directory, the format is unknown, or the initial
+    /// sync fails.
+    pub fn open(dir: &Path, options: OpenOptions) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(options.cache_capacity)
+            .mode(sled::Mode::LowSpace)
+            .open()?;
+        let tree = db.open_tree(TREE)?;
+        match tree.get(M_FORMAT)? {
+            None => {
+                tree.insert(M_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
+            }
+            Some(v) => {
+                let found = <[u8; 4]>::try_from(v.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt("bad format marker".into()))?;
+                if found != FORMAT_VERSION {
+                    return Err(StoreError::UnsupportedFormat { found });
+                }
+            }
+        }
+        let head_seq = tree.get(M_HEAD_SEQ)?.map_or(Ok(0), |v| read_u64(&v))?;
+        let hlc = tree.get(M_HLC)?.map_or(Ok(0), |v| read_u64(&v))?;
+        let group = GroupCommit::open(db.clone(), dir, head_seq)?;
+        Ok(Self {
+            _db: db,
+            tree,
+            group,
+            writer: Mutex::new(Writer {
+                head_seq,
+                hlc: Hlc::resume(hlc),
+            }),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The directory the store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        // The writer state is only changed after a successful batch; a panic
+        // elsewhere while holding the lock leaves it consistent.
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The device identity, when initialised.
+    ///
+    /// # Errors
+    /// Storage errors, or an identity that does not decode.
+    pub fn identity(&self) -> Result<Option<DeviceIdentity>, StoreError> {
+        self.tree
+            .get(M_IDENTITY)?
+            .map(|v| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("identity does not decode: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Stores the identity once, durably.
+    ///
+    /// # Errors
+    /// [`StoreError::AlreadyInitialised`] when an identity exists; storage errors.
+    pub fn init_identity(&self, identity: &DeviceIdentity) -> Result<(), StoreError> {
+        let _writer = self.lock_writer();
+        if let Some(existing) = self.identity()? {
+            return Err(StoreError::AlreadyInitialised(existing.origin_id));
+        }
+        let json = serde_json::to_vec(identity)
+            .map_err(|e| StoreError::Corrupt(format!("identity: {e}")))?;
+        self.tree.insert(M_IDENTITY, json)?;
+        let ticket = self.group.written(None);
+        self.group.wait_durable(ticket)?;
+        Ok(())
+    }
+
+    /// Replaces the hub address and token of an initialised device.
+    ///
+    /// # Errors
+    /// [`StoreError::NotInitialised`]; storage errors.
+    pub fn set_hub(&self, hub_url: Option<String>, token: Option<String>) -> Result<(), StoreError> {
+        let _writer = self.lock_writer();
+        let mut identity = self.identity()?.ok_or(StoreError::NotInitialised)?;
+        if hub_url.is_some() {
+            identity.hub_url = hub_url;
+        }
+        if token.is_some() {
+            identity.token = token;
+        }
+        let json = serde_json::to_vec(&identity)
+            .map_err(|e| StoreError::Corrupt(format!("identity: {e}")))?;
+        self.tree.insert(M_IDENTITY, json)?;
+        let ticket = self.group.written(None);
+        self.group.wait_durable(ticket)?;
+        Ok(())
+    }
+
+    /// Appends one event to the own log and returns once it is durable.
+    ///
+    /// The body must already be validated. If `new.event_id` is already
+    /// stored, nothing is written and the original seq is returned.
+    ///
+    /// # Errors
+    /// [`StoreError::NotInitialised`]; storage or sync errors, in which case
+    /// the event must not be reported as saved.
+    pub fn append(&self, new: NewEvent) -> Result<Appended, StoreError> {
+        let identity = self.identity()?.ok_or(StoreError::NotInitialised)?;
+        let mut writer = self.lock_writer();
+        if let Some(event_id) = new.event_id
+            && let Some(existing) = self.existing(event_id)?
+        {
+            drop(writer);
+            // The original write may still be waiting for its sync.
+            self.group.wait_durable(self.group.current())?;
+            return Ok(existing);
+        }
+        let event_id = new.event_id.unwrap_or_else(Uuid::now_v7);
+        let origin_seq = writer.head_seq + 1;
+        let mut hlc = writer.hlc;
+        let stamp = hlc.tick(new.recorded_at_ms);
+        let event = Event {
+            event_id: event_id.as_bytes().to_vec(),
+            origin_id: identity.origin_id.as_bytes().to_vec(),
+            origin_seq,
+            station_code: identity.station_code,
+            author: new.author,
+            recorded_at_ms: new.recorded_at_ms,
+            hlc: stamp,
+            body: Some(new.body),
+        };
+        let mut overlay = Overlay::new(&self.tree);
+        let location = Location::Own(origin_seq);
+        overlay.insert(location.key(), event.encode_to_vec());
+        overlay.insert(M_HEAD_SEQ.to_vec(), origin_seq.to_be_bytes().to_vec());
+        overlay.insert(M_HLC.to_vec(), stamp.to_be_bytes().to_vec());
+        let mut affected = BTreeSet::new();
+        overlay.index(&event, location, &mut affected)?;
+        overlay.refresh_cases(&affected)?;
+        self.tree.apply_batch(overlay.into_batch())?;
+        writer.head_seq = origin_seq;
+        writer.hlc = hlc;
+        let ticket = self.group.written(Some(origin_seq));
+        drop(writer);
+        self.group.wait_durable(ticket)?;
+        Ok(Appended {
+            event_id,
+            origin_seq,
+            hlc: stamp,
+            duplicate: false,
+        })
+    }
+
+    fn existing(&self, event_id: Uuid) -> Result<Option<Appended>, StoreError> {
+        let Some(loc) = self.tree.get(key(IDS, event_id.as_bytes()))? else {
+            return Ok(None);
+        };
+        let location = Location::decode(&loc)?;
+        let bytes = self
+            .tree
+            .get(location.key())?
+            .ok_or_else(|| StoreError::Corrupt("id points to a missing event".into()))?;
+        let event = decode_event(&bytes)?;
+        Ok(Some(Appended {
+            event_id,
+            origin_seq: event.origin_seq,
+            hlc: event.hlc,
+            duplicate: true,
+        }))
+    }
+
+    /// The highest own seq written (it may still be waiting for its sync).
+    pub fn head_seq(&self) -> u64 {
+        self.lock_writer().head_seq
+    }
+
+    /// The highest own seq known to be on disk: sync never sends past it.
+    pub fn durable_seq(&self) -> u64 {
+        self.group.durable_seq()
+    }
+
+    /// Own events with seq in `after+1 ..`, at most `limit`, never past
+    /// [`Self::durable_seq`].
+    ///
+    /// # Errors
+    /// Storage errors or an event that does not decode.
+    pub fn own_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let through = self.durable_seq();
+        if after >= through {
+            return Ok(Vec::new());
+        }
+        let start = key(OWN, &(after + 1).to_be_bytes());
+        let end = key(OWN, &through.to_be_bytes());
+        self.tree
+            .range(start..=end)
+            .take(limit)
+            .map(|item| decode_event(&item?.1))
+            .collect()
+    }
+
+    /// Events pulled from colleagues with hub position after `after`.
+    ///
+    /// # Errors
+    /// Storage errors or an event that does not decode.
+    pub fn pulled_events(&self, after: u64, limit: usize) -> Result<Vec<(u64, Event)>, StoreError> {
+        let start = key(PULLED, &(after.saturating_add(1)).to_be_bytes());
+        self.tree
+            .range(start..)
+            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(PULLED)))
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((read_u64(&k[PULLED.len()..])?, decode_event(&v)?))
+            })
+            .collect()
+    }
+
+    /// Any stored event (own or pulled) by id.
+    ///
+    /// # Errors
+    /// Storage errors or an event that does not decode.
+    pub fn event(&self, event_id: Uuid) -> Result<Option<Event>, StoreError> {
+        let overlay = Overlay::new(&self.tree);
+        match overlay.location_of(event_id.as_bytes())? {
+            Some(loc) => Ok(Some(overlay.load_event(loc)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `event_id` has been voided by some stored `EventVoided`.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn is_voided(&self, event_id: Uuid) -> Result<bool, StoreError> {
+        Ok(self.tree.contains_key(key(VOIDED, event_id.as_bytes()))?)
+    }
+
+    /// Stores a page of pulled station events and the new cursor in one
+    /// atomic write, returning once durable. Events already present (this
+    /// device's own, or pulled before) are skipped.
+    ///
+    /// # Errors
+    /// [`StoreError::BadPulledEvent`] for an event without a 16-byte id or of
+    /// another station (nothing is stored then); storage or sync errors.
+    pub fn apply_pulled(
+        &self,
+        events: Vec<(u64, Event)>,
+        next_cursor: u64,
+    ) -> Result<PullApplied, StoreError> {
+        let identity = self.identity()?.ok_or(StoreError::NotInitialised)?;
+        let mut writer = self.lock_writer();
+        let mut overlay = Overlay::new(&self.tree);
+        let mut affected = BTreeSet::new();
+        let mut applied = PullApplied {
+            cursor: next_cursor,
+            ..PullApplied::default()
+        };
+        let mut hlc = writer.hlc;
+        for (hub_seq, event) in events {
+            if event.event_id.len() != 16 {
+                return Err(StoreError::BadPulledEvent(format!(
+                    "event at hub position {hub_seq} has no 16-byte event_id"
+                )));
+            }
+            if event.station_code != identity.station_code {
+                return Err(StoreError::BadPulledEvent(format!(
+                    "event at hub position {hub_seq} belongs to station {}",
+                    event.station_code
+                )));
+            }
+            if overlay.location_of(&event.event_id)?.is_some() {
+                applied.skipped += 1;
+                continue;
+            }
+            hlc.observe(event.hlc);
+            let location = Location::Pulled(hub_seq);
+            overlay.insert(location.key(), event.encode_to_vec());
+            overlay.index(&event, location, &mut affected)?;
+            applied.stored += 1;
+        }
+        overlay.refresh_cases(&affected)?;
+        overlay.insert(M_PULL_CURSOR.to_vec(), next_cursor.to_be_bytes().to_vec());
+        overlay.insert(M_HLC.to_vec(), hlc.last().to_be_bytes().to_vec());
+        self.tree.apply_batch(overlay.into_batch())?;
+        writer.hlc = hlc;
+        let ticket = self.group.written(None);
+        drop(writer);
+        self.group.wait_durable(ticket)?;
+        Ok(applied)
+    }
+
+    /// The hub position of the last pulled station event.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn pull_cursor(&self) -> Result<u64, StoreError> {
+        self.tree
+            .get(M_PULL_CURSOR)?
+            .map_or(Ok(0), |v| read_u64(&v))
+    }
+
+    /// The hub's `durable_through` for this origin, as last seen.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn acked(&self) -> Result<u64, StoreError> {
+        self.tree.get(M_ACKED)?.map_or(Ok(0), |v| read_u64(&v))
+    }
+
+    /// Records the hub's acknowledgement (it only ever grows).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn set_acked(&self, durable_through: u64) -> Result<(), StoreError> {
+        let _writer = self.lock_writer();
+        if durable_through > self.acked()? {
+            self.tree.insert(M_ACKED, &durable_through.to_be_bytes())?;
+            let ticket = self.group.written(None);
+            self.group.wait_durable(ticket)?;
+        }
+        Ok(())
+    }
+
+    /// One case's view.
+    ///
+    /// # Errors
+    /// Storage errors or a view that does not decode.
+    pub fn case(&self, case_id: Uuid) -> Result<Option<CaseView>, StoreError> {
+        self.tree
+            .get(key(CASES, case_id.as_bytes()))?
+            .map(|v| decode_view(&v))
+            .transpose()
+    }
+
+    /// Every case of the station this device knows, open and closed.
+    ///
+    /// # Errors
+    /// Storage errors or a view that does not decode.
+    pub fn cases(&self) -> Result<Vec<CaseView>, StoreError> {
+        self.tree
+            .scan_prefix(CASES)
+            .map(|item| decode_view(&item?.1))
+            .collect()
+    }
+
+    /// Every event of one case that is not voided, in (hlc, event_id) order.
+    ///
+    /// # Errors
+    /// Storage errors or an event that does not decode.
+    pub fn case_events(&self, case_id: Uuid) -> Result<Vec<Event>, StoreError> {
+        let overlay = Overlay::new(&self.tree);
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(key(CASE_INDEX, case_id.as_bytes())) {
+            let (_, loc) = item?;
+            let event = overlay.load_event(Location::decode(&loc)?)?;
+            if !self.tree.contains_key(key(VOIDED, &event.event_id))? {
+                out.push(event);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Recomputes every derived key space (`c:`, `k:`, `v:`) from the stored
+    /// events, in one atomic write. Returns the number of events replayed.
+    ///
+    /// # Errors
+    /// Storage errors or an event that does not decode.
+    pub fn rebuild_views(&self) -> Result<usize, StoreError> {
+        let writer = self.lock_writer();
+        let mut overlay = Overlay::new(&self.tree);
+        for prefix in [CASES, CASE_INDEX, VOIDED] {
+            for item in self.tree.scan_prefix(prefix) {
+                let (k, _) = item?;
+                overlay.removes.insert(k.to_vec());
+            }
+        }
+        let mut affected = BTreeSet::new();
+        let mut replayed = 0;
+        for prefix in [OWN, PULLED] {
+            for item in self.tree.scan_prefix(prefix) {
+                let (k, v) = item?;
+                let n = read_u64(&k[prefix.len()..])?;
+                let location = if prefix == OWN {
+                    Location::Own(n)
+                } else {
+                    Location::Pulled(n)
+                };
+                let event = decode_event(&v)?;
+                overlay.index(&event, location, &mut affected)?;
+                replayed += 1;
+            }
+        }
+        overlay.refresh_cases(&affected)?;
+        self.tree.apply_batch(overlay.into_batch())?;
+        let ticket = self.group.written(None);
+        drop(writer);
+        self.group.wait_durable(ticket)?;
+        Ok(replayed)
+    }
+
+    /// A digest of every derived key and value, to compare views across
+    /// rebuilds.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn views_snapshot(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for prefix in [CASES, CASE_INDEX, VOIDED] {
+            for item in self.tree.scan_prefix(prefix) {
+                let (k, v) = item?;
+                out.push((k.to_vec(), v.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn decode_view(bytes: &[u8]) -> Result<CaseView, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("case view: {e}")))
+}

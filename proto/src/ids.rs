@@ -1,0 +1,13 @@
+//! The 16-byte ids carried in events (`event_id`, `origin_id`, `case_id`) as [`Uuid`]s.
+
+pub use uuid::Uuid;
+
+/// Reads a 16-byte id; `None` when the slice is not exactly 16 bytes.
+pub fn from_bytes(bytes: &[u8]) -> Option<Uuid> {
+    Uuid::from_slice(bytes).ok()
+}
+
+/// A new time-ordered (v7) id.
+pub fn new_v7() -> Uuid {
+    Uuid::now_v7()
+}

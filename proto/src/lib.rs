@@ -1,0 +1,29 @@
+//! station-proto: the `station.v1` wire types and the domain rules every part keeps.
+//!
+//! This crate is pure: no I/O. The agent and the hub call its validation; they do
+//! not re-implement it.
+//!
+//! # Layout
+//!
+//! - [`v1`]: messages and gRPC stubs generated from `proto/station/v1/*.proto`.
+//! - [`validate`]: one function per message, normalising text to NFC and
+//!   returning an [`validate::Invalid`] that names the field and the rule.
+//! - [`json`]: the proto3 JSON mapping of event bodies, for scripted entry.
+//! - [`ids`]: UUID helpers for the 16-byte ids carried in events.
+
+pub mod ids;
+pub mod json;
+pub mod validate;
+
+/// Messages and service stubs of package `station.v1`.
+#[allow(missing_docs, clippy::all, clippy::pedantic, clippy::unwrap_used)]
+pub mod v1 {
+    include!(concat!(env!("OUT_DIR"), "/station.v1.rs"));
+}
+
+/// The encoded `FileDescriptorSet` of every `.proto` file of this crate.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/station_descriptor.bin"));
+
+pub use v1::Event;
+pub use v1::event::Body;
