@@ -51,7 +51,9 @@ pub enum AgentError {
     #[error("event_voided.voided_event_id: event {0} is already voided")]
     AlreadyVoided(Uuid),
     /// A void of a void.
-    #[error("event_voided.voided_event_id: a void cannot be voided; record the event again instead")]
+    #[error(
+        "event_voided.voided_event_id: a void cannot be voided; record the event again instead"
+    )]
     VoidOfVoid,
     /// The store failed.
     #[error(transparent)]
@@ -219,6 +221,14 @@ impl Agent {
                 body,
             })?);
         }
+        // A tier change made without naming the last event seen refers to the
+        // latest event of the case this device holds.
+        if let Body::CaseAssessed(m) = &mut body
+            && m.last_seen_event_id.is_empty()
+        {
+            let case = self.known_case("case_assessed.case_id", &m.case_id)?;
+            m.last_seen_event_id = case.last_event_id.as_bytes().to_vec();
+        }
         let ctx = Context { today };
         validate::body(&mut body, &self.identity.station_code, &ctx)?;
         self.check_against_state(&mut body)?;
@@ -254,10 +264,7 @@ impl Agent {
             Body::CaseOpened(_) | Body::ActivityHeld(_) | Body::GroupSessionHeld(_) => {}
             Body::TrainingHeld(_) => {}
             Body::CaseAssessed(m) => {
-                let case = self.open_case("case_assessed.case_id", &m.case_id)?;
-                if m.last_seen_event_id.is_empty() {
-                    m.last_seen_event_id = case.last_event_id.as_bytes().to_vec();
-                }
+                self.open_case("case_assessed.case_id", &m.case_id)?;
             }
             Body::CaseNoteAdded(m) => {
                 self.known_case("case_note_added.case_id", &m.case_id)?;

@@ -25,7 +25,12 @@ use station_proto::{Body, json};
 #[command(name = "station-agent", version, about)]
 struct Cli {
     /// The device's data folder.
-    #[arg(long, global = true, env = "STATION_AGENT_DATA", default_value = "./station-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "STATION_AGENT_DATA",
+        default_value = "./station-data"
+    )]
     data: PathBuf,
     /// sled page cache in bytes.
     #[arg(long, global = true, default_value_t = station_agent::store::DEFAULT_CACHE_CAPACITY)]
@@ -392,9 +397,11 @@ fn parse_category(s: &str) -> Result<Category, String> {
         "elderly" | "高龄" | "空巢" | "失能" | "老人" => Category::Elderly,
         "other" | "其他" => Category::Other,
         _ => {
-            return Err("expected one of dibao, dibao-marginal, tekun, orphan, de-facto-orphan, \
+            return Err(
+                "expected one of dibao, dibao-marginal, tekun, orphan, de-facto-orphan, \
                  child-in-difficulty, left-behind-child, disabled, elderly, other"
-                .into());
+                    .into(),
+            );
         }
     };
     Ok(category)
@@ -424,12 +431,18 @@ fn parse_yuan(field: &str, s: &str) -> Result<i64, InputError> {
         None => (false, s),
     };
     let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    if whole.is_empty() || frac.len() > 2 || !(whole.chars().chain(frac.chars())).all(|c| c.is_ascii_digit()) {
+    if whole.is_empty()
+        || frac.len() > 2
+        || !(whole.chars().chain(frac.chars())).all(|c| c.is_ascii_digit())
+    {
         return Err(bad());
     }
     let whole: i64 = whole.parse().map_err(|_| bad())?;
     let frac: i64 = format!("{frac:0<2}").parse().map_err(|_| bad())?;
-    let fen = whole.checked_mul(100).and_then(|w| w.checked_add(frac)).ok_or_else(bad)?;
+    let fen = whole
+        .checked_mul(100)
+        .and_then(|w| w.checked_add(frac))
+        .ok_or_else(bad)?;
     Ok(if negative { -fen } else { fen })
 }
 
@@ -495,46 +508,63 @@ fn body_of(command: Command) -> Result<Body, InputError> {
             }
             body
         }
-        Command::Case(CaseCommand::Assess { case, tier, reason, date }) => {
-            Body::CaseAssessed(CaseAssessed {
-                case_id: parse_id("case_assessed.case_id", &case)?.as_bytes().to_vec(),
-                tier: parse_tier("case_assessed.tier", tier)? as i32,
-                reason,
-                last_seen_event_id: Vec::new(),
-                assessed_on: date_or_today(date),
-            })
-        }
-        Command::Case(CaseCommand::Note { case, kind, text, date }) => {
-            Body::CaseNoteAdded(CaseNoteAdded {
-                case_id: parse_id("case_note_added.case_id", &case)?.as_bytes().to_vec(),
-                kind: match kind {
-                    NoteKindArg::Plan => NoteKind::Plan,
-                    NoteKindArg::Intervention => NoteKind::Intervention,
-                    NoteKindArg::Review => NoteKind::Review,
-                    NoteKindArg::Supervision => NoteKind::Supervision,
-                } as i32,
-                text,
-                noted_on: date_or_today(date),
-            })
-        }
+        Command::Case(CaseCommand::Assess {
+            case,
+            tier,
+            reason,
+            date,
+        }) => Body::CaseAssessed(CaseAssessed {
+            case_id: parse_id("case_assessed.case_id", &case)?
+                .as_bytes()
+                .to_vec(),
+            tier: parse_tier("case_assessed.tier", tier)? as i32,
+            reason,
+            last_seen_event_id: Vec::new(),
+            assessed_on: date_or_today(date),
+        }),
+        Command::Case(CaseCommand::Note {
+            case,
+            kind,
+            text,
+            date,
+        }) => Body::CaseNoteAdded(CaseNoteAdded {
+            case_id: parse_id("case_note_added.case_id", &case)?
+                .as_bytes()
+                .to_vec(),
+            kind: match kind {
+                NoteKindArg::Plan => NoteKind::Plan,
+                NoteKindArg::Intervention => NoteKind::Intervention,
+                NoteKindArg::Review => NoteKind::Review,
+                NoteKindArg::Supervision => NoteKind::Supervision,
+            } as i32,
+            text,
+            noted_on: date_or_today(date),
+        }),
         Command::Case(CaseCommand::Close { case, reason, date }) => Body::CaseClosed(CaseClosed {
             case_id: parse_id("case_closed.case_id", &case)?.as_bytes().to_vec(),
             reason,
             closed_on: date_or_today(date),
         }),
-        Command::Case(CaseCommand::Reopen { case, reason, tier, date }) => {
-            Body::CaseReopened(CaseReopened {
-                case_id: parse_id("case_reopened.case_id", &case)?.as_bytes().to_vec(),
-                reason,
-                reopened_on: date_or_today(date),
-                tier: match tier {
-                    Some(n) => parse_tier("case_reopened.tier", n)? as i32,
-                    None => Tier::Unspecified as i32,
-                },
-            })
-        }
+        Command::Case(CaseCommand::Reopen {
+            case,
+            reason,
+            tier,
+            date,
+        }) => Body::CaseReopened(CaseReopened {
+            case_id: parse_id("case_reopened.case_id", &case)?
+                .as_bytes()
+                .to_vec(),
+            reason,
+            reopened_on: date_or_today(date),
+            tier: match tier {
+                Some(n) => parse_tier("case_reopened.tier", n)? as i32,
+                None => Tier::Unspecified as i32,
+            },
+        }),
         Command::Visit(args) => Body::VisitRecorded(VisitRecorded {
-            case_id: parse_id("visit_recorded.case_id", &args.case)?.as_bytes().to_vec(),
+            case_id: parse_id("visit_recorded.case_id", &args.case)?
+                .as_bytes()
+                .to_vec(),
             visit_date: date_or_today(args.date),
             kind: match args.kind {
                 VisitKindArg::Home => VisitKind::Home,
@@ -564,7 +594,10 @@ fn body_of(command: Command) -> Result<Body, InputError> {
             participants: args.participants,
             person_times: args.person_times,
             volunteers: args.volunteers,
-            volunteer_minutes: hours_to_minutes("activity_held.volunteer_minutes", args.volunteer_hours)?,
+            volunteer_minutes: hours_to_minutes(
+                "activity_held.volunteer_minutes",
+                args.volunteer_hours,
+            )?,
         }),
         Command::GroupSession(args) => Body::GroupSessionHeld(GroupSessionHeld {
             group_name: args.group,
@@ -576,7 +609,9 @@ fn body_of(command: Command) -> Result<Body, InputError> {
         }),
         Command::Resource(args) => Body::ResourceLinked(ResourceLinked {
             case_id: match &args.case {
-                Some(case) => parse_id("resource_linked.case_id", case)?.as_bytes().to_vec(),
+                Some(case) => parse_id("resource_linked.case_id", case)?
+                    .as_bytes()
+                    .to_vec(),
                 None => Vec::new(),
             },
             linked_on: date_or_today(args.date),
@@ -603,14 +638,18 @@ fn body_of(command: Command) -> Result<Body, InputError> {
             minutes: hours_to_minutes("training_held.minutes", args.hours)?,
         }),
         Command::Verify(args) => Body::BeneficiaryVerified(BeneficiaryVerified {
-            case_id: parse_id("beneficiary_verified.case_id", &args.case)?.as_bytes().to_vec(),
+            case_id: parse_id("beneficiary_verified.case_id", &args.case)?
+                .as_bytes()
+                .to_vec(),
             verified_on: date_or_today(args.date),
             categories: args.categories.into_iter().map(|c| c as i32).collect(),
             still_eligible: args.eligible,
             notes: args.note,
         }),
         Command::Void { event, reason } => Body::EventVoided(EventVoided {
-            voided_event_id: parse_id("event_voided.voided_event_id", &event)?.as_bytes().to_vec(),
+            voided_event_id: parse_id("event_voided.voided_event_id", &event)?
+                .as_bytes()
+                .to_vec(),
             reason,
         }),
         Command::Init { .. }
@@ -630,7 +669,11 @@ fn open_agent(cli_data: &Path, cache_capacity: u64) -> anyhow::Result<Agent> {
         .with_context(|| format!("cannot open the store in {}", cli_data.display()))
 }
 
-fn print_recorded(out: &mut impl Write, body_is_case: bool, r: &engine::Recorded) -> std::io::Result<()> {
+fn print_recorded(
+    out: &mut impl Write,
+    body_is_case: bool,
+    r: &engine::Recorded,
+) -> std::io::Result<()> {
     if body_is_case {
         write!(out, "case_id={} ", r.event_id)?;
     }
@@ -662,7 +705,10 @@ fn record_json(agent: &Agent, source: &str) -> anyhow::Result<bool> {
             .map_err(|e| e.to_string())
             .and_then(|body| {
                 let is_case = matches!(body, Body::CaseOpened(_));
-                agent.record(body).map(|r| (is_case, r)).map_err(|e| e.to_string())
+                agent
+                    .record(body)
+                    .map(|r| (is_case, r))
+                    .map_err(|e| e.to_string())
             });
         match result {
             Ok((is_case, recorded)) => {
@@ -683,11 +729,23 @@ fn record_json(agent: &Agent, source: &str) -> anyhow::Result<bool> {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Init { station, worker, hub, token } => {
+        Command::Init {
+            station,
+            worker,
+            hub,
+            token,
+        } => {
             let agent = Agent::init(
                 &cli.data,
-                InitOptions { station_code: station, worker_id: worker, hub_url: hub, token },
-                OpenOptions { cache_capacity: cli.cache_capacity },
+                InitOptions {
+                    station_code: station,
+                    worker_id: worker,
+                    hub_url: hub,
+                    token,
+                },
+                OpenOptions {
+                    cache_capacity: cli.cache_capacity,
+                },
             )?;
             let id = agent.identity();
             writeln!(
@@ -706,7 +764,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(2));
             }
         }
-        Command::Cases { due, within, all, format } => {
+        Command::Cases {
+            due,
+            within,
+            all,
+            format,
+        } => {
             let agent = open_agent(&cli.data, cli.cache_capacity)?;
             let today = engine::today();
             if due {
@@ -714,7 +777,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 match format {
                     Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&due)?)?,
                     Format::Table => {
-                        writeln!(out, "{:<36}  {:<12}  {:<6}  {:<10}  {:>7}  {}", "case_id", "community", "tier", "due_on", "overdue", "name")?;
+                        writeln!(
+                            out,
+                            "{:<36}  {:<12}  {:<6}  {:<10}  {:>7}  {}",
+                            "case_id", "community", "tier", "due_on", "overdue", "name"
+                        )?;
                         for d in &due {
                             writeln!(
                                 out,
@@ -723,11 +790,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                                 d.case.community_code,
                                 tier_label(d.case.tier),
                                 d.due_on,
-                                if d.is_overdue() { format!("{}d", d.days_overdue) } else { "-".into() },
+                                if d.is_overdue() {
+                                    format!("{}d", d.days_overdue)
+                                } else {
+                                    "-".into()
+                                },
                                 d.case.name
                             )?;
                         }
-                        writeln!(out, "{} due, {} overdue", due.len(), due.iter().filter(|d| d.is_overdue()).count())?;
+                        writeln!(
+                            out,
+                            "{} due, {} overdue",
+                            due.len(),
+                            due.iter().filter(|d| d.is_overdue()).count()
+                        )?;
                     }
                 }
             } else {
@@ -739,18 +815,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 match format {
                     Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&cases)?)?,
                     Format::Table => {
-                        writeln!(out, "{:<36}  {:<12}  {:<6}  {:<6}  {:<10}  {:<10}  {:<20}  {}", "case_id", "community", "status", "tier", "last_visit", "next_due", "categories", "name")?;
+                        writeln!(
+                            out,
+                            "{:<36}  {:<12}  {:<6}  {:<6}  {:<10}  {:<10}  {:<20}  {}",
+                            "case_id",
+                            "community",
+                            "status",
+                            "tier",
+                            "last_visit",
+                            "next_due",
+                            "categories",
+                            "name"
+                        )?;
                         for c in &cases {
-                            let categories: Vec<&str> = c.categories.iter().map(|&k| category_label(k)).collect();
+                            let categories: Vec<&str> =
+                                c.categories.iter().map(|&k| category_label(k)).collect();
                             writeln!(
                                 out,
                                 "{:<36}  {:<12}  {:<6}  {:<6}  {:<10}  {:<10}  {:<20}  {}",
                                 c.case_id,
                                 c.community_code,
-                                if c.status == CaseStatus::Open { "open" } else { "closed" },
+                                if c.status == CaseStatus::Open {
+                                    "open"
+                                } else {
+                                    "closed"
+                                },
                                 tier_label(c.tier),
                                 c.last_visit.map_or("-".into(), |d| d.to_string()),
-                                c.next_due(agent.intervals()).map_or("-".into(), |d| d.to_string()),
+                                c.next_due(agent.intervals())
+                                    .map_or("-".into(), |d| d.to_string()),
                                 categories.join(","),
                                 c.name
                             )?;
@@ -760,11 +853,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Log { since, limit, format } => {
+        Command::Log {
+            since,
+            limit,
+            format,
+        } => {
             let agent = open_agent(&cli.data, cli.cache_capacity)?;
             for event in agent.own_events(since, limit)? {
-                let id = Uuid::from_slice(&event.event_id).map_or_else(|_| "?".into(), |u| u.to_string());
-                let body = event.body.as_ref().map(json::body_to_json).unwrap_or_default();
+                let id = Uuid::from_slice(&event.event_id)
+                    .map_or_else(|_| "?".into(), |u| u.to_string());
+                let body = event
+                    .body
+                    .as_ref()
+                    .map(json::body_to_json)
+                    .unwrap_or_default();
                 match format {
                     LogFormat::Jsonl => {
                         let line = serde_json::json!({
@@ -793,7 +895,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     writeln!(out, "origin_id        {}", status.origin_id)?;
                     writeln!(out, "station          {}", status.station)?;
                     writeln!(out, "worker           {}", status.worker_id)?;
-                    writeln!(out, "hub              {}", status.hub_url.as_deref().unwrap_or("-"))?;
+                    writeln!(
+                        out,
+                        "hub              {}",
+                        status.hub_url.as_deref().unwrap_or("-")
+                    )?;
                     writeln!(out, "head_seq         {}", status.head_seq)?;
                     writeln!(out, "durable_through  {}", status.durable_through)?;
                     writeln!(out, "pending          {}", status.pending)?;

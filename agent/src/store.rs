@@ -467,7 +467,11 @@ impl EventLog {
     ///
     /// # Errors
     /// [`StoreError::NotInitialised`]; storage errors.
-    pub fn set_hub(&self, hub_url: Option<String>, token: Option<String>) -> Result<(), StoreError> {
+    pub fn set_hub(
+        &self,
+        hub_url: Option<String>,
+        token: Option<String>,
+    ) -> Result<(), StoreError> {
         let _writer = self.lock_writer();
         let mut identity = self.identity()?.ok_or(StoreError::NotInitialised)?;
         if hub_url.is_some() {

@@ -103,7 +103,8 @@ impl CaseView {
             return None;
         }
         let days = intervals.days(self.tier)?;
-        self.follow_up_base().checked_add_days(Days::new(u64::from(days)))
+        self.follow_up_base()
+            .checked_add_days(Days::new(u64::from(days)))
     }
 }
 

@@ -1,0 +1,248 @@
+//! The `station-agent` command line as a user runs it: a real process on a
+//! temporary data folder.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_station-agent");
+
+fn agent(data: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn agent_stdin(data: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn status(data: &Path) -> serde_json::Value {
+    let out = agent(data, &["status", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        .unwrap()
+}
+
+#[test]
+fn a_field_session_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("phone");
+
+    let out = agent(&data, &["status"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not initialised"), "{}", stderr(&out));
+
+    let out = agent(
+        &data,
+        &["init", "--station", "540502001", "--worker", "w01"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again = agent(
+        &data,
+        &["init", "--station", "540502101", "--worker", "w02"],
+    );
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("already initialised"));
+
+    let name = "次仁卓玛 ཚེ་རིང་སྒྲོལ་མ";
+    let out = agent(
+        &data,
+        &[
+            "case",
+            "open",
+            "--name",
+            name,
+            "--id-number",
+            "11010519491231002x",
+            "--community",
+            "540502001001",
+            "--category",
+            "低保",
+            "--category",
+            "elderly",
+            "--tier",
+            "1",
+            "--date",
+            "2026-11-01",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = stdout(&out);
+    let case = field(&line, "case_id").to_string();
+    assert_eq!(field(&line, "origin_seq"), "1");
+
+    let out = agent(
+        &data,
+        &[
+            "visit",
+            "--case",
+            &case,
+            "--date",
+            "2026-11-05",
+            "--kind",
+            "home",
+            "--minutes",
+            "45",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(field(&stdout(&out), "origin_seq"), "2");
+
+    // Bad input: a one-line reason naming the field, a non-zero exit, nothing recorded.
+    let refusals: &[(&[&str], &str)] = &[
+        (
+            &[
+                "case",
+                "open",
+                "--name",
+                "某人",
+                "--id-number",
+                "110105194912310021",
+                "--community",
+                "540502001001",
+                "--category",
+                "dibao",
+                "--tier",
+                "2",
+            ],
+            "case_opened.id_number",
+        ),
+        (
+            &["visit", "--case", &case, "--date", "2099-01-01"],
+            "visit_recorded.visit_date",
+        ),
+        (
+            &[
+                "visit",
+                "--case",
+                "01a22a33-a6a8-7406-b625-0732730bae61",
+                "--date",
+                "2026-11-05",
+            ],
+            "unknown case",
+        ),
+        (
+            &[
+                "resource",
+                "--case",
+                &case,
+                "--kind",
+                "cash",
+                "--source",
+                "民政局",
+                "--cash",
+                "-20",
+            ],
+            "resource_linked.cash_fen",
+        ),
+        (
+            &[
+                "activity",
+                "--kind",
+                "clinic",
+                "--community",
+                "540502101001",
+                "--participants",
+                "5",
+                "--person-times",
+                "5",
+            ],
+            "activity_held.community_code",
+        ),
+    ];
+    for (args, expected) in refusals {
+        let out = agent(&data, args);
+        assert!(!out.status.success(), "{args:?} should be refused");
+        let err = stderr(&out);
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(!err.contains(name), "no personal data in errors");
+    }
+    assert_eq!(status(&data)["head_seq"], 2);
+
+    // Bulk entry: each line on its own; one bad line refused, the others kept.
+    let lines = format!(
+        "{{\"visitRecorded\":{{\"caseId\":\"{case}\",\"visitDate\":\"2026-11-12\",\"kind\":\"VISIT_KIND_PHONE\",\"durationMinutes\":10}}}}\n\
+         # a comment\n\
+         {{\"activityHeld\":{{\"heldOn\":\"2026-11-20\",\"communityCode\":\"540502001002\",\"kind\":\"ACTIVITY_KIND_CHILD_CARE\",\"title\":\"儿童之家\",\"participants\":12,\"personTimes\":12}}}}\n\
+         {{\"visitRecorded\":{{\"caseId\":\"{case}\",\"visitDate\":\"2026-13-01\",\"kind\":\"VISIT_KIND_HOME\"}}}}\n"
+    );
+    let out = agent_stdin(&data, &["record", "--json", "-"], &lines);
+    assert!(!out.status.success());
+    let report = stdout(&out);
+    assert!(report.contains("line 1: ok"), "{report}");
+    assert!(report.contains("line 3: ok"), "{report}");
+    assert!(
+        report.contains("line 4: error: invalid entry: visit_recorded.visit_date"),
+        "{report}"
+    );
+    assert!(report.contains("2 recorded, 1 refused"), "{report}");
+    assert_eq!(status(&data)["head_seq"], 4);
+    assert_eq!(status(&data)["pending"], 4);
+
+    let out = agent(&data, &["log", "--format", "jsonl", "--since", "1"]);
+    let events: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[0]["origin_seq"], 2);
+    assert_eq!(events[1]["body"]["visitRecorded"]["caseId"], case.as_str());
+
+    let out = agent(&data, &["cases", "--format", "json"]);
+    let cases: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(cases[0]["name"], name);
+    assert_eq!(cases[0]["last_visit"], "2026-11-12");
+
+    let out = agent(&data, &["cases", "--due", "--format", "json"]);
+    let due: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(due[0]["due_on"], "2026-11-19");
+
+    let out = agent(
+        &data,
+        &[
+            "void",
+            "--event",
+            field(&line, "event_id"),
+            "--reason",
+            "重复建档",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = agent(&data, &["cases", "--format", "json"]);
+    assert_eq!(stdout(&out).trim(), "[]");
+}

@@ -1,0 +1,315 @@
+//! Local views through the engine: cases with tier and next due date, due and
+//! overdue follow-ups, voids that disappear as if never recorded, events of
+//! colleagues that arrive out of order, and rebuilds that change nothing.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use chrono::NaiveDate;
+use station_agent::views::{CaseStatus, TierIntervals};
+use station_agent::{Agent, AgentError, InitOptions, OpenOptions};
+use station_proto::ids::Uuid;
+use station_proto::v1::{
+    CaseAssessed, CaseClosed, CaseOpened, CaseReopened, CaseSource, Category, EventVoided, Gender,
+    Tier, VisitKind, VisitRecorded,
+};
+use station_proto::{Body, Event};
+
+const STATION: &str = "540502001";
+
+fn day(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+fn today() -> NaiveDate {
+    day("2026-11-30")
+}
+
+fn init(dir: &std::path::Path) -> Agent {
+    Agent::init(
+        dir,
+        InitOptions {
+            station_code: STATION.into(),
+            worker_id: "w01".into(),
+            hub_url: None,
+            token: None,
+        },
+        OpenOptions::default(),
+    )
+    .unwrap()
+}
+
+fn opened(name: &str, tier: Tier, on: &str) -> Body {
+    Body::CaseOpened(CaseOpened {
+        name: name.into(),
+        id_number: "11010519491231002X".into(),
+        gender: Gender::Female as i32,
+        birth_date: "1949-12-31".into(),
+        community_code: "540502001001".into(),
+        address: "泽当镇 རྩེད་ཐང".into(),
+        phone: String::new(),
+        language: "bo".into(),
+        categories: vec![Category::Elderly as i32, Category::Dibao as i32],
+        tier: tier as i32,
+        source: CaseSource::Outreach as i32,
+        opened_on: on.into(),
+    })
+}
+
+fn visit(case: Uuid, on: &str) -> Body {
+    Body::VisitRecorded(VisitRecorded {
+        case_id: case.as_bytes().to_vec(),
+        visit_date: on.into(),
+        kind: VisitKind::Home as i32,
+        duration_minutes: 40,
+        notes: "家中取暖不足".into(),
+        needs_found: vec!["取暖".into()],
+    })
+}
+
+fn void(event: Uuid) -> Body {
+    Body::EventVoided(EventVoided {
+        voided_event_id: event.as_bytes().to_vec(),
+        reason: "录入错误".into(),
+    })
+}
+
+fn record(agent: &Agent, body: Body) -> Uuid {
+    agent.record_with(None, body, today(), 0).unwrap().event_id
+}
+
+#[test]
+fn a_case_shows_tier_last_visit_and_next_due_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = init(dir.path());
+    let name = "次仁卓玛 ཚེ་རིང་སྒྲོལ་མ";
+    let case = record(&agent, opened(name, Tier::HighRisk, "2026-11-01"));
+    record(&agent, visit(case, "2026-11-10"));
+    record(&agent, visit(case, "2026-11-05"));
+    let view = agent.case(case).unwrap().unwrap();
+    assert_eq!(view.name, name, "Tibetan text round-trips unchanged");
+    assert_eq!(view.tier, Tier::HighRisk as i32);
+    assert_eq!(view.last_visit, Some(day("2026-11-10")));
+    assert_eq!(view.visits, 2);
+    assert_eq!(
+        view.categories,
+        vec![Category::Dibao as i32, Category::Elderly as i32]
+    );
+    let intervals = TierIntervals::default();
+    assert_eq!(view.next_due(&intervals), Some(day("2026-11-17")));
+
+    let due = agent.due_follow_ups(today(), 0).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].days_overdue, 13);
+    assert!(due[0].is_overdue());
+
+    // A tier change moves the due date; intervals are configuration.
+    record(
+        &agent,
+        Body::CaseAssessed(CaseAssessed {
+            case_id: case.as_bytes().to_vec(),
+            tier: Tier::General as i32,
+            reason: "情况稳定".into(),
+            last_seen_event_id: Vec::new(),
+            assessed_on: "2026-11-20".into(),
+        }),
+    );
+    assert_eq!(
+        agent.case(case).unwrap().unwrap().next_due(&intervals),
+        Some(day("2027-02-08"))
+    );
+    assert!(agent.due_follow_ups(today(), 30).unwrap().is_empty());
+    let custom = TierIntervals {
+        general_days: 10,
+        ..TierIntervals::default()
+    };
+    let agent = agent.with_intervals(custom);
+    assert_eq!(
+        agent.due_follow_ups(today(), 0).unwrap()[0].days_overdue,
+        10
+    );
+}
+
+#[test]
+fn the_assessment_carries_the_last_event_the_author_saw() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = init(dir.path());
+    let case = record(&agent, opened("扎西", Tier::Key, "2026-11-01"));
+    let v = record(&agent, visit(case, "2026-11-02"));
+    let assessed = record(
+        &agent,
+        Body::CaseAssessed(CaseAssessed {
+            case_id: case.as_bytes().to_vec(),
+            tier: Tier::HighRisk as i32,
+            reason: "独居，行动不便".into(),
+            last_seen_event_id: Vec::new(),
+            assessed_on: "2026-11-03".into(),
+        }),
+    );
+    let event = agent.log().event(assessed).unwrap().unwrap();
+    let Some(Body::CaseAssessed(m)) = event.body else {
+        panic!("not an assessment")
+    };
+    assert_eq!(m.last_seen_event_id, v.as_bytes().to_vec());
+}
+
+#[test]
+fn voided_events_disappear_from_every_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = init(dir.path());
+    let case = record(&agent, opened("格桑", Tier::Key, "2026-11-01"));
+    record(&agent, visit(case, "2026-11-03"));
+    let wrong = record(&agent, visit(case, "2026-11-20"));
+    assert_eq!(
+        agent.case(case).unwrap().unwrap().last_visit,
+        Some(day("2026-11-20"))
+    );
+    record(&agent, void(wrong));
+    let view = agent.case(case).unwrap().unwrap();
+    assert_eq!(view.last_visit, Some(day("2026-11-03")));
+    assert_eq!(view.visits, 1);
+    assert_eq!(agent.case_timeline(case).unwrap().len(), 2);
+
+    // Voiding twice, voiding a void, voiding the unknown: refused, nothing written.
+    let head = agent.log().head_seq();
+    assert!(matches!(
+        agent.record(void(wrong)),
+        Err(AgentError::AlreadyVoided(_))
+    ));
+    assert!(matches!(
+        agent.record(void(Uuid::now_v7())),
+        Err(AgentError::UnknownEvent(_))
+    ));
+    assert_eq!(agent.log().head_seq(), head);
+
+    // Voiding the opening removes the case altogether.
+    record(&agent, void(case));
+    assert!(agent.case(case).unwrap().is_none());
+    assert!(agent.cases().unwrap().is_empty());
+    assert!(matches!(
+        agent.record(visit(case, "2026-11-25")),
+        Err(AgentError::UnknownCase { .. })
+    ));
+}
+
+#[test]
+fn closed_cases_are_not_due_and_reopening_restarts_the_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = init(dir.path());
+    let case = record(&agent, opened("卓嘎", Tier::HighRisk, "2026-10-01"));
+    record(
+        &agent,
+        Body::CaseClosed(CaseClosed {
+            case_id: case.as_bytes().to_vec(),
+            reason: "迁出".into(),
+            closed_on: "2026-10-05".into(),
+        }),
+    );
+    assert_eq!(
+        agent.case(case).unwrap().unwrap().status,
+        CaseStatus::Closed
+    );
+    assert!(agent.due_follow_ups(today(), 0).unwrap().is_empty());
+    assert!(matches!(
+        agent.record(visit(case, "2026-11-01")),
+        Err(AgentError::CaseClosed { .. })
+    ));
+    record(
+        &agent,
+        Body::CaseReopened(CaseReopened {
+            case_id: case.as_bytes().to_vec(),
+            reason: "迁回".into(),
+            reopened_on: "2026-11-28".into(),
+            tier: Tier::Key as i32,
+        }),
+    );
+    let view = agent.case(case).unwrap().unwrap();
+    assert_eq!(view.status, CaseStatus::Open);
+    assert_eq!(view.tier, Tier::Key as i32);
+    assert_eq!(
+        view.next_due(&TierIntervals::default()),
+        Some(day("2026-12-28"))
+    );
+}
+
+fn as_colleague(mut event: Event, origin: Uuid, seq: u64) -> Event {
+    event.origin_id = origin.as_bytes().to_vec();
+    event.origin_seq = seq;
+    event
+}
+
+#[test]
+fn colleagues_events_give_the_same_views_in_any_arrival_order() {
+    // A colleague's device records a case, two visits and a void.
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = init(source_dir.path());
+    let case = record(&source, opened("达瓦", Tier::Key, "2026-11-01"));
+    record(&source, visit(case, "2026-11-04"));
+    let v2 = record(&source, visit(case, "2026-11-09"));
+    record(&source, void(v2));
+    let events: Vec<(u64, Event)> = source
+        .own_events(0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| (i as u64 + 1, e))
+        .collect();
+    let colleague = Uuid::new_v4();
+
+    let forward_dir = tempfile::tempdir().unwrap();
+    let forward = init(forward_dir.path());
+    for (pos, event) in &events {
+        forward
+            .apply_pulled(
+                vec![(*pos, as_colleague(event.clone(), colleague, *pos))],
+                *pos,
+            )
+            .unwrap();
+    }
+
+    // The same events arriving backwards: void first, visits before the case.
+    let backward_dir = tempfile::tempdir().unwrap();
+    let backward = init(backward_dir.path());
+    for (pos, event) in events.iter().rev() {
+        // The case is unknown until its opening, which arrives last.
+        assert!(backward.case(case).unwrap().is_none());
+        backward
+            .apply_pulled(
+                vec![(*pos, as_colleague(event.clone(), colleague, *pos))],
+                *pos,
+            )
+            .unwrap();
+    }
+
+    let expected = source.case(case).unwrap().unwrap();
+    assert_eq!(forward.case(case).unwrap().unwrap(), expected);
+    assert_eq!(backward.case(case).unwrap().unwrap(), expected);
+    assert_eq!(expected.last_visit, Some(day("2026-11-04")));
+
+    // The colleague's case can be visited from this device.
+    record(&forward, visit(case, "2026-11-29"));
+    assert_eq!(
+        forward.case(case).unwrap().unwrap().last_visit,
+        Some(day("2026-11-29"))
+    );
+}
+
+#[test]
+fn rebuilding_the_views_from_the_log_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = init(dir.path());
+    for n in 0..5 {
+        let case = record(&agent, opened(&format!("户主{n}"), Tier::Key, "2026-11-01"));
+        let v = record(&agent, visit(case, "2026-11-10"));
+        if n % 2 == 0 {
+            record(&agent, void(v));
+        }
+    }
+    let before = agent.log().views_snapshot().unwrap();
+    assert!(!before.is_empty());
+    assert_eq!(agent.rebuild_views().unwrap(), 13);
+    assert_eq!(agent.log().views_snapshot().unwrap(), before);
+    drop(agent);
+    let agent = Agent::open(dir.path(), OpenOptions::default()).unwrap();
+    assert_eq!(agent.log().views_snapshot().unwrap(), before);
+    assert_eq!(agent.cases().unwrap().len(), 5);
+}
