@@ -272,7 +272,7 @@ fn base64_encode(bytes: &[u8]) -> String {
 /// Decodes standard base64 with padding; `None` for anything else.
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let bytes = s.as_bytes();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
@@ -298,16 +298,19 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::v1::{
-        ActivityHeld, ActivityKind, BeneficiaryVerified, CaseAssessed, CaseClosed,
-        CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, Category, EventVoided, Gender,
-        GroupSessionHeld, NoteKind, ResourceKind, ResourceLinked, Tier, TrainingHeld,
-        TrainingKind, VisitKind, VisitRecorded,
+        ActivityHeld, ActivityKind, BeneficiaryVerified, CaseAssessed, CaseClosed, CaseNoteAdded,
+        CaseOpened, CaseReopened, CaseSource, Category, EventVoided, Gender, GroupSessionHeld,
+        NoteKind, ResourceKind, ResourceLinked, Tier, TrainingHeld, TrainingKind, VisitKind,
+        VisitRecorded,
     };
 
     const CASE: &str = "01928c5a-1e40-7abc-8def-000000000001";
 
     fn case_id() -> Vec<u8> {
-        Uuid::parse_str(CASE).expect("valid uuid").as_bytes().to_vec()
+        Uuid::parse_str(CASE)
+            .expect("valid uuid")
+            .as_bytes()
+            .to_vec()
     }
 
     fn every_body() -> Vec<Body> {
@@ -503,11 +506,11 @@ mod tests {
             msg(r#"{"caseClosed":{},"caseReopened":{}}"#),
             "expected exactly one body, found 2"
         );
-        assert_eq!(msg(r#"{"caseClosed":null}"#), "expected exactly one body, found 0");
         assert_eq!(
-            msg(r#"{"caseShut":{}}"#),
-            "unknown field caseShut"
+            msg(r#"{"caseClosed":null}"#),
+            "expected exactly one body, found 0"
         );
+        assert_eq!(msg(r#"{"caseShut":{}}"#), "unknown field caseShut");
     }
 
     #[test]
@@ -520,8 +523,8 @@ mod tests {
         let e = body_from_json(r#"{"caseAssessed":{"tier":"TIER_URGENT"}}"#)
             .expect_err("unknown enum name");
         assert!(e.to_string().starts_with("caseAssessed: "), "{e}");
-        let e = body_from_json(r#"{"caseClosed":{"caseId":"not base64!"}}"#)
-            .expect_err("bad bytes");
+        let e =
+            body_from_json(r#"{"caseClosed":{"caseId":"not base64!"}}"#).expect_err("bad bytes");
         assert!(matches!(e, JsonError::Mapping { .. }), "{e:?}");
     }
 

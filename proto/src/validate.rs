@@ -9,7 +9,7 @@
 //! - **No personal data in errors.** A rule never echoes a name, an address, a phone number,
 //!   free text or the digits of an ID number. It may name a length, a limit, an enum value,
 //!   a station or community code, or a fixed date such as `1900-01-01`.
-//! - **Text is normalised in place.** Every string field passes through [`text`]: Unicode
+//! - **Text is normalised in place.** Every free-text field passes through [`text`]: Unicode
 //!   NFC, surrounding whitespace trimmed, no control characters except `\n` and `\t`, length
 //!   counted in characters (so Chinese and Tibetan text is measured as people see it).
 //!   ID numbers are normalised to an upper-case check character. Validating an already
@@ -136,13 +136,19 @@ fn path(prefix: &str, name: &str) -> String {
 /// The first broken rule, naming the field.
 pub fn event(event: &mut Event, ctx: &Context) -> Result<(), Invalid> {
     let event_id = uuid16("event_id", &event.event_id)?;
-    if event_id.get_version_num() != 7 || event_id.get_variant() != uuid::Variant::RFC4122 {
+    if event_id.get_version_num() != 7 {
         return Err(Invalid::new(
             "event_id",
             format!(
                 "must be a version 7 UUID, found version {}",
                 event_id.get_version_num()
             ),
+        ));
+    }
+    if event_id.get_variant() != uuid::Variant::RFC4122 {
+        return Err(Invalid::new(
+            "event_id",
+            "must be a version 7 UUID of the RFC 9562 variant",
         ));
     }
     uuid16("origin_id", &event.origin_id)?;
@@ -440,7 +446,12 @@ pub fn group_session_held(
     ctx: &Context,
 ) -> Result<(), Invalid> {
     const P: &str = "group_session_held";
-    text(&path(P, "group_name"), &mut m.group_name, GROUP_NAME_MAX, true)?;
+    text(
+        &path(P, "group_name"),
+        &mut m.group_name,
+        GROUP_NAME_MAX,
+        true,
+    )?;
     range(
         &path(P, "session_number"),
         m.session_number.into(),
@@ -579,7 +590,10 @@ pub fn id_number(field: &str, s: &str, ctx: &Context) -> Result<String, Invalid>
     // 18 chars; ASCII checks below make byte indexing safe.
     let bytes = s.as_bytes();
     if !bytes[..17].iter().all(u8::is_ascii_digit) {
-        return Err(Invalid::new(field, "the first 17 characters must be digits"));
+        return Err(Invalid::new(
+            field,
+            "the first 17 characters must be digits",
+        ));
     }
     let given = bytes[17].to_ascii_uppercase();
     if !(given.is_ascii_digit() || given == b'X') {
@@ -756,12 +770,8 @@ pub fn text(field: &str, s: &mut String, max_chars: usize, required: bool) -> Re
 ///
 /// `must be 16 bytes, found N`.
 pub fn uuid16(field: &str, bytes: &[u8]) -> Result<Uuid, Invalid> {
-    Uuid::from_slice(bytes).map_err(|_| {
-        Invalid::new(
-            field,
-            format!("must be 16 bytes, found {}", bytes.len()),
-        )
-    })
+    Uuid::from_slice(bytes)
+        .map_err(|_| Invalid::new(field, format!("must be 16 bytes, found {}", bytes.len())))
 }
 
 /// An optional phone number: empty, or 5 to 20 characters of digits, `+`, `-` and spaces.
@@ -816,10 +826,7 @@ fn categories(field: &str, raw: &[i32], required: bool) -> Result<(), Invalid> {
     for &value in raw {
         let category: Category = known_enum(field, value)?;
         if category == Category::Unspecified {
-            return Err(Invalid::new(
-                field,
-                "must not contain CATEGORY_UNSPECIFIED",
-            ));
+            return Err(Invalid::new(field, "must not contain CATEGORY_UNSPECIFIED"));
         }
         if seen.contains(&category) {
             return Err(Invalid::new(
@@ -1086,7 +1093,12 @@ mod tests {
 
     #[test]
     fn tibetan_and_chinese_round_trip_unchanged() {
-        for original in ["རྩེད་ཐང", "བཀྲ་ཤིས་བདེ་ལེགས།", "拉萨市城关区社会工作站", "次仁 རྩེད་ཐང 卓玛"] {
+        for original in [
+            "རྩེད་ཐང",
+            "བཀྲ་ཤིས་བདེ་ལེགས།",
+            "拉萨市城关区社会工作站",
+            "次仁 རྩེད་ཐང 卓玛",
+        ] {
             assert!(is_nfc(original), "{original} is already NFC");
             let mut s = original.to_string();
             assert_eq!(text("t", &mut s, 100, true), Ok(()));
@@ -1138,8 +1150,19 @@ mod tests {
             err("event_id", "must be 16 bytes, found 8")
         );
         assert_eq!(
-            check(|e| e.event_id = Uuid::from_u128(0x936d_a01f_9abd_4d9d_80c7_02af_85c8_22a8).as_bytes().to_vec()),
+            check(
+                |e| e.event_id = Uuid::from_u128(0x936d_a01f_9abd_4d9d_80c7_02af_85c8_22a8)
+                    .as_bytes()
+                    .to_vec()
+            ),
             err("event_id", "must be a version 7 UUID, found version 4")
+        );
+        assert_eq!(
+            check(|e| e.event_id[8] = 0x00),
+            err(
+                "event_id",
+                "must be a version 7 UUID of the RFC 9562 variant"
+            )
         );
         assert_eq!(
             check(|e| e.origin_id.clear()),
@@ -1276,8 +1299,14 @@ mod tests {
         assert_eq!(opened(|m| m.phone = " 12345 ".into()), Ok(()));
         assert_eq!(opened(|m| m.phone = "1234".into()), err(field, rule));
         assert_eq!(opened(|m| m.phone = "1".repeat(21)), err(field, rule));
-        assert_eq!(opened(|m| m.phone = "139 0000 000a".into()), err(field, rule));
-        assert_eq!(opened(|m| m.phone = "139\u{7}00000".into()), err(field, rule));
+        assert_eq!(
+            opened(|m| m.phone = "139 0000 000a".into()),
+            err(field, rule)
+        );
+        assert_eq!(
+            opened(|m| m.phone = "139\u{7}00000".into()),
+            err(field, rule)
+        );
     }
 
     #[test]
@@ -1330,7 +1359,10 @@ mod tests {
         m.last_seen_event_id.clear();
         assert_eq!(
             case_assessed(&mut m, STATION, &c),
-            err("case_assessed.last_seen_event_id", "must be 16 bytes, found 0")
+            err(
+                "case_assessed.last_seen_event_id",
+                "must be 16 bytes, found 0"
+            )
         );
         m.last_seen_event_id = v7();
         m.reason = "因".repeat(501);
@@ -1373,7 +1405,11 @@ mod tests {
             reopened_on: "2026-11-02".into(),
             tier: Tier::Unspecified.into(),
         };
-        assert_eq!(case_reopened(&mut m, STATION, &c), Ok(()), "keeps last tier");
+        assert_eq!(
+            case_reopened(&mut m, STATION, &c),
+            Ok(()),
+            "keeps last tier"
+        );
         m.tier = 7;
         assert_eq!(
             case_reopened(&mut m, STATION, &c),
@@ -1522,7 +1558,10 @@ mod tests {
         );
         assert_eq!(
             check(&|m| m.volunteer_minutes = 10_000_001),
-            err("activity_held.volunteer_minutes", "must be at most 10000000")
+            err(
+                "activity_held.volunteer_minutes",
+                "must be at most 10000000"
+            )
         );
         assert_eq!(
             check(&|m| m.title.clear()),

@@ -1,7 +1,7 @@
 //! station-tests: end-to-end tests of station-sync across real processes.
 //!
 //! Helpers shared by the tests in `tests/tests/`: locating the workspace's
-//! binaries built by cargo.
+//! binaries built by cargo, and the ack line `crash-appender` prints.
 
 use std::path::PathBuf;
 
@@ -15,4 +15,24 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         dir.pop();
     }
     dir.join(name)
+}
+
+/// The line `crash-appender` prints once an event is durable: `ack <origin_seq> <event_id>`.
+pub fn ack_line(origin_seq: u64, event_id: station_proto::ids::Uuid) -> String {
+    format!("ack {origin_seq} {event_id}")
+}
+
+/// Reads a line printed by `crash-appender` (see [`ack_line`]); `None` when it
+/// is not a well-formed ack.
+pub fn parse_ack_line(line: &str) -> Option<(u64, station_proto::ids::Uuid)> {
+    let mut words = line.split_ascii_whitespace();
+    if words.next()? != "ack" {
+        return None;
+    }
+    let origin_seq = words.next()?.parse().ok()?;
+    let event_id = words.next()?.parse().ok()?;
+    if words.next().is_some() {
+        return None;
+    }
+    Some((origin_seq, event_id))
 }

@@ -1,0 +1,263 @@
+//! Golden fixtures pin the wire encoding of one sample event per body kind.
+//!
+//! Each sample is encoded and compared byte for byte with `tests/fixtures/<body>.bin`, and
+//! each fixture is decoded and compared with the sample, so a change to the `.proto` files
+//! that alters the encoding (a renumbered field, a changed type) fails here in both
+//! directions. Run with `UPDATE_GOLDEN=1` to rewrite the fixtures after a deliberate,
+//! compatible change, and review the diff.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use prost::Message as _;
+use station_proto::v1::{
+    ActivityHeld, ActivityKind, BeneficiaryVerified, CaseAssessed, CaseClosed, CaseNoteAdded,
+    CaseOpened, CaseReopened, CaseSource, Category, EventVoided, Gender, GroupSessionHeld,
+    NoteKind, ResourceKind, ResourceLinked, Tier, TrainingHeld, TrainingKind, VisitKind,
+    VisitRecorded,
+};
+use station_proto::validate::{self, Context};
+use station_proto::{Body, Event};
+use uuid::Uuid;
+
+const STATION: &str = "540102002";
+const COMMUNITY: &str = "540102002001";
+/// The case every case-level sample refers to: the event id of the `case_opened` sample.
+const CASE_ID: u128 = 0x0192_8c5a_1e40_7000_8000_0000_0000_0001;
+
+fn id(n: u128) -> Vec<u8> {
+    Uuid::from_u128(n).as_bytes().to_vec()
+}
+
+/// One sample per body kind, named after its fixture file.
+fn samples() -> Vec<(&'static str, Event)> {
+    let bodies: Vec<(&'static str, Body)> = vec![
+        (
+            "case_opened",
+            Body::CaseOpened(CaseOpened {
+                name: "次仁卓玛".into(),
+                id_number: "540102199203040040".into(),
+                gender: Gender::Female.into(),
+                birth_date: "1992-03-04".into(),
+                community_code: COMMUNITY.into(),
+                address: "城关区 རྩེད་ཐང 3号".into(),
+                phone: "0891-6321234".into(),
+                language: "bo".into(),
+                categories: vec![Category::Dibao.into(), Category::Disabled.into()],
+                tier: Tier::Key.into(),
+                source: CaseSource::Outreach.into(),
+                opened_on: "2026-10-12".into(),
+            }),
+        ),
+        (
+            "case_assessed",
+            Body::CaseAssessed(CaseAssessed {
+                case_id: id(CASE_ID),
+                tier: Tier::HighRisk.into(),
+                reason: "独居，冬季取暖困难 གྲང་ངར་ཆེ།".into(),
+                last_seen_event_id: id(CASE_ID),
+                assessed_on: "2026-10-15".into(),
+            }),
+        ),
+        (
+            "case_note_added",
+            Body::CaseNoteAdded(CaseNoteAdded {
+                case_id: id(CASE_ID),
+                kind: NoteKind::Plan.into(),
+                text: "服务计划：\n\t1. 每周入户一次\n\t2. 链接取暖物资\nབཀྲ་ཤིས་བདེ་ལེགས།".into(),
+                noted_on: "2026-10-15".into(),
+            }),
+        ),
+        (
+            "case_closed",
+            Body::CaseClosed(CaseClosed {
+                case_id: id(CASE_ID),
+                reason: "迁往日喀则".into(),
+                closed_on: "2026-10-20".into(),
+            }),
+        ),
+        (
+            "case_reopened",
+            Body::CaseReopened(CaseReopened {
+                case_id: id(CASE_ID),
+                reason: "返乡居住".into(),
+                reopened_on: "2026-10-25".into(),
+                tier: Tier::General.into(),
+            }),
+        ),
+        (
+            "visit_recorded",
+            Body::VisitRecorded(VisitRecorded {
+                case_id: id(CASE_ID),
+                visit_date: "2026-10-26".into(),
+                kind: VisitKind::Home.into(),
+                duration_minutes: 45,
+                notes: "家中炉子损坏 ཐབ་ཆག་འདུག".into(),
+                needs_found: vec!["冬季取暖".into(), "医疗报销".into()],
+            }),
+        ),
+        (
+            "beneficiary_verified",
+            Body::BeneficiaryVerified(BeneficiaryVerified {
+                case_id: id(CASE_ID),
+                verified_on: "2026-10-27".into(),
+                categories: vec![Category::Dibao.into()],
+                still_eligible: true,
+                notes: "低保资格核实无误".into(),
+            }),
+        ),
+        (
+            "activity_held",
+            Body::ActivityHeld(ActivityHeld {
+                held_on: "2026-10-28".into(),
+                community_code: COMMUNITY.into(),
+                kind: ActivityKind::Clinic.into(),
+                title: "义诊进社区 སྨན་བཅོས".into(),
+                participants: 40,
+                person_times: 55,
+                volunteers: 6,
+                volunteer_minutes: 720,
+            }),
+        ),
+        (
+            "group_session_held",
+            Body::GroupSessionHeld(GroupSessionHeld {
+                group_name: "老年互助小组".into(),
+                session_number: 3,
+                held_on: "2026-10-29".into(),
+                community_code: COMMUNITY.into(),
+                participants: 8,
+                topic: "防范电信诈骗".into(),
+            }),
+        ),
+        (
+            "resource_linked",
+            Body::ResourceLinked(ResourceLinked {
+                case_id: id(CASE_ID),
+                linked_on: "2026-10-30".into(),
+                kind: ResourceKind::InKind.into(),
+                source: "拉萨市慈善总会".into(),
+                cash_fen: 50_000,
+                in_kind_fen: 120_000,
+                description: "棉被两床、取暖炉一台".into(),
+            }),
+        ),
+        (
+            "training_held",
+            Body::TrainingHeld(TrainingHeld {
+                held_on: "2026-10-31".into(),
+                kind: TrainingKind::CoLearning.into(),
+                title: "个案管理共学 ལས་དོན་སློབ་སྦྱོང".into(),
+                trainees: 12,
+                minutes: 90,
+            }),
+        ),
+        (
+            "event_voided",
+            Body::EventVoided(EventVoided {
+                voided_event_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_0008),
+                reason: "参与人数录入错误".into(),
+            }),
+        ),
+    ];
+    bodies
+        .into_iter()
+        .zip(1u64..)
+        .map(|((name, body), n)| {
+            let event = Event {
+                event_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_0000 | u128::from(n)),
+                origin_id: id(0x5f1e_0000_0000_4000_8000_0000_0000_00aa),
+                origin_seq: n,
+                station_code: STATION.into(),
+                author: "sw-次仁".into(),
+                recorded_at_ms: 1_792_000_000_000 + i64::try_from(n).unwrap_or(0) * 60_000,
+                hlc: (1_792_000_000_000u64 + n * 60_000) << 16 | n,
+                body: Some(body),
+            };
+            (name, event)
+        })
+        .collect()
+}
+
+fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("{name}.bin"))
+}
+
+fn update_requested() -> bool {
+    std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1")
+}
+
+/// The snake_case name of a body; exhaustive, so a new body kind fails to compile here until
+/// it gets a sample.
+fn body_name(body: &Body) -> &'static str {
+    match body {
+        Body::CaseOpened(_) => "case_opened",
+        Body::CaseAssessed(_) => "case_assessed",
+        Body::CaseNoteAdded(_) => "case_note_added",
+        Body::CaseClosed(_) => "case_closed",
+        Body::CaseReopened(_) => "case_reopened",
+        Body::VisitRecorded(_) => "visit_recorded",
+        Body::BeneficiaryVerified(_) => "beneficiary_verified",
+        Body::ActivityHeld(_) => "activity_held",
+        Body::GroupSessionHeld(_) => "group_session_held",
+        Body::ResourceLinked(_) => "resource_linked",
+        Body::TrainingHeld(_) => "training_held",
+        Body::EventVoided(_) => "event_voided",
+    }
+}
+
+#[test]
+fn there_is_one_sample_per_body_kind() {
+    let mut names = std::collections::BTreeSet::new();
+    for (name, event) in samples() {
+        assert_eq!(event.body.as_ref().map(body_name), Some(name));
+        assert!(names.insert(name), "{name} twice");
+    }
+    assert_eq!(names.len(), 12);
+}
+
+#[test]
+fn samples_encode_to_the_fixtures() {
+    let update = update_requested();
+    for (name, event) in samples() {
+        let path = fixture_path(name);
+        let bytes = event.encode_to_vec();
+        if update {
+            std::fs::write(&path, &bytes).expect("write fixture");
+            continue;
+        }
+        let fixture = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; run with UPDATE_GOLDEN=1", path.display()));
+        assert_eq!(
+            bytes, fixture,
+            "{name}: the encoding changed; if that is deliberate and wire-compatible, \
+             run with UPDATE_GOLDEN=1 and review the diff"
+        );
+    }
+}
+
+#[test]
+fn fixtures_decode_to_the_samples() {
+    if update_requested() {
+        return;
+    }
+    for (name, event) in samples() {
+        let fixture = std::fs::read(fixture_path(name)).expect("fixture exists");
+        let decoded = Event::decode(fixture.as_slice()).expect("fixture decodes");
+        assert_eq!(decoded, event, "{name}");
+    }
+}
+
+#[test]
+fn samples_are_valid_and_already_normalised() {
+    let ctx = Context {
+        today: NaiveDate::from_ymd_opt(2026, 11, 2).expect("valid date"),
+    };
+    for (name, event) in samples() {
+        let mut checked = event.clone();
+        assert_eq!(validate::event(&mut checked, &ctx), Ok(()), "{name}");
+        assert_eq!(checked, event, "{name}: validation changed the sample");
+    }
+}

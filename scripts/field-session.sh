@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# A short field session on the station-agent command line: a social worker of
+# the 泽当街道 station initialises a phone, opens case files, records visits, an
+# activity and a correction, then looks at the cases due for a follow-up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --quiet -p station-agent
+agent() { target/debug/station-agent --data "$DATA" "$@"; }
+
+DATA="${1:-$(mktemp -d)/phone}"
+echo "== data folder: $DATA"
+
+agent init --station 540502001 --worker zd-sw-01
+day() { date -d "$1 days ago" +%F; }
+
+echo "== open two case files (一人一档)"
+C1=$(agent case open --name "次仁卓玛 ཚེ་རིང་སྒྲོལ་མ" --id-number 11010519491231002X \
+      --community 540502001001 --category 低保 --category elderly --tier 1 \
+      --source outreach --language bo --date "$(day 40)" | sed -E 's/.*case_id=([^ ]+).*/\1/')
+C2=$(agent case open --name "扎西顿珠" --id-number 540502201203150014 \
+      --community 540502001003 --category left-behind-child --tier 2 \
+      --source referral --date "$(day 35)" | sed -E 's/.*case_id=([^ ]+).*/\1/')
+
+echo "== visits, an assessment, an activity"
+agent visit --case "$C1" --date "$(day 30)" --kind home --minutes 40 --note "取暖不足" --need 取暖
+agent visit --case "$C2" --date "$(day 20)" --kind home --minutes 30
+agent case assess --case "$C2" --tier 3 --reason "监护落实，情况稳定" --date "$(day 20)"
+agent activity --kind child-care --date "$(day 10)" --community 540502001003 \
+      --participants 18 --person-times 18 --volunteers 3 --volunteer-hours 6 --title "儿童之家 བྱིས་པའི་ཁྱིམ"
+agent resource --case "$C1" --kind in-kind --source 区民政局 --in-kind 600 --date "$(day 9)" --description 冬季取暖物资
+
+echo "== a mistaken entry, then its correction"
+WRONG=$(agent visit --case "$C1" --date "$(day 2)" --kind phone | sed -E 's/.*event_id=([^ ]+).*/\1/')
+agent void --event "$WRONG" --reason "误录：当天未联系"
+
+echo "== a refused entry (wrong ID check character): nothing is recorded"
+agent case open --name "某某" --id-number 110105194912310021 --community 540502001001 \
+      --category dibao --tier 2 || true
+
+echo "== the station's cases"
+agent cases
+echo "== due and overdue follow-ups"
+agent cases --due
+echo "== device status"
+agent status
