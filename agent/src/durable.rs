@@ -37,7 +37,7 @@ struct SyncState {
 
 /// Coordinates flush + fsync for one sled database.
 #[derive(Debug)]
-pub(crate) struct GroupCommit {
+pub struct GroupCommit {
     /// The database whose buffered writes `flush()` pushes to its file.
     db: sled::Db,
     /// sled's log file; fsync of it makes the flushed bytes and its size durable.
@@ -51,7 +51,7 @@ pub(crate) struct GroupCommit {
 impl GroupCommit {
     /// Opens the coordinator for the sled database stored in `dir`, and makes
     /// everything sled recovered at open durable before anything is reported.
-    pub(crate) fn open(db: sled::Db, dir: &Path, head_seq: u64) -> io::Result<Self> {
+    pub fn open(db: sled::Db, dir: &Path, head_seq: u64) -> io::Result<Self> {
         let data_file = File::open(dir.join("db"))?;
         // The directory entry of files sled created must survive too.
         File::open(dir)?.sync_all()?;
@@ -79,7 +79,7 @@ impl GroupCommit {
 
     /// Records that a sled write has completed, returning its ticket.
     /// `own_seq` is the highest own `origin_seq` that write contained, if any.
-    pub(crate) fn written(&self, own_seq: Option<u64>) -> u64 {
+    pub fn written(&self, own_seq: Option<u64>) -> u64 {
         let mut state = self.lock();
         state.written += 1;
         if let Some(seq) = own_seq {
@@ -90,12 +90,12 @@ impl GroupCommit {
 
     /// The ticket of the latest completed write, for callers that must wait
     /// for writes made by others (an idempotent re-append, say).
-    pub(crate) fn current(&self) -> u64 {
+    pub fn current(&self) -> u64 {
         self.lock().written
     }
 
     /// The highest own `origin_seq` known to be on disk.
-    pub(crate) fn durable_seq(&self) -> u64 {
+    pub fn durable_seq(&self) -> u64 {
         self.lock().durable_seq
     }
 
@@ -104,7 +104,7 @@ impl GroupCommit {
     /// # Errors
     /// The flush or fsync error; the write's durability is then unknown and the
     /// caller must not report it as saved.
-    pub(crate) fn wait_durable(&self, ticket: u64) -> io::Result<()> {
+    pub fn wait_durable(&self, ticket: u64) -> io::Result<()> {
         let mut state = self.lock();
         loop {
             if state.durable >= ticket {

@@ -9,18 +9,21 @@
 //! - [`store`]: the on-disk format and [`store::EventLog`], the only code that
 //!   touches sled: gap-free own seqs, idempotent appends, pulled events stored
 //!   with their cursor, derived views written in the same atomic batch.
-//! - `durable`: group commit — sled flush plus fsync, shared by concurrent
+//! - [`durable`]: group commit — sled flush plus fsync, shared by concurrent
 //!   writers, so "saved" means on disk after power loss.
 //! - [`hlc`]: the hybrid logical clock that stamps events.
 //! - [`views`]: pure folds from a case's events to its view; due follow-ups.
 //! - [`engine`]: [`engine::Agent`], identity + log + views + state checks;
 //!   what the CLI and the mobile bindings call.
+//! - [`sync`]: one sync round with the hub over tonic: hello, push from the
+//!   hub's `durable_through`, pull the station's stream.
 //! - `main.rs`: the `station-agent` command line.
 
-mod durable;
+pub mod durable;
 pub mod engine;
 pub mod hlc;
 pub mod store;
+pub mod sync;
 pub mod views;
 
 pub use engine::{Agent, AgentError, InitOptions, Status};

@@ -118,6 +118,15 @@ enum Command {
     },
     /// Recomputes the local views from the log.
     RebuildViews,
+    /// One sync round with the hub: push until caught up, pull until caught up.
+    Sync {
+        /// The hub's address (default: the one given at init).
+        #[arg(long)]
+        hub: Option<String>,
+        /// The device token (default: the one given at init).
+        #[arg(long)]
+        token: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -657,7 +666,8 @@ fn body_of(command: Command) -> Result<Body, InputError> {
         | Command::Cases { .. }
         | Command::Log { .. }
         | Command::Status { .. }
-        | Command::RebuildViews => {
+        | Command::RebuildViews
+        | Command::Sync { .. } => {
             return Err(InputError("not an entry command".into()));
         }
     };
@@ -912,6 +922,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let agent = open_agent(&cli.data, cli.cache_capacity)?;
             let n = agent.rebuild_views()?;
             writeln!(out, "rebuilt views from {n} events")?;
+        }
+        Command::Sync { hub, token } => {
+            let agent = std::sync::Arc::new(open_agent(&cli.data, cli.cache_capacity)?);
+            let identity = agent.identity().clone();
+            let hub_url = hub
+                .or(identity.hub_url)
+                .ok_or(station_agent::sync::SyncError::NoHub)?;
+            let options = station_agent::sync::SyncOptions::new(hub_url, token.or(identity.token));
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let report = runtime.block_on(station_agent::sync::sync_once(agent, &options))?;
+            writeln!(out, "{}", serde_json::to_string(&report)?)?;
         }
         entry => {
             let is_case = matches!(entry, Command::Case(CaseCommand::Open(_)));

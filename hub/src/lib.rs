@@ -1,14 +1,19 @@
-//! station-hub: the city hub. It stores every station's events once and builds
-//! the city-wide projections the civil-affairs bureau reads.
+//! station-hub: the city hub. It stores every station's events once, in hub
+//! order, and serves them back to the station's devices; the city-wide
+//! projections the civil-affairs bureau reads are built from this log.
 //!
 //! # Layout
 //!
-//! The hub is the root node of the sync tree: it reuses the agent's storage
-//! code and serves the `station.v1` services generated in `station-proto`.
-//! Ingest, projections and the bureau's read side are built on this crate.
+//! - [`store`]: the on-disk format and [`store::HubStore`]: per-origin
+//!   `durable_through`, gap refusal, quarantine, the station streams `Pull`
+//!   reads, group-committed with the agent's [`station_agent::durable`].
+//! - [`server`]: the tonic `station.v1.Sync` service and
+//!   [`server::run`]`(listener, store, shutdown)`, the entry tests bind on
+//!   `127.0.0.1:0`.
+//! - `main.rs`: the `station-hub` command line.
 
-/// The version of the hub, reported to devices and in logs.
+pub mod server;
+pub mod store;
+
+/// The version of the hub, reported in logs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// The `station.v1` services the hub serves.
-pub const SERVICES: &[&str] = &["station.v1.Sync"];

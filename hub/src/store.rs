@@ -1,0 +1,506 @@
+//! The hub's log: every event of every station, stored once, in hub order.
+//!
+//! # On-disk format (format version 1)
+//!
+//! One sled tree, `hub` (integers big-endian):
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `m:format` | `u32` format version |
+//! | `m:hub_seq` | `u64`, the last hub position assigned |
+//! | `e:` hub_seq | encoded `Event` |
+//! | `s:` station(9) hub_seq | empty: the station's stream, for `Pull` |
+//! | `i:` event_id | `u64` hub_seq: an event is stored once |
+//! | `o:` origin_id | JSON [`OriginState`]: `durable_through`, station, contact |
+//! | `q:` origin_id origin_seq | JSON [`Quarantined`]: an event acked but not accepted |
+//!
+//! Invariants, kept by writing one push in one batch under the single writer:
+//! - for each origin, seqs `1..=durable_through` are accounted for, each either
+//!   in the log or in quarantine, and nothing above `durable_through` is;
+//! - hub positions are assigned by the one writer, gap-free, in arrival order;
+//!   `Pull` cursors and projections use them;
+//! - a push is acknowledged only after its batch is flushed and fsynced.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use prost::Message as _;
+use serde::{Deserialize, Serialize};
+use station_agent::durable::GroupCommit;
+use station_proto::Event;
+use station_proto::ids::Uuid;
+use station_proto::validate::{self, Context};
+
+/// The format version this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+const TREE: &str = "hub";
+const M_FORMAT: &[u8] = b"m:format";
+const M_HUB_SEQ: &[u8] = b"m:hub_seq";
+const EVENTS: &[u8] = b"e:";
+const STATIONS: &[u8] = b"s:";
+const IDS: &[u8] = b"i:";
+const ORIGINS: &[u8] = b"o:";
+const QUARANTINE: &[u8] = b"q:";
+
+/// Errors of the hub's store and ingest rules.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// sled failed.
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    /// flush or fsync failed: nothing was acknowledged.
+    #[error("could not make the write durable: {0}")]
+    Io(#[from] std::io::Error),
+    /// Bytes on disk do not decode.
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+    /// The store was written by another format.
+    #[error("hub store format {0} is not supported")]
+    UnsupportedFormat(u32),
+    /// A push skips seqs of an origin.
+    #[error("origin {origin}: expected origin_seq {expected}, got {got}")]
+    Gap {
+        /// The origin.
+        origin: Uuid,
+        /// The next seq the hub can accept.
+        expected: u64,
+        /// The seq found.
+        got: u64,
+    },
+    /// A push's events cannot be attributed to an origin.
+    #[error("event {index} of the batch: {reason}")]
+    Malformed {
+        /// Position in the batch.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// What the hub knows of one device log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct OriginState {
+    /// Seqs `1..=durable_through` are held (logged or quarantined) on disk.
+    pub durable_through: u64,
+    /// The station of the origin's events.
+    pub station_code: String,
+    /// The device's own head, as it last said in `Hello`.
+    pub reported_head: u64,
+    /// Hub wall clock of the last contact, ms.
+    pub last_contact_ms: i64,
+    /// Device clock minus hub clock at the last `Hello`, ms.
+    pub clock_skew_ms: i64,
+    /// Events of this origin kept in quarantine.
+    pub quarantined: u64,
+}
+
+/// An event acknowledged but not accepted into the log, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantined {
+    /// The origin's seq of the event.
+    pub origin_seq: u64,
+    /// The station the event claimed.
+    pub station_code: String,
+    /// Why it was not accepted.
+    pub reason: String,
+    /// Hub wall clock when received, ms.
+    pub received_at_ms: i64,
+    /// The encoded event as received.
+    #[serde(with = "hex_bytes")]
+    pub event: Vec<u8>,
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        s.serialize_str(&hex)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        (0..s.len())
+            .step_by(2)
+            .map(|i| {
+                s.get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| serde::de::Error::custom("bad hex"))
+            })
+            .collect()
+    }
+}
+
+/// The outcome of a push, per origin.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PushOutcome {
+    /// `durable_through` of each origin in the batch, after it.
+    pub acks: Vec<(Uuid, u64)>,
+    /// Events stored in the log.
+    pub stored: usize,
+    /// Events put in quarantine.
+    pub quarantined: usize,
+    /// Events at or below `durable_through`, ignored.
+    pub duplicates: usize,
+}
+
+/// A page of one station's stream.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PullPage {
+    /// Events with their hub positions.
+    pub events: Vec<(u64, Event)>,
+    /// The cursor to pull after next.
+    pub next_cursor: u64,
+    /// The station's newest hub position.
+    pub head: u64,
+}
+
+fn key(prefix: &[u8], rest: &[&[u8]]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    for r in rest {
+        k.extend_from_slice(r);
+    }
+    k
+}
+
+fn read_u64(bytes: &[u8]) -> Result<u64, HubError> {
+    <[u8; 8]>::try_from(bytes)
+        .map(u64::from_be_bytes)
+        .map_err(|_| HubError::Corrupt("expected an 8-byte integer".into()))
+}
+
+/// The hub's durable log.
+#[derive(Debug)]
+pub struct HubStore {
+    /// Key spaces of the format above.
+    tree: sled::Tree,
+    /// Flush + fsync shared by concurrent pushes.
+    group: GroupCommit,
+    /// The single writer: the last hub position assigned.
+    writer: Mutex<u64>,
+    /// Wakes long-polling pulls when the log grows.
+    grown: tokio::sync::watch::Sender<u64>,
+}
+
+impl HubStore {
+    /// Opens (creating when absent) the hub store in `dir`.
+    ///
+    /// # Errors
+    /// sled cannot open it, the format is unknown, or the initial sync fails.
+    pub fn open(dir: &Path, cache_capacity: u64) -> Result<Self, HubError> {
+        std::fs::create_dir_all(dir)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_capacity)
+            .open()?;
+        let tree = db.open_tree(TREE)?;
+        match tree.get(M_FORMAT)? {
+            None => {
+                tree.insert(M_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
+            }
+            Some(v) => {
+                let found = <[u8; 4]>::try_from(v.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| HubError::Corrupt("bad format marker".into()))?;
+                if found != FORMAT_VERSION {
+                    return Err(HubError::UnsupportedFormat(found));
+                }
+            }
+        }
+        let hub_seq = tree.get(M_HUB_SEQ)?.map_or(Ok(0), |v| read_u64(&v))?;
+        let group = GroupCommit::open(db, dir, 0)?;
+        let (grown, _) = tokio::sync::watch::channel(hub_seq);
+        Ok(Self {
+            tree,
+            group,
+            writer: Mutex::new(hub_seq),
+            grown,
+        })
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, u64> {
+        // The counter is only advanced after a successful batch.
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The state of one origin (default when never seen).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn origin(&self, origin: Uuid) -> Result<OriginState, HubError> {
+        self.tree
+            .get(key(ORIGINS, &[origin.as_bytes()]))?
+            .map_or(Ok(OriginState::default()), |v| {
+                serde_json::from_slice(&v).map_err(|e| HubError::Corrupt(format!("origin: {e}")))
+            })
+    }
+
+    /// Every origin the hub has heard of.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn origins(&self) -> Result<Vec<(Uuid, OriginState)>, HubError> {
+        self.tree
+            .scan_prefix(ORIGINS)
+            .map(|item| {
+                let (k, v) = item?;
+                let id = Uuid::from_slice(&k[ORIGINS.len()..])
+                    .map_err(|_| HubError::Corrupt("origin key".into()))?;
+                let state = serde_json::from_slice(&v)
+                    .map_err(|e| HubError::Corrupt(format!("origin: {e}")))?;
+                Ok((id, state))
+            })
+            .collect()
+    }
+
+    /// Records a device's `Hello`: its head and clock.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn hello(
+        &self,
+        origin: Uuid,
+        station_code: &str,
+        head_seq: u64,
+        device_clock_ms: i64,
+        now_ms: i64,
+    ) -> Result<OriginState, HubError> {
+        let _writer = self.lock_writer();
+        let mut state = self.origin(origin)?;
+        if state.station_code.is_empty() {
+            state.station_code = station_code.to_string();
+        }
+        state.reported_head = head_seq;
+        state.last_contact_ms = now_ms;
+        state.clock_skew_ms = device_clock_ms.saturating_sub(now_ms);
+        self.put_origin(origin, &state)?;
+        Ok(state)
+    }
+
+    fn put_origin(&self, origin: Uuid, state: &OriginState) -> Result<(), HubError> {
+        let json =
+            serde_json::to_vec(state).map_err(|e| HubError::Corrupt(format!("origin: {e}")))?;
+        self.tree.insert(key(ORIGINS, &[origin.as_bytes()]), json)?;
+        Ok(())
+    }
+
+    /// Stores a pushed batch: per origin, events at or below `durable_through`
+    /// are ignored, the rest must continue it without a gap. Valid events go to
+    /// the log with a new hub position; events that decode but break a rule go
+    /// to quarantine with the reason. Returns once durable.
+    ///
+    /// # Errors
+    /// [`HubError::Gap`] or [`HubError::Malformed`] refuse the whole batch and
+    /// change nothing; storage errors mean nothing was acknowledged.
+    pub fn push(
+        &self,
+        events: Vec<Event>,
+        today: chrono::NaiveDate,
+        now_ms: i64,
+    ) -> Result<PushOutcome, HubError> {
+        let mut writer = self.lock_writer();
+        let mut hub_seq = *writer;
+        let mut batch = sled::Batch::default();
+        let mut origins: BTreeMap<Uuid, OriginState> = BTreeMap::new();
+        let mut seen_ids = std::collections::BTreeSet::new();
+        let mut outcome = PushOutcome::default();
+        let ctx = Context { today };
+        for (index, event) in events.into_iter().enumerate() {
+            let origin = Uuid::from_slice(&event.origin_id).map_err(|_| HubError::Malformed {
+                index,
+                reason: "origin_id must be 16 bytes".into(),
+            })?;
+            if !origins.contains_key(&origin) {
+                let state = self.origin(origin)?;
+                origins.insert(origin, state);
+            }
+            // Present: inserted just above when absent.
+            let Some(state) = origins.get_mut(&origin) else {
+                continue;
+            };
+            if event.origin_seq <= state.durable_through {
+                outcome.duplicates += 1;
+                continue;
+            }
+            if event.origin_seq != state.durable_through + 1 {
+                return Err(HubError::Gap {
+                    origin,
+                    expected: state.durable_through + 1,
+                    got: event.origin_seq,
+                });
+            }
+            state.durable_through = event.origin_seq;
+            if state.station_code.is_empty() {
+                state.station_code = event.station_code.clone();
+            }
+            let raw = event.encode_to_vec();
+            let mut checked = event;
+            let verdict = match validate::event(&mut checked, &ctx) {
+                Err(invalid) => Err(invalid.to_string()),
+                Ok(())
+                    if !seen_ids.insert(checked.event_id.clone())
+                        || self.tree.contains_key(key(IDS, &[&checked.event_id]))? =>
+                {
+                    Err("event_id: already stored for another origin".to_string())
+                }
+                Ok(()) => Ok(()),
+            };
+            match verdict {
+                Ok(()) => {
+                    hub_seq += 1;
+                    let pos = hub_seq.to_be_bytes();
+                    batch.insert(key(EVENTS, &[&pos]), checked.encode_to_vec());
+                    batch.insert(
+                        key(STATIONS, &[checked.station_code.as_bytes(), &pos]),
+                        Vec::<u8>::new(),
+                    );
+                    batch.insert(key(IDS, &[&checked.event_id]), pos.to_vec());
+                    outcome.stored += 1;
+                }
+                Err(reason) => {
+                    state.quarantined += 1;
+                    let q = Quarantined {
+                        origin_seq: checked.origin_seq,
+                        station_code: checked.station_code.clone(),
+                        reason,
+                        received_at_ms: now_ms,
+                        event: raw,
+                    };
+                    let json = serde_json::to_vec(&q)
+                        .map_err(|e| HubError::Corrupt(format!("quarantine: {e}")))?;
+                    batch.insert(
+                        key(
+                            QUARANTINE,
+                            &[origin.as_bytes(), &checked.origin_seq.to_be_bytes()],
+                        ),
+                        json,
+                    );
+                    outcome.quarantined += 1;
+                }
+            }
+        }
+        for (origin, state) in &mut origins {
+            state.last_contact_ms = now_ms;
+            let json =
+                serde_json::to_vec(state).map_err(|e| HubError::Corrupt(format!("origin: {e}")))?;
+            batch.insert(key(ORIGINS, &[origin.as_bytes()]), json);
+            outcome.acks.push((*origin, state.durable_through));
+        }
+        batch.insert(M_HUB_SEQ, &hub_seq.to_be_bytes());
+        self.tree.apply_batch(batch)?;
+        let ticket = self.group.written(None);
+        let grew = hub_seq > *writer;
+        *writer = hub_seq;
+        drop(writer);
+        self.group.wait_durable(ticket)?;
+        if grew {
+            self.grown.send_replace(hub_seq);
+        }
+        Ok(outcome)
+    }
+
+    /// The station's newest hub position.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn station_head(&self, station_code: &str) -> Result<u64, HubError> {
+        match self
+            .tree
+            .scan_prefix(key(STATIONS, &[station_code.as_bytes()]))
+            .next_back()
+        {
+            Some(item) => {
+                let (k, _) = item?;
+                read_u64(&k[STATIONS.len() + station_code.len()..])
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// A page of the station's events after `after`: at most `max_events`,
+    /// and at most `max_bytes` of encoded events (always at least one).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn pull(
+        &self,
+        station_code: &str,
+        after: u64,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<PullPage, HubError> {
+        let prefix = key(STATIONS, &[station_code.as_bytes()]);
+        let start = key(&prefix, &[&after.saturating_add(1).to_be_bytes()]);
+        let mut page = PullPage {
+            next_cursor: after,
+            head: self.station_head(station_code)?,
+            ..PullPage::default()
+        };
+        let mut bytes = 0usize;
+        for item in self.tree.range(start..) {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) || page.events.len() >= max_events {
+                break;
+            }
+            let pos = read_u64(&k[prefix.len()..])?;
+            let raw = self
+                .tree
+                .get(key(EVENTS, &[&pos.to_be_bytes()]))?
+                .ok_or_else(|| HubError::Corrupt(format!("missing event {pos}")))?;
+            if !page.events.is_empty() && bytes + raw.len() > max_bytes {
+                break;
+            }
+            bytes += raw.len();
+            let event = Event::decode(raw.as_ref())
+                .map_err(|e| HubError::Corrupt(format!("event {pos}: {e}")))?;
+            page.events.push((pos, event));
+            page.next_cursor = pos;
+        }
+        Ok(page)
+    }
+
+    /// A receiver that changes whenever the log grows, for long polls.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.grown.subscribe()
+    }
+
+    /// Every quarantined event, by origin and seq.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn quarantine(&self) -> Result<Vec<(Uuid, Quarantined)>, HubError> {
+        self.tree
+            .scan_prefix(QUARANTINE)
+            .map(|item| {
+                let (k, v) = item?;
+                let id = Uuid::from_slice(&k[QUARANTINE.len()..QUARANTINE.len() + 16])
+                    .map_err(|_| HubError::Corrupt("quarantine key".into()))?;
+                let q = serde_json::from_slice(&v)
+                    .map_err(|e| HubError::Corrupt(format!("quarantine: {e}")))?;
+                Ok((id, q))
+            })
+            .collect()
+    }
+
+    /// How many events the log holds.
+    pub fn event_count(&self) -> u64 {
+        *self.lock_writer()
+    }
+
+    /// The event at a hub position.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn event_at(&self, hub_seq: u64) -> Result<Option<Event>, HubError> {
+        self.tree
+            .get(key(EVENTS, &[&hub_seq.to_be_bytes()]))?
+            .map(|raw| {
+                Event::decode(raw.as_ref()).map_err(|e| HubError::Corrupt(format!("event: {e}")))
+            })
+            .transpose()
+    }
+}

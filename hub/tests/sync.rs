@@ -1,0 +1,309 @@
+//! The Sync service end to end: a real hub on an ephemeral port, real agents
+//! with their sled logs, one sync round at a time.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use station_agent::sync::{SyncOptions, sync_once};
+use station_agent::{Agent, InitOptions, OpenOptions};
+use station_hub::store::HubStore;
+use station_proto::Body;
+use station_proto::ids::Uuid;
+use station_proto::v1::{
+    ActivityHeld, ActivityKind, CaseOpened, CaseSource, Category, Gender, PushRequest, Tier,
+    VisitKind, VisitRecorded,
+};
+use tokio::sync::oneshot;
+
+struct Hub {
+    addr: SocketAddr,
+    store: Arc<HubStore>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Hub {
+    async fn start() -> Hub {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(HubStore::open(dir.path(), 16 * 1024 * 1024).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move {
+                station_hub::server::run(listener, store, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            }
+        });
+        Hub {
+            addr,
+            store,
+            stop: Some(stop),
+            task,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.unwrap();
+    }
+}
+
+fn device(dir: &std::path::Path, station: &str, worker: &str) -> Arc<Agent> {
+    Arc::new(
+        Agent::init(
+            dir,
+            InitOptions {
+                station_code: station.into(),
+                worker_id: worker.into(),
+                hub_url: None,
+                token: None,
+            },
+            OpenOptions::default(),
+        )
+        .unwrap(),
+    )
+}
+
+fn activity(station: &str, n: i32) -> Body {
+    Body::ActivityHeld(ActivityHeld {
+        held_on: "2026-11-20".into(),
+        community_code: format!("{station}001"),
+        kind: ActivityKind::PartyPublicWelfare as i32,
+        title: format!("党建+公益 {n} བོད"),
+        participants: n,
+        person_times: n,
+        volunteers: 0,
+        volunteer_minutes: 0,
+    })
+}
+
+fn case(station: &str) -> Body {
+    Body::CaseOpened(CaseOpened {
+        name: "尼玛 ཉི་མ".into(),
+        id_number: "11010519491231002X".into(),
+        gender: Gender::Female as i32,
+        birth_date: "1949-12-31".into(),
+        community_code: format!("{station}002"),
+        address: String::new(),
+        phone: String::new(),
+        language: "bo".into(),
+        categories: vec![Category::Tekun as i32],
+        tier: Tier::HighRisk as i32,
+        source: CaseSource::Request as i32,
+        opened_on: "2026-11-01".into(),
+    })
+}
+
+fn station_ids(agent: &Agent) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = agent
+        .own_events(0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .chain(
+            agent
+                .log()
+                .pulled_events(0, usize::MAX)
+                .unwrap()
+                .into_iter()
+                .map(|(_, e)| e),
+        )
+        .map(|e| Uuid::from_slice(&e.event_id).unwrap())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_of_a_station_converge_through_the_hub() {
+    let hub = Hub::start().await;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = device(dirs[0].path(), "540502001", "zd-1");
+    let b = device(dirs[1].path(), "540502001", "zd-2");
+    let other = device(dirs[2].path(), "540502101", "cz-1");
+
+    let case_id = a.record(case("540502001")).unwrap().event_id;
+    for n in 1..=30 {
+        a.record(activity("540502001", n)).unwrap();
+        b.record(activity("540502001", n)).unwrap();
+        other.record(activity("540502101", n)).unwrap();
+    }
+    let options = |_: &Agent| {
+        let mut o = SyncOptions::new(hub.url(), None);
+        o.batch_bytes = 1024; // several batches per round
+        o.pull_events = 7; // several pages per round
+        o
+    };
+
+    let ra = sync_once(Arc::clone(&a), &options(&a)).await.unwrap();
+    assert_eq!((ra.pushed, ra.durable_through), (31, 31));
+    assert!(ra.batches > 1);
+    let rb = sync_once(Arc::clone(&b), &options(&b)).await.unwrap();
+    assert_eq!(rb.pulled, 31, "b receives a's events");
+    sync_once(Arc::clone(&other), &options(&other))
+        .await
+        .unwrap();
+    let ra = sync_once(Arc::clone(&a), &options(&a)).await.unwrap();
+    assert_eq!((ra.pushed, ra.pulled), (0, 30), "a receives b's events");
+
+    // The hub holds every event exactly once.
+    assert_eq!(hub.store.event_count(), 31 + 30 + 30);
+    for agent in [&a, &b, &other] {
+        let origin = hub.store.origin(agent.identity().origin_id).unwrap();
+        assert_eq!(origin.durable_through, agent.log().head_seq());
+        assert_eq!(agent.status().unwrap().pending, 0);
+    }
+    // Both devices of the station hold the station's whole stream, nothing else.
+    assert_eq!(station_ids(&a), station_ids(&b));
+    assert_eq!(station_ids(&a).len(), 61);
+    assert_eq!(station_ids(&other).len(), 30);
+
+    // b can follow up a case opened on a's phone.
+    b.record(Body::VisitRecorded(VisitRecorded {
+        case_id: case_id.as_bytes().to_vec(),
+        visit_date: "2026-11-25".into(),
+        kind: VisitKind::Home as i32,
+        duration_minutes: 30,
+        notes: String::new(),
+        needs_found: vec![],
+    }))
+    .unwrap();
+    sync_once(Arc::clone(&b), &options(&b)).await.unwrap();
+    sync_once(Arc::clone(&a), &options(&a)).await.unwrap();
+    let seen_by_a = a.case(case_id).unwrap().unwrap();
+    assert_eq!(seen_by_a.visits, 1);
+
+    // Another round changes nothing.
+    let again = sync_once(Arc::clone(&a), &options(&a)).await.unwrap();
+    assert_eq!((again.pushed, again.pulled), (0, 0));
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_refuses_gaps_ignores_resends_and_quarantines_invalid_bodies() {
+    let hub = Hub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = device(dir.path(), "540502001", "zd-1");
+    for n in 1..=5 {
+        agent.record(activity("540502001", n)).unwrap();
+    }
+    let events = agent.own_events(0, 10).unwrap();
+    let mut client = station_agent::sync::connect(&SyncOptions::new(hub.url(), None))
+        .await
+        .unwrap();
+
+    // A gap: seq 3 first.
+    let status = client
+        .push(PushRequest {
+            events: events[2..].to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        status.message().contains("expected origin_seq 1"),
+        "{status}"
+    );
+    assert_eq!(hub.store.event_count(), 0);
+
+    // 1..=3, then 2..=5 again: the overlap is ignored.
+    let ack = client
+        .push(PushRequest {
+            events: events[..3].to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ack.acks[0].durable_through, 3);
+    let ack = client
+        .push(PushRequest {
+            events: events[1..].to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ack.acks[0].durable_through, 5);
+    assert_eq!(hub.store.event_count(), 5);
+
+    // An event that decodes but breaks a rule (an old client's, say) is acked,
+    // kept in quarantine with its reason, and does not block what follows.
+    let mut bad = events[4].clone();
+    bad.origin_seq = 6;
+    bad.event_id = Uuid::now_v7().as_bytes().to_vec();
+    if let Some(Body::ActivityHeld(m)) = &mut bad.body {
+        m.participants = -4;
+    }
+    let mut good = events[4].clone();
+    good.origin_seq = 7;
+    good.event_id = Uuid::now_v7().as_bytes().to_vec();
+    let ack = client
+        .push(PushRequest {
+            events: vec![bad, good],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ack.acks[0].durable_through, 7);
+    assert_eq!(ack.quarantined, 1);
+    assert_eq!(hub.store.event_count(), 6);
+    let quarantine = hub.store.quarantine().unwrap();
+    assert_eq!(quarantine.len(), 1);
+    assert_eq!(quarantine[0].1.origin_seq, 6);
+    assert!(
+        quarantine[0]
+            .1
+            .reason
+            .contains("activity_held.participants"),
+        "{}",
+        quarantine[0].1.reason
+    );
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_survive_a_hub_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent_dir = tempfile::tempdir().unwrap();
+    let agent = device(agent_dir.path(), "540502001", "zd-1");
+    for n in 1..=10 {
+        agent.record(activity("540502001", n)).unwrap();
+    }
+    for round in 0..2 {
+        let store = Arc::new(HubStore::open(dir.path(), 16 * 1024 * 1024).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(station_hub::server::run(
+            listener,
+            Arc::clone(&store),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let report = sync_once(Arc::clone(&agent), &SyncOptions::new(url, None))
+            .await
+            .unwrap();
+        assert_eq!(report.durable_through, 10 + round * 5);
+        assert_eq!(store.event_count(), 10 + round * 5);
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+        drop(store);
+        for n in 1..=5 {
+            agent.record(activity("540502001", n)).unwrap();
+        }
+    }
+}
