@@ -789,8 +789,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Format::Table => {
                         writeln!(
                             out,
-                            "{:<36}  {:<12}  {:<6}  {:<10}  {:>7}  {}",
-                            "case_id", "community", "tier", "due_on", "overdue", "name"
+                            "{:<36}  {:<12}  {:<6}  {:<10}  {:>7}  name",
+                            "case_id", "community", "tier", "due_on", "overdue"
                         )?;
                         for d in &due {
                             writeln!(
@@ -827,15 +827,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Format::Table => {
                         writeln!(
                             out,
-                            "{:<36}  {:<12}  {:<6}  {:<6}  {:<10}  {:<10}  {:<20}  {}",
+                            "{:<36}  {:<12}  {:<6}  {:<6}  {:<10}  {:<10}  {:<20}  name",
                             "case_id",
                             "community",
                             "status",
                             "tier",
                             "last_visit",
                             "next_due",
-                            "categories",
-                            "name"
+                            "categories"
                         )?;
                         for c in &cases {
                             let categories: Vec<&str> =

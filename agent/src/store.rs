@@ -46,6 +46,9 @@ use crate::durable::GroupCommit;
 use crate::hlc::Hlc;
 use crate::views::{self, CaseView};
 
+/// A raw key and value of the store, as [`EventLog::views_snapshot`] lists them.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// The format version this code writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -795,7 +798,7 @@ impl EventLog {
     ///
     /// # Errors
     /// Storage errors.
-    pub fn views_snapshot(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn views_snapshot(&self) -> Result<Vec<KeyValue>, StoreError> {
         let mut out = Vec::new();
         for prefix in [CASES, CASE_INDEX, VOIDED] {
             for item in self.tree.scan_prefix(prefix) {

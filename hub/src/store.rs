@@ -314,13 +314,11 @@ impl HubStore {
                 index,
                 reason: "origin_id must be 16 bytes".into(),
             })?;
-            if !origins.contains_key(&origin) {
-                let state = self.origin(origin)?;
-                origins.insert(origin, state);
-            }
-            // Present: inserted just above when absent.
-            let Some(state) = origins.get_mut(&origin) else {
-                continue;
+            let state = match origins.entry(origin) {
+                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    entry.insert(self.origin(origin)?)
+                }
             };
             if event.origin_seq <= state.durable_through {
                 outcome.duplicates += 1;

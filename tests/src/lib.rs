@@ -3,6 +3,8 @@
 //! Helpers shared by the tests in `tests/tests/`: locating the workspace's
 //! binaries built by cargo, and the ack line `crash-appender` prints.
 
+pub mod weaklink;
+
 use std::path::PathBuf;
 
 /// The path of a binary of this workspace built in the same profile as the

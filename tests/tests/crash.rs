@@ -19,10 +19,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
@@ -33,6 +34,20 @@ use station_tests::parse_ack_line;
 
 const STATION: &str = "540502001";
 const SIGKILL: i32 = 9;
+
+/// The tests of this file run one at a time. sled locks its `db` file with
+/// `flock`, and a child spawned by one test thread briefly holds a copy of
+/// every descriptor the process has open (from fork until exec closes them):
+/// if another test has a store open then, that store stays locked after the
+/// test drops its `Agent`, and its next open fails with `WouldBlock`.
+static ONE_TEST_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_test_at_a_time() -> MutexGuard<'static, ()> {
+    // A test that failed poisons the lock; the others still run.
+    ONE_TEST_AT_A_TIME
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The seed of this run: `CRASH_SEED` when set, else a fresh one. Printed so a
 /// failure can be replayed.
@@ -48,6 +63,7 @@ fn seeded_rng(test: &str) -> StdRng {
 /// A running `crash-appender` and the ack lines it prints.
 struct Appender {
     child: Child,
+    started: Instant,
     /// Stdout lines, in order; closed once the process is gone.
     lines: Receiver<String>,
     reader: JoinHandle<()>,
@@ -55,6 +71,7 @@ struct Appender {
 
 impl Appender {
     fn spawn(dir: &Path, threads: usize) -> Self {
+        let started = Instant::now();
         let mut child = Command::new(env!("CARGO_BIN_EXE_crash-appender"))
             .arg("--data")
             .arg(dir)
@@ -76,6 +93,7 @@ impl Appender {
         });
         Self {
             child,
+            started,
             lines,
             reader,
         }
@@ -83,11 +101,12 @@ impl Appender {
 
     /// Waits for `kill_after` acks, SIGKILLs the process, and returns every
     /// ack it printed before it died (at least `kill_after`).
-    fn kill_after(mut self, kill_after: usize) -> Vec<(u64, Uuid)> {
+    fn kill_after(self, kill_after: usize) -> Vec<(u64, Uuid)> {
         let mut acks = Vec::new();
         while acks.len() < kill_after {
             let Ok(line) = self.lines.recv() else {
-                let status = self.child.wait().unwrap();
+                let mut child = self.child;
+                let status = child.wait().unwrap();
                 panic!(
                     "crash-appender ended by itself after {} acks: {status}",
                     acks.len()
@@ -95,17 +114,37 @@ impl Appender {
             };
             acks.push(parse(&line));
         }
-        self.child.kill().unwrap();
-        let status = self.child.wait().unwrap();
+        let (acks, status) = self.kill_and_drain(acks);
         assert_eq!(
             status.signal(),
             Some(SIGKILL),
             "crash-appender was not killed by SIGKILL: {status}"
         );
+        acks
+    }
+
+    /// SIGKILLs the process `delay` after it was started (whatever it is
+    /// doing then: loading, opening the store, appending), and returns every
+    /// ack it printed before it died.
+    fn kill_at(self, delay: Duration) -> Vec<(u64, Uuid)> {
+        // The sleep picks the moment of the kill; it waits for no state.
+        std::thread::sleep(delay.saturating_sub(self.started.elapsed()));
+        let (acks, status) = self.kill_and_drain(Vec::new());
+        // A process that failed by itself (say, it could not open the store)
+        // is reported by the reopen that follows.
+        if status.signal() != Some(SIGKILL) {
+            eprintln!("crash-appender ended by itself before the kill: {status}");
+        }
+        acks
+    }
+
+    fn kill_and_drain(mut self, mut acks: Vec<(u64, Uuid)>) -> (Vec<(u64, Uuid)>, ExitStatus) {
+        self.child.kill().unwrap();
+        let status = self.child.wait().unwrap();
         // The pipe is closed now: drain what was printed before the kill.
         acks.extend(self.lines.iter().map(|line| parse(&line)));
         self.reader.join().unwrap();
-        acks
+        (acks, status)
     }
 }
 
@@ -137,7 +176,14 @@ struct Reopened {
 /// Reopens the store and checks every invariant; `known` (acknowledged, or
 /// seen after an earlier restart) must all be present unchanged.
 fn reopen_and_check(dir: &Path, known: &BTreeMap<u64, Uuid>) -> Reopened {
-    let agent = Agent::open(dir, OpenOptions::default()).unwrap();
+    let agent = Agent::open(dir, OpenOptions::default()).unwrap_or_else(|e| {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        panic!("the store does not open after a kill: {e}; its files: {files:?}")
+    });
     let origin = agent.identity().origin_id;
     let head_seq = agent.log().head_seq();
     let own = agent.own_events(0, usize::MAX).unwrap();
@@ -210,6 +256,7 @@ fn reopen_and_check(dir: &Path, known: &BTreeMap<u64, Uuid>) -> Reopened {
 #[test]
 fn sigkill_at_random_moments_loses_no_acknowledged_event() {
     const CYCLES: usize = 60;
+    let _alone = one_test_at_a_time();
     let started = Instant::now();
     let mut rng = seeded_rng("sigkill_at_random_moments");
     let dir = tempfile::tempdir().unwrap();
@@ -247,6 +294,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_event() {
 fn concurrent_appends_killed_never_lose_acks_across_restarts() {
     const CYCLES: usize = 20;
     const THREADS: usize = 8;
+    let _alone = one_test_at_a_time();
     let started = Instant::now();
     let mut rng = seeded_rng("concurrent_appends_killed");
     let dir = tempfile::tempdir().unwrap();
@@ -287,6 +335,51 @@ fn concurrent_appends_killed_never_lose_acks_across_restarts() {
         "concurrent_appends_killed: {CYCLES} kills of {THREADS} threads, {} acks, \
          {head_seq} events stored, {:.1?}",
         acked_ever.len(),
+        started.elapsed()
+    );
+}
+
+/// Kills the appender at random moments of its start-up (loading, opening
+/// and recovering the store) and of its first appends, 400 times: the store
+/// must open after every kill, with nothing acknowledged lost.
+///
+/// Ignored: it fails on sled 0.34.7. Every open that finds the log advanced
+/// writes a new snapshot as `snap.<lsn>.generating`, fsyncs it and renames
+/// it; a kill inside that window leaves the `.generating` file, which sorts
+/// after the good snapshot, and every later open reads it and fails with
+/// `Corruption` (spacejam/sled#1527). Deleting the file makes the store open
+/// with nothing lost. Run with `--ignored` once the agent handles it.
+#[test]
+#[ignore = "fails on sled 0.34.7: a kill while sled writes its start-up snapshot leaves the store unopenable (spacejam/sled#1527)"]
+fn sigkill_during_startup_leaves_the_store_openable() {
+    const CYCLES: usize = 400;
+    let _alone = one_test_at_a_time();
+    let started = Instant::now();
+    let mut rng = seeded_rng("sigkill_during_startup");
+    let dir = tempfile::tempdir().unwrap();
+    // A store with an identity and some events, and how long the appender
+    // takes from spawn to its first ack: the kills land inside that span.
+    let first = Appender::spawn(dir.path(), 1);
+    let mut known = BTreeMap::new();
+    merge_acks(&mut known, &first.kill_after(40));
+    let calibrate = Appender::spawn(dir.path(), 1);
+    let acks = calibrate.kill_after(1);
+    let startup = started.elapsed().max(Duration::from_millis(1));
+    merge_acks(&mut known, &acks);
+    known = reopen_and_check(dir.path(), &known).events;
+    let startup = startup.min(Duration::from_millis(200));
+    let mut acked = known.len();
+    for _ in 0..CYCLES {
+        let threads = if rng.random_bool(0.5) { 1 } else { 4 };
+        let delay = startup.mul_f64(rng.random_range(0.0..=1.5));
+        let acks = Appender::spawn(dir.path(), threads).kill_at(delay);
+        acked += acks.len();
+        merge_acks(&mut known, &acks);
+        known = reopen_and_check(dir.path(), &known).events;
+    }
+    eprintln!(
+        "sigkill_during_startup: {CYCLES} kills, {acked} acks, {} events stored, {:.1?}",
+        known.len(),
         started.elapsed()
     );
 }
