@@ -20,6 +20,39 @@ use std::io;
 use std::path::Path;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
+/// Removes snapshot files sled left half-written when its process was killed.
+///
+/// sled 0.34 writes a snapshot as `snap.<lsn>.generating`, fsyncs it and then
+/// renames it; a kill inside that window leaves the `.generating` file, which
+/// later opens read as the newest snapshot and fail on as corrupt. Such a file
+/// is never a complete snapshot, so it is deleted before sled opens the
+/// directory; sled then recovers from the previous snapshot and its log.
+///
+/// # Errors
+/// The directory cannot be listed or a file cannot be removed.
+pub fn remove_incomplete_snapshots(dir: &Path) -> io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %name, "removing a snapshot left incomplete by a crash");
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(removed)
+}
+
 /// Shared state of the writers and the one syncing thread.
 #[derive(Debug, Default)]
 struct SyncState {

@@ -388,6 +388,7 @@ impl EventLog {
     /// sync fails.
     pub fn open(dir: &Path, options: OpenOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
+        crate::durable::remove_incomplete_snapshots(dir)?;
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(options.cache_capacity)

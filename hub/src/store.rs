@@ -191,6 +191,7 @@ impl HubStore {
     /// sled cannot open it, the format is unknown, or the initial sync fails.
     pub fn open(dir: &Path, cache_capacity: u64) -> Result<Self, HubError> {
         std::fs::create_dir_all(dir)?;
+        station_agent::durable::remove_incomplete_snapshots(dir)?;
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_capacity)
