@@ -20,13 +20,60 @@ use std::io;
 use std::path::Path;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-/// Removes snapshot files sled left half-written when its process was killed.
+/// Takes the store's own lock file, `station.lock`, for as long as the
+/// returned handle lives: only one process uses a store at a time, and
+/// nothing in the directory is touched before the lock is held.
+///
+/// # Errors
+/// [`io::ErrorKind::WouldBlock`] when another process holds the store; other
+/// I/O errors when the file cannot be created.
+pub fn lock_store(dir: &Path) -> io::Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("station.lock"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!(
+                "the store in {} is in use by another process",
+                dir.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Opens sled on `config`, waiting a bounded time for sled's own file lock:
+/// a store closed a moment ago in this process may still be held by sled's
+/// background flusher. Only call this while holding [`lock_store`].
+///
+/// # Errors
+/// sled's error, once the lock is still busy after about two seconds.
+pub fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
+    let mut attempts = 0;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock && attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Removes snapshot files sled left behind when its process was killed while
+/// writing one. Call only while holding [`lock_store`].
 ///
 /// sled 0.34 writes a snapshot as `snap.<lsn>.generating`, fsyncs it and then
-/// renames it; a kill inside that window leaves the `.generating` file, which
-/// later opens read as the newest snapshot and fail on as corrupt. Such a file
-/// is never a complete snapshot, so it is deleted before sled opens the
-/// directory; sled then recovers from the previous snapshot and its log.
+/// renames it; a kill before the rename leaves the `.generating` file, which
+/// later opens read as the newest snapshot and fail on as corrupt. Whether or
+/// not the file was complete, removing it gives the state of a kill just
+/// before the snapshot started: sled recovers from the previous snapshot and
+/// its log, which the snapshot never replaced.
 ///
 /// # Errors
 /// The directory cannot be listed or a file cannot be removed.

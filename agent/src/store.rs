@@ -20,6 +20,9 @@
 //! | `v:` event_id | event_id of the `EventVoided` that voids it |
 //! | `c:` case_id | JSON [`CaseView`] |
 //!
+//! Beside sled's files the directory holds `station.lock`, locked by the one
+//! process that has the store open.
+//!
 //! Invariants, each kept by writing everything of one operation in one sled
 //! batch under the single writer lock:
 //! - own seqs are gap-free: `o:1 ..= o:head_seq` all exist and nothing else;
@@ -378,6 +381,8 @@ pub struct EventLog {
     writer: Mutex<Writer>,
     /// Where the store lives, for messages.
     dir: PathBuf,
+    /// The store's lock file, held while the log is open.
+    _lock: std::fs::File,
 }
 
 impl EventLog {
@@ -388,12 +393,14 @@ impl EventLog {
     /// sync fails.
     pub fn open(dir: &Path, options: OpenOptions) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
+        let lock = crate::durable::lock_store(dir)?;
         crate::durable::remove_incomplete_snapshots(dir)?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(options.cache_capacity)
-            .mode(sled::Mode::LowSpace)
-            .open()?;
+        let db = crate::durable::open_sled(
+            &sled::Config::new()
+                .path(dir)
+                .cache_capacity(options.cache_capacity)
+                .mode(sled::Mode::LowSpace),
+        )?;
         let tree = db.open_tree(TREE)?;
         match tree.get(M_FORMAT)? {
             None => {
@@ -420,6 +427,7 @@ impl EventLog {
                 hlc: Hlc::resume(hlc),
             }),
             dir: dir.to_path_buf(),
+            _lock: lock,
         })
     }
 

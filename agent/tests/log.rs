@@ -289,3 +289,20 @@ proptest! {
         prop_assert_eq!(a.log().head_seq(), model.len() as u64);
     }
 }
+
+#[test]
+fn a_store_in_use_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = init(dir.path());
+    agent.record(activity(2)).unwrap();
+    let err = Agent::open(dir.path(), OpenOptions::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
+    // The open store goes on working, and reopens once closed.
+    agent.record(activity(3)).unwrap();
+    drop(agent);
+    let agent = Agent::open(dir.path(), OpenOptions::default()).unwrap();
+    assert_eq!(agent.log().head_seq(), 2);
+}

@@ -182,6 +182,8 @@ pub struct HubStore {
     writer: Mutex<u64>,
     /// Wakes long-polling pulls when the log grows.
     grown: tokio::sync::watch::Sender<u64>,
+    /// The store's lock file, held while the hub has it open.
+    _lock: std::fs::File,
 }
 
 impl HubStore {
@@ -191,11 +193,11 @@ impl HubStore {
     /// sled cannot open it, the format is unknown, or the initial sync fails.
     pub fn open(dir: &Path, cache_capacity: u64) -> Result<Self, HubError> {
         std::fs::create_dir_all(dir)?;
+        let lock = station_agent::durable::lock_store(dir)?;
         station_agent::durable::remove_incomplete_snapshots(dir)?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_capacity)
-            .open()?;
+        let db = station_agent::durable::open_sled(
+            &sled::Config::new().path(dir).cache_capacity(cache_capacity),
+        )?;
         let tree = db.open_tree(TREE)?;
         match tree.get(M_FORMAT)? {
             None => {
@@ -218,6 +220,7 @@ impl HubStore {
             group,
             writer: Mutex::new(hub_seq),
             grown,
+            _lock: lock,
         })
     }
 
