@@ -110,6 +110,9 @@ pub struct Agent {
     identity: DeviceIdentity,
     /// Follow-up intervals for due dates.
     intervals: TierIntervals,
+    /// The own head seq, bumped by every new entry, so the sync daemon can
+    /// push right after an entry instead of polling the log.
+    recorded: tokio::sync::watch::Sender<u64>,
 }
 
 /// Milliseconds since the Unix epoch on this device's clock.
@@ -142,10 +145,12 @@ impl Agent {
             created_at_ms: now_ms(),
         };
         log.init_identity(&identity)?;
+        let recorded = tokio::sync::watch::Sender::new(log.head_seq());
         Ok(Self {
             log,
             identity,
             intervals: TierIntervals::default(),
+            recorded,
         })
     }
 
@@ -159,10 +164,12 @@ impl Agent {
         }
         let log = EventLog::open(dir, open)?;
         let identity = log.identity()?.ok_or(StoreError::NotInitialised)?;
+        let recorded = tokio::sync::watch::Sender::new(log.head_seq());
         Ok(Self {
             log,
             identity,
             intervals: TierIntervals::default(),
+            recorded,
         })
     }
 
@@ -232,12 +239,26 @@ impl Agent {
         let ctx = Context { today };
         validate::body(&mut body, &self.identity.station_code, &ctx)?;
         self.check_against_state(&mut body)?;
-        Ok(self.log.append(NewEvent {
+        let appended = self.log.append(NewEvent {
             event_id,
             author: self.identity.worker_id.clone(),
             recorded_at_ms,
             body,
-        })?)
+        })?;
+        if !appended.duplicate {
+            self.recorded.send_if_modified(|head| {
+                let grew = appended.origin_seq > *head;
+                *head = (*head).max(appended.origin_seq);
+                grew
+            });
+        }
+        Ok(appended)
+    }
+
+    /// A receiver whose value is the own head seq; it changes after every
+    /// new entry is durable. The sync daemon waits on it.
+    pub fn subscribe_recorded(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.recorded.subscribe()
     }
 
     fn known_case(&self, field: &str, case_id: &[u8]) -> Result<CaseView, AgentError> {

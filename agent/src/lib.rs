@@ -15,8 +15,9 @@
 //! - [`views`]: pure folds from a case's events to its view; due follow-ups.
 //! - [`engine`]: [`engine::Agent`], identity + log + views + state checks;
 //!   what the CLI and the mobile bindings call.
-//! - [`sync`]: one sync round with the hub over tonic: hello, push from the
-//!   hub's `durable_through`, pull the station's stream.
+//! - [`sync`]: sync with the hub: a sans-IO state machine (batches sized by
+//!   measured airtime, deadlines, backoff, parking) and its tonic edge, one
+//!   round ([`sync::sync_once`]) or the daemon ([`sync::run`]).
 //! - `main.rs`: the `station-agent` command line.
 
 pub mod durable;

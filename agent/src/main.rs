@@ -5,10 +5,13 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use station_agent::engine::{self, tier_from_number};
+use station_agent::sync::{self, SyncOptions};
 use station_agent::views::{CaseStatus, category_label, tier_label};
 use station_agent::{Agent, AgentError, InitOptions, OpenOptions, StoreError};
 use station_proto::ids::Uuid;
@@ -118,15 +121,47 @@ enum Command {
     },
     /// Recomputes the local views from the log.
     RebuildViews,
-    /// One sync round with the hub: push until caught up, pull until caught up.
+    /// One sync round with the hub: push until caught up, pull until caught
+    /// up; prints a JSON report.
     Sync {
-        /// The hub's address (default: the one given at init).
+        #[command(flatten)]
+        hub: HubArgs,
+        /// Push again a batch the hub refused for good (see `status`).
         #[arg(long)]
-        hub: Option<String>,
-        /// The device token (default: the one given at init).
-        #[arg(long)]
-        token: Option<String>,
+        retry_parked: bool,
+        /// How long to keep retrying what the link or the hub broke.
+        #[arg(long, default_value_t = 60)]
+        retry_secs: u64,
     },
+    /// Syncs until Ctrl-C or SIGTERM: a round at once, then on a schedule,
+    /// long-polling the station's new events in between.
+    Run {
+        #[command(flatten)]
+        hub: HubArgs,
+        /// Seconds between scheduled rounds.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        interval_secs: u64,
+        /// Push again a batch the hub refused for good (see `status`).
+        #[arg(long)]
+        retry_parked: bool,
+    },
+}
+
+/// Where the hub is and how to prove who this device is.
+#[derive(Debug, Args)]
+struct HubArgs {
+    /// The hub's address (default: the one given at init).
+    #[arg(long)]
+    hub: Option<String>,
+    /// The device token (default: the one given at init).
+    #[arg(long)]
+    token: Option<String>,
+    /// A PEM CA certificate to trust for the hub's TLS certificate; turns TLS on.
+    #[arg(long, env = "STATION_AGENT_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// The name on the hub's certificate, when it differs from the address's host.
+    #[arg(long)]
+    tls_domain: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -667,11 +702,64 @@ fn body_of(command: Command) -> Result<Body, InputError> {
         | Command::Log { .. }
         | Command::Status { .. }
         | Command::RebuildViews
-        | Command::Sync { .. } => {
+        | Command::Sync { .. }
+        | Command::Run { .. } => {
             return Err(InputError("not an entry command".into()));
         }
     };
     Ok(body)
+}
+
+/// `status --format json`: the engine's summary plus the sync client's state.
+#[derive(Debug, serde::Serialize)]
+struct StatusReport {
+    #[serde(flatten)]
+    status: station_agent::Status,
+    /// The batch the hub refused for good, or null.
+    parked: Option<station_agent::store::ParkedBatch>,
+    /// Wall-clock milliseconds of the last completed sync round, or null.
+    last_sync_ms: Option<i64>,
+    /// Measured uplink rate in bits of encoded events per second, or null.
+    throughput_bps: Option<u64>,
+}
+
+fn sync_options(agent: &Agent, args: HubArgs) -> anyhow::Result<SyncOptions> {
+    let identity = agent.identity();
+    let hub_url = args
+        .hub
+        .or_else(|| identity.hub_url.clone())
+        .ok_or(sync::SyncError::NoHub)?;
+    let mut options = SyncOptions::new(hub_url, args.token.or_else(|| identity.token.clone()));
+    if let Some(path) = args.tls_ca {
+        let pem = std::fs::read(&path)
+            .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+        options.tls_ca_pem = Some(pem);
+    }
+    options.tls_domain = args.tls_domain;
+    Ok(options)
+}
+
+/// Registers for Ctrl-C and SIGTERM at once (inside a runtime); the future
+/// completes on either.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 fn open_agent(cli_data: &Path, cache_capacity: u64) -> anyhow::Result<Agent> {
@@ -898,8 +986,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { format } => {
             let agent = open_agent(&cli.data, cli.cache_capacity)?;
             let status = agent.status()?;
+            let sync = agent.log().sync_state()?;
             match format {
-                Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&status)?)?,
+                Format::Json => {
+                    let report = StatusReport {
+                        throughput_bps: sync.uplink_bytes_per_sec.map(|b| b.saturating_mul(8)),
+                        parked: sync.parked,
+                        last_sync_ms: sync.last_sync_ms,
+                        status,
+                    };
+                    writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+                }
                 Format::Table => {
                     writeln!(out, "origin_id        {}", status.origin_id)?;
                     writeln!(out, "station          {}", status.station)?;
@@ -912,6 +1009,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     writeln!(out, "head_seq         {}", status.head_seq)?;
                     writeln!(out, "durable_through  {}", status.durable_through)?;
                     writeln!(out, "pending          {}", status.pending)?;
+                    match &sync.parked {
+                        Some(p) => writeln!(
+                            out,
+                            "parked           seqs {}..={}: {}",
+                            p.from_seq, p.through_seq, p.reason
+                        )?,
+                        None => writeln!(out, "parked           -")?,
+                    }
+                    let last_sync = sync.last_sync_ms.map_or("never".into(), |ms| {
+                        chrono::DateTime::from_timestamp_millis(ms)
+                            .map_or(ms.to_string(), |t| t.to_rfc3339())
+                    });
+                    writeln!(out, "last sync        {last_sync}")?;
+                    let rate = sync
+                        .uplink_bytes_per_sec
+                        .map_or("-".into(), |b| format!("{} bit/s", b.saturating_mul(8)));
+                    writeln!(out, "uplink           {rate}")?;
                     writeln!(out, "open cases       {}", status.open_cases)?;
                     writeln!(out, "closed cases     {}", status.closed_cases)?;
                 }
@@ -922,18 +1036,50 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let n = agent.rebuild_views()?;
             writeln!(out, "rebuilt views from {n} events")?;
         }
-        Command::Sync { hub, token } => {
-            let agent = std::sync::Arc::new(open_agent(&cli.data, cli.cache_capacity)?);
-            let identity = agent.identity().clone();
-            let hub_url = hub
-                .or(identity.hub_url)
-                .ok_or(station_agent::sync::SyncError::NoHub)?;
-            let options = station_agent::sync::SyncOptions::new(hub_url, token.or(identity.token));
+        Command::Sync {
+            hub,
+            retry_parked,
+            retry_secs,
+        } => {
+            let agent = Arc::new(open_agent(&cli.data, cli.cache_capacity)?);
+            let mut options = sync_options(&agent, hub)?;
+            options.retry_budget = Duration::from_secs(retry_secs);
+            if retry_parked {
+                agent.log().set_parked(None)?;
+            }
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let report = runtime.block_on(station_agent::sync::sync_once(agent, &options))?;
+            let report = runtime.block_on(sync::sync_once(agent, &options))?;
             writeln!(out, "{}", serde_json::to_string(&report)?)?;
+        }
+        Command::Run {
+            hub,
+            interval_secs,
+            retry_parked,
+        } => {
+            let agent = Arc::new(open_agent(&cli.data, cli.cache_capacity)?);
+            let mut options = sync_options(&agent, hub)?;
+            options.interval = Duration::from_secs(interval_secs);
+            if retry_parked {
+                agent.log().set_parked(None)?;
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let shutdown = shutdown_signal()?;
+                writeln!(
+                    out,
+                    "syncing with {} every {interval_secs} s; Ctrl-C to stop",
+                    options.hub_url
+                )?;
+                out.flush()?;
+                drop(out);
+                sync::run(agent, options, shutdown).await?;
+                anyhow::Ok(())
+            })?;
         }
         entry => {
             let is_case = matches!(entry, Command::Case(CaseCommand::Open(_)));

@@ -13,6 +13,9 @@
 //! | `m:hlc` | `u64`, the greatest HLC issued or observed |
 //! | `m:acked` | `u64`, the hub's `durable_through` for this origin, as last seen |
 //! | `m:pull_cursor` | `u64`, hub position of the last pulled station event |
+//! | `m:parked` | JSON [`ParkedBatch`]: own events the hub refused for good (absent = none) |
+//! | `m:last_sync_ms` | `i64`, wall clock when a sync round last completed (absent = never) |
+//! | `m:uplink_bps` | `u64`, measured uplink rate in encoded bytes per second (absent = not measured) |
 //! | `o:` seq | encoded `Event`, own log |
 //! | `p:` hub_seq | encoded `Event` pulled from another device of the station |
 //! | `i:` event_id | location: `b'o'` + seq, or `b'p'` + hub_seq |
@@ -34,7 +37,9 @@
 //! - `c:`, `k:` and `v:` are derived: [`EventLog::rebuild_views`] recomputes
 //!   them from `o:` and `p:` and must give the same bytes;
 //! - an append or pull is reported only once durable (see [`crate::durable`]);
-//!   events handed to sync never pass [`EventLog::durable_seq`].
+//!   events handed to sync never pass [`EventLog::durable_seq`];
+//! - `m:parked`, `m:last_sync_ms` and `m:uplink_bps` are the sync client's own
+//!   bookkeeping: they never change an event, a cursor or a view.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -65,6 +70,9 @@ const M_HEAD_SEQ: &[u8] = b"m:head_seq";
 const M_HLC: &[u8] = b"m:hlc";
 const M_ACKED: &[u8] = b"m:acked";
 const M_PULL_CURSOR: &[u8] = b"m:pull_cursor";
+const M_PARKED: &[u8] = b"m:parked";
+const M_LAST_SYNC_MS: &[u8] = b"m:last_sync_ms";
+const M_UPLINK_BPS: &[u8] = b"m:uplink_bps";
 const OWN: &[u8] = b"o:";
 const PULLED: &[u8] = b"p:";
 const IDS: &[u8] = b"i:";
@@ -116,6 +124,36 @@ pub struct DeviceIdentity {
     pub token: Option<String>,
     /// Wall-clock milliseconds when the identity was created.
     pub created_at_ms: i64,
+}
+
+/// Own events the hub refused for good. While one is recorded the sync client
+/// pushes nothing (later events cannot pass a gap) but keeps pulling; it is
+/// cleared by `station-agent sync --retry-parked` or by an agent of another
+/// version, which may send the batch differently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParkedBatch {
+    /// First own seq of the refused batch.
+    pub from_seq: u64,
+    /// Last own seq of the refused batch.
+    pub through_seq: u64,
+    /// Why the hub refused it (gRPC code and message), for `status`.
+    pub reason: String,
+    /// Wall-clock milliseconds when it was parked.
+    pub parked_at_ms: i64,
+    /// The agent version that parked it; another version tries again.
+    pub agent_version: String,
+}
+
+/// What the sync client keeps between runs, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct SyncState {
+    /// The batch the hub refused for good, if any.
+    pub parked: Option<ParkedBatch>,
+    /// Wall-clock milliseconds when a sync round last completed.
+    pub last_sync_ms: Option<i64>,
+    /// The measured uplink rate in encoded bytes per second, so that a
+    /// restarted agent sizes its first batch from it.
+    pub uplink_bytes_per_sec: Option<u64>,
 }
 
 /// Options for [`EventLog::open`].
@@ -722,6 +760,87 @@ impl EventLog {
             let ticket = self.group.written(None);
             self.group.wait_durable(ticket)?;
         }
+        Ok(())
+    }
+
+    /// The sync client's bookkeeping: parked batch, last sync, uplink rate.
+    ///
+    /// # Errors
+    /// Storage errors, or a record that does not decode.
+    pub fn sync_state(&self) -> Result<SyncState, StoreError> {
+        let parked = self
+            .tree
+            .get(M_PARKED)?
+            .map(|v| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("parked batch: {e}")))
+            })
+            .transpose()?;
+        let last_sync_ms = self
+            .tree
+            .get(M_LAST_SYNC_MS)?
+            .map(|v| read_u64(&v).map(|n| i64::from_be_bytes(n.to_be_bytes())))
+            .transpose()?;
+        let uplink_bytes_per_sec = self
+            .tree
+            .get(M_UPLINK_BPS)?
+            .map(|v| read_u64(&v))
+            .transpose()?;
+        Ok(SyncState {
+            parked,
+            last_sync_ms,
+            uplink_bytes_per_sec,
+        })
+    }
+
+    /// Records (or, with `None`, clears) the parked batch, durably: a parked
+    /// batch must stay parked across a restart so the agent does not spin.
+    ///
+    /// # Errors
+    /// Storage or sync errors.
+    pub fn set_parked(&self, parked: Option<&ParkedBatch>) -> Result<(), StoreError> {
+        let writer = self.lock_writer();
+        match parked {
+            Some(parked) => {
+                let json = serde_json::to_vec(parked)
+                    .map_err(|e| StoreError::Corrupt(format!("parked batch: {e}")))?;
+                self.tree.insert(M_PARKED, json)?;
+            }
+            None => {
+                self.tree.remove(M_PARKED)?;
+            }
+        }
+        let ticket = self.group.written(None);
+        drop(writer);
+        self.group.wait_durable(ticket)?;
+        Ok(())
+    }
+
+    /// Records, durably, when a sync round completed and the measured uplink
+    /// rate; `None` leaves the stored value as it is.
+    ///
+    /// # Errors
+    /// Storage or sync errors.
+    pub fn record_sync(
+        &self,
+        completed_at_ms: Option<i64>,
+        uplink_bytes_per_sec: Option<u64>,
+    ) -> Result<(), StoreError> {
+        if completed_at_ms.is_none() && uplink_bytes_per_sec.is_none() {
+            return Ok(());
+        }
+        let writer = self.lock_writer();
+        let mut batch = sled::Batch::default();
+        if let Some(ms) = completed_at_ms {
+            batch.insert(M_LAST_SYNC_MS, &ms.to_be_bytes());
+        }
+        if let Some(rate) = uplink_bytes_per_sec {
+            batch.insert(M_UPLINK_BPS, &rate.to_be_bytes());
+        }
+        self.tree.apply_batch(batch)?;
+        let ticket = self.group.written(None);
+        drop(writer);
+        self.group.wait_durable(ticket)?;
         Ok(())
     }
 

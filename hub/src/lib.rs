@@ -6,12 +6,18 @@
 //!
 //! - [`store`]: the on-disk format and [`store::HubStore`]: per-origin
 //!   `durable_through`, gap refusal, quarantine, the station streams `Pull`
-//!   reads, group-committed with the agent's [`station_agent::durable`].
-//! - [`server`]: the tonic `station.v1.Sync` service and
+//!   reads, the token records, group-committed with the agent's
+//!   [`station_agent::durable`].
+//! - [`auth`]: tokens (`enroll`, `revoke`), the interceptor that resolves a
+//!   bearer token to a [`auth::Caller`], and the rules of who may push and
+//!   pull what.
+//! - [`server`]: the tonic `station.v1.Sync` service with health and
+//!   reflection beside it, plain or TLS, and
 //!   [`server::run`]`(listener, store, shutdown)`, the entry tests bind on
-//!   `127.0.0.1:0`.
+//!   `127.0.0.1:0` ([`server::run_with`] takes [`server::ServerOptions`]).
 //! - `main.rs`: the `station-hub` command line.
 
+pub mod auth;
 pub mod server;
 pub mod store;
 

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use station_hub::store::HubStore;
+use station_hub::auth;
+use station_hub::server::{ServerOptions, TlsIdentity};
+use station_hub::store::{HubStore, TokenRecord, TokenScope};
 
 /// The city hub of station-sync.
 #[derive(Debug, Parser)]
@@ -29,6 +31,15 @@ enum Command {
         /// sled page cache in bytes.
         #[arg(long, default_value_t = 256 * 1024 * 1024)]
         cache_capacity: u64,
+        /// PEM certificate chain: serve TLS instead of plain text.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of the certificate.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Seconds shutdown waits for calls in flight.
+        #[arg(long, default_value_t = 30)]
+        shutdown_grace_secs: u64,
     },
     /// Lists the events held in quarantine, with their reasons.
     Quarantine {
@@ -36,6 +47,77 @@ enum Command {
         #[arg(long, default_value = "./hub-data")]
         data: PathBuf,
     },
+    /// Issues a token and prints it: a device token (--station and --device)
+    /// or a read-only bureau token (--bureau). The hub must not be running.
+    Enroll {
+        /// The hub's data folder.
+        #[arg(long, default_value = "./hub-data")]
+        data: PathBuf,
+        /// The 9-digit code of the device's station.
+        #[arg(long, requires = "device", conflicts_with = "bureau")]
+        station: Option<String>,
+        /// A name telling the device apart in `tokens`.
+        #[arg(long, requires = "station")]
+        device: Option<String>,
+        /// The bureau's name, for a read-only token.
+        #[arg(long, required_unless_present = "station")]
+        bureau: Option<String>,
+    },
+    /// Revokes a token: every later call with it is refused. The hub must not
+    /// be running.
+    Revoke {
+        /// The hub's data folder.
+        #[arg(long, default_value = "./hub-data")]
+        data: PathBuf,
+        /// The id printed by `enroll` and `tokens`.
+        #[arg(long)]
+        token_id: String,
+    },
+    /// Lists the issued tokens (never their secrets).
+    Tokens {
+        /// The hub's data folder.
+        #[arg(long, default_value = "./hub-data")]
+        data: PathBuf,
+    },
+}
+
+/// Page cache of the short administrative commands.
+const ADMIN_CACHE: u64 = 16 * 1024 * 1024;
+
+fn open_store(data: &std::path::Path, cache_capacity: u64) -> anyhow::Result<HubStore> {
+    HubStore::open(data, cache_capacity)
+        .with_context(|| format!("cannot open the hub store in {}", data.display()))
+}
+
+fn time_of(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
+}
+
+fn token_line(record: &TokenRecord) -> String {
+    let (kind, station, name, origin) = match &record.scope {
+        TokenScope::Device {
+            station_code,
+            device,
+            bound_origin,
+        } => (
+            "device",
+            station_code.as_str(),
+            device.as_str(),
+            bound_origin.map_or_else(|| "-".to_string(), |o| o.to_string()),
+        ),
+        TokenScope::Bureau { bureau } => ("bureau", "-", bureau.as_str(), "-".to_string()),
+    };
+    let revoked = record
+        .revoked_at_ms
+        .map_or_else(|| "-".to_string(), time_of);
+    format!(
+        "{}\t{kind}\t{station}\t{name}\t{origin}\t{revoked}\t{}",
+        record.token_id,
+        time_of(record.created_at_ms)
+    )
 }
 
 async fn shutdown_signal() {
@@ -74,24 +156,63 @@ fn main() -> anyhow::Result<()> {
             data,
             listen,
             cache_capacity,
+            tls_cert,
+            tls_key,
+            shutdown_grace_secs,
         } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(TlsIdentity::from_files(&cert, &key)?),
+                _ => None,
+            };
+            let options = ServerOptions {
+                tls,
+                shutdown_grace: std::time::Duration::from_secs(shutdown_grace_secs),
+            };
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
-                let store =
-                    Arc::new(HubStore::open(&data, cache_capacity).with_context(|| {
-                        format!("cannot open the hub store in {}", data.display())
-                    })?);
+                let store = Arc::new(open_store(&data, cache_capacity)?);
                 let listener = tokio::net::TcpListener::bind(&listen)
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;
                 println!("listening on {}", listener.local_addr()?);
-                station_hub::server::run(listener, store, shutdown_signal()).await?;
-                tracing::info!("hub stopped");
+                station_hub::server::run_with(listener, store, options, shutdown_signal()).await?;
                 anyhow::Ok(())
             })?;
         }
+        Command::Enroll {
+            data,
+            station,
+            device,
+            bureau,
+        } => {
+            let store = open_store(&data, ADMIN_CACHE)?;
+            let issued = match (station, device, bureau) {
+                (Some(station), Some(device), None) => {
+                    auth::enroll_device(&store, &station, &device)?
+                }
+                (None, None, Some(bureau)) => auth::enroll_bureau(&store, &bureau)?,
+                _ => anyhow::bail!("give --station and --device, or --bureau"),
+            };
+            eprintln!(
+                "token {} issued; it is shown only now, keep it secret",
+                issued.token_id
+            );
+            println!("{}", issued.bearer);
+        }
+        Command::Revoke { data, token_id } => {
+            let store = open_store(&data, ADMIN_CACHE)?;
+            let record = auth::revoke(&store, &token_id)?;
+            println!("{}", token_line(&record));
+        }
+        Command::Tokens { data } => {
+            let store = open_store(&data, ADMIN_CACHE)?;
+            println!("id\tkind\tstation\tname\torigin\trevoked\tcreated");
+            for record in store.tokens()? {
+                println!("{}", token_line(&record));
+            }
+        }
         Command::Quarantine { data } => {
-            let store = HubStore::open(&data, 16 * 1024 * 1024)?;
+            let store = open_store(&data, ADMIN_CACHE)?;
             for (origin, q) in store.quarantine()? {
                 println!(
                     "{origin}\t{}\t{}\t{}",

@@ -1,10 +1,18 @@
-//! The hub's gRPC server: the `station.v1.Sync` service over [`HubStore`].
+//! The hub's gRPC server: the `station.v1.Sync` service over [`HubStore`],
+//! behind the token check of [`crate::auth`], with the standard health and
+//! reflection services beside it, in plain text or TLS.
 //!
-//! Invariants: a `Push` is answered only after its batch is durable; a batch
-//! that breaks a protocol rule (gap, bad origin, too large) is refused whole
-//! and changes nothing; blocking store calls run off the async workers.
+//! Invariants: every `Sync` call passes [`Authenticator`] and the rules of
+//! [`crate::auth`] before it touches the store; a `Push` is answered only
+//! after its batch is durable; a batch that breaks a protocol rule (gap, bad
+//! origin, another station's event, too large) is refused whole and changes
+//! nothing; blocking store calls run off the async workers; [`run_with`]
+//! returns only after the calls in flight have finished (or the grace period
+//! ran out) and the store is synced.
 
+use std::fmt;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +23,14 @@ use station_proto::v1::{
 };
 use station_proto::validate;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
+use crate::auth::{self, AuthError, Authenticator};
 use crate::store::{HubError, HubStore};
 
 /// Most events one `Push` may carry.
@@ -31,18 +43,32 @@ pub const MAX_PULL_EVENTS: u32 = 5_000;
 pub const MAX_PULL_BYTES: u32 = 1024 * 1024;
 /// Longest long-poll a `Pull` may ask for.
 pub const MAX_PULL_WAIT: Duration = Duration::from_secs(30);
+/// How long shutdown waits for calls in flight by default.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// The `Sync` service.
+/// The `Sync` service. It expects the [`Caller`](auth::Caller) that
+/// [`Authenticator`] puts on each request, and refuses calls without one.
 #[derive(Debug, Clone)]
 pub struct SyncService {
     /// The hub's durable log.
     store: Arc<HubStore>,
+    /// Turns true when the hub begins to shut down, so long polls end early.
+    stopping: Arc<watch::Sender<bool>>,
 }
 
 impl SyncService {
     /// A service over `store`.
     pub fn new(store: Arc<HubStore>) -> Self {
-        Self { store }
+        let (stopping, _) = watch::channel(false);
+        Self {
+            store,
+            stopping: Arc::new(stopping),
+        }
+    }
+
+    /// Ends the long polls waiting now and makes later ones answer at once.
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// The tonic server for this service, with compression and limits set.
@@ -56,16 +82,17 @@ impl SyncService {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
-    async fn blocking<T, F>(&self, f: F) -> Result<T, Status>
+    async fn blocking<T, E, F>(&self, f: F) -> Result<T, Status>
     where
         T: Send + 'static,
-        F: FnOnce(&HubStore) -> Result<T, HubError> + Send + 'static,
+        E: Into<Status> + Send + 'static,
+        F: FnOnce(&HubStore) -> Result<T, E> + Send + 'static,
     {
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || f(&store))
             .await
             .map_err(|e| Status::internal(format!("hub task failed: {e}")))?
-            .map_err(status_of)
+            .map_err(Into::into)
     }
 }
 
@@ -74,10 +101,17 @@ pub fn status_of(error: HubError) -> Status {
     match error {
         HubError::Gap { .. } => Status::failed_precondition(error.to_string()),
         HubError::Malformed { .. } => Status::invalid_argument(error.to_string()),
+        HubError::UnknownToken(_) => Status::not_found(error.to_string()),
         HubError::Sled(_) | HubError::Io(_) => Status::unavailable(error.to_string()),
         HubError::Corrupt(_) | HubError::UnsupportedFormat(_) => {
             Status::internal(error.to_string())
         }
+    }
+}
+
+impl From<HubError> for Status {
+    fn from(error: HubError) -> Self {
+        status_of(error)
     }
 }
 
@@ -91,15 +125,18 @@ impl Sync for SyncService {
         &self,
         request: Request<HelloRequest>,
     ) -> Result<Response<HelloResponse>, Status> {
+        let caller = auth::caller(&request)?;
         let hello = request.into_inner();
         let origin = validate::uuid16("origin_id", &hello.origin_id)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         validate::station_code("station_code", &hello.station_code)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        auth::authorize_hello(&caller, origin, &hello.station_code)?;
         let now = now_ms();
         let station = hello.station_code.clone();
         let (state, head) = self
-            .blocking(move |store| {
+            .blocking(move |store| -> Result<_, AuthError> {
+                auth::bind_origin(store, &caller, origin)?;
                 let state = store.hello(
                     origin,
                     &hello.station_code,
@@ -119,6 +156,7 @@ impl Sync for SyncService {
     }
 
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
+        let caller = auth::caller(&request)?;
         let events = request.into_inner().events;
         if events.len() > MAX_PUSH_EVENTS {
             return Err(Status::resource_exhausted(format!(
@@ -126,11 +164,17 @@ impl Sync for SyncService {
                 events.len()
             )));
         }
+        let origins = auth::authorize_push(&caller, &events)?;
         let count = events.len();
         let today = chrono::Local::now().date_naive();
         let now = now_ms();
         let outcome = self
-            .blocking(move |store| store.push(events, today, now))
+            .blocking(move |store| -> Result<_, AuthError> {
+                for origin in origins {
+                    auth::bind_origin(store, &caller, origin)?;
+                }
+                Ok(store.push(events, today, now)?)
+            })
             .await?;
         tracing::debug!(
             count,
@@ -152,9 +196,11 @@ impl Sync for SyncService {
     }
 
     async fn pull(&self, request: Request<PullRequest>) -> Result<Response<PullResponse>, Status> {
+        let caller = auth::caller(&request)?;
         let pull = request.into_inner();
         validate::station_code("station_code", &pull.station_code)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        auth::authorize_pull(&caller, &pull.station_code)?;
         let max_events = pull.max_events.clamp(1, MAX_PULL_EVENTS) as usize;
         let max_bytes = if pull.max_bytes == 0 {
             MAX_PULL_BYTES
@@ -163,6 +209,7 @@ impl Sync for SyncService {
         } as usize;
         let wait = Duration::from_millis(u64::from(pull.wait_ms)).min(MAX_PULL_WAIT);
         let mut grown = self.store.subscribe();
+        let mut stopping = self.stopping.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             grown.borrow_and_update();
@@ -170,7 +217,7 @@ impl Sync for SyncService {
             let page = self
                 .blocking(move |store| store.pull(&station, pull.after, max_events, max_bytes))
                 .await?;
-            let waited_enough = tokio::time::Instant::now() >= deadline;
+            let waited_enough = tokio::time::Instant::now() >= deadline || *stopping.borrow();
             if !page.events.is_empty() || waited_enough {
                 return Ok(Response::new(PullResponse {
                     events: page
@@ -185,30 +232,214 @@ impl Sync for SyncService {
                     head: page.head,
                 }));
             }
-            if tokio::time::timeout_at(deadline, grown.changed())
-                .await
-                .is_err()
-            {
-                continue;
+            tokio::select! {
+                _ = tokio::time::timeout_at(deadline, grown.changed()) => {}
+                _ = stopping.wait_for(|stopping| *stopping) => {}
             }
         }
     }
 }
 
-/// Serves the hub on `listener` until `shutdown` completes, then finishes the
-/// calls in flight and returns.
+/// A certificate chain and its private key, PEM encoded, checked when made.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// The certificate chain, leaf first.
+    cert_pem: Vec<u8>,
+    /// The private key of the leaf certificate.
+    key_pem: Vec<u8>,
+}
+
+impl fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsIdentity").finish_non_exhaustive()
+    }
+}
+
+impl TlsIdentity {
+    /// An identity from PEM bytes.
+    ///
+    /// # Errors
+    /// [`ServeError::Tls`] when rustls does not accept the certificate and key.
+    pub fn from_pem(cert_pem: Vec<u8>, key_pem: Vec<u8>) -> Result<Self, ServeError> {
+        let identity = Self { cert_pem, key_pem };
+        Server::builder()
+            .tls_config(identity.server_config())
+            .map_err(|e| ServeError::Tls(error_chain(&e)))?;
+        Ok(identity)
+    }
+
+    /// An identity read from a certificate file and a key file, both PEM.
+    ///
+    /// # Errors
+    /// [`ServeError::Read`] when a file cannot be read, [`ServeError::Tls`]
+    /// when rustls does not accept them.
+    pub fn from_files(cert: &Path, key: &Path) -> Result<Self, ServeError> {
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| ServeError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        Self::from_pem(read(cert)?, read(key)?)
+    }
+
+    fn server_config(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new().identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+    }
+}
+
+/// How the hub serves.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Serve TLS with this identity; plain text when `None`.
+    pub tls: Option<TlsIdentity>,
+    /// How long shutdown waits for calls in flight (a push on a slow link,
+    /// say) before closing their connections.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// Why the server could not start, or did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A TLS file cannot be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The reason.
+        source: std::io::Error,
+    },
+    /// rustls refused the certificate or key; the text says why.
+    #[error("TLS certificate or key refused: {0}")]
+    Tls(String),
+    /// The reflection service could not read the descriptors.
+    #[error("the reflection service could not be built")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+    /// The final sync of the store failed.
+    #[error(transparent)]
+    Store(#[from] HubError),
+    /// The final sync of the store did not run to its end.
+    #[error("the store sync task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The causes of a tonic transport error, which itself only says
+/// "transport error".
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let error = error.source().unwrap_or(error);
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Serves the hub in plain text on `listener` until `shutdown` completes, then
+/// finishes the calls in flight, syncs the store and returns.
 ///
 /// # Errors
-/// The transport fails.
+/// See [`run_with`].
 pub async fn run(
     listener: TcpListener,
     store: Arc<HubStore>,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), ServeError> {
+    run_with(listener, store, ServerOptions::default(), shutdown).await
+}
+
+/// Serves `station.v1.Sync` (token checked), `grpc.health.v1.Health` and
+/// server reflection (both open) on `listener` until `shutdown` completes.
+/// Then it stops accepting connections, ends long polls, lets the calls in
+/// flight finish (at most [`ServerOptions::shutdown_grace`]), syncs the store
+/// and returns.
+///
+/// A call still running after the grace period is not waited for: a push it
+/// stored is durable all the same (each push waits for its own sync), only its
+/// acknowledgement may not reach the device, which sends the batch again.
+///
+/// # Errors
+/// [`ServeError::Tls`] for a refused identity, [`ServeError::Transport`],
+/// [`ServeError::Store`] when the final sync fails.
+pub async fn run_with(
+    listener: TcpListener,
+    store: Arc<HubStore>,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
     let addr = listener.local_addr().ok();
-    tracing::info!(?addr, "hub listening");
-    tonic::transport::Server::builder()
-        .add_service(SyncService::new(store).into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
+    let service = SyncService::new(Arc::clone(&store));
+    let stopping = service.clone();
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<SyncServer<SyncService>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(station_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let sync = InterceptedService::new(
+        service.into_server(),
+        Authenticator::new(Arc::clone(&store)),
+    );
+    let mut server = Server::builder();
+    if let Some(tls) = &options.tls {
+        server = server
+            .tls_config(tls.server_config())
+            .map_err(|e| ServeError::Tls(error_chain(&e)))?;
+    }
+    let router = server
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(sync);
+    tracing::info!(?addr, tls = options.tls.is_some(), "hub listening");
+
+    let mut stopped = stopping.stopping.subscribe();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("hub stopping: finishing the calls in flight");
+        stopping.begin_shutdown();
+        health_reporter
+            .set_not_serving::<SyncServer<SyncService>>()
+            .await;
+    };
+    let grace = options.shutdown_grace;
+    let grace_ended = async move {
+        if stopped.wait_for(|stopping| *stopping).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    let served = tokio::select! {
+        served = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal) => {
+            served.map_err(ServeError::from)
+        }
+        () = grace_ended => {
+            tracing::warn!(?grace, "calls still in flight after the grace period: not waiting for them");
+            Ok(())
+        }
+    };
+    let synced = tokio::task::spawn_blocking(move || store.sync()).await;
+    served?;
+    synced??;
+    tracing::info!("hub stopped, store synced");
+    Ok(())
 }

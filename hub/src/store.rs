@@ -1,8 +1,9 @@
-//! The hub's log: every event of every station, stored once, in hub order.
+//! The hub's log: every event of every station, stored once, in hub order,
+//! and the tokens that may read and write it.
 //!
 //! # On-disk format (format version 1)
 //!
-//! One sled tree, `hub` (integers big-endian):
+//! Tree `hub` (integers big-endian):
 //!
 //! | key | value |
 //! | --- | --- |
@@ -14,12 +15,24 @@
 //! | `o:` origin_id | JSON [`OriginState`]: `durable_through`, station, contact |
 //! | `q:` origin_id origin_seq | JSON [`Quarantined`]: an event acked but not accepted |
 //!
+//! Tree `tokens`:
+//!
+//! | key | value |
+//! | --- | --- |
+//! | token_id (ASCII) | JSON [`TokenRecord`]: scope, SHA-256 of the secret, bound origin, revocation |
+//!
 //! Invariants, kept by writing one push in one batch under the single writer:
 //! - for each origin, seqs `1..=durable_through` are accounted for, each either
 //!   in the log or in quarantine, and nothing above `durable_through` is;
 //! - hub positions are assigned by the one writer, gap-free, in arrival order;
 //!   `Pull` cursors and projections use them;
 //! - a push is acknowledged only after its batch is flushed and fsynced.
+//!
+//! Invariants of the `tokens` tree, kept by one token writer:
+//! - a token's secret is never stored, only its SHA-256;
+//! - a device token's `bound_origin` goes from none to one origin once and
+//!   never changes after; a revoked token stays revoked;
+//! - a token write returns only once flushed and fsynced.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,6 +49,7 @@ use station_proto::validate::{self, Context};
 pub const FORMAT_VERSION: u32 = 1;
 
 const TREE: &str = "hub";
+const TOKENS_TREE: &str = "tokens";
 const M_FORMAT: &[u8] = b"m:format";
 const M_HUB_SEQ: &[u8] = b"m:hub_seq";
 const EVENTS: &[u8] = b"e:";
@@ -69,6 +83,9 @@ pub enum HubError {
         /// The seq found.
         got: u64,
     },
+    /// No token has this id.
+    #[error("no token has the id {0}")]
+    UnknownToken(String),
     /// A push's events cannot be attributed to an origin.
     #[error("event {index} of the batch: {reason}")]
     Malformed {
@@ -133,6 +150,44 @@ mod hex_bytes {
     }
 }
 
+/// What a token lets its holder do, and on whose behalf.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TokenScope {
+    /// One device of one station: pushes its own origin, pulls its station.
+    Device {
+        /// The station the device works for.
+        station_code: String,
+        /// The name given at enrolment, to tell devices apart in listings.
+        device: String,
+        /// The origin (device log) that first presented the token; it alone
+        /// may use the token afterwards.
+        bound_origin: Option<Uuid>,
+    },
+    /// The civil-affairs bureau: reads every station, writes nothing.
+    Bureau {
+        /// The name given at enrolment.
+        bureau: String,
+    },
+}
+
+/// One issued token, as stored: everything but the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// The public part of the token, its key in the `tokens` tree.
+    pub token_id: String,
+    /// Who the holder is and what it may do.
+    #[serde(flatten)]
+    pub scope: TokenScope,
+    /// SHA-256 of the secret part, compared in constant time.
+    #[serde(with = "hex_bytes")]
+    pub secret_sha256: Vec<u8>,
+    /// Hub wall clock when issued, ms.
+    pub created_at_ms: i64,
+    /// Hub wall clock when revoked, ms; a revoked token is refused.
+    pub revoked_at_ms: Option<i64>,
+}
+
 /// The outcome of a push, per origin.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PushOutcome {
@@ -165,6 +220,10 @@ fn key(prefix: &[u8], rest: &[&[u8]]) -> Vec<u8> {
     k
 }
 
+fn token_json(record: &TokenRecord) -> Result<Vec<u8>, HubError> {
+    serde_json::to_vec(record).map_err(|e| HubError::Corrupt(format!("token: {e}")))
+}
+
 fn read_u64(bytes: &[u8]) -> Result<u64, HubError> {
     <[u8; 8]>::try_from(bytes)
         .map(u64::from_be_bytes)
@@ -176,6 +235,10 @@ fn read_u64(bytes: &[u8]) -> Result<u64, HubError> {
 pub struct HubStore {
     /// Key spaces of the format above.
     tree: sled::Tree,
+    /// The issued tokens, by id.
+    tokens: sled::Tree,
+    /// The single token writer: reads and writes of one record do not interleave.
+    token_writer: Mutex<()>,
     /// Flush + fsync shared by concurrent pushes.
     group: GroupCommit,
     /// The single writer: the last hub position assigned.
@@ -213,10 +276,13 @@ impl HubStore {
             }
         }
         let hub_seq = tree.get(M_HUB_SEQ)?.map_or(Ok(0), |v| read_u64(&v))?;
+        let tokens = db.open_tree(TOKENS_TREE)?;
         let group = GroupCommit::open(db, dir, 0)?;
         let (grown, _) = tokio::sync::watch::channel(hub_seq);
         Ok(Self {
             tree,
+            tokens,
+            token_writer: Mutex::new(()),
             group,
             writer: Mutex::new(hub_seq),
             grown,
@@ -229,6 +295,105 @@ impl HubStore {
         self.writer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_token_writer(&self) -> MutexGuard<'_, ()> {
+        // It guards no data of its own: a panic while it was held left sled as it was.
+        self.token_writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes every write completed so far durable: flush, then fsync. Writes
+    /// in progress under the writers complete first.
+    ///
+    /// # Errors
+    /// The flush or fsync failed.
+    pub fn sync(&self) -> Result<(), HubError> {
+        let ticket = {
+            let _writer = self.lock_writer();
+            let _token_writer = self.lock_token_writer();
+            self.group.written(None)
+        };
+        self.group.wait_durable(ticket)?;
+        Ok(())
+    }
+
+    /// Stores a new token record unless its id is taken; returns whether it
+    /// was stored. Returns once durable.
+    ///
+    /// # Errors
+    /// Storage errors: the token must then not be handed out.
+    pub fn insert_token(&self, record: &TokenRecord) -> Result<bool, HubError> {
+        let json = token_json(record)?;
+        let stored = {
+            let _token_writer = self.lock_token_writer();
+            self.tokens
+                .compare_and_swap(record.token_id.as_bytes(), None::<&[u8]>, Some(json))?
+                .is_ok()
+        };
+        if stored {
+            self.group.wait_durable(self.group.written(None))?;
+        }
+        Ok(stored)
+    }
+
+    /// The token record with this id, if any.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn token(&self, token_id: &str) -> Result<Option<TokenRecord>, HubError> {
+        self.tokens
+            .get(token_id.as_bytes())?
+            .map(|v| {
+                serde_json::from_slice(&v).map_err(|e| HubError::Corrupt(format!("token: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Every token record, by id.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn tokens(&self) -> Result<Vec<TokenRecord>, HubError> {
+        self.tokens
+            .iter()
+            .map(|item| {
+                let (_, v) = item?;
+                serde_json::from_slice(&v).map_err(|e| HubError::Corrupt(format!("token: {e}")))
+            })
+            .collect()
+    }
+
+    /// Reads a token record, lets `change` edit it, and stores it when
+    /// `change` returns true; returns the record as it is afterwards, once
+    /// durable. Changes of one record never interleave.
+    ///
+    /// # Errors
+    /// [`HubError::UnknownToken`], or storage errors (then nothing changed).
+    pub fn update_token(
+        &self,
+        token_id: &str,
+        change: impl FnOnce(&mut TokenRecord) -> bool,
+    ) -> Result<TokenRecord, HubError> {
+        let (record, ticket) = {
+            let _token_writer = self.lock_token_writer();
+            let mut record = self
+                .token(token_id)?
+                .ok_or_else(|| HubError::UnknownToken(token_id.to_string()))?;
+            if change(&mut record) {
+                record.token_id = token_id.to_string();
+                self.tokens
+                    .insert(token_id.as_bytes(), token_json(&record)?)?;
+                (record, self.group.written(None))
+            } else {
+                // The record may have been written by another thread still
+                // waiting for its sync: report it only once it is durable.
+                (record, self.group.current())
+            }
+        };
+        self.group.wait_durable(ticket)?;
+        Ok(record)
     }
 
     /// The state of one origin (default when never seen).

@@ -3,94 +3,23 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::Arc;
 
+use common::{Hub, activity, authorized, device};
+use station_agent::Agent;
 use station_agent::sync::{SyncOptions, sync_once};
-use station_agent::{Agent, InitOptions, OpenOptions};
+use station_hub::auth;
+use station_hub::server::ServerOptions;
 use station_hub::store::HubStore;
 use station_proto::Body;
 use station_proto::ids::Uuid;
 use station_proto::v1::{
-    ActivityHeld, ActivityKind, CaseOpened, CaseSource, Category, Gender, PushRequest, Tier,
+    CaseOpened, CaseSource, Category, Gender, HelloRequest, PullRequest, PushRequest, Tier,
     VisitKind, VisitRecorded,
 };
 use tokio::sync::oneshot;
-
-struct Hub {
-    addr: SocketAddr,
-    store: Arc<HubStore>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl Hub {
-    async fn start() -> Hub {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(HubStore::open(dir.path(), 16 * 1024 * 1024).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn({
-            let store = Arc::clone(&store);
-            async move {
-                station_hub::server::run(listener, store, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-            }
-        });
-        Hub {
-            addr,
-            store,
-            stop: Some(stop),
-            task,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.await.unwrap();
-    }
-}
-
-fn device(dir: &std::path::Path, station: &str, worker: &str) -> Arc<Agent> {
-    Arc::new(
-        Agent::init(
-            dir,
-            InitOptions {
-                station_code: station.into(),
-                worker_id: worker.into(),
-                hub_url: None,
-                token: None,
-            },
-            OpenOptions::default(),
-        )
-        .unwrap(),
-    )
-}
-
-fn activity(station: &str, n: i32) -> Body {
-    Body::ActivityHeld(ActivityHeld {
-        held_on: "2026-11-20".into(),
-        community_code: format!("{station}001"),
-        kind: ActivityKind::PartyPublicWelfare as i32,
-        title: format!("党建+公益 {n} བོད"),
-        participants: n,
-        person_times: n,
-        volunteers: 0,
-        volunteer_minutes: 0,
-    })
-}
 
 fn case(station: &str) -> Body {
     Body::CaseOpened(CaseOpened {
@@ -142,8 +71,18 @@ async fn devices_of_a_station_converge_through_the_hub() {
         b.record(activity("540502001", n)).unwrap();
         other.record(activity("540502101", n)).unwrap();
     }
-    let options = |_: &Agent| {
-        let mut o = SyncOptions::new(hub.url(), None);
+    // One device token each, found by the device's station and worker.
+    let tokens: std::collections::BTreeMap<_, _> = [&a, &b, &other]
+        .into_iter()
+        .map(|d| {
+            let identity = d.identity();
+            let token = hub.device_token(&identity.station_code, &identity.worker_id);
+            (identity.origin_id, token)
+        })
+        .collect();
+    let options = |agent: &Agent| {
+        let token = tokens.get(&agent.identity().origin_id).cloned();
+        let mut o = SyncOptions::new(hub.url(), token);
         o.batch_bytes = 1024; // several batches per round
         o.pull_events = 7; // several pages per round
         o
@@ -202,15 +141,20 @@ async fn the_hub_refuses_gaps_ignores_resends_and_quarantines_invalid_bodies() {
         agent.record(activity("540502001", n)).unwrap();
     }
     let events = agent.own_events(0, 10).unwrap();
+    let token = hub.device_token("540502001", "zd-1");
     let mut client = station_agent::sync::connect(&SyncOptions::new(hub.url(), None))
         .await
         .unwrap();
 
     // A gap: seq 3 first.
+    let before = hub.snapshot();
     let status = client
-        .push(PushRequest {
-            events: events[2..].to_vec(),
-        })
+        .push(authorized(
+            PushRequest {
+                events: events[2..].to_vec(),
+            },
+            &token,
+        ))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
@@ -218,21 +162,48 @@ async fn the_hub_refuses_gaps_ignores_resends_and_quarantines_invalid_bodies() {
         status.message().contains("expected origin_seq 1"),
         "{status}"
     );
-    assert_eq!(hub.store.event_count(), 0);
+    let after = hub.snapshot();
+    assert_eq!((after.events, after.durable_through), (0, vec![]));
+    assert_eq!(after.quarantined, before.quarantined);
 
     // 1..=3, then 2..=5 again: the overlap is ignored.
     let ack = client
-        .push(PushRequest {
-            events: events[..3].to_vec(),
-        })
+        .push(authorized(
+            PushRequest {
+                events: events[..3].to_vec(),
+            },
+            &token,
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(ack.acks[0].durable_through, 3);
+
+    // A gap after 3: refused, nothing changes.
+    let before = hub.snapshot();
+    let status = client
+        .push(authorized(
+            PushRequest {
+                events: events[4..].to_vec(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        status.message().contains("expected origin_seq 4, got 5"),
+        "{status}"
+    );
+    assert_eq!(hub.snapshot(), before);
+
     let ack = client
-        .push(PushRequest {
-            events: events[1..].to_vec(),
-        })
+        .push(authorized(
+            PushRequest {
+                events: events[1..].to_vec(),
+            },
+            &token,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -251,9 +222,12 @@ async fn the_hub_refuses_gaps_ignores_resends_and_quarantines_invalid_bodies() {
     good.origin_seq = 7;
     good.event_id = Uuid::now_v7().as_bytes().to_vec();
     let ack = client
-        .push(PushRequest {
-            events: vec![bad, good],
-        })
+        .push(authorized(
+            PushRequest {
+                events: vec![bad, good],
+            },
+            &token,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -282,6 +256,12 @@ async fn acknowledged_events_survive_a_hub_restart() {
     for n in 1..=10 {
         agent.record(activity("540502001", n)).unwrap();
     }
+    let token = {
+        let store = HubStore::open(dir.path(), 16 * 1024 * 1024).unwrap();
+        auth::enroll_device(&store, "540502001", "zd-1")
+            .unwrap()
+            .bearer
+    };
     for round in 0..2 {
         let store = Arc::new(HubStore::open(dir.path(), 16 * 1024 * 1024).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -294,9 +274,12 @@ async fn acknowledged_events_survive_a_hub_restart() {
                 let _ = stopped.await;
             },
         ));
-        let report = sync_once(Arc::clone(&agent), &SyncOptions::new(url, None))
-            .await
-            .unwrap();
+        let report = sync_once(
+            Arc::clone(&agent),
+            &SyncOptions::new(url, Some(token.clone())),
+        )
+        .await
+        .unwrap();
         assert_eq!(report.durable_through, 10 + round * 5);
         assert_eq!(store.event_count(), 10 + round * 5);
         let _ = stop.send(());
@@ -306,4 +289,57 @@ async fn acknowledged_events_survive_a_hub_restart() {
             agent.record(activity("540502001", n)).unwrap();
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_long_polls_and_finishes_pushes_in_flight() {
+    let hub = Hub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, events) = common::recorded(dir.path(), "540502001", 400);
+    let token = hub.device_token("540502001", "zd-1");
+    let client = hub.client().await;
+
+    // A long poll and a push go out first on one connection; the Hello sent
+    // after them on the same connection is answered only once the hub has
+    // taken both in. Then the hub is told to stop.
+    let (mut polling, mut pushing) = (client.clone(), client.clone());
+    let long_poll = polling.pull(authorized(
+        PullRequest {
+            station_code: "540502001".into(),
+            after: 1_000_000,
+            max_events: 10,
+            max_bytes: 0,
+            wait_ms: 30_000,
+        },
+        &token,
+    ));
+    let push = pushing.push(authorized(PushRequest { events }, &token));
+    let hello_then_stop = async {
+        client
+            .clone()
+            .hello(authorized(
+                HelloRequest {
+                    origin_id: agent.identity().origin_id.as_bytes().to_vec(),
+                    station_code: "540502001".into(),
+                    head_seq: 400,
+                    device_clock_ms: 0,
+                    agent_version: "test".into(),
+                },
+                &token,
+            ))
+            .await
+            .unwrap();
+        hub.stop().await
+    };
+    let (page, ack, dir) = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        tokio::join!(long_poll, push, hello_then_stop)
+    })
+    .await
+    .expect("the hub stops without waiting out the long poll");
+    assert!(page.unwrap().into_inner().events.is_empty());
+    assert_eq!(ack.unwrap().into_inner().acks[0].durable_through, 400);
+
+    let hub = Hub::start_in(dir, ServerOptions::default()).await;
+    assert_eq!(hub.store.event_count(), 400);
+    hub.stop().await;
 }

@@ -3,6 +3,7 @@
 //! Helpers shared by the tests in `tests/tests/`: locating the workspace's
 //! binaries built by cargo, and the ack line `crash-appender` prints.
 
+pub mod fieldwork;
 pub mod weaklink;
 
 use std::path::PathBuf;

@@ -187,6 +187,29 @@ pub struct WeakLink {
     accept_loop: Option<JoinHandle<()>>,
 }
 
+/// A handle on a running [`WeakLink`], for tasks that drive its outages.
+#[derive(Debug, Clone)]
+pub struct LinkControl {
+    /// The link's shared state.
+    link: Arc<LinkState>,
+}
+
+impl LinkControl {
+    /// See [`WeakLink::set_online`].
+    pub fn set_online(&self, online: bool) {
+        self.link.online.send_if_modified(|current| {
+            let changed = *current != online;
+            *current = online;
+            changed
+        });
+    }
+
+    /// See [`WeakLink::cut_all`].
+    pub fn cut_all(&self) {
+        self.link.cut_epoch.send_modify(|epoch| *epoch += 1);
+    }
+}
+
 impl WeakLink {
     /// Binds `127.0.0.1:0` and starts relaying the connections accepted there
     /// to `upstream` through a link behaving like `profile`.
@@ -230,17 +253,20 @@ impl WeakLink {
     /// reset at once, and the open ones are cut. `true` brings it back; the
     /// connections cut stay closed, clients must reconnect.
     pub fn set_online(&self, online: bool) {
-        self.link.online.send_if_modified(|current| {
-            let changed = *current != online;
-            *current = online;
-            changed
-        });
+        self.control().set_online(online);
     }
 
     /// Cuts every connection open now, as a drop of the radio link would.
     /// New connections are accepted as before.
     pub fn cut_all(&self) {
-        self.link.cut_epoch.send_modify(|epoch| *epoch += 1);
+        self.control().cut_all();
+    }
+
+    /// A handle that can cut or take down this link from another task.
+    pub fn control(&self) -> LinkControl {
+        LinkControl {
+            link: Arc::clone(&self.link),
+        }
     }
 
     /// Stops accepting, closes every connection and waits until all the

@@ -1,0 +1,543 @@
+//! Tokens, and who may do what with them.
+//!
+//! A token is `<token_id>.<secret>`: [`TOKEN_ID_BYTES`] random bytes in
+//! lowercase hex naming its record, a dot, then [`SECRET_BYTES`] random bytes
+//! in lowercase hex. It is sent as `authorization: Bearer <token>`.
+//!
+//! | token | Hello | Push | Pull |
+//! | --- | --- | --- | --- |
+//! | device | its station, its origin | its station, its origin | its station |
+//! | bureau | refused | refused | any station |
+//!
+//! Invariants:
+//! - the secret is shown once, when issued, and stored only as its SHA-256,
+//!   which is compared in constant time;
+//! - no `Sync` call reaches its handler without having passed
+//!   [`Authenticator`], which puts the live token's [`Caller`] in the request's
+//!   extensions; a handler that finds none refuses the call;
+//! - a device token acts for one station, and from its first `Hello` or `Push`
+//!   on for the one origin that presented it; that binding is durable before
+//!   the call goes on, and never changes after;
+//! - every check happens before anything of the call is written, so a refused
+//!   call changes nothing.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use rand::RngCore as _;
+use sha2::{Digest as _, Sha256};
+use station_proto::Event;
+use station_proto::ids::Uuid;
+use station_proto::validate::{self, Invalid};
+use subtle::ConstantTimeEq as _;
+use tonic::service::Interceptor;
+use tonic::{Request, Status};
+
+use crate::store::{HubError, HubStore, TokenRecord, TokenScope};
+
+/// Random bytes of a token id (shown in hex, 12 digits).
+pub const TOKEN_ID_BYTES: usize = 6;
+/// Random bytes of a token secret (shown in hex, 64 digits).
+pub const SECRET_BYTES: usize = 32;
+/// Longest device or bureau name, in characters.
+pub const NAME_MAX_CHARS: usize = 64;
+/// Fresh token ids drawn before giving up on finding a free one.
+const ID_ATTEMPTS: usize = 8;
+
+/// Why a token was not issued, not accepted, or not allowed a call.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The call carries no `authorization` metadata.
+    #[error("missing bearer token")]
+    MissingToken,
+    /// The `authorization` metadata is not `Bearer <token>`.
+    #[error("authorization must be `Bearer <token>`")]
+    MalformedHeader,
+    /// No live token has this id and secret.
+    #[error("invalid token")]
+    InvalidToken,
+    /// The token was revoked.
+    #[error("token revoked")]
+    Revoked,
+    /// The token is valid but does not allow this call.
+    #[error("{0}")]
+    Denied(String),
+    /// An input breaks a rule (station code, name, origin id).
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// No free token id was found.
+    #[error("could not draw a free token id")]
+    NoFreeId,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] HubError),
+}
+
+impl From<AuthError> for Status {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::MissingToken
+            | AuthError::MalformedHeader
+            | AuthError::InvalidToken
+            | AuthError::Revoked => Status::unauthenticated(error.to_string()),
+            AuthError::Denied(_) => Status::permission_denied(error.to_string()),
+            AuthError::Invalid(_) => Status::invalid_argument(error.to_string()),
+            AuthError::NoFreeId => Status::internal(error.to_string()),
+            AuthError::Store(HubError::UnknownToken(_)) => {
+                Status::unauthenticated(AuthError::InvalidToken.to_string())
+            }
+            AuthError::Store(store) => Status::from(store),
+        }
+    }
+}
+
+/// A token as handed out once, at enrolment.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// The public id, for `revoke` and listings.
+    pub token_id: String,
+    /// The whole token, `<token_id>.<secret>`, to send as a bearer token.
+    pub bearer: String,
+}
+
+impl fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token_id", &self.token_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who is calling, as resolved from a live token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A device of one station.
+    Device {
+        /// The token's id, for binding and for messages.
+        token_id: String,
+        /// The station the token acts for.
+        station_code: String,
+        /// The origin the token is bound to, as read when the call arrived.
+        bound_origin: Option<Uuid>,
+    },
+    /// The bureau.
+    Bureau {
+        /// The token's id.
+        token_id: String,
+        /// The bureau's name.
+        bureau: String,
+    },
+}
+
+impl Caller {
+    /// The id of the caller's token.
+    pub fn token_id(&self) -> &str {
+        match self {
+            Caller::Device { token_id, .. } | Caller::Bureau { token_id, .. } => token_id,
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(s: &str, len: usize) -> Option<Vec<u8>> {
+    if s.len() != len * 2 {
+        return None;
+    }
+    (0..len)
+        .map(|i| {
+            s.get(2 * i..2 * i + 2)
+                .filter(|pair| pair.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
+        .collect()
+}
+
+fn random_bytes(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0; len];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn checked_name(field: &str, name: &str) -> Result<String, AuthError> {
+    let mut name = name.to_string();
+    validate::text(field, &mut name, NAME_MAX_CHARS, true)?;
+    if name.contains(['\n', '\t']) {
+        return Err(Invalid::new(field, "must be one line without tabs").into());
+    }
+    Ok(name)
+}
+
+fn issue(store: &HubStore, scope: TokenScope) -> Result<IssuedToken, AuthError> {
+    for _ in 0..ID_ATTEMPTS {
+        let token_id = hex(&random_bytes(TOKEN_ID_BYTES));
+        let secret = random_bytes(SECRET_BYTES);
+        let record = TokenRecord {
+            token_id: token_id.clone(),
+            scope: scope.clone(),
+            secret_sha256: Sha256::digest(&secret).to_vec(),
+            created_at_ms: now_ms(),
+            revoked_at_ms: None,
+        };
+        if store.insert_token(&record)? {
+            let bearer = format!("{token_id}.{}", hex(&secret));
+            return Ok(IssuedToken { token_id, bearer });
+        }
+    }
+    Err(AuthError::NoFreeId)
+}
+
+/// Issues a device token for `station_code`, named `device` in listings. It
+/// binds to the first origin that presents it.
+///
+/// # Errors
+/// [`AuthError::Invalid`] for a bad station code or name; storage errors (then
+/// no token was issued).
+pub fn enroll_device(
+    store: &HubStore,
+    station_code: &str,
+    device: &str,
+) -> Result<IssuedToken, AuthError> {
+    validate::station_code("station", station_code)?;
+    let device = checked_name("device", device)?;
+    issue(
+        store,
+        TokenScope::Device {
+            station_code: station_code.to_string(),
+            device,
+            bound_origin: None,
+        },
+    )
+}
+
+/// Issues a read-only bureau token named `bureau`.
+///
+/// # Errors
+/// [`AuthError::Invalid`] for a bad name; storage errors.
+pub fn enroll_bureau(store: &HubStore, bureau: &str) -> Result<IssuedToken, AuthError> {
+    let bureau = checked_name("bureau", bureau)?;
+    issue(store, TokenScope::Bureau { bureau })
+}
+
+/// Revokes a token; revoking it again changes nothing. Returns its record.
+///
+/// # Errors
+/// [`HubError::UnknownToken`] (inside [`AuthError::Store`]), storage errors.
+pub fn revoke(store: &HubStore, token_id: &str) -> Result<TokenRecord, AuthError> {
+    let now = now_ms();
+    Ok(store.update_token(token_id, |record| {
+        let first = record.revoked_at_ms.is_none();
+        if first {
+            record.revoked_at_ms = Some(now);
+        }
+        first
+    })?)
+}
+
+/// Resolves the value of the `authorization` metadata to the live token's
+/// [`Caller`].
+///
+/// # Errors
+/// [`AuthError::MissingToken`], [`AuthError::MalformedHeader`],
+/// [`AuthError::InvalidToken`] (unknown id or wrong secret, not told apart),
+/// [`AuthError::Revoked`], storage errors.
+pub fn authenticate(store: &HubStore, authorization: Option<&str>) -> Result<Caller, AuthError> {
+    let header = authorization.ok_or(AuthError::MissingToken)?;
+    let (scheme, token) = header
+        .trim()
+        .split_once(' ')
+        .ok_or(AuthError::MalformedHeader)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::MalformedHeader);
+    }
+    let (token_id, secret) = token
+        .trim()
+        .split_once('.')
+        .ok_or(AuthError::InvalidToken)?;
+    let secret = from_hex(secret, SECRET_BYTES).ok_or(AuthError::InvalidToken)?;
+    if from_hex(token_id, TOKEN_ID_BYTES).is_none() {
+        return Err(AuthError::InvalidToken);
+    }
+    let record = store.token(token_id)?.ok_or(AuthError::InvalidToken)?;
+    let presented = Sha256::digest(&secret);
+    if !bool::from(presented.as_slice().ct_eq(&record.secret_sha256)) {
+        return Err(AuthError::InvalidToken);
+    }
+    if record.revoked_at_ms.is_some() {
+        return Err(AuthError::Revoked);
+    }
+    Ok(match record.scope {
+        TokenScope::Device {
+            station_code,
+            bound_origin,
+            ..
+        } => Caller::Device {
+            token_id: record.token_id,
+            station_code,
+            bound_origin,
+        },
+        TokenScope::Bureau { bureau } => Caller::Bureau {
+            token_id: record.token_id,
+            bureau,
+        },
+    })
+}
+
+fn own_station(token_id: &str, own: &str, asked: &str) -> Result<(), AuthError> {
+    if own == asked {
+        Ok(())
+    } else {
+        Err(AuthError::Denied(format!(
+            "token {token_id} is for station {own}, not {asked}"
+        )))
+    }
+}
+
+fn own_origin(token_id: &str, bound: Option<Uuid>, asked: Uuid) -> Result<(), AuthError> {
+    match bound {
+        Some(bound) if bound != asked => Err(AuthError::Denied(format!(
+            "token {token_id} is bound to origin {bound}, not {asked}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `caller` may say `Hello` as `origin` of `station_code`. A device
+/// token not yet bound must still be bound with [`bind_origin`].
+///
+/// # Errors
+/// [`AuthError::Denied`]: a bureau token, another station, another origin.
+pub fn authorize_hello(caller: &Caller, origin: Uuid, station_code: &str) -> Result<(), AuthError> {
+    match caller {
+        Caller::Device {
+            token_id,
+            station_code: own,
+            bound_origin,
+        } => {
+            own_station(token_id, own, station_code)?;
+            own_origin(token_id, *bound_origin, origin)
+        }
+        Caller::Bureau { .. } => Err(AuthError::Denied(
+            "a bureau token has no device log to introduce: Hello is for device tokens".into(),
+        )),
+    }
+}
+
+/// Whether `caller` may pull the stream of `station_code`.
+///
+/// # Errors
+/// [`AuthError::Denied`]: a device token of another station.
+pub fn authorize_pull(caller: &Caller, station_code: &str) -> Result<(), AuthError> {
+    match caller {
+        Caller::Device {
+            token_id,
+            station_code: own,
+            ..
+        } => own_station(token_id, own, station_code),
+        Caller::Bureau { .. } => Ok(()),
+    }
+}
+
+/// Whether `caller` may push every event of `events`; returns the distinct
+/// origins the batch carries, each to be bound with [`bind_origin`] before the
+/// batch is stored. One event it may not push refuses the whole batch.
+///
+/// # Errors
+/// [`AuthError::Invalid`] for an event without a 16-byte origin id;
+/// [`AuthError::Denied`]: a bureau token, an event of another station, an
+/// event of another origin than the token's (or than the batch's first, for a
+/// token not yet bound).
+pub fn authorize_push(caller: &Caller, events: &[Event]) -> Result<Vec<Uuid>, AuthError> {
+    let (token_id, own_station_code, bound_origin) = match caller {
+        Caller::Device {
+            token_id,
+            station_code,
+            bound_origin,
+        } => (token_id, station_code, *bound_origin),
+        Caller::Bureau { .. } => {
+            return Err(AuthError::Denied("a bureau token cannot push".into()));
+        }
+    };
+    let mut origins = BTreeSet::new();
+    // The origin this batch may carry: the bound one, else the first seen.
+    let mut allowed = bound_origin;
+    for (index, event) in events.iter().enumerate() {
+        let origin = validate::uuid16(&format!("events[{index}].origin_id"), &event.origin_id)?;
+        if event.station_code != *own_station_code {
+            return Err(AuthError::Denied(format!(
+                "event {index} belongs to station {}, but token {token_id} is for station {own_station_code}",
+                event.station_code
+            )));
+        }
+        let expected = *allowed.get_or_insert(origin);
+        if origin != expected {
+            return Err(AuthError::Denied(format!(
+                "event {index} is of origin {origin}, but token {token_id} acts for origin {expected}"
+            )));
+        }
+        origins.insert(origin);
+    }
+    Ok(origins.into_iter().collect())
+}
+
+/// Binds a device token to `origin` if it is not bound yet, durably; succeeds
+/// when it is (now) bound to `origin`. Does nothing for other callers.
+///
+/// # Errors
+/// [`AuthError::Denied`] when the token is bound to another origin (another
+/// call may have bound it first), [`AuthError::Revoked`], storage errors.
+pub fn bind_origin(store: &HubStore, caller: &Caller, origin: Uuid) -> Result<(), AuthError> {
+    let Caller::Device {
+        token_id,
+        bound_origin: seen_bound,
+        ..
+    } = caller
+    else {
+        return Ok(());
+    };
+    let record = store.update_token(token_id, |record| {
+        let live = record.revoked_at_ms.is_none();
+        match &mut record.scope {
+            TokenScope::Device { bound_origin, .. } if live && bound_origin.is_none() => {
+                *bound_origin = Some(origin);
+                true
+            }
+            _ => false,
+        }
+    })?;
+    if record.revoked_at_ms.is_some() {
+        return Err(AuthError::Revoked);
+    }
+    match record.scope {
+        TokenScope::Device { bound_origin, .. } => {
+            if bound_origin.is_none() {
+                return Err(AuthError::InvalidToken);
+            }
+            own_origin(token_id, bound_origin, origin)?;
+            if seen_bound.is_none() {
+                tracing::info!(token_id, %origin, "device token bound to its origin");
+            }
+            Ok(())
+        }
+        TokenScope::Bureau { .. } => Err(AuthError::InvalidToken),
+    }
+}
+
+/// The [`Caller`] the [`Authenticator`] put on the request.
+///
+/// # Errors
+/// `UNAUTHENTICATED` when there is none: the service was served without its
+/// interceptor, and refuses every call.
+pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| AuthError::MissingToken.into())
+}
+
+/// The interceptor in front of the `Sync` service: resolves the bearer token
+/// to a [`Caller`] or refuses the call with `UNAUTHENTICATED`.
+///
+/// It reads one record of the small `tokens` tree, which sled keeps in its
+/// page cache, on the calling task.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    /// Where the token records are.
+    store: Arc<HubStore>,
+}
+
+impl Authenticator {
+    /// An interceptor checking tokens against `store`.
+    pub fn new(store: Arc<HubStore>) -> Self {
+        Self { store }
+    }
+}
+
+impl Interceptor for Authenticator {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let header = match request.metadata().get("authorization") {
+            None => None,
+            Some(value) => Some(value.to_str().map_err(|_| AuthError::MalformedHeader)?),
+        };
+        let caller = authenticate(&self.store, header).map_err(|error| {
+            tracing::info!(%error, "call refused: not authenticated");
+            Status::from(error)
+        })?;
+        request.extensions_mut().insert(caller);
+        Ok(request)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips_and_refuses_upper_case_and_odd_lengths() {
+        let bytes = [0u8, 1, 0xab, 0xff];
+        assert_eq!(from_hex(&hex(&bytes), 4).as_deref(), Some(&bytes[..]));
+        assert_eq!(from_hex("00AB", 2), None);
+        assert_eq!(from_hex("0ab", 2), None);
+        assert_eq!(from_hex("+1ab", 2), None);
+        assert_eq!(from_hex("éé", 1), None);
+    }
+
+    #[test]
+    fn names_are_one_line_and_bounded() {
+        assert_eq!(checked_name("device", " 泽当-1 ").unwrap(), "泽当-1");
+        assert!(checked_name("device", "").is_err());
+        assert!(checked_name("device", "a\tb").is_err());
+        assert!(checked_name("device", &"x".repeat(NAME_MAX_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn a_device_push_is_one_station_and_one_origin() {
+        let a = Uuid::now_v7();
+        let b = Uuid::now_v7();
+        let event = |origin: Uuid, station: &str| Event {
+            origin_id: origin.as_bytes().to_vec(),
+            station_code: station.into(),
+            ..Event::default()
+        };
+        let unbound = Caller::Device {
+            token_id: "t".into(),
+            station_code: "540502001".into(),
+            bound_origin: None,
+        };
+        let ok = [event(a, "540502001"), event(a, "540502001")];
+        assert_eq!(authorize_push(&unbound, &ok).unwrap(), vec![a]);
+        let two = [event(a, "540502001"), event(b, "540502001")];
+        assert!(matches!(
+            authorize_push(&unbound, &two),
+            Err(AuthError::Denied(_))
+        ));
+        let bound_b = Caller::Device {
+            token_id: "t".into(),
+            station_code: "540502001".into(),
+            bound_origin: Some(b),
+        };
+        assert!(matches!(
+            authorize_push(&bound_b, &ok),
+            Err(AuthError::Denied(_))
+        ));
+        let other_station = [event(b, "540502101")];
+        assert!(matches!(
+            authorize_push(&bound_b, &other_station),
+            Err(AuthError::Denied(_))
+        ));
+        let no_origin = [Event::default()];
+        assert!(matches!(
+            authorize_push(&bound_b, &no_origin),
+            Err(AuthError::Invalid(_))
+        ));
+    }
+}

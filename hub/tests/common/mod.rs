@@ -1,0 +1,200 @@
+//! What the hub's tests share: a real hub on an ephemeral port over a
+//! temporary store, tokens, devices with their own logs, raw clients.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use station_agent::{Agent, InitOptions, OpenOptions};
+use station_hub::auth;
+use station_hub::server::{ServeError, ServerOptions};
+use station_hub::store::{HubStore, TokenRecord};
+use station_proto::ids::Uuid;
+use station_proto::v1::sync_client::SyncClient;
+use station_proto::v1::{ActivityHeld, ActivityKind};
+use station_proto::{Body, Event};
+use tokio::sync::oneshot;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+/// A hub serving on `127.0.0.1:0` until stopped.
+pub struct Hub {
+    pub addr: SocketAddr,
+    pub store: Arc<HubStore>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), ServeError>>,
+    dir: tempfile::TempDir,
+}
+
+impl Hub {
+    /// A hub over a fresh store, in plain text.
+    pub async fn start() -> Hub {
+        Hub::start_in(tempfile::tempdir().unwrap(), ServerOptions::default()).await
+    }
+
+    /// A hub over the store in `dir`.
+    pub async fn start_in(dir: tempfile::TempDir, options: ServerOptions) -> Hub {
+        let store = Arc::new(HubStore::open(dir.path(), 16 * 1024 * 1024).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(station_hub::server::run_with(
+            listener,
+            Arc::clone(&store),
+            options,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Hub {
+            addr,
+            store,
+            stop: Some(stop),
+            task,
+            dir,
+        }
+    }
+
+    /// The hub's data folder.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Asks the hub to stop, and returns once it has, with its store closed.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.unwrap().unwrap();
+        let Hub { store, dir, .. } = self;
+        drop(store);
+        dir
+    }
+
+    /// Stops the hub and starts it again over the same store.
+    pub async fn restart(self) -> Hub {
+        let dir = self.stop().await;
+        Hub::start_in(dir, ServerOptions::default()).await
+    }
+
+    pub fn device_token(&self, station: &str, device: &str) -> String {
+        auth::enroll_device(&self.store, station, device)
+            .unwrap()
+            .bearer
+    }
+
+    pub fn bureau_token(&self, bureau: &str) -> String {
+        auth::enroll_bureau(&self.store, bureau).unwrap().bearer
+    }
+
+    /// A raw client, without compression, carrying no token of its own.
+    pub async fn client(&self) -> SyncClient<Channel> {
+        SyncClient::new(
+            Channel::from_shared(self.url())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        )
+    }
+
+    /// A plain channel to the hub.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// Everything a refused call must leave as it was.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut durable_through: Vec<(Uuid, u64)> = self
+            .store
+            .origins()
+            .unwrap()
+            .into_iter()
+            .map(|(origin, state)| (origin, state.durable_through))
+            .collect();
+        durable_through.sort();
+        Snapshot {
+            events: self.store.event_count(),
+            durable_through,
+            quarantined: self.store.quarantine().unwrap().len(),
+            tokens: self.store.tokens().unwrap(),
+        }
+    }
+}
+
+/// The parts of a hub's state that calls can change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub events: u64,
+    pub durable_through: Vec<(Uuid, u64)>,
+    pub quarantined: usize,
+    pub tokens: Vec<TokenRecord>,
+}
+
+/// `message` with `authorization: Bearer <token>`.
+pub fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
+    );
+    request
+}
+
+/// A new device log of `station`.
+pub fn device(dir: &std::path::Path, station: &str, worker: &str) -> Arc<Agent> {
+    Arc::new(
+        Agent::init(
+            dir,
+            InitOptions {
+                station_code: station.into(),
+                worker_id: worker.into(),
+                hub_url: None,
+                token: None,
+            },
+            OpenOptions::default(),
+        )
+        .unwrap(),
+    )
+}
+
+/// An activity of `station`, made distinct by `n`.
+pub fn activity(station: &str, n: i32) -> Body {
+    Body::ActivityHeld(ActivityHeld {
+        held_on: "2026-11-20".into(),
+        community_code: format!("{station}001"),
+        kind: ActivityKind::PartyPublicWelfare as i32,
+        title: format!("党建+公益 {n} བོད"),
+        participants: n,
+        person_times: n,
+        volunteers: 0,
+        volunteer_minutes: 0,
+    })
+}
+
+/// A device of `station` holding `count` recorded activities, and its events.
+pub fn recorded(dir: &std::path::Path, station: &str, count: i32) -> (Arc<Agent>, Vec<Event>) {
+    let agent = device(dir, station, "worker-1");
+    for n in 1..=count {
+        agent.record(activity(station, n)).unwrap();
+    }
+    let events = agent.own_events(0, usize::MAX).unwrap();
+    (agent, events)
+}
+
+/// The event that would follow `last` in its origin's log, with a new id.
+pub fn next_after(last: &Event) -> Event {
+    let mut next = last.clone();
+    next.origin_seq = last.origin_seq + 1;
+    next.event_id = Uuid::now_v7().as_bytes().to_vec();
+    next
+}

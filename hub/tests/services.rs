@@ -1,0 +1,169 @@
+//! What the hub serves beside `Sync`, and how: health, reflection, TLS.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use common::{Hub, authorized, recorded};
+use station_hub::server::{ServeError, ServerOptions, TlsIdentity};
+use station_proto::v1::sync_client::SyncClient;
+use station_proto::v1::{HelloRequest, PullRequest, PushRequest};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+const ZEDANG: &str = "540502001";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_reflection_answer_without_a_token() {
+    let hub = Hub::start().await;
+    let mut health = HealthClient::new(hub.channel().await);
+    for service in ["", "station.v1.Sync"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    }
+
+    let mut reflection = ServerReflectionClient::new(hub.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("not a service list: {answer:?}");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"station.v1.Sync".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
+    hub.stop().await;
+}
+
+/// A self-signed certificate for `localhost`, PEM: (certificate, key).
+fn self_signed() -> (String, String) {
+    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    (issued.cert.pem(), issued.signing_key.serialize_pem())
+}
+
+async fn tls_channel(hub: &Hub, ca_pem: Option<&str>) -> Result<Channel, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new().domain_name("localhost");
+    if let Some(ca) = ca_pem {
+        tls = tls.ca_certificate(Certificate::from_pem(ca));
+    }
+    Channel::from_shared(format!("https://{}", hub.addr))
+        .unwrap()
+        .tls_config(tls)?
+        .connect()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_certificate_the_hub_speaks_tls_only() {
+    let (cert, key) = self_signed();
+    let options = ServerOptions {
+        tls: Some(TlsIdentity::from_pem(cert.clone().into_bytes(), key.into_bytes()).unwrap()),
+        ..ServerOptions::default()
+    };
+    let hub = Hub::start_in(tempfile::tempdir().unwrap(), options).await;
+    let token = hub.device_token(ZEDANG, "zd-1");
+    let dir = tempfile::tempdir().unwrap();
+    let (agent, events) = recorded(dir.path(), ZEDANG, 5);
+
+    // A client that trusts the certificate syncs.
+    let mut client = SyncClient::new(tls_channel(&hub, Some(&cert)).await.unwrap());
+    let hello = client
+        .hello(authorized(
+            HelloRequest {
+                origin_id: agent.identity().origin_id.as_bytes().to_vec(),
+                station_code: ZEDANG.into(),
+                head_seq: 5,
+                device_clock_ms: 0,
+                agent_version: "test".into(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hello.durable_through, 0);
+    let ack = client
+        .push(authorized(PushRequest { events }, &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ack.acks[0].durable_through, 5);
+    let page = client
+        .pull(authorized(
+            PullRequest {
+                station_code: ZEDANG.into(),
+                after: 0,
+                max_events: 100,
+                max_bytes: 0,
+                wait_ms: 0,
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.events.len(), 5);
+
+    // A plain-text client gets nowhere.
+    let plain = async {
+        let channel = Channel::from_shared(hub.url()).unwrap().connect().await?;
+        let mut health = HealthClient::new(channel);
+        health
+            .check(HealthCheckRequest::default())
+            .await
+            .map_err(|status| status.to_string())
+            .map(|_| ())
+            .map_err(|e| -> Box<dyn std::error::Error> { e.into() })
+    };
+    assert!(plain.await.is_err());
+
+    // Nor does a TLS client that does not trust the certificate.
+    let untrusting = async {
+        let mut health = HealthClient::new(tls_channel(&hub, None).await?);
+        health
+            .check(HealthCheckRequest::default())
+            .await
+            .map(|_| ())
+            .map_err(|status| -> Box<dyn std::error::Error> { status.to_string().into() })
+    };
+    assert!(untrusting.await.is_err());
+    assert_eq!(hub.store.event_count(), 5);
+    hub.stop().await;
+}
+
+#[test]
+fn a_certificate_rustls_cannot_use_is_refused_before_serving() {
+    let (cert, _) = self_signed();
+    let (_, other_key) = self_signed();
+    for (cert, key) in [
+        (b"not a certificate".to_vec(), b"not a key".to_vec()),
+        (cert.clone().into_bytes(), Vec::new()),
+        (cert.into_bytes(), other_key.into_bytes()),
+    ] {
+        let error = TlsIdentity::from_pem(cert, key).unwrap_err();
+        assert!(matches!(error, ServeError::Tls(_)), "{error}");
+    }
+}
