@@ -5,11 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --quiet -p station-agent
+cargo build --quiet -p station-agent -p station-hub
 agent() { target/debug/station-agent --data "$DATA" "$@"; }
+hub() { target/debug/station-hub "$@"; }
 
-DATA="${1:-$(mktemp -d)/phone}"
-echo "== data folder: $DATA"
+WORK="${1:-$(mktemp -d)}"
+DATA="$WORK/phone-1"
+echo "== working folder: $WORK"
 
 agent init --station 540502001 --worker zd-sw-01
 day() { date -d "$1 days ago" +%F; }
@@ -44,3 +46,31 @@ echo "== due and overdue follow-ups"
 agent cases --due
 echo "== device status"
 agent status
+
+echo "== the city hub: enroll two phones of the station, then serve"
+TOKEN1=$(hub enroll --data "$WORK/hub" --station 540502001 --device zd-phone-1 2>/dev/null)
+TOKEN2=$(hub enroll --data "$WORK/hub" --station 540502001 --device zd-phone-2 2>/dev/null)
+hub serve --data "$WORK/hub" --listen 127.0.0.1:0 > "$WORK/hub.out" 2> "$WORK/hub.log" &
+HUB_PID=$!
+trap 'kill $HUB_PID 2>/dev/null || true' EXIT
+until grep -q "listening on" "$WORK/hub.out" 2>/dev/null; do
+  kill -0 $HUB_PID 2>/dev/null || { cat "$WORK/hub.log"; exit 1; }
+  sleep 0.1
+done
+HUB_URL="http://$(sed -n 's/^listening on //p' "$WORK/hub.out")"
+echo "   hub at $HUB_URL"
+
+echo "== phone 1 syncs its entries to the hub"
+agent sync --hub "$HUB_URL" --token "$TOKEN1"
+agent status
+
+echo "== a colleague's phone joins the station and receives its cases"
+DATA="$WORK/phone-2"
+agent init --station 540502001 --worker zd-sw-02 --hub "$HUB_URL" --token "$TOKEN2"
+agent sync
+agent cases --due
+
+kill -TERM $HUB_PID
+wait $HUB_PID || true
+trap - EXIT
+echo "== the hub stopped cleanly; its data is in $WORK/hub"

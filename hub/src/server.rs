@@ -208,6 +208,11 @@ impl Sync for SyncService {
             pull.max_bytes.min(MAX_PULL_BYTES)
         } as usize;
         let wait = Duration::from_millis(u64::from(pull.wait_ms)).min(MAX_PULL_WAIT);
+        // A device does not download its own events again.
+        let skip_origin = match &caller {
+            auth::Caller::Device { bound_origin, .. } => *bound_origin,
+            auth::Caller::Bureau { .. } => None,
+        };
         let mut grown = self.store.subscribe();
         let mut stopping = self.stopping.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
@@ -215,10 +220,12 @@ impl Sync for SyncService {
             grown.borrow_and_update();
             let station = pull.station_code.clone();
             let page = self
-                .blocking(move |store| store.pull(&station, pull.after, max_events, max_bytes))
+                .blocking(move |store| {
+                    store.pull_for(&station, pull.after, max_events, max_bytes, skip_origin)
+                })
                 .await?;
             let waited_enough = tokio::time::Instant::now() >= deadline || *stopping.borrow();
-            if !page.events.is_empty() || waited_enough {
+            if page.next_cursor > pull.after || waited_enough {
                 return Ok(Response::new(PullResponse {
                     events: page
                         .events

@@ -600,6 +600,26 @@ impl HubStore {
         max_events: usize,
         max_bytes: usize,
     ) -> Result<PullPage, HubError> {
+        self.pull_for(station_code, after, max_events, max_bytes, None)
+    }
+
+    /// [`HubStore::pull`] for a device: events of `skip_origin` (the device's
+    /// own, which it holds already) are passed over, so they cost no downlink,
+    /// and the cursor still moves past them.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn pull_for(
+        &self,
+        station_code: &str,
+        after: u64,
+        max_events: usize,
+        max_bytes: usize,
+        skip_origin: Option<Uuid>,
+    ) -> Result<PullPage, HubError> {
+        /// Positions one call looks at, at most, so a long run of the
+        /// caller's own events is passed over in bounded steps.
+        const MAX_SCANNED: usize = 20_000;
         let prefix = key(STATIONS, &[station_code.as_bytes()]);
         let start = key(&prefix, &[&after.saturating_add(1).to_be_bytes()]);
         let mut page = PullPage {
@@ -608,9 +628,10 @@ impl HubStore {
             ..PullPage::default()
         };
         let mut bytes = 0usize;
-        for item in self.tree.range(start..) {
+        for (scanned, item) in self.tree.range(start..).enumerate() {
             let (k, _) = item?;
-            if !k.starts_with(&prefix) || page.events.len() >= max_events {
+            if !k.starts_with(&prefix) || page.events.len() >= max_events || scanned >= MAX_SCANNED
+            {
                 break;
             }
             let pos = read_u64(&k[prefix.len()..])?;
@@ -621,11 +642,14 @@ impl HubStore {
             if !page.events.is_empty() && bytes + raw.len() > max_bytes {
                 break;
             }
-            bytes += raw.len();
             let event = Event::decode(raw.as_ref())
                 .map_err(|e| HubError::Corrupt(format!("event {pos}: {e}")))?;
-            page.events.push((pos, event));
             page.next_cursor = pos;
+            if skip_origin.is_some_and(|origin| event.origin_id == origin.as_bytes()) {
+                continue;
+            }
+            bytes += raw.len();
+            page.events.push((pos, event));
         }
         Ok(page)
     }

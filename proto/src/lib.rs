@@ -9,8 +9,11 @@
 //! - [`validate`]: one function per message, normalising text to NFC and
 //!   returning an [`validate::Invalid`] that names the field and the rule.
 //! - [`json`]: the proto3 JSON mapping of event bodies, for scripted entry.
+//! - [`codec`]: the gRPC codec: prost, with undecodable requests answered
+//!   `INVALID_ARGUMENT`.
 //! - [`ids`]: UUID helpers for the 16-byte ids carried in events.
 
+pub mod codec;
 pub mod ids;
 pub mod json;
 pub mod validate;

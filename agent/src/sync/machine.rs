@@ -541,7 +541,9 @@ impl SyncMachine {
         if page.next_cursor >= page.head {
             return Ok(PullProgress::CaughtUp);
         }
-        if page.events == 0 {
+        // A page may be empty yet move the cursor: the hub passes over the
+        // device's own events. Only a page that moves nothing is a stall.
+        if page.events == 0 && page.next_cursor == plan.after {
             self.pull_stalled_at = Some(page.next_cursor);
             return Ok(PullProgress::CaughtUp);
         }
