@@ -428,6 +428,13 @@ enum TrainingKindArg {
     CoLearning,
 }
 
+/// Pads `s` with spaces to `width` terminal columns: Chinese characters take
+/// two columns, Tibetan combining marks none.
+fn pad(s: &str, width: usize) -> String {
+    let used = unicode_width::UnicodeWidthStr::width(s);
+    format!("{s}{}", " ".repeat(width.saturating_sub(used)))
+}
+
 fn parse_category(s: &str) -> Result<Category, String> {
     let category = match s {
         "dibao" | "低保" => Category::Dibao,
@@ -883,10 +890,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         for d in &due {
                             writeln!(
                                 out,
-                                "{:<36}  {:<12}  {:<6}  {:<10}  {:>7}  {}",
+                                "{:<36}  {:<12}  {}  {:<10}  {:>7}  {}",
                                 d.case.case_id,
                                 d.case.community_code,
-                                tier_label(d.case.tier),
+                                pad(tier_label(d.case.tier), 6),
                                 d.due_on,
                                 if d.is_overdue() {
                                     format!("{}d", d.days_overdue)
@@ -915,7 +922,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Format::Table => {
                         writeln!(
                             out,
-                            "{:<36}  {:<12}  {:<6}  {:<6}  {:<10}  {:<10}  {:<20}  name",
+                            "{:<36}  {:<12}  {:<6}  {:<6}  {:<10}  {:<10}  {:<24}  name",
                             "case_id",
                             "community",
                             "status",
@@ -929,7 +936,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                                 c.categories.iter().map(|&k| category_label(k)).collect();
                             writeln!(
                                 out,
-                                "{:<36}  {:<12}  {:<6}  {:<6}  {:<10}  {:<10}  {:<20}  {}",
+                                "{:<36}  {:<12}  {:<6}  {}  {:<10}  {:<10}  {}  {}",
                                 c.case_id,
                                 c.community_code,
                                 if c.status == CaseStatus::Open {
@@ -937,11 +944,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                                 } else {
                                     "closed"
                                 },
-                                tier_label(c.tier),
+                                pad(tier_label(c.tier), 6),
                                 c.last_visit.map_or("-".into(), |d| d.to_string()),
                                 c.next_due(agent.intervals())
                                     .map_or("-".into(), |d| d.to_string()),
-                                categories.join(","),
+                                pad(&categories.join(","), 24),
                                 c.name
                             )?;
                         }
