@@ -1,23 +1,44 @@
 //! station-mobile: the facade the Android and iOS field-entry apps call.
 //!
-//! It exposes the agent engine ([`station_agent::Agent`]) through a small,
-//! stable surface; the UniFFI bindings are generated from this crate.
+//! A thin layer over the agent engine ([`station_agent::Agent`]): typed
+//! records and enums for every entry form, the views the phone's screens
+//! show, and sync with the hub, exported through UniFFI proc macros. The
+//! Kotlin, Swift and Python bindings are generated from the built library by
+//! this crate's own `uniffi-bindgen` binary (see `scripts/mobile-bindings.sh`).
+//!
+//! Nothing crosses the boundary as JSON: entries are records, choices are
+//! enums, ids are hyphenated UUID strings, dates `YYYY-MM-DD` strings.
+//! Failures are one small enum, [`FieldError`], whose messages carry no
+//! personal data.
+//!
+//! # Layout
+//!
+//! - [`store`]: [`FieldStore`], the `Send + Sync` object the app holds:
+//!   opening (or creating) a store on a path, one blocking method per entry
+//!   form, the views.
+//! - [`entries`]: the entry forms and their enums, and their conversion into
+//!   event bodies; validation itself stays in `station-proto`.
+//! - [`views`]: the records the views and the sync calls return.
+//! - [`sync`]: `configure` and `sync_now`, one bounded round of the agent's
+//!   sync client on a runtime the library owns.
+//! - [`error`]: [`FieldError`] and the mapping from the agent's errors.
 
-pub use station_agent::Agent;
+uniffi::setup_scaffolding!();
 
-/// The error the apps see: a small enum whose messages carry no personal data.
-#[derive(Debug, thiserror::Error)]
-pub enum FieldError {
-    /// The entry breaks a rule; the message names the field and the rule.
-    #[error("invalid input: {reason}")]
-    InvalidInput {
-        /// Field and rule, never the value entered.
-        reason: String,
-    },
-    /// The device's storage failed.
-    #[error("storage error: {reason}")]
-    Storage {
-        /// What failed.
-        reason: String,
-    },
-}
+pub mod entries;
+pub mod error;
+pub mod store;
+pub mod sync;
+pub mod views;
+
+pub use entries::{
+    ActivityKind, Assessment, CaseClosing, CaseNote, CaseOpening, CaseReopening, CaseSource,
+    Category, CommunityActivity, Gender, GroupSession, NoteKind, Resource, ResourceKind, Tier,
+    Training, TrainingKind, Verification, Visit, VisitKind, Voiding, new_entry_id,
+};
+pub use error::FieldError;
+pub use store::{FieldStore, Recorded, StoreOptions};
+pub use views::{
+    CaseStatus, CaseSummary, EntryKind, FollowUp, ParkedEntries, StoreStatus, SyncReport,
+    TimelineEntry,
+};

@@ -1,0 +1,471 @@
+//! [`FieldStore`]: one device's store, as the apps hold it — opened on a
+//! path, entries recorded through blocking calls, views read back.
+//!
+//! Invariants:
+//! - every call blocks the calling thread and returns; none waits without a
+//!   bound (a save waits for its own fsync, a sync for at most
+//!   [`StoreOptions::sync_timeout_secs`]); the app calls them off its UI thread;
+//! - an entry is validated completely (by the agent, against `station-proto`'s
+//!   rules and the device's state) before anything is written; a rejected entry
+//!   changes nothing, an accepted one is durable when the call returns;
+//! - the object is `Send + Sync`: the agent inside is shared, its writer is
+//!   serialised by the log, and sync rounds are serialised by the runtime lock;
+//! - the store directory is locked while the object lives, and released when
+//!   the last reference to it is dropped.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use station_agent::engine::{now_ms, today};
+use station_agent::{Agent, AgentError, InitOptions, OpenOptions, StoreError};
+use station_proto::Body;
+use station_proto::validate;
+
+use crate::entries::{
+    Assessment, CaseClosing, CaseNote, CaseOpening, CaseReopening, CommunityActivity, GroupSession,
+    Resource, Training, Verification, Visit, Voiding, id_text, parse_entry_id, parse_id,
+};
+use crate::error::FieldError;
+use crate::views::{CaseSummary, FollowUp, StoreStatus, TimelineEntry};
+
+/// The sled page cache a store opens with unless told otherwise: small, for
+/// phones (the agent's default).
+pub const DEFAULT_CACHE_BYTES: u64 = station_agent::store::DEFAULT_CACHE_CAPACITY;
+
+/// How long one `sync_now` may take unless told otherwise, in seconds.
+pub const DEFAULT_SYNC_TIMEOUT_SECS: u32 = 60;
+
+/// The shortest sync bound accepted, in seconds: a Hello and one small batch
+/// on a slow link.
+const MIN_SYNC_TIMEOUT_SECS: u32 = 2;
+
+/// How a store is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Record)]
+pub struct StoreOptions {
+    /// sled's page cache, in bytes (default 4 MiB).
+    #[uniffi(default = 4194304)]
+    pub cache_bytes: u64,
+    /// The longest one `sync_now` may take, in seconds (default 60, at least
+    /// 2): half of it for retries after the link drops, the rest for the
+    /// calls in flight.
+    #[uniffi(default = 60)]
+    pub sync_timeout_secs: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            sync_timeout_secs: DEFAULT_SYNC_TIMEOUT_SECS,
+        }
+    }
+}
+
+/// An entry saved on the device.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Recorded {
+    /// The entry's id; for a case opening, the case id.
+    pub event_id: String,
+    /// Its place in this device's log (1, 2, 3 …).
+    pub origin_seq: u64,
+    /// True when an entry with the same `entry_id` was saved before: nothing
+    /// new was written and the earlier entry's id and place are returned.
+    pub duplicate: bool,
+}
+
+/// One device's store of field entries: the station's cases, the entries
+/// recorded on this phone and those pulled from colleagues, and the sync with
+/// the hub. Every method blocks; call them off the UI thread.
+#[derive(Debug, uniffi::Object)]
+pub struct FieldStore {
+    /// The engine: identity, durable log, views, state checks. Shared with
+    /// sync tasks, which outlive no call.
+    pub(crate) agent: Arc<Agent>,
+    /// The bound of one `sync_now`.
+    pub(crate) sync_timeout: Duration,
+    /// The runtime sync runs on, started by the first `sync_now`; holding the
+    /// lock for a whole round serialises rounds.
+    pub(crate) runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    /// Why the last `sync_now` failed, for `status`.
+    pub(crate) last_error: Mutex<Option<String>>,
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked (each
+/// holder replaces the value whole).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[uniffi::export]
+impl FieldStore {
+    /// Opens the store at `path` (a directory in the app's private storage),
+    /// creating it for `station_code` and `worker_id` when it is empty.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`] for a bad station code or worker id;
+    /// [`FieldError::WrongStore`] when the store was set up for another
+    /// station or worker; [`FieldError::Storage`] when it cannot be opened
+    /// (for one, when it is open already).
+    #[uniffi::constructor]
+    pub fn open(
+        path: String,
+        station_code: String,
+        worker_id: String,
+    ) -> Result<Arc<Self>, FieldError> {
+        Self::open_with_options(path, station_code, worker_id, StoreOptions::default())
+    }
+
+    /// [`FieldStore::open`] with a page cache size and a sync bound.
+    ///
+    /// # Errors
+    /// As [`FieldStore::open`].
+    #[uniffi::constructor]
+    pub fn open_with_options(
+        path: String,
+        station_code: String,
+        worker_id: String,
+        options: StoreOptions,
+    ) -> Result<Arc<Self>, FieldError> {
+        if path.trim().is_empty() {
+            return Err(FieldError::invalid("path", "must not be empty"));
+        }
+        validate::station_code("station_code", &station_code)?;
+        let mut worker = worker_id;
+        validate::text("worker_id", &mut worker, validate::AUTHOR_MAX, true)?;
+        let dir = PathBuf::from(path);
+        let open = OpenOptions {
+            cache_capacity: options.cache_bytes,
+        };
+        let agent = match Agent::open(&dir, open) {
+            Ok(agent) => agent,
+            Err(AgentError::Store(StoreError::NotInitialised)) => Agent::init(
+                &dir,
+                InitOptions {
+                    station_code: station_code.clone(),
+                    worker_id: worker.clone(),
+                    hub_url: None,
+                    token: None,
+                },
+                open,
+            )?,
+            Err(error) => return Err(error.into()),
+        };
+        let identity = agent.identity();
+        if identity.station_code != station_code {
+            return Err(FieldError::WrongStore {
+                reason: format!(
+                    "the store belongs to station {}, not {station_code}",
+                    identity.station_code
+                ),
+            });
+        }
+        if identity.worker_id != worker {
+            return Err(FieldError::WrongStore {
+                reason: "the store belongs to another social worker; \
+                         give each worker a store of their own"
+                    .to_string(),
+            });
+        }
+        let timeout_secs = options.sync_timeout_secs.max(MIN_SYNC_TIMEOUT_SECS);
+        Ok(Arc::new(Self {
+            agent: Arc::new(agent),
+            sync_timeout: Duration::from_secs(u64::from(timeout_secs)),
+            runtime: Mutex::new(None),
+            last_error: Mutex::new(None),
+        }))
+    }
+
+    /// 一人一档: opens a case file. The returned `event_id` is the case id.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`] naming the field and the rule (bad ID
+    /// check character, birth date not matching, date in the future …).
+    pub fn open_case(&self, entry: CaseOpening) -> Result<Recorded, FieldError> {
+        let entry_id = entry.entry_id.clone();
+        self.record(entry_id, entry.into_body())
+    }
+
+    /// 预估: changes a case's tier.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`],
+    /// [`FieldError::CaseClosed`].
+    pub fn assess_case(&self, entry: Assessment) -> Result<Recorded, FieldError> {
+        let entry_id = entry.entry_id.clone();
+        self.record(entry_id, entry.into_body()?)
+    }
+
+    /// Adds a note to a case (open or closed).
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`].
+    pub fn add_note(&self, entry: CaseNote) -> Result<Recorded, FieldError> {
+        let entry_id = entry.entry_id.clone();
+        self.record(entry_id, entry.into_body()?)
+    }
+
+    /// 入户走访: records a visit to an open case.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`],
+    /// [`FieldError::CaseClosed`].
+    pub fn record_visit(&self, entry: Visit) -> Result<Recorded, FieldError> {
+        let entry_id = entry.entry_id.clone();
+        self.record(entry_id, entry.into_body()?)
+    }
+
+    /// 信息核实: records a verification; confirmed categories replace the
+    /// case's categories.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`].
+    pub fn verify_beneficiary(&self, entry: Verification) -> Result<Recorded, FieldError> {
+        let entry_id = entry.entry_id.clone();
+        self.record(entry_id, entry.into_body()?)
+    }
+
+    /// Closes an open case.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`],
+    /// [`FieldError::CaseClosed`].
+    pub fn close_case(&self, entry: CaseClosing) -> Result<Recorded, FieldError> {
+        let entry_id = entry.entry_id.clone();
+        self.record(entry_id, entry.into_body()?)
+    }
+
+    /// Reopens a closed case.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`],
+    /// [`FieldError::CaseAlreadyOpen`].
+    pub fn reopen_case(&self, entry: CaseReopening) -> Result<Recorded, FieldError> {
+        let entry_id = entry.entry_id.clone();
+        self.record(entry_id, entry.into_body()?)
+    }
+
+    /// 社区活动: records a community activity.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`].
+    pub fn record_activity(&self, entry: CommunityActivity) -> Result<Recorded, FieldError> {
+        let entry_id = entry.entry_id.clone();
+        self.record(entry_id, entry.into_body())
+    }
+
+    /// 小组工作: records one session of a group.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`].
+    pub fn record_group_session(&self, entry: GroupSession) -> Result<Recorded, FieldError> {
+        let entry_id = entry.entry_id.clone();
+        self.record(entry_id, entry.into_body())
+    }
+
+    /// 链接资源: records a resource linked for a case or a community.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`] (a negative amount, nothing of value for
+    /// a cash or in-kind resource …), [`FieldError::UnknownCase`].
+    pub fn link_resource(&self, entry: Resource) -> Result<Recorded, FieldError> {
+        let entry_id = entry.entry_id.clone();
+        self.record(entry_id, entry.into_body()?)
+    }
+
+    /// 培训/督导/共学: records a training.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`].
+    pub fn record_training(&self, entry: Training) -> Result<Recorded, FieldError> {
+        let entry_id = entry.entry_id.clone();
+        self.record(entry_id, entry.into_body())
+    }
+
+    /// Voids an entry recorded by mistake (on this device or pulled from a
+    /// colleague); views then read as if it had never been recorded.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`] (a void of a void, an entry voided
+    /// already), [`FieldError::UnknownEntry`].
+    pub fn void_entry(&self, entry: Voiding) -> Result<Recorded, FieldError> {
+        let entry_id = entry.entry_id.clone();
+        self.record(entry_id, entry.into_body()?)
+    }
+
+    /// The station's cases this device knows, open and closed, by community
+    /// then name.
+    ///
+    /// # Errors
+    /// [`FieldError::Storage`].
+    pub fn cases(&self) -> Result<Vec<CaseSummary>, FieldError> {
+        let intervals = self.agent.intervals();
+        Ok(self
+            .agent
+            .cases()?
+            .iter()
+            .map(|case| CaseSummary::new(case, intervals))
+            .collect())
+    }
+
+    /// One case.
+    ///
+    /// # Errors
+    /// [`FieldError::UnknownCase`], [`FieldError::InvalidInput`] for an id
+    /// that is not a UUID, [`FieldError::Storage`].
+    pub fn case(&self, case_id: String) -> Result<CaseSummary, FieldError> {
+        let id = parse_id("case_id", &case_id)?;
+        let case = self
+            .agent
+            .case(id)?
+            .ok_or_else(|| FieldError::UnknownCase {
+                field: "case_id".into(),
+            })?;
+        Ok(CaseSummary::new(&case, self.agent.intervals()))
+    }
+
+    /// Open cases whose follow-up is overdue or due within `horizon_days`
+    /// from today, most overdue first.
+    ///
+    /// # Errors
+    /// [`FieldError::Storage`].
+    pub fn due_follow_ups(&self, horizon_days: u32) -> Result<Vec<FollowUp>, FieldError> {
+        Ok(self
+            .agent
+            .due_follow_ups(today(), horizon_days)?
+            .iter()
+            .map(FollowUp::from)
+            .collect())
+    }
+
+    /// Every entry of one case that is not voided, oldest first, whoever
+    /// recorded it.
+    ///
+    /// # Errors
+    /// [`FieldError::UnknownCase`] when the device holds nothing of the case;
+    /// [`FieldError::InvalidInput`] for an id that is not a UUID;
+    /// [`FieldError::Storage`].
+    pub fn case_timeline(&self, case_id: String) -> Result<Vec<TimelineEntry>, FieldError> {
+        let id = parse_id("case_id", &case_id)?;
+        let events = self.agent.case_timeline(id)?;
+        if events.is_empty() && self.agent.case(id)?.is_none() {
+            return Err(FieldError::UnknownCase {
+                field: "case_id".into(),
+            });
+        }
+        Ok(events
+            .into_iter()
+            .filter_map(|event| TimelineEntry::new(event, false))
+            .collect())
+    }
+
+    /// The latest `limit` entries recorded on this device, newest first,
+    /// voids and voided entries included (marked).
+    ///
+    /// # Errors
+    /// [`FieldError::Storage`].
+    pub fn recent_entries(&self, limit: u32) -> Result<Vec<TimelineEntry>, FieldError> {
+        let log = self.agent.log();
+        let limit = u64::from(limit);
+        let after = log.durable_seq().saturating_sub(limit);
+        let events = self
+            .agent
+            .own_events(after, usize::try_from(limit).unwrap_or(usize::MAX))?;
+        let mut entries = Vec::with_capacity(events.len());
+        for event in events.into_iter().rev() {
+            let voided = match station_proto::ids::from_bytes(&event.event_id) {
+                Some(id) => log.is_voided(id).map_err(AgentError::from)?,
+                None => false,
+            };
+            entries.extend(TimelineEntry::new(event, voided));
+        }
+        Ok(entries)
+    }
+
+    /// Entries recorded on this device that the hub has not acknowledged yet.
+    ///
+    /// # Errors
+    /// [`FieldError::Storage`].
+    pub fn unacknowledged_count(&self) -> Result<u64, FieldError> {
+        let log = self.agent.log();
+        let acked = log.acked().map_err(AgentError::from)?;
+        Ok(log.head_seq().saturating_sub(acked))
+    }
+
+    /// The device, its hub and its sync state, for the sync screen.
+    ///
+    /// # Errors
+    /// [`FieldError::Storage`].
+    pub fn status(&self) -> Result<StoreStatus, FieldError> {
+        let log = self.agent.log();
+        let identity = log
+            .identity()
+            .map_err(AgentError::from)?
+            .unwrap_or_else(|| self.agent.identity().clone());
+        let durable_through = log.acked().map_err(AgentError::from)?;
+        let head_seq = log.head_seq();
+        let state = log.sync_state().map_err(AgentError::from)?;
+        Ok(StoreStatus {
+            origin_id: id_text(identity.origin_id),
+            station_code: identity.station_code,
+            worker_id: identity.worker_id,
+            hub_url: identity.hub_url,
+            has_token: identity.token.is_some(),
+            head_seq,
+            durable_through,
+            backlog: head_seq.saturating_sub(durable_through),
+            pull_cursor: log.pull_cursor().map_err(AgentError::from)?,
+            last_sync_ms: state.last_sync_ms,
+            parked: state.parked.map(Into::into),
+            last_error: lock(&self.last_error).clone(),
+        })
+    }
+}
+
+impl FieldStore {
+    /// Validates and records `body` as an entry made now on this device.
+    fn record(&self, entry_id: Option<String>, body: Body) -> Result<Recorded, FieldError> {
+        let event_id = parse_entry_id(entry_id.as_deref())?;
+        let recorded = self.agent.record_with(event_id, body, today(), now_ms())?;
+        Ok(Recorded {
+            event_id: id_text(recorded.event_id),
+            origin_seq: recorded.origin_seq,
+            duplicate: recorded.duplicate,
+        })
+    }
+
+    /// The engine inside, for Rust callers (tests, tools) that need more than
+    /// the apps do.
+    pub fn agent(&self) -> &Arc<Agent> {
+        &self.agent
+    }
+}
+
+impl Drop for FieldStore {
+    fn drop(&mut self) {
+        let runtime = self
+            .runtime
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(runtime) = runtime {
+            // No round is running (it would hold a reference); this only
+            // waits for blocking store tasks a timed-out round left behind.
+            runtime.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bindings_defaults_are_the_rust_defaults() {
+        // The literals in the `#[uniffi(default = …)]` attributes of
+        // `StoreOptions`, which Kotlin, Swift and Python callers get.
+        let options = StoreOptions::default();
+        assert_eq!(options.cache_bytes, 4_194_304);
+        assert_eq!(options.sync_timeout_secs, 60);
+    }
+}

@@ -1,0 +1,303 @@
+//! What the phone's screens read: cases with their tier and next due date,
+//! due and overdue follow-ups, a case's timeline, the device's sync status.
+//!
+//! Every record here is a copy made from the agent's views and events at the
+//! time of the call; dates are `YYYY-MM-DD`, ids hyphenated UUIDs, times in
+//! milliseconds since the Unix epoch.
+
+use chrono::NaiveDate;
+use station_agent::views::{CaseStatus as AgentCaseStatus, CaseView, DueFollowUp, TierIntervals};
+use station_proto::ids::Uuid;
+use station_proto::{Body, Event};
+
+use crate::entries::{Category, Tier, id_text};
+
+/// Whether a case is being followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum CaseStatus {
+    /// Opened or reopened, not closed since.
+    Open,
+    /// Closed.
+    Closed,
+}
+
+/// One case file as this device knows it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct CaseSummary {
+    /// The case id (the id of its opening entry).
+    pub case_id: String,
+    /// The person's name, as entered.
+    pub name: String,
+    /// The 12-digit community code.
+    pub community_code: String,
+    /// Categories, as last opened or verified.
+    pub categories: Vec<Category>,
+    /// The current tier; `None` only for a tier a newer app recorded that this
+    /// version does not know.
+    pub tier: Option<Tier>,
+    /// Open or closed.
+    pub status: CaseStatus,
+    /// The day the case was opened.
+    pub opened_on: String,
+    /// The day of the latest reopening, if any.
+    pub reopened_on: Option<String>,
+    /// The date of the latest visit, if any.
+    pub last_visit: Option<String>,
+    /// How many visits were recorded.
+    pub visits: u32,
+    /// The day the next follow-up is due; `None` for a closed case.
+    pub next_due: Option<String>,
+    /// The latest entry of the case; pass it as an assessment's
+    /// `last_seen_event_id`.
+    pub last_event_id: String,
+}
+
+/// A case due for a follow-up soon, or overdue.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct FollowUp {
+    /// The case id.
+    pub case_id: String,
+    /// The person's name.
+    pub name: String,
+    /// The 12-digit community code.
+    pub community_code: String,
+    /// The tier that sets the interval.
+    pub tier: Option<Tier>,
+    /// The day the follow-up is due.
+    pub due_on: String,
+    /// Days past due today: positive when overdue, 0 when due today, negative
+    /// when due later within the horizon.
+    pub days_overdue: i64,
+    /// Whether the due day has passed.
+    pub overdue: bool,
+    /// The date of the latest visit, if any.
+    pub last_visit: Option<String>,
+}
+
+/// What kind of entry a timeline line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum EntryKind {
+    /// A case was opened.
+    CaseOpened,
+    /// The tier was changed (预估).
+    CaseAssessed,
+    /// A note was added.
+    NoteAdded,
+    /// The case was closed.
+    CaseClosed,
+    /// The case was reopened.
+    CaseReopened,
+    /// A visit.
+    Visit,
+    /// A verification (信息核实).
+    Verification,
+    /// A community activity.
+    Activity,
+    /// A group session.
+    GroupSession,
+    /// A linked resource.
+    Resource,
+    /// A training.
+    Training,
+    /// A void of an earlier entry.
+    Void,
+}
+
+/// One entry, as a timeline shows it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct TimelineEntry {
+    /// The entry's id (for a void, or as a case id for an opening).
+    pub event_id: String,
+    /// What kind of entry.
+    pub kind: EntryKind,
+    /// `YYYY-MM-DD`: the day the service happened; for a void, the day it was
+    /// recorded on this device's clock.
+    pub date: String,
+    /// The entry's own words: the name for an opening, the reason for an
+    /// assessment, closing, reopening or void, the note, the visit or
+    /// verification notes, the title of an activity or training, the group
+    /// name, the resource's source.
+    pub summary: String,
+    /// The tier an assessment or reopening set.
+    pub tier: Option<Tier>,
+    /// The social worker who recorded it.
+    pub author: String,
+    /// The recording device's clock at entry.
+    pub recorded_at_ms: i64,
+    /// Whether a later entry voided it (a case timeline never lists those).
+    pub voided: bool,
+}
+
+/// A batch of own entries the hub refused for good. Nothing after it is
+/// pushed until an app update sends it differently; pulling goes on.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ParkedEntries {
+    /// First own sequence number of the batch.
+    pub from_seq: u64,
+    /// Last own sequence number of the batch.
+    pub through_seq: u64,
+    /// What the hub said.
+    pub reason: String,
+}
+
+impl From<station_agent::store::ParkedBatch> for ParkedEntries {
+    fn from(parked: station_agent::store::ParkedBatch) -> Self {
+        Self {
+            from_seq: parked.from_seq,
+            through_seq: parked.through_seq,
+            reason: crate::error::scrub(&parked.reason),
+        }
+    }
+}
+
+/// The device as the sync screen shows it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct StoreStatus {
+    /// This device's log id.
+    pub origin_id: String,
+    /// The station.
+    pub station_code: String,
+    /// The social worker.
+    pub worker_id: String,
+    /// The hub, once configured.
+    pub hub_url: Option<String>,
+    /// Whether a device token is stored.
+    pub has_token: bool,
+    /// The number of entries recorded on this device.
+    pub head_seq: u64,
+    /// How many of them the hub holds durably, as last seen.
+    pub durable_through: u64,
+    /// Entries the hub has not acknowledged yet (`head_seq - durable_through`).
+    pub backlog: u64,
+    /// The hub position of the last station entry pulled from colleagues.
+    pub pull_cursor: u64,
+    /// When a sync last completed, if ever.
+    pub last_sync_ms: Option<i64>,
+    /// A batch the hub refused for good, if any.
+    pub parked: Option<ParkedEntries>,
+    /// Why the last `sync_now` since the store was opened failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// What one `sync_now` did.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SyncReport {
+    /// Own entries the hub came to hold during the sync.
+    pub pushed: u64,
+    /// Colleagues' entries pulled and stored.
+    pub pulled: u64,
+    /// How many own entries the hub holds durably.
+    pub durable_through: u64,
+    /// The number of entries recorded on this device.
+    pub head_seq: u64,
+    /// Entries still waiting for the hub (recorded during the sync, or parked).
+    pub backlog: u64,
+    /// Calls retried after the link or the hub failed.
+    pub retries: u64,
+    /// A batch the hub refused for good, if any.
+    pub parked: Option<ParkedEntries>,
+    /// How long the sync took, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+fn date_text(date: NaiveDate) -> String {
+    date.format("%Y-%m-%d").to_string()
+}
+
+impl CaseSummary {
+    /// The summary of a case view, with its next due date under `intervals`.
+    pub fn new(case: &CaseView, intervals: &TierIntervals) -> Self {
+        Self {
+            case_id: id_text(case.case_id),
+            name: case.name.clone(),
+            community_code: case.community_code.clone(),
+            categories: case
+                .categories
+                .iter()
+                .filter_map(|&c| Category::from_proto(c))
+                .collect(),
+            tier: Tier::from_proto(case.tier),
+            status: match case.status {
+                AgentCaseStatus::Open => CaseStatus::Open,
+                AgentCaseStatus::Closed => CaseStatus::Closed,
+            },
+            opened_on: date_text(case.opened_on),
+            reopened_on: case.reopened_on.map(date_text),
+            last_visit: case.last_visit.map(date_text),
+            visits: case.visits,
+            next_due: case.next_due(intervals).map(date_text),
+            last_event_id: id_text(case.last_event_id),
+        }
+    }
+}
+
+impl From<&DueFollowUp> for FollowUp {
+    fn from(due: &DueFollowUp) -> Self {
+        Self {
+            case_id: id_text(due.case.case_id),
+            name: due.case.name.clone(),
+            community_code: due.case.community_code.clone(),
+            tier: Tier::from_proto(due.case.tier),
+            due_on: date_text(due.due_on),
+            days_overdue: due.days_overdue,
+            overdue: due.is_overdue(),
+            last_visit: due.case.last_visit.map(date_text),
+        }
+    }
+}
+
+/// The local date of a device clock reading, for entries without a service date.
+fn recorded_date(recorded_at_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(recorded_at_ms).map_or_else(String::new, |t| {
+        t.with_timezone(&chrono::Local)
+            .format("%Y-%m-%d")
+            .to_string()
+    })
+}
+
+impl TimelineEntry {
+    /// The timeline line of an event; `None` for an event without a body or
+    /// a 16-byte id (which the store never holds).
+    pub fn new(event: Event, voided: bool) -> Option<Self> {
+        let event_id = id_text(Uuid::from_slice(&event.event_id).ok()?);
+        let (kind, date, summary, tier) = match event.body? {
+            Body::CaseOpened(m) => (EntryKind::CaseOpened, m.opened_on, m.name, None),
+            Body::CaseAssessed(m) => (
+                EntryKind::CaseAssessed,
+                m.assessed_on,
+                m.reason,
+                Tier::from_proto(m.tier),
+            ),
+            Body::CaseNoteAdded(m) => (EntryKind::NoteAdded, m.noted_on, m.text, None),
+            Body::CaseClosed(m) => (EntryKind::CaseClosed, m.closed_on, m.reason, None),
+            Body::CaseReopened(m) => (
+                EntryKind::CaseReopened,
+                m.reopened_on,
+                m.reason,
+                Tier::from_proto(m.tier),
+            ),
+            Body::VisitRecorded(m) => (EntryKind::Visit, m.visit_date, m.notes, None),
+            Body::BeneficiaryVerified(m) => (EntryKind::Verification, m.verified_on, m.notes, None),
+            Body::ActivityHeld(m) => (EntryKind::Activity, m.held_on, m.title, None),
+            Body::GroupSessionHeld(m) => (EntryKind::GroupSession, m.held_on, m.group_name, None),
+            Body::ResourceLinked(m) => (EntryKind::Resource, m.linked_on, m.source, None),
+            Body::TrainingHeld(m) => (EntryKind::Training, m.held_on, m.title, None),
+            Body::EventVoided(m) => (
+                EntryKind::Void,
+                recorded_date(event.recorded_at_ms),
+                m.reason,
+                None,
+            ),
+        };
+        Some(Self {
+            event_id,
+            kind,
+            date,
+            summary,
+            tier,
+            author: event.author,
+            recorded_at_ms: event.recorded_at_ms,
+            voided,
+        })
+    }
+}
