@@ -8,7 +8,11 @@ use prost::Message as _;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let files = ["station/v1/event.proto", "station/v1/sync.proto"];
+    let files = [
+        "station/v1/event.proto",
+        "station/v1/sync.proto",
+        "station/v1/query.proto",
+    ];
     let fds = protox::compile(files, ["proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join("station_descriptor.bin"), fds.encode_to_vec())?;

@@ -25,7 +25,8 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 /// nothing in the directory is touched before the lock is held.
 ///
 /// # Errors
-/// [`io::ErrorKind::WouldBlock`] when another process holds the store; other
+/// [`io::ErrorKind::WouldBlock`] when the store stays held for about two
+/// seconds, by another process or another open handle; other
 /// I/O errors when the file cannot be created.
 pub fn lock_store(dir: &Path) -> io::Result<File> {
     let file = std::fs::OpenOptions::new()
@@ -33,16 +34,27 @@ pub fn lock_store(dir: &Path) -> io::Result<File> {
         .truncate(false)
         .write(true)
         .open(dir.join("station.lock"))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
-            io::ErrorKind::WouldBlock,
-            format!(
-                "the store in {} is in use by another process",
-                dir.display()
-            ),
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    // A store closed a moment ago may still be releasing (its last sync or a
+    // reader finishing on another thread): wait for it a bounded time.
+    let mut attempts = 0;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "the store in {} is in use by another process",
+                        dir.display()
+                    ),
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
     }
 }
 

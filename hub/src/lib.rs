@@ -11,13 +11,20 @@
 //! - [`auth`]: tokens (`enroll`, `revoke`), the interceptor that resolves a
 //!   bearer token to a [`auth::Caller`], and the rules of who may push and
 //!   pull what.
-//! - [`server`]: the tonic `station.v1.Sync` service with health and
+//! - [`config`]: the roster, follow-up intervals and targets (TOML, or the
+//!   built-in Nedong roster), validated before the hub serves.
+//! - [`projections`]: the bureau's projections, built from the log in hub
+//!   order, each event applied once with its checkpoint in one batch, and
+//!   their read API ([`projections::Projections`]) for `Query` and HTTP.
+//! - [`server`]: the tonic `station.v1.Sync` and `station.v1.Query` services with health and
 //!   reflection beside it, plain or TLS, and
 //!   [`server::run`]`(listener, store, shutdown)`, the entry tests bind on
 //!   `127.0.0.1:0` ([`server::run_with`] takes [`server::ServerOptions`]).
 //! - `main.rs`: the `station-hub` command line.
 
 pub mod auth;
+pub mod config;
+pub mod projections;
 pub mod server;
 pub mod store;
 

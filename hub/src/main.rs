@@ -7,6 +7,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use station_hub::auth;
+use station_hub::config::{DEFAULT_TOML, HubConfig};
+use station_hub::projections::Projections;
 use station_hub::server::{ServerOptions, TlsIdentity};
 use station_hub::store::{HubStore, TokenRecord, TokenScope};
 
@@ -20,11 +22,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serves the Sync service until Ctrl-C or SIGTERM.
+    /// Serves the Sync and Query services until Ctrl-C or SIGTERM.
     Serve {
         /// The hub's data folder.
         #[arg(long, default_value = "./hub-data")]
         data: PathBuf,
+        /// The configuration (TOML): roster, follow-up intervals, targets.
+        /// The built-in Nedong roster when absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:7400")]
         listen: String,
@@ -40,6 +46,25 @@ enum Command {
         /// Seconds shutdown waits for calls in flight.
         #[arg(long, default_value_t = 30)]
         shutdown_grace_secs: u64,
+    },
+    /// Clears the projections and rebuilds them from the log. The hub must
+    /// not be running.
+    Rebuild {
+        /// The hub's data folder.
+        #[arg(long, default_value = "./hub-data")]
+        data: PathBuf,
+        /// sled page cache in bytes.
+        #[arg(long, default_value_t = 256 * 1024 * 1024)]
+        cache_capacity: u64,
+    },
+    /// Prints the built-in configuration, or checks a configuration file.
+    Config {
+        /// Print the built-in configuration (TOML, with its comments).
+        #[arg(long, conflicts_with = "check")]
+        print_default: bool,
+        /// Check this configuration file and print what it holds.
+        #[arg(long, required_unless_present = "print_default")]
+        check: Option<PathBuf>,
     },
     /// Lists the events held in quarantine, with their reasons.
     Quarantine {
@@ -154,6 +179,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve {
             data,
+            config,
             listen,
             cache_capacity,
             tls_cert,
@@ -164,13 +190,19 @@ fn main() -> anyhow::Result<()> {
                 (Some(cert), Some(key)) => Some(TlsIdentity::from_files(&cert, &key)?),
                 _ => None,
             };
+            let config = match &config {
+                Some(path) => HubConfig::load(path)?,
+                None => HubConfig::builtin()?,
+            };
+            let roster = config.station_codes();
             let options = ServerOptions {
                 tls,
                 shutdown_grace: std::time::Duration::from_secs(shutdown_grace_secs),
+                config: Some(Arc::new(config)),
             };
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
-                let store = Arc::new(open_store(&data, cache_capacity)?);
+                let store = Arc::new(open_store(&data, cache_capacity)?.with_roster(roster));
                 let listener = tokio::net::TcpListener::bind(&listen)
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;
@@ -209,6 +241,42 @@ fn main() -> anyhow::Result<()> {
             println!("id\tkind\tstation\tname\torigin\trevoked\tcreated");
             for record in store.tokens()? {
                 println!("{}", token_line(&record));
+            }
+        }
+        Command::Rebuild {
+            data,
+            cache_capacity,
+        } => {
+            let store = Arc::new(open_store(&data, cache_capacity)?);
+            let projections =
+                Projections::open(Arc::clone(&store), Arc::new(HubConfig::builtin()?))?;
+            let started = std::time::Instant::now();
+            let done = projections.rebuild()?;
+            store.sync()?;
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "rebuilt the projections from {} events in {secs:.2} s ({:.0} events/s); checkpoint {}",
+                done.applied,
+                done.applied as f64 / secs.max(1e-9),
+                done.checkpoint
+            );
+        }
+        Command::Config {
+            print_default,
+            check,
+        } => {
+            if print_default {
+                print!("{DEFAULT_TOML}");
+            } else if let Some(path) = check {
+                let config = HubConfig::load(&path)?;
+                println!(
+                    "{}: valid; {} stations, follow-up every {}/{}/{} days",
+                    path.display(),
+                    config.stations.len(),
+                    config.follow_up.high_risk_days,
+                    config.follow_up.key_days,
+                    config.follow_up.general_days
+                );
             }
         }
         Command::Quarantine { data } => {

@@ -1,9 +1,12 @@
-//! The hub's gRPC server: the `station.v1.Sync` service over [`HubStore`],
+//! The hub's gRPC server: the `station.v1.Sync` service over [`HubStore`]
+//! and the bureau's `station.v1.Query` service over [`Projections`], both
 //! behind the token check of [`crate::auth`], with the standard health and
-//! reflection services beside it, in plain text or TLS.
+//! reflection services beside them, in plain text or TLS. The projector
+//! runs beside them, applying each durable push to the projections.
 //!
-//! Invariants: every `Sync` call passes [`Authenticator`] and the rules of
-//! [`crate::auth`] before it touches the store; a `Push` is answered only
+//! Invariants: every `Sync` and `Query` call passes [`Authenticator`] and the
+//! rules of [`crate::auth`] before it touches the store; a device token reads
+//! only its own station's projections; a `Push` is answered only
 //! after its batch is durable; a batch that breaks a protocol rule (gap, bad
 //! origin, another station's event, too large) is refused whole and changes
 //! nothing; blocking store calls run off the async workers; [`run_with`]
@@ -16,10 +19,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use station_proto::ids::Uuid;
+use station_proto::v1::query_server::{Query, QueryServer};
 use station_proto::v1::sync_server::{Sync, SyncServer};
 use station_proto::v1::{
-    HelloRequest, HelloResponse, OriginAck, PullRequest, PullResponse, PulledEvent, PushRequest,
-    PushResponse,
+    GetCaseTimelineRequest, GetCaseTimelineResponse, GetCaseloadRequest, GetCaseloadResponse,
+    GetConflictsRequest, GetConflictsResponse, GetIndicatorsRequest, GetIndicatorsResponse,
+    GetOverdueRequest, GetOverdueResponse, GetQuarantineRequest, GetQuarantineResponse,
+    GetSyncHealthRequest, GetSyncHealthResponse, HelloRequest, HelloResponse, OriginAck,
+    PullRequest, PullResponse, PulledEvent, PushRequest, PushResponse,
 };
 use station_proto::validate;
 use tokio::net::TcpListener;
@@ -30,7 +38,10 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
-use crate::auth::{self, AuthError, Authenticator};
+use crate::auth::{self, AuthError, Authenticator, Caller};
+use crate::config::{ConfigError, HubConfig};
+use crate::projections::period::Period;
+use crate::projections::{self, ProjectionError, Projections};
 use crate::store::{HubError, HubStore};
 
 /// Most events one `Push` may carry.
@@ -43,10 +54,12 @@ pub const MAX_PULL_EVENTS: u32 = 5_000;
 pub const MAX_PULL_BYTES: u32 = 1024 * 1024;
 /// Longest long-poll a `Pull` may ask for.
 pub const MAX_PULL_WAIT: Duration = Duration::from_secs(30);
+/// Quarantined events one `GetQuarantine` returns by default, and at most.
+pub const QUARANTINE_PAGE: (usize, usize) = (1_000, 10_000);
 /// How long shutdown waits for calls in flight by default.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// The `Sync` service. It expects the [`Caller`](auth::Caller) that
+/// The `Sync` service. It expects the [`Caller`] that
 /// [`Authenticator`] puts on each request, and refuses calls without one.
 #[derive(Debug, Clone)]
 pub struct SyncService {
@@ -303,6 +316,9 @@ pub struct ServerOptions {
     /// How long shutdown waits for calls in flight (a push on a slow link,
     /// say) before closing their connections.
     pub shutdown_grace: Duration,
+    /// Roster, intervals and targets `Query` answers with; the built-in
+    /// Nedong roster when `None`.
+    pub config: Option<Arc<HubConfig>>,
 }
 
 impl Default for ServerOptions {
@@ -310,6 +326,7 @@ impl Default for ServerOptions {
         Self {
             tls: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            config: None,
         }
     }
 }
@@ -340,6 +357,12 @@ pub enum ServeError {
     /// The final sync of the store did not run to its end.
     #[error("the store sync task failed")]
     Task(#[from] tokio::task::JoinError),
+    /// The built-in configuration did not load.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The projections could not be opened.
+    #[error(transparent)]
+    Projections(#[from] ProjectionError),
 }
 
 /// The causes of a tonic transport error, which itself only says
@@ -369,11 +392,13 @@ pub async fn run(
     run_with(listener, store, ServerOptions::default(), shutdown).await
 }
 
-/// Serves `station.v1.Sync` (token checked), `grpc.health.v1.Health` and
-/// server reflection (both open) on `listener` until `shutdown` completes.
-/// Then it stops accepting connections, ends long polls, lets the calls in
-/// flight finish (at most [`ServerOptions::shutdown_grace`]), syncs the store
-/// and returns.
+/// Serves `station.v1.Sync` and `station.v1.Query` (token checked),
+/// `grpc.health.v1.Health` and server reflection (both open) on `listener`
+/// until `shutdown` completes, with the projector applying durable pushes to
+/// the projections (opened with `options.config`, else the built-in roster)
+/// beside them. Then it stops accepting connections, ends long polls, lets
+/// the calls in flight finish (at most [`ServerOptions::shutdown_grace`]),
+/// stops the projector after its current batch, syncs the store and returns.
 ///
 /// A call still running after the grace period is not waited for: a push it
 /// stored is durable all the same (each push waits for its own sync), only its
@@ -388,12 +413,46 @@ pub async fn run_with(
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    let config = match options.config.clone() {
+        Some(config) => config,
+        None => Arc::new(HubConfig::builtin()?),
+    };
+    let projections =
+        tokio::task::spawn_blocking(move || Projections::open(store, config)).await??;
+    serve_projections(listener, Arc::new(projections), options, shutdown).await
+}
+
+/// [`run_with`] over projections the caller opened (and may keep, to wait
+/// for the projector with [`Projections::wait_through`]); the store is
+/// theirs. `options.config` is not read: the projections carry theirs.
+///
+/// # Errors
+/// As [`run_with`].
+pub async fn serve_projections(
+    listener: TcpListener,
+    projections: Arc<Projections>,
+    options: ServerOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
     let addr = listener.local_addr().ok();
+    let store = Arc::clone(projections.store());
+    let (stop_projector, projector_stopped) = tokio::sync::oneshot::channel::<()>();
+    let projector = tokio::spawn(Arc::clone(&projections).follow(async move {
+        let _ = projector_stopped.await;
+    }));
+    let query = InterceptedService::new(
+        QueryService::new(Arc::clone(&projections)).into_server(),
+        Authenticator::new(Arc::clone(&store)),
+    );
+    drop(projections);
     let service = SyncService::new(Arc::clone(&store));
     let stopping = service.clone();
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<SyncServer<SyncService>>()
+        .await;
+    health_reporter
+        .set_serving::<QueryServer<QueryService>>()
         .await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -416,7 +475,8 @@ pub async fn run_with(
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(sync);
+        .add_service(sync)
+        .add_service(query);
     tracing::info!(?addr, tls = options.tls.is_some(), "hub listening");
 
     let mut stopped = stopping.stopping.subscribe();
@@ -426,6 +486,9 @@ pub async fn run_with(
         stopping.begin_shutdown();
         health_reporter
             .set_not_serving::<SyncServer<SyncService>>()
+            .await;
+        health_reporter
+            .set_not_serving::<QueryServer<QueryService>>()
             .await;
     };
     let grace = options.shutdown_grace;
@@ -444,9 +507,406 @@ pub async fn run_with(
             Ok(())
         }
     };
+    let _ = stop_projector.send(());
+    let projected = projector.await;
     let synced = tokio::task::spawn_blocking(move || store.sync()).await;
+    projected?;
     served?;
     synced??;
     tracing::info!("hub stopped, store synced");
     Ok(())
+}
+
+/// The stations a read by `caller` covers: those asked for (duplicates
+/// dropped, order kept), or when none, the roster (a bureau) or the
+/// caller's own station (a device). The rule of `Query`, for an HTTP layer to
+/// share.
+///
+/// # Errors
+/// [`AuthError::Invalid`] for a code that is not 9 digits;
+/// [`AuthError::Denied`] when a device token asks for another station.
+pub fn readable_stations(
+    caller: &Caller,
+    asked: Vec<String>,
+    config: &HubConfig,
+) -> Result<Vec<String>, AuthError> {
+    for (i, code) in asked.iter().enumerate() {
+        validate::station_code(&format!("stations[{i}]"), code)?;
+    }
+    let mut stations: Vec<String> = Vec::with_capacity(asked.len());
+    for code in asked {
+        if !stations.contains(&code) {
+            stations.push(code);
+        }
+    }
+    match caller {
+        Caller::Bureau { .. } if stations.is_empty() => Ok(config.station_codes()),
+        Caller::Bureau { .. } => Ok(stations),
+        Caller::Device { station_code, .. } if stations.is_empty() => {
+            Ok(vec![station_code.clone()])
+        }
+        Caller::Device {
+            token_id,
+            station_code,
+            ..
+        } => match stations.iter().find(|s| *s != station_code) {
+            Some(other) => Err(AuthError::Denied(format!(
+                "token {token_id} is for station {station_code}, not {other}"
+            ))),
+            None => Ok(stations),
+        },
+    }
+}
+
+/// The `Query` service: the bureau's read side. It expects the
+/// [`Caller`] that [`Authenticator`] puts on each request: a bureau token
+/// reads every station, a device token only its own.
+#[derive(Debug, Clone)]
+pub struct QueryService {
+    /// The projections and their read API.
+    projections: Arc<Projections>,
+}
+
+impl From<ProjectionError> for Status {
+    fn from(error: ProjectionError) -> Self {
+        match error {
+            ProjectionError::Store(store) => status_of(store),
+            ProjectionError::Sled(_) => Status::unavailable(error.to_string()),
+            ProjectionError::Corrupt(_) => Status::internal(error.to_string()),
+            ProjectionError::BadRequest(_) => Status::invalid_argument(error.to_string()),
+            ProjectionError::UnknownCase(_) => Status::not_found(error.to_string()),
+        }
+    }
+}
+
+fn uuid_bytes(id: Option<Uuid>) -> Vec<u8> {
+    id.map(|id| id.as_bytes().to_vec()).unwrap_or_default()
+}
+
+fn day(date: Option<chrono::NaiveDate>) -> String {
+    date.map(|d| d.to_string()).unwrap_or_default()
+}
+
+impl QueryService {
+    /// A service over `projections`.
+    pub fn new(projections: Arc<Projections>) -> Self {
+        Self { projections }
+    }
+
+    /// The tonic server for this service, with compression and limits set.
+    pub fn into_server(self) -> QueryServer<Self> {
+        QueryServer::new(self)
+            .accept_compressed(CompressionEncoding::Zstd)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Zstd)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    fn stations(&self, caller: &Caller, asked: Vec<String>) -> Result<Vec<String>, Status> {
+        Ok(readable_stations(caller, asked, self.projections.config())?)
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Projections) -> Result<T, ProjectionError> + Send + 'static,
+    {
+        let projections = Arc::clone(&self.projections);
+        tokio::task::spawn_blocking(move || f(&projections))
+            .await
+            .map_err(|e| Status::internal(format!("query task failed: {e}")))?
+            .map_err(Into::into)
+    }
+}
+
+#[tonic::async_trait]
+impl Query for QueryService {
+    async fn get_indicators(
+        &self,
+        request: Request<GetIndicatorsRequest>,
+    ) -> Result<Response<GetIndicatorsResponse>, Status> {
+        use station_proto::v1::{IndicatorRow, IndicatorValue};
+        let caller = auth::caller(&request)?;
+        let asked = request.into_inner();
+        let period: Period = asked
+            .period
+            .parse()
+            .map_err(|e: projections::period::BadPeriod| Status::invalid_argument(e.to_string()))?;
+        let stations = self.stations(&caller, asked.stations)?;
+        let table = self.read(move |p| p.indicators(period, &stations)).await?;
+        Ok(Response::new(GetIndicatorsResponse {
+            computed_through_hub_seq: table.computed_through_hub_seq,
+            period: table.period,
+            first_day: table.first_day.to_string(),
+            last_day: table.last_day.to_string(),
+            rows: table
+                .rows
+                .into_iter()
+                .map(|row| IndicatorRow {
+                    station_code: row.station_code,
+                    station_name: row.station_name,
+                    station_name_bo: row.station_name_bo.unwrap_or_default(),
+                    station_kind: row.station_kind.to_string(),
+                    values: row
+                        .values
+                        .into_iter()
+                        .map(|v| IndicatorValue {
+                            metric: v.metric.name().to_string(),
+                            label: v.label.to_string(),
+                            unit: v.unit.name().to_string(),
+                            value: v.value,
+                            raw: v.raw,
+                            raw_unit: v.raw_unit.to_string(),
+                            target: v.target,
+                        })
+                        .collect(),
+                    complete_through_ms: row.complete_through_ms,
+                    complete: row.complete,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_caseload(
+        &self,
+        request: Request<GetCaseloadRequest>,
+    ) -> Result<Response<GetCaseloadResponse>, Status> {
+        use station_proto::v1::{CaseloadCell, StationCaseload};
+        let caller = auth::caller(&request)?;
+        let stations = self.stations(&caller, request.into_inner().stations)?;
+        let caseload = self.read(move |p| p.caseload(&stations)).await?;
+        Ok(Response::new(GetCaseloadResponse {
+            computed_through_hub_seq: caseload.computed_through_hub_seq,
+            stations: caseload
+                .stations
+                .into_iter()
+                .map(|s| StationCaseload {
+                    station_code: s.station_code,
+                    station_name: s.station_name,
+                    open_cases: s.open_cases,
+                    high_risk: s.high_risk,
+                    key: s.key,
+                    general: s.general,
+                })
+                .collect(),
+            cells: caseload
+                .cells
+                .into_iter()
+                .map(|c| CaseloadCell {
+                    station_code: c.station_code,
+                    community_code: c.community_code,
+                    community_name: c.community_name,
+                    tier: c.tier,
+                    category: c.category,
+                    open_cases: c.open_cases,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_overdue(
+        &self,
+        request: Request<GetOverdueRequest>,
+    ) -> Result<Response<GetOverdueResponse>, Status> {
+        use station_proto::v1::OverdueCase;
+        let caller = auth::caller(&request)?;
+        let asked = request.into_inner();
+        let as_of = if asked.as_of.is_empty() {
+            projections::today_in_china()
+        } else {
+            projections::fold::parse_date(&asked.as_of)
+                .filter(|_| asked.as_of.len() == 10)
+                .ok_or_else(|| {
+                    Status::invalid_argument("as_of: must be a date written YYYY-MM-DD")
+                })?
+        };
+        let stations = self.stations(&caller, asked.stations)?;
+        let list = self.read(move |p| p.overdue(as_of, &stations)).await?;
+        Ok(Response::new(GetOverdueResponse {
+            computed_through_hub_seq: list.computed_through_hub_seq,
+            as_of: list.as_of.to_string(),
+            cases: list
+                .cases
+                .into_iter()
+                .map(|c| OverdueCase {
+                    station_code: c.station_code,
+                    case_id: c.case_id.as_bytes().to_vec(),
+                    name: c.name,
+                    community_code: c.community_code,
+                    tier: c.tier,
+                    last_visit: day(c.last_visit),
+                    follow_up_base: c.follow_up_base.to_string(),
+                    due_on: c.due_on.to_string(),
+                    days_overdue: c.days_overdue,
+                    interval_days: c.interval_days,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_conflicts(
+        &self,
+        request: Request<GetConflictsRequest>,
+    ) -> Result<Response<GetConflictsResponse>, Status> {
+        use station_proto::v1::{ConcurrentAssessment, TierConflict};
+        let caller = auth::caller(&request)?;
+        let stations = self.stations(&caller, request.into_inner().stations)?;
+        let found = self.read(move |p| p.conflicts(&stations)).await?;
+        Ok(Response::new(GetConflictsResponse {
+            computed_through_hub_seq: found.computed_through_hub_seq,
+            conflicts: found
+                .conflicts
+                .into_iter()
+                .map(|c| TierConflict {
+                    station_code: c.station_code,
+                    case_id: c.case_id.as_bytes().to_vec(),
+                    community_code: c.community_code,
+                    assessments: c
+                        .assessments
+                        .into_iter()
+                        .map(|a| ConcurrentAssessment {
+                            event_id: a.event_id.as_bytes().to_vec(),
+                            tier: a.tier,
+                            author: a.author,
+                            hlc: a.hlc,
+                            assessed_on: a.assessed_on,
+                            last_seen_event_id: uuid_bytes(a.last_seen_event_id),
+                        })
+                        .collect(),
+                    resolved_tier: c.resolved_tier,
+                    resolved_by_event_id: c.resolved_by_event_id.as_bytes().to_vec(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_sync_health(
+        &self,
+        request: Request<GetSyncHealthRequest>,
+    ) -> Result<Response<GetSyncHealthResponse>, Status> {
+        use station_proto::v1::{DeviceHealth, LagBucket, StationHealth};
+        let caller = auth::caller(&request)?;
+        let stations = self.stations(&caller, request.into_inner().stations)?;
+        let health = self.read(move |p| p.sync_health(&stations)).await?;
+        Ok(Response::new(GetSyncHealthResponse {
+            computed_through_hub_seq: health.computed_through_hub_seq,
+            hub_clock_ms: health.hub_clock_ms,
+            stations: health
+                .stations
+                .into_iter()
+                .map(|s| StationHealth {
+                    station_code: s.station_code,
+                    station_name: s.station_name,
+                    devices: s.devices,
+                    complete_through_ms: s.complete_through_ms,
+                    quarantined: s.quarantined,
+                    held_events: s.held_events,
+                    voided_events: s.voided_events,
+                    tier_conflicts: s.tier_conflicts,
+                    events_logged: s.events_logged,
+                })
+                .collect(),
+            devices: health
+                .devices
+                .into_iter()
+                .map(|d| DeviceHealth {
+                    origin_id: d.origin_id.as_bytes().to_vec(),
+                    station_code: d.station_code,
+                    device_name: d.device_name.unwrap_or_default(),
+                    durable_through: d.durable_through,
+                    reported_head: d.reported_head,
+                    backlog: d.backlog,
+                    last_contact_ms: d.last_contact_ms,
+                    clock_skew_ms: d.clock_skew_ms,
+                    quarantined: d.quarantined,
+                    events_logged: d.events_logged,
+                    last_recorded_at_ms: d.last_recorded_at_ms.unwrap_or_default(),
+                    mean_lag_ms: d.mean_lag_ms.unwrap_or_default(),
+                    max_lag_ms: d.max_lag_ms.unwrap_or_default(),
+                    lag: d
+                        .lag
+                        .into_iter()
+                        .map(|b| LagBucket {
+                            up_to_ms: b.up_to_ms.unwrap_or_default(),
+                            events: b.events,
+                        })
+                        .collect(),
+                    recorded_after_receipt: d.recorded_after_receipt,
+                    complete_through_ms: d.complete_through_ms,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_quarantine(
+        &self,
+        request: Request<GetQuarantineRequest>,
+    ) -> Result<Response<GetQuarantineResponse>, Status> {
+        use station_proto::v1::QuarantinedEvent;
+        let caller = auth::caller(&request)?;
+        let asked = request.into_inner();
+        let max = match asked.max_events {
+            0 => QUARANTINE_PAGE.0,
+            n => (n as usize).min(QUARANTINE_PAGE.1),
+        };
+        let stations = self.stations(&caller, asked.stations)?;
+        let list = self.read(move |p| p.quarantine(&stations, max)).await?;
+        Ok(Response::new(GetQuarantineResponse {
+            computed_through_hub_seq: list.computed_through_hub_seq,
+            total: list.total,
+            events: list
+                .events
+                .into_iter()
+                .map(|q| QuarantinedEvent {
+                    origin_id: q.origin_id.as_bytes().to_vec(),
+                    origin_seq: q.origin_seq,
+                    station_code: q.station_code,
+                    reason: q.reason,
+                    received_at_ms: q.received_at_ms,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_case_timeline(
+        &self,
+        request: Request<GetCaseTimelineRequest>,
+    ) -> Result<Response<GetCaseTimelineResponse>, Status> {
+        use station_proto::v1::TimelineEntry;
+        let caller = auth::caller(&request)?;
+        let case_id = validate::uuid16("case_id", &request.into_inner().case_id)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let timeline = self.read(move |p| p.case_timeline(case_id)).await?;
+        if let Caller::Device {
+            token_id,
+            station_code,
+            ..
+        } = &caller
+            && timeline.station_code != *station_code
+        {
+            return Err(AuthError::Denied(format!(
+                "token {token_id} is for station {station_code}, and case {case_id} is not"
+            ))
+            .into());
+        }
+        Ok(Response::new(GetCaseTimelineResponse {
+            computed_through_hub_seq: timeline.computed_through_hub_seq,
+            case_id: case_id.as_bytes().to_vec(),
+            station_code: timeline.station_code,
+            opened: timeline.opened,
+            entries: timeline
+                .entries
+                .into_iter()
+                .map(|e| TimelineEntry {
+                    hub_seq: e.hub_seq,
+                    received_at_ms: e.received_at_ms.unwrap_or_default(),
+                    voided: e.voided,
+                    voided_by_event_id: uuid_bytes(e.voided_by),
+                    event: Some(e.event),
+                })
+                .collect(),
+        }))
+    }
 }

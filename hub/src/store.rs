@@ -14,6 +14,7 @@
 //! | `i:` event_id | `u64` hub_seq: an event is stored once |
 //! | `o:` origin_id | JSON [`OriginState`]: `durable_through`, station, contact |
 //! | `q:` origin_id origin_seq | JSON [`Quarantined`]: an event acked but not accepted |
+//! | `r:` hub_seq | `i64` hub wall clock (ms) when the event at `hub_seq` was received; absent for events stored before it was kept |
 //!
 //! Tree `tokens`:
 //!
@@ -28,13 +29,16 @@
 //!   `Pull` cursors and projections use them;
 //! - a push is acknowledged only after its batch is flushed and fsynced.
 //!
+//! Tree `projections` belongs to [`crate::projections`], which documents its
+//! format; it is derived from this log and can be rebuilt from it.
+//!
 //! Invariants of the `tokens` tree, kept by one token writer:
 //! - a token's secret is never stored, only its SHA-256;
 //! - a device token's `bound_origin` goes from none to one origin once and
 //!   never changes after; a revoked token stays revoked;
 //! - a token write returns only once flushed and fsynced.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -57,6 +61,7 @@ const STATIONS: &[u8] = b"s:";
 const IDS: &[u8] = b"i:";
 const ORIGINS: &[u8] = b"o:";
 const QUARANTINE: &[u8] = b"q:";
+const RECEIVED: &[u8] = b"r:";
 
 /// Errors of the hub's store and ingest rules.
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +206,18 @@ pub struct PushOutcome {
     pub duplicates: usize,
 }
 
+/// One event of the log, with where and when the hub took it in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedEvent {
+    /// The event's hub position.
+    pub hub_seq: u64,
+    /// Hub wall clock when the push that carried it arrived, ms; `None` for
+    /// events stored before the hub kept it.
+    pub received_at_ms: Option<i64>,
+    /// The event as stored (validated, text in NFC).
+    pub event: Event,
+}
+
 /// A page of one station's stream.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PullPage {
@@ -230,9 +247,17 @@ fn read_u64(bytes: &[u8]) -> Result<u64, HubError> {
         .map_err(|_| HubError::Corrupt("expected an 8-byte integer".into()))
 }
 
+fn read_i64(bytes: &[u8]) -> Result<i64, HubError> {
+    <[u8; 8]>::try_from(bytes)
+        .map(i64::from_be_bytes)
+        .map_err(|_| HubError::Corrupt("expected an 8-byte integer".into()))
+}
+
 /// The hub's durable log.
 #[derive(Debug)]
 pub struct HubStore {
+    /// The sled database, for the trees derived from the log.
+    db: sled::Db,
     /// Key spaces of the format above.
     tree: sled::Tree,
     /// The issued tokens, by id.
@@ -243,8 +268,12 @@ pub struct HubStore {
     group: GroupCommit,
     /// The single writer: the last hub position assigned.
     writer: Mutex<u64>,
-    /// Wakes long-polling pulls when the log grows.
+    /// The highest hub position known durable; wakes long-polling pulls and
+    /// the projector when the log grows. It only grows.
     grown: tokio::sync::watch::Sender<u64>,
+    /// Stations events may belong to; an event of another station goes to
+    /// quarantine. `None` accepts every well-formed station code.
+    roster: Option<BTreeSet<String>>,
     /// The store's lock file, held while the hub has it open.
     _lock: std::fs::File,
 }
@@ -277,17 +306,33 @@ impl HubStore {
         }
         let hub_seq = tree.get(M_HUB_SEQ)?.map_or(Ok(0), |v| read_u64(&v))?;
         let tokens = db.open_tree(TOKENS_TREE)?;
-        let group = GroupCommit::open(db, dir, 0)?;
+        let group = GroupCommit::open(db.clone(), dir, 0)?;
         let (grown, _) = tokio::sync::watch::channel(hub_seq);
         Ok(Self {
+            db,
             tree,
             tokens,
             token_writer: Mutex::new(()),
             group,
             writer: Mutex::new(hub_seq),
             grown,
+            roster: None,
             _lock: lock,
         })
+    }
+
+    /// The store, refusing (into quarantine) events of stations outside
+    /// `stations` from now on.
+    #[must_use]
+    pub fn with_roster(mut self, stations: impl IntoIterator<Item = String>) -> Self {
+        self.roster = Some(stations.into_iter().collect());
+        self
+    }
+
+    /// Opens (creating when absent) another tree of the same sled database,
+    /// so its batches share the log's crash consistency.
+    pub(crate) fn open_tree(&self, name: &str) -> Result<sled::Tree, HubError> {
+        Ok(self.db.open_tree(name)?)
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, u64> {
@@ -459,8 +504,10 @@ impl HubStore {
 
     /// Stores a pushed batch: per origin, events at or below `durable_through`
     /// are ignored, the rest must continue it without a gap. Valid events go to
-    /// the log with a new hub position; events that decode but break a rule go
-    /// to quarantine with the reason. Returns once durable.
+    /// the log with a new hub position and their receive time (`now_ms`);
+    /// events that decode but break a rule, or belong to a station outside
+    /// the roster given to [`HubStore::with_roster`], go to quarantine with
+    /// the reason. Returns once durable.
     ///
     /// # Errors
     /// [`HubError::Gap`] or [`HubError::Malformed`] refuse the whole batch and
@@ -509,6 +556,17 @@ impl HubStore {
             let verdict = match validate::event(&mut checked, &ctx) {
                 Err(invalid) => Err(invalid.to_string()),
                 Ok(())
+                    if self
+                        .roster
+                        .as_ref()
+                        .is_some_and(|roster| !roster.contains(&checked.station_code)) =>
+                {
+                    Err(format!(
+                        "station_code: station {} is not in the hub's roster",
+                        checked.station_code
+                    ))
+                }
+                Ok(())
                     if !seen_ids.insert(checked.event_id.clone())
                         || self.tree.contains_key(key(IDS, &[&checked.event_id]))? =>
                 {
@@ -526,6 +584,7 @@ impl HubStore {
                         Vec::<u8>::new(),
                     );
                     batch.insert(key(IDS, &[&checked.event_id]), pos.to_vec());
+                    batch.insert(key(RECEIVED, &[&pos]), &now_ms.to_be_bytes());
                     outcome.stored += 1;
                 }
                 Err(reason) => {
@@ -565,7 +624,14 @@ impl HubStore {
         drop(writer);
         self.group.wait_durable(ticket)?;
         if grew {
-            self.grown.send_replace(hub_seq);
+            // Pushes become durable in any order: keep the highest.
+            self.grown.send_if_modified(|durable| {
+                let higher = hub_seq > *durable;
+                if higher {
+                    *durable = hub_seq;
+                }
+                higher
+            });
         }
         Ok(outcome)
     }
@@ -657,6 +723,62 @@ impl HubStore {
     /// A receiver that changes whenever the log grows, for long polls.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.grown.subscribe()
+    }
+
+    /// The highest hub position whose event is durable: events `1..=` it can
+    /// be read and will survive a crash.
+    pub fn durable_head(&self) -> u64 {
+        *self.grown.borrow()
+    }
+
+    /// At most `limit` events of the log after hub position `after`, in hub
+    /// order, each with its receive time.
+    ///
+    /// # Errors
+    /// Storage errors, or [`HubError::Corrupt`] for an event that does not decode.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedEvent>, HubError> {
+        let start = key(EVENTS, &[&after.saturating_add(1).to_be_bytes()]);
+        let mut events = Vec::new();
+        for item in self.tree.range(start..) {
+            if events.len() >= limit {
+                break;
+            }
+            let (k, raw) = item?;
+            if !k.starts_with(EVENTS) {
+                break;
+            }
+            let hub_seq = read_u64(&k[EVENTS.len()..])?;
+            let event = Event::decode(raw.as_ref())
+                .map_err(|e| HubError::Corrupt(format!("event {hub_seq}: {e}")))?;
+            events.push(LoggedEvent {
+                hub_seq,
+                received_at_ms: self.received_at(hub_seq)?,
+                event,
+            });
+        }
+        Ok(events)
+    }
+
+    /// The hub position of the event with this id, if the log holds it.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn position_of(&self, event_id: &[u8]) -> Result<Option<u64>, HubError> {
+        self.tree
+            .get(key(IDS, &[event_id]))?
+            .map(|v| read_u64(&v))
+            .transpose()
+    }
+
+    /// The hub wall clock (ms) when the event at `hub_seq` was received.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn received_at(&self, hub_seq: u64) -> Result<Option<i64>, HubError> {
+        self.tree
+            .get(key(RECEIVED, &[&hub_seq.to_be_bytes()]))?
+            .map(|v| read_i64(&v))
+            .transpose()
     }
 
     /// Every quarantined event, by origin and seq.

@@ -1,0 +1,881 @@
+//! The read API over the projections: plain structs, serialisable as JSON,
+//! that the gRPC `Query` service maps to its messages and an HTTP layer can
+//! return as they are.
+//!
+//! Invariants: every answer is read under the projections' read gate and
+//! carries the checkpoint it was computed through; aggregate answers never
+//! carry ID numbers (the projections do not even keep them: only the case
+//! timeline reads whole events from the log); station lists are taken as
+//! given, so authorisation happens before these calls.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use station_agent::views::CaseView;
+use station_proto::Event;
+use station_proto::ids::Uuid;
+use station_proto::v1::Tier;
+
+use super::apply::{self, CaseRecord, OriginStats, VoidMark};
+use super::fold::{self, HELD_EVENTS, TIER_CONFLICTS, VOIDED_EVENTS};
+use super::period::{Metric, Period, Unit};
+use super::{ProjectionError, Projections};
+use crate::store::TokenScope;
+
+/// Upper bounds (inclusive, ms) of the entry-to-receipt lag buckets; a last
+/// bucket holds the rest. 1 min, 10 min, 1 h, 6 h, 1 day, 7 days, 30 days.
+pub const LAG_BUCKETS_MS: [i64; 7] = [
+    60_000,
+    600_000,
+    3_600_000,
+    21_600_000,
+    86_400_000,
+    604_800_000,
+    2_592_000_000,
+];
+
+/// Offset of China Standard Time from UTC, seconds: period ends and the
+/// default `as_of` are in the stations' local time.
+pub const CHINA_UTC_OFFSET_SECS: i32 = 8 * 3600;
+
+/// The hub's current date in China time.
+pub fn today_in_china() -> NaiveDate {
+    let now = chrono::Utc::now();
+    chrono::FixedOffset::east_opt(CHINA_UTC_OFFSET_SECS).map_or_else(
+        || now.date_naive(),
+        |offset| now.with_timezone(&offset).date_naive(),
+    )
+}
+
+/// The first instant (ms since the epoch) after `day` ends, China time.
+pub fn end_of_day_ms(day: NaiveDate) -> i64 {
+    let next = day.succ_opt().unwrap_or(day);
+    next.and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp_millis() - i64::from(CHINA_UTC_OFFSET_SECS) * 1000)
+        .unwrap_or(i64::MAX)
+}
+
+/// One indicator of one station in one period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IndicatorValue {
+    /// Which indicator.
+    pub metric: Metric,
+    /// Its Chinese label.
+    pub label: &'static str,
+    /// The unit of `value` and `target`.
+    pub unit: Unit,
+    /// The value in `unit`.
+    pub value: f64,
+    /// The exact value in `raw_unit` (count, minute, fen).
+    pub raw: i64,
+    /// The unit of `raw`.
+    pub raw_unit: &'static str,
+    /// The station's target for this metric and kind of period, in `unit`.
+    pub target: Option<i64>,
+}
+
+/// One station's indicators in one period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IndicatorRow {
+    /// The station's code.
+    pub station_code: String,
+    /// Its Chinese name (empty when not on the roster).
+    pub station_name: String,
+    /// Its Tibetan name, when the roster has one.
+    pub station_name_bo: Option<String>,
+    /// `street`, `town` or `township` (empty when not on the roster).
+    pub station_kind: &'static str,
+    /// Every [`Metric`], in report order.
+    pub values: Vec<IndicatorValue>,
+    /// Through when the station's data is complete: see
+    /// [`StationHealth::complete_through_ms`].
+    pub complete_through_ms: Option<i64>,
+    /// Whether `complete_through_ms` reaches the end of the period (China time).
+    pub complete: bool,
+}
+
+/// Indicators of several stations in one period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IndicatorTable {
+    /// The checkpoint the answer is computed through.
+    pub computed_through_hub_seq: u64,
+    /// The period: `2026-11`, `2026-Q4`, `2026`.
+    pub period: String,
+    /// Its first day.
+    pub first_day: NaiveDate,
+    /// Its last day.
+    pub last_day: NaiveDate,
+    /// One row per station asked for, in the order asked.
+    pub rows: Vec<IndicatorRow>,
+}
+
+/// Open cases of one station × community × tier × category.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CaseloadCell {
+    /// The station.
+    pub station_code: String,
+    /// The community.
+    pub community_code: String,
+    /// The community's name on the roster (empty when not listed).
+    pub community_name: String,
+    /// `Tier` value.
+    pub tier: i32,
+    /// `Category` value; a case of several categories counts in each.
+    pub category: i32,
+    /// Open cases of the cell.
+    pub open_cases: u32,
+}
+
+/// One station's open cases, by tier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StationCaseload {
+    /// The station.
+    pub station_code: String,
+    /// Its name (empty when not on the roster).
+    pub station_name: String,
+    /// Distinct open cases.
+    pub open_cases: u32,
+    /// Of which tier 1.
+    pub high_risk: u32,
+    /// Of which tier 2.
+    pub key: u32,
+    /// Of which tier 3.
+    pub general: u32,
+}
+
+/// Caseload of several stations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Caseload {
+    /// The checkpoint the answer is computed through.
+    pub computed_through_hub_seq: u64,
+    /// Per station, in the order asked.
+    pub stations: Vec<StationCaseload>,
+    /// Per cell, by station, community, tier, category.
+    pub cells: Vec<CaseloadCell>,
+}
+
+/// An open case past its follow-up date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OverdueCase {
+    /// The station.
+    pub station_code: String,
+    /// The case.
+    pub case_id: Uuid,
+    /// The person's name, so the station knows whom to visit.
+    pub name: String,
+    /// The community.
+    pub community_code: String,
+    /// `Tier` value.
+    pub tier: i32,
+    /// The last visit, if any.
+    pub last_visit: Option<NaiveDate>,
+    /// The last visit, or the (re)opening when no visit came after it.
+    pub follow_up_base: NaiveDate,
+    /// When the follow-up was due.
+    pub due_on: NaiveDate,
+    /// Days past `due_on` on `as_of`, at least 1.
+    pub days_overdue: i64,
+    /// The tier's interval, days.
+    pub interval_days: u32,
+}
+
+/// Overdue follow-ups on one date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OverdueList {
+    /// The checkpoint the answer is computed through.
+    pub computed_through_hub_seq: u64,
+    /// The date asked about.
+    pub as_of: NaiveDate,
+    /// Most overdue first.
+    pub cases: Vec<OverdueCase>,
+}
+
+/// One of the tier changes of a conflict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConcurrentAssessment {
+    /// The `CaseAssessed` event.
+    pub event_id: Uuid,
+    /// The tier it set (`Tier` value).
+    pub tier: i32,
+    /// The social worker.
+    pub author: String,
+    /// Its hlc.
+    pub hlc: u64,
+    /// Its `assessed_on`.
+    pub assessed_on: String,
+    /// The case event its author had last seen.
+    pub last_seen_event_id: Option<Uuid>,
+}
+
+/// Disagreeing tier changes of one case made without seeing each other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TierConflict {
+    /// The station.
+    pub station_code: String,
+    /// The case.
+    pub case_id: Uuid,
+    /// Its community.
+    pub community_code: String,
+    /// The concurrent tier changes, in (hlc, event_id) order.
+    pub assessments: Vec<ConcurrentAssessment>,
+    /// The tier that won: the last of them in (hlc, event_id) order.
+    pub resolved_tier: i32,
+    /// The event that set it.
+    pub resolved_by_event_id: Uuid,
+}
+
+/// Flagged tier conflicts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflicts {
+    /// The checkpoint the answer is computed through.
+    pub computed_through_hub_seq: u64,
+    /// By station and case.
+    pub conflicts: Vec<TierConflict>,
+}
+
+/// Events per lag bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LagBucket {
+    /// Inclusive upper bound, ms; `None` for the last bucket.
+    pub up_to_ms: Option<i64>,
+    /// Events in it.
+    pub events: u64,
+}
+
+/// One device's sync health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceHealth {
+    /// The device log.
+    pub origin_id: Uuid,
+    /// Its station.
+    pub station_code: String,
+    /// The name its token was enrolled with, when known.
+    pub device_name: Option<String>,
+    /// The hub holds its seqs `1..=durable_through`.
+    pub durable_through: u64,
+    /// Its head at its last `Hello`.
+    pub reported_head: u64,
+    /// `reported_head − durable_through`, at least 0.
+    pub backlog: u64,
+    /// Hub clock at its last contact, ms.
+    pub last_contact_ms: i64,
+    /// Device clock minus hub clock at its last `Hello`, ms.
+    pub clock_skew_ms: i64,
+    /// Its events in quarantine.
+    pub quarantined: u64,
+    /// Its events in the log.
+    pub events_logged: u64,
+    /// recorded_at of its last event in the log, ms.
+    pub last_recorded_at_ms: Option<i64>,
+    /// Mean entry-to-receipt lag, ms.
+    pub mean_lag_ms: Option<i64>,
+    /// Largest entry-to-receipt lag, ms.
+    pub max_lag_ms: Option<i64>,
+    /// Lag histogram over [`LAG_BUCKETS_MS`].
+    pub lag: Vec<LagBucket>,
+    /// Events recorded after their receipt (device clock ahead).
+    pub recorded_after_receipt: u64,
+    /// Through when the hub holds all it recorded: its last contact when it
+    /// had no backlog, else the recorded_at of its last event in the log.
+    pub complete_through_ms: Option<i64>,
+}
+
+/// One station's data quality.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StationHealth {
+    /// The station.
+    pub station_code: String,
+    /// Its name (empty when not on the roster).
+    pub station_name: String,
+    /// Devices that have contacted the hub.
+    pub devices: u32,
+    /// The earliest of its devices' `complete_through_ms`; `None` when it has
+    /// no device or one has nothing to go by.
+    pub complete_through_ms: Option<i64>,
+    /// Events in quarantine.
+    pub quarantined: u64,
+    /// Case events waiting for their `CaseOpened`.
+    pub held_events: u64,
+    /// `EventVoided` events received.
+    pub voided_events: u64,
+    /// Cases with a flagged tier conflict.
+    pub tier_conflicts: u64,
+    /// Events in the log.
+    pub events_logged: u64,
+}
+
+/// Sync health and data quality.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncHealth {
+    /// The checkpoint the answer is computed through.
+    pub computed_through_hub_seq: u64,
+    /// Hub clock when answered, ms.
+    pub hub_clock_ms: i64,
+    /// Per station, in the order asked.
+    pub stations: Vec<StationHealth>,
+    /// Per device, by station and origin.
+    pub devices: Vec<DeviceHealth>,
+}
+
+/// An event acknowledged but not accepted; never its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuarantinedEvent {
+    /// Its origin.
+    pub origin_id: Uuid,
+    /// Its seq.
+    pub origin_seq: u64,
+    /// The station it claimed.
+    pub station_code: String,
+    /// Why it was not accepted.
+    pub reason: String,
+    /// Hub clock when received, ms.
+    pub received_at_ms: i64,
+}
+
+/// Quarantined events of some stations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuarantineList {
+    /// The checkpoint at the time of the answer.
+    pub computed_through_hub_seq: u64,
+    /// How many the stations have in all.
+    pub total: u64,
+    /// Newest first, at most as many as asked.
+    pub events: Vec<QuarantinedEvent>,
+}
+
+/// One event of a case's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineEntry {
+    /// Its hub position.
+    pub hub_seq: u64,
+    /// Hub clock when received, ms.
+    pub received_at_ms: Option<i64>,
+    /// Whether a void of its station names it.
+    pub voided: bool,
+    /// The void that did, the smallest id when several.
+    pub voided_by: Option<Uuid>,
+    /// The event's id.
+    pub event_id: Uuid,
+    /// The device that recorded it.
+    pub origin_id: Option<Uuid>,
+    /// Its seq there.
+    pub origin_seq: u64,
+    /// The social worker.
+    pub author: String,
+    /// Device clock at entry, ms.
+    pub recorded_at_ms: i64,
+    /// Its hlc.
+    pub hlc: u64,
+    /// The body in the proto3 JSON mapping.
+    pub body: serde_json::Value,
+    /// The whole event, for the gRPC answer.
+    #[serde(skip)]
+    pub event: Event,
+}
+
+/// Every event of one case.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CaseTimeline {
+    /// The checkpoint the answer is computed through.
+    pub computed_through_hub_seq: u64,
+    /// The case.
+    pub case_id: Uuid,
+    /// Its station (of its `CaseOpened`, else of its first event).
+    pub station_code: String,
+    /// False while its `CaseOpened` is unknown or voided.
+    pub opened: bool,
+    /// Its events and the voids of them, in (hlc, event_id) order.
+    pub entries: Vec<TimelineEntry>,
+}
+
+fn station_prefix(prefix: &[u8], station: &str) -> Vec<u8> {
+    apply::key(prefix, &[station.as_bytes()])
+}
+
+impl Projections {
+    fn counter(&self, name: &str) -> Result<i64, ProjectionError> {
+        match self
+            .tree
+            .get(apply::key(apply::COUNTERS, &[name.as_bytes()]))?
+        {
+            Some(v) => <[u8; 8]>::try_from(v.as_ref())
+                .map(i64::from_be_bytes)
+                .map_err(|_| ProjectionError::Corrupt("counter".into())),
+            None => Ok(0),
+        }
+    }
+
+    fn origin_stats(&self) -> Result<BTreeMap<Uuid, OriginStats>, ProjectionError> {
+        self.tree
+            .scan_prefix(apply::ORIGINS)
+            .map(|item| {
+                let (k, v) = item?;
+                let id = Uuid::from_slice(&k[apply::ORIGINS.len()..])
+                    .map_err(|_| ProjectionError::Corrupt("origin key".into()))?;
+                Ok((id, apply::decode("origin", &v)?))
+            })
+            .collect()
+    }
+
+    /// Indicators of `stations` in `period`, by service date, with targets.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn indicators(
+        &self,
+        period: Period,
+        stations: &[String],
+    ) -> Result<IndicatorTable, ProjectionError> {
+        let health = self.sync_health(stations)?;
+        let _gate = self.read_gate();
+        let checkpoint = self.checkpoint();
+        let period_end = end_of_day_ms(period.last_day());
+        let mut rows = Vec::with_capacity(stations.len());
+        for (station, health) in stations.iter().zip(&health.stations) {
+            let prefix = apply::key(
+                apply::COUNTERS,
+                &[format!("i:{station}:{period}:").as_bytes()],
+            );
+            let mut raw: BTreeMap<String, i64> = BTreeMap::new();
+            for item in self.tree.scan_prefix(&prefix) {
+                let (k, v) = item?;
+                let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                let value = <[u8; 8]>::try_from(v.as_ref())
+                    .map(i64::from_be_bytes)
+                    .map_err(|_| ProjectionError::Corrupt("counter".into()))?;
+                raw.insert(name, value);
+            }
+            let open_prefix = apply::key(apply::COUNTERS, &[format!("o:{station}:").as_bytes()]);
+            let last = apply::key(&open_prefix, &[period.last_month().key().as_bytes()]);
+            let mut open = 0i64;
+            for item in self.tree.range(open_prefix.clone()..=last) {
+                let (_, v) = item?;
+                open += <[u8; 8]>::try_from(v.as_ref())
+                    .map(i64::from_be_bytes)
+                    .map_err(|_| ProjectionError::Corrupt("counter".into()))?;
+            }
+            raw.insert(Metric::CasesOpen.name().into(), open);
+            let values = Metric::ALL
+                .into_iter()
+                .map(|metric| {
+                    let unit = metric.unit();
+                    let raw = raw.get(metric.name()).copied().unwrap_or(0);
+                    IndicatorValue {
+                        metric,
+                        label: metric.label(),
+                        unit,
+                        value: raw as f64 / unit.raw_per_unit() as f64,
+                        raw,
+                        raw_unit: unit.raw_name(),
+                        target: self.config.target(station, metric, period.kind()),
+                    }
+                })
+                .collect();
+            let roster = self.config.station(station);
+            rows.push(IndicatorRow {
+                station_code: station.clone(),
+                station_name: roster.map(|s| s.name.clone()).unwrap_or_default(),
+                station_name_bo: roster.and_then(|s| s.name_bo.clone()),
+                station_kind: roster.map_or("", |s| s.kind.name()),
+                values,
+                complete_through_ms: health.complete_through_ms,
+                complete: health
+                    .complete_through_ms
+                    .is_some_and(|through| through >= period_end),
+            });
+        }
+        Ok(IndicatorTable {
+            computed_through_hub_seq: checkpoint,
+            period: period.key(),
+            first_day: period.first_day(),
+            last_day: period.last_day(),
+            rows,
+        })
+    }
+
+    fn open_cases(&self, station: &str) -> Result<Vec<CaseView>, ProjectionError> {
+        self.tree
+            .scan_prefix(station_prefix(apply::OPEN_CASES, station))
+            .map(|item| {
+                let (_, v) = item?;
+                apply::decode("open case", &v)
+            })
+            .collect()
+    }
+
+    /// Open cases of `stations` by community × tier × category.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn caseload(&self, stations: &[String]) -> Result<Caseload, ProjectionError> {
+        let _gate = self.read_gate();
+        let checkpoint = self.checkpoint();
+        let mut totals = Vec::new();
+        let mut cells = Vec::new();
+        for station in stations {
+            let mut by_cell: BTreeMap<(String, i32, i32), u32> = BTreeMap::new();
+            let mut total = StationCaseload {
+                station_code: station.clone(),
+                station_name: self
+                    .config
+                    .station(station)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default(),
+                open_cases: 0,
+                high_risk: 0,
+                key: 0,
+                general: 0,
+            };
+            for case in self.open_cases(station)? {
+                total.open_cases += 1;
+                match Tier::try_from(case.tier) {
+                    Ok(Tier::HighRisk) => total.high_risk += 1,
+                    Ok(Tier::Key) => total.key += 1,
+                    Ok(Tier::General) => total.general += 1,
+                    _ => {}
+                }
+                for category in &case.categories {
+                    *by_cell
+                        .entry((case.community_code.clone(), case.tier, *category))
+                        .or_insert(0) += 1;
+                }
+            }
+            totals.push(total);
+            for ((community, tier, category), open_cases) in by_cell {
+                cells.push(CaseloadCell {
+                    station_code: station.clone(),
+                    community_name: self
+                        .config
+                        .community(&community)
+                        .map(|c| c.name.clone())
+                        .unwrap_or_default(),
+                    community_code: community,
+                    tier,
+                    category,
+                    open_cases,
+                });
+            }
+        }
+        Ok(Caseload {
+            computed_through_hub_seq: checkpoint,
+            stations: totals,
+            cells,
+        })
+    }
+
+    /// Open cases of `stations` whose follow-up was due before `as_of`, by
+    /// the configured tier intervals and the cases' state now.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn overdue(
+        &self,
+        as_of: NaiveDate,
+        stations: &[String],
+    ) -> Result<OverdueList, ProjectionError> {
+        let intervals = self.config.intervals();
+        let _gate = self.read_gate();
+        let checkpoint = self.checkpoint();
+        let mut cases = Vec::new();
+        for station in stations {
+            for case in self.open_cases(station)? {
+                let (Some(due_on), Some(interval_days)) =
+                    (case.next_due(&intervals), intervals.days(case.tier))
+                else {
+                    continue;
+                };
+                let days_overdue = (as_of - due_on).num_days();
+                if days_overdue < 1 {
+                    continue;
+                }
+                cases.push(OverdueCase {
+                    station_code: station.clone(),
+                    case_id: case.case_id,
+                    follow_up_base: case.follow_up_base(),
+                    name: case.name,
+                    community_code: case.community_code,
+                    tier: case.tier,
+                    last_visit: case.last_visit,
+                    due_on,
+                    days_overdue,
+                    interval_days,
+                });
+            }
+        }
+        cases.sort_by(|a, b| {
+            b.days_overdue
+                .cmp(&a.days_overdue)
+                .then(a.station_code.cmp(&b.station_code))
+                .then(a.case_id.cmp(&b.case_id))
+        });
+        Ok(OverdueList {
+            computed_through_hub_seq: checkpoint,
+            as_of,
+            cases,
+        })
+    }
+
+    /// Flagged tier conflicts of `stations`.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn conflicts(&self, stations: &[String]) -> Result<Conflicts, ProjectionError> {
+        let _gate = self.read_gate();
+        let checkpoint = self.checkpoint();
+        let mut conflicts = Vec::new();
+        for station in stations {
+            for item in self
+                .tree
+                .scan_prefix(station_prefix(apply::CONFLICTS, station))
+            {
+                let (_, v) = item?;
+                conflicts.push(apply::decode("conflict", &v)?);
+            }
+        }
+        Ok(Conflicts {
+            computed_through_hub_seq: checkpoint,
+            conflicts,
+        })
+    }
+
+    /// Sync health and data quality of `stations` and their devices.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn sync_health(&self, stations: &[String]) -> Result<SyncHealth, ProjectionError> {
+        let origins = self.store.origins()?;
+        let names: BTreeMap<Uuid, String> = self
+            .store
+            .tokens()?
+            .into_iter()
+            .filter_map(|t| match t.scope {
+                TokenScope::Device {
+                    device,
+                    bound_origin: Some(origin),
+                    ..
+                } => Some((origin, device)),
+                _ => None,
+            })
+            .collect();
+        let _gate = self.read_gate();
+        let checkpoint = self.checkpoint();
+        let stats = self.origin_stats()?;
+        let mut rows = Vec::new();
+        let mut devices = Vec::new();
+        for station in stations {
+            let mut row = StationHealth {
+                station_code: station.clone(),
+                station_name: self
+                    .config
+                    .station(station)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default(),
+                devices: 0,
+                complete_through_ms: None,
+                quarantined: 0,
+                held_events: u64::try_from(self.counter(&fold::quality_key(station, HELD_EVENTS))?)
+                    .unwrap_or(0),
+                voided_events: u64::try_from(
+                    self.counter(&fold::quality_key(station, VOIDED_EVENTS))?,
+                )
+                .unwrap_or(0),
+                tier_conflicts: u64::try_from(
+                    self.counter(&fold::quality_key(station, TIER_CONFLICTS))?,
+                )
+                .unwrap_or(0),
+                events_logged: 0,
+            };
+            let mut complete: Option<Option<i64>> = None;
+            for (origin, state) in origins.iter().filter(|(_, s)| s.station_code == *station) {
+                let stat = stats.get(origin).cloned().unwrap_or_default();
+                let backlog = state.reported_head.saturating_sub(state.durable_through);
+                let last_recorded = (stat.events > 0).then_some(stat.last_recorded_at_ms);
+                let device_complete = if backlog == 0 && state.last_contact_ms > 0 {
+                    Some(state.last_contact_ms)
+                } else {
+                    last_recorded
+                };
+                complete = Some(match (complete, device_complete) {
+                    (None, d) => d,
+                    (Some(Some(a)), Some(b)) => Some(a.min(b)),
+                    _ => None,
+                });
+                row.devices += 1;
+                row.quarantined += state.quarantined;
+                row.events_logged += stat.events;
+                let mut lag: Vec<LagBucket> = LAG_BUCKETS_MS
+                    .iter()
+                    .map(|&up_to| LagBucket {
+                        up_to_ms: Some(up_to),
+                        events: 0,
+                    })
+                    .chain([LagBucket {
+                        up_to_ms: None,
+                        events: 0,
+                    }])
+                    .collect();
+                for (bucket, n) in lag.iter_mut().zip(&stat.lag_buckets) {
+                    bucket.events = *n;
+                }
+                let lag_events = i64::try_from(stat.lag_events).unwrap_or(i64::MAX);
+                devices.push(DeviceHealth {
+                    origin_id: *origin,
+                    station_code: station.clone(),
+                    device_name: names.get(origin).cloned(),
+                    durable_through: state.durable_through,
+                    reported_head: state.reported_head,
+                    backlog,
+                    last_contact_ms: state.last_contact_ms,
+                    clock_skew_ms: state.clock_skew_ms,
+                    quarantined: state.quarantined,
+                    events_logged: stat.events,
+                    last_recorded_at_ms: last_recorded,
+                    mean_lag_ms: (lag_events > 0).then(|| stat.lag_sum_ms / lag_events),
+                    max_lag_ms: (lag_events > 0).then_some(stat.lag_max_ms),
+                    lag,
+                    recorded_after_receipt: stat.recorded_after_receipt,
+                    complete_through_ms: device_complete,
+                });
+            }
+            row.complete_through_ms = complete.flatten();
+            rows.push(row);
+        }
+        Ok(SyncHealth {
+            computed_through_hub_seq: checkpoint,
+            hub_clock_ms: chrono::Utc::now().timestamp_millis(),
+            stations: rows,
+            devices,
+        })
+    }
+
+    /// Quarantined events of `stations`, newest first, at most `max_events`.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn quarantine(
+        &self,
+        stations: &[String],
+        max_events: usize,
+    ) -> Result<QuarantineList, ProjectionError> {
+        let checkpoint = self.checkpoint();
+        let mut events: Vec<QuarantinedEvent> = self
+            .store
+            .quarantine()?
+            .into_iter()
+            .filter(|(_, q)| stations.contains(&q.station_code))
+            .map(|(origin, q)| QuarantinedEvent {
+                origin_id: origin,
+                origin_seq: q.origin_seq,
+                station_code: q.station_code,
+                reason: q.reason,
+                received_at_ms: q.received_at_ms,
+            })
+            .collect();
+        let total = events.len() as u64;
+        events.sort_by(|a, b| {
+            b.received_at_ms
+                .cmp(&a.received_at_ms)
+                .then(a.origin_id.cmp(&b.origin_id))
+                .then(b.origin_seq.cmp(&a.origin_seq))
+        });
+        events.truncate(max_events);
+        Ok(QuarantineList {
+            computed_through_hub_seq: checkpoint,
+            total,
+            events,
+        })
+    }
+
+    /// The station of a case, if any event of it is known.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn case_station(&self, case_id: Uuid) -> Result<Option<String>, ProjectionError> {
+        let _gate = self.read_gate();
+        Ok(self.case_record(case_id)?.map(|(station, _)| station))
+    }
+
+    fn case_record(&self, case_id: Uuid) -> Result<Option<(String, CaseRecord)>, ProjectionError> {
+        let Some(v) = self
+            .tree
+            .get(apply::key(apply::CASES, &[case_id.as_bytes()]))?
+        else {
+            return Ok(None);
+        };
+        let record: CaseRecord = apply::decode("case", &v)?;
+        let station = record
+            .station
+            .clone()
+            .or_else(|| record.facts.first().map(|f| f.station.clone()))
+            .unwrap_or_default();
+        Ok(Some((station, record)))
+    }
+
+    /// Every event of one case and the voids of them, in (hlc, event_id)
+    /// order, voided events flagged.
+    ///
+    /// # Errors
+    /// [`ProjectionError::UnknownCase`] when no event of it is known; storage
+    /// errors.
+    pub fn case_timeline(&self, case_id: Uuid) -> Result<CaseTimeline, ProjectionError> {
+        let _gate = self.read_gate();
+        let checkpoint = self.checkpoint();
+        let (station, record) = self
+            .case_record(case_id)?
+            .ok_or(ProjectionError::UnknownCase(case_id))?;
+        let mut ids: Vec<(Uuid, Option<Uuid>)> = Vec::new();
+        for fact in &record.facts {
+            ids.push((fact.id, fact.voided_by));
+            if fact.voided_by.is_some()
+                && let Some(v) = self
+                    .tree
+                    .get(apply::key(apply::VOIDS, &[fact.id.as_bytes()]))?
+            {
+                let marks: Vec<VoidMark> = apply::decode("voids", &v)?;
+                ids.extend(
+                    marks
+                        .into_iter()
+                        .filter(|m| m.station == fact.station)
+                        .map(|m| (m.by, None)),
+                );
+            }
+        }
+        let mut entries = Vec::with_capacity(ids.len());
+        for (id, voided_by) in ids {
+            let Some(hub_seq) = self.store.position_of(id.as_bytes())? else {
+                continue;
+            };
+            let Some(event) = self.store.event_at(hub_seq)? else {
+                continue;
+            };
+            entries.push(TimelineEntry {
+                hub_seq,
+                received_at_ms: self.store.received_at(hub_seq)?,
+                voided: voided_by.is_some(),
+                voided_by,
+                event_id: id,
+                origin_id: Uuid::from_slice(&event.origin_id).ok(),
+                origin_seq: event.origin_seq,
+                author: event.author.clone(),
+                recorded_at_ms: event.recorded_at_ms,
+                hlc: event.hlc,
+                body: event
+                    .body
+                    .as_ref()
+                    .map(station_proto::json::body_to_json)
+                    .unwrap_or_default(),
+                event,
+            });
+        }
+        entries.sort_by_key(|e| (e.hlc, e.event_id));
+        entries.dedup_by_key(|e| e.event_id);
+        Ok(CaseTimeline {
+            computed_through_hub_seq: checkpoint,
+            case_id,
+            station_code: station,
+            opened: record.station.is_some(),
+            entries,
+        })
+    }
+}

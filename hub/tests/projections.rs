@@ -1,0 +1,469 @@
+//! The projections through the library: exact indicator numbers of a
+//! hand-built scenario (voids, a visit before its case), caseload, overdue,
+//! tier conflicts, resuming from the checkpoint, rebuild equal to
+//! incremental, and the same tree for every interleaving of devices' streams.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod events;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use events::*;
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use station_hub::config::HubConfig;
+use station_hub::projections::period::{Metric, Period};
+use station_hub::projections::{IndicatorTable, KeyValue, Projections};
+use station_hub::store::HubStore;
+use station_proto::Event;
+use station_proto::ids::Uuid;
+use station_proto::v1::{Category, Tier, VisitKind};
+
+/// Hub clock of every push in these tests, so receive times do not depend on
+/// when a test runs.
+const RECEIVED_MS: i64 = EPOCH_MS + 400 * 86_400_000;
+
+fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 12, 31).unwrap()
+}
+
+fn open(dir: &std::path::Path) -> (Arc<HubStore>, Projections) {
+    let store = Arc::new(HubStore::open(dir, 16 * 1024 * 1024).unwrap());
+    let config = Arc::new(HubConfig::builtin().unwrap());
+    let projections = Projections::open(Arc::clone(&store), config).unwrap();
+    (store, projections)
+}
+
+fn push(store: &HubStore, events: &[Event]) {
+    let outcome = store.push(events.to_vec(), today(), RECEIVED_MS).unwrap();
+    assert_eq!(outcome.quarantined, 0, "{outcome:?}");
+}
+
+fn values(table: &IndicatorTable, station: &str) -> BTreeMap<&'static str, i64> {
+    let row = table
+        .rows
+        .iter()
+        .find(|r| r.station_code == station)
+        .unwrap();
+    row.values
+        .iter()
+        .map(|v| (v.metric.name(), v.raw))
+        .collect()
+}
+
+fn indicators(p: &Projections, period: &str, station: &str) -> BTreeMap<&'static str, i64> {
+    let table = p
+        .indicators(period.parse().unwrap(), &[station.to_string()])
+        .unwrap();
+    values(&table, station)
+}
+
+fn expect(pairs: &[(&'static str, i64)]) -> BTreeMap<&'static str, i64> {
+    let mut all: BTreeMap<&'static str, i64> = Metric::ALL.iter().map(|m| (m.name(), 0)).collect();
+    for (k, v) in pairs {
+        all.insert(k, *v);
+    }
+    all
+}
+
+#[test]
+fn indicators_count_by_service_date_without_voided_events_and_with_held_visits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = open(dir.path());
+    let s = scenario();
+    push(&store, &s.b);
+    push(&store, &s.c);
+    p.catch_up().unwrap();
+    // Nothing of B's visit counts before its case arrives: it is held.
+    assert_eq!(indicators(&p, "2025-03", ZEDANG), expect(&[]));
+    let health = p.sync_health(&[ZEDANG.to_string()]).unwrap();
+    assert_eq!(health.stations[0].held_events, 1);
+    push(&store, &s.a);
+    let done = p.catch_up().unwrap();
+    assert_eq!(done.checkpoint, store.event_count());
+
+    let march = expect(&[
+        ("home_visits", 2),
+        ("households_visited", 1),
+        ("cases_open", 2),
+        ("cases_new", 3),
+        ("cases_closed", 1),
+        ("group_sessions", 1),
+        ("activities", 1),
+        ("person_times", 38),
+        ("volunteers", 5),
+        ("volunteer_hours", 150),
+        ("resources_yuan", 85_000),
+        ("trainings", 1),
+    ]);
+    assert_eq!(indicators(&p, "2025-03", ZEDANG), march);
+    assert_eq!(
+        indicators(&p, "2025-04", ZEDANG),
+        expect(&[
+            ("home_visits", 1),
+            ("households_visited", 1),
+            ("cases_open", 2)
+        ])
+    );
+    assert_eq!(indicators(&p, "2025-02", ZEDANG), expect(&[]));
+    let mut q1 = march.clone();
+    q1.insert("cases_open", 2);
+    assert_eq!(indicators(&p, "2025-Q1", ZEDANG), q1);
+    let mut year = march;
+    year.insert("home_visits", 3);
+    assert_eq!(indicators(&p, "2025", ZEDANG), year);
+    assert_eq!(
+        indicators(&p, "2025-03", CHANGZHU),
+        expect(&[
+            ("activities", 1),
+            ("person_times", 12),
+            ("volunteers", 1),
+            ("volunteer_hours", 30)
+        ])
+    );
+
+    let table = p
+        .indicators(
+            "2025-03".parse().unwrap(),
+            &[ZEDANG.to_string(), CHANGZHU.to_string()],
+        )
+        .unwrap();
+    assert_eq!(table.computed_through_hub_seq, store.event_count());
+    let zedang = &table.rows[0];
+    assert_eq!(zedang.station_name, "泽当街道");
+    assert_eq!(zedang.station_name_bo.as_deref(), Some("རྩེད་ཐང"));
+    let value = |row: &station_hub::projections::IndicatorRow, m: Metric| {
+        row.values.iter().find(|v| v.metric == m).unwrap().clone()
+    };
+    let hours = value(zedang, Metric::VolunteerHours);
+    assert_eq!((hours.value, hours.raw_unit), (2.5, "minute"));
+    assert_eq!(value(zedang, Metric::ResourcesYuan).value, 850.0);
+    // Targets: the street station's own, the township's half of it rounded up.
+    let street = value(zedang, Metric::HomeVisits).target.unwrap();
+    assert_eq!(
+        value(&table.rows[1], Metric::HomeVisits).target,
+        Some((street + 1) / 2)
+    );
+
+    let health = p.sync_health(&[ZEDANG.to_string()]).unwrap();
+    let zd = &health.stations[0];
+    assert_eq!((zd.held_events, zd.voided_events, zd.devices), (1, 3, 2));
+    assert_eq!(zd.events_logged, (s.a.len() + s.b.len()) as u64);
+
+    // Caseload: case 1 (two categories) and case 2 are open; 3 is closed and
+    // 4 was voided.
+    let caseload = p.caseload(&[ZEDANG.to_string()]).unwrap();
+    let total = &caseload.stations[0];
+    assert_eq!(
+        (total.open_cases, total.high_risk, total.key, total.general),
+        (2, 1, 1, 0)
+    );
+    let cells: Vec<(String, i32, i32, u32)> = caseload
+        .cells
+        .iter()
+        .map(|c| (c.community_code.clone(), c.tier, c.category, c.open_cases))
+        .collect();
+    assert_eq!(
+        cells,
+        vec![
+            (C1.to_string(), Tier::Key as i32, Category::Dibao as i32, 1),
+            (
+                C1.to_string(),
+                Tier::Key as i32,
+                Category::Elderly as i32,
+                1
+            ),
+            (
+                C2.to_string(),
+                Tier::HighRisk as i32,
+                Category::Orphan as i32,
+                1
+            ),
+        ]
+    );
+    assert!(caseload.cells[0].community_name.contains("第一社区"));
+
+    // Overdue: case 2 (7 days, its only visit voided) since 2025-03-22;
+    // case 1 (30 days after its 04-02 follow-up) from 2025-05-03.
+    let date = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    let overdue = p
+        .overdue(date("2025-04-20"), &[ZEDANG.to_string()])
+        .unwrap();
+    let rows: Vec<(Uuid, i64)> = overdue
+        .cases
+        .iter()
+        .map(|c| (c.case_id, c.days_overdue))
+        .collect();
+    assert_eq!(rows, vec![(s.case2, 29)]);
+    let overdue = p
+        .overdue(date("2025-05-10"), &[ZEDANG.to_string()])
+        .unwrap();
+    let rows: Vec<(Uuid, i64)> = overdue
+        .cases
+        .iter()
+        .map(|c| (c.case_id, c.days_overdue))
+        .collect();
+    assert_eq!(rows, vec![(s.case2, 49), (s.case1, 8)]);
+    assert_eq!(overdue.cases[1].last_visit, Some(date("2025-04-02")));
+    let json = serde_json::to_string(&overdue).unwrap();
+    assert!(!json.contains("19500101"), "an ID number leaked: {json}");
+
+    // The timeline of case 2 lists its voided visit, flagged, and the void.
+    let timeline = p.case_timeline(s.case2).unwrap();
+    assert!(timeline.opened);
+    assert_eq!(timeline.entries.len(), 3);
+    assert!(timeline.entries[1].voided);
+    assert_eq!(
+        timeline.entries[1].voided_by,
+        Some(timeline.entries[2].event_id)
+    );
+}
+
+#[test]
+fn concurrent_tier_changes_are_flagged_and_resolved_by_hlc() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = open(dir.path());
+    let mut a = Device::new(ZEDANG, "zd-worker-1");
+    let mut b = Device::new(ZEDANG, "zd-worker-2");
+    let case = a.record(opened(
+        "格桑",
+        9,
+        C1,
+        Tier::General,
+        &[Category::Elderly],
+        "2025-05-01",
+    ));
+    let case_id = id_of(&case);
+    let calm = a.record(opened(
+        "白玛",
+        10,
+        C1,
+        Tier::General,
+        &[Category::Elderly],
+        "2025-05-01",
+    ));
+    let calm_id = id_of(&calm);
+    // Both saw only the opening, and disagree.
+    let high = a.record(assessed(case_id, Tier::HighRisk, case_id, "2025-05-02"));
+    let general_later = b.record_after(
+        high.hlc,
+        assessed(case_id, Tier::Key, case_id, "2025-05-02"),
+    );
+    // One after the other on the calm case: no conflict.
+    let first = a.record(assessed(calm_id, Tier::Key, calm_id, "2025-05-02"));
+    let second = b.record_after(
+        first.hlc,
+        assessed(calm_id, Tier::HighRisk, id_of(&first), "2025-05-03"),
+    );
+    push(&store, &[case, calm, high.clone(), first]);
+    push(&store, &[general_later.clone(), second]);
+    p.catch_up().unwrap();
+    let found = p.conflicts(&[ZEDANG.to_string()]).unwrap();
+    assert_eq!(found.conflicts.len(), 1, "{found:?}");
+    let conflict = &found.conflicts[0];
+    assert_eq!(conflict.case_id, case_id);
+    let ids: Vec<Uuid> = conflict.assessments.iter().map(|a| a.event_id).collect();
+    assert_eq!(ids, vec![id_of(&high), id_of(&general_later)]);
+    assert_eq!(conflict.resolved_tier, Tier::Key as i32);
+    assert_eq!(conflict.resolved_by_event_id, id_of(&general_later));
+    let caseload = p.caseload(&[ZEDANG.to_string()]).unwrap();
+    assert_eq!(
+        (caseload.stations[0].key, caseload.stations[0].high_risk),
+        (1, 1)
+    );
+    let health = p.sync_health(&[ZEDANG.to_string()]).unwrap();
+    assert_eq!(health.stations[0].tier_conflicts, 1);
+}
+
+#[test]
+fn a_restart_resumes_from_the_checkpoint_and_rebuild_gives_the_same_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scenario();
+    let first_count;
+    {
+        let (store, p) = open(dir.path());
+        push(&store, &s.a);
+        first_count = store.event_count();
+        let done = p.catch_up().unwrap();
+        assert_eq!(done.applied, first_count);
+        assert_eq!(p.applied_since_open(), first_count);
+        drop(p);
+        store.sync().unwrap();
+    }
+    let (store, p) = open(dir.path());
+    assert_eq!(p.checkpoint(), first_count);
+    assert_eq!(p.catch_up().unwrap().applied, 0);
+    assert_eq!(p.applied_since_open(), 0);
+    push(&store, &s.b);
+    push(&store, &s.c);
+    // In small steps, as a projector following pushes would.
+    while p.apply_next(u64::MAX, 3).unwrap().applied > 0 {}
+    assert_eq!(p.applied_since_open(), store.event_count() - first_count);
+    let incremental = p.dump().unwrap();
+    let rebuilt = p.rebuild().unwrap();
+    assert_eq!(rebuilt.applied, store.event_count());
+    assert_eq!(p.dump().unwrap(), incremental);
+}
+
+/// Random field work of three devices (two of Zedang, one of Changzhu) that
+/// refer to each other's events: visits and voids of events another device
+/// recorded, concurrent assessments, closings and reopenings.
+fn field_work(seed: u64, steps: usize) -> Vec<Vec<Event>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut devices = [
+        Device::new(ZEDANG, "zd-1"),
+        Device::new(ZEDANG, "zd-2"),
+        Device::new(CHANGZHU, "cz-1"),
+    ];
+    let mut streams: Vec<Vec<Event>> = vec![Vec::new(); 3];
+    let mut cases: Vec<(Uuid, &'static str)> = Vec::new();
+    let mut known: Vec<(Uuid, u64)> = Vec::new();
+    let mut serial = 0;
+    for _ in 0..steps {
+        let d = rng.random_range(0..3);
+        let station = if d == 2 { CHANGZHU } else { ZEDANG };
+        let community = if d == 2 { "540502101201" } else { C1 };
+        let date = format!(
+            "2025-{:02}-{:02}",
+            rng.random_range(1..=12),
+            rng.random_range(1..=28)
+        );
+        let seen = known.iter().map(|(_, hlc)| *hlc).max().unwrap_or(0);
+        let own_cases: Vec<Uuid> = cases
+            .iter()
+            .filter(|c| c.1 == station)
+            .map(|c| c.0)
+            .collect();
+        let pick = |rng: &mut StdRng, from: &[Uuid]| from[rng.random_range(0..from.len())];
+        let tier = [Tier::HighRisk, Tier::Key, Tier::General][rng.random_range(0..3)];
+        let body = match rng.random_range(0..12) {
+            0 | 1 => {
+                serial += 1;
+                opened(
+                    "卓嘎",
+                    serial,
+                    community,
+                    tier,
+                    &[Category::Elderly, Category::Other],
+                    &date,
+                )
+            }
+            2..=4 if !cases.is_empty() => {
+                // Mostly own station's cases; now and then another's.
+                let case = if own_cases.is_empty() || rng.random_bool(0.1) {
+                    cases[rng.random_range(0..cases.len())].0
+                } else {
+                    pick(&mut rng, &own_cases)
+                };
+                let kind = [VisitKind::Home, VisitKind::Phone, VisitKind::FollowUp]
+                    [rng.random_range(0..3)];
+                visit(case, &date, kind)
+            }
+            5 if !own_cases.is_empty() => {
+                let case = pick(&mut rng, &own_cases);
+                assessed(case, tier, case, &date)
+            }
+            6 if !own_cases.is_empty() => closed(pick(&mut rng, &own_cases), &date),
+            7 if !own_cases.is_empty() => reopened(pick(&mut rng, &own_cases), &date),
+            8 => resource(
+                own_cases.first().copied().filter(|_| rng.random_bool(0.5)),
+                &date,
+                1_234,
+                100,
+            ),
+            9 => group_session(community, &date, rng.random_range(0..20)),
+            10 if !known.is_empty() => void(known[rng.random_range(0..known.len())].0),
+            _ => activity(community, &date, rng.random_range(0..50), 2, 90),
+        };
+        let event = devices[d].record_after(seen, body);
+        if let Some(station_proto::Body::CaseOpened(_)) = event.body {
+            cases.push((id_of(&event), station));
+        }
+        known.push((id_of(&event), event.hlc));
+        streams[d].push(event);
+    }
+    streams
+}
+
+/// Pushes the streams in the order `choices` draws devices (each device's
+/// own order kept), applying the projections in steps of `steps` events,
+/// and returns the tree.
+fn project(streams: &[Vec<Event>], choices: &[usize], steps: &[usize]) -> Vec<KeyValue> {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = open(dir.path());
+    let mut next = vec![0usize; streams.len()];
+    let mut order = Vec::new();
+    for &c in choices {
+        let d = (0..streams.len())
+            .map(|i| (c + i) % streams.len())
+            .find(|&d| next[d] < streams[d].len());
+        let Some(d) = d else { break };
+        order.push(streams[d][next[d]].clone());
+        next[d] += 1;
+    }
+    for d in 0..streams.len() {
+        order.extend(streams[d][next[d]..].iter().cloned());
+    }
+    let mut step = steps.iter().copied().cycle();
+    for event in order {
+        push(&store, &[event]);
+        let n = step.next().unwrap_or(1);
+        if n > 0 {
+            p.apply_next(u64::MAX, n).unwrap();
+        }
+    }
+    p.catch_up().unwrap();
+    p.dump().unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_interleaving_of_the_devices_gives_the_same_projections(
+        seed in any::<u64>(),
+        choices in proptest::collection::vec(0usize..3, 60),
+        steps in proptest::collection::vec(0usize..5, 1..8),
+    ) {
+        let streams = field_work(seed, 60);
+        let sequential = project(&streams, &[], &[DEFAULT_STEP]);
+        let interleaved = project(&streams, &choices, &steps);
+        prop_assert!(sequential == interleaved, "projections differ for seed {seed}");
+    }
+}
+
+const DEFAULT_STEP: usize = 1_000;
+
+#[test]
+fn a_period_that_is_not_a_month_quarter_or_year_is_refused() {
+    for bad in ["2025-13", "2025-Q0", "25", "2025/03"] {
+        assert!(bad.parse::<Period>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn with_a_roster_events_of_other_stations_are_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = HubConfig::builtin().unwrap();
+    let store = HubStore::open(dir.path(), 16 * 1024 * 1024)
+        .unwrap()
+        .with_roster(config.station_codes());
+    let mut stranger = Device::new("540502999", "x");
+    let mut zedang = Device::new(ZEDANG, "zd");
+    let events = [
+        stranger.record(activity("540502999001", "2025-03-01", 3, 0, 0)),
+        zedang.record(activity(C1, "2025-03-01", 3, 0, 0)),
+    ];
+    let outcome = store.push(events.to_vec(), today(), RECEIVED_MS).unwrap();
+    assert_eq!((outcome.stored, outcome.quarantined), (1, 1));
+    let (_, held) = &store.quarantine().unwrap()[0];
+    assert!(
+        held.reason.contains("not in the hub's roster"),
+        "{}",
+        held.reason
+    );
+}
