@@ -20,10 +20,14 @@
 //!   reflection beside it, plain or TLS, and
 //!   [`server::run`]`(listener, store, shutdown)`, the entry tests bind on
 //!   `127.0.0.1:0` ([`server::run_with`] takes [`server::ServerOptions`]).
+//! - [`http`]: the bureau's HTTP side on its own listener
+//!   ([`http::serve_http`]): JSON mirroring `Query`, CSV and XLSX ledgers,
+//!   and the dashboard behind a bureau-token login.
 //! - `main.rs`: the `station-hub` command line.
 
 pub mod auth;
 pub mod config;
+pub mod http;
 pub mod projections;
 pub mod server;
 pub mod store;

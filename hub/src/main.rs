@@ -22,7 +22,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serves the Sync and Query services until Ctrl-C or SIGTERM.
+    /// Serves the Sync and Query services (and with `--http` the bureau's
+    /// HTTP side) until Ctrl-C or SIGTERM.
     Serve {
         /// The hub's data folder.
         #[arg(long, default_value = "./hub-data")]
@@ -46,6 +47,10 @@ enum Command {
         /// Seconds shutdown waits for calls in flight.
         #[arg(long, default_value_t = 30)]
         shutdown_grace_secs: u64,
+        /// Also serve the bureau's HTTP side (JSON, ledgers, dashboard) on
+        /// this address, in plain text.
+        #[arg(long)]
+        http: Option<String>,
     },
     /// Clears the projections and rebuilds them from the log. The hub must
     /// not be running.
@@ -185,6 +190,7 @@ fn main() -> anyhow::Result<()> {
             tls_cert,
             tls_key,
             shutdown_grace_secs,
+            http,
         } => {
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => Some(TlsIdentity::from_files(&cert, &key)?),
@@ -195,10 +201,11 @@ fn main() -> anyhow::Result<()> {
                 None => HubConfig::builtin()?,
             };
             let roster = config.station_codes();
+            let config = Arc::new(config);
             let options = ServerOptions {
                 tls,
                 shutdown_grace: std::time::Duration::from_secs(shutdown_grace_secs),
-                config: Some(Arc::new(config)),
+                config: Some(Arc::clone(&config)),
             };
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
@@ -207,7 +214,40 @@ fn main() -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;
                 println!("listening on {}", listener.local_addr()?);
-                station_hub::server::run_with(listener, store, options, shutdown_signal()).await?;
+                let Some(http) = http else {
+                    station_hub::server::run_with(listener, store, options, shutdown_signal())
+                        .await?;
+                    return anyhow::Ok(());
+                };
+                let http_listener = tokio::net::TcpListener::bind(&http)
+                    .await
+                    .with_context(|| format!("cannot listen on {http}"))?;
+                println!("http on {}", http_listener.local_addr()?);
+                let projections = Arc::new(
+                    tokio::task::spawn_blocking(move || Projections::open(store, config)).await??,
+                );
+                let (stop, stopped) = tokio::sync::watch::channel(false);
+                let mut http_stopped = stopped.clone();
+                let http_task = tokio::spawn(station_hub::http::serve_http(
+                    http_listener,
+                    Arc::clone(&projections),
+                    async move {
+                        let _ = http_stopped.wait_for(|stop| *stop).await;
+                    },
+                ));
+                let served = station_hub::server::serve_projections(
+                    listener,
+                    projections,
+                    options,
+                    async move {
+                        shutdown_signal().await;
+                        let _ = stop.send(true);
+                    },
+                )
+                .await;
+                drop(stopped);
+                http_task.await??;
+                served?;
                 anyhow::Ok(())
             })?;
         }

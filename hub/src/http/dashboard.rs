@@ -1,0 +1,316 @@
+//! The dashboard: one server-rendered page with no external asset (inline
+//! CSS and SVG), in Chinese, showing each station's indicators against
+//! their targets, the overdue follow-ups, and data completeness with sync
+//! health; and the login that sets the session cookie from a bureau token.
+//!
+//! The page names overdue cases by name only: no ID number, address or
+//! phone reaches it. Every string from the roster or the projections is
+//! HTML-escaped.
+
+use std::fmt::Write as _;
+
+use axum::Form;
+use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+
+use super::{AppState, HttpError, SESSION_COOKIE, api, china_time, completion, escape};
+use crate::auth::{self, Caller};
+use crate::projections::period::Period;
+use crate::projections::{IndicatorTable, OverdueList, SyncHealth, today_in_china};
+
+const STYLE: &str = "body{font-family:'Noto Sans CJK SC','Microsoft YaHei','Noto Sans Tibetan','Microsoft Himalaya',sans-serif;margin:0;background:#f5f6f8;color:#222}\
+header{background:#9b1c1c;color:#fff;padding:12px 24px;display:flex;justify-content:space-between;align-items:center}\
+header a,header button{color:#fff}main{padding:16px 24px}section{background:#fff;border-radius:6px;padding:12px 16px;margin-bottom:16px}\
+.stations{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:12px}\
+.station{border:1px solid #ddd;border-radius:6px;padding:8px}.bo{color:#555;margin-left:8px}\
+table{border-collapse:collapse;width:100%}th,td{border:1px solid #ddd;padding:4px 8px;text-align:left}th{background:#f0f0f0}\
+.warn{color:#b45309}.ok{color:#047857}form.inline{display:inline}";
+
+/// The session cookie's attributes: not readable by scripts, never sent
+/// from another site.
+const COOKIE_ATTRIBUTES: &str = "HttpOnly; SameSite=Strict; Path=/";
+
+fn document(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>",
+        escape(title)
+    )
+}
+
+fn login_form(error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!("<p class=\"warn\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    document(
+        "登录 · 社会工作站数据看板",
+        &format!(
+            "<main><section style=\"max-width:420px;margin:64px auto\"><h1>社会工作站数据看板</h1>\
+             {error}<form method=\"post\" action=\"/login\"><p><label for=\"token\">民政局令牌</label></p>\
+             <p><input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" style=\"width:100%\" required></p>\
+             <p><button type=\"submit\">登录</button></p></form></section></main>"
+        ),
+    )
+}
+
+/// GET /login
+pub(super) async fn login_page() -> Html<String> {
+    Html(login_form(None))
+}
+
+/// The login form.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct Login {
+    /// The bureau's bearer token.
+    token: String,
+    /// The dashboard page to land on, such as `/?period=2025-03`; the
+    /// dashboard of the current month when absent or not a local path.
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// `next` when it is a path of the dashboard itself, so a login never
+/// sends the browser elsewhere.
+fn landing(next: Option<&str>) -> &str {
+    match next {
+        Some(next)
+            if (next == "/" || next.starts_with("/?"))
+                && next.chars().all(|c| c.is_ascii_graphic() && c != '\\') =>
+        {
+            next
+        }
+        _ => "/",
+    }
+}
+
+/// POST /login: a bureau token sets the session cookie; anything else is
+/// refused with the form again.
+pub(super) async fn login(
+    State(state): State<AppState>,
+    login: Result<Form<Login>, FormRejection>,
+) -> Response {
+    let refused =
+        |text: &str| (StatusCode::UNAUTHORIZED, Html(login_form(Some(text)))).into_response();
+    let Ok(Form(login)) = login else {
+        return refused("请填写令牌");
+    };
+    let token = login.token.trim().to_string();
+    let header = format!("Bearer {token}");
+    if token.is_empty()
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.')
+    {
+        return refused("令牌无效");
+    }
+    match auth::authenticate(state.projections.store(), Some(&header)) {
+        Ok(Caller::Bureau { .. }) => {
+            let cookie = format!("{SESSION_COOKIE}={token}; {COOKIE_ATTRIBUTES}");
+            match HeaderValue::from_str(&cookie) {
+                Ok(cookie) => (
+                    [(header::SET_COOKIE, cookie)],
+                    Redirect::to(landing(login.next.as_deref())),
+                )
+                    .into_response(),
+                Err(_) => refused("令牌无效"),
+            }
+        }
+        Ok(Caller::Device { .. }) => refused("看板只接受民政局令牌，设备令牌不能登录"),
+        Err(_) => refused("令牌无效或已吊销"),
+    }
+}
+
+/// GET or POST /logout: clears the session cookie.
+pub(super) async fn logout() -> Response {
+    let cookie = format!("{SESSION_COOKIE}=; Max-Age=0; {COOKIE_ATTRIBUTES}");
+    match HeaderValue::from_str(&cookie) {
+        Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response(),
+        Err(_) => Redirect::to("/login").into_response(),
+    }
+}
+
+/// GET /?period=2026-11&as_of=2026-11-30: the dashboard, for a bureau
+/// session; anyone else is sent to the login.
+pub(super) async fn page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, HttpError> {
+    match state.caller(&headers) {
+        Ok(Caller::Bureau { .. }) => {}
+        _ => return Ok(Redirect::to("/login").into_response()),
+    }
+    let Query(params) = params.map_err(|e| HttpError::BadRequest(format!("query string: {e}")))?;
+    let one = |name: &str| {
+        params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    };
+    let today = today_in_china();
+    let period = match one("period") {
+        Some(text) => api::period(Some(text))?,
+        None => Period::of_date(today)[0],
+    };
+    let as_of = api::as_of(one("as_of"))?;
+    let stations = state.projections.config().station_codes();
+    let (table, overdue, health) = state
+        .read(move |p| {
+            Ok((
+                p.indicators(period, &stations)?,
+                p.overdue(as_of, &stations)?,
+                p.sync_health(&stations)?,
+            ))
+        })
+        .await?;
+    let body = render(&state, &table, &overdue, &health);
+    Ok(Html(document("社会工作站数据看板", &body)).into_response())
+}
+
+fn render(
+    state: &AppState,
+    table: &IndicatorTable,
+    overdue: &OverdueList,
+    health: &SyncHealth,
+) -> String {
+    let config = state.projections.config();
+    let mut out = String::new();
+    let district = &config.district;
+    let _ = write!(
+        out,
+        "<header><div><strong>{}</strong>{} 社会工作站数据看板</div>\
+         <form class=\"inline\" method=\"post\" action=\"/logout\"><button type=\"submit\">退出登录</button></form></header><main>",
+        escape(&district.name),
+        district
+            .name_bo
+            .as_deref()
+            .map(|bo| format!("<span class=\"bo\" lang=\"bo\">{}</span>", escape(bo)))
+            .unwrap_or_default(),
+    );
+    let _ = write!(
+        out,
+        "<section><form method=\"get\" action=\"/\">统计周期 <input name=\"period\" value=\"{}\" size=\"8\"> \
+         逾期截至 <input name=\"as_of\" value=\"{}\" size=\"10\"> <button type=\"submit\">查看</button></form>\
+         <p>周期 {} 至 {}；数据计算至第 {} 条事件</p></section>",
+        escape(&table.period),
+        overdue.as_of,
+        table.first_day,
+        table.last_day,
+        table.computed_through_hub_seq,
+    );
+
+    out.push_str("<section><h2>指标完成情况</h2><div class=\"stations\">");
+    for row in &table.rows {
+        let _ = write!(
+            out,
+            "<div class=\"station\" data-station=\"{code}\"><h3>{name}{bo}</h3>\
+             <p>数据完整至 {through} {state}</p>\
+             <p><a href=\"/reports/{code}/{period}.csv\">台账 CSV</a> · <a href=\"/reports/{code}/{period}.xlsx\">台账 Excel</a></p>",
+            code = escape(&row.station_code),
+            name = escape(&row.station_name),
+            bo = row
+                .station_name_bo
+                .as_deref()
+                .map(|bo| format!("<span class=\"bo\" lang=\"bo\">{}</span>", escape(bo)))
+                .unwrap_or_default(),
+            through = escape(&china_time(row.complete_through_ms)),
+            state = if row.complete {
+                "<span class=\"ok\">（完整）</span>"
+            } else {
+                "<span class=\"warn\">（尚有数据未上传）</span>"
+            },
+            period = escape(&table.period),
+        );
+        let bar_height = 22;
+        let height = bar_height * row.values.len().max(1);
+        let _ = write!(
+            out,
+            "<svg role=\"img\" aria-label=\"{} 指标完成情况\" width=\"100%\" viewBox=\"0 0 360 {height}\" xmlns=\"http://www.w3.org/2000/svg\">",
+            escape(&row.station_name)
+        );
+        for (i, value) in row.values.iter().enumerate() {
+            let y = i * bar_height;
+            let share = completion(value.value, value.target).map(|c| (c / 100.0).clamp(0.0, 1.0));
+            let width = share.map_or(0.0, |s| s * 140.0);
+            let colour = match share {
+                Some(s) if s >= 1.0 => "#047857",
+                Some(_) => "#d97706",
+                None => "#9ca3af",
+            };
+            let figure = match value.target {
+                Some(target) => format!("{}/{}", value.value, target),
+                None => format!("{}", value.value),
+            };
+            let _ = write!(
+                out,
+                "<g data-metric=\"{metric}\"><text x=\"0\" y=\"{ty}\" font-size=\"12\">{label}</text>\
+                 <rect x=\"130\" y=\"{ry}\" width=\"140\" height=\"14\" fill=\"#eee\"/>\
+                 <rect x=\"130\" y=\"{ry}\" width=\"{width:.1}\" height=\"14\" fill=\"{colour}\"/>\
+                 <text x=\"276\" y=\"{ty}\" font-size=\"12\" class=\"figure\">{figure}</text></g>",
+                metric = value.metric.name(),
+                ty = y + 15,
+                ry = y + 4,
+                label = escape(value.label),
+                figure = escape(&figure),
+            );
+        }
+        out.push_str("</svg></div>");
+    }
+    out.push_str("</div></section>");
+
+    let _ = write!(
+        out,
+        "<section><h2>逾期未访（截至 {}）</h2><table><thead><tr><th>工作站</th><th>姓名</th><th>社区</th><th>应访日期</th><th>逾期天数</th><th>上次走访</th></tr></thead><tbody>",
+        overdue.as_of
+    );
+    if overdue.cases.is_empty() {
+        out.push_str("<tr><td colspan=\"6\">无逾期个案</td></tr>");
+    }
+    for case in &overdue.cases {
+        let station = config
+            .station(&case.station_code)
+            .map_or(case.station_code.as_str(), |s| s.name.as_str());
+        let community = config
+            .community(&case.community_code)
+            .map_or(case.community_code.as_str(), |c| c.name.as_str());
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(station),
+            escape(&case.name),
+            escape(community),
+            case.due_on,
+            case.days_overdue,
+            case.last_visit
+                .map_or_else(|| "从未走访".to_string(), |d| d.to_string()),
+        );
+    }
+    out.push_str("</tbody></table></section>");
+
+    out.push_str(
+        "<section><h2>数据完整性与同步状况</h2><table><thead><tr><th>工作站</th><th>设备数</th><th>数据完整至</th>\
+         <th>已入库事件</th><th>隔离事件</th><th>待关联事件</th><th>已作废事件</th><th>等级冲突</th></tr></thead><tbody>",
+    );
+    for station in &health.stations {
+        let _ = write!(
+            out,
+            "<tr data-station=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&station.station_code),
+            escape(&station.station_name),
+            station.devices,
+            escape(&china_time(station.complete_through_ms)),
+            station.events_logged,
+            station.quarantined,
+            station.held_events,
+            station.voided_events,
+            station.tier_conflicts,
+        );
+    }
+    out.push_str("</tbody></table></section></main>");
+    out
+}

@@ -1,0 +1,723 @@
+//! The bureau's HTTP side on a real hub: events pushed over `Sync`, then
+//! read as JSON (the same numbers `Query` answers), as CSV and XLSX
+//! ledgers, and on the dashboard behind the login; who may read what.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+mod events;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use common::authorized;
+use events::*;
+use serde_json::Value;
+use station_hub::config::HubConfig;
+use station_hub::projections::Projections;
+use station_hub::server::{ServeError, ServerOptions};
+use station_hub::store::HubStore;
+use station_proto::v1::query_client::QueryClient;
+use station_proto::v1::sync_client::SyncClient;
+use station_proto::v1::{
+    GetCaseloadRequest, GetIndicatorsRequest, GetOverdueRequest, GetSyncHealthRequest, PushRequest,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+/// A hub with its gRPC and HTTP listeners on `127.0.0.1:0`.
+struct HttpHub {
+    store: Arc<HubStore>,
+    projections: Arc<Projections>,
+    channel: Channel,
+    http: SocketAddr,
+    stop: watch::Sender<bool>,
+    grpc_task: tokio::task::JoinHandle<Result<(), ServeError>>,
+    http_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl HttpHub {
+    async fn start() -> HttpHub {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(HubStore::open(dir.path(), 16 * 1024 * 1024).unwrap());
+        let config = Arc::new(HubConfig::builtin().unwrap());
+        let projections = Arc::new(Projections::open(Arc::clone(&store), config).unwrap());
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_addr = grpc.local_addr().unwrap();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http_addr = http.local_addr().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let mut grpc_stopped = stopped.clone();
+        let grpc_task = tokio::spawn(station_hub::server::serve_projections(
+            grpc,
+            Arc::clone(&projections),
+            ServerOptions::default(),
+            async move {
+                let _ = grpc_stopped.wait_for(|s| *s).await;
+            },
+        ));
+        let mut http_stopped = stopped;
+        let http_task = tokio::spawn(station_hub::http::serve_http(
+            http,
+            Arc::clone(&projections),
+            async move {
+                let _ = http_stopped.wait_for(|s| *s).await;
+            },
+        ));
+        let channel = Channel::from_shared(format!("http://{grpc_addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        HttpHub {
+            store,
+            projections,
+            channel,
+            http: http_addr,
+            stop,
+            grpc_task,
+            http_task,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.http_task.await.unwrap().unwrap();
+        self.grpc_task.await.unwrap().unwrap();
+    }
+
+    async fn push(&self, token: &str, events: &[station_proto::Event]) {
+        SyncClient::new(self.channel.clone())
+            .push(authorized(
+                PushRequest {
+                    events: events.to_vec(),
+                },
+                token,
+            ))
+            .await
+            .unwrap();
+    }
+
+    fn query(&self) -> QueryClient<Channel> {
+        QueryClient::new(self.channel.clone())
+    }
+
+    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        request(self.http, "GET", path, headers, b"").await
+    }
+
+    async fn get_as(&self, path: &str, token: &str) -> Reply {
+        let bearer = format!("Bearer {token}");
+        self.get(path, &[("Authorization", &bearer)]).await
+    }
+}
+
+/// An HTTP response as read off the socket.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).unwrap()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+/// One HTTP/1.1 exchange on a fresh connection.
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    if chunked {
+        let mut decoded = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..end]).unwrap().trim(), 16)
+                .unwrap();
+            if size == 0 {
+                break;
+            }
+            decoded.extend_from_slice(&rest[end + 2..end + 2 + size]);
+            rest = &rest[end + 2 + size + 2..];
+        }
+        body = decoded;
+    }
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+struct Tokens {
+    bureau: String,
+    a: String,
+    c: String,
+}
+
+/// The scenario of `query.rs`, pushed through `Sync` by three devices.
+async fn filled() -> (HttpHub, Scenario, Tokens) {
+    let hub = HttpHub::start().await;
+    let enroll = |station: &str, name: &str| {
+        station_hub::auth::enroll_device(&hub.store, station, name)
+            .unwrap()
+            .bearer
+    };
+    let tokens = Tokens {
+        bureau: station_hub::auth::enroll_bureau(&hub.store, "山南市民政局")
+            .unwrap()
+            .bearer,
+        a: enroll(ZEDANG, "泽当-1"),
+        c: enroll(CHANGZHU, "昌珠-1"),
+    };
+    let b = enroll(ZEDANG, "泽当-2");
+    let s = scenario();
+    hub.push(&b, &s.b).await;
+    hub.push(&tokens.c, &s.c).await;
+    hub.push(&tokens.a, &s.a).await;
+    hub.projections.wait_through(hub.store.event_count()).await;
+    (hub, s, tokens)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_answers_are_the_query_answers() {
+    let (hub, s, tokens) = filled().await;
+    let mut query = hub.query();
+
+    let grpc = query
+        .get_indicators(authorized(
+            GetIndicatorsRequest {
+                period: "2025-03".into(),
+                stations: vec![],
+            },
+            &tokens.bureau,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = hub
+        .get_as("/api/indicators?period=2025-03", &tokens.bureau)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        reply
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let json = reply.json();
+    assert_eq!(
+        json["computed_through_hub_seq"],
+        grpc.computed_through_hub_seq
+    );
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), grpc.rows.len());
+    for (row, expected) in rows.iter().zip(&grpc.rows) {
+        assert_eq!(row["station_code"], expected.station_code.as_str());
+        assert_eq!(row["station_name"], expected.station_name.as_str());
+        assert_eq!(row["complete"], expected.complete);
+        let values = row["values"].as_array().unwrap();
+        assert_eq!(values.len(), expected.values.len());
+        for (value, want) in values.iter().zip(&expected.values) {
+            assert_eq!(value["metric"], want.metric.as_str());
+            assert_eq!(value["raw"], want.raw, "{}", want.metric);
+            assert_eq!(value["value"].as_f64().unwrap(), want.value);
+            assert_eq!(value["target"].as_i64(), want.target);
+        }
+    }
+    let zedang = rows.iter().find(|r| r["station_code"] == ZEDANG).unwrap();
+    assert_eq!(zedang["station_name_bo"], "རྩེད་ཐང");
+
+    let two = hub
+        .get_as(
+            &format!("/api/indicators?period=2025-Q1&station={ZEDANG}&station={CHANGZHU}"),
+            &tokens.bureau,
+        )
+        .await
+        .json();
+    assert_eq!(two["rows"].as_array().unwrap().len(), 2);
+    assert_eq!(two["period"], "2025-Q1");
+
+    let caseload = query
+        .get_caseload(authorized(
+            GetCaseloadRequest { stations: vec![] },
+            &tokens.bureau,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let json = hub.get_as("/api/caseload", &tokens.bureau).await.json();
+    for expected in &caseload.stations {
+        let got = json["stations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["station_code"] == expected.station_code.as_str())
+            .unwrap();
+        assert_eq!(got["open_cases"], expected.open_cases);
+        assert_eq!(got["high_risk"], expected.high_risk);
+    }
+    assert_eq!(
+        json["cells"].as_array().unwrap().len(),
+        caseload.cells.len()
+    );
+
+    let overdue = query
+        .get_overdue(authorized(
+            GetOverdueRequest {
+                as_of: "2025-04-20".into(),
+                stations: vec![],
+            },
+            &tokens.bureau,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let json = hub
+        .get_as("/api/overdue?as_of=2025-04-20", &tokens.bureau)
+        .await
+        .json();
+    let cases = json["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), overdue.cases.len());
+    assert_eq!(cases[0]["case_id"], s.case2.to_string());
+    assert_eq!(cases[0]["days_overdue"], overdue.cases[0].days_overdue);
+    assert_eq!(cases[0]["due_on"], overdue.cases[0].due_on.as_str());
+
+    let health = query
+        .get_sync_health(authorized(
+            GetSyncHealthRequest { stations: vec![] },
+            &tokens.bureau,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let json = hub.get_as("/api/sync-health", &tokens.bureau).await.json();
+    for expected in &health.stations {
+        let got = json["stations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["station_code"] == expected.station_code.as_str())
+            .unwrap();
+        assert_eq!(got["events_logged"], expected.events_logged);
+        assert_eq!(got["voided_events"], expected.voided_events);
+        assert_eq!(got["held_events"], expected.held_events);
+    }
+
+    let conflicts = hub.get_as("/api/conflicts", &tokens.bureau).await;
+    assert_eq!(conflicts.status, 200);
+    assert!(conflicts.json()["conflicts"].as_array().unwrap().is_empty());
+    let quarantine = hub.get_as("/api/quarantine", &tokens.bureau).await;
+    assert_eq!(quarantine.status, 200);
+    assert_eq!(quarantine.json()["total"], 0);
+
+    let timeline = hub
+        .get_as(&format!("/api/cases/{}/timeline", s.case2), &tokens.bureau)
+        .await;
+    assert_eq!(timeline.status, 200, "{}", timeline.text());
+    let voided: Vec<bool> = timeline.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["voided"].as_bool().unwrap())
+        .collect();
+    assert_eq!(voided, [false, true, false]);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_json_with_the_right_status() {
+    let (hub, s, tokens) = filled().await;
+    let error = |reply: &Reply| reply.json()["error"].as_str().unwrap().to_string();
+
+    let anonymous = hub.get("/api/indicators?period=2025-03", &[]).await;
+    assert_eq!(anonymous.status, 401);
+    assert!(!error(&anonymous).is_empty());
+    let wrong = hub
+        .get_as(
+            "/api/caseload",
+            "0123456789abcdef.00112233445566778899aabbccddeeff",
+        )
+        .await;
+    assert_eq!(wrong.status, 401, "{}", wrong.text());
+
+    let other = hub
+        .get_as(
+            &format!("/api/indicators?period=2025-03&station={ZEDANG}"),
+            &tokens.c,
+        )
+        .await;
+    assert_eq!(other.status, 403);
+    assert!(error(&other).contains(ZEDANG), "{}", error(&other));
+    let other_case = hub
+        .get_as(&format!("/api/cases/{}/timeline", s.case2), &tokens.c)
+        .await;
+    assert_eq!(other_case.status, 403);
+    let other_report = hub
+        .get_as(&format!("/reports/{ZEDANG}/2025-03.csv"), &tokens.c)
+        .await;
+    assert_eq!(other_report.status, 403);
+
+    let own = hub
+        .get_as("/api/indicators?period=2025-03", &tokens.a)
+        .await;
+    assert_eq!(own.status, 200);
+    let rows = own.json()["rows"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["station_code"], ZEDANG);
+
+    let bad_period = hub
+        .get_as("/api/indicators?period=2025-13", &tokens.bureau)
+        .await;
+    assert_eq!(bad_period.status, 400);
+    assert!(
+        error(&bad_period).contains("period"),
+        "{}",
+        error(&bad_period)
+    );
+    let no_period = hub.get_as("/api/indicators", &tokens.bureau).await;
+    assert_eq!(no_period.status, 400);
+    let bad_date = hub
+        .get_as("/api/overdue?as_of=2025-4-1", &tokens.bureau)
+        .await;
+    assert_eq!(bad_date.status, 400);
+    let bad_station = hub.get_as("/api/caseload?station=12", &tokens.bureau).await;
+    assert_eq!(bad_station.status, 400);
+    let bad_case = hub
+        .get_as("/api/cases/not-a-uuid/timeline", &tokens.bureau)
+        .await;
+    assert_eq!(bad_case.status, 400);
+    let unknown_case = hub
+        .get_as(
+            "/api/cases/00000000-0000-7000-8000-000000000000/timeline",
+            &tokens.bureau,
+        )
+        .await;
+    assert_eq!(unknown_case.status, 404);
+    let bad_format = hub
+        .get_as(&format!("/reports/{ZEDANG}/2025-03.pdf"), &tokens.bureau)
+        .await;
+    assert_eq!(bad_format.status, 400);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledgers_are_csv_with_bom_and_xlsx() {
+    let (hub, _s, tokens) = filled().await;
+    let csv = hub
+        .get_as(&format!("/reports/{ZEDANG}/2025-03.csv"), &tokens.bureau)
+        .await;
+    assert_eq!(csv.status, 200, "{}", csv.text());
+    assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    assert!(csv.body.starts_with(&[0xEF, 0xBB, 0xBF]), "UTF-8 BOM first");
+    let text = csv.text();
+    let mut lines = text.trim_start_matches('\u{feff}').lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "指标,单位,完成数,目标数,完成率,数据完整至"
+    );
+    let lines: Vec<&str> = lines.collect();
+    let line = |label: &str| {
+        *lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{label},")))
+            .unwrap_or_else(|| panic!("{label} missing from {text}"))
+    };
+    assert!(line("入户走访(户次)").starts_with("入户走访(户次),个,2,"));
+    assert!(line("在册个案").starts_with("在册个案,个,2,"));
+    assert!(line("社区活动(场)").starts_with("社区活动(场),个,1,"));
+    assert!(line("链接资源(元)").starts_with("链接资源(元),元,850,"));
+
+    let device_own = hub
+        .get_as(&format!("/reports/{ZEDANG}/2025-Q1.csv"), &tokens.a)
+        .await;
+    assert_eq!(device_own.status, 200);
+
+    let xlsx = hub
+        .get_as(&format!("/reports/{ZEDANG}/2025-Q1.xlsx"), &tokens.bureau)
+        .await;
+    assert_eq!(xlsx.status, 200, "{}", String::from_utf8_lossy(&xlsx.body));
+    assert!(xlsx.body.starts_with(b"PK\x03\x04"), "a zip archive");
+    assert!(xlsx.body.len() > 1000);
+    assert!(
+        xlsx.header("content-disposition")
+            .unwrap()
+            .contains(&format!("{ZEDANG}-2025-Q1.xlsx"))
+    );
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_needs_a_bureau_login_and_shows_no_id_number() {
+    let (hub, _s, tokens) = filled().await;
+
+    let anonymous = hub.get("/", &[]).await;
+    assert_eq!(anonymous.status, 303);
+    assert_eq!(anonymous.header("location"), Some("/login"));
+    let login_page = hub.get("/login", &[]).await;
+    assert_eq!(login_page.status, 200);
+    assert!(
+        login_page
+            .text()
+            .contains("<form method=\"post\" action=\"/login\">")
+    );
+
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let device = request(
+        hub.http,
+        "POST",
+        "/login",
+        &form,
+        format!("token={}", tokens.a).as_bytes(),
+    )
+    .await;
+    assert_eq!(device.status, 401);
+    assert!(device.header("set-cookie").is_none());
+    let empty = request(hub.http, "POST", "/login", &form, b"nothing=1").await;
+    assert_eq!(empty.status, 401);
+    assert!(empty.text().contains("<form"), "the form again");
+
+    let login = request(
+        hub.http,
+        "POST",
+        "/login",
+        &form,
+        format!("token={}", tokens.bureau).as_bytes(),
+    )
+    .await;
+    assert_eq!(login.status, 303, "{}", login.text());
+    assert_eq!(login.header("location"), Some("/"));
+    let elsewhere = request(
+        hub.http,
+        "POST",
+        "/login",
+        &form,
+        format!("token={}&next=//example.com/", tokens.bureau).as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        elsewhere.header("location"),
+        Some("/"),
+        "never off the dashboard"
+    );
+    let back = request(
+        hub.http,
+        "POST",
+        "/login",
+        &form,
+        format!("token={}&next=%2F%3Fperiod%3D2025-03", tokens.bureau).as_bytes(),
+    )
+    .await;
+    assert_eq!(back.header("location"), Some("/?period=2025-03"));
+    let cookie = login.header("set-cookie").unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+
+    let page = hub
+        .get("/?period=2025-03&as_of=2025-04-20", &[("Cookie", &session)])
+        .await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(html.contains("泽当街道"), "Chinese station names");
+    assert!(html.contains("རྩེད་ཐང"), "Tibetan station names");
+    assert!(html.contains("<svg"), "inline charts");
+    assert!(html.contains("扎西"), "the overdue case by name");
+    assert!(!html.contains("<script") && !html.contains("src=\"http"));
+    for serial in 1..=4 {
+        let id = id_number("19500101", serial, true);
+        assert!(!html.contains(&id), "ID number {id} on the dashboard");
+    }
+    assert!(!html.contains(&tokens.bureau), "the token is not echoed");
+
+    let device_cookie = format!("station_hub_session={}", tokens.a);
+    let as_device = hub.get("/", &[("Cookie", &device_cookie)]).await;
+    assert_eq!(as_device.status, 303);
+
+    let logout = request(hub.http, "POST", "/logout", &[("Cookie", &session)], b"").await;
+    assert_eq!(logout.status, 303);
+    assert!(logout.header("set-cookie").unwrap().contains("Max-Age=0"));
+    hub.stop().await;
+}
+
+/// The Chromium binary on `PATH`, if any.
+fn chromium() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| {
+            ["chromium", "chromium-browser", "google-chrome"].map(|name| dir.join(name))
+        })
+        .find(|candidate| candidate.is_file())
+}
+
+/// Serves, to every request, a page that logs in to the hub's dashboard
+/// with `token` by submitting the login form, as a person would.
+async fn login_page_server(hub: SocketAddr, token: String) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let page = format!(
+        "<!DOCTYPE html><html><body><form id=\"f\" method=\"post\" \
+         action=\"http://{hub}/login\"><input name=\"token\" value=\"{token}\">\
+         <input name=\"next\" value=\"/?period=2025-03\"></form>\
+         <script>document.getElementById('f').submit()</script></body></html>"
+    );
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let page = page.clone();
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+                let _ = stream.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Runs headless Chromium on `url` with `args`, returning its stdout.
+async fn run_chromium(binary: std::path::PathBuf, url: String, args: Vec<String>) -> String {
+    tokio::task::spawn_blocking(move || {
+        let profile = tempfile::tempdir().unwrap();
+        let output = std::process::Command::new(binary)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--virtual-time-budget=10000",
+                "--window-size=1280,2400",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(args)
+            .arg(url)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "chromium failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// The figure the dashboard shows for `metric` of `station`.
+fn figure(dom: &str, station: &str, metric: &str) -> String {
+    let block = &dom[dom.find(&format!("data-station=\"{station}\"")).unwrap()..];
+    let bar = &block[block.find(&format!("data-metric=\"{metric}\"")).unwrap()..];
+    let text = &bar[bar.find("class=\"figure\">").unwrap() + "class=\"figure\">".len()..];
+    text[..text.find('<').unwrap()].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_renders_the_numbers_of_the_query_api() {
+    let Some(binary) = chromium() else {
+        eprintln!("skipped: no chromium on PATH (Debian package `chromium`)");
+        return;
+    };
+    let (hub, _s, tokens) = filled().await;
+    let grpc = hub
+        .query()
+        .get_indicators(authorized(
+            GetIndicatorsRequest {
+                period: "2025-03".into(),
+                stations: vec![],
+            },
+            &tokens.bureau,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let start = login_page_server(hub.http, tokens.bureau.clone()).await;
+    let dom = run_chromium(
+        binary.clone(),
+        format!("http://{start}/"),
+        vec!["--dump-dom".into()],
+    )
+    .await;
+    assert!(dom.contains("社会工作站数据看板"), "{dom}");
+    assert!(dom.contains("རྩེད་ཐང"));
+    for row in &grpc.rows {
+        for value in &row.values {
+            let shown = figure(&dom, &row.station_code, &value.metric);
+            let expected = match value.target {
+                Some(target) => format!("{}/{}", value.value, target),
+                None => value.value.to_string(),
+            };
+            assert_eq!(shown, expected, "{} {}", row.station_code, value.metric);
+        }
+    }
+    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let _ = std::fs::remove_file(&screenshot);
+    run_chromium(
+        binary,
+        format!("http://{start}/"),
+        vec![format!("--screenshot={}", screenshot.display())],
+    )
+    .await;
+    assert!(std::fs::metadata(&screenshot).unwrap().len() > 0);
+    hub.stop().await;
+}
