@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # A short field session on the station-agent command line: a social worker of
 # the 泽当街道 station initialises a phone, opens case files, records visits, an
-# activity and a correction, then looks at the cases due for a follow-up.
+# activity and a correction, then looks at the cases due for a follow-up. A
+# city hub is started, the phone syncs, a colleague's phone receives the cases,
+# and the bureau reads the indicators. KEEP_SERVING=1 keeps the hub and its
+# dashboard running until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,7 +53,8 @@ agent status
 echo "== the city hub: enroll two phones of the station, then serve"
 TOKEN1=$(hub enroll --data "$WORK/hub" --station 540502001 --device zd-phone-1 2>/dev/null)
 TOKEN2=$(hub enroll --data "$WORK/hub" --station 540502001 --device zd-phone-2 2>/dev/null)
-hub serve --data "$WORK/hub" --listen 127.0.0.1:0 > "$WORK/hub.out" 2> "$WORK/hub.log" &
+BUREAU=$(hub enroll --data "$WORK/hub" --bureau 山南市民政局 2>/dev/null)
+hub serve --data "$WORK/hub" --listen 127.0.0.1:0 --http 127.0.0.1:0 > "$WORK/hub.out" 2> "$WORK/hub.log" &
 HUB_PID=$!
 trap 'kill $HUB_PID 2>/dev/null || true' EXIT
 until grep -q "listening on" "$WORK/hub.out" 2>/dev/null; do
@@ -58,7 +62,9 @@ until grep -q "listening on" "$WORK/hub.out" 2>/dev/null; do
   sleep 0.1
 done
 HUB_URL="http://$(sed -n 's/^listening on //p' "$WORK/hub.out")"
-echo "   hub at $HUB_URL"
+until grep -q "http on" "$WORK/hub.out" 2>/dev/null; do sleep 0.1; done
+DASHBOARD="http://$(sed -n 's/^http on //p' "$WORK/hub.out")"
+echo "   hub at $HUB_URL, dashboard at $DASHBOARD"
 
 echo "== phone 1 syncs its entries to the hub"
 agent sync --hub "$HUB_URL" --token "$TOKEN1"
@@ -70,6 +76,15 @@ agent init --station 540502001 --worker zd-sw-02 --hub "$HUB_URL" --token "$TOKE
 agent sync
 agent cases --due
 
+echo "== the bureau's view: indicators of this month, as JSON"
+if command -v curl >/dev/null; then
+  curl -s -H "Authorization: Bearer $BUREAU" "$DASHBOARD/api/indicators?period=$(date +%Y-%m)&station=540502001" | head -c 600; echo
+fi
+
+if [[ -n "${KEEP_SERVING:-}" ]]; then
+  echo "== dashboard: $DASHBOARD (log in with the bureau token: $BUREAU); Ctrl-C to stop"
+  wait $HUB_PID
+fi
 kill -TERM $HUB_PID
 wait $HUB_PID || true
 trap - EXIT
