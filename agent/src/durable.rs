@@ -77,6 +77,71 @@ pub fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
     }
 }
 
+/// Why a store could not be opened by [`open_store`].
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The directory, its lock or a file in it failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// sled failed.
+    #[error(transparent)]
+    Sled(#[from] sled::Error),
+    /// The format marker does not decode.
+    #[error("bad format marker")]
+    BadMarker,
+    /// The store was written in another format version.
+    #[error("format {0} is not supported")]
+    Unsupported(u32),
+}
+
+/// A store opened by [`open_store`]: the lock held while it is open, the
+/// database and its format-checked tree.
+#[derive(Debug)]
+pub struct OpenedStore {
+    /// The store's lock file; dropping it releases the store.
+    pub lock: File,
+    /// The sled database.
+    pub db: sled::Db,
+    /// The tree holding the `m:format` marker.
+    pub tree: sled::Tree,
+}
+
+/// Opens a project store in `dir` the one safe way: create the directory,
+/// take its lock, remove snapshots a crash left half-written, open sled on
+/// `config` (whose path is set here), then open `tree` and check (or, when
+/// new, write) its `m:format` marker against `format_version`.
+///
+/// # Errors
+/// [`OpenError`] naming what failed; nothing is written but the marker of a
+/// new store.
+pub fn open_store(
+    dir: &Path,
+    config: sled::Config,
+    tree: &str,
+    format_version: u32,
+) -> Result<OpenedStore, OpenError> {
+    const M_FORMAT: &[u8] = b"m:format";
+    std::fs::create_dir_all(dir)?;
+    let lock = lock_store(dir)?;
+    remove_incomplete_snapshots(dir)?;
+    let db = open_sled(&config.path(dir))?;
+    let tree = db.open_tree(tree)?;
+    match tree.get(M_FORMAT)? {
+        None => {
+            tree.insert(M_FORMAT, &format_version.to_be_bytes())?;
+        }
+        Some(v) => {
+            let found = <[u8; 4]>::try_from(v.as_ref())
+                .map(u32::from_be_bytes)
+                .map_err(|_| OpenError::BadMarker)?;
+            if found != format_version {
+                return Err(OpenError::Unsupported(found));
+            }
+        }
+    }
+    Ok(OpenedStore { lock, db, tree })
+}
+
 /// Removes snapshot files sled left behind when its process was killed while
 /// writing one. Call only while holding [`lock_store`].
 ///

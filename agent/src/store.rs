@@ -64,7 +64,6 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const DEFAULT_CACHE_CAPACITY: u64 = 4 * 1024 * 1024;
 
 const TREE: &str = "station";
-const M_FORMAT: &[u8] = b"m:format";
 const M_IDENTITY: &[u8] = b"m:identity";
 const M_HEAD_SEQ: &[u8] = b"m:head_seq";
 const M_HLC: &[u8] = b"m:hlc";
@@ -79,6 +78,18 @@ const IDS: &[u8] = b"i:";
 const CASE_INDEX: &[u8] = b"k:";
 const VOIDED: &[u8] = b"v:";
 const CASES: &[u8] = b"c:";
+
+impl From<crate::durable::OpenError> for StoreError {
+    fn from(error: crate::durable::OpenError) -> Self {
+        use crate::durable::OpenError;
+        match error {
+            OpenError::Io(e) => StoreError::Io(e),
+            OpenError::Sled(e) => StoreError::Sled(e),
+            OpenError::BadMarker => StoreError::Corrupt("bad format marker".into()),
+            OpenError::Unsupported(found) => StoreError::UnsupportedFormat { found },
+        }
+    }
+}
 
 /// Errors of the event log.
 #[derive(Debug, thiserror::Error)]
@@ -430,29 +441,14 @@ impl EventLog {
     /// sled cannot open the directory, the format is unknown, or the initial
     /// sync fails.
     pub fn open(dir: &Path, options: OpenOptions) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)?;
-        let lock = crate::durable::lock_store(dir)?;
-        crate::durable::remove_incomplete_snapshots(dir)?;
-        let db = crate::durable::open_sled(
-            &sled::Config::new()
-                .path(dir)
+        let crate::durable::OpenedStore { lock, db, tree } = crate::durable::open_store(
+            dir,
+            sled::Config::new()
                 .cache_capacity(options.cache_capacity)
                 .mode(sled::Mode::LowSpace),
+            TREE,
+            FORMAT_VERSION,
         )?;
-        let tree = db.open_tree(TREE)?;
-        match tree.get(M_FORMAT)? {
-            None => {
-                tree.insert(M_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
-            }
-            Some(v) => {
-                let found = <[u8; 4]>::try_from(v.as_ref())
-                    .map(u32::from_be_bytes)
-                    .map_err(|_| StoreError::Corrupt("bad format marker".into()))?;
-                if found != FORMAT_VERSION {
-                    return Err(StoreError::UnsupportedFormat { found });
-                }
-            }
-        }
         let head_seq = tree.get(M_HEAD_SEQ)?.map_or(Ok(0), |v| read_u64(&v))?;
         let hlc = tree.get(M_HLC)?.map_or(Ok(0), |v| read_u64(&v))?;
         let group = GroupCommit::open(db.clone(), dir, head_seq)?;

@@ -54,7 +54,6 @@ pub const FORMAT_VERSION: u32 = 1;
 
 const TREE: &str = "hub";
 const TOKENS_TREE: &str = "tokens";
-const M_FORMAT: &[u8] = b"m:format";
 const M_HUB_SEQ: &[u8] = b"m:hub_seq";
 const EVENTS: &[u8] = b"e:";
 const STATIONS: &[u8] = b"s:";
@@ -62,6 +61,18 @@ const IDS: &[u8] = b"i:";
 const ORIGINS: &[u8] = b"o:";
 const QUARANTINE: &[u8] = b"q:";
 const RECEIVED: &[u8] = b"r:";
+
+impl From<station_agent::durable::OpenError> for HubError {
+    fn from(error: station_agent::durable::OpenError) -> Self {
+        use station_agent::durable::OpenError;
+        match error {
+            OpenError::Io(e) => HubError::Io(e),
+            OpenError::Sled(e) => HubError::Sled(e),
+            OpenError::BadMarker => HubError::Corrupt("bad format marker".into()),
+            OpenError::Unsupported(found) => HubError::UnsupportedFormat(found),
+        }
+    }
+}
 
 /// Errors of the hub's store and ingest rules.
 #[derive(Debug, thiserror::Error)]
@@ -284,26 +295,13 @@ impl HubStore {
     /// # Errors
     /// sled cannot open it, the format is unknown, or the initial sync fails.
     pub fn open(dir: &Path, cache_capacity: u64) -> Result<Self, HubError> {
-        std::fs::create_dir_all(dir)?;
-        let lock = station_agent::durable::lock_store(dir)?;
-        station_agent::durable::remove_incomplete_snapshots(dir)?;
-        let db = station_agent::durable::open_sled(
-            &sled::Config::new().path(dir).cache_capacity(cache_capacity),
-        )?;
-        let tree = db.open_tree(TREE)?;
-        match tree.get(M_FORMAT)? {
-            None => {
-                tree.insert(M_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
-            }
-            Some(v) => {
-                let found = <[u8; 4]>::try_from(v.as_ref())
-                    .map(u32::from_be_bytes)
-                    .map_err(|_| HubError::Corrupt("bad format marker".into()))?;
-                if found != FORMAT_VERSION {
-                    return Err(HubError::UnsupportedFormat(found));
-                }
-            }
-        }
+        let station_agent::durable::OpenedStore { lock, db, tree } =
+            station_agent::durable::open_store(
+                dir,
+                sled::Config::new().cache_capacity(cache_capacity),
+                TREE,
+                FORMAT_VERSION,
+            )?;
         let hub_seq = tree.get(M_HUB_SEQ)?.map_or(Ok(0), |v| read_u64(&v))?;
         let tokens = db.open_tree(TOKENS_TREE)?;
         let group = GroupCommit::open(db.clone(), dir, 0)?;
