@@ -3,6 +3,8 @@
 //! Helpers shared by the tests in `tests/tests/`: locating the workspace's
 //! binaries built by cargo, and the ack line `crash-appender` prints.
 
+pub mod demo;
+pub mod district;
 pub mod fieldwork;
 pub mod weaklink;
 

@@ -1,0 +1,983 @@
+//! The simulated district, end to end: a hub on its sled store with its gRPC
+//! and HTTP servers, one real agent per device, two devices per station, each
+//! entering months of [`district`](crate::district) field work and syncing
+//! through its own [`WeakLink`].
+//!
+//! Layout of the data folder:
+//! - `demo.json`: the run's parameters (seed, days, last day, devices) and
+//!   the bureau's token; a later run on the folder must use the same
+//!   parameters, and resumes;
+//! - `hub/`: the hub's store;
+//! - `devices/<station>-<n>/`: each device's agent store.
+//!
+//! Resuming: a worker's entries are a function of the parameters, so a run
+//! replays them and skips the ones its device's log already holds (entry k
+//! of the worker that was saved is the log's own seq k, compared on replay).
+//! Nothing is entered twice; the hub ignores what it holds already.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use chrono::{Datelike, Days, NaiveDate};
+use prost::Message as _;
+use station_agent::sync::{SyncOptions, sync_once};
+use station_agent::{Agent, AgentError, InitOptions, OpenOptions};
+use station_hub::auth;
+use station_hub::config::HubConfig;
+use station_hub::projections::Projections;
+use station_hub::projections::period::{Metric, Period};
+use station_hub::server::ServerOptions;
+use station_hub::store::HubStore;
+use station_proto::Body;
+use station_proto::ids::Uuid;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use unicode_width::UnicodeWidthStr as _;
+
+use crate::district::{self, Expect, Ledger, Worker};
+use crate::weaklink::{LinkControl, LinkProfile, WeakLink};
+
+/// Hub page cache, bytes.
+const HUB_CACHE: u64 = 64 << 20;
+/// Agent page cache, bytes: a phone's.
+const AGENT_CACHE: u64 = 8 << 20;
+
+/// How a demo runs.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// The data folder (created when missing).
+    pub data: PathBuf,
+    /// Seeds all field work and links.
+    pub seed: u64,
+    /// Days of field work, ending on the day of the first run.
+    pub days: u32,
+    /// Simulated days per second of wall time; 0 enters as fast as the
+    /// devices save.
+    pub speed: f64,
+    /// The stations, by code.
+    pub stations: Vec<String>,
+    /// Devices per station.
+    pub devices: u32,
+    /// The hub's gRPC address.
+    pub listen: String,
+    /// The dashboard's address.
+    pub http: String,
+    /// How every device's link behaves (its seed is varied per device).
+    pub link: LinkProfile,
+    /// Whether one device (the second of 亚堆乡, or of the third station)
+    /// loses its link from 40% to 85% of the days.
+    pub offline_device: bool,
+    /// Draw a progress bar on the terminal.
+    pub progress: bool,
+}
+
+impl DemoOptions {
+    /// The defaults: the seven Nedong stations, two devices each, 120 days at
+    /// 10 days a second, 2G links that cut and stall.
+    pub fn new(data: impl Into<PathBuf>) -> Self {
+        Self {
+            data: data.into(),
+            seed: 2026,
+            days: 120,
+            speed: 10.0,
+            stations: district::NEDONG_STATIONS
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            devices: 2,
+            listen: "127.0.0.1:7400".into(),
+            http: "127.0.0.1:8080".into(),
+            link: demo_link(),
+            offline_device: true,
+            progress: false,
+        }
+    }
+}
+
+/// A 2G link in the field: 64 kbit/s up, 256 kbit/s down, 300 ms round trip,
+/// each connection cut 5–20 s after it opens, stalls of 0.5–2 s.
+pub fn demo_link() -> LinkProfile {
+    LinkProfile {
+        up_bytes_per_sec: 64_000 / 8,
+        down_bytes_per_sec: 256_000 / 8,
+        one_way_latency: Duration::from_millis(150),
+        cut_every: Some((Duration::from_secs(5), Duration::from_secs(20))),
+        stall_every: Some((Duration::from_secs(8), Duration::from_secs(30))),
+        stall_for: (Duration::from_millis(500), Duration::from_secs(2)),
+        seed: 0,
+    }
+}
+
+/// What a data folder was made with; a later run must match.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Saved {
+    seed: u64,
+    days: u32,
+    last_day: NaiveDate,
+    stations: Vec<String>,
+    devices: u32,
+    bureau_token: String,
+}
+
+/// Running totals, shared with the progress bar.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Device-days entered.
+    pub device_days: AtomicU64,
+    /// Entries saved in this run.
+    pub saved: AtomicU64,
+    /// Entries found saved by an earlier run.
+    pub replayed: AtomicU64,
+    /// Invalid entries refused.
+    pub refused: AtomicU64,
+    /// Sync rounds completed.
+    pub rounds: AtomicU64,
+    /// Sync rounds the link or the hub broke (retried).
+    pub failed_rounds: AtomicU64,
+    /// Devices whose link is down now.
+    pub offline: AtomicU64,
+}
+
+/// One device: its agent, its link and its worker.
+#[derive(Debug)]
+struct Device {
+    name: String,
+    agent: Arc<Agent>,
+    link: WeakLink,
+    options: SyncOptions,
+    worker: Worker,
+    offline: Option<(NaiveDate, NaiveDate)>,
+}
+
+/// A running demo: the hub's servers and the devices.
+#[derive(Debug)]
+pub struct Demo {
+    options: DemoOptions,
+    saved: Saved,
+    store: Arc<HubStore>,
+    projections: Arc<Projections>,
+    devices: Vec<Device>,
+    grpc_addr: std::net::SocketAddr,
+    http_addr: std::net::SocketAddr,
+    stop: watch::Sender<bool>,
+    servers: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    progress: Arc<Progress>,
+}
+
+/// What a simulation did.
+#[derive(Debug)]
+pub struct DemoReport {
+    /// Per station, the merged ledger of its workers.
+    pub ledgers: Vec<(String, Ledger)>,
+    /// Entries saved in this run.
+    pub saved_now: u64,
+    /// Entries an earlier run had saved.
+    pub replayed: u64,
+    /// Invalid entries refused in this run.
+    pub refused_now: u64,
+    /// Each device's own head seq at the end.
+    pub device_heads: Vec<u64>,
+    /// Events the hub holds.
+    pub hub_events: u64,
+    /// False when a stop request cut the simulation short.
+    pub finished: bool,
+    /// Wall time of the simulation.
+    pub elapsed: Duration,
+}
+
+impl Demo {
+    /// Opens (or creates) the data folder, starts the hub's gRPC and HTTP
+    /// servers and opens every device, enrolling the new ones.
+    ///
+    /// # Errors
+    /// A data folder made with other parameters, a busy address, storage
+    /// errors.
+    pub async fn start(options: DemoOptions) -> anyhow::Result<Demo> {
+        if options.days == 0 || options.devices == 0 || options.stations.is_empty() {
+            bail!("--days, --devices and the stations must be at least 1");
+        }
+        if !options.speed.is_finite() || options.speed < 0.0 {
+            bail!("--speed must be 0 (no pacing) or a positive number of days per second");
+        }
+        std::fs::create_dir_all(&options.data)
+            .with_context(|| format!("cannot create {}", options.data.display()))?;
+        let config = Arc::new(HubConfig::builtin()?);
+        let roster = config.station_codes();
+        if let Some(unknown) = options.stations.iter().find(|s| !roster.contains(s)) {
+            bail!("station {unknown} is not on the hub's roster");
+        }
+        let hub_dir = options.data.join("hub");
+        let store = tokio::task::spawn_blocking(move || HubStore::open(&hub_dir, HUB_CACHE))
+            .await?
+            .context("cannot open the hub's store")?;
+        let store = Arc::new(store.with_roster(roster));
+        let saved = load_or_create(&options, &store)?;
+        let projections = {
+            let store = Arc::clone(&store);
+            let config = Arc::clone(&config);
+            Arc::new(tokio::task::spawn_blocking(move || Projections::open(store, config)).await??)
+        };
+
+        let grpc = TcpListener::bind(&options.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (--listen)", options.listen))?;
+        let http = TcpListener::bind(&options.http)
+            .await
+            .with_context(|| format!("cannot listen on {} (--http)", options.http))?;
+        let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
+        let (stop, stopped) = watch::channel(false);
+        let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let servers = vec![
+            tokio::spawn({
+                let projections = Arc::clone(&projections);
+                let stopped = until_stopped(stopped.clone());
+                async move {
+                    station_hub::server::serve_projections(
+                        grpc,
+                        projections,
+                        ServerOptions {
+                            shutdown_grace: Duration::from_secs(2),
+                            ..ServerOptions::default()
+                        },
+                        stopped,
+                    )
+                    .await?;
+                    anyhow::Ok(())
+                }
+            }),
+            tokio::spawn({
+                let projections = Arc::clone(&projections);
+                let stopped = until_stopped(stopped.clone());
+                async move {
+                    station_hub::http::serve_http(http, projections, stopped).await?;
+                    anyhow::Ok(())
+                }
+            }),
+        ];
+
+        let last_day = saved.last_day;
+        let first_day = last_day - Days::new(u64::from(saved.days) - 1);
+        let stations: Vec<&str> = saved.stations.iter().map(String::as_str).collect();
+        let workers =
+            district::district(saved.seed, &stations, saved.devices, saved.days, last_day);
+        let offline_index = options
+            .offline_device
+            .then(|| offline_device(&saved.stations, saved.devices))
+            .flatten();
+        let mut devices = Vec::with_capacity(workers.len());
+        for (index, worker) in workers.into_iter().enumerate() {
+            let n = index as u32 % saved.devices + 1;
+            let name = format!("{}-{n}", worker.station());
+            let dir = options.data.join("devices").join(&name);
+            let agent = open_device(&store, &dir, worker.station(), &name).await?;
+            let mut profile = options.link.clone();
+            profile.seed = saved
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add(index as u64);
+            let link = WeakLink::start(grpc_addr, profile).await?;
+            let mut sync = SyncOptions::new(
+                format!("http://{}", link.local_addr()),
+                agent.identity().token.clone(),
+            );
+            sync.retry_budget = Duration::from_secs(20);
+            sync.long_poll = Duration::ZERO;
+            sync.jitter_seed = Some(saved.seed.wrapping_add(index as u64));
+            let offline = (Some(index) == offline_index).then(|| {
+                let span = u64::from(saved.days);
+                (
+                    first_day + Days::new(span * 2 / 5),
+                    first_day + Days::new(span * 17 / 20),
+                )
+            });
+            devices.push(Device {
+                name,
+                agent,
+                link,
+                options: sync,
+                worker,
+                offline,
+            });
+        }
+        Ok(Demo {
+            options,
+            saved,
+            store,
+            projections,
+            devices,
+            grpc_addr,
+            http_addr,
+            stop,
+            servers,
+            progress: Arc::new(Progress::default()),
+        })
+    }
+
+    /// The dashboard's address.
+    pub fn dashboard_url(&self) -> String {
+        format!("http://{}/", self.http_addr)
+    }
+
+    /// The hub's gRPC address.
+    pub fn grpc_addr(&self) -> std::net::SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The bureau's read-only token for the dashboard and the Query API.
+    pub fn bureau_token(&self) -> &str {
+        &self.saved.bureau_token
+    }
+
+    /// The last day of field work.
+    pub fn last_day(&self) -> NaiveDate {
+        self.saved.last_day
+    }
+
+    /// The hub's store.
+    pub fn store(&self) -> &Arc<HubStore> {
+        &self.store
+    }
+
+    /// The hub's projections.
+    pub fn projections(&self) -> &Arc<Projections> {
+        &self.projections
+    }
+
+    /// Enters every device's field work while the devices sync, then lets
+    /// every device finish syncing and the projections catch up. `stop`
+    /// (Ctrl-C, say) cuts it short: entries saved stay saved, and the next
+    /// run resumes.
+    ///
+    /// # Errors
+    /// An entry the agent treated other than expected, a sync refused for
+    /// good, storage errors.
+    pub async fn simulate(
+        &mut self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<DemoReport> {
+        let started = Instant::now();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let bar = self.options.progress.then(|| self.progress_bar());
+        let stop_watch = tokio::spawn({
+            let cancel = Arc::clone(&cancel);
+            async move {
+                stop.await;
+                cancel.store(true, Ordering::SeqCst);
+            }
+        });
+
+        let mut entering = Vec::new();
+        let mut syncing = Vec::new();
+        let devices = std::mem::take(&mut self.devices);
+        let mut kept = Vec::with_capacity(devices.len());
+        for device in devices {
+            let (done_tx, done_rx) = watch::channel(false);
+            let Device {
+                name,
+                agent,
+                link,
+                options,
+                mut worker,
+                offline,
+            } = device;
+            let pace = Pace {
+                speed: self.options.speed,
+            };
+            let control = link.control();
+            let progress = Arc::clone(&self.progress);
+            let cancel_work = Arc::clone(&cancel);
+            let work_agent = Arc::clone(&agent);
+            let work_name = name.clone();
+            entering.push(tokio::task::spawn_blocking(move || {
+                let result = enter(
+                    &work_agent,
+                    &mut worker,
+                    &pace,
+                    &control,
+                    offline,
+                    &progress,
+                    &cancel_work,
+                )
+                .with_context(|| format!("device {work_name}"));
+                control.set_online(true);
+                let _ = done_tx.send(true);
+                result.map(|()| worker)
+            }));
+            syncing.push(tokio::spawn(sync_device(
+                Arc::clone(&agent),
+                options.clone(),
+                done_rx,
+                Arc::clone(&self.progress),
+                Arc::clone(&cancel),
+            )));
+            kept.push((name, agent, link, options, offline));
+        }
+        let mut workers = Vec::with_capacity(entering.len());
+        let mut first_error = None;
+        for task in entering {
+            match task.await? {
+                Ok(worker) => workers.push(Some(worker)),
+                Err(e) => {
+                    workers.push(None);
+                    cancel.store(true, Ordering::SeqCst);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        for task in syncing {
+            if let Err(e) = task.await? {
+                cancel.store(true, Ordering::SeqCst);
+                first_error.get_or_insert(e);
+            }
+        }
+        stop_watch.abort();
+        if let Some(e) = first_error {
+            if let Some(bar) = &bar {
+                bar.abandon();
+            }
+            return Err(e);
+        }
+        let finished = !cancel.load(Ordering::SeqCst);
+        if finished {
+            if let Some(bar) = &bar {
+                bar.set_message("last pulls: every device takes its colleagues' entries");
+            }
+            // Every push is in; one more round gives each device all of its
+            // station's events.
+            let settling: Vec<_> = kept
+                .iter()
+                .map(|(name, agent, _, options, _)| {
+                    let (name, agent, options) = (name.clone(), Arc::clone(agent), options.clone());
+                    let progress = Arc::clone(&self.progress);
+                    tokio::spawn(async move {
+                        settle(&agent, &options, &progress)
+                            .await
+                            .with_context(|| format!("device {name}"))
+                    })
+                })
+                .collect();
+            for task in settling {
+                task.await??;
+            }
+            let head = self.store.durable_head();
+            if let Some(bar) = &bar {
+                bar.set_message("the hub's projections catch up");
+            }
+            self.projections.wait_through(head).await;
+        }
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+
+        let mut ledgers: Vec<(String, Ledger)> = Vec::new();
+        let mut device_heads = Vec::new();
+        for ((name, agent, link, options, offline), worker) in kept.into_iter().zip(workers) {
+            device_heads.push(agent.log().head_seq());
+            let Some(worker) = worker else { continue };
+            match ledgers.iter_mut().find(|(s, _)| s == worker.station()) {
+                Some((_, ledger)) => ledger.merge(worker.ledger()),
+                None => ledgers.push((worker.station().to_string(), worker.ledger().clone())),
+            }
+            self.devices.push(Device {
+                name,
+                agent,
+                link,
+                options,
+                worker,
+                offline,
+            });
+        }
+        Ok(DemoReport {
+            ledgers,
+            saved_now: self.progress.saved.load(Ordering::SeqCst),
+            replayed: self.progress.replayed.load(Ordering::SeqCst),
+            refused_now: self.progress.refused.load(Ordering::SeqCst),
+            device_heads,
+            hub_events: self.store.event_count(),
+            finished,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    fn progress_bar(&self) -> indicatif::ProgressBar {
+        let total = u64::from(self.saved.days) * self.devices.len() as u64;
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {percent:>3}% device-days · {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let progress = Arc::clone(&self.progress);
+        let store = Arc::clone(&self.store);
+        let ticker = bar.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            while !ticker.is_finished() {
+                tick.tick().await;
+                let p = &progress;
+                ticker.set_position(p.device_days.load(Ordering::Relaxed));
+                ticker.set_message(format!(
+                    "{} entries saved ({} already), {} refused · hub holds {} · {} sync rounds, {} retried · {} offline",
+                    p.saved.load(Ordering::Relaxed),
+                    p.replayed.load(Ordering::Relaxed),
+                    p.refused.load(Ordering::Relaxed),
+                    store.event_count(),
+                    p.rounds.load(Ordering::Relaxed),
+                    p.failed_rounds.load(Ordering::Relaxed),
+                    p.offline.load(Ordering::Relaxed),
+                ));
+            }
+        });
+        bar
+    }
+
+    /// The end-of-run table: per station, key indicators of the last full
+    /// month against targets, open cases by tier, overdue follow-ups and
+    /// how far its data is complete.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn summary(&self) -> anyhow::Result<String> {
+        let last = self.saved.last_day;
+        let month = last_full_month(last);
+        let stations = &self.saved.stations;
+        let table = self.projections.indicators(month, stations)?;
+        let caseload = self.projections.caseload(stations)?;
+        let overdue = self.projections.overdue(last, stations)?;
+        let metrics = [
+            Metric::HomeVisits,
+            Metric::HouseholdsVisited,
+            Metric::CasesNew,
+            Metric::Activities,
+            Metric::PersonTimes,
+            Metric::ResourcesYuan,
+        ];
+        let mut header = vec!["station".to_string()];
+        header.extend(metrics.iter().map(|m| m.label().to_string()));
+        header.extend(
+            ["open (high/key/general)", "overdue", "complete through"].map(ToString::to_string),
+        );
+        let mut rows = vec![header];
+        for row in &table.rows {
+            let mut cells = vec![row.station_name.clone()];
+            for metric in metrics {
+                let value = row.values.iter().find(|v| v.metric == metric);
+                cells.push(match value {
+                    Some(v) => match v.target {
+                        Some(target) => format!("{}/{target}", v.value),
+                        None => v.value.to_string(),
+                    },
+                    None => "-".into(),
+                });
+            }
+            let load = caseload
+                .stations
+                .iter()
+                .find(|s| s.station_code == row.station_code);
+            cells.push(load.map_or_else(
+                || "-".into(),
+                |l| format!("{} ({}/{}/{})", l.open_cases, l.high_risk, l.key, l.general),
+            ));
+            cells.push(
+                overdue
+                    .cases
+                    .iter()
+                    .filter(|c| c.station_code == row.station_code)
+                    .count()
+                    .to_string(),
+            );
+            cells.push(row.complete_through_ms.map_or_else(
+                || "-".into(),
+                |ms| china_time(ms).unwrap_or_else(|| "-".into()),
+            ));
+            rows.push(cells);
+        }
+        let mut out = format!(
+            "{} · indicators of {} (value/target) · overdue as of {last}\n",
+            self.projections.config().district.name,
+            month.key()
+        );
+        out.push_str(&render(&rows));
+        Ok(out)
+    }
+
+    /// Stops the servers and the links, and syncs the stores.
+    ///
+    /// # Errors
+    /// A server that failed.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        for device in self.devices {
+            device.link.shutdown().await;
+        }
+        for server in self.servers {
+            server.await??;
+        }
+        self.store.sync()?;
+        Ok(())
+    }
+}
+
+/// The device that loses its link for a while: the second of the third
+/// station (亚堆乡 in Nedong), else the last device.
+fn offline_device(stations: &[String], devices: u32) -> Option<usize> {
+    let per = devices as usize;
+    let total = stations.len() * per;
+    if total < 2 {
+        return None;
+    }
+    let preferred = 2 * per + per.min(2) - 1;
+    Some(if preferred < total {
+        preferred
+    } else {
+        total - 1
+    })
+}
+
+fn load_or_create(options: &DemoOptions, store: &HubStore) -> anyhow::Result<Saved> {
+    let path = options.data.join("demo.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let saved: Saved = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not a demo's parameters", path.display()))?;
+            if saved.seed != options.seed
+                || saved.days != options.days
+                || saved.devices != options.devices
+                || saved.stations != options.stations
+            {
+                bail!(
+                    "{} holds a demo of --seed {} --days {} --devices {} ({} stations); \
+                     run again with those, or give a new --data folder",
+                    options.data.display(),
+                    saved.seed,
+                    saved.days,
+                    saved.devices,
+                    saved.stations.len()
+                );
+            }
+            Ok(saved)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let bureau = auth::enroll_bureau(store, "民政局 demo")?;
+            let saved = Saved {
+                seed: options.seed,
+                days: options.days,
+                last_day: station_hub::projections::today_in_china(),
+                stations: options.stations.clone(),
+                devices: options.devices,
+                bureau_token: bureau.bearer,
+            };
+            store.sync()?;
+            write_private(&path, &serde_json::to_vec_pretty(&saved)?)?;
+            Ok(saved)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Writes `bytes` to `path` durably, readable by the owner only (it holds a
+/// token): a temporary file, fsynced, renamed over.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        file.mode(0o600);
+    }
+    let mut file = file
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Opens a device's agent; a new device is enrolled at the hub first.
+async fn open_device(
+    store: &Arc<HubStore>,
+    dir: &Path,
+    station: &str,
+    name: &str,
+) -> anyhow::Result<Arc<Agent>> {
+    let (store, dir, station, name) = (
+        Arc::clone(store),
+        dir.to_path_buf(),
+        station.to_string(),
+        name.to_string(),
+    );
+    let open = OpenOptions {
+        cache_capacity: AGENT_CACHE,
+    };
+    let agent = tokio::task::spawn_blocking(move || -> anyhow::Result<Agent> {
+        match Agent::open(&dir, open) {
+            Ok(agent) => Ok(agent),
+            Err(AgentError::Store(station_agent::StoreError::NotInitialised)) => {
+                let token = auth::enroll_device(&store, &station, &name)?;
+                store.sync()?;
+                Ok(Agent::init(
+                    &dir,
+                    InitOptions {
+                        station_code: station,
+                        worker_id: format!("sw-{name}"),
+                        hub_url: None,
+                        token: Some(token.bearer),
+                    },
+                    open,
+                )?)
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await??;
+    Ok(Arc::new(agent))
+}
+
+/// When each simulated day starts in wall time.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    /// Simulated days per second; 0 for no pacing.
+    speed: f64,
+}
+
+/// Enters a worker's field work on its device: replays what the log holds,
+/// saves the rest, paced by days, taking the link down for the offline span.
+fn enter(
+    agent: &Agent,
+    worker: &mut Worker,
+    pace: &Pace,
+    link: &LinkControl,
+    offline: Option<(NaiveDate, NaiveDate)>,
+    progress: &Progress,
+    cancel: &AtomicBool,
+) -> anyhow::Result<()> {
+    let head = agent.log().head_seq();
+    let mut replayed = 0u64;
+    let mut day = None;
+    let mut paced_from: Option<(Instant, NaiveDate)> = None;
+    let mut was_offline = false;
+    while let Some(entry) = worker.next_entry() {
+        if day != Some(entry.day) {
+            if day.is_some() {
+                progress.device_days.fetch_add(1, Ordering::Relaxed);
+            }
+            day = Some(entry.day);
+            if cancel.load(Ordering::SeqCst) {
+                break;
+            }
+            let is_offline = offline.is_some_and(|(from, to)| (from..to).contains(&entry.day));
+            if is_offline != was_offline {
+                link.set_online(!is_offline);
+                if is_offline {
+                    progress.offline.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    progress.offline.fetch_sub(1, Ordering::Relaxed);
+                }
+                was_offline = is_offline;
+            }
+            if replayed >= head && pace.speed > 0.0 {
+                let (t0, d0) = *paced_from.get_or_insert((Instant::now(), entry.day));
+                let days = (entry.day - d0).num_days() as f64;
+                let due = t0 + Duration::from_secs_f64(days / pace.speed);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+        if replayed < head {
+            match entry.expect {
+                Expect::Saved => {
+                    replayed += 1;
+                    let stored = agent
+                        .own_events(replayed - 1, 1)?
+                        .pop()
+                        .with_context(|| format!("the log has no own event {replayed}"))?;
+                    let same = stored
+                        .body
+                        .as_ref()
+                        .is_some_and(|b| comparable(b) == comparable(&entry.body));
+                    if !same {
+                        bail!(
+                            "entry {replayed} in the log differs from the field work of these \
+                             parameters: this folder was made by another version of the demo \
+                             (log: {:?}; expected: {:?})",
+                            stored.body,
+                            entry.body
+                        );
+                    }
+                    worker.saved(Uuid::from_slice(&stored.event_id)?);
+                    progress.replayed.fetch_add(1, Ordering::Relaxed);
+                }
+                // Tried and refused by the run that saved what follows.
+                Expect::Refused(_) => worker.refused(),
+            }
+            continue;
+        }
+        match agent.record_with(None, entry.body.clone(), entry.day, entry.recorded_at_ms) {
+            Ok(recorded) => {
+                if let Expect::Refused(why) = entry.expect {
+                    bail!("an invalid entry ({why}) was saved: {:?}", entry.body);
+                }
+                worker.saved(recorded.event_id);
+                progress.saved.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(AgentError::Store(e)) => return Err(e.into()),
+            Err(refusal) => {
+                if entry.expect == Expect::Saved {
+                    bail!("a valid entry was refused: {refusal}");
+                }
+                worker.refused();
+                progress.refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    if day.is_some() && !cancel.load(Ordering::SeqCst) {
+        progress.device_days.fetch_add(1, Ordering::Relaxed);
+    }
+    if was_offline {
+        progress.offline.fetch_sub(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// A body as generated: the agent fills in the last event seen of a tier
+/// change, which the generator leaves empty.
+fn comparable(body: &Body) -> Vec<u8> {
+    let mut body = body.clone();
+    if let Body::CaseAssessed(m) = &mut body {
+        m.last_seen_event_id.clear();
+    }
+    station_proto::Event {
+        body: Some(body),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// Syncs a device while it enters field work: a round after new entries
+/// (at most every second), retried after what the link breaks, until the
+/// worker is done and the hub holds the device's whole log.
+async fn sync_device(
+    agent: Arc<Agent>,
+    options: SyncOptions,
+    mut done: watch::Receiver<bool>,
+    progress: Arc<Progress>,
+    cancel: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let mut recorded = agent.subscribe_recorded();
+    loop {
+        if cancel.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let finished = *done.borrow_and_update();
+        recorded.borrow_and_update();
+        match sync_once(Arc::clone(&agent), &options).await {
+            Ok(report) => {
+                progress.rounds.fetch_add(1, Ordering::Relaxed);
+                if let Some(parked) = report.parked {
+                    bail!("the hub refused a batch for good: {parked:?}");
+                }
+                if finished && report.durable_through >= agent.log().head_seq() {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.is_retriable() => {
+                progress.failed_rounds.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tokio::select! {
+            _ = recorded.changed() => {}
+            _ = done.changed() => {}
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        // Let entries gather into a batch, as a phone between visits would.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// One last round, retried until it completes: the hub holds the device's
+/// log and the device holds its station's events.
+async fn settle(
+    agent: &Arc<Agent>,
+    options: &SyncOptions,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    loop {
+        match sync_once(Arc::clone(agent), options).await {
+            Ok(_) => {
+                progress.rounds.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(e) if e.is_retriable() => {
+                progress.failed_rounds.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The last month that ends on or before `day`.
+pub fn last_full_month(day: NaiveDate) -> Period {
+    let end_of_month = day
+        .checked_add_days(Days::new(1))
+        .is_some_and(|next| next.month() != day.month());
+    let month_day = if end_of_month {
+        day
+    } else {
+        day.with_day(1).and_then(|d| d.pred_opt()).unwrap_or(day)
+    };
+    Period::of_date(month_day)[0]
+}
+
+fn china_time(ms: i64) -> Option<String> {
+    let offset = chrono::FixedOffset::east_opt(8 * 3600)?;
+    let at = chrono::DateTime::from_timestamp_millis(ms)?.with_timezone(&offset);
+    Some(at.format("%Y-%m-%d %H:%M").to_string())
+}
+
+/// A plain-text table whose columns line up in a terminal, Chinese and
+/// Tibetan included.
+fn render(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.width())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell}{}", " ".repeat(w - cell.width())))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+        if i == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            out.push_str(&rule.join("  "));
+            out.push('\n');
+        }
+    }
+    out
+}

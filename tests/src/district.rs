@@ -1,0 +1,1110 @@
+//! A simulated district: months of a social worker's field work, drawn day
+//! by day from a seed, with a ledger of what was entered.
+//!
+//! Each [`Worker`] is one device of one station. Day by day it opens case
+//! files (Chinese and Tibetan names, valid ID numbers), visits each case on
+//! its tier's schedule (high-risk weekly, key monthly, general quarterly),
+//! loses track of a few (so follow-ups fall overdue), changes tiers, closes
+//! cases, holds activities and group sessions, links resources, attends
+//! trainings, corrects a few entries with voids and makes a few invalid
+//! entries that the agent must refuse.
+//!
+//! Invariants:
+//! - the entries depend only on the seed, the station, the device and the
+//!   days: the event ids the log assigns are used as references, never as
+//!   draws, so a replay gives the same entries;
+//! - the driver answers every entry before asking for the next one:
+//!   [`Worker::saved`] with the id the log gave it, or [`Worker::refused`];
+//! - a worker refers only to cases it opened itself (each social worker
+//!   keeps their own caseload), so its entries never depend on sync timing;
+//! - [`Ledger`] is an independent model of the bureau's indicators: what the
+//!   hub computes from the same events must equal it.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+
+use chrono::{Datelike, Days, NaiveDate, NaiveTime, Weekday};
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use station_hub::projections::period::{Metric, Period};
+use station_proto::Body;
+use station_proto::ids::Uuid;
+use station_proto::v1::{
+    ActivityHeld, ActivityKind, BeneficiaryVerified, CaseAssessed, CaseClosed, CaseNoteAdded,
+    CaseOpened, CaseSource, Category, EventVoided, Gender, GroupSessionHeld, NoteKind,
+    ResourceKind, ResourceLinked, Tier, TrainingHeld, TrainingKind, VisitKind, VisitRecorded,
+};
+
+use crate::fieldwork::id_number;
+
+/// The seven stations of Nedong district, street station first.
+pub const NEDONG_STATIONS: [&str; 7] = [
+    "540502001",
+    "540502101",
+    "540502200",
+    "540502201",
+    "540502202",
+    "540502203",
+    "540502204",
+];
+
+/// Hours between UTC and China time.
+const CHINA_OFFSET_HOURS: i64 = 8;
+
+/// Follow-up interval in days of a tier (1 high-risk, 2 key, 3 general).
+pub fn interval_days(tier: i32) -> u64 {
+    match tier {
+        1 => 7,
+        2 => 30,
+        _ => 90,
+    }
+}
+
+const NAMES: [&str; 16] = [
+    "次仁卓玛 ཚེ་རིང་སྒྲོལ་མ",
+    "扎西 བཀྲ་ཤིས",
+    "尼玛 ཉི་མ",
+    "达瓦 ཟླ་བ",
+    "格桑 སྐལ་བཟང",
+    "卓嘎 སྒྲོལ་དཀར",
+    "白玛 པདྨ",
+    "旺堆 དབང་འདུས",
+    "央金 དབྱངས་ཅན",
+    "平措 ཕུན་ཚོགས",
+    "拉巴 ལྷག་པ",
+    "边巴 སྤེན་པ",
+    "普布 ཕུར་བུ",
+    "德吉 བདེ་སྐྱིད",
+    "王秀兰",
+    "李建国",
+];
+
+const VISIT_NOTES: [&str; 6] = [
+    "入户走访，了解生活情况 ཁྱིམ་ལ་བཅར་འདྲི",
+    "老人身体状况稳定，已提醒按时服药",
+    "孩子已返校，与班主任沟通学习情况",
+    "家中取暖不足，需链接冬季物资",
+    "协助办理低保年审材料",
+    "电话回访，家属反映情况良好",
+];
+
+/// What an entry is, to the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Meaning {
+    Open {
+        tier: i32,
+        neglect_after: u32,
+    },
+    Visit {
+        case: usize,
+        date: NaiveDate,
+        phone: bool,
+    },
+    Assess {
+        case: usize,
+        tier: i32,
+    },
+    Close {
+        case: usize,
+        date: NaiveDate,
+    },
+    Note,
+    Verify,
+    Activity {
+        date: NaiveDate,
+        person_times: i64,
+        volunteers: i64,
+        minutes: i64,
+    },
+    Group {
+        date: NaiveDate,
+        participants: i64,
+    },
+    Training {
+        date: NaiveDate,
+    },
+    Resource {
+        date: NaiveDate,
+        fen: i64,
+    },
+    Void {
+        target: Uuid,
+    },
+    Invalid,
+}
+
+/// What the agent should do with an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// A valid entry: the agent saves it.
+    Saved,
+    /// An invalid entry: the agent refuses it, for this reason.
+    Refused(&'static str),
+}
+
+/// One entry a social worker makes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The day it is made (the device's date).
+    pub day: NaiveDate,
+    /// The device clock when it is made.
+    pub recorded_at_ms: i64,
+    /// What is entered.
+    pub body: Body,
+    /// Whether the agent must save or refuse it.
+    pub expect: Expect,
+}
+
+#[derive(Debug, Clone)]
+struct Draft {
+    body: Body,
+    meaning: Meaning,
+}
+
+#[derive(Debug, Clone)]
+struct CaseFile {
+    id: Uuid,
+    tier: i32,
+    opened_on: NaiveDate,
+    last_visit: Option<NaiveDate>,
+    closed: bool,
+    dibao: bool,
+    /// After this many visits the worker loses track of the case.
+    neglect_after: u32,
+    visits: u32,
+}
+
+impl CaseFile {
+    fn due_on(&self) -> NaiveDate {
+        let base = self.last_visit.unwrap_or(self.opened_on);
+        base + Days::new(interval_days(self.tier))
+    }
+}
+
+/// A fact the model keeps, by the event that recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Fact {
+    Opened {
+        case: Uuid,
+        date: NaiveDate,
+        tier: i32,
+    },
+    Visit {
+        case: Uuid,
+        date: NaiveDate,
+        phone: bool,
+    },
+    Assessed {
+        case: Uuid,
+        tier: i32,
+    },
+    Closed {
+        case: Uuid,
+        date: NaiveDate,
+    },
+    Activity {
+        date: NaiveDate,
+        person_times: i64,
+        volunteers: i64,
+        minutes: i64,
+    },
+    Group {
+        date: NaiveDate,
+        participants: i64,
+    },
+    Training {
+        date: NaiveDate,
+    },
+    Resource {
+        date: NaiveDate,
+        fen: i64,
+    },
+}
+
+/// What one or more workers entered and the agents saved, as the bureau's
+/// indicators should count it.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    facts: Vec<(Uuid, Fact)>,
+    voided: HashSet<Uuid>,
+    /// Entries saved, voids included.
+    pub saved: u64,
+    /// Entries refused as expected.
+    pub refused: u64,
+}
+
+impl Ledger {
+    /// Adds another worker's ledger (of the same station) to this one.
+    pub fn merge(&mut self, other: &Ledger) {
+        self.facts.extend(other.facts.iter().cloned());
+        self.voided.extend(other.voided.iter().copied());
+        self.saved += other.saved;
+        self.refused += other.refused;
+    }
+
+    fn live(&self) -> impl Iterator<Item = &Fact> {
+        self.facts
+            .iter()
+            .filter(|(id, _)| !self.voided.contains(id))
+            .map(|(_, fact)| fact)
+    }
+
+    /// Each metric in raw units (counts, minutes, fen) in `period`; metrics
+    /// that count nothing are left out.
+    pub fn indicators(&self, period: &Period) -> BTreeMap<Metric, i64> {
+        let (first, last) = (period.first_day(), period.last_day());
+        let within = |d: &NaiveDate| (first..=last).contains(d);
+        let mut out = BTreeMap::new();
+        let mut add = |metric, amount: i64| {
+            if amount != 0 {
+                *out.entry(metric).or_insert(0) += amount;
+            }
+        };
+        let mut households = BTreeSet::new();
+        let mut closed = BTreeSet::new();
+        let mut open = BTreeMap::new();
+        for fact in self.live() {
+            match fact {
+                Fact::Opened { case, date, .. } => {
+                    if within(date) {
+                        add(Metric::CasesNew, 1);
+                    }
+                    if *date <= last {
+                        open.entry(*case).or_insert(true);
+                    }
+                }
+                Fact::Visit { case, date, phone } if within(date) && !phone => {
+                    add(Metric::HomeVisits, 1);
+                    households.insert(*case);
+                }
+                Fact::Closed { case, date } => {
+                    if within(date) {
+                        closed.insert(*case);
+                    }
+                    if *date <= last {
+                        open.insert(*case, false);
+                    }
+                }
+                Fact::Activity {
+                    date,
+                    person_times,
+                    volunteers,
+                    minutes,
+                } if within(date) => {
+                    add(Metric::Activities, 1);
+                    add(Metric::PersonTimes, *person_times);
+                    add(Metric::Volunteers, *volunteers);
+                    add(Metric::VolunteerHours, *minutes);
+                }
+                Fact::Group { date, participants } if within(date) => {
+                    add(Metric::GroupSessions, 1);
+                    add(Metric::PersonTimes, *participants);
+                }
+                Fact::Training { date } if within(date) => add(Metric::Trainings, 1),
+                Fact::Resource { date, fen } if within(date) => add(Metric::ResourcesYuan, *fen),
+                _ => {}
+            }
+        }
+        add(Metric::HouseholdsVisited, households.len() as i64);
+        add(Metric::CasesClosed, closed.len() as i64);
+        add(
+            Metric::CasesOpen,
+            open.values().filter(|open| **open).count() as i64,
+        );
+        out
+    }
+
+    /// Open cases now, by tier: `[high-risk, key, general]`.
+    pub fn open_by_tier(&self) -> [u32; 3] {
+        let mut tier: BTreeMap<Uuid, i32> = BTreeMap::new();
+        let mut closed = BTreeSet::new();
+        // Facts are in entry order per worker, and a worker's case is only
+        // ever touched by that worker, so the last assessment wins.
+        for fact in self.live() {
+            match fact {
+                Fact::Opened { case, tier: t, .. } | Fact::Assessed { case, tier: t } => {
+                    tier.insert(*case, *t);
+                }
+                Fact::Closed { case, .. } => {
+                    closed.insert(*case);
+                }
+                _ => {}
+            }
+        }
+        let mut out = [0; 3];
+        for (case, t) in tier {
+            if !closed.contains(&case)
+                && let Some(slot) = usize::try_from(t - 1).ok().and_then(|i| out.get_mut(i))
+            {
+                *slot += 1;
+            }
+        }
+        out
+    }
+
+    /// The days on which anything counted happened, to find the periods the
+    /// ledger spans.
+    pub fn days(&self) -> BTreeSet<NaiveDate> {
+        self.live()
+            .filter_map(|fact| match fact {
+                Fact::Opened { date, .. }
+                | Fact::Visit { date, .. }
+                | Fact::Closed { date, .. }
+                | Fact::Activity { date, .. }
+                | Fact::Group { date, .. }
+                | Fact::Training { date }
+                | Fact::Resource { date, .. } => Some(*date),
+                Fact::Assessed { .. } => None,
+            })
+            .collect()
+    }
+}
+
+/// One device's social worker, entering field work day by day.
+#[derive(Debug)]
+pub struct Worker {
+    station: String,
+    /// Index of the device in the district, for disjoint ID serial numbers.
+    global: u32,
+    rng: StdRng,
+    first_day: NaiveDate,
+    last_day: NaiveDate,
+    /// The day being entered; `None` before the first.
+    day: Option<NaiveDate>,
+    queue: VecDeque<Draft>,
+    /// The entry handed out and not yet answered.
+    waiting: Option<Draft>,
+    cases: Vec<CaseFile>,
+    /// Saved visits and activities a later void may correct.
+    voidable: Vec<Uuid>,
+    ids: HashSet<String>,
+    serial: u32,
+    group_session: i32,
+    entries_today: u32,
+    ledger: Ledger,
+}
+
+impl Worker {
+    /// The worker of device `device` (0-based) of `station`, entering
+    /// `first_day ..= last_day`. `global` numbers the device in the district
+    /// (0..), so ID numbers never repeat across devices.
+    pub fn new(
+        seed: u64,
+        station: &str,
+        device: u32,
+        global: u32,
+        first_day: NaiveDate,
+        last_day: NaiveDate,
+    ) -> Self {
+        let station_seed: u64 = station.bytes().fold(0, |h, b| {
+            h.wrapping_mul(0x100_0000_01b3).wrapping_add(u64::from(b))
+        });
+        Self {
+            station: station.to_string(),
+            global,
+            rng: StdRng::seed_from_u64(
+                seed ^ station_seed.rotate_left(17) ^ u64::from(device).wrapping_mul(0x9e37_79b9),
+            ),
+            first_day,
+            last_day,
+            day: None,
+            queue: VecDeque::new(),
+            waiting: None,
+            cases: Vec::new(),
+            voidable: Vec::new(),
+            ids: HashSet::new(),
+            serial: 0,
+            group_session: 0,
+            entries_today: 0,
+            ledger: Ledger::default(),
+        }
+    }
+
+    /// The station.
+    pub fn station(&self) -> &str {
+        &self.station
+    }
+
+    /// What this worker has entered so far.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The day of the entries being handed out; `None` before the first.
+    pub fn day(&self) -> Option<NaiveDate> {
+        self.day
+    }
+
+    /// The next entry, or `None` once the last day is entered.
+    ///
+    /// # Panics
+    /// When the previous entry was not answered with [`Worker::saved`] or
+    /// [`Worker::refused`]: that is a bug in the driver.
+    pub fn next_entry(&mut self) -> Option<Entry> {
+        assert!(
+            self.waiting.is_none(),
+            "answer each entry before asking for the next"
+        );
+        while self.queue.is_empty() {
+            let next = match self.day {
+                None => self.first_day,
+                Some(day) if day >= self.last_day => return None,
+                Some(day) => day + Days::new(1),
+            };
+            self.day = Some(next);
+            self.entries_today = 0;
+            self.plan_day(next);
+        }
+        let draft = self.queue.pop_front()?;
+        let day = self.day?;
+        let expect = match draft.meaning {
+            Meaning::Invalid => Expect::Refused(invalid_reason(&draft.body)),
+            _ => Expect::Saved,
+        };
+        let minutes = 9 * 60 + 30 + i64::from(self.entries_today) * 7;
+        self.entries_today += 1;
+        let entry = Entry {
+            day,
+            recorded_at_ms: china_ms(day, minutes),
+            body: draft.body.clone(),
+            expect,
+        };
+        self.waiting = Some(draft);
+        Some(entry)
+    }
+
+    /// The last entry was saved under `event_id`.
+    pub fn saved(&mut self, event_id: Uuid) {
+        let Some(draft) = self.waiting.take() else {
+            return;
+        };
+        self.ledger.saved += 1;
+        let fact = match draft.meaning {
+            Meaning::Open {
+                tier,
+                neglect_after,
+            } => {
+                let (opened_on, dibao) = match &draft.body {
+                    Body::CaseOpened(m) => (
+                        parse_day(&m.opened_on).unwrap_or(self.first_day),
+                        m.categories.contains(&(Category::Dibao as i32)),
+                    ),
+                    _ => (self.first_day, false),
+                };
+                self.cases.push(CaseFile {
+                    id: event_id,
+                    tier,
+                    opened_on,
+                    last_visit: None,
+                    closed: false,
+                    dibao,
+                    neglect_after,
+                    visits: 0,
+                });
+                Some(Fact::Opened {
+                    case: event_id,
+                    date: opened_on,
+                    tier,
+                })
+            }
+            Meaning::Visit { case, date, phone } => {
+                let file = &mut self.cases[case];
+                file.last_visit = Some(date);
+                file.visits += 1;
+                self.voidable.push(event_id);
+                Some(Fact::Visit {
+                    case: file.id,
+                    date,
+                    phone,
+                })
+            }
+            Meaning::Assess { case, tier } => {
+                self.cases[case].tier = tier;
+                Some(Fact::Assessed {
+                    case: self.cases[case].id,
+                    tier,
+                })
+            }
+            Meaning::Close { case, date } => {
+                self.cases[case].closed = true;
+                Some(Fact::Closed {
+                    case: self.cases[case].id,
+                    date,
+                })
+            }
+            Meaning::Activity {
+                date,
+                person_times,
+                volunteers,
+                minutes,
+            } => {
+                self.voidable.push(event_id);
+                Some(Fact::Activity {
+                    date,
+                    person_times,
+                    volunteers,
+                    minutes,
+                })
+            }
+            Meaning::Group { date, participants } => Some(Fact::Group { date, participants }),
+            Meaning::Training { date } => Some(Fact::Training { date }),
+            Meaning::Resource { date, fen } => Some(Fact::Resource { date, fen }),
+            Meaning::Void { target } => {
+                self.ledger.voided.insert(target);
+                None
+            }
+            Meaning::Note | Meaning::Verify | Meaning::Invalid => None,
+        };
+        if let Some(fact) = fact {
+            self.ledger.facts.push((event_id, fact));
+        }
+    }
+
+    /// The last entry was refused.
+    pub fn refused(&mut self) {
+        if self.waiting.take().is_some() {
+            self.ledger.refused += 1;
+        }
+    }
+
+    fn community(&mut self) -> String {
+        let last = if self.station.ends_with("001") { 11 } else { 3 };
+        format!("{}{:03}", self.station, self.rng.random_range(1..=last))
+    }
+
+    fn push(&mut self, body: Body, meaning: Meaning) {
+        self.queue.push_back(Draft { body, meaning });
+    }
+
+    /// Draws the day's entries.
+    fn plan_day(&mut self, day: NaiveDate) {
+        let workday = !matches!(day.weekday(), Weekday::Sat | Weekday::Sun);
+        let elapsed = (day - self.first_day).num_days();
+        if workday {
+            let new_cases = if elapsed < 7 {
+                self.rng.random_range(3..=5)
+            } else {
+                u32::from(self.rng.random_bool(0.12))
+            };
+            for _ in 0..new_cases {
+                self.open_case(day);
+            }
+            self.visits(day);
+            if self.rng.random_bool(0.05) {
+                self.verify(day);
+            }
+            if self.rng.random_bool(0.05) {
+                self.resource(day);
+            }
+            if self.rng.random_bool(0.03)
+                && let Some(&target) = self.voidable.last()
+            {
+                self.voidable.pop();
+                self.push(
+                    Body::EventVoided(EventVoided {
+                        voided_event_id: target.as_bytes().to_vec(),
+                        reason: "重复录入，作废 (duplicate entry)".into(),
+                    }),
+                    Meaning::Void { target },
+                );
+            }
+            if self.rng.random_bool(0.025) {
+                self.invalid(day);
+            }
+            if day.weekday() == Weekday::Wed && day.iso_week().week() % 2 == 0 {
+                self.group(day);
+            }
+            if elapsed % 21 == 10 {
+                self.training(day);
+            }
+        }
+        let activity = if workday { 0.08 } else { 0.2 };
+        if self.rng.random_bool(activity) {
+            self.activity(day);
+        }
+    }
+
+    fn open_case(&mut self, day: NaiveDate) {
+        let roll = self.rng.random_range(0..100);
+        let (years, categories): (std::ops::Range<i32>, Vec<Category>) = if roll < 35 {
+            (
+                1932..1962,
+                vec![
+                    Category::Elderly,
+                    *[Category::Dibao, Category::Tekun]
+                        .choose(&mut self.rng)
+                        .unwrap_or(&Category::Dibao),
+                ],
+            )
+        } else if roll < 70 {
+            (
+                2010..2021,
+                vec![
+                    *[
+                        Category::ChildInDifficulty,
+                        Category::LeftBehindChild,
+                        Category::DeFactoOrphan,
+                    ]
+                    .choose(&mut self.rng)
+                    .unwrap_or(&Category::ChildInDifficulty),
+                ],
+            )
+        } else if roll < 85 {
+            (
+                1965..2000,
+                vec![Category::Disabled, Category::DibaoMarginal],
+            )
+        } else {
+            (1970..1995, vec![Category::Dibao])
+        };
+        let female = self.rng.random_bool(0.5);
+        let (number, birth_date) = loop {
+            let year = self.rng.random_range(years.clone());
+            let month = self.rng.random_range(1..=12u32);
+            let dom = self.rng.random_range(1..=28u32);
+            let birth = format!("{year}{month:02}{dom:02}");
+            self.serial += 1;
+            let serial = self.global * 35 + self.serial % 35;
+            let number = id_number("540502", &birth, serial, female);
+            if self.ids.insert(number.clone()) {
+                break (number, format!("{year}-{month:02}-{dom:02}"));
+            }
+        };
+        let tier = match self.rng.random_range(0..10) {
+            0..=1 => Tier::HighRisk,
+            2..=5 => Tier::Key,
+            _ => Tier::General,
+        } as i32;
+        let neglect_after = if self.rng.random_bool(0.12) {
+            self.rng.random_range(1..=3)
+        } else {
+            u32::MAX
+        };
+        let name = (*NAMES.choose(&mut self.rng).unwrap_or(&NAMES[0])).to_string();
+        let community = self.community();
+        let body = Body::CaseOpened(CaseOpened {
+            name,
+            id_number: number,
+            gender: if female { Gender::Female } else { Gender::Male } as i32,
+            birth_date,
+            community_code: community,
+            address: "乃东区 སྣེ་གདོང".into(),
+            phone: String::new(),
+            language: if self.rng.random_bool(0.7) {
+                "bo"
+            } else {
+                "zh"
+            }
+            .into(),
+            categories: categories.into_iter().map(|c| c as i32).collect(),
+            tier,
+            source: *[
+                CaseSource::Outreach,
+                CaseSource::Request,
+                CaseSource::Referral,
+            ]
+            .choose(&mut self.rng)
+            .unwrap_or(&CaseSource::Outreach) as i32,
+            opened_on: day.to_string(),
+        });
+        self.push(
+            body,
+            Meaning::Open {
+                tier,
+                neglect_after,
+            },
+        );
+    }
+
+    fn visits(&mut self, day: NaiveDate) {
+        let mut made = 0;
+        for case in 0..self.cases.len() {
+            let file = &self.cases[case];
+            if file.closed || file.visits >= file.neglect_after || made >= 6 {
+                continue;
+            }
+            let first = file.last_visit.is_none();
+            let due = if first {
+                file.opened_on + Days::new(2)
+            } else {
+                file.due_on() - Days::new(2)
+            };
+            if day < due || !self.rng.random_bool(0.5) {
+                continue;
+            }
+            made += 1;
+            let (tier, opened_on, id) = (file.tier, file.opened_on, file.id);
+            let kind = if first {
+                VisitKind::Assessment
+            } else {
+                match self.rng.random_range(0..20) {
+                    0..=13 => VisitKind::Home,
+                    14..=16 => VisitKind::FollowUp,
+                    _ => VisitKind::Phone,
+                }
+            };
+            let notes = (*VISIT_NOTES.choose(&mut self.rng).unwrap_or(&VISIT_NOTES[0])).to_string();
+            let duration_minutes = if kind == VisitKind::Phone {
+                self.rng.random_range(5..20)
+            } else {
+                self.rng.random_range(20..120)
+            };
+            self.push(
+                Body::VisitRecorded(VisitRecorded {
+                    case_id: id.as_bytes().to_vec(),
+                    visit_date: day.to_string(),
+                    kind: kind as i32,
+                    duration_minutes,
+                    notes,
+                    needs_found: vec![],
+                }),
+                Meaning::Visit {
+                    case,
+                    date: day,
+                    phone: kind == VisitKind::Phone,
+                },
+            );
+            if self.rng.random_bool(0.2) {
+                self.push(
+                    Body::CaseNoteAdded(CaseNoteAdded {
+                        case_id: id.as_bytes().to_vec(),
+                        kind: NoteKind::Intervention as i32,
+                        text: "制定服务计划：每周电话关怀，协调村医上门 ཞབས་ཞུའི་འཆར་གཞི".into(),
+                        noted_on: day.to_string(),
+                    }),
+                    Meaning::Note,
+                );
+            }
+            if !first && self.rng.random_bool(0.06) {
+                let new_tier = match tier {
+                    1 => 2,
+                    3 => 2,
+                    _ => *[1, 3].choose(&mut self.rng).unwrap_or(&3),
+                };
+                self.push(
+                    Body::CaseAssessed(CaseAssessed {
+                        case_id: id.as_bytes().to_vec(),
+                        tier: new_tier,
+                        reason: "复评：家庭情况变化 ཁྱིམ་ཚང་གི་གནས་སྟངས".into(),
+                        last_seen_event_id: vec![],
+                        assessed_on: day.to_string(),
+                    }),
+                    Meaning::Assess {
+                        case,
+                        tier: new_tier,
+                    },
+                );
+            } else if !first
+                && tier == 3
+                && (day - opened_on).num_days() > 40
+                && self.rng.random_bool(0.25)
+            {
+                self.push(
+                    Body::CaseClosed(CaseClosed {
+                        case_id: id.as_bytes().to_vec(),
+                        reason: "服务目标达成，结案 དམིགས་ཡུལ་འགྲུབ".into(),
+                        closed_on: day.to_string(),
+                    }),
+                    Meaning::Close { case, date: day },
+                );
+            }
+        }
+    }
+
+    fn verify(&mut self, day: NaiveDate) {
+        let dibao: Vec<usize> = (0..self.cases.len())
+            .filter(|&i| self.cases[i].dibao && !self.cases[i].closed)
+            .collect();
+        if let Some(&case) = dibao.choose(&mut self.rng) {
+            self.push(
+                Body::BeneficiaryVerified(BeneficiaryVerified {
+                    case_id: self.cases[case].id.as_bytes().to_vec(),
+                    verified_on: day.to_string(),
+                    categories: vec![Category::Dibao as i32],
+                    still_eligible: true,
+                    notes: "低保年度核查，收入情况属实".into(),
+                }),
+                Meaning::Verify,
+            );
+        }
+    }
+
+    fn resource(&mut self, day: NaiveDate) {
+        let open: Vec<usize> = (0..self.cases.len())
+            .filter(|&i| !self.cases[i].closed)
+            .collect();
+        let case = if self.rng.random_bool(0.8) {
+            open.choose(&mut self.rng).copied()
+        } else {
+            None
+        };
+        let cash = self.rng.random_bool(0.5);
+        let fen = i64::from(self.rng.random_range(2..=20u32)) * 10_000;
+        self.push(
+            Body::ResourceLinked(ResourceLinked {
+                case_id: case.map_or_else(Vec::new, |c| self.cases[c].id.as_bytes().to_vec()),
+                linked_on: day.to_string(),
+                kind: if cash {
+                    ResourceKind::Cash
+                } else {
+                    ResourceKind::InKind
+                } as i32,
+                source: if cash {
+                    "区慈善总会临时救助"
+                } else {
+                    "爱心企业捐赠冬衣、酥油"
+                }
+                .into(),
+                cash_fen: if cash { fen } else { 0 },
+                in_kind_fen: if cash { 0 } else { fen },
+                description: String::new(),
+            }),
+            Meaning::Resource { date: day, fen },
+        );
+    }
+
+    fn activity(&mut self, day: NaiveDate) {
+        let (kind, title) = *[
+            (ActivityKind::ChildCare, "儿童关爱·周末课堂 བྱིས་པའི་སློབ་ཁྲིད"),
+            (ActivityKind::Clinic, "老年人义诊 རྒན་པའི་སྨན་བཅོས"),
+            (ActivityKind::PartyPublicWelfare, "党建+公益 志愿服务日"),
+            (ActivityKind::ElderlyCare, "为老服务·理发与清洁"),
+            (ActivityKind::PolicyPublicity, "惠民政策宣传 སྲིད་ཇུས་ཁྱབ་བསྒྲགས"),
+        ]
+        .choose(&mut self.rng)
+        .unwrap_or(&(ActivityKind::Other, "社区活动"));
+        let participants = self.rng.random_range(8..=60);
+        let person_times = participants * self.rng.random_range(1..=2);
+        let volunteers = self.rng.random_range(0..=8);
+        let minutes = volunteers * self.rng.random_range(90..=240);
+        let community = self.community();
+        self.push(
+            Body::ActivityHeld(ActivityHeld {
+                held_on: day.to_string(),
+                community_code: community,
+                kind: kind as i32,
+                title: title.into(),
+                participants,
+                person_times,
+                volunteers,
+                volunteer_minutes: minutes,
+            }),
+            Meaning::Activity {
+                date: day,
+                person_times: person_times.into(),
+                volunteers: volunteers.into(),
+                minutes: minutes.into(),
+            },
+        );
+    }
+
+    fn group(&mut self, day: NaiveDate) {
+        self.group_session += 1;
+        let participants = self.rng.random_range(6..=12);
+        let community = self.community();
+        let children = self.global % 2 == 0;
+        self.push(
+            Body::GroupSessionHeld(GroupSessionHeld {
+                group_name: if children {
+                    "困境儿童成长小组"
+                } else {
+                    "老年人互助小组 རྒན་པའི་རོགས་རམ"
+                }
+                .into(),
+                session_number: self.group_session,
+                held_on: day.to_string(),
+                community_code: community,
+                participants,
+                topic: format!("第{}节", self.group_session),
+            }),
+            Meaning::Group {
+                date: day,
+                participants: participants.into(),
+            },
+        );
+    }
+
+    fn training(&mut self, day: NaiveDate) {
+        let (kind, title) = *[
+            (TrainingKind::Training, "社会工作实务培训"),
+            (TrainingKind::Supervision, "个案督导"),
+            (TrainingKind::CoLearning, "社工站共学 ལྷན་དུ་སློབ་སྦྱོང"),
+        ]
+        .choose(&mut self.rng)
+        .unwrap_or(&(TrainingKind::Training, "培训"));
+        let trainees = self.rng.random_range(2..=15);
+        let minutes = self.rng.random_range(60..=240);
+        self.push(
+            Body::TrainingHeld(TrainingHeld {
+                held_on: day.to_string(),
+                kind: kind as i32,
+                title: title.into(),
+                trainees,
+                minutes,
+            }),
+            Meaning::Training { date: day },
+        );
+    }
+
+    /// An entry the agent must refuse: a typing slip of the kinds seen in
+    /// the field.
+    fn invalid(&mut self, day: NaiveDate) {
+        let community = self.community();
+        let body = match self.rng.random_range(0..4) {
+            0 => Body::ActivityHeld(ActivityHeld {
+                held_on: (day + Days::new(5)).to_string(),
+                community_code: community,
+                kind: ActivityKind::Cultural as i32,
+                title: "日期录成了下周 (date typed a week ahead)".into(),
+                participants: 20,
+                person_times: 20,
+                volunteers: 0,
+                volunteer_minutes: 0,
+            }),
+            1 => {
+                let valid = id_number("540502", "19580312", self.global * 35, true);
+                let mut wrong = valid.into_bytes();
+                if let Some(last) = wrong.last_mut() {
+                    *last = if *last == b'0' { b'1' } else { b'0' };
+                }
+                Body::CaseOpened(CaseOpened {
+                    name: "央宗 དབྱངས་འཛོམས".into(),
+                    id_number: String::from_utf8(wrong).unwrap_or_default(),
+                    gender: Gender::Female as i32,
+                    birth_date: "1958-03-12".into(),
+                    community_code: community,
+                    address: String::new(),
+                    phone: String::new(),
+                    language: "bo".into(),
+                    categories: vec![Category::Elderly as i32],
+                    tier: Tier::Key as i32,
+                    source: CaseSource::Outreach as i32,
+                    opened_on: day.to_string(),
+                })
+            }
+            2 => Body::ActivityHeld(ActivityHeld {
+                held_on: day.to_string(),
+                community_code: community,
+                kind: ActivityKind::ChildCare as i32,
+                title: "人次少于人数 (person-times below participants)".into(),
+                participants: 30,
+                person_times: 3,
+                volunteers: 1,
+                volunteer_minutes: 60,
+            }),
+            _ => Body::ResourceLinked(ResourceLinked {
+                case_id: vec![],
+                linked_on: day.to_string(),
+                kind: ResourceKind::Cash as i32,
+                source: "金额录成负数 (negative amount)".into(),
+                cash_fen: -50_000,
+                in_kind_fen: 0,
+                description: String::new(),
+            }),
+        };
+        self.push(body, Meaning::Invalid);
+    }
+}
+
+fn invalid_reason(body: &Body) -> &'static str {
+    match body {
+        Body::CaseOpened(_) => "ID number with a wrong check character",
+        Body::ResourceLinked(_) => "negative amount",
+        Body::ActivityHeld(m) if m.person_times < m.participants => {
+            "person-times below participants"
+        }
+        _ => "date in the future",
+    }
+}
+
+fn parse_day(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+/// Milliseconds since the epoch of `minutes` after midnight of `day`, China
+/// time.
+pub fn china_ms(day: NaiveDate, minutes: i64) -> i64 {
+    let midnight = day.and_time(NaiveTime::MIN).and_utc().timestamp_millis();
+    midnight + (minutes - CHINA_OFFSET_HOURS * 60) * 60_000
+}
+
+/// The workers of a district: `devices` per station, numbered station by
+/// station, entering `days` days that end on `last_day`.
+pub fn district(
+    seed: u64,
+    stations: &[&str],
+    devices: u32,
+    days: u32,
+    last_day: NaiveDate,
+) -> Vec<Worker> {
+    let first_day = last_day - Days::new(u64::from(days.max(1)) - 1);
+    let mut workers = Vec::new();
+    for (s, station) in stations.iter().enumerate() {
+        for d in 0..devices {
+            let global = u32::try_from(s).unwrap_or(0) * devices + d;
+            workers.push(Worker::new(seed, station, d, global, first_day, last_day));
+        }
+    }
+    workers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use station_proto::validate::{self, Context};
+
+    fn run(worker: &mut Worker) -> Vec<Entry> {
+        let mut entries = Vec::new();
+        let mut n = 0u64;
+        while let Some(entry) = worker.next_entry() {
+            match entry.expect {
+                Expect::Saved => {
+                    n += 1;
+                    worker.saved(Uuid::from_u128(u128::from(n)));
+                }
+                Expect::Refused(_) => worker.refused(),
+            }
+            entries.push(entry);
+        }
+        entries
+    }
+
+    #[test]
+    fn same_seed_same_entries_and_valid_ones_validate() {
+        let last = NaiveDate::from_ymd_opt(2026, 11, 30).unwrap_or_default();
+        let mut a = Worker::new(7, "540502200", 1, 5, last - Days::new(119), last);
+        let mut b = Worker::new(7, "540502200", 1, 5, last - Days::new(119), last);
+        let (ea, eb) = (run(&mut a), run(&mut b));
+        assert_eq!(ea, eb);
+        assert!(ea.len() > 150, "{} entries", ea.len());
+        for entry in &ea {
+            let mut body = entry.body.clone();
+            // The agent names the last event seen of a tier change.
+            if let Body::CaseAssessed(m) = &mut body {
+                m.last_seen_event_id = vec![1; 16];
+            }
+            let result = validate::body(&mut body, "540502200", &Context { today: entry.day });
+            match entry.expect {
+                Expect::Saved => assert!(result.is_ok(), "{entry:?}: {result:?}"),
+                Expect::Refused(why) => assert!(result.is_err(), "{why}: {entry:?}"),
+            }
+        }
+        let c = run(&mut Worker::new(
+            8,
+            "540502200",
+            1,
+            5,
+            last - Days::new(119),
+            last,
+        ));
+        assert_ne!(ea, c);
+        let mut ledger = Ledger::default();
+        for mut worker in district(7, &NEDONG_STATIONS, 2, 120, last) {
+            run(&mut worker);
+            ledger.merge(worker.ledger());
+        }
+        assert!(ledger.refused >= 7, "{} refused", ledger.refused);
+        assert!(ledger.voided.len() >= 7, "{} voided", ledger.voided.len());
+        assert!(ledger.open_by_tier().iter().all(|n| *n > 10));
+    }
+}
