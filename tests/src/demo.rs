@@ -349,6 +349,16 @@ impl Demo {
         &self.projections
     }
 
+    /// Each device's name and agent, station by station.
+    pub fn devices(&self) -> impl Iterator<Item = (&str, &Arc<Agent>)> {
+        self.devices.iter().map(|d| (d.name.as_str(), &d.agent))
+    }
+
+    /// The stations, by code.
+    pub fn stations(&self) -> &[String] {
+        &self.saved.stations
+    }
+
     /// Enters every device's field work while the devices sync, then lets
     /// every device finish syncing and the projections catch up. `stop`
     /// (Ctrl-C, say) cuts it short: entries saved stay saved, and the next

@@ -581,10 +581,13 @@ impl Worker {
         let workday = !matches!(day.weekday(), Weekday::Sat | Weekday::Sun);
         let elapsed = (day - self.first_day).num_days();
         if workday {
-            let new_cases = if elapsed < 7 {
-                self.rng.random_range(3..=5)
-            } else {
-                u32::from(self.rng.random_bool(0.12))
+            // The street station serves about as many people as all the
+            // townships together: a larger caseload per worker.
+            let street = self.station.ends_with("001");
+            let new_cases = match (elapsed < 7, street) {
+                (true, false) => self.rng.random_range(3..=5),
+                (true, true) => self.rng.random_range(5..=8),
+                (false, street) => u32::from(self.rng.random_bool(if street { 0.2 } else { 0.12 })),
             };
             for _ in 0..new_cases {
                 self.open_case(day);
@@ -611,7 +614,7 @@ impl Worker {
             if self.rng.random_bool(0.025) {
                 self.invalid(day);
             }
-            if day.weekday() == Weekday::Wed && day.iso_week().week() % 2 == 0 {
+            if day.weekday() == Weekday::Wed && day.iso_week().week().is_multiple_of(2) {
                 self.group(day);
             }
             if elapsed % 21 == 10 {
@@ -718,9 +721,10 @@ impl Worker {
 
     fn visits(&mut self, day: NaiveDate) {
         let mut made = 0;
+        let most = if self.station.ends_with("001") { 9 } else { 6 };
         for case in 0..self.cases.len() {
             let file = &self.cases[case];
-            if file.closed || file.visits >= file.neglect_after || made >= 6 {
+            if file.closed || file.visits >= file.neglect_after || made >= most {
                 continue;
             }
             let first = file.last_visit.is_none();
@@ -902,7 +906,7 @@ impl Worker {
         self.group_session += 1;
         let participants = self.rng.random_range(6..=12);
         let community = self.community();
-        let children = self.global % 2 == 0;
+        let children = self.global.is_multiple_of(2);
         self.push(
             Body::GroupSessionHeld(GroupSessionHeld {
                 group_name: if children {

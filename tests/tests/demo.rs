@@ -1,0 +1,188 @@
+//! The demo end to end: a short simulated district through weak links (one
+//! device offline for a stretch) must leave the hub with exactly what the
+//! generator entered — every indicator of every period equal to the
+//! generator's own ledger, each event once, every device holding its
+//! station's stream — and a second run on the same folder adds nothing.
+//! The `station-demo` binary runs, serves, and stops cleanly on SIGINT.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use station_hub::projections::period::{Metric, Period};
+use station_tests::demo::{Demo, DemoOptions, DemoReport, demo_link};
+use station_tests::district::Ledger;
+use station_tests::workspace_binary;
+
+fn options(dir: &std::path::Path) -> DemoOptions {
+    let mut options = DemoOptions::new(dir);
+    options.seed = 11;
+    options.days = 21;
+    options.speed = 0.0;
+    options.listen = "127.0.0.1:0".into();
+    options.http = "127.0.0.1:0".into();
+    let mut link = demo_link();
+    link.one_way_latency = Duration::from_millis(20);
+    link.cut_every = Some((Duration::from_millis(500), Duration::from_secs(4)));
+    link.stall_every = Some((Duration::from_secs(1), Duration::from_secs(3)));
+    link.stall_for = (Duration::from_millis(100), Duration::from_millis(400));
+    options.link = link;
+    options
+}
+
+/// Checks the hub against the ledgers: every indicator of every period the
+/// field work touched, and open cases by tier.
+fn assert_hub_matches(demo: &Demo, report: &DemoReport) {
+    let projections = demo.projections();
+    for (station, ledger) in &report.ledgers {
+        let periods: BTreeSet<Period> = ledger
+            .days()
+            .into_iter()
+            .flat_map(Period::of_date)
+            .collect();
+        assert!(periods.len() >= 3, "{station}: {periods:?}");
+        for period in periods {
+            let table = projections
+                .indicators(period, std::slice::from_ref(station))
+                .unwrap();
+            let hub: BTreeMap<Metric, i64> = table.rows[0]
+                .values
+                .iter()
+                .filter(|v| v.raw != 0)
+                .map(|v| (v.metric, v.raw))
+                .collect();
+            assert_eq!(hub, ledger.indicators(&period), "{station} {period:?}");
+        }
+        let caseload = projections.caseload(std::slice::from_ref(station)).unwrap();
+        let load = &caseload.stations[0];
+        assert_eq!(
+            [load.high_risk, load.key, load.general],
+            ledger.open_by_tier(),
+            "{station}"
+        );
+    }
+}
+
+fn total(report: &DemoReport, f: impl Fn(&Ledger) -> u64) -> u64 {
+    report.ledgers.iter().map(|(_, l)| f(l)).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hub_holds_what_the_generator_entered_and_a_second_run_adds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Demo::start(options(dir.path())).await.unwrap();
+    let report = demo.simulate(std::future::pending()).await.unwrap();
+    assert!(report.finished);
+    assert_eq!(report.ledgers.len(), 7);
+    let saved = total(&report, |l| l.saved);
+    assert_eq!(report.saved_now, saved);
+    assert_eq!(report.replayed, 0);
+    assert!(saved > 300, "{saved} entries");
+    assert!(
+        total(&report, |l| l.refused) > 0,
+        "no invalid entry was tried"
+    );
+    assert_eq!(report.refused_now, total(&report, |l| l.refused));
+
+    // Nothing lost, nothing twice: the hub holds each device's log once.
+    assert_eq!(report.device_heads.iter().sum::<u64>(), saved);
+    assert_eq!(report.hub_events, saved);
+    let logged = demo.store().events_after(0, usize::MAX).unwrap();
+    let ids: BTreeSet<Vec<u8>> = logged.iter().map(|e| e.event.event_id.clone()).collect();
+    assert_eq!(ids.len() as u64, saved);
+    assert_hub_matches(&demo, &report);
+    assert!(
+        !demo
+            .projections()
+            .overdue(demo.last_day(), demo.stations())
+            .unwrap()
+            .cases
+            .is_empty(),
+        "some follow-ups are missed"
+    );
+
+    // Each device holds its colleagues' events after the last round.
+    for (name, agent) in demo.devices() {
+        let station = &agent.identity().station_code;
+        let own = agent.identity().origin_id;
+        let colleagues = logged
+            .iter()
+            .filter(|e| &e.event.station_code == station && e.event.origin_id != own.as_bytes())
+            .count();
+        let pulled = agent.log().pulled_events(0, usize::MAX).unwrap();
+        assert_eq!(pulled.len(), colleagues, "{name}");
+    }
+    let first_indicators = demo.projections().dump().unwrap();
+    demo.stop().await.unwrap();
+
+    // Again on the same folder: everything is found, nothing is entered.
+    let mut demo = Demo::start(options(dir.path())).await.unwrap();
+    let again = demo.simulate(std::future::pending()).await.unwrap();
+    assert!(again.finished);
+    assert_eq!(again.saved_now, 0);
+    assert_eq!(again.replayed, saved);
+    assert_eq!(again.hub_events, saved);
+    assert_eq!(again.device_heads, report.device_heads);
+    assert_eq!(total(&again, |l| l.saved), saved);
+    assert_hub_matches(&demo, &again);
+    assert_eq!(demo.projections().dump().unwrap(), first_indicators);
+    demo.stop().await.unwrap();
+
+    // Other parameters on the same folder are refused, and change nothing.
+    let mut other = options(dir.path());
+    other.seed = 12;
+    let error = Demo::start(other).await.unwrap_err().to_string();
+    assert!(error.contains("--seed 11 --days 21"), "{error}");
+}
+
+#[test]
+fn the_binary_prints_the_table_serves_and_stops_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(workspace_binary("station-demo"))
+        .args(["--data"])
+        .arg(dir.path())
+        .args([
+            "--days",
+            "4",
+            "--speed",
+            "0",
+            "--stations",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let serving = line == "serving until Ctrl-C";
+        seen.push(line);
+        if serving {
+            break;
+        }
+    }
+    let text = seen.join("\n");
+    assert!(
+        text.contains("泽当街道") && text.contains("昌珠镇"),
+        "{text}"
+    );
+    assert!(text.contains("dashboard: http://127.0.0.1:"), "{text}");
+    assert!(text.contains("bureau token (read-only): "), "{text}");
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert_eq!(rest, ["shutting down"]);
+    assert!(child.wait().unwrap().success());
+}
