@@ -703,9 +703,11 @@ async fn a_browser_renders_the_numbers_of_the_query_api() {
     for row in &grpc.rows {
         for value in &row.values {
             let shown = figure(&dom, &row.station_code, &value.metric);
+            // Shown to one decimal.
+            let value_shown = format!("{}", (value.value * 10.0).round() / 10.0);
             let expected = match value.target {
-                Some(target) => format!("{}/{}", value.value, target),
-                None => value.value.to_string(),
+                Some(target) => format!("{value_shown}/{target}"),
+                None => value_shown,
             };
             assert_eq!(shown, expected, "{} {}", row.station_code, value.metric);
         }

@@ -18,7 +18,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use super::{AppState, HttpError, SESSION_COOKIE, api, china_time, completion, escape};
 use crate::auth::{self, Caller};
 use crate::projections::period::Period;
-use crate::projections::{IndicatorTable, OverdueList, SyncHealth, today_in_china};
+use crate::projections::{IndicatorTable, OverdueList, SyncHealth, end_of_day_ms, today_in_china};
 
 const STYLE: &str = "body{font-family:'Noto Sans CJK SC','Microsoft YaHei','Noto Sans Tibetan','Microsoft Himalaya',sans-serif;margin:0;background:#f5f6f8;color:#222}\
 header{background:#9b1c1c;color:#fff;padding:12px 24px;display:flex;justify-content:space-between;align-items:center}\
@@ -26,7 +26,7 @@ header a,header button{color:#fff}main{padding:16px 24px}section{background:#fff
 .stations{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:12px}\
 .station{border:1px solid #ddd;border-radius:6px;padding:8px}.bo{color:#555;margin-left:8px}\
 table{border-collapse:collapse;width:100%}th,td{border:1px solid #ddd;padding:4px 8px;text-align:left}th{background:#f0f0f0}\
-.warn{color:#b45309}.ok{color:#047857}form.inline{display:inline}";
+.warn{color:#b45309}.ok{color:#047857}.muted{color:#6b7280}form.inline{display:inline}";
 
 /// The session cookie's attributes: not readable by scripts, never sent
 /// from another site.
@@ -205,6 +205,8 @@ fn render(
     );
 
     out.push_str("<section><h2>指标完成情况</h2><div class=\"stations\">");
+    // A period not over yet cannot be complete; say so rather than warn.
+    let running = end_of_day_ms(table.last_day) > chrono::Utc::now().timestamp_millis();
     for row in &table.rows {
         let _ = write!(
             out,
@@ -221,6 +223,8 @@ fn render(
             through = escape(&china_time(row.complete_through_ms)),
             state = if row.complete {
                 "<span class=\"ok\">（完整）</span>"
+            } else if running {
+                "<span class=\"muted\">（本期进行中）</span>"
             } else {
                 "<span class=\"warn\">（尚有数据未上传）</span>"
             },
@@ -243,8 +247,8 @@ fn render(
                 None => "#9ca3af",
             };
             let figure = match value.target {
-                Some(target) => format!("{}/{}", value.value, target),
-                None => format!("{}", value.value),
+                Some(target) => format!("{}/{}", shown(value.value), target),
+                None => shown(value.value),
             };
             let _ = write!(
                 out,
@@ -313,4 +317,11 @@ fn render(
     }
     out.push_str("</tbody></table></section></main>");
     out
+}
+
+/// A figure as shown: whole numbers as they are, others to one decimal
+/// (hours of volunteer service, say).
+fn shown(value: f64) -> String {
+    let rounded = (value * 10.0).round() / 10.0;
+    format!("{rounded}")
 }
