@@ -520,7 +520,7 @@ impl Demo {
         let bar = indicatif::ProgressBar::new(total);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {percent:>3}% device-days · {msg}",
+                "{spinner} {elapsed:>3} {bar:24} {percent:>3}% {msg}",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
@@ -533,15 +533,18 @@ impl Demo {
                 tick.tick().await;
                 let p = &progress;
                 ticker.set_position(p.device_days.load(Ordering::Relaxed));
+                let offline = p.offline.load(Ordering::Relaxed);
                 ticker.set_message(format!(
-                    "{} entries saved ({} already), {} refused · hub holds {} · {} sync rounds, {} retried · {} offline",
-                    p.saved.load(Ordering::Relaxed),
-                    p.replayed.load(Ordering::Relaxed),
+                    "{} saved, {} refused · hub holds {} · {} retries{}",
+                    p.saved.load(Ordering::Relaxed) + p.replayed.load(Ordering::Relaxed),
                     p.refused.load(Ordering::Relaxed),
                     store.event_count(),
-                    p.rounds.load(Ordering::Relaxed),
                     p.failed_rounds.load(Ordering::Relaxed),
-                    p.offline.load(Ordering::Relaxed),
+                    if offline > 0 {
+                        format!(" · {offline} phone offline")
+                    } else {
+                        String::new()
+                    },
                 ));
             }
         });
