@@ -179,7 +179,9 @@ impl Sync for SyncService {
         }
         let origins = auth::authorize_push(&caller, &events)?;
         let count = events.len();
-        let today = chrono::Local::now().date_naive();
+        // Service dates are China's: "not in the future" is judged by the
+        // date in China, whatever the hub machine's time zone.
+        let today = projections::today_in_china();
         let now = now_ms();
         let outcome = self
             .blocking(move |store| -> Result<_, AuthError> {
