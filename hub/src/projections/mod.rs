@@ -2,38 +2,46 @@
 //! conflicts, sync health and case timelines, built from the hub's log in hub
 //! order, and the read API the `Query` service (and an HTTP layer) calls.
 //!
-//! # On-disk format (tree `projections`, format version 1)
+//! # On-disk format (tree `projections`, format version 2)
 //!
 //! | key | value |
 //! | --- | --- |
 //! | `m:format` | `u32` format version |
-//! | `m:checkpoint` | `u64`: the log's events `1..=checkpoint` are applied, each once |
-//! | `c:` case_id | JSON case record: its station, every fact of its events (voided flagged), its counter contribution |
-//! | `f:` event_id | case_id: the case a case event belongs to, so a later void finds it |
-//! | `x:` event_id | JSON contribution of an event that counts by itself (activity, group session, training, community resource) |
-//! | `v:` event_id | JSON list of the voids (id, station) naming this event, kept even before it arrives |
+//! | `m:checkpoint` | `u64`: the log's events `1..=checkpoint` are applied, each once; absent for none |
+//! | `c:` case_id | case file: its station(s) and every fact of its events (voided ones flagged), binary ([`codec`]) |
+//! | `o:` station case_id | [`station_agent::views::CaseView`] of an open case, binary; empty when a run's copy is no longer open |
+//! | `v:` event_id | the voids (id, station) naming this event, binary, kept even before it arrives |
+//! | `C:` / `O:` station / `V:` first id | a run: many `c:` / `o:` / `v:` records packed into one value, written by a replay into an empty tree ([`layout`]) |
 //! | `n:` counter | `i64`: a sum of contributions; counters are named `i:{station}:{period}:{metric}` (indicators, raw units), `o:{station}:{YYYY-MM}` (cases opened minus closed that month) and `q:{station}:{name}` (data quality); never 0 |
-//! | `o:` station case_id | JSON [`station_agent::views::CaseView`] of an open case |
 //! | `k:` station case_id | JSON [`TierConflict`] of a case with a flagged tier conflict |
 //! | `g:` origin_id | JSON per-device statistics: events, last seq, entry-to-receipt lag |
 //!
-//! Integers are big-endian.
+//! Integers in keys and `m:`/`n:` values are big-endian. A tree of another
+//! format version is cleared when opened and rebuilt from the log.
 //!
 //! # Invariants
 //! - Exactly once: the changes of a run of events and the new checkpoint go
 //!   in one sled batch of this one tree, so after a crash the tree holds the
 //!   effect of exactly the events `1..=checkpoint`. A restart resumes after
-//!   the checkpoint; [`Projections::rebuild`] clears the tree and replays.
+//!   the checkpoint; [`Projections::rebuild`] removes the checkpoint, then
+//!   clears the tree and replays; a tree without a checkpoint that holds
+//!   records (a crash during the clearing) is cleared when opened.
 //! - Only durable events are applied: the projector follows
 //!   [`HubStore::durable_head`].
-//! - Order-independent: every stored value is a function of the *set* of
-//!   events applied (and their receive times), never of their hub order, so
-//!   incremental and rebuilt trees are byte-for-byte equal, and devices'
-//!   streams interleaved in any order give the same tree. Case rows are
-//!   recomputed from the case's facts; counters are sums of per-event or
-//!   per-case contributions, a contribution is stored so that a void can take
-//!   it back, and a void that comes first is remembered so its target
-//!   contributes nothing.
+//! - Order-independent: every record is a function of the *set* of events
+//!   applied (and their receive times), never of their hub order, so the
+//!   logical content ([`Projections::dump`]) of incremental and rebuilt
+//!   trees is equal, and devices' streams interleaved in any order give the
+//!   same records. Case files are kept whole and derived again when they
+//!   change; counters are sums of per-event or per-case contributions, a
+//!   case's contribution is derived from its file, so a change takes the old
+//!   one back exactly; a void that comes first is remembered so its target
+//!   contributes nothing, and a void that comes after finds its target in
+//!   the log.
+//! - Memory, not the tree, takes the load of a replay: a run of events is
+//!   folded in an overlay that derives each case once per batch; a replay
+//!   into an empty tree holds everything in memory and writes it packed, in
+//!   batches of [`REBUILD_BATCH`] events.
 //! - A void applies to an event of its own station; a voided event counts as
 //!   if never recorded, and stays voided (voiding a void does not restore it).
 //! - One writer applies; readers see whole batches: each query reads under a
@@ -43,7 +51,9 @@
 //!   the roster, intervals and targets of [`HubConfig`].
 
 mod apply;
+mod codec;
 pub(crate) mod fold;
+mod layout;
 pub mod period;
 mod read;
 
@@ -62,15 +72,16 @@ use crate::config::HubConfig;
 use crate::store::{HubError, HubStore};
 
 /// The format version of the `projections` tree.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The tree's name in the hub's sled database.
 pub const TREE: &str = "projections";
 /// Events applied per batch by default: small, so a query waits little
 /// behind a batch and a projector stops soon.
 pub const DEFAULT_BATCH: usize = 2_000;
-/// Events applied per batch by a rebuild: larger, so hot records are read
-/// and written fewer times.
-pub const REBUILD_BATCH: usize = 20_000;
+/// Events applied per batch by a rebuild, or by a catch-up from nothing:
+/// large, because a replay folds them in memory and writes each record once
+/// per batch; a crash during the replay loses at most one batch.
+pub const REBUILD_BATCH: usize = 1_000_000;
 
 const M_FORMAT: &[u8] = b"m:format";
 const M_CHECKPOINT: &[u8] = b"m:checkpoint";
@@ -155,12 +166,20 @@ impl Projections {
             .get(M_FORMAT)?
             .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok().map(u32::from_be_bytes));
         let mut checkpoint = tree.get(M_CHECKPOINT)?.map_or(Ok(0), |v| read_u64(&v))?;
-        if format != Some(FORMAT_VERSION) || checkpoint > store.event_count() {
+        let records_without_checkpoint = checkpoint == 0
+            && tree
+                .iter()
+                .keys()
+                .any(|k| k.map_or(true, |k| &*k != M_FORMAT));
+        if format != Some(FORMAT_VERSION)
+            || checkpoint > store.event_count()
+            || records_without_checkpoint
+        {
             if !tree.is_empty() {
                 tracing::warn!(
                     ?format,
                     checkpoint,
-                    "projections of another format or ahead of the log: rebuilding"
+                    "projections of another format, ahead of the log or half cleared: rebuilding"
                 );
             }
             tree.clear()?;
@@ -225,46 +244,8 @@ impl Projections {
     /// # Errors
     /// Storage errors: then nothing of the batch was applied.
     pub fn apply_next(&self, through: u64, max_events: usize) -> Result<CatchUp, ProjectionError> {
-        let _writer = self.lock_writer();
-        let checkpoint = self.checkpoint();
-        let through = through.min(self.store.durable_head());
-        if checkpoint >= through || max_events == 0 {
-            return Ok(CatchUp {
-                applied: 0,
-                checkpoint,
-            });
-        }
-        let wanted = usize::try_from(through - checkpoint).unwrap_or(usize::MAX);
-        let events = self
-            .store
-            .events_after(checkpoint, wanted.min(max_events))?;
-        let Some(last) = events.last().map(|e| e.hub_seq) else {
-            return Ok(CatchUp {
-                applied: 0,
-                checkpoint,
-            });
-        };
-        let mut pending = apply::Pending::new(&self.tree);
-        for logged in &events {
-            pending.apply(logged)?;
-        }
-        let mut batch = pending.finish()?;
-        batch.insert(M_CHECKPOINT, &last.to_be_bytes());
-        {
-            let _gate = self
-                .gate
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            self.tree.apply_batch(batch)?;
-            self.checkpoint.send_replace(last);
-        }
-        let applied = events.len() as u64;
-        self.applied.fetch_add(applied, Ordering::Relaxed);
-        tracing::debug!(applied, checkpoint = last, "projections advanced");
-        Ok(CatchUp {
-            applied,
-            checkpoint: last,
-        })
+        let writer = self.lock_writer();
+        self.advance(&writer, through, max_events, 1)
     }
 
     /// Applies every durable event after the checkpoint, in batches of
@@ -281,18 +262,8 @@ impl Projections {
     /// # Errors
     /// As [`Projections::catch_up`].
     pub fn catch_up_in(&self, batch: usize) -> Result<CatchUp, ProjectionError> {
-        let mut total = CatchUp {
-            applied: 0,
-            checkpoint: self.checkpoint(),
-        };
-        loop {
-            let step = self.apply_next(u64::MAX, batch.max(1))?;
-            if step.applied == 0 {
-                return Ok(total);
-            }
-            total.applied += step.applied;
-            total.checkpoint = step.checkpoint;
-        }
+        let writer = self.lock_writer();
+        self.advance(&writer, u64::MAX, batch, usize::MAX)
     }
 
     /// Clears the projections and replays the whole log.
@@ -309,17 +280,88 @@ impl Projections {
     /// # Errors
     /// As [`Projections::rebuild`].
     pub fn rebuild_in(&self, batch: usize) -> Result<CatchUp, ProjectionError> {
+        let writer = self.lock_writer();
         {
-            let _writer = self.lock_writer();
             let _gate = self
                 .gate
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // The checkpoint goes first: a crash while clearing leaves
+            // records without one, which opening clears.
+            self.tree.remove(M_CHECKPOINT)?;
             self.tree.clear()?;
             self.tree.insert(M_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
             self.checkpoint.send_replace(0);
         }
-        self.catch_up_in(batch)
+        self.advance(&writer, u64::MAX, batch, usize::MAX)
+    }
+
+    /// Applies durable events after the checkpoint, none after `through`,
+    /// `batch` per atomic write and at most `max_batches` writes, through
+    /// one overlay: a record read or derived for one batch is not read again
+    /// for the next.
+    fn advance(
+        &self,
+        _writer: &MutexGuard<'_, ()>,
+        through: u64,
+        batch: usize,
+        max_batches: usize,
+    ) -> Result<CatchUp, ProjectionError> {
+        let mut checkpoint = self.checkpoint();
+        let mut total = CatchUp {
+            applied: 0,
+            checkpoint,
+        };
+        let mut overlay = apply::Overlay::new(checkpoint);
+        for _ in 0..max_batches {
+            let through = through.min(self.store.durable_head());
+            if checkpoint >= through || batch == 0 {
+                break;
+            }
+            let wanted = usize::try_from(through - checkpoint).unwrap_or(usize::MAX);
+            let (applied, last) =
+                self.fold_events(&mut overlay, checkpoint, wanted.min(batch), through)?;
+            if applied == 0 {
+                break;
+            }
+            let mut writes = overlay.flush(&self.tree)?;
+            writes.insert(M_CHECKPOINT, &last.to_be_bytes());
+            {
+                let _gate = self
+                    .gate
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                self.tree.apply_batch(writes)?;
+                self.checkpoint.send_replace(last);
+            }
+            self.applied.fetch_add(applied, Ordering::Relaxed);
+            tracing::debug!(applied, checkpoint = last, "projections advanced");
+            checkpoint = last;
+            total.applied += applied;
+            total.checkpoint = last;
+        }
+        Ok(total)
+    }
+
+    /// Applies to `overlay` at most `count` events of the log after `after`,
+    /// none after `through`; returns how many and the last one's position.
+    fn fold_events(
+        &self,
+        overlay: &mut apply::Overlay,
+        after: u64,
+        count: usize,
+        through: u64,
+    ) -> Result<(u64, u64), ProjectionError> {
+        let mut folded = (0u64, after);
+        for logged in self.store.scan_after(after).take(count) {
+            let event = fold::prepare(logged?, overlay.stations());
+            if event.hub_seq > through {
+                break;
+            }
+            folded = (folded.0 + 1, event.hub_seq);
+            overlay.apply(&self.tree, &self.store, event)?;
+        }
+        Ok(folded)
     }
 
     /// Waits until the checkpoint reaches `hub_seq` (or the projections are
@@ -329,20 +371,15 @@ impl Projections {
         let _ = checkpoint.wait_for(|applied| *applied >= hub_seq).await;
     }
 
-    /// Every key and value of the tree, in key order: for comparing a
-    /// rebuilt tree with an incremental one.
+    /// Every record of the tree under its own key, in key order, records
+    /// packed into runs listed one by one: for comparing a rebuilt tree with
+    /// an incremental one.
     ///
     /// # Errors
     /// Storage errors.
     pub fn dump(&self) -> Result<Vec<KeyValue>, ProjectionError> {
         let _gate = self.read_gate();
-        self.tree
-            .iter()
-            .map(|item| {
-                let (k, v) = item?;
-                Ok((k.to_vec(), v.to_vec()))
-            })
-            .collect()
+        layout::logical(&self.tree)
     }
 
     /// Applies new durable events as they come, until `stop` completes: the
@@ -356,7 +393,12 @@ impl Projections {
             grown.borrow_and_update();
             let projections = Arc::clone(&self);
             let step = tokio::task::spawn_blocking(move || {
-                projections.apply_next(u64::MAX, DEFAULT_BATCH)
+                // From nothing (a new or cleared tree), a replay in memory.
+                if projections.checkpoint() == 0 {
+                    projections.catch_up_in(REBUILD_BATCH)
+                } else {
+                    projections.apply_next(u64::MAX, DEFAULT_BATCH)
+                }
             })
             .await;
             let more = match step
@@ -394,5 +436,158 @@ impl Projections {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use station_proto::ids::Uuid;
+    use station_proto::v1::{
+        ActivityHeld, ActivityKind, CaseOpened, CaseSource, Category, EventVoided, Gender,
+        VisitKind, VisitRecorded,
+    };
+    use station_proto::{Body, Event};
+
+    use super::*;
+
+    const STATION: &str = "540502001";
+
+    fn id_number(serial: u32) -> String {
+        const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+        let first = format!("54050219500101{:03}", serial % 500 * 2);
+        let sum: u32 = first
+            .chars()
+            .zip(WEIGHTS)
+            .map(|(c, w)| c.to_digit(10).unwrap() * w)
+            .sum();
+        format!("{first}{}", b"10X98765432"[(sum % 11) as usize] as char)
+    }
+
+    /// Cases, visits, activities and voids of two devices.
+    fn log(seed: u64, n: usize) -> Vec<Event> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let origins = [Uuid::from_u128(1), Uuid::from_u128(2)];
+        let mut seqs = [0u64; 2];
+        let mut cases: Vec<Uuid> = Vec::new();
+        let mut ids: Vec<Uuid> = Vec::new();
+        let mut events = Vec::new();
+        for i in 0..n {
+            let date = format!(
+                "2025-{:02}-{:02}",
+                rng.random_range(1..=12),
+                rng.random_range(1..=28)
+            );
+            let body = match rng.random_range(0..10) {
+                0 | 1 => Body::CaseOpened(CaseOpened {
+                    name: "卓嘎".into(),
+                    id_number: id_number(i as u32),
+                    gender: Gender::Female as i32,
+                    birth_date: "1950-01-01".into(),
+                    community_code: format!("{STATION}001"),
+                    language: "bo".into(),
+                    categories: vec![Category::Elderly as i32],
+                    tier: rng.random_range(1..=3),
+                    source: CaseSource::Outreach as i32,
+                    opened_on: date,
+                    ..CaseOpened::default()
+                }),
+                2..=6 if !cases.is_empty() => Body::VisitRecorded(VisitRecorded {
+                    case_id: cases[rng.random_range(0..cases.len())].as_bytes().to_vec(),
+                    visit_date: date,
+                    kind: VisitKind::Home as i32,
+                    ..VisitRecorded::default()
+                }),
+                7 if !ids.is_empty() => Body::EventVoided(EventVoided {
+                    voided_event_id: ids[rng.random_range(0..ids.len())].as_bytes().to_vec(),
+                    reason: "录入错误".into(),
+                }),
+                _ => Body::ActivityHeld(ActivityHeld {
+                    held_on: date,
+                    community_code: format!("{STATION}002"),
+                    kind: ActivityKind::PartyPublicWelfare as i32,
+                    title: "党建".into(),
+                    participants: 3,
+                    person_times: 4,
+                    volunteers: 1,
+                    volunteer_minutes: 30,
+                }),
+            };
+            let d = rng.random_range(0..2);
+            seqs[d] += 1;
+            let mut random: [u8; 16] = rng.random();
+            random[6] = 0x70 | (random[6] & 0x0f);
+            random[8] = 0x80 | (random[8] & 0x3f);
+            let id = Uuid::from_bytes(random);
+            if matches!(body, Body::CaseOpened(_)) {
+                cases.push(id);
+            }
+            ids.push(id);
+            events.push(Event {
+                event_id: id.as_bytes().to_vec(),
+                origin_id: origins[d].as_bytes().to_vec(),
+                origin_seq: seqs[d],
+                station_code: STATION.into(),
+                author: "worker".into(),
+                recorded_at_ms: 1_735_689_600_000 + i as i64,
+                hlc: 1_000 + i as u64,
+                body: Some(body),
+            });
+        }
+        events
+    }
+
+    fn projections(dir: &std::path::Path, events: &[Event]) -> Projections {
+        let store = Arc::new(HubStore::open(dir, 8 * 1024 * 1024).unwrap());
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        for chunk in events.chunks(50) {
+            let outcome = store
+                .push(chunk.to_vec(), today, 1_767_225_600_000)
+                .unwrap();
+            assert_eq!(outcome.quarantined, 0);
+        }
+        Projections::open(store, Arc::new(HubConfig::builtin().unwrap())).unwrap()
+    }
+
+    #[test]
+    fn a_replay_that_outgrows_its_cache_ends_where_one_step_at_a_time_does() {
+        let events = log(9, 600);
+        let dir = tempfile::tempdir().unwrap();
+        let p = projections(dir.path(), &events);
+        while p.apply_next(u64::MAX, 1).unwrap().applied > 0 {}
+        let one_by_one = p.dump().unwrap();
+        let stations = [STATION.to_string()];
+        let caseload = p.caseload(&stations).unwrap();
+        assert!(caseload.stations[0].open_cases > 40);
+        // Past the cache's size the replay continues by reading the tree.
+        for batch in [25, 100, 1_000] {
+            p.rebuild_in(batch).unwrap();
+            assert!(p.dump().unwrap() == one_by_one, "batches of {batch}");
+            assert_eq!(p.caseload(&stations).unwrap(), caseload);
+        }
+        // A catch-up over many batches from a checkpoint keeps what it read.
+        p.rebuild_in(10).unwrap();
+        p.catch_up_in(30).unwrap();
+        assert!(p.dump().unwrap() == one_by_one);
+    }
+
+    #[test]
+    fn a_tree_of_records_without_a_checkpoint_is_cleared_when_opened() {
+        let events = log(4, 200);
+        let dir = tempfile::tempdir().unwrap();
+        let p = projections(dir.path(), &events);
+        p.catch_up().unwrap();
+        let whole = p.dump().unwrap();
+        // As a crash while a rebuild clears the tree leaves it.
+        p.tree.remove(M_CHECKPOINT).unwrap();
+        let store = Arc::clone(p.store());
+        drop(p);
+        let p = Projections::open(store, Arc::new(HubConfig::builtin().unwrap())).unwrap();
+        assert_eq!(p.checkpoint(), 0);
+        assert_eq!(p.dump().unwrap().len(), 1, "only the format marker is left");
+        p.catch_up().unwrap();
+        assert!(p.dump().unwrap() == whole);
     }
 }
