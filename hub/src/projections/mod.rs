@@ -41,7 +41,9 @@
 //! - Memory, not the tree, takes the load of a replay: a run of events is
 //!   folded in an overlay that derives each case once per batch; a replay
 //!   into an empty tree holds everything in memory and writes it packed, in
-//!   batches of [`REBUILD_BATCH`] events.
+//!   batches of [`REBUILD_BATCH`] events. A long run of events is read and
+//!   decoded on a second thread while the applying thread reads their
+//!   receive times and folds; the log is still applied in hub order.
 //! - A void applies to an event of its own station; a voided event counts as
 //!   if never recorded, and stays voided (voiding a void does not restore it).
 //! - One writer applies; readers see whole batches: each query reads under a
@@ -69,7 +71,7 @@ pub use read::{
 };
 
 use crate::config::HubConfig;
-use crate::store::{HubError, HubStore};
+use crate::store::{self, HubError, HubStore};
 
 /// The format version of the `projections` tree.
 pub const FORMAT_VERSION: u32 = 2;
@@ -82,6 +84,20 @@ pub const DEFAULT_BATCH: usize = 2_000;
 /// large, because a replay folds them in memory and writes each record once
 /// per batch; a crash during the replay loses at most one batch.
 pub const REBUILD_BATCH: usize = 1_000_000;
+
+/// Runs of at least this many events are read ahead on a second thread.
+#[cfg(not(test))]
+const READ_AHEAD_FROM: usize = 50_000;
+/// Events per chunk read ahead.
+#[cfg(not(test))]
+const READ_AHEAD_CHUNK: usize = 2_048;
+// Small, so that tests read ahead, in many chunks.
+#[cfg(test)]
+const READ_AHEAD_FROM: usize = 100;
+#[cfg(test)]
+const READ_AHEAD_CHUNK: usize = 16;
+/// Chunks read ahead and not yet folded, at most.
+const READ_AHEAD_CHUNKS: usize = 8;
 
 const M_FORMAT: &[u8] = b"m:format";
 const M_CHECKPOINT: &[u8] = b"m:checkpoint";
@@ -151,6 +167,35 @@ fn read_u64(bytes: &[u8]) -> Result<u64, ProjectionError> {
     <[u8; 8]>::try_from(bytes)
         .map(u64::from_be_bytes)
         .map_err(|_| ProjectionError::Corrupt("expected an 8-byte integer".into()))
+}
+
+/// Sends `events`, prepared for the fold, to the folding thread in chunks,
+/// until they end, one fails, or the folding thread stops listening.
+fn read_ahead(
+    events: impl Iterator<Item = Result<store::LoggedEvent, HubError>>,
+    chunks: &std::sync::mpsc::SyncSender<Result<Vec<fold::Prepared>, HubError>>,
+) {
+    let mut stations = fold::Stations::default();
+    let mut chunk = Vec::with_capacity(READ_AHEAD_CHUNK);
+    for logged in events {
+        match logged {
+            Ok(logged) => chunk.push(fold::prepare(logged, &mut stations)),
+            Err(e) => {
+                // A send fails only when the fold failed first.
+                let _ = chunks.send(Err(e));
+                return;
+            }
+        }
+        if chunk.len() == READ_AHEAD_CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(READ_AHEAD_CHUNK));
+            if chunks.send(Ok(full)).is_err() {
+                return;
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = chunks.send(Ok(chunk));
+    }
 }
 
 impl Projections {
@@ -345,6 +390,8 @@ impl Projections {
 
     /// Applies to `overlay` at most `count` events of the log after `after`,
     /// none after `through`; returns how many and the last one's position.
+    /// A long run is read and decoded on a second thread while this one
+    /// folds.
     fn fold_events(
         &self,
         overlay: &mut apply::Overlay,
@@ -352,15 +399,60 @@ impl Projections {
         count: usize,
         through: u64,
     ) -> Result<(u64, u64), ProjectionError> {
+        let within = |logged: &Result<store::LoggedEvent, HubError>| {
+            logged.as_ref().map_or(true, |l| l.hub_seq <= through)
+        };
         let mut folded = (0u64, after);
-        for logged in self.store.scan_after(after).take(count) {
-            let event = fold::prepare(logged?, overlay.stations());
-            if event.hub_seq > through {
-                break;
+        if count < READ_AHEAD_FROM {
+            let events = self.store.scan_after(after).take(count).take_while(within);
+            for logged in events {
+                let event = fold::prepare(logged?, overlay.stations());
+                folded = (folded.0 + 1, event.hub_seq);
+                overlay.apply(&self.tree, &self.store, event)?;
             }
-            folded = (folded.0 + 1, event.hub_seq);
-            overlay.apply(&self.tree, &self.store, event)?;
+            return Ok(folded);
         }
+        // Events are read and decoded on a second thread; this one reads
+        // their receive times alongside and folds.
+        let events = self
+            .store
+            .scan_events_after(after)
+            .take(count)
+            .take_while(within);
+        let mut receipts = self.store.scan_receipts_after(after);
+        let events = std::sync::Mutex::new(Some(events));
+        std::thread::scope(|scope| -> Result<(), ProjectionError> {
+            let (chunks, received) = std::sync::mpsc::sync_channel(READ_AHEAD_CHUNKS);
+            let to_read = &events;
+            let reader = std::thread::Builder::new()
+                .name("projections-read".into())
+                .spawn_scoped(scope, move || {
+                    let events = to_read.lock().ok().and_then(|mut e| e.take());
+                    read_ahead(events.into_iter().flatten(), &chunks);
+                });
+            let chunks: Box<dyn Iterator<Item = Result<Vec<fold::Prepared>, HubError>>> =
+                match reader {
+                    Ok(_) => Box::new(received.into_iter()),
+                    Err(error) => {
+                        // Without a second thread, this one reads as well.
+                        tracing::debug!(%error, "reading the log on the folding thread");
+                        drop(received);
+                        let events = events.lock().ok().and_then(|mut e| e.take());
+                        let mut stations = fold::Stations::default();
+                        Box::new(events.into_iter().flatten().map(move |logged| {
+                            logged.map(|logged| vec![fold::prepare(logged, &mut stations)])
+                        }))
+                    }
+                };
+            for chunk in chunks {
+                for mut event in chunk? {
+                    event.received_at_ms = receipts.received_at(event.hub_seq)?;
+                    folded = (folded.0 + 1, event.hub_seq);
+                    overlay.apply(&self.tree, &self.store, event)?;
+                }
+            }
+            Ok(())
+        })?;
         Ok(folded)
     }
 
