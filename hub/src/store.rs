@@ -419,6 +419,13 @@ impl HubStore {
         Ok(self.db.open_tree(name)?)
     }
 
+    /// Drops a tree opened by [`HubStore::open_tree`] at once, however many
+    /// keys it holds; handles to it must not be used afterwards.
+    pub(crate) fn drop_tree(&self, name: &str) -> Result<(), HubError> {
+        self.db.drop_tree(name)?;
+        Ok(())
+    }
+
     fn lock_writer(&self) -> MutexGuard<'_, u64> {
         // The counter is only advanced after a successful batch.
         self.writer

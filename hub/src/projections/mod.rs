@@ -23,9 +23,9 @@
 //! - Exactly once: the changes of a run of events and the new checkpoint go
 //!   in one sled batch of this one tree, so after a crash the tree holds the
 //!   effect of exactly the events `1..=checkpoint`. A restart resumes after
-//!   the checkpoint; [`Projections::rebuild`] removes the checkpoint, then
-//!   clears the tree and replays; a tree without a checkpoint that holds
-//!   records (a crash during the clearing) is cleared when opened.
+//!   the checkpoint; [`Projections::rebuild`] drops the tree (records and
+//!   checkpoint go at once, however many) and replays; a tree that holds
+//!   records without a checkpoint is cleared when opened.
 //! - Only durable events are applied: the projector follows
 //!   [`HubStore::durable_head`].
 //! - Order-independent: every record is a function of the *set* of events
@@ -60,7 +60,7 @@ pub mod period;
 mod read;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 pub use read::{
@@ -136,8 +136,9 @@ pub struct CatchUp {
 
 /// The projections over one hub store, and the read API over them.
 pub struct Projections {
-    /// The `projections` tree of the store's database.
-    tree: sled::Tree,
+    /// The `projections` tree of the store's database. Readers share it; a
+    /// batch being applied, or a rebuild replacing the tree, holds it alone.
+    tree: RwLock<sled::Tree>,
     /// The log the projections are built from, and origins, tokens and
     /// quarantine the read API joins in.
     store: Arc<HubStore>,
@@ -145,8 +146,6 @@ pub struct Projections {
     config: Arc<HubConfig>,
     /// The single writer.
     writer: Mutex<()>,
-    /// Readers share it; a batch being applied holds it alone.
-    gate: RwLock<()>,
     /// The checkpoint, published after each batch.
     checkpoint: tokio::sync::watch::Sender<u64>,
     /// Events applied by this process since the projections were opened.
@@ -206,7 +205,7 @@ impl Projections {
     /// # Errors
     /// Storage errors.
     pub fn open(store: Arc<HubStore>, config: Arc<HubConfig>) -> Result<Self, ProjectionError> {
-        let tree = store.open_tree(TREE)?;
+        let mut tree = store.open_tree(TREE)?;
         let format = tree
             .get(M_FORMAT)?
             .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok().map(u32::from_be_bytes));
@@ -224,23 +223,31 @@ impl Projections {
                 tracing::warn!(
                     ?format,
                     checkpoint,
-                    "projections of another format, ahead of the log or half cleared: rebuilding"
+                    "projections of another format, ahead of the log or without a checkpoint: rebuilding"
                 );
             }
-            tree.clear()?;
-            tree.insert(M_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
+            tree = Self::fresh_tree(&store, tree)?;
             checkpoint = 0;
         }
         let (checkpoint, _) = tokio::sync::watch::channel(checkpoint);
         Ok(Self {
-            tree,
+            tree: RwLock::new(tree),
             store,
             config,
             writer: Mutex::new(()),
-            gate: RwLock::new(()),
             checkpoint,
             applied: AtomicU64::new(0),
         })
+    }
+
+    /// Drops `tree` (at once, where removing its keys one by one takes
+    /// seconds per million) and opens it again, empty but for the format.
+    fn fresh_tree(store: &HubStore, tree: sled::Tree) -> Result<sled::Tree, ProjectionError> {
+        drop(tree);
+        store.drop_tree(TREE)?;
+        let tree = store.open_tree(TREE)?;
+        tree.insert(M_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
+        Ok(tree)
     }
 
     /// The configuration queries join in.
@@ -276,10 +283,17 @@ impl Projections {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(crate) fn read_gate(&self) -> RwLockReadGuard<'_, ()> {
-        // Guards no data of its own.
-        self.gate
+    /// The tree, for reading whole batches: no batch is applied while held.
+    pub(crate) fn read_gate(&self) -> RwLockReadGuard<'_, sled::Tree> {
+        // Whoever panicked holding it left the tree at a whole batch.
+        self.tree
             .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_gate(&self) -> RwLockWriteGuard<'_, sled::Tree> {
+        self.tree
+            .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -327,16 +341,23 @@ impl Projections {
     pub fn rebuild_in(&self, batch: usize) -> Result<CatchUp, ProjectionError> {
         let writer = self.lock_writer();
         {
-            let _gate = self
-                .gate
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            // The checkpoint goes first: a crash while clearing leaves
-            // records without one, which opening clears.
-            self.tree.remove(M_CHECKPOINT)?;
-            self.tree.clear()?;
-            self.tree.insert(M_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
-            self.checkpoint.send_replace(0);
+            let mut tree = self.write_gate();
+            // Dropping the tree takes its checkpoint and records at once; a
+            // crash after it leaves no tree, or one with just the format.
+            match Self::fresh_tree(&self.store, tree.clone()) {
+                Ok(fresh) => {
+                    *tree = fresh;
+                    self.checkpoint.send_replace(0);
+                }
+                Err(error) => {
+                    // The tree may be gone: go on with what is there now.
+                    let now = self.store.open_tree(TREE)?;
+                    let checkpoint = now.get(M_CHECKPOINT)?.map_or(Ok(0), |v| read_u64(&v))?;
+                    *tree = now;
+                    self.checkpoint.send_replace(checkpoint);
+                    return Err(error);
+                }
+            }
         }
         self.advance(&writer, u64::MAX, batch, usize::MAX)
     }
@@ -357,6 +378,8 @@ impl Projections {
             applied: 0,
             checkpoint,
         };
+        // Only the writer replaces the tree, and it is this caller.
+        let tree = self.read_gate().clone();
         let mut overlay = apply::Overlay::new(checkpoint);
         for _ in 0..max_batches {
             let through = through.min(self.store.durable_head());
@@ -365,18 +388,15 @@ impl Projections {
             }
             let wanted = usize::try_from(through - checkpoint).unwrap_or(usize::MAX);
             let (applied, last) =
-                self.fold_events(&mut overlay, checkpoint, wanted.min(batch), through)?;
+                self.fold_events(&tree, &mut overlay, checkpoint, wanted.min(batch), through)?;
             if applied == 0 {
                 break;
             }
-            let mut writes = overlay.flush(&self.tree)?;
+            let mut writes = overlay.flush(&tree)?;
             writes.insert(M_CHECKPOINT, &last.to_be_bytes());
             {
-                let _gate = self
-                    .gate
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                self.tree.apply_batch(writes)?;
+                let _gate = self.write_gate();
+                tree.apply_batch(writes)?;
                 self.checkpoint.send_replace(last);
             }
             self.applied.fetch_add(applied, Ordering::Relaxed);
@@ -394,6 +414,7 @@ impl Projections {
     /// folds.
     fn fold_events(
         &self,
+        tree: &sled::Tree,
         overlay: &mut apply::Overlay,
         after: u64,
         count: usize,
@@ -408,7 +429,7 @@ impl Projections {
             for logged in events {
                 let event = fold::prepare(logged?, overlay.stations());
                 folded = (folded.0 + 1, event.hub_seq);
-                overlay.apply(&self.tree, &self.store, event)?;
+                overlay.apply(tree, &self.store, event)?;
             }
             return Ok(folded);
         }
@@ -448,7 +469,7 @@ impl Projections {
                 for mut event in chunk? {
                     event.received_at_ms = receipts.received_at(event.hub_seq)?;
                     folded = (folded.0 + 1, event.hub_seq);
-                    overlay.apply(&self.tree, &self.store, event)?;
+                    overlay.apply(tree, &self.store, event)?;
                 }
             }
             Ok(())
@@ -470,8 +491,7 @@ impl Projections {
     /// # Errors
     /// Storage errors.
     pub fn dump(&self) -> Result<Vec<KeyValue>, ProjectionError> {
-        let _gate = self.read_gate();
-        layout::logical(&self.tree)
+        layout::logical(&self.read_gate())
     }
 
     /// Applies new durable events as they come, until `stop` completes: the
@@ -672,8 +692,8 @@ mod tests {
         let p = projections(dir.path(), &events);
         p.catch_up().unwrap();
         let whole = p.dump().unwrap();
-        // As a crash while a rebuild clears the tree leaves it.
-        p.tree.remove(M_CHECKPOINT).unwrap();
+        // Records that no checkpoint accounts for.
+        p.read_gate().remove(M_CHECKPOINT).unwrap();
         let store = Arc::clone(p.store());
         drop(p);
         let p = Projections::open(store, Arc::new(HubConfig::builtin().unwrap())).unwrap();

@@ -396,11 +396,8 @@ fn station_prefix(prefix: &[u8], station: &str) -> Vec<u8> {
 }
 
 impl Projections {
-    fn counter(&self, name: &str) -> Result<i64, ProjectionError> {
-        match self
-            .tree
-            .get(layout::key(layout::COUNTERS, &[name.as_bytes()]))?
-        {
+    fn counter(tree: &sled::Tree, name: &str) -> Result<i64, ProjectionError> {
+        match tree.get(layout::key(layout::COUNTERS, &[name.as_bytes()]))? {
             Some(v) => <[u8; 8]>::try_from(v.as_ref())
                 .map(i64::from_be_bytes)
                 .map_err(|_| ProjectionError::Corrupt("counter".into())),
@@ -408,9 +405,8 @@ impl Projections {
         }
     }
 
-    fn origin_stats(&self) -> Result<BTreeMap<Uuid, OriginStats>, ProjectionError> {
-        self.tree
-            .scan_prefix(layout::ORIGINS)
+    fn origin_stats(tree: &sled::Tree) -> Result<BTreeMap<Uuid, OriginStats>, ProjectionError> {
+        tree.scan_prefix(layout::ORIGINS)
             .map(|item| {
                 let (k, v) = item?;
                 let id = Uuid::from_slice(&k[layout::ORIGINS.len()..])
@@ -430,7 +426,7 @@ impl Projections {
         stations: &[String],
     ) -> Result<IndicatorTable, ProjectionError> {
         let health = self.sync_health(stations)?;
-        let _gate = self.read_gate();
+        let tree = self.read_gate();
         let checkpoint = self.checkpoint();
         let period_end = end_of_day_ms(period.last_day());
         let mut rows = Vec::with_capacity(stations.len());
@@ -440,7 +436,7 @@ impl Projections {
                 &[format!("i:{station}:{period}:").as_bytes()],
             );
             let mut raw: BTreeMap<String, i64> = BTreeMap::new();
-            for item in self.tree.scan_prefix(&prefix) {
+            for item in tree.scan_prefix(&prefix) {
                 let (k, v) = item?;
                 let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
                 let value = <[u8; 8]>::try_from(v.as_ref())
@@ -451,7 +447,7 @@ impl Projections {
             let open_prefix = layout::key(layout::COUNTERS, &[format!("o:{station}:").as_bytes()]);
             let last = layout::key(&open_prefix, &[period.last_month().key().as_bytes()]);
             let mut open = 0i64;
-            for item in self.tree.range(open_prefix.clone()..=last) {
+            for item in tree.range(open_prefix.clone()..=last) {
                 let (_, v) = item?;
                 open += <[u8; 8]>::try_from(v.as_ref())
                     .map(i64::from_be_bytes)
@@ -496,8 +492,8 @@ impl Projections {
         })
     }
 
-    fn open_cases(&self, station: &str) -> Result<Vec<CaseView>, ProjectionError> {
-        layout::open_cases(&self.tree, station)?
+    fn open_cases(tree: &sled::Tree, station: &str) -> Result<Vec<CaseView>, ProjectionError> {
+        layout::open_cases(tree, station)?
             .values()
             .map(|v| codec::decode_view(v))
             .collect()
@@ -508,7 +504,7 @@ impl Projections {
     /// # Errors
     /// Storage errors.
     pub fn caseload(&self, stations: &[String]) -> Result<Caseload, ProjectionError> {
-        let _gate = self.read_gate();
+        let tree = self.read_gate();
         let checkpoint = self.checkpoint();
         let mut totals = Vec::new();
         let mut cells = Vec::new();
@@ -526,7 +522,7 @@ impl Projections {
                 key: 0,
                 general: 0,
             };
-            for case in self.open_cases(station)? {
+            for case in Self::open_cases(&tree, station)? {
                 total.open_cases += 1;
                 match Tier::try_from(case.tier) {
                     Ok(Tier::HighRisk) => total.high_risk += 1,
@@ -574,11 +570,11 @@ impl Projections {
         stations: &[String],
     ) -> Result<OverdueList, ProjectionError> {
         let intervals = self.config.intervals();
-        let _gate = self.read_gate();
+        let tree = self.read_gate();
         let checkpoint = self.checkpoint();
         let mut cases = Vec::new();
         for station in stations {
-            for case in self.open_cases(station)? {
+            for case in Self::open_cases(&tree, station)? {
                 let (Some(due_on), Some(interval_days)) =
                     (case.next_due(&intervals), intervals.days(case.tier))
                 else {
@@ -620,14 +616,11 @@ impl Projections {
     /// # Errors
     /// Storage errors.
     pub fn conflicts(&self, stations: &[String]) -> Result<Conflicts, ProjectionError> {
-        let _gate = self.read_gate();
+        let tree = self.read_gate();
         let checkpoint = self.checkpoint();
         let mut conflicts = Vec::new();
         for station in stations {
-            for item in self
-                .tree
-                .scan_prefix(station_prefix(layout::CONFLICTS, station))
-            {
+            for item in tree.scan_prefix(station_prefix(layout::CONFLICTS, station)) {
                 let (_, v) = item?;
                 conflicts.push(apply::decode_json("conflict", &v)?);
             }
@@ -657,9 +650,9 @@ impl Projections {
                 _ => None,
             })
             .collect();
-        let _gate = self.read_gate();
+        let tree = self.read_gate();
         let checkpoint = self.checkpoint();
-        let stats = self.origin_stats()?;
+        let stats = Self::origin_stats(&tree)?;
         let mut rows = Vec::new();
         let mut devices = Vec::new();
         for station in stations {
@@ -673,17 +666,20 @@ impl Projections {
                 devices: 0,
                 complete_through_ms: None,
                 quarantined: 0,
-                held_events: u64::try_from(
-                    self.counter(&fold::quality_key(station, Quality::HeldEvents))?,
-                )
+                held_events: u64::try_from(Self::counter(
+                    &tree,
+                    &fold::quality_key(station, Quality::HeldEvents),
+                )?)
                 .unwrap_or(0),
-                voided_events: u64::try_from(
-                    self.counter(&fold::quality_key(station, Quality::VoidedEvents))?,
-                )
+                voided_events: u64::try_from(Self::counter(
+                    &tree,
+                    &fold::quality_key(station, Quality::VoidedEvents),
+                )?)
                 .unwrap_or(0),
-                tier_conflicts: u64::try_from(
-                    self.counter(&fold::quality_key(station, Quality::TierConflicts))?,
-                )
+                tier_conflicts: u64::try_from(Self::counter(
+                    &tree,
+                    &fold::quality_key(station, Quality::TierConflicts),
+                )?)
                 .unwrap_or(0),
                 events_logged: 0,
             };
@@ -793,20 +789,19 @@ impl Projections {
     /// # Errors
     /// Storage errors.
     pub fn case_station(&self, case_id: Uuid) -> Result<Option<String>, ProjectionError> {
-        let _gate = self.read_gate();
-        Ok(self
-            .case_record(case_id, &mut Stations::default())?
+        let tree = self.read_gate();
+        Ok(Self::case_record(&tree, case_id, &mut Stations::default())?
             .map(|(station, _, _)| station))
     }
 
     /// A case's station (of its `CaseOpened`, else of its first event),
     /// whether it is opened, and its facts.
     fn case_record(
-        &self,
+        tree: &sled::Tree,
         case_id: Uuid,
         stations: &mut Stations,
     ) -> Result<Option<(String, bool, Vec<CaseFact>)>, ProjectionError> {
-        let Some(bytes) = layout::case(&self.tree, &case_id)? else {
+        let Some(bytes) = layout::case(tree, &case_id)? else {
             return Ok(None);
         };
         let facts = codec::decode_case(&bytes, stations)?;
@@ -825,17 +820,16 @@ impl Projections {
     /// [`ProjectionError::UnknownCase`] when no event of it is known; storage
     /// errors.
     pub fn case_timeline(&self, case_id: Uuid) -> Result<CaseTimeline, ProjectionError> {
-        let _gate = self.read_gate();
+        let tree = self.read_gate();
         let checkpoint = self.checkpoint();
         let mut stations = Stations::default();
-        let (station, opened, facts) = self
-            .case_record(case_id, &mut stations)?
+        let (station, opened, facts) = Self::case_record(&tree, case_id, &mut stations)?
             .ok_or(ProjectionError::UnknownCase(case_id))?;
         let mut ids: Vec<(Uuid, Option<Uuid>)> = Vec::new();
         for fact in &facts {
             ids.push((fact.id, fact.voided_by));
             if fact.voided_by.is_some()
-                && let Some(v) = layout::voids(&self.tree, &fact.id)?
+                && let Some(v) = layout::voids(&tree, &fact.id)?
             {
                 let marks = codec::decode_marks(&v, &mut stations)?;
                 ids.extend(
