@@ -38,6 +38,13 @@ use crate::store::HubStore;
 /// Runs are cut at about this many bytes.
 const RUN_BYTES: usize = 32 * 1024;
 
+/// From this many touched cases on, a flush derives them on two threads.
+#[cfg(not(test))]
+const PARALLEL_FROM: usize = 10_000;
+/// Small, so that tests derive on two threads.
+#[cfg(test)]
+const PARALLEL_FROM: usize = 20;
+
 /// Facts an overlay keeps across flushes, at most: past it, the overlay
 /// forgets everything after a flush and reads through the tree again.
 #[cfg(not(test))]
@@ -93,6 +100,100 @@ struct CaseEntry {
 struct MarksEntry {
     marks: Vec<VoidMark>,
     dirty: bool,
+}
+
+/// What a touched case writes: its file, and its rows before and after.
+struct CaseChange {
+    case_id: Uuid,
+    /// The encoded case file.
+    record: Vec<u8>,
+    /// The station it was open at, by the tree.
+    was_open: Option<Station>,
+    /// The station it is open at, and its encoded view.
+    open: Option<(Station, Vec<u8>)>,
+    /// The station its flagged conflict was at, by the tree.
+    had_conflict: Option<Station>,
+    /// The station and JSON of its flagged conflict.
+    conflict: Option<(Station, Vec<u8>)>,
+}
+
+/// Derives each case of `work` (case id, facts as the tree holds them) from
+/// its facts then and now: the writes, and the counter changes. Many cases
+/// are split between two threads.
+fn derive_changes(
+    cases: &HashMap<Uuid, CaseEntry>,
+    work: &[(Uuid, Vec<CaseFact>)],
+) -> Result<(Vec<CaseChange>, Sums), ProjectionError> {
+    let derive = |work: &[(Uuid, Vec<CaseFact>)]| {
+        let mut sums = Sums::default();
+        let changes = work
+            .iter()
+            .filter_map(|(case_id, base)| {
+                let facts = &cases.get(case_id)?.facts;
+                Some(derive_change(*case_id, base, facts, &mut sums))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok::<_, ProjectionError>((changes, sums))
+    };
+    if work.len() < PARALLEL_FROM {
+        return derive(work);
+    }
+    let (first, second) = work.split_at(work.len() / 2);
+    std::thread::scope(|scope| {
+        let other = std::thread::Builder::new()
+            .name("projections-derive".into())
+            .spawn_scoped(scope, || derive(second));
+        let (mut changes, mut sums) = derive(first)?;
+        let (more, more_sums) = match other {
+            Ok(other) => other
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
+            Err(_) => derive(second)?,
+        };
+        changes.extend(more);
+        sums.merge(more_sums);
+        Ok((changes, sums))
+    })
+}
+
+fn derive_change(
+    case_id: Uuid,
+    base: &[CaseFact],
+    facts: &[CaseFact],
+    sums: &mut Sums,
+) -> Result<CaseChange, ProjectionError> {
+    let open_at = |d: &CaseDerived| {
+        d.view
+            .as_ref()
+            .filter(|v| v.status == CaseStatus::Open)
+            .and(d.station.clone())
+    };
+    let conflict_at = |d: &CaseDerived| d.conflict.as_ref().and(d.station.clone());
+    let (was_open, had_conflict) = if base.is_empty() {
+        (None, None)
+    } else {
+        let old = fold::derive_case(case_id, base, -1, sums);
+        (open_at(&old), conflict_at(&old))
+    };
+    let new = fold::derive_case(case_id, facts, 1, sums);
+    let open = match (open_at(&new), &new.view) {
+        (Some(station), Some(view)) => Some((station, codec::encode_view(view))),
+        _ => None,
+    };
+    let conflict = match (&new.station, &new.conflict) {
+        (Some(station), Some(conflict)) => {
+            Some((Station::clone(station), encode_json("conflict", conflict)?))
+        }
+        _ => None,
+    };
+    Ok(CaseChange {
+        case_id,
+        record: codec::encode_case(facts),
+        was_open,
+        open,
+        had_conflict,
+        conflict,
+    })
 }
 
 /// The records a run of events touches, over the tree.
@@ -361,30 +462,25 @@ impl Overlay {
         let mut open_records: BTreeMap<Station, Vec<(Uuid, Vec<u8>)>> = BTreeMap::new();
         let mut touched = std::mem::take(&mut self.touched);
         touched.sort_unstable();
-        for case_id in touched {
-            let Some(entry) = self.cases.get_mut(&case_id) else {
-                continue;
-            };
-            let base = entry.base.take().unwrap_or_default();
-            let old =
-                (!base.is_empty()).then(|| fold::derive_case(case_id, &base, -1, &mut self.deltas));
-            drop(base);
-            let new = fold::derive_case(case_id, &entry.facts, 1, &mut self.deltas);
-            let record = codec::encode_case(&entry.facts);
+        let work: Vec<(Uuid, Vec<CaseFact>)> = touched
+            .into_iter()
+            .filter_map(|id| {
+                let entry = self.cases.get_mut(&id)?;
+                Some((id, entry.base.take().unwrap_or_default()))
+            })
+            .collect();
+        let (changes, sums) = derive_changes(&self.cases, &work)?;
+        drop(work);
+        self.deltas.merge(sums);
+        for change in changes {
+            let case_id = change.case_id;
             if pack {
-                case_records.push((case_id, record));
+                case_records.push((case_id, change.record));
             } else {
-                batch.insert(key(layout::CASES, &[case_id.as_bytes()]), record);
+                batch.insert(key(layout::CASES, &[case_id.as_bytes()]), change.record);
             }
-            let open_at = |d: &CaseDerived| {
-                d.view
-                    .as_ref()
-                    .filter(|v| v.status == CaseStatus::Open)
-                    .and(d.station.clone())
-            };
-            let (was_open, is_open) = (old.as_ref().and_then(open_at), open_at(&new));
-            if let Some(was) = &was_open
-                && is_open.as_ref() != Some(was)
+            if let Some(was) = &change.was_open
+                && change.open.as_ref().map(|(s, _)| s) != Some(was)
             {
                 let k = key(layout::OPEN_CASES, &[was.as_bytes(), case_id.as_bytes()]);
                 if layout::open_in_run(tree, was, &case_id)? {
@@ -393,37 +489,34 @@ impl Overlay {
                     batch.remove(k);
                 }
             }
-            if let (Some(station), Some(view)) = (&is_open, &new.view) {
-                let record = codec::encode_view(view);
+            if let Some((station, view)) = change.open {
                 if pack {
                     open_records
-                        .entry(Station::clone(station))
+                        .entry(station)
                         .or_default()
-                        .push((case_id, record));
+                        .push((case_id, view));
                 } else {
                     batch.insert(
                         key(
                             layout::OPEN_CASES,
                             &[station.as_bytes(), case_id.as_bytes()],
                         ),
-                        record,
+                        view,
                     );
                 }
             }
-            let conflict_at = |d: &CaseDerived| d.conflict.as_ref().and(d.station.clone());
-            let had_conflict = old.as_ref().and_then(conflict_at);
-            if let Some(had) = &had_conflict
-                && conflict_at(&new).as_ref() != Some(had)
+            if let Some(had) = &change.had_conflict
+                && change.conflict.as_ref().map(|(s, _)| s) != Some(had)
             {
                 batch.remove(key(
                     layout::CONFLICTS,
                     &[had.as_bytes(), case_id.as_bytes()],
                 ));
             }
-            if let (Some(station), Some(conflict)) = (&new.station, &new.conflict) {
+            if let Some((station, conflict)) = change.conflict {
                 batch.insert(
                     key(layout::CONFLICTS, &[station.as_bytes(), case_id.as_bytes()]),
-                    encode_json("conflict", conflict)?,
+                    conflict,
                 );
             }
         }

@@ -160,6 +160,20 @@ impl Sums {
         }
     }
 
+    /// Adds `other` to these sums.
+    pub(crate) fn merge(&mut self, other: Sums) {
+        for (key, amounts) in other.months {
+            let sums = self.months.entry(key).or_insert([0; Metric::ALL.len()]);
+            for (sum, amount) in sums.iter_mut().zip(amounts) {
+                *sum = sum.wrapping_add(amount);
+            }
+        }
+        for (counter, amount) in other.counters {
+            let sum = self.counters.entry(counter).or_insert(0);
+            *sum = sum.wrapping_add(amount);
+        }
+    }
+
     /// Every counter changed and by how much, emptying the sums.
     pub(crate) fn drain(&mut self) -> foldhash::HashMap<Counter, i64> {
         let mut counters = std::mem::take(&mut self.counters);
