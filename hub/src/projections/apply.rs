@@ -13,14 +13,13 @@
 //! - a *complete* overlay holds every record the tree holds (it started on
 //!   an empty tree and kept everything since), so a miss is an absent
 //!   record and costs no read; an overlay over an empty tree packs its
-//!   first flush into runs.
+//!   first flush into runs;
 //! - a void finds what it voids in the log: the event it names was applied
 //!   already exactly when the log holds it at a lower hub position.
 
 use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashMapExt as _};
-
 use serde::{Deserialize, Serialize};
 use station_agent::views::CaseStatus;
 use station_proto::ids::Uuid;
