@@ -229,6 +229,92 @@ pub struct LoggedEvent {
     pub event: Event,
 }
 
+/// The log read in hub order from some position on: see [`HubStore::scan_after`].
+pub struct LogScan {
+    /// The `e:` range.
+    events: sled::Iter,
+    /// The `r:` range, read alongside; `None` to leave receive times out.
+    received: Option<ReceiptScan>,
+}
+
+impl std::fmt::Debug for LogScan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogScan").finish_non_exhaustive()
+    }
+}
+
+impl Iterator for LogScan {
+    type Item = Result<LoggedEvent, HubError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (k, raw) = match self.events.next()? {
+            Ok(item) => item,
+            Err(e) => return Some(Err(e.into())),
+        };
+        if !k.starts_with(EVENTS) {
+            return None;
+        }
+        let read = || -> Result<LoggedEvent, HubError> {
+            let hub_seq = read_u64(&k[EVENTS.len()..])?;
+            let event = Event::decode(raw.as_ref())
+                .map_err(|e| HubError::Corrupt(format!("event {hub_seq}: {e}")))?;
+            Ok(LoggedEvent {
+                hub_seq,
+                received_at_ms: None,
+                event,
+            })
+        };
+        Some(read().and_then(|mut logged| {
+            if let Some(received) = &mut self.received {
+                logged.received_at_ms = received.received_at(logged.hub_seq)?;
+            }
+            Ok(logged)
+        }))
+    }
+}
+
+/// The receive times of the log read in hub order from some position on:
+/// see [`HubStore::scan_receipts_after`].
+pub struct ReceiptScan {
+    /// The `r:` range.
+    received: sled::Iter,
+    /// The next receive time read but not yet asked for: (hub_seq, ms).
+    next: Option<(u64, i64)>,
+}
+
+impl std::fmt::Debug for ReceiptScan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiptScan").finish_non_exhaustive()
+    }
+}
+
+impl ReceiptScan {
+    /// The receive time of the event at `hub_seq`, asked for in increasing
+    /// order of `hub_seq`; `None` for an event stored before they were kept.
+    ///
+    /// # Errors
+    /// Storage errors, or [`HubError::Corrupt`] for a value that does not decode.
+    pub fn received_at(&mut self, hub_seq: u64) -> Result<Option<i64>, HubError> {
+        loop {
+            if let Some((seq, ms)) = self.next {
+                if seq >= hub_seq {
+                    return Ok((seq == hub_seq).then_some(ms));
+                }
+                self.next = None;
+            }
+            match self.received.next().transpose()? {
+                Some((k, v)) if k.starts_with(RECEIVED) => {
+                    self.next = Some((read_u64(&k[RECEIVED.len()..])?, read_i64(&v)?));
+                }
+                _ => {
+                    self.next = Some((u64::MAX, 0));
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
 /// A page of one station's stream.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PullPage {
@@ -331,6 +417,13 @@ impl HubStore {
     /// so its batches share the log's crash consistency.
     pub(crate) fn open_tree(&self, name: &str) -> Result<sled::Tree, HubError> {
         Ok(self.db.open_tree(name)?)
+    }
+
+    /// Drops a tree opened by [`HubStore::open_tree`] at once, however many
+    /// keys it holds; handles to it must not be used afterwards.
+    pub(crate) fn drop_tree(&self, name: &str) -> Result<(), HubError> {
+        self.db.drop_tree(name)?;
+        Ok(())
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, u64> {
@@ -735,26 +828,39 @@ impl HubStore {
     /// # Errors
     /// Storage errors, or [`HubError::Corrupt`] for an event that does not decode.
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedEvent>, HubError> {
-        let start = key(EVENTS, &[&after.saturating_add(1).to_be_bytes()]);
-        let mut events = Vec::new();
-        for item in self.tree.range(start..) {
-            if events.len() >= limit {
-                break;
-            }
-            let (k, raw) = item?;
-            if !k.starts_with(EVENTS) {
-                break;
-            }
-            let hub_seq = read_u64(&k[EVENTS.len()..])?;
-            let event = Event::decode(raw.as_ref())
-                .map_err(|e| HubError::Corrupt(format!("event {hub_seq}: {e}")))?;
-            events.push(LoggedEvent {
-                hub_seq,
-                received_at_ms: self.received_at(hub_seq)?,
-                event,
-            });
+        self.scan_after(after).take(limit).collect()
+    }
+
+    /// The events of the log after hub position `after`, in hub order, each
+    /// with its receive time, read as one sequential scan: for replaying a
+    /// long run of the log. Positions above [`HubStore::durable_head`] may be
+    /// listed; a caller that must see only durable events stops there.
+    pub fn scan_after(&self, after: u64) -> LogScan {
+        LogScan {
+            received: Some(self.scan_receipts_after(after)),
+            ..self.scan_events_after(after)
         }
-        Ok(events)
+    }
+
+    /// [`HubStore::scan_after`] without receive times (`received_at_ms` is
+    /// `None`): the times can be read apart with
+    /// [`HubStore::scan_receipts_after`], on another thread, say.
+    pub fn scan_events_after(&self, after: u64) -> LogScan {
+        let start = after.saturating_add(1).to_be_bytes();
+        LogScan {
+            events: self.tree.range(key(EVENTS, &[&start])..),
+            received: None,
+        }
+    }
+
+    /// The receive times of the events after hub position `after`, read as
+    /// one sequential scan alongside [`HubStore::scan_events_after`].
+    pub fn scan_receipts_after(&self, after: u64) -> ReceiptScan {
+        let start = after.saturating_add(1).to_be_bytes();
+        ReceiptScan {
+            received: self.tree.range(key(RECEIVED, &[&start])..),
+            next: None,
+        }
     }
 
     /// The hub position of the event with this id, if the log holds it.

@@ -1,77 +1,66 @@
 //! Applying a run of logged events to the projections: an overlay of the
-//! records the run touches, written back as one sled batch.
+//! records the run touches, in memory, written back as one sled batch per
+//! [`Overlay::flush`].
 //!
-//! Invariants: reads go through the overlay, so an event sees the effect of
-//! the events before it in the run; nothing reaches the tree until
-//! [`Pending::finish`] hands back the batch; cases touched by the run are
-//! derived once, at the end, from their whole fact set.
+//! Invariants:
+//! - reads go through the overlay, so an event sees the effect of the
+//!   events before it; nothing reaches the tree until a flush hands back the
+//!   batch, and after it the overlay's records equal the tree's;
+//! - a case touched since the last flush keeps the facts the tree holds
+//!   (its base): at the flush its contribution derived from the base is
+//!   taken back and the one derived from its facts now is added, so each
+//!   case is derived once per flush, whatever number of its events came;
+//! - a *complete* overlay holds every record the tree holds (it started on
+//!   an empty tree and kept everything since), so a miss is an absent
+//!   record and costs no read; an overlay over an empty tree packs its
+//!   first flush into runs;
+//! - a void finds what it voids in the log: the event it names was applied
+//!   already exactly when the log holds it at a lower hub position.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeMap;
 
-use serde::de::DeserializeOwned;
+use foldhash::{HashMap, HashMapExt as _};
 use serde::{Deserialize, Serialize};
-use station_proto::Body;
+use station_agent::views::CaseStatus;
 use station_proto::ids::Uuid;
 
 use super::ProjectionError;
-use super::fold::{self, CaseFact, Counts};
+use super::codec::{self, VoidMark};
+use super::fold::{
+    self, CaseDerived, CaseFact, Counter, Item, Prepared, Quality, Standalone, Station, Stations,
+    Sums, What,
+};
+use super::layout::{self, key};
 use super::read::LAG_BUCKETS_MS;
-use crate::store::LoggedEvent;
+use crate::store::HubStore;
 
-pub(crate) const CASES: &[u8] = b"c:";
-pub(crate) const MEMBERS: &[u8] = b"f:";
-pub(crate) const STANDALONE: &[u8] = b"x:";
-pub(crate) const VOIDS: &[u8] = b"v:";
-pub(crate) const COUNTERS: &[u8] = b"n:";
-pub(crate) const OPEN_CASES: &[u8] = b"o:";
-pub(crate) const CONFLICTS: &[u8] = b"k:";
-pub(crate) const ORIGINS: &[u8] = b"g:";
+/// Runs are cut at about this many bytes.
+const RUN_BYTES: usize = 32 * 1024;
 
-pub(crate) fn key(prefix: &[u8], rest: &[&[u8]]) -> Vec<u8> {
-    let mut k = prefix.to_vec();
-    for r in rest {
-        k.extend_from_slice(r);
-    }
-    k
-}
+/// From this many touched cases on, a flush derives them on two threads.
+#[cfg(not(test))]
+const PARALLEL_FROM: usize = 10_000;
+/// Small, so that tests derive on two threads.
+#[cfg(test)]
+const PARALLEL_FROM: usize = 20;
 
-pub(crate) fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, ProjectionError> {
+/// Facts an overlay keeps across flushes, at most: past it, the overlay
+/// forgets everything after a flush and reads through the tree again.
+#[cfg(not(test))]
+pub(crate) const CACHE_FACTS: usize = 1_500_000;
+/// Small, so that tests cross it.
+#[cfg(test)]
+pub(crate) const CACHE_FACTS: usize = 40;
+
+pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    bytes: &[u8],
+) -> Result<T, ProjectionError> {
     serde_json::from_slice(bytes).map_err(|e| ProjectionError::Corrupt(format!("{what}: {e}")))
 }
 
-fn encode<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>, ProjectionError> {
+fn encode_json<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>, ProjectionError> {
     serde_json::to_vec(value).map_err(|e| ProjectionError::Corrupt(format!("{what}: {e}")))
-}
-
-/// One case file: every fact of its events, and what it adds to the counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct CaseRecord {
-    /// The station of its `CaseOpened` when last derived; `None` while held.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub station: Option<String>,
-    /// Facts in (hlc, event_id) order, voided ones flagged.
-    pub facts: Vec<CaseFact>,
-    /// The contribution last added to the counters.
-    #[serde(default, skip_serializing_if = "Counts::is_empty")]
-    pub counts: Counts,
-}
-
-/// What an event that counts by itself added, to take back on a void.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Contribution {
-    /// The event's station: only a void of the same station applies.
-    pub station: String,
-    /// What it added.
-    pub counts: Counts,
-}
-
-/// A void naming an event.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub(crate) struct VoidMark {
-    /// The `EventVoided`'s id.
-    pub by: Uuid,
-    /// Its station.
-    pub station: String,
 }
 
 /// Per-device statistics of the events the log holds; every field is a sum
@@ -98,147 +87,245 @@ pub(crate) struct OriginStats {
     pub recorded_after_receipt: u64,
 }
 
-/// The records a run of events touches, over the tree.
-pub(crate) struct Pending<'a> {
-    /// The projections tree, read on a miss.
-    tree: &'a sled::Tree,
-    /// Case records read or changed.
-    cases: HashMap<Uuid, CaseRecord>,
-    /// Cases to derive again at the end.
-    dirty: BTreeSet<Uuid>,
-    /// Case membership of case events: read or added.
-    members: HashMap<Uuid, Option<Uuid>>,
-    /// Contributions of events that count by themselves: read, added, removed.
-    standalone: HashMap<Uuid, Option<Contribution>>,
-    /// Voids per target: read or changed.
-    voids: HashMap<Uuid, Vec<VoidMark>>,
-    /// Counter changes.
-    counters: HashMap<String, i64>,
-    /// Device statistics read or changed.
-    origins: HashMap<Uuid, OriginStats>,
-    /// Writes of derived rows (`o:`, `k:`): key → value or removal.
-    rows: HashMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Keys whose overlay entry changed and must be written.
-    changed: BTreeSet<Vec<u8>>,
+/// A case file in the overlay.
+struct CaseEntry {
+    /// Its facts now, in (hlc, event_id) order.
+    facts: Vec<CaseFact>,
+    /// Its facts as the tree holds them, while touched since the last flush.
+    base: Option<Vec<CaseFact>>,
 }
 
-impl<'a> Pending<'a> {
-    pub(crate) fn new(tree: &'a sled::Tree) -> Self {
+/// The voids naming one event, in the overlay.
+struct MarksEntry {
+    marks: Vec<VoidMark>,
+    dirty: bool,
+}
+
+/// What a touched case writes: its file, and its rows before and after.
+struct CaseChange {
+    case_id: Uuid,
+    /// The encoded case file.
+    record: Vec<u8>,
+    /// The station it was open at, by the tree.
+    was_open: Option<Station>,
+    /// The station it is open at, and its encoded view.
+    open: Option<(Station, Vec<u8>)>,
+    /// The station its flagged conflict was at, by the tree.
+    had_conflict: Option<Station>,
+    /// The station and JSON of its flagged conflict.
+    conflict: Option<(Station, Vec<u8>)>,
+}
+
+/// Derives each case of `work` (case id, facts as the tree holds them) from
+/// its facts then and now: the writes, and the counter changes. Many cases
+/// are split between two threads.
+fn derive_changes(
+    cases: &HashMap<Uuid, CaseEntry>,
+    work: &[(Uuid, Vec<CaseFact>)],
+) -> Result<(Vec<CaseChange>, Sums), ProjectionError> {
+    let derive = |work: &[(Uuid, Vec<CaseFact>)]| {
+        let mut sums = Sums::default();
+        let changes = work
+            .iter()
+            .filter_map(|(case_id, base)| {
+                let facts = &cases.get(case_id)?.facts;
+                Some(derive_change(*case_id, base, facts, &mut sums))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok::<_, ProjectionError>((changes, sums))
+    };
+    if work.len() < PARALLEL_FROM {
+        return derive(work);
+    }
+    let (first, second) = work.split_at(work.len() / 2);
+    std::thread::scope(|scope| {
+        let other = std::thread::Builder::new()
+            .name("projections-derive".into())
+            .spawn_scoped(scope, || derive(second));
+        let (mut changes, mut sums) = derive(first)?;
+        let (more, more_sums) = match other {
+            Ok(other) => other
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
+            Err(_) => derive(second)?,
+        };
+        changes.extend(more);
+        sums.merge(more_sums);
+        Ok((changes, sums))
+    })
+}
+
+fn derive_change(
+    case_id: Uuid,
+    base: &[CaseFact],
+    facts: &[CaseFact],
+    sums: &mut Sums,
+) -> Result<CaseChange, ProjectionError> {
+    let open_at = |d: &CaseDerived| {
+        d.view
+            .as_ref()
+            .filter(|v| v.status == CaseStatus::Open)
+            .and(d.station.clone())
+    };
+    let conflict_at = |d: &CaseDerived| d.conflict.as_ref().and(d.station.clone());
+    let (was_open, had_conflict) = if base.is_empty() {
+        (None, None)
+    } else {
+        let old = fold::derive_case(case_id, base, -1, sums);
+        (open_at(&old), conflict_at(&old))
+    };
+    let new = fold::derive_case(case_id, facts, 1, sums);
+    let open = match (open_at(&new), &new.view) {
+        (Some(station), Some(view)) => Some((station, codec::encode_view(view))),
+        _ => None,
+    };
+    let conflict = match (&new.station, &new.conflict) {
+        (Some(station), Some(conflict)) => {
+            Some((Station::clone(station), encode_json("conflict", conflict)?))
+        }
+        _ => None,
+    };
+    Ok(CaseChange {
+        case_id,
+        record: codec::encode_case(facts),
+        was_open,
+        open,
+        had_conflict,
+        conflict,
+    })
+}
+
+/// The records a run of events touches, over the tree.
+pub(crate) struct Overlay {
+    /// Every record the tree holds is here.
+    complete: bool,
+    /// The tree holds no record yet: the next flush packs runs.
+    empty: bool,
+    stations: Stations,
+    cases: HashMap<Uuid, CaseEntry>,
+    /// Cases touched since the last flush.
+    touched: Vec<Uuid>,
+    voids: HashMap<Uuid, MarksEntry>,
+    /// Counter values as the tree holds them.
+    counters: HashMap<Counter, i64>,
+    /// Counter changes since the last flush.
+    deltas: Sums,
+    /// Device statistics, and whether changed since the last flush.
+    origins: HashMap<Uuid, (OriginStats, bool)>,
+    /// Facts held in `cases`.
+    facts: usize,
+}
+
+impl Overlay {
+    /// An overlay over a tree that holds the effect of `checkpoint` events:
+    /// complete when it holds none.
+    pub(crate) fn new(checkpoint: u64) -> Self {
         Self {
-            tree,
+            complete: checkpoint == 0,
+            empty: checkpoint == 0,
+            stations: Stations::default(),
             cases: HashMap::new(),
-            dirty: BTreeSet::new(),
-            members: HashMap::new(),
-            standalone: HashMap::new(),
+            touched: Vec::new(),
             voids: HashMap::new(),
             counters: HashMap::new(),
+            deltas: Sums::default(),
             origins: HashMap::new(),
-            rows: HashMap::new(),
-            changed: BTreeSet::new(),
+            facts: 0,
         }
     }
 
-    fn case(&mut self, case_id: Uuid) -> Result<&mut CaseRecord, ProjectionError> {
-        if !self.cases.contains_key(&case_id) {
-            let record = match self.tree.get(key(CASES, &[case_id.as_bytes()]))? {
-                Some(v) => decode("case", &v)?,
-                None => CaseRecord::default(),
-            };
-            self.cases.insert(case_id, record);
+    fn load_case(&mut self, tree: &sled::Tree, case_id: Uuid) -> Result<(), ProjectionError> {
+        if self.complete || self.cases.contains_key(&case_id) {
+            return Ok(());
         }
-        self.changed.insert(key(CASES, &[case_id.as_bytes()]));
-        // Inserted just above when absent.
-        self.cases
-            .get_mut(&case_id)
-            .ok_or_else(|| ProjectionError::Corrupt("case overlay".into()))
+        let facts = match layout::case(tree, &case_id)? {
+            Some(bytes) => codec::decode_case(&bytes, &mut self.stations)?,
+            None => return Ok(()),
+        };
+        self.facts += facts.len();
+        self.cases.insert(case_id, CaseEntry { facts, base: None });
+        Ok(())
     }
 
-    fn member(&mut self, event_id: Uuid) -> Result<Option<Uuid>, ProjectionError> {
-        if let Some(case) = self.members.get(&event_id) {
-            return Ok(*case);
+    /// The case's facts, to change: the base is kept first.
+    fn touch_case(
+        &mut self,
+        tree: &sled::Tree,
+        case_id: Uuid,
+    ) -> Result<&mut Vec<CaseFact>, ProjectionError> {
+        self.load_case(tree, case_id)?;
+        let entry = self.cases.entry(case_id).or_insert_with(|| CaseEntry {
+            facts: Vec::new(),
+            base: None,
+        });
+        if entry.base.is_none() {
+            entry.base = Some(entry.facts.clone());
+            self.touched.push(case_id);
         }
-        let case = self
-            .tree
-            .get(key(MEMBERS, &[event_id.as_bytes()]))?
-            .map(|v| Uuid::from_slice(&v).map_err(|_| ProjectionError::Corrupt("member".into())))
-            .transpose()?;
-        self.members.insert(event_id, case);
-        Ok(case)
+        Ok(&mut entry.facts)
     }
 
-    fn standalone(&mut self, event_id: Uuid) -> Result<Option<Contribution>, ProjectionError> {
-        if let Some(c) = self.standalone.get(&event_id) {
-            return Ok(c.clone());
+    fn load_marks(&mut self, tree: &sled::Tree, event_id: Uuid) -> Result<(), ProjectionError> {
+        if self.complete || self.voids.contains_key(&event_id) {
+            return Ok(());
         }
-        let c = self
-            .tree
-            .get(key(STANDALONE, &[event_id.as_bytes()]))?
-            .map(|v| decode("contribution", &v))
-            .transpose()?;
-        self.standalone.insert(event_id, c.clone());
-        Ok(c)
+        if let Some(bytes) = layout::voids(tree, &event_id)? {
+            let marks = codec::decode_marks(&bytes, &mut self.stations)?;
+            self.voids.insert(
+                event_id,
+                MarksEntry {
+                    marks,
+                    dirty: false,
+                },
+            );
+        }
+        Ok(())
     }
 
-    fn voids(&mut self, target: Uuid) -> Result<&mut Vec<VoidMark>, ProjectionError> {
-        if !self.voids.contains_key(&target) {
-            let marks = match self.tree.get(key(VOIDS, &[target.as_bytes()]))? {
-                Some(v) => decode("voids", &v)?,
-                None => Vec::new(),
-            };
-            self.voids.insert(target, marks);
-        }
-        self.voids
-            .get_mut(&target)
-            .ok_or_else(|| ProjectionError::Corrupt("void overlay".into()))
-    }
-
+    /// The smallest id of the voids of `station` naming `event_id`.
     fn voided_by(
         &mut self,
+        tree: &sled::Tree,
         event_id: Uuid,
         station: &str,
     ) -> Result<Option<Uuid>, ProjectionError> {
-        Ok(self
-            .voids(event_id)?
-            .iter()
-            .filter(|m| m.station == station)
-            .map(|m| m.by)
-            .min())
+        self.load_marks(tree, event_id)?;
+        Ok(self.voids.get(&event_id).and_then(|entry| {
+            entry
+                .marks
+                .iter()
+                .filter(|m| &*m.station == station)
+                .map(|m| m.by)
+                .min()
+        }))
     }
 
-    fn count(&mut self, counts: &Counts, sign: i64) {
-        for (k, v) in counts {
-            *self.counters.entry(k.clone()).or_insert(0) += sign * v;
-        }
-    }
-
-    fn origin(&mut self, origin: Uuid) -> Result<&mut OriginStats, ProjectionError> {
-        if !self.origins.contains_key(&origin) {
-            let stats = match self.tree.get(key(ORIGINS, &[origin.as_bytes()]))? {
-                Some(v) => decode("origin", &v)?,
-                None => OriginStats::default(),
-            };
-            self.origins.insert(origin, stats);
-        }
-        self.origins
-            .get_mut(&origin)
-            .ok_or_else(|| ProjectionError::Corrupt("origin overlay".into()))
-    }
-
-    fn observe_origin(&mut self, logged: &LoggedEvent) -> Result<(), ProjectionError> {
-        let event = &logged.event;
-        let Ok(origin) = Uuid::from_slice(&event.origin_id) else {
+    fn observe_origin(
+        &mut self,
+        tree: &sled::Tree,
+        event: &Prepared,
+    ) -> Result<(), ProjectionError> {
+        let Some((origin, seq)) = event.origin else {
             return Ok(());
         };
-        let stats = self.origin(origin)?;
+        if !self.complete && !self.origins.contains_key(&origin) {
+            let stats = match tree.get(key(layout::ORIGINS, &[origin.as_bytes()]))? {
+                Some(v) => decode_json("origin", &v)?,
+                None => OriginStats::default(),
+            };
+            self.origins.insert(origin, (stats, false));
+        }
+        let (stats, changed) = self.origins.entry(origin).or_default();
+        *changed = true;
         if stats.station.is_empty() {
-            stats.station = event.station_code.clone();
+            stats.station = event.station.to_string();
         }
         stats.events += 1;
-        if event.origin_seq > stats.last_seq {
-            stats.last_seq = event.origin_seq;
+        if seq > stats.last_seq {
+            stats.last_seq = seq;
             stats.last_recorded_at_ms = event.recorded_at_ms;
         }
-        if let Some(received) = logged.received_at_ms {
+        if let Some(received) = event.received_at_ms {
             let lag = received.saturating_sub(event.recorded_at_ms);
             stats.lag_events += 1;
             stats.lag_sum_ms = stats.lag_sum_ms.saturating_add(lag);
@@ -256,170 +343,255 @@ impl<'a> Pending<'a> {
         Ok(())
     }
 
-    /// Applies one event of the log.
-    pub(crate) fn apply(&mut self, logged: &LoggedEvent) -> Result<(), ProjectionError> {
-        self.observe_origin(logged)?;
-        let event = &logged.event;
-        let Ok(id) = Uuid::from_slice(&event.event_id) else {
-            return Ok(());
-        };
-        if let Some(Body::EventVoided(void)) = &event.body {
-            return self.void(id, &event.station_code, &void.voided_event_id);
-        }
-        if let Some((case_id, mut fact)) = fold::case_fact(event) {
-            fact.voided_by = self.voided_by(id, &fact.station)?;
-            if fold::insert_fact(&mut self.case(case_id)?.facts, fact) {
-                self.members.insert(id, Some(case_id));
-                self.changed.insert(key(MEMBERS, &[id.as_bytes()]));
-                self.dirty.insert(case_id);
+    /// The station codes the overlay's records share.
+    pub(crate) fn stations(&mut self) -> &mut Stations {
+        &mut self.stations
+    }
+
+    /// Applies one event of the log; every event before it in the log has
+    /// been applied.
+    pub(crate) fn apply(
+        &mut self,
+        tree: &sled::Tree,
+        store: &HubStore,
+        event: Prepared,
+    ) -> Result<(), ProjectionError> {
+        self.observe_origin(tree, &event)?;
+        match event.what {
+            What::Nothing => {}
+            What::Void { id, target } => {
+                self.void(tree, store, event.hub_seq, id, event.station, target)?;
             }
-        } else if let Some(counts) = fold::standalone_counts(event)
-            && !counts.is_empty()
-            && self.voided_by(id, &event.station_code)?.is_none()
-        {
-            self.count(&counts, 1);
-            self.standalone.insert(
-                id,
-                Some(Contribution {
-                    station: event.station_code.clone(),
-                    counts,
-                }),
-            );
-            self.changed.insert(key(STANDALONE, &[id.as_bytes()]));
+            What::Case { case_id, mut fact } => {
+                fact.voided_by = self.voided_by(tree, fact.id, &fact.station)?;
+                if fold::insert_fact(self.touch_case(tree, case_id)?, fact) {
+                    self.facts += 1;
+                }
+            }
+            What::Standalone { id, counts } => {
+                if self.voided_by(tree, id, &event.station)?.is_none() {
+                    counts.add_to(&mut self.deltas, &event.station, 1);
+                }
+            }
         }
         Ok(())
     }
 
-    fn void(&mut self, void_id: Uuid, station: &str, target: &[u8]) -> Result<(), ProjectionError> {
-        let mut one = Counts::new();
-        fold::add(&mut one, fold::quality_key(station, fold::VOIDED_EVENTS), 1);
-        self.count(&one, 1);
-        let Ok(target) = Uuid::from_slice(target) else {
+    fn void(
+        &mut self,
+        tree: &sled::Tree,
+        store: &HubStore,
+        hub_seq: u64,
+        void_id: Uuid,
+        station: Station,
+        target: Option<Uuid>,
+    ) -> Result<(), ProjectionError> {
+        self.deltas
+            .add(&station, Item::Quality(Quality::VoidedEvents), 1);
+        let Some(target) = target else {
             return Ok(());
         };
         if target == void_id {
             return Ok(());
         }
+        self.load_marks(tree, target)?;
+        let entry = self.voids.entry(target).or_insert_with(|| MarksEntry {
+            marks: Vec::new(),
+            dirty: false,
+        });
+        let voided_before = entry.marks.iter().any(|m| m.station == station);
         let mark = VoidMark {
             by: void_id,
-            station: station.to_string(),
+            station: Station::clone(&station),
         };
-        let marks = self.voids(target)?;
-        if let Err(at) = marks.binary_search(&mark) {
-            marks.insert(at, mark);
-            self.changed.insert(key(VOIDS, &[target.as_bytes()]));
+        if let Err(at) = entry.marks.binary_search(&mark) {
+            entry.marks.insert(at, mark);
+            entry.dirty = true;
         }
-        if let Some(case_id) = self.member(target)? {
-            let record = self.case(case_id)?;
-            let Some(fact) = record.facts.iter_mut().find(|f| f.id == target) else {
-                return Err(ProjectionError::Corrupt(format!(
-                    "event {target} is indexed under case {case_id} but not in it"
-                )));
-            };
-            if fact.station == station && fact.voided_by.is_none_or(|by| void_id < by) {
-                fact.voided_by = Some(void_id);
-                self.dirty.insert(case_id);
+        // The event voided, when applied already: it is then in the log
+        // before this void.
+        let Some(at) = store.position_of(target.as_bytes())? else {
+            return Ok(());
+        };
+        if at >= hub_seq {
+            return Ok(());
+        }
+        let Some(voided) = store.event_at(at)? else {
+            return Err(ProjectionError::Corrupt(format!(
+                "event {target} is indexed at {at} but not in the log"
+            )));
+        };
+        if let Some(case_id) = fold::case_of(&voided) {
+            self.load_case(tree, case_id)?;
+            let applies = self
+                .cases
+                .get(&case_id)
+                .and_then(|c| c.facts.iter().find(|f| f.id == target))
+                .map(|f| f.station == station && f.voided_by.is_none_or(|by| void_id < by));
+            match applies {
+                None => {
+                    return Err(ProjectionError::Corrupt(format!(
+                        "event {target} of case {case_id} is not in its case file"
+                    )));
+                }
+                Some(false) => {}
+                Some(true) => {
+                    let facts = self.touch_case(tree, case_id)?;
+                    if let Some(fact) = facts.iter_mut().find(|f| f.id == target) {
+                        fact.voided_by = Some(void_id);
+                    }
+                }
             }
-        } else if let Some(contribution) = self.standalone(target)?
-            && contribution.station == station
+        } else if !voided_before
+            && *voided.station_code == *station
+            && let Some(counts) = Standalone::of(&voided)
         {
-            self.count(&contribution.counts, -1);
-            self.standalone.insert(target, None);
-            self.changed.insert(key(STANDALONE, &[target.as_bytes()]));
+            counts.add_to(&mut self.deltas, &station, -1);
         }
         Ok(())
     }
 
-    /// Derives the touched cases and returns every change as one batch.
-    pub(crate) fn finish(mut self) -> Result<sled::Batch, ProjectionError> {
-        for case_id in std::mem::take(&mut self.dirty) {
-            let record = self.case(case_id)?;
-            let derived = fold::derive_case(case_id, &record.facts);
-            let old_station = record.station.take();
-            let old_counts = std::mem::replace(&mut record.counts, derived.counts.clone());
-            record.station.clone_from(&derived.station);
-            self.count(&old_counts, -1);
-            self.count(&derived.counts, 1);
-            if let Some(old) = old_station {
-                let at = [old.as_bytes(), case_id.as_bytes()];
-                self.rows.insert(key(OPEN_CASES, &at), None);
-                self.rows.insert(key(CONFLICTS, &at), None);
-            }
-            if let Some(station) = &derived.station {
-                let at = [station.as_bytes(), case_id.as_bytes()];
-                if let Some(view) = derived
-                    .view
-                    .as_ref()
-                    .filter(|v| v.status == station_agent::views::CaseStatus::Open)
-                {
-                    self.rows
-                        .insert(key(OPEN_CASES, &at), Some(encode("open case", view)?));
-                }
-                if let Some(conflict) = &derived.conflict {
-                    self.rows
-                        .insert(key(CONFLICTS, &at), Some(encode("conflict", conflict)?));
-                }
-            }
-        }
+    /// Derives the touched cases and returns every change since the last
+    /// flush as one batch, which the caller completes with the checkpoint
+    /// and applies. The overlay must be dropped if the batch is not applied.
+    pub(crate) fn flush(&mut self, tree: &sled::Tree) -> Result<sled::Batch, ProjectionError> {
+        let pack = std::mem::replace(&mut self.empty, false);
         let mut batch = sled::Batch::default();
-        for k in &self.changed {
-            let (prefix, rest) = k.split_at(2);
-            let id = Uuid::from_slice(rest).map_err(|_| ProjectionError::Corrupt("key".into()))?;
-            let value = match prefix {
-                CASES => self.cases.get(&id).map(|r| encode("case", r)).transpose()?,
-                MEMBERS => self
-                    .members
-                    .get(&id)
-                    .copied()
-                    .flatten()
-                    .map(|c| c.as_bytes().to_vec()),
-                STANDALONE => self
-                    .standalone
-                    .get(&id)
-                    .cloned()
-                    .flatten()
-                    .map(|c| encode("contribution", &c))
-                    .transpose()?,
-                VOIDS => self
-                    .voids
-                    .get(&id)
-                    .filter(|m| !m.is_empty())
-                    .map(|m| encode("voids", m))
-                    .transpose()?,
-                _ => None,
-            };
-            match value {
-                Some(v) => batch.insert(k.as_slice(), v),
-                None => batch.remove(k.as_slice()),
+        let mut case_records = Vec::new();
+        let mut open_records: BTreeMap<Station, Vec<(Uuid, Vec<u8>)>> = BTreeMap::new();
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        let work: Vec<(Uuid, Vec<CaseFact>)> = touched
+            .into_iter()
+            .filter_map(|id| {
+                let entry = self.cases.get_mut(&id)?;
+                Some((id, entry.base.take().unwrap_or_default()))
+            })
+            .collect();
+        let (changes, sums) = derive_changes(&self.cases, &work)?;
+        drop(work);
+        self.deltas.merge(sums);
+        for change in changes {
+            let case_id = change.case_id;
+            if pack {
+                case_records.push((case_id, change.record));
+            } else {
+                batch.insert(key(layout::CASES, &[case_id.as_bytes()]), change.record);
+            }
+            if let Some(was) = &change.was_open
+                && change.open.as_ref().map(|(s, _)| s) != Some(was)
+            {
+                let k = key(layout::OPEN_CASES, &[was.as_bytes(), case_id.as_bytes()]);
+                if layout::open_in_run(tree, was, &case_id)? {
+                    batch.insert(k, Vec::new());
+                } else {
+                    batch.remove(k);
+                }
+            }
+            if let Some((station, view)) = change.open {
+                if pack {
+                    open_records
+                        .entry(station)
+                        .or_default()
+                        .push((case_id, view));
+                } else {
+                    batch.insert(
+                        key(
+                            layout::OPEN_CASES,
+                            &[station.as_bytes(), case_id.as_bytes()],
+                        ),
+                        view,
+                    );
+                }
+            }
+            if let Some(had) = &change.had_conflict
+                && change.conflict.as_ref().map(|(s, _)| s) != Some(had)
+            {
+                batch.remove(key(
+                    layout::CONFLICTS,
+                    &[had.as_bytes(), case_id.as_bytes()],
+                ));
+            }
+            if let Some((station, conflict)) = change.conflict {
+                batch.insert(
+                    key(layout::CONFLICTS, &[station.as_bytes(), case_id.as_bytes()]),
+                    conflict,
+                );
             }
         }
-        for (origin, stats) in &self.origins {
-            batch.insert(key(ORIGINS, &[origin.as_bytes()]), encode("origin", stats)?);
-        }
-        for (k, v) in self.rows {
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
+        let mut void_records = Vec::new();
+        for (event_id, entry) in &mut self.voids {
+            if std::mem::replace(&mut entry.dirty, false) {
+                let record = codec::encode_marks(&entry.marks);
+                if pack {
+                    void_records.push((*event_id, record));
+                } else {
+                    batch.insert(key(layout::VOIDS, &[event_id.as_bytes()]), record);
+                }
             }
         }
-        for (name, delta) in self.counters {
+        if pack {
+            void_records.sort_unstable_by_key(|(id, _)| *id);
+            for (first, run) in codec::pack_runs(&case_records, RUN_BYTES) {
+                batch.insert(key(layout::CASE_RUNS, &[first.as_bytes()]), run);
+            }
+            for (station, mut records) in open_records {
+                records.sort_unstable_by_key(|(id, _)| *id);
+                for (first, run) in codec::pack_runs(&records, RUN_BYTES) {
+                    batch.insert(
+                        key(layout::OPEN_RUNS, &[station.as_bytes(), first.as_bytes()]),
+                        run,
+                    );
+                }
+            }
+            for (first, run) in codec::pack_runs(&void_records, RUN_BYTES) {
+                batch.insert(key(layout::VOID_RUNS, &[first.as_bytes()]), run);
+            }
+        }
+        for (origin, (stats, changed)) in &mut self.origins {
+            if std::mem::replace(changed, false) {
+                batch.insert(
+                    key(layout::ORIGINS, &[origin.as_bytes()]),
+                    encode_json("origin", stats)?,
+                );
+            }
+        }
+        for (counter, delta) in self.deltas.drain() {
             if delta == 0 {
                 continue;
             }
-            let k = key(COUNTERS, &[name.as_bytes()]);
-            let current = match self.tree.get(&k)? {
-                Some(v) => <[u8; 8]>::try_from(v.as_ref())
-                    .map(i64::from_be_bytes)
-                    .map_err(|_| ProjectionError::Corrupt("counter".into()))?,
-                None => 0,
+            let k = key(layout::COUNTERS, &[counter.to_string().as_bytes()]);
+            let stored = match self.counters.get(&counter) {
+                Some(v) => *v,
+                None if self.complete => 0,
+                None => match tree.get(&k)? {
+                    Some(v) => <[u8; 8]>::try_from(v.as_ref())
+                        .map(i64::from_be_bytes)
+                        .map_err(|_| ProjectionError::Corrupt("counter".into()))?,
+                    None => 0,
+                },
             };
-            let now = current.saturating_add(delta);
+            let now = stored.wrapping_add(delta);
             if now == 0 {
                 batch.remove(k);
             } else {
                 batch.insert(k, &now.to_be_bytes());
             }
+            self.counters.insert(counter, now);
+        }
+        if self.facts > CACHE_FACTS {
+            self.forget();
         }
         Ok(batch)
+    }
+
+    /// Drops every record held, to read them from the tree again.
+    fn forget(&mut self) {
+        self.complete = false;
+        self.cases.clear();
+        self.voids.clear();
+        self.counters.clear();
+        self.origins.clear();
+        self.facts = 0;
     }
 }

@@ -7,130 +7,276 @@
 //!   left out before anything is derived, so arrival order cannot matter;
 //! - case events count only once their case's `CaseOpened` is known, not
 //!   voided, and of the same station; until then they are *held*;
-//! - a contribution never holds a zero entry, so a counter that returns to
-//!   zero disappears, as if never written.
+//! - contributions are emitted as (counter, amount) pairs that the caller
+//!   adds up: what a case or an event adds can be taken back exactly by
+//!   emitting it again with the opposite sign.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
-use serde::{Deserialize, Serialize};
-use station_agent::views::{self, CaseView};
+use foldhash::{HashMapExt as _, HashSetExt as _};
+use station_agent::views::{self, CaseStatus, CaseView};
 use station_proto::ids::Uuid;
-use station_proto::v1::{
-    BeneficiaryVerified, CaseAssessed, CaseClosed, CaseOpened, CaseReopened, Tier, VisitKind,
-    VisitRecorded,
-};
+use station_proto::v1::{Tier, VisitKind};
 use station_proto::{Body, Event};
 
 use super::period::{Metric, Period};
 use super::read::{ConcurrentAssessment, TierConflict};
+use crate::store::LoggedEvent;
 
-/// Counter key → amount a contributor adds to it. Keys:
-/// `i:{station}:{period}:{metric}` (indicators, raw units),
-/// `o:{station}:{YYYY-MM}` (cases opened minus closed in that month, by
-/// service date), `q:{station}:{name}` (data quality).
-pub(crate) type Counts = BTreeMap<String, i64>;
+/// A station code, shared by every fact and counter that names it.
+pub(crate) type Station = Arc<str>;
 
-/// Quality counter: case events waiting for their `CaseOpened`.
-pub(crate) const HELD_EVENTS: &str = "held_events";
-/// Quality counter: `EventVoided` events received.
-pub(crate) const VOIDED_EVENTS: &str = "voided_events";
-/// Quality counter: cases with a flagged tier conflict.
-pub(crate) const TIER_CONFLICTS: &str = "tier_conflicts";
+/// One `Arc` per distinct station code.
+#[derive(Debug)]
+pub(crate) struct Stations(foldhash::HashSet<Station>);
 
-pub(crate) fn add(counts: &mut Counts, key: String, amount: i64) {
-    use std::collections::btree_map::Entry;
-    if amount == 0 {
-        return;
+impl Default for Stations {
+    fn default() -> Self {
+        Self(foldhash::HashSet::new())
     }
-    match counts.entry(key) {
-        Entry::Vacant(entry) => {
-            entry.insert(amount);
+}
+
+impl Stations {
+    pub(crate) fn get(&mut self, code: &str) -> Station {
+        if let Some(station) = self.0.get(code) {
+            return Arc::clone(station);
         }
-        Entry::Occupied(mut entry) => {
-            *entry.get_mut() += amount;
-            if *entry.get() == 0 {
-                entry.remove();
+        let station: Station = Arc::from(code);
+        self.0.insert(Arc::clone(&station));
+        station
+    }
+}
+
+/// A data-quality counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Quality {
+    /// Case events waiting for their `CaseOpened`.
+    HeldEvents,
+    /// `EventVoided` events received.
+    VoidedEvents,
+    /// Cases with a flagged tier conflict.
+    TierConflicts,
+}
+
+impl Quality {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Quality::HeldEvents => "held_events",
+            Quality::VoidedEvents => "voided_events",
+            Quality::TierConflicts => "tier_conflicts",
+        }
+    }
+}
+
+/// What a counter counts, for one station.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Item {
+    /// An indicator in a period, in raw units.
+    Indicator(Period, Metric),
+    /// Cases opened minus closed in a month, by service date.
+    OpenDelta(Period),
+    /// A data-quality count.
+    Quality(Quality),
+}
+
+/// A counter: a station's sum of contributions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Counter {
+    pub station: Station,
+    pub item: Item,
+}
+
+impl fmt::Display for Counter {
+    /// The counter's name in the tree: `i:{station}:{period}:{metric}`,
+    /// `o:{station}:{YYYY-MM}` or `q:{station}:{name}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let station = &self.station;
+        match self.item {
+            Item::Indicator(period, metric) => write!(f, "i:{station}:{period}:{}", metric.name()),
+            Item::OpenDelta(month) => write!(f, "o:{station}:{month}"),
+            Item::Quality(q) => write!(f, "q:{station}:{}", q.name()),
+        }
+    }
+}
+
+/// The name of a quality counter, as [`Counter`] writes it.
+pub(crate) fn quality_key(station: &str, quality: Quality) -> String {
+    format!("q:{station}:{}", quality.name())
+}
+
+/// Where contributions go: (counter, signed amount) pairs are added up.
+/// Indicators that add up over time are kept by month, and added to their
+/// quarter and year when drained: one entry per contribution instead of three.
+#[derive(Debug)]
+pub(crate) struct Sums {
+    /// Amounts per [`Metric`] (in [`Metric::ALL`] order) by station and month.
+    months: foldhash::HashMap<(Station, Period), [i64; Metric::ALL.len()]>,
+    /// Every other counter.
+    counters: foldhash::HashMap<Counter, i64>,
+}
+
+impl Default for Sums {
+    fn default() -> Self {
+        Self {
+            months: foldhash::HashMap::new(),
+            counters: foldhash::HashMap::new(),
+        }
+    }
+}
+
+impl Sums {
+    /// Adds `amount` to a counter.
+    pub(crate) fn add(&mut self, station: &Station, item: Item, amount: i64) {
+        if amount != 0 {
+            let counter = Counter {
+                station: Arc::clone(station),
+                item,
+            };
+            let sum = self.counters.entry(counter).or_insert(0);
+            // Wrapping, so that sums do not depend on the order they are made in.
+            *sum = sum.wrapping_add(amount);
+        }
+    }
+
+    /// Adds `amount` to an indicator in the month, quarter and year of `date`.
+    pub(crate) fn add_by_date(
+        &mut self,
+        station: &Station,
+        date: NaiveDate,
+        metric: Metric,
+        amount: i64,
+    ) {
+        if amount != 0 {
+            let [month, ..] = Period::of_date(date);
+            let sums = self
+                .months
+                .entry((Arc::clone(station), month))
+                .or_insert([0; Metric::ALL.len()]);
+            let sum = &mut sums[metric as usize];
+            *sum = sum.wrapping_add(amount);
+        }
+    }
+
+    /// Adds `other` to these sums.
+    pub(crate) fn merge(&mut self, other: Sums) {
+        for (key, amounts) in other.months {
+            let sums = self.months.entry(key).or_insert([0; Metric::ALL.len()]);
+            for (sum, amount) in sums.iter_mut().zip(amounts) {
+                *sum = sum.wrapping_add(amount);
             }
         }
+        for (counter, amount) in other.counters {
+            let sum = self.counters.entry(counter).or_insert(0);
+            *sum = sum.wrapping_add(amount);
+        }
+    }
+
+    /// Every counter changed and by how much, emptying the sums.
+    pub(crate) fn drain(&mut self) -> foldhash::HashMap<Counter, i64> {
+        let mut counters = std::mem::take(&mut self.counters);
+        for ((station, month), sums) in self.months.drain() {
+            let periods = Period::of_date(month.first_day());
+            for (metric, amount) in Metric::ALL.into_iter().zip(sums) {
+                if amount == 0 {
+                    continue;
+                }
+                for period in periods {
+                    let counter = Counter {
+                        station: Arc::clone(&station),
+                        item: Item::Indicator(period, metric),
+                    };
+                    let sum = counters.entry(counter).or_insert(0);
+                    *sum = sum.wrapping_add(amount);
+                }
+            }
+        }
+        counters
     }
 }
 
-pub(crate) fn indicator_key(station: &str, period: &Period, metric: Metric) -> String {
-    format!("i:{station}:{period}:{}", metric.name())
-}
-
-pub(crate) fn open_delta_key(station: &str, month: &Period) -> String {
-    format!("o:{station}:{month}")
-}
-
-pub(crate) fn quality_key(station: &str, name: &str) -> String {
-    format!("q:{station}:{name}")
-}
-
-fn add_by_date(counts: &mut Counts, station: &str, date: NaiveDate, metric: Metric, amount: i64) {
-    for period in Period::of_date(date) {
-        add(counts, indicator_key(station, &period, metric), amount);
-    }
-}
-
+/// A date written `YYYY-MM-DD` (as chrono's `%Y-%m-%d` reads it).
 pub(crate) fn parse_date(s: &str) -> Option<NaiveDate> {
+    // The form validation lets through, read directly; anything else as
+    // chrono reads it.
+    let b = s.as_bytes();
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        let digits = |r: std::ops::Range<usize>| {
+            b[r].iter().try_fold(0u32, |n, &c| {
+                c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+            })
+        };
+        if let (Some(year), Some(month), Some(day)) = (digits(0..4), digits(5..7), digits(8..10)) {
+            return NaiveDate::from_ymd_opt(year as i32, month, day);
+        }
+    }
     NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
 }
 
+/// A service date as the folds read it: `None` when it does not parse.
+pub(crate) type Day = Option<NaiveDate>;
+
 /// What the projections keep of one case event: enough to fold the case,
 /// nothing of the ID number.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CaseFact {
     /// The event's id.
     pub id: Uuid,
     /// The event's hlc, the first sort key.
     pub hlc: u64,
     /// The station the event belongs to.
-    pub station: String,
+    pub station: Station,
     /// The smallest id of the same-station voids of this event, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voided_by: Option<Uuid>,
     /// What it says.
     pub body: FactBody,
 }
 
+/// What the folds read of a `CaseOpened`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OpenedFact {
+    pub name: String,
+    pub community: String,
+    pub categories: Vec<i32>,
+    pub tier: i32,
+    pub on: Day,
+}
+
+/// What the folds read of a `CaseAssessed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AssessedFact {
+    pub tier: i32,
+    pub last_seen: Option<Uuid>,
+    pub author: String,
+    /// As written: a conflict reports it.
+    pub on: String,
+}
+
 /// The part of a case event's body the folds read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "t", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum FactBody {
     /// `CaseOpened`.
-    Opened {
-        name: String,
-        community: String,
-        categories: Vec<i32>,
-        tier: i32,
-        on: String,
-    },
+    Opened(Box<OpenedFact>),
     /// `CaseAssessed`.
-    Assessed {
-        tier: i32,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        last_seen: Option<Uuid>,
-        author: String,
-        on: String,
-    },
+    Assessed(Box<AssessedFact>),
     /// `CaseNoteAdded`.
     Note,
     /// `CaseClosed`.
-    Closed { on: String },
+    Closed { on: Day },
     /// `CaseReopened`.
-    Reopened { on: String, tier: i32 },
+    Reopened { on: Day, tier: i32 },
     /// `VisitRecorded`.
-    Visit { on: String, kind: i32 },
+    Visit { on: Day, kind: i32 },
     /// `BeneficiaryVerified`.
     Verified { categories: Vec<i32> },
     /// `ResourceLinked` for a case.
-    Resource { on: String, fen: i64 },
+    Resource { on: Day, fen: i64 },
 }
 
 impl CaseFact {
-    fn sort_key(&self) -> (u64, Uuid) {
+    pub(crate) fn sort_key(&self) -> (u64, Uuid) {
         (self.hlc, self.id)
     }
 }
@@ -138,6 +284,13 @@ impl CaseFact {
 /// Inserts `fact` into `facts` (sorted by (hlc, event_id)); false when an
 /// event of that id is there already.
 pub(crate) fn insert_fact(facts: &mut Vec<CaseFact>, fact: CaseFact) -> bool {
+    if facts
+        .last()
+        .is_none_or(|last| last.sort_key() < fact.sort_key())
+    {
+        facts.push(fact);
+        return true;
+    }
     match facts.binary_search_by_key(&fact.sort_key(), CaseFact::sort_key) {
         Ok(_) => false,
         Err(at) => {
@@ -147,46 +300,60 @@ pub(crate) fn insert_fact(facts: &mut Vec<CaseFact>, fact: CaseFact) -> bool {
     }
 }
 
+/// The case a case event belongs to (its own id for `CaseOpened`), without
+/// reading the rest of it; `None` for other events.
+pub(crate) fn case_of(event: &Event) -> Option<Uuid> {
+    views::case_key(event)
+}
+
 /// The case an event belongs to and what it keeps of it, for case events
 /// (its own id for `CaseOpened`); `None` for other events.
-pub(crate) fn case_fact(event: &Event) -> Option<(Uuid, CaseFact)> {
-    let body = event.body.as_ref()?;
-    let id = Uuid::from_slice(&event.event_id).ok()?;
-    let case_id = match body {
+pub(crate) fn case_fact(event: Event, stations: &mut Stations) -> Option<(Uuid, CaseFact)> {
+    let Event {
+        event_id,
+        station_code,
+        author,
+        hlc,
+        body,
+        ..
+    } = event;
+    let body = body?;
+    let id = Uuid::from_slice(&event_id).ok()?;
+    let case_id = match &body {
         Body::CaseOpened(_) => id,
         other => views::case_of(other)?,
     };
     let body = match body {
-        Body::CaseOpened(m) => FactBody::Opened {
-            name: m.name.clone(),
-            community: m.community_code.clone(),
-            categories: m.categories.clone(),
+        Body::CaseOpened(m) => FactBody::Opened(Box::new(OpenedFact {
+            name: m.name,
+            community: m.community_code,
+            categories: m.categories,
             tier: m.tier,
-            on: m.opened_on.clone(),
-        },
-        Body::CaseAssessed(m) => FactBody::Assessed {
+            on: parse_date(&m.opened_on),
+        })),
+        Body::CaseAssessed(m) => FactBody::Assessed(Box::new(AssessedFact {
             tier: m.tier,
             last_seen: Uuid::from_slice(&m.last_seen_event_id).ok(),
-            author: event.author.clone(),
-            on: m.assessed_on.clone(),
-        },
+            author,
+            on: m.assessed_on,
+        })),
         Body::CaseNoteAdded(_) => FactBody::Note,
         Body::CaseClosed(m) => FactBody::Closed {
-            on: m.closed_on.clone(),
+            on: parse_date(&m.closed_on),
         },
         Body::CaseReopened(m) => FactBody::Reopened {
-            on: m.reopened_on.clone(),
+            on: parse_date(&m.reopened_on),
             tier: m.tier,
         },
         Body::VisitRecorded(m) => FactBody::Visit {
-            on: m.visit_date.clone(),
+            on: parse_date(&m.visit_date),
             kind: m.kind,
         },
         Body::BeneficiaryVerified(m) => FactBody::Verified {
-            categories: m.categories.clone(),
+            categories: m.categories,
         },
         Body::ResourceLinked(m) => FactBody::Resource {
-            on: m.linked_on.clone(),
+            on: parse_date(&m.linked_on),
             fen: m.cash_fen.saturating_add(m.in_kind_fen),
         },
         _ => return None,
@@ -195,216 +362,293 @@ pub(crate) fn case_fact(event: &Event) -> Option<(Uuid, CaseFact)> {
         case_id,
         CaseFact {
             id,
-            hlc: event.hlc,
-            station: event.station_code.clone(),
+            hlc,
+            station: stations.get(&station_code),
             voided_by: None,
             body,
         },
     ))
 }
 
-/// What an event that is not about a case adds to the counters, keyed to
-/// its station; `None` for events that count nothing by themselves.
-pub(crate) fn standalone_counts(event: &Event) -> Option<Counts> {
-    let station = event.station_code.as_str();
-    let mut counts = Counts::new();
-    match event.body.as_ref()? {
-        Body::ActivityHeld(m) => {
-            let date = parse_date(&m.held_on)?;
-            add_by_date(&mut counts, station, date, Metric::Activities, 1);
-            add_by_date(
-                &mut counts,
-                station,
-                date,
-                Metric::PersonTimes,
-                m.person_times.into(),
-            );
-            add_by_date(
-                &mut counts,
-                station,
-                date,
-                Metric::Volunteers,
-                m.volunteers.into(),
-            );
-            add_by_date(
-                &mut counts,
-                station,
-                date,
-                Metric::VolunteerHours,
-                m.volunteer_minutes.into(),
-            );
-        }
-        Body::GroupSessionHeld(m) => {
-            let date = parse_date(&m.held_on)?;
-            add_by_date(&mut counts, station, date, Metric::GroupSessions, 1);
-            add_by_date(
-                &mut counts,
-                station,
-                date,
-                Metric::PersonTimes,
-                m.participants.into(),
-            );
-        }
-        Body::TrainingHeld(m) => {
-            let date = parse_date(&m.held_on)?;
-            add_by_date(&mut counts, station, date, Metric::Trainings, 1);
-        }
-        Body::ResourceLinked(m) if m.case_id.is_empty() => {
-            let date = parse_date(&m.linked_on)?;
-            let fen = m.cash_fen.saturating_add(m.in_kind_fen);
-            add_by_date(&mut counts, station, date, Metric::ResourcesYuan, fen);
-        }
-        _ => return None,
-    }
-    Some(counts)
+/// What an event that is not about a case adds to its station's counters:
+/// amounts of indicators on one service date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Standalone {
+    date: NaiveDate,
+    amounts: [(Metric, i64); 4],
 }
 
-/// What a case file derives from its facts.
+impl Standalone {
+    /// What `event` adds by itself; `None` for events that count nothing by
+    /// themselves (case events, voids, a date that does not parse, nothing
+    /// but zeros).
+    pub(crate) fn of(event: &Event) -> Option<Self> {
+        const NONE: (Metric, i64) = (Metric::Activities, 0);
+        let (date, amounts) = match event.body.as_ref()? {
+            Body::ActivityHeld(m) => (
+                &m.held_on,
+                [
+                    (Metric::Activities, 1),
+                    (Metric::PersonTimes, m.person_times.into()),
+                    (Metric::Volunteers, m.volunteers.into()),
+                    (Metric::VolunteerHours, m.volunteer_minutes.into()),
+                ],
+            ),
+            Body::GroupSessionHeld(m) => (
+                &m.held_on,
+                [
+                    (Metric::GroupSessions, 1),
+                    (Metric::PersonTimes, m.participants.into()),
+                    NONE,
+                    NONE,
+                ],
+            ),
+            Body::TrainingHeld(m) => (&m.held_on, [(Metric::Trainings, 1), NONE, NONE, NONE]),
+            Body::ResourceLinked(m) if m.case_id.is_empty() => (
+                &m.linked_on,
+                [
+                    (
+                        Metric::ResourcesYuan,
+                        m.cash_fen.saturating_add(m.in_kind_fen),
+                    ),
+                    NONE,
+                    NONE,
+                    NONE,
+                ],
+            ),
+            _ => return None,
+        };
+        let date = parse_date(date)?;
+        amounts
+            .iter()
+            .any(|(_, amount)| *amount != 0)
+            .then_some(Self { date, amounts })
+    }
+
+    /// Adds it, times `sign`, to `station`'s counters.
+    pub(crate) fn add_to(&self, sums: &mut Sums, station: &Station, sign: i64) {
+        for (metric, amount) in self.amounts {
+            sums.add_by_date(station, self.date, metric, sign.wrapping_mul(amount));
+        }
+    }
+}
+
+/// What the fold takes of one logged event: enough to apply it, read
+/// without the tree, so that it can be made on another thread.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// Its hub position.
+    pub hub_seq: u64,
+    /// Its station.
+    pub station: Station,
+    /// Its device and seq there, when the origin id is well formed.
+    pub origin: Option<(Uuid, u64)>,
+    /// Device clock at entry, ms.
+    pub recorded_at_ms: i64,
+    /// Hub clock at receipt, ms.
+    pub received_at_ms: Option<i64>,
+    /// What it does to the projections.
+    pub what: What,
+}
+
+/// What an event does to the projections.
+#[derive(Debug)]
+pub(crate) enum What {
+    /// Nothing (its id is not well formed, or it counts nothing).
+    Nothing,
+    /// Voids the event of id `target` (`None` when not well formed).
+    Void { id: Uuid, target: Option<Uuid> },
+    /// Adds a fact to a case.
+    Case { case_id: Uuid, fact: CaseFact },
+    /// Counts by itself, unless voided first.
+    Standalone { id: Uuid, counts: Standalone },
+}
+
+/// Takes what the fold needs of a logged event.
+pub(crate) fn prepare(logged: LoggedEvent, stations: &mut Stations) -> Prepared {
+    let LoggedEvent {
+        hub_seq,
+        received_at_ms,
+        event,
+    } = logged;
+    let station = stations.get(&event.station_code);
+    let origin = Uuid::from_slice(&event.origin_id)
+        .ok()
+        .map(|origin| (origin, event.origin_seq));
+    let recorded_at_ms = event.recorded_at_ms;
+    let what = match Uuid::from_slice(&event.event_id) {
+        Err(_) => What::Nothing,
+        Ok(id) => match &event.body {
+            Some(Body::EventVoided(void)) => What::Void {
+                id,
+                target: Uuid::from_slice(&void.voided_event_id).ok(),
+            },
+            _ => match Standalone::of(&event) {
+                Some(counts) => What::Standalone { id, counts },
+                None => match case_fact(event, stations) {
+                    Some((case_id, fact)) => What::Case { case_id, fact },
+                    None => What::Nothing,
+                },
+            },
+        },
+    };
+    Prepared {
+        hub_seq,
+        station,
+        origin,
+        recorded_at_ms,
+        received_at_ms,
+        what,
+    }
+}
+
+/// What a case file derives from its facts, besides its counter
+/// contributions.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct CaseDerived {
     /// The case's station: its `CaseOpened`'s, when known and not voided.
-    pub station: Option<String>,
-    /// The agent's view of the case, when opened.
+    pub station: Option<Station>,
+    /// The case's view, when opened (with a `CaseOpened` date that parses).
     pub view: Option<CaseView>,
-    /// The case's contribution to the counters.
-    pub counts: Counts,
     /// The flagged tier conflict, if any.
     pub conflict: Option<TierConflict>,
 }
 
-/// The fact as the minimal event the agent's fold reads.
-fn as_event(fact: &CaseFact, case_id: Uuid) -> Event {
-    let case = case_id.as_bytes().to_vec();
-    let body = match &fact.body {
-        FactBody::Opened {
-            name,
-            community,
-            categories,
-            tier,
-            on,
-        } => Body::CaseOpened(CaseOpened {
-            name: name.clone(),
-            community_code: community.clone(),
-            categories: categories.clone(),
-            tier: *tier,
-            opened_on: on.clone(),
-            ..CaseOpened::default()
-        }),
-        FactBody::Assessed { tier, .. } => Body::CaseAssessed(CaseAssessed {
-            case_id: case,
-            tier: *tier,
-            ..CaseAssessed::default()
-        }),
-        FactBody::Closed { on } => Body::CaseClosed(CaseClosed {
-            case_id: case,
-            closed_on: on.clone(),
-            ..CaseClosed::default()
-        }),
-        FactBody::Reopened { on, tier } => Body::CaseReopened(CaseReopened {
-            case_id: case,
-            reopened_on: on.clone(),
-            tier: *tier,
-            ..CaseReopened::default()
-        }),
-        FactBody::Visit { on, kind } => Body::VisitRecorded(VisitRecorded {
-            case_id: case,
-            visit_date: on.clone(),
-            kind: *kind,
-            ..VisitRecorded::default()
-        }),
-        FactBody::Verified { categories } => Body::BeneficiaryVerified(BeneficiaryVerified {
-            case_id: case,
-            categories: categories.clone(),
-            ..BeneficiaryVerified::default()
-        }),
-        FactBody::Note | FactBody::Resource { .. } => Body::CaseNoteAdded(Default::default()),
-    };
-    Event {
-        event_id: fact.id.as_bytes().to_vec(),
-        hlc: fact.hlc,
-        body: Some(body),
-        ..Event::default()
-    }
+/// The station a case belongs to: its live `CaseOpened`'s.
+pub(crate) fn case_station(case_id: Uuid, facts: &[CaseFact]) -> Option<&Station> {
+    facts.iter().find_map(|f| match f.body {
+        FactBody::Opened(_) if f.id == case_id && f.voided_by.is_none() => Some(&f.station),
+        _ => None,
+    })
 }
 
-/// Folds one case's facts (sorted, voided ones included) into its view,
-/// counter contributions and tier conflict.
-pub(crate) fn derive_case(case_id: Uuid, facts: &[CaseFact]) -> CaseDerived {
-    let live: Vec<&CaseFact> = facts.iter().filter(|f| f.voided_by.is_none()).collect();
-    let station = live.iter().find_map(|f| match f.body {
-        FactBody::Opened { .. } if f.id == case_id => Some(f.station.clone()),
+/// The agent's view of a case ([`views::fold_case`]), folded from its own
+/// station's live facts in (hlc, event_id) order.
+fn fold_view(case_id: Uuid, own: &[&CaseFact]) -> Option<CaseView> {
+    let opened = own.iter().find_map(|f| match &f.body {
+        FactBody::Opened(o) if f.id == case_id => Some(o),
         _ => None,
-    });
-    let mut counts = Counts::new();
-    let Some(station) = station else {
-        for fact in &live {
-            add(&mut counts, quality_key(&fact.station, HELD_EVENTS), 1);
-        }
-        return CaseDerived {
-            station: None,
-            view: None,
-            counts,
-            conflict: None,
-        };
+    })?;
+    let mut view = CaseView {
+        case_id,
+        name: opened.name.clone(),
+        community_code: opened.community.clone(),
+        categories: opened.categories.clone(),
+        tier: opened.tier,
+        status: CaseStatus::Open,
+        opened_on: opened.on?,
+        reopened_on: None,
+        last_visit: None,
+        visits: 0,
+        last_event_id: case_id,
+        events: 0,
     };
-    let (own, foreign): (Vec<&CaseFact>, Vec<&CaseFact>) =
-        live.into_iter().partition(|f| f.station == station);
-    for fact in &foreign {
-        add(&mut counts, quality_key(&fact.station, HELD_EVENTS), 1);
-    }
-    let mut events: Vec<Event> = own.iter().map(|f| as_event(f, case_id)).collect();
-    let view = views::fold_case(case_id, &mut events);
-    let st = station.as_str();
-
-    let mut households = BTreeSet::new();
-    let mut closings = BTreeSet::new();
-    let mut status_changes = Vec::new();
-    for fact in &own {
+    for fact in own {
+        view.events += 1;
+        view.last_event_id = fact.id;
         match &fact.body {
-            FactBody::Opened { on, .. } => {
-                if let Some(date) = parse_date(on) {
-                    add_by_date(&mut counts, st, date, Metric::CasesNew, 1);
-                    status_changes.push((date, fact.sort_key(), true));
+            FactBody::Assessed(a) => view.tier = a.tier,
+            FactBody::Closed { .. } => view.status = CaseStatus::Closed,
+            FactBody::Reopened { on, tier } => {
+                view.status = CaseStatus::Open;
+                view.reopened_on = on.or(view.reopened_on);
+                if *tier != Tier::Unspecified as i32 {
+                    view.tier = *tier;
                 }
             }
-            FactBody::Visit { on, kind } if *kind != VisitKind::Phone as i32 => {
-                if let Some(date) = parse_date(on) {
-                    add_by_date(&mut counts, st, date, Metric::HomeVisits, 1);
-                    households.extend(Period::of_date(date));
+            FactBody::Visit { on, .. } => {
+                view.visits += 1;
+                if let Some(date) = on {
+                    view.last_visit = Some(view.last_visit.map_or(*date, |d| d.max(*date)));
                 }
             }
-            FactBody::Closed { on } => {
-                if let Some(date) = parse_date(on) {
-                    closings.extend(Period::of_date(date));
-                    status_changes.push((date, fact.sort_key(), false));
-                }
-            }
-            FactBody::Reopened { on, .. } => {
-                if let Some(date) = parse_date(on) {
-                    status_changes.push((date, fact.sort_key(), true));
-                }
-            }
-            FactBody::Resource { on, fen } => {
-                if let Some(date) = parse_date(on) {
-                    add_by_date(&mut counts, st, date, Metric::ResourcesYuan, *fen);
-                }
+            FactBody::Verified { categories } if !categories.is_empty() => {
+                view.categories.clone_from(categories);
             }
             _ => {}
         }
     }
-    for period in households {
-        add(
-            &mut counts,
-            indicator_key(st, &period, Metric::HouseholdsVisited),
-            1,
-        );
+    view.categories.sort_unstable();
+    Some(view)
+}
+
+/// Folds one case's facts (sorted, voided ones included) into its view and
+/// tier conflict, and adds its counter contributions times `sign` to `sums`.
+pub(crate) fn derive_case(
+    case_id: Uuid,
+    facts: &[CaseFact],
+    sign: i64,
+    sums: &mut Sums,
+) -> CaseDerived {
+    let live = facts.iter().filter(|f| f.voided_by.is_none());
+    let Some(station) = case_station(case_id, facts).cloned() else {
+        for fact in live {
+            sums.add(&fact.station, Item::Quality(Quality::HeldEvents), sign);
+        }
+        return CaseDerived {
+            station: None,
+            view: None,
+            conflict: None,
+        };
+    };
+    let mut own: Vec<&CaseFact> = Vec::with_capacity(facts.len());
+    for fact in live {
+        if fact.station == station {
+            own.push(fact);
+        } else {
+            sums.add(&fact.station, Item::Quality(Quality::HeldEvents), sign);
+        }
     }
-    for period in closings {
-        add(
-            &mut counts,
-            indicator_key(st, &period, Metric::CasesClosed),
-            1,
-        );
+    let view = fold_view(case_id, &own);
+
+    let mut households: Vec<Period> = Vec::new();
+    let mut closings: Vec<Period> = Vec::new();
+    let mut status_changes = Vec::new();
+    for fact in &own {
+        match &fact.body {
+            FactBody::Opened(o) => {
+                if let Some(date) = o.on {
+                    sums.add_by_date(&station, date, Metric::CasesNew, sign);
+                    status_changes.push((date, fact.sort_key(), true));
+                }
+            }
+            FactBody::Visit {
+                on: Some(date),
+                kind,
+            } if *kind != VisitKind::Phone as i32 => {
+                sums.add_by_date(&station, *date, Metric::HomeVisits, sign);
+                households.extend(Period::of_date(*date));
+            }
+            FactBody::Closed { on: Some(date) } => {
+                closings.extend(Period::of_date(*date));
+                status_changes.push((*date, fact.sort_key(), false));
+            }
+            FactBody::Reopened { on: Some(date), .. } => {
+                status_changes.push((*date, fact.sort_key(), true));
+            }
+            FactBody::Resource {
+                on: Some(date),
+                fen,
+            } => {
+                sums.add_by_date(
+                    &station,
+                    *date,
+                    Metric::ResourcesYuan,
+                    sign.wrapping_mul(*fen),
+                );
+            }
+            _ => {}
+        }
+    }
+    for (periods, metric) in [
+        (&mut households, Metric::HouseholdsVisited),
+        (&mut closings, Metric::CasesClosed),
+    ] {
+        periods.sort_unstable();
+        periods.dedup();
+        for period in periods.iter() {
+            sums.add(&station, Item::Indicator(*period, metric), sign);
+        }
     }
     // Open at a month's end, by service dates: +1 where the case opens or
     // reopens, -1 where it closes, in date order.
@@ -414,23 +658,22 @@ pub(crate) fn derive_case(case_id: Uuid, facts: &[CaseFact]) -> CaseDerived {
         if opens != open {
             open = opens;
             let [month, ..] = Period::of_date(date);
-            add(
-                &mut counts,
-                open_delta_key(st, &month),
-                if opens { 1 } else { -1 },
+            sums.add(
+                &station,
+                Item::OpenDelta(month),
+                if opens { sign } else { -sign },
             );
         }
     }
     let conflict = view
         .as_ref()
-        .and_then(|view| tier_conflict(case_id, st, &view.community_code, &own));
+        .and_then(|view| tier_conflict(case_id, &station, &view.community_code, &own));
     if conflict.is_some() {
-        add(&mut counts, quality_key(st, TIER_CONFLICTS), 1);
+        sums.add(&station, Item::Quality(Quality::TierConflicts), sign);
     }
     CaseDerived {
         station: Some(station),
         view,
-        counts,
         conflict,
     }
 }
@@ -445,55 +688,51 @@ fn tier_conflict(
     community: &str,
     own: &[&CaseFact],
 ) -> Option<TierConflict> {
-    let position: HashMap<Uuid, usize> = own.iter().enumerate().map(|(i, f)| (f.id, i)).collect();
-    let assessments: Vec<(usize, &CaseFact, i32, Option<Uuid>)> = own
+    let assessments: Vec<(usize, &AssessedFact)> = own
         .iter()
         .enumerate()
         .filter_map(|(i, f)| match &f.body {
-            FactBody::Assessed {
-                tier, last_seen, ..
-            } => Some((i, *f, *tier, *last_seen)),
+            FactBody::Assessed(a) => Some((i, a.as_ref())),
             _ => None,
         })
         .collect();
-    let mut involved = BTreeSet::new();
-    for (b_at, b) in assessments.iter().enumerate() {
-        for a in &assessments[..b_at] {
-            if a.2 == b.2 {
+    if assessments.len() < 2 {
+        return None;
+    }
+    let position: HashMap<Uuid, usize> = own.iter().enumerate().map(|(i, f)| (f.id, i)).collect();
+    let mut involved = std::collections::BTreeSet::new();
+    for (b_at, (b_pos, b)) in assessments.iter().enumerate() {
+        for (a_pos, a) in &assessments[..b_at] {
+            if a.tier == b.tier {
                 continue;
             }
-            let concurrent = match (a.3, b.3) {
+            let concurrent = match (a.last_seen, b.last_seen) {
                 (Some(x), Some(y)) if x == y => true,
-                (_, Some(y)) => position.get(&y).is_some_and(|&seen| seen < a.0),
+                (_, Some(y)) => position.get(&y).is_some_and(|&seen| seen < *a_pos),
                 _ => false,
             };
             if concurrent {
-                involved.insert(a.0);
-                involved.insert(b.0);
+                involved.insert(*a_pos);
+                involved.insert(*b_pos);
             }
         }
     }
     let last = *involved.last()?;
     let winner = own[last];
     let resolved_tier = match &winner.body {
-        FactBody::Assessed { tier, .. } => *tier,
+        FactBody::Assessed(a) => a.tier,
         _ => Tier::Unspecified as i32,
     };
     let assessments = involved
         .into_iter()
         .filter_map(|i| match &own[i].body {
-            FactBody::Assessed {
-                tier,
-                last_seen,
-                author,
-                on,
-            } => Some(ConcurrentAssessment {
+            FactBody::Assessed(a) => Some(ConcurrentAssessment {
                 event_id: own[i].id,
-                tier: *tier,
-                author: author.clone(),
+                tier: a.tier,
+                author: a.author.clone(),
                 hlc: own[i].hlc,
-                assessed_on: on.clone(),
-                last_seen_event_id: *last_seen,
+                assessed_on: a.on.clone(),
+                last_seen_event_id: a.last_seen,
             }),
             _ => None,
         })
@@ -506,4 +745,198 @@ fn tier_conflict(
         resolved_tier,
         resolved_by_event_id: winner.id,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use station_proto::v1::{
+        BeneficiaryVerified, CaseAssessed, CaseClosed, CaseNoteAdded, CaseOpened, CaseReopened,
+        ResourceLinked, VisitRecorded,
+    };
+
+    use super::*;
+
+    fn date_text(rng: &mut StdRng) -> String {
+        if rng.random_bool(0.05) {
+            "2025-02-30".into()
+        } else {
+            format!(
+                "2025-{:02}-{:02}",
+                rng.random_range(1..=12),
+                rng.random_range(1..=28)
+            )
+        }
+    }
+
+    /// A random case event of `case` (its opening when `id == case`).
+    fn event(rng: &mut StdRng, case: Uuid, id: Uuid, hlc: u64, seen: &[Uuid]) -> Event {
+        let case_bytes = case.as_bytes().to_vec();
+        let on = date_text(rng);
+        let tier = rng.random_range(0..=3);
+        let body = if id == case {
+            Body::CaseOpened(CaseOpened {
+                name: "卓玛".into(),
+                community_code: "540502001001".into(),
+                categories: vec![rng.random_range(1..=10), rng.random_range(1..=10)],
+                tier,
+                opened_on: on,
+                ..CaseOpened::default()
+            })
+        } else {
+            match rng.random_range(0..7) {
+                0 => Body::CaseAssessed(CaseAssessed {
+                    case_id: case_bytes,
+                    tier,
+                    last_seen_event_id: seen[rng.random_range(0..seen.len())].as_bytes().to_vec(),
+                    assessed_on: on,
+                    ..CaseAssessed::default()
+                }),
+                1 => Body::CaseClosed(CaseClosed {
+                    case_id: case_bytes,
+                    closed_on: on,
+                    ..CaseClosed::default()
+                }),
+                2 => Body::CaseReopened(CaseReopened {
+                    case_id: case_bytes,
+                    reopened_on: on,
+                    tier,
+                    ..CaseReopened::default()
+                }),
+                3 => Body::BeneficiaryVerified(BeneficiaryVerified {
+                    case_id: case_bytes,
+                    categories: (0..rng.random_range(0..3)).map(|c| c + 2).collect(),
+                    ..BeneficiaryVerified::default()
+                }),
+                4 => Body::CaseNoteAdded(CaseNoteAdded {
+                    case_id: case_bytes,
+                    ..CaseNoteAdded::default()
+                }),
+                5 => Body::ResourceLinked(ResourceLinked {
+                    case_id: case_bytes,
+                    linked_on: on,
+                    cash_fen: 100,
+                    ..ResourceLinked::default()
+                }),
+                _ => Body::VisitRecorded(VisitRecorded {
+                    case_id: case_bytes,
+                    visit_date: on,
+                    kind: rng.random_range(1..=5),
+                    ..VisitRecorded::default()
+                }),
+            }
+        };
+        Event {
+            event_id: id.as_bytes().to_vec(),
+            station_code: "540502001".into(),
+            hlc,
+            body: Some(body),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn the_view_is_the_agents_fold_of_the_same_events() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut stations = Stations::default();
+        for _ in 0..2_000 {
+            let case = Uuid::from_u128(rng.random());
+            let mut ids = vec![case];
+            let mut events = Vec::new();
+            let n = rng.random_range(0..12);
+            let opened_at = rng.random_range(0..=n);
+            for i in 0..=n {
+                let id = if i == opened_at {
+                    case
+                } else {
+                    Uuid::from_u128(rng.random())
+                };
+                ids.push(id);
+                let hlc = rng.random_range(0..8);
+                events.push(event(&mut rng, case, id, hlc, &ids));
+            }
+            let mut facts = Vec::new();
+            for e in &events {
+                let (of, fact) = case_fact(e.clone(), &mut stations).unwrap();
+                assert_eq!(of, case);
+                insert_fact(&mut facts, fact);
+            }
+            let own: Vec<&CaseFact> = facts.iter().collect();
+            let mut agent_events = events.clone();
+            assert_eq!(
+                fold_view(case, &own),
+                views::fold_case(case, &mut agent_events)
+            );
+        }
+    }
+
+    #[test]
+    fn dates_read_as_chrono_reads_them() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut cases: Vec<String> = [
+            "2025-02-29",
+            "2024-02-29",
+            "0000-01-01",
+            "9999-12-31",
+            "2025-13-01",
+            "2025-00-10",
+            "2025-1-01",
+            "2025-01-1",
+            "+2025-01-01",
+            "2025-01-01 ",
+            "２０２５-01-01",
+            "2025/01/01",
+            "",
+            "-001-01-01",
+            "2025-01-0a",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for _ in 0..20_000 {
+            cases.push(format!(
+                "{:04}-{:02}-{:02}",
+                rng.random_range(0..10_000),
+                rng.random_range(0..14),
+                rng.random_range(0..33)
+            ));
+        }
+        for s in cases {
+            assert_eq!(
+                parse_date(&s),
+                NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok(),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_contribution_taken_back_leaves_nothing() {
+        let mut stations = Stations::default();
+        let station = stations.get("540502001");
+        let mut rng = StdRng::seed_from_u64(5);
+        let case = Uuid::from_u128(rng.random());
+        let mut facts = Vec::new();
+        let mut ids = vec![case];
+        for i in 0..30 {
+            let id = if i == 0 {
+                case
+            } else {
+                Uuid::from_u128(rng.random())
+            };
+            ids.push(id);
+            let (_, fact) = case_fact(event(&mut rng, case, id, i, &ids), &mut stations).unwrap();
+            insert_fact(&mut facts, fact);
+        }
+        let mut sums = Sums::default();
+        derive_case(case, &facts, 1, &mut sums);
+        let added = sums.drain();
+        assert!(added.values().any(|v| *v != 0));
+        assert!(added.keys().all(|c| c.station == station));
+        derive_case(case, &facts, 1, &mut sums);
+        derive_case(case, &facts, -1, &mut sums);
+        assert!(sums.drain().values().all(|v| *v == 0));
+    }
 }

@@ -2,38 +2,49 @@
 //! conflicts, sync health and case timelines, built from the hub's log in hub
 //! order, and the read API the `Query` service (and an HTTP layer) calls.
 //!
-//! # On-disk format (tree `projections`, format version 1)
+//! # On-disk format (tree `projections`, format version 2)
 //!
 //! | key | value |
 //! | --- | --- |
 //! | `m:format` | `u32` format version |
-//! | `m:checkpoint` | `u64`: the log's events `1..=checkpoint` are applied, each once |
-//! | `c:` case_id | JSON case record: its station, every fact of its events (voided flagged), its counter contribution |
-//! | `f:` event_id | case_id: the case a case event belongs to, so a later void finds it |
-//! | `x:` event_id | JSON contribution of an event that counts by itself (activity, group session, training, community resource) |
-//! | `v:` event_id | JSON list of the voids (id, station) naming this event, kept even before it arrives |
+//! | `m:checkpoint` | `u64`: the log's events `1..=checkpoint` are applied, each once; absent for none |
+//! | `c:` case_id | case file: its station(s) and every fact of its events (voided ones flagged), binary (encodings in `codec.rs`) |
+//! | `o:` station case_id | [`station_agent::views::CaseView`] of an open case, binary; empty when a run's copy is no longer open |
+//! | `v:` event_id | the voids (id, station) naming this event, binary, kept even before it arrives |
+//! | `C:` / `O:` station / `V:` first id | a run: many `c:` / `o:` / `v:` records packed into one value, written by a replay into an empty tree (how records are found: `layout.rs`) |
 //! | `n:` counter | `i64`: a sum of contributions; counters are named `i:{station}:{period}:{metric}` (indicators, raw units), `o:{station}:{YYYY-MM}` (cases opened minus closed that month) and `q:{station}:{name}` (data quality); never 0 |
-//! | `o:` station case_id | JSON [`station_agent::views::CaseView`] of an open case |
 //! | `k:` station case_id | JSON [`TierConflict`] of a case with a flagged tier conflict |
 //! | `g:` origin_id | JSON per-device statistics: events, last seq, entry-to-receipt lag |
 //!
-//! Integers are big-endian.
+//! Integers in keys and `m:`/`n:` values are big-endian. A tree of another
+//! format version (format 1 kept JSON case files, and `f:` and `x:`
+//! indexes) is dropped when opened and rebuilt from the log.
 //!
 //! # Invariants
 //! - Exactly once: the changes of a run of events and the new checkpoint go
 //!   in one sled batch of this one tree, so after a crash the tree holds the
 //!   effect of exactly the events `1..=checkpoint`. A restart resumes after
-//!   the checkpoint; [`Projections::rebuild`] clears the tree and replays.
+//!   the checkpoint; [`Projections::rebuild`] drops the tree (records and
+//!   checkpoint go at once, however many) and replays; a tree that holds
+//!   records without a checkpoint is cleared when opened.
 //! - Only durable events are applied: the projector follows
 //!   [`HubStore::durable_head`].
-//! - Order-independent: every stored value is a function of the *set* of
-//!   events applied (and their receive times), never of their hub order, so
-//!   incremental and rebuilt trees are byte-for-byte equal, and devices'
-//!   streams interleaved in any order give the same tree. Case rows are
-//!   recomputed from the case's facts; counters are sums of per-event or
-//!   per-case contributions, a contribution is stored so that a void can take
-//!   it back, and a void that comes first is remembered so its target
-//!   contributes nothing.
+//! - Order-independent: every record is a function of the *set* of events
+//!   applied (and their receive times), never of their hub order, so the
+//!   logical content ([`Projections::dump`]) of incremental and rebuilt
+//!   trees is equal, and devices' streams interleaved in any order give the
+//!   same records. Case files are kept whole and derived again when they
+//!   change; counters are sums of per-event or per-case contributions, a
+//!   case's contribution is derived from its file, so a change takes the old
+//!   one back exactly; a void that comes first is remembered so its target
+//!   contributes nothing, and a void that comes after finds its target in
+//!   the log.
+//! - Memory, not the tree, takes the load of a replay: a run of events is
+//!   folded in an overlay that derives each case once per batch; a replay
+//!   into an empty tree holds everything in memory and writes it packed, in
+//!   batches of [`REBUILD_BATCH`] events. A long run of events is read and
+//!   decoded on a second thread while the applying thread reads their
+//!   receive times and folds; the log is still applied in hub order.
 //! - A void applies to an event of its own station; a voided event counts as
 //!   if never recorded, and stays voided (voiding a void does not restore it).
 //! - One writer applies; readers see whole batches: each query reads under a
@@ -43,12 +54,14 @@
 //!   the roster, intervals and targets of [`HubConfig`].
 
 mod apply;
+mod codec;
 pub(crate) mod fold;
+mod layout;
 pub mod period;
 mod read;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 pub use read::{
@@ -59,18 +72,33 @@ pub use read::{
 };
 
 use crate::config::HubConfig;
-use crate::store::{HubError, HubStore};
+use crate::store::{self, HubError, HubStore};
 
 /// The format version of the `projections` tree.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// The tree's name in the hub's sled database.
 pub const TREE: &str = "projections";
 /// Events applied per batch by default: small, so a query waits little
 /// behind a batch and a projector stops soon.
 pub const DEFAULT_BATCH: usize = 2_000;
-/// Events applied per batch by a rebuild: larger, so hot records are read
-/// and written fewer times.
-pub const REBUILD_BATCH: usize = 20_000;
+/// Events applied per batch by a rebuild, or by a catch-up from nothing:
+/// large, because a replay folds them in memory and writes each record once
+/// per batch; a crash during the replay loses at most one batch.
+pub const REBUILD_BATCH: usize = 1_000_000;
+
+/// Runs of at least this many events are read ahead on a second thread.
+#[cfg(not(test))]
+const READ_AHEAD_FROM: usize = 50_000;
+/// Events per chunk read ahead.
+#[cfg(not(test))]
+const READ_AHEAD_CHUNK: usize = 2_048;
+// Small, so that tests read ahead, in many chunks.
+#[cfg(test)]
+const READ_AHEAD_FROM: usize = 100;
+#[cfg(test)]
+const READ_AHEAD_CHUNK: usize = 16;
+/// Chunks read ahead and not yet folded, at most.
+const READ_AHEAD_CHUNKS: usize = 8;
 
 const M_FORMAT: &[u8] = b"m:format";
 const M_CHECKPOINT: &[u8] = b"m:checkpoint";
@@ -109,8 +137,9 @@ pub struct CatchUp {
 
 /// The projections over one hub store, and the read API over them.
 pub struct Projections {
-    /// The `projections` tree of the store's database.
-    tree: sled::Tree,
+    /// The `projections` tree of the store's database. Readers share it; a
+    /// batch being applied, or a rebuild replacing the tree, holds it alone.
+    tree: RwLock<sled::Tree>,
     /// The log the projections are built from, and origins, tokens and
     /// quarantine the read API joins in.
     store: Arc<HubStore>,
@@ -118,8 +147,6 @@ pub struct Projections {
     config: Arc<HubConfig>,
     /// The single writer.
     writer: Mutex<()>,
-    /// Readers share it; a batch being applied holds it alone.
-    gate: RwLock<()>,
     /// The checkpoint, published after each batch.
     checkpoint: tokio::sync::watch::Sender<u64>,
     /// Events applied by this process since the projections were opened.
@@ -142,6 +169,35 @@ fn read_u64(bytes: &[u8]) -> Result<u64, ProjectionError> {
         .map_err(|_| ProjectionError::Corrupt("expected an 8-byte integer".into()))
 }
 
+/// Sends `events`, prepared for the fold, to the folding thread in chunks,
+/// until they end, one fails, or the folding thread stops listening.
+fn read_ahead(
+    events: impl Iterator<Item = Result<store::LoggedEvent, HubError>>,
+    chunks: &std::sync::mpsc::SyncSender<Result<Vec<fold::Prepared>, HubError>>,
+) {
+    let mut stations = fold::Stations::default();
+    let mut chunk = Vec::with_capacity(READ_AHEAD_CHUNK);
+    for logged in events {
+        match logged {
+            Ok(logged) => chunk.push(fold::prepare(logged, &mut stations)),
+            Err(e) => {
+                // A send fails only when the fold failed first.
+                let _ = chunks.send(Err(e));
+                return;
+            }
+        }
+        if chunk.len() == READ_AHEAD_CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(READ_AHEAD_CHUNK));
+            if chunks.send(Ok(full)).is_err() {
+                return;
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = chunks.send(Ok(chunk));
+    }
+}
+
 impl Projections {
     /// Opens the projections of `store`, resuming from their checkpoint. A
     /// tree of another format, or ahead of the log, is cleared (it is
@@ -150,33 +206,49 @@ impl Projections {
     /// # Errors
     /// Storage errors.
     pub fn open(store: Arc<HubStore>, config: Arc<HubConfig>) -> Result<Self, ProjectionError> {
-        let tree = store.open_tree(TREE)?;
+        let mut tree = store.open_tree(TREE)?;
         let format = tree
             .get(M_FORMAT)?
             .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok().map(u32::from_be_bytes));
         let mut checkpoint = tree.get(M_CHECKPOINT)?.map_or(Ok(0), |v| read_u64(&v))?;
-        if format != Some(FORMAT_VERSION) || checkpoint > store.event_count() {
+        let records_without_checkpoint = checkpoint == 0
+            && tree
+                .iter()
+                .keys()
+                .any(|k| k.map_or(true, |k| &*k != M_FORMAT));
+        if format != Some(FORMAT_VERSION)
+            || checkpoint > store.event_count()
+            || records_without_checkpoint
+        {
             if !tree.is_empty() {
                 tracing::warn!(
                     ?format,
                     checkpoint,
-                    "projections of another format or ahead of the log: rebuilding"
+                    "projections of another format, ahead of the log or without a checkpoint: rebuilding"
                 );
             }
-            tree.clear()?;
-            tree.insert(M_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
+            tree = Self::fresh_tree(&store, tree)?;
             checkpoint = 0;
         }
         let (checkpoint, _) = tokio::sync::watch::channel(checkpoint);
         Ok(Self {
-            tree,
+            tree: RwLock::new(tree),
             store,
             config,
             writer: Mutex::new(()),
-            gate: RwLock::new(()),
             checkpoint,
             applied: AtomicU64::new(0),
         })
+    }
+
+    /// Drops `tree` (at once, where removing its keys one by one takes
+    /// seconds per million) and opens it again, empty but for the format.
+    fn fresh_tree(store: &HubStore, tree: sled::Tree) -> Result<sled::Tree, ProjectionError> {
+        drop(tree);
+        store.drop_tree(TREE)?;
+        let tree = store.open_tree(TREE)?;
+        tree.insert(M_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
+        Ok(tree)
     }
 
     /// The configuration queries join in.
@@ -212,10 +284,17 @@ impl Projections {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(crate) fn read_gate(&self) -> RwLockReadGuard<'_, ()> {
-        // Guards no data of its own.
-        self.gate
+    /// The tree, for reading whole batches: no batch is applied while held.
+    pub(crate) fn read_gate(&self) -> RwLockReadGuard<'_, sled::Tree> {
+        // Whoever panicked holding it left the tree at a whole batch.
+        self.tree
             .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_gate(&self) -> RwLockWriteGuard<'_, sled::Tree> {
+        self.tree
+            .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -225,46 +304,8 @@ impl Projections {
     /// # Errors
     /// Storage errors: then nothing of the batch was applied.
     pub fn apply_next(&self, through: u64, max_events: usize) -> Result<CatchUp, ProjectionError> {
-        let _writer = self.lock_writer();
-        let checkpoint = self.checkpoint();
-        let through = through.min(self.store.durable_head());
-        if checkpoint >= through || max_events == 0 {
-            return Ok(CatchUp {
-                applied: 0,
-                checkpoint,
-            });
-        }
-        let wanted = usize::try_from(through - checkpoint).unwrap_or(usize::MAX);
-        let events = self
-            .store
-            .events_after(checkpoint, wanted.min(max_events))?;
-        let Some(last) = events.last().map(|e| e.hub_seq) else {
-            return Ok(CatchUp {
-                applied: 0,
-                checkpoint,
-            });
-        };
-        let mut pending = apply::Pending::new(&self.tree);
-        for logged in &events {
-            pending.apply(logged)?;
-        }
-        let mut batch = pending.finish()?;
-        batch.insert(M_CHECKPOINT, &last.to_be_bytes());
-        {
-            let _gate = self
-                .gate
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            self.tree.apply_batch(batch)?;
-            self.checkpoint.send_replace(last);
-        }
-        let applied = events.len() as u64;
-        self.applied.fetch_add(applied, Ordering::Relaxed);
-        tracing::debug!(applied, checkpoint = last, "projections advanced");
-        Ok(CatchUp {
-            applied,
-            checkpoint: last,
-        })
+        let writer = self.lock_writer();
+        self.advance(&writer, through, max_events, 1)
     }
 
     /// Applies every durable event after the checkpoint, in batches of
@@ -281,18 +322,8 @@ impl Projections {
     /// # Errors
     /// As [`Projections::catch_up`].
     pub fn catch_up_in(&self, batch: usize) -> Result<CatchUp, ProjectionError> {
-        let mut total = CatchUp {
-            applied: 0,
-            checkpoint: self.checkpoint(),
-        };
-        loop {
-            let step = self.apply_next(u64::MAX, batch.max(1))?;
-            if step.applied == 0 {
-                return Ok(total);
-            }
-            total.applied += step.applied;
-            total.checkpoint = step.checkpoint;
-        }
+        let writer = self.lock_writer();
+        self.advance(&writer, u64::MAX, batch, usize::MAX)
     }
 
     /// Clears the projections and replays the whole log.
@@ -309,17 +340,142 @@ impl Projections {
     /// # Errors
     /// As [`Projections::rebuild`].
     pub fn rebuild_in(&self, batch: usize) -> Result<CatchUp, ProjectionError> {
+        let writer = self.lock_writer();
         {
-            let _writer = self.lock_writer();
-            let _gate = self
-                .gate
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            self.tree.clear()?;
-            self.tree.insert(M_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
-            self.checkpoint.send_replace(0);
+            let mut tree = self.write_gate();
+            // Dropping the tree takes its checkpoint and records at once; a
+            // crash after it leaves no tree, or one with just the format.
+            match Self::fresh_tree(&self.store, tree.clone()) {
+                Ok(fresh) => {
+                    *tree = fresh;
+                    self.checkpoint.send_replace(0);
+                }
+                Err(error) => {
+                    // The tree may be gone: go on with what is there now.
+                    let now = self.store.open_tree(TREE)?;
+                    let checkpoint = now.get(M_CHECKPOINT)?.map_or(Ok(0), |v| read_u64(&v))?;
+                    *tree = now;
+                    self.checkpoint.send_replace(checkpoint);
+                    return Err(error);
+                }
+            }
         }
-        self.catch_up_in(batch)
+        self.advance(&writer, u64::MAX, batch, usize::MAX)
+    }
+
+    /// Applies durable events after the checkpoint, none after `through`,
+    /// `batch` per atomic write and at most `max_batches` writes, through
+    /// one overlay: a record read or derived for one batch is not read again
+    /// for the next.
+    fn advance(
+        &self,
+        _writer: &MutexGuard<'_, ()>,
+        through: u64,
+        batch: usize,
+        max_batches: usize,
+    ) -> Result<CatchUp, ProjectionError> {
+        let mut checkpoint = self.checkpoint();
+        let mut total = CatchUp {
+            applied: 0,
+            checkpoint,
+        };
+        // Only the writer replaces the tree, and it is this caller.
+        let tree = self.read_gate().clone();
+        let mut overlay = apply::Overlay::new(checkpoint);
+        for _ in 0..max_batches {
+            let through = through.min(self.store.durable_head());
+            if checkpoint >= through || batch == 0 {
+                break;
+            }
+            let wanted = usize::try_from(through - checkpoint).unwrap_or(usize::MAX);
+            let (applied, last) =
+                self.fold_events(&tree, &mut overlay, checkpoint, wanted.min(batch), through)?;
+            if applied == 0 {
+                break;
+            }
+            let mut writes = overlay.flush(&tree)?;
+            writes.insert(M_CHECKPOINT, &last.to_be_bytes());
+            {
+                let _gate = self.write_gate();
+                tree.apply_batch(writes)?;
+                self.checkpoint.send_replace(last);
+            }
+            self.applied.fetch_add(applied, Ordering::Relaxed);
+            tracing::debug!(applied, checkpoint = last, "projections advanced");
+            checkpoint = last;
+            total.applied += applied;
+            total.checkpoint = last;
+        }
+        Ok(total)
+    }
+
+    /// Applies to `overlay` at most `count` events of the log after `after`,
+    /// none after `through`; returns how many and the last one's position.
+    /// A long run is read and decoded on a second thread while this one
+    /// folds.
+    fn fold_events(
+        &self,
+        tree: &sled::Tree,
+        overlay: &mut apply::Overlay,
+        after: u64,
+        count: usize,
+        through: u64,
+    ) -> Result<(u64, u64), ProjectionError> {
+        let within = |logged: &Result<store::LoggedEvent, HubError>| {
+            logged.as_ref().map_or(true, |l| l.hub_seq <= through)
+        };
+        let mut folded = (0u64, after);
+        if count < READ_AHEAD_FROM {
+            let events = self.store.scan_after(after).take(count).take_while(within);
+            for logged in events {
+                let event = fold::prepare(logged?, overlay.stations());
+                folded = (folded.0 + 1, event.hub_seq);
+                overlay.apply(tree, &self.store, event)?;
+            }
+            return Ok(folded);
+        }
+        // Events are read and decoded on a second thread; this one reads
+        // their receive times alongside and folds.
+        let events = self
+            .store
+            .scan_events_after(after)
+            .take(count)
+            .take_while(within);
+        let mut receipts = self.store.scan_receipts_after(after);
+        let events = std::sync::Mutex::new(Some(events));
+        std::thread::scope(|scope| -> Result<(), ProjectionError> {
+            let (chunks, received) = std::sync::mpsc::sync_channel(READ_AHEAD_CHUNKS);
+            let to_read = &events;
+            let reader = std::thread::Builder::new()
+                .name("projections-read".into())
+                .spawn_scoped(scope, move || {
+                    let events = to_read.lock().ok().and_then(|mut e| e.take());
+                    read_ahead(events.into_iter().flatten(), &chunks);
+                });
+            let chunks: Box<dyn Iterator<Item = Result<Vec<fold::Prepared>, HubError>>> =
+                match reader {
+                    Ok(_) => Box::new(received.into_iter()),
+                    Err(error) => {
+                        // Without a second thread, this one reads as well.
+                        tracing::debug!(%error, "reading the log on the folding thread");
+                        drop(received);
+                        let events = events.lock().ok().and_then(|mut e| e.take());
+                        let mut stations = fold::Stations::default();
+                        Box::new(events.into_iter().flatten().map(move |logged| {
+                            logged.map(|logged| vec![fold::prepare(logged, &mut stations)])
+                        }))
+                    }
+                };
+            for chunk in chunks {
+                for mut event in chunk? {
+                    event.received_at_ms = receipts.received_at(event.hub_seq)?;
+                    folded = (folded.0 + 1, event.hub_seq);
+                    overlay.apply(tree, &self.store, event)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(folded)
     }
 
     /// Waits until the checkpoint reaches `hub_seq` (or the projections are
@@ -329,20 +485,14 @@ impl Projections {
         let _ = checkpoint.wait_for(|applied| *applied >= hub_seq).await;
     }
 
-    /// Every key and value of the tree, in key order: for comparing a
-    /// rebuilt tree with an incremental one.
+    /// Every record of the tree under its own key, in key order, records
+    /// packed into runs listed one by one: for comparing a rebuilt tree with
+    /// an incremental one.
     ///
     /// # Errors
     /// Storage errors.
     pub fn dump(&self) -> Result<Vec<KeyValue>, ProjectionError> {
-        let _gate = self.read_gate();
-        self.tree
-            .iter()
-            .map(|item| {
-                let (k, v) = item?;
-                Ok((k.to_vec(), v.to_vec()))
-            })
-            .collect()
+        layout::logical(&self.read_gate())
     }
 
     /// Applies new durable events as they come, until `stop` completes: the
@@ -356,7 +506,12 @@ impl Projections {
             grown.borrow_and_update();
             let projections = Arc::clone(&self);
             let step = tokio::task::spawn_blocking(move || {
-                projections.apply_next(u64::MAX, DEFAULT_BATCH)
+                // From nothing (a new or cleared tree), a replay in memory.
+                if projections.checkpoint() == 0 {
+                    projections.catch_up_in(REBUILD_BATCH)
+                } else {
+                    projections.apply_next(u64::MAX, DEFAULT_BATCH)
+                }
             })
             .await;
             let more = match step
@@ -394,5 +549,158 @@ impl Projections {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use station_proto::ids::Uuid;
+    use station_proto::v1::{
+        ActivityHeld, ActivityKind, CaseOpened, CaseSource, Category, EventVoided, Gender,
+        VisitKind, VisitRecorded,
+    };
+    use station_proto::{Body, Event};
+
+    use super::*;
+
+    const STATION: &str = "540502001";
+
+    fn id_number(serial: u32) -> String {
+        const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+        let first = format!("54050219500101{:03}", serial % 500 * 2);
+        let sum: u32 = first
+            .chars()
+            .zip(WEIGHTS)
+            .map(|(c, w)| c.to_digit(10).unwrap() * w)
+            .sum();
+        format!("{first}{}", b"10X98765432"[(sum % 11) as usize] as char)
+    }
+
+    /// Cases, visits, activities and voids of two devices.
+    fn log(seed: u64, n: usize) -> Vec<Event> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let origins = [Uuid::from_u128(1), Uuid::from_u128(2)];
+        let mut seqs = [0u64; 2];
+        let mut cases: Vec<Uuid> = Vec::new();
+        let mut ids: Vec<Uuid> = Vec::new();
+        let mut events = Vec::new();
+        for i in 0..n {
+            let date = format!(
+                "2025-{:02}-{:02}",
+                rng.random_range(1..=12),
+                rng.random_range(1..=28)
+            );
+            let body = match rng.random_range(0..10) {
+                0 | 1 => Body::CaseOpened(CaseOpened {
+                    name: "卓嘎".into(),
+                    id_number: id_number(i as u32),
+                    gender: Gender::Female as i32,
+                    birth_date: "1950-01-01".into(),
+                    community_code: format!("{STATION}001"),
+                    language: "bo".into(),
+                    categories: vec![Category::Elderly as i32],
+                    tier: rng.random_range(1..=3),
+                    source: CaseSource::Outreach as i32,
+                    opened_on: date,
+                    ..CaseOpened::default()
+                }),
+                2..=6 if !cases.is_empty() => Body::VisitRecorded(VisitRecorded {
+                    case_id: cases[rng.random_range(0..cases.len())].as_bytes().to_vec(),
+                    visit_date: date,
+                    kind: VisitKind::Home as i32,
+                    ..VisitRecorded::default()
+                }),
+                7 if !ids.is_empty() => Body::EventVoided(EventVoided {
+                    voided_event_id: ids[rng.random_range(0..ids.len())].as_bytes().to_vec(),
+                    reason: "录入错误".into(),
+                }),
+                _ => Body::ActivityHeld(ActivityHeld {
+                    held_on: date,
+                    community_code: format!("{STATION}002"),
+                    kind: ActivityKind::PartyPublicWelfare as i32,
+                    title: "党建".into(),
+                    participants: 3,
+                    person_times: 4,
+                    volunteers: 1,
+                    volunteer_minutes: 30,
+                }),
+            };
+            let d = rng.random_range(0..2);
+            seqs[d] += 1;
+            let mut random: [u8; 16] = rng.random();
+            random[6] = 0x70 | (random[6] & 0x0f);
+            random[8] = 0x80 | (random[8] & 0x3f);
+            let id = Uuid::from_bytes(random);
+            if matches!(body, Body::CaseOpened(_)) {
+                cases.push(id);
+            }
+            ids.push(id);
+            events.push(Event {
+                event_id: id.as_bytes().to_vec(),
+                origin_id: origins[d].as_bytes().to_vec(),
+                origin_seq: seqs[d],
+                station_code: STATION.into(),
+                author: "worker".into(),
+                recorded_at_ms: 1_735_689_600_000 + i as i64,
+                hlc: 1_000 + i as u64,
+                body: Some(body),
+            });
+        }
+        events
+    }
+
+    fn projections(dir: &std::path::Path, events: &[Event]) -> Projections {
+        let store = Arc::new(HubStore::open(dir, 8 * 1024 * 1024).unwrap());
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        for chunk in events.chunks(50) {
+            let outcome = store
+                .push(chunk.to_vec(), today, 1_767_225_600_000)
+                .unwrap();
+            assert_eq!(outcome.quarantined, 0);
+        }
+        Projections::open(store, Arc::new(HubConfig::builtin().unwrap())).unwrap()
+    }
+
+    #[test]
+    fn a_replay_that_outgrows_its_cache_ends_where_one_step_at_a_time_does() {
+        let events = log(9, 600);
+        let dir = tempfile::tempdir().unwrap();
+        let p = projections(dir.path(), &events);
+        while p.apply_next(u64::MAX, 1).unwrap().applied > 0 {}
+        let one_by_one = p.dump().unwrap();
+        let stations = [STATION.to_string()];
+        let caseload = p.caseload(&stations).unwrap();
+        assert!(caseload.stations[0].open_cases > 40);
+        // Past the cache's size the replay continues by reading the tree.
+        for batch in [25, 100, 1_000] {
+            p.rebuild_in(batch).unwrap();
+            assert!(p.dump().unwrap() == one_by_one, "batches of {batch}");
+            assert_eq!(p.caseload(&stations).unwrap(), caseload);
+        }
+        // A catch-up over many batches from a checkpoint keeps what it read.
+        p.rebuild_in(10).unwrap();
+        p.catch_up_in(30).unwrap();
+        assert!(p.dump().unwrap() == one_by_one);
+    }
+
+    #[test]
+    fn a_tree_of_records_without_a_checkpoint_is_cleared_when_opened() {
+        let events = log(4, 200);
+        let dir = tempfile::tempdir().unwrap();
+        let p = projections(dir.path(), &events);
+        p.catch_up().unwrap();
+        let whole = p.dump().unwrap();
+        // Records that no checkpoint accounts for.
+        p.read_gate().remove(M_CHECKPOINT).unwrap();
+        let store = Arc::clone(p.store());
+        drop(p);
+        let p = Projections::open(store, Arc::new(HubConfig::builtin().unwrap())).unwrap();
+        assert_eq!(p.checkpoint(), 0);
+        assert_eq!(p.dump().unwrap().len(), 1, "only the format marker is left");
+        p.catch_up().unwrap();
+        assert!(p.dump().unwrap() == whole);
     }
 }

@@ -17,8 +17,10 @@ use station_proto::Event;
 use station_proto::ids::Uuid;
 use station_proto::v1::Tier;
 
-use super::apply::{self, CaseRecord, OriginStats, VoidMark};
-use super::fold::{self, HELD_EVENTS, TIER_CONFLICTS, VOIDED_EVENTS};
+use super::apply::{self, OriginStats};
+use super::codec;
+use super::fold::{self, CaseFact, Quality, Stations};
+use super::layout;
 use super::period::{Metric, Period, Unit};
 use super::{ProjectionError, Projections};
 use crate::store::TokenScope;
@@ -390,15 +392,12 @@ pub struct CaseTimeline {
 }
 
 fn station_prefix(prefix: &[u8], station: &str) -> Vec<u8> {
-    apply::key(prefix, &[station.as_bytes()])
+    layout::key(prefix, &[station.as_bytes()])
 }
 
 impl Projections {
-    fn counter(&self, name: &str) -> Result<i64, ProjectionError> {
-        match self
-            .tree
-            .get(apply::key(apply::COUNTERS, &[name.as_bytes()]))?
-        {
+    fn counter(tree: &sled::Tree, name: &str) -> Result<i64, ProjectionError> {
+        match tree.get(layout::key(layout::COUNTERS, &[name.as_bytes()]))? {
             Some(v) => <[u8; 8]>::try_from(v.as_ref())
                 .map(i64::from_be_bytes)
                 .map_err(|_| ProjectionError::Corrupt("counter".into())),
@@ -406,14 +405,13 @@ impl Projections {
         }
     }
 
-    fn origin_stats(&self) -> Result<BTreeMap<Uuid, OriginStats>, ProjectionError> {
-        self.tree
-            .scan_prefix(apply::ORIGINS)
+    fn origin_stats(tree: &sled::Tree) -> Result<BTreeMap<Uuid, OriginStats>, ProjectionError> {
+        tree.scan_prefix(layout::ORIGINS)
             .map(|item| {
                 let (k, v) = item?;
-                let id = Uuid::from_slice(&k[apply::ORIGINS.len()..])
+                let id = Uuid::from_slice(&k[layout::ORIGINS.len()..])
                     .map_err(|_| ProjectionError::Corrupt("origin key".into()))?;
-                Ok((id, apply::decode("origin", &v)?))
+                Ok((id, apply::decode_json("origin", &v)?))
             })
             .collect()
     }
@@ -428,17 +426,17 @@ impl Projections {
         stations: &[String],
     ) -> Result<IndicatorTable, ProjectionError> {
         let health = self.sync_health(stations)?;
-        let _gate = self.read_gate();
+        let tree = self.read_gate();
         let checkpoint = self.checkpoint();
         let period_end = end_of_day_ms(period.last_day());
         let mut rows = Vec::with_capacity(stations.len());
         for (station, health) in stations.iter().zip(&health.stations) {
-            let prefix = apply::key(
-                apply::COUNTERS,
+            let prefix = layout::key(
+                layout::COUNTERS,
                 &[format!("i:{station}:{period}:").as_bytes()],
             );
             let mut raw: BTreeMap<String, i64> = BTreeMap::new();
-            for item in self.tree.scan_prefix(&prefix) {
+            for item in tree.scan_prefix(&prefix) {
                 let (k, v) = item?;
                 let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
                 let value = <[u8; 8]>::try_from(v.as_ref())
@@ -446,10 +444,10 @@ impl Projections {
                     .map_err(|_| ProjectionError::Corrupt("counter".into()))?;
                 raw.insert(name, value);
             }
-            let open_prefix = apply::key(apply::COUNTERS, &[format!("o:{station}:").as_bytes()]);
-            let last = apply::key(&open_prefix, &[period.last_month().key().as_bytes()]);
+            let open_prefix = layout::key(layout::COUNTERS, &[format!("o:{station}:").as_bytes()]);
+            let last = layout::key(&open_prefix, &[period.last_month().key().as_bytes()]);
             let mut open = 0i64;
-            for item in self.tree.range(open_prefix.clone()..=last) {
+            for item in tree.range(open_prefix.clone()..=last) {
                 let (_, v) = item?;
                 open += <[u8; 8]>::try_from(v.as_ref())
                     .map(i64::from_be_bytes)
@@ -494,13 +492,10 @@ impl Projections {
         })
     }
 
-    fn open_cases(&self, station: &str) -> Result<Vec<CaseView>, ProjectionError> {
-        self.tree
-            .scan_prefix(station_prefix(apply::OPEN_CASES, station))
-            .map(|item| {
-                let (_, v) = item?;
-                apply::decode("open case", &v)
-            })
+    fn open_cases(tree: &sled::Tree, station: &str) -> Result<Vec<CaseView>, ProjectionError> {
+        layout::open_cases(tree, station)?
+            .values()
+            .map(|v| codec::decode_view(v))
             .collect()
     }
 
@@ -509,7 +504,7 @@ impl Projections {
     /// # Errors
     /// Storage errors.
     pub fn caseload(&self, stations: &[String]) -> Result<Caseload, ProjectionError> {
-        let _gate = self.read_gate();
+        let tree = self.read_gate();
         let checkpoint = self.checkpoint();
         let mut totals = Vec::new();
         let mut cells = Vec::new();
@@ -527,7 +522,7 @@ impl Projections {
                 key: 0,
                 general: 0,
             };
-            for case in self.open_cases(station)? {
+            for case in Self::open_cases(&tree, station)? {
                 total.open_cases += 1;
                 match Tier::try_from(case.tier) {
                     Ok(Tier::HighRisk) => total.high_risk += 1,
@@ -575,11 +570,11 @@ impl Projections {
         stations: &[String],
     ) -> Result<OverdueList, ProjectionError> {
         let intervals = self.config.intervals();
-        let _gate = self.read_gate();
+        let tree = self.read_gate();
         let checkpoint = self.checkpoint();
         let mut cases = Vec::new();
         for station in stations {
-            for case in self.open_cases(station)? {
+            for case in Self::open_cases(&tree, station)? {
                 let (Some(due_on), Some(interval_days)) =
                     (case.next_due(&intervals), intervals.days(case.tier))
                 else {
@@ -621,16 +616,13 @@ impl Projections {
     /// # Errors
     /// Storage errors.
     pub fn conflicts(&self, stations: &[String]) -> Result<Conflicts, ProjectionError> {
-        let _gate = self.read_gate();
+        let tree = self.read_gate();
         let checkpoint = self.checkpoint();
         let mut conflicts = Vec::new();
         for station in stations {
-            for item in self
-                .tree
-                .scan_prefix(station_prefix(apply::CONFLICTS, station))
-            {
+            for item in tree.scan_prefix(station_prefix(layout::CONFLICTS, station)) {
                 let (_, v) = item?;
-                conflicts.push(apply::decode("conflict", &v)?);
+                conflicts.push(apply::decode_json("conflict", &v)?);
             }
         }
         Ok(Conflicts {
@@ -658,9 +650,9 @@ impl Projections {
                 _ => None,
             })
             .collect();
-        let _gate = self.read_gate();
+        let tree = self.read_gate();
         let checkpoint = self.checkpoint();
-        let stats = self.origin_stats()?;
+        let stats = Self::origin_stats(&tree)?;
         let mut rows = Vec::new();
         let mut devices = Vec::new();
         for station in stations {
@@ -674,15 +666,20 @@ impl Projections {
                 devices: 0,
                 complete_through_ms: None,
                 quarantined: 0,
-                held_events: u64::try_from(self.counter(&fold::quality_key(station, HELD_EVENTS))?)
-                    .unwrap_or(0),
-                voided_events: u64::try_from(
-                    self.counter(&fold::quality_key(station, VOIDED_EVENTS))?,
-                )
+                held_events: u64::try_from(Self::counter(
+                    &tree,
+                    &fold::quality_key(station, Quality::HeldEvents),
+                )?)
                 .unwrap_or(0),
-                tier_conflicts: u64::try_from(
-                    self.counter(&fold::quality_key(station, TIER_CONFLICTS))?,
-                )
+                voided_events: u64::try_from(Self::counter(
+                    &tree,
+                    &fold::quality_key(station, Quality::VoidedEvents),
+                )?)
+                .unwrap_or(0),
+                tier_conflicts: u64::try_from(Self::counter(
+                    &tree,
+                    &fold::quality_key(station, Quality::TierConflicts),
+                )?)
                 .unwrap_or(0),
                 events_logged: 0,
             };
@@ -792,24 +789,28 @@ impl Projections {
     /// # Errors
     /// Storage errors.
     pub fn case_station(&self, case_id: Uuid) -> Result<Option<String>, ProjectionError> {
-        let _gate = self.read_gate();
-        Ok(self.case_record(case_id)?.map(|(station, _)| station))
+        let tree = self.read_gate();
+        Ok(Self::case_record(&tree, case_id, &mut Stations::default())?
+            .map(|(station, _, _)| station))
     }
 
-    fn case_record(&self, case_id: Uuid) -> Result<Option<(String, CaseRecord)>, ProjectionError> {
-        let Some(v) = self
-            .tree
-            .get(apply::key(apply::CASES, &[case_id.as_bytes()]))?
-        else {
+    /// A case's station (of its `CaseOpened`, else of its first event),
+    /// whether it is opened, and its facts.
+    fn case_record(
+        tree: &sled::Tree,
+        case_id: Uuid,
+        stations: &mut Stations,
+    ) -> Result<Option<(String, bool, Vec<CaseFact>)>, ProjectionError> {
+        let Some(bytes) = layout::case(tree, &case_id)? else {
             return Ok(None);
         };
-        let record: CaseRecord = apply::decode("case", &v)?;
-        let station = record
-            .station
-            .clone()
-            .or_else(|| record.facts.first().map(|f| f.station.clone()))
+        let facts = codec::decode_case(&bytes, stations)?;
+        let opened = fold::case_station(case_id, &facts);
+        let station = opened
+            .or_else(|| facts.first().map(|f| &f.station))
+            .map(|s| s.to_string())
             .unwrap_or_default();
-        Ok(Some((station, record)))
+        Ok(Some((station, opened.is_some(), facts)))
     }
 
     /// Every event of one case and the voids of them, in (hlc, event_id)
@@ -819,20 +820,18 @@ impl Projections {
     /// [`ProjectionError::UnknownCase`] when no event of it is known; storage
     /// errors.
     pub fn case_timeline(&self, case_id: Uuid) -> Result<CaseTimeline, ProjectionError> {
-        let _gate = self.read_gate();
+        let tree = self.read_gate();
         let checkpoint = self.checkpoint();
-        let (station, record) = self
-            .case_record(case_id)?
+        let mut stations = Stations::default();
+        let (station, opened, facts) = Self::case_record(&tree, case_id, &mut stations)?
             .ok_or(ProjectionError::UnknownCase(case_id))?;
         let mut ids: Vec<(Uuid, Option<Uuid>)> = Vec::new();
-        for fact in &record.facts {
+        for fact in &facts {
             ids.push((fact.id, fact.voided_by));
             if fact.voided_by.is_some()
-                && let Some(v) = self
-                    .tree
-                    .get(apply::key(apply::VOIDS, &[fact.id.as_bytes()]))?
+                && let Some(v) = layout::voids(&tree, &fact.id)?
             {
-                let marks: Vec<VoidMark> = apply::decode("voids", &v)?;
+                let marks = codec::decode_marks(&v, &mut stations)?;
                 ids.extend(
                     marks
                         .into_iter()
@@ -874,7 +873,7 @@ impl Projections {
             computed_through_hub_seq: checkpoint,
             case_id,
             station_code: station,
-            opened: record.station.is_some(),
+            opened,
             entries,
         })
     }

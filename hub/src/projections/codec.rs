@@ -1,0 +1,574 @@
+//! The binary encodings of the projections' records (case files, open-case
+//! views, void marks) and of the runs that pack many records into one value.
+//!
+//! Integers are LEB128 varints (signed ones zigzagged) unless said
+//! otherwise; ids are their 16 bytes; text is a varint length and UTF-8; a
+//! date is a varint, 0 for none, else 1 + zigzag(days from 0001-01-01 CE).
+//! Encodings are a function of the record's value, so equal records are
+//! equal bytes.
+//!
+//! Case file: stations (count, each text), facts (count, each: a header
+//! byte, body kind in the low four bits and 0x10 when voided; id; hlc as 8
+//! big-endian bytes; index of its station; the void's id when voided; the
+//! body's fields).
+//!
+//! Run: `u32` big-endian record count n, then n entries of 20 bytes (the
+//! record's 16-byte id and the `u32` big-endian end offset of its bytes),
+//! then the records' bytes, ids ascending.
+
+use chrono::{Datelike as _, NaiveDate};
+use station_agent::views::{CaseStatus, CaseView};
+use station_proto::ids::Uuid;
+
+use super::ProjectionError;
+use super::fold::{AssessedFact, CaseFact, Day, FactBody, OpenedFact, Station, Stations};
+
+fn corrupt(what: &str) -> ProjectionError {
+    ProjectionError::Corrupt(format!("{what} does not decode"))
+}
+
+/// Appends encoded values.
+#[derive(Debug, Default)]
+pub(crate) struct Writer(pub Vec<u8>);
+
+impl Writer {
+    pub(crate) fn u(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+
+    pub(crate) fn i(&mut self, v: i64) {
+        self.u(((v << 1) ^ (v >> 63)) as u64);
+    }
+
+    pub(crate) fn id(&mut self, id: &Uuid) {
+        self.0.extend_from_slice(id.as_bytes());
+    }
+
+    pub(crate) fn text(&mut self, s: &str) {
+        self.u(s.len() as u64);
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    fn day(&mut self, day: Day) {
+        match day {
+            None => self.u(0),
+            Some(d) => {
+                let days = i64::from(d.num_days_from_ce());
+                self.u((((days << 1) ^ (days >> 63)) as u64) + 1);
+            }
+        }
+    }
+
+    fn ints(&mut self, values: &[i32]) {
+        self.u(values.len() as u64);
+        for v in values {
+            self.i(i64::from(*v));
+        }
+    }
+}
+
+/// Reads encoded values; every read fails cleanly past the end.
+pub(crate) struct Reader<'a> {
+    bytes: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(bytes: &'a [u8], what: &'static str) -> Self {
+        Self { bytes, what }
+    }
+
+    fn fail(&self) -> ProjectionError {
+        corrupt(self.what)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ProjectionError> {
+        if self.bytes.len() < n {
+            return Err(self.fail());
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn byte(&mut self) -> Result<u8, ProjectionError> {
+        Ok(self.take(1)?[0])
+    }
+
+    pub(crate) fn u(&mut self) -> Result<u64, ProjectionError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(self.fail())
+    }
+
+    pub(crate) fn i(&mut self) -> Result<i64, ProjectionError> {
+        let v = self.u()?;
+        Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
+    }
+
+    fn i32(&mut self) -> Result<i32, ProjectionError> {
+        i32::try_from(self.i()?).map_err(|_| self.fail())
+    }
+
+    fn len(&mut self) -> Result<usize, ProjectionError> {
+        let n = usize::try_from(self.u()?).map_err(|_| self.fail())?;
+        // A count can never exceed the bytes left: each item takes one at least.
+        if n > self.bytes.len() {
+            return Err(self.fail());
+        }
+        Ok(n)
+    }
+
+    pub(crate) fn id(&mut self) -> Result<Uuid, ProjectionError> {
+        let bytes = self.take(16)?;
+        Uuid::from_slice(bytes).map_err(|_| self.fail())
+    }
+
+    pub(crate) fn text(&mut self) -> Result<String, ProjectionError> {
+        let n = self.len()?;
+        let bytes = self.take(n)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| self.fail())
+    }
+
+    fn day(&mut self) -> Result<Day, ProjectionError> {
+        match self.u()? {
+            0 => Ok(None),
+            v => {
+                let v = v - 1;
+                let days = ((v >> 1) as i64) ^ -((v & 1) as i64);
+                let days = i32::try_from(days).map_err(|_| self.fail())?;
+                NaiveDate::from_num_days_from_ce_opt(days)
+                    .map(Some)
+                    .ok_or_else(|| self.fail())
+            }
+        }
+    }
+
+    fn ints(&mut self) -> Result<Vec<i32>, ProjectionError> {
+        let n = self.len()?;
+        (0..n).map(|_| self.i32()).collect()
+    }
+
+    fn hlc(&mut self) -> Result<u64, ProjectionError> {
+        let bytes = self.take(8)?;
+        <[u8; 8]>::try_from(bytes)
+            .map(u64::from_be_bytes)
+            .map_err(|_| self.fail())
+    }
+
+    fn done(&self) -> Result<(), ProjectionError> {
+        if self.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(self.fail())
+        }
+    }
+}
+
+const OPENED: u8 = 0;
+const ASSESSED: u8 = 1;
+const NOTE: u8 = 2;
+const CLOSED: u8 = 3;
+const REOPENED: u8 = 4;
+const VISIT: u8 = 5;
+const VERIFIED: u8 = 6;
+const RESOURCE: u8 = 7;
+const VOIDED: u8 = 0x10;
+
+/// Encodes a case file: its facts in (hlc, event_id) order.
+pub(crate) fn encode_case(facts: &[CaseFact]) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(16 + facts.len() * 36));
+    let mut stations: Vec<&Station> = Vec::new();
+    for fact in facts {
+        if !stations.contains(&&fact.station) {
+            stations.push(&fact.station);
+        }
+    }
+    w.u(stations.len() as u64);
+    for station in &stations {
+        w.text(station);
+    }
+    w.u(facts.len() as u64);
+    for fact in facts {
+        let kind = match &fact.body {
+            FactBody::Opened(_) => OPENED,
+            FactBody::Assessed(_) => ASSESSED,
+            FactBody::Note => NOTE,
+            FactBody::Closed { .. } => CLOSED,
+            FactBody::Reopened { .. } => REOPENED,
+            FactBody::Visit { .. } => VISIT,
+            FactBody::Verified { .. } => VERIFIED,
+            FactBody::Resource { .. } => RESOURCE,
+        };
+        w.0.push(kind | if fact.voided_by.is_some() { VOIDED } else { 0 });
+        w.id(&fact.id);
+        w.0.extend_from_slice(&fact.hlc.to_be_bytes());
+        let station = stations
+            .iter()
+            .position(|s| **s == fact.station)
+            .unwrap_or_default();
+        w.u(station as u64);
+        if let Some(by) = &fact.voided_by {
+            w.id(by);
+        }
+        match &fact.body {
+            FactBody::Opened(o) => {
+                w.text(&o.name);
+                w.text(&o.community);
+                w.ints(&o.categories);
+                w.i(i64::from(o.tier));
+                w.day(o.on);
+            }
+            FactBody::Assessed(a) => {
+                w.i(i64::from(a.tier));
+                match &a.last_seen {
+                    Some(id) => {
+                        w.0.push(1);
+                        w.id(id);
+                    }
+                    None => w.0.push(0),
+                }
+                w.text(&a.author);
+                w.text(&a.on);
+            }
+            FactBody::Note => {}
+            FactBody::Closed { on } => w.day(*on),
+            FactBody::Reopened { on, tier } => {
+                w.day(*on);
+                w.i(i64::from(*tier));
+            }
+            FactBody::Visit { on, kind } => {
+                w.day(*on);
+                w.i(i64::from(*kind));
+            }
+            FactBody::Verified { categories } => w.ints(categories),
+            FactBody::Resource { on, fen } => {
+                w.day(*on);
+                w.i(*fen);
+            }
+        }
+    }
+    w.0
+}
+
+/// Decodes a case file.
+pub(crate) fn decode_case(
+    bytes: &[u8],
+    interner: &mut Stations,
+) -> Result<Vec<CaseFact>, ProjectionError> {
+    let mut r = Reader::new(bytes, "a case file");
+    let n = r.len()?;
+    let stations = (0..n)
+        .map(|_| Ok(interner.get(&r.text()?)))
+        .collect::<Result<Vec<Station>, ProjectionError>>()?;
+    let n = r.len()?;
+    let mut facts = Vec::with_capacity(n);
+    for _ in 0..n {
+        let header = r.byte()?;
+        let id = r.id()?;
+        let hlc = r.hlc()?;
+        let station = usize::try_from(r.u()?)
+            .ok()
+            .and_then(|i| stations.get(i))
+            .cloned()
+            .ok_or_else(|| r.fail())?;
+        let voided_by = if header & VOIDED != 0 {
+            Some(r.id()?)
+        } else {
+            None
+        };
+        let body = match header & 0x0f {
+            OPENED => FactBody::Opened(Box::new(OpenedFact {
+                name: r.text()?,
+                community: r.text()?,
+                categories: r.ints()?,
+                tier: r.i32()?,
+                on: r.day()?,
+            })),
+            ASSESSED => FactBody::Assessed(Box::new(AssessedFact {
+                tier: r.i32()?,
+                last_seen: match r.byte()? {
+                    0 => None,
+                    _ => Some(r.id()?),
+                },
+                author: r.text()?,
+                on: r.text()?,
+            })),
+            NOTE => FactBody::Note,
+            CLOSED => FactBody::Closed { on: r.day()? },
+            REOPENED => FactBody::Reopened {
+                on: r.day()?,
+                tier: r.i32()?,
+            },
+            VISIT => FactBody::Visit {
+                on: r.day()?,
+                kind: r.i32()?,
+            },
+            VERIFIED => FactBody::Verified {
+                categories: r.ints()?,
+            },
+            RESOURCE => FactBody::Resource {
+                on: r.day()?,
+                fen: r.i()?,
+            },
+            _ => return Err(r.fail()),
+        };
+        facts.push(CaseFact {
+            id,
+            hlc,
+            station,
+            voided_by,
+            body,
+        });
+    }
+    r.done()?;
+    Ok(facts)
+}
+
+/// Encodes the view of an open case.
+pub(crate) fn encode_view(view: &CaseView) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(96));
+    w.id(&view.case_id);
+    w.text(&view.name);
+    w.text(&view.community_code);
+    w.ints(&view.categories);
+    w.i(i64::from(view.tier));
+    w.0.push(match view.status {
+        CaseStatus::Open => 0,
+        CaseStatus::Closed => 1,
+    });
+    w.day(Some(view.opened_on));
+    w.day(view.reopened_on);
+    w.day(view.last_visit);
+    w.u(u64::from(view.visits));
+    w.id(&view.last_event_id);
+    w.u(u64::from(view.events));
+    w.0
+}
+
+/// Decodes the view of an open case.
+pub(crate) fn decode_view(bytes: &[u8]) -> Result<CaseView, ProjectionError> {
+    let mut r = Reader::new(bytes, "an open case");
+    let view = CaseView {
+        case_id: r.id()?,
+        name: r.text()?,
+        community_code: r.text()?,
+        categories: r.ints()?,
+        tier: r.i32()?,
+        status: match r.byte()? {
+            0 => CaseStatus::Open,
+            1 => CaseStatus::Closed,
+            _ => return Err(r.fail()),
+        },
+        opened_on: r.day()?.ok_or_else(|| r.fail())?,
+        reopened_on: r.day()?,
+        last_visit: r.day()?,
+        visits: u32::try_from(r.u()?).map_err(|_| r.fail())?,
+        last_event_id: r.id()?,
+        events: u32::try_from(r.u()?).map_err(|_| r.fail())?,
+    };
+    r.done()?;
+    Ok(view)
+}
+
+/// A void naming an event.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct VoidMark {
+    /// The `EventVoided`'s id.
+    pub by: Uuid,
+    /// Its station.
+    pub station: Station,
+}
+
+/// Encodes the voids naming one event, in (id, station) order.
+pub(crate) fn encode_marks(marks: &[VoidMark]) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(1 + marks.len() * 27));
+    w.u(marks.len() as u64);
+    for mark in marks {
+        w.id(&mark.by);
+        w.text(&mark.station);
+    }
+    w.0
+}
+
+/// Decodes the voids naming one event.
+pub(crate) fn decode_marks(
+    bytes: &[u8],
+    interner: &mut Stations,
+) -> Result<Vec<VoidMark>, ProjectionError> {
+    let mut r = Reader::new(bytes, "a list of voids");
+    let n = r.len()?;
+    let mut marks = Vec::with_capacity(n);
+    for _ in 0..n {
+        marks.push(VoidMark {
+            by: r.id()?,
+            station: interner.get(&r.text()?),
+        });
+    }
+    r.done()?;
+    Ok(marks)
+}
+
+/// Packs records, ids ascending, into runs of at most about `max_bytes`
+/// bytes each (one record at least); returns each run's first id and bytes.
+pub(crate) fn pack_runs(records: &[(Uuid, Vec<u8>)], max_bytes: usize) -> Vec<(Uuid, Vec<u8>)> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < records.len() {
+        let mut end = start;
+        let mut size = 0;
+        while end < records.len() && (end == start || size + records[end].1.len() + 20 <= max_bytes)
+        {
+            size += records[end].1.len() + 20;
+            end += 1;
+        }
+        let chunk = &records[start..end];
+        let mut bytes = Vec::with_capacity(4 + size);
+        bytes.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
+        let mut offset = 0u32;
+        for (id, record) in chunk {
+            offset += record.len() as u32;
+            bytes.extend_from_slice(id.as_bytes());
+            bytes.extend_from_slice(&offset.to_be_bytes());
+        }
+        for (_, record) in chunk {
+            bytes.extend_from_slice(record);
+        }
+        runs.push((chunk[0].0, bytes));
+        start = end;
+    }
+    runs
+}
+
+/// A decoded view of one run's index.
+pub(crate) struct Run<'a> {
+    index: &'a [u8],
+    records: &'a [u8],
+    len: usize,
+}
+
+impl<'a> Run<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Result<Self, ProjectionError> {
+        let fail = || corrupt("a run");
+        let len = bytes
+            .get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes)
+            .ok_or_else(fail)? as usize;
+        let index_end = len
+            .checked_mul(20)
+            .and_then(|n| n.checked_add(4))
+            .filter(|n| *n <= bytes.len())
+            .ok_or_else(fail)?;
+        Ok(Self {
+            index: &bytes[4..index_end],
+            records: &bytes[index_end..],
+            len,
+        })
+    }
+
+    fn id_at(&self, i: usize) -> &'a [u8] {
+        &self.index[i * 20..i * 20 + 16]
+    }
+
+    fn end_at(&self, i: usize) -> usize {
+        let b = &self.index[i * 20 + 16..i * 20 + 20];
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
+    }
+
+    fn record(&self, i: usize) -> Result<&'a [u8], ProjectionError> {
+        let start = if i == 0 { 0 } else { self.end_at(i - 1) };
+        self.records
+            .get(start..self.end_at(i))
+            .ok_or_else(|| corrupt("a run"))
+    }
+
+    /// The record of `id`, if the run holds it.
+    pub(crate) fn get(&self, id: &Uuid) -> Result<Option<&'a [u8]>, ProjectionError> {
+        let (mut lo, mut hi) = (0, self.len);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.id_at(mid).cmp(id.as_bytes()) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return self.record(mid).map(Some),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every (id, record) of the run, ids ascending.
+    pub(crate) fn entries(&self) -> Result<Vec<(Uuid, &'a [u8])>, ProjectionError> {
+        (0..self.len)
+            .map(|i| {
+                let id = Uuid::from_slice(self.id_at(i)).map_err(|_| corrupt("a run"))?;
+                Ok((id, self.record(i)?))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_find_every_record_and_nothing_else() {
+        let records: Vec<(Uuid, Vec<u8>)> = (0..500u128)
+            .map(|i| (Uuid::from_u128(i * 3), vec![i as u8; (i % 7) as usize + 1]))
+            .collect();
+        let runs = pack_runs(&records, 300);
+        assert!(runs.len() > 10);
+        let mut seen = Vec::new();
+        for (first, bytes) in &runs {
+            let run = Run::new(bytes).unwrap();
+            let entries = run.entries().unwrap();
+            assert_eq!(entries[0].0, *first);
+            for (id, record) in entries {
+                assert_eq!(run.get(&id).unwrap(), Some(record));
+                assert_eq!(run.get(&Uuid::from_u128(id.as_u128() + 1)).unwrap(), None);
+                seen.push((id, record.to_vec()));
+            }
+        }
+        assert_eq!(seen, records);
+        assert!(Run::new(&[0, 0, 0, 9, 1]).is_err());
+    }
+
+    #[test]
+    fn dates_and_integers_round_trip() {
+        let mut w = Writer::default();
+        let days = [
+            None,
+            NaiveDate::from_ymd_opt(1, 1, 1),
+            NaiveDate::from_ymd_opt(2025, 12, 31),
+            NaiveDate::MIN.into(),
+            NaiveDate::MAX.into(),
+        ];
+        for d in days {
+            w.day(d);
+        }
+        for v in [0, -1, 1, i64::MIN, i64::MAX] {
+            w.i(v);
+        }
+        let mut r = Reader::new(&w.0, "test");
+        for d in days {
+            assert_eq!(r.day().unwrap(), d);
+        }
+        for v in [0, -1, 1, i64::MIN, i64::MAX] {
+            assert_eq!(r.i().unwrap(), v);
+        }
+        r.done().unwrap();
+        assert!(Reader::new(&[0x80], "test").u().is_err());
+    }
+}

@@ -1,0 +1,165 @@
+//! Where the records of the projections tree are: each record either under
+//! its own key or packed with others into a run, and how to find it.
+//!
+//! A record of a packed kind (case file, open case, voids of an event) is
+//! looked up under its own key first (`c:`, `o:`, `v:`), then in the run
+//! that covers its id (`C:`, `O:`, `V:`, keyed by the first id they hold):
+//! a record under its own key replaces the run's copy, and an empty value
+//! under its own key (a tombstone) says that an open case in a run is no
+//! longer open. Runs are written only into a tree that holds no record yet,
+//! by a bulk replay; records applied afterwards go under their own keys.
+//!
+//! The *logical* content of the tree, what [`logical`] lists, is every
+//! record under its own key as if no run existed: it depends only on the
+//! events applied, not on how they were batched.
+
+use std::collections::BTreeMap;
+
+use station_proto::ids::Uuid;
+
+use super::codec::Run;
+use super::{KeyValue, ProjectionError};
+
+/// Case file of a case, by case id.
+pub(crate) const CASES: &[u8] = b"c:";
+/// Runs of case files.
+pub(crate) const CASE_RUNS: &[u8] = b"C:";
+/// View of an open case, by station and case id.
+pub(crate) const OPEN_CASES: &[u8] = b"o:";
+/// Runs of open-case views, by station.
+pub(crate) const OPEN_RUNS: &[u8] = b"O:";
+/// Voids naming an event, by the event's id.
+pub(crate) const VOIDS: &[u8] = b"v:";
+/// Runs of voids.
+pub(crate) const VOID_RUNS: &[u8] = b"V:";
+/// JSON tier conflict, by station and case id.
+pub(crate) const CONFLICTS: &[u8] = b"k:";
+/// Counters, by name.
+pub(crate) const COUNTERS: &[u8] = b"n:";
+/// JSON per-device statistics, by origin id.
+pub(crate) const ORIGINS: &[u8] = b"g:";
+
+pub(crate) fn key(prefix: &[u8], rest: &[&[u8]]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    for r in rest {
+        k.extend_from_slice(r);
+    }
+    k
+}
+
+/// The run of `runs` (a run prefix, with the station for open cases) that
+/// would hold `id`, and the record it holds for `id`.
+fn in_run(tree: &sled::Tree, runs: &[u8], id: &Uuid) -> Result<Option<Vec<u8>>, ProjectionError> {
+    let last = key(runs, &[id.as_bytes()]);
+    let Some(item) = tree.range(runs.to_vec()..=last).next_back() else {
+        return Ok(None);
+    };
+    let (k, v) = item?;
+    if k.len() != runs.len() + 16 {
+        return Ok(None);
+    }
+    Ok(Run::new(&v)?.get(id)?.map(<[u8]>::to_vec))
+}
+
+/// A record of a packed kind: under its own key, else in its run. An empty
+/// value is a tombstone.
+fn record(
+    tree: &sled::Tree,
+    own: &[u8],
+    runs: &[u8],
+    id: &Uuid,
+) -> Result<Option<Vec<u8>>, ProjectionError> {
+    if let Some(v) = tree.get(key(own, &[id.as_bytes()]))? {
+        return Ok(Some(v.to_vec()));
+    }
+    in_run(tree, runs, id)
+}
+
+/// The encoded case file of a case.
+pub(crate) fn case(tree: &sled::Tree, case_id: &Uuid) -> Result<Option<Vec<u8>>, ProjectionError> {
+    record(tree, CASES, CASE_RUNS, case_id)
+}
+
+/// The encoded voids naming an event.
+pub(crate) fn voids(
+    tree: &sled::Tree,
+    event_id: &Uuid,
+) -> Result<Option<Vec<u8>>, ProjectionError> {
+    record(tree, VOIDS, VOID_RUNS, event_id)
+}
+
+/// Whether a run holds an open-case view of `station` for `case_id`: then
+/// removing it takes a tombstone.
+pub(crate) fn open_in_run(
+    tree: &sled::Tree,
+    station: &str,
+    case_id: &Uuid,
+) -> Result<bool, ProjectionError> {
+    Ok(in_run(tree, &key(OPEN_RUNS, &[station.as_bytes()]), case_id)?.is_some())
+}
+
+/// The encoded views of a station's open cases, by case id.
+pub(crate) fn open_cases(
+    tree: &sled::Tree,
+    station: &str,
+) -> Result<BTreeMap<Uuid, Vec<u8>>, ProjectionError> {
+    let mut views = BTreeMap::new();
+    let runs = key(OPEN_RUNS, &[station.as_bytes()]);
+    for item in tree.scan_prefix(&runs) {
+        let (k, v) = item?;
+        if k.len() != runs.len() + 16 {
+            continue;
+        }
+        for (id, view) in Run::new(&v)?.entries()? {
+            views.insert(id, view.to_vec());
+        }
+    }
+    let own = key(OPEN_CASES, &[station.as_bytes()]);
+    for item in tree.scan_prefix(&own) {
+        let (k, v) = item?;
+        let Ok(id) = Uuid::from_slice(&k[own.len()..]) else {
+            continue;
+        };
+        if v.is_empty() {
+            views.remove(&id);
+        } else {
+            views.insert(id, v.to_vec());
+        }
+    }
+    Ok(views)
+}
+
+/// Every record of the tree under its own key, runs unpacked and
+/// tombstones dropped, in key order.
+pub(crate) fn logical(tree: &sled::Tree) -> Result<Vec<KeyValue>, ProjectionError> {
+    let mut packed: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut own: Vec<KeyValue> = Vec::new();
+    for item in tree.iter() {
+        let (k, v) = item?;
+        let logical_prefix = match k.get(..2) {
+            Some(p) if p == CASE_RUNS => CASES,
+            Some(p) if p == OPEN_RUNS => OPEN_CASES,
+            Some(p) if p == VOID_RUNS => VOIDS,
+            _ => {
+                own.push((k.to_vec(), v.to_vec()));
+                continue;
+            }
+        };
+        let station = k.len().checked_sub(16).and_then(|end| k.get(2..end));
+        let station = station.ok_or_else(|| ProjectionError::Corrupt("run key".into()))?;
+        for (id, record) in Run::new(&v)?.entries()? {
+            packed.insert(
+                key(logical_prefix, &[station, id.as_bytes()]),
+                record.to_vec(),
+            );
+        }
+    }
+    for (k, v) in own {
+        if v.is_empty() {
+            packed.remove(&k);
+        } else {
+            packed.insert(k, v);
+        }
+    }
+    Ok(packed.into_iter().collect())
+}
