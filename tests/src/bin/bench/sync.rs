@@ -111,7 +111,7 @@ fn compressed_len(encoded: &[u8]) -> anyhow::Result<usize> {
 }
 
 /// Runs the scenario, adding its rows.
-pub async fn run(quick: bool, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+pub async fn run(quick: bool, peer: bool, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let events = if quick { 100 } else { 10_000 };
     let hub_dir = tempfile::tempdir()?;
     let store = Arc::new(station_hub::store::HubStore::open(
@@ -173,12 +173,13 @@ pub async fn run(quick: bool, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let peer_metric_time = format!("push of {events} events: wall time");
     let peer_name = "PouchDB 7 replication (express-pouchdb)";
     let timeout = Duration::from_secs(if quick { 300 } else { 3_600 });
-    let peer = match pouchdb::install() {
-        Ok(peer) => peer
+    let peer = match peer.then(pouchdb::install) {
+        None => Err("left out by --no-peer".to_string()),
+        Some(Ok(peer)) => peer
             .replicate(&docs, profile(7), timeout)
             .await
             .map_err(|e| format!("{e:#}")),
-        Err(why) => Err(why),
+        Some(Err(why)) => Err(why),
     };
     match peer {
         Ok(peer) => {
