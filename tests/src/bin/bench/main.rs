@@ -192,18 +192,20 @@ impl Row {
     }
 }
 
-/// A figure as the table prints it: three significant digits or so, with
-/// thousands separated.
+/// A figure as the table prints it: three significant digits or so (two
+/// below 0.1), with thousands separated.
 pub fn number(x: f64) -> String {
     let a = x.abs();
     let text = if a >= 100.0 {
         format!("{x:.0}")
     } else if a >= 10.0 {
         format!("{x:.1}")
-    } else if a >= 0.1 || a == 0.0 {
+    } else if a >= 0.1 || a == 0.0 || !a.is_finite() {
         format!("{x:.2}")
     } else {
-        format!("{x:.3}")
+        // Two significant digits, however small.
+        let decimals = (-a.log10()).ceil() as usize + 1;
+        format!("{x:.decimals$}")
     };
     let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
     let (sign, digits) = int.strip_prefix('-').map_or(("", int), |d| ("-", d));
@@ -362,4 +364,20 @@ fn main() -> anyhow::Result<()> {
     )?;
     progress!("wrote {}", out.join("results.{md,json}").display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number;
+
+    #[test]
+    fn figures_keep_their_significant_digits() {
+        assert_eq!(number(1_234_567.0), "1,234,567");
+        assert_eq!(number(-1_234.4), "-1,234");
+        assert_eq!(number(12.34), "12.3");
+        assert_eq!(number(0.5), "0.50");
+        assert_eq!(number(0.047), "0.047");
+        assert_eq!(number(0.000_072), "0.000072");
+        assert_eq!(number(0.0), "0.00");
+    }
 }

@@ -9,9 +9,10 @@
 //! - Queries: p50 and p99 of the indicator table (7 stations; a month, a
 //!   quarter and a year in turn) and of the overdue list, in process through
 //!   the projections' read API and over gRPC (`station.v1.Query`, bureau
-//!   token, loopback). Against: the raw scan and decode of the log, the least
-//!   an answer computed without projections would cost. Target: indicator
-//!   table p99 ≤ 1 ms in process.
+//!   token, loopback), once the rebuild is on disk and after a few warm-up
+//!   queries. Against: the raw scan and decode of the log, the least an
+//!   answer computed without projections would cost. Target: indicator table
+//!   p99 ≤ 1 ms in process.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -247,6 +248,14 @@ async fn queries(projections: Arc<Projections>, quick: bool) -> anyhow::Result<Q
     let st = stations.clone();
     let (local_indicators, local_overdue, overdue_cases) =
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            // A hub serving queries, not one still writing out a rebuild:
+            // what the rebuild left in sled's buffers goes to disk first,
+            // and a few queries warm the page cache.
+            p.store().sync()?;
+            timed(indicator_runs / 10, |i| {
+                p.indicators(periods[i % periods.len()], &st)?;
+                Ok(())
+            })?;
             let indicators = timed(indicator_runs, |i| {
                 let table = p.indicators(periods[i % periods.len()], &st)?;
                 anyhow::ensure!(table.rows.len() == st.len(), "a row per station");
