@@ -293,6 +293,6 @@ impl GroupCommit {
     /// sled flush, then fsync of its data file.
     fn sync_now(&self) -> io::Result<()> {
         self.db.flush().map_err(io::Error::other)?;
-        self.data_file.sync_all()
+        self.data_file.sync_data()
     }
 }

@@ -724,7 +724,7 @@ fn pulls_page_until_the_head_and_long_polls_wait() {
     );
     let plan = m.next_pull(0, t).unwrap();
     assert_eq!(plan.wait, Duration::ZERO);
-    assert_eq!(plan.max_events, 500);
+    assert_eq!(plan.max_events, 5_000);
     assert_eq!(plan.max_bytes, 32_000);
     t += Duration::from_secs(1);
     let page = PullPage {

@@ -32,9 +32,9 @@ use station_proto::v1::{
 use station_proto::validate;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
@@ -493,6 +493,9 @@ pub async fn serve_projections(
             .set_not_serving::<QueryServer<QueryService>>()
             .await;
     };
+    // Without TCP_NODELAY a small answer waits for the delayed ACK of the
+    // previous segment: about 40 ms added to every call on Linux.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let grace = options.shutdown_grace;
     let grace_ended = async move {
         if stopped.wait_for(|stopping| *stopping).await.is_err() {
@@ -501,7 +504,7 @@ pub async fn serve_projections(
         tokio::time::sleep(grace).await;
     };
     let served = tokio::select! {
-        served = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal) => {
+        served = router.serve_with_incoming_shutdown(incoming, signal) => {
             served.map_err(ServeError::from)
         }
         () = grace_ended => {

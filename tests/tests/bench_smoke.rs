@@ -6,6 +6,15 @@
 
 use std::process::Command;
 
+const SCENARIOS: [&str; 6] = [
+    "durable-append",
+    "sync-backlog",
+    "hub-ingest",
+    "projection-rebuild",
+    "query-latency",
+    "mobile",
+];
+
 #[test]
 fn the_quick_benchmark_writes_every_row() {
     let out = tempfile::tempdir().unwrap();
@@ -15,24 +24,51 @@ fn the_quick_benchmark_writes_every_row() {
         .arg(out.path())
         .output()
         .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
     let table = std::fs::read_to_string(out.path().join("results.md")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&run.stdout), table);
     let rows: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("results.json")).unwrap())
             .unwrap();
-    for scenario in ["durable-append", "sync-backlog"] {
+    for scenario in SCENARIOS {
         assert!(
             rows.iter().any(|r| r["scenario"] == scenario),
             "{scenario} missing"
         );
-        assert!(table.contains(scenario));
+        assert!(table.contains(&format!("| {scenario} |")), "{scenario}");
+    }
+    for row in &rows {
+        // A row is measured, with positive figures, or says why it was skipped.
+        match (row["ours"].as_f64(), row["baseline"].as_f64()) {
+            (Some(ours), Some(baseline)) => {
+                assert!(ours > 0.0 && baseline > 0.0, "{row}");
+                assert!(row["ratio"].as_f64().unwrap() > 0.0, "{row}");
+            }
+            _ => assert!(
+                row["note"].as_str().unwrap().starts_with("skipped: "),
+                "{row}"
+            ),
+        }
+        if !row["target"].is_null() {
+            assert!(row["target"]["rule"].is_string(), "{row}");
+        }
+    }
+    // Rows that always have a target say whether it is met.
+    for scenario in ["durable-append", "hub-ingest", "projection-rebuild"] {
+        assert!(
+            rows.iter()
+                .any(|r| r["scenario"] == scenario && r["target"]["met"].is_boolean()),
+            "{scenario} has no target verdict"
+        );
     }
     assert!(
-        rows.iter()
-            .all(|r| r["ours"].as_f64().unwrap() > 0.0 && r["baseline"].as_f64().unwrap() > 0.0)
+        Command::new(env!("CARGO_BIN_EXE_bench"))
+            .args(["--only", "no-such-scenario"])
+            .output()
+            .unwrap()
+            .status
+            .code()
+            != Some(0)
     );
 }

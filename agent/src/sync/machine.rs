@@ -53,7 +53,9 @@ pub struct Config {
     /// The largest batch budget, however fast the link looks; it also caps
     /// [`Self::min_batch_bytes`].
     pub max_batch_bytes: usize,
-    /// Events per pulled page, at most.
+    /// Events per pulled page, at most. The default is the hub's own cap,
+    /// so pages are sized by airtime (bytes): a count cap below it made
+    /// pages short on a fast downlink, and each page costs a round trip.
     pub pull_events: u32,
     /// A deadline allows this many times the airtime the bytes should take.
     pub deadline_safety: f64,
@@ -78,7 +80,7 @@ impl Default for Config {
             target_airtime: Duration::from_secs(4),
             min_batch_bytes: 2 * 1024,
             max_batch_bytes: 256 * 1024,
-            pull_events: 500,
+            pull_events: 5_000,
             deadline_safety: 3.0,
             deadline_floor: Duration::from_secs(5),
             deadline_cap: Duration::from_secs(120),

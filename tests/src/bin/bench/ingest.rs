@@ -1,0 +1,383 @@
+//! `hub-ingest`: many devices pushing their backlogs to one hub at once, on
+//! loopback: each device is enrolled with its own token, says `Hello`, then
+//! pushes its events in batches through the `Sync` service (zstd, as the
+//! agent sends), each push acknowledged once durable. The hub runs as it is
+//! served, projector included.
+//!
+//! Against: raw sled batch inserts of the same encoded events, in the same
+//! batches from as many concurrent writers, each batch made durable the same
+//! way (flush + fsync, shared by concurrent writers). Target: at least half
+//! the raw rate.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use station_agent::durable::GroupCommit;
+use station_proto::ids::Uuid;
+use station_proto::v1::sync_client::SyncClient;
+use station_proto::v1::{HelloRequest, PushRequest};
+use station_proto::{Body, Event};
+use station_tests::fieldwork::FieldWork;
+use tonic::transport::Channel;
+
+use crate::{Goal, Row, ms, percentile, progress};
+
+const SCENARIO: &str = "hub-ingest";
+/// The hub's default page cache (`station-hub serve --cache-capacity`).
+const CACHE: u64 = 256 * 1024 * 1024;
+const STATIONS: [&str; 7] = [
+    "540502001",
+    "540502101",
+    "540502200",
+    "540502201",
+    "540502202",
+    "540502203",
+    "540502204",
+];
+
+/// One device's backlog.
+#[derive(Clone)]
+struct Device {
+    station: &'static str,
+    origin: Uuid,
+    /// Its events, in batches as pushed.
+    batches: Vec<Vec<Event>>,
+}
+
+fn devices(count: usize, pushes: usize, batch: usize) -> Vec<Device> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    (0..count)
+        .map(|d| {
+            let station = STATIONS[d % STATIONS.len()];
+            let origin = Uuid::now_v7();
+            let mut work = FieldWork::new(station, d as u64);
+            let mut seq = 0u64;
+            let batches = (0..pushes)
+                .map(|_| {
+                    (0..batch)
+                        .map(|_| {
+                            seq += 1;
+                            let body = work.next_body();
+                            let id = Uuid::now_v7();
+                            if matches!(body, Body::CaseOpened(_)) {
+                                work.opened(id);
+                            }
+                            Event {
+                                event_id: id.as_bytes().to_vec(),
+                                origin_id: origin.as_bytes().to_vec(),
+                                origin_seq: seq,
+                                station_code: station.into(),
+                                author: format!("worker-{d}"),
+                                recorded_at_ms: now_ms,
+                                hlc: (now_ms as u64) << 16 | seq,
+                                body: Some(body),
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            Device {
+                station,
+                origin,
+                batches,
+            }
+        })
+        .collect()
+}
+
+/// One writer's timings: when its first batch started, when its last ended,
+/// and each batch's latency.
+struct Timings {
+    start: Instant,
+    end: Instant,
+    latencies_ms: Vec<f64>,
+}
+
+fn summarise(timings: &[Timings], events: usize) -> (f64, f64) {
+    let start = timings.iter().map(|t| t.start).min();
+    let end = timings.iter().map(|t| t.end).max();
+    let secs = match (start, end) {
+        (Some(s), Some(e)) => e.duration_since(s).as_secs_f64().max(1e-9),
+        _ => 1e-9,
+    };
+    let mut latencies: Vec<f64> = timings
+        .iter()
+        .flat_map(|t| t.latencies_ms.iter().copied())
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    (events as f64 / secs, percentile(&latencies, 0.99))
+}
+
+pub fn with_token<T>(message: T, bearer: &str) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {bearer}").parse()?);
+    request.set_timeout(Duration::from_secs(120));
+    Ok(request)
+}
+
+async fn device_pushes(
+    url: String,
+    bearer: String,
+    device: Device,
+    barrier: Arc<tokio::sync::Barrier>,
+) -> anyhow::Result<Timings> {
+    let options = station_agent::sync::SyncOptions::new(url, None);
+    let mut client: SyncClient<Channel> = station_agent::sync::connect(&options).await?;
+    let hello = HelloRequest {
+        origin_id: device.origin.as_bytes().to_vec(),
+        station_code: device.station.into(),
+        head_seq: device.batches.iter().map(|b| b.len() as u64).sum(),
+        device_clock_ms: chrono::Utc::now().timestamp_millis(),
+        agent_version: "bench".into(),
+    };
+    client.hello(with_token(hello, &bearer)?).await?;
+    barrier.wait().await;
+    let start = Instant::now();
+    let mut latencies_ms = Vec::with_capacity(device.batches.len());
+    for events in device.batches {
+        let last = events.last().map_or(0, |e| e.origin_seq);
+        let sent = Instant::now();
+        let acks = client
+            .push(with_token(PushRequest { events }, &bearer)?)
+            .await?
+            .into_inner();
+        latencies_ms.push(ms(sent.elapsed()));
+        anyhow::ensure!(
+            acks.acks.iter().any(|a| a.durable_through == last) && acks.quarantined == 0,
+            "push not acknowledged through {last}: {acks:?}"
+        );
+    }
+    Ok(Timings {
+        start,
+        end: Instant::now(),
+        latencies_ms,
+    })
+}
+
+/// Pushes every device's backlog to a fresh hub: served as `station-hub
+/// serve` serves it (`Sync`, `Query`, the projector applying pushes as they
+/// become durable), or with `Sync` alone.
+async fn hub(devices: Vec<Device>, projector: bool) -> anyhow::Result<Vec<Timings>> {
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(station_hub::store::HubStore::open(dir.path(), CACHE)?);
+    let mut bearers = Vec::with_capacity(devices.len());
+    for (d, device) in devices.iter().enumerate() {
+        bearers.push(
+            station_hub::auth::enroll_device(&store, device.station, &format!("dev-{d}"))?.bearer,
+        );
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async {
+        let _ = stopped.await;
+    };
+    let server = if projector {
+        tokio::spawn(station_hub::server::run(
+            listener,
+            Arc::clone(&store),
+            shutdown,
+        ))
+    } else {
+        let sync = tonic::service::interceptor::InterceptedService::new(
+            station_hub::server::SyncService::new(Arc::clone(&store)).into_server(),
+            station_hub::auth::Authenticator::new(Arc::clone(&store)),
+        );
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(sync)
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+                .map_err(station_hub::server::ServeError::from)
+        })
+    };
+    let barrier = Arc::new(tokio::sync::Barrier::new(devices.len()));
+    let tasks: Vec<_> = devices
+        .into_iter()
+        .zip(bearers)
+        .map(|(device, bearer)| {
+            tokio::spawn(device_pushes(
+                url.clone(),
+                bearer,
+                device,
+                Arc::clone(&barrier),
+            ))
+        })
+        .collect();
+    let mut timings = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        timings.push(task.await??);
+    }
+    let _ = stop.send(());
+    server.await??;
+    Ok(timings)
+}
+
+/// One event as the raw baseline writes it.
+struct RawEvent {
+    station: &'static str,
+    event_id: Vec<u8>,
+    bytes: Vec<u8>,
+}
+
+/// Writes every writer's batches into a fresh sled database from as many
+/// threads: the encoded event under its position alone, or (`hub_keys`)
+/// with the three other keys the hub's log writes per event (station
+/// stream, id index, receive time). Each batch is made durable before the
+/// next, sharing syncs with the other writers.
+fn raw_sled(writers: &[Vec<Vec<RawEvent>>], hub_keys: bool) -> anyhow::Result<Vec<Timings>> {
+    let dir = tempfile::tempdir()?;
+    let db = sled::Config::new()
+        .path(dir.path())
+        .cache_capacity(CACHE)
+        .open()?;
+    let tree = db.open_tree("hub")?;
+    let group = GroupCommit::open(db.clone(), dir.path(), 0)?;
+    let next = AtomicU64::new(1);
+    let barrier = std::sync::Barrier::new(writers.len());
+    let now_ms = chrono::Utc::now().timestamp_millis().to_be_bytes();
+    let key = |prefix: &[u8], parts: &[&[u8]]| {
+        let mut key = prefix.to_vec();
+        for part in parts {
+            key.extend_from_slice(part);
+        }
+        key
+    };
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = writers
+            .iter()
+            .map(|writer| {
+                let (tree, group, next, barrier) = (&tree, &group, &next, &barrier);
+                scope.spawn(move || -> anyhow::Result<Timings> {
+                    barrier.wait();
+                    let start = Instant::now();
+                    let mut latencies_ms = Vec::new();
+                    for events in writer {
+                        let sent = Instant::now();
+                        let mut batch = sled::Batch::default();
+                        let first = next.fetch_add(events.len() as u64, Ordering::Relaxed);
+                        for (i, event) in events.iter().enumerate() {
+                            let pos = (first + i as u64).to_be_bytes();
+                            batch.insert(key(b"e:", &[&pos]), event.bytes.as_slice());
+                            if hub_keys {
+                                batch.insert(
+                                    key(b"s:", &[event.station.as_bytes(), &pos]),
+                                    Vec::<u8>::new(),
+                                );
+                                batch.insert(key(b"i:", &[&event.event_id]), &pos);
+                                batch.insert(key(b"r:", &[&pos]), &now_ms);
+                            }
+                        }
+                        tree.apply_batch(batch)?;
+                        let ticket = group.written(None);
+                        group.wait_durable(ticket)?;
+                        latencies_ms.push(ms(sent.elapsed()));
+                    }
+                    Ok(Timings {
+                        start,
+                        end: Instant::now(),
+                        latencies_ms,
+                    })
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .map_err(|_| anyhow::anyhow!("a writer thread panicked"))?
+            })
+            .collect()
+    })
+}
+
+/// Runs the scenario, adding its rows.
+pub async fn run(quick: bool, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let (count, pushes, batch) = if quick { (200, 2, 10) } else { (200, 5, 100) };
+    let events = count * pushes * batch;
+    progress!("hub-ingest: {count} devices × {pushes} pushes × {batch} events");
+    let devices = devices(count, pushes, batch);
+    let raw: Arc<Vec<Vec<Vec<RawEvent>>>> = Arc::new(
+        devices
+            .iter()
+            .map(|d| {
+                d.batches
+                    .iter()
+                    .map(|b| {
+                        b.iter()
+                            .map(|e| RawEvent {
+                                station: d.station,
+                                event_id: e.event_id.clone(),
+                                bytes: prost::Message::encode_to_vec(e),
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect(),
+    );
+    let served = hub(devices.clone(), true).await?;
+    progress!("hub-ingest: the hub with Sync alone");
+    let sync_only = hub(devices, false).await?;
+    progress!("hub-ingest: raw sled baselines");
+    let one_key = tokio::task::spawn_blocking({
+        let raw = Arc::clone(&raw);
+        move || raw_sled(&raw, false)
+    })
+    .await??;
+    let hub_keys = tokio::task::spawn_blocking(move || raw_sled(&raw, true)).await??;
+    let (served_rate, served_p99) = summarise(&served, events);
+    let (sync_rate, _) = summarise(&sync_only, events);
+    let (raw_rate, raw_p99) = summarise(&one_key, events);
+    let (keys_rate, _) = summarise(&hub_keys, events);
+    let metric = format!("{count} devices pushing {pushes} × {batch} events each, loopback");
+    let baseline_name = "raw sled apply_batch of the same bytes + flush/fsync (group commit)";
+    rows.push(
+        Row::new(
+            SCENARIO,
+            format!("{metric}: events/s"),
+            served_rate,
+            baseline_name,
+            raw_rate,
+            "events/s",
+        )
+        .goal(Goal::RatioAtLeast(0.5))
+        .note("the hub as served: Sync, Query and the projector"),
+    );
+    rows.push(Row::new(
+        SCENARIO,
+        format!("{metric}: p99 push latency"),
+        served_p99,
+        baseline_name,
+        raw_p99,
+        "ms",
+    ));
+    rows.push(
+        Row::new(
+            SCENARIO,
+            "the same, hub serving Sync alone (no projector): events/s",
+            sync_rate,
+            baseline_name,
+            raw_rate,
+            "events/s",
+        )
+        .note("the projector's share of the two cores"),
+    );
+    rows.push(
+        Row::new(
+            SCENARIO,
+            "the same, hub serving Sync alone (no projector): events/s",
+            sync_rate,
+            "raw sled writing the hub's 4 keys per event (event, station stream, id, receive time)",
+            keys_rate,
+            "events/s",
+        )
+        .note("the cost of the log's indexes"),
+    );
+    Ok(())
+}
