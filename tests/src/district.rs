@@ -560,6 +560,31 @@ impl Worker {
         }
     }
 
+    /// Up to `n` of the next valid entries, each answered as saved under the
+    /// id `next_id` gives, the invalid ones answered as refused and left out:
+    /// field work for code that builds events without an agent (benchmarks).
+    pub fn take_valid(
+        &mut self,
+        n: usize,
+        mut next_id: impl FnMut() -> Uuid,
+    ) -> Vec<(Uuid, Entry)> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let Some(entry) = self.next_entry() else {
+                break;
+            };
+            match entry.expect {
+                Expect::Saved => {
+                    let id = next_id();
+                    self.saved(id);
+                    out.push((id, entry));
+                }
+                Expect::Refused(_) => self.refused(),
+            }
+        }
+        out
+    }
+
     /// The last entry was refused.
     pub fn refused(&mut self) {
         if self.waiting.take().is_some() {

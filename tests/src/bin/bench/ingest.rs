@@ -2,7 +2,8 @@
 //! loopback: each device is enrolled with its own token, says `Hello`, then
 //! pushes its events in batches through the `Sync` service (zstd, as the
 //! agent sends), each push acknowledged once durable. The hub runs as it is
-//! served, projector included.
+//! served, projector included. Each device's backlog is field work of the
+//! demo's district generator (`station_tests::district`).
 //!
 //! Against: raw sled batch inserts of the same encoded events, in the same
 //! batches from as many concurrent writers, each batch made durable the same
@@ -14,11 +15,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use station_agent::durable::GroupCommit;
+use station_proto::Event;
 use station_proto::ids::Uuid;
 use station_proto::v1::sync_client::SyncClient;
 use station_proto::v1::{HelloRequest, PushRequest};
-use station_proto::{Body, Event};
-use station_tests::fieldwork::FieldWork;
+use station_tests::district::{NEDONG_STATIONS as STATIONS, Worker};
 use tonic::transport::Channel;
 
 use crate::{Goal, Row, ms, percentile, progress};
@@ -26,15 +27,6 @@ use crate::{Goal, Row, ms, percentile, progress};
 const SCENARIO: &str = "hub-ingest";
 /// The hub's default page cache (`station-hub serve --cache-capacity`).
 const CACHE: u64 = 256 * 1024 * 1024;
-const STATIONS: [&str; 7] = [
-    "540502001",
-    "540502101",
-    "540502200",
-    "540502201",
-    "540502202",
-    "540502203",
-    "540502204",
-];
 
 /// One device's backlog.
 #[derive(Clone)]
@@ -46,41 +38,36 @@ struct Device {
 }
 
 fn devices(count: usize, pushes: usize, batch: usize) -> Vec<Device> {
-    let now_ms = chrono::Utc::now().timestamp_millis();
+    let events = pushes * batch;
+    // About two entries a day per worker: enough days for the backlog.
+    let last_day = station_hub::projections::today_in_china();
+    let first_day = last_day - chrono::Days::new(events as u64 + 30);
     (0..count)
         .map(|d| {
             let station = STATIONS[d % STATIONS.len()];
             let origin = Uuid::now_v7();
-            let mut work = FieldWork::new(station, d as u64);
-            let mut seq = 0u64;
-            let batches = (0..pushes)
-                .map(|_| {
-                    (0..batch)
-                        .map(|_| {
-                            seq += 1;
-                            let body = work.next_body();
-                            let id = Uuid::now_v7();
-                            if matches!(body, Body::CaseOpened(_)) {
-                                work.opened(id);
-                            }
-                            Event {
-                                event_id: id.as_bytes().to_vec(),
-                                origin_id: origin.as_bytes().to_vec(),
-                                origin_seq: seq,
-                                station_code: station.into(),
-                                author: format!("worker-{d}"),
-                                recorded_at_ms: now_ms,
-                                hlc: (now_ms as u64) << 16 | seq,
-                                body: Some(body),
-                            }
-                        })
-                        .collect()
+            let device = u32::try_from(d / STATIONS.len()).unwrap_or(u32::MAX);
+            let global = u32::try_from(d).unwrap_or(u32::MAX);
+            let mut worker = Worker::new(7, station, device, global, first_day, last_day);
+            let entries = worker.take_valid(events, Uuid::now_v7);
+            let events: Vec<Event> = entries
+                .into_iter()
+                .zip(1u64..)
+                .map(|((id, entry), seq)| Event {
+                    event_id: id.as_bytes().to_vec(),
+                    origin_id: origin.as_bytes().to_vec(),
+                    origin_seq: seq,
+                    station_code: station.into(),
+                    author: format!("worker-{d}"),
+                    recorded_at_ms: entry.recorded_at_ms,
+                    hlc: (entry.recorded_at_ms as u64) << 16 | seq,
+                    body: Some(entry.body),
                 })
                 .collect();
             Device {
                 station,
                 origin,
-                batches,
+                batches: events.chunks(batch).map(<[Event]>::to_vec).collect(),
             }
         })
         .collect()
