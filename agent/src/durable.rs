@@ -4,7 +4,8 @@
 //! sled 0.34's `flush()` ends in `sync_file_range`, which neither flushes the
 //! drive's write cache nor the file's metadata, so a flushed write can still be
 //! lost when the power goes. A write counts as durable only after `flush()` and
-//! then `fsync` of sled's data file.
+//! then `fdatasync` of sled's data file (the data and the size needed to
+//! read it back; timestamps need not be committed).
 //!
 //! Invariants:
 //! - a writer calls [`GroupCommit::written`] *after* its sled write returned and
@@ -192,12 +193,12 @@ struct SyncState {
     syncing: bool,
 }
 
-/// Coordinates flush + fsync for one sled database.
+/// Coordinates flush + fdatasync for one sled database.
 #[derive(Debug)]
 pub struct GroupCommit {
     /// The database whose buffered writes `flush()` pushes to its file.
     db: sled::Db,
-    /// sled's log file; fsync of it makes the flushed bytes and its size durable.
+    /// sled's log file; fdatasync of it makes the flushed bytes and its size durable.
     data_file: File,
     /// The sync bookkeeping, guarded for writers and the syncing thread.
     state: Mutex<SyncState>,
@@ -290,7 +291,7 @@ impl GroupCommit {
         }
     }
 
-    /// sled flush, then fsync of its data file.
+    /// sled flush, then fdatasync of its data file.
     fn sync_now(&self) -> io::Result<()> {
         self.db.flush().map_err(io::Error::other)?;
         self.data_file.sync_data()

@@ -336,7 +336,8 @@ pub async fn run(quick: bool, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let (raw_rate, raw_p99) = summarise(&one_key, events);
     let (keys_rate, _) = summarise(&hub_keys, events);
     let metric = format!("{count} devices pushing {pushes} × {batch} events each, loopback");
-    let baseline_name = "raw sled apply_batch of the same bytes + flush/fsync (group commit)";
+    let baseline_name =
+        "raw sled apply_batch of the same bytes + flush and fdatasync (group commit)";
     rows.push(
         Row::new(
             SCENARIO,

@@ -48,7 +48,7 @@ struct Args {
     #[arg(long)]
     only: Option<String>,
     /// Leave out the PouchDB peer of sync-backlog (at full size it takes
-    /// about 20 minutes of simulated 2G airtime); its rows are marked skipped.
+    /// about 17 minutes of simulated 2G airtime); its rows are marked skipped.
     #[arg(long)]
     no_peer: bool,
     /// Print the scenario names and exit.
