@@ -16,19 +16,11 @@ use station_agent::{Agent, InitOptions, OpenOptions};
 use station_hub::store::HubStore;
 use station_proto::Body;
 use station_proto::ids::Uuid;
+use station_tests::district::NEDONG_STATIONS as STATIONS;
 use station_tests::fieldwork::FieldWork;
 use station_tests::weaklink::{LinkCounters, LinkProfile, WeakLink};
 use tokio::sync::oneshot;
 
-const STATIONS: [&str; 7] = [
-    "540502001",
-    "540502101",
-    "540502200",
-    "540502201",
-    "540502202",
-    "540502203",
-    "540502204",
-];
 const EVENTS_PER_DEVICE: usize = 300;
 const BURSTS: usize = 10;
 

@@ -31,21 +31,13 @@ use station_proto::v1::{
     GetIndicatorsRequest, GetOverdueRequest, VisitKind, VisitRecorded,
 };
 use station_proto::{Body, Event};
+use station_tests::district::NEDONG_STATIONS as STATIONS;
 
 use crate::ingest::with_token;
 use crate::{Goal, Row, ms, percentile, progress};
 
 /// The hub's default page cache (`station-hub serve|rebuild --cache-capacity`).
 const CACHE: u64 = 256 * 1024 * 1024;
-const STATIONS: [&str; 7] = [
-    "540502001",
-    "540502101",
-    "540502200",
-    "540502201",
-    "540502202",
-    "540502203",
-    "540502204",
-];
 /// 2025-01-01T00:00:00Z: the generated log covers 2025.
 const BASE_MS: i64 = 1_735_689_600_000;
 /// The day the overdue list is asked for.
