@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use chrono::{Datelike, Days, NaiveDate};
 use prost::Message as _;
-use station_agent::sync::{SyncOptions, sync_once};
+use station_agent::sync::{SyncOptions, SyncReport, sync_once};
 use station_agent::{Agent, AgentError, InitOptions, OpenOptions};
 use station_hub::auth;
 use station_hub::config::HubConfig;
@@ -134,8 +134,6 @@ pub struct Progress {
     pub replayed: AtomicU64,
     /// Invalid entries refused.
     pub refused: AtomicU64,
-    /// Sync rounds completed.
-    pub rounds: AtomicU64,
     /// Sync rounds the link or the hub broke (retried).
     pub failed_rounds: AtomicU64,
     /// Devices whose link is down now.
@@ -203,6 +201,13 @@ impl Demo {
         if !options.speed.is_finite() || options.speed < 0.0 {
             bail!("--speed must be 0 (no pacing) or a positive number of days per second");
         }
+        // Addresses first: a busy port leaves the data folder untouched.
+        let grpc = TcpListener::bind(&options.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (--listen)", options.listen))?;
+        let http = TcpListener::bind(&options.http)
+            .await
+            .with_context(|| format!("cannot listen on {} (--http)", options.http))?;
         std::fs::create_dir_all(&options.data)
             .with_context(|| format!("cannot create {}", options.data.display()))?;
         let config = Arc::new(HubConfig::builtin()?);
@@ -222,12 +227,6 @@ impl Demo {
             Arc::new(tokio::task::spawn_blocking(move || Projections::open(store, config)).await??)
         };
 
-        let grpc = TcpListener::bind(&options.listen)
-            .await
-            .with_context(|| format!("cannot listen on {} (--listen)", options.listen))?;
-        let http = TcpListener::bind(&options.http)
-            .await
-            .with_context(|| format!("cannot listen on {} (--http)", options.http))?;
         let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
         let (stop, stopped) = watch::channel(false);
         let until_stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -464,9 +463,9 @@ impl Demo {
                 .iter()
                 .map(|(name, agent, _, options, _)| {
                     let (name, agent, options) = (name.clone(), Arc::clone(agent), options.clone());
-                    let progress = Arc::clone(&self.progress);
+                    let (progress, cancel) = (Arc::clone(&self.progress), Arc::clone(&cancel));
                     tokio::spawn(async move {
-                        settle(&agent, &options, &progress)
+                        round(&agent, &options, &progress, &cancel)
                             .await
                             .with_context(|| format!("device {name}"))
                     })
@@ -891,27 +890,13 @@ async fn sync_device(
 ) -> anyhow::Result<()> {
     let mut recorded = agent.subscribe_recorded();
     loop {
-        if cancel.load(Ordering::SeqCst) {
-            return Ok(());
-        }
         let finished = *done.borrow_and_update();
         recorded.borrow_and_update();
-        match sync_once(Arc::clone(&agent), &options).await {
-            Ok(report) => {
-                progress.rounds.fetch_add(1, Ordering::Relaxed);
-                if let Some(parked) = report.parked {
-                    bail!("the hub refused a batch for good: {parked:?}");
-                }
-                if finished && report.durable_through >= agent.log().head_seq() {
-                    return Ok(());
-                }
-            }
-            Err(e) if e.is_retriable() => {
-                progress.failed_rounds.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
+        let Some(report) = round(&agent, &options, &progress, &cancel).await? else {
+            return Ok(());
+        };
+        if finished && report.durable_through >= agent.log().head_seq() {
+            return Ok(());
         }
         tokio::select! {
             _ = recorded.changed() => {}
@@ -923,18 +908,24 @@ async fn sync_device(
     }
 }
 
-/// One last round, retried until it completes: the hub holds the device's
-/// log and the device holds its station's events.
-async fn settle(
+/// One sync round, retried after what the link or the hub broke until it
+/// completes; `None` once `cancel` is set.
+async fn round(
     agent: &Arc<Agent>,
     options: &SyncOptions,
     progress: &Progress,
-) -> anyhow::Result<()> {
+    cancel: &AtomicBool,
+) -> anyhow::Result<Option<SyncReport>> {
     loop {
+        if cancel.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
         match sync_once(Arc::clone(agent), options).await {
-            Ok(_) => {
-                progress.rounds.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
+            Ok(report) => {
+                if let Some(parked) = report.parked {
+                    bail!("the hub refused a batch for good: {parked:?}");
+                }
+                return Ok(Some(report));
             }
             Err(e) if e.is_retriable() => {
                 progress.failed_rounds.fetch_add(1, Ordering::Relaxed);
