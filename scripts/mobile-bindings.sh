@@ -33,14 +33,17 @@ python="${PYTHON:-python3}"
 
 echo "== building the library (profile $profile), uniffi-bindgen and station-hub"
 if [[ $profile == dev ]]; then
-    # One build gives the library and the bindgen binary (the bindgen feature
-    # only adds the generator to uniffi; the library's code is the same).
-    cargo build --quiet -p station-mobile --features bindgen --lib --bin uniffi-bindgen
+    # One build gives the library, the bindgen binary and the hub. It selects
+    # what scripts/test.sh tests (the whole workspace, its tests and the
+    # bindgen feature), so features resolve the same way and nothing that
+    # `cargo test` built is compiled again. The bindgen feature only adds the
+    # generator to uniffi; the library's code is the same.
+    cargo build --quiet --workspace --lib --bins --tests --features station-mobile/bindgen
 else
     cargo build --quiet -p station-mobile --lib --profile "$profile"
     cargo build --quiet -p station-mobile --features bindgen --bin uniffi-bindgen
+    cargo build --quiet -p station-hub --bin station-hub
 fi
-cargo build --quiet -p station-hub --bin station-hub
 library="target/$profile_dir/$lib_file"
 
 echo "== generating Kotlin, Swift and Python bindings into $out"

@@ -5,5 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo test --workspace
+# With the mobile bindgen feature, so that the build of the bindings below
+# resolves features the same way and reuses everything built here.
+cargo test --workspace --features station-mobile/bindgen
 scripts/mobile-bindings.sh test
