@@ -56,6 +56,10 @@ pub const MAX_PULL_BYTES: u32 = 1024 * 1024;
 pub const MAX_PULL_WAIT: Duration = Duration::from_secs(30);
 /// Quarantined events one `GetQuarantine` returns by default, and at most.
 pub const QUARANTINE_PAGE: (usize, usize) = (1_000, 10_000);
+/// Most overdue cases one answer lists (the counts cover every one): about
+/// a megabyte, well inside a gRPC message. The overdue report
+/// (`/reports/{station}/overdue.csv`) lists them all.
+pub const MAX_OVERDUE_CASES: usize = 10_000;
 /// How long shutdown waits for calls in flight by default.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -715,7 +719,7 @@ impl Query for QueryService {
         &self,
         request: Request<GetOverdueRequest>,
     ) -> Result<Response<GetOverdueResponse>, Status> {
-        use station_proto::v1::OverdueCase;
+        use station_proto::v1::{OverdueCase, StationOverdue};
         let caller = auth::caller(&request)?;
         let asked = request.into_inner();
         let as_of = if asked.as_of.is_empty() {
@@ -727,11 +731,29 @@ impl Query for QueryService {
                     Status::invalid_argument("as_of: must be a date written YYYY-MM-DD")
                 })?
         };
+        let limit = match asked.limit {
+            0 => MAX_OVERDUE_CASES,
+            n => (n as usize).min(MAX_OVERDUE_CASES),
+        };
         let stations = self.stations(&caller, asked.stations)?;
-        let list = self.read(move |p| p.overdue(as_of, &stations)).await?;
+        let list = self
+            .read(move |p| p.overdue(as_of, &stations, Some(limit)))
+            .await?;
         Ok(Response::new(GetOverdueResponse {
             computed_through_hub_seq: list.computed_through_hub_seq,
             as_of: list.as_of.to_string(),
+            total: list.total,
+            stations: list
+                .stations
+                .into_iter()
+                .map(|s| StationOverdue {
+                    station_code: s.station_code,
+                    overdue: s.overdue,
+                    high_risk: s.high_risk,
+                    key: s.key,
+                    general: s.general,
+                })
+                .collect(),
             cases: list
                 .cases
                 .into_iter()

@@ -320,6 +320,7 @@ async fn json_answers_are_the_query_answers() {
             GetOverdueRequest {
                 as_of: "2025-04-20".into(),
                 stations: vec![],
+                limit: 0,
             },
             &tokens.bureau,
         ))
@@ -501,6 +502,145 @@ async fn ledgers_are_csv_with_bom_and_xlsx() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overdue_lists_are_counted_paged_and_reported_whole() {
+    let (hub, s, tokens) = filled().await;
+    let error = |reply: &Reply| reply.json()["error"].as_str().unwrap().to_string();
+
+    // On 2025-05-10 both open Zedang cases are overdue: 扎西 (high risk,
+    // 49 days) and 次仁卓玛 (key, 8 days).
+    let page = hub
+        .get_as("/api/overdue?as_of=2025-05-10&limit=1", &tokens.bureau)
+        .await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let json = page.json();
+    assert_eq!(json["total"], 2);
+    let cases = json["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 1, "the limit");
+    assert_eq!(
+        cases[0]["case_id"],
+        s.case2.to_string(),
+        "most overdue first"
+    );
+    let zedang = json["stations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["station_code"] == ZEDANG)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            &zedang["overdue"],
+            &zedang["high_risk"],
+            &zedang["key"],
+            &zedang["general"]
+        ),
+        (&2.into(), &1.into(), &1.into(), &0.into())
+    );
+    let whole = hub
+        .get_as("/api/overdue?as_of=2025-05-10", &tokens.bureau)
+        .await
+        .json();
+    assert_eq!(whole["cases"].as_array().unwrap().len(), 2);
+
+    let grpc = hub
+        .query()
+        .get_overdue(authorized(
+            GetOverdueRequest {
+                as_of: "2025-05-10".into(),
+                stations: vec![ZEDANG.into()],
+                limit: 1,
+            },
+            &tokens.bureau,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(grpc.total, 2);
+    assert_eq!(grpc.cases.len(), 1);
+    assert_eq!(grpc.cases[0].case_id, s.case2.as_bytes().to_vec());
+    assert_eq!(grpc.stations.len(), 1);
+    assert_eq!(
+        (
+            grpc.stations[0].overdue,
+            grpc.stations[0].high_risk,
+            grpc.stations[0].key
+        ),
+        (2, 1, 1)
+    );
+
+    for bad in ["0", "-1", "many"] {
+        let reply = hub
+            .get_as(
+                &format!("/api/overdue?as_of=2025-05-10&limit={bad}"),
+                &tokens.bureau,
+            )
+            .await;
+        assert_eq!(reply.status, 400, "limit={bad}");
+        assert!(error(&reply).contains("limit"), "{}", error(&reply));
+    }
+
+    // The report lists every overdue case of the station, by name.
+    let csv = hub
+        .get_as(
+            &format!("/reports/{ZEDANG}/overdue.csv?as_of=2025-05-10"),
+            &tokens.bureau,
+        )
+        .await;
+    assert_eq!(csv.status, 200, "{}", csv.text());
+    assert!(csv.body.starts_with(&[0xEF, 0xBB, 0xBF]), "UTF-8 BOM first");
+    assert!(
+        csv.header("content-disposition")
+            .unwrap()
+            .contains(&format!("{ZEDANG}-overdue-2025-05-10.csv"))
+    );
+    let text = csv.text();
+    let lines: Vec<&str> = text.trim_start_matches('\u{feff}').lines().collect();
+    assert_eq!(
+        lines[0],
+        "工作站,姓名,社区,级别,回访周期（天）,上次走访,应访日期,逾期天数,个案编号"
+    );
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[1].starts_with("泽当街道,扎西 བཀྲ་ཤིས,"), "{}", lines[1]);
+    assert!(
+        lines[1].ends_with(&format!(",高风险,7,从未走访,2025-03-22,49,{}", s.case2)),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].ends_with(&format!(",重点,30,2025-04-02,2025-05-02,8,{}", s.case1)),
+        "{}",
+        lines[2]
+    );
+    for serial in 1..=4 {
+        let id = id_number("19500101", serial, true);
+        assert!(!text.contains(&id), "ID number {id} in the report");
+    }
+    let xlsx = hub
+        .get_as(
+            &format!("/reports/{ZEDANG}/overdue.xlsx?as_of=2025-05-10"),
+            &tokens.a,
+        )
+        .await;
+    assert_eq!(xlsx.status, 200, "{}", String::from_utf8_lossy(&xlsx.body));
+    assert!(xlsx.body.starts_with(b"PK\x03\x04"), "a zip archive");
+
+    let other = hub
+        .get_as(&format!("/reports/{ZEDANG}/overdue.csv"), &tokens.c)
+        .await;
+    assert_eq!(other.status, 403);
+    let bad_date = hub
+        .get_as(
+            &format!("/reports/{ZEDANG}/overdue.csv?as_of=2025-5-10"),
+            &tokens.bureau,
+        )
+        .await;
+    assert_eq!(bad_date.status, 400);
+    assert!(error(&bad_date).contains("as_of"), "{}", error(&bad_date));
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_needs_a_bureau_login_and_shows_no_id_number() {
     let (hub, _s, tokens) = filled().await;
 
@@ -578,6 +718,12 @@ async fn the_dashboard_needs_a_bureau_login_and_shows_no_id_number() {
     assert!(html.contains("རྩེད་ཐང"), "Tibetan station names");
     assert!(html.contains("<svg"), "inline charts");
     assert!(html.contains("扎西"), "the overdue case by name");
+    assert!(
+        html.contains(&format!(
+            "href=\"/reports/{ZEDANG}/overdue.csv?as_of=2025-04-20\""
+        )),
+        "each station's whole overdue list"
+    );
     assert!(!html.contains("<script") && !html.contains("src=\"http"));
     for serial in 1..=4 {
         let id = id_number("19500101", serial, true);

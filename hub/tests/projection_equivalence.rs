@@ -275,7 +275,9 @@ fn reads(p: &Projections, cases: &[Uuid], with_health: bool) -> Value {
     }
     let overdue: Vec<Value> = ["2024-06-30", "2025-03-31", "2025-12-31", "2027-01-01"]
         .iter()
-        .map(|d| serde_json::to_value(p.overdue(d.parse().unwrap(), &stations).unwrap()).unwrap())
+        .map(|d| {
+            serde_json::to_value(p.overdue(d.parse().unwrap(), &stations, None).unwrap()).unwrap()
+        })
         .collect();
     let timelines: Vec<Value> = cases
         .iter()

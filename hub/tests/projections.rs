@@ -191,7 +191,7 @@ fn indicators_count_by_service_date_without_voided_events_and_with_held_visits()
     // case 1 (30 days after its 04-02 follow-up) from 2025-05-03.
     let date = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
     let overdue = p
-        .overdue(date("2025-04-20"), &[ZEDANG.to_string()])
+        .overdue(date("2025-04-20"), &[ZEDANG.to_string()], None)
         .unwrap();
     let rows: Vec<(Uuid, i64)> = overdue
         .cases
@@ -200,7 +200,7 @@ fn indicators_count_by_service_date_without_voided_events_and_with_held_visits()
         .collect();
     assert_eq!(rows, vec![(s.case2, 29)]);
     let overdue = p
-        .overdue(date("2025-05-10"), &[ZEDANG.to_string()])
+        .overdue(date("2025-05-10"), &[ZEDANG.to_string()], None)
         .unwrap();
     let rows: Vec<(Uuid, i64)> = overdue
         .cases

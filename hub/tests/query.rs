@@ -239,6 +239,7 @@ async fn the_bureau_reads_every_projection_of_every_station() {
         .get_overdue(bureau!(GetOverdueRequest {
             as_of: "2025-04-20".into(),
             stations: vec![],
+            limit: 0,
         }))
         .await
         .unwrap()
@@ -424,6 +425,7 @@ async fn calls_without_a_token_or_with_bad_arguments_are_refused() {
             GetOverdueRequest {
                 as_of: "2025-4-1".into(),
                 stations: vec![],
+                limit: 0,
             },
             &tokens.bureau,
         ))

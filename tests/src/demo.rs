@@ -562,7 +562,7 @@ impl Demo {
         let stations = &self.saved.stations;
         let table = self.projections.indicators(month, stations)?;
         let caseload = self.projections.caseload(stations)?;
-        let overdue = self.projections.overdue(last, stations)?;
+        let overdue = self.projections.overdue(last, stations, Some(0))?;
         let metrics = [
             Metric::HomeVisits,
             Metric::HouseholdsVisited,
@@ -599,11 +599,10 @@ impl Demo {
             ));
             cells.push(
                 overdue
-                    .cases
+                    .stations
                     .iter()
-                    .filter(|c| c.station_code == row.station_code)
-                    .count()
-                    .to_string(),
+                    .find(|s| s.station_code == row.station_code)
+                    .map_or_else(|| "-".into(), |s| s.overdue.to_string()),
             );
             cells.push(row.complete_through_ms.map_or_else(
                 || "-".into(),

@@ -94,15 +94,12 @@ async fn hub_holds_what_the_generator_entered_and_a_second_run_adds_nothing() {
     let ids: BTreeSet<Vec<u8>> = logged.iter().map(|e| e.event.event_id.clone()).collect();
     assert_eq!(ids.len() as u64, saved);
     assert_hub_matches(&demo, &report);
-    assert!(
-        !demo
-            .projections()
-            .overdue(demo.last_day(), demo.stations())
-            .unwrap()
-            .cases
-            .is_empty(),
-        "some follow-ups are missed"
-    );
+    let overdue = demo
+        .projections()
+        .overdue(demo.last_day(), demo.stations(), None)
+        .unwrap();
+    assert!(!overdue.cases.is_empty(), "some follow-ups are missed");
+    assert_eq!(overdue.total, overdue.cases.len() as u64);
 
     // Each device holds its colleagues' events after the last round.
     for (name, agent) in demo.devices() {

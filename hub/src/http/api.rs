@@ -15,16 +15,16 @@ use crate::projections::{
     CaseTimeline, Caseload, Conflicts, IndicatorTable, OverdueList, QuarantineList, SyncHealth,
 };
 use crate::projections::{fold, today_in_china};
-use crate::server::QUARANTINE_PAGE;
+use crate::server::{MAX_OVERDUE_CASES, QUARANTINE_PAGE};
 
 /// A query string as its pairs, in order, so parameters may repeat.
-type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
+pub(super) type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 /// The parameters of a request, refusing a malformed query string.
-struct Params(Vec<(String, String)>);
+pub(super) struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn from(query: Pairs) -> Result<Self, HttpError> {
+    pub(super) fn from(query: Pairs) -> Result<Self, HttpError> {
         query
             .map(|Query(pairs)| Params(pairs))
             .map_err(|e| HttpError::BadRequest(format!("query string: {e}")))
@@ -40,7 +40,7 @@ impl Params {
     }
 
     /// The last value of `name`.
-    fn one(&self, name: &str) -> Option<&str> {
+    pub(super) fn one(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
@@ -98,7 +98,7 @@ pub(super) async fn caseload(
     Ok(Json(state.read(move |p| p.caseload(&stations)).await?))
 }
 
-/// GET /api/overdue?as_of=YYYY-MM-DD&station=…
+/// GET /api/overdue?as_of=YYYY-MM-DD&station=…&limit=N
 pub(super) async fn overdue(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -107,9 +107,20 @@ pub(super) async fn overdue(
     let caller = state.caller(&headers)?;
     let params = Params::from(query)?;
     let as_of = as_of(params.one("as_of"))?;
+    let limit = match params.one("limit") {
+        None => MAX_OVERDUE_CASES,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| HttpError::BadRequest("limit: must be a positive number".into()))?
+            .min(MAX_OVERDUE_CASES),
+    };
     let stations = state.stations(&caller, params.stations())?;
     Ok(Json(
-        state.read(move |p| p.overdue(as_of, &stations)).await?,
+        state
+            .read(move |p| p.overdue(as_of, &stations, Some(limit)))
+            .await?,
     ))
 }
 

@@ -15,7 +15,9 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
-use super::{AppState, HttpError, SESSION_COOKIE, api, china_time, completion, escape};
+use super::{
+    AppState, HttpError, SESSION_COOKIE, api, china_time, completion, escape, shown, tier_zh,
+};
 use crate::auth::{self, Caller};
 use crate::projections::period::Period;
 use crate::projections::{IndicatorTable, OverdueList, SyncHealth, end_of_day_ms, today_in_china};
@@ -26,7 +28,7 @@ header a,header button{color:#fff}main{padding:16px 24px}section{background:#fff
 .stations{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:12px}\
 .station{border:1px solid #ddd;border-radius:6px;padding:8px}.bo{color:#555;margin-left:8px}\
 table{border-collapse:collapse;width:100%}th,td{border:1px solid #ddd;padding:4px 8px;text-align:left}th{background:#f0f0f0}\
-.warn{color:#b45309}.ok{color:#047857}.muted{color:#6b7280}form.inline{display:inline}";
+.warn{color:#b45309}.ok{color:#047857}.muted{color:#6b7280}form.inline{display:inline}table.counts{margin-bottom:12px}";
 
 /// The session cookie's attributes: not readable by scripts, never sent
 /// from another site.
@@ -163,7 +165,7 @@ pub(super) async fn page(
         .read(move |p| {
             Ok((
                 p.indicators(period, &stations)?,
-                p.overdue(as_of, &stations)?,
+                p.overdue(as_of, &stations, Some(OVERDUE_SHOWN))?,
                 p.sync_health(&stations)?,
             ))
         })
@@ -171,6 +173,10 @@ pub(super) async fn page(
     let body = render(&state, &table, &overdue, &health);
     Ok(Html(document("社会工作站数据看板", &body)).into_response())
 }
+
+/// The most overdue cases the page lists; the overdue report of each
+/// station lists them all.
+const OVERDUE_SHOWN: usize = 100;
 
 fn render(
     state: &AppState,
@@ -269,11 +275,43 @@ fn render(
 
     let _ = write!(
         out,
-        "<section><h2>逾期未访（截至 {}）</h2><table><thead><tr><th>工作站</th><th>姓名</th><th>社区</th><th>应访日期</th><th>逾期天数</th><th>上次走访</th></tr></thead><tbody>",
-        overdue.as_of
+        "<section><h2>逾期未访（截至 {as_of}）</h2><table class=\"counts\"><thead><tr><th>工作站</th><th>逾期个案</th>\
+         <th>高风险</th><th>重点</th><th>一般</th><th>名单</th></tr></thead><tbody>",
+        as_of = overdue.as_of
+    );
+    for count in &overdue.stations {
+        let name = config
+            .station(&count.station_code)
+            .map_or(count.station_code.as_str(), |s| s.name.as_str());
+        let _ = write!(
+            out,
+            "<tr data-station=\"{code}\"><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td><a href=\"/reports/{code}/overdue.csv?as_of={as_of}\">CSV</a> · \
+             <a href=\"/reports/{code}/overdue.xlsx?as_of={as_of}\">Excel</a></td></tr>",
+            count.overdue,
+            count.high_risk,
+            count.key,
+            count.general,
+            code = escape(&count.station_code),
+            name = escape(name),
+            as_of = overdue.as_of,
+        );
+    }
+    out.push_str("</tbody></table>");
+    if overdue.total > overdue.cases.len() as u64 {
+        let _ = write!(
+            out,
+            "<p class=\"muted\">共 {} 例逾期，下表列出逾期最久的 {} 例；完整名单见各站的 CSV 或 Excel。</p>",
+            overdue.total,
+            overdue.cases.len()
+        );
+    }
+    out.push_str(
+        "<table><thead><tr><th>工作站</th><th>姓名</th><th>社区</th><th>级别</th><th>应访日期</th>\
+         <th>逾期天数</th><th>上次走访</th></tr></thead><tbody>",
     );
     if overdue.cases.is_empty() {
-        out.push_str("<tr><td colspan=\"6\">无逾期个案</td></tr>");
+        out.push_str("<tr><td colspan=\"7\">无逾期个案</td></tr>");
     }
     for case in &overdue.cases {
         let station = config
@@ -284,10 +322,11 @@ fn render(
             .map_or(case.community_code.as_str(), |c| c.name.as_str());
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(station),
             escape(&case.name),
             escape(community),
+            tier_zh(case.tier),
             case.due_on,
             case.days_overdue,
             case.last_visit
@@ -317,11 +356,4 @@ fn render(
     }
     out.push_str("</tbody></table></section></main>");
     out
-}
-
-/// A figure as shown: whole numbers as they are, others to one decimal
-/// (hours of volunteer service, say).
-fn shown(value: f64) -> String {
-    let rounded = (value * 10.0).round() / 10.0;
-    format!("{rounded}")
 }

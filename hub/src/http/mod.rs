@@ -1,6 +1,6 @@
 //! The bureau's HTTP side, on its own listener: JSON endpoints mirroring
-//! `station.v1.Query`, the monthly and quarterly ledgers (台账) as CSV and
-//! XLSX, and a server-rendered dashboard behind a bureau-token login.
+//! `station.v1.Query`, the monthly and quarterly ledgers (台账) and the
+//! overdue lists as CSV and XLSX, and a server-rendered dashboard behind a bureau-token login.
 //!
 //! Invariants: every route but the login page resolves a [`Caller`] with
 //! [`auth::authenticate`] (a bearer header, else the session cookie) before it
@@ -48,7 +48,7 @@ pub fn router(projections: Arc<Projections>) -> Router {
         .route("/api/sync-health", get(api::sync_health))
         .route("/api/quarantine", get(api::quarantine))
         .route("/api/cases/{id}/timeline", get(api::case_timeline))
-        .route("/reports/{station}/{file}", get(reports::ledger))
+        .route("/reports/{station}/{file}", get(reports::report))
         .route("/", get(dashboard::page))
         .route("/login", get(dashboard::login_page).post(dashboard::login))
         .route("/logout", get(dashboard::logout).post(dashboard::logout))
@@ -215,6 +215,23 @@ fn completion(value: f64, target: Option<i64>) -> Option<f64> {
 }
 
 /// The unit of an indicator, in Chinese.
+/// A figure as shown: whole numbers as they are, others to one decimal
+/// (hours of volunteer service, say).
+fn shown(value: f64) -> String {
+    let rounded = (value * 10.0).round() / 10.0;
+    format!("{rounded}")
+}
+
+/// A tier's name as the stations say it.
+fn tier_zh(tier: i32) -> &'static str {
+    match station_proto::v1::Tier::try_from(tier) {
+        Ok(station_proto::v1::Tier::HighRisk) => "高风险",
+        Ok(station_proto::v1::Tier::Key) => "重点",
+        Ok(station_proto::v1::Tier::General) => "一般",
+        _ => "未定",
+    }
+}
+
 fn unit_zh(unit: crate::projections::period::Unit) -> &'static str {
     use crate::projections::period::Unit;
     match unit {

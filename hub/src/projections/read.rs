@@ -182,6 +182,21 @@ pub struct OverdueCase {
     pub interval_days: u32,
 }
 
+/// How many open cases of one station are overdue, by tier.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StationOverdue {
+    /// The station.
+    pub station_code: String,
+    /// Every overdue case of the station.
+    pub overdue: u64,
+    /// Of which high-risk.
+    pub high_risk: u64,
+    /// Of which key.
+    pub key: u64,
+    /// Of which general.
+    pub general: u64,
+}
+
 /// Overdue follow-ups on one date.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OverdueList {
@@ -189,7 +204,12 @@ pub struct OverdueList {
     pub computed_through_hub_seq: u64,
     /// The date asked about.
     pub as_of: NaiveDate,
-    /// Most overdue first.
+    /// Every overdue case of the stations asked about, whatever the limit.
+    pub total: u64,
+    /// Per station, in the order asked.
+    pub stations: Vec<StationOverdue>,
+    /// Most overdue first (ties by station, then case id); at most the
+    /// limit asked for.
     pub cases: Vec<OverdueCase>,
 }
 
@@ -560,7 +580,8 @@ impl Projections {
     }
 
     /// Open cases of `stations` whose follow-up was due before `as_of`, by
-    /// the configured tier intervals and the cases' state now.
+    /// the configured tier intervals and the cases' state now: the counts
+    /// of every one, and the `limit` most overdue (every one for `None`).
     ///
     /// # Errors
     /// Storage errors.
@@ -568,12 +589,18 @@ impl Projections {
         &self,
         as_of: NaiveDate,
         stations: &[String],
+        limit: Option<usize>,
     ) -> Result<OverdueList, ProjectionError> {
         let intervals = self.config.intervals();
         let tree = self.read_gate();
         let checkpoint = self.checkpoint();
         let mut cases = Vec::new();
+        let mut counts = Vec::with_capacity(stations.len());
         for station in stations {
+            let mut count = StationOverdue {
+                station_code: station.clone(),
+                ..StationOverdue::default()
+            };
             for case in Self::open_cases(&tree, station)? {
                 let (Some(due_on), Some(interval_days)) =
                     (case.next_due(&intervals), intervals.days(case.tier))
@@ -583,6 +610,13 @@ impl Projections {
                 let days_overdue = (as_of - due_on).num_days();
                 if days_overdue < 1 {
                     continue;
+                }
+                count.overdue += 1;
+                match Tier::try_from(case.tier) {
+                    Ok(Tier::HighRisk) => count.high_risk += 1,
+                    Ok(Tier::Key) => count.key += 1,
+                    Ok(Tier::General) => count.general += 1,
+                    _ => {}
                 }
                 cases.push(OverdueCase {
                     station_code: station.clone(),
@@ -597,16 +631,29 @@ impl Projections {
                     interval_days,
                 });
             }
+            counts.push(count);
         }
-        cases.sort_by(|a, b| {
+        let total = cases.len() as u64;
+        let order = |a: &OverdueCase, b: &OverdueCase| {
             b.days_overdue
                 .cmp(&a.days_overdue)
-                .then(a.station_code.cmp(&b.station_code))
-                .then(a.case_id.cmp(&b.case_id))
-        });
+                .then_with(|| a.station_code.cmp(&b.station_code))
+                .then_with(|| a.case_id.cmp(&b.case_id))
+        };
+        match limit {
+            Some(0) => cases.clear(),
+            Some(limit) if limit < cases.len() => {
+                cases.select_nth_unstable_by(limit - 1, order);
+                cases.truncate(limit);
+            }
+            _ => {}
+        }
+        cases.sort_unstable_by(order);
         Ok(OverdueList {
             computed_through_hub_seq: checkpoint,
             as_of,
+            total,
+            stations: counts,
             cases,
         })
     }
