@@ -135,9 +135,13 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn text(&mut self) -> Result<String, ProjectionError> {
+        self.text_ref().map(str::to_owned)
+    }
+
+    fn text_ref(&mut self) -> Result<&'a str, ProjectionError> {
         let n = self.len()?;
         let bytes = self.take(n)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| self.fail())
+        std::str::from_utf8(bytes).map_err(|_| self.fail())
     }
 
     fn day(&mut self) -> Result<Day, ProjectionError> {
@@ -358,12 +362,37 @@ pub(crate) fn encode_view(view: &CaseView) -> Vec<u8> {
 
 /// Decodes the view of an open case.
 pub(crate) fn decode_view(bytes: &[u8]) -> Result<CaseView, ProjectionError> {
+    let (mut view, name, community_code) = view_fields(bytes, true)?;
+    view.name = name.to_owned();
+    view.community_code = community_code.to_owned();
+    Ok(view)
+}
+
+/// The view of an open case without its name, community and categories,
+/// and the name and community as they lie in `bytes`: what a scan over
+/// many cases needs before it keeps one, without allocating.
+pub(crate) fn decode_view_ref(bytes: &[u8]) -> Result<(CaseView, &str, &str), ProjectionError> {
+    view_fields(bytes, false)
+}
+
+fn view_fields(bytes: &[u8], categories: bool) -> Result<(CaseView, &str, &str), ProjectionError> {
     let mut r = Reader::new(bytes, "an open case");
+    let case_id = r.id()?;
+    let name = r.text_ref()?;
+    let community_code = r.text_ref()?;
+    let categories = if categories {
+        r.ints()?
+    } else {
+        for _ in 0..r.len()? {
+            r.i32()?;
+        }
+        Vec::new()
+    };
     let view = CaseView {
-        case_id: r.id()?,
-        name: r.text()?,
-        community_code: r.text()?,
-        categories: r.ints()?,
+        case_id,
+        name: String::new(),
+        community_code: String::new(),
+        categories,
         tier: r.i32()?,
         status: match r.byte()? {
             0 => CaseStatus::Open,
@@ -378,7 +407,7 @@ pub(crate) fn decode_view(bytes: &[u8]) -> Result<CaseView, ProjectionError> {
         events: u32::try_from(r.u()?).map_err(|_| r.fail())?,
     };
     r.done()?;
-    Ok(view)
+    Ok((view, name, community_code))
 }
 
 /// A void naming an event.

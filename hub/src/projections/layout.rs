@@ -13,7 +13,7 @@
 //! record under its own key as if no run existed: it depends only on the
 //! events applied, not on how they were batched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use station_proto::ids::Uuid;
 
@@ -98,12 +98,23 @@ pub(crate) fn open_in_run(
     Ok(in_run(tree, &key(OPEN_RUNS, &[station.as_bytes()]), case_id)?.is_some())
 }
 
-/// The encoded views of a station's open cases, by case id.
-pub(crate) fn open_cases(
+/// Calls `visit` with the encoded view of each open case of `station`, in
+/// no particular order, without copying the views out of the tree.
+pub(crate) fn for_each_open_case(
     tree: &sled::Tree,
     station: &str,
-) -> Result<BTreeMap<Uuid, Vec<u8>>, ProjectionError> {
-    let mut views = BTreeMap::new();
+    mut visit: impl FnMut(&[u8]) -> Result<(), ProjectionError>,
+) -> Result<(), ProjectionError> {
+    // Records under their own keys replace the runs' copies; after a bulk
+    // replay they are the few cases changed since.
+    let own_prefix = key(OPEN_CASES, &[station.as_bytes()]);
+    let mut own: HashMap<Uuid, sled::IVec> = HashMap::new();
+    for item in tree.scan_prefix(&own_prefix) {
+        let (k, v) = item?;
+        if let Ok(id) = Uuid::from_slice(&k[own_prefix.len()..]) {
+            own.insert(id, v);
+        }
+    }
     let runs = key(OPEN_RUNS, &[station.as_bytes()]);
     for item in tree.scan_prefix(&runs) {
         let (k, v) = item?;
@@ -111,22 +122,15 @@ pub(crate) fn open_cases(
             continue;
         }
         for (id, view) in Run::new(&v)?.entries()? {
-            views.insert(id, view.to_vec());
+            if !own.contains_key(&id) {
+                visit(view)?;
+            }
         }
     }
-    let own = key(OPEN_CASES, &[station.as_bytes()]);
-    for item in tree.scan_prefix(&own) {
-        let (k, v) = item?;
-        let Ok(id) = Uuid::from_slice(&k[own.len()..]) else {
-            continue;
-        };
-        if v.is_empty() {
-            views.remove(&id);
-        } else {
-            views.insert(id, v.to_vec());
-        }
+    for view in own.values().filter(|v| !v.is_empty()) {
+        visit(view)?;
     }
-    Ok(views)
+    Ok(())
 }
 
 /// Every record of the tree under its own key, runs unpacked and

@@ -8,7 +8,8 @@
 //! timeline reads whole events from the log); station lists are taken as
 //! given, so authorisation happens before these calls.
 
-use std::collections::BTreeMap;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -513,10 +514,12 @@ impl Projections {
     }
 
     fn open_cases(tree: &sled::Tree, station: &str) -> Result<Vec<CaseView>, ProjectionError> {
-        layout::open_cases(tree, station)?
-            .values()
-            .map(|v| codec::decode_view(v))
-            .collect()
+        let mut cases = Vec::new();
+        layout::for_each_open_case(tree, station, |v| {
+            cases.push(codec::decode_view(v)?);
+            Ok(())
+        })?;
+        Ok(cases)
     }
 
     /// Open cases of `stations` by community × tier × category.
@@ -594,22 +597,23 @@ impl Projections {
         let intervals = self.config.intervals();
         let tree = self.read_gate();
         let checkpoint = self.checkpoint();
-        let mut cases = Vec::new();
+        let mut kept = Kept::new(limit);
         let mut counts = Vec::with_capacity(stations.len());
         for station in stations {
             let mut count = StationOverdue {
                 station_code: station.clone(),
                 ..StationOverdue::default()
             };
-            for case in Self::open_cases(&tree, station)? {
+            layout::for_each_open_case(&tree, station, |bytes| {
+                let (case, name, community_code) = codec::decode_view_ref(bytes)?;
                 let (Some(due_on), Some(interval_days)) =
                     (case.next_due(&intervals), intervals.days(case.tier))
                 else {
-                    continue;
+                    return Ok(());
                 };
                 let days_overdue = (as_of - due_on).num_days();
                 if days_overdue < 1 {
-                    continue;
+                    return Ok(());
                 }
                 count.overdue += 1;
                 match Tier::try_from(case.tier) {
@@ -618,43 +622,28 @@ impl Projections {
                     Ok(Tier::General) => count.general += 1,
                     _ => {}
                 }
-                cases.push(OverdueCase {
+                kept.offer(days_overdue, station, case.case_id, || OverdueCase {
                     station_code: station.clone(),
                     case_id: case.case_id,
                     follow_up_base: case.follow_up_base(),
-                    name: case.name,
-                    community_code: case.community_code,
+                    name: name.to_owned(),
+                    community_code: community_code.to_owned(),
                     tier: case.tier,
                     last_visit: case.last_visit,
                     due_on,
                     days_overdue,
                     interval_days,
                 });
-            }
+                Ok(())
+            })?;
             counts.push(count);
         }
-        let total = cases.len() as u64;
-        let order = |a: &OverdueCase, b: &OverdueCase| {
-            b.days_overdue
-                .cmp(&a.days_overdue)
-                .then_with(|| a.station_code.cmp(&b.station_code))
-                .then_with(|| a.case_id.cmp(&b.case_id))
-        };
-        match limit {
-            Some(0) => cases.clear(),
-            Some(limit) if limit < cases.len() => {
-                cases.select_nth_unstable_by(limit - 1, order);
-                cases.truncate(limit);
-            }
-            _ => {}
-        }
-        cases.sort_unstable_by(order);
         Ok(OverdueList {
             computed_through_hub_seq: checkpoint,
             as_of,
-            total,
+            total: counts.iter().map(|c| c.overdue).sum(),
             stations: counts,
-            cases,
+            cases: kept.into_sorted(),
         })
     }
 
@@ -923,5 +912,132 @@ impl Projections {
             opened,
             entries,
         })
+    }
+}
+
+/// The place of an overdue case in the list: most overdue first, then by
+/// station and case id.
+type Rank<'a> = (Reverse<i64>, &'a str, Uuid);
+
+fn rank(case: &OverdueCase) -> Rank<'_> {
+    (Reverse(case.days_overdue), &case.station_code, case.case_id)
+}
+
+/// An overdue case kept by [`Kept`], ordered by its rank.
+struct Ranked(OverdueCase);
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        rank(&self.0) == rank(&other.0)
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        rank(&self.0).cmp(&rank(&other.0))
+    }
+}
+
+/// The overdue cases kept while scanning: every one, or the `limit` first
+/// by rank, whose place is known before the case is built.
+struct Kept {
+    limit: Option<usize>,
+    /// With a limit: the cases kept so far, the last by rank on top.
+    heap: BinaryHeap<Ranked>,
+}
+
+impl Kept {
+    fn new(limit: Option<usize>) -> Self {
+        Self {
+            limit,
+            heap: BinaryHeap::new(),
+        }
+    }
+
+    /// Keeps the case that `build` makes if its rank earns it a place.
+    fn offer(
+        &mut self,
+        days_overdue: i64,
+        station: &str,
+        case_id: Uuid,
+        build: impl FnOnce() -> OverdueCase,
+    ) {
+        match self.limit {
+            Some(0) => {}
+            Some(limit) if self.heap.len() >= limit => {
+                let earns_place = self
+                    .heap
+                    .peek()
+                    .is_some_and(|last| (Reverse(days_overdue), station, case_id) < rank(&last.0));
+                if earns_place {
+                    self.heap.pop();
+                    self.heap.push(Ranked(build()));
+                }
+            }
+            _ => self.heap.push(Ranked(build())),
+        }
+    }
+
+    /// The cases kept, first by rank first.
+    fn into_sorted(self) -> Vec<OverdueCase> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|r| r.0)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn case(days_overdue: i64, station: u8, id: u8) -> OverdueCase {
+        let day = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default();
+        OverdueCase {
+            station_code: format!("54050200{station}"),
+            case_id: Uuid::from_u128(u128::from(id)),
+            name: String::new(),
+            community_code: String::new(),
+            tier: 1,
+            last_visit: None,
+            follow_up_base: day,
+            due_on: day,
+            days_overdue,
+            interval_days: 7,
+        }
+    }
+
+    proptest! {
+        /// The cases kept under a limit are the first of the whole list
+        /// sorted by rank, in that order.
+        #[test]
+        fn a_limit_keeps_the_first_cases_by_rank(
+            cases in proptest::collection::vec((1i64..40, 0u8..3, 0u8..=255), 0..120),
+            limit in 0usize..130,
+        ) {
+            let cases: Vec<OverdueCase> = cases.into_iter().map(|(d, s, i)| case(d, s, i)).collect();
+            let mut all = Kept::new(None);
+            let mut first = Kept::new(Some(limit));
+            for c in &cases {
+                all.offer(c.days_overdue, &c.station_code, c.case_id, || c.clone());
+                first.offer(c.days_overdue, &c.station_code, c.case_id, || c.clone());
+            }
+            let mut expected = cases.clone();
+            expected.sort_by(|a, b| rank(a).cmp(&rank(b)));
+            prop_assert_eq!(all.into_sorted(), expected.clone());
+            expected.truncate(limit);
+            prop_assert_eq!(first.into_sorted(), expected);
+        }
     }
 }
