@@ -92,6 +92,10 @@ enum Command {
         /// The bureau's name, for a read-only token.
         #[arg(long, required_unless_present = "station")]
         bureau: Option<String>,
+        /// The configuration the hub serves with: a device's station must be
+        /// on its roster. The built-in Nedong roster when absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Revokes a token: every later call with it is refused. The hub must not
     /// be running.
@@ -109,6 +113,41 @@ enum Command {
         #[arg(long, default_value = "./hub-data")]
         data: PathBuf,
     },
+}
+
+/// The configuration in `path`, else the built-in one.
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<HubConfig> {
+    Ok(match path {
+        Some(path) => HubConfig::load(path)?,
+        None => HubConfig::builtin()?,
+    })
+}
+
+/// Refuses a station that is not on the roster of `config`, listing those
+/// that are.
+fn on_roster(config: &HubConfig, station: &str, custom: bool) -> anyhow::Result<()> {
+    if config.station(station).is_some() {
+        return Ok(());
+    }
+    let stations: Vec<String> = config
+        .stations
+        .iter()
+        .map(|s| format!("{} {}", s.code, s.name))
+        .collect();
+    anyhow::bail!(
+        "station {station} is not on the roster of {}: {}{}",
+        if custom {
+            "this configuration"
+        } else {
+            "the built-in configuration"
+        },
+        stations.join(", "),
+        if custom {
+            ""
+        } else {
+            "; give --config for another roster"
+        }
+    )
 }
 
 /// Page cache of the short administrative commands.
@@ -196,10 +235,7 @@ fn main() -> anyhow::Result<()> {
                 (Some(cert), Some(key)) => Some(TlsIdentity::from_files(&cert, &key)?),
                 _ => None,
             };
-            let config = match &config {
-                Some(path) => HubConfig::load(path)?,
-                None => HubConfig::builtin()?,
-            };
+            let config = load_config(config.as_deref())?;
             let roster = config.station_codes();
             let config = Arc::new(config);
             let options = ServerOptions {
@@ -256,7 +292,13 @@ fn main() -> anyhow::Result<()> {
             station,
             device,
             bureau,
+            config,
         } => {
+            let roster = load_config(config.as_deref())?;
+            if let Some(station) = &station {
+                station_proto::validate::station_code("station", station)?;
+                on_roster(&roster, station, config.is_some())?;
+            }
             let store = open_store(&data, ADMIN_CACHE)?;
             let issued = match (station, device, bureau) {
                 (Some(station), Some(device), None) => {
@@ -287,6 +329,7 @@ fn main() -> anyhow::Result<()> {
             data,
             cache_capacity,
         } => {
+            // The projections' state does not depend on the configuration.
             let store = Arc::new(open_store(&data, cache_capacity)?);
             let projections =
                 Projections::open(Arc::clone(&store), Arc::new(HubConfig::builtin()?))?;

@@ -99,6 +99,37 @@ async fn enroll_revoke_and_list_tokens_then_use_them() {
         assert!(!output.status.success(), "{args:?}");
         assert!(output.stdout.is_empty(), "{args:?}");
     }
+    let off_roster = hub_cli(
+        data.path(),
+        &["enroll", "--station", "540502999", "--device", "x"],
+    );
+    assert!(!off_roster.status.success());
+    assert!(off_roster.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&off_roster.stderr);
+    assert!(
+        stderr.contains("station 540502999 is not on the roster")
+            && stderr.contains("540502001 泽当街道")
+            && stderr.contains("--config"),
+        "{stderr}"
+    );
+    // Another roster admits its own stations.
+    let other_data = tempfile::tempdir().unwrap();
+    let config = other_data.path().join("hub.toml");
+    let builtin = station_hub::config::DEFAULT_TOML.replace("540502001", "540502999");
+    std::fs::write(&config, builtin).unwrap();
+    let other = stdout_of(&hub_cli(
+        other_data.path(),
+        &[
+            "enroll",
+            "--station",
+            "540502999",
+            "--device",
+            "x",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    ));
+    assert!(is_token(other.trim()), "{other}");
     let output = hub_cli(
         data.path(),
         &["enroll", "--station", "5405", "--device", "x"],
