@@ -735,7 +735,36 @@ async fn the_dashboard_needs_a_bureau_login_and_shows_no_id_number() {
     let as_device = hub.get("/", &[("Cookie", &device_cookie)]).await;
     assert_eq!(as_device.status, 303);
 
-    let logout = request(hub.http, "POST", "/logout", &[("Cookie", &session)], b"").await;
+    // A form posted from another site neither logs in nor out.
+    let forged = request(
+        hub.http,
+        "POST",
+        "/login",
+        &[form[0], ("Origin", "http://attacker.example")],
+        format!("token={}", tokens.bureau).as_bytes(),
+    )
+    .await;
+    assert_eq!(forged.status, 403);
+    assert!(forged.header("set-cookie").is_none());
+    let forged = request(
+        hub.http,
+        "POST",
+        "/logout",
+        &[("Cookie", &session), ("Origin", "http://attacker.example")],
+        b"",
+    )
+    .await;
+    assert_eq!(forged.status, 403);
+    assert!(forged.header("set-cookie").is_none());
+    let own_origin = format!("http://{}", hub.http);
+    let logout = request(
+        hub.http,
+        "POST",
+        "/logout",
+        &[("Cookie", &session), ("Origin", &own_origin)],
+        b"",
+    )
+    .await;
     assert_eq!(logout.status, 303);
     assert!(logout.header("set-cookie").unwrap().contains("Max-Age=0"));
     hub.stop().await;
@@ -751,14 +780,16 @@ fn chromium() -> Option<std::path::PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// Serves, to every request, a page that logs in to the hub's dashboard
-/// with `token` by submitting the login form, as a person would.
-async fn login_page_server(hub: SocketAddr, token: String) -> SocketAddr {
+/// A front for the browser on another port of the same host: `/start` is
+/// a page that submits the login form as a user would, to its own origin;
+/// every other request goes to the hub unchanged. So the form, the cookie
+/// and the dashboard share one origin, as behind the bureau's own proxy.
+async fn login_front(hub: SocketAddr, token: String) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let page = format!(
         "<!DOCTYPE html><html><body><form id=\"f\" method=\"post\" \
-         action=\"http://{hub}/login\"><input name=\"token\" value=\"{token}\">\
+         action=\"/login\"><input name=\"token\" value=\"{token}\">\
          <input name=\"next\" value=\"/?period=2025-03\"></form>\
          <script>document.getElementById('f').submit()</script></body></html>"
     );
@@ -766,14 +797,29 @@ async fn login_page_server(hub: SocketAddr, token: String) -> SocketAddr {
         while let Ok((mut stream, _)) = listener.accept().await {
             let page = page.clone();
             tokio::spawn(async move {
-                let mut request = vec![0u8; 4096];
-                let _ = stream.read(&mut request).await;
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
-                     Content-Length: {}\r\nConnection: close\r\n\r\n{page}",
-                    page.len()
-                );
-                let _ = stream.write_all(reply.as_bytes()).await;
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                if head.starts_with(b"GET /start ") {
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                        page.len()
+                    );
+                    let _ = stream.write_all(reply.as_bytes()).await;
+                    return;
+                }
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(hub).await else {
+                    return;
+                };
+                if upstream.write_all(&head).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+                }
             });
         }
     });
@@ -837,10 +883,10 @@ async fn a_browser_renders_the_numbers_of_the_query_api() {
         .await
         .unwrap()
         .into_inner();
-    let start = login_page_server(hub.http, tokens.bureau.clone()).await;
+    let front = login_front(hub.http, tokens.bureau.clone()).await;
     let dom = run_chromium(
         binary.clone(),
-        format!("http://{start}/"),
+        format!("http://{front}/start"),
         vec!["--dump-dom".into()],
     )
     .await;
@@ -862,7 +908,7 @@ async fn a_browser_renders_the_numbers_of_the_query_api() {
     let _ = std::fs::remove_file(&screenshot);
     run_chromium(
         binary,
-        format!("http://{start}/"),
+        format!("http://{front}/start"),
         vec![format!("--screenshot={}", screenshot.display())],
     )
     .await;

@@ -88,12 +88,47 @@ fn landing(next: Option<&str>) -> &str {
     }
 }
 
+/// Whether a form was posted from the dashboard's own pages: a browser
+/// names the page's origin in `Origin`, which must then be this host. A
+/// client that sends no `Origin` (not a browser) passes; the session
+/// cookie is `SameSite=Strict` besides.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, authority)| authority);
+    matches!((origin_host, host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+}
+
+/// The refusal of a form posted from another site.
+fn cross_site() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Html(document(
+            "社会工作站数据看板",
+            "<main><section><p class=\"warn\">请从看板页面提交（跨站请求已拒绝）</p>\
+             <p><a href=\"/login\">登录</a></p></section></main>",
+        )),
+    )
+        .into_response()
+}
+
 /// POST /login: a bureau token sets the session cookie; anything else is
-/// refused with the form again.
+/// refused with the form again, and a form posted from another site is
+/// refused outright.
 pub(super) async fn login(
     State(state): State<AppState>,
+    headers: HeaderMap,
     login: Result<Form<Login>, FormRejection>,
 ) -> Response {
+    if !same_origin(&headers) {
+        return cross_site();
+    }
     let refused =
         |text: &str| (StatusCode::UNAUTHORIZED, Html(login_form(Some(text)))).into_response();
     let Ok(Form(login)) = login else {
@@ -125,8 +160,12 @@ pub(super) async fn login(
     }
 }
 
-/// GET or POST /logout: clears the session cookie.
-pub(super) async fn logout() -> Response {
+/// POST /logout: clears the session cookie, unless posted from another
+/// site.
+pub(super) async fn logout(headers: HeaderMap) -> Response {
+    if !same_origin(&headers) {
+        return cross_site();
+    }
     let cookie = format!("{SESSION_COOKIE}=; Max-Age=0; {COOKIE_ATTRIBUTES}");
     match HeaderValue::from_str(&cookie) {
         Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response(),

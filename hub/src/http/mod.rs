@@ -20,7 +20,7 @@ use axum::Json;
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::auth::{self, AuthError, Caller};
@@ -51,7 +51,7 @@ pub fn router(projections: Arc<Projections>) -> Router {
         .route("/reports/{station}/{file}", get(reports::report))
         .route("/", get(dashboard::page))
         .route("/login", get(dashboard::login_page).post(dashboard::login))
-        .route("/logout", get(dashboard::logout).post(dashboard::logout))
+        .route("/logout", post(dashboard::logout))
         .fallback(|| async { HttpError::NotFound("no such page".into()) })
         .with_state(AppState { projections })
 }
