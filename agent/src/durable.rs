@@ -61,22 +61,29 @@ pub fn lock_store(dir: &Path) -> io::Result<File> {
 
 /// Opens sled on `config`, waiting a bounded time for sled's own file lock:
 /// a store closed a moment ago in this process may still be held by sled's
-/// background flusher. Only call this while holding [`lock_store`].
+/// background flusher, which lets go at its next wake-up, later on a loaded
+/// machine. Only call this while holding [`lock_store`], so no other
+/// process can be the holder.
 ///
 /// # Errors
-/// sled's error, once the lock is still busy after about two seconds.
+/// sled's error, once the lock is still busy after [`SLED_LOCK_WAIT`].
 pub fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
-    let mut attempts = 0;
+    let deadline = std::time::Instant::now() + SLED_LOCK_WAIT;
     loop {
         match config.open() {
-            Err(sled::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock && attempts < 100 => {
-                attempts += 1;
+            Err(sled::Error::Io(e))
+                if e.kind() == io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             result => return result,
         }
     }
 }
+
+/// How long [`open_sled`] waits for sled's file lock.
+pub const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a store could not be opened by [`open_store`].
 #[derive(Debug, thiserror::Error)]

@@ -23,8 +23,12 @@
 //! - [`http`]: the bureau's HTTP side on its own listener
 //!   ([`http::serve_http`]): JSON mirroring `Query`, CSV and XLSX ledgers,
 //!   and the dashboard behind a bureau-token login.
+//! - [`admin`]: the administration socket of a running hub, through which
+//!   `enroll`, `revoke` and `tokens` reach it without stopping it.
 //! - `main.rs`: the `station-hub` command line.
 
+#[cfg(unix)]
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod http;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use station_hub::auth;
+use station_hub::admin::{self, AdminReply, AdminRequest};
 use station_hub::config::{DEFAULT_TOML, HubConfig};
 use station_hub::projections::Projections;
 use station_hub::server::{ServerOptions, TlsIdentity};
@@ -78,7 +78,8 @@ enum Command {
         data: PathBuf,
     },
     /// Issues a token and prints it: a device token (--station and --device)
-    /// or a read-only bureau token (--bureau). The hub must not be running.
+    /// or a read-only bureau token (--bureau). Through the running hub's
+    /// administration socket when it serves the folder, else on the store.
     Enroll {
         /// The hub's data folder.
         #[arg(long, default_value = "./hub-data")]
@@ -92,13 +93,14 @@ enum Command {
         /// The bureau's name, for a read-only token.
         #[arg(long, required_unless_present = "station")]
         bureau: Option<String>,
-        /// The configuration the hub serves with: a device's station must be
-        /// on its roster. The built-in Nedong roster when absent.
+        /// The configuration whose roster a device's station must be on, when
+        /// the hub is stopped (a running hub checks the roster it serves
+        /// with). The built-in Nedong roster when absent.
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Revokes a token: every later call with it is refused. The hub must not
-    /// be running.
+    /// Revokes a token: every later call with it is refused, at once when
+    /// the hub runs.
     Revoke {
         /// The hub's data folder.
         #[arg(long, default_value = "./hub-data")]
@@ -123,31 +125,34 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<HubConfig> {
     })
 }
 
-/// Refuses a station that is not on the roster of `config`, listing those
-/// that are.
-fn on_roster(config: &HubConfig, station: &str, custom: bool) -> anyhow::Result<()> {
-    if config.station(station).is_some() {
-        return Ok(());
-    }
-    let stations: Vec<String> = config
-        .stations
-        .iter()
-        .map(|s| format!("{} {}", s.code, s.name))
-        .collect();
-    anyhow::bail!(
-        "station {station} is not on the roster of {}: {}{}",
-        if custom {
-            "this configuration"
-        } else {
-            "the built-in configuration"
-        },
-        stations.join(", "),
-        if custom {
-            ""
-        } else {
-            "; give --config for another roster"
+/// Carries out a token command: through the administration socket of the
+/// hub serving `data` when it runs, else on the store directly, checking a
+/// device's station against the roster of `config` (the built-in one when
+/// absent).
+fn administer(
+    data: &std::path::Path,
+    request: AdminRequest,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<AdminReply> {
+    let reply = match admin::call(data, &request)
+        .with_context(|| format!("the hub serving {} did not answer", data.display()))?
+    {
+        Some(reply) => reply,
+        None => {
+            let roster = load_config(config)?;
+            let hint = if config.is_some() {
+                ""
+            } else {
+                " (the built-in roster; give --config for another)"
+            };
+            let store = open_store(data, ADMIN_CACHE)?;
+            admin::handle(&store, &roster, request, hint)
         }
-    )
+    };
+    match reply {
+        AdminReply::Refused(reason) => anyhow::bail!("{reason}"),
+        reply => Ok(reply),
+    }
 }
 
 /// Page cache of the short administrative commands.
@@ -249,40 +254,70 @@ fn main() -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind(&listen)
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;
-                println!("listening on {}", listener.local_addr()?);
-                let Some(http) = http else {
-                    station_hub::server::run_with(listener, store, options, shutdown_signal())
-                        .await?;
-                    return anyhow::Ok(());
+                let http_listener = match &http {
+                    Some(http) => Some(
+                        tokio::net::TcpListener::bind(http)
+                            .await
+                            .with_context(|| format!("cannot listen on {http}"))?,
+                    ),
+                    None => None,
                 };
-                let http_listener = tokio::net::TcpListener::bind(&http)
-                    .await
-                    .with_context(|| format!("cannot listen on {http}"))?;
-                println!("http on {}", http_listener.local_addr()?);
-                let projections = Arc::new(
-                    tokio::task::spawn_blocking(move || Projections::open(store, config)).await??,
-                );
+                // Ctrl-C or SIGTERM stops every listener; so does any of
+                // them ending on its own.
                 let (stop, stopped) = tokio::sync::watch::channel(false);
-                let mut http_stopped = stopped.clone();
-                let http_task = tokio::spawn(station_hub::http::serve_http(
-                    http_listener,
-                    Arc::clone(&projections),
-                    async move {
-                        let _ = http_stopped.wait_for(|stop| *stop).await;
-                    },
+                let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                };
+                let signalled = stop.clone();
+                tokio::spawn(async move {
+                    shutdown_signal().await;
+                    let _ = signalled.send(true);
+                });
+                let admin_path = admin::socket_path(&data);
+                let admin_socket = admin::AdminSocket::bind(admin_path.clone())
+                    .with_context(|| format!("admin socket {}", admin_path.display()))?;
+                let admin_task = tokio::spawn(admin_socket.serve(
+                    Arc::clone(&store),
+                    Arc::clone(&config),
+                    until_stopped(stopped.clone()),
                 ));
-                let served = station_hub::server::serve_projections(
-                    listener,
-                    projections,
-                    options,
-                    async move {
-                        shutdown_signal().await;
+                println!("listening on {}", listener.local_addr()?);
+                println!("admin socket {}", admin_path.display());
+                let served = match http_listener {
+                    None => {
+                        station_hub::server::run_with(
+                            listener,
+                            store,
+                            options,
+                            until_stopped(stopped.clone()),
+                        )
+                        .await
+                    }
+                    Some(http_listener) => {
+                        println!("http on {}", http_listener.local_addr()?);
+                        let projections = Arc::new(
+                            tokio::task::spawn_blocking(move || Projections::open(store, config))
+                                .await??,
+                        );
+                        let http_task = tokio::spawn(station_hub::http::serve_http(
+                            http_listener,
+                            Arc::clone(&projections),
+                            until_stopped(stopped.clone()),
+                        ));
+                        let served = station_hub::server::serve_projections(
+                            listener,
+                            projections,
+                            options,
+                            until_stopped(stopped.clone()),
+                        )
+                        .await;
                         let _ = stop.send(true);
-                    },
-                )
-                .await;
-                drop(stopped);
-                http_task.await??;
+                        http_task.await??;
+                        served
+                    }
+                };
+                let _ = stop.send(true);
+                admin_task.await?;
                 served?;
                 anyhow::Ok(())
             })?;
@@ -294,37 +329,36 @@ fn main() -> anyhow::Result<()> {
             bureau,
             config,
         } => {
-            let roster = load_config(config.as_deref())?;
-            if let Some(station) = &station {
-                station_proto::validate::station_code("station", station)?;
-                on_roster(&roster, station, config.is_some())?;
-            }
-            let store = open_store(&data, ADMIN_CACHE)?;
-            let issued = match (station, device, bureau) {
+            let request = match (station, device, bureau) {
                 (Some(station), Some(device), None) => {
-                    auth::enroll_device(&store, &station, &device)?
+                    AdminRequest::EnrollDevice { station, device }
                 }
-                (None, None, Some(bureau)) => auth::enroll_bureau(&store, &bureau)?,
+                (None, None, Some(bureau)) => AdminRequest::EnrollBureau { bureau },
                 _ => anyhow::bail!("give --station and --device, or --bureau"),
             };
-            eprintln!(
-                "token {} issued; it is shown only now, keep it secret",
-                issued.token_id
-            );
-            println!("{}", issued.bearer);
-        }
-        Command::Revoke { data, token_id } => {
-            let store = open_store(&data, ADMIN_CACHE)?;
-            let record = auth::revoke(&store, &token_id)?;
-            println!("{}", token_line(&record));
-        }
-        Command::Tokens { data } => {
-            let store = open_store(&data, ADMIN_CACHE)?;
-            println!("id\tkind\tstation\tname\torigin\trevoked\tcreated");
-            for record in store.tokens()? {
-                println!("{}", token_line(&record));
+            match administer(&data, request, config.as_deref())? {
+                AdminReply::Issued { token_id, bearer } => {
+                    eprintln!("token {token_id} issued; it is shown only now, keep it secret");
+                    println!("{bearer}");
+                }
+                other => anyhow::bail!("unexpected answer from the hub: {other:?}"),
             }
         }
+        Command::Revoke { data, token_id } => {
+            match administer(&data, AdminRequest::Revoke { token_id }, None)? {
+                AdminReply::Revoked(record) => println!("{}", token_line(&record)),
+                other => anyhow::bail!("unexpected answer from the hub: {other:?}"),
+            }
+        }
+        Command::Tokens { data } => match administer(&data, AdminRequest::Tokens, None)? {
+            AdminReply::Tokens(records) => {
+                println!("id\tkind\tstation\tname\torigin\trevoked\tcreated");
+                for record in records {
+                    println!("{}", token_line(&record));
+                }
+            }
+            other => anyhow::bail!("unexpected answer from the hub: {other:?}"),
+        },
         Command::Rebuild {
             data,
             cache_capacity,
