@@ -330,6 +330,18 @@ impl HubConfig {
         self.stations.iter().find(|s| s.code == code)
     }
 
+    /// The name of the station with this code, or the code when it is not
+    /// on the roster.
+    pub fn station_name<'a>(&'a self, code: &'a str) -> &'a str {
+        self.station(code).map_or(code, |s| s.name.as_str())
+    }
+
+    /// The name of the community with this code, or the code when it is
+    /// not on the roster.
+    pub fn community_name<'a>(&'a self, code: &'a str) -> &'a str {
+        self.community(code).map_or(code, |c| c.name.as_str())
+    }
+
     /// The roster's station codes, in roster order.
     pub fn station_codes(&self) -> Vec<String> {
         self.stations.iter().map(|s| s.code.clone()).collect()

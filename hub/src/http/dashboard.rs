@@ -319,9 +319,7 @@ fn render(
         as_of = overdue.as_of
     );
     for count in &overdue.stations {
-        let name = config
-            .station(&count.station_code)
-            .map_or(count.station_code.as_str(), |s| s.name.as_str());
+        let name = config.station_name(&count.station_code);
         let _ = write!(
             out,
             "<tr data-station=\"{code}\"><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
@@ -353,12 +351,8 @@ fn render(
         out.push_str("<tr><td colspan=\"7\">无逾期个案</td></tr>");
     }
     for case in &overdue.cases {
-        let station = config
-            .station(&case.station_code)
-            .map_or(case.station_code.as_str(), |s| s.name.as_str());
-        let community = config
-            .community(&case.community_code)
-            .map_or(case.community_code.as_str(), |c| c.name.as_str());
+        let station = config.station_name(&case.station_code);
+        let community = config.community_name(&case.community_code);
         let _ = write!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",

@@ -73,12 +73,8 @@ fn overdue_rows(state: &AppState, list: &OverdueList) -> Vec<Vec<Cell>> {
     list.cases
         .iter()
         .map(|case| {
-            let station = config
-                .station(&case.station_code)
-                .map_or(case.station_code.as_str(), |s| s.name.as_str());
-            let community = config
-                .community(&case.community_code)
-                .map_or(case.community_code.as_str(), |c| c.name.as_str());
+            let station = config.station_name(&case.station_code);
+            let community = config.community_name(&case.community_code);
             vec![
                 Cell::Text(station.to_string()),
                 Cell::Text(case.name.clone()),
