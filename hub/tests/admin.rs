@@ -13,31 +13,11 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-use common::authorized;
+use common::{authorized, hub_cli, stdout_of};
 use station_proto::ids::Uuid;
 use station_proto::v1::HelloRequest;
 use station_proto::v1::sync_client::SyncClient;
 use tonic::Code;
-
-fn hub_cli(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_station-hub"))
-        .arg(args[0])
-        .arg("--data")
-        .arg(data)
-        .args(&args[1..])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn stdout_of(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
 
 fn stderr_of(output: &Output) -> String {
     assert!(!output.status.success(), "expected a refusal");

@@ -8,31 +8,11 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{Hub, authorized};
+use common::{Hub, authorized, hub_cli, stdout_of};
 use station_hub::server::ServerOptions;
 use station_proto::ids::Uuid;
 use station_proto::v1::{HelloRequest, PullRequest};
 use tonic::Code;
-
-fn hub_cli(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_station-hub"))
-        .arg(args[0])
-        .arg("--data")
-        .arg(data)
-        .args(&args[1..])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn stdout_of(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
 
 fn is_token(line: &str) -> bool {
     let hex = |s: &str, n: usize| {

@@ -198,3 +198,25 @@ pub fn next_after(last: &Event) -> Event {
     next.event_id = Uuid::now_v7().as_bytes().to_vec();
     next
 }
+
+/// Runs `station-hub <args[0]> --data <data> <args[1..]>`.
+pub fn hub_cli(data: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_station-hub"))
+        .arg(args[0])
+        .arg("--data")
+        .arg(data)
+        .args(&args[1..])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// The stdout of a command that must have succeeded.
+pub fn stdout_of(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
