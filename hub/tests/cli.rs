@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use common::{Hub, authorized, hub_cli, stdout_of};
 use station_hub::server::ServerOptions;
