@@ -232,7 +232,22 @@ impl Demo {
         let until_stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
+        // `station-hub enroll --data DATA/hub` reaches the demo's hub here.
+        let admin_path = station_hub::admin::socket_path(&options.data.join("hub"));
+        let admin = station_hub::admin::AdminSocket::bind(admin_path.clone())
+            .with_context(|| format!("admin socket {}", admin_path.display()))?;
         let servers = vec![
+            tokio::spawn({
+                let serving = admin.serve(
+                    Arc::clone(&store),
+                    Arc::clone(&config),
+                    until_stopped(stopped.clone()),
+                );
+                async move {
+                    serving.await;
+                    anyhow::Ok(())
+                }
+            }),
             tokio::spawn({
                 let projections = Arc::clone(&projections);
                 let stopped = until_stopped(stopped.clone());

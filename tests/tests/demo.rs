@@ -12,6 +12,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use station_hub::admin::{self, AdminReply, AdminRequest};
 use station_hub::projections::period::{Metric, Period};
 use station_tests::demo::{Demo, DemoOptions, DemoReport, demo_link};
 use station_tests::district::Ledger;
@@ -174,6 +175,19 @@ fn the_binary_prints_the_table_serves_and_stops_on_sigint() {
     );
     assert!(text.contains("dashboard: http://127.0.0.1:"), "{text}");
     assert!(text.contains("bureau token (read-only): "), "{text}");
+    // While it serves, a new phone is enrolled through the hub's
+    // administration socket, beside the demo's 2 × 2 devices and bureau.
+    let hub = dir.path().join("hub");
+    let enroll = AdminRequest::EnrollDevice {
+        station: "540502001".into(),
+        device: "a-new-phone".into(),
+    };
+    let issued = admin::call(&hub, &enroll).unwrap().unwrap();
+    assert!(matches!(issued, AdminReply::Issued { .. }), "{issued:?}");
+    match admin::call(&hub, &AdminRequest::Tokens).unwrap().unwrap() {
+        AdminReply::Tokens(tokens) => assert_eq!(tokens.len(), 6, "{tokens:?}"),
+        other => panic!("{other:?}"),
+    }
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
