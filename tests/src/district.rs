@@ -5,7 +5,7 @@
 //! files (Chinese and Tibetan names, valid ID numbers), visits each case on
 //! its tier's schedule (high-risk weekly, key monthly, general quarterly),
 //! loses track of a few (so follow-ups fall overdue), changes tiers, closes
-//! cases, holds activities and group sessions, links resources, attends
+//! cases and reopens a few of them weeks later, holds activities and group sessions, links resources, attends
 //! trainings, corrects a few entries with voids and makes a few invalid
 //! entries that the agent must refuse.
 //!
@@ -31,8 +31,9 @@ use station_proto::Body;
 use station_proto::ids::Uuid;
 use station_proto::v1::{
     ActivityHeld, ActivityKind, BeneficiaryVerified, CaseAssessed, CaseClosed, CaseNoteAdded,
-    CaseOpened, CaseSource, Category, EventVoided, Gender, GroupSessionHeld, NoteKind,
-    ResourceKind, ResourceLinked, Tier, TrainingHeld, TrainingKind, VisitKind, VisitRecorded,
+    CaseOpened, CaseReopened, CaseSource, Category, EventVoided, Gender, GroupSessionHeld,
+    NoteKind, ResourceKind, ResourceLinked, Tier, TrainingHeld, TrainingKind, VisitKind,
+    VisitRecorded,
 };
 
 use crate::fieldwork::id_number;
@@ -108,6 +109,11 @@ enum Meaning {
         case: usize,
         date: NaiveDate,
     },
+    Reopen {
+        case: usize,
+        date: NaiveDate,
+        tier: i32,
+    },
     Note,
     Verify,
     Activity {
@@ -168,6 +174,8 @@ struct CaseFile {
     opened_on: NaiveDate,
     last_visit: Option<NaiveDate>,
     closed: bool,
+    closed_on: Option<NaiveDate>,
+    reopened_on: Option<NaiveDate>,
     dibao: bool,
     /// After this many visits the worker loses track of the case.
     neglect_after: u32,
@@ -175,8 +183,11 @@ struct CaseFile {
 }
 
 impl CaseFile {
+    /// The next follow-up: a tier's interval after the last visit, or
+    /// after the (re)opening when no visit came since.
     fn due_on(&self) -> NaiveDate {
-        let base = self.last_visit.unwrap_or(self.opened_on);
+        let start = self.reopened_on.unwrap_or(self.opened_on);
+        let base = self.last_visit.filter(|v| *v >= start).unwrap_or(start);
         base + Days::new(interval_days(self.tier))
     }
 }
@@ -201,6 +212,11 @@ enum Fact {
     Closed {
         case: Uuid,
         date: NaiveDate,
+    },
+    Reopened {
+        case: Uuid,
+        date: NaiveDate,
+        tier: i32,
     },
     Activity {
         date: NaiveDate,
@@ -285,6 +301,9 @@ impl Ledger {
                         open.insert(*case, false);
                     }
                 }
+                Fact::Reopened { case, date, .. } if *date <= last => {
+                    open.insert(*case, true);
+                }
                 Fact::Activity {
                     date,
                     person_times,
@@ -328,6 +347,10 @@ impl Ledger {
                 Fact::Closed { case, .. } => {
                     closed.insert(*case);
                 }
+                Fact::Reopened { case, tier: t, .. } => {
+                    closed.remove(case);
+                    tier.insert(*case, *t);
+                }
                 _ => {}
             }
         }
@@ -342,6 +365,13 @@ impl Ledger {
         out
     }
 
+    /// How many closed cases were reopened.
+    pub fn reopened(&self) -> usize {
+        self.live()
+            .filter(|fact| matches!(fact, Fact::Reopened { .. }))
+            .count()
+    }
+
     /// The days on which anything counted happened, to find the periods the
     /// ledger spans.
     pub fn days(&self) -> BTreeSet<NaiveDate> {
@@ -350,6 +380,7 @@ impl Ledger {
                 Fact::Opened { date, .. }
                 | Fact::Visit { date, .. }
                 | Fact::Closed { date, .. }
+                | Fact::Reopened { date, .. }
                 | Fact::Activity { date, .. }
                 | Fact::Group { date, .. }
                 | Fact::Training { date }
@@ -497,6 +528,8 @@ impl Worker {
                     opened_on,
                     last_visit: None,
                     closed: false,
+                    closed_on: None,
+                    reopened_on: None,
                     dibao,
                     neglect_after,
                     visits: 0,
@@ -527,9 +560,23 @@ impl Worker {
             }
             Meaning::Close { case, date } => {
                 self.cases[case].closed = true;
+                self.cases[case].closed_on = Some(date);
                 Some(Fact::Closed {
                     case: self.cases[case].id,
                     date,
+                })
+            }
+            Meaning::Reopen { case, date, tier } => {
+                let file = &mut self.cases[case];
+                file.closed = false;
+                file.reopened_on = Some(date);
+                file.tier = tier;
+                // A reopened case is followed closely.
+                file.neglect_after = u32::MAX;
+                Some(Fact::Reopened {
+                    case: file.id,
+                    date,
+                    tier,
                 })
             }
             Meaning::Activity {
@@ -618,6 +665,9 @@ impl Worker {
                 self.open_case(day);
             }
             self.visits(day);
+            if self.rng.random_bool(0.04) {
+                self.reopen(day);
+            }
             if self.rng.random_bool(0.05) {
                 self.verify(day);
             }
@@ -824,9 +874,12 @@ impl Worker {
                     },
                 );
             } else if !first
-                && tier == 3
                 && (day - opened_on).num_days() > 40
-                && self.rng.random_bool(0.25)
+                && self.rng.random_bool(match tier {
+                    3 => 0.25,
+                    2 => 0.08,
+                    _ => 0.0,
+                })
             {
                 self.push(
                     Body::CaseClosed(CaseClosed {
@@ -838,6 +891,38 @@ impl Worker {
                 );
             }
         }
+    }
+
+    /// Reopens a case closed at least two weeks ago, once: the family's
+    /// situation turned again.
+    fn reopen(&mut self, day: NaiveDate) {
+        let closed: Vec<usize> = (0..self.cases.len())
+            .filter(|&i| {
+                let file = &self.cases[i];
+                file.closed
+                    && file.reopened_on.is_none()
+                    && file.closed_on.is_some_and(|c| (day - c).num_days() >= 14)
+            })
+            .collect();
+        let Some(&case) = closed.choose(&mut self.rng) else {
+            return;
+        };
+        let tier = *[Tier::HighRisk as i32, Tier::Key as i32]
+            .choose(&mut self.rng)
+            .unwrap_or(&(Tier::Key as i32));
+        self.push(
+            Body::CaseReopened(CaseReopened {
+                case_id: self.cases[case].id.as_bytes().to_vec(),
+                reason: "情况反复，重新开案 ཡང་བསྐྱར་ཁ་ཕྱེ".into(),
+                reopened_on: day.to_string(),
+                tier,
+            }),
+            Meaning::Reopen {
+                case,
+                date: day,
+                tier,
+            },
+        );
     }
 
     fn verify(&mut self, day: NaiveDate) {
@@ -1135,5 +1220,6 @@ mod tests {
         assert!(ledger.refused >= 7, "{} refused", ledger.refused);
         assert!(ledger.voided.len() >= 7, "{} voided", ledger.voided.len());
         assert!(ledger.open_by_tier().iter().all(|n| *n > 10));
+        assert!(ledger.reopened() >= 3, "{} reopened", ledger.reopened());
     }
 }

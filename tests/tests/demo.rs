@@ -136,6 +136,28 @@ async fn hub_holds_what_the_generator_entered_and_a_second_run_adds_nothing() {
     assert!(error.contains("--seed 11 --days 21"), "{error}");
 }
 
+/// A longer run of two stations, long enough for cases to be closed and
+/// reopened weeks later: the hub counts them as the ledger does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reopened_cases_count_as_the_generator_entered_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = options(dir.path());
+    options.days = 110;
+    options.stations = station_tests::district::NEDONG_STATIONS[..2]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    options.offline_device = false;
+    let mut demo = Demo::start(options).await.unwrap();
+    let report = demo.simulate(std::future::pending()).await.unwrap();
+    assert!(report.finished);
+    let reopened = total(&report, |l| l.reopened() as u64);
+    assert!(reopened > 0, "no case was reopened");
+    assert_eq!(report.hub_events, total(&report, |l| l.saved));
+    assert_hub_matches(&demo, &report);
+    demo.stop().await.unwrap();
+}
+
 #[test]
 fn the_binary_prints_the_table_serves_and_stops_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
