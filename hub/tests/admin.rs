@@ -13,9 +13,8 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-use common::{authorized, hub_cli, stdout_of};
+use common::{authorized, hello, hub_cli, stdout_of};
 use station_proto::ids::Uuid;
-use station_proto::v1::HelloRequest;
 use station_proto::v1::sync_client::SyncClient;
 use tonic::Code;
 
@@ -74,16 +73,7 @@ impl Served {
             .unwrap();
         let mut client = SyncClient::new(channel);
         client
-            .hello(authorized(
-                HelloRequest {
-                    origin_id: origin.as_bytes().to_vec(),
-                    station_code: "540502001".into(),
-                    head_seq: 0,
-                    device_clock_ms: 0,
-                    agent_version: "test".into(),
-                },
-                token,
-            ))
+            .hello(authorized(hello(origin, "540502001"), token))
             .await
             .map(|_| ())
     }

@@ -7,10 +7,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{Hub, authorized, hub_cli, stdout_of};
+use common::{Hub, authorized, hello, hub_cli, stdout_of};
 use station_hub::server::ServerOptions;
 use station_proto::ids::Uuid;
-use station_proto::v1::{HelloRequest, PullRequest};
+use station_proto::v1::PullRequest;
 use tonic::Code;
 
 fn is_token(line: &str) -> bool {
@@ -147,16 +147,7 @@ async fn enroll_revoke_and_list_tokens_then_use_them() {
     let mut client = hub.client().await;
     let origin = Uuid::now_v7();
     client
-        .hello(authorized(
-            HelloRequest {
-                origin_id: origin.as_bytes().to_vec(),
-                station_code: "540502001".into(),
-                head_seq: 0,
-                device_clock_ms: 0,
-                agent_version: "test".into(),
-            },
-            &device,
-        ))
+        .hello(authorized(hello(origin, "540502001"), &device))
         .await
         .unwrap();
     let status = client

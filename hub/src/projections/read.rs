@@ -189,13 +189,13 @@ pub struct StationOverdue {
     /// The station.
     pub station_code: String,
     /// Every overdue case of the station.
-    pub overdue: u64,
+    pub overdue: u32,
     /// Of which high-risk.
-    pub high_risk: u64,
+    pub high_risk: u32,
     /// Of which key.
-    pub key: u64,
+    pub key: u32,
     /// Of which general.
-    pub general: u64,
+    pub general: u32,
 }
 
 /// Overdue follow-ups on one date.
@@ -547,11 +547,9 @@ impl Projections {
             };
             for case in Self::open_cases(&tree, station)? {
                 total.open_cases += 1;
-                match Tier::try_from(case.tier) {
-                    Ok(Tier::HighRisk) => total.high_risk += 1,
-                    Ok(Tier::Key) => total.key += 1,
-                    Ok(Tier::General) => total.general += 1,
-                    _ => {}
+                let by_tier = [&mut total.high_risk, &mut total.key, &mut total.general];
+                if let Some(n) = tier_count(case.tier, by_tier) {
+                    *n += 1;
                 }
                 for category in &case.categories {
                     *by_cell
@@ -616,11 +614,9 @@ impl Projections {
                     return Ok(());
                 }
                 count.overdue += 1;
-                match Tier::try_from(case.tier) {
-                    Ok(Tier::HighRisk) => count.high_risk += 1,
-                    Ok(Tier::Key) => count.key += 1,
-                    Ok(Tier::General) => count.general += 1,
-                    _ => {}
+                let by_tier = [&mut count.high_risk, &mut count.key, &mut count.general];
+                if let Some(n) = tier_count(case.tier, by_tier) {
+                    *n += 1;
                 }
                 kept.offer(days_overdue, station, case.case_id, || OverdueCase {
                     station_code: station.clone(),
@@ -641,7 +637,7 @@ impl Projections {
         Ok(OverdueList {
             computed_through_hub_seq: checkpoint,
             as_of,
-            total: counts.iter().map(|c| c.overdue).sum(),
+            total: counts.iter().map(|c| u64::from(c.overdue)).sum(),
             stations: counts,
             cases: kept.into_sorted(),
         })
@@ -912,6 +908,17 @@ impl Projections {
             opened,
             entries,
         })
+    }
+}
+
+/// The one of a station's high-risk, key and general counts that `tier`
+/// adds to.
+fn tier_count(tier: i32, [high_risk, key, general]: [&mut u32; 3]) -> Option<&mut u32> {
+    match Tier::try_from(tier) {
+        Ok(Tier::HighRisk) => Some(high_risk),
+        Ok(Tier::Key) => Some(key),
+        Ok(Tier::General) => Some(general),
+        _ => None,
     }
 }
 

@@ -220,3 +220,14 @@ pub fn stdout_of(output: &std::process::Output) -> String {
     );
     String::from_utf8(output.stdout.clone()).unwrap()
 }
+
+/// A `Hello` of `origin` for `station`, from a device that holds nothing yet.
+pub fn hello(origin: Uuid, station: &str) -> station_proto::v1::HelloRequest {
+    station_proto::v1::HelloRequest {
+        origin_id: origin.as_bytes().to_vec(),
+        station_code: station.into(),
+        head_seq: 0,
+        device_clock_ms: 0,
+        agent_version: "test".into(),
+    }
+}
