@@ -756,6 +756,21 @@ async fn the_dashboard_needs_a_bureau_login_and_shows_no_id_number() {
     .await;
     assert_eq!(forged.status, 403);
     assert!(forged.header("set-cookie").is_none());
+    // Behind a reverse proxy that rewrites Host, the public host arrives
+    // in X-Forwarded-Host.
+    let proxied = request(
+        hub.http,
+        "POST",
+        "/login",
+        &[
+            form[0],
+            ("Origin", "https://mzj.shannan.example"),
+            ("X-Forwarded-Host", "mzj.shannan.example"),
+        ],
+        format!("token={}", tokens.bureau).as_bytes(),
+    )
+    .await;
+    assert_eq!(proxied.status, 303, "{}", proxied.text());
     let own_origin = format!("http://{}", hub.http);
     let logout = request(
         hub.http,

@@ -89,20 +89,27 @@ fn landing(next: Option<&str>) -> &str {
 }
 
 /// Whether a form was posted from the dashboard's own pages: a browser
-/// names the page's origin in `Origin`, which must then be this host. A
-/// client that sends no `Origin` (not a browser) passes; the session
-/// cookie is `SameSite=Strict` besides.
+/// names the page's origin in `Origin`, which must then be this host, as
+/// the request names it in `Host` or, behind a reverse proxy that rewrites
+/// `Host`, in `X-Forwarded-Host` (a form posted from another site cannot
+/// set that header). A client that sends no `Origin` (not a browser)
+/// passes; the session cookie is `SameSite=Strict` besides.
 fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
+    let Some((_, origin_host)) = origin.to_str().ok().and_then(|o| o.split_once("://")) else {
+        return false;
+    };
+    let forwarded = headers
+        .get("x-forwarded-host")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.split(',').next());
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin
-        .to_str()
-        .ok()
-        .and_then(|o| o.split_once("://"))
-        .map(|(_, authority)| authority);
-    matches!((origin_host, host), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+    [host, forwarded]
+        .into_iter()
+        .flatten()
+        .any(|h| h.trim().eq_ignore_ascii_case(origin_host))
 }
 
 /// The refusal of a form posted from another site.
