@@ -718,6 +718,11 @@ async fn the_dashboard_needs_a_bureau_login_and_shows_no_id_number() {
     assert!(html.contains("རྩེད་ཐང"), "Tibetan station names");
     assert!(html.contains("<svg"), "inline charts");
     assert!(html.contains("扎西"), "the overdue case by name");
+    assert!(html.contains("设备同步"), "the devices' sync table");
+    assert_eq!(html.matches("data-origin=").count(), 3, "a row per device");
+    for name in ["泽当-1", "泽当-2", "昌珠-1"] {
+        assert!(html.contains(&format!("<td>{name}</td>")), "device {name}");
+    }
     assert!(
         html.contains(&format!(
             "href=\"/reports/{ZEDANG}/overdue.csv?as_of=2025-04-20\""

@@ -394,6 +394,92 @@ fn render(
             station.tier_conflicts,
         );
     }
+    out.push_str("</tbody></table>");
+
+    // Each device: whether it still holds entries the hub lacks, and since
+    // when it has not been heard from.
+    let now = chrono::Utc::now().timestamp_millis();
+    out.push_str(
+        "<h3>设备同步</h3><table class=\"devices\"><thead><tr><th>工作站</th><th>设备</th><th>最近联系</th>\
+         <th>待上传</th><th>已入库事件</th><th>隔离事件</th><th>平均延迟</th><th>最大延迟</th><th>时钟偏差</th>\
+         <th>数据完整至</th></tr></thead><tbody>",
+    );
+    if health.devices.is_empty() {
+        out.push_str("<tr><td colspan=\"10\">尚无设备同步</td></tr>");
+    }
+    let mut devices: Vec<_> = health.devices.iter().collect();
+    devices.sort_by(|a, b| {
+        (&a.station_code, &a.device_name, a.origin_id).cmp(&(
+            &b.station_code,
+            &b.device_name,
+            b.origin_id,
+        ))
+    });
+    for device in devices {
+        let silent_for = now.saturating_sub(device.last_contact_ms);
+        let contact_class = if silent_for > DEVICE_SILENT_MS {
+            "warn"
+        } else {
+            ""
+        };
+        let backlog_class = if device.backlog > 0 { "warn" } else { "" };
+        let _ = write!(
+            out,
+            "<tr data-origin=\"{origin}\"><td>{station}</td><td>{name}</td><td class=\"{contact_class}\">{contact}</td>\
+             <td class=\"{backlog_class}\">{backlog}</td><td>{logged}</td><td>{quarantined}</td><td>{mean}</td><td>{max}</td>\
+             <td>{skew}</td><td>{through}</td></tr>",
+            origin = device.origin_id,
+            station = escape(config.station_name(&device.station_code)),
+            name = escape(device.device_name.as_deref().unwrap_or("（未登记）")),
+            contact = escape(&china_time(
+                Some(device.last_contact_ms).filter(|ms| *ms > 0)
+            )),
+            backlog = device.backlog,
+            logged = device.events_logged,
+            quarantined = device.quarantined,
+            mean = device
+                .mean_lag_ms
+                .map_or_else(|| "—".to_string(), duration_zh),
+            max = device
+                .max_lag_ms
+                .map_or_else(|| "—".to_string(), duration_zh),
+            skew = if device.clock_skew_ms < 0 {
+                format!("慢 {}", duration_zh(-device.clock_skew_ms))
+            } else {
+                format!("快 {}", duration_zh(device.clock_skew_ms))
+            },
+            through = escape(&china_time(device.complete_through_ms)),
+        );
+    }
     out.push_str("</tbody></table></section></main>");
     out
+}
+
+/// A device not heard from for this long is flagged: three days.
+const DEVICE_SILENT_MS: i64 = 3 * 86_400_000;
+
+/// A duration in the largest unit that keeps it readable.
+fn duration_zh(ms: i64) -> String {
+    let ms = ms.max(0);
+    let (value, unit) = match ms {
+        0..60_000 => return format!("{} 秒", ms / 1_000),
+        60_000..3_600_000 => (ms as f64 / 60_000.0, "分钟"),
+        3_600_000..86_400_000 => (ms as f64 / 3_600_000.0, "小时"),
+        _ => (ms as f64 / 86_400_000.0, "天"),
+    };
+    format!("{} {unit}", shown(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_in_the_largest_fitting_unit() {
+        assert_eq!(duration_zh(-5), "0 秒");
+        assert_eq!(duration_zh(59_999), "59 秒");
+        assert_eq!(duration_zh(90_000), "1.5 分钟");
+        assert_eq!(duration_zh(3 * 3_600_000), "3 小时");
+        assert_eq!(duration_zh(36 * 3_600_000), "1.5 天");
+    }
 }
