@@ -443,7 +443,9 @@ fn render(
             max = device
                 .max_lag_ms
                 .map_or_else(|| "—".to_string(), duration_zh),
-            skew = if device.clock_skew_ms < 0 {
+            skew = if device.clock_skew_ms.abs() < 1_000 {
+                "0 秒".to_string()
+            } else if device.clock_skew_ms < 0 {
                 format!("慢 {}", duration_zh(-device.clock_skew_ms))
             } else {
                 format!("快 {}", duration_zh(device.clock_skew_ms))
