@@ -641,6 +641,74 @@ async fn overdue_lists_are_counted_paged_and_reported_whole() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_district_reports_list_every_station_and_their_totals() {
+    let (hub, _s, tokens) = filled().await;
+    let csv = hub
+        .get_as("/reports/district/2025-03.csv", &tokens.bureau)
+        .await;
+    assert_eq!(csv.status, 200, "{}", csv.text());
+    assert!(
+        csv.header("content-disposition")
+            .unwrap()
+            .contains("540502-2025-03.csv")
+    );
+    let text = csv.text();
+    let lines: Vec<&str> = text.trim_start_matches('\u{feff}').lines().collect();
+    assert_eq!(lines[0], "工作站,指标,单位,完成数,目标数,完成率,数据完整至");
+    let cell = |station: &str, label: &str, column: usize| -> String {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{station},{label},")))
+            .unwrap_or_else(|| panic!("{station} {label} missing from {text}"));
+        line.split(',').nth(column).unwrap().to_string()
+    };
+    // Every station has its rows, and the district's totals sum them.
+    for station in ["泽当街道", "昌珠镇", "亚堆乡", "颇章乡"] {
+        assert!(!cell(station, "服务人次", 3).is_empty());
+    }
+    assert_eq!(cell("泽当街道", "服务人次", 3), "38");
+    assert_eq!(cell("昌珠镇", "服务人次", 3), "12");
+    assert_eq!(cell("乃东区合计", "服务人次", 3), "50");
+    let targets: i64 = [
+        "泽当街道",
+        "昌珠镇",
+        "亚堆乡",
+        "索珠乡",
+        "多颇章乡",
+        "结巴乡",
+        "颇章乡",
+    ]
+    .iter()
+    .map(|s| cell(s, "服务人次", 4).parse::<i64>().unwrap())
+    .sum();
+    assert_eq!(cell("乃东区合计", "服务人次", 4), targets.to_string());
+    assert_eq!(
+        cell("乃东区合计", "服务人次", 6),
+        "无数据",
+        "stations without data keep the district incomplete"
+    );
+
+    let overdue = hub
+        .get_as(
+            "/reports/district/overdue.csv?as_of=2025-05-10",
+            &tokens.bureau,
+        )
+        .await;
+    assert_eq!(overdue.status, 200, "{}", overdue.text());
+    assert_eq!(overdue.text().lines().count(), 3, "{}", overdue.text());
+    let xlsx = hub
+        .get_as("/reports/district/2025-Q1.xlsx", &tokens.bureau)
+        .await;
+    assert_eq!(xlsx.status, 200);
+    assert!(xlsx.body.starts_with(b"PK\x03\x04"), "a zip archive");
+
+    // A device's token reads its own station's reports, not the district's.
+    let device = hub.get_as("/reports/district/2025-03.csv", &tokens.a).await;
+    assert_eq!(device.status, 403, "{}", device.text());
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_needs_a_bureau_login_and_shows_no_id_number() {
     let (hub, _s, tokens) = filled().await;
 
@@ -728,6 +796,10 @@ async fn the_dashboard_needs_a_bureau_login_and_shows_no_id_number() {
             "href=\"/reports/{ZEDANG}/overdue.csv?as_of=2025-04-20\""
         )),
         "each station's whole overdue list"
+    );
+    assert!(
+        html.contains("href=\"/reports/district/2025-03.xlsx\""),
+        "the district's ledger"
     );
     assert!(!html.contains("<script") && !html.contains("src=\"http"));
     for serial in 1..=4 {

@@ -248,12 +248,17 @@ fn render(
         out,
         "<section><form method=\"get\" action=\"/\">统计周期 <input name=\"period\" value=\"{}\" size=\"8\"> \
          逾期截至 <input name=\"as_of\" value=\"{}\" size=\"10\"> <button type=\"submit\">查看</button></form>\
-         <p>周期 {} 至 {}；数据计算至第 {} 条事件</p></section>",
+         <p>周期 {} 至 {}；数据计算至第 {} 条事件</p>\
+         <p>全区台账 <a href=\"/reports/district/{period}.csv\">CSV</a> · <a href=\"/reports/district/{period}.xlsx\">Excel</a>\
+          · 全区逾期名单 <a href=\"/reports/district/overdue.csv?as_of={as_of}\">CSV</a> · \
+         <a href=\"/reports/district/overdue.xlsx?as_of={as_of}\">Excel</a></p></section>",
         escape(&table.period),
         overdue.as_of,
         table.first_day,
         table.last_day,
         table.computed_through_hub_seq,
+        period = escape(&table.period),
+        as_of = overdue.as_of,
     );
 
     out.push_str("<section><h2>指标完成情况</h2><div class=\"stations\">");

@@ -14,10 +14,22 @@ use axum::response::{IntoResponse, Response};
 use rust_xlsxwriter::{Format, Workbook, XlsxError};
 
 use super::{AppState, HttpError, api, china_time, completion, shown, tier_zh, unit_zh};
+use crate::auth::Caller;
 use crate::projections::{IndicatorRow, OverdueList};
 
 /// The column headers of a ledger.
 pub const LEDGER_HEADERS: [&str; 6] = ["指标", "单位", "完成数", "目标数", "完成率", "数据完整至"];
+
+/// The column headers of the district's ledger.
+pub const DISTRICT_LEDGER_HEADERS: [&str; 7] = [
+    "工作站",
+    "指标",
+    "单位",
+    "完成数",
+    "目标数",
+    "完成率",
+    "数据完整至",
+];
 
 /// The column headers of an overdue list.
 pub const OVERDUE_HEADERS: [&str; 9] = [
@@ -93,9 +105,15 @@ fn overdue_rows(state: &AppState, list: &OverdueList) -> Vec<Vec<Cell>> {
         .collect()
 }
 
+/// The path segment that stands for every station of the roster, in place
+/// of a station code: the bureau's district-wide reports.
+pub const DISTRICT: &str = "district";
+
 /// GET /reports/{station}/{period}.csv or .xlsx: the ledger;
 /// GET /reports/{station}/overdue.csv or .xlsx?as_of=YYYY-MM-DD: the overdue
-/// list.
+/// list. `{station}` may be `district` (bureau only): every station of the
+/// roster, the ledger with a row per station and indicator and the
+/// district's totals.
 pub(super) async fn report(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -118,47 +136,129 @@ pub(super) async fn report(
         }
     };
     let params = api::Params::from(query)?;
-    let stations = state.stations(&caller, vec![station.clone()])?;
-    let Some(roster) = state.projections.config().station(&station) else {
-        return Err(HttpError::NotFound(format!(
-            "station {station} is not in the roster"
-        )));
+    let config = state.projections.config();
+    let district = station == DISTRICT;
+    let (stations, whose, stem) = if district {
+        if !matches!(caller, Caller::Bureau { .. }) {
+            return Err(HttpError::Forbidden(
+                "the district's reports are for the bureau's token".into(),
+            ));
+        }
+        (
+            config.station_codes(),
+            config.district.name.clone(),
+            config.district.code.clone(),
+        )
+    } else {
+        let stations = state.stations(&caller, vec![station.clone()])?;
+        let Some(roster) = config.station(&station) else {
+            return Err(HttpError::NotFound(format!(
+                "station {station} is not in the roster"
+            )));
+        };
+        (stations, roster.name.clone(), station.clone())
     };
-    let station_name = roster.name.clone();
     if name == "overdue" {
         let as_of = api::as_of(params.one("as_of"))?;
         let list = state
             .read(move |p| p.overdue(as_of, &stations, None))
             .await?;
-        let title = format!("{station_name} 逾期未访名单（截至 {as_of}）");
-        let filename = format!("{station}-overdue-{as_of}");
+        let title = format!("{whose} 逾期未访名单（截至 {as_of}）");
+        let filename = format!("{stem}-overdue-{as_of}");
         let rows = overdue_rows(&state, &list);
-        return match format {
-            FileType::Csv => Ok(download(csv(&OVERDUE_HEADERS, &rows), &filename, format)),
-            FileType::Xlsx => {
-                let widths = [12.0, 12.0, 16.0, 8.0, 14.0, 12.0, 12.0, 10.0, 36.0];
-                let body = xlsx("逾期未访", &title, &OVERDUE_HEADERS, &rows, &widths)?;
-                Ok(download(body, &filename, format))
-            }
+        let widths = [12.0, 12.0, 16.0, 8.0, 14.0, 12.0, 12.0, 10.0, 36.0];
+        let sheet = Sheet {
+            name: "逾期未访",
+            title: &title,
+            headers: &OVERDUE_HEADERS,
+            rows: &rows,
+            widths: &widths,
         };
+        return sheet.download(&filename, format);
     }
     let period = api::period(Some(name))?;
     let table = state.read(move |p| p.indicators(period, &stations)).await?;
+    let title = format!("{whose} {} 台账", table.period);
+    let filename = format!("{stem}-{}", table.period);
+    if district {
+        let rows = district_rows(&whose, &table.rows);
+        let widths = [12.0, 18.0, 8.0, 10.0, 10.0, 10.0, 18.0];
+        let sheet = Sheet {
+            name: "台账",
+            title: &title,
+            headers: &DISTRICT_LEDGER_HEADERS,
+            rows: &rows,
+            widths: &widths,
+        };
+        return sheet.download(&filename, format);
+    }
     let row = table
         .rows
         .first()
         .ok_or_else(|| HttpError::NotFound(format!("no indicators for station {station}")))?;
-    let title = format!("{} {} 台账", row.station_name, table.period);
-    let filename = format!("{}-{}", row.station_code, table.period);
     let rows = ledger_rows(row);
-    match format {
-        FileType::Csv => Ok(download(csv(&LEDGER_HEADERS, &rows), &filename, format)),
-        FileType::Xlsx => {
-            let widths = [18.0, 8.0, 10.0, 10.0, 10.0, 18.0];
-            let body = xlsx("台账", &title, &LEDGER_HEADERS, &rows, &widths)?;
-            Ok(download(body, &filename, format))
+    let widths = [18.0, 8.0, 10.0, 10.0, 10.0, 18.0];
+    let sheet = Sheet {
+        name: "台账",
+        title: &title,
+        headers: &LEDGER_HEADERS,
+        rows: &rows,
+        widths: &widths,
+    };
+    sheet.download(&filename, format)
+}
+
+/// A report's one table, as either file type writes it.
+struct Sheet<'a> {
+    name: &'a str,
+    title: &'a str,
+    headers: &'a [&'a str],
+    rows: &'a [Vec<Cell>],
+    widths: &'a [f64],
+}
+
+impl Sheet<'_> {
+    fn download(&self, filename: &str, format: FileType) -> Result<Response, HttpError> {
+        let body = match format {
+            FileType::Csv => csv(self.headers, self.rows),
+            FileType::Xlsx => xlsx(self.name, self.title, self.headers, self.rows, self.widths)?,
+        };
+        Ok(download(body, filename, format))
+    }
+}
+
+/// The district's ledger: each station's rows, then the district's totals
+/// (values and targets summed; complete through the least complete
+/// station).
+fn district_rows(district: &str, rows: &[IndicatorRow]) -> Vec<Vec<Cell>> {
+    let mut out = Vec::new();
+    for row in rows {
+        for mut line in ledger_rows(row) {
+            line.insert(0, Cell::Text(row.station_name.clone()));
+            out.push(line);
         }
     }
+    let Some(first) = rows.first() else {
+        return out;
+    };
+    let least_complete = rows.iter().map(|r| r.complete_through_ms).min().flatten();
+    for value in &first.values {
+        let values = rows
+            .iter()
+            .filter_map(|r| r.values.iter().find(|v| v.metric == value.metric));
+        let sum: f64 = values.clone().map(|v| v.value).sum();
+        let target: Option<i64> = values.map(|v| v.target).sum();
+        out.push(vec![
+            Cell::Text(format!("{district}合计")),
+            Cell::Text(value.label.to_string()),
+            Cell::Text(unit_zh(value.unit).to_string()),
+            Cell::Number(sum),
+            target.map_or(Cell::Empty, |t| Cell::Number(t as f64)),
+            Cell::Percent(completion(sum, target)),
+            Cell::Text(china_time(least_complete)),
+        ]);
+    }
+    out
 }
 
 fn download(body: Vec<u8>, name: &str, file: FileType) -> Response {
