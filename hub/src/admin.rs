@@ -268,7 +268,8 @@ async fn answer(
 }
 
 /// Sends `request` to the hub serving the data folder `data`. `Ok(None)`
-/// when no hub serves it (no socket, or nobody listening on it).
+/// when no hub answers on a socket there (no socket, nobody listening on
+/// it, or a folder too deep for a socket path).
 ///
 /// # Errors
 /// The hub did not answer, or answered something unreadable.
@@ -279,7 +280,9 @@ pub fn call(data: &Path, request: &AdminRequest) -> io::Result<Option<AdminReply
         Err(e)
             if matches!(
                 e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                io::ErrorKind::NotFound
+                    | io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::InvalidInput
             ) =>
         {
             return Ok(None);

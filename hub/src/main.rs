@@ -273,16 +273,26 @@ fn main() -> anyhow::Result<()> {
                     shutdown_signal().await;
                     let _ = signalled.send(true);
                 });
+                // Without the socket (a data folder whose path is too long
+                // for one, say) the hub still serves; tokens are then managed
+                // while it is stopped.
                 let admin_path = admin::socket_path(&data);
-                let admin_socket = admin::AdminSocket::bind(admin_path.clone())
-                    .with_context(|| format!("admin socket {}", admin_path.display()))?;
-                let admin_task = tokio::spawn(admin_socket.serve(
-                    Arc::clone(&store),
-                    Arc::clone(&config),
-                    until_stopped(stopped.clone()),
-                ));
+                let admin_task = match admin::AdminSocket::bind(admin_path.clone()) {
+                    Ok(socket) => Some(tokio::spawn(socket.serve(
+                        Arc::clone(&store),
+                        Arc::clone(&config),
+                        until_stopped(stopped.clone()),
+                    ))),
+                    Err(error) => {
+                        tracing::warn!(%error, path = %admin_path.display(),
+                            "no admin socket: enroll, revoke and tokens need the hub stopped");
+                        None
+                    }
+                };
                 println!("listening on {}", listener.local_addr()?);
-                println!("admin socket {}", admin_path.display());
+                if admin_task.is_some() {
+                    println!("admin socket {}", admin_path.display());
+                }
                 let served = match http_listener {
                     None => {
                         station_hub::server::run_with(
@@ -317,7 +327,9 @@ fn main() -> anyhow::Result<()> {
                     }
                 };
                 let _ = stop.send(true);
-                admin_task.await?;
+                if let Some(admin_task) = admin_task {
+                    admin_task.await?;
+                }
                 served?;
                 anyhow::Ok(())
             })?;

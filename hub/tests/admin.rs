@@ -31,8 +31,8 @@ struct Served {
 }
 
 impl Served {
-    /// Starts the hub on `data` and waits until it says where it listens
-    /// and where its administration socket is.
+    /// Starts the hub on `data` and waits until it says where it listens:
+    /// by then its administration socket is bound, if it could be.
     fn start(data: &Path) -> Served {
         let mut child = Command::new(env!("CARGO_BIN_EXE_station-hub"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
@@ -43,25 +43,21 @@ impl Served {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut url = None;
-        let mut socket = None;
-        while url.is_none() || socket.is_none() {
+        let url = loop {
             let line = lines
                 .next()
                 .expect("the hub exited before serving")
                 .unwrap();
             if let Some(addr) = line.strip_prefix("listening on ") {
-                url = Some(format!("http://{addr}"));
-            } else if let Some(path) = line.strip_prefix("admin socket ") {
-                socket = Some(path.into());
+                break format!("http://{addr}");
             }
-        }
+        };
         // Keep reading, so the hub never writes into a closed pipe.
         std::thread::spawn(move || lines.for_each(drop));
         Served {
             child,
-            url: url.unwrap(),
-            socket: socket.unwrap(),
+            url,
+            socket: data.join("admin").join("hub.sock"),
         }
     }
 
@@ -101,7 +97,6 @@ async fn tokens_are_issued_and_revoked_while_the_hub_serves() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("hub");
     let hub = Served::start(&data);
-    assert_eq!(hub.socket, data.join("admin").join("hub.sock"));
     let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&data.join("admin")), 0o700, "a private folder");
     assert_eq!(mode(&hub.socket), 0o600);
@@ -207,4 +202,28 @@ async fn a_socket_left_by_a_killed_hub_trips_up_nothing() {
     hub.hello(token.trim(), Uuid::now_v7()).await.unwrap();
     let listing = stdout_of(&hub_cli(&data, &["tokens"]));
     assert_eq!(listing.lines().count(), 3, "{listing}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_folder_too_deep_for_a_socket_still_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    // A Unix socket's path holds at most 107 bytes.
+    let data = dir.path().join("d".repeat(60)).join("h".repeat(60));
+    let hub = Served::start(&data);
+    assert!(!hub.socket.exists());
+    // It answers calls: an unknown token is refused as such.
+    let status = hub
+        .hello("0123456789ab.00", Uuid::now_v7())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    // The commands say why they cannot reach it.
+    let output = hub_cli(&data, &["tokens"]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("cannot open the hub store"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(hub.terminate().success());
 }

@@ -232,22 +232,7 @@ impl Demo {
         let until_stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        // `station-hub enroll --data DATA/hub` reaches the demo's hub here.
-        let admin_path = station_hub::admin::socket_path(&options.data.join("hub"));
-        let admin = station_hub::admin::AdminSocket::bind(admin_path.clone())
-            .with_context(|| format!("admin socket {}", admin_path.display()))?;
-        let servers = vec![
-            tokio::spawn({
-                let serving = admin.serve(
-                    Arc::clone(&store),
-                    Arc::clone(&config),
-                    until_stopped(stopped.clone()),
-                );
-                async move {
-                    serving.await;
-                    anyhow::Ok(())
-                }
-            }),
+        let mut servers = vec![
             tokio::spawn({
                 let projections = Arc::clone(&projections);
                 let stopped = until_stopped(stopped.clone());
@@ -274,6 +259,26 @@ impl Demo {
                 }
             }),
         ];
+        // `station-hub enroll --data DATA/hub` reaches the demo's hub here;
+        // without the socket the demo still runs.
+        let admin_path = station_hub::admin::socket_path(&options.data.join("hub"));
+        match station_hub::admin::AdminSocket::bind(admin_path.clone()) {
+            Ok(admin) => {
+                let serving = admin.serve(
+                    Arc::clone(&store),
+                    Arc::clone(&config),
+                    until_stopped(stopped.clone()),
+                );
+                servers.push(tokio::spawn(async move {
+                    serving.await;
+                    anyhow::Ok(())
+                }));
+            }
+            Err(error) => eprintln!(
+                "no admin socket at {} ({error}): enroll phones once the demo is stopped",
+                admin_path.display()
+            ),
+        }
 
         let last_day = saved.last_day;
         let first_day = last_day - Days::new(u64::from(saved.days) - 1);
