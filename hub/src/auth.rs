@@ -309,6 +309,24 @@ fn own_origin(token_id: &str, bound: Option<Uuid>, asked: Uuid) -> Result<(), Au
     }
 }
 
+/// Whether `caller` may read the timeline of `case_id`, a case of
+/// `station_code`: the bureau reads every case, a device its own station's.
+///
+/// # Errors
+/// [`AuthError::Denied`]: a device token of another station.
+pub fn authorize_case(caller: &Caller, case_id: Uuid, station_code: &str) -> Result<(), AuthError> {
+    match caller {
+        Caller::Device {
+            token_id,
+            station_code: own,
+            ..
+        } if own != station_code => Err(AuthError::Denied(format!(
+            "token {token_id} is for station {own}, and case {case_id} is not"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Whether `caller` may say `Hello` as `origin` of `station_code`. A device
 /// token not yet bound must still be bound with [`bind_origin`].
 ///

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use station_proto::ids::Uuid;
 
 use super::{AppState, HttpError};
-use crate::auth::{AuthError, Caller};
+use crate::auth;
 use crate::projections::period::Period;
 use crate::projections::{
     CaseTimeline, Caseload, Conflicts, IndicatorTable, OverdueList, QuarantineList, SyncHealth,
@@ -180,17 +180,6 @@ pub(super) async fn case_timeline(
         .parse()
         .map_err(|_| HttpError::BadRequest("case id: must be a UUID".into()))?;
     let timeline = state.read(move |p| p.case_timeline(case_id)).await?;
-    if let Caller::Device {
-        token_id,
-        station_code,
-        ..
-    } = &caller
-        && timeline.station_code != *station_code
-    {
-        return Err(AuthError::Denied(format!(
-            "token {token_id} is for station {station_code}, and case {case_id} is not"
-        ))
-        .into());
-    }
+    auth::authorize_case(&caller, case_id, &timeline.station_code)?;
     Ok(Json(timeline))
 }

@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use station_proto::ids::Uuid;
 use station_proto::v1::query_server::{Query, QueryServer};
 use station_proto::v1::sync_server::{Sync, SyncServer};
 use station_proto::v1::{
@@ -43,6 +42,8 @@ use crate::config::{ConfigError, HubConfig};
 use crate::projections::period::Period;
 use crate::projections::{self, ProjectionError, Projections};
 use crate::store::{HubError, HubStore};
+
+mod wire;
 
 /// Most events one `Push` may carry.
 pub const MAX_PUSH_EVENTS: usize = 5_000;
@@ -588,14 +589,6 @@ impl From<ProjectionError> for Status {
     }
 }
 
-fn uuid_bytes(id: Option<Uuid>) -> Vec<u8> {
-    id.map(|id| id.as_bytes().to_vec()).unwrap_or_default()
-}
-
-fn day(date: Option<chrono::NaiveDate>) -> String {
-    date.map(|d| d.to_string()).unwrap_or_default()
-}
-
 impl QueryService {
     /// A service over `projections`.
     pub fn new(projections: Arc<Projections>) -> Self {
@@ -636,7 +629,6 @@ impl Query for QueryService {
         &self,
         request: Request<GetIndicatorsRequest>,
     ) -> Result<Response<GetIndicatorsResponse>, Status> {
-        use station_proto::v1::{IndicatorRow, IndicatorValue};
         let caller = auth::caller(&request)?;
         let asked = request.into_inner();
         let period: Period = asked
@@ -645,81 +637,23 @@ impl Query for QueryService {
             .map_err(|e: projections::period::BadPeriod| Status::invalid_argument(e.to_string()))?;
         let stations = self.stations(&caller, asked.stations)?;
         let table = self.read(move |p| p.indicators(period, &stations)).await?;
-        Ok(Response::new(GetIndicatorsResponse {
-            computed_through_hub_seq: table.computed_through_hub_seq,
-            period: table.period,
-            first_day: table.first_day.to_string(),
-            last_day: table.last_day.to_string(),
-            rows: table
-                .rows
-                .into_iter()
-                .map(|row| IndicatorRow {
-                    station_code: row.station_code,
-                    station_name: row.station_name,
-                    station_name_bo: row.station_name_bo.unwrap_or_default(),
-                    station_kind: row.station_kind.to_string(),
-                    values: row
-                        .values
-                        .into_iter()
-                        .map(|v| IndicatorValue {
-                            metric: v.metric.name().to_string(),
-                            label: v.label.to_string(),
-                            unit: v.unit.name().to_string(),
-                            value: v.value,
-                            raw: v.raw,
-                            raw_unit: v.raw_unit.to_string(),
-                            target: v.target,
-                        })
-                        .collect(),
-                    complete_through_ms: row.complete_through_ms,
-                    complete: row.complete,
-                })
-                .collect(),
-        }))
+        Ok(Response::new(table.into()))
     }
 
     async fn get_caseload(
         &self,
         request: Request<GetCaseloadRequest>,
     ) -> Result<Response<GetCaseloadResponse>, Status> {
-        use station_proto::v1::{CaseloadCell, StationCaseload};
         let caller = auth::caller(&request)?;
         let stations = self.stations(&caller, request.into_inner().stations)?;
         let caseload = self.read(move |p| p.caseload(&stations)).await?;
-        Ok(Response::new(GetCaseloadResponse {
-            computed_through_hub_seq: caseload.computed_through_hub_seq,
-            stations: caseload
-                .stations
-                .into_iter()
-                .map(|s| StationCaseload {
-                    station_code: s.station_code,
-                    station_name: s.station_name,
-                    open_cases: s.open_cases,
-                    high_risk: s.high_risk,
-                    key: s.key,
-                    general: s.general,
-                })
-                .collect(),
-            cells: caseload
-                .cells
-                .into_iter()
-                .map(|c| CaseloadCell {
-                    station_code: c.station_code,
-                    community_code: c.community_code,
-                    community_name: c.community_name,
-                    tier: c.tier,
-                    category: c.category,
-                    open_cases: c.open_cases,
-                })
-                .collect(),
-        }))
+        Ok(Response::new(caseload.into()))
     }
 
     async fn get_overdue(
         &self,
         request: Request<GetOverdueRequest>,
     ) -> Result<Response<GetOverdueResponse>, Status> {
-        use station_proto::v1::{OverdueCase, StationOverdue};
         let caller = auth::caller(&request)?;
         let asked = request.into_inner();
         let as_of = if asked.as_of.is_empty() {
@@ -739,139 +673,33 @@ impl Query for QueryService {
         let list = self
             .read(move |p| p.overdue(as_of, &stations, Some(limit)))
             .await?;
-        Ok(Response::new(GetOverdueResponse {
-            computed_through_hub_seq: list.computed_through_hub_seq,
-            as_of: list.as_of.to_string(),
-            total: list.total,
-            stations: list
-                .stations
-                .into_iter()
-                .map(|s| StationOverdue {
-                    station_code: s.station_code,
-                    overdue: s.overdue,
-                    high_risk: s.high_risk,
-                    key: s.key,
-                    general: s.general,
-                })
-                .collect(),
-            cases: list
-                .cases
-                .into_iter()
-                .map(|c| OverdueCase {
-                    station_code: c.station_code,
-                    case_id: c.case_id.as_bytes().to_vec(),
-                    name: c.name,
-                    community_code: c.community_code,
-                    tier: c.tier,
-                    last_visit: day(c.last_visit),
-                    follow_up_base: c.follow_up_base.to_string(),
-                    due_on: c.due_on.to_string(),
-                    days_overdue: c.days_overdue,
-                    interval_days: c.interval_days,
-                })
-                .collect(),
-        }))
+        Ok(Response::new(list.into()))
     }
 
     async fn get_conflicts(
         &self,
         request: Request<GetConflictsRequest>,
     ) -> Result<Response<GetConflictsResponse>, Status> {
-        use station_proto::v1::{ConcurrentAssessment, TierConflict};
         let caller = auth::caller(&request)?;
         let stations = self.stations(&caller, request.into_inner().stations)?;
         let found = self.read(move |p| p.conflicts(&stations)).await?;
-        Ok(Response::new(GetConflictsResponse {
-            computed_through_hub_seq: found.computed_through_hub_seq,
-            conflicts: found
-                .conflicts
-                .into_iter()
-                .map(|c| TierConflict {
-                    station_code: c.station_code,
-                    case_id: c.case_id.as_bytes().to_vec(),
-                    community_code: c.community_code,
-                    assessments: c
-                        .assessments
-                        .into_iter()
-                        .map(|a| ConcurrentAssessment {
-                            event_id: a.event_id.as_bytes().to_vec(),
-                            tier: a.tier,
-                            author: a.author,
-                            hlc: a.hlc,
-                            assessed_on: a.assessed_on,
-                            last_seen_event_id: uuid_bytes(a.last_seen_event_id),
-                        })
-                        .collect(),
-                    resolved_tier: c.resolved_tier,
-                    resolved_by_event_id: c.resolved_by_event_id.as_bytes().to_vec(),
-                })
-                .collect(),
-        }))
+        Ok(Response::new(found.into()))
     }
 
     async fn get_sync_health(
         &self,
         request: Request<GetSyncHealthRequest>,
     ) -> Result<Response<GetSyncHealthResponse>, Status> {
-        use station_proto::v1::{DeviceHealth, LagBucket, StationHealth};
         let caller = auth::caller(&request)?;
         let stations = self.stations(&caller, request.into_inner().stations)?;
         let health = self.read(move |p| p.sync_health(&stations)).await?;
-        Ok(Response::new(GetSyncHealthResponse {
-            computed_through_hub_seq: health.computed_through_hub_seq,
-            hub_clock_ms: health.hub_clock_ms,
-            stations: health
-                .stations
-                .into_iter()
-                .map(|s| StationHealth {
-                    station_code: s.station_code,
-                    station_name: s.station_name,
-                    devices: s.devices,
-                    complete_through_ms: s.complete_through_ms,
-                    quarantined: s.quarantined,
-                    held_events: s.held_events,
-                    voided_events: s.voided_events,
-                    tier_conflicts: s.tier_conflicts,
-                    events_logged: s.events_logged,
-                })
-                .collect(),
-            devices: health
-                .devices
-                .into_iter()
-                .map(|d| DeviceHealth {
-                    origin_id: d.origin_id.as_bytes().to_vec(),
-                    station_code: d.station_code,
-                    device_name: d.device_name.unwrap_or_default(),
-                    durable_through: d.durable_through,
-                    reported_head: d.reported_head,
-                    backlog: d.backlog,
-                    last_contact_ms: d.last_contact_ms,
-                    clock_skew_ms: d.clock_skew_ms,
-                    quarantined: d.quarantined,
-                    events_logged: d.events_logged,
-                    last_recorded_at_ms: d.last_recorded_at_ms.unwrap_or_default(),
-                    mean_lag_ms: d.mean_lag_ms.unwrap_or_default(),
-                    max_lag_ms: d.max_lag_ms.unwrap_or_default(),
-                    lag: d
-                        .lag
-                        .into_iter()
-                        .map(|b| LagBucket {
-                            up_to_ms: b.up_to_ms.unwrap_or_default(),
-                            events: b.events,
-                        })
-                        .collect(),
-                    recorded_after_receipt: d.recorded_after_receipt,
-                    complete_through_ms: d.complete_through_ms,
-                })
-                .collect(),
-        }))
+        Ok(Response::new(health.into()))
     }
 
     async fn get_quarantine(
         &self,
         request: Request<GetQuarantineRequest>,
     ) -> Result<Response<GetQuarantineResponse>, Status> {
-        use station_proto::v1::QuarantinedEvent;
         let caller = auth::caller(&request)?;
         let asked = request.into_inner();
         let max = match asked.max_events {
@@ -880,60 +708,18 @@ impl Query for QueryService {
         };
         let stations = self.stations(&caller, asked.stations)?;
         let list = self.read(move |p| p.quarantine(&stations, max)).await?;
-        Ok(Response::new(GetQuarantineResponse {
-            computed_through_hub_seq: list.computed_through_hub_seq,
-            total: list.total,
-            events: list
-                .events
-                .into_iter()
-                .map(|q| QuarantinedEvent {
-                    origin_id: q.origin_id.as_bytes().to_vec(),
-                    origin_seq: q.origin_seq,
-                    station_code: q.station_code,
-                    reason: q.reason,
-                    received_at_ms: q.received_at_ms,
-                })
-                .collect(),
-        }))
+        Ok(Response::new(list.into()))
     }
 
     async fn get_case_timeline(
         &self,
         request: Request<GetCaseTimelineRequest>,
     ) -> Result<Response<GetCaseTimelineResponse>, Status> {
-        use station_proto::v1::TimelineEntry;
         let caller = auth::caller(&request)?;
         let case_id = validate::uuid16("case_id", &request.into_inner().case_id)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let timeline = self.read(move |p| p.case_timeline(case_id)).await?;
-        if let Caller::Device {
-            token_id,
-            station_code,
-            ..
-        } = &caller
-            && timeline.station_code != *station_code
-        {
-            return Err(AuthError::Denied(format!(
-                "token {token_id} is for station {station_code}, and case {case_id} is not"
-            ))
-            .into());
-        }
-        Ok(Response::new(GetCaseTimelineResponse {
-            computed_through_hub_seq: timeline.computed_through_hub_seq,
-            case_id: case_id.as_bytes().to_vec(),
-            station_code: timeline.station_code,
-            opened: timeline.opened,
-            entries: timeline
-                .entries
-                .into_iter()
-                .map(|e| TimelineEntry {
-                    hub_seq: e.hub_seq,
-                    received_at_ms: e.received_at_ms.unwrap_or_default(),
-                    voided: e.voided,
-                    voided_by_event_id: uuid_bytes(e.voided_by),
-                    event: Some(e.event),
-                })
-                .collect(),
-        }))
+        auth::authorize_case(&caller, case_id, &timeline.station_code)?;
+        Ok(Response::new(timeline.into()))
     }
 }

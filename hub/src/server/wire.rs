@@ -1,0 +1,253 @@
+//! The `Query` answers as the wire carries them: each projection answer
+//! converted to its `station.v1` message.
+
+use station_proto::ids::Uuid;
+use station_proto::v1;
+
+use crate::projections;
+
+fn uuid_bytes(id: Option<Uuid>) -> Vec<u8> {
+    id.map(|id| id.as_bytes().to_vec()).unwrap_or_default()
+}
+
+fn day(date: Option<chrono::NaiveDate>) -> String {
+    date.map(|d| d.to_string()).unwrap_or_default()
+}
+
+impl From<projections::IndicatorTable> for v1::GetIndicatorsResponse {
+    fn from(table: projections::IndicatorTable) -> Self {
+        use station_proto::v1::{IndicatorRow, IndicatorValue};
+        Self {
+            computed_through_hub_seq: table.computed_through_hub_seq,
+            period: table.period,
+            first_day: table.first_day.to_string(),
+            last_day: table.last_day.to_string(),
+            rows: table
+                .rows
+                .into_iter()
+                .map(|row| IndicatorRow {
+                    station_code: row.station_code,
+                    station_name: row.station_name,
+                    station_name_bo: row.station_name_bo.unwrap_or_default(),
+                    station_kind: row.station_kind.to_string(),
+                    values: row
+                        .values
+                        .into_iter()
+                        .map(|v| IndicatorValue {
+                            metric: v.metric.name().to_string(),
+                            label: v.label.to_string(),
+                            unit: v.unit.name().to_string(),
+                            value: v.value,
+                            raw: v.raw,
+                            raw_unit: v.raw_unit.to_string(),
+                            target: v.target,
+                        })
+                        .collect(),
+                    complete_through_ms: row.complete_through_ms,
+                    complete: row.complete,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<projections::Caseload> for v1::GetCaseloadResponse {
+    fn from(caseload: projections::Caseload) -> Self {
+        use station_proto::v1::{CaseloadCell, StationCaseload};
+        Self {
+            computed_through_hub_seq: caseload.computed_through_hub_seq,
+            stations: caseload
+                .stations
+                .into_iter()
+                .map(|s| StationCaseload {
+                    station_code: s.station_code,
+                    station_name: s.station_name,
+                    open_cases: s.open_cases,
+                    high_risk: s.high_risk,
+                    key: s.key,
+                    general: s.general,
+                })
+                .collect(),
+            cells: caseload
+                .cells
+                .into_iter()
+                .map(|c| CaseloadCell {
+                    station_code: c.station_code,
+                    community_code: c.community_code,
+                    community_name: c.community_name,
+                    tier: c.tier,
+                    category: c.category,
+                    open_cases: c.open_cases,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<projections::OverdueList> for v1::GetOverdueResponse {
+    fn from(list: projections::OverdueList) -> Self {
+        use station_proto::v1::{OverdueCase, StationOverdue};
+        Self {
+            computed_through_hub_seq: list.computed_through_hub_seq,
+            as_of: list.as_of.to_string(),
+            total: list.total,
+            stations: list
+                .stations
+                .into_iter()
+                .map(|s| StationOverdue {
+                    station_code: s.station_code,
+                    overdue: s.overdue,
+                    high_risk: s.high_risk,
+                    key: s.key,
+                    general: s.general,
+                })
+                .collect(),
+            cases: list
+                .cases
+                .into_iter()
+                .map(|c| OverdueCase {
+                    station_code: c.station_code,
+                    case_id: c.case_id.as_bytes().to_vec(),
+                    name: c.name,
+                    community_code: c.community_code,
+                    tier: c.tier,
+                    last_visit: day(c.last_visit),
+                    follow_up_base: c.follow_up_base.to_string(),
+                    due_on: c.due_on.to_string(),
+                    days_overdue: c.days_overdue,
+                    interval_days: c.interval_days,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<projections::Conflicts> for v1::GetConflictsResponse {
+    fn from(found: projections::Conflicts) -> Self {
+        use station_proto::v1::{ConcurrentAssessment, TierConflict};
+        Self {
+            computed_through_hub_seq: found.computed_through_hub_seq,
+            conflicts: found
+                .conflicts
+                .into_iter()
+                .map(|c| TierConflict {
+                    station_code: c.station_code,
+                    case_id: c.case_id.as_bytes().to_vec(),
+                    community_code: c.community_code,
+                    assessments: c
+                        .assessments
+                        .into_iter()
+                        .map(|a| ConcurrentAssessment {
+                            event_id: a.event_id.as_bytes().to_vec(),
+                            tier: a.tier,
+                            author: a.author,
+                            hlc: a.hlc,
+                            assessed_on: a.assessed_on,
+                            last_seen_event_id: uuid_bytes(a.last_seen_event_id),
+                        })
+                        .collect(),
+                    resolved_tier: c.resolved_tier,
+                    resolved_by_event_id: c.resolved_by_event_id.as_bytes().to_vec(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<projections::SyncHealth> for v1::GetSyncHealthResponse {
+    fn from(health: projections::SyncHealth) -> Self {
+        use station_proto::v1::{DeviceHealth, LagBucket, StationHealth};
+        Self {
+            computed_through_hub_seq: health.computed_through_hub_seq,
+            hub_clock_ms: health.hub_clock_ms,
+            stations: health
+                .stations
+                .into_iter()
+                .map(|s| StationHealth {
+                    station_code: s.station_code,
+                    station_name: s.station_name,
+                    devices: s.devices,
+                    complete_through_ms: s.complete_through_ms,
+                    quarantined: s.quarantined,
+                    held_events: s.held_events,
+                    voided_events: s.voided_events,
+                    tier_conflicts: s.tier_conflicts,
+                    events_logged: s.events_logged,
+                })
+                .collect(),
+            devices: health
+                .devices
+                .into_iter()
+                .map(|d| DeviceHealth {
+                    origin_id: d.origin_id.as_bytes().to_vec(),
+                    station_code: d.station_code,
+                    device_name: d.device_name.unwrap_or_default(),
+                    durable_through: d.durable_through,
+                    reported_head: d.reported_head,
+                    backlog: d.backlog,
+                    last_contact_ms: d.last_contact_ms,
+                    clock_skew_ms: d.clock_skew_ms,
+                    quarantined: d.quarantined,
+                    events_logged: d.events_logged,
+                    last_recorded_at_ms: d.last_recorded_at_ms.unwrap_or_default(),
+                    mean_lag_ms: d.mean_lag_ms.unwrap_or_default(),
+                    max_lag_ms: d.max_lag_ms.unwrap_or_default(),
+                    lag: d
+                        .lag
+                        .into_iter()
+                        .map(|b| LagBucket {
+                            up_to_ms: b.up_to_ms.unwrap_or_default(),
+                            events: b.events,
+                        })
+                        .collect(),
+                    recorded_after_receipt: d.recorded_after_receipt,
+                    complete_through_ms: d.complete_through_ms,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<projections::QuarantineList> for v1::GetQuarantineResponse {
+    fn from(list: projections::QuarantineList) -> Self {
+        use station_proto::v1::QuarantinedEvent;
+        Self {
+            computed_through_hub_seq: list.computed_through_hub_seq,
+            total: list.total,
+            events: list
+                .events
+                .into_iter()
+                .map(|q| QuarantinedEvent {
+                    origin_id: q.origin_id.as_bytes().to_vec(),
+                    origin_seq: q.origin_seq,
+                    station_code: q.station_code,
+                    reason: q.reason,
+                    received_at_ms: q.received_at_ms,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<projections::CaseTimeline> for v1::GetCaseTimelineResponse {
+    fn from(timeline: projections::CaseTimeline) -> Self {
+        use station_proto::v1::TimelineEntry;
+        Self {
+            computed_through_hub_seq: timeline.computed_through_hub_seq,
+            case_id: timeline.case_id.as_bytes().to_vec(),
+            station_code: timeline.station_code,
+            opened: timeline.opened,
+            entries: timeline
+                .entries
+                .into_iter()
+                .map(|e| TimelineEntry {
+                    hub_seq: e.hub_seq,
+                    received_at_ms: e.received_at_ms.unwrap_or_default(),
+                    voided: e.voided,
+                    voided_by_event_id: uuid_bytes(e.voided_by),
+                    event: Some(e.event),
+                })
+                .collect(),
+        }
+    }
+}
