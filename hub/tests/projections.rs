@@ -467,3 +467,71 @@ fn with_a_roster_events_of_other_stations_are_quarantined() {
         held.reason
     );
 }
+
+#[test]
+fn overdue_on_a_past_date_judges_each_case_as_it_stood_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = open(dir.path());
+    let mut a = Device::new(ZEDANG, "zd");
+    let mut events = Vec::new();
+    // A: high-risk, visited 01-05 and 02-20, closed 03-01.
+    let opened_a = a.record(opened(
+        "卓嘎",
+        21,
+        C1,
+        Tier::HighRisk,
+        &[Category::Elderly],
+        "2025-01-01",
+    ));
+    let case_a = id_of(&opened_a);
+    events.push(opened_a);
+    events.push(a.record(visit(case_a, "2025-01-05", VisitKind::Home)));
+    events.push(a.record(visit(case_a, "2025-02-20", VisitKind::Home)));
+    events.push(a.record(closed(case_a, "2025-03-01")));
+    // B: key, its only visit voided, raised to high-risk on 02-10.
+    let opened_b = a.record(opened(
+        "旺堆",
+        22,
+        C2,
+        Tier::Key,
+        &[Category::Orphan],
+        "2025-01-10",
+    ));
+    let case_b = id_of(&opened_b);
+    events.push(opened_b);
+    let wrong = a.record(visit(case_b, "2025-01-15", VisitKind::Home));
+    let wrong_id = id_of(&wrong);
+    events.push(wrong);
+    events.push(a.record(void(wrong_id)));
+    let last = id_of(events.last().unwrap());
+    events.push(a.record(assessed(case_b, Tier::HighRisk, last, "2025-02-10")));
+    push(&store, &events);
+    p.catch_up().unwrap();
+
+    let date = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    let on = |day: &str| -> Vec<(Uuid, i64, i32)> {
+        let list = p.overdue(date(day), &[ZEDANG.to_string()], None).unwrap();
+        assert_eq!(list.total, list.cases.len() as u64);
+        list.cases
+            .iter()
+            .map(|c| (c.case_id, c.days_overdue, c.tier))
+            .collect()
+    };
+    let high = Tier::HighRisk as i32;
+    // A was due 01-12 after its 01-05 visit: it counts although it has been
+    // visited and closed since. B, key then, was due 02-09.
+    assert_eq!(on("2025-02-01"), vec![(case_a, 20, high)]);
+    // The 02-20 visit covers A until 02-27; B is high-risk from 02-10, due a
+    // week after its opening (its visit was voided).
+    assert_eq!(on("2025-02-25"), vec![(case_b, 39, high)]);
+    // Closed on 03-01, A is no longer followed up.
+    assert_eq!(on("2025-03-10"), vec![(case_b, 52, high)]);
+    // Before anything was opened, nothing.
+    assert_eq!(on("2024-12-31"), vec![]);
+    // Today the open cases' views answer, and agree: B alone.
+    let today = station_hub::projections::today_in_china();
+    let now = p.overdue(today, &[ZEDANG.to_string()], None).unwrap();
+    assert_eq!(now.cases.len(), 1);
+    assert_eq!(now.cases[0].case_id, case_b);
+    assert_eq!(now.cases[0].due_on, date("2025-01-17"));
+}

@@ -572,6 +572,34 @@ fn fold_view(case_id: Uuid, own: &[&CaseFact]) -> Option<CaseView> {
     Some(view)
 }
 
+/// The station and view of a case as they stood at the end of `day`: its
+/// own station's live facts dated (by service date) no later than `day`,
+/// folded as [`derive_case`] folds them all. Facts without a date (notes,
+/// verifications) count whenever they were entered; a voided fact never
+/// counts, since a void corrects an entry that should not have been.
+pub(crate) fn view_as_of(
+    case_id: Uuid,
+    facts: &[CaseFact],
+    day: NaiveDate,
+) -> Option<(Station, CaseView)> {
+    let station = case_station(case_id, facts)?.clone();
+    let by_then = |on: Day| on.is_some_and(|on| on <= day);
+    let own: Vec<&CaseFact> = facts
+        .iter()
+        .filter(|f| f.voided_by.is_none() && f.station == station)
+        .filter(|f| match &f.body {
+            FactBody::Opened(o) => by_then(o.on),
+            FactBody::Assessed(a) => by_then(parse_date(&a.on)),
+            FactBody::Closed { on }
+            | FactBody::Reopened { on, .. }
+            | FactBody::Visit { on, .. }
+            | FactBody::Resource { on, .. } => by_then(*on),
+            FactBody::Note | FactBody::Verified { .. } => true,
+        })
+        .collect();
+    fold_view(case_id, &own).map(|view| (station, view))
+}
+
 /// Folds one case's facts (sorted, voided ones included) into its view and
 /// tier conflict, and adds its counter contributions times `sign` to `sums`.
 pub(crate) fn derive_case(

@@ -105,30 +105,55 @@ pub(crate) fn for_each_open_case(
     station: &str,
     mut visit: impl FnMut(&[u8]) -> Result<(), ProjectionError>,
 ) -> Result<(), ProjectionError> {
-    // Records under their own keys replace the runs' copies; after a bulk
-    // replay they are the few cases changed since.
-    let own_prefix = key(OPEN_CASES, &[station.as_bytes()]);
-    let mut own: HashMap<Uuid, sled::IVec> = HashMap::new();
-    for item in tree.scan_prefix(&own_prefix) {
+    for_each_record(
+        tree,
+        &key(OPEN_CASES, &[station.as_bytes()]),
+        &key(OPEN_RUNS, &[station.as_bytes()]),
+        |_, view| visit(view),
+    )
+}
+
+/// Calls `visit` with the id and encoded file of every case, in no
+/// particular order.
+pub(crate) fn for_each_case(
+    tree: &sled::Tree,
+    visit: impl FnMut(Uuid, &[u8]) -> Result<(), ProjectionError>,
+) -> Result<(), ProjectionError> {
+    for_each_record(tree, CASES, CASE_RUNS, visit)
+}
+
+/// Every record of a packed kind: those under their own keys (`own`
+/// followed by the id) replace the runs' copies (`runs` followed by the
+/// first id); after a bulk replay they are the few changed since. Empty
+/// values are tombstones.
+fn for_each_record(
+    tree: &sled::Tree,
+    own: &[u8],
+    runs: &[u8],
+    mut visit: impl FnMut(Uuid, &[u8]) -> Result<(), ProjectionError>,
+) -> Result<(), ProjectionError> {
+    let mut replaced: HashMap<Uuid, sled::IVec> = HashMap::new();
+    for item in tree.scan_prefix(own) {
         let (k, v) = item?;
-        if let Ok(id) = Uuid::from_slice(&k[own_prefix.len()..]) {
-            own.insert(id, v);
+        if let Ok(id) = Uuid::from_slice(&k[own.len()..]) {
+            replaced.insert(id, v);
         }
     }
-    let runs = key(OPEN_RUNS, &[station.as_bytes()]);
-    for item in tree.scan_prefix(&runs) {
+    for item in tree.scan_prefix(runs) {
         let (k, v) = item?;
         if k.len() != runs.len() + 16 {
             continue;
         }
-        for (id, view) in Run::new(&v)?.entries()? {
-            if !own.contains_key(&id) {
-                visit(view)?;
+        for (id, record) in Run::new(&v)?.entries()? {
+            if !replaced.contains_key(&id) {
+                visit(id, record)?;
             }
         }
     }
-    for view in own.values().filter(|v| !v.is_empty()) {
-        visit(view)?;
+    for (id, record) in &replaced {
+        if !record.is_empty() {
+            visit(*id, record)?;
+        }
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use station_agent::views::CaseView;
+use station_agent::views::{CaseView, TierIntervals};
 use station_proto::Event;
 use station_proto::ids::Uuid;
 use station_proto::v1::Tier;
@@ -581,8 +581,14 @@ impl Projections {
     }
 
     /// Open cases of `stations` whose follow-up was due before `as_of`, by
-    /// the configured tier intervals and the cases' state now: the counts
-    /// of every one, and the `limit` most overdue (every one for `None`).
+    /// the configured tier intervals: the counts of every one, and the
+    /// `limit` most overdue (every one for `None`).
+    ///
+    /// On a date before today (China time) each case is judged as it stood
+    /// at the end of that date: by the entries dated no later, so a visit
+    /// made afterwards does not hide it and a case closed since still counts.
+    /// That reads every case file; today and later read the open cases'
+    /// views alone.
     ///
     /// # Errors
     /// Storage errors.
@@ -592,54 +598,46 @@ impl Projections {
         stations: &[String],
         limit: Option<usize>,
     ) -> Result<OverdueList, ProjectionError> {
-        let intervals = self.config.intervals();
         let tree = self.read_gate();
         let checkpoint = self.checkpoint();
-        let mut kept = Kept::new(limit);
-        let mut counts = Vec::with_capacity(stations.len());
-        for station in stations {
-            let mut count = StationOverdue {
-                station_code: station.clone(),
-                ..StationOverdue::default()
-            };
-            layout::for_each_open_case(&tree, station, |bytes| {
-                let (case, name, community_code) = codec::decode_view_ref(bytes)?;
-                let (Some(due_on), Some(interval_days)) =
-                    (case.next_due(&intervals), intervals.days(case.tier))
-                else {
-                    return Ok(());
-                };
-                let days_overdue = (as_of - due_on).num_days();
-                if days_overdue < 1 {
-                    return Ok(());
-                }
-                count.overdue += 1;
-                let by_tier = [&mut count.high_risk, &mut count.key, &mut count.general];
-                if let Some(n) = tier_count(case.tier, by_tier) {
-                    *n += 1;
-                }
-                kept.offer(days_overdue, station, case.case_id, || OverdueCase {
+        let mut judge = Overdue {
+            as_of,
+            intervals: self.config.intervals(),
+            kept: Kept::new(limit),
+            counts: stations
+                .iter()
+                .map(|station| StationOverdue {
                     station_code: station.clone(),
-                    case_id: case.case_id,
-                    follow_up_base: case.follow_up_base(),
-                    name: name.to_owned(),
-                    community_code: community_code.to_owned(),
-                    tier: case.tier,
-                    last_visit: case.last_visit,
-                    due_on,
-                    days_overdue,
-                    interval_days,
-                });
+                    ..StationOverdue::default()
+                })
+                .collect(),
+        };
+        if as_of < today_in_china() {
+            let mut interner = Stations::default();
+            layout::for_each_case(&tree, |case_id, bytes| {
+                let facts = codec::decode_case(bytes, &mut interner)?;
+                if let Some((station, view)) = fold::view_as_of(case_id, &facts, as_of)
+                    && let Some(at) = stations.iter().position(|s| **s == *station)
+                {
+                    judge.case(at, &view, &view.name, &view.community_code);
+                }
                 Ok(())
             })?;
-            counts.push(count);
+        } else {
+            for (at, station) in stations.iter().enumerate() {
+                layout::for_each_open_case(&tree, station, |bytes| {
+                    let (view, name, community_code) = codec::decode_view_ref(bytes)?;
+                    judge.case(at, &view, name, community_code);
+                    Ok(())
+                })?;
+            }
         }
         Ok(OverdueList {
             computed_through_hub_seq: checkpoint,
             as_of,
-            total: counts.iter().map(|c| u64::from(c.overdue)).sum(),
-            stations: counts,
-            cases: kept.into_sorted(),
+            total: judge.counts.iter().map(|c| u64::from(c.overdue)).sum(),
+            stations: judge.counts,
+            cases: judge.kept.into_sorted(),
         })
     }
 
@@ -919,6 +917,51 @@ fn tier_count(tier: i32, [high_risk, key, general]: [&mut u32; 3]) -> Option<&mu
         Ok(Tier::Key) => Some(key),
         Ok(Tier::General) => Some(general),
         _ => None,
+    }
+}
+
+/// An overdue list being drawn up: each case offered is counted and kept
+/// when it is overdue.
+struct Overdue {
+    as_of: NaiveDate,
+    intervals: TierIntervals,
+    kept: Kept,
+    /// Per station asked about, in the order asked.
+    counts: Vec<StationOverdue>,
+}
+
+impl Overdue {
+    /// Judges `case`, of the station at `at` in the counts, by its state.
+    fn case(&mut self, at: usize, case: &CaseView, name: &str, community_code: &str) {
+        let (Some(due_on), Some(interval_days)) = (
+            case.next_due(&self.intervals),
+            self.intervals.days(case.tier),
+        ) else {
+            return;
+        };
+        let days_overdue = (self.as_of - due_on).num_days();
+        let Some(count) = self.counts.get_mut(at).filter(|_| days_overdue >= 1) else {
+            return;
+        };
+        count.overdue += 1;
+        let by_tier = [&mut count.high_risk, &mut count.key, &mut count.general];
+        if let Some(n) = tier_count(case.tier, by_tier) {
+            *n += 1;
+        }
+        let station = &count.station_code;
+        self.kept
+            .offer(days_overdue, station, case.case_id, || OverdueCase {
+                station_code: station.clone(),
+                case_id: case.case_id,
+                follow_up_base: case.follow_up_base(),
+                name: name.to_owned(),
+                community_code: community_code.to_owned(),
+                tier: case.tier,
+                last_visit: case.last_visit,
+                due_on,
+                days_overdue,
+                interval_days,
+            });
     }
 }
 
