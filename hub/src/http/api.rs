@@ -14,7 +14,6 @@ use crate::projections::period::Period;
 use crate::projections::{
     CaseTimeline, Caseload, Conflicts, IndicatorTable, OverdueList, QuarantineList, SyncHealth,
 };
-use crate::projections::{fold, today_in_china};
 use crate::server::{MAX_OVERDUE_CASES, QUARANTINE_PAGE};
 
 /// A query string as its pairs, in order, so parameters may repeat.
@@ -62,14 +61,8 @@ pub(super) fn period(text: Option<&str>) -> Result<Period, HttpError> {
 
 /// `as_of` parsed (today in China when absent).
 pub(super) fn as_of(text: Option<&str>) -> Result<chrono::NaiveDate, HttpError> {
-    match text {
-        None | Some("") => Ok(today_in_china()),
-        Some(text) => fold::parse_date(text)
-            .filter(|_| text.len() == 10)
-            .ok_or_else(|| {
-                HttpError::BadRequest("as_of: must be a date written YYYY-MM-DD".into())
-            }),
-    }
+    crate::projections::parse_as_of(text.unwrap_or_default())
+        .map_err(|e| HttpError::BadRequest(e.into()))
 }
 
 /// GET /api/indicators?period=2026-11&station=…

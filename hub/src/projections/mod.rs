@@ -68,7 +68,8 @@ pub use read::{
     CHINA_UTC_OFFSET_SECS, CaseTimeline, Caseload, CaseloadCell, ConcurrentAssessment, Conflicts,
     DeviceHealth, IndicatorRow, IndicatorTable, IndicatorValue, LAG_BUCKETS_MS, LagBucket,
     OverdueCase, OverdueList, QuarantineList, QuarantinedEvent, StationCaseload, StationHealth,
-    StationOverdue, SyncHealth, TierConflict, TimelineEntry, end_of_day_ms, today_in_china,
+    StationOverdue, SyncHealth, TierConflict, TimelineEntry, end_of_day_ms, parse_as_of,
+    today_in_china,
 };
 
 use crate::config::HubConfig;

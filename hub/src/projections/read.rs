@@ -51,6 +51,20 @@ pub fn today_in_china() -> NaiveDate {
     )
 }
 
+/// The date an overdue list is asked for: `YYYY-MM-DD`, or today (China
+/// time) when empty.
+///
+/// # Errors
+/// The refusal, naming the field, for anything else.
+pub fn parse_as_of(text: &str) -> Result<NaiveDate, &'static str> {
+    if text.is_empty() {
+        return Ok(today_in_china());
+    }
+    fold::parse_date(text)
+        .filter(|_| text.len() == 10)
+        .ok_or("as_of: must be a date written YYYY-MM-DD")
+}
+
 /// The first instant (ms since the epoch) after `day` ends, China time.
 pub fn end_of_day_ms(day: NaiveDate) -> i64 {
     let next = day.succ_opt().unwrap_or(day);
@@ -513,15 +527,6 @@ impl Projections {
         })
     }
 
-    fn open_cases(tree: &sled::Tree, station: &str) -> Result<Vec<CaseView>, ProjectionError> {
-        let mut cases = Vec::new();
-        layout::for_each_open_case(tree, station, |v| {
-            cases.push(codec::decode_view(v)?);
-            Ok(())
-        })?;
-        Ok(cases)
-    }
-
     /// Open cases of `stations` by community × tier × category.
     ///
     /// # Errors
@@ -545,7 +550,8 @@ impl Projections {
                 key: 0,
                 general: 0,
             };
-            for case in Self::open_cases(&tree, station)? {
+            layout::for_each_open_case(&tree, station, |bytes| {
+                let case = codec::decode_view(bytes)?;
                 total.open_cases += 1;
                 let by_tier = [&mut total.high_risk, &mut total.key, &mut total.general];
                 if let Some(n) = tier_count(case.tier, by_tier) {
@@ -556,7 +562,8 @@ impl Projections {
                         .entry((case.community_code.clone(), case.tier, *category))
                         .or_insert(0) += 1;
                 }
-            }
+                Ok(())
+            })?;
             totals.push(total);
             for ((community, tier, category), open_cases) in by_cell {
                 cells.push(CaseloadCell {

@@ -656,15 +656,7 @@ impl Query for QueryService {
     ) -> Result<Response<GetOverdueResponse>, Status> {
         let caller = auth::caller(&request)?;
         let asked = request.into_inner();
-        let as_of = if asked.as_of.is_empty() {
-            projections::today_in_china()
-        } else {
-            projections::fold::parse_date(&asked.as_of)
-                .filter(|_| asked.as_of.len() == 10)
-                .ok_or_else(|| {
-                    Status::invalid_argument("as_of: must be a date written YYYY-MM-DD")
-                })?
-        };
+        let as_of = projections::parse_as_of(&asked.as_of).map_err(Status::invalid_argument)?;
         let limit = match asked.limit {
             0 => MAX_OVERDUE_CASES,
             n => (n as usize).min(MAX_OVERDUE_CASES),

@@ -32,6 +32,7 @@ use station_proto::v1::{
 };
 use station_proto::{Body, Event};
 use station_tests::district::NEDONG_STATIONS as STATIONS;
+use station_tests::fieldwork::id_number;
 
 use crate::ingest::with_token;
 use crate::{Goal, Row, ms, percentile, progress};
@@ -44,17 +45,6 @@ const BASE_MS: i64 = 1_735_689_600_000;
 /// stood then, from every case file (today's list reads the open cases).
 const PAST: (i32, u32, u32) = (2025, 10, 1);
 const PERIODS: [&str; 3] = ["2025-06", "2025-Q2", "2025"];
-
-fn id_number(serial: u32) -> String {
-    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let first = format!("54050219600101{:03}", serial % 500 * 2);
-    let sum: u32 = first
-        .chars()
-        .zip(WEIGHTS)
-        .map(|(c, w)| c.to_digit(10).unwrap_or(0) * w)
-        .sum();
-    format!("{first}{}", b"10X98765432"[(sum % 11) as usize] as char)
-}
 
 struct Device {
     origin: Uuid,
@@ -77,7 +67,7 @@ fn body(device: &mut Device, rng: &mut StdRng) -> Body {
     if device.cases.is_empty() || roll < 10 {
         return Body::CaseOpened(CaseOpened {
             name: "次仁卓玛 ཚེ་རིང་སྒྲོལ་མ".into(),
-            id_number: id_number(rng.random_range(0..500)),
+            id_number: id_number("540502", "19600101", rng.random_range(0..500), true),
             gender: Gender::Female as i32,
             birth_date: "1960-01-01".into(),
             community_code: community,
