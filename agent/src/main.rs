@@ -14,6 +14,7 @@ use station_agent::engine::{self, tier_from_number};
 use station_agent::sync::{self, SyncOptions};
 use station_agent::views::{CaseStatus, category_label, tier_label};
 use station_agent::{Agent, AgentError, InitOptions, OpenOptions, StoreError};
+use station_proto::id_number as gb11643;
 use station_proto::ids::Uuid;
 use station_proto::v1::{
     ActivityHeld, ActivityKind, BeneficiaryVerified, CaseAssessed, CaseClosed, CaseNoteAdded,
@@ -21,7 +22,7 @@ use station_proto::v1::{
     NoteKind, ResourceKind, ResourceLinked, Tier, TrainingHeld, TrainingKind, VisitKind,
     VisitRecorded,
 };
-use station_proto::{Body, json};
+use station_proto::{Body, json, money, names};
 
 /// Records social work entries on this device, durably and offline.
 #[derive(Debug, Parser)]
@@ -435,27 +436,12 @@ fn pad(s: &str, width: usize) -> String {
     format!("{s}{}", " ".repeat(width.saturating_sub(used)))
 }
 
+/// A category by its short name, proto name or Chinese name.
 fn parse_category(s: &str) -> Result<Category, String> {
-    let category = match s {
-        "dibao" | "低保" => Category::Dibao,
-        "dibao-marginal" | "低保边缘" => Category::DibaoMarginal,
-        "tekun" | "特困" => Category::Tekun,
-        "orphan" | "孤儿" => Category::Orphan,
-        "de-facto-orphan" | "事实无人抚养儿童" => Category::DeFactoOrphan,
-        "child-in-difficulty" | "困境儿童" => Category::ChildInDifficulty,
-        "left-behind-child" | "留守儿童" => Category::LeftBehindChild,
-        "disabled" | "残疾人" => Category::Disabled,
-        "elderly" | "高龄" | "空巢" | "失能" | "老人" => Category::Elderly,
-        "other" | "其他" => Category::Other,
-        _ => {
-            return Err(
-                "expected one of dibao, dibao-marginal, tekun, orphan, de-facto-orphan, \
-                 child-in-difficulty, left-behind-child, disabled, elderly, other"
-                    .into(),
-            );
-        }
-    };
-    Ok(category)
+    names::parse(s).ok_or_else(|| {
+        let expected: Vec<&str> = names::short_names::<Category>().collect();
+        format!("expected one of {}", expected.join(", "))
+    })
 }
 
 /// An input error found before the engine is called.
@@ -472,29 +458,10 @@ fn parse_tier(field: &str, n: u8) -> Result<Tier, InputError> {
     tier_from_number(n).ok_or_else(|| InputError(format!("{field}: tier must be 1, 2 or 3")))
 }
 
-/// Parses a yuan amount with at most two decimals into fen, keeping its sign
-/// so that validation reports a negative amount by name.
+/// Parses a yuan amount into fen, keeping its sign so that validation
+/// reports a negative amount by name.
 fn parse_yuan(field: &str, s: &str) -> Result<i64, InputError> {
-    let bad = || InputError(format!("{field}: not an amount in yuan (e.g. 1200.50)"));
-    let s = s.trim();
-    let (negative, digits) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s),
-    };
-    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    if whole.is_empty()
-        || frac.len() > 2
-        || !(whole.chars().chain(frac.chars())).all(|c| c.is_ascii_digit())
-    {
-        return Err(bad());
-    }
-    let whole: i64 = whole.parse().map_err(|_| bad())?;
-    let frac: i64 = format!("{frac:0<2}").parse().map_err(|_| bad())?;
-    let fen = whole
-        .checked_mul(100)
-        .and_then(|w| w.checked_add(frac))
-        .ok_or_else(bad)?;
-    Ok(if negative { -fen } else { fen })
+    money::parse_yuan(s).map_err(|e| InputError(format!("{field}: {e}")))
 }
 
 fn hours_to_minutes(field: &str, hours: f64) -> Result<i32, InputError> {
@@ -511,23 +478,15 @@ fn date_or_today(date: Option<String>) -> String {
 }
 
 fn open_body(args: CaseOpenArgs) -> Body {
-    let digits: Vec<char> = args.id_number.trim().chars().collect();
+    let id_number = args.id_number.trim();
     let birth_date = args.birth_date.unwrap_or_else(|| {
-        if digits.len() == 18 && digits[6..14].iter().all(char::is_ascii_digit) {
-            let d: String = digits[6..14].iter().collect();
-            format!("{}-{}-{}", &d[0..4], &d[4..6], &d[6..8])
-        } else {
-            String::new()
-        }
+        gb11643::birth_date(id_number)
+            .map_or_else(String::new, |d| d.format("%Y-%m-%d").to_string())
     });
     let gender = match args.gender {
         Some(GenderArg::Male) => Gender::Male,
         Some(GenderArg::Female) => Gender::Female,
-        None => match digits.get(16).and_then(|c| c.to_digit(10)) {
-            Some(d) if d % 2 == 1 => Gender::Male,
-            Some(_) => Gender::Female,
-            None => Gender::Unspecified,
-        },
+        None => gb11643::gender(id_number).unwrap_or(Gender::Unspecified),
     };
     Body::CaseOpened(CaseOpened {
         name: args.name,

@@ -65,15 +65,9 @@ impl Draw {
 }
 
 fn id_number(birth: NaiveDate, serial: u64, male: bool) -> String {
-    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
     let digit = (serial * 2 + u64::from(male)) % 1000;
     let body = format!("540502{}{digit:03}", birth.format("%Y%m%d"));
-    let sum: u32 = body
-        .bytes()
-        .zip(WEIGHTS)
-        .map(|(d, w)| u32::from(d - b'0') * w)
-        .sum();
-    format!("{body}{}", char::from(b"10X98765432"[(sum % 11) as usize]))
+    station_proto::id_number::with_check_character(&body).expect("17 digits")
 }
 
 fn days_ago(today: NaiveDate, days: u64) -> String {

@@ -12,10 +12,17 @@
 //! - [`codec`]: the gRPC codec: prost, with undecodable requests answered
 //!   `INVALID_ARGUMENT`.
 //! - [`ids`]: UUID helpers for the 16-byte ids carried in events.
+//! - [`id_number`]: resident ID numbers (GB 11643): the check character, the
+//!   birth date and gender inside a number.
+//! - [`money`]: yuan as people write it, to the fen events carry.
+//! - [`names`]: the names people type for the enums (short, proto, Chinese).
 
 pub mod codec;
+pub mod id_number;
 pub mod ids;
 pub mod json;
+pub mod money;
+pub mod names;
 pub mod validate;
 
 /// Messages and service stubs of package `station.v1`.

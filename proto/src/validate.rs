@@ -27,6 +27,7 @@ use chrono::NaiveDate;
 use unicode_normalization::UnicodeNormalization as _;
 use uuid::Uuid;
 
+use crate::id_number as gb11643;
 use crate::v1::{
     ActivityHeld, ActivityKind, BeneficiaryVerified, CaseAssessed, CaseClosed, CaseNoteAdded,
     CaseOpened, CaseReopened, CaseSource, Category, EventVoided, Gender, GroupSessionHeld,
@@ -73,11 +74,6 @@ const EARLIEST: NaiveDate = match NaiveDate::from_ymd_opt(1900, 1, 1) {
     Some(d) => d,
     None => panic!("1900-01-01 is a valid date"),
 };
-
-/// GB 11643 weights of the first 17 digits of a resident ID number.
-const ID_WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-/// GB 11643 check characters, indexed by the weighted sum modulo 11.
-const ID_CHECK: &[u8; 11] = b"10X98765432";
 
 /// A broken rule: which field, and what the rule is. Carries no personal data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -211,9 +207,7 @@ pub fn case_opened(m: &mut CaseOpened, station_code: &str, ctx: &Context) -> Res
     text(&path(P, "name"), &mut m.name, NAME_MAX, true)?;
     m.id_number = id_number(&path(P, "id_number"), &m.id_number, ctx)?;
     let gender: Gender = required_enum(&path(P, "gender"), m.gender)?;
-    // ASCII '0' is even, so the parity of the byte is the parity of the digit.
-    let id_says_male = m.id_number.as_bytes().get(16).is_some_and(|d| d % 2 == 1);
-    if (gender == Gender::Male) != id_says_male {
+    if Some(gender) != gb11643::gender(&m.id_number) {
         return Err(Invalid::new(
             path(P, "gender"),
             "must agree with the ID number (17th digit: odd is male, even is female)",
@@ -221,7 +215,7 @@ pub fn case_opened(m: &mut CaseOpened, station_code: &str, ctx: &Context) -> Res
     }
     let field = path(P, "birth_date");
     let birth_date = date(&field, &m.birth_date, ctx)?;
-    if Some(birth_date) != id_birth_date(&m.id_number) {
+    if Some(birth_date) != gb11643::birth_date(&m.id_number) {
         return Err(Invalid::new(
             field,
             "must equal the birth date inside the ID number",
@@ -566,8 +560,8 @@ pub fn event_voided(
 /// Checks an 18-character resident ID number (GB 11643) and returns it normalised.
 ///
 /// Surrounding whitespace is ignored. The first 17 characters are ASCII digits; the 18th is
-/// the check character `"10X98765432"[Σ digitᵢ·weightᵢ mod 11]` with weights
-/// `7 9 10 5 8 4 2 1 6 3 7 9 10 5 8 4 2` (a lower-case `x` is accepted and returned as `X`);
+/// their [`check_character`](crate::id_number::check_character) (a lower-case `x` is
+/// accepted and returned as `X`);
 /// characters 7 to 14 (YYYYMMDD) are a real date, not before 1900 and not after
 /// `ctx.today`.
 ///
@@ -587,30 +581,29 @@ pub fn id_number(field: &str, s: &str, ctx: &Context) -> Result<String, Invalid>
             format!("must be 18 characters, found {len}"),
         ));
     }
-    // 18 chars; ASCII checks below make byte indexing safe.
-    let bytes = s.as_bytes();
-    if !bytes[..17].iter().all(u8::is_ascii_digit) {
+    // `get` is `None` off a character boundary, i.e. for non-ASCII text: not digits either.
+    let Some(expected) = s.get(..17).and_then(gb11643::check_character) else {
         return Err(Invalid::new(
             field,
             "the first 17 characters must be digits",
         ));
-    }
-    let given = bytes[17].to_ascii_uppercase();
-    if !(given.is_ascii_digit() || given == b'X') {
+    };
+    // The first 17 characters are ASCII digits, so the 18th starts at byte 17.
+    let given = s[17..].chars().next().map(|c| c.to_ascii_uppercase());
+    let Some(given) = given.filter(|c| c.is_ascii_digit() || *c == 'X') else {
         return Err(Invalid::new(
             field,
             "the check character must be a digit or X",
         ));
-    }
-    let expected = id_check_char(&bytes[..17]);
+    };
     if given != expected {
         return Err(Invalid::new(
             field,
-            format!("check character should be {}", char::from(expected)),
+            format!("check character should be {expected}"),
         ));
     }
-    let normalised = format!("{}{}", &s[..17], char::from(given));
-    let Some(birth) = id_birth_date(&normalised) else {
+    let normalised = format!("{}{given}", &s[..17]);
+    let Some(birth) = gb11643::birth_date(&normalised) else {
         return Err(Invalid::new(
             field,
             "the birth date inside the number is not a real date",
@@ -629,28 +622,6 @@ pub fn id_number(field: &str, s: &str, ctx: &Context) -> Result<String, Invalid>
         ));
     }
     Ok(normalised)
-}
-
-/// The GB 11643 check character of the first 17 digits (ASCII) of an ID number.
-fn id_check_char(digits: &[u8]) -> u8 {
-    let sum: u32 = digits
-        .iter()
-        .zip(ID_WEIGHTS)
-        .map(|(d, w)| u32::from(d.wrapping_sub(b'0')) * w)
-        .sum();
-    ID_CHECK[(sum % 11) as usize]
-}
-
-/// The YYYYMMDD date at characters 7 to 14 of an ID number, if it is a real date.
-fn id_birth_date(id: &str) -> Option<NaiveDate> {
-    let digits = id.get(6..14)?;
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let year = digits[..4].parse().ok()?;
-    let month = digits[4..6].parse().ok()?;
-    let day = digits[6..8].parse().ok()?;
-    NaiveDate::from_ymd_opt(year, month, day)
 }
 
 /// Parses a date written strictly as `YYYY-MM-DD` and checks it lies between 1900-01-01 and

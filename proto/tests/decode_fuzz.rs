@@ -82,14 +82,7 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
 
 /// An 18-character ID number with a correct GB 11643 check character.
 fn with_check_char(first17: &str) -> String {
-    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let sum: u32 = first17
-        .bytes()
-        .zip(WEIGHTS)
-        .map(|(d, w)| u32::from(d - b'0') * w)
-        .sum();
-    let check = char::from(b"10X98765432"[(sum % 11) as usize]);
-    format!("{first17}{check}")
+    station_proto::id_number::with_check_character(first17).expect("17 digits")
 }
 
 /// The first 17 characters of a plausible ID number: area, birth date between 1900-01-01

@@ -14,19 +14,17 @@ use station_proto::v1::{
     ActivityHeld, ActivityKind, CaseOpened, CaseSource, Category, Gender, VisitKind, VisitRecorded,
 };
 
-const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-
-/// An 18-character resident ID number with a correct GB 11643 check character.
+/// An 18-character resident ID number with a correct GB 11643 check character, from a
+/// 6-digit region code and an 8-digit `YYYYMMDD` birth date.
+///
+/// # Panics
+///
+/// If `region` and `birth` are not 14 digits together.
 pub fn id_number(region: &str, birth: &str, serial: u32, female: bool) -> String {
     let serial = serial % 500 * 2 + u32::from(!female);
-    let first: String = format!("{region}{birth}{serial:03}");
-    let sum: u32 = first
-        .chars()
-        .zip(WEIGHTS)
-        .map(|(c, w)| c.to_digit(10).unwrap_or(0) * w)
-        .sum();
-    let check = b"10X98765432"[(sum % 11) as usize] as char;
-    format!("{first}{check}")
+    let first = format!("{region}{birth}{serial:03}");
+    station_proto::id_number::with_check_character(&first)
+        .expect("a 6-digit region and an 8-digit birth date")
 }
 
 const GIVEN: [&str; 8] = [

@@ -570,14 +570,8 @@ mod tests {
     const STATION: &str = "540502001";
 
     fn id_number(serial: u32) -> String {
-        const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
         let first = format!("54050219500101{:03}", serial % 500 * 2);
-        let sum: u32 = first
-            .chars()
-            .zip(WEIGHTS)
-            .map(|(c, w)| c.to_digit(10).unwrap() * w)
-            .sum();
-        format!("{first}{}", b"10X98765432"[(sum % 11) as usize] as char)
+        station_proto::id_number::with_check_character(&first).expect("17 digits")
     }
 
     /// Cases, visits, activities and voids of two devices.

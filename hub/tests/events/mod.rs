@@ -68,15 +68,9 @@ pub fn id_of(event: &Event) -> Uuid {
 
 /// An 18-character ID number with a correct check character.
 pub fn id_number(birth: &str, serial: u32, female: bool) -> String {
-    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
     let serial = serial % 500 * 2 + u32::from(!female);
     let first = format!("540502{birth}{serial:03}");
-    let sum: u32 = first
-        .chars()
-        .zip(WEIGHTS)
-        .map(|(c, w)| c.to_digit(10).unwrap() * w)
-        .sum();
-    format!("{first}{}", b"10X98765432"[(sum % 11) as usize] as char)
+    station_proto::id_number::with_check_character(&first).expect("17 digits")
 }
 
 pub fn opened(
