@@ -18,7 +18,9 @@
 //! - [`sync`]: sync with the hub: a sans-IO state machine (batches sized by
 //!   measured airtime, deadlines, backoff, parking) and its tonic edge, one
 //!   round ([`sync::sync_once`]) or the daemon ([`sync::run`]).
-//! - `main.rs`: the `station-agent` command line.
+//! - `src/bin/station-agent/`: the `station-agent` command line (arguments,
+//!   entry building, printing), built with the default `cli` feature; without
+//!   it the crate is the engine alone, with none of the CLI's dependencies.
 
 pub mod durable;
 pub mod engine;

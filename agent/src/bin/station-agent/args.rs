@@ -1,0 +1,413 @@
+//! The command line's arguments: what each command takes, as clap parses it.
+//!
+//! Invariants: enum arguments are the `station.v1` enums themselves, parsed by
+//! [`station_proto::names`] (short name, proto name, Chinese alias) and listed
+//! in `--help` from the same table, so no second list of spellings exists; a
+//! value clap refuses exits with status 2 before any store is opened.
+
+use std::ffi::OsStr;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+
+use clap::builder::{PossibleValue, TypedValueParser};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use station_proto::names::{self, Named};
+use station_proto::v1::{
+    ActivityKind, CaseSource, Category, Gender, NoteKind, ResourceKind, TrainingKind, VisitKind,
+};
+
+/// Records social work entries on this device, durably and offline.
+#[derive(Debug, Parser)]
+#[command(name = "station-agent", version, about)]
+pub struct Cli {
+    /// The device's data folder.
+    #[arg(
+        long,
+        global = true,
+        env = "STATION_AGENT_DATA",
+        default_value = "./station-data"
+    )]
+    pub data: PathBuf,
+    /// sled page cache in bytes.
+    #[arg(long, global = true, default_value_t = station_agent::store::DEFAULT_CACHE_CAPACITY)]
+    pub cache_capacity: u64,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Creates this device's identity (once).
+    Init {
+        /// 9-digit station code, e.g. 540502001.
+        #[arg(long)]
+        station: String,
+        /// The social worker's id.
+        #[arg(long)]
+        worker: String,
+        /// The hub's address, e.g. http://hub:7400.
+        #[arg(long)]
+        hub: Option<String>,
+        /// The device token printed by `station-hub enroll`.
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Case files: open, assess, note, close, reopen.
+    #[command(subcommand)]
+    Case(CaseCommand),
+    /// Records a visit (入户走访).
+    Visit(VisitArgs),
+    /// Records a community activity (社区活动).
+    Activity(ActivityArgs),
+    /// Records one session of a group (小组).
+    GroupSession(GroupSessionArgs),
+    /// Records a linked resource (链接资源).
+    Resource(ResourceArgs),
+    /// Records a training, supervision or co-learning session.
+    Training(TrainingArgs),
+    /// Records a verification of a beneficiary's information (信息核实).
+    Verify(VerifyArgs),
+    /// Voids an earlier event (a correction).
+    Void {
+        /// The id of the event to void.
+        #[arg(long)]
+        event: String,
+        /// Why it is voided.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Records event bodies given as proto3 JSON, one per line.
+    Record {
+        /// A file, or - for standard input.
+        #[arg(long)]
+        json: String,
+    },
+    /// Lists the station's cases.
+    Cases {
+        /// Only cases due for a follow-up (overdue first).
+        #[arg(long)]
+        due: bool,
+        /// With --due: also those due within this many days.
+        #[arg(long, default_value_t = 7)]
+        within: u32,
+        /// Include closed cases.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Lists this device's own events.
+    Log {
+        /// Only events with origin_seq above this.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// At most this many events.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = LogFormat::Table)]
+        format: LogFormat,
+    },
+    /// Shows this device's identity and sync position.
+    Status {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Recomputes the local views from the log.
+    RebuildViews,
+    /// One sync round with the hub: push until caught up, pull until caught
+    /// up; prints a JSON report.
+    Sync {
+        #[command(flatten)]
+        hub: HubArgs,
+        /// Push again a batch the hub refused for good (see `status`).
+        #[arg(long)]
+        retry_parked: bool,
+        /// How long to keep retrying what the link or the hub broke.
+        #[arg(long, default_value_t = 60)]
+        retry_secs: u64,
+    },
+    /// Syncs until Ctrl-C or SIGTERM: a round at once, then on a schedule,
+    /// long-polling the station's new events in between.
+    Run {
+        #[command(flatten)]
+        hub: HubArgs,
+        /// Seconds between scheduled rounds.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        interval_secs: u64,
+        /// Push again a batch the hub refused for good (see `status`).
+        #[arg(long)]
+        retry_parked: bool,
+    },
+}
+
+/// Where the hub is and how to prove who this device is.
+#[derive(Debug, Args)]
+pub struct HubArgs {
+    /// The hub's address (default: the one given at init).
+    #[arg(long)]
+    pub hub: Option<String>,
+    /// The device token (default: the one given at init).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// A PEM CA certificate to trust for the hub's TLS certificate; turns TLS on.
+    #[arg(long, env = "STATION_AGENT_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// The name on the hub's certificate, when it differs from the address's host.
+    #[arg(long)]
+    pub tls_domain: Option<String>,
+}
+
+/// How `cases` and `status` print.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// How `log` prints.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Table,
+    Jsonl,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaseCommand {
+    /// Opens a case file for one person (一人一档); prints the case id.
+    Open(CaseOpenArgs),
+    /// Changes a case's tier (预估), with the reason.
+    Assess {
+        #[arg(long)]
+        case: String,
+        /// 1 high risk, 2 key, 3 general.
+        #[arg(long)]
+        tier: u8,
+        #[arg(long)]
+        reason: String,
+        /// Date of the assessment (default today).
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// Adds a plan, intervention, review or supervision note.
+    Note {
+        #[arg(long)]
+        case: String,
+        #[arg(long, value_parser = enum_name::<NoteKind>())]
+        kind: NoteKind,
+        #[arg(long)]
+        text: String,
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// Closes a case.
+    Close {
+        #[arg(long)]
+        case: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// Reopens a closed case.
+    Reopen {
+        #[arg(long)]
+        case: String,
+        #[arg(long)]
+        reason: String,
+        /// Tier to follow the reopened case at (default: the last tier).
+        #[arg(long)]
+        tier: Option<u8>,
+        #[arg(long)]
+        date: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CaseOpenArgs {
+    #[arg(long)]
+    pub name: String,
+    /// 18-character resident ID number.
+    #[arg(long)]
+    pub id_number: String,
+    /// 12-digit community code, inside this device's station.
+    #[arg(long)]
+    pub community: String,
+    /// Beneficiary category; repeat for several (e.g. dibao, 低保, elderly).
+    #[arg(long = "category", required = true, value_parser = enum_name::<Category>())]
+    pub categories: Vec<Category>,
+    /// 1 high risk, 2 key, 3 general.
+    #[arg(long)]
+    pub tier: u8,
+    #[arg(long, value_parser = enum_name::<CaseSource>(), default_value = "outreach")]
+    pub source: CaseSource,
+    /// Derived from the ID number when not given.
+    #[arg(long, value_parser = enum_name::<Gender>())]
+    pub gender: Option<Gender>,
+    /// YYYY-MM-DD; derived from the ID number when not given.
+    #[arg(long)]
+    pub birth_date: Option<String>,
+    #[arg(long, default_value = "")]
+    pub address: String,
+    #[arg(long, default_value = "")]
+    pub phone: String,
+    /// Preferred language, e.g. zh or bo.
+    #[arg(long, default_value = "")]
+    pub language: String,
+    /// Date the case was opened (default today).
+    #[arg(long)]
+    pub date: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VisitArgs {
+    #[arg(long)]
+    pub case: String,
+    /// YYYY-MM-DD, the day of the visit (default today).
+    #[arg(long)]
+    pub date: Option<String>,
+    #[arg(long, value_parser = enum_name::<VisitKind>(), default_value = "home")]
+    pub kind: VisitKind,
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub minutes: i32,
+    #[arg(long, default_value = "")]
+    pub note: String,
+    /// A need found during the visit; repeat for several.
+    #[arg(long = "need")]
+    pub needs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ActivityArgs {
+    #[arg(long, value_parser = enum_name::<ActivityKind>())]
+    pub kind: ActivityKind,
+    #[arg(long)]
+    pub date: Option<String>,
+    #[arg(long)]
+    pub community: String,
+    #[arg(long, allow_negative_numbers = true)]
+    pub participants: i32,
+    #[arg(long, allow_negative_numbers = true)]
+    pub person_times: i32,
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub volunteers: i32,
+    /// Volunteer service hours, decimals allowed.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub volunteer_hours: f64,
+    #[arg(long, default_value = "")]
+    pub title: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GroupSessionArgs {
+    #[arg(long)]
+    pub group: String,
+    #[arg(long, allow_negative_numbers = true)]
+    pub session: i32,
+    #[arg(long)]
+    pub date: Option<String>,
+    #[arg(long)]
+    pub community: String,
+    #[arg(long, allow_negative_numbers = true)]
+    pub participants: i32,
+    #[arg(long, default_value = "")]
+    pub topic: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ResourceArgs {
+    /// The case the resource is for; omit for a community-level resource.
+    #[arg(long)]
+    pub case: Option<String>,
+    #[arg(long)]
+    pub date: Option<String>,
+    #[arg(long, value_parser = enum_name::<ResourceKind>())]
+    pub kind: ResourceKind,
+    /// Where the resource came from.
+    #[arg(long)]
+    pub source: String,
+    /// Cash value in yuan, e.g. 1200.50.
+    #[arg(long, default_value = "0", allow_hyphen_values = true)]
+    pub cash: String,
+    /// In-kind value in yuan.
+    #[arg(long, default_value = "0", allow_hyphen_values = true)]
+    pub in_kind: String,
+    #[arg(long, default_value = "")]
+    pub description: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainingArgs {
+    #[arg(long, value_parser = enum_name::<TrainingKind>())]
+    pub kind: TrainingKind,
+    #[arg(long)]
+    pub date: Option<String>,
+    #[arg(long)]
+    pub title: String,
+    #[arg(long, allow_negative_numbers = true)]
+    pub trainees: i32,
+    /// Duration in hours, decimals allowed.
+    #[arg(long, allow_negative_numbers = true)]
+    pub hours: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[arg(long)]
+    pub case: String,
+    #[arg(long)]
+    pub date: Option<String>,
+    /// Category confirmed; repeat for several.
+    #[arg(long = "category", value_parser = enum_name::<Category>())]
+    pub categories: Vec<Category>,
+    /// Whether the person is still eligible.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub eligible: bool,
+    #[arg(long, default_value = "")]
+    pub note: String,
+}
+
+/// Parses a `station.v1` enum by the names [`station_proto::names`] accepts
+/// and offers its short names to `--help` and to the error for a wrong value.
+#[derive(Debug, Clone, Copy)]
+pub struct EnumName<E>(PhantomData<fn() -> E>);
+
+/// The value parser of enum `E`.
+pub fn enum_name<E: Named>() -> EnumName<E> {
+    EnumName(PhantomData)
+}
+
+impl<E: Named> TypedValueParser for EnumName<E> {
+    type Value = E;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<E, clap::Error> {
+        if let Some(parsed) = value.to_str().and_then(names::parse::<E>) {
+            return Ok(parsed);
+        }
+        let mut error = clap::Error::new(ErrorKind::InvalidValue).with_cmd(cmd);
+        if let Some(arg) = arg {
+            error.insert(
+                ContextKind::InvalidArg,
+                ContextValue::String(arg.to_string()),
+            );
+        }
+        error.insert(
+            ContextKind::InvalidValue,
+            ContextValue::String(value.to_string_lossy().into_owned()),
+        );
+        error.insert(
+            ContextKind::ValidValue,
+            ContextValue::Strings(names::short_names::<E>().map(String::from).collect()),
+        );
+        Err(error)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(names::short_names::<E>().map(PossibleValue::new)))
+    }
+}

@@ -1,0 +1,264 @@
+//! Entry commands into event bodies, and bulk entry from proto3 JSON.
+//!
+//! Invariants: building a body checks only what the arguments' types cannot
+//! say (an id written as a UUID, a tier numbered 1–3, an amount in yuan, a
+//! number of hours) and names the proto field it fills; every domain rule is
+//! left to `station-proto`'s validation, which the engine runs on record; what
+//! the ID number says (birth date, gender) is read by `station-proto`.
+
+use std::io::{BufRead, Write};
+
+use anyhow::Context as _;
+use station_agent::Agent;
+use station_agent::engine::{self, tier_from_number};
+use station_proto::id_number as gb11643;
+use station_proto::ids::Uuid;
+use station_proto::v1::{
+    ActivityHeld, BeneficiaryVerified, CaseAssessed, CaseClosed, CaseNoteAdded, CaseOpened,
+    CaseReopened, EventVoided, Gender, GroupSessionHeld, ResourceLinked, Tier, TrainingHeld,
+    VisitRecorded,
+};
+use station_proto::{Body, json, money};
+
+use crate::args::{CaseCommand, CaseOpenArgs, Command};
+use crate::print;
+
+/// An input error found before the engine is called.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InputError(String);
+
+fn parse_id(field: &str, s: &str) -> Result<Uuid, InputError> {
+    Uuid::parse_str(s.trim())
+        .map_err(|_| InputError(format!("{field}: not an id (expected a UUID like 0193…-…)")))
+}
+
+fn id_bytes(field: &str, s: &str) -> Result<Vec<u8>, InputError> {
+    Ok(parse_id(field, s)?.as_bytes().to_vec())
+}
+
+fn parse_tier(field: &str, n: u8) -> Result<Tier, InputError> {
+    tier_from_number(n).ok_or_else(|| InputError(format!("{field}: tier must be 1, 2 or 3")))
+}
+
+/// Parses a yuan amount into fen, keeping its sign so that validation
+/// reports a negative amount by name.
+fn parse_yuan(field: &str, s: &str) -> Result<i64, InputError> {
+    money::parse_yuan(s).map_err(|e| InputError(format!("{field}: {e}")))
+}
+
+/// Hours as typed (decimals allowed) into the whole minutes events carry.
+fn hours_to_minutes(field: &str, hours: f64) -> Result<i32, InputError> {
+    let minutes = (hours * 60.0).round();
+    if !minutes.is_finite() || minutes.abs() > f64::from(i32::MAX) {
+        return Err(InputError(format!("{field}: not a number of hours")));
+    }
+    // In range by the check above.
+    Ok(minutes as i32)
+}
+
+fn date_or_today(date: Option<String>) -> String {
+    date.unwrap_or_else(|| engine::today().format("%Y-%m-%d").to_string())
+}
+
+/// A case opening; birth date and gender default to what the ID number says.
+fn open_body(args: CaseOpenArgs, tier: Tier) -> Body {
+    let id_number = args.id_number.trim();
+    let birth_date = args.birth_date.unwrap_or_else(|| {
+        gb11643::birth_date(id_number)
+            .map_or_else(String::new, |d| d.format("%Y-%m-%d").to_string())
+    });
+    let gender = args
+        .gender
+        .or_else(|| gb11643::gender(id_number))
+        .unwrap_or(Gender::Unspecified);
+    Body::CaseOpened(CaseOpened {
+        name: args.name,
+        id_number: args.id_number,
+        gender: gender.into(),
+        birth_date,
+        community_code: args.community,
+        address: args.address,
+        phone: args.phone,
+        language: args.language,
+        categories: args.categories.into_iter().map(i32::from).collect(),
+        tier: tier.into(),
+        source: args.source.into(),
+        opened_on: date_or_today(args.date),
+    })
+}
+
+/// The event body an entry command records.
+///
+/// # Errors
+/// An argument the types could not refuse (see the module's invariants), or
+/// a command that records nothing.
+pub fn body_of(command: Command) -> Result<Body, InputError> {
+    let body = match command {
+        Command::Case(CaseCommand::Open(args)) => {
+            let tier = parse_tier("case_opened.tier", args.tier)?;
+            open_body(args, tier)
+        }
+        Command::Case(CaseCommand::Assess {
+            case,
+            tier,
+            reason,
+            date,
+        }) => Body::CaseAssessed(CaseAssessed {
+            case_id: id_bytes("case_assessed.case_id", &case)?,
+            tier: parse_tier("case_assessed.tier", tier)?.into(),
+            reason,
+            last_seen_event_id: Vec::new(),
+            assessed_on: date_or_today(date),
+        }),
+        Command::Case(CaseCommand::Note {
+            case,
+            kind,
+            text,
+            date,
+        }) => Body::CaseNoteAdded(CaseNoteAdded {
+            case_id: id_bytes("case_note_added.case_id", &case)?,
+            kind: kind.into(),
+            text,
+            noted_on: date_or_today(date),
+        }),
+        Command::Case(CaseCommand::Close { case, reason, date }) => Body::CaseClosed(CaseClosed {
+            case_id: id_bytes("case_closed.case_id", &case)?,
+            reason,
+            closed_on: date_or_today(date),
+        }),
+        Command::Case(CaseCommand::Reopen {
+            case,
+            reason,
+            tier,
+            date,
+        }) => Body::CaseReopened(CaseReopened {
+            case_id: id_bytes("case_reopened.case_id", &case)?,
+            reason,
+            reopened_on: date_or_today(date),
+            tier: match tier {
+                Some(n) => parse_tier("case_reopened.tier", n)?,
+                None => Tier::Unspecified,
+            }
+            .into(),
+        }),
+        Command::Visit(args) => Body::VisitRecorded(VisitRecorded {
+            case_id: id_bytes("visit_recorded.case_id", &args.case)?,
+            visit_date: date_or_today(args.date),
+            kind: args.kind.into(),
+            duration_minutes: args.minutes,
+            notes: args.note,
+            needs_found: args.needs,
+        }),
+        Command::Activity(args) => Body::ActivityHeld(ActivityHeld {
+            held_on: date_or_today(args.date),
+            community_code: args.community,
+            kind: args.kind.into(),
+            title: args.title,
+            participants: args.participants,
+            person_times: args.person_times,
+            volunteers: args.volunteers,
+            volunteer_minutes: hours_to_minutes(
+                "activity_held.volunteer_minutes",
+                args.volunteer_hours,
+            )?,
+        }),
+        Command::GroupSession(args) => Body::GroupSessionHeld(GroupSessionHeld {
+            group_name: args.group,
+            session_number: args.session,
+            held_on: date_or_today(args.date),
+            community_code: args.community,
+            participants: args.participants,
+            topic: args.topic,
+        }),
+        Command::Resource(args) => Body::ResourceLinked(ResourceLinked {
+            case_id: match &args.case {
+                Some(case) => id_bytes("resource_linked.case_id", case)?,
+                None => Vec::new(),
+            },
+            linked_on: date_or_today(args.date),
+            kind: args.kind.into(),
+            source: args.source,
+            cash_fen: parse_yuan("resource_linked.cash_fen", &args.cash)?,
+            in_kind_fen: parse_yuan("resource_linked.in_kind_fen", &args.in_kind)?,
+            description: args.description,
+        }),
+        Command::Training(args) => Body::TrainingHeld(TrainingHeld {
+            held_on: date_or_today(args.date),
+            kind: args.kind.into(),
+            title: args.title,
+            trainees: args.trainees,
+            minutes: hours_to_minutes("training_held.minutes", args.hours)?,
+        }),
+        Command::Verify(args) => Body::BeneficiaryVerified(BeneficiaryVerified {
+            case_id: id_bytes("beneficiary_verified.case_id", &args.case)?,
+            verified_on: date_or_today(args.date),
+            categories: args.categories.into_iter().map(i32::from).collect(),
+            still_eligible: args.eligible,
+            notes: args.note,
+        }),
+        Command::Void { event, reason } => Body::EventVoided(EventVoided {
+            voided_event_id: id_bytes("event_voided.voided_event_id", &event)?,
+            reason,
+        }),
+        Command::Init { .. }
+        | Command::Record { .. }
+        | Command::Cases { .. }
+        | Command::Log { .. }
+        | Command::Status { .. }
+        | Command::RebuildViews
+        | Command::Sync { .. }
+        | Command::Run { .. } => {
+            return Err(InputError("not an entry command".into()));
+        }
+    };
+    Ok(body)
+}
+
+/// Records the proto3 JSON bodies of `source` (a file, or `-` for standard
+/// input), one per line, each on its own; prints a line per entry and a
+/// summary. Returns whether every entry was recorded.
+///
+/// # Errors
+/// The source cannot be read, or standard output cannot be written.
+pub fn record_json(agent: &Agent, source: &str) -> anyhow::Result<bool> {
+    let reader: Box<dyn BufRead> = if source == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(source).with_context(|| format!("cannot read {source}"))?,
+        ))
+    };
+    let mut out = std::io::stdout().lock();
+    let (mut ok, mut failed) = (0usize, 0usize);
+    for (index, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read line {}", index + 1))?;
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let n = index + 1;
+        let result = json::body_from_json(trimmed)
+            .map_err(|e| e.to_string())
+            .and_then(|body| {
+                let is_case = matches!(body, Body::CaseOpened(_));
+                agent
+                    .record(body)
+                    .map(|r| (is_case, r))
+                    .map_err(|e| e.to_string())
+            });
+        match result {
+            Ok((is_case, recorded)) => {
+                ok += 1;
+                write!(out, "line {n}: ok ")?;
+                print::recorded(&mut out, is_case, &recorded)?;
+            }
+            Err(reason) => {
+                failed += 1;
+                writeln!(out, "line {n}: error: {reason}")?;
+            }
+        }
+    }
+    writeln!(out, "{ok} recorded, {failed} refused")?;
+    Ok(failed == 0)
+}

@@ -1,0 +1,209 @@
+//! `station-agent`: the command line of a station device. It parses
+//! arguments, sets up tracing and calls the engine; every rule lives in the
+//! library or in `station-proto`.
+//!
+//! # Layout
+//!
+//! - `args`: the commands and their arguments (clap); enum arguments parsed
+//!   by `station_proto::names`.
+//! - `entry`: entry commands into event bodies; bulk entry from JSON.
+//! - `print`: tables and JSON for every command that shows something.
+//! - `hub`: sync settings from the arguments; the signals that stop `run`.
+//!
+//! Exit status: 0 on success; 2 for an entry refused (bad arguments or a
+//! broken rule, with a one-line reason naming the field); 1 for anything
+//! else (no store, a storage or sync failure).
+
+mod args;
+mod entry;
+mod hub;
+mod print;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use station_agent::engine;
+use station_agent::sync;
+use station_agent::views::CaseStatus;
+use station_agent::{Agent, AgentError, InitOptions, OpenOptions, StoreError};
+use station_proto::Body;
+
+use crate::args::{CaseCommand, Cli, Command};
+
+fn open_agent(cli_data: &Path, cache_capacity: u64) -> anyhow::Result<Agent> {
+    Agent::open(cli_data, OpenOptions { cache_capacity })
+        .with_context(|| format!("cannot open the store in {}", cli_data.display()))
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Init {
+            station,
+            worker,
+            hub,
+            token,
+        } => {
+            let agent = Agent::init(
+                &cli.data,
+                InitOptions {
+                    station_code: station,
+                    worker_id: worker,
+                    hub_url: hub,
+                    token,
+                },
+                OpenOptions {
+                    cache_capacity: cli.cache_capacity,
+                },
+            )?;
+            let id = agent.identity();
+            writeln!(
+                out,
+                "initialised origin_id={} station={} worker={} in {}",
+                id.origin_id,
+                id.station_code,
+                id.worker_id,
+                cli.data.display()
+            )?;
+        }
+        Command::Record { json } => {
+            let agent = open_agent(&cli.data, cli.cache_capacity)?;
+            drop(out);
+            if !entry::record_json(&agent, &json)? {
+                return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Cases {
+            due,
+            within,
+            all,
+            format,
+        } => {
+            let agent = open_agent(&cli.data, cli.cache_capacity)?;
+            if due {
+                let due = agent.due_follow_ups(engine::today(), within)?;
+                print::due(&mut out, &due, format)?;
+            } else {
+                let cases: Vec<_> = agent
+                    .cases()?
+                    .into_iter()
+                    .filter(|c| all || c.status == CaseStatus::Open)
+                    .collect();
+                print::cases(&mut out, &cases, agent.intervals(), format)?;
+            }
+        }
+        Command::Log {
+            since,
+            limit,
+            format,
+        } => {
+            let agent = open_agent(&cli.data, cli.cache_capacity)?;
+            print::log(&mut out, &agent.own_events(since, limit)?, format)?;
+        }
+        Command::Status { format } => {
+            let agent = open_agent(&cli.data, cli.cache_capacity)?;
+            let status = agent.status()?;
+            let sync = agent.log().sync_state()?;
+            print::status(&mut out, status, sync, format)?;
+        }
+        Command::RebuildViews => {
+            let agent = open_agent(&cli.data, cli.cache_capacity)?;
+            let n = agent.rebuild_views()?;
+            writeln!(out, "rebuilt views from {n} events")?;
+        }
+        Command::Sync {
+            hub,
+            retry_parked,
+            retry_secs,
+        } => {
+            let agent = Arc::new(open_agent(&cli.data, cli.cache_capacity)?);
+            let mut options = hub::sync_options(&agent, hub)?;
+            options.retry_budget = Duration::from_secs(retry_secs);
+            if retry_parked {
+                agent.log().set_parked(None)?;
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let report = runtime.block_on(sync::sync_once(agent, &options))?;
+            writeln!(out, "{}", serde_json::to_string(&report)?)?;
+        }
+        Command::Run {
+            hub,
+            interval_secs,
+            retry_parked,
+        } => {
+            let agent = Arc::new(open_agent(&cli.data, cli.cache_capacity)?);
+            let mut options = hub::sync_options(&agent, hub)?;
+            options.interval = Duration::from_secs(interval_secs);
+            if retry_parked {
+                agent.log().set_parked(None)?;
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let shutdown = hub::shutdown_signal()?;
+                writeln!(
+                    out,
+                    "syncing with {} every {interval_secs} s; Ctrl-C to stop",
+                    options.hub_url
+                )?;
+                out.flush()?;
+                drop(out);
+                sync::run(agent, options, shutdown).await?;
+                anyhow::Ok(())
+            })?;
+        }
+        command => {
+            let is_case = matches!(command, Command::Case(CaseCommand::Open(_)));
+            let body: Body = match entry::body_of(command) {
+                Ok(body) => body,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let agent = open_agent(&cli.data, cli.cache_capacity)?;
+            match agent.record(body) {
+                Ok(recorded) => print::recorded(&mut out, is_case, &recorded)?,
+                Err(e @ AgentError::Store(_)) => return Err(e.into()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let reason = match e.downcast_ref::<AgentError>() {
+                Some(AgentError::Store(StoreError::NotInitialised)) => {
+                    "this device is not initialised: run `station-agent init` first".to_string()
+                }
+                _ => format!("{e:#}"),
+            };
+            eprintln!("error: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! What the command line prints: tables for people, JSON for scripts.
+//!
+//! Invariants: tables pad by terminal columns (Chinese characters take two,
+//! Tibetan combining marks none), so columns line up in both scripts; JSON
+//! output is the engine's own types serialised, so scripts see the same
+//! field names as the library.
+
+use std::io::Write;
+
+use station_agent::engine::{self, Recorded};
+use station_agent::store::SyncState;
+use station_agent::views::{
+    CaseStatus, CaseView, DueFollowUp, TierIntervals, category_label, tier_label,
+};
+use station_proto::Event;
+use station_proto::ids::Uuid;
+use station_proto::json;
+
+use crate::args::{Format, LogFormat};
+
+/// Pads `s` with spaces to `width` terminal columns: Chinese characters take
+/// two columns, Tibetan combining marks none.
+fn pad(s: &str, width: usize) -> String {
+    let used = unicode_width::UnicodeWidthStr::width(s);
+    format!("{s}{}", " ".repeat(width.saturating_sub(used)))
+}
+
+/// One recorded entry: its ids, and the case id for a case opening.
+///
+/// # Errors
+/// `out` cannot be written.
+pub fn recorded(out: &mut impl Write, body_is_case: bool, r: &Recorded) -> std::io::Result<()> {
+    if body_is_case {
+        write!(out, "case_id={} ", r.event_id)?;
+    }
+    write!(out, "event_id={} origin_seq={}", r.event_id, r.origin_seq)?;
+    if r.duplicate {
+        write!(out, " (already recorded)")?;
+    }
+    writeln!(out)
+}
+
+/// The cases due for a follow-up, overdue first.
+///
+/// # Errors
+/// `out` cannot be written.
+pub fn due(out: &mut impl Write, due: &[DueFollowUp], format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&due)?)?,
+        Format::Table => {
+            writeln!(
+                out,
+                "{:<36}  {:<12}  {:<6}  {:<10}  {:>7}  name",
+                "case_id", "community", "tier", "due_on", "overdue"
+            )?;
+            for d in due {
+                writeln!(
+                    out,
+                    "{:<36}  {:<12}  {}  {:<10}  {:>7}  {}",
+                    d.case.case_id,
+                    d.case.community_code,
+                    pad(tier_label(d.case.tier), 6),
+                    d.due_on,
+                    if d.is_overdue() {
+                        format!("{}d", d.days_overdue)
+                    } else {
+                        "-".into()
+                    },
+                    d.case.name
+                )?;
+            }
+            writeln!(
+                out,
+                "{} due, {} overdue",
+                due.len(),
+                due.iter().filter(|d| d.is_overdue()).count()
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The station's cases with their last visit and next due date.
+///
+/// # Errors
+/// `out` cannot be written.
+pub fn cases(
+    out: &mut impl Write,
+    cases: &[CaseView],
+    intervals: &TierIntervals,
+    format: Format,
+) -> anyhow::Result<()> {
+    match format {
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&cases)?)?,
+        Format::Table => {
+            writeln!(
+                out,
+                "{:<36}  {:<12}  {:<6}  {:<6}  {:<10}  {:<10}  {:<24}  name",
+                "case_id", "community", "status", "tier", "last_visit", "next_due", "categories"
+            )?;
+            for c in cases {
+                let categories: Vec<&str> =
+                    c.categories.iter().map(|&k| category_label(k)).collect();
+                writeln!(
+                    out,
+                    "{:<36}  {:<12}  {:<6}  {}  {:<10}  {:<10}  {}  {}",
+                    c.case_id,
+                    c.community_code,
+                    if c.status == CaseStatus::Open {
+                        "open"
+                    } else {
+                        "closed"
+                    },
+                    pad(tier_label(c.tier), 6),
+                    c.last_visit.map_or("-".into(), |d| d.to_string()),
+                    c.next_due(intervals).map_or("-".into(), |d| d.to_string()),
+                    pad(&categories.join(","), 24),
+                    c.name
+                )?;
+            }
+            writeln!(out, "{} cases", cases.len())?;
+        }
+    }
+    Ok(())
+}
+
+/// This device's own events, a line each.
+///
+/// # Errors
+/// `out` cannot be written.
+pub fn log(out: &mut impl Write, events: &[Event], format: LogFormat) -> anyhow::Result<()> {
+    for event in events {
+        let id = Uuid::from_slice(&event.event_id).map_or_else(|_| "?".into(), |u| u.to_string());
+        let body = event
+            .body
+            .as_ref()
+            .map(json::body_to_json)
+            .unwrap_or_default();
+        match format {
+            LogFormat::Jsonl => {
+                let line = serde_json::json!({
+                    "event_id": id,
+                    "origin_seq": event.origin_seq,
+                    "station_code": event.station_code,
+                    "author": event.author,
+                    "recorded_at_ms": event.recorded_at_ms,
+                    "hlc": event.hlc.to_string(),
+                    "body": body,
+                });
+                writeln!(out, "{line}")?;
+            }
+            LogFormat::Table => {
+                writeln!(out, "{:>6}  {}  {}", event.origin_seq, id, body)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `status --format json`: the engine's summary plus the sync client's state.
+#[derive(Debug, serde::Serialize)]
+struct StatusReport {
+    #[serde(flatten)]
+    status: engine::Status,
+    /// The batch the hub refused for good, or null.
+    parked: Option<station_agent::store::ParkedBatch>,
+    /// Wall-clock milliseconds of the last completed sync round, or null.
+    last_sync_ms: Option<i64>,
+    /// Measured uplink rate in bits of encoded events per second, or null.
+    throughput_bps: Option<u64>,
+}
+
+/// This device's identity, sync position and case counts.
+///
+/// # Errors
+/// `out` cannot be written.
+pub fn status(
+    out: &mut impl Write,
+    status: engine::Status,
+    sync: SyncState,
+    format: Format,
+) -> anyhow::Result<()> {
+    match format {
+        Format::Json => {
+            let report = StatusReport {
+                throughput_bps: sync.uplink_bytes_per_sec.map(|b| b.saturating_mul(8)),
+                parked: sync.parked,
+                last_sync_ms: sync.last_sync_ms,
+                status,
+            };
+            writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        }
+        Format::Table => {
+            writeln!(out, "origin_id        {}", status.origin_id)?;
+            writeln!(out, "station          {}", status.station)?;
+            writeln!(out, "worker           {}", status.worker_id)?;
+            writeln!(
+                out,
+                "hub              {}",
+                status.hub_url.as_deref().unwrap_or("-")
+            )?;
+            writeln!(out, "head_seq         {}", status.head_seq)?;
+            writeln!(out, "durable_through  {}", status.durable_through)?;
+            writeln!(out, "pending          {}", status.pending)?;
+            match &sync.parked {
+                Some(p) => writeln!(
+                    out,
+                    "parked           seqs {}..={}: {}",
+                    p.from_seq, p.through_seq, p.reason
+                )?,
+                None => writeln!(out, "parked           -")?,
+            }
+            let last_sync = sync.last_sync_ms.map_or("never".into(), |ms| {
+                chrono::DateTime::from_timestamp_millis(ms)
+                    .map_or(ms.to_string(), |t| t.to_rfc3339())
+            });
+            writeln!(out, "last sync        {last_sync}")?;
+            let rate = sync
+                .uplink_bytes_per_sec
+                .map_or("-".into(), |b| format!("{} bit/s", b.saturating_mul(8)));
+            writeln!(out, "uplink           {rate}")?;
+            writeln!(out, "open cases       {}", status.open_cases)?;
+            writeln!(out, "closed cases     {}", status.closed_cases)?;
+        }
+    }
+    Ok(())
+}
