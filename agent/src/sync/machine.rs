@@ -1,6 +1,6 @@
 //! The sans-IO core of sync: every decision about one device's sessions with
 //! the hub, as a pure state machine. It never touches a socket, a clock or the
-//! disk; the tonic edge ([`super::client`]) feeds it answers, failures and the
+//! disk; the tonic edge ([`super::edge`]) feeds it answers, failures and the
 //! current [`Instant`], and does what it says.
 //!
 //! # How the edge drives it

@@ -10,9 +10,16 @@
 //!   from them.
 //! - [`backoff`]: capped exponential backoff with full jitter from a seeded
 //!   generator.
-//! - [`client`]: the tonic edge: connections (TLS, zstd, keepalive only while
+//! - [`options`]: what a round is told ([`SyncOptions`]) and what it
+//!   reports ([`SyncReport`], [`SyncError`]).
+//! - [`classify`]: which `tonic::Code` is worth retrying ([`is_retriable`])
+//!   and the machine's [`machine::Fault`] for a failed call ([`fault`]).
+//! - [`edge`]: the tonic edge: connections (TLS, zstd, keepalive only while
 //!   a call is open), the calls themselves, the store; [`sync_once`] for one
-//!   round and [`run`] for the daemon.
+//!   round.
+//! - [`daemon`]: [`run`], rounds on a schedule with a long poll between.
+//!
+//! The machine imports none of the others: they drive it.
 //!
 //! Invariants kept across the modules: push resumes from the hub's
 //! `durable_through`, so a batch lost with a dropped link is sent again and
@@ -23,9 +30,13 @@
 
 pub mod airtime;
 pub mod backoff;
-pub mod client;
+pub mod classify;
+pub mod daemon;
+pub mod edge;
 pub mod machine;
+pub mod options;
 
-pub use client::{
-    SyncError, SyncOptions, SyncReport, connect, endpoint, fault, is_retriable, run, sync_once,
-};
+pub use classify::{fault, is_retriable};
+pub use daemon::run;
+pub use edge::{connect, endpoint, sync_once};
+pub use options::{SyncError, SyncOptions, SyncReport};

@@ -1,5 +1,6 @@
 //! The tonic edge of sync: connections, calls, timers and the store, driven by
-//! the [`SyncMachine`]. [`sync_once`] runs one round; [`run`] is the daemon.
+//! the [`SyncMachine`]. [`sync_once`] runs one round; the daemon
+//! ([`super::run`]) drives the same [`Edge`] between rounds.
 //!
 //! Invariants:
 //! - every call carries a deadline from the machine, enforced both as the
@@ -12,9 +13,8 @@
 //!   dropped link): each store write is atomic and everything sent is
 //!   idempotent on the hub;
 //! - whether a failure is worth retrying is decided by [`fault`], from
-//!   [`is_retriable`] alone for the hub's answers.
+//!   [`super::is_retriable`] alone for the hub's answers.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,237 +27,13 @@ use tonic::codec::CompressionEncoding;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
+use super::classify::fault;
 use super::machine::{
-    Action, Batch, Call, Config, Fault, HelloAnswer, Parked, PullPage, PullPlan, PullProgress,
-    SyncMachine,
+    Action, Batch, Call, Fault, HelloAnswer, Parked, PullPage, PullPlan, PullProgress, SyncMachine,
 };
+use super::options::{SyncError, SyncOptions, SyncReport};
 use crate::engine::{Agent, AgentError, now_ms};
 use crate::store::{ParkedBatch, StoreError};
-
-/// How the agent talks to the hub.
-#[derive(Debug, Clone)]
-pub struct SyncOptions {
-    /// The hub's address, e.g. `http://127.0.0.1:7400` or `https://hub:7400`.
-    pub hub_url: String,
-    /// The device token, sent as `authorization: Bearer <token>`.
-    pub token: Option<String>,
-    /// The most encoded bytes one pushed batch or pulled page may carry; the
-    /// airtime sizing stays below it (a single larger event still goes alone).
-    pub batch_bytes: usize,
-    /// Events per pulled page, at most.
-    pub pull_events: u32,
-    /// The longest deadline of any call (a long poll adds its wait).
-    pub call_timeout: Duration,
-    /// A PEM CA certificate to trust for the hub's TLS certificate. Setting
-    /// it turns TLS on (an `http://` address is upgraded to `https://`);
-    /// without it an `https://` address is checked against the webpki roots.
-    pub tls_ca_pem: Option<Vec<u8>>,
-    /// The name the hub's certificate must carry, when it differs from the
-    /// address's host (say, a hub reached by IP address).
-    pub tls_domain: Option<String>,
-    /// How long one round keeps retrying what the link or the hub broke
-    /// before it returns the error.
-    pub retry_budget: Duration,
-    /// The ceiling of the first retry delay after progress; it doubles per
-    /// failure up to [`Self::backoff_cap`].
-    pub backoff_base: Duration,
-    /// The longest retry delay.
-    pub backoff_cap: Duration,
-    /// The daemon starts a round this often, and right after each new entry.
-    pub interval: Duration,
-    /// How long an idle daemon's pull waits on the hub for new events; zero
-    /// turns long polling off (the station's stream then comes with each
-    /// round), which spares the radio on a phone.
-    pub long_poll: Duration,
-    /// HTTP/2 keepalive ping interval (and timeout) while a call is open; no
-    /// pings on an idle connection.
-    pub keepalive: Duration,
-    /// How long opening a connection may take.
-    pub connect_timeout: Duration,
-    /// Seeds the retry jitter; `None` draws one from the origin and the clock.
-    pub jitter_seed: Option<u64>,
-}
-
-impl SyncOptions {
-    /// Defaults for a 2G/3G phone: batches sized by measured airtime up to
-    /// 256 KiB, a minute of retries per round, a round every minute.
-    pub fn new(hub_url: impl Into<String>, token: Option<String>) -> Self {
-        let machine = Config::default();
-        Self {
-            hub_url: hub_url.into(),
-            token,
-            batch_bytes: machine.max_batch_bytes,
-            pull_events: machine.pull_events,
-            call_timeout: machine.deadline_cap,
-            tls_ca_pem: None,
-            tls_domain: None,
-            retry_budget: Duration::from_secs(60),
-            backoff_base: machine.backoff_base,
-            backoff_cap: machine.backoff_cap,
-            interval: Duration::from_secs(60),
-            long_poll: machine.long_poll,
-            keepalive: Duration::from_secs(20),
-            connect_timeout: Duration::from_secs(20),
-            jitter_seed: None,
-        }
-    }
-
-    /// The state machine's knobs these options imply.
-    pub fn machine_config(&self) -> Config {
-        Config {
-            max_batch_bytes: self.batch_bytes.max(1),
-            pull_events: self.pull_events.max(1),
-            deadline_cap: self.call_timeout,
-            backoff_base: self.backoff_base,
-            backoff_cap: self.backoff_cap,
-            long_poll: self.long_poll,
-            ..Config::default()
-        }
-    }
-}
-
-/// What a sync round did.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
-pub struct SyncReport {
-    /// Own events the hub came to hold during the round: acknowledged, or
-    /// shown by a later Hello to have been stored when their ack was lost.
-    pub pushed: u64,
-    /// Batches acknowledged.
-    pub batches: u64,
-    /// The hub's `durable_through` for this device after the round.
-    pub durable_through: u64,
-    /// Station events pulled and stored.
-    pub pulled: u64,
-    /// The pull cursor after the round.
-    pub pull_cursor: u64,
-    /// Calls retried after the link or the hub failed.
-    pub retries: u64,
-    /// The batch the hub refused for good, if any: nothing is pushed until
-    /// `station-agent sync --retry-parked`.
-    pub parked: Option<ParkedBatch>,
-    /// The uplink rate estimate, in bits of encoded events per second.
-    pub uplink_bps: u64,
-}
-
-/// Why a sync round stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    /// No hub address is configured.
-    #[error("no hub configured: pass --hub or run init with --hub")]
-    NoHub,
-    /// The address or the TLS settings are unusable.
-    #[error("bad hub address: {0}")]
-    BadAddress(String),
-    /// The token cannot be sent as gRPC metadata.
-    #[error("the device token must be printable ASCII")]
-    BadToken,
-    /// The hub could not be reached.
-    #[error("cannot reach the hub: {0}")]
-    Connect(String),
-    /// The link failed during a call: nothing is known about its outcome.
-    #[error("the link failed during {call}: {message}")]
-    Link {
-        /// Which call.
-        call: &'static str,
-        /// What the transport said.
-        message: String,
-    },
-    /// The hub answered with an error status.
-    #[error("hub refused {call}: {code:?}: {message}")]
-    Rpc {
-        /// Which call.
-        call: &'static str,
-        /// The gRPC code.
-        code: tonic::Code,
-        /// The hub's message.
-        message: String,
-    },
-    /// The hub's answer breaks the protocol.
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    /// The local store failed.
-    #[error(transparent)]
-    Agent(#[from] AgentError),
-    /// A local task died (a bug, not the link's fault).
-    #[error("a local sync task failed: {0}")]
-    Local(String),
-}
-
-impl SyncError {
-    /// Whether trying again later may succeed.
-    pub fn is_retriable(&self) -> bool {
-        match self {
-            SyncError::Connect(_) | SyncError::Link { .. } | SyncError::Protocol(_) => true,
-            SyncError::Rpc { code, .. } => is_retriable(*code),
-            SyncError::NoHub
-            | SyncError::BadAddress(_)
-            | SyncError::BadToken
-            | SyncError::Agent(_)
-            | SyncError::Local(_) => false,
-        }
-    }
-}
-
-/// The one place that decides which gRPC codes *answered by the hub* are
-/// worth retrying.
-///
-/// Permanent: the request itself is wrong and sent again it fails again —
-/// `InvalidArgument` (a batch that does not decode), `PermissionDenied`
-/// (another station's event), `Unauthenticated`, `NotFound`, `AlreadyExists`,
-/// `OutOfRange`, `Unimplemented`. A pushed batch refused with one of them is
-/// parked (`Unauthenticated` stops the round instead: the token is wrong, not
-/// the batch).
-///
-/// Retriable, as vector's gRPC sinks do: the hub or the path to it is unable
-/// for now — `Unavailable`, `DeadlineExceeded`, `Aborted`, `Cancelled`,
-/// `ResourceExhausted`; `Unknown` and `Internal`, which tonic also reports for
-/// a stream cut by a proxy without a transport error to show for it (parking
-/// on those would strand a device for a dropped link); `DataLoss`; and
-/// `FailedPrecondition`, the hub's answer to a gap, which a fresh Hello
-/// resolves by resuming from the hub's real `durable_through`.
-pub fn is_retriable(code: tonic::Code) -> bool {
-    use tonic::Code;
-    match code {
-        Code::Unavailable
-        | Code::DeadlineExceeded
-        | Code::Aborted
-        | Code::Cancelled
-        | Code::ResourceExhausted
-        | Code::Unknown
-        | Code::Internal
-        | Code::DataLoss
-        | Code::FailedPrecondition => true,
-        Code::Ok
-        | Code::InvalidArgument
-        | Code::NotFound
-        | Code::AlreadyExists
-        | Code::PermissionDenied
-        | Code::OutOfRange
-        | Code::Unimplemented
-        | Code::Unauthenticated => false,
-    }
-}
-
-/// Classifies a failed call for the state machine.
-///
-/// A status that tonic built from a transport error (it carries that error as
-/// its source: a reset, an EOF, a timeout, a refused stream) is a
-/// [`Fault::Link`] whatever its code, because tonic maps broken connections to
-/// codes that, answered by the hub, would be permanent. A status the hub
-/// answered is [`Fault::Busy`] when [`is_retriable`], else
-/// [`Fault::Denied`] for `Unauthenticated` and [`Fault::Refused`] for the rest.
-pub fn fault(status: &tonic::Status) -> Fault {
-    let reason = format!("{:?}: {}", status.code(), status.message());
-    if std::error::Error::source(status).is_some() {
-        Fault::Link(reason)
-    } else if is_retriable(status.code()) {
-        Fault::Busy(reason)
-    } else if status.code() == tonic::Code::Unauthenticated {
-        Fault::Denied(reason)
-    } else {
-        Fault::Refused(reason)
-    }
-}
 
 fn call_name(call: Call) -> &'static str {
     match call {
@@ -268,6 +44,7 @@ fn call_name(call: Call) -> &'static str {
     }
 }
 
+/// The machine's fault and the error to report for a failed call.
 fn status_error(call: Call, status: &tonic::Status) -> (Fault, SyncError) {
     let fault = fault(status);
     let error = match &fault {
@@ -404,7 +181,7 @@ enum Next {
 }
 
 /// One device's link to the hub: the machine, the connection, the store.
-struct Edge {
+pub(super) struct Edge {
     /// The device: its log is read for pushes and written with answers.
     agent: Arc<Agent>,
     /// Where and how to connect; a new connection is opened from it on demand.
@@ -429,7 +206,7 @@ impl Edge {
     /// Prepares the edge from the options and the state persisted by earlier
     /// runs. A batch parked by another agent version is released: the new
     /// version may send it differently.
-    async fn new(agent: Arc<Agent>, options: &SyncOptions) -> Result<Self, SyncError> {
+    pub(super) async fn new(agent: Arc<Agent>, options: &SyncOptions) -> Result<Self, SyncError> {
         let endpoint = endpoint(options)?;
         let authorization = options
             .token
@@ -815,7 +592,7 @@ impl Edge {
 
     /// One round: Hello, push until caught up (or parked), pull until caught
     /// up, retrying for at most `retry_budget`.
-    async fn round(
+    pub(super) async fn round(
         &mut self,
         report: &mut SyncReport,
         retry_budget: Duration,
@@ -838,7 +615,11 @@ impl Edge {
 
     /// Records what the round learned: the uplink rate always, the time when
     /// it completed; and fills in the report's closing figures.
-    async fn finish(&mut self, completed: bool, report: &mut SyncReport) -> Result<(), SyncError> {
+    pub(super) async fn finish(
+        &mut self,
+        completed: bool,
+        report: &mut SyncReport,
+    ) -> Result<(), SyncError> {
         let rate = self.machine.uplink_bytes_per_sec();
         // The rate is clamped to a finite range well inside u64.
         let uplink = self.machine.uplink_measured().then_some(rate as u64);
@@ -862,7 +643,7 @@ impl Edge {
 
     /// One idle step of the daemon: a long poll, or the wait before retrying
     /// one. Never returns an error: failures are logged and waited out.
-    async fn idle(&mut self, retry_at: &mut Option<Instant>, stopped: &mut bool) {
+    pub(super) async fn idle(&mut self, retry_at: &mut Option<Instant>, stopped: &mut bool) {
         let wait = self.machine.config().long_poll;
         if *stopped || wait.is_zero() {
             return std::future::pending().await;
@@ -950,66 +731,4 @@ pub async fn sync_once(agent: Arc<Agent>, options: &SyncOptions) -> Result<SyncR
     result?;
     finished?;
     Ok(report)
-}
-
-/// Runs the sync daemon until `shutdown` completes: a round at once, then one
-/// every [`SyncOptions::interval`] and right after each new entry
-/// ([`Agent::subscribe_recorded`]); between rounds, a long poll keeps the
-/// station's stream flowing in. A failed round is logged and retried at the
-/// next occasion; nothing spins.
-///
-/// # Errors
-/// Only at start: settings that can never work (a bad address, TLS settings
-/// or token), or a store whose sync state cannot be read.
-pub async fn run(
-    agent: Arc<Agent>,
-    options: SyncOptions,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), SyncError> {
-    let mut edge = Edge::new(Arc::clone(&agent), &options).await?;
-    let mut recorded = agent.subscribe_recorded();
-    let mut watching = true;
-    tokio::pin!(shutdown);
-    loop {
-        recorded.borrow_and_update();
-        let mut report = SyncReport::default();
-        let result = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            result = edge.round(&mut report, options.retry_budget) => result,
-        };
-        let completed = result.is_ok();
-        match result {
-            Ok(()) => tracing::info!(
-                pushed = report.pushed,
-                pulled = report.pulled,
-                durable_through = report.durable_through,
-                "sync round completed"
-            ),
-            Err(error) => tracing::warn!(%error, "sync round failed"),
-        }
-        if let Err(error) = edge.finish(completed, &mut report).await {
-            tracing::warn!(%error, "cannot record the round");
-        }
-        let now = Instant::now();
-        let next_round = now
-            .checked_add(options.interval)
-            .unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
-        let mut retry_at = None;
-        let mut stopped = false;
-        loop {
-            tokio::select! {
-                () = &mut shutdown => return Ok(()),
-                () = tokio::time::sleep_until(next_round) => break,
-                changed = recorded.changed(), if watching => {
-                    if changed.is_ok() {
-                        break;
-                    }
-                    // The sender lives in the agent, which this task holds;
-                    // should it ever be gone, rounds follow the schedule only.
-                    watching = false;
-                }
-                () = edge.idle(&mut retry_at, &mut stopped) => {}
-            }
-        }
-    }
 }

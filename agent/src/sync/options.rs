@@ -1,0 +1,178 @@
+//! What a sync round is told and what it reports: [`SyncOptions`], the
+//! [`SyncReport`] of a round, and the [`SyncError`] that ends one.
+//!
+//! Invariants: every knob of the state machine comes from
+//! [`SyncOptions::machine_config`], so the options and the machine cannot
+//! disagree; whether an error is worth retrying is decided from
+//! [`super::classify::is_retriable`] for the hub's answers.
+
+use std::time::Duration;
+
+use super::classify::is_retriable;
+use super::machine::Config;
+use crate::engine::AgentError;
+use crate::store::ParkedBatch;
+
+/// How the agent talks to the hub.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// The hub's address, e.g. `http://127.0.0.1:7400` or `https://hub:7400`.
+    pub hub_url: String,
+    /// The device token, sent as `authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// The most encoded bytes one pushed batch or pulled page may carry; the
+    /// airtime sizing stays below it (a single larger event still goes alone).
+    pub batch_bytes: usize,
+    /// Events per pulled page, at most.
+    pub pull_events: u32,
+    /// The longest deadline of any call (a long poll adds its wait).
+    pub call_timeout: Duration,
+    /// A PEM CA certificate to trust for the hub's TLS certificate. Setting
+    /// it turns TLS on (an `http://` address is upgraded to `https://`);
+    /// without it an `https://` address is checked against the webpki roots.
+    pub tls_ca_pem: Option<Vec<u8>>,
+    /// The name the hub's certificate must carry, when it differs from the
+    /// address's host (say, a hub reached by IP address).
+    pub tls_domain: Option<String>,
+    /// How long one round keeps retrying what the link or the hub broke
+    /// before it returns the error.
+    pub retry_budget: Duration,
+    /// The ceiling of the first retry delay after progress; it doubles per
+    /// failure up to [`Self::backoff_cap`].
+    pub backoff_base: Duration,
+    /// The longest retry delay.
+    pub backoff_cap: Duration,
+    /// The daemon starts a round this often, and right after each new entry.
+    pub interval: Duration,
+    /// How long an idle daemon's pull waits on the hub for new events; zero
+    /// turns long polling off (the station's stream then comes with each
+    /// round), which spares the radio on a phone.
+    pub long_poll: Duration,
+    /// HTTP/2 keepalive ping interval (and timeout) while a call is open; no
+    /// pings on an idle connection.
+    pub keepalive: Duration,
+    /// How long opening a connection may take.
+    pub connect_timeout: Duration,
+    /// Seeds the retry jitter; `None` draws one from the origin and the clock.
+    pub jitter_seed: Option<u64>,
+}
+
+impl SyncOptions {
+    /// Defaults for a 2G/3G phone: batches sized by measured airtime up to
+    /// 256 KiB, a minute of retries per round, a round every minute.
+    pub fn new(hub_url: impl Into<String>, token: Option<String>) -> Self {
+        let machine = Config::default();
+        Self {
+            hub_url: hub_url.into(),
+            token,
+            batch_bytes: machine.max_batch_bytes,
+            pull_events: machine.pull_events,
+            call_timeout: machine.deadline_cap,
+            tls_ca_pem: None,
+            tls_domain: None,
+            retry_budget: Duration::from_secs(60),
+            backoff_base: machine.backoff_base,
+            backoff_cap: machine.backoff_cap,
+            interval: Duration::from_secs(60),
+            long_poll: machine.long_poll,
+            keepalive: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(20),
+            jitter_seed: None,
+        }
+    }
+
+    /// The state machine's knobs these options imply.
+    pub fn machine_config(&self) -> Config {
+        Config {
+            max_batch_bytes: self.batch_bytes.max(1),
+            pull_events: self.pull_events.max(1),
+            deadline_cap: self.call_timeout,
+            backoff_base: self.backoff_base,
+            backoff_cap: self.backoff_cap,
+            long_poll: self.long_poll,
+            ..Config::default()
+        }
+    }
+}
+
+/// What a sync round did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct SyncReport {
+    /// Own events the hub came to hold during the round: acknowledged, or
+    /// shown by a later Hello to have been stored when their ack was lost.
+    pub pushed: u64,
+    /// Batches acknowledged.
+    pub batches: u64,
+    /// The hub's `durable_through` for this device after the round.
+    pub durable_through: u64,
+    /// Station events pulled and stored.
+    pub pulled: u64,
+    /// The pull cursor after the round.
+    pub pull_cursor: u64,
+    /// Calls retried after the link or the hub failed.
+    pub retries: u64,
+    /// The batch the hub refused for good, if any: nothing is pushed until
+    /// `station-agent sync --retry-parked`.
+    pub parked: Option<ParkedBatch>,
+    /// The uplink rate estimate, in bits of encoded events per second.
+    pub uplink_bps: u64,
+}
+
+/// Why a sync round stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// No hub address is configured.
+    #[error("no hub configured: pass --hub or run init with --hub")]
+    NoHub,
+    /// The address or the TLS settings are unusable.
+    #[error("bad hub address: {0}")]
+    BadAddress(String),
+    /// The token cannot be sent as gRPC metadata.
+    #[error("the device token must be printable ASCII")]
+    BadToken,
+    /// The hub could not be reached.
+    #[error("cannot reach the hub: {0}")]
+    Connect(String),
+    /// The link failed during a call: nothing is known about its outcome.
+    #[error("the link failed during {call}: {message}")]
+    Link {
+        /// Which call.
+        call: &'static str,
+        /// What the transport said.
+        message: String,
+    },
+    /// The hub answered with an error status.
+    #[error("hub refused {call}: {code:?}: {message}")]
+    Rpc {
+        /// Which call.
+        call: &'static str,
+        /// The gRPC code.
+        code: tonic::Code,
+        /// The hub's message.
+        message: String,
+    },
+    /// The hub's answer breaks the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The local store failed.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// A local task died (a bug, not the link's fault).
+    #[error("a local sync task failed: {0}")]
+    Local(String),
+}
+
+impl SyncError {
+    /// Whether trying again later may succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            SyncError::Connect(_) | SyncError::Link { .. } | SyncError::Protocol(_) => true,
+            SyncError::Rpc { code, .. } => is_retriable(*code),
+            SyncError::NoHub
+            | SyncError::BadAddress(_)
+            | SyncError::BadToken
+            | SyncError::Agent(_)
+            | SyncError::Local(_) => false,
+        }
+    }
+}
