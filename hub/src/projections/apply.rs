@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashMapExt as _};
 use serde::{Deserialize, Serialize};
-use station_agent::views::CaseStatus;
+use station_proto::case::CaseStatus;
 use station_proto::ids::Uuid;
 
 use super::ProjectionError;

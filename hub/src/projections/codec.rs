@@ -17,7 +17,7 @@
 //! then the records' bytes, ids ascending.
 
 use chrono::{Datelike as _, NaiveDate};
-use station_agent::views::{CaseStatus, CaseView};
+use station_proto::case::{CaseStatus, CaseView};
 use station_proto::ids::Uuid;
 
 use super::ProjectionError;

@@ -9,7 +9,7 @@
 //! | `m:format` | `u32` format version |
 //! | `m:checkpoint` | `u64`: the log's events `1..=checkpoint` are applied, each once; absent for none |
 //! | `c:` case_id | case file: its station(s) and every fact of its events (voided ones flagged), binary (encodings in `codec.rs`) |
-//! | `o:` station case_id | [`station_agent::views::CaseView`] of an open case, binary; empty when a run's copy is no longer open |
+//! | `o:` station case_id | [`station_proto::case::CaseView`] of an open case, binary; empty when a run's copy is no longer open |
 //! | `v:` event_id | the voids (id, station) naming this event, binary, kept even before it arrives |
 //! | `C:` / `O:` station / `V:` first id | a run: many `c:` / `o:` / `v:` records packed into one value, written by a replay into an empty tree (how records are found: `layout.rs`) |
 //! | `n:` counter | `i64`: a sum of contributions; counters are named `i:{station}:{period}:{metric}` (indicators, raw units), `o:{station}:{YYYY-MM}` (cases opened minus closed that month) and `q:{station}:{name}` (data quality); never 0 |

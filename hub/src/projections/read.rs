@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use station_agent::views::{CaseView, TierIntervals};
 use station_proto::Event;
+use station_proto::case::{CaseView, TierIntervals};
 use station_proto::ids::Uuid;
 use station_proto::v1::Tier;
 
