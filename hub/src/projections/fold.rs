@@ -22,9 +22,8 @@ use station_proto::ids::Uuid;
 use station_proto::v1::{Tier, VisitKind};
 use station_proto::{Body, Event};
 
+use super::answer::{ConcurrentAssessment, TierConflict};
 use super::period::{Metric, Period};
-use super::read::{ConcurrentAssessment, TierConflict};
-use crate::store::LoggedEvent;
 
 /// A station code, shared by every fact and counter that names it.
 pub(crate) type Station = Arc<str>;
@@ -329,7 +328,17 @@ pub(crate) fn case_fact(event: Event, stations: &mut Stations) -> Option<(Uuid, 
     let id = Uuid::from_slice(&event_id).ok()?;
     let case_id = match &body {
         Body::CaseOpened(_) => id,
-        other => case::case_of(other)?,
+        Body::CaseAssessed(_)
+        | Body::CaseNoteAdded(_)
+        | Body::CaseClosed(_)
+        | Body::CaseReopened(_)
+        | Body::VisitRecorded(_)
+        | Body::BeneficiaryVerified(_)
+        | Body::ResourceLinked(_) => case::case_of(&body)?,
+        Body::ActivityHeld(_)
+        | Body::GroupSessionHeld(_)
+        | Body::TrainingHeld(_)
+        | Body::EventVoided(_) => return None,
     };
     let body = match body {
         Body::CaseOpened(m) => FactBody::Opened(Box::new(OpenedFact {
@@ -364,7 +373,10 @@ pub(crate) fn case_fact(event: Event, stations: &mut Stations) -> Option<(Uuid, 
             on: parse_date(&m.linked_on),
             fen: m.cash_fen.saturating_add(m.in_kind_fen),
         },
-        _ => return None,
+        Body::ActivityHeld(_)
+        | Body::GroupSessionHeld(_)
+        | Body::TrainingHeld(_)
+        | Body::EventVoided(_) => return None,
     };
     Some((
         case_id,
@@ -412,19 +424,32 @@ impl Standalone {
                 ],
             ),
             Body::TrainingHeld(m) => (&m.held_on, [(Metric::Trainings, 1), NONE, NONE, NONE]),
-            Body::ResourceLinked(m) if m.case_id.is_empty() => (
-                &m.linked_on,
-                [
-                    (
-                        Metric::ResourcesYuan,
-                        m.cash_fen.saturating_add(m.in_kind_fen),
-                    ),
-                    NONE,
-                    NONE,
-                    NONE,
-                ],
-            ),
-            _ => return None,
+            Body::ResourceLinked(m) => {
+                if !m.case_id.is_empty() {
+                    // Counted with its case.
+                    return None;
+                }
+                (
+                    &m.linked_on,
+                    [
+                        (
+                            Metric::ResourcesYuan,
+                            m.cash_fen.saturating_add(m.in_kind_fen),
+                        ),
+                        NONE,
+                        NONE,
+                        NONE,
+                    ],
+                )
+            }
+            Body::CaseOpened(_)
+            | Body::CaseAssessed(_)
+            | Body::CaseNoteAdded(_)
+            | Body::CaseClosed(_)
+            | Body::CaseReopened(_)
+            | Body::VisitRecorded(_)
+            | Body::BeneficiaryVerified(_)
+            | Body::EventVoided(_) => return None,
         };
         let date = parse_date(date)?;
         amounts
@@ -472,9 +497,20 @@ pub(crate) enum What {
     Standalone { id: Uuid, counts: Standalone },
 }
 
-/// Takes what the fold needs of a logged event.
-pub(crate) fn prepare(logged: LoggedEvent, stations: &mut Stations) -> Prepared {
-    let LoggedEvent {
+/// One event of the log as the fold takes it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LogEntry {
+    /// Its hub position.
+    pub hub_seq: u64,
+    /// Hub clock at receipt, ms; `None` for events received before it was kept.
+    pub received_at_ms: Option<i64>,
+    /// The event.
+    pub event: Event,
+}
+
+/// Takes what the fold needs of an event of the log.
+pub(crate) fn prepare(logged: LogEntry, stations: &mut Stations) -> Prepared {
+    let LogEntry {
         hub_seq,
         received_at_ms,
         event,
@@ -487,11 +523,24 @@ pub(crate) fn prepare(logged: LoggedEvent, stations: &mut Stations) -> Prepared 
     let what = match Uuid::from_slice(&event.event_id) {
         Err(_) => What::Nothing,
         Ok(id) => match &event.body {
+            None => What::Nothing,
             Some(Body::EventVoided(void)) => What::Void {
                 id,
                 target: Uuid::from_slice(&void.voided_event_id).ok(),
             },
-            _ => match Standalone::of(&event) {
+            Some(
+                Body::CaseOpened(_)
+                | Body::CaseAssessed(_)
+                | Body::CaseNoteAdded(_)
+                | Body::CaseClosed(_)
+                | Body::CaseReopened(_)
+                | Body::VisitRecorded(_)
+                | Body::BeneficiaryVerified(_)
+                | Body::ActivityHeld(_)
+                | Body::GroupSessionHeld(_)
+                | Body::ResourceLinked(_)
+                | Body::TrainingHeld(_),
+            ) => match Standalone::of(&event) {
                 Some(counts) => What::Standalone { id, counts },
                 None => match case_fact(event, stations) {
                     Some((case_id, fact)) => What::Case { case_id, fact },
@@ -629,7 +678,15 @@ pub(crate) fn derive_case(
                     sign.wrapping_mul(*fen),
                 );
             }
-            _ => {}
+            // Counted by the view and the tier conflict alone, or dated by
+            // nothing that parses.
+            FactBody::Assessed(_)
+            | FactBody::Note
+            | FactBody::Verified { .. }
+            | FactBody::Visit { .. }
+            | FactBody::Closed { on: None }
+            | FactBody::Reopened { on: None, .. }
+            | FactBody::Resource { on: None, .. } => {}
         }
     }
     for (periods, metric) in [
