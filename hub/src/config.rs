@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use station_agent::views::TierIntervals;
+use station_proto::case::TierIntervals;
 use station_proto::validate;
 
 use crate::projections::period::{Metric, PeriodKind};

@@ -318,7 +318,7 @@ fn case_ids(streams: &[Vec<Event>]) -> Vec<Uuid> {
         .flatten()
         .filter_map(|e| match &e.body {
             Some(Body::CaseOpened(_)) => Some(id_of(e)),
-            Some(body) => station_agent::views::case_of(body),
+            Some(body) => station_proto::case::case_of(body),
             None => None,
         })
         .collect();

@@ -1,12 +1,13 @@
 //! What the phone's screens read: cases with their tier and next due date,
 //! due and overdue follow-ups, a case's timeline, the device's sync status.
 //!
-//! Every record here is a copy made from the agent's views and events at the
-//! time of the call; dates are `YYYY-MM-DD`, ids hyphenated UUIDs, times in
-//! milliseconds since the Unix epoch.
+//! Every record here is a copy made from the case model's views
+//! (`station_proto::case`) and the events at the time of the call; dates are
+//! `YYYY-MM-DD`, ids hyphenated UUIDs, times in milliseconds since the Unix
+//! epoch.
 
 use chrono::NaiveDate;
-use station_agent::views::{CaseStatus as AgentCaseStatus, CaseView, DueFollowUp, TierIntervals};
+use station_proto::case::{CaseStatus as ModelCaseStatus, CaseView, DueFollowUp, TierIntervals};
 use station_proto::ids::Uuid;
 use station_proto::{Body, Event};
 
@@ -218,8 +219,8 @@ impl CaseSummary {
                 .collect(),
             tier: Tier::from_proto(case.tier),
             status: match case.status {
-                AgentCaseStatus::Open => CaseStatus::Open,
-                AgentCaseStatus::Closed => CaseStatus::Closed,
+                ModelCaseStatus::Open => CaseStatus::Open,
+                ModelCaseStatus::Closed => CaseStatus::Closed,
             },
             opened_on: date_text(case.opened_on),
             reopened_on: case.reopened_on.map(date_text),

@@ -1,6 +1,6 @@
 //! station-proto: the `station.v1` wire types and the domain rules every part keeps.
 //!
-//! This crate is pure: no I/O. The agent and the hub call its validation; they do
+//! This crate is pure: no I/O, no clock. The agent and the hub call its validation; they do
 //! not re-implement it.
 //!
 //! # Layout
@@ -12,11 +12,15 @@
 //! - [`codec`]: the gRPC codec: prost, with undecodable requests answered
 //!   `INVALID_ARGUMENT`.
 //! - [`ids`]: UUID helpers for the 16-byte ids carried in events.
+//! - [`case`]: the case model both ends share: a case's view, tier
+//!   intervals and follow-ups, which case an event is about, and the one
+//!   fold that derives a view from a case's events.
 //! - [`id_number`]: resident ID numbers (GB 11643): the check character, the
 //!   birth date and gender inside a number.
 //! - [`money`]: yuan as people write it, to the fen events carry.
 //! - [`names`]: the names people type for the enums (short, proto, Chinese).
 
+pub mod case;
 pub mod codec;
 pub mod id_number;
 pub mod ids;

@@ -20,18 +20,17 @@
 use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashMapExt as _};
-use serde::{Deserialize, Serialize};
-use station_agent::views::CaseStatus;
+use station_proto::case::CaseStatus;
 use station_proto::ids::Uuid;
 
-use super::ProjectionError;
-use super::codec::{self, VoidMark};
+use super::codec::{self, VoidMark, decode_json, encode_json};
+use super::error::ProjectionError;
 use super::fold::{
     self, CaseDerived, CaseFact, Counter, Item, Prepared, Quality, Standalone, Station, Stations,
     Sums, What,
 };
+use super::health::OriginStats;
 use super::layout::{self, key};
-use super::read::LAG_BUCKETS_MS;
 use crate::store::HubStore;
 
 /// Runs are cut at about this many bytes.
@@ -51,41 +50,6 @@ pub(crate) const CACHE_FACTS: usize = 1_500_000;
 /// Small, so that tests cross it.
 #[cfg(test)]
 pub(crate) const CACHE_FACTS: usize = 40;
-
-pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
-    what: &str,
-    bytes: &[u8],
-) -> Result<T, ProjectionError> {
-    serde_json::from_slice(bytes).map_err(|e| ProjectionError::Corrupt(format!("{what}: {e}")))
-}
-
-fn encode_json<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>, ProjectionError> {
-    serde_json::to_vec(value).map_err(|e| ProjectionError::Corrupt(format!("{what}: {e}")))
-}
-
-/// Per-device statistics of the events the log holds; every field is a sum
-/// or a maximum, so arrival order does not change it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct OriginStats {
-    /// The device's station (of its events).
-    pub station: String,
-    /// Events of the device in the log.
-    pub events: u64,
-    /// The highest origin_seq in the log.
-    pub last_seq: u64,
-    /// recorded_at of the event at `last_seq`.
-    pub last_recorded_at_ms: i64,
-    /// Events with a receive time (those received before it was kept have none).
-    pub lag_events: u64,
-    /// Sum of (received − recorded) over them, ms.
-    pub lag_sum_ms: i64,
-    /// Largest lag, ms.
-    pub lag_max_ms: i64,
-    /// Events per lag bucket ([`LAG_BUCKETS_MS`], then the rest).
-    pub lag_buckets: Vec<u64>,
-    /// Events recorded (by the device clock) after the hub received them.
-    pub recorded_after_receipt: u64,
-}
 
 /// A case file in the overlay.
 struct CaseEntry {
@@ -317,29 +281,12 @@ impl Overlay {
         }
         let (stats, changed) = self.origins.entry(origin).or_default();
         *changed = true;
-        if stats.station.is_empty() {
-            stats.station = event.station.to_string();
-        }
-        stats.events += 1;
-        if seq > stats.last_seq {
-            stats.last_seq = seq;
-            stats.last_recorded_at_ms = event.recorded_at_ms;
-        }
-        if let Some(received) = event.received_at_ms {
-            let lag = received.saturating_sub(event.recorded_at_ms);
-            stats.lag_events += 1;
-            stats.lag_sum_ms = stats.lag_sum_ms.saturating_add(lag);
-            stats.lag_max_ms = stats.lag_max_ms.max(lag);
-            if lag < 0 {
-                stats.recorded_after_receipt += 1;
-            }
-            stats.lag_buckets.resize(LAG_BUCKETS_MS.len() + 1, 0);
-            let bucket = LAG_BUCKETS_MS
-                .iter()
-                .position(|&up_to| lag <= up_to)
-                .unwrap_or(LAG_BUCKETS_MS.len());
-            stats.lag_buckets[bucket] += 1;
-        }
+        stats.observe(
+            &event.station,
+            seq,
+            event.recorded_at_ms,
+            event.received_at_ms,
+        );
         Ok(())
     }
 

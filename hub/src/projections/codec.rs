@@ -1,5 +1,6 @@
-//! The binary encodings of the projections' records (case files, open-case
-//! views, void marks) and of the runs that pack many records into one value.
+//! The encodings of the projections' records: binary for case files,
+//! open-case views, void marks and the runs that pack many records into one
+//! value; JSON for tier conflicts and device statistics.
 //!
 //! Integers are LEB128 varints (signed ones zigzagged) unless said
 //! otherwise; ids are their 16 bytes; text is a varint length and UTF-8; a
@@ -17,11 +18,27 @@
 //! then the records' bytes, ids ascending.
 
 use chrono::{Datelike as _, NaiveDate};
-use station_agent::views::{CaseStatus, CaseView};
+use station_proto::case::{CaseStatus, CaseView};
 use station_proto::ids::Uuid;
 
-use super::ProjectionError;
+use super::error::ProjectionError;
 use super::fold::{AssessedFact, CaseFact, Day, FactBody, OpenedFact, Station, Stations};
+
+/// Reads a JSON record (tier conflicts, device statistics).
+pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    bytes: &[u8],
+) -> Result<T, ProjectionError> {
+    serde_json::from_slice(bytes).map_err(|e| ProjectionError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Writes a JSON record.
+pub(crate) fn encode_json<T: serde::Serialize>(
+    what: &str,
+    value: &T,
+) -> Result<Vec<u8>, ProjectionError> {
+    serde_json::to_vec(value).map_err(|e| ProjectionError::Corrupt(format!("{what}: {e}")))
+}
 
 fn corrupt(what: &str) -> ProjectionError {
     ProjectionError::Corrupt(format!("{what} does not decode"))

@@ -17,14 +17,13 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use foldhash::{HashMapExt as _, HashSetExt as _};
-use station_agent::views::{self, CaseStatus, CaseView};
+use station_proto::case::{self, CaseStep, CaseView};
 use station_proto::ids::Uuid;
 use station_proto::v1::{Tier, VisitKind};
 use station_proto::{Body, Event};
 
+use super::answer::{ConcurrentAssessment, TierConflict};
 use super::period::{Metric, Period};
-use super::read::{ConcurrentAssessment, TierConflict};
-use crate::store::LoggedEvent;
 
 /// A station code, shared by every fact and counter that names it.
 pub(crate) type Station = Arc<str>;
@@ -197,23 +196,7 @@ impl Sums {
     }
 }
 
-/// A date written `YYYY-MM-DD` (as chrono's `%Y-%m-%d` reads it).
-pub(crate) fn parse_date(s: &str) -> Option<NaiveDate> {
-    // The form validation lets through, read directly; anything else as
-    // chrono reads it.
-    let b = s.as_bytes();
-    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
-        let digits = |r: std::ops::Range<usize>| {
-            b[r].iter().try_fold(0u32, |n, &c| {
-                c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
-            })
-        };
-        if let (Some(year), Some(month), Some(day)) = (digits(0..4), digits(5..7), digits(8..10)) {
-            return NaiveDate::from_ymd_opt(year as i32, month, day);
-        }
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
-}
+pub(crate) use station_proto::case::parse_date;
 
 /// A service date as the folds read it: `None` when it does not parse.
 pub(crate) type Day = Option<NaiveDate>;
@@ -275,6 +258,30 @@ pub(crate) enum FactBody {
     Resource { on: Day, fen: i64 },
 }
 
+impl FactBody {
+    /// What the fact says to the fold of its case's view.
+    pub(crate) fn step(&self) -> CaseStep<'_> {
+        match self {
+            FactBody::Opened(o) => CaseStep::Opened {
+                name: &o.name,
+                community_code: &o.community,
+                categories: &o.categories,
+                tier: o.tier,
+                opened_on: o.on,
+            },
+            FactBody::Assessed(a) => CaseStep::Assessed { tier: a.tier },
+            FactBody::Note | FactBody::Resource { .. } => CaseStep::Recorded,
+            FactBody::Closed { .. } => CaseStep::Closed,
+            FactBody::Reopened { on, tier } => CaseStep::Reopened {
+                reopened_on: *on,
+                tier: *tier,
+            },
+            FactBody::Visit { on, .. } => CaseStep::Visited { visit_date: *on },
+            FactBody::Verified { categories } => CaseStep::Verified { categories },
+        }
+    }
+}
+
 impl CaseFact {
     pub(crate) fn sort_key(&self) -> (u64, Uuid) {
         (self.hlc, self.id)
@@ -303,7 +310,7 @@ pub(crate) fn insert_fact(facts: &mut Vec<CaseFact>, fact: CaseFact) -> bool {
 /// The case a case event belongs to (its own id for `CaseOpened`), without
 /// reading the rest of it; `None` for other events.
 pub(crate) fn case_of(event: &Event) -> Option<Uuid> {
-    views::case_key(event)
+    case::case_key(event)
 }
 
 /// The case an event belongs to and what it keeps of it, for case events
@@ -321,7 +328,17 @@ pub(crate) fn case_fact(event: Event, stations: &mut Stations) -> Option<(Uuid, 
     let id = Uuid::from_slice(&event_id).ok()?;
     let case_id = match &body {
         Body::CaseOpened(_) => id,
-        other => views::case_of(other)?,
+        Body::CaseAssessed(_)
+        | Body::CaseNoteAdded(_)
+        | Body::CaseClosed(_)
+        | Body::CaseReopened(_)
+        | Body::VisitRecorded(_)
+        | Body::BeneficiaryVerified(_)
+        | Body::ResourceLinked(_) => case::case_of(&body)?,
+        Body::ActivityHeld(_)
+        | Body::GroupSessionHeld(_)
+        | Body::TrainingHeld(_)
+        | Body::EventVoided(_) => return None,
     };
     let body = match body {
         Body::CaseOpened(m) => FactBody::Opened(Box::new(OpenedFact {
@@ -356,7 +373,10 @@ pub(crate) fn case_fact(event: Event, stations: &mut Stations) -> Option<(Uuid, 
             on: parse_date(&m.linked_on),
             fen: m.cash_fen.saturating_add(m.in_kind_fen),
         },
-        _ => return None,
+        Body::ActivityHeld(_)
+        | Body::GroupSessionHeld(_)
+        | Body::TrainingHeld(_)
+        | Body::EventVoided(_) => return None,
     };
     Some((
         case_id,
@@ -404,19 +424,32 @@ impl Standalone {
                 ],
             ),
             Body::TrainingHeld(m) => (&m.held_on, [(Metric::Trainings, 1), NONE, NONE, NONE]),
-            Body::ResourceLinked(m) if m.case_id.is_empty() => (
-                &m.linked_on,
-                [
-                    (
-                        Metric::ResourcesYuan,
-                        m.cash_fen.saturating_add(m.in_kind_fen),
-                    ),
-                    NONE,
-                    NONE,
-                    NONE,
-                ],
-            ),
-            _ => return None,
+            Body::ResourceLinked(m) => {
+                if !m.case_id.is_empty() {
+                    // Counted with its case.
+                    return None;
+                }
+                (
+                    &m.linked_on,
+                    [
+                        (
+                            Metric::ResourcesYuan,
+                            m.cash_fen.saturating_add(m.in_kind_fen),
+                        ),
+                        NONE,
+                        NONE,
+                        NONE,
+                    ],
+                )
+            }
+            Body::CaseOpened(_)
+            | Body::CaseAssessed(_)
+            | Body::CaseNoteAdded(_)
+            | Body::CaseClosed(_)
+            | Body::CaseReopened(_)
+            | Body::VisitRecorded(_)
+            | Body::BeneficiaryVerified(_)
+            | Body::EventVoided(_) => return None,
         };
         let date = parse_date(date)?;
         amounts
@@ -464,9 +497,20 @@ pub(crate) enum What {
     Standalone { id: Uuid, counts: Standalone },
 }
 
-/// Takes what the fold needs of a logged event.
-pub(crate) fn prepare(logged: LoggedEvent, stations: &mut Stations) -> Prepared {
-    let LoggedEvent {
+/// One event of the log as the fold takes it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LogEntry {
+    /// Its hub position.
+    pub hub_seq: u64,
+    /// Hub clock at receipt, ms; `None` for events received before it was kept.
+    pub received_at_ms: Option<i64>,
+    /// The event.
+    pub event: Event,
+}
+
+/// Takes what the fold needs of an event of the log.
+pub(crate) fn prepare(logged: LogEntry, stations: &mut Stations) -> Prepared {
+    let LogEntry {
         hub_seq,
         received_at_ms,
         event,
@@ -479,11 +523,24 @@ pub(crate) fn prepare(logged: LoggedEvent, stations: &mut Stations) -> Prepared 
     let what = match Uuid::from_slice(&event.event_id) {
         Err(_) => What::Nothing,
         Ok(id) => match &event.body {
+            None => What::Nothing,
             Some(Body::EventVoided(void)) => What::Void {
                 id,
                 target: Uuid::from_slice(&void.voided_event_id).ok(),
             },
-            _ => match Standalone::of(&event) {
+            Some(
+                Body::CaseOpened(_)
+                | Body::CaseAssessed(_)
+                | Body::CaseNoteAdded(_)
+                | Body::CaseClosed(_)
+                | Body::CaseReopened(_)
+                | Body::VisitRecorded(_)
+                | Body::BeneficiaryVerified(_)
+                | Body::ActivityHeld(_)
+                | Body::GroupSessionHeld(_)
+                | Body::ResourceLinked(_)
+                | Body::TrainingHeld(_),
+            ) => match Standalone::of(&event) {
                 Some(counts) => What::Standalone { id, counts },
                 None => match case_fact(event, stations) {
                     Some((case_id, fact)) => What::Case { case_id, fact },
@@ -522,54 +579,10 @@ pub(crate) fn case_station(case_id: Uuid, facts: &[CaseFact]) -> Option<&Station
     })
 }
 
-/// The agent's view of a case ([`views::fold_case`]), folded from its own
-/// station's live facts in (hlc, event_id) order.
+/// The view of a case: the case model's one fold ([`case::fold_steps`])
+/// over its own station's live facts, in (hlc, event_id) order.
 fn fold_view(case_id: Uuid, own: &[&CaseFact]) -> Option<CaseView> {
-    let opened = own.iter().find_map(|f| match &f.body {
-        FactBody::Opened(o) if f.id == case_id => Some(o),
-        _ => None,
-    })?;
-    let mut view = CaseView {
-        case_id,
-        name: opened.name.clone(),
-        community_code: opened.community.clone(),
-        categories: opened.categories.clone(),
-        tier: opened.tier,
-        status: CaseStatus::Open,
-        opened_on: opened.on?,
-        reopened_on: None,
-        last_visit: None,
-        visits: 0,
-        last_event_id: case_id,
-        events: 0,
-    };
-    for fact in own {
-        view.events += 1;
-        view.last_event_id = fact.id;
-        match &fact.body {
-            FactBody::Assessed(a) => view.tier = a.tier,
-            FactBody::Closed { .. } => view.status = CaseStatus::Closed,
-            FactBody::Reopened { on, tier } => {
-                view.status = CaseStatus::Open;
-                view.reopened_on = on.or(view.reopened_on);
-                if *tier != Tier::Unspecified as i32 {
-                    view.tier = *tier;
-                }
-            }
-            FactBody::Visit { on, .. } => {
-                view.visits += 1;
-                if let Some(date) = on {
-                    view.last_visit = Some(view.last_visit.map_or(*date, |d| d.max(*date)));
-                }
-            }
-            FactBody::Verified { categories } if !categories.is_empty() => {
-                view.categories.clone_from(categories);
-            }
-            _ => {}
-        }
-    }
-    view.categories.sort_unstable();
-    Some(view)
+    case::fold_steps(case_id, own.iter().map(|f| (Some(f.id), f.body.step())))
 }
 
 /// The station and view of a case as they stood at the end of `day`: its
@@ -665,7 +678,15 @@ pub(crate) fn derive_case(
                     sign.wrapping_mul(*fen),
                 );
             }
-            _ => {}
+            // Counted by the view and the tier conflict alone, or dated by
+            // nothing that parses.
+            FactBody::Assessed(_)
+            | FactBody::Note
+            | FactBody::Verified { .. }
+            | FactBody::Visit { .. }
+            | FactBody::Closed { on: None }
+            | FactBody::Reopened { on: None, .. }
+            | FactBody::Resource { on: None, .. } => {}
         }
     }
     for (periods, metric) in [
@@ -866,7 +887,7 @@ mod tests {
     }
 
     #[test]
-    fn the_view_is_the_agents_fold_of_the_same_events() {
+    fn the_view_of_the_facts_is_the_case_models_fold_of_the_events() {
         let mut rng = StdRng::seed_from_u64(11);
         let mut stations = Stations::default();
         for _ in 0..2_000 {
@@ -892,51 +913,9 @@ mod tests {
                 insert_fact(&mut facts, fact);
             }
             let own: Vec<&CaseFact> = facts.iter().collect();
-            let mut agent_events = events.clone();
-            assert_eq!(
-                fold_view(case, &own),
-                views::fold_case(case, &mut agent_events)
-            );
-        }
-    }
-
-    #[test]
-    fn dates_read_as_chrono_reads_them() {
-        let mut rng = StdRng::seed_from_u64(3);
-        let mut cases: Vec<String> = [
-            "2025-02-29",
-            "2024-02-29",
-            "0000-01-01",
-            "9999-12-31",
-            "2025-13-01",
-            "2025-00-10",
-            "2025-1-01",
-            "2025-01-1",
-            "+2025-01-01",
-            "2025-01-01 ",
-            "２０２５-01-01",
-            "2025/01/01",
-            "",
-            "-001-01-01",
-            "2025-01-0a",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for _ in 0..20_000 {
-            cases.push(format!(
-                "{:04}-{:02}-{:02}",
-                rng.random_range(0..10_000),
-                rng.random_range(0..14),
-                rng.random_range(0..33)
-            ));
-        }
-        for s in cases {
-            assert_eq!(
-                parse_date(&s),
-                NaiveDate::parse_from_str(&s, "%Y-%m-%d").ok(),
-                "{s}"
-            );
+            let mut shuffled = events.clone();
+            shuffled.reverse();
+            assert_eq!(fold_view(case, &own), case::fold_case(case, &mut shuffled));
         }
     }
 

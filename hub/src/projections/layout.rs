@@ -18,7 +18,10 @@ use std::collections::{BTreeMap, HashMap};
 use station_proto::ids::Uuid;
 
 use super::codec::Run;
-use super::{KeyValue, ProjectionError};
+use super::error::ProjectionError;
+
+/// One raw key and value of the projections tree, as [`Projections::dump`] lists them.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
 
 /// Case file of a case, by case id.
 pub(crate) const CASES: &[u8] = b"c:";

@@ -2,6 +2,23 @@
 //! conflicts, sync health and case timelines, built from the hub's log in hub
 //! order, and the read API the `Query` service (and an HTTP layer) calls.
 //!
+//! # Layout
+//!
+//! Modules depend one way, each only on those listed before it:
+//!
+//! - [`period`]: periods, metrics and units; `time`: China time and the
+//!   end of a day; `error`: [`ProjectionError`].
+//! - `answer`: the answers of the read API; `health`: sync health, lag
+//!   buckets and the per-device statistics kept for them.
+//! - `fold`: pure: what an event contributes and what a case file derives,
+//!   through the shared case model ([`station_proto::case`]); it takes
+//!   `fold::LogEntry`s, not the store's types.
+//! - `codec`: the encodings of records; `layout`: where records lie in the tree.
+//! - `apply`: the overlay that applies a run of events and writes one batch.
+//! - this module: [`Projections`], the single writer that follows the log
+//!   (open, catch-up, rebuild, follow).
+//! - `read`: the read API, one module per answer, as methods of [`Projections`].
+//!
 //! # On-disk format (tree `projections`, format version 2)
 //!
 //! | key | value |
@@ -9,7 +26,7 @@
 //! | `m:format` | `u32` format version |
 //! | `m:checkpoint` | `u64`: the log's events `1..=checkpoint` are applied, each once; absent for none |
 //! | `c:` case_id | case file: its station(s) and every fact of its events (voided ones flagged), binary (encodings in `codec.rs`) |
-//! | `o:` station case_id | [`station_agent::views::CaseView`] of an open case, binary; empty when a run's copy is no longer open |
+//! | `o:` station case_id | [`station_proto::case::CaseView`] of an open case, binary; empty when a run's copy is no longer open |
 //! | `v:` event_id | the voids (id, station) naming this event, binary, kept even before it arrives |
 //! | `C:` / `O:` station / `V:` first id | a run: many `c:` / `o:` / `v:` records packed into one value, written by a replay into an empty tree (how records are found: `layout.rs`) |
 //! | `n:` counter | `i64`: a sum of contributions; counters are named `i:{station}:{period}:{metric}` (indicators, raw units), `o:{station}:{YYYY-MM}` (cases opened minus closed that month) and `q:{station}:{name}` (data quality); never 0 |
@@ -53,24 +70,30 @@
 //! - The state does not depend on the configuration; queries join it with
 //!   the roster, intervals and targets of [`HubConfig`].
 
+mod answer;
 mod apply;
 mod codec;
-pub(crate) mod fold;
+mod error;
+mod fold;
+mod health;
 mod layout;
 pub mod period;
 mod read;
+mod time;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
-pub use read::{
-    CHINA_UTC_OFFSET_SECS, CaseTimeline, Caseload, CaseloadCell, ConcurrentAssessment, Conflicts,
-    DeviceHealth, IndicatorRow, IndicatorTable, IndicatorValue, LAG_BUCKETS_MS, LagBucket,
-    OverdueCase, OverdueList, QuarantineList, QuarantinedEvent, StationCaseload, StationHealth,
-    StationOverdue, SyncHealth, TierConflict, TimelineEntry, end_of_day_ms, parse_as_of,
-    today_in_china,
+pub use answer::{
+    CaseTimeline, Caseload, CaseloadCell, ConcurrentAssessment, Conflicts, IndicatorRow,
+    IndicatorTable, IndicatorValue, OverdueCase, OverdueList, QuarantineList, QuarantinedEvent,
+    StationCaseload, StationOverdue, TierConflict, TimelineEntry,
 };
+pub use error::ProjectionError;
+pub use health::{DeviceHealth, LAG_BUCKETS_MS, LagBucket, StationHealth, SyncHealth};
+pub use layout::KeyValue;
+pub use time::{CHINA_UTC_OFFSET_SECS, end_of_day_ms, parse_as_of, today_in_china};
 
 use crate::config::HubConfig;
 use crate::store::{self, HubError, HubStore};
@@ -103,29 +126,6 @@ const READ_AHEAD_CHUNKS: usize = 8;
 
 const M_FORMAT: &[u8] = b"m:format";
 const M_CHECKPOINT: &[u8] = b"m:checkpoint";
-
-/// Errors of the projections.
-#[derive(Debug, thiserror::Error)]
-pub enum ProjectionError {
-    /// The hub's store failed.
-    #[error(transparent)]
-    Store(#[from] HubError),
-    /// sled failed on the projections tree.
-    #[error("projection storage error: {0}")]
-    Sled(#[from] sled::Error),
-    /// Bytes of the projections tree do not decode.
-    #[error("projections are corrupt: {0}; run `station-hub rebuild`")]
-    Corrupt(String),
-    /// The question is not well formed.
-    #[error("{0}")]
-    BadRequest(String),
-    /// No case has this id.
-    #[error("no case {0} is known")]
-    UnknownCase(station_proto::ids::Uuid),
-}
-
-/// One raw key and value of the projections tree, as [`Projections::dump`] lists them.
-pub type KeyValue = (Vec<u8>, Vec<u8>);
 
 /// What one [`Projections::catch_up`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -164,6 +164,21 @@ impl std::fmt::Debug for Projections {
     }
 }
 
+impl From<store::LoggedEvent> for fold::LogEntry {
+    fn from(logged: store::LoggedEvent) -> Self {
+        let store::LoggedEvent {
+            hub_seq,
+            received_at_ms,
+            event,
+        } = logged;
+        Self {
+            hub_seq,
+            received_at_ms,
+            event,
+        }
+    }
+}
+
 fn read_u64(bytes: &[u8]) -> Result<u64, ProjectionError> {
     <[u8; 8]>::try_from(bytes)
         .map(u64::from_be_bytes)
@@ -180,7 +195,7 @@ fn read_ahead(
     let mut chunk = Vec::with_capacity(READ_AHEAD_CHUNK);
     for logged in events {
         match logged {
-            Ok(logged) => chunk.push(fold::prepare(logged, &mut stations)),
+            Ok(logged) => chunk.push(fold::prepare(logged.into(), &mut stations)),
             Err(e) => {
                 // A send fails only when the fold failed first.
                 let _ = chunks.send(Err(e));
@@ -429,7 +444,7 @@ impl Projections {
         if count < READ_AHEAD_FROM {
             let events = self.store.scan_after(after).take(count).take_while(within);
             for logged in events {
-                let event = fold::prepare(logged?, overlay.stations());
+                let event = fold::prepare(logged?.into(), overlay.stations());
                 folded = (folded.0 + 1, event.hub_seq);
                 overlay.apply(tree, &self.store, event)?;
             }
@@ -463,7 +478,7 @@ impl Projections {
                         let events = events.lock().ok().and_then(|mut e| e.take());
                         let mut stations = fold::Stations::default();
                         Box::new(events.into_iter().flatten().map(move |logged| {
-                            logged.map(|logged| vec![fold::prepare(logged, &mut stations)])
+                            logged.map(|logged| vec![fold::prepare(logged.into(), &mut stations)])
                         }))
                     }
                 };

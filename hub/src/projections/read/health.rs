@@ -1,0 +1,116 @@
+//! Sync health and data quality of stations and their devices.
+
+use std::collections::BTreeMap;
+
+use station_proto::ids::Uuid;
+
+use super::super::error::ProjectionError;
+use super::super::fold::{self, Quality};
+use super::super::health::{DeviceHealth, StationHealth, SyncHealth};
+use super::{counter, origin_stats};
+use crate::projections::Projections;
+use crate::store::TokenScope;
+
+impl Projections {
+    /// Sync health and data quality of `stations` and their devices.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn sync_health(&self, stations: &[String]) -> Result<SyncHealth, ProjectionError> {
+        let origins = self.store().origins()?;
+        let names: BTreeMap<Uuid, String> = self
+            .store()
+            .tokens()?
+            .into_iter()
+            .filter_map(|t| match t.scope {
+                TokenScope::Device {
+                    device,
+                    bound_origin: Some(origin),
+                    ..
+                } => Some((origin, device)),
+                _ => None,
+            })
+            .collect();
+        let tree = self.read_gate();
+        let checkpoint = self.checkpoint();
+        let stats = origin_stats(&tree)?;
+        let mut rows = Vec::new();
+        let mut devices = Vec::new();
+        for station in stations {
+            let mut row = StationHealth {
+                station_code: station.clone(),
+                station_name: self
+                    .config()
+                    .station(station)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default(),
+                devices: 0,
+                complete_through_ms: None,
+                quarantined: 0,
+                held_events: u64::try_from(counter(
+                    &tree,
+                    &fold::quality_key(station, Quality::HeldEvents),
+                )?)
+                .unwrap_or(0),
+                voided_events: u64::try_from(counter(
+                    &tree,
+                    &fold::quality_key(station, Quality::VoidedEvents),
+                )?)
+                .unwrap_or(0),
+                tier_conflicts: u64::try_from(counter(
+                    &tree,
+                    &fold::quality_key(station, Quality::TierConflicts),
+                )?)
+                .unwrap_or(0),
+                events_logged: 0,
+            };
+            let mut complete: Option<Option<i64>> = None;
+            for (origin, state) in origins.iter().filter(|(_, s)| s.station_code == *station) {
+                let stat = stats.get(origin).cloned().unwrap_or_default();
+                let backlog = state.reported_head.saturating_sub(state.durable_through);
+                let last_recorded = (stat.events > 0).then_some(stat.last_recorded_at_ms);
+                let device_complete = if backlog == 0 && state.last_contact_ms > 0 {
+                    Some(state.last_contact_ms)
+                } else {
+                    last_recorded
+                };
+                complete = Some(match (complete, device_complete) {
+                    (None, d) => d,
+                    (Some(Some(a)), Some(b)) => Some(a.min(b)),
+                    _ => None,
+                });
+                row.devices += 1;
+                row.quarantined += state.quarantined;
+                row.events_logged += stat.events;
+                let lag = stat.lag_histogram();
+                let lag_events = i64::try_from(stat.lag_events).unwrap_or(i64::MAX);
+                devices.push(DeviceHealth {
+                    origin_id: *origin,
+                    station_code: station.clone(),
+                    device_name: names.get(origin).cloned(),
+                    durable_through: state.durable_through,
+                    reported_head: state.reported_head,
+                    backlog,
+                    last_contact_ms: state.last_contact_ms,
+                    clock_skew_ms: state.clock_skew_ms,
+                    quarantined: state.quarantined,
+                    events_logged: stat.events,
+                    last_recorded_at_ms: last_recorded,
+                    mean_lag_ms: (lag_events > 0).then(|| stat.lag_sum_ms / lag_events),
+                    max_lag_ms: (lag_events > 0).then_some(stat.lag_max_ms),
+                    lag,
+                    recorded_after_receipt: stat.recorded_after_receipt,
+                    complete_through_ms: device_complete,
+                });
+            }
+            row.complete_through_ms = complete.flatten();
+            rows.push(row);
+        }
+        Ok(SyncHealth {
+            computed_through_hub_seq: checkpoint,
+            hub_clock_ms: chrono::Utc::now().timestamp_millis(),
+            stations: rows,
+            devices,
+        })
+    }
+}

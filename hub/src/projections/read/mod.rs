@@ -1,0 +1,86 @@
+//! The read API over the projections, one module per answer: indicators,
+//! caseload, overdue follow-ups, tier conflicts, sync health, quarantine and
+//! case timelines. Each reads the tree under the projections' read gate and
+//! joins in the configuration and the log; the answers are in
+//! [`super::answer`] and [`super::health`].
+//!
+//! Invariants: every answer is read under the read gate and carries the
+//! checkpoint it was computed through; aggregate answers never carry ID
+//! numbers (the projections do not even keep them: only the case timeline
+//! reads whole events from the log); station lists are taken as given, so
+//! authorisation happens before these calls.
+
+mod caseload;
+mod conflicts;
+mod health;
+mod indicators;
+mod overdue;
+mod quarantine;
+mod timeline;
+
+use std::collections::BTreeMap;
+
+use station_proto::ids::Uuid;
+use station_proto::v1::Tier;
+
+use super::codec;
+use super::error::ProjectionError;
+use super::fold::{self, CaseFact, Stations};
+use super::health::OriginStats;
+use super::layout;
+
+fn station_prefix(prefix: &[u8], station: &str) -> Vec<u8> {
+    layout::key(prefix, &[station.as_bytes()])
+}
+
+/// The value of the counter `name`; 0 when absent.
+fn counter(tree: &sled::Tree, name: &str) -> Result<i64, ProjectionError> {
+    match tree.get(layout::key(layout::COUNTERS, &[name.as_bytes()]))? {
+        Some(v) => <[u8; 8]>::try_from(v.as_ref())
+            .map(i64::from_be_bytes)
+            .map_err(|_| ProjectionError::Corrupt("counter".into())),
+        None => Ok(0),
+    }
+}
+
+/// The statistics of every device, by origin.
+fn origin_stats(tree: &sled::Tree) -> Result<BTreeMap<Uuid, OriginStats>, ProjectionError> {
+    tree.scan_prefix(layout::ORIGINS)
+        .map(|item| {
+            let (k, v) = item?;
+            let id = Uuid::from_slice(&k[layout::ORIGINS.len()..])
+                .map_err(|_| ProjectionError::Corrupt("origin key".into()))?;
+            Ok((id, codec::decode_json("origin", &v)?))
+        })
+        .collect()
+}
+
+/// A case's station (of its `CaseOpened`, else of its first event),
+/// whether it is opened, and its facts.
+fn case_record(
+    tree: &sled::Tree,
+    case_id: Uuid,
+    stations: &mut Stations,
+) -> Result<Option<(String, bool, Vec<CaseFact>)>, ProjectionError> {
+    let Some(bytes) = layout::case(tree, &case_id)? else {
+        return Ok(None);
+    };
+    let facts = codec::decode_case(&bytes, stations)?;
+    let opened = fold::case_station(case_id, &facts);
+    let station = opened
+        .or_else(|| facts.first().map(|f| &f.station))
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    Ok(Some((station, opened.is_some(), facts)))
+}
+
+/// The one of a station's high-risk, key and general counts that `tier`
+/// adds to.
+fn tier_count(tier: i32, [high_risk, key, general]: [&mut u32; 3]) -> Option<&mut u32> {
+    match Tier::try_from(tier) {
+        Ok(Tier::HighRisk) => Some(high_risk),
+        Ok(Tier::Key) => Some(key),
+        Ok(Tier::General) => Some(general),
+        _ => None,
+    }
+}

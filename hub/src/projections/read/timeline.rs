@@ -1,0 +1,88 @@
+//! A case's station, and its timeline: every event of the case and the
+//! voids of them, read whole from the log.
+
+use station_proto::ids::Uuid;
+
+use super::super::answer::{CaseTimeline, TimelineEntry};
+use super::super::codec;
+use super::super::error::ProjectionError;
+use super::super::fold::Stations;
+use super::super::layout;
+use super::case_record;
+use crate::projections::Projections;
+
+impl Projections {
+    /// The station of a case, if any event of it is known.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn case_station(&self, case_id: Uuid) -> Result<Option<String>, ProjectionError> {
+        let tree = self.read_gate();
+        Ok(case_record(&tree, case_id, &mut Stations::default())?.map(|(station, _, _)| station))
+    }
+
+    /// Every event of one case and the voids of them, in (hlc, event_id)
+    /// order, voided events flagged.
+    ///
+    /// # Errors
+    /// [`ProjectionError::UnknownCase`] when no event of it is known; storage
+    /// errors.
+    pub fn case_timeline(&self, case_id: Uuid) -> Result<CaseTimeline, ProjectionError> {
+        let tree = self.read_gate();
+        let checkpoint = self.checkpoint();
+        let mut stations = Stations::default();
+        let (station, opened, facts) = case_record(&tree, case_id, &mut stations)?
+            .ok_or(ProjectionError::UnknownCase(case_id))?;
+        let mut ids: Vec<(Uuid, Option<Uuid>)> = Vec::new();
+        for fact in &facts {
+            ids.push((fact.id, fact.voided_by));
+            if fact.voided_by.is_some()
+                && let Some(v) = layout::voids(&tree, &fact.id)?
+            {
+                let marks = codec::decode_marks(&v, &mut stations)?;
+                ids.extend(
+                    marks
+                        .into_iter()
+                        .filter(|m| m.station == fact.station)
+                        .map(|m| (m.by, None)),
+                );
+            }
+        }
+        let mut entries = Vec::with_capacity(ids.len());
+        for (id, voided_by) in ids {
+            let Some(hub_seq) = self.store().position_of(id.as_bytes())? else {
+                continue;
+            };
+            let Some(event) = self.store().event_at(hub_seq)? else {
+                continue;
+            };
+            entries.push(TimelineEntry {
+                hub_seq,
+                received_at_ms: self.store().received_at(hub_seq)?,
+                voided: voided_by.is_some(),
+                voided_by,
+                event_id: id,
+                origin_id: Uuid::from_slice(&event.origin_id).ok(),
+                origin_seq: event.origin_seq,
+                author: event.author.clone(),
+                recorded_at_ms: event.recorded_at_ms,
+                hlc: event.hlc,
+                body: event
+                    .body
+                    .as_ref()
+                    .map(station_proto::json::body_to_json)
+                    .unwrap_or_default(),
+                event,
+            });
+        }
+        entries.sort_by_key(|e| (e.hlc, e.event_id));
+        entries.dedup_by_key(|e| e.event_id);
+        Ok(CaseTimeline {
+            computed_through_hub_seq: checkpoint,
+            case_id,
+            station_code: station,
+            opened,
+            entries,
+        })
+    }
+}
