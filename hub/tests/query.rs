@@ -45,7 +45,7 @@ impl QueryHub {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(station_hub::server::serve_projections(
+        let task = tokio::spawn(station_hub::serve::serve_projections(
             listener,
             Arc::clone(&projections),
             ServerOptions::default(),

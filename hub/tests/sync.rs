@@ -267,7 +267,7 @@ async fn acknowledged_events_survive_a_hub_restart() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(station_hub::server::run(
+        let server = tokio::spawn(station_hub::serve::run(
             listener,
             Arc::clone(&store),
             async {

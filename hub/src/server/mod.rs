@@ -1,17 +1,19 @@
-//! The hub's gRPC server: the `station.v1.Sync` service over [`HubStore`]
+//! The hub's gRPC side: the `station.v1.Sync` service over [`HubStore`]
 //! and the bureau's `station.v1.Query` service over [`Projections`], both
 //! behind the token check of [`crate::auth`], with the standard health and
-//! reflection services beside them, in plain text or TLS. The projector
-//! runs beside them, applying each durable push to the projections.
+//! reflection services beside them, in plain text or TLS. The hub as a
+//! whole (this side, HTTP, the administration socket, the projector) is
+//! served by [`crate::serve`].
 //!
 //! Invariants: every `Sync` and `Query` call passes [`Authenticator`] and the
 //! rules of [`crate::auth`] before it touches the store; a device token reads
 //! only its own station's projections; a `Push` is answered only
 //! after its batch is durable; a batch that breaks a protocol rule (gap, bad
 //! origin, another station's event, too large) is refused whole and changes
-//! nothing; blocking store calls run off the async workers; [`run_with`]
-//! returns only after the calls in flight have finished (or the grace period
-//! ran out) and the store is synced.
+//! nothing; a read's limits, period and date are parsed by [`crate::params`],
+//! as HTTP parses them; blocking store calls run off the async workers; the
+//! gRPC side stops only after the calls in flight have finished (or the
+//! grace period ran out).
 
 use std::fmt;
 use std::future::Future;
@@ -39,7 +41,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::{self, AuthError, Authenticator, Caller};
 use crate::config::{ConfigError, HubConfig};
-use crate::projections::period::Period;
+use crate::params::{self, BadParameter};
 use crate::projections::{self, ProjectionError, Projections};
 use crate::store::{HubError, HubStore};
 
@@ -55,12 +57,6 @@ pub const MAX_PULL_EVENTS: u32 = 5_000;
 pub const MAX_PULL_BYTES: u32 = 1024 * 1024;
 /// Longest long-poll a `Pull` may ask for.
 pub const MAX_PULL_WAIT: Duration = Duration::from_secs(30);
-/// Quarantined events one `GetQuarantine` returns by default, and at most.
-pub const QUARANTINE_PAGE: (usize, usize) = (1_000, 10_000);
-/// Most overdue cases one answer lists (the counts cover every one): about
-/// a megabyte, well inside a gRPC message. The overdue report
-/// (`/reports/{station}/overdue.csv`) lists them all.
-pub const MAX_OVERDUE_CASES: usize = 10_000;
 /// How long shutdown waits for calls in flight by default.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -124,6 +120,12 @@ pub fn status_of(error: HubError) -> Status {
         HubError::Corrupt(_) | HubError::UnsupportedFormat(_) => {
             Status::internal(error.to_string())
         }
+    }
+}
+
+impl From<BadParameter> for Status {
+    fn from(error: BadParameter) -> Self {
+        Status::invalid_argument(error.0)
     }
 }
 
@@ -228,11 +230,7 @@ impl Sync for SyncService {
             pull.max_bytes.min(MAX_PULL_BYTES)
         } as usize;
         let wait = Duration::from_millis(u64::from(pull.wait_ms)).min(MAX_PULL_WAIT);
-        // A device does not download its own events again.
-        let skip_origin = match &caller {
-            auth::Caller::Device { bound_origin, .. } => *bound_origin,
-            auth::Caller::Bureau { .. } => None,
-        };
+        let skip_origin = auth::pulled_without(&caller);
         let mut grown = self.store.subscribe();
         let mut stopping = self.stopping.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
@@ -361,8 +359,9 @@ pub enum ServeError {
     /// The final sync of the store failed.
     #[error(transparent)]
     Store(#[from] HubError),
-    /// The final sync of the store did not run to its end.
-    #[error("the store sync task failed")]
+    /// A task of the hub (opening the store, the projector, the final
+    /// sync) did not run to its end.
+    #[error("a task of the hub failed")]
     Task(#[from] tokio::task::JoinError),
     /// The built-in configuration did not load.
     #[error(transparent)]
@@ -370,6 +369,9 @@ pub enum ServeError {
     /// The projections could not be opened.
     #[error(transparent)]
     Projections(#[from] ProjectionError),
+    /// The HTTP side's listener failed.
+    #[error("the HTTP side failed")]
+    Http(#[source] std::io::Error),
 }
 
 /// The causes of a tonic transport error, which itself only says
@@ -386,72 +388,28 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Serves the hub in plain text on `listener` until `shutdown` completes, then
-/// finishes the calls in flight, syncs the store and returns.
-///
-/// # Errors
-/// See [`run_with`].
-pub async fn run(
-    listener: TcpListener,
-    store: Arc<HubStore>,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ServeError> {
-    run_with(listener, store, ServerOptions::default(), shutdown).await
-}
-
 /// Serves `station.v1.Sync` and `station.v1.Query` (token checked),
 /// `grpc.health.v1.Health` and server reflection (both open) on `listener`
-/// until `shutdown` completes, with the projector applying durable pushes to
-/// the projections (opened with `options.config`, else the built-in roster)
-/// beside them. Then it stops accepting connections, ends long polls, lets
-/// the calls in flight finish (at most [`ServerOptions::shutdown_grace`]),
-/// stops the projector after its current batch, syncs the store and returns.
+/// until `shutdown` completes. Then it stops accepting connections, ends
+/// long polls and lets the calls in flight finish (at most
+/// [`ServerOptions::shutdown_grace`]). The projector, the other listeners and
+/// the final sync are [`Hub::serve`]'s.
 ///
 /// A call still running after the grace period is not waited for: a push it
 /// stored is durable all the same (each push waits for its own sync), only its
 /// acknowledgement may not reach the device, which sends the batch again.
-///
-/// # Errors
-/// [`ServeError::Tls`] for a refused identity, [`ServeError::Transport`],
-/// [`ServeError::Store`] when the final sync fails.
-pub async fn run_with(
-    listener: TcpListener,
-    store: Arc<HubStore>,
-    options: ServerOptions,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ServeError> {
-    let config = match options.config.clone() {
-        Some(config) => config,
-        None => Arc::new(HubConfig::builtin()?),
-    };
-    let projections =
-        tokio::task::spawn_blocking(move || Projections::open(store, config)).await??;
-    serve_projections(listener, Arc::new(projections), options, shutdown).await
-}
-
-/// [`run_with`] over projections the caller opened (and may keep, to wait
-/// for the projector with [`Projections::wait_through`]); the store is
-/// theirs. `options.config` is not read: the projections carry theirs.
-///
-/// # Errors
-/// As [`run_with`].
-pub async fn serve_projections(
+pub(crate) async fn serve_grpc(
     listener: TcpListener,
     projections: Arc<Projections>,
-    options: ServerOptions,
+    options: &ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr().ok();
     let store = Arc::clone(projections.store());
-    let (stop_projector, projector_stopped) = tokio::sync::oneshot::channel::<()>();
-    let projector = tokio::spawn(Arc::clone(&projections).follow(async move {
-        let _ = projector_stopped.await;
-    }));
     let query = InterceptedService::new(
-        QueryService::new(Arc::clone(&projections)).into_server(),
+        QueryService::new(projections).into_server(),
         Authenticator::new(Arc::clone(&store)),
     );
-    drop(projections);
     let service = SyncService::new(Arc::clone(&store));
     let stopping = service.clone();
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -468,10 +426,7 @@ pub async fn serve_projections(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    let sync = InterceptedService::new(
-        service.into_server(),
-        Authenticator::new(Arc::clone(&store)),
-    );
+    let sync = InterceptedService::new(service.into_server(), Authenticator::new(store));
     let mut server = Server::builder();
     if let Some(tls) = &options.tls {
         server = server
@@ -508,7 +463,7 @@ pub async fn serve_projections(
         }
         tokio::time::sleep(grace).await;
     };
-    let served = tokio::select! {
+    tokio::select! {
         served = router.serve_with_incoming_shutdown(incoming, signal) => {
             served.map_err(ServeError::from)
         }
@@ -516,55 +471,6 @@ pub async fn serve_projections(
             tracing::warn!(?grace, "calls still in flight after the grace period: not waiting for them");
             Ok(())
         }
-    };
-    let _ = stop_projector.send(());
-    let projected = projector.await;
-    let synced = tokio::task::spawn_blocking(move || store.sync()).await;
-    projected?;
-    served?;
-    synced??;
-    tracing::info!("hub stopped, store synced");
-    Ok(())
-}
-
-/// The stations a read by `caller` covers: those asked for (duplicates
-/// dropped, order kept), or when none, the roster (a bureau) or the
-/// caller's own station (a device). The rule of `Query`, for an HTTP layer to
-/// share.
-///
-/// # Errors
-/// [`AuthError::Invalid`] for a code that is not 9 digits;
-/// [`AuthError::Denied`] when a device token asks for another station.
-pub fn readable_stations(
-    caller: &Caller,
-    asked: Vec<String>,
-    config: &HubConfig,
-) -> Result<Vec<String>, AuthError> {
-    for (i, code) in asked.iter().enumerate() {
-        validate::station_code(&format!("stations[{i}]"), code)?;
-    }
-    let mut stations: Vec<String> = Vec::with_capacity(asked.len());
-    for code in asked {
-        if !stations.contains(&code) {
-            stations.push(code);
-        }
-    }
-    match caller {
-        Caller::Bureau { .. } if stations.is_empty() => Ok(config.station_codes()),
-        Caller::Bureau { .. } => Ok(stations),
-        Caller::Device { station_code, .. } if stations.is_empty() => {
-            Ok(vec![station_code.clone()])
-        }
-        Caller::Device {
-            token_id,
-            station_code,
-            ..
-        } => match stations.iter().find(|s| *s != station_code) {
-            Some(other) => Err(AuthError::Denied(format!(
-                "token {token_id} is for station {station_code}, not {other}"
-            ))),
-            None => Ok(stations),
-        },
     }
 }
 
@@ -607,7 +513,11 @@ impl QueryService {
     }
 
     fn stations(&self, caller: &Caller, asked: Vec<String>) -> Result<Vec<String>, Status> {
-        Ok(readable_stations(caller, asked, self.projections.config())?)
+        Ok(auth::readable_stations(
+            caller,
+            asked,
+            self.projections.config(),
+        )?)
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, Status>
@@ -631,10 +541,7 @@ impl Query for QueryService {
     ) -> Result<Response<GetIndicatorsResponse>, Status> {
         let caller = auth::caller(&request)?;
         let asked = request.into_inner();
-        let period: Period = asked
-            .period
-            .parse()
-            .map_err(|e: projections::period::BadPeriod| Status::invalid_argument(e.to_string()))?;
+        let period = params::period(&asked.period)?;
         let stations = self.stations(&caller, asked.stations)?;
         let table = self.read(move |p| p.indicators(period, &stations)).await?;
         Ok(Response::new(table.into()))
@@ -656,11 +563,8 @@ impl Query for QueryService {
     ) -> Result<Response<GetOverdueResponse>, Status> {
         let caller = auth::caller(&request)?;
         let asked = request.into_inner();
-        let as_of = projections::parse_as_of(&asked.as_of).map_err(Status::invalid_argument)?;
-        let limit = match asked.limit {
-            0 => MAX_OVERDUE_CASES,
-            n => (n as usize).min(MAX_OVERDUE_CASES),
-        };
+        let as_of = params::as_of(&asked.as_of)?;
+        let limit = params::OVERDUE_CASES.of(asked.limit.into())?;
         let stations = self.stations(&caller, asked.stations)?;
         let list = self
             .read(move |p| p.overdue(as_of, &stations, Some(limit)))
@@ -694,10 +598,7 @@ impl Query for QueryService {
     ) -> Result<Response<GetQuarantineResponse>, Status> {
         let caller = auth::caller(&request)?;
         let asked = request.into_inner();
-        let max = match asked.max_events {
-            0 => QUARANTINE_PAGE.0,
-            n => (n as usize).min(QUARANTINE_PAGE.1),
-        };
+        let max = params::QUARANTINE_EVENTS.of(asked.max_events.into())?;
         let stations = self.stations(&caller, asked.stations)?;
         let list = self.read(move |p| p.quarantine(&stations, max)).await?;
         Ok(Response::new(list.into()))

@@ -39,7 +39,7 @@ impl Hub {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(station_hub::server::run_with(
+        let task = tokio::spawn(station_hub::serve::run_with(
             listener,
             Arc::clone(&store),
             options,
