@@ -2,16 +2,11 @@
 //! read as JSON (the same numbers `Query` answers), as CSV and XLSX
 //! ledgers, and on the dashboard behind the login; who may read what.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
-mod common;
-mod events;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use common::authorized;
-use events::*;
+use crate::events::*;
+use crate::fixtures::authorized;
 use serde_json::Value;
 use station_hub::projections::Projections;
 use station_hub::server::{ServeError, ServerOptions};

@@ -1,10 +1,6 @@
 //! What the hub serves beside `Sync`, and how: health, reflection, TLS.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
-mod common;
-
-use common::{Hub, authorized, recorded};
+use crate::fixtures::{Hub, authorized, recorded};
 use station_hub::admin::{self, AdminReply, AdminRequest};
 use station_hub::server::{ServeError, ServerOptions, TlsIdentity};
 use station_hub::{HubOptions, Listeners};

@@ -2,15 +2,10 @@
 //! projector from pushes made over `Sync`, who may read what, and a restart
 //! that answers from the checkpoint at once.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
-mod common;
-mod events;
-
 use std::sync::Arc;
 
-use common::authorized;
-use events::*;
+use crate::events::*;
+use crate::fixtures::authorized;
 use station_hub::config::HubConfig;
 use station_hub::projections::Projections;
 use station_hub::server::{ServeError, ServerOptions};

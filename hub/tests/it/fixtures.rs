@@ -1,7 +1,6 @@
 //! What the hub's tests share: a real hub on an ephemeral port over a
-//! temporary store, tokens, devices with their own logs, raw clients.
-
-#![allow(dead_code, clippy::unwrap_used)]
+//! temporary store, tokens, devices with their own logs, raw clients, and
+//! the `station-hub` binary.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -199,16 +198,23 @@ pub fn next_after(last: &Event) -> Event {
     next
 }
 
+/// Runs `station-hub <args>`, quiet but for warnings.
+pub fn hub_run(args: &[&str]) -> std::process::Output {
+    hub_command(args).output().unwrap()
+}
+
 /// Runs `station-hub <args[0]> --data <data> <args[1..]>`.
 pub fn hub_cli(data: &std::path::Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_station-hub"))
-        .arg(args[0])
-        .arg("--data")
-        .arg(data)
-        .args(&args[1..])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
+    let mut command = hub_command(&args[..1]);
+    command.arg("--data").arg(data).args(&args[1..]);
+    command.output().unwrap()
+}
+
+/// The `station-hub` command with `args`, logging warnings only.
+pub fn hub_command(args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_station-hub"));
+    command.args(args).env("RUST_LOG", "warn");
+    command
 }
 
 /// The stdout of a command that must have succeeded.
