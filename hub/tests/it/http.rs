@@ -3,94 +3,17 @@
 //! ledgers, and on the dashboard behind the login; who may read what.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use crate::events::*;
-use crate::fixtures::authorized;
+use crate::fixtures::{Hub, authorized};
 use serde_json::Value;
-use station_hub::projections::Projections;
-use station_hub::server::{ServeError, ServerOptions};
-use station_hub::store::HubStore;
-use station_hub::{Hub, Listeners};
-use station_proto::v1::query_client::QueryClient;
-use station_proto::v1::sync_client::SyncClient;
 use station_proto::v1::{
     GetCaseloadRequest, GetIndicatorsRequest, GetOverdueRequest, GetQuarantineRequest,
-    GetSyncHealthRequest, PushRequest,
+    GetSyncHealthRequest,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
-use tonic::transport::Channel;
 
-/// A hub with its gRPC and HTTP listeners on `127.0.0.1:0`, served by the
-/// library's one entry.
-struct HttpHub {
-    store: Arc<HubStore>,
-    projections: Arc<Projections>,
-    channel: Channel,
-    http: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), ServeError>>,
-    _dir: tempfile::TempDir,
-}
-
-impl HttpHub {
-    async fn start() -> HttpHub {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(HubStore::open(dir.path(), 16 * 1024 * 1024).unwrap());
-        let hub = Hub::with_store(store, ServerOptions::default())
-            .await
-            .unwrap();
-        let (store, projections) = (Arc::clone(hub.store()), Arc::clone(hub.projections()));
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc_addr = grpc.local_addr().unwrap();
-        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let http_addr = http.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel();
-        let listeners = Listeners {
-            grpc,
-            http: Some(http),
-        };
-        let task = tokio::spawn(hub.serve(listeners, async {
-            let _ = stopped.await;
-        }));
-        let channel = Channel::from_shared(format!("http://{grpc_addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        HttpHub {
-            store,
-            projections,
-            channel,
-            http: http_addr,
-            stop,
-            task,
-            _dir: dir,
-        }
-    }
-
-    async fn stop(self) {
-        self.stop.send(()).unwrap();
-        self.task.await.unwrap().unwrap();
-    }
-
-    async fn push(&self, token: &str, events: &[station_proto::Event]) {
-        SyncClient::new(self.channel.clone())
-            .push(authorized(
-                PushRequest {
-                    events: events.to_vec(),
-                },
-                token,
-            ))
-            .await
-            .unwrap();
-    }
-
-    fn query(&self) -> QueryClient<Channel> {
-        QueryClient::new(self.channel.clone())
-    }
-
+impl Hub {
     async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
         request(self.http, "GET", path, headers, b"").await
     }
@@ -195,8 +118,8 @@ struct Tokens {
 }
 
 /// The scenario of `query.rs`, pushed through `Sync` by three devices.
-async fn filled() -> (HttpHub, Scenario, Tokens) {
-    let hub = HttpHub::start().await;
+async fn filled() -> (Hub, Scenario, Tokens) {
+    let hub = Hub::start().await;
     let enroll = |station: &str, name: &str| {
         station_hub::auth::enroll_device(&hub.store, station, name)
             .unwrap()
@@ -214,7 +137,7 @@ async fn filled() -> (HttpHub, Scenario, Tokens) {
     hub.push(&b, &s.b).await;
     hub.push(&tokens.c, &s.c).await;
     hub.push(&tokens.a, &s.a).await;
-    hub.projections.wait_through(hub.store.event_count()).await;
+    hub.projected().await;
     (hub, s, tokens)
 }
 
