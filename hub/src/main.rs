@@ -8,7 +8,6 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use station_hub::admin::{self, AdminReply, AdminRequest};
 use station_hub::config::{DEFAULT_TOML, HubConfig};
-use station_hub::projections::Projections;
 use station_hub::server::{ServerOptions, TlsIdentity};
 use station_hub::store::{HubStore, TokenRecord, TokenScope};
 use station_hub::{Hub, HubOptions, Listeners};
@@ -292,13 +291,9 @@ fn main() -> anyhow::Result<()> {
             data,
             cache_capacity,
         } => {
-            // The projections' state does not depend on the configuration.
-            let store = Arc::new(open_store(&data, cache_capacity)?);
-            let projections =
-                Projections::open(Arc::clone(&store), Arc::new(HubConfig::builtin()?))?;
             let started = std::time::Instant::now();
-            let done = projections.rebuild()?;
-            store.sync()?;
+            let done = station_hub::serve::rebuild(&data, cache_capacity)
+                .with_context(|| format!("cannot rebuild the projections in {}", data.display()))?;
             let secs = started.elapsed().as_secs_f64();
             println!(
                 "rebuilt the projections from {} events in {secs:.2} s ({:.0} events/s); checkpoint {}",

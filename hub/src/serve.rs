@@ -14,7 +14,8 @@
 //! use the store before serving (to enroll devices) or print where the hub
 //! is (the `station-hub` command line): it opens the store and the
 //! projections and binds the administration socket; [`Hub::serve`] is the
-//! second.
+//! second. [`rebuild`] is what a stopped hub's projections need
+//! (`station-hub rebuild`).
 //!
 //! Invariants: [`Hub::serve`] returns only once every part has stopped: the
 //! gRPC calls in flight have finished (or the grace period ran out), the HTTP
@@ -33,7 +34,7 @@ use tokio::sync::watch;
 
 use crate::admin::{self, AdminSocket};
 use crate::config::HubConfig;
-use crate::projections::Projections;
+use crate::projections::{CatchUp, Projections};
 use crate::server::{self, ServeError, ServerOptions};
 use crate::store::HubStore;
 
@@ -253,6 +254,24 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     Hub::open(options).await?.serve(listeners, shutdown).await
+}
+
+/// Clears the projections of the hub store in `data` and rebuilds them from
+/// its log, then syncs the store: `station-hub rebuild`. A hub serving the
+/// folder holds the store's lock, so this is refused while it runs. The
+/// projections' state does not depend on the configuration: the built-in one
+/// opens them.
+///
+/// # Errors
+/// [`ServeError::Store`] when the store cannot be opened (a hub serves it,
+/// say) or synced, [`ServeError::Config`], [`ServeError::Projections`].
+pub fn rebuild(data: &Path, cache_capacity: u64) -> Result<CatchUp, ServeError> {
+    let store = Arc::new(HubStore::open(data, cache_capacity)?);
+    let projections = Projections::open(Arc::clone(&store), Arc::new(HubConfig::builtin()?))?;
+    let done = projections.rebuild()?;
+    drop(projections);
+    store.sync()?;
+    Ok(done)
 }
 
 /// The hub's gRPC side over `store` alone, in plain text on `listener`, until
