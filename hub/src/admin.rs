@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::auth;
-use crate::config::HubConfig;
-use crate::store::{HubStore, TokenRecord};
+use crate::config::{ConfigError, HubConfig};
+use crate::store::{HubError, HubStore, TokenRecord};
 
 /// The private folder of the socket, in the hub's data folder.
 pub const SOCKET_DIR: &str = "admin";
@@ -154,7 +154,9 @@ fn without_secret(mut record: TokenRecord) -> TokenRecord {
 /// The administration socket, bound and private, not yet answering.
 #[derive(Debug)]
 pub struct AdminSocket {
+    /// The socket file, removed when the socket is dropped.
     path: PathBuf,
+    /// Accepts the commands' connections.
     listener: tokio::net::UnixListener,
 }
 
@@ -191,7 +193,7 @@ impl AdminSocket {
     }
 
     /// Answers requests on `store` until `shutdown` completes, then removes
-    /// the socket.
+    /// the socket (as dropping it does).
     pub async fn serve(
         self,
         store: Arc<HubStore>,
@@ -220,6 +222,13 @@ impl AdminSocket {
                 }
             }
         }
+    }
+}
+
+impl Drop for AdminSocket {
+    /// Removes the socket file: no client finds a socket nobody answers on,
+    /// whether the socket served or was never answered on.
+    fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -265,6 +274,79 @@ async fn answer(
     bytes.push(b'\n');
     write.write_all(&bytes).await?;
     write.shutdown().await
+}
+
+/// Page cache of a store opened for one command while no hub serves it.
+pub const COMMAND_CACHE: u64 = 16 * 1024 * 1024;
+
+/// Why a token command was not carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// A hub listens on the folder's socket but did not answer.
+    #[error("the hub serving {} did not answer", data.display())]
+    Unanswered {
+        /// The data folder.
+        data: PathBuf,
+        /// What went wrong on the socket.
+        source: io::Error,
+    },
+    /// No hub answers and the store cannot be opened (another process holds
+    /// it, say).
+    #[error("cannot open the hub store in {}", data.display())]
+    Store {
+        /// The data folder.
+        data: PathBuf,
+        /// Why the store did not open.
+        source: HubError,
+    },
+    /// The configuration whose roster a device's station must be on did not
+    /// load.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The request was refused, and why.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Carries out a token command on the hub whose data folder is `data`:
+/// through its administration socket when a hub serves the folder (which
+/// checks a device's station against the roster it serves with), else on the
+/// store directly, checking it against the roster of `config` (the built-in
+/// one when `None`).
+///
+/// # Errors
+/// [`AdminError::Refused`] with the reason, [`AdminError::Unanswered`],
+/// [`AdminError::Store`], [`AdminError::Config`].
+pub fn administer(
+    data: &Path,
+    request: AdminRequest,
+    config: Option<&Path>,
+) -> Result<AdminReply, AdminError> {
+    let reply = match call(data, &request).map_err(|source| AdminError::Unanswered {
+        data: data.to_path_buf(),
+        source,
+    })? {
+        Some(reply) => reply,
+        None => {
+            let (roster, hint) = match config {
+                Some(path) => (HubConfig::load(path)?, ""),
+                None => (
+                    HubConfig::builtin()?,
+                    " (the built-in roster; give --config for another)",
+                ),
+            };
+            let store =
+                HubStore::open(data, COMMAND_CACHE).map_err(|source| AdminError::Store {
+                    data: data.to_path_buf(),
+                    source,
+                })?;
+            handle(&store, &roster, request, hint)
+        }
+    };
+    match reply {
+        AdminReply::Refused(reason) => Err(AdminError::Refused(reason)),
+        reply => Ok(reply),
+    }
 }
 
 /// Sends `request` to the hub serving the data folder `data`. `Ok(None)`

@@ -4,10 +4,14 @@
 //! lowercase hex naming its record, a dot, then [`SECRET_BYTES`] random bytes
 //! in lowercase hex. It is sent as `authorization: Bearer <token>`.
 //!
-//! | token | Hello | Push | Pull |
-//! | --- | --- | --- | --- |
-//! | device | its station, its origin | its station, its origin | its station |
-//! | bureau | refused | refused | any station |
+//! | token | Hello | Push | Pull | projections (`Query`, HTTP) | district reports, dashboard |
+//! | --- | --- | --- | --- | --- | --- |
+//! | device | its station, its origin | its station, its origin | its station, without its own origin | its station | refused |
+//! | bureau | refused | refused | any station | any station | yes |
+//!
+//! Every rule of who may read or write what is a function of this module
+//! (`authorize_*`, [`readable_stations`], [`pulled_without`]); the gRPC and
+//! HTTP sides call them and hold no rule of their own.
 //!
 //! Invariants:
 //! - the secret is shown once, when issued, and stored only as its SHA-256,
@@ -34,6 +38,7 @@ use subtle::ConstantTimeEq as _;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
+use crate::config::HubConfig;
 use crate::store::{HubError, HubStore, TokenRecord, TokenScope};
 
 /// Random bytes of a token id (shown in hex, 12 digits).
@@ -324,6 +329,70 @@ pub fn authorize_case(caller: &Caller, case_id: Uuid, station_code: &str) -> Res
             "token {token_id} is for station {own}, and case {case_id} is not"
         ))),
         _ => Ok(()),
+    }
+}
+
+/// The stations a read by `caller` covers: those asked for (duplicates
+/// dropped, order kept), or when none, the roster (a bureau) or the
+/// caller's own station (a device). The rule of every read of the projections, by `Query` and
+/// over HTTP.
+///
+/// # Errors
+/// [`AuthError::Invalid`] for a code that is not 9 digits;
+/// [`AuthError::Denied`] when a device token asks for another station.
+pub fn readable_stations(
+    caller: &Caller,
+    asked: Vec<String>,
+    config: &HubConfig,
+) -> Result<Vec<String>, AuthError> {
+    for (i, code) in asked.iter().enumerate() {
+        validate::station_code(&format!("stations[{i}]"), code)?;
+    }
+    let mut stations: Vec<String> = Vec::with_capacity(asked.len());
+    for code in asked {
+        if !stations.contains(&code) {
+            stations.push(code);
+        }
+    }
+    match caller {
+        Caller::Bureau { .. } if stations.is_empty() => Ok(config.station_codes()),
+        Caller::Bureau { .. } => Ok(stations),
+        Caller::Device { station_code, .. } if stations.is_empty() => {
+            Ok(vec![station_code.clone()])
+        }
+        Caller::Device {
+            token_id,
+            station_code,
+            ..
+        } => match stations.iter().find(|s| *s != station_code) {
+            Some(other) => Err(AuthError::Denied(format!(
+                "token {token_id} is for station {station_code}, not {other}"
+            ))),
+            None => Ok(stations),
+        },
+    }
+}
+
+/// Whether `caller` may read the whole district at once: the district's
+/// reports and the dashboard are the bureau's.
+///
+/// # Errors
+/// [`AuthError::Denied`]: a device token.
+pub fn authorize_district(caller: &Caller) -> Result<(), AuthError> {
+    match caller {
+        Caller::Bureau { .. } => Ok(()),
+        Caller::Device { token_id, .. } => Err(AuthError::Denied(format!(
+            "token {token_id} is a device's: the district's reports and dashboard are for the bureau's token"
+        ))),
+    }
+}
+
+/// The origin whose events a `Pull` by `caller` leaves out: a device does
+/// not download its own events again.
+pub fn pulled_without(caller: &Caller) -> Option<Uuid> {
+    match caller {
+        Caller::Device { bound_origin, .. } => *bound_origin,
+        Caller::Bureau { .. } => None,
     }
 }
 

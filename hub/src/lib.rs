@@ -9,32 +9,46 @@
 //!   reads, the token records, group-committed with the agent's
 //!   [`station_agent::durable`].
 //! - [`auth`]: tokens (`enroll`, `revoke`), the interceptor that resolves a
-//!   bearer token to a [`auth::Caller`], and the rules of who may push and
-//!   pull what.
+//!   bearer token to a [`auth::Caller`], and every rule of who may read or
+//!   write what, for the gRPC and HTTP sides alike.
 //! - [`config`]: the roster, follow-up intervals and targets (TOML, or the
 //!   built-in Nedong roster), validated before the hub serves.
 //! - [`projections`]: the bureau's projections, built from the log in hub
 //!   order, each event applied once with its checkpoint in one batch, and
 //!   their read API ([`projections::Projections`]) for `Query` and HTTP.
-//! - [`server`]: the tonic `station.v1.Sync` and `station.v1.Query` services with health and
-//!   reflection beside it, plain or TLS, and
-//!   [`server::run`]`(listener, store, shutdown)`, the entry tests bind on
-//!   `127.0.0.1:0` ([`server::run_with`] takes [`server::ServerOptions`]).
+//! - [`serve()`]: the hub as served, [`serve()`]`(listeners, options,
+//!   shutdown)`: the gRPC and HTTP sides on listeners the caller bound (tests
+//!   bind `127.0.0.1:0`), the administration socket and the projector,
+//!   started together and stopped together; [`Hub`] is its two halves (open,
+//!   then serve) for callers that use the store in between.
+//!   [`serve::run`]`(listener, store, shutdown)` is the gRPC side alone over
+//!   a store the caller opened.
+//! - [`server`]: the tonic `station.v1.Sync` and `station.v1.Query` services
+//!   with health and reflection beside them, plain or TLS.
 //! - [`http`]: the bureau's HTTP side on its own listener
 //!   ([`http::serve_http`]): JSON mirroring `Query`, CSV and XLSX ledgers,
 //!   and the dashboard behind a bureau-token login.
+//! - [`params`]: the limits, periods and `as_of` of a read, parsed alike for
+//!   `Query` and HTTP.
 //! - [`admin`]: the administration socket of a running hub, through which
-//!   `enroll`, `revoke` and `tokens` reach it without stopping it.
-//! - `main.rs`: the `station-hub` command line.
+//!   `enroll`, `revoke` and `tokens` reach it without stopping it, and
+//!   [`admin::administer`], which carries them out through it or, when no
+//!   hub serves the folder, on the store.
+//! - `main.rs`: the `station-hub` command line; it parses arguments, sets up
+//!   tracing and calls [`serve()`] or the commands' library functions.
 
 #[cfg(unix)]
 pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod params;
 pub mod projections;
+pub mod serve;
 pub mod server;
 pub mod store;
+
+pub use serve::{Hub, HubOptions, Listeners, serve};
 
 /// The version of the hub, reported in logs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -8,9 +8,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use station_hub::admin::{self, AdminReply, AdminRequest};
 use station_hub::config::{DEFAULT_TOML, HubConfig};
-use station_hub::projections::Projections;
 use station_hub::server::{ServerOptions, TlsIdentity};
 use station_hub::store::{HubStore, TokenRecord, TokenScope};
+use station_hub::{Hub, HubOptions, Listeners};
 
 /// The city hub of station-sync.
 #[derive(Debug, Parser)]
@@ -125,39 +125,6 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<HubConfig> {
     })
 }
 
-/// Carries out a token command: through the administration socket of the
-/// hub serving `data` when it runs, else on the store directly, checking a
-/// device's station against the roster of `config` (the built-in one when
-/// absent).
-fn administer(
-    data: &std::path::Path,
-    request: AdminRequest,
-    config: Option<&std::path::Path>,
-) -> anyhow::Result<AdminReply> {
-    let reply = match admin::call(data, &request)
-        .with_context(|| format!("the hub serving {} did not answer", data.display()))?
-    {
-        Some(reply) => reply,
-        None => {
-            let roster = load_config(config)?;
-            let hint = if config.is_some() {
-                ""
-            } else {
-                " (the built-in roster; give --config for another)"
-            };
-            let store = open_store(data, ADMIN_CACHE)?;
-            admin::handle(&store, &roster, request, hint)
-        }
-    };
-    match reply {
-        AdminReply::Refused(reason) => anyhow::bail!("{reason}"),
-        reply => Ok(reply),
-    }
-}
-
-/// Page cache of the short administrative commands.
-const ADMIN_CACHE: u64 = 16 * 1024 * 1024;
-
 fn open_store(data: &std::path::Path, cache_capacity: u64) -> anyhow::Result<HubStore> {
     HubStore::open(data, cache_capacity)
         .with_context(|| format!("cannot open the hub store in {}", data.display()))
@@ -194,26 +161,30 @@ fn token_line(record: &TokenRecord) -> String {
     )
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled, so a signal sent as soon as
+/// the hub says where it listens stops it cleanly.
+///
+/// # Errors
+/// The handlers cannot be installed.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = term.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
 
@@ -240,21 +211,20 @@ fn main() -> anyhow::Result<()> {
                 (Some(cert), Some(key)) => Some(TlsIdentity::from_files(&cert, &key)?),
                 _ => None,
             };
-            let config = load_config(config.as_deref())?;
-            let roster = config.station_codes();
-            let config = Arc::new(config);
-            let options = ServerOptions {
-                tls,
-                shutdown_grace: std::time::Duration::from_secs(shutdown_grace_secs),
-                config: Some(Arc::clone(&config)),
+            let options = HubOptions {
+                cache_capacity,
+                server: ServerOptions {
+                    tls,
+                    shutdown_grace: std::time::Duration::from_secs(shutdown_grace_secs),
+                    config: Some(Arc::new(load_config(config.as_deref())?)),
+                },
+                data,
             };
-            let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(async {
-                let store = Arc::new(open_store(&data, cache_capacity)?.with_roster(roster));
-                let listener = tokio::net::TcpListener::bind(&listen)
+            tokio::runtime::Runtime::new()?.block_on(async {
+                let grpc = tokio::net::TcpListener::bind(&listen)
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;
-                let http_listener = match &http {
+                let http = match &http {
                     Some(http) => Some(
                         tokio::net::TcpListener::bind(http)
                             .await
@@ -262,75 +232,21 @@ fn main() -> anyhow::Result<()> {
                     ),
                     None => None,
                 };
-                // Ctrl-C or SIGTERM stops every listener; so does any of
-                // them ending on its own.
-                let (stop, stopped) = tokio::sync::watch::channel(false);
-                let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                };
-                let signalled = stop.clone();
-                tokio::spawn(async move {
-                    shutdown_signal().await;
-                    let _ = signalled.send(true);
-                });
-                // Without the socket (a data folder whose path is too long
-                // for one, say) the hub still serves; tokens are then managed
-                // while it is stopped.
-                let admin_path = admin::socket_path(&data);
-                let admin_task = match admin::AdminSocket::bind(admin_path.clone()) {
-                    Ok(socket) => Some(tokio::spawn(socket.serve(
-                        Arc::clone(&store),
-                        Arc::clone(&config),
-                        until_stopped(stopped.clone()),
-                    ))),
-                    Err(error) => {
-                        tracing::warn!(%error, path = %admin_path.display(),
-                            "no admin socket: enroll, revoke and tokens need the hub stopped");
-                        None
-                    }
-                };
-                println!("listening on {}", listener.local_addr()?);
-                if admin_task.is_some() {
-                    println!("admin socket {}", admin_path.display());
+                let shutdown = shutdown_signal()?;
+                let data = options.data.clone();
+                let hub = Hub::open(options)
+                    .await
+                    .with_context(|| format!("cannot open the hub in {}", data.display()))?;
+                // Scripts and tests read these lines; by the first the
+                // administration socket is bound, if it could be.
+                println!("listening on {}", grpc.local_addr()?);
+                if let Some(path) = hub.admin_socket() {
+                    println!("admin socket {}", path.display());
                 }
-                let served = match http_listener {
-                    None => {
-                        station_hub::server::run_with(
-                            listener,
-                            store,
-                            options,
-                            until_stopped(stopped.clone()),
-                        )
-                        .await
-                    }
-                    Some(http_listener) => {
-                        println!("http on {}", http_listener.local_addr()?);
-                        let projections = Arc::new(
-                            tokio::task::spawn_blocking(move || Projections::open(store, config))
-                                .await??,
-                        );
-                        let http_task = tokio::spawn(station_hub::http::serve_http(
-                            http_listener,
-                            Arc::clone(&projections),
-                            until_stopped(stopped.clone()),
-                        ));
-                        let served = station_hub::server::serve_projections(
-                            listener,
-                            projections,
-                            options,
-                            until_stopped(stopped.clone()),
-                        )
-                        .await;
-                        let _ = stop.send(true);
-                        http_task.await??;
-                        served
-                    }
-                };
-                let _ = stop.send(true);
-                if let Some(admin_task) = admin_task {
-                    admin_task.await?;
+                if let Some(http) = &http {
+                    println!("http on {}", http.local_addr()?);
                 }
-                served?;
+                hub.serve(Listeners { grpc, http }, shutdown).await?;
                 anyhow::Ok(())
             })?;
         }
@@ -348,7 +264,7 @@ fn main() -> anyhow::Result<()> {
                 (None, None, Some(bureau)) => AdminRequest::EnrollBureau { bureau },
                 _ => anyhow::bail!("give --station and --device, or --bureau"),
             };
-            match administer(&data, request, config.as_deref())? {
+            match admin::administer(&data, request, config.as_deref())? {
                 AdminReply::Issued { token_id, bearer } => {
                     eprintln!("token {token_id} issued; it is shown only now, keep it secret");
                     println!("{bearer}");
@@ -357,12 +273,12 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Revoke { data, token_id } => {
-            match administer(&data, AdminRequest::Revoke { token_id }, None)? {
+            match admin::administer(&data, AdminRequest::Revoke { token_id }, None)? {
                 AdminReply::Revoked(record) => println!("{}", token_line(&record)),
                 other => anyhow::bail!("unexpected answer from the hub: {other:?}"),
             }
         }
-        Command::Tokens { data } => match administer(&data, AdminRequest::Tokens, None)? {
+        Command::Tokens { data } => match admin::administer(&data, AdminRequest::Tokens, None)? {
             AdminReply::Tokens(records) => {
                 println!("id\tkind\tstation\tname\torigin\trevoked\tcreated");
                 for record in records {
@@ -375,13 +291,9 @@ fn main() -> anyhow::Result<()> {
             data,
             cache_capacity,
         } => {
-            // The projections' state does not depend on the configuration.
-            let store = Arc::new(open_store(&data, cache_capacity)?);
-            let projections =
-                Projections::open(Arc::clone(&store), Arc::new(HubConfig::builtin()?))?;
             let started = std::time::Instant::now();
-            let done = projections.rebuild()?;
-            store.sync()?;
+            let done = station_hub::serve::rebuild(&data, cache_capacity)
+                .with_context(|| format!("cannot rebuild the projections in {}", data.display()))?;
             let secs = started.elapsed().as_secs_f64();
             println!(
                 "rebuilt the projections from {} events in {secs:.2} s ({:.0} events/s); checkpoint {}",
@@ -409,7 +321,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Quarantine { data } => {
-            let store = open_store(&data, ADMIN_CACHE)?;
+            let store = open_store(&data, admin::COMMAND_CACHE)?;
             for (origin, q) in store.quarantine()? {
                 println!(
                     "{origin}\t{}\t{}\t{}",

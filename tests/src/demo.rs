@@ -215,70 +215,42 @@ impl Demo {
         if let Some(unknown) = options.stations.iter().find(|s| !roster.contains(s)) {
             bail!("station {unknown} is not on the hub's roster");
         }
-        let hub_dir = options.data.join("hub");
-        let store = tokio::task::spawn_blocking(move || HubStore::open(&hub_dir, HUB_CACHE))
-            .await?
-            .context("cannot open the hub's store")?;
-        let store = Arc::new(store.with_roster(roster));
+        // `station-hub enroll --data DATA/hub` reaches the demo's hub through
+        // its administration socket; without the socket the demo still runs.
+        let hub = station_hub::Hub::open(station_hub::HubOptions {
+            data: options.data.join("hub"),
+            cache_capacity: HUB_CACHE,
+            server: ServerOptions {
+                shutdown_grace: Duration::from_secs(2),
+                config: Some(config),
+                ..ServerOptions::default()
+            },
+        })
+        .await
+        .context("cannot open the hub's store")?;
+        if hub.admin_socket().is_none() {
+            eprintln!(
+                "no admin socket at {}: enroll phones once the demo is stopped",
+                station_hub::admin::socket_path(&options.data.join("hub")).display()
+            );
+        }
+        let store = Arc::clone(hub.store());
+        let projections = Arc::clone(hub.projections());
         let saved = load_or_create(&options, &store)?;
-        let projections = {
-            let store = Arc::clone(&store);
-            let config = Arc::clone(&config);
-            Arc::new(tokio::task::spawn_blocking(move || Projections::open(store, config)).await??)
-        };
 
         let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
-        let (stop, stopped) = watch::channel(false);
-        let until_stopped = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
+        let (stop, mut stopped) = watch::channel(false);
+        let listeners = station_hub::Listeners {
+            grpc,
+            http: Some(http),
         };
-        let mut servers = vec![
-            tokio::spawn({
-                let projections = Arc::clone(&projections);
-                let stopped = until_stopped(stopped.clone());
-                async move {
-                    station_hub::server::serve_projections(
-                        grpc,
-                        projections,
-                        ServerOptions {
-                            shutdown_grace: Duration::from_secs(2),
-                            ..ServerOptions::default()
-                        },
-                        stopped,
-                    )
-                    .await?;
-                    anyhow::Ok(())
-                }
-            }),
-            tokio::spawn({
-                let projections = Arc::clone(&projections);
-                let stopped = until_stopped(stopped.clone());
-                async move {
-                    station_hub::http::serve_http(http, projections, stopped).await?;
-                    anyhow::Ok(())
-                }
-            }),
-        ];
-        // `station-hub enroll --data DATA/hub` reaches the demo's hub here;
-        // without the socket the demo still runs.
-        let admin_path = station_hub::admin::socket_path(&options.data.join("hub"));
-        match station_hub::admin::AdminSocket::bind(admin_path.clone()) {
-            Ok(admin) => {
-                let serving = admin.serve(
-                    Arc::clone(&store),
-                    Arc::clone(&config),
-                    until_stopped(stopped.clone()),
-                );
-                servers.push(tokio::spawn(async move {
-                    serving.await;
-                    anyhow::Ok(())
-                }));
-            }
-            Err(error) => eprintln!(
-                "no admin socket at {} ({error}): enroll phones once the demo is stopped",
-                admin_path.display()
-            ),
-        }
+        let servers = vec![tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            hub.serve(listeners, stopped).await?;
+            anyhow::Ok(())
+        })];
 
         let last_day = saved.last_day;
         let first_day = last_day - Days::new(u64::from(saved.days) - 1);

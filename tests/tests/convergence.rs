@@ -91,7 +91,7 @@ async fn seven_stations_converge_over_links_that_cut_and_stall() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hub_addr: SocketAddr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(station_hub::server::run(
+    let server = tokio::spawn(station_hub::serve::run(
         listener,
         Arc::clone(&store),
         async {

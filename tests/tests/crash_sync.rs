@@ -246,7 +246,7 @@ fn device_killed_while_pushing_and_pulling_loses_and_duplicates_nothing() {
         .unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(station_hub::server::run(
+    let server = runtime.spawn(station_hub::serve::run(
         listener,
         Arc::clone(&store),
         async {

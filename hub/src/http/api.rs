@@ -9,12 +9,10 @@ use axum::http::HeaderMap;
 use station_proto::ids::Uuid;
 
 use super::{AppState, HttpError};
-use crate::auth;
-use crate::projections::period::Period;
 use crate::projections::{
     CaseTimeline, Caseload, Conflicts, IndicatorTable, OverdueList, QuarantineList, SyncHealth,
 };
-use crate::server::{MAX_OVERDUE_CASES, QUARANTINE_PAGE};
+use crate::{auth, params};
 
 /// A query string as its pairs, in order, so parameters may repeat.
 pub(super) type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
@@ -48,23 +46,6 @@ impl Params {
     }
 }
 
-/// `period` parsed, with the reason when it is not a period.
-pub(super) fn period(text: Option<&str>) -> Result<Period, HttpError> {
-    let text = text.ok_or_else(|| {
-        HttpError::BadRequest("period: required, e.g. 2026-11, 2026-Q4 or 2026".into())
-    })?;
-    text.parse()
-        .map_err(|e: crate::projections::period::BadPeriod| {
-            HttpError::BadRequest(format!("period: {e}; write 2026-11, 2026-Q4 or 2026"))
-        })
-}
-
-/// `as_of` parsed (today in China when absent).
-pub(super) fn as_of(text: Option<&str>) -> Result<chrono::NaiveDate, HttpError> {
-    crate::projections::parse_as_of(text.unwrap_or_default())
-        .map_err(|e| HttpError::BadRequest(e.into()))
-}
-
 /// GET /api/indicators?period=2026-11&station=…
 pub(super) async fn indicators(
     State(state): State<AppState>,
@@ -72,9 +53,9 @@ pub(super) async fn indicators(
     query: Pairs,
 ) -> Result<Json<IndicatorTable>, HttpError> {
     let caller = state.caller(&headers)?;
-    let params = Params::from(query)?;
-    let period = period(params.one("period"))?;
-    let stations = state.stations(&caller, params.stations())?;
+    let asked = Params::from(query)?;
+    let period = params::period(asked.one("period").unwrap_or_default())?;
+    let stations = state.stations(&caller, asked.stations())?;
     Ok(Json(
         state.read(move |p| p.indicators(period, &stations)).await?,
     ))
@@ -98,18 +79,10 @@ pub(super) async fn overdue(
     query: Pairs,
 ) -> Result<Json<OverdueList>, HttpError> {
     let caller = state.caller(&headers)?;
-    let params = Params::from(query)?;
-    let as_of = as_of(params.one("as_of"))?;
-    let limit = match params.one("limit") {
-        None => MAX_OVERDUE_CASES,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| HttpError::BadRequest("limit: must be a positive number".into()))?
-            .min(MAX_OVERDUE_CASES),
-    };
-    let stations = state.stations(&caller, params.stations())?;
+    let asked = Params::from(query)?;
+    let as_of = params::as_of(asked.one("as_of").unwrap_or_default())?;
+    let limit = params::OVERDUE_CASES.parse("limit", asked.one("limit"))?;
+    let stations = state.stations(&caller, asked.stations())?;
     Ok(Json(
         state
             .read(move |p| p.overdue(as_of, &stations, Some(limit)))
@@ -146,17 +119,9 @@ pub(super) async fn quarantine(
     query: Pairs,
 ) -> Result<Json<QuarantineList>, HttpError> {
     let caller = state.caller(&headers)?;
-    let params = Params::from(query)?;
-    let max = match params.one("max") {
-        None => QUARANTINE_PAGE.0,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| HttpError::BadRequest("max: must be a positive number".into()))?
-            .min(QUARANTINE_PAGE.1),
-    };
-    let stations = state.stations(&caller, params.stations())?;
+    let asked = Params::from(query)?;
+    let max = params::QUARANTINE_EVENTS.parse("max", asked.one("max"))?;
+    let stations = state.stations(&caller, asked.stations())?;
     Ok(Json(
         state.read(move |p| p.quarantine(&stations, max)).await?,
     ))

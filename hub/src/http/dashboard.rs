@@ -15,12 +15,10 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
-use super::{
-    AppState, HttpError, SESSION_COOKIE, api, china_time, completion, escape, shown, tier_zh,
-};
-use crate::auth::{self, Caller};
+use super::{AppState, HttpError, SESSION_COOKIE, china_time, completion, escape, shown, tier_zh};
 use crate::projections::period::Period;
 use crate::projections::{IndicatorTable, OverdueList, SyncHealth, end_of_day_ms, today_in_china};
+use crate::{auth, params};
 
 const STYLE: &str = "body{font-family:'Noto Sans CJK SC','Microsoft YaHei','Noto Sans Tibetan','Microsoft Himalaya',sans-serif;margin:0;background:#f5f6f8;color:#222}\
 header{background:#9b1c1c;color:#fff;padding:12px 24px;display:flex;justify-content:space-between;align-items:center}\
@@ -150,8 +148,12 @@ pub(super) async fn login(
     {
         return refused("令牌无效");
     }
-    match auth::authenticate(state.projections.store(), Some(&header)) {
-        Ok(Caller::Bureau { .. }) => {
+    let caller = match auth::authenticate(state.projections.store(), Some(&header)) {
+        Ok(caller) => caller,
+        Err(_) => return refused("令牌无效或已吊销"),
+    };
+    match auth::authorize_district(&caller) {
+        Ok(()) => {
             let cookie = format!("{SESSION_COOKIE}={token}; {COOKIE_ATTRIBUTES}");
             match HeaderValue::from_str(&cookie) {
                 Ok(cookie) => (
@@ -162,8 +164,7 @@ pub(super) async fn login(
                 Err(_) => refused("令牌无效"),
             }
         }
-        Ok(Caller::Device { .. }) => refused("看板只接受民政局令牌，设备令牌不能登录"),
-        Err(_) => refused("令牌无效或已吊销"),
+        Err(_) => refused("看板只接受民政局令牌，设备令牌不能登录"),
     }
 }
 
@@ -185,15 +186,18 @@ pub(super) async fn logout(headers: HeaderMap) -> Response {
 pub(super) async fn page(
     State(state): State<AppState>,
     headers: HeaderMap,
-    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, HttpError> {
-    match state.caller(&headers) {
-        Ok(Caller::Bureau { .. }) => {}
-        _ => return Ok(Redirect::to("/login").into_response()),
+    let district = state
+        .caller(&headers)
+        .ok()
+        .is_some_and(|caller| auth::authorize_district(&caller).is_ok());
+    if !district {
+        return Ok(Redirect::to("/login").into_response());
     }
-    let Query(params) = params.map_err(|e| HttpError::BadRequest(format!("query string: {e}")))?;
+    let Query(pairs) = query.map_err(|e| HttpError::BadRequest(format!("query string: {e}")))?;
     let one = |name: &str| {
-        params
+        pairs
             .iter()
             .rev()
             .find(|(k, _)| k == name)
@@ -202,10 +206,10 @@ pub(super) async fn page(
     };
     let today = today_in_china();
     let period = match one("period") {
-        Some(text) => api::period(Some(text))?,
+        Some(text) => params::period(text)?,
         None => Period::of_date(today)[0],
     };
-    let as_of = api::as_of(one("as_of"))?;
+    let as_of = params::as_of(one("as_of").unwrap_or_default())?;
     let stations = state.projections.config().station_codes();
     let (table, overdue, health) = state
         .read(move |p| {

@@ -4,7 +4,7 @@
 //!
 //! Invariants: every route but the login page resolves a [`Caller`] with
 //! [`auth::authenticate`] (a bearer header, else the session cookie) before it
-//! reads anything, and narrows the stations with [`readable_stations`], the
+//! reads anything, and narrows the stations with [`auth::readable_stations`], the
 //! rule `Query` follows; projection reads run off the async workers; every
 //! refusal is a JSON `{"error": ...}` (HTML pages redirect to the login
 //! instead); no aggregate page carries an ID number.
@@ -24,8 +24,8 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::auth::{self, AuthError, Caller};
+use crate::params::BadParameter;
 use crate::projections::{ProjectionError, Projections};
-use crate::server::readable_stations;
 
 /// The cookie the login sets: it holds the bureau's bearer token, so a
 /// revoked token ends its sessions at once.
@@ -120,6 +120,12 @@ impl From<AuthError> for HttpError {
     }
 }
 
+impl From<BadParameter> for HttpError {
+    fn from(error: BadParameter) -> Self {
+        HttpError::BadRequest(error.0)
+    }
+}
+
 impl From<ProjectionError> for HttpError {
     fn from(error: ProjectionError) -> Self {
         match error {
@@ -164,7 +170,11 @@ impl AppState {
 
     /// The stations `caller` reads when asking for `asked`.
     fn stations(&self, caller: &Caller, asked: Vec<String>) -> Result<Vec<String>, HttpError> {
-        Ok(readable_stations(caller, asked, self.projections.config())?)
+        Ok(auth::readable_stations(
+            caller,
+            asked,
+            self.projections.config(),
+        )?)
     }
 
     /// Runs a projection read off the async workers.

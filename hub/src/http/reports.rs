@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use rust_xlsxwriter::{Format, Workbook, XlsxError};
 
 use super::{AppState, HttpError, api, china_time, completion, shown, tier_zh, unit_zh};
-use crate::auth::Caller;
 use crate::projections::{IndicatorRow, OverdueList};
+use crate::{auth, params};
 
 /// The column headers of a ledger.
 pub const LEDGER_HEADERS: [&str; 6] = ["指标", "单位", "完成数", "目标数", "完成率", "数据完整至"];
@@ -135,15 +135,11 @@ pub(super) async fn report(
             )));
         }
     };
-    let params = api::Params::from(query)?;
+    let asked = api::Params::from(query)?;
     let config = state.projections.config();
     let district = station == DISTRICT;
     let (stations, whose, stem) = if district {
-        if !matches!(caller, Caller::Bureau { .. }) {
-            return Err(HttpError::Forbidden(
-                "the district's reports are for the bureau's token".into(),
-            ));
-        }
+        auth::authorize_district(&caller)?;
         (
             config.station_codes(),
             config.district.name.clone(),
@@ -159,7 +155,7 @@ pub(super) async fn report(
         (stations, roster.name.clone(), station.clone())
     };
     if name == "overdue" {
-        let as_of = api::as_of(params.one("as_of"))?;
+        let as_of = params::as_of(asked.one("as_of").unwrap_or_default())?;
         let list = state
             .read(move |p| p.overdue(as_of, &stations, None))
             .await?;
@@ -176,7 +172,7 @@ pub(super) async fn report(
         };
         return sheet.download(&filename, format);
     }
-    let period = api::period(Some(name))?;
+    let period = params::period(name)?;
     let table = state.read(move |p| p.indicators(period, &stations)).await?;
     let title = format!("{whose} {} 台账", table.period);
     let filename = format!("{stem}-{}", table.period);

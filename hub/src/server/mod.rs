@@ -1,17 +1,20 @@
-//! The hub's gRPC server: the `station.v1.Sync` service over [`HubStore`]
-//! and the bureau's `station.v1.Query` service over [`Projections`], both
-//! behind the token check of [`crate::auth`], with the standard health and
-//! reflection services beside them, in plain text or TLS. The projector
-//! runs beside them, applying each durable push to the projections.
+//! The hub's gRPC side: the `station.v1.Sync` service over the hub's log
+//! (`sync`) and the bureau's `station.v1.Query` service over the
+//! projections (`query`), both behind the token check of [`crate::auth`],
+//! with the standard health and reflection services beside them, in plain
+//! text or TLS. Their bounds are in `limits`, the status of each error in
+//! `status`. The hub as a whole (this side, HTTP, the administration
+//! socket, the projector) is served by [`crate::serve`].
 //!
 //! Invariants: every `Sync` and `Query` call passes [`Authenticator`] and the
 //! rules of [`crate::auth`] before it touches the store; a device token reads
 //! only its own station's projections; a `Push` is answered only
 //! after its batch is durable; a batch that breaks a protocol rule (gap, bad
 //! origin, another station's event, too large) is refused whole and changes
-//! nothing; blocking store calls run off the async workers; [`run_with`]
-//! returns only after the calls in flight have finished (or the grace period
-//! ran out) and the store is synced.
+//! nothing; a read's limits, period and date are parsed by [`crate::params`],
+//! as HTTP parses them; blocking store calls run off the async workers; the
+//! gRPC side stops only after the calls in flight have finished (or the
+//! grace period ran out).
 
 use std::fmt;
 use std::future::Future;
@@ -19,253 +22,33 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use station_proto::v1::query_server::{Query, QueryServer};
-use station_proto::v1::sync_server::{Sync, SyncServer};
-use station_proto::v1::{
-    GetCaseTimelineRequest, GetCaseTimelineResponse, GetCaseloadRequest, GetCaseloadResponse,
-    GetConflictsRequest, GetConflictsResponse, GetIndicatorsRequest, GetIndicatorsResponse,
-    GetOverdueRequest, GetOverdueResponse, GetQuarantineRequest, GetQuarantineResponse,
-    GetSyncHealthRequest, GetSyncHealthResponse, HelloRequest, HelloResponse, OriginAck,
-    PullRequest, PullResponse, PulledEvent, PushRequest, PushResponse,
-};
-use station_proto::validate;
+use station_proto::v1::query_server::QueryServer;
+use station_proto::v1::sync_server::SyncServer;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tonic::codec::CompressionEncoding;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
-use tonic::{Request, Response, Status};
 
-use crate::auth::{self, AuthError, Authenticator, Caller};
+use crate::auth::Authenticator;
 use crate::config::{ConfigError, HubConfig};
-use crate::projections::period::Period;
-use crate::projections::{self, ProjectionError, Projections};
-use crate::store::{HubError, HubStore};
+use crate::projections::{ProjectionError, Projections};
+use crate::store::HubError;
 
+mod limits;
+mod query;
+mod status;
+mod sync;
 mod wire;
 
-/// Most events one `Push` may carry.
-pub const MAX_PUSH_EVENTS: usize = 5_000;
-/// Largest request or response the hub decodes or sends, in bytes.
-pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
-/// Most events and bytes one `Pull` page returns.
-pub const MAX_PULL_EVENTS: u32 = 5_000;
-/// Byte budget of one `Pull` page.
-pub const MAX_PULL_BYTES: u32 = 1024 * 1024;
-/// Longest long-poll a `Pull` may ask for.
-pub const MAX_PULL_WAIT: Duration = Duration::from_secs(30);
-/// Quarantined events one `GetQuarantine` returns by default, and at most.
-pub const QUARANTINE_PAGE: (usize, usize) = (1_000, 10_000);
-/// Most overdue cases one answer lists (the counts cover every one): about
-/// a megabyte, well inside a gRPC message. The overdue report
-/// (`/reports/{station}/overdue.csv`) lists them all.
-pub const MAX_OVERDUE_CASES: usize = 10_000;
+pub use limits::{
+    MAX_MESSAGE_BYTES, MAX_PULL_BYTES, MAX_PULL_EVENTS, MAX_PULL_WAIT, MAX_PUSH_EVENTS,
+};
+pub use query::QueryService;
+pub use status::status_of;
+pub use sync::SyncService;
+
 /// How long shutdown waits for calls in flight by default.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// The `Sync` service. It expects the [`Caller`] that
-/// [`Authenticator`] puts on each request, and refuses calls without one.
-#[derive(Debug, Clone)]
-pub struct SyncService {
-    /// The hub's durable log.
-    store: Arc<HubStore>,
-    /// Turns true when the hub begins to shut down, so long polls end early.
-    stopping: Arc<watch::Sender<bool>>,
-}
-
-impl SyncService {
-    /// A service over `store`.
-    pub fn new(store: Arc<HubStore>) -> Self {
-        let (stopping, _) = watch::channel(false);
-        Self {
-            store,
-            stopping: Arc::new(stopping),
-        }
-    }
-
-    /// Ends the long polls waiting now and makes later ones answer at once.
-    pub fn begin_shutdown(&self) {
-        self.stopping.send_replace(true);
-    }
-
-    /// The tonic server for this service, with compression and limits set.
-    pub fn into_server(self) -> SyncServer<Self> {
-        SyncServer::new(self)
-            .accept_compressed(CompressionEncoding::Zstd)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .send_compressed(CompressionEncoding::Zstd)
-            .send_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-    }
-
-    async fn blocking<T, E, F>(&self, f: F) -> Result<T, Status>
-    where
-        T: Send + 'static,
-        E: Into<Status> + Send + 'static,
-        F: FnOnce(&HubStore) -> Result<T, E> + Send + 'static,
-    {
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| Status::internal(format!("hub task failed: {e}")))?
-            .map_err(Into::into)
-    }
-}
-
-/// The gRPC status of a store error.
-pub fn status_of(error: HubError) -> Status {
-    match error {
-        HubError::Gap { .. } => Status::failed_precondition(error.to_string()),
-        HubError::Malformed { .. } => Status::invalid_argument(error.to_string()),
-        HubError::UnknownToken(_) => Status::not_found(error.to_string()),
-        HubError::Sled(_) | HubError::Io(_) => Status::unavailable(error.to_string()),
-        HubError::Corrupt(_) | HubError::UnsupportedFormat(_) => {
-            Status::internal(error.to_string())
-        }
-    }
-}
-
-impl From<HubError> for Status {
-    fn from(error: HubError) -> Self {
-        status_of(error)
-    }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-#[tonic::async_trait]
-impl Sync for SyncService {
-    async fn hello(
-        &self,
-        request: Request<HelloRequest>,
-    ) -> Result<Response<HelloResponse>, Status> {
-        let caller = auth::caller(&request)?;
-        let hello = request.into_inner();
-        let origin = validate::uuid16("origin_id", &hello.origin_id)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        validate::station_code("station_code", &hello.station_code)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        auth::authorize_hello(&caller, origin, &hello.station_code)?;
-        let now = now_ms();
-        let station = hello.station_code.clone();
-        let (state, head) = self
-            .blocking(move |store| -> Result<_, AuthError> {
-                auth::bind_origin(store, &caller, origin)?;
-                let state = store.hello(
-                    origin,
-                    &hello.station_code,
-                    hello.head_seq,
-                    hello.device_clock_ms,
-                    now,
-                )?;
-                Ok((state, store.station_head(&station)?))
-            })
-            .await?;
-        tracing::debug!(%origin, durable_through = state.durable_through, "hello");
-        Ok(Response::new(HelloResponse {
-            durable_through: state.durable_through,
-            hub_clock_ms: now,
-            station_pull_head: head,
-        }))
-    }
-
-    async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
-        let caller = auth::caller(&request)?;
-        let events = request.into_inner().events;
-        if events.len() > MAX_PUSH_EVENTS {
-            return Err(Status::resource_exhausted(format!(
-                "a push may carry at most {MAX_PUSH_EVENTS} events, got {}",
-                events.len()
-            )));
-        }
-        let origins = auth::authorize_push(&caller, &events)?;
-        let count = events.len();
-        // Service dates are China's: "not in the future" is judged by the
-        // date in China, whatever the hub machine's time zone.
-        let today = projections::today_in_china();
-        let now = now_ms();
-        let outcome = self
-            .blocking(move |store| -> Result<_, AuthError> {
-                for origin in origins {
-                    auth::bind_origin(store, &caller, origin)?;
-                }
-                Ok(store.push(events, today, now)?)
-            })
-            .await?;
-        tracing::debug!(
-            count,
-            stored = outcome.stored,
-            quarantined = outcome.quarantined,
-            "push acknowledged"
-        );
-        Ok(Response::new(PushResponse {
-            acks: outcome
-                .acks
-                .into_iter()
-                .map(|(origin, durable_through)| OriginAck {
-                    origin_id: origin.as_bytes().to_vec(),
-                    durable_through,
-                })
-                .collect(),
-            quarantined: u32::try_from(outcome.quarantined).unwrap_or(u32::MAX),
-        }))
-    }
-
-    async fn pull(&self, request: Request<PullRequest>) -> Result<Response<PullResponse>, Status> {
-        let caller = auth::caller(&request)?;
-        let pull = request.into_inner();
-        validate::station_code("station_code", &pull.station_code)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        auth::authorize_pull(&caller, &pull.station_code)?;
-        let max_events = pull.max_events.clamp(1, MAX_PULL_EVENTS) as usize;
-        let max_bytes = if pull.max_bytes == 0 {
-            MAX_PULL_BYTES
-        } else {
-            pull.max_bytes.min(MAX_PULL_BYTES)
-        } as usize;
-        let wait = Duration::from_millis(u64::from(pull.wait_ms)).min(MAX_PULL_WAIT);
-        // A device does not download its own events again.
-        let skip_origin = match &caller {
-            auth::Caller::Device { bound_origin, .. } => *bound_origin,
-            auth::Caller::Bureau { .. } => None,
-        };
-        let mut grown = self.store.subscribe();
-        let mut stopping = self.stopping.subscribe();
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            grown.borrow_and_update();
-            let station = pull.station_code.clone();
-            let page = self
-                .blocking(move |store| {
-                    store.pull_for(&station, pull.after, max_events, max_bytes, skip_origin)
-                })
-                .await?;
-            let waited_enough = tokio::time::Instant::now() >= deadline || *stopping.borrow();
-            if page.next_cursor > pull.after || waited_enough {
-                return Ok(Response::new(PullResponse {
-                    events: page
-                        .events
-                        .into_iter()
-                        .map(|(hub_seq, event)| PulledEvent {
-                            hub_seq,
-                            event: Some(event),
-                        })
-                        .collect(),
-                    next_cursor: page.next_cursor,
-                    head: page.head,
-                }));
-            }
-            tokio::select! {
-                _ = tokio::time::timeout_at(deadline, grown.changed()) => {}
-                _ = stopping.wait_for(|stopping| *stopping) => {}
-            }
-        }
-    }
-}
 
 /// A certificate chain and its private key, PEM encoded, checked when made.
 #[derive(Clone)]
@@ -361,8 +144,9 @@ pub enum ServeError {
     /// The final sync of the store failed.
     #[error(transparent)]
     Store(#[from] HubError),
-    /// The final sync of the store did not run to its end.
-    #[error("the store sync task failed")]
+    /// A task of the hub (opening the store, the projector, the final
+    /// sync) did not run to its end.
+    #[error("a task of the hub failed")]
     Task(#[from] tokio::task::JoinError),
     /// The built-in configuration did not load.
     #[error(transparent)]
@@ -370,6 +154,9 @@ pub enum ServeError {
     /// The projections could not be opened.
     #[error(transparent)]
     Projections(#[from] ProjectionError),
+    /// The HTTP side's listener failed.
+    #[error("the HTTP side failed")]
+    Http(#[source] std::io::Error),
 }
 
 /// The causes of a tonic transport error, which itself only says
@@ -386,72 +173,28 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Serves the hub in plain text on `listener` until `shutdown` completes, then
-/// finishes the calls in flight, syncs the store and returns.
-///
-/// # Errors
-/// See [`run_with`].
-pub async fn run(
-    listener: TcpListener,
-    store: Arc<HubStore>,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ServeError> {
-    run_with(listener, store, ServerOptions::default(), shutdown).await
-}
-
 /// Serves `station.v1.Sync` and `station.v1.Query` (token checked),
 /// `grpc.health.v1.Health` and server reflection (both open) on `listener`
-/// until `shutdown` completes, with the projector applying durable pushes to
-/// the projections (opened with `options.config`, else the built-in roster)
-/// beside them. Then it stops accepting connections, ends long polls, lets
-/// the calls in flight finish (at most [`ServerOptions::shutdown_grace`]),
-/// stops the projector after its current batch, syncs the store and returns.
+/// until `shutdown` completes. Then it stops accepting connections, ends
+/// long polls and lets the calls in flight finish (at most
+/// [`ServerOptions::shutdown_grace`]). The projector, the other listeners and
+/// the final sync are [`crate::Hub::serve`]'s.
 ///
 /// A call still running after the grace period is not waited for: a push it
 /// stored is durable all the same (each push waits for its own sync), only its
 /// acknowledgement may not reach the device, which sends the batch again.
-///
-/// # Errors
-/// [`ServeError::Tls`] for a refused identity, [`ServeError::Transport`],
-/// [`ServeError::Store`] when the final sync fails.
-pub async fn run_with(
-    listener: TcpListener,
-    store: Arc<HubStore>,
-    options: ServerOptions,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ServeError> {
-    let config = match options.config.clone() {
-        Some(config) => config,
-        None => Arc::new(HubConfig::builtin()?),
-    };
-    let projections =
-        tokio::task::spawn_blocking(move || Projections::open(store, config)).await??;
-    serve_projections(listener, Arc::new(projections), options, shutdown).await
-}
-
-/// [`run_with`] over projections the caller opened (and may keep, to wait
-/// for the projector with [`Projections::wait_through`]); the store is
-/// theirs. `options.config` is not read: the projections carry theirs.
-///
-/// # Errors
-/// As [`run_with`].
-pub async fn serve_projections(
+pub(crate) async fn serve_grpc(
     listener: TcpListener,
     projections: Arc<Projections>,
-    options: ServerOptions,
+    options: &ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr().ok();
     let store = Arc::clone(projections.store());
-    let (stop_projector, projector_stopped) = tokio::sync::oneshot::channel::<()>();
-    let projector = tokio::spawn(Arc::clone(&projections).follow(async move {
-        let _ = projector_stopped.await;
-    }));
     let query = InterceptedService::new(
-        QueryService::new(Arc::clone(&projections)).into_server(),
+        QueryService::new(projections).into_server(),
         Authenticator::new(Arc::clone(&store)),
     );
-    drop(projections);
     let service = SyncService::new(Arc::clone(&store));
     let stopping = service.clone();
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -468,10 +211,7 @@ pub async fn serve_projections(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    let sync = InterceptedService::new(
-        service.into_server(),
-        Authenticator::new(Arc::clone(&store)),
-    );
+    let sync = InterceptedService::new(service.into_server(), Authenticator::new(store));
     let mut server = Server::builder();
     if let Some(tls) = &options.tls {
         server = server
@@ -486,7 +226,7 @@ pub async fn serve_projections(
         .add_service(query);
     tracing::info!(?addr, tls = options.tls.is_some(), "hub listening");
 
-    let mut stopped = stopping.stopping.subscribe();
+    let mut stopped = stopping.stopping();
     let signal = async move {
         shutdown.await;
         tracing::info!("hub stopping: finishing the calls in flight");
@@ -508,7 +248,7 @@ pub async fn serve_projections(
         }
         tokio::time::sleep(grace).await;
     };
-    let served = tokio::select! {
+    tokio::select! {
         served = router.serve_with_incoming_shutdown(incoming, signal) => {
             served.map_err(ServeError::from)
         }
@@ -516,202 +256,5 @@ pub async fn serve_projections(
             tracing::warn!(?grace, "calls still in flight after the grace period: not waiting for them");
             Ok(())
         }
-    };
-    let _ = stop_projector.send(());
-    let projected = projector.await;
-    let synced = tokio::task::spawn_blocking(move || store.sync()).await;
-    projected?;
-    served?;
-    synced??;
-    tracing::info!("hub stopped, store synced");
-    Ok(())
-}
-
-/// The stations a read by `caller` covers: those asked for (duplicates
-/// dropped, order kept), or when none, the roster (a bureau) or the
-/// caller's own station (a device). The rule of `Query`, for an HTTP layer to
-/// share.
-///
-/// # Errors
-/// [`AuthError::Invalid`] for a code that is not 9 digits;
-/// [`AuthError::Denied`] when a device token asks for another station.
-pub fn readable_stations(
-    caller: &Caller,
-    asked: Vec<String>,
-    config: &HubConfig,
-) -> Result<Vec<String>, AuthError> {
-    for (i, code) in asked.iter().enumerate() {
-        validate::station_code(&format!("stations[{i}]"), code)?;
-    }
-    let mut stations: Vec<String> = Vec::with_capacity(asked.len());
-    for code in asked {
-        if !stations.contains(&code) {
-            stations.push(code);
-        }
-    }
-    match caller {
-        Caller::Bureau { .. } if stations.is_empty() => Ok(config.station_codes()),
-        Caller::Bureau { .. } => Ok(stations),
-        Caller::Device { station_code, .. } if stations.is_empty() => {
-            Ok(vec![station_code.clone()])
-        }
-        Caller::Device {
-            token_id,
-            station_code,
-            ..
-        } => match stations.iter().find(|s| *s != station_code) {
-            Some(other) => Err(AuthError::Denied(format!(
-                "token {token_id} is for station {station_code}, not {other}"
-            ))),
-            None => Ok(stations),
-        },
-    }
-}
-
-/// The `Query` service: the bureau's read side. It expects the
-/// [`Caller`] that [`Authenticator`] puts on each request: a bureau token
-/// reads every station, a device token only its own.
-#[derive(Debug, Clone)]
-pub struct QueryService {
-    /// The projections and their read API.
-    projections: Arc<Projections>,
-}
-
-impl From<ProjectionError> for Status {
-    fn from(error: ProjectionError) -> Self {
-        match error {
-            ProjectionError::Store(store) => status_of(store),
-            ProjectionError::Sled(_) => Status::unavailable(error.to_string()),
-            ProjectionError::Corrupt(_) => Status::internal(error.to_string()),
-            ProjectionError::BadRequest(_) => Status::invalid_argument(error.to_string()),
-            ProjectionError::UnknownCase(_) => Status::not_found(error.to_string()),
-        }
-    }
-}
-
-impl QueryService {
-    /// A service over `projections`.
-    pub fn new(projections: Arc<Projections>) -> Self {
-        Self { projections }
-    }
-
-    /// The tonic server for this service, with compression and limits set.
-    pub fn into_server(self) -> QueryServer<Self> {
-        QueryServer::new(self)
-            .accept_compressed(CompressionEncoding::Zstd)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .send_compressed(CompressionEncoding::Zstd)
-            .send_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
-    }
-
-    fn stations(&self, caller: &Caller, asked: Vec<String>) -> Result<Vec<String>, Status> {
-        Ok(readable_stations(caller, asked, self.projections.config())?)
-    }
-
-    async fn read<T, F>(&self, f: F) -> Result<T, Status>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Projections) -> Result<T, ProjectionError> + Send + 'static,
-    {
-        let projections = Arc::clone(&self.projections);
-        tokio::task::spawn_blocking(move || f(&projections))
-            .await
-            .map_err(|e| Status::internal(format!("query task failed: {e}")))?
-            .map_err(Into::into)
-    }
-}
-
-#[tonic::async_trait]
-impl Query for QueryService {
-    async fn get_indicators(
-        &self,
-        request: Request<GetIndicatorsRequest>,
-    ) -> Result<Response<GetIndicatorsResponse>, Status> {
-        let caller = auth::caller(&request)?;
-        let asked = request.into_inner();
-        let period: Period = asked
-            .period
-            .parse()
-            .map_err(|e: projections::period::BadPeriod| Status::invalid_argument(e.to_string()))?;
-        let stations = self.stations(&caller, asked.stations)?;
-        let table = self.read(move |p| p.indicators(period, &stations)).await?;
-        Ok(Response::new(table.into()))
-    }
-
-    async fn get_caseload(
-        &self,
-        request: Request<GetCaseloadRequest>,
-    ) -> Result<Response<GetCaseloadResponse>, Status> {
-        let caller = auth::caller(&request)?;
-        let stations = self.stations(&caller, request.into_inner().stations)?;
-        let caseload = self.read(move |p| p.caseload(&stations)).await?;
-        Ok(Response::new(caseload.into()))
-    }
-
-    async fn get_overdue(
-        &self,
-        request: Request<GetOverdueRequest>,
-    ) -> Result<Response<GetOverdueResponse>, Status> {
-        let caller = auth::caller(&request)?;
-        let asked = request.into_inner();
-        let as_of = projections::parse_as_of(&asked.as_of).map_err(Status::invalid_argument)?;
-        let limit = match asked.limit {
-            0 => MAX_OVERDUE_CASES,
-            n => (n as usize).min(MAX_OVERDUE_CASES),
-        };
-        let stations = self.stations(&caller, asked.stations)?;
-        let list = self
-            .read(move |p| p.overdue(as_of, &stations, Some(limit)))
-            .await?;
-        Ok(Response::new(list.into()))
-    }
-
-    async fn get_conflicts(
-        &self,
-        request: Request<GetConflictsRequest>,
-    ) -> Result<Response<GetConflictsResponse>, Status> {
-        let caller = auth::caller(&request)?;
-        let stations = self.stations(&caller, request.into_inner().stations)?;
-        let found = self.read(move |p| p.conflicts(&stations)).await?;
-        Ok(Response::new(found.into()))
-    }
-
-    async fn get_sync_health(
-        &self,
-        request: Request<GetSyncHealthRequest>,
-    ) -> Result<Response<GetSyncHealthResponse>, Status> {
-        let caller = auth::caller(&request)?;
-        let stations = self.stations(&caller, request.into_inner().stations)?;
-        let health = self.read(move |p| p.sync_health(&stations)).await?;
-        Ok(Response::new(health.into()))
-    }
-
-    async fn get_quarantine(
-        &self,
-        request: Request<GetQuarantineRequest>,
-    ) -> Result<Response<GetQuarantineResponse>, Status> {
-        let caller = auth::caller(&request)?;
-        let asked = request.into_inner();
-        let max = match asked.max_events {
-            0 => QUARANTINE_PAGE.0,
-            n => (n as usize).min(QUARANTINE_PAGE.1),
-        };
-        let stations = self.stations(&caller, asked.stations)?;
-        let list = self.read(move |p| p.quarantine(&stations, max)).await?;
-        Ok(Response::new(list.into()))
-    }
-
-    async fn get_case_timeline(
-        &self,
-        request: Request<GetCaseTimelineRequest>,
-    ) -> Result<Response<GetCaseTimelineResponse>, Status> {
-        let caller = auth::caller(&request)?;
-        let case_id = validate::uuid16("case_id", &request.into_inner().case_id)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let timeline = self.read(move |p| p.case_timeline(case_id)).await?;
-        auth::authorize_case(&caller, case_id, &timeline.station_code)?;
-        Ok(Response::new(timeline.into()))
     }
 }

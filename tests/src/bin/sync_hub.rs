@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
             let mut sink = Vec::new();
             let _ = tokio::io::stdin().read_to_end(&mut sink).await;
         };
-        station_hub::server::run(listener, store, stdin_closed).await?;
+        station_hub::serve::run(listener, store, stdin_closed).await?;
         anyhow::Ok(())
     })
 }

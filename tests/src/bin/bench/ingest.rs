@@ -163,7 +163,7 @@ async fn hub(devices: Vec<Device>, projector: bool) -> anyhow::Result<Vec<Timing
         let _ = stopped.await;
     };
     let server = if projector {
-        tokio::spawn(station_hub::server::run(
+        tokio::spawn(station_hub::serve::run(
             listener,
             Arc::clone(&store),
             shutdown,

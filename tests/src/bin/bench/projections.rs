@@ -276,7 +276,7 @@ async fn queries(projections: Arc<Projections>, quick: bool) -> anyhow::Result<Q
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(station_hub::server::serve_projections(
+    let server = tokio::spawn(station_hub::serve::serve_projections(
         listener,
         Arc::clone(&projections),
         station_hub::server::ServerOptions::default(),

@@ -121,7 +121,7 @@ pub async fn run(quick: bool, peer: bool, rows: &mut Vec<Row>) -> anyhow::Result
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let hub_addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(station_hub::server::run(
+    let server = tokio::spawn(station_hub::serve::run(
         listener,
         Arc::clone(&store),
         async {

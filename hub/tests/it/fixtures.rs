@@ -1,27 +1,37 @@
 //! What the hub's tests share: a real hub on an ephemeral port over a
-//! temporary store, tokens, devices with their own logs, raw clients.
-
-#![allow(dead_code, clippy::unwrap_used)]
+//! temporary store, tokens, devices with their own logs, raw clients, and
+//! the `station-hub` binary.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use station_agent::{Agent, InitOptions, OpenOptions};
+use station_hub::Listeners;
 use station_hub::auth;
+use station_hub::projections::Projections;
 use station_hub::server::{ServeError, ServerOptions};
 use station_hub::store::{HubStore, TokenRecord};
 use station_proto::ids::Uuid;
+use station_proto::v1::query_client::QueryClient;
 use station_proto::v1::sync_client::SyncClient;
-use station_proto::v1::{ActivityHeld, ActivityKind};
+use station_proto::v1::{ActivityHeld, ActivityKind, PushRequest};
 use station_proto::{Body, Event};
 use tokio::sync::oneshot;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
-/// A hub serving on `127.0.0.1:0` until stopped.
+/// A hub serving its gRPC and HTTP sides on `127.0.0.1:0` until stopped,
+/// through the library's one entry ([`station_hub::Hub::serve`]).
 pub struct Hub {
+    /// The gRPC side's address.
     pub addr: SocketAddr,
+    /// The HTTP side's address.
+    pub http: SocketAddr,
     pub store: Arc<HubStore>,
+    /// The projections its projector keeps up to date.
+    pub projections: Arc<Projections>,
+    /// A channel to the gRPC side, connected on first use.
+    pub channel: Channel,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), ServeError>>,
     dir: tempfile::TempDir,
@@ -36,24 +46,57 @@ impl Hub {
     /// A hub over the store in `dir`.
     pub async fn start_in(dir: tempfile::TempDir, options: ServerOptions) -> Hub {
         let store = Arc::new(HubStore::open(dir.path(), 16 * 1024 * 1024).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let hub = station_hub::Hub::with_store(store, options).await.unwrap();
+        let (store, projections) = (Arc::clone(hub.store()), Arc::clone(hub.projections()));
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(station_hub::server::run_with(
-            listener,
-            Arc::clone(&store),
-            options,
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let listeners = Listeners {
+            grpc,
+            http: Some(http),
+        };
+        let task = tokio::spawn(hub.serve(listeners, async {
+            let _ = stopped.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy();
         Hub {
             addr,
+            http: http_addr,
             store,
+            projections,
+            channel,
             stop: Some(stop),
             task,
             dir,
         }
+    }
+
+    /// A `Query` client on the hub's channel.
+    pub fn query(&self) -> QueryClient<Channel> {
+        QueryClient::new(self.channel.clone())
+    }
+
+    /// Pushes `events` with `token`, which must be acknowledged.
+    pub async fn push(&self, token: &str, events: &[Event]) {
+        SyncClient::new(self.channel.clone())
+            .push(authorized(
+                PushRequest {
+                    events: events.to_vec(),
+                },
+                token,
+            ))
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the projector has applied every event of the log.
+    pub async fn projected(&self) {
+        self.projections
+            .wait_through(self.store.event_count())
+            .await;
     }
 
     /// The hub's data folder.
@@ -71,8 +114,14 @@ impl Hub {
             let _ = stop.send(());
         }
         self.task.await.unwrap().unwrap();
-        let Hub { store, dir, .. } = self;
-        drop(store);
+        let Hub {
+            store,
+            projections,
+            channel,
+            dir,
+            ..
+        } = self;
+        drop((store, projections, channel));
         dir
     }
 
@@ -199,16 +248,23 @@ pub fn next_after(last: &Event) -> Event {
     next
 }
 
+/// Runs `station-hub <args>`, quiet but for warnings.
+pub fn hub_run(args: &[&str]) -> std::process::Output {
+    hub_command(args).output().unwrap()
+}
+
 /// Runs `station-hub <args[0]> --data <data> <args[1..]>`.
 pub fn hub_cli(data: &std::path::Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_station-hub"))
-        .arg(args[0])
-        .arg("--data")
-        .arg(data)
-        .args(&args[1..])
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
+    let mut command = hub_command(&args[..1]);
+    command.arg("--data").arg(data).args(&args[1..]);
+    command.output().unwrap()
+}
+
+/// The `station-hub` command with `args`, logging warnings only.
+pub fn hub_command(args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_station-hub"));
+    command.args(args).env("RUST_LOG", "warn");
+    command
 }
 
 /// The stdout of a command that must have succeeded.

@@ -2,109 +2,18 @@
 //! read as JSON (the same numbers `Query` answers), as CSV and XLSX
 //! ledgers, and on the dashboard behind the login; who may read what.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
-mod common;
-mod events;
-
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use common::authorized;
-use events::*;
+use crate::events::*;
+use crate::fixtures::{Hub, authorized};
 use serde_json::Value;
-use station_hub::config::HubConfig;
-use station_hub::projections::Projections;
-use station_hub::server::{ServeError, ServerOptions};
-use station_hub::store::HubStore;
-use station_proto::v1::query_client::QueryClient;
-use station_proto::v1::sync_client::SyncClient;
 use station_proto::v1::{
-    GetCaseloadRequest, GetIndicatorsRequest, GetOverdueRequest, GetSyncHealthRequest, PushRequest,
+    GetCaseloadRequest, GetIndicatorsRequest, GetOverdueRequest, GetQuarantineRequest,
+    GetSyncHealthRequest,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
-use tonic::transport::Channel;
 
-/// A hub with its gRPC and HTTP listeners on `127.0.0.1:0`.
-struct HttpHub {
-    store: Arc<HubStore>,
-    projections: Arc<Projections>,
-    channel: Channel,
-    http: SocketAddr,
-    stop: watch::Sender<bool>,
-    grpc_task: tokio::task::JoinHandle<Result<(), ServeError>>,
-    http_task: tokio::task::JoinHandle<std::io::Result<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl HttpHub {
-    async fn start() -> HttpHub {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(HubStore::open(dir.path(), 16 * 1024 * 1024).unwrap());
-        let config = Arc::new(HubConfig::builtin().unwrap());
-        let projections = Arc::new(Projections::open(Arc::clone(&store), config).unwrap());
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc_addr = grpc.local_addr().unwrap();
-        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let http_addr = http.local_addr().unwrap();
-        let (stop, stopped) = watch::channel(false);
-        let mut grpc_stopped = stopped.clone();
-        let grpc_task = tokio::spawn(station_hub::server::serve_projections(
-            grpc,
-            Arc::clone(&projections),
-            ServerOptions::default(),
-            async move {
-                let _ = grpc_stopped.wait_for(|s| *s).await;
-            },
-        ));
-        let mut http_stopped = stopped;
-        let http_task = tokio::spawn(station_hub::http::serve_http(
-            http,
-            Arc::clone(&projections),
-            async move {
-                let _ = http_stopped.wait_for(|s| *s).await;
-            },
-        ));
-        let channel = Channel::from_shared(format!("http://{grpc_addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        HttpHub {
-            store,
-            projections,
-            channel,
-            http: http_addr,
-            stop,
-            grpc_task,
-            http_task,
-            _dir: dir,
-        }
-    }
-
-    async fn stop(self) {
-        self.stop.send(true).unwrap();
-        self.http_task.await.unwrap().unwrap();
-        self.grpc_task.await.unwrap().unwrap();
-    }
-
-    async fn push(&self, token: &str, events: &[station_proto::Event]) {
-        SyncClient::new(self.channel.clone())
-            .push(authorized(
-                PushRequest {
-                    events: events.to_vec(),
-                },
-                token,
-            ))
-            .await
-            .unwrap();
-    }
-
-    fn query(&self) -> QueryClient<Channel> {
-        QueryClient::new(self.channel.clone())
-    }
-
+impl Hub {
     async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
         request(self.http, "GET", path, headers, b"").await
     }
@@ -209,8 +118,8 @@ struct Tokens {
 }
 
 /// The scenario of `query.rs`, pushed through `Sync` by three devices.
-async fn filled() -> (HttpHub, Scenario, Tokens) {
-    let hub = HttpHub::start().await;
+async fn filled() -> (Hub, Scenario, Tokens) {
+    let hub = Hub::start().await;
     let enroll = |station: &str, name: &str| {
         station_hub::auth::enroll_device(&hub.store, station, name)
             .unwrap()
@@ -228,7 +137,7 @@ async fn filled() -> (HttpHub, Scenario, Tokens) {
     hub.push(&b, &s.b).await;
     hub.push(&tokens.c, &s.c).await;
     hub.push(&tokens.a, &s.a).await;
-    hub.projections.wait_through(hub.store.event_count()).await;
+    hub.projected().await;
     (hub, s, tokens)
 }
 
@@ -569,7 +478,7 @@ async fn overdue_lists_are_counted_paged_and_reported_whole() {
         (2, 1, 1)
     );
 
-    for bad in ["0", "-1", "many"] {
+    for bad in ["-1", "many", "10001"] {
         let reply = hub
             .get_as(
                 &format!("/api/overdue?as_of=2025-05-10&limit={bad}"),
@@ -637,6 +546,139 @@ async fn overdue_lists_are_counted_paged_and_reported_whole() {
         .await;
     assert_eq!(bad_date.status, 400);
     assert!(error(&bad_date).contains("as_of"), "{}", error(&bad_date));
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_periods_and_dates_read_alike_over_grpc_and_http() {
+    let (hub, _, tokens) = filled().await;
+    let overdue = |limit: u32, as_of: &str| {
+        authorized(
+            GetOverdueRequest {
+                as_of: as_of.into(),
+                stations: vec![ZEDANG.into()],
+                limit,
+            },
+            &tokens.bureau,
+        )
+    };
+
+    // 0 is the default: the whole list, on both surfaces.
+    let grpc = hub
+        .query()
+        .get_overdue(overdue(0, "2025-05-10"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(grpc.cases.len(), 2);
+    let http = hub
+        .get_as(
+            &format!("/api/overdue?as_of=2025-05-10&station={ZEDANG}&limit=0"),
+            &tokens.bureau,
+        )
+        .await;
+    assert_eq!(http.status, 200, "{}", http.text());
+    assert_eq!(http.json()["cases"].as_array().unwrap().len(), 2);
+
+    // Above the maximum: refused on both, with the same words.
+    let grpc = hub
+        .query()
+        .get_overdue(overdue(10_001, "2025-05-10"))
+        .await
+        .unwrap_err();
+    assert_eq!(grpc.code(), tonic::Code::InvalidArgument);
+    assert!(
+        grpc.message().contains("at most 10000"),
+        "{}",
+        grpc.message()
+    );
+    let http = hub
+        .get_as("/api/overdue?as_of=2025-05-10&limit=10001", &tokens.bureau)
+        .await;
+    assert_eq!(http.status, 400);
+    assert_eq!(http.json()["error"], "limit: at most 10000, got 10001");
+
+    // The quarantine's page: 0 is the default, too many is refused.
+    let grpc = hub
+        .query()
+        .get_quarantine(authorized(
+            GetQuarantineRequest {
+                stations: vec![],
+                max_events: 0,
+            },
+            &tokens.bureau,
+        ))
+        .await;
+    assert!(grpc.is_ok(), "{grpc:?}");
+    let grpc = hub
+        .query()
+        .get_quarantine(authorized(
+            GetQuarantineRequest {
+                stations: vec![],
+                max_events: 10_001,
+            },
+            &tokens.bureau,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(grpc.code(), tonic::Code::InvalidArgument);
+    assert!(
+        grpc.message().contains("at most 10000"),
+        "{}",
+        grpc.message()
+    );
+    assert_eq!(
+        hub.get_as("/api/quarantine?max=0", &tokens.bureau)
+            .await
+            .status,
+        200
+    );
+    let http = hub
+        .get_as("/api/quarantine?max=10001", &tokens.bureau)
+        .await;
+    assert_eq!(http.status, 400);
+    assert!(
+        http.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("at most 10000")
+    );
+
+    // A bad date: refused on both, naming the parameter.
+    let grpc = hub
+        .query()
+        .get_overdue(overdue(0, "2025-5-10"))
+        .await
+        .unwrap_err();
+    assert_eq!(grpc.code(), tonic::Code::InvalidArgument);
+    assert!(grpc.message().starts_with("as_of: "), "{}", grpc.message());
+    let http = hub
+        .get_as("/api/overdue?as_of=2025-5-10", &tokens.bureau)
+        .await;
+    assert_eq!(http.status, 400);
+    assert_eq!(http.json()["error"].as_str(), Some(grpc.message()));
+
+    // A bad or missing period: refused on both, with the same words.
+    for period in ["2025-13", ""] {
+        let grpc = hub
+            .query()
+            .get_indicators(authorized(
+                GetIndicatorsRequest {
+                    period: period.into(),
+                    stations: vec![],
+                },
+                &tokens.bureau,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(grpc.code(), tonic::Code::InvalidArgument, "{period:?}");
+        assert!(grpc.message().starts_with("period: "), "{}", grpc.message());
+        let http = hub
+            .get_as(&format!("/api/indicators?period={period}"), &tokens.bureau)
+            .await;
+        assert_eq!(http.status, 400, "{period:?}");
+        assert_eq!(http.json()["error"].as_str(), Some(grpc.message()));
+    }
     hub.stop().await;
 }
 

@@ -1,13 +1,9 @@
 //! The `station-hub` token commands through the real binary: `enroll`,
 //! `revoke`, `tokens`, and the tokens they issue used against a real hub.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
-mod common;
-
 use std::path::Path;
 
-use common::{Hub, authorized, hello, hub_cli, stdout_of};
+use crate::fixtures::{Hub, authorized, hello, hub_cli, stdout_of};
 use station_hub::server::ServerOptions;
 use station_proto::ids::Uuid;
 use station_proto::v1::PullRequest;

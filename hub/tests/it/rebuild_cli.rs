@@ -1,26 +1,14 @@
 //! `station-hub rebuild` and `station-hub config` through the real binary,
 //! and `serve` refusing a bad configuration before it listens.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
-mod events;
-
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 
-use events::*;
+use crate::events::*;
+use crate::fixtures::hub_run;
 use station_hub::config::HubConfig;
 use station_hub::projections::{KeyValue, Projections};
 use station_hub::store::HubStore;
-
-fn hub_cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_station-hub"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -53,7 +41,7 @@ fn rebuild_replays_the_log_into_the_same_projections() {
     }
     let (checkpoint, incremental) = projected(dir.path());
     assert!(checkpoint > 20);
-    let out = hub_cli(&["rebuild", "--data", dir.path().to_str().unwrap()]);
+    let out = hub_run(&["rebuild", "--data", dir.path().to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
@@ -67,7 +55,7 @@ fn rebuild_replays_the_log_into_the_same_projections() {
 
 #[test]
 fn the_default_configuration_prints_and_bad_ones_are_refused_before_serving() {
-    let out = hub_cli(&["config", "--print-default"]);
+    let out = hub_run(&["config", "--print-default"]);
     assert!(out.status.success());
     let printed = HubConfig::from_toml(&text(&out.stdout)).unwrap();
     assert_eq!(printed, HubConfig::builtin().unwrap());
@@ -75,16 +63,16 @@ fn the_default_configuration_prints_and_bad_ones_are_refused_before_serving() {
 
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, text(&hub_cli(&["config", "--print-default"]).stdout)).unwrap();
-    let out = hub_cli(&["config", "--check", good.to_str().unwrap()]);
+    std::fs::write(&good, text(&hub_run(&["config", "--print-default"]).stdout)).unwrap();
+    let out = hub_run(&["config", "--check", good.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("7 stations"));
 
     let bad = dir.path().join("bad.toml");
-    let edited = text(&hub_cli(&["config", "--print-default"]).stdout)
+    let edited = text(&hub_run(&["config", "--print-default"]).stdout)
         .replace("home_visits = 120", "home_visit = 120");
     std::fs::write(&bad, edited).unwrap();
-    let out = hub_cli(&["config", "--check", bad.to_str().unwrap()]);
+    let out = hub_run(&["config", "--check", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("home_visit"),
@@ -93,7 +81,7 @@ fn the_default_configuration_prints_and_bad_ones_are_refused_before_serving() {
     );
 
     let data = dir.path().join("data");
-    let out = hub_cli(&[
+    let out = hub_run(&[
         "serve",
         "--data",
         data.to_str().unwrap(),

@@ -1,13 +1,12 @@
 //! What the hub serves beside `Sync`, and how: health, reflection, TLS.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
-mod common;
-
-use common::{Hub, authorized, recorded};
+use crate::fixtures::{Hub, authorized, recorded};
+use station_hub::admin::{self, AdminReply, AdminRequest};
 use station_hub::server::{ServeError, ServerOptions, TlsIdentity};
+use station_hub::{HubOptions, Listeners};
 use station_proto::v1::sync_client::SyncClient;
 use station_proto::v1::{HelloRequest, PullRequest, PushRequest};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -168,4 +167,91 @@ fn a_certificate_rustls_cannot_use_is_refused_before_serving() {
         let error = TlsIdentity::from_pem(cert, key).unwrap_err();
         assert!(matches!(error, ServeError::Tls(_)), "{error}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_every_part_of_the_hub_and_stops_them_together() {
+    let data = tempfile::tempdir().unwrap();
+    let hub = station_hub::Hub::open(HubOptions {
+        data: data.path().to_path_buf(),
+        cache_capacity: 16 * 1024 * 1024,
+        server: ServerOptions::default(),
+    })
+    .await
+    .unwrap();
+    let socket = hub.admin_socket().unwrap().to_path_buf();
+    assert!(socket.exists());
+    // The store is the hub's: a second hub on the folder is refused.
+    let second = station_hub::Hub::open(HubOptions {
+        data: data.path().to_path_buf(),
+        cache_capacity: 16 * 1024 * 1024,
+        server: ServerOptions::default(),
+    })
+    .await;
+    assert!(matches!(second, Err(ServeError::Store(_))), "{second:?}");
+
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (grpc_addr, http_addr) = (grpc.local_addr().unwrap(), http.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(hub.serve(
+        Listeners {
+            grpc,
+            http: Some(http),
+        },
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    // The administration socket issues a token that the gRPC side accepts.
+    let issued = tokio::task::spawn_blocking({
+        let data = data.path().to_path_buf();
+        move || {
+            admin::call(
+                &data,
+                &AdminRequest::EnrollDevice {
+                    station: ZEDANG.into(),
+                    device: "zd-1".into(),
+                },
+            )
+        }
+    })
+    .await
+    .unwrap()
+    .unwrap()
+    .unwrap();
+    let AdminReply::Issued { bearer, .. } = issued else {
+        panic!("not issued: {issued:?}");
+    };
+    let channel = Channel::from_shared(format!("http://{grpc_addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    SyncClient::new(channel)
+        .pull(authorized(
+            PullRequest {
+                station_code: ZEDANG.into(),
+                ..PullRequest::default()
+            },
+            &bearer,
+        ))
+        .await
+        .unwrap();
+    // The HTTP side answers on its own listener.
+    let mut http = tokio::net::TcpStream::connect(http_addr).await.unwrap();
+    http.write_all(b"GET /login HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    stop.send(()).unwrap();
+    served.await.unwrap().unwrap();
+    // Everything stopped: the socket is gone, the listeners are closed.
+    assert!(!socket.exists());
+    assert!(tokio::net::TcpStream::connect(grpc_addr).await.is_err());
+    assert!(tokio::net::TcpStream::connect(http_addr).await.is_err());
 }

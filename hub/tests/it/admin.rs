@@ -4,16 +4,12 @@
 //! next call, and a hub killed with SIGKILL leaves a socket that neither the
 //! commands nor the next hub trip over.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
-mod common;
-
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-use common::{authorized, hello, hub_cli, stdout_of};
+use crate::fixtures::{authorized, hello, hub_cli, hub_command, stdout_of};
 use station_proto::ids::Uuid;
 use station_proto::v1::sync_client::SyncClient;
 use tonic::Code;
@@ -34,10 +30,8 @@ impl Served {
     /// Starts the hub on `data` and waits until it says where it listens:
     /// by then its administration socket is bound, if it could be.
     fn start(data: &Path) -> Served {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_station-hub"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        let mut child = hub_command(&["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -1,13 +1,9 @@
 //! Every refusal of the `Sync` service: the right status code, and nothing of
 //! the hub's state changed (events, `durable_through`, quarantine, tokens).
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
-mod common;
-
 use std::sync::Arc;
 
-use common::{Hub, authorized, next_after, recorded};
+use crate::fixtures::{Hub, authorized, next_after, recorded};
 use prost::Message as _;
 use prost::bytes::{Buf as _, BufMut as _};
 use station_agent::sync::{SyncError, SyncOptions, connect, sync_once};
@@ -144,8 +140,8 @@ async fn calls_without_a_live_token_are_unauthenticated_and_change_nothing() {
 
     // The agent sees a permanent refusal, not one to retry.
     let agent_dir = tempfile::tempdir().unwrap();
-    let agent = common::device(agent_dir.path(), ZEDANG, "zd-2");
-    agent.record(common::activity(ZEDANG, 1)).unwrap();
+    let agent = crate::fixtures::device(agent_dir.path(), ZEDANG, "zd-2");
+    agent.record(crate::fixtures::activity(ZEDANG, 1)).unwrap();
     let error = sync_once(agent, &SyncOptions::new(hub.url(), Some(token)))
         .await
         .unwrap_err();

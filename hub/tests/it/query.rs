@@ -2,102 +2,17 @@
 //! projector from pushes made over `Sync`, who may read what, and a restart
 //! that answers from the checkpoint at once.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
-mod common;
-mod events;
-
-use std::sync::Arc;
-
-use common::authorized;
-use events::*;
-use station_hub::config::HubConfig;
-use station_hub::projections::Projections;
-use station_hub::server::{ServeError, ServerOptions};
-use station_hub::store::HubStore;
-use station_proto::Event;
-use station_proto::v1::query_client::QueryClient;
+use crate::events::*;
+use crate::fixtures::{Hub, authorized};
 use station_proto::v1::sync_client::SyncClient;
 use station_proto::v1::{
     GetCaseTimelineRequest, GetCaseloadRequest, GetConflictsRequest, GetIndicatorsRequest,
     GetIndicatorsResponse, GetOverdueRequest, GetQuarantineRequest, GetSyncHealthRequest,
-    HelloRequest, PushRequest, VisitKind,
+    HelloRequest, VisitKind,
 };
-use tokio::sync::oneshot;
 use tonic::Code;
-use tonic::transport::Channel;
 
-/// A hub serving on `127.0.0.1:0` whose projections the test can wait on.
-struct QueryHub {
-    store: Arc<HubStore>,
-    projections: Arc<Projections>,
-    channel: Channel,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), ServeError>>,
-    dir: tempfile::TempDir,
-}
-
-impl QueryHub {
-    async fn start_in(dir: tempfile::TempDir) -> QueryHub {
-        let store = Arc::new(HubStore::open(dir.path(), 16 * 1024 * 1024).unwrap());
-        let config = Arc::new(HubConfig::builtin().unwrap());
-        let projections = Arc::new(Projections::open(Arc::clone(&store), config).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(station_hub::server::serve_projections(
-            listener,
-            Arc::clone(&projections),
-            ServerOptions::default(),
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        QueryHub {
-            store,
-            projections,
-            channel,
-            stop,
-            task,
-            dir,
-        }
-    }
-
-    async fn restart(self) -> QueryHub {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-        drop((self.store, self.projections, self.channel));
-        QueryHub::start_in(self.dir).await
-    }
-
-    /// Waits until the projector has applied every event of the log.
-    async fn projected(&self) {
-        self.projections
-            .wait_through(self.store.event_count())
-            .await;
-    }
-
-    fn query(&self) -> QueryClient<Channel> {
-        QueryClient::new(self.channel.clone())
-    }
-
-    async fn push(&self, token: &str, events: &[Event]) {
-        SyncClient::new(self.channel.clone())
-            .push(authorized(
-                PushRequest {
-                    events: events.to_vec(),
-                },
-                token,
-            ))
-            .await
-            .unwrap();
-    }
-
+impl Hub {
     async fn hello(&self, token: &str, device: &Device, head_seq: u64) {
         SyncClient::new(self.channel.clone())
             .hello(authorized(
@@ -145,8 +60,8 @@ struct Tokens {
 /// The scenario pushed through `Sync` by three devices: B's visit and void
 /// before A's events, C's stream with one event quarantined; A and C report
 /// no backlog, B a backlog of 5.
-async fn filled() -> (QueryHub, Scenario, Tokens) {
-    let hub = QueryHub::start_in(tempfile::tempdir().unwrap()).await;
+async fn filled() -> (Hub, Scenario, Tokens) {
+    let hub = Hub::start().await;
     let enroll = |station: &str, name: &str| {
         station_hub::auth::enroll_device(&hub.store, station, name)
             .unwrap()

@@ -1,13 +1,9 @@
 //! The Sync service end to end: a real hub on an ephemeral port, real agents
 //! with their sled logs, one sync round at a time.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
-mod common;
-
 use std::sync::Arc;
 
-use common::{Hub, activity, authorized, device};
+use crate::fixtures::{Hub, activity, authorized, device};
 use station_agent::Agent;
 use station_agent::sync::{SyncOptions, sync_once};
 use station_hub::auth;
@@ -267,7 +263,7 @@ async fn acknowledged_events_survive_a_hub_restart() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(station_hub::server::run(
+        let server = tokio::spawn(station_hub::serve::run(
             listener,
             Arc::clone(&store),
             async {
@@ -295,7 +291,7 @@ async fn acknowledged_events_survive_a_hub_restart() {
 async fn shutdown_ends_long_polls_and_finishes_pushes_in_flight() {
     let hub = Hub::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let (agent, events) = common::recorded(dir.path(), "540502001", 400);
+    let (agent, events) = crate::fixtures::recorded(dir.path(), "540502001", 400);
     let token = hub.device_token("540502001", "zd-1");
     let client = hub.client().await;
 

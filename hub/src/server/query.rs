@@ -1,0 +1,156 @@
+//! The `station.v1.Query` service: the bureau's read side over the
+//! projections.
+//!
+//! Invariants: every call resolves its stations with
+//! [`auth::readable_stations`] (a bureau token reads every station, a device
+//! token only its own) and its limits, period and date with
+//! [`crate::params`], as the HTTP side does; reads run off the async workers.
+
+use std::sync::Arc;
+
+use station_proto::v1::query_server::{Query, QueryServer};
+use station_proto::v1::{
+    GetCaseTimelineRequest, GetCaseTimelineResponse, GetCaseloadRequest, GetCaseloadResponse,
+    GetConflictsRequest, GetConflictsResponse, GetIndicatorsRequest, GetIndicatorsResponse,
+    GetOverdueRequest, GetOverdueResponse, GetQuarantineRequest, GetQuarantineResponse,
+    GetSyncHealthRequest, GetSyncHealthResponse,
+};
+use station_proto::validate;
+use tonic::codec::CompressionEncoding;
+use tonic::{Request, Response, Status};
+
+use super::limits::MAX_MESSAGE_BYTES;
+use crate::auth::{self, Caller};
+use crate::params;
+use crate::projections::{ProjectionError, Projections};
+
+/// The `Query` service: the bureau's read side. It expects the
+/// [`Caller`] that [`crate::auth::Authenticator`] puts on each request: a bureau token
+/// reads every station, a device token only its own.
+#[derive(Debug, Clone)]
+pub struct QueryService {
+    /// The projections and their read API.
+    projections: Arc<Projections>,
+}
+
+impl QueryService {
+    /// A service over `projections`.
+    pub fn new(projections: Arc<Projections>) -> Self {
+        Self { projections }
+    }
+
+    /// The tonic server for this service, with compression and limits set.
+    pub fn into_server(self) -> QueryServer<Self> {
+        QueryServer::new(self)
+            .accept_compressed(CompressionEncoding::Zstd)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Zstd)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    fn stations(&self, caller: &Caller, asked: Vec<String>) -> Result<Vec<String>, Status> {
+        Ok(auth::readable_stations(
+            caller,
+            asked,
+            self.projections.config(),
+        )?)
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Projections) -> Result<T, ProjectionError> + Send + 'static,
+    {
+        let projections = Arc::clone(&self.projections);
+        tokio::task::spawn_blocking(move || f(&projections))
+            .await
+            .map_err(|e| Status::internal(format!("query task failed: {e}")))?
+            .map_err(Into::into)
+    }
+}
+
+#[tonic::async_trait]
+impl Query for QueryService {
+    async fn get_indicators(
+        &self,
+        request: Request<GetIndicatorsRequest>,
+    ) -> Result<Response<GetIndicatorsResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let asked = request.into_inner();
+        let period = params::period(&asked.period)?;
+        let stations = self.stations(&caller, asked.stations)?;
+        let table = self.read(move |p| p.indicators(period, &stations)).await?;
+        Ok(Response::new(table.into()))
+    }
+
+    async fn get_caseload(
+        &self,
+        request: Request<GetCaseloadRequest>,
+    ) -> Result<Response<GetCaseloadResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let stations = self.stations(&caller, request.into_inner().stations)?;
+        let caseload = self.read(move |p| p.caseload(&stations)).await?;
+        Ok(Response::new(caseload.into()))
+    }
+
+    async fn get_overdue(
+        &self,
+        request: Request<GetOverdueRequest>,
+    ) -> Result<Response<GetOverdueResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let asked = request.into_inner();
+        let as_of = params::as_of(&asked.as_of)?;
+        let limit = params::OVERDUE_CASES.of(asked.limit.into())?;
+        let stations = self.stations(&caller, asked.stations)?;
+        let list = self
+            .read(move |p| p.overdue(as_of, &stations, Some(limit)))
+            .await?;
+        Ok(Response::new(list.into()))
+    }
+
+    async fn get_conflicts(
+        &self,
+        request: Request<GetConflictsRequest>,
+    ) -> Result<Response<GetConflictsResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let stations = self.stations(&caller, request.into_inner().stations)?;
+        let found = self.read(move |p| p.conflicts(&stations)).await?;
+        Ok(Response::new(found.into()))
+    }
+
+    async fn get_sync_health(
+        &self,
+        request: Request<GetSyncHealthRequest>,
+    ) -> Result<Response<GetSyncHealthResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let stations = self.stations(&caller, request.into_inner().stations)?;
+        let health = self.read(move |p| p.sync_health(&stations)).await?;
+        Ok(Response::new(health.into()))
+    }
+
+    async fn get_quarantine(
+        &self,
+        request: Request<GetQuarantineRequest>,
+    ) -> Result<Response<GetQuarantineResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let asked = request.into_inner();
+        let max = params::QUARANTINE_EVENTS.of(asked.max_events.into())?;
+        let stations = self.stations(&caller, asked.stations)?;
+        let list = self.read(move |p| p.quarantine(&stations, max)).await?;
+        Ok(Response::new(list.into()))
+    }
+
+    async fn get_case_timeline(
+        &self,
+        request: Request<GetCaseTimelineRequest>,
+    ) -> Result<Response<GetCaseTimelineResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let case_id = validate::uuid16("case_id", &request.into_inner().case_id)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let timeline = self.read(move |p| p.case_timeline(case_id)).await?;
+        auth::authorize_case(&caller, case_id, &timeline.station_code)?;
+        Ok(Response::new(timeline.into()))
+    }
+}

@@ -1,0 +1,214 @@
+//! The `station.v1.Sync` service over the hub's log: `Hello`, `Push` and
+//! `Pull`, each checked against the rules of [`crate::auth`] before it
+//! touches the store.
+//!
+//! Invariants: a `Push` is answered only after its batch is durable; a batch
+//! that breaks a protocol rule (gap, bad origin, another station's event,
+//! too large) is refused whole and changes nothing; blocking store calls run
+//! off the async workers; once the hub begins to stop, long polls answer at
+//! once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use station_proto::v1::sync_server::{Sync, SyncServer};
+use station_proto::v1::{
+    HelloRequest, HelloResponse, OriginAck, PullRequest, PullResponse, PulledEvent, PushRequest,
+    PushResponse,
+};
+use station_proto::validate;
+use tokio::sync::watch;
+use tonic::codec::CompressionEncoding;
+use tonic::{Request, Response, Status};
+
+use super::limits::{
+    MAX_MESSAGE_BYTES, MAX_PULL_BYTES, MAX_PULL_EVENTS, MAX_PULL_WAIT, MAX_PUSH_EVENTS,
+};
+use crate::auth::{self, AuthError};
+use crate::projections;
+use crate::store::HubStore;
+
+/// The `Sync` service. It expects the [`crate::auth::Caller`] that
+/// [`crate::auth::Authenticator`] puts on each request, and refuses calls without one.
+#[derive(Debug, Clone)]
+pub struct SyncService {
+    /// The hub's durable log.
+    store: Arc<HubStore>,
+    /// Turns true when the hub begins to shut down, so long polls end early.
+    stopping: Arc<watch::Sender<bool>>,
+}
+
+impl SyncService {
+    /// A service over `store`.
+    pub fn new(store: Arc<HubStore>) -> Self {
+        let (stopping, _) = watch::channel(false);
+        Self {
+            store,
+            stopping: Arc::new(stopping),
+        }
+    }
+
+    /// Ends the long polls waiting now and makes later ones answer at once.
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Turns true when [`SyncService::begin_shutdown`] is called.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    /// The tonic server for this service, with compression and limits set.
+    pub fn into_server(self) -> SyncServer<Self> {
+        SyncServer::new(self)
+            .accept_compressed(CompressionEncoding::Zstd)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Zstd)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    async fn blocking<T, E, F>(&self, f: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        E: Into<Status> + Send + 'static,
+        F: FnOnce(&HubStore) -> Result<T, E> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| Status::internal(format!("hub task failed: {e}")))?
+            .map_err(Into::into)
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[tonic::async_trait]
+impl Sync for SyncService {
+    async fn hello(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let hello = request.into_inner();
+        let origin = validate::uuid16("origin_id", &hello.origin_id)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        validate::station_code("station_code", &hello.station_code)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        auth::authorize_hello(&caller, origin, &hello.station_code)?;
+        let now = now_ms();
+        let station = hello.station_code.clone();
+        let (state, head) = self
+            .blocking(move |store| -> Result<_, AuthError> {
+                auth::bind_origin(store, &caller, origin)?;
+                let state = store.hello(
+                    origin,
+                    &hello.station_code,
+                    hello.head_seq,
+                    hello.device_clock_ms,
+                    now,
+                )?;
+                Ok((state, store.station_head(&station)?))
+            })
+            .await?;
+        tracing::debug!(%origin, durable_through = state.durable_through, "hello");
+        Ok(Response::new(HelloResponse {
+            durable_through: state.durable_through,
+            hub_clock_ms: now,
+            station_pull_head: head,
+        }))
+    }
+
+    async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let events = request.into_inner().events;
+        if events.len() > MAX_PUSH_EVENTS {
+            return Err(Status::resource_exhausted(format!(
+                "a push may carry at most {MAX_PUSH_EVENTS} events, got {}",
+                events.len()
+            )));
+        }
+        let origins = auth::authorize_push(&caller, &events)?;
+        let count = events.len();
+        // Service dates are China's: "not in the future" is judged by the
+        // date in China, whatever the hub machine's time zone.
+        let today = projections::today_in_china();
+        let now = now_ms();
+        let outcome = self
+            .blocking(move |store| -> Result<_, AuthError> {
+                for origin in origins {
+                    auth::bind_origin(store, &caller, origin)?;
+                }
+                Ok(store.push(events, today, now)?)
+            })
+            .await?;
+        tracing::debug!(
+            count,
+            stored = outcome.stored,
+            quarantined = outcome.quarantined,
+            "push acknowledged"
+        );
+        Ok(Response::new(PushResponse {
+            acks: outcome
+                .acks
+                .into_iter()
+                .map(|(origin, durable_through)| OriginAck {
+                    origin_id: origin.as_bytes().to_vec(),
+                    durable_through,
+                })
+                .collect(),
+            quarantined: u32::try_from(outcome.quarantined).unwrap_or(u32::MAX),
+        }))
+    }
+
+    async fn pull(&self, request: Request<PullRequest>) -> Result<Response<PullResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let pull = request.into_inner();
+        validate::station_code("station_code", &pull.station_code)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        auth::authorize_pull(&caller, &pull.station_code)?;
+        let max_events = pull.max_events.clamp(1, MAX_PULL_EVENTS) as usize;
+        let max_bytes = if pull.max_bytes == 0 {
+            MAX_PULL_BYTES
+        } else {
+            pull.max_bytes.min(MAX_PULL_BYTES)
+        } as usize;
+        let wait = Duration::from_millis(u64::from(pull.wait_ms)).min(MAX_PULL_WAIT);
+        let skip_origin = auth::pulled_without(&caller);
+        let mut grown = self.store.subscribe();
+        let mut stopping = self.stopping.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            grown.borrow_and_update();
+            let station = pull.station_code.clone();
+            let page = self
+                .blocking(move |store| {
+                    store.pull_for(&station, pull.after, max_events, max_bytes, skip_origin)
+                })
+                .await?;
+            let waited_enough = tokio::time::Instant::now() >= deadline || *stopping.borrow();
+            if page.next_cursor > pull.after || waited_enough {
+                return Ok(Response::new(PullResponse {
+                    events: page
+                        .events
+                        .into_iter()
+                        .map(|(hub_seq, event)| PulledEvent {
+                            hub_seq,
+                            event: Some(event),
+                        })
+                        .collect(),
+                    next_cursor: page.next_cursor,
+                    head: page.head,
+                }));
+            }
+            tokio::select! {
+                _ = tokio::time::timeout_at(deadline, grown.changed()) => {}
+                _ = stopping.wait_for(|stopping| *stopping) => {}
+            }
+        }
+    }
+}
