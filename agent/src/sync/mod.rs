@@ -19,7 +19,9 @@
 //!   round.
 //! - [`daemon`]: [`run`], rounds on a schedule with a long poll between.
 //!
-//! The machine imports none of the others: they drive it.
+//! Imports point one way: `airtime`, `backoff` ← `machine` ← `classify` ←
+//! `options` ← `edge` ← `daemon`. The machine knows nothing of tonic, the
+//! options or the edge: they drive it.
 //!
 //! Invariants kept across the modules: push resumes from the hub's
 //! `durable_through`, so a batch lost with a dropped link is sent again and
