@@ -184,3 +184,40 @@ pub struct SyncHealth {
     /// Per device, by station and origin.
     pub devices: Vec<DeviceHealth>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_do_not_depend_on_the_order_events_arrive_in() {
+        let events = [
+            (3, 1_000, Some(31_000)),
+            (1, 2_000, Some(2_000 + 700_000)),
+            (2, 5_000, None),
+            (4, 9_000, Some(8_000)),
+            (5, 10_000, Some(10_000 + 40 * 86_400_000)),
+        ];
+        let mut forward = OriginStats::default();
+        let mut backward = OriginStats::default();
+        for (seq, recorded, received) in events {
+            forward.observe("540502001", seq, recorded, received);
+        }
+        for (seq, recorded, received) in events.into_iter().rev() {
+            backward.observe("540502001", seq, recorded, received);
+        }
+        assert_eq!(forward, backward);
+        assert_eq!(forward.events, 5);
+        assert_eq!((forward.last_seq, forward.last_recorded_at_ms), (5, 10_000));
+        assert_eq!(forward.lag_events, 4);
+        assert_eq!(forward.recorded_after_receipt, 1);
+        assert_eq!(forward.lag_max_ms, 40 * 86_400_000);
+        let histogram: Vec<u64> = forward.lag_histogram().iter().map(|b| b.events).collect();
+        // -1 s and 30 s, 700 s, then one past 30 days.
+        assert_eq!(histogram, [2, 0, 1, 0, 0, 0, 0, 1]);
+        assert_eq!(
+            forward.lag_histogram().last().map(|b| b.up_to_ms),
+            Some(None)
+        );
+    }
+}

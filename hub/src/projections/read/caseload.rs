@@ -2,12 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use super::super::answer::{Caseload, CaseloadCell, StationCaseload};
-use super::super::codec;
-use super::super::error::ProjectionError;
-use super::super::layout;
 use super::tier_count;
 use crate::projections::Projections;
+use crate::projections::answer::{Caseload, CaseloadCell, StationCaseload};
+use crate::projections::codec;
+use crate::projections::error::ProjectionError;
+use crate::projections::layout;
 
 impl Projections {
     /// Open cases of `stations` by community × tier × category.

@@ -1,11 +1,11 @@
 //! Flagged tier conflicts: concurrent tier changes of one case.
 
-use super::super::answer::Conflicts;
-use super::super::codec;
-use super::super::error::ProjectionError;
-use super::super::layout;
 use super::station_prefix;
 use crate::projections::Projections;
+use crate::projections::answer::Conflicts;
+use crate::projections::codec;
+use crate::projections::error::ProjectionError;
+use crate::projections::layout;
 
 impl Projections {
     /// Flagged tier conflicts of `stations`.

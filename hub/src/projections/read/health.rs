@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use station_proto::ids::Uuid;
 
-use super::super::error::ProjectionError;
-use super::super::fold::{self, Quality};
-use super::super::health::{DeviceHealth, StationHealth, SyncHealth};
 use super::{counter, origin_stats};
 use crate::projections::Projections;
+use crate::projections::error::ProjectionError;
+use crate::projections::fold::{self, Quality};
+use crate::projections::health::{DeviceHealth, StationHealth, SyncHealth};
 use crate::store::TokenScope;
 
 impl Projections {

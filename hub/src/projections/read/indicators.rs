@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use super::super::answer::{IndicatorRow, IndicatorTable, IndicatorValue};
-use super::super::error::ProjectionError;
-use super::super::layout;
-use super::super::period::{Metric, Period};
-use super::super::time::end_of_day_ms;
 use crate::projections::Projections;
+use crate::projections::answer::{IndicatorRow, IndicatorTable, IndicatorValue};
+use crate::projections::error::ProjectionError;
+use crate::projections::layout;
+use crate::projections::period::{Metric, Period};
+use crate::projections::time::end_of_day_ms;
 
 impl Projections {
     /// Indicators of `stations` in `period`, by service date, with targets.

@@ -8,14 +8,14 @@ use chrono::NaiveDate;
 use station_proto::case::{CaseView, TierIntervals};
 use station_proto::ids::Uuid;
 
-use super::super::answer::{OverdueCase, OverdueList, StationOverdue};
-use super::super::codec;
-use super::super::error::ProjectionError;
-use super::super::fold::{self, Stations};
-use super::super::layout;
-use super::super::time::today_in_china;
 use super::tier_count;
 use crate::projections::Projections;
+use crate::projections::answer::{OverdueCase, OverdueList, StationOverdue};
+use crate::projections::codec;
+use crate::projections::error::ProjectionError;
+use crate::projections::fold::{self, Stations};
+use crate::projections::layout;
+use crate::projections::time::today_in_china;
 
 impl Projections {
     /// Open cases of `stations` whose follow-up was due before `as_of`, by

@@ -1,9 +1,9 @@
 //! Quarantined events of stations: acknowledged, not accepted, with the
 //! reason; never their content.
 
-use super::super::answer::{QuarantineList, QuarantinedEvent};
-use super::super::error::ProjectionError;
 use crate::projections::Projections;
+use crate::projections::answer::{QuarantineList, QuarantinedEvent};
+use crate::projections::error::ProjectionError;
 
 impl Projections {
     /// Quarantined events of `stations`, newest first, at most `max_events`.

@@ -3,13 +3,13 @@
 
 use station_proto::ids::Uuid;
 
-use super::super::answer::{CaseTimeline, TimelineEntry};
-use super::super::codec;
-use super::super::error::ProjectionError;
-use super::super::fold::Stations;
-use super::super::layout;
 use super::case_record;
 use crate::projections::Projections;
+use crate::projections::answer::{CaseTimeline, TimelineEntry};
+use crate::projections::codec;
+use crate::projections::error::ProjectionError;
+use crate::projections::fold::Stations;
+use crate::projections::layout;
 
 impl Projections {
     /// The station of a case, if any event of it is known.
