@@ -3,6 +3,7 @@
 //! Helpers shared by the tests in `tests/tests/`: locating the workspace's
 //! binaries built by cargo, and the ack line `crash-appender` prints.
 
+#[path = "../sim/src/demo.rs"]
 pub mod demo;
 pub mod district;
 pub mod fieldwork;
