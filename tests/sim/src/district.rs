@@ -154,12 +154,15 @@ enum Meaning {
     },
 }
 
-/// What the agent should do with an entry.
+/// What the agent and the hub should do with an entry, as the validator
+/// says (see [`Worker::verdict`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
-    /// A valid entry: the agent saves it.
+    /// A valid entry: the agent saves it and the hub accepts it.
     Saved,
-    /// An invalid entry: the agent refuses it, for this reason.
+    /// An invalid entry: the agent refuses it. Names the slip made, or says
+    /// that an entry meant as valid broke a rule (a bug of the generator,
+    /// which the tests look for).
     Refused(&'static str),
 }
 
@@ -1205,10 +1208,14 @@ impl Worker {
     }
 }
 
-/// The slips a worker makes, as [`Expect::Refused`] names them.
+// The slips a worker makes, as [`Expect::Refused`] names them.
+/// A service date typed years ahead.
 const SLIP_FUTURE: &str = "date in the future";
+/// An ID number with one character mistyped.
 const SLIP_CHECK_CHARACTER: &str = "ID number with a wrong check character";
+/// Fewer person-times than participants.
 const SLIP_PERSON_TIMES: &str = "person-times below participants";
+/// A negative amount of money.
 const SLIP_NEGATIVE: &str = "negative amount";
 
 /// Milliseconds since the epoch of `minutes` after midnight of `day`, China
