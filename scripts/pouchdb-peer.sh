@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the PouchDB peer of the sync benchmark: the npm packages pinned by
-# tests/pouchdb/package-lock.json (PouchDB 7 with the in-memory adapter,
+# tests/bench/pouchdb/package-lock.json (PouchDB 7 with the in-memory adapter,
 # express-pouchdb), with `npm ci` into target/pouchdb-peer, once per lock
 # file. The benchmark harness calls it; nothing else needs it.
 #
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-src=tests/pouchdb
+src=tests/bench/pouchdb
 dest="${CARGO_TARGET_DIR:-target}/pouchdb-peer"
 [[ $dest = /* ]] || dest="$PWD/$dest"
 

@@ -1,26 +1,9 @@
 //! station-tests: end-to-end tests of station-sync across real processes.
 //!
-//! Helpers shared by the tests in `tests/tests/`: locating the workspace's
-//! binaries built by cargo, and the ack line `crash-appender` prints.
-
-pub mod demo;
-pub mod district;
-pub mod fieldwork;
-pub mod weaklink;
-
-use std::path::PathBuf;
-
-/// The path of a binary of this workspace built in the same profile as the
-/// running test (`target/debug/station-agent`, say).
-pub fn workspace_binary(name: &str) -> PathBuf {
-    let mut dir = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("."));
-    // current_exe is target/<profile>/deps/<test>-<hash>.
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    dir.join(name)
-}
+//! The tests (`tests/it/`) run real agents and hubs, and the helper binaries
+//! of this crate (`crash-appender`, `sync-agent`, `sync-hub`) as processes
+//! they kill. This library holds what a binary and a test must agree on: the
+//! ack line `crash-appender` prints once an event is durable.
 
 /// The line `crash-appender` prints once an event is durable: `ack <origin_seq> <event_id>`.
 pub fn ack_line(origin_seq: u64, event_id: station_proto::ids::Uuid) -> String {

@@ -11,7 +11,7 @@ use clap::Parser;
 use station_agent::sync::{SyncOptions, sync_once};
 use station_agent::{Agent, AgentError, InitOptions, OpenOptions, StoreError};
 use station_proto::Body;
-use station_tests::fieldwork::FieldWork;
+use station_sim::fieldwork::FieldWork;
 
 /// A device that records and syncs once.
 #[derive(Debug, Parser)]

@@ -19,8 +19,8 @@ use station_agent::{Agent, InitOptions, OpenOptions};
 use station_proto::ids::Uuid;
 use station_proto::v1::{PullResponse, PulledEvent, PushRequest};
 use station_proto::{Body, Event};
-use station_tests::fieldwork::FieldWork;
-use station_tests::weaklink::{LinkProfile, WeakLink};
+use station_sim::fieldwork::FieldWork;
+use station_sim::weaklink::{LinkProfile, WeakLink};
 
 use crate::{Goal, Row, pouchdb, progress};
 

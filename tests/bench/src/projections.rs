@@ -31,8 +31,8 @@ use station_proto::v1::{
     GetIndicatorsRequest, GetOverdueRequest, VisitKind, VisitRecorded,
 };
 use station_proto::{Body, Event};
-use station_tests::district::NEDONG_STATIONS as STATIONS;
-use station_tests::fieldwork::id_number;
+use station_sim::district::NEDONG_STATIONS as STATIONS;
+use station_sim::fieldwork::id_number;
 
 use crate::ingest::with_token;
 use crate::{Goal, Row, ms, percentile, progress};

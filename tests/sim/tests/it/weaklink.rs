@@ -6,14 +6,12 @@
 //! task waits on a timer; assertions on durations are on that clock, never on
 //! the wall clock.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{RngCore as _, SeedableRng as _};
-use station_tests::weaklink::{LinkCounters, LinkProfile, WeakLink};
+use station_sim::weaklink::{LinkCounters, LinkProfile, WeakLink};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;

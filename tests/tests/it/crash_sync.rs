@@ -3,8 +3,6 @@
 //! After every restart nothing acknowledged is lost and nothing is stored
 //! twice, and the sync completes.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -12,47 +10,18 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use station_agent::sync::{SyncOptions, sync_once};
-use station_agent::{Agent, InitOptions, OpenOptions};
+use station_agent::{Agent, OpenOptions};
 use station_hub::store::HubStore;
-use station_proto::Body;
 use station_proto::ids::Uuid;
-use station_tests::fieldwork::FieldWork;
+use station_sim::fieldwork::FieldWork;
 
-const STATION: &str = "540502001";
-
-fn seed() -> u64 {
-    let seed = std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| u64::from(std::process::id()));
-    eprintln!("CRASH_SEED={seed}");
-    seed
-}
+use crate::fixtures::{STATION, new_device, one_test_at_a_time, record_field_work, seeded_rng};
 
 fn device(dir: &Path, events: usize) -> Arc<Agent> {
-    let agent = Agent::init(
-        dir,
-        InitOptions {
-            station_code: STATION.into(),
-            worker_id: "sw".into(),
-            hub_url: None,
-            token: None,
-        },
-        OpenOptions::default(),
-    )
-    .unwrap();
-    let mut work = FieldWork::new(STATION, 7);
-    for _ in 0..events {
-        let body = work.next_body();
-        let is_case = matches!(body, Body::CaseOpened(_));
-        let r = agent.record(body).unwrap();
-        if is_case {
-            work.opened(r.event_id);
-        }
-    }
+    let agent = new_device(dir, STATION, "sw");
+    record_field_work(&agent, &mut FieldWork::new(STATION, 7), events);
     Arc::new(agent)
 }
 
@@ -133,7 +102,8 @@ fn check_hub(data: &Path, origin: Uuid, head: u64) -> BTreeSet<Uuid> {
 
 #[test]
 fn hub_killed_while_acknowledging_pushes_loses_and_duplicates_nothing() {
-    let mut rng = StdRng::seed_from_u64(seed());
+    let _alone = one_test_at_a_time();
+    let mut rng = seeded_rng("hub_killed_while_acknowledging_pushes");
     let hub_dir = tempfile::tempdir().unwrap();
     let agent_dir = tempfile::tempdir().unwrap();
     let agent = device(agent_dir.path(), 600);
@@ -233,7 +203,8 @@ fn check_device(data: &Path) -> (u64, usize) {
 
 #[test]
 fn device_killed_while_pushing_and_pulling_loses_and_duplicates_nothing() {
-    let mut rng = StdRng::seed_from_u64(seed());
+    let _alone = one_test_at_a_time();
+    let mut rng = seeded_rng("device_killed_while_pushing_and_pulling");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

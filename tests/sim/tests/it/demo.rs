@@ -5,8 +5,6 @@
 //! station's stream — and a second run on the same folder adds nothing.
 //! The `station-demo` binary runs, serves, and stops cleanly on SIGINT.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
@@ -14,9 +12,8 @@ use std::time::Duration;
 
 use station_hub::admin::{self, AdminReply, AdminRequest};
 use station_hub::projections::period::{Metric, Period};
-use station_tests::demo::{Demo, DemoOptions, DemoReport, demo_link};
-use station_tests::district::Ledger;
-use station_tests::workspace_binary;
+use station_sim::demo::{Demo, DemoOptions, DemoReport, demo_link};
+use station_sim::district::Ledger;
 
 fn options(dir: &std::path::Path) -> DemoOptions {
     let mut options = DemoOptions::new(dir);
@@ -143,7 +140,7 @@ async fn reopened_cases_count_as_the_generator_entered_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = options(dir.path());
     options.days = 110;
-    options.stations = station_tests::district::NEDONG_STATIONS[..2]
+    options.stations = station_sim::district::NEDONG_STATIONS[..2]
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -161,7 +158,7 @@ async fn reopened_cases_count_as_the_generator_entered_them() {
 #[test]
 fn the_binary_prints_the_table_serves_and_stops_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(workspace_binary("station-demo"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_station-demo"))
         .args(["--data"])
         .arg(dir.path())
         .args([

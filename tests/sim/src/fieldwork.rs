@@ -133,3 +133,33 @@ impl FieldWork {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveDate;
+    use station_proto::validate::{self, Context};
+
+    #[test]
+    fn every_body_passes_the_validator_from_its_last_date_on() {
+        // The latest date the generator writes, and the hub's today.
+        let last = NaiveDate::from_ymd_opt(2026, 10, 28).expect("a real date");
+        let contexts = [
+            Context { today: last },
+            Context {
+                today: station_hub::projections::today_in_china(),
+            },
+        ];
+        let mut work = FieldWork::new("540502101", 3);
+        for n in 0..2_000u128 {
+            let body = work.next_body();
+            for ctx in &contexts {
+                let verdict = validate::body(&mut body.clone(), "540502101", ctx);
+                assert!(verdict.is_ok(), "{verdict:?}: {body:?}");
+            }
+            if matches!(body, Body::CaseOpened(_)) {
+                work.opened(Uuid::from_u128(n + 1));
+            }
+        }
+    }
+}

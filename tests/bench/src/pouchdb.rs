@@ -3,15 +3,15 @@
 //! express-pouchdb on the "hub", through the same weak-link simulator.
 //!
 //! `scripts/pouchdb-peer.sh` installs the pinned npm packages of
-//! `tests/pouchdb/` under `target/pouchdb-peer/`; the node scripts of
-//! `tests/pouchdb/` run with that `node_modules` as `NODE_PATH`.
+//! `tests/bench/pouchdb/` under `target/pouchdb-peer/`; the node scripts of
+//! `tests/bench/pouchdb/` run with that `node_modules` as `NODE_PATH`.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use station_tests::weaklink::{LinkCounters, LinkProfile, WeakLink};
+use station_sim::weaklink::{LinkCounters, LinkProfile, WeakLink};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::process::Command;
 
@@ -22,7 +22,7 @@ use crate::workspace_root;
 pub struct Peer {
     /// `node_modules` of the pinned packages.
     node_path: PathBuf,
-    /// `tests/pouchdb`, where the node scripts are.
+    /// `tests/bench/pouchdb`, where the node scripts are.
     scripts: PathBuf,
 }
 
@@ -69,7 +69,7 @@ pub fn install() -> Result<Peer, String> {
         .ok_or("scripts/pouchdb-peer.sh printed no node_modules directory")?;
     Ok(Peer {
         node_path,
-        scripts: root.join("tests/pouchdb"),
+        scripts: root.join("tests/bench/pouchdb"),
     })
 }
 

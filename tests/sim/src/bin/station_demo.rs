@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
-use station_tests::demo::{Demo, DemoOptions};
+use station_sim::demo::{Demo, DemoOptions};
 
 /// A simulated district, end to end: hub, agents, weak links, dashboard.
 #[derive(Debug, Parser)]

@@ -4,22 +4,21 @@
 //! `durable_through` equals its head, and each device holds its whole
 //! station's stream and nothing of other stations.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use station_agent::Agent;
 use station_agent::sync::{SyncOptions, SyncReport, sync_once};
-use station_agent::{Agent, InitOptions, OpenOptions};
 use station_hub::store::HubStore;
-use station_proto::Body;
 use station_proto::ids::Uuid;
-use station_tests::district::NEDONG_STATIONS as STATIONS;
-use station_tests::fieldwork::FieldWork;
-use station_tests::weaklink::{LinkCounters, LinkProfile, WeakLink};
+use station_sim::district::NEDONG_STATIONS as STATIONS;
+use station_sim::fieldwork::FieldWork;
+use station_sim::weaklink::{LinkCounters, LinkProfile, WeakLink};
 use tokio::sync::oneshot;
+
+use crate::fixtures::{new_device, record_field_work};
 
 const EVENTS_PER_DEVICE: usize = 300;
 const BURSTS: usize = 10;
@@ -60,17 +59,6 @@ struct Device {
     _dir: tempfile::TempDir,
 }
 
-fn record_some(agent: &Arc<Agent>, work: &mut FieldWork, n: usize) {
-    for _ in 0..n {
-        let body = work.next_body();
-        let is_case = matches!(body, Body::CaseOpened(_));
-        let recorded = agent.record(body).unwrap();
-        if is_case {
-            work.opened(recorded.event_id);
-        }
-    }
-}
-
 fn all_ids(agent: &Agent) -> BTreeSet<Uuid> {
     let own = agent.own_events(0, usize::MAX).unwrap();
     let pulled = agent.log().pulled_events(0, usize::MAX).unwrap();
@@ -107,19 +95,7 @@ async fn seven_stations_converge_over_links_that_cut_and_stall() {
                     .unwrap()
                     .bearer;
             let dir = tempfile::tempdir().unwrap();
-            let agent = Arc::new(
-                Agent::init(
-                    dir.path(),
-                    InitOptions {
-                        station_code: (*station).into(),
-                        worker_id: format!("sw-{s}-{d}"),
-                        hub_url: None,
-                        token: None,
-                    },
-                    OpenOptions::default(),
-                )
-                .unwrap(),
-            );
+            let agent = Arc::new(new_device(dir.path(), station, &format!("sw-{s}-{d}")));
             let link = WeakLink::start(hub_addr, link_profile((s * 2 + d) as u64))
                 .await
                 .unwrap();
@@ -162,7 +138,7 @@ async fn seven_stations_converge_over_links_that_cut_and_stall() {
                 work = tokio::task::spawn_blocking({
                     let agent = Arc::clone(&agent);
                     move || {
-                        record_some(&agent, &mut work, EVENTS_PER_DEVICE / BURSTS);
+                        record_field_work(&agent, &mut work, EVENTS_PER_DEVICE / BURSTS);
                         work
                     }
                 })

@@ -3,7 +3,7 @@
 //! pushes its events in batches through the `Sync` service (zstd, as the
 //! agent sends), each push acknowledged once durable. The hub runs as it is
 //! served, projector included. Each device's backlog is field work of the
-//! demo's district generator (`station_tests::district`).
+//! demo's district generator (`station_sim::district`).
 //!
 //! Against: raw sled batch inserts of the same encoded events, in the same
 //! batches from as many concurrent writers, each batch made durable the same
@@ -19,7 +19,7 @@ use station_proto::Event;
 use station_proto::ids::Uuid;
 use station_proto::v1::sync_client::SyncClient;
 use station_proto::v1::{HelloRequest, PushRequest};
-use station_tests::district::{NEDONG_STATIONS as STATIONS, Worker};
+use station_sim::district::{NEDONG_STATIONS as STATIONS, Worker};
 use tonic::transport::Channel;
 
 use crate::{Goal, Row, ms, percentile, progress};

@@ -21,7 +21,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use station_mobile::{FieldStore, StoreOptions};
 use station_proto::Body;
-use station_tests::fieldwork::FieldWork;
+use station_sim::fieldwork::FieldWork;
 
 use crate::{Goal, Row, ms, progress, target_dir, workspace_root};
 

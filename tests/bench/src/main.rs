@@ -3,7 +3,7 @@
 //! with a JSON copy under `target/bench/`.
 //!
 //! ```text
-//! cargo run --release -p station-tests --bin bench -- [--quick] [--only NAME] [--out DIR]
+//! cargo run --release -p station-bench --bin bench -- [--quick] [--only NAME] [--out DIR]
 //! ```
 //!
 //! Scenarios (one module each):
@@ -237,10 +237,14 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1_000.0
 }
 
-/// The workspace's root directory (where `Cargo.toml` and `scripts/` are).
+/// The workspace's root directory (where `Cargo.toml` and `scripts/` are),
+/// two levels above this crate's `tests/bench`.
 pub fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map_or(manifest.clone(), PathBuf::from)
+    manifest
+        .ancestors()
+        .nth(2)
+        .map_or_else(|| manifest.clone(), PathBuf::from)
 }
 
 /// Cargo's target directory: `CARGO_TARGET_DIR`, else `target/` of the workspace.

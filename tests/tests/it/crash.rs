@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! Crash tests of the agent's durable log: a real `crash-appender` process is
 //! SIGKILLed at random moments while it appends, and the store is reopened
 //! after every kill.
@@ -21,44 +20,18 @@ use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
-use rand::{Rng as _, SeedableRng as _};
+use rand::Rng as _;
 use station_agent::{Agent, OpenOptions};
 use station_proto::Body;
 use station_proto::ids::Uuid;
 use station_tests::parse_ack_line;
 
-const STATION: &str = "540502001";
+use crate::fixtures::{STATION, one_test_at_a_time, seeded_rng};
+
 const SIGKILL: i32 = 9;
-
-/// The tests of this file run one at a time. sled locks its `db` file with
-/// `flock`, and a child spawned by one test thread briefly holds a copy of
-/// every descriptor the process has open (from fork until exec closes them):
-/// if another test has a store open then, that store stays locked after the
-/// test drops its `Agent`, and its next open fails with `WouldBlock`.
-static ONE_TEST_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn one_test_at_a_time() -> MutexGuard<'static, ()> {
-    // A test that failed poisons the lock; the others still run.
-    ONE_TEST_AT_A_TIME
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The seed of this run: `CRASH_SEED` when set, else a fresh one. Printed so a
-/// failure can be replayed.
-fn seeded_rng(test: &str) -> StdRng {
-    let seed = std::env::var("CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random::<u64>);
-    eprintln!("{test}: CRASH_SEED={seed}");
-    StdRng::seed_from_u64(seed)
-}
 
 /// A running `crash-appender` and the ack lines it prints.
 struct Appender {

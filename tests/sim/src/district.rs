@@ -5,9 +5,9 @@
 //! files (Chinese and Tibetan names, valid ID numbers), visits each case on
 //! its tier's schedule (high-risk weekly, key monthly, general quarterly),
 //! loses track of a few (so follow-ups fall overdue), changes tiers, closes
-//! cases and reopens a few of them weeks later, holds activities and group sessions, links resources, attends
-//! trainings, corrects a few entries with voids and makes a few invalid
-//! entries that the agent must refuse.
+//! cases and reopens a few of them weeks later, holds activities and group
+//! sessions, links resources, attends trainings, corrects a few entries with
+//! voids and makes a few typing slips that the agent must refuse.
 //!
 //! Invariants:
 //! - the entries depend only on the seed, the station, the device and the
@@ -17,12 +17,16 @@
 //!   [`Worker::saved`] with the id the log gave it, or [`Worker::refused`];
 //! - a worker refers only to cases it opened itself (each social worker
 //!   keeps their own caseload), so its entries never depend on sync timing;
+//! - whether an entry is valid is the validator's word, never the
+//!   generator's: [`Entry::expect`] is what `station_proto::validate` says
+//!   of the body in the [hub's context](Worker::receiver), so the generator
+//!   cannot drift from the rules with the date;
 //! - [`Ledger`] is an independent model of the bureau's indicators: what the
 //!   hub computes from the same events must equal it.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
-use chrono::{Datelike, Days, NaiveDate, NaiveTime, Weekday};
+use chrono::{Datelike, Days, Months, NaiveDate, NaiveTime, Weekday};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -35,6 +39,7 @@ use station_proto::v1::{
     NoteKind, ResourceKind, ResourceLinked, Tier, TrainingHeld, TrainingKind, VisitKind,
     VisitRecorded,
 };
+use station_proto::validate::{self, Context, Invalid};
 
 use crate::fieldwork::id_number;
 
@@ -95,6 +100,8 @@ enum Meaning {
     Open {
         tier: i32,
         neglect_after: u32,
+        opened_on: NaiveDate,
+        dibao: bool,
     },
     Visit {
         case: usize,
@@ -114,8 +121,12 @@ enum Meaning {
         date: NaiveDate,
         tier: i32,
     },
-    Note,
-    Verify,
+    Note {
+        case: usize,
+    },
+    Verify {
+        case: usize,
+    },
     Activity {
         date: NaiveDate,
         person_times: i64,
@@ -132,19 +143,26 @@ enum Meaning {
     Resource {
         date: NaiveDate,
         fen: i64,
+        case: Option<usize>,
     },
     Void {
         target: Uuid,
     },
-    Invalid,
+    /// A typing slip the validator refuses, and what the slip is.
+    Invalid {
+        slip: &'static str,
+    },
 }
 
-/// What the agent should do with an entry.
+/// What the agent and the hub should do with an entry, as the validator
+/// says (see [`Worker::verdict`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
-    /// A valid entry: the agent saves it.
+    /// A valid entry: the agent saves it and the hub accepts it.
     Saved,
-    /// An invalid entry: the agent refuses it, for this reason.
+    /// An invalid entry: the agent refuses it. Names the slip made, or says
+    /// that an entry meant as valid broke a rule (a bug of the generator,
+    /// which the tests look for).
     Refused(&'static str),
 }
 
@@ -157,7 +175,7 @@ pub struct Entry {
     pub recorded_at_ms: i64,
     /// What is entered.
     pub body: Body,
-    /// Whether the agent must save or refuse it.
+    /// Whether the agent and the hub must save or refuse it: the validator's verdict.
     pub expect: Expect,
 }
 
@@ -180,6 +198,9 @@ struct CaseFile {
     /// After this many visits the worker loses track of the case.
     neglect_after: u32,
     visits: u32,
+    /// The case's saved events that are not voided, its opening first, in
+    /// the order entered (which is their hlc order on the device).
+    events: Vec<Uuid>,
 }
 
 impl CaseFile {
@@ -486,11 +507,22 @@ impl Worker {
             self.entries_today = 0;
             self.plan_day(next);
         }
-        let draft = self.queue.pop_front()?;
+        let mut draft = self.queue.pop_front()?;
         let day = self.day?;
-        let expect = match draft.meaning {
-            Meaning::Invalid => Expect::Refused(invalid_reason(&draft.body)),
-            _ => Expect::Saved,
+        // A tier change names the latest event of the case the device holds,
+        // as the agent does: known only once the entries before it are answered.
+        if let (Body::CaseAssessed(m), Meaning::Assess { case, .. }) =
+            (&mut draft.body, &draft.meaning)
+            && let Some(last) = self.cases[*case].events.last()
+        {
+            m.last_seen_event_id = last.as_bytes().to_vec();
+        }
+        let expect = match self.verdict(&draft.body) {
+            Ok(()) => Expect::Saved,
+            Err(_) => Expect::Refused(match draft.meaning {
+                Meaning::Invalid { slip } => slip,
+                _ => "an entry the generator meant as valid",
+            }),
         };
         let minutes = 9 * 60 + 30 + i64::from(self.entries_today) * 7;
         self.entries_today += 1;
@@ -504,6 +536,27 @@ impl Worker {
         Some(entry)
     }
 
+    /// The context the receiver of this field work validates it in: the
+    /// hub's, on the district's last day, the earliest day it receives all
+    /// of it. An entry is valid there exactly when it is valid on the device
+    /// on its own day: valid entries date nothing after their day, and each
+    /// slip breaks its rule on every day up to ten years after its own.
+    pub fn receiver(&self) -> Context {
+        Context {
+            today: self.last_day,
+        }
+    }
+
+    /// What the validator says of `body`, entered at this worker's station,
+    /// in the [receiver's context](Worker::receiver): the one opinion of
+    /// what is valid.
+    ///
+    /// # Errors
+    /// The first rule the body breaks.
+    pub fn verdict(&self, body: &Body) -> Result<(), Invalid> {
+        validate::body(&mut body.clone(), &self.station, &self.receiver())
+    }
+
     /// The last entry was saved under `event_id`.
     pub fn saved(&mut self, event_id: Uuid) {
         let Some(draft) = self.waiting.take() else {
@@ -514,14 +567,9 @@ impl Worker {
             Meaning::Open {
                 tier,
                 neglect_after,
+                opened_on,
+                dibao,
             } => {
-                let (opened_on, dibao) = match &draft.body {
-                    Body::CaseOpened(m) => (
-                        parse_day(&m.opened_on).unwrap_or(self.first_day),
-                        m.categories.contains(&(Category::Dibao as i32)),
-                    ),
-                    _ => (self.first_day, false),
-                };
                 self.cases.push(CaseFile {
                     id: event_id,
                     tier,
@@ -533,6 +581,7 @@ impl Worker {
                     dibao,
                     neglect_after,
                     visits: 0,
+                    events: vec![event_id],
                 });
                 Some(Fact::Opened {
                     case: event_id,
@@ -542,6 +591,7 @@ impl Worker {
             }
             Meaning::Visit { case, date, phone } => {
                 let file = &mut self.cases[case];
+                file.events.push(event_id);
                 file.last_visit = Some(date);
                 file.visits += 1;
                 self.voidable.push(event_id);
@@ -552,6 +602,7 @@ impl Worker {
                 })
             }
             Meaning::Assess { case, tier } => {
+                self.cases[case].events.push(event_id);
                 self.cases[case].tier = tier;
                 Some(Fact::Assessed {
                     case: self.cases[case].id,
@@ -559,6 +610,7 @@ impl Worker {
                 })
             }
             Meaning::Close { case, date } => {
+                self.cases[case].events.push(event_id);
                 self.cases[case].closed = true;
                 self.cases[case].closed_on = Some(date);
                 Some(Fact::Closed {
@@ -568,6 +620,7 @@ impl Worker {
             }
             Meaning::Reopen { case, date, tier } => {
                 let file = &mut self.cases[case];
+                file.events.push(event_id);
                 file.closed = false;
                 file.reopened_on = Some(date);
                 file.tier = tier;
@@ -595,12 +648,24 @@ impl Worker {
             }
             Meaning::Group { date, participants } => Some(Fact::Group { date, participants }),
             Meaning::Training { date } => Some(Fact::Training { date }),
-            Meaning::Resource { date, fen } => Some(Fact::Resource { date, fen }),
+            Meaning::Resource { date, fen, case } => {
+                if let Some(case) = case {
+                    self.cases[case].events.push(event_id);
+                }
+                Some(Fact::Resource { date, fen })
+            }
             Meaning::Void { target } => {
+                for file in &mut self.cases {
+                    file.events.retain(|id| *id != target);
+                }
                 self.ledger.voided.insert(target);
                 None
             }
-            Meaning::Note | Meaning::Verify | Meaning::Invalid => None,
+            Meaning::Note { case } | Meaning::Verify { case } => {
+                self.cases[case].events.push(event_id);
+                None
+            }
+            Meaning::Invalid { .. } => None,
         };
         if let Some(fact) = fact {
             self.ledger.facts.push((event_id, fact));
@@ -760,6 +825,7 @@ impl Worker {
         };
         let name = (*NAMES.choose(&mut self.rng).unwrap_or(&NAMES[0])).to_string();
         let community = self.community();
+        let dibao = categories.contains(&Category::Dibao);
         let body = Body::CaseOpened(CaseOpened {
             name,
             id_number: number,
@@ -790,6 +856,8 @@ impl Worker {
             Meaning::Open {
                 tier,
                 neglect_after,
+                opened_on: day,
+                dibao,
             },
         );
     }
@@ -851,7 +919,7 @@ impl Worker {
                         text: "制定服务计划：每周电话关怀，协调村医上门 ཞབས་ཞུའི་འཆར་གཞི".into(),
                         noted_on: day.to_string(),
                     }),
-                    Meaning::Note,
+                    Meaning::Note { case },
                 );
             }
             if !first && self.rng.random_bool(0.06) {
@@ -938,7 +1006,7 @@ impl Worker {
                     still_eligible: true,
                     notes: "低保年度核查，收入情况属实".into(),
                 }),
-                Meaning::Verify,
+                Meaning::Verify { case },
             );
         }
     }
@@ -973,7 +1041,11 @@ impl Worker {
                 in_kind_fen: if cash { 0 } else { fen },
                 description: String::new(),
             }),
-            Meaning::Resource { date: day, fen },
+            Meaning::Resource {
+                date: day,
+                fen,
+                case,
+            },
         );
     }
 
@@ -1061,79 +1133,90 @@ impl Worker {
     }
 
     /// An entry the agent must refuse: a typing slip of the kinds seen in
-    /// the field.
+    /// the field. Each breaks a rule on its own day and on every later day
+    /// within ten years, so the device and the hub refuse it alike.
     fn invalid(&mut self, day: NaiveDate) {
         let community = self.community();
-        let body = match self.rng.random_range(0..4) {
-            0 => Body::ActivityHeld(ActivityHeld {
-                held_on: (day + Days::new(5)).to_string(),
-                community_code: community,
-                kind: ActivityKind::Cultural as i32,
-                title: "日期录成了下周 (date typed a week ahead)".into(),
-                participants: 20,
-                person_times: 20,
-                volunteers: 0,
-                volunteer_minutes: 0,
-            }),
+        let (slip, body) = match self.rng.random_range(0..4) {
+            0 => (
+                SLIP_FUTURE,
+                Body::ActivityHeld(ActivityHeld {
+                    held_on: day
+                        .checked_add_months(Months::new(120))
+                        .unwrap_or(NaiveDate::MAX)
+                        .to_string(),
+                    community_code: community,
+                    kind: ActivityKind::Cultural as i32,
+                    title: "年份录错 (the year typed ten years ahead)".into(),
+                    participants: 20,
+                    person_times: 20,
+                    volunteers: 0,
+                    volunteer_minutes: 0,
+                }),
+            ),
             1 => {
                 let valid = id_number("540502", "19580312", self.global * 35, true);
                 let mut wrong = valid.into_bytes();
                 if let Some(last) = wrong.last_mut() {
                     *last = if *last == b'0' { b'1' } else { b'0' };
                 }
-                Body::CaseOpened(CaseOpened {
-                    name: "央宗 དབྱངས་འཛོམས".into(),
-                    id_number: String::from_utf8(wrong).unwrap_or_default(),
-                    gender: Gender::Female as i32,
-                    birth_date: "1958-03-12".into(),
-                    community_code: community,
-                    address: String::new(),
-                    phone: String::new(),
-                    language: "bo".into(),
-                    categories: vec![Category::Elderly as i32],
-                    tier: Tier::Key as i32,
-                    source: CaseSource::Outreach as i32,
-                    opened_on: day.to_string(),
-                })
+                (
+                    SLIP_CHECK_CHARACTER,
+                    Body::CaseOpened(CaseOpened {
+                        name: "央宗 དབྱངས་འཛོམས".into(),
+                        id_number: String::from_utf8(wrong).unwrap_or_default(),
+                        gender: Gender::Female as i32,
+                        birth_date: "1958-03-12".into(),
+                        community_code: community,
+                        address: String::new(),
+                        phone: String::new(),
+                        language: "bo".into(),
+                        categories: vec![Category::Elderly as i32],
+                        tier: Tier::Key as i32,
+                        source: CaseSource::Outreach as i32,
+                        opened_on: day.to_string(),
+                    }),
+                )
             }
-            2 => Body::ActivityHeld(ActivityHeld {
-                held_on: day.to_string(),
-                community_code: community,
-                kind: ActivityKind::ChildCare as i32,
-                title: "人次少于人数 (person-times below participants)".into(),
-                participants: 30,
-                person_times: 3,
-                volunteers: 1,
-                volunteer_minutes: 60,
-            }),
-            _ => Body::ResourceLinked(ResourceLinked {
-                case_id: vec![],
-                linked_on: day.to_string(),
-                kind: ResourceKind::Cash as i32,
-                source: "金额录成负数 (negative amount)".into(),
-                cash_fen: -50_000,
-                in_kind_fen: 0,
-                description: String::new(),
-            }),
+            2 => (
+                SLIP_PERSON_TIMES,
+                Body::ActivityHeld(ActivityHeld {
+                    held_on: day.to_string(),
+                    community_code: community,
+                    kind: ActivityKind::ChildCare as i32,
+                    title: "人次少于人数 (person-times below participants)".into(),
+                    participants: 30,
+                    person_times: 3,
+                    volunteers: 1,
+                    volunteer_minutes: 60,
+                }),
+            ),
+            _ => (
+                SLIP_NEGATIVE,
+                Body::ResourceLinked(ResourceLinked {
+                    case_id: vec![],
+                    linked_on: day.to_string(),
+                    kind: ResourceKind::Cash as i32,
+                    source: "金额录成负数 (negative amount)".into(),
+                    cash_fen: -50_000,
+                    in_kind_fen: 0,
+                    description: String::new(),
+                }),
+            ),
         };
-        self.push(body, Meaning::Invalid);
+        self.push(body, Meaning::Invalid { slip });
     }
 }
 
-fn invalid_reason(body: &Body) -> &'static str {
-    match body {
-        Body::CaseOpened(_) => "ID number with a wrong check character",
-        Body::ResourceLinked(_) => "negative amount",
-        Body::ActivityHeld(m) if m.person_times < m.participants => {
-            "person-times below participants"
-        }
-        _ => "date in the future",
-    }
-}
-
-fn parse_day(s: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
-}
+// The slips a worker makes, as [`Expect::Refused`] names them.
+/// A service date typed years ahead.
+const SLIP_FUTURE: &str = "date in the future";
+/// An ID number with one character mistyped.
+const SLIP_CHECK_CHARACTER: &str = "ID number with a wrong check character";
+/// Fewer person-times than participants.
+const SLIP_PERSON_TIMES: &str = "person-times below participants";
+/// A negative amount of money.
+const SLIP_NEGATIVE: &str = "negative amount";
 
 /// Milliseconds since the epoch of `minutes` after midnight of `day`, China
 /// time.
@@ -1165,7 +1248,7 @@ pub fn district(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use station_proto::validate::{self, Context};
+    use station_proto::Event;
 
     fn run(worker: &mut Worker) -> Vec<Entry> {
         let mut entries = Vec::new();
@@ -1193,10 +1276,6 @@ mod tests {
         assert!(ea.len() > 150, "{} entries", ea.len());
         for entry in &ea {
             let mut body = entry.body.clone();
-            // The agent names the last event seen of a tier change.
-            if let Body::CaseAssessed(m) = &mut body {
-                m.last_seen_event_id = vec![1; 16];
-            }
             let result = validate::body(&mut body, "540502200", &Context { today: entry.day });
             match entry.expect {
                 Expect::Saved => assert!(result.is_ok(), "{entry:?}: {result:?}"),
@@ -1221,5 +1300,115 @@ mod tests {
         assert!(ledger.voided.len() >= 7, "{} voided", ledger.voided.len());
         assert!(ledger.open_by_tier().iter().all(|n| *n > 10));
         assert!(ledger.reopened() >= 3, "{} reopened", ledger.reopened());
+    }
+
+    /// Each entry of a district ending on `last`, as the hub receives it.
+    fn events_of_district(last: NaiveDate, days: u32) -> Vec<(Event, Entry)> {
+        let mut out = Vec::new();
+        for (d, mut worker) in district(11, &NEDONG_STATIONS, 1, days, last)
+            .into_iter()
+            .enumerate()
+        {
+            let origin = Uuid::from_u128(d as u128 + 1);
+            let mut seq = 0u64;
+            while let Some(entry) = worker.next_entry() {
+                seq += 1;
+                let event_id = station_proto::ids::new_v7();
+                let event = Event {
+                    event_id: event_id.as_bytes().to_vec(),
+                    origin_id: origin.as_bytes().to_vec(),
+                    origin_seq: seq,
+                    station_code: worker.station().into(),
+                    author: format!("worker-{d}"),
+                    recorded_at_ms: entry.recorded_at_ms,
+                    hlc: (entry.recorded_at_ms as u64) << 16,
+                    body: Some(entry.body.clone()),
+                };
+                match entry.expect {
+                    Expect::Saved => worker.saved(event_id),
+                    Expect::Refused(_) => worker.refused(),
+                }
+                out.push((event, entry));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_hub_and_the_device_accept_exactly_what_the_generator_calls_valid() {
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("a real date");
+        let ends = [
+            day(2026, 1, 31),
+            day(2026, 2, 28),
+            day(2026, 4, 30),
+            day(2026, 12, 7),
+            day(2026, 12, 31),
+            day(2028, 2, 29),
+            day(2028, 3, 1),
+            station_hub::projections::today_in_china(),
+        ];
+        for last in ends {
+            // The hub validates with its own date; it receives the work on
+            // the last day at the earliest (the benchmark pushes it then).
+            let hub = Context { today: last };
+            let (mut saved, mut refused, mut assessed) = (0, 0, 0);
+            for (event, entry) in events_of_district(last, 150) {
+                let device = Context { today: entry.day };
+                let mut at_hub = event.clone();
+                let hub_says = validate::event(&mut at_hub, &hub);
+                let mut on_device = entry.body.clone();
+                let device_says =
+                    validate::body(&mut on_device, event.station_code.as_str(), &device);
+                match entry.expect {
+                    Expect::Saved => {
+                        saved += 1;
+                        assert!(hub_says.is_ok(), "{last}: {hub_says:?} {entry:?}");
+                        assert!(device_says.is_ok(), "{last}: {device_says:?} {entry:?}");
+                        if let Body::CaseAssessed(m) = &entry.body {
+                            assessed += 1;
+                            assert_eq!(m.last_seen_event_id.len(), 16, "{entry:?}");
+                        }
+                    }
+                    Expect::Refused(slip) => {
+                        refused += 1;
+                        assert!(
+                            [
+                                SLIP_FUTURE,
+                                SLIP_CHECK_CHARACTER,
+                                SLIP_PERSON_TIMES,
+                                SLIP_NEGATIVE
+                            ]
+                            .contains(&slip),
+                            "{last}: a meant-valid entry was refused: {entry:?}"
+                        );
+                        assert!(hub_says.is_err(), "{last}: {slip}: {entry:?}");
+                        assert!(device_says.is_err(), "{last}: {slip}: {entry:?}");
+                    }
+                }
+            }
+            assert!(saved > 1000, "{last}: {saved} saved");
+            assert!(refused > 0, "{last}: {refused} refused");
+            assert!(assessed > 0, "{last}: {assessed} tier changes");
+        }
+    }
+
+    #[test]
+    fn the_benchmark_district_is_valid_at_the_hub_today() {
+        // hub-ingest at full size: 500 entries per device over 530 days.
+        let last = station_hub::projections::today_in_china();
+        let hub = Context { today: last };
+        let first = last - Days::new(530);
+        for (d, station) in NEDONG_STATIONS.iter().enumerate() {
+            let mut worker = Worker::new(7, station, 0, d as u32, first, last);
+            let mut n = 0u128;
+            for (_, entry) in worker.take_valid(500, || {
+                n += 1;
+                Uuid::from_u128(n)
+            }) {
+                let mut body = entry.body.clone();
+                let verdict = validate::body(&mut body, station, &hub);
+                assert!(verdict.is_ok(), "{verdict:?}: {entry:?}");
+            }
+        }
     }
 }
