@@ -8,6 +8,9 @@
 //!   `durable_through`, gap refusal, quarantine, the station streams `Pull`
 //!   reads, the token records, group-committed with the agent's
 //!   [`station_agent::durable`].
+//! - [`ingest`]: the ingest decision, a pure function: each event of a push
+//!   accepted, ignored as held, or quarantined with the reason, or the whole
+//!   push refused.
 //! - [`auth`]: tokens (`enroll`, `revoke`), the interceptor that resolves a
 //!   bearer token to a [`auth::Caller`], and the rules of who may push and
 //!   pull what.
@@ -32,6 +35,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod ingest;
 pub mod projections;
 pub mod server;
 pub mod store;

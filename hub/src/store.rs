@@ -38,7 +38,7 @@
 //!   never changes after; a revoked token stays revoked;
 //! - a token write returns only once flushed and fsynced.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -47,7 +47,9 @@ use serde::{Deserialize, Serialize};
 use station_agent::durable::GroupCommit;
 use station_proto::Event;
 use station_proto::ids::Uuid;
-use station_proto::validate::{self, Context};
+
+use crate::ingest::{self, Policy, Refusal, Verdict, hex_bytes};
+pub use crate::ingest::{OriginState, Quarantined};
 
 /// The format version this code writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -61,6 +63,23 @@ const IDS: &[u8] = b"i:";
 const ORIGINS: &[u8] = b"o:";
 const QUARANTINE: &[u8] = b"q:";
 const RECEIVED: &[u8] = b"r:";
+
+impl From<Refusal> for HubError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Gap {
+                origin,
+                expected,
+                got,
+            } => HubError::Gap {
+                origin,
+                expected,
+                got,
+            },
+            Refusal::Malformed { index, reason } => HubError::Malformed { index, reason },
+        }
+    }
+}
 
 impl From<station_agent::durable::OpenError> for HubError {
     fn from(error: station_agent::durable::OpenError) -> Self {
@@ -110,60 +129,6 @@ pub enum HubError {
         /// What is wrong.
         reason: String,
     },
-}
-
-/// What the hub knows of one device log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct OriginState {
-    /// Seqs `1..=durable_through` are held (logged or quarantined) on disk.
-    pub durable_through: u64,
-    /// The station of the origin's events.
-    pub station_code: String,
-    /// The device's own head, as it last said in `Hello`.
-    pub reported_head: u64,
-    /// Hub wall clock of the last contact, ms.
-    pub last_contact_ms: i64,
-    /// Device clock minus hub clock at the last `Hello`, ms.
-    pub clock_skew_ms: i64,
-    /// Events of this origin kept in quarantine.
-    pub quarantined: u64,
-}
-
-/// An event acknowledged but not accepted into the log, with the reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Quarantined {
-    /// The origin's seq of the event.
-    pub origin_seq: u64,
-    /// The station the event claimed.
-    pub station_code: String,
-    /// Why it was not accepted.
-    pub reason: String,
-    /// Hub wall clock when received, ms.
-    pub received_at_ms: i64,
-    /// The encoded event as received.
-    #[serde(with = "hex_bytes")]
-    pub event: Vec<u8>,
-}
-
-mod hex_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        s.serialize_str(&hex)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        (0..s.len())
-            .step_by(2)
-            .map(|i| {
-                s.get(i..i + 2)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| serde::de::Error::custom("bad hex"))
-            })
-            .collect()
-    }
 }
 
 /// What a token lets its holder do, and on whose behalf.
@@ -593,7 +558,7 @@ impl HubStore {
         Ok(())
     }
 
-    /// Stores a pushed batch: per origin, events at or below `durable_through`
+    /// Stores a pushed batch as [`crate::ingest::decide`] decides: per origin, events at or below `durable_through`
     /// are ignored, the rest must continue it without a gap. Valid events go to
     /// the log with a new hub position and their receive time (`now_ms`);
     /// events that decode but break a rule, or belong to a station outside
@@ -610,63 +575,35 @@ impl HubStore {
         now_ms: i64,
     ) -> Result<PushOutcome, HubError> {
         let mut writer = self.lock_writer();
+        let mut origins = BTreeMap::new();
+        for origin in ingest::origins_of(&events)? {
+            if let std::collections::btree_map::Entry::Vacant(entry) = origins.entry(origin) {
+                entry.insert(self.origin(origin)?);
+            }
+        }
+        let mut held = HashSet::new();
+        for event in &events {
+            if self.tree.contains_key(key(IDS, &[&event.event_id]))? {
+                held.insert(event.event_id.clone());
+            }
+        }
+        let policy = Policy {
+            today,
+            roster: self.roster.as_ref(),
+            now_ms,
+        };
+        let decision = ingest::decide(events, origins, |id| held.contains(id), &policy)?;
+        let mut outcome = PushOutcome {
+            stored: decision.accepted(),
+            quarantined: decision.quarantined(),
+            duplicates: decision.already_held(),
+            acks: Vec::new(),
+        };
         let mut hub_seq = *writer;
         let mut batch = sled::Batch::default();
-        let mut origins: BTreeMap<Uuid, OriginState> = BTreeMap::new();
-        let mut seen_ids = std::collections::BTreeSet::new();
-        let mut outcome = PushOutcome::default();
-        let ctx = Context { today };
-        for (index, event) in events.into_iter().enumerate() {
-            let origin = Uuid::from_slice(&event.origin_id).map_err(|_| HubError::Malformed {
-                index,
-                reason: "origin_id must be 16 bytes".into(),
-            })?;
-            let state = match origins.entry(origin) {
-                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
-                std::collections::btree_map::Entry::Vacant(entry) => {
-                    entry.insert(self.origin(origin)?)
-                }
-            };
-            if event.origin_seq <= state.durable_through {
-                outcome.duplicates += 1;
-                continue;
-            }
-            if event.origin_seq != state.durable_through + 1 {
-                return Err(HubError::Gap {
-                    origin,
-                    expected: state.durable_through + 1,
-                    got: event.origin_seq,
-                });
-            }
-            state.durable_through = event.origin_seq;
-            if state.station_code.is_empty() {
-                state.station_code = event.station_code.clone();
-            }
-            let raw = event.encode_to_vec();
-            let mut checked = event;
-            let verdict = match validate::event(&mut checked, &ctx) {
-                Err(invalid) => Err(invalid.to_string()),
-                Ok(())
-                    if self
-                        .roster
-                        .as_ref()
-                        .is_some_and(|roster| !roster.contains(&checked.station_code)) =>
-                {
-                    Err(format!(
-                        "station_code: station {} is not in the hub's roster",
-                        checked.station_code
-                    ))
-                }
-                Ok(())
-                    if !seen_ids.insert(checked.event_id.clone())
-                        || self.tree.contains_key(key(IDS, &[&checked.event_id]))? =>
-                {
-                    Err("event_id: already stored for another origin".to_string())
-                }
-                Ok(()) => Ok(()),
-            };
-            match verdict {
-                Ok(()) => {
+        for verdict in decision.verdicts {
+            match verdict.verdict {
+                Verdict::Accept(checked) => {
                     hub_seq += 1;
                     let pos = hub_seq.to_be_bytes();
                     batch.insert(key(EVENTS, &[&pos]), checked.encode_to_vec());
@@ -676,32 +613,22 @@ impl HubStore {
                     );
                     batch.insert(key(IDS, &[&checked.event_id]), pos.to_vec());
                     batch.insert(key(RECEIVED, &[&pos]), &now_ms.to_be_bytes());
-                    outcome.stored += 1;
                 }
-                Err(reason) => {
-                    state.quarantined += 1;
-                    let q = Quarantined {
-                        origin_seq: checked.origin_seq,
-                        station_code: checked.station_code.clone(),
-                        reason,
-                        received_at_ms: now_ms,
-                        event: raw,
-                    };
+                Verdict::Quarantine(q) => {
                     let json = serde_json::to_vec(&q)
                         .map_err(|e| HubError::Corrupt(format!("quarantine: {e}")))?;
                     batch.insert(
                         key(
                             QUARANTINE,
-                            &[origin.as_bytes(), &checked.origin_seq.to_be_bytes()],
+                            &[verdict.origin.as_bytes(), &verdict.origin_seq.to_be_bytes()],
                         ),
                         json,
                     );
-                    outcome.quarantined += 1;
                 }
+                Verdict::AlreadyHeld => {}
             }
         }
-        for (origin, state) in &mut origins {
-            state.last_contact_ms = now_ms;
+        for (origin, state) in &decision.origins {
             let json =
                 serde_json::to_vec(state).map_err(|e| HubError::Corrupt(format!("origin: {e}")))?;
             batch.insert(key(ORIGINS, &[origin.as_bytes()]), json);
