@@ -1,26 +1,12 @@
-//! The hub's log: every event of every station, stored once, in hub order,
-//! and the tokens that may read and write it.
+//! The hub's store: [`HubStore`], the sled implementation of the hub's log
+//! ([`HubLog`], whose contract it keeps), with the token records
+//! ([`TokenStore`]) and the projections' tree in the same database.
 //!
-//! # On-disk format (format version 1)
-//!
-//! Tree `hub` (integers big-endian):
-//!
-//! | key | value |
-//! | --- | --- |
-//! | `m:format` | `u32` format version |
-//! | `m:hub_seq` | `u64`, the last hub position assigned |
-//! | `e:` hub_seq | encoded `Event` |
-//! | `s:` station(9) hub_seq | empty: the station's stream, for `Pull` |
-//! | `i:` event_id | `u64` hub_seq: an event is stored once |
-//! | `o:` origin_id | JSON [`OriginState`]: `durable_through`, station, contact |
-//! | `q:` origin_id origin_seq | JSON [`Quarantined`]: an event acked but not accepted |
-//! | `r:` hub_seq | `i64` hub wall clock (ms) when the event at `hub_seq` was received; absent for events stored before it was kept |
-//!
-//! Tree `tokens`:
-//!
-//! | key | value |
-//! | --- | --- |
-//! | token_id (ASCII) | JSON [`TokenRecord`]: scope, SHA-256 of the secret, bound origin, revocation |
+//! - [`format`]: the on-disk format (version 2), as a table;
+//! - [`log`]: the [`HubLog`] contract and the types it exchanges;
+//! - [`memory`]: [`MemoryLog`], the reference implementation;
+//! - [`tokens`]: the `tokens` tree;
+//! - [`migrate`]: format 1 → 2 on open, crash-safe.
 //!
 //! Invariants, kept by writing one push in one batch under the single writer:
 //! - for each origin, seqs `1..=durable_through` are accounted for, each either
@@ -31,38 +17,45 @@
 //!
 //! Tree `projections` belongs to [`crate::projections`], which documents its
 //! format; it is derived from this log and can be rebuilt from it.
-//!
-//! Invariants of the `tokens` tree, kept by one token writer:
-//! - a token's secret is never stored, only its SHA-256;
-//! - a device token's `bound_origin` goes from none to one origin once and
-//!   never changes after; a revoked token stays revoked;
-//! - a token write returns only once flushed and fsynced.
+
+pub mod format;
+pub mod log;
+pub mod memory;
+pub mod migrate;
+pub mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use prost::Message as _;
-use serde::{Deserialize, Serialize};
 use station_agent::durable::GroupCommit;
 use station_proto::Event;
 use station_proto::ids::Uuid;
 
-use crate::ingest::{self, Policy, Refusal, Verdict, hex_bytes};
+pub use self::format::FORMAT_VERSION;
+use self::format::{
+    IDS, M_FORMAT, M_HUB_SEQ, ORIGINS, Positions, QUARANTINE, RUNS, Run, RunWriter, STREAMS,
+    TOKENS_TREE, TREE, key, read_u64,
+};
+pub use self::log::{HubLog, LoggedEvent, PULL_MAX_SCANNED, PullPage, PushOutcome};
+pub use self::memory::MemoryLog;
+pub use self::migrate::MigrationOptions;
+pub use self::tokens::{TokenRecord, TokenScope, TokenStore};
+use crate::ingest::{self, Policy, Refusal, Verdict};
 pub use crate::ingest::{OriginState, Quarantined};
 
-/// The format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
-
-const TREE: &str = "hub";
-const TOKENS_TREE: &str = "tokens";
-const M_HUB_SEQ: &[u8] = b"m:hub_seq";
-const EVENTS: &[u8] = b"e:";
-const STATIONS: &[u8] = b"s:";
-const IDS: &[u8] = b"i:";
-const ORIGINS: &[u8] = b"o:";
-const QUARANTINE: &[u8] = b"q:";
-const RECEIVED: &[u8] = b"r:";
+impl From<station_agent::durable::OpenError> for HubError {
+    fn from(error: station_agent::durable::OpenError) -> Self {
+        use station_agent::durable::OpenError;
+        match error {
+            OpenError::Io(e) => HubError::Io(e),
+            OpenError::Sled(e) => HubError::Sled(e),
+            OpenError::BadMarker => HubError::Corrupt("bad format marker".into()),
+            OpenError::Unsupported(found) => HubError::UnsupportedFormat(found),
+        }
+    }
+}
 
 impl From<Refusal> for HubError {
     fn from(refusal: Refusal) -> Self {
@@ -77,18 +70,6 @@ impl From<Refusal> for HubError {
                 got,
             },
             Refusal::Malformed { index, reason } => HubError::Malformed { index, reason },
-        }
-    }
-}
-
-impl From<station_agent::durable::OpenError> for HubError {
-    fn from(error: station_agent::durable::OpenError) -> Self {
-        use station_agent::durable::OpenError;
-        match error {
-            OpenError::Io(e) => HubError::Io(e),
-            OpenError::Sled(e) => HubError::Sled(e),
-            OpenError::BadMarker => HubError::Corrupt("bad format marker".into()),
-            OpenError::Unsupported(found) => HubError::UnsupportedFormat(found),
         }
     }
 }
@@ -131,80 +112,38 @@ pub enum HubError {
     },
 }
 
-/// What a token lets its holder do, and on whose behalf.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum TokenScope {
-    /// One device of one station: pushes its own origin, pulls its station.
-    Device {
-        /// The station the device works for.
-        station_code: String,
-        /// The name given at enrolment, to tell devices apart in listings.
-        device: String,
-        /// The origin (device log) that first presented the token; it alone
-        /// may use the token afterwards.
-        bound_origin: Option<Uuid>,
-    },
-    /// The civil-affairs bureau: reads every station, writes nothing.
-    Bureau {
-        /// The name given at enrolment.
-        bureau: String,
-    },
-}
-
-/// One issued token, as stored: everything but the secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenRecord {
-    /// The public part of the token, its key in the `tokens` tree.
-    pub token_id: String,
-    /// Who the holder is and what it may do.
-    #[serde(flatten)]
-    pub scope: TokenScope,
-    /// SHA-256 of the secret part, compared in constant time.
-    #[serde(with = "hex_bytes")]
-    pub secret_sha256: Vec<u8>,
-    /// Hub wall clock when issued, ms.
-    pub created_at_ms: i64,
-    /// Hub wall clock when revoked, ms; a revoked token is refused.
-    pub revoked_at_ms: Option<i64>,
-}
-
-/// The outcome of a push, per origin.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct PushOutcome {
-    /// `durable_through` of each origin in the batch, after it.
-    pub acks: Vec<(Uuid, u64)>,
-    /// Events stored in the log.
-    pub stored: usize,
-    /// Events put in quarantine.
-    pub quarantined: usize,
-    /// Events at or below `durable_through`, ignored.
-    pub duplicates: usize,
-}
-
-/// One event of the log, with where and when the hub took it in.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoggedEvent {
-    /// The event's hub position.
-    pub hub_seq: u64,
-    /// Hub wall clock when the push that carried it arrived, ms; `None` for
-    /// events stored before the hub kept it.
-    pub received_at_ms: Option<i64>,
-    /// The event as stored (validated, text in NFC).
-    pub event: Event,
+/// The run holding `hub_seq`, if the log has that position.
+fn run_at(tree: &sled::Tree, hub_seq: u64) -> Result<Option<Run>, HubError> {
+    match tree.range(key(RUNS, &[&hub_seq.to_be_bytes()])..).next() {
+        Some(item) => {
+            let (k, v) = item?;
+            if !k.starts_with(RUNS) {
+                return Ok(None);
+            }
+            let run = Run::decode(&k, v)?;
+            Ok(run.holds(hub_seq).then_some(run))
+        }
+        None => Ok(None),
+    }
 }
 
 /// The log read in hub order from some position on: see [`HubStore::scan_after`].
 pub struct LogScan {
-    /// The `e:` range.
-    events: sled::Iter,
-    /// The `r:` range, read alongside; `None` to leave receive times out.
-    received: Option<ReceiptScan>,
+    /// The `l:` range.
+    runs: sled::Iter,
+    /// The run being read.
+    run: Option<Run>,
+    /// The next position to yield.
+    next: u64,
+    /// Whether to fill in receive times.
+    receipts: bool,
 }
 
 impl std::fmt::Debug for LogScan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogScan").finish_non_exhaustive()
+        f.debug_struct("LogScan")
+            .field("next", &self.next)
+            .finish_non_exhaustive()
     }
 }
 
@@ -212,39 +151,47 @@ impl Iterator for LogScan {
     type Item = Result<LoggedEvent, HubError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (k, raw) = match self.events.next()? {
-            Ok(item) => item,
-            Err(e) => return Some(Err(e.into())),
-        };
-        if !k.starts_with(EVENTS) {
-            return None;
-        }
-        let read = || -> Result<LoggedEvent, HubError> {
-            let hub_seq = read_u64(&k[EVENTS.len()..])?;
-            let event = Event::decode(raw.as_ref())
-                .map_err(|e| HubError::Corrupt(format!("event {hub_seq}: {e}")))?;
-            Ok(LoggedEvent {
-                hub_seq,
-                received_at_ms: None,
-                event,
-            })
-        };
-        Some(read().and_then(|mut logged| {
-            if let Some(received) = &mut self.received {
-                logged.received_at_ms = received.received_at(logged.hub_seq)?;
+        loop {
+            if let Some(run) = &self.run
+                && self.next <= run.last
+            {
+                let hub_seq = self.next;
+                self.next += 1;
+                return Some(run.event(hub_seq).map(|event| LoggedEvent {
+                    hub_seq,
+                    received_at_ms: if self.receipts {
+                        run.received_at_ms
+                    } else {
+                        None
+                    },
+                    event,
+                }));
             }
-            Ok(logged)
-        }))
+            let (k, v) = match self.runs.next()? {
+                Ok(item) => item,
+                Err(e) => return Some(Err(e.into())),
+            };
+            if !k.starts_with(RUNS) {
+                return None;
+            }
+            match Run::decode(&k, v) {
+                Ok(run) => {
+                    self.next = self.next.max(run.first);
+                    self.run = Some(run);
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
     }
 }
 
 /// The receive times of the log read in hub order from some position on:
 /// see [`HubStore::scan_receipts_after`].
 pub struct ReceiptScan {
-    /// The `r:` range.
-    received: sled::Iter,
-    /// The next receive time read but not yet asked for: (hub_seq, ms).
-    next: Option<(u64, i64)>,
+    /// The `l:` range.
+    runs: sled::Iter,
+    /// The run read last: its first and last position and receive time.
+    run: Option<(u64, u64, Option<i64>)>,
 }
 
 impl std::fmt::Debug for ReceiptScan {
@@ -261,18 +208,18 @@ impl ReceiptScan {
     /// Storage errors, or [`HubError::Corrupt`] for a value that does not decode.
     pub fn received_at(&mut self, hub_seq: u64) -> Result<Option<i64>, HubError> {
         loop {
-            if let Some((seq, ms)) = self.next {
-                if seq >= hub_seq {
-                    return Ok((seq == hub_seq).then_some(ms));
-                }
-                self.next = None;
+            if let Some((first, last, received)) = self.run
+                && hub_seq <= last
+            {
+                return Ok(if hub_seq >= first { received } else { None });
             }
-            match self.received.next().transpose()? {
-                Some((k, v)) if k.starts_with(RECEIVED) => {
-                    self.next = Some((read_u64(&k[RECEIVED.len()..])?, read_i64(&v)?));
+            match self.runs.next().transpose()? {
+                Some((k, v)) if k.starts_with(RUNS) => {
+                    let (first, received) = format::run_header(&v)?;
+                    self.run = Some((first, read_u64(&k[RUNS.len()..])?, received));
                 }
                 _ => {
-                    self.next = Some((u64::MAX, 0));
+                    self.run = Some((u64::MAX, u64::MAX, None));
                     return Ok(None);
                 }
             }
@@ -280,54 +227,18 @@ impl ReceiptScan {
     }
 }
 
-/// A page of one station's stream.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct PullPage {
-    /// Events with their hub positions.
-    pub events: Vec<(u64, Event)>,
-    /// The cursor to pull after next.
-    pub next_cursor: u64,
-    /// The station's newest hub position.
-    pub head: u64,
-}
-
-fn key(prefix: &[u8], rest: &[&[u8]]) -> Vec<u8> {
-    let mut k = prefix.to_vec();
-    for r in rest {
-        k.extend_from_slice(r);
-    }
-    k
-}
-
-fn token_json(record: &TokenRecord) -> Result<Vec<u8>, HubError> {
-    serde_json::to_vec(record).map_err(|e| HubError::Corrupt(format!("token: {e}")))
-}
-
-fn read_u64(bytes: &[u8]) -> Result<u64, HubError> {
-    <[u8; 8]>::try_from(bytes)
-        .map(u64::from_be_bytes)
-        .map_err(|_| HubError::Corrupt("expected an 8-byte integer".into()))
-}
-
-fn read_i64(bytes: &[u8]) -> Result<i64, HubError> {
-    <[u8; 8]>::try_from(bytes)
-        .map(i64::from_be_bytes)
-        .map_err(|_| HubError::Corrupt("expected an 8-byte integer".into()))
-}
-
-/// The hub's durable log.
+/// The hub's durable log, on sled: the embedded implementation of
+/// [`HubLog`], with the token records beside it.
 #[derive(Debug)]
 pub struct HubStore {
     /// The sled database, for the trees derived from the log.
     db: sled::Db,
-    /// Key spaces of the format above.
+    /// Key spaces of the format in [`format`].
     tree: sled::Tree,
     /// The issued tokens, by id.
-    tokens: sled::Tree,
-    /// The single token writer: reads and writes of one record do not interleave.
-    token_writer: Mutex<()>,
-    /// Flush + fsync shared by concurrent pushes.
-    group: GroupCommit,
+    tokens: TokenStore,
+    /// Flush + fsync shared by concurrent pushes and token writes.
+    group: Arc<GroupCommit>,
     /// The single writer: the last hub position assigned.
     writer: Mutex<u64>,
     /// The highest hub position known durable; wakes long-polling pulls and
@@ -341,27 +252,59 @@ pub struct HubStore {
 }
 
 impl HubStore {
-    /// Opens (creating when absent) the hub store in `dir`.
+    /// Opens (creating when absent) the hub store in `dir`, migrating a
+    /// format-1 store to the current format first.
     ///
     /// # Errors
-    /// sled cannot open it, the format is unknown, or the initial sync fails.
+    /// sled cannot open it, the format is unknown, the migration fails, or
+    /// the initial sync fails.
     pub fn open(dir: &Path, cache_capacity: u64) -> Result<Self, HubError> {
-        let station_agent::durable::OpenedStore { lock, db, tree } =
-            station_agent::durable::open_store(
-                dir,
-                sled::Config::new().cache_capacity(cache_capacity),
-                TREE,
-                FORMAT_VERSION,
-            )?;
+        Self::open_with(dir, cache_capacity, MigrationOptions::default())
+    }
+
+    /// [`HubStore::open`] with the migration's options.
+    ///
+    /// # Errors
+    /// As [`HubStore::open`].
+    pub fn open_with(
+        dir: &Path,
+        cache_capacity: u64,
+        migration: MigrationOptions,
+    ) -> Result<Self, HubError> {
+        use station_agent::durable;
+        std::fs::create_dir_all(dir)?;
+        let lock = durable::lock_store(dir)?;
+        durable::remove_incomplete_snapshots(dir)?;
+        let db = durable::open_sled(&sled::Config::new().cache_capacity(cache_capacity).path(dir))?;
+        let tree = db.open_tree(TREE)?;
+        let format = match tree.get(M_FORMAT)? {
+            None => {
+                tree.insert(M_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
+                FORMAT_VERSION
+            }
+            Some(v) => <[u8; 4]>::try_from(v.as_ref())
+                .map(u32::from_be_bytes)
+                .map_err(|_| HubError::Corrupt("bad format marker".into()))?,
+        };
+        let migrated = match format {
+            FORMAT_VERSION => false,
+            format::FORMAT_1 => {
+                migrate::from_format_1(&tree, migration)?;
+                true
+            }
+            other => return Err(HubError::UnsupportedFormat(other)),
+        };
         let hub_seq = tree.get(M_HUB_SEQ)?.map_or(Ok(0), |v| read_u64(&v))?;
         let tokens = db.open_tree(TOKENS_TREE)?;
-        let group = GroupCommit::open(db.clone(), dir, 0)?;
+        let group = Arc::new(GroupCommit::open(db.clone(), dir, 0)?);
+        if migrated {
+            group.wait_durable(group.written(None))?;
+        }
         let (grown, _) = tokio::sync::watch::channel(hub_seq);
         Ok(Self {
             db,
             tree,
-            tokens,
-            token_writer: Mutex::new(()),
+            tokens: TokenStore::new(tokens, Arc::clone(&group)),
             group,
             writer: Mutex::new(hub_seq),
             grown,
@@ -398,13 +341,6 @@ impl HubStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn lock_token_writer(&self) -> MutexGuard<'_, ()> {
-        // It guards no data of its own: a panic while it was held left sled as it was.
-        self.token_writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// Makes every write completed so far durable: flush, then fsync. Writes
     /// in progress under the writers complete first.
     ///
@@ -413,30 +349,24 @@ impl HubStore {
     pub fn sync(&self) -> Result<(), HubError> {
         let ticket = {
             let _writer = self.lock_writer();
-            let _token_writer = self.lock_token_writer();
+            let _token_writer = self.tokens.lock_writer();
             self.group.written(None)
         };
         self.group.wait_durable(ticket)?;
         Ok(())
     }
 
-    /// Stores a new token record unless its id is taken; returns whether it
-    /// was stored. Returns once durable.
+    /// The token records.
+    pub fn token_store(&self) -> &TokenStore {
+        &self.tokens
+    }
+
+    /// Stores a new token record unless its id is taken: [`TokenStore::insert`].
     ///
     /// # Errors
     /// Storage errors: the token must then not be handed out.
     pub fn insert_token(&self, record: &TokenRecord) -> Result<bool, HubError> {
-        let json = token_json(record)?;
-        let stored = {
-            let _token_writer = self.lock_token_writer();
-            self.tokens
-                .compare_and_swap(record.token_id.as_bytes(), None::<&[u8]>, Some(json))?
-                .is_ok()
-        };
-        if stored {
-            self.group.wait_durable(self.group.written(None))?;
-        }
-        Ok(stored)
+        self.tokens.insert(record)
     }
 
     /// The token record with this id, if any.
@@ -444,12 +374,7 @@ impl HubStore {
     /// # Errors
     /// Storage errors.
     pub fn token(&self, token_id: &str) -> Result<Option<TokenRecord>, HubError> {
-        self.tokens
-            .get(token_id.as_bytes())?
-            .map(|v| {
-                serde_json::from_slice(&v).map_err(|e| HubError::Corrupt(format!("token: {e}")))
-            })
-            .transpose()
+        self.tokens.get(token_id)
     }
 
     /// Every token record, by id.
@@ -457,18 +382,10 @@ impl HubStore {
     /// # Errors
     /// Storage errors.
     pub fn tokens(&self) -> Result<Vec<TokenRecord>, HubError> {
-        self.tokens
-            .iter()
-            .map(|item| {
-                let (_, v) = item?;
-                serde_json::from_slice(&v).map_err(|e| HubError::Corrupt(format!("token: {e}")))
-            })
-            .collect()
+        self.tokens.all()
     }
 
-    /// Reads a token record, lets `change` edit it, and stores it when
-    /// `change` returns true; returns the record as it is afterwards, once
-    /// durable. Changes of one record never interleave.
+    /// Changes one token record: [`TokenStore::update`].
     ///
     /// # Errors
     /// [`HubError::UnknownToken`], or storage errors (then nothing changed).
@@ -477,24 +394,7 @@ impl HubStore {
         token_id: &str,
         change: impl FnOnce(&mut TokenRecord) -> bool,
     ) -> Result<TokenRecord, HubError> {
-        let (record, ticket) = {
-            let _token_writer = self.lock_token_writer();
-            let mut record = self
-                .token(token_id)?
-                .ok_or_else(|| HubError::UnknownToken(token_id.to_string()))?;
-            if change(&mut record) {
-                record.token_id = token_id.to_string();
-                self.tokens
-                    .insert(token_id.as_bytes(), token_json(&record)?)?;
-                (record, self.group.written(None))
-            } else {
-                // The record may have been written by another thread still
-                // waiting for its sync: report it only once it is durable.
-                (record, self.group.current())
-            }
-        };
-        self.group.wait_durable(ticket)?;
-        Ok(record)
+        self.tokens.update(token_id, change)
     }
 
     /// The state of one origin (default when never seen).
@@ -547,23 +447,18 @@ impl HubStore {
         state.reported_head = head_seq;
         state.last_contact_ms = now_ms;
         state.clock_skew_ms = device_clock_ms.saturating_sub(now_ms);
-        self.put_origin(origin, &state)?;
+        self.tree
+            .insert(key(ORIGINS, &[origin.as_bytes()]), origin_json(&state)?)?;
         Ok(state)
     }
 
-    fn put_origin(&self, origin: Uuid, state: &OriginState) -> Result<(), HubError> {
-        let json =
-            serde_json::to_vec(state).map_err(|e| HubError::Corrupt(format!("origin: {e}")))?;
-        self.tree.insert(key(ORIGINS, &[origin.as_bytes()]), json)?;
-        Ok(())
-    }
-
-    /// Stores a pushed batch as [`crate::ingest::decide`] decides: per origin, events at or below `durable_through`
-    /// are ignored, the rest must continue it without a gap. Valid events go to
-    /// the log with a new hub position and their receive time (`now_ms`);
-    /// events that decode but break a rule, or belong to a station outside
-    /// the roster given to [`HubStore::with_roster`], go to quarantine with
-    /// the reason. Returns once durable.
+    /// Stores a pushed batch as [`crate::ingest::decide`] decides: per origin,
+    /// events at or below `durable_through` are ignored, the rest must
+    /// continue it without a gap. Valid events go to the log with a new hub
+    /// position and their receive time (`now_ms`); events that decode but
+    /// break a rule, or belong to a station outside the roster given to
+    /// [`HubStore::with_roster`], go to quarantine with the reason. Returns
+    /// once durable.
     ///
     /// # Errors
     /// [`HubError::Gap`] or [`HubError::Malformed`] refuse the whole batch and
@@ -599,20 +494,23 @@ impl HubStore {
             duplicates: decision.already_held(),
             acks: Vec::new(),
         };
-        let mut hub_seq = *writer;
         let mut batch = sled::Batch::default();
+        let mut hub_seq = *writer;
+        let mut run = RunWriter::new(hub_seq + 1, Some(now_ms));
+        let mut streams: BTreeMap<String, Positions> = BTreeMap::new();
         for verdict in decision.verdicts {
             match verdict.verdict {
-                Verdict::Accept(checked) => {
-                    hub_seq += 1;
-                    let pos = hub_seq.to_be_bytes();
-                    batch.insert(key(EVENTS, &[&pos]), checked.encode_to_vec());
-                    batch.insert(
-                        key(STATIONS, &[checked.station_code.as_bytes(), &pos]),
-                        Vec::<u8>::new(),
-                    );
-                    batch.insert(key(IDS, &[&checked.event_id]), pos.to_vec());
-                    batch.insert(key(RECEIVED, &[&pos]), &now_ms.to_be_bytes());
+                Verdict::Accept(event) => {
+                    let event = *event;
+                    let raw = event.encode_to_vec();
+                    if run.is_full_for(raw.len()) {
+                        let full =
+                            std::mem::replace(&mut run, RunWriter::new(hub_seq + 1, Some(now_ms)));
+                        write_run(&mut batch, full, std::mem::take(&mut streams));
+                    }
+                    hub_seq = run.push(&raw);
+                    batch.insert(key(IDS, &[&event.event_id]), &hub_seq.to_be_bytes());
+                    streams.entry(event.station_code).or_default().push(hub_seq);
                 }
                 Verdict::Quarantine(q) => {
                     let json = serde_json::to_vec(&q)
@@ -628,10 +526,11 @@ impl HubStore {
                 Verdict::AlreadyHeld => {}
             }
         }
+        if !run.is_empty() {
+            write_run(&mut batch, run, streams);
+        }
         for (origin, state) in &decision.origins {
-            let json =
-                serde_json::to_vec(state).map_err(|e| HubError::Corrupt(format!("origin: {e}")))?;
-            batch.insert(key(ORIGINS, &[origin.as_bytes()]), json);
+            batch.insert(key(ORIGINS, &[origin.as_bytes()]), origin_json(state)?);
             outcome.acks.push((*origin, state.durable_through));
         }
         batch.insert(M_HUB_SEQ, &hub_seq.to_be_bytes());
@@ -659,14 +558,11 @@ impl HubStore {
     /// # Errors
     /// Storage errors.
     pub fn station_head(&self, station_code: &str) -> Result<u64, HubError> {
-        match self
-            .tree
-            .scan_prefix(key(STATIONS, &[station_code.as_bytes()]))
-            .next_back()
-        {
+        let prefix = key(STREAMS, &[station_code.as_bytes()]);
+        match self.tree.scan_prefix(&prefix).next_back() {
             Some(item) => {
                 let (k, _) = item?;
-                read_u64(&k[STATIONS.len() + station_code.len()..])
+                read_u64(&k[prefix.len()..])
             }
             None => Ok(0),
         }
@@ -701,10 +597,7 @@ impl HubStore {
         max_bytes: usize,
         skip_origin: Option<Uuid>,
     ) -> Result<PullPage, HubError> {
-        /// Positions one call looks at, at most, so a long run of the
-        /// caller's own events is passed over in bounded steps.
-        const MAX_SCANNED: usize = 20_000;
-        let prefix = key(STATIONS, &[station_code.as_bytes()]);
+        let prefix = key(STREAMS, &[station_code.as_bytes()]);
         let start = key(&prefix, &[&after.saturating_add(1).to_be_bytes()]);
         let mut page = PullPage {
             next_cursor: after,
@@ -712,28 +605,44 @@ impl HubStore {
             ..PullPage::default()
         };
         let mut bytes = 0usize;
-        for (scanned, item) in self.tree.range(start..).enumerate() {
-            let (k, _) = item?;
-            if !k.starts_with(&prefix) || page.events.len() >= max_events || scanned >= MAX_SCANNED
-            {
+        let mut scanned = 0usize;
+        let mut run: Option<Run> = None;
+        'records: for item in self.tree.range(start..) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
                 break;
             }
-            let pos = read_u64(&k[prefix.len()..])?;
-            let raw = self
-                .tree
-                .get(key(EVENTS, &[&pos.to_be_bytes()]))?
-                .ok_or_else(|| HubError::Corrupt(format!("missing event {pos}")))?;
-            if !page.events.is_empty() && bytes + raw.len() > max_bytes {
-                break;
+            for pos in Positions::decode(&v)? {
+                if pos <= after {
+                    continue;
+                }
+                if page.events.len() >= max_events || scanned >= PULL_MAX_SCANNED {
+                    break 'records;
+                }
+                scanned += 1;
+                if !run.as_ref().is_some_and(|r| r.holds(pos)) {
+                    run = Some(
+                        run_at(&self.tree, pos)?
+                            .ok_or_else(|| HubError::Corrupt(format!("missing event {pos}")))?,
+                    );
+                }
+                let Some(current) = &run else {
+                    // Set just above.
+                    continue;
+                };
+                let raw = current.raw(pos)?;
+                if !page.events.is_empty() && bytes + raw.len() > max_bytes {
+                    break 'records;
+                }
+                let event = Event::decode(raw)
+                    .map_err(|e| HubError::Corrupt(format!("event {pos}: {e}")))?;
+                page.next_cursor = pos;
+                if skip_origin.is_some_and(|origin| event.origin_id == origin.as_bytes()) {
+                    continue;
+                }
+                bytes += raw.len();
+                page.events.push((pos, event));
             }
-            let event = Event::decode(raw.as_ref())
-                .map_err(|e| HubError::Corrupt(format!("event {pos}: {e}")))?;
-            page.next_cursor = pos;
-            if skip_origin.is_some_and(|origin| event.origin_id == origin.as_bytes()) {
-                continue;
-            }
-            bytes += raw.len();
-            page.events.push((pos, event));
         }
         Ok(page)
     }
@@ -764,7 +673,7 @@ impl HubStore {
     /// listed; a caller that must see only durable events stops there.
     pub fn scan_after(&self, after: u64) -> LogScan {
         LogScan {
-            received: Some(self.scan_receipts_after(after)),
+            receipts: true,
             ..self.scan_events_after(after)
         }
     }
@@ -773,10 +682,12 @@ impl HubStore {
     /// `None`): the times can be read apart with
     /// [`HubStore::scan_receipts_after`], on another thread, say.
     pub fn scan_events_after(&self, after: u64) -> LogScan {
-        let start = after.saturating_add(1).to_be_bytes();
+        let next = after.saturating_add(1);
         LogScan {
-            events: self.tree.range(key(EVENTS, &[&start])..),
-            received: None,
+            runs: self.tree.range(key(RUNS, &[&next.to_be_bytes()])..),
+            run: None,
+            next,
+            receipts: false,
         }
     }
 
@@ -785,8 +696,8 @@ impl HubStore {
     pub fn scan_receipts_after(&self, after: u64) -> ReceiptScan {
         let start = after.saturating_add(1).to_be_bytes();
         ReceiptScan {
-            received: self.tree.range(key(RECEIVED, &[&start])..),
-            next: None,
+            runs: self.tree.range(key(RUNS, &[&start])..),
+            run: None,
         }
     }
 
@@ -806,10 +717,7 @@ impl HubStore {
     /// # Errors
     /// Storage errors.
     pub fn received_at(&self, hub_seq: u64) -> Result<Option<i64>, HubError> {
-        self.tree
-            .get(key(RECEIVED, &[&hub_seq.to_be_bytes()]))?
-            .map(|v| read_i64(&v))
-            .transpose()
+        Ok(run_at(&self.tree, hub_seq)?.and_then(|run| run.received_at_ms))
     }
 
     /// Every quarantined event, by origin and seq.
@@ -840,11 +748,105 @@ impl HubStore {
     /// # Errors
     /// Storage errors.
     pub fn event_at(&self, hub_seq: u64) -> Result<Option<Event>, HubError> {
-        self.tree
-            .get(key(EVENTS, &[&hub_seq.to_be_bytes()]))?
-            .map(|raw| {
-                Event::decode(raw.as_ref()).map_err(|e| HubError::Corrupt(format!("event: {e}")))
-            })
+        run_at(&self.tree, hub_seq)?
+            .map(|run| run.event(hub_seq))
             .transpose()
+    }
+}
+
+fn origin_json(state: &OriginState) -> Result<Vec<u8>, HubError> {
+    serde_json::to_vec(state).map_err(|e| HubError::Corrupt(format!("origin: {e}")))
+}
+
+/// Adds a run and its stations' `t:` records to `batch`.
+pub(crate) fn write_run(
+    batch: &mut sled::Batch,
+    run: RunWriter,
+    streams: BTreeMap<String, Positions>,
+) {
+    let (k, v) = run.finish();
+    batch.insert(k, v);
+    for (station, positions) in streams {
+        if let Some(last) = positions.last() {
+            batch.insert(
+                key(STREAMS, &[station.as_bytes(), &last.to_be_bytes()]),
+                positions.encode(),
+            );
+        }
+    }
+}
+
+impl HubLog for HubStore {
+    fn push(
+        &self,
+        events: Vec<Event>,
+        today: chrono::NaiveDate,
+        now_ms: i64,
+    ) -> Result<PushOutcome, HubError> {
+        HubStore::push(self, events, today, now_ms)
+    }
+
+    fn hello(
+        &self,
+        origin: Uuid,
+        station_code: &str,
+        head_seq: u64,
+        device_clock_ms: i64,
+        now_ms: i64,
+    ) -> Result<OriginState, HubError> {
+        HubStore::hello(
+            self,
+            origin,
+            station_code,
+            head_seq,
+            device_clock_ms,
+            now_ms,
+        )
+    }
+
+    fn origin(&self, origin: Uuid) -> Result<OriginState, HubError> {
+        HubStore::origin(self, origin)
+    }
+
+    fn origins(&self) -> Result<Vec<(Uuid, OriginState)>, HubError> {
+        HubStore::origins(self)
+    }
+
+    fn pull_for(
+        &self,
+        station_code: &str,
+        after: u64,
+        max_events: usize,
+        max_bytes: usize,
+        skip_origin: Option<Uuid>,
+    ) -> Result<PullPage, HubError> {
+        HubStore::pull_for(
+            self,
+            station_code,
+            after,
+            max_events,
+            max_bytes,
+            skip_origin,
+        )
+    }
+
+    fn station_head(&self, station_code: &str) -> Result<u64, HubError> {
+        HubStore::station_head(self, station_code)
+    }
+
+    fn event_count(&self) -> u64 {
+        HubStore::event_count(self)
+    }
+
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedEvent>, HubError> {
+        HubStore::events_after(self, after, limit)
+    }
+
+    fn position_of(&self, event_id: &[u8]) -> Result<Option<u64>, HubError> {
+        HubStore::position_of(self, event_id)
+    }
+
+    fn quarantine(&self) -> Result<Vec<(Uuid, Quarantined)>, HubError> {
+        HubStore::quarantine(self)
     }
 }
