@@ -8,3 +8,4 @@ mod events;
 
 mod archive;
 mod fixture;
+mod model;
