@@ -8,4 +8,5 @@ mod events;
 
 mod archive;
 mod fixture;
+mod migration;
 mod model;
