@@ -7,7 +7,9 @@
 //! 1. an event whose `origin_id` is not 16 bytes refuses the whole batch
 //!    ([`Refusal::Malformed`]);
 //! 2. a seq at or below the origin's `durable_through` (counting the events
-//!    before it in the batch) is already held: [`Verdict::AlreadyHeld`];
+//!    before it in the batch) is already held: [`Verdict::AlreadyHeld`],
+//!    whatever the event carries: a different event (another `event_id`) at
+//!    a held seq is not compared and the event first held there stays;
 //! 3. a seq above `durable_through + 1` refuses the whole batch
 //!    ([`Refusal::Gap`]): nothing of it is stored;
 //! 4. otherwise the seq is taken (`durable_through` moves to it) and the

@@ -8,8 +8,8 @@
 //! | `m:format` | `u32` format version (2) | once |
 //! | `m:hub_seq` | `u64`, the last hub position assigned | per push |
 //! | `l:` last_hub_seq | a [run](Run): events at consecutive hub positions received together, ending at `last_hub_seq`, with their receive time | per push (one per [`RUN_MAX_BYTES`]) |
-//! | `t:` station(9) last_hub_seq | the station's positions in the run that ends at or after `last_hub_seq`, as (first `u64`, count `u32`) ranges; `last_hub_seq` is the last of them | per push and station |
-//! | `i:` event_id | `u64` hub_seq: an event is stored once | per event |
+//! | `t:` station(9) last_hub_seq | the station's positions in one run, as (first `u64`, count `u32`) ranges; `last_hub_seq` is the highest of them | per run and station |
+//! | `i:` event_id | `u64` hub_seq: an event is stored once; a resent event is known by its origin's `durable_through`, and an event id held already sends a new seq to quarantine | per event |
 //! | `o:` origin_id | JSON `OriginState`: `durable_through`, station, contact | per push and origin |
 //! | `q:` origin_id origin_seq | JSON `Quarantined`: an event acked but not accepted | per quarantined event |
 //! | `m:migrated` | `u64`: while a format-1 store is migrated, events `1..=` it are in format 2 | during migration |

@@ -49,8 +49,8 @@ impl MemoryLog {
     }
 
     fn held(&self) -> MutexGuard<'_, Held> {
-        // Every change is made on a copy-free path that cannot panic midway
-        // (see `push`): a poisoned lock still guards a consistent value.
+        // `push` decides before it changes anything, and its changes cannot
+        // fail midway: a poisoned lock still guards a consistent value.
         self.held
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
