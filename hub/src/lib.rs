@@ -4,10 +4,15 @@
 //!
 //! # Layout
 //!
-//! - [`store`]: the on-disk format and [`store::HubStore`]: per-origin
-//!   `durable_through`, gap refusal, quarantine, the station streams `Pull`
-//!   reads, the token records, group-committed with the agent's
-//!   [`station_agent::durable`].
+//! - [`store`]: the hub's log behind the [`store::HubLog`] contract, with
+//!   [`store::HubStore`] (sled, the default: per-origin `durable_through`,
+//!   gap refusal, quarantine, the station streams `Pull` reads, format 2 and
+//!   the migration from format 1, group-committed with the agent's
+//!   [`station_agent::durable`]), [`store::MemoryLog`] (the reference) and
+//!   the token records ([`store::TokenStore`]).
+//! - [`ingest`]: the ingest decision, a pure function: each event of a push
+//!   accepted, ignored as held, or quarantined with the reason, or the whole
+//!   push refused.
 //! - [`auth`]: tokens (`enroll`, `revoke`), the interceptor that resolves a
 //!   bearer token to a [`auth::Caller`], and every rule of who may read or
 //!   write what, for the gRPC and HTTP sides alike.
@@ -42,6 +47,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod ingest;
 pub mod params;
 pub mod projections;
 pub mod serve;

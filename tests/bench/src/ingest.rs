@@ -213,9 +213,9 @@ struct RawEvent {
 }
 
 /// Writes every writer's batches into a fresh sled database from as many
-/// threads: the encoded event under its position alone, or (`hub_keys`)
-/// with the three other keys the hub's log writes per event (station
-/// stream, id index, receive time). Each batch is made durable before the
+/// threads: the encoded event under its position alone, or (`hub_keys`) in
+/// the keys of the hub's log format 2 (one run record and one station
+/// record per batch, one id key per event). Each batch is made durable before the
 /// next, sharing syncs with the other writers.
 fn raw_sled(writers: &[Vec<Vec<RawEvent>>], hub_keys: bool) -> anyhow::Result<Vec<Timings>> {
     let dir = tempfile::tempdir()?;
@@ -248,16 +248,33 @@ fn raw_sled(writers: &[Vec<Vec<RawEvent>>], hub_keys: bool) -> anyhow::Result<Ve
                         let sent = Instant::now();
                         let mut batch = sled::Batch::default();
                         let first = next.fetch_add(events.len() as u64, Ordering::Relaxed);
-                        for (i, event) in events.iter().enumerate() {
-                            let pos = (first + i as u64).to_be_bytes();
-                            batch.insert(key(b"e:", &[&pos]), event.bytes.as_slice());
-                            if hub_keys {
-                                batch.insert(
-                                    key(b"s:", &[event.station.as_bytes(), &pos]),
-                                    Vec::<u8>::new(),
-                                );
+                        if hub_keys {
+                            // Format 2: the batch's events in one run record
+                            // with its receive time, the station's positions
+                            // as one range, and an id key per event.
+                            let last = first + events.len() as u64 - 1;
+                            let mut run = first.to_be_bytes().to_vec();
+                            run.push(1);
+                            run.extend_from_slice(&now_ms);
+                            for (i, event) in events.iter().enumerate() {
+                                let pos = (first + i as u64).to_be_bytes();
+                                run.extend_from_slice(&(event.bytes.len() as u32).to_be_bytes());
+                                run.extend_from_slice(&event.bytes);
                                 batch.insert(key(b"i:", &[&event.event_id]), &pos);
-                                batch.insert(key(b"r:", &[&pos]), &now_ms);
+                            }
+                            batch.insert(key(b"l:", &[&last.to_be_bytes()]), run);
+                            if let Some(event) = events.first() {
+                                let mut range = first.to_be_bytes().to_vec();
+                                range.extend_from_slice(&(events.len() as u32).to_be_bytes());
+                                batch.insert(
+                                    key(b"t:", &[event.station.as_bytes(), &last.to_be_bytes()]),
+                                    range,
+                                );
+                            }
+                        } else {
+                            for (i, event) in events.iter().enumerate() {
+                                let pos = (first + i as u64).to_be_bytes();
+                                batch.insert(key(b"e:", &[&pos]), event.bytes.as_slice());
                             }
                         }
                         tree.apply_batch(batch)?;
@@ -361,7 +378,7 @@ pub async fn run(quick: bool, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             SCENARIO,
             "the same, hub serving Sync alone (no projector): events/s",
             sync_rate,
-            "raw sled writing the hub's 4 keys per event (event, station stream, id, receive time)",
+            "raw sled writing the hub's log format 2 (per push a run and a station record, per event an id key)",
             keys_rate,
             "events/s",
         )

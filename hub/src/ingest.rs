@@ -1,0 +1,494 @@
+//! The ingest decision: what becomes of each event of a pushed batch, decided
+//! from the pushing origins' states, the event ids the log already holds and
+//! the validation context, without touching storage. The store reads those
+//! inputs, calls [`decide`], and applies its verdicts in one atomic batch.
+//!
+//! Rules, in the order they apply to each event:
+//! 1. an event whose `origin_id` is not 16 bytes refuses the whole batch
+//!    ([`Refusal::Malformed`]);
+//! 2. a seq at or below the origin's `durable_through` (counting the events
+//!    before it in the batch) is already held: [`Verdict::AlreadyHeld`],
+//!    whatever the event carries: a different event (another `event_id`) at
+//!    a held seq is not compared and the event first held there stays;
+//! 3. a seq above `durable_through + 1` refuses the whole batch
+//!    ([`Refusal::Gap`]): nothing of it is stored;
+//! 4. otherwise the seq is taken (`durable_through` moves to it) and the
+//!    event is either accepted or quarantined: an event the validator refuses,
+//!    of a station outside the roster, or whose `event_id` the log holds (or
+//!    an earlier event of the batch carries) goes to quarantine with the
+//!    reason; the rest is [`Verdict::Accept`]ed, validated (text in NFC).
+//!
+//! Invariant of a [`Decision`]: for each origin of the batch, the verdicts
+//! other than `AlreadyHeld` cover exactly the seqs from its `durable_through`
+//! before the batch (exclusive) to the one after it (inclusive), in order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use prost::Message as _;
+use serde::{Deserialize, Serialize};
+use station_proto::Event;
+use station_proto::ids::Uuid;
+use station_proto::validate::{self, Context};
+
+/// What the hub knows of one device log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct OriginState {
+    /// Seqs `1..=durable_through` are held (logged or quarantined) on disk.
+    pub durable_through: u64,
+    /// The station of the origin's events.
+    pub station_code: String,
+    /// The device's own head, as it last said in `Hello`.
+    pub reported_head: u64,
+    /// Hub wall clock of the last contact, ms.
+    pub last_contact_ms: i64,
+    /// Device clock minus hub clock at the last `Hello`, ms.
+    pub clock_skew_ms: i64,
+    /// Events of this origin kept in quarantine.
+    pub quarantined: u64,
+}
+
+/// An event acknowledged but not accepted into the log, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantined {
+    /// The origin's seq of the event.
+    pub origin_seq: u64,
+    /// The station the event claimed.
+    pub station_code: String,
+    /// Why it was not accepted.
+    pub reason: String,
+    /// Hub wall clock when received, ms.
+    pub received_at_ms: i64,
+    /// The encoded event as received.
+    #[serde(with = "hex_bytes")]
+    pub event: Vec<u8>,
+}
+
+/// Bytes as a lowercase hex string in JSON.
+pub(crate) mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        s.serialize_str(&hex)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        (0..s.len())
+            .step_by(2)
+            .map(|i| {
+                s.get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| serde::de::Error::custom("bad hex"))
+            })
+            .collect()
+    }
+}
+
+/// What the decision needs besides the batch and the origins' states.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy<'a> {
+    /// The hub's today, for the validator's date rules.
+    pub today: chrono::NaiveDate,
+    /// Stations events may belong to; `None` accepts every well-formed code.
+    pub roster: Option<&'a BTreeSet<String>>,
+    /// Hub wall clock of the push, ms: the origins' last contact and the
+    /// quarantined events' receive time.
+    pub now_ms: i64,
+}
+
+/// What becomes of one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Into the log at the next hub position, as validated (text in NFC).
+    Accept(Box<Event>),
+    /// At or below the origin's `durable_through`: held already, ignored.
+    AlreadyHeld,
+    /// Acknowledged but kept out of the log, with the reason.
+    Quarantine(Quarantined),
+}
+
+/// One event's verdict, with the seq it concerns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventVerdict {
+    /// The event's origin.
+    pub origin: Uuid,
+    /// The event's seq in its origin.
+    pub origin_seq: u64,
+    /// What becomes of it.
+    pub verdict: Verdict,
+}
+
+/// Why a whole batch is refused: nothing of it may be stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A push skips seqs of an origin.
+    #[error("origin {origin}: expected origin_seq {expected}, got {got}")]
+    Gap {
+        /// The origin.
+        origin: Uuid,
+        /// The next seq the hub can accept.
+        expected: u64,
+        /// The seq found.
+        got: u64,
+    },
+    /// An event cannot be attributed to an origin.
+    #[error("event {index} of the batch: {reason}")]
+    Malformed {
+        /// Position in the batch.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The verdicts of a batch and the states of its origins after it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Decision {
+    /// One per event of the batch, in batch order.
+    pub verdicts: Vec<EventVerdict>,
+    /// Every origin of the batch, as it stands after it (last contact set).
+    pub origins: BTreeMap<Uuid, OriginState>,
+}
+
+impl Decision {
+    /// How many events are accepted into the log.
+    pub fn accepted(&self) -> usize {
+        self.count(|v| matches!(v, Verdict::Accept(_)))
+    }
+
+    /// How many events go to quarantine.
+    pub fn quarantined(&self) -> usize {
+        self.count(|v| matches!(v, Verdict::Quarantine(_)))
+    }
+
+    /// How many events were held already.
+    pub fn already_held(&self) -> usize {
+        self.count(|v| matches!(v, Verdict::AlreadyHeld))
+    }
+
+    fn count(&self, which: impl Fn(&Verdict) -> bool) -> usize {
+        self.verdicts.iter().filter(|v| which(&v.verdict)).count()
+    }
+}
+
+/// The origin of each event of the batch, in order: the states [`decide`]
+/// needs are those of these origins.
+///
+/// # Errors
+/// [`Refusal::Malformed`] for an `origin_id` that is not 16 bytes.
+pub fn origins_of(events: &[Event]) -> Result<Vec<Uuid>, Refusal> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(index, event)| {
+            Uuid::from_slice(&event.origin_id).map_err(|_| Refusal::Malformed {
+                index,
+                reason: "origin_id must be 16 bytes".into(),
+            })
+        })
+        .collect()
+}
+
+/// Decides every event of `events` (see the module's rules). `origins` holds
+/// the stored state of the batch's origins (an origin missing is new);
+/// `held` says whether the log holds an event id.
+///
+/// # Errors
+/// A [`Refusal`] of the whole batch.
+pub fn decide(
+    events: Vec<Event>,
+    mut origins: BTreeMap<Uuid, OriginState>,
+    held: impl Fn(&[u8]) -> bool,
+    policy: &Policy<'_>,
+) -> Result<Decision, Refusal> {
+    let ids = origins_of(&events)?;
+    let ctx = Context {
+        today: policy.today,
+    };
+    let mut batch_ids = BTreeSet::new();
+    let mut verdicts = Vec::with_capacity(events.len());
+    for (event, origin) in events.into_iter().zip(ids) {
+        let state = origins.entry(origin).or_default();
+        let origin_seq = event.origin_seq;
+        if origin_seq <= state.durable_through {
+            verdicts.push(EventVerdict {
+                origin,
+                origin_seq,
+                verdict: Verdict::AlreadyHeld,
+            });
+            continue;
+        }
+        if origin_seq != state.durable_through + 1 {
+            return Err(Refusal::Gap {
+                origin,
+                expected: state.durable_through + 1,
+                got: origin_seq,
+            });
+        }
+        state.durable_through = origin_seq;
+        if state.station_code.is_empty() {
+            state.station_code = event.station_code.clone();
+        }
+        let raw = event.encode_to_vec();
+        let mut checked = event;
+        let refused = match validate::event(&mut checked, &ctx) {
+            Err(invalid) => Some(invalid.to_string()),
+            Ok(())
+                if policy
+                    .roster
+                    .is_some_and(|roster| !roster.contains(&checked.station_code)) =>
+            {
+                Some(format!(
+                    "station_code: station {} is not in the hub's roster",
+                    checked.station_code
+                ))
+            }
+            Ok(()) if !batch_ids.insert(checked.event_id.clone()) || held(&checked.event_id) => {
+                Some("event_id: already stored for another origin".to_string())
+            }
+            Ok(()) => None,
+        };
+        let verdict = match refused {
+            None => Verdict::Accept(Box::new(checked)),
+            Some(reason) => {
+                state.quarantined += 1;
+                Verdict::Quarantine(Quarantined {
+                    origin_seq,
+                    station_code: checked.station_code,
+                    reason,
+                    received_at_ms: policy.now_ms,
+                    event: raw,
+                })
+            }
+        };
+        verdicts.push(EventVerdict {
+            origin,
+            origin_seq,
+            verdict,
+        });
+    }
+    for state in origins.values_mut() {
+        state.last_contact_ms = policy.now_ms;
+    }
+    Ok(Decision { verdicts, origins })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use station_proto::Body;
+    use station_proto::v1::{TrainingHeld, TrainingKind};
+
+    use super::*;
+
+    const ZEDANG: &str = "540502001";
+
+    fn today() -> chrono::NaiveDate {
+        chrono::NaiveDate::from_ymd_opt(2025, 6, 30).unwrap()
+    }
+
+    fn policy(roster: Option<&BTreeSet<String>>) -> Policy<'_> {
+        Policy {
+            today: today(),
+            roster,
+            now_ms: 1_750_000_000_000,
+        }
+    }
+
+    fn event(origin: Uuid, seq: u64, station: &str, held_on: &str) -> Event {
+        Event {
+            event_id: Uuid::now_v7().as_bytes().to_vec(),
+            origin_id: origin.as_bytes().to_vec(),
+            origin_seq: seq,
+            station_code: station.into(),
+            author: "worker".into(),
+            recorded_at_ms: 1_740_000_000_000,
+            hlc: seq,
+            body: Some(Body::TrainingHeld(TrainingHeld {
+                held_on: held_on.into(),
+                kind: TrainingKind::Supervision as i32,
+                title: "督导".into(),
+                trainees: 2,
+                minutes: 60,
+            })),
+        }
+    }
+
+    fn state(durable_through: u64) -> OriginState {
+        OriginState {
+            durable_through,
+            station_code: ZEDANG.into(),
+            ..OriginState::default()
+        }
+    }
+
+    fn nothing_held(_: &[u8]) -> bool {
+        false
+    }
+
+    #[test]
+    fn the_next_seqs_of_valid_events_are_accepted_and_move_durable_through() {
+        let origin = Uuid::now_v7();
+        let batch = vec![
+            event(origin, 1, ZEDANG, "2025-03-01"),
+            event(origin, 2, ZEDANG, "2025-03-02"),
+        ];
+        let decision = decide(batch, BTreeMap::new(), nothing_held, &policy(None)).unwrap();
+        assert_eq!(decision.accepted(), 2);
+        assert!(
+            decision
+                .verdicts
+                .iter()
+                .zip(1..)
+                .all(|(v, seq)| v.origin == origin && v.origin_seq == seq)
+        );
+        let after = &decision.origins[&origin];
+        assert_eq!(after.durable_through, 2);
+        assert_eq!(after.station_code, ZEDANG);
+        assert_eq!(after.last_contact_ms, policy(None).now_ms);
+    }
+
+    #[test]
+    fn seqs_at_or_below_durable_through_are_already_held() {
+        let origin = Uuid::now_v7();
+        let batch = vec![
+            event(origin, 2, ZEDANG, "2025-03-01"),
+            event(origin, 3, ZEDANG, "2025-03-02"),
+            event(origin, 4, ZEDANG, "2025-03-03"),
+        ];
+        let origins = BTreeMap::from([(origin, state(3))]);
+        let decision = decide(batch, origins, nothing_held, &policy(None)).unwrap();
+        let verdicts: Vec<_> = decision.verdicts.iter().map(|v| &v.verdict).collect();
+        assert!(matches!(
+            verdicts[..],
+            [
+                Verdict::AlreadyHeld,
+                Verdict::AlreadyHeld,
+                Verdict::Accept(_)
+            ]
+        ));
+        assert_eq!(decision.origins[&origin].durable_through, 4);
+        // A resend within the batch is held too.
+        let again = vec![
+            event(origin, 1, ZEDANG, "2025-03-01"),
+            event(origin, 1, ZEDANG, "2025-03-01"),
+        ];
+        let decision = decide(again, BTreeMap::new(), nothing_held, &policy(None)).unwrap();
+        assert_eq!((decision.accepted(), decision.already_held()), (1, 1));
+    }
+
+    #[test]
+    fn a_gap_refuses_the_whole_batch() {
+        let origin = Uuid::now_v7();
+        let batch = vec![
+            event(origin, 3, ZEDANG, "2025-03-01"),
+            event(origin, 5, ZEDANG, "2025-03-02"),
+        ];
+        let origins = BTreeMap::from([(origin, state(2))]);
+        assert_eq!(
+            decide(batch, origins, nothing_held, &policy(None)),
+            Err(Refusal::Gap {
+                origin,
+                expected: 4,
+                got: 5
+            })
+        );
+    }
+
+    #[test]
+    fn an_origin_id_of_the_wrong_length_refuses_the_batch() {
+        let mut bad = event(Uuid::now_v7(), 1, ZEDANG, "2025-03-01");
+        bad.origin_id.pop();
+        let batch = vec![event(Uuid::now_v7(), 1, ZEDANG, "2025-03-01"), bad];
+        assert!(matches!(
+            decide(batch, BTreeMap::new(), nothing_held, &policy(None)),
+            Err(Refusal::Malformed { index: 1, .. })
+        ));
+    }
+
+    fn quarantine_reason(decision: &Decision, index: usize) -> &str {
+        match &decision.verdicts[index].verdict {
+            Verdict::Quarantine(q) => &q.reason,
+            other => panic!("expected quarantine, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_invalid_event_takes_its_seq_into_quarantine_as_received() {
+        let origin = Uuid::now_v7();
+        let invalid = event(origin, 1, ZEDANG, "2025-02-30");
+        let raw = invalid.encode_to_vec();
+        let batch = vec![invalid, event(origin, 2, ZEDANG, "2025-03-02")];
+        let decision = decide(batch, BTreeMap::new(), nothing_held, &policy(None)).unwrap();
+        assert!(quarantine_reason(&decision, 0).contains("held_on"));
+        match &decision.verdicts[0].verdict {
+            Verdict::Quarantine(q) => {
+                assert_eq!((q.origin_seq, q.event.as_slice()), (1, raw.as_slice()));
+                assert_eq!(q.received_at_ms, policy(None).now_ms);
+            }
+            other => panic!("expected quarantine, got {other:?}"),
+        }
+        assert!(matches!(decision.verdicts[1].verdict, Verdict::Accept(_)));
+        let after = &decision.origins[&origin];
+        assert_eq!((after.durable_through, after.quarantined), (2, 1));
+    }
+
+    #[test]
+    fn a_station_outside_the_roster_is_quarantined() {
+        let roster = BTreeSet::from([ZEDANG.to_string()]);
+        let batch = vec![event(Uuid::now_v7(), 1, "540502201", "2025-03-01")];
+        let decision =
+            decide(batch, BTreeMap::new(), nothing_held, &policy(Some(&roster))).unwrap();
+        assert!(quarantine_reason(&decision, 0).contains("roster"));
+    }
+
+    #[test]
+    fn an_event_id_held_or_earlier_in_the_batch_is_quarantined() {
+        let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+        let held = event(first, 1, ZEDANG, "2025-03-01");
+        let mut copy = event(second, 1, ZEDANG, "2025-03-01");
+        copy.event_id = held.event_id.clone();
+        let id = held.event_id.clone();
+        let decision = decide(
+            vec![copy.clone()],
+            BTreeMap::new(),
+            |e| e == id.as_slice(),
+            &policy(None),
+        )
+        .unwrap();
+        assert!(quarantine_reason(&decision, 0).contains("event_id"));
+        let decision = decide(
+            vec![held, copy],
+            BTreeMap::new(),
+            nothing_held,
+            &policy(None),
+        )
+        .unwrap();
+        assert!(matches!(decision.verdicts[0].verdict, Verdict::Accept(_)));
+        assert!(quarantine_reason(&decision, 1).contains("event_id"));
+    }
+
+    #[test]
+    fn accepted_text_is_normalised() {
+        let mut decomposed = event(Uuid::now_v7(), 1, ZEDANG, "2025-03-01");
+        if let Some(Body::TrainingHeld(t)) = &mut decomposed.body {
+            t.title = "e\u{301}".into();
+        }
+        let decision = decide(
+            vec![decomposed],
+            BTreeMap::new(),
+            nothing_held,
+            &policy(None),
+        )
+        .unwrap();
+        let Verdict::Accept(accepted) = &decision.verdicts[0].verdict else {
+            panic!("expected an accepted event");
+        };
+        let Some(Body::TrainingHeld(t)) = &accepted.body else {
+            panic!("expected a training");
+        };
+        assert_eq!(t.title, "\u{e9}");
+    }
+}

@@ -1,0 +1,226 @@
+//! [`MemoryLog`]: the reference implementation of [`HubLog`], in memory.
+//! It keeps the contract in the plainest way (vectors and maps under one
+//! lock), decides pushes with the same [`crate::ingest::decide`], and is
+//! what the sled store is checked against. Everything it acknowledges is
+//! "durable" for as long as the value lives.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard};
+
+use prost::Message as _;
+use station_proto::Event;
+use station_proto::ids::Uuid;
+
+use super::HubError;
+use super::log::{HubLog, LoggedEvent, PULL_MAX_SCANNED, PullPage, PushOutcome};
+use crate::ingest::{self, OriginState, Policy, Quarantined, Verdict};
+
+/// What the log holds.
+#[derive(Debug, Default)]
+struct Held {
+    /// The log in hub order: position `i + 1` at index `i`, with its receive time.
+    events: Vec<(Event, i64)>,
+    /// Position of each event id.
+    ids: BTreeMap<Vec<u8>, u64>,
+    /// Origins by id.
+    origins: BTreeMap<Uuid, OriginState>,
+    /// Quarantine by origin and seq.
+    quarantine: BTreeMap<(Uuid, u64), Quarantined>,
+}
+
+/// The hub's log in memory.
+#[derive(Debug, Default)]
+pub struct MemoryLog {
+    held: Mutex<Held>,
+    roster: Option<BTreeSet<String>>,
+}
+
+impl MemoryLog {
+    /// An empty log accepting every well-formed station.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The log, quarantining events of stations outside `stations`.
+    #[must_use]
+    pub fn with_roster(mut self, stations: impl IntoIterator<Item = String>) -> Self {
+        self.roster = Some(stations.into_iter().collect());
+        self
+    }
+
+    fn held(&self) -> MutexGuard<'_, Held> {
+        // `push` decides before it changes anything, and its changes cannot
+        // fail midway: a poisoned lock still guards a consistent value.
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl HubLog for MemoryLog {
+    fn push(
+        &self,
+        events: Vec<Event>,
+        today: chrono::NaiveDate,
+        now_ms: i64,
+    ) -> Result<PushOutcome, HubError> {
+        let mut held = self.held();
+        let origins = ingest::origins_of(&events)?
+            .into_iter()
+            .map(|origin| {
+                let state = held.origins.get(&origin).cloned().unwrap_or_default();
+                (origin, state)
+            })
+            .collect();
+        let policy = Policy {
+            today,
+            roster: self.roster.as_ref(),
+            now_ms,
+        };
+        let decision = ingest::decide(events, origins, |id| held.ids.contains_key(id), &policy)?;
+        let mut outcome = PushOutcome {
+            stored: decision.accepted(),
+            quarantined: decision.quarantined(),
+            duplicates: decision.already_held(),
+            acks: Vec::new(),
+        };
+        for verdict in decision.verdicts {
+            match verdict.verdict {
+                Verdict::Accept(event) => {
+                    let pos = held.events.len() as u64 + 1;
+                    held.ids.insert(event.event_id.clone(), pos);
+                    held.events.push((*event, now_ms));
+                }
+                Verdict::Quarantine(q) => {
+                    held.quarantine
+                        .insert((verdict.origin, verdict.origin_seq), q);
+                }
+                Verdict::AlreadyHeld => {}
+            }
+        }
+        for (origin, state) in decision.origins {
+            outcome.acks.push((origin, state.durable_through));
+            held.origins.insert(origin, state);
+        }
+        Ok(outcome)
+    }
+
+    fn hello(
+        &self,
+        origin: Uuid,
+        station_code: &str,
+        head_seq: u64,
+        device_clock_ms: i64,
+        now_ms: i64,
+    ) -> Result<OriginState, HubError> {
+        let mut held = self.held();
+        let state = held.origins.entry(origin).or_default();
+        if state.station_code.is_empty() {
+            state.station_code = station_code.to_string();
+        }
+        state.reported_head = head_seq;
+        state.last_contact_ms = now_ms;
+        state.clock_skew_ms = device_clock_ms.saturating_sub(now_ms);
+        Ok(state.clone())
+    }
+
+    fn origin(&self, origin: Uuid) -> Result<OriginState, HubError> {
+        Ok(self
+            .held()
+            .origins
+            .get(&origin)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn origins(&self) -> Result<Vec<(Uuid, OriginState)>, HubError> {
+        Ok(self
+            .held()
+            .origins
+            .iter()
+            .map(|(id, state)| (*id, state.clone()))
+            .collect())
+    }
+
+    fn pull_for(
+        &self,
+        station_code: &str,
+        after: u64,
+        max_events: usize,
+        max_bytes: usize,
+        skip_origin: Option<Uuid>,
+    ) -> Result<PullPage, HubError> {
+        let head = self.station_head(station_code)?;
+        let held = self.held();
+        let mut page = PullPage {
+            next_cursor: after,
+            head,
+            ..PullPage::default()
+        };
+        let mut bytes = 0usize;
+        let stream = held
+            .events
+            .iter()
+            .zip(1u64..)
+            .skip(usize::try_from(after).unwrap_or(usize::MAX))
+            .filter(|((event, _), _)| event.station_code == station_code);
+        for (scanned, ((event, _), pos)) in stream.enumerate() {
+            if page.events.len() >= max_events || scanned >= PULL_MAX_SCANNED {
+                break;
+            }
+            let len = event.encoded_len();
+            if !page.events.is_empty() && bytes + len > max_bytes {
+                break;
+            }
+            page.next_cursor = pos;
+            if skip_origin.is_some_and(|origin| event.origin_id == origin.as_bytes()) {
+                continue;
+            }
+            bytes += len;
+            page.events.push((pos, event.clone()));
+        }
+        Ok(page)
+    }
+
+    fn station_head(&self, station_code: &str) -> Result<u64, HubError> {
+        Ok(self
+            .held()
+            .events
+            .iter()
+            .rposition(|(event, _)| event.station_code == station_code)
+            .map_or(0, |index| index as u64 + 1))
+    }
+
+    fn event_count(&self) -> u64 {
+        self.held().events.len() as u64
+    }
+
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedEvent>, HubError> {
+        Ok(self
+            .held()
+            .events
+            .iter()
+            .zip(1u64..)
+            .skip(usize::try_from(after).unwrap_or(usize::MAX))
+            .take(limit)
+            .map(|((event, received), hub_seq)| LoggedEvent {
+                hub_seq,
+                received_at_ms: Some(*received),
+                event: event.clone(),
+            })
+            .collect())
+    }
+
+    fn position_of(&self, event_id: &[u8]) -> Result<Option<u64>, HubError> {
+        Ok(self.held().ids.get(event_id).copied())
+    }
+
+    fn quarantine(&self) -> Result<Vec<(Uuid, Quarantined)>, HubError> {
+        Ok(self
+            .held()
+            .quarantine
+            .iter()
+            .map(|((origin, _), q)| (*origin, q.clone()))
+            .collect())
+    }
+}

@@ -1,0 +1,852 @@
+//! The hub's store: [`HubStore`], the sled implementation of the hub's log
+//! ([`HubLog`], whose contract it keeps), with the token records
+//! ([`TokenStore`]) and the projections' tree in the same database.
+//!
+//! - [`format`]: the on-disk format (version 2), as a table;
+//! - [`log`]: the [`HubLog`] contract and the types it exchanges;
+//! - [`memory`]: [`MemoryLog`], the reference implementation;
+//! - [`tokens`]: the `tokens` tree;
+//! - [`migrate`]: format 1 → 2 on open, crash-safe.
+//!
+//! Invariants, kept by writing one push in one batch under the single writer:
+//! - for each origin, seqs `1..=durable_through` are accounted for, each either
+//!   in the log or in quarantine, and nothing above `durable_through` is;
+//! - hub positions are assigned by the one writer, gap-free, in arrival order;
+//!   `Pull` cursors and projections use them;
+//! - a push is acknowledged only after its batch is flushed and fsynced.
+//!
+//! Tree `projections` belongs to [`crate::projections`], which documents its
+//! format; it is derived from this log and can be rebuilt from it.
+
+pub mod format;
+pub mod log;
+pub mod memory;
+pub mod migrate;
+pub mod tokens;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use prost::Message as _;
+use station_agent::durable::GroupCommit;
+use station_proto::Event;
+use station_proto::ids::Uuid;
+
+pub use self::format::FORMAT_VERSION;
+use self::format::{
+    IDS, M_FORMAT, M_HUB_SEQ, ORIGINS, Positions, QUARANTINE, RUNS, Run, RunWriter, STREAMS,
+    TOKENS_TREE, TREE, key, read_u64,
+};
+pub use self::log::{HubLog, LoggedEvent, PULL_MAX_SCANNED, PullPage, PushOutcome};
+pub use self::memory::MemoryLog;
+pub use self::migrate::MigrationOptions;
+pub use self::tokens::{TokenRecord, TokenScope, TokenStore};
+use crate::ingest::{self, Policy, Refusal, Verdict};
+pub use crate::ingest::{OriginState, Quarantined};
+
+impl From<station_agent::durable::OpenError> for HubError {
+    fn from(error: station_agent::durable::OpenError) -> Self {
+        use station_agent::durable::OpenError;
+        match error {
+            OpenError::Io(e) => HubError::Io(e),
+            OpenError::Sled(e) => HubError::Sled(e),
+            OpenError::BadMarker => HubError::Corrupt("bad format marker".into()),
+            OpenError::Unsupported(found) => HubError::UnsupportedFormat(found),
+        }
+    }
+}
+
+impl From<Refusal> for HubError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Gap {
+                origin,
+                expected,
+                got,
+            } => HubError::Gap {
+                origin,
+                expected,
+                got,
+            },
+            Refusal::Malformed { index, reason } => HubError::Malformed { index, reason },
+        }
+    }
+}
+
+/// Errors of the hub's store and ingest rules.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// sled failed.
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    /// flush or fsync failed: nothing was acknowledged.
+    #[error("could not make the write durable: {0}")]
+    Io(#[from] std::io::Error),
+    /// Bytes on disk do not decode.
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+    /// The store was written by another format.
+    #[error("hub store format {0} is not supported")]
+    UnsupportedFormat(u32),
+    /// A push skips seqs of an origin.
+    #[error("origin {origin}: expected origin_seq {expected}, got {got}")]
+    Gap {
+        /// The origin.
+        origin: Uuid,
+        /// The next seq the hub can accept.
+        expected: u64,
+        /// The seq found.
+        got: u64,
+    },
+    /// No token has this id.
+    #[error("no token has the id {0}")]
+    UnknownToken(String),
+    /// A push's events cannot be attributed to an origin.
+    #[error("event {index} of the batch: {reason}")]
+    Malformed {
+        /// Position in the batch.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The run holding `hub_seq`, if the log has that position.
+fn run_at(tree: &sled::Tree, hub_seq: u64) -> Result<Option<Run>, HubError> {
+    match tree.range(key(RUNS, &[&hub_seq.to_be_bytes()])..).next() {
+        Some(item) => {
+            let (k, v) = item?;
+            if !k.starts_with(RUNS) {
+                return Ok(None);
+            }
+            let run = Run::decode(&k, v)?;
+            Ok(run.holds(hub_seq).then_some(run))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The log read in hub order from some position on: see [`HubStore::scan_after`].
+pub struct LogScan {
+    /// The `l:` range.
+    runs: sled::Iter,
+    /// The run being read.
+    run: Option<Run>,
+    /// The next position to yield.
+    next: u64,
+    /// Whether to fill in receive times.
+    receipts: bool,
+}
+
+impl std::fmt::Debug for LogScan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogScan")
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Iterator for LogScan {
+    type Item = Result<LoggedEvent, HubError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(run) = &self.run
+                && self.next <= run.last
+            {
+                let hub_seq = self.next;
+                self.next += 1;
+                return Some(run.event(hub_seq).map(|event| LoggedEvent {
+                    hub_seq,
+                    received_at_ms: if self.receipts {
+                        run.received_at_ms
+                    } else {
+                        None
+                    },
+                    event,
+                }));
+            }
+            let (k, v) = match self.runs.next()? {
+                Ok(item) => item,
+                Err(e) => return Some(Err(e.into())),
+            };
+            if !k.starts_with(RUNS) {
+                return None;
+            }
+            match Run::decode(&k, v) {
+                Ok(run) => {
+                    self.next = self.next.max(run.first);
+                    self.run = Some(run);
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+/// The receive times of the log read in hub order from some position on:
+/// see [`HubStore::scan_receipts_after`].
+pub struct ReceiptScan {
+    /// The `l:` range.
+    runs: sled::Iter,
+    /// The run read last: its first and last position and receive time.
+    run: Option<(u64, u64, Option<i64>)>,
+}
+
+impl std::fmt::Debug for ReceiptScan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiptScan").finish_non_exhaustive()
+    }
+}
+
+impl ReceiptScan {
+    /// The receive time of the event at `hub_seq`, asked for in increasing
+    /// order of `hub_seq`; `None` for an event stored before they were kept.
+    ///
+    /// # Errors
+    /// Storage errors, or [`HubError::Corrupt`] for a value that does not decode.
+    pub fn received_at(&mut self, hub_seq: u64) -> Result<Option<i64>, HubError> {
+        loop {
+            if let Some((first, last, received)) = self.run
+                && hub_seq <= last
+            {
+                return Ok(if hub_seq >= first { received } else { None });
+            }
+            match self.runs.next().transpose()? {
+                Some((k, v)) if k.starts_with(RUNS) => {
+                    let (first, received) = format::run_header(&v)?;
+                    self.run = Some((first, read_u64(&k[RUNS.len()..])?, received));
+                }
+                _ => {
+                    self.run = Some((u64::MAX, u64::MAX, None));
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+/// The hub's durable log, on sled: the embedded implementation of
+/// [`HubLog`], with the token records beside it.
+#[derive(Debug)]
+pub struct HubStore {
+    /// The sled database, for the trees derived from the log.
+    db: sled::Db,
+    /// Key spaces of the format in [`format`].
+    tree: sled::Tree,
+    /// The issued tokens, by id.
+    tokens: TokenStore,
+    /// Flush + fsync shared by concurrent pushes and token writes.
+    group: Arc<GroupCommit>,
+    /// The single writer: the last hub position assigned.
+    writer: Mutex<u64>,
+    /// The highest hub position known durable; wakes long-polling pulls and
+    /// the projector when the log grows. It only grows.
+    grown: tokio::sync::watch::Sender<u64>,
+    /// Stations events may belong to; an event of another station goes to
+    /// quarantine. `None` accepts every well-formed station code.
+    roster: Option<BTreeSet<String>>,
+    /// The store's lock file, held while the hub has it open.
+    _lock: std::fs::File,
+}
+
+impl HubStore {
+    /// Opens (creating when absent) the hub store in `dir`, migrating a
+    /// format-1 store to the current format first.
+    ///
+    /// # Errors
+    /// sled cannot open it, the format is unknown, the migration fails, or
+    /// the initial sync fails.
+    pub fn open(dir: &Path, cache_capacity: u64) -> Result<Self, HubError> {
+        Self::open_with(dir, cache_capacity, MigrationOptions::default())
+    }
+
+    /// [`HubStore::open`] with the migration's options.
+    ///
+    /// # Errors
+    /// As [`HubStore::open`].
+    pub fn open_with(
+        dir: &Path,
+        cache_capacity: u64,
+        migration: MigrationOptions,
+    ) -> Result<Self, HubError> {
+        use station_agent::durable;
+        std::fs::create_dir_all(dir)?;
+        let lock = durable::lock_store(dir)?;
+        durable::remove_incomplete_snapshots(dir)?;
+        let db = durable::open_sled(&sled::Config::new().cache_capacity(cache_capacity).path(dir))?;
+        let tree = db.open_tree(TREE)?;
+        let format = match tree.get(M_FORMAT)? {
+            None => {
+                tree.insert(M_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
+                FORMAT_VERSION
+            }
+            Some(v) => <[u8; 4]>::try_from(v.as_ref())
+                .map(u32::from_be_bytes)
+                .map_err(|_| HubError::Corrupt("bad format marker".into()))?,
+        };
+        let migrated = match format {
+            FORMAT_VERSION => false,
+            format::FORMAT_1 => {
+                migrate::from_format_1(&tree, migration)?;
+                true
+            }
+            other => return Err(HubError::UnsupportedFormat(other)),
+        };
+        let hub_seq = tree.get(M_HUB_SEQ)?.map_or(Ok(0), |v| read_u64(&v))?;
+        let tokens = db.open_tree(TOKENS_TREE)?;
+        let group = Arc::new(GroupCommit::open(db.clone(), dir, 0)?);
+        if migrated {
+            group.wait_durable(group.written(None))?;
+        }
+        let (grown, _) = tokio::sync::watch::channel(hub_seq);
+        Ok(Self {
+            db,
+            tree,
+            tokens: TokenStore::new(tokens, Arc::clone(&group)),
+            group,
+            writer: Mutex::new(hub_seq),
+            grown,
+            roster: None,
+            _lock: lock,
+        })
+    }
+
+    /// The store, refusing (into quarantine) events of stations outside
+    /// `stations` from now on.
+    #[must_use]
+    pub fn with_roster(mut self, stations: impl IntoIterator<Item = String>) -> Self {
+        self.roster = Some(stations.into_iter().collect());
+        self
+    }
+
+    /// Opens (creating when absent) another tree of the same sled database,
+    /// so its batches share the log's crash consistency.
+    pub(crate) fn open_tree(&self, name: &str) -> Result<sled::Tree, HubError> {
+        Ok(self.db.open_tree(name)?)
+    }
+
+    /// Drops a tree opened by [`HubStore::open_tree`] at once, however many
+    /// keys it holds; handles to it must not be used afterwards.
+    pub(crate) fn drop_tree(&self, name: &str) -> Result<(), HubError> {
+        self.db.drop_tree(name)?;
+        Ok(())
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, u64> {
+        // The counter is only advanced after a successful batch.
+        self.writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes every write completed so far durable: flush, then fsync. Writes
+    /// in progress under the writers complete first.
+    ///
+    /// # Errors
+    /// The flush or fsync failed.
+    pub fn sync(&self) -> Result<(), HubError> {
+        let ticket = {
+            let _writer = self.lock_writer();
+            let _token_writer = self.tokens.lock_writer();
+            self.group.written(None)
+        };
+        self.group.wait_durable(ticket)?;
+        Ok(())
+    }
+
+    /// The token records.
+    pub fn token_store(&self) -> &TokenStore {
+        &self.tokens
+    }
+
+    /// Stores a new token record unless its id is taken: [`TokenStore::insert`].
+    ///
+    /// # Errors
+    /// Storage errors: the token must then not be handed out.
+    pub fn insert_token(&self, record: &TokenRecord) -> Result<bool, HubError> {
+        self.tokens.insert(record)
+    }
+
+    /// The token record with this id, if any.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn token(&self, token_id: &str) -> Result<Option<TokenRecord>, HubError> {
+        self.tokens.get(token_id)
+    }
+
+    /// Every token record, by id.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn tokens(&self) -> Result<Vec<TokenRecord>, HubError> {
+        self.tokens.all()
+    }
+
+    /// Changes one token record: [`TokenStore::update`].
+    ///
+    /// # Errors
+    /// [`HubError::UnknownToken`], or storage errors (then nothing changed).
+    pub fn update_token(
+        &self,
+        token_id: &str,
+        change: impl FnOnce(&mut TokenRecord) -> bool,
+    ) -> Result<TokenRecord, HubError> {
+        self.tokens.update(token_id, change)
+    }
+
+    /// The state of one origin (default when never seen).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn origin(&self, origin: Uuid) -> Result<OriginState, HubError> {
+        self.tree
+            .get(key(ORIGINS, &[origin.as_bytes()]))?
+            .map_or(Ok(OriginState::default()), |v| {
+                serde_json::from_slice(&v).map_err(|e| HubError::Corrupt(format!("origin: {e}")))
+            })
+    }
+
+    /// Every origin the hub has heard of.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn origins(&self) -> Result<Vec<(Uuid, OriginState)>, HubError> {
+        self.tree
+            .scan_prefix(ORIGINS)
+            .map(|item| {
+                let (k, v) = item?;
+                let id = Uuid::from_slice(&k[ORIGINS.len()..])
+                    .map_err(|_| HubError::Corrupt("origin key".into()))?;
+                let state = serde_json::from_slice(&v)
+                    .map_err(|e| HubError::Corrupt(format!("origin: {e}")))?;
+                Ok((id, state))
+            })
+            .collect()
+    }
+
+    /// Records a device's `Hello`: its head and clock.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn hello(
+        &self,
+        origin: Uuid,
+        station_code: &str,
+        head_seq: u64,
+        device_clock_ms: i64,
+        now_ms: i64,
+    ) -> Result<OriginState, HubError> {
+        let _writer = self.lock_writer();
+        let mut state = self.origin(origin)?;
+        if state.station_code.is_empty() {
+            state.station_code = station_code.to_string();
+        }
+        state.reported_head = head_seq;
+        state.last_contact_ms = now_ms;
+        state.clock_skew_ms = device_clock_ms.saturating_sub(now_ms);
+        self.tree
+            .insert(key(ORIGINS, &[origin.as_bytes()]), origin_json(&state)?)?;
+        Ok(state)
+    }
+
+    /// Stores a pushed batch as [`crate::ingest::decide`] decides: per origin,
+    /// events at or below `durable_through` are ignored, the rest must
+    /// continue it without a gap. Valid events go to the log with a new hub
+    /// position and their receive time (`now_ms`); events that decode but
+    /// break a rule, or belong to a station outside the roster given to
+    /// [`HubStore::with_roster`], go to quarantine with the reason. Returns
+    /// once durable.
+    ///
+    /// # Errors
+    /// [`HubError::Gap`] or [`HubError::Malformed`] refuse the whole batch and
+    /// change nothing; storage errors mean nothing was acknowledged.
+    pub fn push(
+        &self,
+        events: Vec<Event>,
+        today: chrono::NaiveDate,
+        now_ms: i64,
+    ) -> Result<PushOutcome, HubError> {
+        let mut writer = self.lock_writer();
+        let mut origins = BTreeMap::new();
+        for origin in ingest::origins_of(&events)? {
+            if let std::collections::btree_map::Entry::Vacant(entry) = origins.entry(origin) {
+                entry.insert(self.origin(origin)?);
+            }
+        }
+        let mut held = HashSet::new();
+        for event in &events {
+            if self.tree.contains_key(key(IDS, &[&event.event_id]))? {
+                held.insert(event.event_id.clone());
+            }
+        }
+        let policy = Policy {
+            today,
+            roster: self.roster.as_ref(),
+            now_ms,
+        };
+        let decision = ingest::decide(events, origins, |id| held.contains(id), &policy)?;
+        let mut outcome = PushOutcome {
+            stored: decision.accepted(),
+            quarantined: decision.quarantined(),
+            duplicates: decision.already_held(),
+            acks: Vec::new(),
+        };
+        let mut batch = sled::Batch::default();
+        let mut hub_seq = *writer;
+        let mut run = RunWriter::new(hub_seq + 1, Some(now_ms));
+        let mut streams: BTreeMap<String, Positions> = BTreeMap::new();
+        for verdict in decision.verdicts {
+            match verdict.verdict {
+                Verdict::Accept(event) => {
+                    let event = *event;
+                    let raw = event.encode_to_vec();
+                    if run.is_full_for(raw.len()) {
+                        let full =
+                            std::mem::replace(&mut run, RunWriter::new(hub_seq + 1, Some(now_ms)));
+                        write_run(&mut batch, full, std::mem::take(&mut streams));
+                    }
+                    hub_seq = run.push(&raw);
+                    batch.insert(key(IDS, &[&event.event_id]), &hub_seq.to_be_bytes());
+                    streams.entry(event.station_code).or_default().push(hub_seq);
+                }
+                Verdict::Quarantine(q) => {
+                    let json = serde_json::to_vec(&q)
+                        .map_err(|e| HubError::Corrupt(format!("quarantine: {e}")))?;
+                    batch.insert(
+                        key(
+                            QUARANTINE,
+                            &[verdict.origin.as_bytes(), &verdict.origin_seq.to_be_bytes()],
+                        ),
+                        json,
+                    );
+                }
+                Verdict::AlreadyHeld => {}
+            }
+        }
+        if !run.is_empty() {
+            write_run(&mut batch, run, streams);
+        }
+        for (origin, state) in &decision.origins {
+            batch.insert(key(ORIGINS, &[origin.as_bytes()]), origin_json(state)?);
+            outcome.acks.push((*origin, state.durable_through));
+        }
+        batch.insert(M_HUB_SEQ, &hub_seq.to_be_bytes());
+        self.tree.apply_batch(batch)?;
+        let ticket = self.group.written(None);
+        let grew = hub_seq > *writer;
+        *writer = hub_seq;
+        drop(writer);
+        self.group.wait_durable(ticket)?;
+        if grew {
+            // Pushes become durable in any order: keep the highest.
+            self.grown.send_if_modified(|durable| {
+                let higher = hub_seq > *durable;
+                if higher {
+                    *durable = hub_seq;
+                }
+                higher
+            });
+        }
+        Ok(outcome)
+    }
+
+    /// The station's newest hub position.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn station_head(&self, station_code: &str) -> Result<u64, HubError> {
+        let prefix = key(STREAMS, &[station_code.as_bytes()]);
+        match self.tree.scan_prefix(&prefix).next_back() {
+            Some(item) => {
+                let (k, _) = item?;
+                read_u64(&k[prefix.len()..])
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// A page of the station's events after `after`: at most `max_events`,
+    /// and at most `max_bytes` of encoded events (always at least one).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn pull(
+        &self,
+        station_code: &str,
+        after: u64,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<PullPage, HubError> {
+        self.pull_for(station_code, after, max_events, max_bytes, None)
+    }
+
+    /// [`HubStore::pull`] for a device: events of `skip_origin` (the device's
+    /// own, which it holds already) are passed over, so they cost no downlink,
+    /// and the cursor still moves past them.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn pull_for(
+        &self,
+        station_code: &str,
+        after: u64,
+        max_events: usize,
+        max_bytes: usize,
+        skip_origin: Option<Uuid>,
+    ) -> Result<PullPage, HubError> {
+        let prefix = key(STREAMS, &[station_code.as_bytes()]);
+        let start = key(&prefix, &[&after.saturating_add(1).to_be_bytes()]);
+        let mut page = PullPage {
+            next_cursor: after,
+            head: self.station_head(station_code)?,
+            ..PullPage::default()
+        };
+        let mut bytes = 0usize;
+        let mut scanned = 0usize;
+        let mut run: Option<Run> = None;
+        'records: for item in self.tree.range(start..) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            for pos in Positions::decode(&v)? {
+                if pos <= after {
+                    continue;
+                }
+                if page.events.len() >= max_events || scanned >= PULL_MAX_SCANNED {
+                    break 'records;
+                }
+                scanned += 1;
+                if !run.as_ref().is_some_and(|r| r.holds(pos)) {
+                    run = Some(
+                        run_at(&self.tree, pos)?
+                            .ok_or_else(|| HubError::Corrupt(format!("missing event {pos}")))?,
+                    );
+                }
+                let Some(current) = &run else {
+                    // Set just above.
+                    continue;
+                };
+                let raw = current.raw(pos)?;
+                if !page.events.is_empty() && bytes + raw.len() > max_bytes {
+                    break 'records;
+                }
+                let event = Event::decode(raw)
+                    .map_err(|e| HubError::Corrupt(format!("event {pos}: {e}")))?;
+                page.next_cursor = pos;
+                if skip_origin.is_some_and(|origin| event.origin_id == origin.as_bytes()) {
+                    continue;
+                }
+                bytes += raw.len();
+                page.events.push((pos, event));
+            }
+        }
+        Ok(page)
+    }
+
+    /// A receiver that changes whenever the log grows, for long polls.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.grown.subscribe()
+    }
+
+    /// The highest hub position whose event is durable: events `1..=` it can
+    /// be read and will survive a crash.
+    pub fn durable_head(&self) -> u64 {
+        *self.grown.borrow()
+    }
+
+    /// At most `limit` events of the log after hub position `after`, in hub
+    /// order, each with its receive time.
+    ///
+    /// # Errors
+    /// Storage errors, or [`HubError::Corrupt`] for an event that does not decode.
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedEvent>, HubError> {
+        self.scan_after(after).take(limit).collect()
+    }
+
+    /// The events of the log after hub position `after`, in hub order, each
+    /// with its receive time, read as one sequential scan: for replaying a
+    /// long run of the log. Positions above [`HubStore::durable_head`] may be
+    /// listed; a caller that must see only durable events stops there.
+    pub fn scan_after(&self, after: u64) -> LogScan {
+        LogScan {
+            receipts: true,
+            ..self.scan_events_after(after)
+        }
+    }
+
+    /// [`HubStore::scan_after`] without receive times (`received_at_ms` is
+    /// `None`): the times can be read apart with
+    /// [`HubStore::scan_receipts_after`], on another thread, say.
+    pub fn scan_events_after(&self, after: u64) -> LogScan {
+        let next = after.saturating_add(1);
+        LogScan {
+            runs: self.tree.range(key(RUNS, &[&next.to_be_bytes()])..),
+            run: None,
+            next,
+            receipts: false,
+        }
+    }
+
+    /// The receive times of the events after hub position `after`, read as
+    /// one sequential scan alongside [`HubStore::scan_events_after`].
+    pub fn scan_receipts_after(&self, after: u64) -> ReceiptScan {
+        let start = after.saturating_add(1).to_be_bytes();
+        ReceiptScan {
+            runs: self.tree.range(key(RUNS, &[&start])..),
+            run: None,
+        }
+    }
+
+    /// The hub position of the event with this id, if the log holds it.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn position_of(&self, event_id: &[u8]) -> Result<Option<u64>, HubError> {
+        self.tree
+            .get(key(IDS, &[event_id]))?
+            .map(|v| read_u64(&v))
+            .transpose()
+    }
+
+    /// The hub wall clock (ms) when the event at `hub_seq` was received.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn received_at(&self, hub_seq: u64) -> Result<Option<i64>, HubError> {
+        Ok(run_at(&self.tree, hub_seq)?.and_then(|run| run.received_at_ms))
+    }
+
+    /// Every quarantined event, by origin and seq.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn quarantine(&self) -> Result<Vec<(Uuid, Quarantined)>, HubError> {
+        self.tree
+            .scan_prefix(QUARANTINE)
+            .map(|item| {
+                let (k, v) = item?;
+                let id = Uuid::from_slice(&k[QUARANTINE.len()..QUARANTINE.len() + 16])
+                    .map_err(|_| HubError::Corrupt("quarantine key".into()))?;
+                let q = serde_json::from_slice(&v)
+                    .map_err(|e| HubError::Corrupt(format!("quarantine: {e}")))?;
+                Ok((id, q))
+            })
+            .collect()
+    }
+
+    /// How many events the log holds.
+    pub fn event_count(&self) -> u64 {
+        *self.lock_writer()
+    }
+
+    /// The event at a hub position.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn event_at(&self, hub_seq: u64) -> Result<Option<Event>, HubError> {
+        run_at(&self.tree, hub_seq)?
+            .map(|run| run.event(hub_seq))
+            .transpose()
+    }
+}
+
+fn origin_json(state: &OriginState) -> Result<Vec<u8>, HubError> {
+    serde_json::to_vec(state).map_err(|e| HubError::Corrupt(format!("origin: {e}")))
+}
+
+/// Adds a run and its stations' `t:` records to `batch`.
+pub(crate) fn write_run(
+    batch: &mut sled::Batch,
+    run: RunWriter,
+    streams: BTreeMap<String, Positions>,
+) {
+    let (k, v) = run.finish();
+    batch.insert(k, v);
+    for (station, positions) in streams {
+        if let Some(last) = positions.last() {
+            batch.insert(
+                key(STREAMS, &[station.as_bytes(), &last.to_be_bytes()]),
+                positions.encode(),
+            );
+        }
+    }
+}
+
+impl HubLog for HubStore {
+    fn push(
+        &self,
+        events: Vec<Event>,
+        today: chrono::NaiveDate,
+        now_ms: i64,
+    ) -> Result<PushOutcome, HubError> {
+        HubStore::push(self, events, today, now_ms)
+    }
+
+    fn hello(
+        &self,
+        origin: Uuid,
+        station_code: &str,
+        head_seq: u64,
+        device_clock_ms: i64,
+        now_ms: i64,
+    ) -> Result<OriginState, HubError> {
+        HubStore::hello(
+            self,
+            origin,
+            station_code,
+            head_seq,
+            device_clock_ms,
+            now_ms,
+        )
+    }
+
+    fn origin(&self, origin: Uuid) -> Result<OriginState, HubError> {
+        HubStore::origin(self, origin)
+    }
+
+    fn origins(&self) -> Result<Vec<(Uuid, OriginState)>, HubError> {
+        HubStore::origins(self)
+    }
+
+    fn pull_for(
+        &self,
+        station_code: &str,
+        after: u64,
+        max_events: usize,
+        max_bytes: usize,
+        skip_origin: Option<Uuid>,
+    ) -> Result<PullPage, HubError> {
+        HubStore::pull_for(
+            self,
+            station_code,
+            after,
+            max_events,
+            max_bytes,
+            skip_origin,
+        )
+    }
+
+    fn station_head(&self, station_code: &str) -> Result<u64, HubError> {
+        HubStore::station_head(self, station_code)
+    }
+
+    fn event_count(&self) -> u64 {
+        HubStore::event_count(self)
+    }
+
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedEvent>, HubError> {
+        HubStore::events_after(self, after, limit)
+    }
+
+    fn position_of(&self, event_id: &[u8]) -> Result<Option<u64>, HubError> {
+        HubStore::position_of(self, event_id)
+    }
+
+    fn quarantine(&self) -> Result<Vec<(Uuid, Quarantined)>, HubError> {
+        HubStore::quarantine(self)
+    }
+}
