@@ -302,6 +302,9 @@ impl Agent {
             Body::VisitRecorded(m) => {
                 self.open_case("visit_recorded.case_id", &m.case_id)?;
             }
+            Body::GuardianCalled(m) => {
+                self.open_case("guardian_called.case_id", &m.case_id)?;
+            }
             Body::BeneficiaryVerified(m) => {
                 self.known_case("beneficiary_verified.case_id", &m.case_id)?;
             }

@@ -246,3 +246,85 @@ fn a_field_session_on_the_command_line() {
     let out = agent(&data, &["cases", "--format", "json"]);
     assert_eq!(stdout(&out).trim(), "[]");
 }
+
+#[test]
+fn a_call_to_a_guardian_is_recorded_and_a_bad_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("phone");
+    let out = agent(
+        &data,
+        &["init", "--station", "540502001", "--worker", "w01"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = agent(
+        &data,
+        &[
+            "case",
+            "open",
+            "--name",
+            "扎西",
+            "--id-number",
+            "540502201203150014",
+            "--community",
+            "540502001003",
+            "--category",
+            "留守儿童",
+            "--tier",
+            "1",
+            "--date",
+            "2026-11-01",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = field(&stdout(&out), "case_id").to_string();
+
+    let out = agent(
+        &data,
+        &[
+            "call",
+            "--case",
+            &case,
+            "--date",
+            "2026-11-03",
+            "--outcome",
+            "reached",
+            "--minutes",
+            "12",
+            "--note",
+            "监护人在拉萨务工",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(field(&stdout(&out), "origin_seq"), "2");
+
+    let refusals: &[(&[&str], &str)] = &[
+        (
+            &[
+                "call",
+                "--case",
+                &case,
+                "--outcome",
+                "no-answer",
+                "--minutes",
+                "4",
+            ],
+            "guardian_called.duration_minutes",
+        ),
+        (&["call", "--case", &case, "--outcome", "busy"], "busy"),
+        (&["call", "--case", &case], "--outcome"),
+    ];
+    for (args, expected) in refusals {
+        let out = agent(&data, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?} should be refused");
+        let err = stderr(&out);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    assert_eq!(status(&data)["head_seq"], 2);
+
+    // A call is not a follow-up: the high-risk case is still due a week after it opened.
+    let out = agent(&data, &["cases", "--due", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let due = stdout(&out);
+    assert!(due.contains(&case), "{due}");
+    assert!(due.contains("2026-11-08"), "{due}");
+}

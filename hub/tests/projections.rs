@@ -19,9 +19,10 @@ use station_hub::config::HubConfig;
 use station_hub::projections::period::{Metric, Period};
 use station_hub::projections::{IndicatorTable, KeyValue, Projections};
 use station_hub::store::HubStore;
+use station_proto::Body;
 use station_proto::Event;
 use station_proto::ids::Uuid;
-use station_proto::v1::{Category, Tier, VisitKind};
+use station_proto::v1::{CallOutcome, Category, GuardianCalled, Tier, VisitKind};
 
 /// Hub clock of every push in these tests, so receive times do not depend on
 /// when a test runs.
@@ -220,6 +221,63 @@ fn indicators_count_by_service_date_without_voided_events_and_with_held_visits()
     assert_eq!(
         timeline.entries[1].voided_by,
         Some(timeline.entries[2].event_id)
+    );
+}
+
+#[test]
+fn guardian_calls_count_apart_from_visits_and_do_not_stand_for_a_follow_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = open(dir.path());
+    let mut opener = Device::new(ZEDANG, "sw-1");
+    let mut caller = Device::new(ZEDANG, "sw-2");
+    let opening = opener.record(opened(
+        "拉姆",
+        41,
+        C1,
+        Tier::HighRisk,
+        &[Category::LeftBehindChild],
+        "2025-03-01",
+    ));
+    let case = id_of(&opening);
+    let call = |on: &str, outcome: CallOutcome, minutes: i32| {
+        Body::GuardianCalled(GuardianCalled {
+            case_id: case.as_bytes().to_vec(),
+            called_on: on.into(),
+            outcome: outcome as i32,
+            duration_minutes: minutes,
+            notes: String::new(),
+        })
+    };
+    let reached = caller.record_after(opening.hlc, call("2025-03-05", CallOutcome::Reached, 10));
+    let missed = caller.record(call("2025-03-06", CallOutcome::NoAnswer, 0));
+    let mistaken = caller.record(call("2025-03-07", CallOutcome::Reached, 3));
+    let correction = caller.record(void(id_of(&mistaken)));
+    // The calls arrive before the case they are about: held, then counted.
+    push(&store, &[reached, missed, mistaken, correction]);
+    p.catch_up().unwrap();
+    assert_eq!(indicators(&p, "2025-03", ZEDANG), expect(&[]));
+    push(&store, &[opening]);
+    p.catch_up().unwrap();
+    assert_eq!(
+        indicators(&p, "2025-03", ZEDANG),
+        expect(&[("guardian_calls", 2), ("cases_new", 1), ("cases_open", 1)])
+    );
+
+    // Calls are not visits: the high-risk case fell due a week after it opened.
+    let day = NaiveDate::from_ymd_opt(2025, 3, 20).unwrap();
+    let overdue = p.overdue(day, &[ZEDANG.to_string()], None).unwrap();
+    assert_eq!(overdue.cases.len(), 1);
+    assert_eq!(overdue.cases[0].case_id, case);
+    assert_eq!(overdue.cases[0].last_visit, None);
+    assert_eq!(overdue.cases[0].days_overdue, 12);
+
+    // The case's timeline holds the calls, the mistaken one voided.
+    let timeline = p.case_timeline(case).unwrap();
+    assert_eq!(timeline.entries.len(), 5);
+    assert_eq!(
+        timeline.entries.iter().filter(|e| e.voided).count(),
+        1,
+        "{timeline:?}"
     );
 }
 

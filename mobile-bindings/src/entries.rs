@@ -102,6 +102,17 @@ pub enum VisitKind {
     Phone,
 }
 
+/// How a call to a guardian ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum CallOutcome {
+    /// 已接通
+    Reached,
+    /// 无人接听
+    NoAnswer,
+    /// 停机、空号或关机
+    Unreachable,
+}
+
 /// The kind of a community activity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
 pub enum ActivityKind {
@@ -180,6 +191,7 @@ proto_enum!(Gender, v1::Gender, { Male, Female });
 proto_enum!(CaseSource, v1::CaseSource, { Request, Outreach, Referral });
 proto_enum!(NoteKind, v1::NoteKind, { Plan, Intervention, Review, Supervision });
 proto_enum!(VisitKind, v1::VisitKind, { Home, Assessment, Verification, FollowUp, Phone });
+proto_enum!(CallOutcome, v1::CallOutcome, { Reached, NoAnswer, Unreachable });
 proto_enum!(ActivityKind, v1::ActivityKind, {
     PartyPublicWelfare, Clinic, ChildCare, ElderlyCare, DisabilitySupport,
     PolicyPublicity, Cultural, Other,
@@ -407,6 +419,41 @@ impl Visit {
             duration_minutes: self.duration_minutes,
             notes: self.notes,
             needs_found: self.needs_found,
+        }))
+    }
+}
+
+/// 电话联系监护人: a phone call to a case's guardian. Counted apart from
+/// visits; it does not move the case's next due follow-up.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct GuardianCall {
+    /// The case; it must be open.
+    pub case_id: String,
+    /// `YYYY-MM-DD`: the day of the call.
+    pub called_on: String,
+    /// How the call ended.
+    pub outcome: CallOutcome,
+    /// 0 to 1,440; 0 unless the guardian was reached.
+    pub duration_minutes: i32,
+    /// Up to 4,000 characters; may be empty.
+    pub notes: String,
+    /// Idempotency key from [`new_entry_id`].
+    #[uniffi(default = None)]
+    pub entry_id: Option<String>,
+}
+
+impl GuardianCall {
+    /// The event body.
+    ///
+    /// # Errors
+    /// An id that is not a UUID.
+    pub fn into_body(self) -> Result<Body, FieldError> {
+        Ok(Body::GuardianCalled(v1::GuardianCalled {
+            case_id: case_bytes("guardian_called.case_id", &self.case_id)?,
+            called_on: self.called_on,
+            outcome: proto::<_, v1::CallOutcome>(self.outcome),
+            duration_minutes: self.duration_minutes,
+            notes: self.notes,
         }))
     }
 }

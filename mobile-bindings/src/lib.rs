@@ -32,9 +32,10 @@ pub mod sync;
 pub mod views;
 
 pub use entries::{
-    ActivityKind, Assessment, CaseClosing, CaseNote, CaseOpening, CaseReopening, CaseSource,
-    Category, CommunityActivity, Gender, GroupSession, NoteKind, Resource, ResourceKind, Tier,
-    Training, TrainingKind, Verification, Visit, VisitKind, Voiding, new_entry_id,
+    ActivityKind, Assessment, CallOutcome, CaseClosing, CaseNote, CaseOpening, CaseReopening,
+    CaseSource, Category, CommunityActivity, Gender, GroupSession, GuardianCall, NoteKind,
+    Resource, ResourceKind, Tier, Training, TrainingKind, Verification, Visit, VisitKind, Voiding,
+    new_entry_id,
 };
 pub use error::FieldError;
 pub use store::{FieldStore, Recorded, StoreOptions};

@@ -24,7 +24,8 @@ use station_proto::validate;
 
 use crate::entries::{
     Assessment, CaseClosing, CaseNote, CaseOpening, CaseReopening, CommunityActivity, GroupSession,
-    Resource, Training, Verification, Visit, Voiding, id_text, parse_entry_id, parse_id,
+    GuardianCall, Resource, Training, Verification, Visit, Voiding, id_text, parse_entry_id,
+    parse_id,
 };
 use crate::error::FieldError;
 use crate::views::{CaseSummary, FollowUp, StoreStatus, TimelineEntry};
@@ -211,6 +212,16 @@ impl FieldStore {
     /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`],
     /// [`FieldError::CaseClosed`].
     pub fn record_visit(&self, entry: Visit) -> Result<Recorded, FieldError> {
+        let entry_id = entry.entry_id.clone();
+        self.record(entry_id, entry.into_body()?)
+    }
+
+    /// 电话联系监护人: records a phone call to an open case's guardian.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`],
+    /// [`FieldError::CaseClosed`].
+    pub fn record_guardian_call(&self, entry: GuardianCall) -> Result<Recorded, FieldError> {
         let entry_id = entry.entry_id.clone();
         self.record(entry_id, entry.into_body()?)
     }

@@ -90,6 +90,8 @@ pub enum EntryKind {
     CaseReopened,
     /// A visit.
     Visit,
+    /// A phone call to the guardian.
+    GuardianCall,
     /// A verification (信息核实).
     Verification,
     /// A community activity.
@@ -278,6 +280,7 @@ impl TimelineEntry {
                 Tier::from_proto(m.tier),
             ),
             Body::VisitRecorded(m) => (EntryKind::Visit, m.visit_date, m.notes, None),
+            Body::GuardianCalled(m) => (EntryKind::GuardianCall, m.called_on, m.notes, None),
             Body::BeneficiaryVerified(m) => (EntryKind::Verification, m.verified_on, m.notes, None),
             Body::ActivityHeld(m) => (EntryKind::Activity, m.held_on, m.title, None),
             Body::GroupSessionHeld(m) => (EntryKind::GroupSession, m.held_on, m.group_name, None),

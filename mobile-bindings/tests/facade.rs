@@ -10,10 +10,10 @@ use chrono::{Days, NaiveDate};
 use station_agent::sync::SyncError;
 use station_agent::{AgentError, StoreError};
 use station_mobile::{
-    ActivityKind, Assessment, CaseClosing, CaseNote, CaseOpening, CaseReopening, CaseSource,
-    CaseStatus, Category, CommunityActivity, EntryKind, FieldError, FieldStore, Gender,
-    GroupSession, NoteKind, Resource, ResourceKind, StoreOptions, Tier, Training, TrainingKind,
-    Verification, Visit, VisitKind, Voiding, new_entry_id,
+    ActivityKind, Assessment, CallOutcome, CaseClosing, CaseNote, CaseOpening, CaseReopening,
+    CaseSource, CaseStatus, Category, CommunityActivity, EntryKind, FieldError, FieldStore, Gender,
+    GroupSession, GuardianCall, NoteKind, Resource, ResourceKind, StoreOptions, Tier, Training,
+    TrainingKind, Verification, Visit, VisitKind, Voiding, new_entry_id,
 };
 
 const STATION: &str = "540502001";
@@ -153,6 +153,16 @@ fn every_entry_form_is_recorded_and_read_back() {
         })
         .unwrap();
     store
+        .record_guardian_call(GuardianCall {
+            case_id: case_id.clone(),
+            called_on: date(0),
+            outcome: CallOutcome::Reached,
+            duration_minutes: 6,
+            notes: "女儿在拉萨，每周回来".into(),
+            entry_id: None,
+        })
+        .unwrap();
+    store
         .verify_beneficiary(Verification {
             case_id: case_id.clone(),
             verified_on: date(0),
@@ -232,7 +242,7 @@ fn every_entry_form_is_recorded_and_read_back() {
             entry_id: None,
         })
         .unwrap();
-    assert_eq!(last.origin_seq, 12);
+    assert_eq!(last.origin_seq, 13);
 
     let case = store.case(case_id.clone()).unwrap();
     assert_eq!(case.name, NAME);
@@ -253,6 +263,7 @@ fn every_entry_form_is_recorded_and_read_back() {
             EntryKind::Visit,
             EntryKind::CaseAssessed,
             EntryKind::NoteAdded,
+            EntryKind::GuardianCall,
             EntryKind::Verification,
             EntryKind::CaseClosed,
             EntryKind::CaseReopened,
@@ -267,7 +278,7 @@ fn every_entry_form_is_recorded_and_read_back() {
             EntryKind::Activity
         ]
     );
-    assert_eq!(store.unacknowledged_count().unwrap(), 12);
+    assert_eq!(store.unacknowledged_count().unwrap(), 13);
 }
 
 #[test]

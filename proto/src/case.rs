@@ -177,6 +177,7 @@ pub fn case_of(body: &Body) -> Option<Uuid> {
         Body::CaseReopened(m) => &m.case_id,
         Body::VisitRecorded(m) => &m.case_id,
         Body::BeneficiaryVerified(m) => &m.case_id,
+        Body::GuardianCalled(m) => &m.case_id,
         Body::ResourceLinked(m) => {
             if m.case_id.is_empty() {
                 return None;
@@ -262,7 +263,8 @@ pub enum CaseStep<'a> {
         categories: &'a [i32],
     },
     /// An event of the case that changes nothing of the view but its count
-    /// (`CaseNoteAdded`, `ResourceLinked` for the case).
+    /// (`CaseNoteAdded`, `ResourceLinked` for the case, `GuardianCalled`: a
+    /// call is not a follow-up visit).
     Recorded,
 }
 
@@ -290,7 +292,7 @@ impl<'a> CaseStep<'a> {
             Body::BeneficiaryVerified(m) => CaseStep::Verified {
                 categories: &m.categories,
             },
-            Body::CaseNoteAdded(_) => CaseStep::Recorded,
+            Body::CaseNoteAdded(_) | Body::GuardianCalled(_) => CaseStep::Recorded,
             Body::ResourceLinked(m) => {
                 if m.case_id.is_empty() {
                     return None;

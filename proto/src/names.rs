@@ -12,8 +12,8 @@
 //! are exactly those listed.
 
 use crate::v1::{
-    ActivityKind, CaseSource, Category, Gender, NoteKind, ResourceKind, Tier, TrainingKind,
-    VisitKind,
+    ActivityKind, CallOutcome, CaseSource, Category, Gender, NoteKind, ResourceKind, Tier,
+    TrainingKind, VisitKind,
 };
 
 /// A `station.v1` enum with the names people type for it.
@@ -108,6 +108,11 @@ named!(VisitKind {
     Verification => "verification",
     FollowUp => "follow-up",
     Phone => "phone",
+});
+named!(CallOutcome {
+    Reached => "reached",
+    NoAnswer => "no-answer",
+    Unreachable => "unreachable",
 });
 named!(ActivityKind {
     PartyPublicWelfare => "party-public-welfare",

@@ -29,10 +29,10 @@ use uuid::Uuid;
 
 use crate::id_number as gb11643;
 use crate::v1::{
-    ActivityHeld, ActivityKind, BeneficiaryVerified, CaseAssessed, CaseClosed, CaseNoteAdded,
-    CaseOpened, CaseReopened, CaseSource, Category, EventVoided, Gender, GroupSessionHeld,
-    NoteKind, ResourceKind, ResourceLinked, Tier, TrainingHeld, TrainingKind, VisitKind,
-    VisitRecorded,
+    ActivityHeld, ActivityKind, BeneficiaryVerified, CallOutcome, CaseAssessed, CaseClosed,
+    CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, Category, EventVoided, Gender,
+    GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked, Tier, TrainingHeld,
+    TrainingKind, VisitKind, VisitRecorded,
 };
 use crate::{Body, Event};
 
@@ -182,6 +182,7 @@ pub fn body(body: &mut Body, station_code: &str, ctx: &Context) -> Result<(), In
         Body::ResourceLinked(m) => resource_linked(m, station_code, ctx),
         Body::TrainingHeld(m) => training_held(m, station_code, ctx),
         Body::EventVoided(m) => event_voided(m, station_code, ctx),
+        Body::GuardianCalled(m) => guardian_called(m, station_code, ctx),
     }
 }
 
@@ -349,6 +350,40 @@ pub fn visit_recorded(
     for (i, need) in m.needs_found.iter_mut().enumerate() {
         text(&format!("{P}.needs_found[{i}]"), need, NEED_MAX, true)?;
     }
+    Ok(())
+}
+
+/// Validates a [`GuardianCalled`] (电话联系监护人).
+///
+/// `case_id` 16 bytes; `called_on` a [`date`]; `outcome` specified; `duration_minutes` 0 to
+/// [`VISIT_MINUTES_MAX`], and 0 unless the guardian was reached; `notes` at most
+/// [`NOTE_MAX`] characters.
+///
+/// # Errors
+///
+/// The first broken rule, as `guardian_called.<field>`.
+pub fn guardian_called(
+    m: &mut GuardianCalled,
+    _station_code: &str,
+    ctx: &Context,
+) -> Result<(), Invalid> {
+    const P: &str = "guardian_called";
+    uuid16(&path(P, "case_id"), &m.case_id)?;
+    date(&path(P, "called_on"), &m.called_on, ctx)?;
+    required_enum::<CallOutcome>(&path(P, "outcome"), m.outcome)?;
+    range(
+        &path(P, "duration_minutes"),
+        m.duration_minutes.into(),
+        0,
+        VISIT_MINUTES_MAX,
+    )?;
+    if m.duration_minutes > 0 && m.outcome != CallOutcome::Reached as i32 {
+        return Err(Invalid::new(
+            path(P, "duration_minutes"),
+            "must be 0 when the guardian was not reached",
+        ));
+    }
+    text(&path(P, "notes"), &mut m.notes, NOTE_MAX, false)?;
     Ok(())
 }
 
@@ -1459,6 +1494,60 @@ mod tests {
         assert_eq!(
             check(&|m| m.visit_date = "2026-13-01".into()),
             err("visit_recorded.visit_date", "must be a real date")
+        );
+    }
+
+    #[test]
+    fn guardian_call_rules() {
+        let c = ctx();
+        let ok = GuardianCalled {
+            case_id: CASE_ID.to_vec(),
+            called_on: "2026-11-01".into(),
+            outcome: CallOutcome::Reached.into(),
+            duration_minutes: 12,
+            notes: "  监护人在拉萨务工 ".into(),
+        };
+        let check = |f: &dyn Fn(&mut GuardianCalled)| {
+            let mut m = ok.clone();
+            f(&mut m);
+            guardian_called(&mut m, STATION, &c)
+        };
+        let mut m = ok.clone();
+        assert_eq!(guardian_called(&mut m, STATION, &c), Ok(()));
+        assert_eq!(m.notes, "监护人在拉萨务工");
+        assert_eq!(
+            check(&|m| m.outcome = 0),
+            err("guardian_called.outcome", "must be specified")
+        );
+        assert_eq!(
+            check(&|m| m.outcome = 9),
+            err("guardian_called.outcome", "unknown value 9")
+        );
+        assert_eq!(
+            check(&|m| m.duration_minutes = -5),
+            err("guardian_called.duration_minutes", "must not be negative")
+        );
+        assert_eq!(
+            check(&|m| m.outcome = CallOutcome::NoAnswer.into()),
+            err(
+                "guardian_called.duration_minutes",
+                "must be 0 when the guardian was not reached"
+            )
+        );
+        assert_eq!(
+            check(&|m| {
+                m.outcome = CallOutcome::Unreachable.into();
+                m.duration_minutes = 0;
+            }),
+            Ok(())
+        );
+        assert_eq!(
+            check(&|m| m.case_id = vec![1; 3]),
+            err("guardian_called.case_id", "must be 16 bytes, found 3")
+        );
+        assert_eq!(
+            check(&|m| m.called_on = "2026-02-30".into()),
+            err("guardian_called.called_on", "must be a real date")
         );
     }
 

@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 use prost::Message as _;
 use station_proto::v1::{
-    ActivityHeld, ActivityKind, BeneficiaryVerified, CaseAssessed, CaseClosed, CaseNoteAdded,
-    CaseOpened, CaseReopened, CaseSource, Category, EventVoided, Gender, GroupSessionHeld,
-    NoteKind, ResourceKind, ResourceLinked, Tier, TrainingHeld, TrainingKind, VisitKind,
-    VisitRecorded,
+    ActivityHeld, ActivityKind, BeneficiaryVerified, CallOutcome, CaseAssessed, CaseClosed,
+    CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, Category, EventVoided, Gender,
+    GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked, Tier, TrainingHeld,
+    TrainingKind, VisitKind, VisitRecorded,
 };
 use station_proto::validate::{self, Context};
 use station_proto::{Body, Event};
@@ -159,6 +159,16 @@ fn samples() -> Vec<(&'static str, Event)> {
                 reason: "参与人数录入错误".into(),
             }),
         ),
+        (
+            "guardian_called",
+            Body::GuardianCalled(GuardianCalled {
+                case_id: id(CASE_ID),
+                called_on: "2026-11-01".into(),
+                outcome: CallOutcome::Reached.into(),
+                duration_minutes: 8,
+                notes: "监护人在拉萨务工，孩子由奶奶照看".into(),
+            }),
+        ),
     ];
     bodies
         .into_iter()
@@ -205,6 +215,7 @@ fn body_name(body: &Body) -> &'static str {
         Body::ResourceLinked(_) => "resource_linked",
         Body::TrainingHeld(_) => "training_held",
         Body::EventVoided(_) => "event_voided",
+        Body::GuardianCalled(_) => "guardian_called",
     }
 }
 
@@ -215,7 +226,7 @@ fn there_is_one_sample_per_body_kind() {
         assert_eq!(event.body.as_ref().map(body_name), Some(name));
         assert!(names.insert(name), "{name} twice");
     }
-    assert_eq!(names.len(), 12);
+    assert_eq!(names.len(), 13);
 }
 
 #[test]

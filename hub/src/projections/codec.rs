@@ -204,6 +204,7 @@ const REOPENED: u8 = 4;
 const VISIT: u8 = 5;
 const VERIFIED: u8 = 6;
 const RESOURCE: u8 = 7;
+const CALL: u8 = 8;
 const VOIDED: u8 = 0x10;
 
 /// Encodes a case file: its facts in (hlc, event_id) order.
@@ -230,6 +231,7 @@ pub(crate) fn encode_case(facts: &[CaseFact]) -> Vec<u8> {
             FactBody::Visit { .. } => VISIT,
             FactBody::Verified { .. } => VERIFIED,
             FactBody::Resource { .. } => RESOURCE,
+            FactBody::Call { .. } => CALL,
         };
         w.0.push(kind | if fact.voided_by.is_some() { VOIDED } else { 0 });
         w.id(&fact.id);
@@ -273,6 +275,7 @@ pub(crate) fn encode_case(facts: &[CaseFact]) -> Vec<u8> {
                 w.i(i64::from(*kind));
             }
             FactBody::Verified { categories } => w.ints(categories),
+            FactBody::Call { on } => w.day(*on),
             FactBody::Resource { on, fen } => {
                 w.day(*on);
                 w.i(*fen);
@@ -342,6 +345,7 @@ pub(crate) fn decode_case(
                 on: r.day()?,
                 fen: r.i()?,
             },
+            CALL => FactBody::Call { on: r.day()? },
             _ => return Err(r.fail()),
         };
         facts.push(CaseFact {

@@ -256,6 +256,8 @@ pub(crate) enum FactBody {
     Verified { categories: Vec<i32> },
     /// `ResourceLinked` for a case.
     Resource { on: Day, fen: i64 },
+    /// `GuardianCalled`.
+    Call { on: Day },
 }
 
 impl FactBody {
@@ -270,7 +272,9 @@ impl FactBody {
                 opened_on: o.on,
             },
             FactBody::Assessed(a) => CaseStep::Assessed { tier: a.tier },
-            FactBody::Note | FactBody::Resource { .. } => CaseStep::Recorded,
+            FactBody::Note | FactBody::Resource { .. } | FactBody::Call { .. } => {
+                CaseStep::Recorded
+            }
             FactBody::Closed { .. } => CaseStep::Closed,
             FactBody::Reopened { on, tier } => CaseStep::Reopened {
                 reopened_on: *on,
@@ -334,6 +338,7 @@ pub(crate) fn case_fact(event: Event, stations: &mut Stations) -> Option<(Uuid, 
         | Body::CaseReopened(_)
         | Body::VisitRecorded(_)
         | Body::BeneficiaryVerified(_)
+        | Body::GuardianCalled(_)
         | Body::ResourceLinked(_) => case::case_of(&body)?,
         Body::ActivityHeld(_)
         | Body::GroupSessionHeld(_)
@@ -372,6 +377,9 @@ pub(crate) fn case_fact(event: Event, stations: &mut Stations) -> Option<(Uuid, 
         Body::ResourceLinked(m) => FactBody::Resource {
             on: parse_date(&m.linked_on),
             fen: m.cash_fen.saturating_add(m.in_kind_fen),
+        },
+        Body::GuardianCalled(m) => FactBody::Call {
+            on: parse_date(&m.called_on),
         },
         Body::ActivityHeld(_)
         | Body::GroupSessionHeld(_)
@@ -449,6 +457,7 @@ impl Standalone {
             | Body::CaseReopened(_)
             | Body::VisitRecorded(_)
             | Body::BeneficiaryVerified(_)
+            | Body::GuardianCalled(_)
             | Body::EventVoided(_) => return None,
         };
         let date = parse_date(date)?;
@@ -536,6 +545,7 @@ pub(crate) fn prepare(logged: LogEntry, stations: &mut Stations) -> Prepared {
                 | Body::CaseReopened(_)
                 | Body::VisitRecorded(_)
                 | Body::BeneficiaryVerified(_)
+                | Body::GuardianCalled(_)
                 | Body::ActivityHeld(_)
                 | Body::GroupSessionHeld(_)
                 | Body::ResourceLinked(_)
@@ -606,6 +616,7 @@ pub(crate) fn view_as_of(
             FactBody::Closed { on }
             | FactBody::Reopened { on, .. }
             | FactBody::Visit { on, .. }
+            | FactBody::Call { on }
             | FactBody::Resource { on, .. } => by_then(*on),
             FactBody::Note | FactBody::Verified { .. } => true,
         })
@@ -660,6 +671,9 @@ pub(crate) fn derive_case(
                 sums.add_by_date(&station, *date, Metric::HomeVisits, sign);
                 households.extend(Period::of_date(*date));
             }
+            FactBody::Call { on: Some(date) } => {
+                sums.add_by_date(&station, *date, Metric::GuardianCalls, sign);
+            }
             FactBody::Closed { on: Some(date) } => {
                 closings.extend(Period::of_date(*date));
                 status_changes.push((*date, fact.sort_key(), false));
@@ -684,6 +698,7 @@ pub(crate) fn derive_case(
             | FactBody::Note
             | FactBody::Verified { .. }
             | FactBody::Visit { .. }
+            | FactBody::Call { on: None }
             | FactBody::Closed { on: None }
             | FactBody::Reopened { on: None, .. }
             | FactBody::Resource { on: None, .. } => {}

@@ -238,6 +238,8 @@ pub enum Metric {
     HomeVisits,
     /// 走访户数: distinct cases visited in the period (phone calls excluded).
     HouseholdsVisited,
+    /// 电话联系监护人(次): calls to cases' guardians, apart from visits.
+    GuardianCalls,
     /// 在册个案: cases open at the end of the period, by the dates of their
     /// opening, closings and reopenings.
     CasesOpen,
@@ -263,9 +265,10 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in report order.
-    pub const ALL: [Metric; 12] = [
+    pub const ALL: [Metric; 13] = [
         Metric::HomeVisits,
         Metric::HouseholdsVisited,
+        Metric::GuardianCalls,
         Metric::CasesOpen,
         Metric::CasesNew,
         Metric::CasesClosed,
@@ -283,6 +286,7 @@ impl Metric {
         match self {
             Metric::HomeVisits => "home_visits",
             Metric::HouseholdsVisited => "households_visited",
+            Metric::GuardianCalls => "guardian_calls",
             Metric::CasesOpen => "cases_open",
             Metric::CasesNew => "cases_new",
             Metric::CasesClosed => "cases_closed",
@@ -306,6 +310,7 @@ impl Metric {
         match self {
             Metric::HomeVisits => "入户走访(户次)",
             Metric::HouseholdsVisited => "走访户数",
+            Metric::GuardianCalls => "电话联系监护人(次)",
             Metric::CasesOpen => "在册个案",
             Metric::CasesNew => "新增个案",
             Metric::CasesClosed => "结案",
@@ -333,6 +338,16 @@ impl Metric {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_metric_sits_at_its_own_index_of_all() {
+        // The folds keep a station's sums in arrays indexed by `metric as usize`
+        // and read them back in `ALL` order.
+        for (index, metric) in Metric::ALL.into_iter().enumerate() {
+            assert_eq!(metric as usize, index, "{}", metric.name());
+            assert_eq!(Metric::from_name(metric.name()), Some(metric));
+        }
+    }
 
     #[test]
     fn periods_parse_print_and_bound() {

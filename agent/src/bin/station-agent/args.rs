@@ -14,7 +14,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use station_proto::names::{self, Named};
 use station_proto::v1::{
-    ActivityKind, CaseSource, Category, Gender, NoteKind, ResourceKind, TrainingKind, VisitKind,
+    ActivityKind, CallOutcome, CaseSource, Category, Gender, NoteKind, ResourceKind, TrainingKind,
+    VisitKind,
 };
 
 /// Records social work entries on this device, durably and offline.
@@ -58,6 +59,8 @@ pub enum Command {
     Case(CaseCommand),
     /// Records a visit (入户走访).
     Visit(VisitArgs),
+    /// Records a phone call to a case's guardian (电话联系监护人).
+    Call(CallArgs),
     /// Records a community activity (社区活动).
     Activity(ActivityArgs),
     /// Records one session of a group (小组).
@@ -275,6 +278,22 @@ pub struct VisitArgs {
     /// A need found during the visit; repeat for several.
     #[arg(long = "need")]
     pub needs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    #[arg(long)]
+    pub case: String,
+    /// YYYY-MM-DD, the day of the call (default today).
+    #[arg(long)]
+    pub date: Option<String>,
+    #[arg(long, value_parser = enum_name::<CallOutcome>())]
+    pub outcome: CallOutcome,
+    /// Length of the call; 0 when it did not connect.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub minutes: i32,
+    #[arg(long, default_value = "")]
+    pub note: String,
 }
 
 #[derive(Debug, Args)]

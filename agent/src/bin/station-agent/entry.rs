@@ -15,8 +15,8 @@ use station_proto::id_number as gb11643;
 use station_proto::ids::Uuid;
 use station_proto::v1::{
     ActivityHeld, BeneficiaryVerified, CaseAssessed, CaseClosed, CaseNoteAdded, CaseOpened,
-    CaseReopened, EventVoided, Gender, GroupSessionHeld, ResourceLinked, Tier, TrainingHeld,
-    VisitRecorded,
+    CaseReopened, EventVoided, Gender, GroupSessionHeld, GuardianCalled, ResourceLinked, Tier,
+    TrainingHeld, VisitRecorded,
 };
 use station_proto::{Body, json, money};
 
@@ -149,6 +149,13 @@ pub fn body_of(command: Command) -> Result<Body, InputError> {
             duration_minutes: args.minutes,
             notes: args.note,
             needs_found: args.needs,
+        }),
+        Command::Call(args) => Body::GuardianCalled(GuardianCalled {
+            case_id: id_bytes("guardian_called.case_id", &args.case)?,
+            called_on: date_or_today(args.date),
+            outcome: args.outcome.into(),
+            duration_minutes: args.minutes,
+            notes: args.note,
         }),
         Command::Activity(args) => Body::ActivityHeld(ActivityHeld {
             held_on: date_or_today(args.date),
