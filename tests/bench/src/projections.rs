@@ -173,11 +173,27 @@ fn raw_scan(dir: &std::path::Path) -> anyhow::Result<(u64, Duration)> {
     let tree = db.open_tree("hub")?;
     let started = Instant::now();
     let mut count = 0u64;
-    for item in tree.scan_prefix(b"e:") {
-        let (_, raw) = item?;
-        let event = Event::decode(raw.as_ref())?;
-        anyhow::ensure!(event.body.is_some(), "an event without a body");
-        count += 1;
+    // Hub log format 2: each `l:` record holds a run of events, after a
+    // 17-byte header (first position, receive-time flag and time), each as a
+    // big-endian u32 length and the encoded event.
+    for item in tree.scan_prefix(b"l:") {
+        let (_, run) = item?;
+        let mut at = 17;
+        while at < run.len() {
+            let len = run
+                .get(at..at + 4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_be_bytes)
+                .ok_or_else(|| anyhow::anyhow!("a run record ends inside a length"))?;
+            let end = at + 4 + len as usize;
+            let raw = run
+                .get(at + 4..end)
+                .ok_or_else(|| anyhow::anyhow!("a run record ends inside an event"))?;
+            let event = Event::decode(raw)?;
+            anyhow::ensure!(event.body.is_some(), "an event without a body");
+            count += 1;
+            at = end;
+        }
     }
     Ok((count, started.elapsed()))
 }
