@@ -2,14 +2,12 @@
 //! on an ephemeral port (the real hub lives downstream of this crate): the
 //! calls, retries, parking, the daemon's triggers and TLS.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use station_agent::Agent;
 use station_agent::sync::{self, SyncError, SyncOptions, sync_once};
-use station_agent::{Agent, InitOptions, OpenOptions};
 use station_proto::Body;
 use station_proto::v1::sync_server::{Sync as SyncService, SyncServer};
 use station_proto::v1::{
@@ -20,7 +18,7 @@ use tokio::sync::{oneshot, watch};
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
-const STATION: &str = "540502001";
+use crate::fixtures::STATION;
 
 /// What the stand-in hub does with the next push.
 #[derive(Debug, Clone)]
@@ -235,19 +233,7 @@ async fn serve(hub: Arc<StandInHub>, tls: Option<tonic::transport::ServerTlsConf
 }
 
 fn device(dir: &std::path::Path) -> Arc<Agent> {
-    Arc::new(
-        Agent::init(
-            dir,
-            InitOptions {
-                station_code: STATION.into(),
-                worker_id: "zd-1".into(),
-                hub_url: None,
-                token: None,
-            },
-            OpenOptions::default(),
-        )
-        .unwrap(),
-    )
+    Arc::new(crate::fixtures::init_device(dir, "zd-1"))
 }
 
 fn activity(n: i32) -> Body {

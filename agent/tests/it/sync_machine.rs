@@ -1,8 +1,6 @@
 //! The sans-IO sync core, driven deterministically: no network, no clock,
 //! seeded jitter. Time is an `Instant` the test moves by hand.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;

@@ -2,11 +2,9 @@
 //! overdue follow-ups, voids that disappear as if never recorded, events of
 //! colleagues that arrive out of order, and rebuilds that change nothing.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
 use chrono::NaiveDate;
 use station_agent::views::{CaseStatus, TierIntervals};
-use station_agent::{Agent, AgentError, InitOptions, OpenOptions};
+use station_agent::{Agent, AgentError, OpenOptions};
 use station_proto::ids::Uuid;
 use station_proto::v1::{
     CaseAssessed, CaseClosed, CaseOpened, CaseReopened, CaseSource, Category, EventVoided, Gender,
@@ -14,28 +12,14 @@ use station_proto::v1::{
 };
 use station_proto::{Body, Event};
 
-const STATION: &str = "540502001";
+use crate::fixtures::today;
+
+fn init(dir: &std::path::Path) -> Agent {
+    crate::fixtures::init_device(dir, "w01")
+}
 
 fn day(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-}
-
-fn today() -> NaiveDate {
-    day("2026-11-30")
-}
-
-fn init(dir: &std::path::Path) -> Agent {
-    Agent::init(
-        dir,
-        InitOptions {
-            station_code: STATION.into(),
-            worker_id: "w01".into(),
-            hub_url: None,
-            token: None,
-        },
-        OpenOptions::default(),
-    )
-    .unwrap()
 }
 
 fn opened(name: &str, tier: Tier, on: &str) -> Body {

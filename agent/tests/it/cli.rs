@@ -1,22 +1,11 @@
 //! The `station-agent` command line as a user runs it: a real process on a
 //! temporary data folder.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_station-agent");
-
-fn agent(data: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap()
-}
+use crate::fixtures::{BIN, agent, status, stderr, stdout};
 
 fn agent_stdin(data: &Path, args: &[&str], input: &str) -> Output {
     let mut child = Command::new(BIN)
@@ -35,20 +24,6 @@ fn agent_stdin(data: &Path, args: &[&str], input: &str) -> Output {
         .write_all(input.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
-}
-
-fn status(data: &Path) -> serde_json::Value {
-    let out = agent(data, &["status", "--format", "json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_str(&stdout(&out)).unwrap()
 }
 
 fn field<'a>(line: &'a str, key: &str) -> &'a str {

@@ -2,35 +2,18 @@
 //! re-appends, reopen, concurrent appenders, pulled events with their cursor,
 //! and a model-based property test against an in-memory `Vec`.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
 use std::sync::Arc;
 
-use chrono::NaiveDate;
 use proptest::prelude::*;
 use station_agent::{Agent, AgentError, InitOptions, OpenOptions, StoreError};
 use station_proto::ids::Uuid;
 use station_proto::v1::{ActivityHeld, ActivityKind};
 use station_proto::{Body, Event};
 
-const STATION: &str = "540502001";
-
-fn today() -> NaiveDate {
-    NaiveDate::from_ymd_opt(2026, 11, 30).unwrap()
-}
+use crate::fixtures::{STATION, today};
 
 fn init(dir: &std::path::Path) -> Agent {
-    Agent::init(
-        dir,
-        InitOptions {
-            station_code: STATION.into(),
-            worker_id: "w01".into(),
-            hub_url: None,
-            token: None,
-        },
-        OpenOptions::default(),
-    )
-    .unwrap()
+    crate::fixtures::init_device(dir, "w01")
 }
 
 fn activity(participants: i32) -> Body {

@@ -1,35 +1,13 @@
 //! The sync side of the `station-agent` command line: what `status` reports
 //! and how `sync` fails and clears a parked batch, as a user runs it.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use station_agent::OpenOptions;
 use station_agent::store::{EventLog, ParkedBatch};
 
-const BIN: &str = env!("CARGO_BIN_EXE_station-agent");
-
-fn agent(data: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .env_remove("STATION_AGENT_TLS_CA")
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
-}
-
-fn status(data: &Path) -> serde_json::Value {
-    let out = agent(data, &["status", "--format", "json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+use crate::fixtures::{BIN, agent, status, stderr};
 
 fn init(data: &Path) {
     let out = agent(data, &["init", "--station", "540502001", "--worker", "w01"]);
