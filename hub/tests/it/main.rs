@@ -1,20 +1,24 @@
 //! The hub's integration tests, one binary: real hubs on ephemeral ports over
 //! temporary stores, and the `station-hub` binary, driven through the public
-//! API. One module per surface; what they share is in [`fixtures`] (hubs,
-//! tokens, devices, clients, the binary) and `events` (valid events built by
-//! hand, shared with the projection tests).
+//! API: one module per surface, the projections (exact figures, every
+//! interleaving, the fold against proto's), and the log as stored (the format-1
+//! fixture's migration, a crash during it, the log against its model). What
+//! they share is in [`fixtures`] (hubs, tokens, devices, clients, the binary)
+//! and [`events`] (valid events built by hand).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
-#[path = "../events/mod.rs"]
 mod events;
 mod fixtures;
 
 mod admin;
 mod cli;
 mod http;
+mod projection_equivalence;
+mod projections;
 mod query;
 mod rebuild_cli;
 mod refusals;
 mod services;
+mod store;
 mod sync;

@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use station_hub::store::{HubStore, MigrationOptions};
 
-use crate::fixture;
+use super::fixture;
 
 const CHILD_DIR: &str = "STATION_HUB_MIGRATION_CHILD_DIR";
 
@@ -50,7 +50,7 @@ fn migrate_in_child() {
 fn migrate_and_kill(dir: &std::path::Path, kill_after: usize) -> (bool, usize) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
-            "migration::migrate_in_child",
+            "store::migration::migrate_in_child",
             "--exact",
             "--ignored",
             "--nocapture",

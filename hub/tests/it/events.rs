@@ -1,8 +1,6 @@
 //! Valid events built by hand for the projection tests: devices with their
 //! own origin, seqs and clock, and one builder per body.
 
-#![allow(dead_code, clippy::unwrap_used)]
-
 use station_proto::ids::Uuid;
 use station_proto::v1::Category;
 use station_proto::v1::{

@@ -7,14 +7,10 @@
 //! sees), visits and assessments that reach the hub before their case,
 //! concurrent tier changes, closings, reopenings and verifications.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
-mod events;
-
 use std::sync::Arc;
 
+use crate::events::*;
 use chrono::NaiveDate;
-use events::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};

@@ -1,11 +1,6 @@
 //! Tests of the hub's log as stored: the committed format-1 fixture store and
 //! its migration, and the log's contract checked against a model.
 
-#![allow(clippy::unwrap_used)]
-
-#[path = "../events/mod.rs"]
-mod events;
-
 mod archive;
 mod fixture;
 mod migration;

@@ -18,7 +18,7 @@ use station_hub::store::{HubStore, OriginState, TokenRecord, TokenScope};
 use station_proto::Event;
 use station_proto::ids::Uuid;
 
-use crate::archive;
+use super::archive;
 use crate::events::{self, CHANGZHU, Device, ZEDANG};
 
 /// A third station, left out of the roster the store is reopened with.

@@ -3,15 +3,11 @@
 //! tier conflicts, resuming from the checkpoint, rebuild equal to
 //! incremental, and the same tree for every interleaving of devices' streams.
 
-#![allow(clippy::unwrap_used, missing_docs)]
-
-mod events;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::events::*;
 use chrono::NaiveDate;
-use events::*;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
