@@ -277,12 +277,21 @@ fn download(body: Vec<u8>, name: &str, file: FileType) -> Response {
         .into_response()
 }
 
-/// A CSV field, quoted when it must be.
+/// A CSV field, quoted when it must be. Text that a spreadsheet would take
+/// for a formula (it starts with `=`, `+`, `-`, `@`, a tab or a carriage
+/// return, or their full-width forms) is written behind a `'`, so Excel and
+/// WPS show a name such as `=HYPERLINK(…)` as the text it is.
 fn field(text: &str) -> String {
+    const FORMULA_STARTS: [char; 10] = ['=', '+', '-', '@', '\t', '\r', '＝', '＋', '－', '＠'];
+    let text = if text.starts_with(FORMULA_STARTS) {
+        std::borrow::Cow::Owned(format!("'{text}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
-        text.to_string()
+        text.into_owned()
     }
 }
 
@@ -374,5 +383,29 @@ mod tests {
             text,
             "\u{feff}a,b,c,d,e,f,g\r\n志愿服务(小时),53.4,120,44.5%,—,,\"达瓦, \"\"小达\"\"\"\r\n"
         );
+    }
+
+    #[test]
+    fn csv_text_a_spreadsheet_would_run_as_a_formula_stays_text() {
+        let names = [
+            (
+                "=HYPERLINK(\"http://x\",\"y\")",
+                "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"",
+            ),
+            ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+            ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+            ("-2+3", "'-2+3"),
+            ("\t=1", "'\t=1"),
+            ("＝1+1", "'＝1+1"),
+            ("次仁-卓玛 = 2", "次仁-卓玛 = 2"),
+        ];
+        for (name, written) in names {
+            let bytes = csv(&["name"], &[vec![Cell::Text(name.into())]]);
+            let text = String::from_utf8(bytes).unwrap();
+            assert_eq!(text, format!("\u{feff}name\r\n{written}\r\n"), "{name}");
+        }
+        // Figures are not text: a negative number is written as a number.
+        let bytes = csv(&["n"], &[vec![Cell::Number(-2.0)]]);
+        assert_eq!(String::from_utf8(bytes).unwrap(), "\u{feff}n\r\n-2\r\n");
     }
 }
