@@ -82,8 +82,11 @@ pub fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
     }
 }
 
-/// How long [`open_sled`] waits for sled's file lock.
-pub const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long [`open_sled`] waits for sled's file lock. Only this process can
+/// hold it (the store lock keeps other processes out), and only while sled's
+/// background threads of a closed handle finish; on a machine whose cores are
+/// all busy that has been seen to take more than ten seconds.
+pub const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why a store could not be opened by [`open_store`].
 #[derive(Debug, thiserror::Error)]

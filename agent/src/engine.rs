@@ -236,7 +236,7 @@ impl Agent {
             let case = self.known_case("case_assessed.case_id", &m.case_id)?;
             m.last_seen_event_id = case.last_event_id.as_bytes().to_vec();
         }
-        let ctx = Context { today };
+        let ctx = Context::on(today);
         validate::body(&mut body, &self.identity.station_code, &ctx)?;
         self.check_against_state(&mut body)?;
         let appended = self.log.append(NewEvent {

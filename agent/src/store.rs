@@ -458,7 +458,7 @@ impl EventLog {
             group,
             writer: Mutex::new(Writer {
                 head_seq,
-                hlc: Hlc::resume(hlc),
+                hlc: Hlc::resume(hlc, chrono::Utc::now().timestamp_millis()),
             }),
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -687,6 +687,7 @@ impl EventLog {
     ) -> Result<PullApplied, StoreError> {
         let identity = self.identity()?.ok_or(StoreError::NotInitialised)?;
         let mut writer = self.lock_writer();
+        let now_ms = chrono::Utc::now().timestamp_millis();
         let mut overlay = Overlay::new(&self.tree);
         let mut affected = BTreeSet::new();
         let mut applied = PullApplied {
@@ -710,7 +711,7 @@ impl EventLog {
                 applied.skipped += 1;
                 continue;
             }
-            hlc.observe(event.hlc);
+            hlc.observe(event.hlc, now_ms);
             let location = Location::Pulled(hub_seq);
             overlay.insert(location.key(), event.encode_to_vec());
             overlay.index(&event, location, &mut affected)?;

@@ -86,6 +86,34 @@ impl Default for FollowUp {
     }
 }
 
+/// Rules the hub applies to what devices push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRules {
+    /// How many hours an event's `recorded_at_ms`, `hlc` and event id may run
+    /// ahead of the hub's clock before the event goes to quarantine; 1 to
+    /// 8,760 (a year).
+    pub max_clock_skew_hours: u32,
+}
+
+impl Default for SyncRules {
+    fn default() -> Self {
+        Self {
+            max_clock_skew_hours: 24,
+        }
+    }
+}
+
+impl SyncRules {
+    /// The largest allowed skew, in hours.
+    pub const MAX_HOURS: u32 = 8_760;
+
+    /// The skew in milliseconds.
+    pub fn max_clock_skew_ms(&self) -> i64 {
+        i64::from(self.max_clock_skew_hours) * 3_600_000
+    }
+}
+
 /// What kind of division a station serves; township-level stations carry
 /// half of the street station's targets by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +206,9 @@ pub struct HubConfig {
     /// Follow-up intervals per tier.
     #[serde(default)]
     pub follow_up: FollowUp,
+    /// Rules applied to pushed events.
+    #[serde(default)]
+    pub sync: SyncRules,
     /// The roster; events of other stations are quarantined.
     pub stations: Vec<Station>,
 }
@@ -251,6 +282,12 @@ impl HubConfig {
                     "follow_up.{tier} must be above 0"
                 )));
             }
+        }
+        if !(1..=SyncRules::MAX_HOURS).contains(&self.sync.max_clock_skew_hours) {
+            return Err(ConfigError::Invalid(format!(
+                "sync.max_clock_skew_hours must be 1 to {}",
+                SyncRules::MAX_HOURS
+            )));
         }
         if self.stations.is_empty() {
             return Err(ConfigError::Invalid(
@@ -473,6 +510,13 @@ mod tests {
             station("540502001", "")
         );
         assert!(refused(&zero).contains("high_risk_days"));
+        for hours in [0, 8_761] {
+            let skew = format!(
+                "{}[sync]\nmax_clock_skew_hours = {hours}\n",
+                station("540502001", "")
+            );
+            assert!(refused(&skew).contains("sync.max_clock_skew_hours must be 1 to 8760"));
+        }
         assert!(refused(&station("540502001", "kind2 = 1\n")).contains("kind2"));
         assert!(refused(HEAD).contains("stations"));
     }

@@ -95,6 +95,9 @@ pub struct Policy<'a> {
     /// Hub wall clock of the push, ms: the origins' last contact and the
     /// quarantined events' receive time.
     pub now_ms: i64,
+    /// How far, in ms, an event's `recorded_at_ms`, `hlc` and event id may
+    /// run ahead of `now_ms`; an event beyond it goes to quarantine.
+    pub max_clock_skew_ms: i64,
 }
 
 /// What becomes of one event.
@@ -192,7 +195,9 @@ pub fn origins_of(events: &[Event]) -> Result<Vec<Uuid>, Refusal> {
 
 /// Decides every event of `events` (see the module's rules). `origins` holds
 /// the stored state of the batch's origins (an origin missing is new);
-/// `held` says whether the log holds an event id.
+/// `held` says whether the log holds an event id; `case_station` names the
+/// station of the case a case id opened, when the log holds its opening (a
+/// case opened earlier in the same batch is known without it).
 ///
 /// # Errors
 /// A [`Refusal`] of the whole batch.
@@ -200,13 +205,16 @@ pub fn decide(
     events: Vec<Event>,
     mut origins: BTreeMap<Uuid, OriginState>,
     held: impl Fn(&[u8]) -> bool,
+    case_station: impl Fn(Uuid) -> Option<String>,
     policy: &Policy<'_>,
 ) -> Result<Decision, Refusal> {
     let ids = origins_of(&events)?;
     let ctx = Context {
         today: policy.today,
+        latest_ms: Some(policy.now_ms.saturating_add(policy.max_clock_skew_ms)),
     };
     let mut batch_ids = BTreeSet::new();
+    let mut opened_here: BTreeMap<Uuid, String> = BTreeMap::new();
     let mut verdicts = Vec::with_capacity(events.len());
     for (event, origin) in events.into_iter().zip(ids) {
         let state = origins.entry(origin).or_default();
@@ -247,10 +255,17 @@ pub fn decide(
             Ok(()) if !batch_ids.insert(checked.event_id.clone()) || held(&checked.event_id) => {
                 Some("event_id: already stored for another origin".to_string())
             }
-            Ok(()) => None,
+            Ok(()) => foreign_case(&checked, &opened_here, &case_station),
         };
         let verdict = match refused {
-            None => Verdict::Accept(Box::new(checked)),
+            None => {
+                if let Some(station_proto::Body::CaseOpened(_)) = checked.body
+                    && let Some(case) = station_proto::ids::from_bytes(&checked.event_id)
+                {
+                    opened_here.insert(case, checked.station_code.clone());
+                }
+                Verdict::Accept(Box::new(checked))
+            }
             Some(reason) => {
                 state.quarantined += 1;
                 Verdict::Quarantine(Quarantined {
@@ -274,6 +289,29 @@ pub fn decide(
     Ok(Decision { verdicts, origins })
 }
 
+/// Why `event` may not be stored: it names a case of another station. A case
+/// is written to only by its own station's devices; an entry of another
+/// station naming it would show in a file it does not belong to. A case the
+/// hub does not hold yet (opened on a colleague's phone still offline)
+/// cannot be judged and passes.
+fn foreign_case(
+    event: &Event,
+    opened_here: &BTreeMap<Uuid, String>,
+    case_station: impl Fn(Uuid) -> Option<String>,
+) -> Option<String> {
+    let case = event.body.as_ref().and_then(station_proto::case::case_of)?;
+    let owner = opened_here
+        .get(&case)
+        .cloned()
+        .or_else(|| case_station(case))?;
+    (owner != event.station_code).then(|| {
+        format!(
+            "case_id: the case belongs to station {owner}, not to the event's station {}",
+            event.station_code
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -294,12 +332,18 @@ mod tests {
             today: today(),
             roster,
             now_ms: 1_750_000_000_000,
+            max_clock_skew_ms: station_proto::validate::MAX_CLOCK_SKEW_MS,
         }
+    }
+
+    /// A version 7 id from the device's clock, `recorded_at_ms`.
+    fn id_at(ms: u64) -> Vec<u8> {
+        station_proto::ids::v7_at(ms).as_bytes().to_vec()
     }
 
     fn event(origin: Uuid, seq: u64, station: &str, held_on: &str) -> Event {
         Event {
-            event_id: Uuid::now_v7().as_bytes().to_vec(),
+            event_id: id_at(1_740_000_000_000),
             origin_id: origin.as_bytes().to_vec(),
             origin_seq: seq,
             station_code: station.into(),
@@ -328,6 +372,10 @@ mod tests {
         false
     }
 
+    fn no_case(_: Uuid) -> Option<String> {
+        None
+    }
+
     #[test]
     fn the_next_seqs_of_valid_events_are_accepted_and_move_durable_through() {
         let origin = Uuid::now_v7();
@@ -335,7 +383,8 @@ mod tests {
             event(origin, 1, ZEDANG, "2025-03-01"),
             event(origin, 2, ZEDANG, "2025-03-02"),
         ];
-        let decision = decide(batch, BTreeMap::new(), nothing_held, &policy(None)).unwrap();
+        let decision =
+            decide(batch, BTreeMap::new(), nothing_held, no_case, &policy(None)).unwrap();
         assert_eq!(decision.accepted(), 2);
         assert!(
             decision
@@ -359,7 +408,7 @@ mod tests {
             event(origin, 4, ZEDANG, "2025-03-03"),
         ];
         let origins = BTreeMap::from([(origin, state(3))]);
-        let decision = decide(batch, origins, nothing_held, &policy(None)).unwrap();
+        let decision = decide(batch, origins, nothing_held, no_case, &policy(None)).unwrap();
         let verdicts: Vec<_> = decision.verdicts.iter().map(|v| &v.verdict).collect();
         assert!(matches!(
             verdicts[..],
@@ -375,7 +424,8 @@ mod tests {
             event(origin, 1, ZEDANG, "2025-03-01"),
             event(origin, 1, ZEDANG, "2025-03-01"),
         ];
-        let decision = decide(again, BTreeMap::new(), nothing_held, &policy(None)).unwrap();
+        let decision =
+            decide(again, BTreeMap::new(), nothing_held, no_case, &policy(None)).unwrap();
         assert_eq!((decision.accepted(), decision.already_held()), (1, 1));
     }
 
@@ -388,7 +438,7 @@ mod tests {
         ];
         let origins = BTreeMap::from([(origin, state(2))]);
         assert_eq!(
-            decide(batch, origins, nothing_held, &policy(None)),
+            decide(batch, origins, nothing_held, no_case, &policy(None)),
             Err(Refusal::Gap {
                 origin,
                 expected: 4,
@@ -403,7 +453,7 @@ mod tests {
         bad.origin_id.pop();
         let batch = vec![event(Uuid::now_v7(), 1, ZEDANG, "2025-03-01"), bad];
         assert!(matches!(
-            decide(batch, BTreeMap::new(), nothing_held, &policy(None)),
+            decide(batch, BTreeMap::new(), nothing_held, no_case, &policy(None)),
             Err(Refusal::Malformed { index: 1, .. })
         ));
     }
@@ -421,7 +471,8 @@ mod tests {
         let invalid = event(origin, 1, ZEDANG, "2025-02-30");
         let raw = invalid.encode_to_vec();
         let batch = vec![invalid, event(origin, 2, ZEDANG, "2025-03-02")];
-        let decision = decide(batch, BTreeMap::new(), nothing_held, &policy(None)).unwrap();
+        let decision =
+            decide(batch, BTreeMap::new(), nothing_held, no_case, &policy(None)).unwrap();
         assert!(quarantine_reason(&decision, 0).contains("held_on"));
         match &decision.verdicts[0].verdict {
             Verdict::Quarantine(q) => {
@@ -439,9 +490,45 @@ mod tests {
     fn a_station_outside_the_roster_is_quarantined() {
         let roster = BTreeSet::from([ZEDANG.to_string()]);
         let batch = vec![event(Uuid::now_v7(), 1, "540502201", "2025-03-01")];
-        let decision =
-            decide(batch, BTreeMap::new(), nothing_held, &policy(Some(&roster))).unwrap();
+        let decision = decide(
+            batch,
+            BTreeMap::new(),
+            nothing_held,
+            no_case,
+            &policy(Some(&roster)),
+        )
+        .unwrap();
         assert!(quarantine_reason(&decision, 0).contains("roster"));
+    }
+
+    #[test]
+    fn clocks_beyond_the_skew_are_quarantined_and_do_not_block_the_origin() {
+        let now = 1_750_000_000_000_u64;
+        let beyond = now + 25 * 3_600_000;
+        let within = now + 23 * 3_600_000;
+        let origin = Uuid::now_v7();
+        let mut batch: Vec<Event> = (1..=6)
+            .map(|seq| event(origin, seq, ZEDANG, "2025-03-01"))
+            .collect();
+        batch[0].hlc = u64::MAX;
+        batch[1].recorded_at_ms = i64::try_from(beyond).unwrap();
+        batch[2].event_id = id_at(beyond);
+        batch[3].recorded_at_ms = i64::MIN;
+        batch[4].hlc = within << station_proto::validate::HLC_LOGICAL_BITS;
+        batch[4].recorded_at_ms = i64::try_from(within).unwrap();
+        let decision =
+            decide(batch, BTreeMap::new(), nothing_held, no_case, &policy(None)).unwrap();
+        assert!(quarantine_reason(&decision, 0).starts_with("hlc: "));
+        assert!(quarantine_reason(&decision, 1).starts_with("recorded_at_ms: is 1 h beyond"));
+        assert!(quarantine_reason(&decision, 2).starts_with("event_id: "));
+        assert_eq!(
+            quarantine_reason(&decision, 3),
+            "recorded_at_ms: must not be before 1970"
+        );
+        assert!(matches!(decision.verdicts[4].verdict, Verdict::Accept(_)));
+        assert!(matches!(decision.verdicts[5].verdict, Verdict::Accept(_)));
+        assert_eq!(decision.origins[&origin].durable_through, 6);
+        assert_eq!(decision.quarantined(), 4);
     }
 
     #[test]
@@ -455,6 +542,7 @@ mod tests {
             vec![copy.clone()],
             BTreeMap::new(),
             |e| e == id.as_slice(),
+            no_case,
             &policy(None),
         )
         .unwrap();
@@ -463,11 +551,50 @@ mod tests {
             vec![held, copy],
             BTreeMap::new(),
             nothing_held,
+            no_case,
             &policy(None),
         )
         .unwrap();
         assert!(matches!(decision.verdicts[0].verdict, Verdict::Accept(_)));
         assert!(quarantine_reason(&decision, 1).contains("event_id"));
+    }
+
+    fn note_on(case: Uuid, origin: Uuid, seq: u64, station: &str) -> Event {
+        let mut note = event(origin, seq, station, "2025-03-01");
+        note.body = Some(Body::CaseNoteAdded(station_proto::v1::CaseNoteAdded {
+            case_id: case.as_bytes().to_vec(),
+            kind: station_proto::v1::NoteKind::Review as i32,
+            text: "记录".into(),
+            noted_on: "2025-03-01".into(),
+        }));
+        note
+    }
+
+    #[test]
+    fn an_entry_naming_another_stations_case_is_quarantined() {
+        const CHANGZHU: &str = "540502101";
+        let held_case = Uuid::now_v7();
+        let owner = |case: Uuid| (case == held_case).then(|| ZEDANG.to_string());
+        let stranger = Uuid::now_v7();
+        let unknown_case = Uuid::now_v7();
+        let batch = vec![
+            note_on(held_case, stranger, 1, CHANGZHU),
+            note_on(unknown_case, stranger, 2, CHANGZHU),
+        ];
+        let decision = decide(batch, BTreeMap::new(), nothing_held, owner, &policy(None)).unwrap();
+        assert_eq!(
+            quarantine_reason(&decision, 0),
+            "case_id: the case belongs to station 540502001, not to the event's station 540502101"
+        );
+        assert!(
+            matches!(decision.verdicts[1].verdict, Verdict::Accept(_)),
+            "not known: passes"
+        );
+
+        let own = Uuid::now_v7();
+        let batch = vec![note_on(held_case, own, 1, ZEDANG)];
+        let decision = decide(batch, BTreeMap::new(), nothing_held, owner, &policy(None)).unwrap();
+        assert!(matches!(decision.verdicts[0].verdict, Verdict::Accept(_)));
     }
 
     #[test]
@@ -480,6 +607,7 @@ mod tests {
             vec![decomposed],
             BTreeMap::new(),
             nothing_held,
+            no_case,
             &policy(None),
         )
         .unwrap();

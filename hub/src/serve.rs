@@ -107,8 +107,10 @@ impl Hub {
         server.config = Some(Arc::clone(&config));
         let folder = data.clone();
         let roster = config.station_codes();
+        let skew = config.sync.max_clock_skew_ms();
         let store = tokio::task::spawn_blocking(move || {
-            HubStore::open(&folder, cache_capacity).map(|store| Arc::new(store.with_roster(roster)))
+            HubStore::open(&folder, cache_capacity)
+                .map(|store| Arc::new(store.with_roster(roster).with_max_clock_skew(skew)))
         })
         .await??;
         let mut hub = Hub::with_store(store, server).await?;

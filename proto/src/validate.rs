@@ -21,6 +21,10 @@
 //!   validating device's date, never the clock, so results are reproducible. A service date
 //!   may be at most one day ahead of it (devices in neighbouring time zones and wrong
 //!   clocks), and no date is before 1900-01-01.
+//! - **Clocks are bounded.** When the context names a [`Context::latest_ms`] (the receiver's
+//!   clock plus the allowed skew), an envelope whose `recorded_at_ms`, `hlc` or UUIDv7
+//!   timestamp lies after it is refused, so one event with a clock in the far future cannot
+//!   win every later tie-break; `recorded_at_ms` before 1970 is always refused.
 //! - **No panic is reachable from input.** Any decoded [`Event`] can be passed in.
 
 use chrono::NaiveDate;
@@ -96,21 +100,91 @@ impl Invalid {
     }
 }
 
+/// The default bound on how far an event's clocks may run ahead of the receiver's: 24 hours.
+pub const MAX_CLOCK_SKEW_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Bits of a hybrid logical clock value below its milliseconds (its logical counter).
+pub const HLC_LOGICAL_BITS: u32 = 16;
+
 /// What validation needs to know about the device doing it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Context {
     /// The validating device's current date; dates more than one day after it are rejected.
     /// Passed in rather than read from the clock so that validation is deterministic.
     pub today: NaiveDate,
+    /// The latest wall-clock time, in Unix milliseconds, an envelope's `recorded_at_ms`, `hlc`
+    /// and event id may carry: the receiver's clock plus the allowed skew. `None` leaves the
+    /// envelope's clocks unchecked (replaying history whose receive time is not known).
+    pub latest_ms: Option<i64>,
 }
 
 impl Context {
-    /// A context whose `today` is the local date of this device's clock.
-    pub fn from_local_clock() -> Self {
+    /// A context for a receiver whose clock reads `now_ms`, accepting envelopes whose clocks
+    /// are at most `max_skew_ms` ahead of it.
+    pub fn at(now_ms: i64, max_skew_ms: i64) -> Self {
+        let today = chrono::DateTime::from_timestamp_millis(now_ms).map_or(NaiveDate::MIN, |t| {
+            t.with_timezone(&chrono::Local).date_naive()
+        });
         Self {
-            today: chrono::Local::now().date_naive(),
+            today,
+            latest_ms: Some(now_ms.saturating_add(max_skew_ms.max(0))),
         }
     }
+
+    /// A context whose `today` is the local date of this device's clock, with the default
+    /// bound on clocks ([`MAX_CLOCK_SKEW_MS`]).
+    pub fn from_local_clock() -> Self {
+        Self::at(chrono::Utc::now().timestamp_millis(), MAX_CLOCK_SKEW_MS)
+    }
+
+    /// A context that checks dates against `today` and leaves the envelope's clocks unchecked.
+    pub fn on(today: NaiveDate) -> Self {
+        Self {
+            today,
+            latest_ms: None,
+        }
+    }
+}
+
+/// The milliseconds of a hybrid logical clock value.
+pub fn hlc_millis(hlc: u64) -> u64 {
+    hlc >> HLC_LOGICAL_BITS
+}
+
+/// The envelope's three clocks against `ctx`: `recorded_at_ms` not before 1970, and none of
+/// `recorded_at_ms`, the milliseconds of `hlc` and the UUIDv7 timestamp of `event_id` after
+/// [`Context::latest_ms`].
+///
+/// # Errors
+///
+/// The first clock out of bounds, naming the field and the bound (never the event's content).
+pub fn clocks(event: &Event, event_id: Uuid, ctx: &Context) -> Result<(), Invalid> {
+    if event.recorded_at_ms < 0 {
+        return Err(Invalid::new("recorded_at_ms", "must not be before 1970"));
+    }
+    let Some(latest) = ctx.latest_ms else {
+        return Ok(());
+    };
+    let ahead = |field: &str, ms: i128| -> Result<(), Invalid> {
+        if ms > i128::from(latest) {
+            let hours = (ms - i128::from(latest)) / 3_600_000;
+            return Err(Invalid::new(
+                field,
+                format!(
+                    "is {hours} h beyond the receiver's clock plus its allowed skew; \
+                     check the device's date and time"
+                ),
+            ));
+        }
+        Ok(())
+    };
+    ahead("recorded_at_ms", i128::from(event.recorded_at_ms))?;
+    ahead("hlc", i128::from(hlc_millis(event.hlc)))?;
+    let (seconds, nanos) = event_id.get_timestamp().map_or((0, 0), |t| t.to_unix());
+    ahead(
+        "event_id",
+        i128::from(seconds) * 1000 + i128::from(nanos / 1_000_000),
+    )
 }
 
 fn path(prefix: &str, name: &str) -> String {
@@ -124,7 +198,8 @@ fn path(prefix: &str, name: &str) -> String {
 /// Validates a whole event: the envelope, then its body with [`body`].
 ///
 /// Envelope rules: `event_id` is a 16-byte version 7 UUID, `origin_id` is 16 bytes,
-/// `origin_seq` is at least 1, `station_code` is 9 ASCII digits, `author` is 1 to
+/// `origin_seq` is at least 1, `station_code` is 9 ASCII digits, the clocks keep to
+/// [`clocks`], `author` is 1 to
 /// [`AUTHOR_MAX`] characters, and a body is present. Text fields are normalised in place.
 ///
 /// # Errors
@@ -152,6 +227,7 @@ pub fn event(event: &mut Event, ctx: &Context) -> Result<(), Invalid> {
         return Err(Invalid::new("origin_seq", "must be at least 1"));
     }
     station_code("station_code", &event.station_code)?;
+    clocks(event, event_id, ctx)?;
     text("author", &mut event.author, AUTHOR_MAX, true)?;
     let Some(b) = event.body.as_mut() else {
         return Err(Invalid::new("body", "must be present"));
@@ -855,9 +931,7 @@ mod tests {
     const CASE_ID: [u8; 16] = [7; 16];
 
     fn ctx() -> Context {
-        Context {
-            today: NaiveDate::from_ymd_opt(2026, 11, 2).expect("valid date"),
-        }
+        Context::on(NaiveDate::from_ymd_opt(2026, 11, 2).expect("valid date"))
     }
 
     fn err(field: &str, rule: &str) -> Result<(), Invalid> {
@@ -1039,9 +1113,7 @@ mod tests {
 
     #[test]
     fn date_at_the_end_of_time_does_not_panic() {
-        let c = Context {
-            today: NaiveDate::MAX,
-        };
+        let c = Context::on(NaiveDate::MAX);
         assert!(date("d", "2026-11-02", &c).is_ok());
     }
 
@@ -1142,6 +1214,51 @@ mod tests {
         let mut e = event_ok();
         assert_eq!(event(&mut e, &ctx()), Ok(()));
         assert_eq!(e, event_ok());
+    }
+
+    #[test]
+    fn clocks_ahead_of_the_receiver_by_more_than_the_skew_are_refused() {
+        let now: i64 = 1_800_000_000_000;
+        let hour = 3_600_000;
+        let c = Context::at(now, MAX_CLOCK_SKEW_MS);
+        let at = |ms: i64| {
+            let mut e = event_ok();
+            e.event_id = crate::ids::v7_at(ms as u64).as_bytes().to_vec();
+            e.recorded_at_ms = ms;
+            e.hlc = (ms as u64) << HLC_LOGICAL_BITS;
+            e
+        };
+        assert_eq!(event(&mut at(now + 24 * hour), &c), Ok(()));
+        let beyond = "is 1 h beyond the receiver's clock plus its allowed skew; \
+                      check the device's date and time";
+        let mut e = at(now);
+        e.recorded_at_ms = now + 25 * hour;
+        assert_eq!(event(&mut e, &c), err("recorded_at_ms", beyond));
+        let mut e = at(now);
+        e.hlc = u64::MAX;
+        assert!(
+            event(&mut e, &c)
+                .unwrap_err()
+                .to_string()
+                .starts_with("hlc: is ")
+        );
+        let mut e = at(now);
+        e.event_id = crate::ids::v7_at((now + 25 * hour) as u64)
+            .as_bytes()
+            .to_vec();
+        assert_eq!(event(&mut e, &c), err("event_id", beyond));
+        let mut e = at(now);
+        e.recorded_at_ms = i64::MIN;
+        assert_eq!(
+            event(&mut e, &ctx()),
+            err("recorded_at_ms", "must not be before 1970"),
+            "refused even where clocks are not bounded"
+        );
+        assert_eq!(
+            event(&mut at(i64::MAX / 2), &ctx()),
+            Ok(()),
+            "unbounded context"
+        );
     }
 
     #[test]

@@ -13,9 +13,7 @@ use station_proto::json::{body_from_json, body_to_json};
 use station_proto::validate::{self, Context};
 
 fn ctx() -> Context {
-    Context {
-        today: NaiveDate::from_ymd_opt(2026, 11, 2).expect("valid date"),
-    }
+    Context::on(NaiveDate::from_ymd_opt(2026, 11, 2).expect("valid date"))
 }
 
 /// The golden fixtures, valid encodings of one event per body kind.

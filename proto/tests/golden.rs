@@ -263,9 +263,7 @@ fn fixtures_decode_to_the_samples() {
 
 #[test]
 fn samples_are_valid_and_already_normalised() {
-    let ctx = Context {
-        today: NaiveDate::from_ymd_opt(2026, 11, 2).expect("valid date"),
-    };
+    let ctx = Context::on(NaiveDate::from_ymd_opt(2026, 11, 2).expect("valid date"));
     for (name, event) in samples() {
         let mut checked = event.clone();
         assert_eq!(validate::event(&mut checked, &ctx), Ok(()), "{name}");

@@ -641,6 +641,8 @@ mod tests {
             let d = rng.random_range(0..2);
             seqs[d] += 1;
             let mut random: [u8; 16] = rng.random();
+            let recorded_at_ms = 1_735_689_600_000 + i as i64;
+            random[..6].copy_from_slice(&recorded_at_ms.to_be_bytes()[2..]);
             random[6] = 0x70 | (random[6] & 0x0f);
             random[8] = 0x80 | (random[8] & 0x3f);
             let id = Uuid::from_bytes(random);
@@ -654,7 +656,7 @@ mod tests {
                 origin_seq: seqs[d],
                 station_code: STATION.into(),
                 author: "worker".into(),
-                recorded_at_ms: 1_735_689_600_000 + i as i64,
+                recorded_at_ms,
                 hlc: 1_000 + i as u64,
                 body: Some(body),
             });

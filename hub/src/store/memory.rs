@@ -76,8 +76,23 @@ impl HubLog for MemoryLog {
             today,
             roster: self.roster.as_ref(),
             now_ms,
+            max_clock_skew_ms: station_proto::validate::MAX_CLOCK_SKEW_MS,
         };
-        let decision = ingest::decide(events, origins, |id| held.ids.contains_key(id), &policy)?;
+        let case_station = |case: Uuid| {
+            let position = *held.ids.get(case.as_bytes().as_slice())?;
+            let (event, _) = held
+                .events
+                .get(usize::try_from(position).ok()?.checked_sub(1)?)?;
+            matches!(event.body, Some(station_proto::Body::CaseOpened(_)))
+                .then(|| event.station_code.clone())
+        };
+        let decision = ingest::decide(
+            events,
+            origins,
+            |id| held.ids.contains_key(id),
+            case_station,
+            &policy,
+        )?;
         let mut outcome = PushOutcome {
             stored: decision.accepted(),
             quarantined: decision.quarantined(),

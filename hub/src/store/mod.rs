@@ -24,7 +24,7 @@ pub mod memory;
 pub mod migrate;
 pub mod tokens;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -247,6 +247,8 @@ pub struct HubStore {
     /// Stations events may belong to; an event of another station goes to
     /// quarantine. `None` accepts every well-formed station code.
     roster: Option<BTreeSet<String>>,
+    /// How far ahead of the hub's clock an event's clocks may run.
+    max_clock_skew_ms: i64,
     /// The store's lock file, held while the hub has it open.
     _lock: std::fs::File,
 }
@@ -309,6 +311,7 @@ impl HubStore {
             writer: Mutex::new(hub_seq),
             grown,
             roster: None,
+            max_clock_skew_ms: station_proto::validate::MAX_CLOCK_SKEW_MS,
             _lock: lock,
         })
     }
@@ -318,6 +321,15 @@ impl HubStore {
     #[must_use]
     pub fn with_roster(mut self, stations: impl IntoIterator<Item = String>) -> Self {
         self.roster = Some(stations.into_iter().collect());
+        self
+    }
+
+    /// The store, quarantining from now on events whose `recorded_at_ms`,
+    /// `hlc` or event id runs more than `skew_ms` ahead of the hub's clock
+    /// (by default [`station_proto::validate::MAX_CLOCK_SKEW_MS`], 24 h).
+    #[must_use]
+    pub fn with_max_clock_skew(mut self, skew_ms: i64) -> Self {
+        self.max_clock_skew_ms = skew_ms.max(0);
         self
     }
 
@@ -486,8 +498,24 @@ impl HubStore {
             today,
             roster: self.roster.as_ref(),
             now_ms,
+            max_clock_skew_ms: self.max_clock_skew_ms,
         };
-        let decision = ingest::decide(events, origins, |id| held.contains(id), &policy)?;
+        let mut case_stations = HashMap::new();
+        for case in events
+            .iter()
+            .filter_map(|e| e.body.as_ref().and_then(station_proto::case::case_of))
+        {
+            if let std::collections::hash_map::Entry::Vacant(entry) = case_stations.entry(case) {
+                entry.insert(self.case_station(case)?);
+            }
+        }
+        let decision = ingest::decide(
+            events,
+            origins,
+            |id| held.contains(id),
+            |case| case_stations.get(&case).cloned().flatten(),
+            &policy,
+        )?;
         let mut outcome = PushOutcome {
             stored: decision.accepted(),
             quarantined: decision.quarantined(),
@@ -710,6 +738,21 @@ impl HubStore {
             .get(key(IDS, &[event_id]))?
             .map(|v| read_u64(&v))
             .transpose()
+    }
+
+    /// The station of the case `case` opened, when the log holds its
+    /// opening event.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn case_station(&self, case: Uuid) -> Result<Option<String>, HubError> {
+        let Some(position) = self.position_of(case.as_bytes())? else {
+            return Ok(None);
+        };
+        Ok(self.event_at(position)?.and_then(|event| {
+            matches!(event.body, Some(station_proto::Body::CaseOpened(_)))
+                .then_some(event.station_code)
+        }))
     }
 
     /// The hub wall clock (ms) when the event at `hub_seq` was received.

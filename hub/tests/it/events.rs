@@ -16,6 +16,15 @@ pub const CHANGZHU: &str = "540502101";
 /// Milliseconds of the first event's device clock: 2025-01-01T00:00:00Z.
 pub const EPOCH_MS: i64 = 1_735_689_600_000;
 
+/// The next event id: version 7, in the order events are built, its clock a
+/// millisecond after the previous one's from [`EPOCH_MS`] on, so that ids
+/// sort as they were made and stay behind every hub clock of the tests.
+fn next_event_id() -> Uuid {
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    station_proto::ids::v7_at(EPOCH_MS as u64 + n)
+}
+
 /// A device log: its origin, its next seq and its hybrid clock.
 #[derive(Debug, Clone)]
 pub struct Device {
@@ -43,7 +52,7 @@ impl Device {
         self.seq += 1;
         self.hlc = self.hlc.max(after) + 1;
         Event {
-            event_id: Uuid::now_v7().as_bytes().to_vec(),
+            event_id: next_event_id().as_bytes().to_vec(),
             origin_id: self.origin.as_bytes().to_vec(),
             origin_seq: self.seq,
             station_code: self.station.clone(),

@@ -22,3 +22,4 @@ mod refusals;
 mod services;
 mod store;
 mod sync;
+mod trust;

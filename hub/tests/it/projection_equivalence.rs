@@ -84,14 +84,10 @@ fn field_work(seed: u64, devices: usize, steps: usize) -> Vec<Vec<Event>> {
         } else {
             known[rng.random_range(0..known.len())].1
         };
+        // Own station's cases only: the hub quarantines an entry naming
+        // another station's case (see the trust tests).
         let any_case = |rng: &mut StdRng| -> Option<Uuid> {
-            if !own.is_empty() && rng.random_bool(0.9) {
-                Some(own[rng.random_range(0..own.len())])
-            } else if !cases.is_empty() {
-                Some(cases[rng.random_range(0..cases.len())].0)
-            } else {
-                None
-            }
+            (!own.is_empty()).then(|| own[rng.random_range(0..own.len())])
         };
         let tier = [Tier::HighRisk, Tier::Key, Tier::General][rng.random_range(0..3)];
         let roll = rng.random_range(0..100);

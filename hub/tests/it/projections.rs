@@ -406,13 +406,10 @@ fn field_work(seed: u64, steps: usize) -> Vec<Vec<Event>> {
                     &date,
                 )
             }
-            2..=4 if !cases.is_empty() => {
-                // Mostly own station's cases; now and then another's.
-                let case = if own_cases.is_empty() || rng.random_bool(0.1) {
-                    cases[rng.random_range(0..cases.len())].0
-                } else {
-                    pick(&mut rng, &own_cases)
-                };
+            2..=4 if !own_cases.is_empty() => {
+                // Own station's cases only: the hub quarantines an entry
+                // naming another station's case (see the trust tests).
+                let case = pick(&mut rng, &own_cases);
                 let kind = [VisitKind::Home, VisitKind::Phone, VisitKind::FollowUp]
                     [rng.random_range(0..3)];
                 visit(case, &date, kind)

@@ -136,7 +136,8 @@ fn generate(store: &HubStore, total: u64) -> anyhow::Result<()> {
             let body = body(device, &mut rng);
             device.seq += 1;
             hlc += 1;
-            let id = Uuid::now_v7();
+            let recorded_at_ms = BASE_MS + (written as i64) * 1_000;
+            let id = station_proto::ids::v7_at(recorded_at_ms as u64);
             if matches!(body, Body::CaseOpened(_)) {
                 device.cases.push(id);
             }
@@ -150,7 +151,7 @@ fn generate(store: &HubStore, total: u64) -> anyhow::Result<()> {
                 origin_seq: device.seq,
                 station_code: device.station.into(),
                 author: "worker".into(),
-                recorded_at_ms: BASE_MS + (written as i64) * 1_000,
+                recorded_at_ms,
                 hlc,
                 body: Some(body),
             });

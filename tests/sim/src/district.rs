@@ -542,9 +542,7 @@ impl Worker {
     /// on its own day: valid entries date nothing after their day, and each
     /// slip breaks its rule on every day up to ten years after its own.
     pub fn receiver(&self) -> Context {
-        Context {
-            today: self.last_day,
-        }
+        Context::on(self.last_day)
     }
 
     /// What the validator says of `body`, entered at this worker's station,
@@ -1276,7 +1274,7 @@ mod tests {
         assert!(ea.len() > 150, "{} entries", ea.len());
         for entry in &ea {
             let mut body = entry.body.clone();
-            let result = validate::body(&mut body, "540502200", &Context { today: entry.day });
+            let result = validate::body(&mut body, "540502200", &Context::on(entry.day));
             match entry.expect {
                 Expect::Saved => assert!(result.is_ok(), "{entry:?}: {result:?}"),
                 Expect::Refused(why) => assert!(result.is_err(), "{why}: {entry:?}"),
@@ -1350,10 +1348,10 @@ mod tests {
         for last in ends {
             // The hub validates with its own date; it receives the work on
             // the last day at the earliest (the benchmark pushes it then).
-            let hub = Context { today: last };
+            let hub = Context::on(last);
             let (mut saved, mut refused, mut assessed) = (0, 0, 0);
             for (event, entry) in events_of_district(last, 150) {
-                let device = Context { today: entry.day };
+                let device = Context::on(entry.day);
                 let mut at_hub = event.clone();
                 let hub_says = validate::event(&mut at_hub, &hub);
                 let mut on_device = entry.body.clone();
@@ -1396,7 +1394,7 @@ mod tests {
     fn the_benchmark_district_is_valid_at_the_hub_today() {
         // hub-ingest at full size: 500 entries per device over 530 days.
         let last = station_hub::projections::today_in_china();
-        let hub = Context { today: last };
+        let hub = Context::on(last);
         let first = last - Days::new(530);
         for (d, station) in NEDONG_STATIONS.iter().enumerate() {
             let mut worker = Worker::new(7, station, 0, d as u32, first, last);

@@ -145,10 +145,8 @@ mod tests {
         // The latest date the generator writes, and the hub's today.
         let last = NaiveDate::from_ymd_opt(2026, 10, 28).expect("a real date");
         let contexts = [
-            Context { today: last },
-            Context {
-                today: station_hub::projections::today_in_china(),
-            },
+            Context::on(last),
+            Context::on(station_hub::projections::today_in_china()),
         ];
         let mut work = FieldWork::new("540502101", 3);
         for n in 0..2_000u128 {

@@ -34,7 +34,10 @@ impl Projections {
         let (station, opened, facts) = case_record(&tree, case_id, &mut stations)?
             .ok_or(ProjectionError::UnknownCase(case_id))?;
         let mut ids: Vec<(Uuid, Option<Uuid>)> = Vec::new();
-        for fact in &facts {
+        // Once the case is opened, only its own station's entries belong to
+        // it: one of another station that reached the log before the opening
+        // (and so could not be quarantined) is left out.
+        for fact in facts.iter().filter(|f| !opened || *f.station == *station) {
             ids.push((fact.id, fact.voided_by));
             if fact.voided_by.is_some()
                 && let Some(v) = layout::voids(&tree, &fact.id)?
