@@ -1238,7 +1238,7 @@ mod tests {
         e.hlc = u64::MAX;
         assert!(
             event(&mut e, &c)
-                .unwrap_err()
+                .expect_err("an hlc at the end of the range")
                 .to_string()
                 .starts_with("hlc: is ")
         );
