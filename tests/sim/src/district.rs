@@ -34,10 +34,10 @@ use station_hub::projections::period::{Metric, Period};
 use station_proto::Body;
 use station_proto::ids::Uuid;
 use station_proto::v1::{
-    ActivityHeld, ActivityKind, BeneficiaryVerified, CaseAssessed, CaseClosed, CaseNoteAdded,
-    CaseOpened, CaseReopened, CaseSource, Category, EventVoided, Gender, GroupSessionHeld,
-    NoteKind, ResourceKind, ResourceLinked, Tier, TrainingHeld, TrainingKind, VisitKind,
-    VisitRecorded,
+    ActivityHeld, ActivityKind, BeneficiaryVerified, CallOutcome, CaseAssessed, CaseClosed,
+    CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, Category, EventVoided, Gender,
+    GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked, Tier, TrainingHeld,
+    TrainingKind, VisitKind, VisitRecorded,
 };
 use station_proto::validate::{self, Context, Invalid};
 
@@ -123,6 +123,12 @@ enum Meaning {
     },
     Note {
         case: usize,
+    },
+    /// A call to the case's guardian (电话联系监护人): counted apart from
+    /// visits, not a follow-up.
+    Call {
+        case: usize,
+        date: NaiveDate,
     },
     Verify {
         case: usize,
@@ -252,6 +258,9 @@ enum Fact {
     Training {
         date: NaiveDate,
     },
+    Call {
+        date: NaiveDate,
+    },
     Resource {
         date: NaiveDate,
         fen: i64,
@@ -341,6 +350,7 @@ impl Ledger {
                     add(Metric::PersonTimes, *participants);
                 }
                 Fact::Training { date } if within(date) => add(Metric::Trainings, 1),
+                Fact::Call { date } if within(date) => add(Metric::GuardianCalls, 1),
                 Fact::Resource { date, fen } if within(date) => add(Metric::ResourcesYuan, *fen),
                 _ => {}
             }
@@ -405,6 +415,7 @@ impl Ledger {
                 | Fact::Activity { date, .. }
                 | Fact::Group { date, .. }
                 | Fact::Training { date }
+                | Fact::Call { date }
                 | Fact::Resource { date, .. } => Some(*date),
                 Fact::Assessed { .. } => None,
             })
@@ -663,6 +674,11 @@ impl Worker {
                 self.cases[case].events.push(event_id);
                 None
             }
+            Meaning::Call { case, date } => {
+                self.cases[case].events.push(event_id);
+                self.voidable.push(event_id);
+                Some(Fact::Call { date })
+            }
             Meaning::Invalid { .. } => None,
         };
         if let Some(fact) = fact {
@@ -909,6 +925,31 @@ impl Worker {
                     phone: kind == VisitKind::Phone,
                 },
             );
+            if self.rng.random_bool(0.1) {
+                let outcome = *[
+                    CallOutcome::Reached,
+                    CallOutcome::Reached,
+                    CallOutcome::NoAnswer,
+                    CallOutcome::Unreachable,
+                ]
+                .choose(&mut self.rng)
+                .unwrap_or(&CallOutcome::Reached);
+                let duration_minutes = if outcome == CallOutcome::Reached {
+                    self.rng.random_range(3..15)
+                } else {
+                    0
+                };
+                self.push(
+                    Body::GuardianCalled(GuardianCalled {
+                        case_id: id.as_bytes().to_vec(),
+                        called_on: day.to_string(),
+                        outcome: outcome as i32,
+                        duration_minutes,
+                        notes: "告知监护人走访情况 གཟིགས་སྐྱོང་པ".into(),
+                    }),
+                    Meaning::Call { case, date: day },
+                );
+            }
             if self.rng.random_bool(0.2) {
                 self.push(
                     Body::CaseNoteAdded(CaseNoteAdded {
