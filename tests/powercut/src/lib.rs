@@ -1,0 +1,147 @@
+//! station-powercut: a filesystem for tests that loses, at a power cut,
+//! everything that was not yet fsynced, as a disk without battery-backed
+//! cache does.
+//!
+//! SIGKILL keeps every write in the kernel's page cache, so a crash test
+//! that only kills processes cannot tell an `fsync` that happened from one
+//! that did not. Mounted with FUSE, this filesystem keeps two images of the
+//! disk: the live one every program sees, and the durable one that only
+//! `fsync`/`fdatasync` of a file, and `fsync` of a directory for the names
+//! in it, bring up to date. [`Mount::cut_power`] unmounts, throws the live
+//! image away and mounts the durable one: the state a machine finds when the
+//! power comes back. [`image`] states exactly which operation makes what
+//! durable, and [`fs`] what the kernel forwards of each system call (notably
+//! not `sync_file_range`, on which sled 0.34's `flush()` relies).
+//!
+//! # Layout
+//! - [`image`]: the two images and the rule between them, pure and tested
+//!   without FUSE;
+//! - [`fs`]: the FUSE requests answered from the images;
+//! - [`Disk`] and [`Mount`] (here): a disk, its mounts, and the power cut.
+//!
+//! Mounting needs `/dev/fuse` and, for an unprivileged user, `fusermount3`;
+//! as root neither libfuse nor `fusermount3` is needed. Where a mount fails,
+//! [`Disk::mount`] says why, and tests print `skipped: …` with that reason.
+
+pub mod fs;
+pub mod image;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use fuser::{BackgroundSession, MountOption};
+use nix::mount::MntFlags;
+
+pub use image::{Counts, CutReport};
+
+/// One disk: its images outlive its mounts, as a disk outlives a power cut.
+#[derive(Clone, Debug, Default)]
+pub struct Disk {
+    /// Shared with the filesystem of the current mount.
+    images: Arc<Mutex<image::Images>>,
+}
+
+impl Disk {
+    /// An empty disk.
+    pub fn new() -> Disk {
+        Disk::default()
+    }
+
+    fn images(&self) -> MutexGuard<'_, image::Images> {
+        // Every operation on the images is made whole or not at all, so a
+        // panic elsewhere while holding the lock leaves them consistent.
+        self.images.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Mounts the disk on the directory `at` (which must exist), serving it
+    /// from a background thread until the returned [`Mount`] is dropped.
+    ///
+    /// # Errors
+    /// The mount failed: no `/dev/fuse`, not allowed to mount (not root and
+    /// no `fusermount3`), or `at` is not a directory. The message says which.
+    pub fn mount(&self, at: &Path) -> io::Result<Mount> {
+        let fs = fs::PowerCutFs::new(Arc::clone(&self.images));
+        let options = [
+            MountOption::FSName("station-powercut".into()),
+            MountOption::RW,
+            MountOption::NoAtime,
+        ];
+        let session = fuser::spawn_mount2(fs, at, &options).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot mount a FUSE filesystem on {}: {e}", at.display()),
+            )
+        })?;
+        Ok(Mount {
+            disk: self.clone(),
+            at: at.to_path_buf(),
+            session: Some(session),
+        })
+    }
+
+    /// Operations the disk has seen, over all its mounts.
+    pub fn counts(&self) -> Counts {
+        self.images().counts()
+    }
+}
+
+/// A mounted [`Disk`]; dropping it unmounts.
+#[derive(Debug)]
+pub struct Mount {
+    /// The disk served.
+    disk: Disk,
+    /// The mount point.
+    at: PathBuf,
+    /// The FUSE session; `None` once unmounted.
+    session: Option<BackgroundSession>,
+}
+
+impl Mount {
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        &self.at
+    }
+
+    /// The disk this mount serves.
+    pub fn disk(&self) -> &Disk {
+        &self.disk
+    }
+
+    /// Cuts the power: unmounts, loses everything not synced, and mounts
+    /// what the disk durably holds. Kill (and wait for) every process using
+    /// the mount first: a power cut stops them too, and a busy mount cannot
+    /// be unmounted cleanly.
+    ///
+    /// # Errors
+    /// Mounting again failed.
+    pub fn cut_power(mut self) -> io::Result<(Mount, CutReport)> {
+        self.unmount();
+        let report = self.disk.images().cut();
+        let mount = self.disk.mount(&self.at)?;
+        Ok((mount, report))
+    }
+
+    /// Aborts the FUSE connection and detaches the mount, then waits for the
+    /// session's thread: no request of this mount reaches the images after
+    /// it returns. A file this process still holds open on the mount (a
+    /// store's background thread finishing, say) gets errors from then on,
+    /// as it would from a machine whose power went.
+    fn unmount(&mut self) {
+        if let Some(session) = self.session.take() {
+            let flags = MntFlags::MNT_FORCE | MntFlags::MNT_DETACH;
+            if let Err(e) = nix::mount::umount2(&self.at, flags) {
+                // Not allowed (not root): the session's own unmount below
+                // goes through fusermount3.
+                eprintln!("station-powercut: umount2 of {}: {e}", self.at.display());
+            }
+            session.join();
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        self.unmount();
+    }
+}
