@@ -17,11 +17,13 @@
 //!   asked for);
 //! - `ftruncate`, `O_TRUNC`, `chmod` → `SETATTR`.
 //!
-//! Invariant: every request is answered from [`Images`] under its lock, so
-//! a power cut ([`Images::cut`]) never sees half an operation.
+//! Invariants: every request is answered from [`Images`] under its lock, so
+//! a power cut ([`Images::cut`]) never sees half an operation; a sync held
+//! at a planned cut ([`Images::stall_at_sync`]) holds every request after
+//! it, so nothing a program does after that moment reaches either image.
 
 use std::ffi::OsStr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -39,23 +41,75 @@ const TTL: Duration = Duration::from_secs(1);
 /// `RENAME_NOREPLACE` of `renameat2`.
 const RENAME_NOREPLACE: u32 = 1;
 
-/// The filesystem one mount serves, over images shared with the test.
-#[derive(Debug)]
-pub struct PowerCutFs {
-    /// The disk's images; the test holds them too, to cut the power.
-    images: Arc<Mutex<Images>>,
+/// The disk's state, shared by the filesystem of its mount and the test.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// The two images.
+    images: Mutex<Images>,
+    /// Signalled when a sync stalls at a planned cut, and when it is released.
+    stall: Condvar,
 }
 
-impl PowerCutFs {
-    /// A filesystem serving `images`.
-    pub fn new(images: Arc<Mutex<Images>>) -> Self {
-        Self { images }
-    }
-
-    fn images(&self) -> MutexGuard<'_, Images> {
+impl Shared {
+    /// The images, locked.
+    pub fn images(&self) -> MutexGuard<'_, Images> {
         // A panic while holding the lock leaves the images as consistent as
         // any single operation does (each is made whole or not at all).
         self.images.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits up to `timeout` for a sync to stall at the planned cut.
+    pub fn wait_stalled(&self, timeout: Duration) -> bool {
+        let images = self.images();
+        let (images, _) = self
+            .stall
+            .wait_timeout_while(images, timeout, |images| !images.is_stalled())
+            .unwrap_or_else(PoisonError::into_inner);
+        images.is_stalled()
+    }
+
+    /// Releases a stalled sync (it fails) and forgets the planned cut.
+    pub fn release(&self) {
+        self.images().release();
+        self.stall.notify_all();
+    }
+}
+
+/// The filesystem one mount serves, over images shared with the test.
+#[derive(Debug)]
+pub struct PowerCutFs {
+    /// The disk's state; the test holds it too, to cut the power.
+    shared: Arc<Shared>,
+}
+
+impl PowerCutFs {
+    /// A filesystem serving `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    fn images(&self) -> MutexGuard<'_, Images> {
+        self.shared.images()
+    }
+
+    /// `FSYNC` and `FSYNCDIR`. At a planned cut, the sync (and with it this
+    /// single-threaded filesystem) waits for the cut and fails: nothing
+    /// after that moment reaches the disk.
+    fn sync(&self, ino: u64, reply: ReplyEmpty) {
+        let mut images = self.images();
+        if images.begin_sync() {
+            reply_empty(images.sync(ino), reply);
+            return;
+        }
+        self.shared.stall.notify_all();
+        while images.is_stalled() {
+            images = self
+                .shared
+                .stall
+                .wait(images)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        reply.error(libc::EIO);
     }
 }
 
@@ -265,7 +319,7 @@ impl Filesystem for PowerCutFs {
     }
 
     fn fsync(&mut self, _req: &Request<'_>, ino: u64, _fh: u64, _data: bool, reply: ReplyEmpty) {
-        reply_empty(self.images().sync(ino), reply);
+        self.sync(ino, reply);
     }
 
     fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
@@ -334,7 +388,7 @@ impl Filesystem for PowerCutFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply_empty(self.images().sync(ino), reply);
+        self.sync(ino, reply);
     }
 
     fn create(

@@ -241,6 +241,11 @@ pub struct Images {
     next_ino: u64,
     /// Operations seen.
     counts: Counts,
+    /// How many more syncs complete before the power goes at the next one;
+    /// `None`: no cut planned.
+    syncs_left: Option<u64>,
+    /// Whether a sync is held where the power went: it never completes.
+    stalled: bool,
 }
 
 impl Default for Images {
@@ -261,7 +266,44 @@ impl Images {
             durable: HashMap::from([(ROOT, root)]),
             next_ino: ROOT + 1,
             counts: Counts::default(),
+            syncs_left: None,
+            stalled: false,
         }
+    }
+
+    /// Plans a power cut as a sync starts, after `completed` more syncs
+    /// (of files or directories) have completed: that sync, and every
+    /// request after it, waits for the cut and makes nothing durable.
+    pub fn stall_at_sync(&mut self, completed: u64) {
+        self.syncs_left = Some(completed);
+        self.stalled = false;
+    }
+
+    /// Whether a sync may go ahead; `false` (and stalled from then on) when
+    /// the planned power cut comes at this one.
+    pub fn begin_sync(&mut self) -> bool {
+        match self.syncs_left {
+            Some(0) => {
+                self.stalled = true;
+                false
+            }
+            Some(n) => {
+                self.syncs_left = Some(n - 1);
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Whether a sync is held at the planned power cut.
+    pub fn is_stalled(&self) -> bool {
+        self.stalled
+    }
+
+    /// Lets a held sync go (it fails) and forgets the plan.
+    pub fn release(&mut self) {
+        self.syncs_left = None;
+        self.stalled = false;
     }
 
     /// Operations seen so far.
@@ -561,6 +603,7 @@ impl Images {
             .map(|(&ino, node)| (ino, Live::new(node.clone())))
             .collect();
         self.counts.cuts += 1;
+        self.release();
         report
     }
 }

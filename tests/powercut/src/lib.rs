@@ -28,7 +28,8 @@ pub mod image;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, MutexGuard};
+use std::time::Duration;
 
 use fuser::{BackgroundSession, MountOption};
 use nix::mount::MntFlags;
@@ -39,7 +40,7 @@ pub use image::{Counts, CutReport};
 #[derive(Clone, Debug, Default)]
 pub struct Disk {
     /// Shared with the filesystem of the current mount.
-    images: Arc<Mutex<image::Images>>,
+    shared: Arc<fs::Shared>,
 }
 
 impl Disk {
@@ -49,9 +50,22 @@ impl Disk {
     }
 
     fn images(&self) -> MutexGuard<'_, image::Images> {
-        // Every operation on the images is made whole or not at all, so a
-        // panic elsewhere while holding the lock leaves them consistent.
-        self.images.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared.images()
+    }
+
+    /// Plans the power cut at a sync: after `completed` more syncs complete,
+    /// the next one never does, and the disk answers nothing more until
+    /// [`Mount::cut_power`]. Whatever a program reported before it blocked
+    /// there was really synced; a test kills the program and cuts the power
+    /// at exactly that moment, whichever sync of its start-up or run it is.
+    pub fn stall_at_sync(&self, completed: u64) {
+        self.images().stall_at_sync(completed);
+    }
+
+    /// Waits up to `timeout` for the planned cut of [`Disk::stall_at_sync`]
+    /// to be reached; `false` when no sync came that far in time.
+    pub fn wait_stalled(&self, timeout: Duration) -> bool {
+        self.shared.wait_stalled(timeout)
     }
 
     /// Mounts the disk on the directory `at` (which must exist), serving it
@@ -61,7 +75,7 @@ impl Disk {
     /// The mount failed: no `/dev/fuse`, not allowed to mount (not root and
     /// no `fusermount3`), or `at` is not a directory. The message says which.
     pub fn mount(&self, at: &Path) -> io::Result<Mount> {
-        let fs = fs::PowerCutFs::new(Arc::clone(&self.images));
+        let fs = fs::PowerCutFs::new(Arc::clone(&self.shared));
         let options = [
             MountOption::FSName("station-powercut".into()),
             MountOption::RW,
@@ -109,9 +123,10 @@ impl Mount {
     }
 
     /// Cuts the power: unmounts, loses everything not synced, and mounts
-    /// what the disk durably holds. Kill (and wait for) every process using
-    /// the mount first: a power cut stops them too, and a busy mount cannot
-    /// be unmounted cleanly.
+    /// what the disk durably holds. Kill every process using the mount
+    /// first (a power cut stops them too); a process blocked in a sync held
+    /// by [`Disk::stall_at_sync`] only ends once this has aborted the mount,
+    /// so wait for it after this returns.
     ///
     /// # Errors
     /// Mounting again failed.
@@ -135,6 +150,9 @@ impl Mount {
                 // goes through fusermount3.
                 eprintln!("station-powercut: umount2 of {}: {e}", self.at.display());
             }
+            // A sync held at a planned cut now fails, into the aborted
+            // connection: the session's thread can end.
+            self.disk.shared.release();
             session.join();
         }
     }

@@ -203,3 +203,29 @@ fn sync_file_range(file: &File) {
     let result = unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, flags) };
     assert_eq!(result, 0, "{}", std::io::Error::last_os_error());
 }
+
+#[test]
+fn a_cut_planned_at_a_sync_keeps_the_syncs_before_it_and_nothing_after() {
+    let Some((_dir, mount)) = mounted("a_cut_planned_at_a_sync") else {
+        return;
+    };
+    let disk = mount.disk().clone();
+    let root = mount.path().to_path_buf();
+    // Two syncs complete (the file, then its directory); the third is where
+    // the power goes.
+    disk.stall_at_sync(2);
+    let writer = std::thread::spawn(move || {
+        write_new(&root.join("before"), b"synced").sync_all()?;
+        sync_dir(&root);
+        let after = write_new(&root.join("after"), b"never synced");
+        after.sync_all()
+    });
+    assert!(disk.wait_stalled(std::time::Duration::from_secs(10)));
+    let (mount, _) = mount.cut_power().unwrap();
+    assert!(
+        writer.join().unwrap().is_err(),
+        "the sync held at the cut must not report success"
+    );
+    assert_eq!(names(mount.path()), ["before"]);
+    assert_eq!(fs::read(mount.path().join("before")).unwrap(), b"synced");
+}
