@@ -572,9 +572,8 @@ impl Images {
         Ok(())
     }
 
-    /// The power cut: what was not synced is lost, and the live image is the
-    /// durable one, as reachable from the root.
-    pub fn cut(&mut self) -> CutReport {
+    /// What a power cut would lose now.
+    pub fn unsynced(&self) -> CutReport {
         let mut report = CutReport::default();
         for live in self.live.values().filter(|live| live.unsynced) {
             match live.node.kind {
@@ -582,6 +581,13 @@ impl Images {
                 Kind::Dir(_) => report.unsynced_dirs += 1,
             }
         }
+        report
+    }
+
+    /// The power cut: what was not synced is lost, and the live image is the
+    /// durable one, as reachable from the root.
+    pub fn cut(&mut self) -> CutReport {
+        let report = self.unsynced();
         let mut reachable = HashSet::new();
         let mut stack = vec![ROOT];
         while let Some(ino) = stack.pop() {

@@ -94,6 +94,11 @@ impl Disk {
         })
     }
 
+    /// What a power cut would lose now.
+    pub fn unsynced(&self) -> CutReport {
+        self.images().unsynced()
+    }
+
     /// Operations the disk has seen, over all its mounts.
     pub fn counts(&self) -> Counts {
         self.images().counts()

@@ -111,8 +111,24 @@ impl Appender {
         acks
     }
 
-    fn kill_and_drain(mut self, mut acks: Vec<(u64, Uuid)>) -> (Vec<(u64, Uuid)>, ExitStatus) {
+    /// SIGKILLs the process, runs `cut` before waiting for it, and returns
+    /// every ack it printed. `cut` must let a process blocked on its disk
+    /// end, as a power cut does (see `powercut`).
+    pub(crate) fn kill_then(self, cut: impl FnOnce()) -> Vec<(u64, Uuid)> {
+        self.kill_then_drain(Vec::new(), cut).0
+    }
+
+    fn kill_and_drain(self, acks: Vec<(u64, Uuid)>) -> (Vec<(u64, Uuid)>, ExitStatus) {
+        self.kill_then_drain(acks, || {})
+    }
+
+    fn kill_then_drain(
+        mut self,
+        mut acks: Vec<(u64, Uuid)>,
+        cut: impl FnOnce(),
+    ) -> (Vec<(u64, Uuid)>, ExitStatus) {
         self.child.kill().unwrap();
+        cut();
         let status = self.child.wait().unwrap();
         // The pipe is closed now: drain what was printed before the kill.
         acks.extend(self.lines.iter().map(|line| parse(&line)));
