@@ -17,8 +17,11 @@
 //! `skipped: …` with the reason.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
@@ -214,6 +217,94 @@ fn power_cuts_of_the_hub_lose_no_acknowledged_push() {
     );
     assert!(lossy_cuts > 0, "no cut found anything unsynced to lose");
     drop(mount);
+}
+
+/// The hub's power goes exactly as it reaches its first sync, then its
+/// second, and so on, while it opens its store and acknowledges a device's
+/// pushes: whatever it acknowledged before the cut is in its log after it.
+#[test]
+fn a_power_cut_at_each_sync_of_the_hub_loses_no_acknowledged_push() {
+    const SYNCS: u64 = 16;
+    let _alone = one_test_at_a_time();
+    let Some((_dir, mut mount)) = mounted("a_power_cut_at_each_sync_of_the_hub") else {
+        return;
+    };
+    let started = Instant::now();
+    let agent_dir = tempfile::tempdir().unwrap();
+    let agent = device(agent_dir.path(), 600);
+    let origin = agent.identity().origin_id;
+    let head = agent.log().head_seq();
+    let hub_data = mount.path().join("hub");
+    let token = {
+        let store = HubStore::open(&hub_data, 8 * 1024 * 1024).unwrap();
+        station_hub::auth::enroll_device(&store, STATION, "phone")
+            .unwrap()
+            .bearer
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut lossy_cuts = 0;
+    for at_sync in 0..SYNCS {
+        let disk = mount.disk().clone();
+        disk.stall_at_sync(at_sync);
+        let (mut hub, listening) = spawn_hub(&hub_data);
+        // The cut may come while the hub opens its store, before it listens.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut sync = None;
+        while !disk.wait_stalled(Duration::from_millis(20)) {
+            assert!(
+                Instant::now() < deadline,
+                "the hub never reached sync {at_sync}"
+            );
+            if sync.is_none()
+                && let Ok(url) = listening.try_recv()
+            {
+                sync = Some(runtime.spawn(push(Arc::clone(&agent), &url, &token)));
+            }
+        }
+        hub.kill().unwrap();
+        mount = cut(mount, &mut lossy_cuts);
+        hub.wait().unwrap();
+        if let Some(sync) = sync {
+            let _ = runtime.block_on(sync).unwrap();
+        }
+        check_acknowledged_on_hub(&hub_data, &agent, origin, head);
+    }
+    eprintln!(
+        "a_power_cut_at_each_sync_of_the_hub: {SYNCS} cuts ({lossy_cuts} lost unsynced writes), \
+         {} of {head} events acknowledged, {:.1?}",
+        agent.log().acked().unwrap(),
+        started.elapsed()
+    );
+    assert!(agent.log().acked().unwrap() > 0, "no push was acknowledged");
+}
+
+/// A `sync-hub` on `data`, and where it says it listens once its store is
+/// open. Killing it does not wait: a hub blocked on a held sync ends only
+/// once the power is cut.
+fn spawn_hub(data: &Path) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sync-hub"))
+        .arg("--data")
+        .arg(data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, listening) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.trim().strip_prefix("listening ") {
+                let _ = tx.send(format!("http://{addr}"));
+            }
+        }
+    });
+    (child, listening)
 }
 
 /// One push of `agent`'s log to the hub at `url`, no retries.
