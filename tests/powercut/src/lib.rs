@@ -26,7 +26,7 @@
 pub mod fs;
 pub mod image;
 
-use std::io;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
@@ -97,6 +97,21 @@ impl Disk {
     /// What a power cut would lose now.
     pub fn unsynced(&self) -> CutReport {
         self.images().unsynced()
+    }
+
+    /// [`Disk::mount`] for a test: where FUSE cannot mount, prints
+    /// `skipped: <test>: <reason>` and returns `None`. The line goes straight
+    /// to standard error, past the test harness's capture, so a skipped test
+    /// says so in every run.
+    pub fn mount_or_skip(&self, test: &str, at: &Path) -> Option<Mount> {
+        match self.mount(at) {
+            Ok(mount) => Some(mount),
+            Err(e) => {
+                // Nothing to do if standard error itself is gone.
+                let _ = writeln!(io::stderr(), "skipped: {test}: {e}");
+                None
+            }
+        }
     }
 
     /// Operations the disk has seen, over all its mounts.

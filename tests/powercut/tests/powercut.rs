@@ -17,13 +17,8 @@ use tempfile::TempDir;
 /// reason printed) where FUSE cannot mount.
 fn mounted(test: &str) -> Option<(TempDir, Mount)> {
     let dir = tempfile::tempdir().unwrap();
-    match Disk::new().mount(dir.path()) {
-        Ok(mount) => Some((dir, mount)),
-        Err(e) => {
-            println!("skipped: {test}: {e}");
-            None
-        }
-    }
+    let mount = Disk::new().mount_or_skip(test, dir.path())?;
+    Some((dir, mount))
 }
 
 fn sync_dir(dir: &Path) {

@@ -39,13 +39,8 @@ use crate::fixtures::{STATION, one_test_at_a_time, seeded_rng};
 /// the reason printed) where FUSE cannot mount.
 fn mounted(test: &str) -> Option<(TempDir, Mount)> {
     let dir = tempfile::tempdir().unwrap();
-    match Disk::new().mount(dir.path()) {
-        Ok(mount) => Some((dir, mount)),
-        Err(e) => {
-            println!("skipped: {test}: {e}");
-            None
-        }
-    }
+    let mount = Disk::new().mount_or_skip(test, dir.path())?;
+    Some((dir, mount))
 }
 
 /// Cuts the power of `mount` (its processes are already dead), counting the
