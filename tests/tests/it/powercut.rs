@@ -17,8 +17,8 @@
 //! `skipped: …` with the reason.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -149,6 +149,116 @@ fn a_power_cut_at_each_sync_of_a_restart_after_a_crash_loses_nothing() {
         started.elapsed()
     );
     assert!(lossy_cuts > 0, "no cut found anything unsynced to lose");
+}
+
+/// The `station-agent` command line, as `cargo test --workspace` builds
+/// it beside this crate's helper binaries; `None` (with the reason printed)
+/// when it was not built, as under `cargo test -p station-tests` alone.
+fn station_agent_cli(test: &str) -> Option<PathBuf> {
+    let cli = Path::new(env!("CARGO_BIN_EXE_crash-appender")).with_file_name("station-agent");
+    if cli.is_file() {
+        return Some(cli);
+    }
+    // Nothing to do if standard error itself is gone.
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: {test}: {} is not built (cargo build -p station-agent)",
+        cli.display()
+    );
+    None
+}
+
+/// The real command line on the power-cut disk: `station-agent init`, then
+/// `station-agent record --json -` fed entries without end; the power goes
+/// after a random number of entries it reported saved (`line N: ok
+/// event_id=… origin_seq=…`), 12 times. A command that ended by itself is
+/// no safer: the first cut comes right after `init` returned.
+#[test]
+fn station_agent_reports_saved_only_what_survives_a_power_cut() {
+    const ROUNDS: usize = 12;
+    let test = "station_agent_reports_saved_only_what_survives";
+    let Some(cli) = station_agent_cli(test) else {
+        return;
+    };
+    let _alone = one_test_at_a_time();
+    let Some((_dir, mut mount)) = mounted(test) else {
+        return;
+    };
+    let started = Instant::now();
+    let mut rng = seeded_rng(test);
+    let data = mount.path().join("station-data");
+    let init = Command::new(&cli)
+        .arg("--data")
+        .arg(&data)
+        .args(["init", "--station", STATION, "--worker", "zd-sw-01"])
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{init:?}");
+    let mut lossy_cuts = 0;
+    mount = cut(mount, &mut lossy_cuts);
+    let mut known = reopen_and_check(&data, &BTreeMap::new()).events;
+    for _ in 0..ROUNDS {
+        let mut child = Command::new(&cli)
+            .arg("--data")
+            .arg(&data)
+            .args(["record", "--json", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let entry = format!(
+            "{{\"activityHeld\":{{\"heldOn\":\"{}\",\"communityCode\":\"{STATION}001\",\
+             \"kind\":\"ACTIVITY_KIND_CHILD_CARE\",\"title\":\"儿童关爱\",\
+             \"participants\":10,\"personTimes\":12}}}}\n",
+            station_agent::engine::today()
+        );
+        // Entries without end, until the command dies and the pipe breaks.
+        std::thread::spawn(move || while stdin.write_all(entry.as_bytes()).is_ok() {});
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, saved) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                if tx.send(parse_saved(&line)).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut acks = Vec::new();
+        for _ in 0..rng.random_range(1..=30) {
+            acks.push(saved.recv().unwrap());
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        reader.join().unwrap();
+        acks.extend(saved.iter());
+        merge_acks(&mut known, &acks);
+        mount = cut(mount, &mut lossy_cuts);
+        known = reopen_and_check(&data, &known).events;
+    }
+    eprintln!(
+        "{test}: {} cuts ({lossy_cuts} lost unsynced writes), {} entries stored, {:.1?}",
+        ROUNDS + 1,
+        known.len(),
+        started.elapsed()
+    );
+    assert!(lossy_cuts > 0, "no cut found anything unsynced to lose");
+}
+
+/// `(origin_seq, event_id)` of a line `line N: ok event_id=… origin_seq=…`.
+fn parse_saved(line: &str) -> (u64, Uuid) {
+    let field = |name: &str| {
+        line.split_ascii_whitespace()
+            .find_map(|word| word.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+    };
+    assert!(line.contains(": ok "), "not a saved entry: {line:?}");
+    (
+        field("origin_seq=").parse().unwrap(),
+        field("event_id=").parse().unwrap(),
+    )
 }
 
 /// A `sync-hub` on the power-cut disk receives a device's pushes; the power
