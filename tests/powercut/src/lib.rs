@@ -21,7 +21,19 @@
 //!
 //! Mounting needs `/dev/fuse` and, for an unprivileged user, `fusermount3`;
 //! as root neither libfuse nor `fusermount3` is needed. Where a mount fails,
-//! [`Disk::mount`] says why, and tests print `skipped: …` with that reason.
+//! [`Disk::mount`] says why, and [`Disk::mount_or_skip`] prints
+//! `skipped: …` with that reason for a test that cannot run here.
+//!
+//! # What it does not model
+//! - Both images live in memory (a disk starts empty; nothing is written
+//!   to a backing folder): the stores under test are small.
+//! - A cut keeps *none* of the unsynced writes. A real disk may keep any
+//!   part of them; a store whose recovery checks what it reads (sled's
+//!   checksums) is tested here for what it relies on being synced, not for
+//!   torn writes.
+//! - Names change per directory, all or nothing at its next sync; regular
+//!   files and directories only (no links, symlinks, sockets or extended
+//!   attributes); one thread answers every request.
 
 pub mod fs;
 pub mod image;
