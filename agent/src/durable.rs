@@ -117,8 +117,39 @@ pub struct OpenedStore {
     pub tree: sled::Tree,
 }
 
-/// Opens a project store in `dir` the one safe way: create the directory,
-/// take its lock, remove snapshots a crash left half-written, open sled on
+/// Creates the store directory `dir` (and its missing parents) so that it
+/// survives a power cut: `fsync` of a directory makes the names *in* it
+/// durable, not its own name, which lives in its parent. Without this, a
+/// store created by `init` and holding saved entries vanishes whole when the
+/// power goes before the file system happens to commit the parent. The
+/// parent is synced on every open, not only at creation: a process killed
+/// between the two left a directory that a later power cut would still lose.
+///
+/// # Errors
+/// A directory cannot be created, or a parent cannot be opened or synced.
+pub fn create_dir_durably(dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut next = Some(dir);
+    while let Some(path) = next.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+        missing.push(path);
+        next = path.parent();
+    }
+    std::fs::create_dir_all(dir)?;
+    if missing.is_empty() {
+        missing.push(dir);
+    }
+    for created in missing.iter().rev() {
+        let parent = match created.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Opens a project store in `dir` the one safe way: create the directory
+/// durably ([`create_dir_durably`]), take its lock, remove snapshots a crash left half-written, open sled on
 /// `config` (whose path is set here), then open `tree` and check (or, when
 /// new, write) its `m:format` marker against `format_version`.
 ///
@@ -132,7 +163,7 @@ pub fn open_store(
     format_version: u32,
 ) -> Result<OpenedStore, OpenError> {
     const M_FORMAT: &[u8] = b"m:format";
-    std::fs::create_dir_all(dir)?;
+    create_dir_durably(dir)?;
     let lock = lock_store(dir)?;
     remove_incomplete_snapshots(dir)?;
     let db = open_sled(&config.path(dir))?;

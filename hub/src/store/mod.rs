@@ -274,7 +274,7 @@ impl HubStore {
         migration: MigrationOptions,
     ) -> Result<Self, HubError> {
         use station_agent::durable;
-        std::fs::create_dir_all(dir)?;
+        durable::create_dir_durably(dir)?;
         let lock = durable::lock_store(dir)?;
         durable::remove_incomplete_snapshots(dir)?;
         let db = durable::open_sled(&sled::Config::new().cache_capacity(cache_capacity).path(dir))?;

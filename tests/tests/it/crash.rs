@@ -34,7 +34,7 @@ use crate::fixtures::{STATION, one_test_at_a_time, seeded_rng};
 const SIGKILL: i32 = 9;
 
 /// A running `crash-appender` and the ack lines it prints.
-struct Appender {
+pub(crate) struct Appender {
     child: Child,
     started: Instant,
     /// Stdout lines, in order; closed once the process is gone.
@@ -43,7 +43,7 @@ struct Appender {
 }
 
 impl Appender {
-    fn spawn(dir: &Path, threads: usize) -> Self {
+    pub(crate) fn spawn(dir: &Path, threads: usize) -> Self {
         let started = Instant::now();
         let mut child = Command::new(env!("CARGO_BIN_EXE_crash-appender"))
             .arg("--data")
@@ -74,7 +74,7 @@ impl Appender {
 
     /// Waits for `kill_after` acks, SIGKILLs the process, and returns every
     /// ack it printed before it died (at least `kill_after`).
-    fn kill_after(self, kill_after: usize) -> Vec<(u64, Uuid)> {
+    pub(crate) fn kill_after(self, kill_after: usize) -> Vec<(u64, Uuid)> {
         let mut acks = Vec::new();
         while acks.len() < kill_after {
             let Ok(line) = self.lines.recv() else {
@@ -99,7 +99,7 @@ impl Appender {
     /// SIGKILLs the process `delay` after it was started (whatever it is
     /// doing then: loading, opening the store, appending), and returns every
     /// ack it printed before it died.
-    fn kill_at(self, delay: Duration) -> Vec<(u64, Uuid)> {
+    pub(crate) fn kill_at(self, delay: Duration) -> Vec<(u64, Uuid)> {
         // The sleep picks the moment of the kill; it waits for no state.
         std::thread::sleep(delay.saturating_sub(self.started.elapsed()));
         let (acks, status) = self.kill_and_drain(Vec::new());
@@ -111,8 +111,24 @@ impl Appender {
         acks
     }
 
-    fn kill_and_drain(mut self, mut acks: Vec<(u64, Uuid)>) -> (Vec<(u64, Uuid)>, ExitStatus) {
+    /// SIGKILLs the process, runs `cut` before waiting for it, and returns
+    /// every ack it printed. `cut` must let a process blocked on its disk
+    /// end, as a power cut does (see `powercut`).
+    pub(crate) fn kill_then(self, cut: impl FnOnce()) -> Vec<(u64, Uuid)> {
+        self.kill_then_drain(Vec::new(), cut).0
+    }
+
+    fn kill_and_drain(self, acks: Vec<(u64, Uuid)>) -> (Vec<(u64, Uuid)>, ExitStatus) {
+        self.kill_then_drain(acks, || {})
+    }
+
+    fn kill_then_drain(
+        mut self,
+        mut acks: Vec<(u64, Uuid)>,
+        cut: impl FnOnce(),
+    ) -> (Vec<(u64, Uuid)>, ExitStatus) {
         self.child.kill().unwrap();
+        cut();
         let status = self.child.wait().unwrap();
         // The pipe is closed now: drain what was printed before the kill.
         acks.extend(self.lines.iter().map(|line| parse(&line)));
@@ -127,7 +143,7 @@ fn parse(line: &str) -> (u64, Uuid) {
 
 /// Adds a run's acks to the events known durable, checking that no ack
 /// reuses the seq of another known event.
-fn merge_acks(known: &mut BTreeMap<u64, Uuid>, acks: &[(u64, Uuid)]) {
+pub(crate) fn merge_acks(known: &mut BTreeMap<u64, Uuid>, acks: &[(u64, Uuid)]) {
     for &(seq, event_id) in acks {
         if let Some(previous) = known.insert(seq, event_id) {
             assert_eq!(
@@ -139,21 +155,23 @@ fn merge_acks(known: &mut BTreeMap<u64, Uuid>, acks: &[(u64, Uuid)]) {
 }
 
 /// What a reopened store holds.
-struct Reopened {
-    head_seq: u64,
+pub(crate) struct Reopened {
+    pub(crate) head_seq: u64,
     /// Every own event: seq → event_id.
-    events: BTreeMap<u64, Uuid>,
+    pub(crate) events: BTreeMap<u64, Uuid>,
     cases: usize,
 }
 
 /// Reopens the store and checks every invariant; `known` (acknowledged, or
 /// seen after an earlier restart) must all be present unchanged.
-fn reopen_and_check(dir: &Path, known: &BTreeMap<u64, Uuid>) -> Reopened {
+pub(crate) fn reopen_and_check(dir: &Path, known: &BTreeMap<u64, Uuid>) -> Reopened {
     let agent = Agent::open(dir, OpenOptions::default()).unwrap_or_else(|e| {
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut files: Vec<_> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(e) => vec![format!("(the store's folder cannot be listed: {e})")],
+        };
         files.sort();
         panic!("the store does not open after a kill: {e}; its files: {files:?}")
     });

@@ -19,21 +19,21 @@ use station_sim::fieldwork::FieldWork;
 
 use crate::fixtures::{STATION, new_device, one_test_at_a_time, record_field_work, seeded_rng};
 
-fn device(dir: &Path, events: usize) -> Arc<Agent> {
+pub(crate) fn device(dir: &Path, events: usize) -> Arc<Agent> {
     let agent = new_device(dir, STATION, "sw");
     record_field_work(&agent, &mut FieldWork::new(STATION, 7), events);
     Arc::new(agent)
 }
 
 /// A `sync-hub` process and the lines it logs.
-struct HubProcess {
+pub(crate) struct HubProcess {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     log: mpsc::Receiver<String>,
 }
 
 impl HubProcess {
-    fn spawn(data: &Path) -> HubProcess {
+    pub(crate) fn spawn(data: &Path) -> HubProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sync-hub"))
             .arg("--data")
             .arg(data)
@@ -65,7 +65,7 @@ impl HubProcess {
     }
 
     /// Blocks until the hub has logged `n` more acknowledged pushes.
-    fn wait_for_acks(&self, n: usize) {
+    pub(crate) fn wait_for_acks(&self, n: usize) {
         let mut seen = 0;
         while seen < n {
             let line = self.log.recv().unwrap();
@@ -75,13 +75,13 @@ impl HubProcess {
         }
     }
 
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 }
 
-fn check_hub(data: &Path, origin: Uuid, head: u64) -> BTreeSet<Uuid> {
+pub(crate) fn check_hub(data: &Path, origin: Uuid, head: u64) -> BTreeSet<Uuid> {
     let store = HubStore::open(data, 8 * 1024 * 1024).unwrap();
     let state = store.origin(origin).unwrap();
     assert!(state.durable_through <= head);
@@ -163,7 +163,7 @@ fn hub_killed_while_acknowledging_pushes_loses_and_duplicates_nothing() {
     eprintln!("hub kills: {kills}, events: {head}");
 }
 
-fn run_agent(data: &Path, hub: &str, token: &str, record: usize) -> Child {
+pub(crate) fn run_agent(data: &Path, hub: &str, token: &str, record: usize) -> Child {
     Command::new(env!("CARGO_BIN_EXE_sync-agent"))
         .arg("--data")
         .arg(data)
@@ -182,7 +182,7 @@ fn run_agent(data: &Path, hub: &str, token: &str, record: usize) -> Child {
         .unwrap()
 }
 
-fn check_device(data: &Path) -> (u64, usize) {
+pub(crate) fn check_device(data: &Path) -> (u64, usize) {
     let agent = Agent::open(data, OpenOptions::default()).unwrap();
     let own = agent.own_events(0, usize::MAX).unwrap();
     assert!(

@@ -1,7 +1,9 @@
 //! End-to-end tests of station-sync across real processes, one module per
 //! suite and their shared [`fixtures`]: the agent's log under SIGKILL
-//! (`crash`), sync with the hub or the device killed (`crash_sync`), and the
-//! seven Nedong stations converging over weak links (`convergence`).
+//! (`crash`), sync with the hub or the device killed (`crash_sync`), the
+//! seven Nedong stations converging over weak links (`convergence`), and the
+//! agent's and the hub's logs through power cuts that drop unsynced data
+//! (`powercut`).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -9,3 +11,4 @@ mod convergence;
 mod crash;
 mod crash_sync;
 mod fixtures;
+mod powercut;
