@@ -13,6 +13,7 @@ mod fixtures;
 
 mod admin;
 mod cli;
+mod hostile;
 mod http;
 mod projection_equivalence;
 mod projections;
@@ -22,3 +23,4 @@ mod refusals;
 mod services;
 mod store;
 mod sync;
+mod web;
