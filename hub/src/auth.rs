@@ -39,6 +39,7 @@ use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use crate::config::HubConfig;
+use crate::guard::{Refusals, presented_token_id};
 use crate::store::{HubError, HubStore, TokenRecord, TokenScope};
 
 /// Random bytes of a token id (shown in hex, 12 digits).
@@ -531,7 +532,11 @@ pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
 }
 
 /// The interceptor in front of the `Sync` service: resolves the bearer token
-/// to a [`Caller`] or refuses the call with `UNAUTHENTICATED`.
+/// to a [`Caller`] or refuses the call with `UNAUTHENTICATED`. Refused calls
+/// are rate-limited per address and per presented token id, and logged once
+/// per interval with a count ([`Refusals`]); a caller over its limit is
+/// answered `RESOURCE_EXHAUSTED` without its token being read. Clones share
+/// their limits.
 ///
 /// It reads one record of the small `tokens` tree, which sled keeps in its
 /// page cache, on the calling task.
@@ -539,23 +544,36 @@ pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
 pub struct Authenticator {
     /// Where the token records are.
     store: Arc<HubStore>,
+    /// The limits on refused calls.
+    refusals: Arc<Refusals>,
 }
 
 impl Authenticator {
     /// An interceptor checking tokens against `store`.
     pub fn new(store: Arc<HubStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            refusals: Arc::new(Refusals::new("grpc")),
+        }
     }
 }
 
 impl Interceptor for Authenticator {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let address = request.remote_addr().map(|addr| addr.ip());
         let header = match request.metadata().get("authorization") {
             None => None,
             Some(value) => Some(value.to_str().map_err(|_| AuthError::MalformedHeader)?),
         };
+        let token_id = header.and_then(presented_token_id);
+        if let Err(wait) = self.refusals.admit(address, token_id) {
+            return Err(Status::resource_exhausted(format!(
+                "too many refused calls: try again in {} s",
+                wait.as_secs().max(1)
+            )));
+        }
         let caller = authenticate(&self.store, header).map_err(|error| {
-            tracing::info!(%error, "call refused: not authenticated");
+            self.refusals.refused(address, token_id, &error.to_string());
             Status::from(error)
         })?;
         request.extensions_mut().insert(caller);

@@ -33,6 +33,10 @@
 //! - [`http`]: the bureau's HTTP side on its own listener
 //!   ([`http::serve_http`]): JSON mirroring `Query`, CSV and XLSX ledgers,
 //!   and the dashboard behind a bureau-token login.
+//! - [`guard`]: what keeps the hub serving under hostile load: each
+//!   listener's connection cap and handshake, idle and request timeouts, the
+//!   open-file limit, and logs that report a repeated condition once per
+//!   interval with a count.
 //! - [`params`]: the limits, periods and `as_of` of a read, parsed alike for
 //!   `Query` and HTTP.
 //! - [`admin`]: the administration socket of a running hub, through which
@@ -46,6 +50,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod guard;
 pub mod http;
 pub mod ingest;
 pub mod params;

@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use station_hub::admin::{self, AdminReply, AdminRequest};
 use station_hub::config::{DEFAULT_TOML, HubConfig};
+use station_hub::guard::ConnectionLimits;
 use station_hub::server::{ServerOptions, TlsIdentity};
 use station_hub::store::{HubStore, TokenRecord, TokenScope};
 use station_hub::{Hub, HubOptions, Listeners};
@@ -38,7 +39,8 @@ enum Command {
         /// sled page cache in bytes.
         #[arg(long, default_value_t = 256 * 1024 * 1024)]
         cache_capacity: u64,
-        /// PEM certificate chain: serve TLS instead of plain text.
+        /// PEM certificate chain: serve TLS instead of plain text, on the
+        /// gRPC listener and the HTTP one (`--http`) alike.
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
         /// PEM private key of the certificate.
@@ -48,9 +50,24 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         shutdown_grace_secs: u64,
         /// Also serve the bureau's HTTP side (JSON, ledgers, dashboard) on
-        /// this address, in plain text.
+        /// this address: HTTPS with --tls-cert/--tls-key, else plain text
+        /// (then keep it on 127.0.0.1 behind a TLS reverse proxy).
         #[arg(long)]
         http: Option<String>,
+        /// Open connections each listener holds at most; one more is closed
+        /// at once. Default: what the open-file limit (raised to its hard
+        /// limit at start) leaves after 128 for the hub itself, shared by
+        /// the listeners, at most 4096.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        max_connections: Option<u32>,
+        /// Seconds a connection has for its TLS handshake and then its
+        /// HTTP/2 preface (gRPC) or request head (HTTP); also how long a
+        /// kept-alive HTTP connection waits for its next request.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        handshake_timeout_secs: u64,
+        /// Seconds an HTTP request may take, its body included (else 408).
+        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+        request_timeout_secs: u64,
     },
     /// Clears the projections and rebuilds them from the log. The hub must
     /// not be running.
@@ -161,6 +178,25 @@ fn token_line(record: &TokenRecord) -> String {
     )
 }
 
+/// Writes `lines` to standard output. A reader that stops early (`tokens |
+/// head -1`) closes the pipe: the listing then ends quietly instead of
+/// failing.
+///
+/// # Errors
+/// Standard output failed otherwise.
+fn print_lines(lines: impl IntoIterator<Item = String>) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let written = lines
+        .into_iter()
+        .try_for_each(|line| writeln!(out, "{line}"))
+        .and_then(|()| out.flush());
+    match written {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 /// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is
 /// called, not when the future is first polled, so a signal sent as soon as
 /// the hub says where it listens stops it cleanly.
@@ -206,17 +242,35 @@ fn main() -> anyhow::Result<()> {
             tls_key,
             shutdown_grace_secs,
             http,
+            max_connections,
+            handshake_timeout_secs,
+            request_timeout_secs,
         } => {
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => Some(TlsIdentity::from_files(&cert, &key)?),
                 _ => None,
             };
+            let files = match station_hub::guard::raise_file_limit() {
+                Ok(files) => files,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot raise the open-file limit");
+                    1024
+                }
+            };
+            let listeners = if http.is_some() { 2 } else { 1 };
+            let mut limits = ConnectionLimits::for_file_limit(files, listeners);
+            if let Some(max) = max_connections {
+                limits.max_connections = max as usize;
+            }
+            limits.handshake_timeout = std::time::Duration::from_secs(handshake_timeout_secs);
+            limits.request_timeout = std::time::Duration::from_secs(request_timeout_secs);
             let options = HubOptions {
                 cache_capacity,
                 server: ServerOptions {
                     tls,
                     shutdown_grace: std::time::Duration::from_secs(shutdown_grace_secs),
                     config: Some(Arc::new(load_config(config.as_deref())?)),
+                    limits,
                 },
                 data,
             };
@@ -274,17 +328,15 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Revoke { data, token_id } => {
             match admin::administer(&data, AdminRequest::Revoke { token_id }, None)? {
-                AdminReply::Revoked(record) => println!("{}", token_line(&record)),
+                AdminReply::Revoked(record) => print_lines([token_line(&record)])?,
                 other => anyhow::bail!("unexpected answer from the hub: {other:?}"),
             }
         }
         Command::Tokens { data } => match admin::administer(&data, AdminRequest::Tokens, None)? {
-            AdminReply::Tokens(records) => {
-                println!("id\tkind\tstation\tname\torigin\trevoked\tcreated");
-                for record in records {
-                    println!("{}", token_line(&record));
-                }
-            }
+            AdminReply::Tokens(records) => print_lines(
+                std::iter::once("id\tkind\tstation\tname\torigin\trevoked\tcreated".to_string())
+                    .chain(records.iter().map(token_line)),
+            )?,
             other => anyhow::bail!("unexpected answer from the hub: {other:?}"),
         },
         Command::Rebuild {
@@ -307,7 +359,8 @@ fn main() -> anyhow::Result<()> {
             check,
         } => {
             if print_default {
-                print!("{DEFAULT_TOML}");
+                let text = DEFAULT_TOML.strip_suffix('\n').unwrap_or(DEFAULT_TOML);
+                print_lines([text.to_string()])?;
             } else if let Some(path) = check {
                 let config = HubConfig::load(&path)?;
                 println!(
@@ -322,12 +375,12 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Quarantine { data } => {
             let store = open_store(&data, admin::COMMAND_CACHE)?;
-            for (origin, q) in store.quarantine()? {
-                println!(
+            print_lines(store.quarantine()?.into_iter().map(|(origin, q)| {
+                format!(
                     "{origin}\t{}\t{}\t{}",
                     q.origin_seq, q.station_code, q.reason
-                );
-            }
+                )
+            }))?;
         }
     }
     Ok(())

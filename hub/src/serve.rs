@@ -44,8 +44,8 @@ pub struct Listeners {
     /// `station.v1.Sync` and `station.v1.Query`, with health and reflection:
     /// what devices and the bureau's programs call.
     pub grpc: TcpListener,
-    /// The bureau's HTTP side (JSON, ledgers, dashboard), in plain text; no
-    /// HTTP side when `None`.
+    /// The bureau's HTTP side (JSON, ledgers, dashboard), in TLS when the
+    /// hub has a TLS identity, else plain text; no HTTP side when `None`.
     pub http: Option<TcpListener>,
 }
 
@@ -204,9 +204,19 @@ impl Hub {
         let admin = admin.map(|(socket, config)| {
             tokio::spawn(socket.serve(Arc::clone(&store), config, until_stopped(&stop)))
         });
+        // The HTTP side speaks TLS with the gRPC side's identity.
+        let http_tls = match (&listeners.http, &options.tls) {
+            (Some(_), Some(tls)) => Some(tls.acceptor(&[b"http/1.1"])?),
+            _ => None,
+        };
         let http = listeners.http.map(|listener| {
-            let served =
-                crate::http::serve_http(listener, Arc::clone(&projections), until_stopped(&stop));
+            let served = crate::http::serve_http(
+                listener,
+                Arc::clone(&projections),
+                options.limits.clone(),
+                http_tls,
+                until_stopped(&stop),
+            );
             let stop = Arc::clone(&stop);
             tokio::spawn(async move {
                 let served = served.await;

@@ -303,3 +303,115 @@ fn a_call_to_a_guardian_is_recorded_and_a_bad_one_refused() {
     assert!(due.contains(&case), "{due}");
     assert!(due.contains("2026-11-08"), "{due}");
 }
+
+/// The token `init` stored in `data`.
+fn stored_token(data: &Path) -> Option<String> {
+    station_agent::Agent::open(data, station_agent::OpenOptions::default())
+        .unwrap()
+        .identity()
+        .token
+        .clone()
+}
+
+#[test]
+fn init_reads_the_token_from_a_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "0123456789ab.00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let init = ["init", "--station", "540502001", "--worker", "w1"];
+
+    // From a file: never on the command line, so never in `ps`.
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let data = dir.path().join("from-file");
+    let mut args = init.to_vec();
+    args.extend(["--token-file", file.to_str().unwrap()]);
+    let out = agent(&data, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stored_token(&data).as_deref(), Some(token));
+
+    // From the environment, which `--help` names.
+    let data = dir.path().join("from-env");
+    let out = Command::new(BIN)
+        .arg("--data")
+        .arg(&data)
+        .args(init)
+        .env("STATION_AGENT_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stored_token(&data).as_deref(), Some(token));
+    let help = stdout(&agent(&data, &["init", "--help"]));
+    assert!(help.contains("STATION_AGENT_TOKEN"), "{help}");
+    assert!(help.contains("--token-file"), "{help}");
+    assert!(!help.contains(token), "{help}");
+
+    // A file without a token, or one that is not there, is refused and
+    // creates nothing.
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, " \n").unwrap();
+    for file in [&empty, &dir.path().join("absent")] {
+        let data = dir.path().join("refused");
+        let mut args = init.to_vec();
+        args.extend(["--token-file", file.to_str().unwrap()]);
+        let out = agent(&data, &args);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("token file"), "{}", stderr(&out));
+        assert!(!data.exists());
+    }
+    // Both a token and a file is a usage error.
+    let mut args = init.to_vec();
+    args.extend(["--token", token, "--token-file", file.to_str().unwrap()]);
+    assert_eq!(
+        agent(&dir.path().join("both"), &args).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn plain_http_to_another_machine_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = |name: &str, hub: &str| {
+        agent(
+            &dir.path().join(name),
+            &[
+                "init",
+                "--station",
+                "540502001",
+                "--worker",
+                "w1",
+                "--hub",
+                hub,
+            ],
+        )
+    };
+    for remote in [
+        "http://192.0.2.7:7400",
+        "http://hub.example:7400/",
+        "HTTP://[2001:db8::1]:7400",
+    ] {
+        let out = init("remote", remote);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("warning:"),
+            "{remote}: {}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("unencrypted"), "{}", stderr(&out));
+        std::fs::remove_dir_all(dir.path().join("remote")).unwrap();
+    }
+    for local in [
+        "http://127.0.0.1:7400",
+        "http://localhost:7400",
+        "http://[::1]:7400",
+        "https://hub.example:7400",
+    ] {
+        let out = init("local", local);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("warning"),
+            "{local}: {}",
+            stderr(&out)
+        );
+        std::fs::remove_dir_all(dir.path().join("local")).unwrap();
+    }
+}

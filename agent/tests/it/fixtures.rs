@@ -37,7 +37,7 @@ pub fn init_device(dir: &Path, worker: &str) -> Agent {
 pub const BIN: &str = env!("CARGO_BIN_EXE_station-agent");
 
 /// Runs `station-agent --data DATA ARGS…` to its end, without a TLS
-/// authority from the environment.
+/// authority or a token from the environment.
 #[cfg(feature = "cli")]
 pub fn agent(data: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -45,6 +45,7 @@ pub fn agent(data: &Path, args: &[&str]) -> Output {
         .arg(data)
         .args(args)
         .env_remove("STATION_AGENT_TLS_CA")
+        .env_remove("STATION_AGENT_TOKEN")
         .output()
         .unwrap()
 }

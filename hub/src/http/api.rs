@@ -10,7 +10,8 @@ use station_proto::ids::Uuid;
 
 use super::{AppState, HttpError};
 use crate::projections::{
-    CaseTimeline, Caseload, Conflicts, IndicatorTable, OverdueList, QuarantineList, SyncHealth,
+    CaseTimeline, Caseload, Conflicts, IndicatorTable, OverdueList, ProjectionError,
+    QuarantineList, SyncHealth,
 };
 use crate::{auth, params};
 
@@ -138,6 +139,9 @@ pub(super) async fn case_timeline(
         .parse()
         .map_err(|_| HttpError::BadRequest("case id: must be a UUID".into()))?;
     let timeline = state.read(move |p| p.case_timeline(case_id)).await?;
-    auth::authorize_case(&caller, case_id, &timeline.station_code)?;
+    // Another station's case is answered as no case at all: a device token
+    // cannot learn which case ids exist elsewhere.
+    auth::authorize_case(&caller, case_id, &timeline.station_code)
+        .map_err(|_| HttpError::from(ProjectionError::UnknownCase(case_id)))?;
     Ok(Json(timeline))
 }

@@ -15,10 +15,13 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
-use super::{AppState, HttpError, SESSION_COOKIE, china_time, completion, escape, shown, tier_zh};
+use super::{
+    AppState, HttpError, SESSION_COOKIE, china_time, completion, escape, session_token, shown,
+    tier_zh,
+};
 use crate::projections::period::Period;
 use crate::projections::{IndicatorTable, OverdueList, SyncHealth, end_of_day_ms, today_in_china};
-use crate::{auth, params};
+use crate::{auth, guard, params};
 
 const STYLE: &str = "body{font-family:'Noto Sans CJK SC','Microsoft YaHei','Noto Sans Tibetan','Microsoft Himalaya',sans-serif;margin:0;background:#f5f6f8;color:#222}\
 header{background:#9b1c1c;color:#fff;padding:12px 24px;display:flex;justify-content:space-between;align-items:center}\
@@ -148,13 +151,32 @@ pub(super) async fn login(
     {
         return refused("令牌无效");
     }
+    // The token id is counted here, since it came in the form: guesses at
+    // one token's secret are held whichever addresses they come from (the
+    // addresses themselves are counted in front of every route).
+    let token_id = guard::presented_token_id(&header);
+    if state.refusals.admit(None, token_id).is_err() {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            Html(login_form(Some("尝试次数过多，请稍后再试"))),
+        )
+            .into_response();
+    }
     let caller = match auth::authenticate(state.projections.store(), Some(&header)) {
         Ok(caller) => caller,
-        Err(_) => return refused("令牌无效或已吊销"),
+        Err(error) => {
+            state.refusals.refused(None, token_id, &error.to_string());
+            return refused("令牌无效或已吊销");
+        }
     };
     match auth::authorize_district(&caller) {
         Ok(()) => {
-            let cookie = format!("{SESSION_COOKIE}={token}; {COOKIE_ATTRIBUTES}");
+            let session = state.sessions.open(token);
+            let secure = if state.secure { "; Secure" } else { "" };
+            let cookie = format!(
+                "{SESSION_COOKIE}={session}; Max-Age={}; {COOKIE_ATTRIBUTES}{secure}",
+                state.sessions.lifetime().as_secs()
+            );
             match HeaderValue::from_str(&cookie) {
                 Ok(cookie) => (
                     [(header::SET_COOKIE, cookie)],
@@ -168,13 +190,17 @@ pub(super) async fn login(
     }
 }
 
-/// POST /logout: clears the session cookie, unless posted from another
-/// site.
-pub(super) async fn logout(headers: HeaderMap) -> Response {
+/// POST /logout: ends the session on the hub and clears its cookie, unless
+/// posted from another site.
+pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !same_origin(&headers) {
         return cross_site();
     }
-    let cookie = format!("{SESSION_COOKIE}=; Max-Age=0; {COOKIE_ATTRIBUTES}");
+    if let Some(id) = session_token(&headers) {
+        state.sessions.end(&id);
+    }
+    let secure = if state.secure { "; Secure" } else { "" };
+    let cookie = format!("{SESSION_COOKIE}=; Max-Age=0; {COOKIE_ATTRIBUTES}{secure}");
     match HeaderValue::from_str(&cookie) {
         Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response(),
         Err(_) => Redirect::to("/login").into_response(),

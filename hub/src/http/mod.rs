@@ -12,23 +12,38 @@
 mod api;
 mod dashboard;
 mod reports;
+pub mod session;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::guard::{self, Admission, ConnectionLimits, Refusals};
+use session::Sessions;
 
 use crate::auth::{self, AuthError, Caller};
 use crate::params::BadParameter;
 use crate::projections::{ProjectionError, Projections};
 
-/// The cookie the login sets: it holds the bureau's bearer token, so a
-/// revoked token ends its sessions at once.
+/// The cookie the login sets: it holds a random session id (see
+/// [`session`]); the bureau token stays on the hub, and is checked again on
+/// every request, so a revoked token ends its sessions at once.
 pub const SESSION_COOKIE: &str = "station_hub_session";
 
 /// What every handler shares.
@@ -36,11 +51,25 @@ pub const SESSION_COOKIE: &str = "station_hub_session";
 struct AppState {
     /// The projections read, and through them the store holding the tokens.
     projections: Arc<Projections>,
+    /// The dashboard's login sessions.
+    sessions: Arc<Sessions>,
+    /// Whether the session cookie is `Secure` (the side is served over TLS).
+    secure: bool,
+    /// The limits on refused requests, which the login also counts against
+    /// the token id it was given.
+    refusals: Arc<Refusals>,
 }
 
-/// The routes of the HTTP side over `projections`.
+/// The routes of the HTTP side over `projections`, with the security headers
+/// of [`secured`], the refused calls rate-limited per address and token.
 pub fn router(projections: Arc<Projections>) -> Router {
-    Router::new()
+    app(projections, Arc::new(Sessions::default()), false)
+}
+
+/// [`router`] with `sessions`, and session cookies `Secure` when `secure`.
+fn app(projections: Arc<Projections>, sessions: Arc<Sessions>, secure: bool) -> Router {
+    let refusals = Arc::new(Refusals::new("http"));
+    let routes = Router::new()
         .route("/api/indicators", get(api::indicators))
         .route("/api/caseload", get(api::caseload))
         .route("/api/overdue", get(api::overdue))
@@ -53,24 +82,146 @@ pub fn router(projections: Arc<Projections>) -> Router {
         .route("/login", get(dashboard::login_page).post(dashboard::login))
         .route("/logout", post(dashboard::logout))
         .fallback(|| async { HttpError::NotFound("no such page".into()) })
-        .with_state(AppState { projections })
+        .with_state(AppState {
+            projections,
+            sessions,
+            secure,
+            refusals: Arc::clone(&refusals),
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            refusals,
+            limit_refusals,
+        ));
+    secured(routes)
 }
 
-/// Serves [`router`] on `listener` until `shutdown` completes, then lets the
-/// requests in flight finish.
+/// `routes` with the headers every answer carries: nothing stored by
+/// browsers or proxies (pages and reports carry names and ID numbers), no
+/// content-type guessing, never framed by another page, no referrer sent
+/// on.
+fn secured(routes: Router) -> Router {
+    let set =
+        |name, value| SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value));
+    routes
+        .layer(set(header::CACHE_CONTROL, "no-store"))
+        .layer(set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(set(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        ))
+        .layer(set(header::REFERRER_POLICY, "no-referrer"))
+}
+
+/// The rate limits of [`Refusals`] in front of every route: a caller held
+/// for too many refused requests (401: no valid token, a failed login) is
+/// answered 429 without its token being read; each 401 is counted against
+/// its address and the token id it presented.
+async fn limit_refusals(
+    State(refusals): State<Arc<Refusals>>,
+    request: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let token_id = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(guard::presented_token_id)
+        .map(str::to_string);
+    if let Err(wait) = refusals.admit(address, token_id.as_deref()) {
+        let retry = wait.as_secs().max(1).to_string();
+        let mut answer = (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(serde_json::json!({ "error": "too many refused requests: try again later" })),
+        )
+            .into_response();
+        if let Ok(retry) = HeaderValue::from_str(&retry) {
+            answer.headers_mut().insert(header::RETRY_AFTER, retry);
+        }
+        return answer;
+    }
+    let answer = next.run(request).await;
+    if answer.status() == StatusCode::UNAUTHORIZED {
+        refusals.refused(address, token_id.as_deref(), "no valid token");
+    }
+    answer
+}
+
+/// Serves [`router`] on `listener` over HTTP/1.1 (in TLS with `tls`, and the
+/// session cookie then `Secure`) until `shutdown` completes,
+/// then lets the requests in flight finish. Connections are admitted under
+/// `limits` (see [`crate::guard`]): at most `max_connections` open, a
+/// request's head (and a kept-alive connection's next one) read within
+/// `handshake_timeout`, a whole request answered within `request_timeout`
+/// (else 408).
 ///
 /// # Errors
-/// The listener's I/O errors.
+/// None at present: accept failures are logged and waited out.
 pub async fn serve_http(
     listener: TcpListener,
     projections: Arc<Projections>,
+    limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    tracing::info!(addr = ?listener.local_addr().ok(), "http listening");
-    axum::serve(listener, router(projections))
-        .with_graceful_shutdown(shutdown)
-        .await
+    tracing::info!(addr = ?listener.local_addr().ok(), tls = tls.is_some(),
+        max_connections = limits.max_connections, "http listening");
+    let secure = tls.is_some();
+    let app = app(projections, Arc::new(Sessions::default()), secure).layer(
+        TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout),
+    );
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.handshake_timeout)
+        .keep_alive(true)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let mut incoming = guard::admit(
+        listener,
+        Admission {
+            name: "http",
+            limits,
+            tls,
+            preface: 0,
+        },
+    );
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let conn = tokio::select! {
+            () = &mut shutdown => break,
+            conn = incoming.recv() => match conn {
+                Some(conn) => conn,
+                None => break,
+            },
+        };
+        let remote = conn.remote_addr();
+        let service = app
+            .clone()
+            .map_request(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(remote));
+                request
+            });
+        let connection =
+            builder.serve_connection(TokioIo::new(conn), TowerToHyperService::new(service));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "http connection ended");
+            }
+        });
+    }
+    drop(incoming);
+    graceful.shutdown().await;
+    Ok(())
 }
+
+/// The most a request's head may take in the read buffer, in bytes.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// A refusal or failure, answered as JSON `{"error": "..."}`.
 #[derive(Debug)]
@@ -136,7 +287,7 @@ impl From<ProjectionError> for HttpError {
     }
 }
 
-/// The session token the request's cookie carries, if any.
+/// The session id the request's cookie carries, if any.
 fn session_token(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
@@ -150,22 +301,28 @@ fn session_token(headers: &HeaderMap) -> Option<String> {
 }
 
 impl AppState {
-    /// The caller of a request: its `Authorization` header, else its
-    /// session cookie.
+    /// The caller of a request: its `Authorization` header, else the token
+    /// of its live session. A session whose token is refused ends.
     fn caller(&self, headers: &HeaderMap) -> Result<Caller, HttpError> {
-        let header = match headers.get(header::AUTHORIZATION) {
-            Some(value) => Some(
-                value
-                    .to_str()
-                    .map_err(|_| HttpError::from(AuthError::MalformedHeader))?
-                    .to_string(),
-            ),
-            None => session_token(headers).map(|token| format!("Bearer {token}")),
+        if let Some(value) = headers.get(header::AUTHORIZATION) {
+            let header = value
+                .to_str()
+                .map_err(|_| HttpError::from(AuthError::MalformedHeader))?;
+            return Ok(auth::authenticate(self.projections.store(), Some(header))?);
+        }
+        let Some(id) = session_token(headers) else {
+            return Err(AuthError::MissingToken.into());
         };
-        Ok(auth::authenticate(
-            self.projections.store(),
-            header.as_deref(),
-        )?)
+        let Some(token) = self.sessions.token(&id) else {
+            return Err(HttpError::Unauthorized(
+                "the session has ended: log in again".into(),
+            ));
+        };
+        let header = format!("Bearer {token}");
+        auth::authenticate(self.projections.store(), Some(&header)).map_err(|error| {
+            self.sessions.end(&id);
+            error.into()
+        })
     }
 
     /// The stations `caller` reads when asking for `asked`.

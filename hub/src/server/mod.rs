@@ -25,9 +25,13 @@ use std::time::Duration;
 use station_proto::v1::query_server::QueryServer;
 use station_proto::v1::sync_server::SyncServer;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_stream::StreamExt as _;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
+
+use crate::guard::{self, Admission, ConnectionLimits};
 
 use crate::auth::Authenticator;
 use crate::config::{ConfigError, HubConfig};
@@ -72,9 +76,7 @@ impl TlsIdentity {
     /// [`ServeError::Tls`] when rustls does not accept the certificate and key.
     pub fn from_pem(cert_pem: Vec<u8>, key_pem: Vec<u8>) -> Result<Self, ServeError> {
         let identity = Self { cert_pem, key_pem };
-        Server::builder()
-            .tls_config(identity.server_config())
-            .map_err(|e| ServeError::Tls(error_chain(&e)))?;
+        identity.acceptor(&[])?;
         Ok(identity)
     }
 
@@ -93,8 +95,29 @@ impl TlsIdentity {
         Self::from_pem(read(cert)?, read(key)?)
     }
 
-    fn server_config(&self) -> ServerTlsConfig {
-        ServerTlsConfig::new().identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+    /// A TLS acceptor for this identity offering the application protocols
+    /// `alpn` (`h2` for gRPC, `http/1.1` for the HTTP side).
+    pub(crate) fn acceptor(&self, alpn: &[&[u8]]) -> Result<TlsAcceptor, ServeError> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let refused = |e: &dyn std::fmt::Display| ServeError::Tls(e.to_string());
+        let certs = CertificateDer::pem_slice_iter(&self.cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| refused(&e))?;
+        if certs.is_empty() {
+            return Err(ServeError::Tls("no certificate in the PEM file".into()));
+        }
+        let key = PrivateKeyDer::from_pem_slice(&self.key_pem).map_err(|e| refused(&e))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| refused(&e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| refused(&e))?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(TlsAcceptor::from(Arc::new(config)))
     }
 }
 
@@ -109,6 +132,8 @@ pub struct ServerOptions {
     /// Roster, intervals and targets `Query` answers with; the built-in
     /// Nedong roster when `None`.
     pub config: Option<Arc<HubConfig>>,
+    /// The bounds of each listener's connections.
+    pub limits: ConnectionLimits,
 }
 
 impl Default for ServerOptions {
@@ -117,6 +142,7 @@ impl Default for ServerOptions {
             tls: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             config: None,
+            limits: ConnectionLimits::default(),
         }
     }
 }
@@ -159,20 +185,6 @@ pub enum ServeError {
     Http(#[source] std::io::Error),
 }
 
-/// The causes of a tonic transport error, which itself only says
-/// "transport error".
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let error = error.source().unwrap_or(error);
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// Serves `station.v1.Sync` and `station.v1.Query` (token checked),
 /// `grpc.health.v1.Health` and server reflection (both open) on `listener`
 /// until `shutdown` completes. Then it stops accepting connections, ends
@@ -191,9 +203,12 @@ pub(crate) async fn serve_grpc(
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr().ok();
     let store = Arc::clone(projections.store());
+    // One authenticator for both services: they share the limits on refused
+    // calls.
+    let authenticator = Authenticator::new(Arc::clone(&store));
     let query = InterceptedService::new(
         QueryService::new(projections).into_server(),
-        Authenticator::new(Arc::clone(&store)),
+        authenticator.clone(),
     );
     let service = SyncService::new(Arc::clone(&store));
     let stopping = service.clone();
@@ -211,20 +226,30 @@ pub(crate) async fn serve_grpc(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    let sync = InterceptedService::new(service.into_server(), Authenticator::new(store));
-    let mut server = Server::builder();
-    if let Some(tls) = &options.tls {
-        server = server
-            .tls_config(tls.server_config())
-            .map_err(|e| ServeError::Tls(error_chain(&e)))?;
-    }
-    let router = server
+    let sync = InterceptedService::new(service.into_server(), authenticator);
+    let tls = match &options.tls {
+        Some(tls) => Some(tls.acceptor(&[b"h2"])?),
+        None => None,
+    };
+    let limits = &options.limits;
+    let router = Server::builder()
+        .max_concurrent_streams(limits.max_streams)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .http2_max_header_list_size(64 * 1024)
+        .max_connection_age(limits.max_connection_age)
+        .max_connection_age_grace(MAX_PULL_WAIT + options.shutdown_grace)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(sync)
         .add_service(query);
-    tracing::info!(?addr, tls = options.tls.is_some(), "hub listening");
+    tracing::info!(
+        ?addr,
+        tls = options.tls.is_some(),
+        max_connections = limits.max_connections,
+        "hub listening"
+    );
 
     let mut stopped = stopping.stopping();
     let signal = async move {
@@ -238,9 +263,20 @@ pub(crate) async fn serve_grpc(
             .set_not_serving::<QueryServer<QueryService>>()
             .await;
     };
-    // Without TCP_NODELAY a small answer waits for the delayed ACK of the
-    // previous segment: about 40 ms added to every call on Linux.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Connections are admitted under the listener's cap, with TLS and the
+    // HTTP/2 preface bounded by the handshake timeout (and TCP_NODELAY: a
+    // small answer would otherwise wait for the delayed ACK of the previous
+    // segment, about 40 ms on Linux).
+    let incoming = tokio_stream::wrappers::ReceiverStream::new(guard::admit(
+        listener,
+        Admission {
+            name: "grpc",
+            limits: limits.clone(),
+            tls,
+            preface: guard::HTTP2_OPENING_BYTES,
+        },
+    ))
+    .map(Ok::<_, std::io::Error>);
     let grace = options.shutdown_grace;
     let grace_ended = async move {
         if stopped.wait_for(|stopping| *stopping).await.is_err() {

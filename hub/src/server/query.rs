@@ -150,7 +150,10 @@ impl Query for QueryService {
         let case_id = validate::uuid16("case_id", &request.into_inner().case_id)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let timeline = self.read(move |p| p.case_timeline(case_id)).await?;
-        auth::authorize_case(&caller, case_id, &timeline.station_code)?;
+        // Another station's case is answered as no case at all: a device
+        // token cannot learn which case ids exist elsewhere.
+        auth::authorize_case(&caller, case_id, &timeline.station_code)
+            .map_err(|_| Status::from(ProjectionError::UnknownCase(case_id)))?;
         Ok(Response::new(timeline.into()))
     }
 }

@@ -1,7 +1,10 @@
 //! The gRPC status of each error the services meet, so the same failure
 //! answers with the same code whichever call met it: a broken rule is the
 //! caller's (`INVALID_ARGUMENT`, `FAILED_PRECONDITION`, `NOT_FOUND`), a
-//! storage failure is `UNAVAILABLE` (retried), corruption is `INTERNAL`.
+//! storage failure is `UNAVAILABLE` (retried), a record the hub cannot
+//! decode is `INTERNAL`, and a store page that fails its checksum is
+//! `DATA_LOSS`, naming where: permanent, never retried as if the disk might
+//! heal.
 
 use tonic::Status;
 
@@ -9,12 +12,22 @@ use crate::params::BadParameter;
 use crate::projections::ProjectionError;
 use crate::store::HubError;
 
+/// The answer to a read that met a store page failing its checksum: a
+/// permanent error naming the page's position in the store's files.
+fn corrupt_page(at: Option<sled::DiskPtr>) -> Status {
+    let at = at.map_or_else(|| "an unknown position".to_string(), |at| format!("{at:?}"));
+    Status::data_loss(format!(
+        "the hub's store is corrupt at {at}: restore it from a backup; retrying will not help"
+    ))
+}
+
 /// The gRPC status of a store error.
 pub fn status_of(error: HubError) -> Status {
     match error {
         HubError::Gap { .. } => Status::failed_precondition(error.to_string()),
         HubError::Malformed { .. } => Status::invalid_argument(error.to_string()),
         HubError::UnknownToken(_) => Status::not_found(error.to_string()),
+        HubError::Sled(sled::Error::Corruption { at, .. }) => corrupt_page(at),
         HubError::Sled(_) | HubError::Io(_) => Status::unavailable(error.to_string()),
         HubError::Corrupt(_) | HubError::UnsupportedFormat(_) => {
             Status::internal(error.to_string())
@@ -38,6 +51,7 @@ impl From<ProjectionError> for Status {
     fn from(error: ProjectionError) -> Self {
         match error {
             ProjectionError::Store(store) => status_of(store),
+            ProjectionError::Sled(sled::Error::Corruption { at, .. }) => corrupt_page(at),
             ProjectionError::Sled(_) => Status::unavailable(error.to_string()),
             ProjectionError::Corrupt(_) => Status::internal(error.to_string()),
             ProjectionError::BadRequest(_) => Status::invalid_argument(error.to_string()),

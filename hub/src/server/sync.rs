@@ -182,8 +182,19 @@ impl Sync for SyncService {
         let mut grown = self.store.subscribe();
         let mut stopping = self.stopping.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
+        let mut woken = false;
         loop {
             grown.borrow_and_update();
+            if woken {
+                // A token revoked while the poll waited ends it: nothing is
+                // delivered on a revoked token.
+                let token_id = caller.token_id().to_string();
+                let record = self.blocking(move |store| store.token(&token_id)).await?;
+                if record.is_none_or(|record| record.revoked_at_ms.is_some()) {
+                    return Err(AuthError::Revoked.into());
+                }
+            }
+            woken = true;
             let station = pull.station_code.clone();
             let page = self
                 .blocking(move |store| {

@@ -176,3 +176,39 @@ async fn enroll_revoke_and_list_tokens_then_use_them() {
     assert_eq!(rows[1][4], origin.to_string());
     assert_eq!(rows[1][5], "-");
 }
+
+#[test]
+fn listings_end_quietly_when_their_reader_has_gone() {
+    let data = tempfile::tempdir().unwrap();
+    for n in 0..3 {
+        stdout_of(&hub_cli(
+            data.path(),
+            &[
+                "enroll",
+                "--station",
+                "540502001",
+                "--device",
+                &format!("d{n}"),
+            ],
+        ));
+    }
+    let listings: [&[&str]; 3] = [&["tokens"], &["quarantine"], &["config", "--print-default"]];
+    for args in listings {
+        let mut command = crate::fixtures::hub_command(&args[..1]);
+        if args[0] != "config" {
+            command.arg("--data").arg(data.path());
+        }
+        let mut child = command
+            .args(&args[1..])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `| head -0`: the reader is gone before the first line is written.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

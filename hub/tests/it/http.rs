@@ -26,38 +26,52 @@ impl Hub {
 
 /// An HTTP response as read off the socket.
 #[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8(self.body.clone()).unwrap()
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap()
     }
 }
 
 /// One HTTP/1.1 exchange on a fresh connection.
-async fn request(
+pub(crate) async fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Reply {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    try_request(addr, method, path, headers, body)
+        .await
+        .expect("the connection failed")
+}
+
+/// One HTTP/1.1 exchange on a fresh connection; `None` when the connection
+/// fails or is closed before a whole answer.
+pub(crate) async fn try_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<Reply> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -66,11 +80,11 @@ async fn request(
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
+    stream.write_all(head.as_bytes()).await.ok()?;
+    stream.write_all(body).await.ok()?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    stream.read_to_end(&mut raw).await.ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8(raw[..split].to_vec()).unwrap();
     let mut body = raw[split + 4..].to_vec();
     let mut lines = head.split("\r\n");
@@ -104,11 +118,11 @@ async fn request(
         }
         body = decoded;
     }
-    Reply {
+    Some(Reply {
         status,
         headers,
         body,
-    }
+    })
 }
 
 struct Tokens {
@@ -315,7 +329,17 @@ async fn refusals_are_json_with_the_right_status() {
     let other_case = hub
         .get_as(&format!("/api/cases/{}/timeline", s.case2), &tokens.c)
         .await;
-    assert_eq!(other_case.status, 403);
+    // Another station's case reads exactly as a case that does not exist.
+    let unknown = station_proto::ids::Uuid::now_v7();
+    let absent = hub
+        .get_as(&format!("/api/cases/{unknown}/timeline"), &tokens.c)
+        .await;
+    assert_eq!(other_case.status, 404);
+    assert_eq!(absent.status, 404);
+    assert_eq!(
+        error(&other_case).replace(&s.case2.to_string(), "ID"),
+        error(&absent).replace(&unknown.to_string(), "ID")
+    );
     let other_report = hub
         .get_as(&format!("/reports/{ZEDANG}/2025-03.csv"), &tokens.c)
         .await;

@@ -13,6 +13,7 @@ mod fixtures;
 
 mod admin;
 mod cli;
+mod hostile;
 mod http;
 mod projection_equivalence;
 mod projections;
@@ -23,3 +24,4 @@ mod services;
 mod store;
 mod sync;
 mod trust;
+mod web;

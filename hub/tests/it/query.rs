@@ -279,11 +279,22 @@ async fn a_device_token_reads_its_own_station_only() {
     let timeline = |case: station_proto::ids::Uuid| GetCaseTimelineRequest {
         case_id: case.as_bytes().to_vec(),
     };
+    // Another station's case reads exactly as a case that does not exist.
     let refused = query
         .get_case_timeline(authorized(timeline(s.case1), &tokens.c))
         .await
         .unwrap_err();
-    assert_eq!(refused.code(), Code::PermissionDenied);
+    let unknown = station_proto::ids::Uuid::now_v7();
+    let absent = query
+        .get_case_timeline(authorized(timeline(unknown), &tokens.c))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound);
+    assert_eq!(absent.code(), Code::NotFound);
+    assert_eq!(
+        refused.message().replace(&s.case1.to_string(), "ID"),
+        absent.message().replace(&unknown.to_string(), "ID")
+    );
     query
         .get_case_timeline(authorized(timeline(s.case1), &tokens.b))
         .await

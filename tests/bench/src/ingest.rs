@@ -30,14 +30,15 @@ const CACHE: u64 = 256 * 1024 * 1024;
 
 /// One device's backlog.
 #[derive(Clone)]
-struct Device {
-    station: &'static str,
-    origin: Uuid,
+pub(crate) struct Device {
+    pub(crate) station: &'static str,
+    pub(crate) origin: Uuid,
     /// Its events, in batches as pushed.
-    batches: Vec<Vec<Event>>,
+    pub(crate) batches: Vec<Vec<Event>>,
 }
 
-fn devices(count: usize, pushes: usize, batch: usize) -> Vec<Device> {
+/// `count` devices, each with `pushes` batches of `batch` valid events.
+pub(crate) fn devices(count: usize, pushes: usize, batch: usize) -> Vec<Device> {
     let events = pushes * batch;
     // About two entries a day per worker: enough days for the backlog.
     let last_day = station_hub::projections::today_in_china();

@@ -17,6 +17,9 @@
 //! - `projection-rebuild` and `query-latency` ([`projections`]): a generated
 //!   hub log, rebuilt into projections and queried, against a raw scan and
 //!   decode of the same log;
+//! - `hostile-load` ([`hostile`]): a device's pushes and the bureau's
+//!   indicator JSON while 1,000 idle and 200 slow-loris connections are held
+//!   against the hub, against the same on a quiet network;
 //! - `mobile` ([`mobile`]): the stripped mobile library and a phone process
 //!   opening a store, against plain sled opening and scanning the same store.
 //!
@@ -27,6 +30,7 @@
 //! skipped with the reason, so the table always shows what was not measured.
 
 mod append;
+mod hostile;
 mod ingest;
 mod mobile;
 mod pouchdb;
@@ -60,12 +64,13 @@ struct Args {
 }
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "durable-append",
     "sync-backlog",
     "hub-ingest",
     "projection-rebuild",
     "query-latency",
+    "hostile-load",
     "mobile",
 ];
 
@@ -352,6 +357,10 @@ fn main() -> anyhow::Result<()> {
     if rebuild || queries {
         progress!("projection-rebuild / query-latency");
         runtime.block_on(projections::run(quick, rebuild, queries, &mut rows))?;
+    }
+    if wanted("hostile-load") {
+        progress!("hostile-load");
+        runtime.block_on(hostile::run(quick, &mut rows))?;
     }
     if wanted("mobile") {
         progress!("mobile");

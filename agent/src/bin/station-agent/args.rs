@@ -47,12 +47,13 @@ pub enum Command {
         /// The social worker's id.
         #[arg(long)]
         worker: String,
-        /// The hub's address, e.g. http://hub:7400.
+        /// The hub's address, e.g. https://hub:7400 (a warning is printed
+        /// when http:// names another machine: the token would cross the
+        /// network in clear).
         #[arg(long)]
         hub: Option<String>,
-        /// The device token printed by `station-hub enroll`.
-        #[arg(long)]
-        token: Option<String>,
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// Case files: open, assess, note, close, reopen.
     #[command(subcommand)]
@@ -144,6 +145,20 @@ pub enum Command {
     },
 }
 
+/// The device token printed by `station-hub enroll`: from a file, from the
+/// environment variable `STATION_AGENT_TOKEN`, or (shown to every user of the
+/// machine by `ps`) on the command line.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The device token printed by `station-hub enroll`. Other users of the
+    /// machine see it in `ps`: prefer --token-file or STATION_AGENT_TOKEN.
+    #[arg(long, env = "STATION_AGENT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A file holding the device token (surrounding white space ignored).
+    #[arg(long, conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+}
+
 /// Where the hub is and how to prove who this device is.
 #[derive(Debug, Args)]
 pub struct HubArgs {
@@ -151,8 +166,8 @@ pub struct HubArgs {
     #[arg(long)]
     pub hub: Option<String>,
     /// The device token (default: the one given at init).
-    #[arg(long)]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub token: TokenArgs,
     /// A PEM CA certificate to trust for the hub's TLS certificate; turns TLS on.
     #[arg(long, env = "STATION_AGENT_TLS_CA")]
     pub tls_ca: Option<PathBuf>,

@@ -8,19 +8,77 @@ use anyhow::Context as _;
 use station_agent::Agent;
 use station_agent::sync::{self, SyncOptions};
 
-use crate::args::HubArgs;
+use crate::args::{HubArgs, TokenArgs};
+
+/// The token `args` give, read from its file when one is named.
+///
+/// # Errors
+/// The file cannot be read, or holds no token.
+pub fn token_of(args: TokenArgs) -> anyhow::Result<Option<String>> {
+    let Some(path) = args.token_file else {
+        return Ok(args.token);
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    let token = text.trim();
+    anyhow::ensure!(
+        !token.is_empty() && !token.contains(char::is_whitespace),
+        "the token file {} does not hold one token",
+        path.display()
+    );
+    Ok(Some(token.to_string()))
+}
+
+/// The host of an `http://` address naming another machine than this one:
+/// a device token sent there crosses the network in clear.
+pub fn plain_to_remote(url: &str) -> Option<&str> {
+    let rest = url
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
+        .map(|_| &url[7..])?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then_some(host)
+}
+
+/// Warns on standard error when `url` is `http://` to another machine and
+/// no CA certificate turns TLS on.
+pub fn warn_if_plain(url: &str, tls: bool) {
+    if tls {
+        return;
+    }
+    if let Some(host) = plain_to_remote(url) {
+        eprintln!(
+            "warning: {host} is reached over plain http://: the device token and the \
+             records cross the network unencrypted; use https:// (or --tls-ca)"
+        );
+    }
+}
 
 /// The sync settings for this device.
 ///
 /// # Errors
-/// No hub address anywhere, or a CA certificate that cannot be read.
+/// No hub address anywhere, a token file or CA certificate that cannot be
+/// read.
 pub fn sync_options(agent: &Agent, args: HubArgs) -> anyhow::Result<SyncOptions> {
     let identity = agent.identity();
     let hub_url = args
         .hub
         .or_else(|| identity.hub_url.clone())
         .ok_or(sync::SyncError::NoHub)?;
-    let mut options = SyncOptions::new(hub_url, args.token.or_else(|| identity.token.clone()));
+    warn_if_plain(&hub_url, args.tls_ca.is_some());
+    let token = token_of(args.token)?.or_else(|| identity.token.clone());
+    let mut options = SyncOptions::new(hub_url, token);
     if let Some(path) = args.tls_ca {
         let pem = std::fs::read(&path)
             .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;

@@ -49,6 +49,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             hub,
             token,
         } => {
+            let token = hub::token_of(token)?;
+            if let Some(url) = &hub {
+                hub::warn_if_plain(url, false);
+            }
             let agent = Agent::init(
                 &cli.data,
                 InitOptions {
