@@ -13,6 +13,7 @@ mod fixtures;
 
 mod admin;
 mod cli;
+mod conflict;
 mod http;
 mod projection_equivalence;
 mod projections;
@@ -20,5 +21,7 @@ mod query;
 mod rebuild_cli;
 mod refusals;
 mod services;
+mod signatures;
 mod store;
 mod sync;
+mod takeover;
