@@ -2,7 +2,8 @@
 //! It keeps the contract in the plainest way (vectors and maps under one
 //! lock), decides pushes with the same [`crate::ingest::decide`], and is
 //! what the sled store is checked against. Everything it acknowledges is
-//! "durable" for as long as the value lives.
+//! "durable" for as long as the value lives. It keeps origin bindings but no
+//! token records: revocation is the token store's, checked by the sled store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
