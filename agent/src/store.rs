@@ -16,7 +16,9 @@
 //! | `m:parked` | JSON [`ParkedBatch`]: own events the hub refused for good (absent = none) |
 //! | `m:last_sync_ms` | `i64`, wall clock when a sync round last completed (absent = never) |
 //! | `m:uplink_bps` | `u64`, measured uplink rate in encoded bytes per second (absent = not measured) |
+//! | `m:device_key` | the 32-byte secret (seed) of this origin's Ed25519 device key |
 //! | `o:` seq | encoded `Event`, own log |
+//! | `h:` seq | 32 bytes, `chain_seq` of the own log (see [`station_proto::chain`]) |
 //! | `p:` hub_seq | encoded `Event` pulled from another device of the station |
 //! | `i:` event_id | location: `b'o'` + seq, or `b'p'` + hub_seq |
 //! | `k:` case_id hlc event_id | location of an event of that case |
@@ -29,8 +31,14 @@
 //! Invariants, each kept by writing everything of one operation in one sled
 //! batch under the single writer lock:
 //! - own seqs are gap-free: `o:1 ..= o:head_seq` all exist and nothing else;
-//!   an event, its seq, its `i:` entry, the new `m:head_seq` and `m:hlc` and
-//!   the views it changes are written together;
+//!   an event, its seq, its chain link `h:` seq, its `i:` entry, the new
+//!   `m:head_seq` and `m:hlc` and the views it changes are written together;
+//!   `h:1 ..= h:head_seq` all exist once the store has been opened by this
+//!   version (an older store gets them, and its device key, at open);
+//! - the device key is made once, from the operating system's randomness,
+//!   with the identity (or at the first open of an older store), and never
+//!   changes; the secret never leaves this tree: only the public key and
+//!   signatures are handed out, and no error, log line or status shows it;
 //! - every stored event has exactly one `i:` entry; an event_id already present
 //!   is never stored twice (re-appending returns the original seq);
 //! - pulled events and `m:pull_cursor` are written together;
@@ -47,7 +55,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
+use station_proto::chain::{self, Chain, Digest};
 use station_proto::ids::Uuid;
+use station_proto::v1::SignedHead;
 use station_proto::{Body, Event};
 
 use crate::durable::GroupCommit;
@@ -72,7 +82,9 @@ const M_PULL_CURSOR: &[u8] = b"m:pull_cursor";
 const M_PARKED: &[u8] = b"m:parked";
 const M_LAST_SYNC_MS: &[u8] = b"m:last_sync_ms";
 const M_UPLINK_BPS: &[u8] = b"m:uplink_bps";
+const M_DEVICE_KEY: &[u8] = b"m:device_key";
 const OWN: &[u8] = b"o:";
+const CHAIN: &[u8] = b"h:";
 const PULLED: &[u8] = b"p:";
 const IDS: &[u8] = b"i:";
 const CASE_INDEX: &[u8] = b"k:";
@@ -118,6 +130,16 @@ pub enum StoreError {
     /// A pulled event is not a valid event of this station.
     #[error("pulled event rejected: {0}")]
     BadPulledEvent(String),
+    /// The operating system gave no randomness for the device key.
+    #[error("could not make the device key: no randomness from the operating system ({0})")]
+    NoRandomness(String),
+}
+
+/// A fresh device key's secret, from the operating system.
+fn new_device_secret() -> Result<[u8; chain::SECRET_KEY_BYTES], StoreError> {
+    let mut secret = [0u8; chain::SECRET_KEY_BYTES];
+    getrandom::fill(&mut secret).map_err(|e| StoreError::NoRandomness(e.to_string()))?;
+    Ok(secret)
 }
 
 /// Who this device is. Created once by `init`, never changed afterwards.
@@ -452,7 +474,7 @@ impl EventLog {
         let head_seq = tree.get(M_HEAD_SEQ)?.map_or(Ok(0), |v| read_u64(&v))?;
         let hlc = tree.get(M_HLC)?.map_or(Ok(0), |v| read_u64(&v))?;
         let group = GroupCommit::open(db.clone(), dir, head_seq)?;
-        Ok(Self {
+        let log = Self {
             _db: db,
             tree,
             group,
@@ -462,6 +484,97 @@ impl EventLog {
             }),
             dir: dir.to_path_buf(),
             _lock: lock,
+        };
+        log.upgrade_to_signed()?;
+        Ok(log)
+    }
+
+    /// Gives a store written before signed logs its chain links and, when
+    /// it has an identity, its device key, in one durable batch: its next
+    /// push is signed. Does nothing to a store that has them.
+    fn upgrade_to_signed(&self) -> Result<(), StoreError> {
+        let writer = self.lock_writer();
+        let mut batch = sled::Batch::default();
+        let mut changed = false;
+        let identity = self.identity()?;
+        if identity.is_some() && !self.tree.contains_key(M_DEVICE_KEY)? {
+            batch.insert(M_DEVICE_KEY, new_device_secret()?.to_vec());
+            changed = true;
+            tracing::info!("device key made for a store that had none");
+        }
+        if let Some(identity) = identity
+            && writer.head_seq > 0
+            && !self
+                .tree
+                .contains_key(key(CHAIN, &writer.head_seq.to_be_bytes()))?
+        {
+            let mut links = Chain::start(identity.origin_id);
+            for item in self.tree.scan_prefix(OWN) {
+                let (k, v) = item?;
+                let seq = read_u64(&k[OWN.len()..])?;
+                let link = links
+                    .push_bytes(seq, &v)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                batch.insert(key(CHAIN, &seq.to_be_bytes()), link.to_vec());
+            }
+            changed = true;
+            tracing::info!(head_seq = writer.head_seq, "chain of the own log computed");
+        }
+        if changed {
+            self.tree.apply_batch(batch)?;
+            let ticket = self.group.written(None);
+            drop(writer);
+            self.group.wait_durable(ticket)?;
+        }
+        Ok(())
+    }
+
+    /// `chain_seq` of the own log, 0 for `chain_0`.
+    fn chain_at(&self, origin: Uuid, seq: u64) -> Result<Digest, StoreError> {
+        if seq == 0 {
+            return Ok(chain::chain_0(origin));
+        }
+        let link = self
+            .tree
+            .get(key(CHAIN, &seq.to_be_bytes()))?
+            .ok_or_else(|| StoreError::Corrupt(format!("no chain link for own seq {seq}")))?;
+        <Digest>::try_from(link.as_ref())
+            .map_err(|_| StoreError::Corrupt(format!("chain link of own seq {seq}")))
+    }
+
+    fn device_secret(&self) -> Result<[u8; chain::SECRET_KEY_BYTES], StoreError> {
+        let secret = self
+            .tree
+            .get(M_DEVICE_KEY)?
+            .ok_or(StoreError::NotInitialised)?;
+        <[u8; chain::SECRET_KEY_BYTES]>::try_from(secret.as_ref())
+            .map_err(|_| StoreError::Corrupt("device key".into()))
+    }
+
+    /// The device's Ed25519 public key, sent in `Hello`.
+    ///
+    /// # Errors
+    /// [`StoreError::NotInitialised`]; storage errors.
+    pub fn public_key(&self) -> Result<[u8; chain::PUBLIC_KEY_BYTES], StoreError> {
+        Ok(chain::public_key(&self.device_secret()?))
+    }
+
+    /// The device's signature over its own log through `last_seq`: the
+    /// signed head a push whose last event is `last_seq` carries.
+    ///
+    /// # Errors
+    /// [`StoreError::NotInitialised`]; storage errors, or `last_seq` past
+    /// the head.
+    pub fn signed_head(&self, last_seq: u64) -> Result<SignedHead, StoreError> {
+        let identity = self.identity()?.ok_or(StoreError::NotInitialised)?;
+        let origin = identity.origin_id;
+        let chain_last = self.chain_at(origin, last_seq)?;
+        let signature = chain::sign_head(&self.device_secret()?, origin, last_seq, &chain_last);
+        Ok(SignedHead {
+            origin_id: origin.as_bytes().to_vec(),
+            last_seq,
+            signature: signature.to_vec(),
+            public_key: Vec::new(),
         })
     }
 
@@ -503,7 +616,10 @@ impl EventLog {
         }
         let json = serde_json::to_vec(identity)
             .map_err(|e| StoreError::Corrupt(format!("identity: {e}")))?;
-        self.tree.insert(M_IDENTITY, json)?;
+        let mut batch = sled::Batch::default();
+        batch.insert(M_IDENTITY, json);
+        batch.insert(M_DEVICE_KEY, new_device_secret()?.to_vec());
+        self.tree.apply_batch(batch)?;
         let ticket = self.group.written(None);
         self.group.wait_durable(ticket)?;
         Ok(())
@@ -569,7 +685,13 @@ impl EventLog {
         };
         let mut overlay = Overlay::new(&self.tree);
         let location = Location::Own(origin_seq);
-        overlay.insert(location.key(), event.encode_to_vec());
+        let canonical = chain::canonical_bytes(&event);
+        let link = chain::link(
+            &self.chain_at(identity.origin_id, origin_seq - 1)?,
+            &canonical,
+        );
+        overlay.insert(key(CHAIN, &origin_seq.to_be_bytes()), link.to_vec());
+        overlay.insert(location.key(), canonical);
         overlay.insert(M_HEAD_SEQ.to_vec(), origin_seq.to_be_bytes().to_vec());
         overlay.insert(M_HLC.to_vec(), stamp.to_be_bytes().to_vec());
         let mut affected = BTreeSet::new();

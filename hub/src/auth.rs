@@ -20,8 +20,12 @@
 //!   [`Authenticator`], which puts the live token's [`Caller`] in the request's
 //!   extensions; a handler that finds none refuses the call;
 //! - a device token acts for one station, and from its first `Hello` or `Push`
-//!   on for the one origin that presented it; that binding is durable before
-//!   the call goes on, and never changes after;
+//!   on for the one origin that presented it; an origin is spoken for by the
+//!   one token that introduced it, of whatever station, for life (after the
+//!   token's revocation, by none); that binding is durable before the call
+//!   goes on, and never changes after;
+//! - a refusal of an origin says nothing of that origin's state (neither
+//!   whether it exists nor how much of it the hub holds);
 //! - every check happens before anything of the call is written, so a refused
 //!   call changes nothing.
 
@@ -40,7 +44,7 @@ use tonic::{Request, Status};
 
 use crate::config::HubConfig;
 use crate::guard::{Refusals, presented_token_id};
-use crate::store::{HubError, HubStore, TokenRecord, TokenScope};
+use crate::store::{HubError, HubLog, HubStore, TokenRecord, TokenScope};
 
 /// Random bytes of a token id (shown in hex, 12 digits).
 pub const TOKEN_ID_BYTES: usize = 6;
@@ -475,13 +479,24 @@ pub fn authorize_push(caller: &Caller, events: &[Event]) -> Result<Vec<Uuid>, Au
     Ok(origins.into_iter().collect())
 }
 
-/// Binds a device token to `origin` if it is not bound yet, durably; succeeds
-/// when it is (now) bound to `origin`. Does nothing for other callers.
+/// Binds a device token to `origin` for life if it is not bound yet, with
+/// the device's `public_key` when given and none is bound yet, durably;
+/// succeeds when the token and the origin are (now) bound to each other.
+/// Does nothing for other callers. A refusal says nothing of the origin's
+/// state: only that it is not the caller's.
 ///
 /// # Errors
 /// [`AuthError::Denied`] when the token is bound to another origin (another
-/// call may have bound it first), [`AuthError::Revoked`], storage errors.
-pub fn bind_origin(store: &HubStore, caller: &Caller, origin: Uuid) -> Result<(), AuthError> {
+/// call may have bound it first), when another token speaks for the origin
+/// (any station's, revoked or not: a revoked device's origin is closed), or
+/// when the origin has another device key; [`AuthError::Revoked`], storage
+/// errors.
+pub fn bind_origin(
+    store: &impl HubLog,
+    caller: &Caller,
+    origin: Uuid,
+    public_key: Option<&[u8]>,
+) -> Result<(), AuthError> {
     let Caller::Device {
         token_id,
         bound_origin: seen_bound,
@@ -490,31 +505,24 @@ pub fn bind_origin(store: &HubStore, caller: &Caller, origin: Uuid) -> Result<()
     else {
         return Ok(());
     };
-    let record = store.update_token(token_id, |record| {
-        let live = record.revoked_at_ms.is_none();
-        match &mut record.scope {
-            TokenScope::Device { bound_origin, .. } if live && bound_origin.is_none() => {
-                *bound_origin = Some(origin);
-                true
-            }
-            _ => false,
-        }
-    })?;
-    if record.revoked_at_ms.is_some() {
-        return Err(AuthError::Revoked);
-    }
-    match record.scope {
-        TokenScope::Device { bound_origin, .. } => {
-            if bound_origin.is_none() {
-                return Err(AuthError::InvalidToken);
-            }
-            own_origin(token_id, bound_origin, origin)?;
+    match store.bind_origin(origin, token_id, public_key) {
+        Ok(_) => {
             if seen_bound.is_none() {
                 tracing::info!(token_id, %origin, "device token bound to its origin");
             }
             Ok(())
         }
-        TokenScope::Bureau { .. } => Err(AuthError::InvalidToken),
+        Err(HubError::TokenRevoked(_)) => Err(AuthError::Revoked),
+        Err(HubError::UnknownToken(_)) => Err(AuthError::InvalidToken),
+        Err(
+            error @ (HubError::TokenBound { .. }
+            | HubError::OriginTaken(_)
+            | HubError::KeyMismatch(_)),
+        ) => {
+            tracing::warn!(token_id, %origin, %error, "origin refused to a device token");
+            Err(AuthError::Denied(error.to_string()))
+        }
+        Err(error) => Err(error.into()),
     }
 }
 

@@ -7,9 +7,11 @@
 //! 1. an event whose `origin_id` is not 16 bytes refuses the whole batch
 //!    ([`Refusal::Malformed`]);
 //! 2. a seq at or below the origin's `durable_through` (counting the events
-//!    before it in the batch) is already held: [`Verdict::AlreadyHeld`],
-//!    whatever the event carries: a different event (another `event_id`) at
-//!    a held seq is not compared and the event first held there stays;
+//!    before it in the batch) is already held: [`Verdict::AlreadyHeld`] when
+//!    the event is the one held at that seq (same `event_id`; for a seq the
+//!    hub verified signed, the same canonical bytes), else the whole batch is
+//!    refused ([`Refusal::Conflict`]): the event first held there stays, and
+//!    a different one is never acknowledged as a duplicate;
 //! 3. a seq above `durable_through + 1` refuses the whole batch
 //!    ([`Refusal::Gap`]): nothing of it is stored;
 //! 4. otherwise the seq is taken (`durable_through` moves to it) and the
@@ -18,16 +20,29 @@
 //!    an earlier event of the batch carries) goes to quarantine with the
 //!    reason; the rest is [`Verdict::Accept`]ed, validated (text in NFC).
 //!
+//! 5. every seq taken extends the origin's hash chain by the event's
+//!    canonical bytes as received ([`station_proto::chain`]), and for an
+//!    origin whose device key is bound, an event the validator would store
+//!    other than as received (text not in NFC, say) goes to quarantine as
+//!    received, so that what the log holds is what the device signed.
+//!
+//! Then [`verify_heads`] checks the push's signed heads against the chains
+//! the decision computed: an origin with a bound key and new seqs must carry
+//! a head for its last new seq whose signature verifies, else the whole
+//! batch is refused ([`Refusal::Unsigned`], [`Refusal::Forged`]).
+//!
 //! Invariant of a [`Decision`]: for each origin of the batch, the verdicts
 //! other than `AlreadyHeld` cover exactly the seqs from its `durable_through`
-//! before the batch (exclusive) to the one after it (inclusive), in order.
+//! before the batch (exclusive) to the one after it (inclusive), in order,
+//! and its `chain_head` is the chain through its new `durable_through`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use prost::Message as _;
 use serde::{Deserialize, Serialize};
 use station_proto::Event;
+use station_proto::chain::{self, Chain, Digest};
 use station_proto::ids::Uuid;
+use station_proto::v1::SignedHead;
 use station_proto::validate::{self, Context};
 
 /// What the hub knows of one device log.
@@ -45,6 +60,48 @@ pub struct OriginState {
     pub clock_skew_ms: i64,
     /// Events of this origin kept in quarantine.
     pub quarantined: u64,
+    /// Pushes refused because they carried, at a seq the hub holds, another
+    /// event than the one held (a conflict): shown to the bureau.
+    #[serde(default)]
+    pub conflicts: u64,
+    /// `chain_{durable_through}` of the origin (32 bytes, see
+    /// [`station_proto::chain`]); absent only in a state written before the
+    /// hub kept chains, until the store computes it when it opens.
+    #[serde(
+        default,
+        with = "optional_hex",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub chain_head: Option<Vec<u8>>,
+    /// The first seq the hub verified under the device's signature on
+    /// arrival; the seqs before it predate the device's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_from: Option<u64>,
+    /// The newest signed head the hub verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_head: Option<StoredHead>,
+}
+
+/// A signed head as the hub keeps it: the seq and the device's signature
+/// over `(origin, last_seq, chain_{last_seq})`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredHead {
+    /// The seq the signature covers.
+    pub last_seq: u64,
+    /// The Ed25519 signature, 64 bytes.
+    #[serde(with = "hex_bytes")]
+    pub signature: Vec<u8>,
+}
+
+impl OriginState {
+    /// The chain through `durable_through`, when known.
+    pub fn chain(&self, origin: Uuid) -> Option<Chain> {
+        if self.durable_through == 0 {
+            return Some(Chain::start(origin));
+        }
+        let head = <Digest>::try_from(self.chain_head.as_deref()?).ok()?;
+        Some(Chain::resume(origin, self.durable_through, head))
+    }
 }
 
 /// An event acknowledged but not accepted into the log, with the reason.
@@ -85,6 +142,33 @@ pub(crate) mod hex_bytes {
     }
 }
 
+/// Optional bytes as a lowercase hex string in JSON.
+pub(crate) mod optional_hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(bytes) => super::hex_bytes::serialize(bytes, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let hex = Option::<String>::deserialize(d)?;
+        hex.map(|hex| {
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                        .ok_or_else(|| serde::de::Error::custom("bad hex"))
+                })
+                .collect()
+        })
+        .transpose()
+    }
+}
+
 /// What the decision needs besides the batch and the origins' states.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy<'a> {
@@ -98,6 +182,8 @@ pub struct Policy<'a> {
     /// How far, in ms, an event's `recorded_at_ms`, `hlc` and event id may
     /// run ahead of `now_ms`; an event beyond it goes to quarantine.
     pub max_clock_skew_ms: i64,
+    /// The origins of the batch whose device key is bound.
+    pub signed: Option<&'a BTreeSet<Uuid>>,
 }
 
 /// What becomes of one event.
@@ -135,6 +221,34 @@ pub enum Refusal {
         /// The seq found.
         got: u64,
     },
+    /// A seq the hub holds is resent with another event.
+    #[error(
+        "origin {origin}: seq {seq} is held with another event: the device's log conflicts with what it pushed before"
+    )]
+    Conflict {
+        /// The origin.
+        origin: Uuid,
+        /// The seq held with another event.
+        seq: u64,
+    },
+    /// An origin whose device key is bound pushed new seqs without a
+    /// signed head for its last one.
+    #[error(
+        "origin {origin} signs its log: the push must carry its signed head through seq {last_seq}"
+    )]
+    Unsigned {
+        /// The origin.
+        origin: Uuid,
+        /// The last new seq of the origin in the batch.
+        last_seq: u64,
+    },
+    /// A signed head that does not verify against the chain the hub
+    /// computed: the batch is not what the device signed.
+    #[error("refused: {0}; nothing of the batch is stored")]
+    Forged(chain::ChainError),
+    /// The hub lacks the chain of an origin it holds events of.
+    #[error("origin {0}: the hub has no chain for it yet")]
+    NoChain(Uuid),
     /// An event cannot be attributed to an origin.
     #[error("event {index} of the batch: {reason}")]
     Malformed {
@@ -152,6 +266,8 @@ pub struct Decision {
     pub verdicts: Vec<EventVerdict>,
     /// Every origin of the batch, as it stands after it (last contact set).
     pub origins: BTreeMap<Uuid, OriginState>,
+    /// The first and last seq each origin takes in this batch.
+    pub new_seqs: BTreeMap<Uuid, (u64, u64)>,
 }
 
 impl Decision {
@@ -195,9 +311,12 @@ pub fn origins_of(events: &[Event]) -> Result<Vec<Uuid>, Refusal> {
 
 /// Decides every event of `events` (see the module's rules). `origins` holds
 /// the stored state of the batch's origins (an origin missing is new);
-/// `held` says whether the log holds an event id; `case_station` names the
-/// station of the case a case id opened, when the log holds its opening (a
-/// case opened earlier in the same batch is known without it).
+/// `held` says whether the log holds an event id; `stored` gives the event
+/// held at an origin's seq at or below its `durable_through` (in the log or
+/// in quarantine, as received), as far as the caller found it by the resent
+/// event's id: `None` means another event is held there; `case_station`
+/// names the station of the case a case id opened, when the log holds its
+/// opening (a case opened earlier in the same batch is known without it).
 ///
 /// # Errors
 /// A [`Refusal`] of the whole batch.
@@ -205,6 +324,7 @@ pub fn decide(
     events: Vec<Event>,
     mut origins: BTreeMap<Uuid, OriginState>,
     held: impl Fn(&[u8]) -> bool,
+    stored: impl Fn(Uuid, u64) -> Option<Event>,
     case_station: impl Fn(Uuid) -> Option<String>,
     policy: &Policy<'_>,
 ) -> Result<Decision, Refusal> {
@@ -213,13 +333,29 @@ pub fn decide(
         today: policy.today,
         latest_ms: Some(policy.now_ms.saturating_add(policy.max_clock_skew_ms)),
     };
-    let mut batch_ids = BTreeSet::new();
     let mut opened_here: BTreeMap<Uuid, String> = BTreeMap::new();
+    let mut batch_ids = BTreeSet::new();
+    // The event id each seq taken by this batch carries, for a seq resent
+    // within the batch.
+    let mut taken: BTreeMap<(Uuid, u64), Vec<u8>> = BTreeMap::new();
     let mut verdicts = Vec::with_capacity(events.len());
+    let mut chains: BTreeMap<Uuid, Option<Chain>> = BTreeMap::new();
+    let mut new_seqs: BTreeMap<Uuid, (u64, u64)> = BTreeMap::new();
     for (event, origin) in events.into_iter().zip(ids) {
         let state = origins.entry(origin).or_default();
+        let signed = policy.signed.is_some_and(|s| s.contains(&origin));
         let origin_seq = event.origin_seq;
         if origin_seq <= state.durable_through {
+            let same = match taken.get(&(origin, origin_seq)) {
+                Some(event_id) => *event_id == event.event_id,
+                None => same_as_held(&event, stored(origin, origin_seq).as_ref(), signed),
+            };
+            if !same {
+                return Err(Refusal::Conflict {
+                    origin,
+                    seq: origin_seq,
+                });
+            }
             verdicts.push(EventVerdict {
                 origin,
                 origin_seq,
@@ -234,11 +370,25 @@ pub fn decide(
                 got: origin_seq,
             });
         }
+        let chain = chains.entry(origin).or_insert_with(|| state.chain(origin));
         state.durable_through = origin_seq;
+        new_seqs
+            .entry(origin)
+            .and_modify(|(_, last)| *last = origin_seq)
+            .or_insert((origin_seq, origin_seq));
+        taken.insert((origin, origin_seq), event.event_id.clone());
         if state.station_code.is_empty() {
             state.station_code = event.station_code.clone();
         }
-        let raw = event.encode_to_vec();
+        let raw = chain::canonical_bytes(&event);
+        // The seq follows the chain's, so a link is refused only by a chain
+        // that does not match the state: it is then unknown from here on.
+        if chain
+            .as_mut()
+            .is_some_and(|c| c.push_bytes(origin_seq, &raw).is_err())
+        {
+            *chain = None;
+        }
         let mut checked = event;
         let refused = match validate::event(&mut checked, &ctx) {
             Err(invalid) => Some(invalid.to_string()),
@@ -255,6 +405,9 @@ pub fn decide(
             Ok(()) if !batch_ids.insert(checked.event_id.clone()) || held(&checked.event_id) => {
                 Some("event_id: already stored for another origin".to_string())
             }
+            Ok(()) if signed && chain::canonical_bytes(&checked) != raw => Some(
+                "a signed event must arrive as it is stored (text trimmed and in NFC)".to_string(),
+            ),
             Ok(()) => foreign_case(&checked, &opened_here, &case_station),
         };
         let verdict = match refused {
@@ -283,10 +436,19 @@ pub fn decide(
             verdict,
         });
     }
+    for (origin, chain) in chains {
+        if let Some(state) = origins.get_mut(&origin) {
+            state.chain_head = chain.map(|c| c.head().to_vec());
+        }
+    }
     for state in origins.values_mut() {
         state.last_contact_ms = policy.now_ms;
     }
-    Ok(Decision { verdicts, origins })
+    Ok(Decision {
+        verdicts,
+        origins,
+        new_seqs,
+    })
 }
 
 /// Why `event` may not be stored: it names a case of another station. A case
@@ -312,10 +474,88 @@ fn foreign_case(
     })
 }
 
+/// Checks the signed heads of a push against `decision`: each origin that
+/// takes new seqs and whose device key `key_of` gives must carry a head for
+/// its last new seq that verifies over the chain the decision computed;
+/// then the origin's `signed_head` (and, the first time, `signed_from`) is
+/// set. Heads of origins without new seqs, or without a key, are not
+/// looked at (nothing of theirs is stored under a signature).
+///
+/// # Errors
+/// [`Refusal::Malformed`] for a head whose origin id is not 16 bytes;
+/// [`Refusal::Unsigned`], [`Refusal::NoChain`], [`Refusal::Forged`].
+pub fn verify_heads(
+    decision: &mut Decision,
+    heads: &[SignedHead],
+    key_of: impl Fn(Uuid) -> Option<Vec<u8>>,
+) -> Result<(), Refusal> {
+    let mut by_origin = BTreeMap::new();
+    for (index, head) in heads.iter().enumerate() {
+        let origin = Uuid::from_slice(&head.origin_id).map_err(|_| Refusal::Malformed {
+            index,
+            reason: "heads: origin_id must be 16 bytes".into(),
+        })?;
+        by_origin.insert(origin, head);
+    }
+    for (origin, (first, last)) in &decision.new_seqs {
+        let Some(key) = key_of(*origin) else {
+            continue;
+        };
+        let Some(head) = by_origin.get(origin).filter(|h| h.last_seq == *last) else {
+            return Err(Refusal::Unsigned {
+                origin: *origin,
+                last_seq: *last,
+            });
+        };
+        let state = decision
+            .origins
+            .get_mut(origin)
+            .ok_or(Refusal::NoChain(*origin))?;
+        let chain = state.chain(*origin).ok_or(Refusal::NoChain(*origin))?;
+        chain::verify_head(&key, *origin, *last, &chain.head(), &head.signature)
+            .map_err(Refusal::Forged)?;
+        state.signed_from.get_or_insert(*first);
+        state.signed_head = Some(StoredHead {
+            last_seq: *last,
+            signature: head.signature.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether a resent `event` is the one held at its seq: the same event id,
+/// and for an origin whose key is bound the same event in full (what the
+/// log holds of such an origin is what the device signed, so equal events
+/// are equal canonical bytes); of an unsigned origin the log holds events as
+/// validated, which may differ from the bytes sent in text normalisation
+/// only, so the id decides there.
+fn same_as_held(event: &Event, held: Option<&Event>, signed: bool) -> bool {
+    held.is_some_and(|held| held.event_id == event.event_id && (!signed || held == event))
+}
+
+/// Which seqs of a batch the store must look up for [`decide`]'s `stored`:
+/// each event's origin, seq and event id when its seq is at or below its
+/// origin's `durable_through` in `origins`.
+pub fn resent<'a>(
+    events: &'a [Event],
+    origins: &'a BTreeMap<Uuid, OriginState>,
+) -> impl Iterator<Item = (Uuid, u64, &'a [u8])> + 'a {
+    events.iter().filter_map(|event| {
+        let origin = Uuid::from_slice(&event.origin_id).ok()?;
+        let state = origins.get(&origin)?;
+        (event.origin_seq <= state.durable_through).then_some((
+            origin,
+            event.origin_seq,
+            event.event_id.as_slice(),
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use prost::Message as _;
     use station_proto::Body;
     use station_proto::v1::{TrainingHeld, TrainingKind};
 
@@ -333,6 +573,7 @@ mod tests {
             roster,
             now_ms: 1_750_000_000_000,
             max_clock_skew_ms: station_proto::validate::MAX_CLOCK_SKEW_MS,
+            signed: None,
         }
     }
 
@@ -372,133 +613,12 @@ mod tests {
         false
     }
 
-    fn no_case(_: Uuid) -> Option<String> {
+    fn nothing_stored(_: Uuid, _: u64) -> Option<Event> {
         None
     }
 
-    #[test]
-    fn the_next_seqs_of_valid_events_are_accepted_and_move_durable_through() {
-        let origin = Uuid::now_v7();
-        let batch = vec![
-            event(origin, 1, ZEDANG, "2025-03-01"),
-            event(origin, 2, ZEDANG, "2025-03-02"),
-        ];
-        let decision =
-            decide(batch, BTreeMap::new(), nothing_held, no_case, &policy(None)).unwrap();
-        assert_eq!(decision.accepted(), 2);
-        assert!(
-            decision
-                .verdicts
-                .iter()
-                .zip(1..)
-                .all(|(v, seq)| v.origin == origin && v.origin_seq == seq)
-        );
-        let after = &decision.origins[&origin];
-        assert_eq!(after.durable_through, 2);
-        assert_eq!(after.station_code, ZEDANG);
-        assert_eq!(after.last_contact_ms, policy(None).now_ms);
-    }
-
-    #[test]
-    fn seqs_at_or_below_durable_through_are_already_held() {
-        let origin = Uuid::now_v7();
-        let batch = vec![
-            event(origin, 2, ZEDANG, "2025-03-01"),
-            event(origin, 3, ZEDANG, "2025-03-02"),
-            event(origin, 4, ZEDANG, "2025-03-03"),
-        ];
-        let origins = BTreeMap::from([(origin, state(3))]);
-        let decision = decide(batch, origins, nothing_held, no_case, &policy(None)).unwrap();
-        let verdicts: Vec<_> = decision.verdicts.iter().map(|v| &v.verdict).collect();
-        assert!(matches!(
-            verdicts[..],
-            [
-                Verdict::AlreadyHeld,
-                Verdict::AlreadyHeld,
-                Verdict::Accept(_)
-            ]
-        ));
-        assert_eq!(decision.origins[&origin].durable_through, 4);
-        // A resend within the batch is held too.
-        let again = vec![
-            event(origin, 1, ZEDANG, "2025-03-01"),
-            event(origin, 1, ZEDANG, "2025-03-01"),
-        ];
-        let decision =
-            decide(again, BTreeMap::new(), nothing_held, no_case, &policy(None)).unwrap();
-        assert_eq!((decision.accepted(), decision.already_held()), (1, 1));
-    }
-
-    #[test]
-    fn a_gap_refuses_the_whole_batch() {
-        let origin = Uuid::now_v7();
-        let batch = vec![
-            event(origin, 3, ZEDANG, "2025-03-01"),
-            event(origin, 5, ZEDANG, "2025-03-02"),
-        ];
-        let origins = BTreeMap::from([(origin, state(2))]);
-        assert_eq!(
-            decide(batch, origins, nothing_held, no_case, &policy(None)),
-            Err(Refusal::Gap {
-                origin,
-                expected: 4,
-                got: 5
-            })
-        );
-    }
-
-    #[test]
-    fn an_origin_id_of_the_wrong_length_refuses_the_batch() {
-        let mut bad = event(Uuid::now_v7(), 1, ZEDANG, "2025-03-01");
-        bad.origin_id.pop();
-        let batch = vec![event(Uuid::now_v7(), 1, ZEDANG, "2025-03-01"), bad];
-        assert!(matches!(
-            decide(batch, BTreeMap::new(), nothing_held, no_case, &policy(None)),
-            Err(Refusal::Malformed { index: 1, .. })
-        ));
-    }
-
-    fn quarantine_reason(decision: &Decision, index: usize) -> &str {
-        match &decision.verdicts[index].verdict {
-            Verdict::Quarantine(q) => &q.reason,
-            other => panic!("expected quarantine, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn an_invalid_event_takes_its_seq_into_quarantine_as_received() {
-        let origin = Uuid::now_v7();
-        let invalid = event(origin, 1, ZEDANG, "2025-02-30");
-        let raw = invalid.encode_to_vec();
-        let batch = vec![invalid, event(origin, 2, ZEDANG, "2025-03-02")];
-        let decision =
-            decide(batch, BTreeMap::new(), nothing_held, no_case, &policy(None)).unwrap();
-        assert!(quarantine_reason(&decision, 0).contains("held_on"));
-        match &decision.verdicts[0].verdict {
-            Verdict::Quarantine(q) => {
-                assert_eq!((q.origin_seq, q.event.as_slice()), (1, raw.as_slice()));
-                assert_eq!(q.received_at_ms, policy(None).now_ms);
-            }
-            other => panic!("expected quarantine, got {other:?}"),
-        }
-        assert!(matches!(decision.verdicts[1].verdict, Verdict::Accept(_)));
-        let after = &decision.origins[&origin];
-        assert_eq!((after.durable_through, after.quarantined), (2, 1));
-    }
-
-    #[test]
-    fn a_station_outside_the_roster_is_quarantined() {
-        let roster = BTreeSet::from([ZEDANG.to_string()]);
-        let batch = vec![event(Uuid::now_v7(), 1, "540502201", "2025-03-01")];
-        let decision = decide(
-            batch,
-            BTreeMap::new(),
-            nothing_held,
-            no_case,
-            &policy(Some(&roster)),
-        )
-        .unwrap();
-        assert!(quarantine_reason(&decision, 0).contains("roster"));
+    fn no_case(_: Uuid) -> Option<String> {
+        None
     }
 
     #[test]
@@ -516,8 +636,15 @@ mod tests {
         batch[3].recorded_at_ms = i64::MIN;
         batch[4].hlc = within << station_proto::validate::HLC_LOGICAL_BITS;
         batch[4].recorded_at_ms = i64::try_from(within).unwrap();
-        let decision =
-            decide(batch, BTreeMap::new(), nothing_held, no_case, &policy(None)).unwrap();
+        let decision = decide(
+            batch,
+            BTreeMap::new(),
+            nothing_held,
+            nothing_stored,
+            no_case,
+            &policy(None),
+        )
+        .unwrap();
         assert!(quarantine_reason(&decision, 0).starts_with("hlc: "));
         assert!(quarantine_reason(&decision, 1).starts_with("recorded_at_ms: is 1 h beyond"));
         assert!(quarantine_reason(&decision, 2).starts_with("event_id: "));
@@ -529,34 +656,6 @@ mod tests {
         assert!(matches!(decision.verdicts[5].verdict, Verdict::Accept(_)));
         assert_eq!(decision.origins[&origin].durable_through, 6);
         assert_eq!(decision.quarantined(), 4);
-    }
-
-    #[test]
-    fn an_event_id_held_or_earlier_in_the_batch_is_quarantined() {
-        let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
-        let held = event(first, 1, ZEDANG, "2025-03-01");
-        let mut copy = event(second, 1, ZEDANG, "2025-03-01");
-        copy.event_id = held.event_id.clone();
-        let id = held.event_id.clone();
-        let decision = decide(
-            vec![copy.clone()],
-            BTreeMap::new(),
-            |e| e == id.as_slice(),
-            no_case,
-            &policy(None),
-        )
-        .unwrap();
-        assert!(quarantine_reason(&decision, 0).contains("event_id"));
-        let decision = decide(
-            vec![held, copy],
-            BTreeMap::new(),
-            nothing_held,
-            no_case,
-            &policy(None),
-        )
-        .unwrap();
-        assert!(matches!(decision.verdicts[0].verdict, Verdict::Accept(_)));
-        assert!(quarantine_reason(&decision, 1).contains("event_id"));
     }
 
     fn note_on(case: Uuid, origin: Uuid, seq: u64, station: &str) -> Event {
@@ -581,7 +680,18 @@ mod tests {
             note_on(held_case, stranger, 1, CHANGZHU),
             note_on(unknown_case, stranger, 2, CHANGZHU),
         ];
-        let decision = decide(batch, BTreeMap::new(), nothing_held, owner, &policy(None)).unwrap();
+        let decide_with_owner = |batch| {
+            decide(
+                batch,
+                BTreeMap::new(),
+                nothing_held,
+                nothing_stored,
+                owner,
+                &policy(None),
+            )
+            .unwrap()
+        };
+        let decision = decide_with_owner(batch);
         assert_eq!(
             quarantine_reason(&decision, 0),
             "case_id: the case belongs to station 540502001, not to the event's station 540502101"
@@ -590,11 +700,252 @@ mod tests {
             matches!(decision.verdicts[1].verdict, Verdict::Accept(_)),
             "not known: passes"
         );
-
-        let own = Uuid::now_v7();
-        let batch = vec![note_on(held_case, own, 1, ZEDANG)];
-        let decision = decide(batch, BTreeMap::new(), nothing_held, owner, &policy(None)).unwrap();
+        let decision = decide_with_owner(vec![note_on(held_case, Uuid::now_v7(), 1, ZEDANG)]);
         assert!(matches!(decision.verdicts[0].verdict, Verdict::Accept(_)));
+    }
+
+    #[test]
+    fn the_next_seqs_of_valid_events_are_accepted_and_move_durable_through() {
+        let origin = Uuid::now_v7();
+        let batch = vec![
+            event(origin, 1, ZEDANG, "2025-03-01"),
+            event(origin, 2, ZEDANG, "2025-03-02"),
+        ];
+        let decision = decide(
+            batch,
+            BTreeMap::new(),
+            nothing_held,
+            nothing_stored,
+            no_case,
+            &policy(None),
+        )
+        .unwrap();
+        assert_eq!(decision.accepted(), 2);
+        assert!(
+            decision
+                .verdicts
+                .iter()
+                .zip(1..)
+                .all(|(v, seq)| v.origin == origin && v.origin_seq == seq)
+        );
+        let after = &decision.origins[&origin];
+        assert_eq!(after.durable_through, 2);
+        assert_eq!(after.station_code, ZEDANG);
+        assert_eq!(after.last_contact_ms, policy(None).now_ms);
+    }
+
+    #[test]
+    fn seqs_at_or_below_durable_through_are_already_held() {
+        let origin = Uuid::now_v7();
+        let batch = vec![
+            event(origin, 2, ZEDANG, "2025-03-01"),
+            event(origin, 3, ZEDANG, "2025-03-02"),
+            event(origin, 4, ZEDANG, "2025-03-03"),
+        ];
+        let origins = BTreeMap::from([(origin, state(3))]);
+        let held_events = batch.clone();
+        let stored = |o: Uuid, seq: u64| {
+            held_events
+                .iter()
+                .find(|e| o.as_bytes() == e.origin_id.as_slice() && e.origin_seq == seq)
+                .cloned()
+        };
+        let decision =
+            decide(batch, origins, nothing_held, stored, no_case, &policy(None)).unwrap();
+        let verdicts: Vec<_> = decision.verdicts.iter().map(|v| &v.verdict).collect();
+        assert!(matches!(
+            verdicts[..],
+            [
+                Verdict::AlreadyHeld,
+                Verdict::AlreadyHeld,
+                Verdict::Accept(_)
+            ]
+        ));
+        assert_eq!(decision.origins[&origin].durable_through, 4);
+        // A resend within the batch is held too.
+        let first = event(origin, 1, ZEDANG, "2025-03-01");
+        let again = vec![first.clone(), first];
+        let decision = decide(
+            again,
+            BTreeMap::new(),
+            nothing_held,
+            nothing_stored,
+            no_case,
+            &policy(None),
+        )
+        .unwrap();
+        assert_eq!((decision.accepted(), decision.already_held()), (1, 1));
+    }
+
+    #[test]
+    fn another_event_at_a_held_seq_is_a_conflict() {
+        let origin = Uuid::now_v7();
+        let held = event(origin, 2, ZEDANG, "2025-03-01");
+        let origins = BTreeMap::from([(origin, state(2))]);
+        let stored = |_: Uuid, seq: u64| (seq == 2).then(|| held.clone());
+        let other = event(origin, 2, ZEDANG, "2025-03-01");
+        assert_eq!(
+            decide(
+                vec![other],
+                origins.clone(),
+                nothing_held,
+                stored,
+                no_case,
+                &policy(None)
+            ),
+            Err(Refusal::Conflict { origin, seq: 2 })
+        );
+        // Nothing found at the seq by the resent id: another event is there.
+        let unknown = event(origin, 1, ZEDANG, "2025-03-01");
+        assert_eq!(
+            decide(
+                vec![unknown],
+                origins.clone(),
+                nothing_held,
+                stored,
+                no_case,
+                &policy(None)
+            ),
+            Err(Refusal::Conflict { origin, seq: 1 })
+        );
+        // Within one batch as well.
+        let first = event(origin, 3, ZEDANG, "2025-03-01");
+        let twin = event(origin, 3, ZEDANG, "2025-03-02");
+        assert_eq!(
+            decide(
+                vec![first, twin],
+                origins,
+                nothing_held,
+                stored,
+                no_case,
+                &policy(None)
+            ),
+            Err(Refusal::Conflict { origin, seq: 3 })
+        );
+    }
+
+    #[test]
+    fn a_gap_refuses_the_whole_batch() {
+        let origin = Uuid::now_v7();
+        let batch = vec![
+            event(origin, 3, ZEDANG, "2025-03-01"),
+            event(origin, 5, ZEDANG, "2025-03-02"),
+        ];
+        let origins = BTreeMap::from([(origin, state(2))]);
+        assert_eq!(
+            decide(
+                batch,
+                origins,
+                nothing_held,
+                nothing_stored,
+                no_case,
+                &policy(None)
+            ),
+            Err(Refusal::Gap {
+                origin,
+                expected: 4,
+                got: 5
+            })
+        );
+    }
+
+    #[test]
+    fn an_origin_id_of_the_wrong_length_refuses_the_batch() {
+        let mut bad = event(Uuid::now_v7(), 1, ZEDANG, "2025-03-01");
+        bad.origin_id.pop();
+        let batch = vec![event(Uuid::now_v7(), 1, ZEDANG, "2025-03-01"), bad];
+        assert!(matches!(
+            decide(
+                batch,
+                BTreeMap::new(),
+                nothing_held,
+                nothing_stored,
+                no_case,
+                &policy(None)
+            ),
+            Err(Refusal::Malformed { index: 1, .. })
+        ));
+    }
+
+    fn quarantine_reason(decision: &Decision, index: usize) -> &str {
+        match &decision.verdicts[index].verdict {
+            Verdict::Quarantine(q) => &q.reason,
+            other => panic!("expected quarantine, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_invalid_event_takes_its_seq_into_quarantine_as_received() {
+        let origin = Uuid::now_v7();
+        let invalid = event(origin, 1, ZEDANG, "2025-02-30");
+        let raw = invalid.encode_to_vec();
+        let batch = vec![invalid, event(origin, 2, ZEDANG, "2025-03-02")];
+        let decision = decide(
+            batch,
+            BTreeMap::new(),
+            nothing_held,
+            nothing_stored,
+            no_case,
+            &policy(None),
+        )
+        .unwrap();
+        assert!(quarantine_reason(&decision, 0).contains("held_on"));
+        match &decision.verdicts[0].verdict {
+            Verdict::Quarantine(q) => {
+                assert_eq!((q.origin_seq, q.event.as_slice()), (1, raw.as_slice()));
+                assert_eq!(q.received_at_ms, policy(None).now_ms);
+            }
+            other => panic!("expected quarantine, got {other:?}"),
+        }
+        assert!(matches!(decision.verdicts[1].verdict, Verdict::Accept(_)));
+        let after = &decision.origins[&origin];
+        assert_eq!((after.durable_through, after.quarantined), (2, 1));
+    }
+
+    #[test]
+    fn a_station_outside_the_roster_is_quarantined() {
+        let roster = BTreeSet::from([ZEDANG.to_string()]);
+        let batch = vec![event(Uuid::now_v7(), 1, "540502201", "2025-03-01")];
+        let decision = decide(
+            batch,
+            BTreeMap::new(),
+            nothing_held,
+            nothing_stored,
+            no_case,
+            &policy(Some(&roster)),
+        )
+        .unwrap();
+        assert!(quarantine_reason(&decision, 0).contains("roster"));
+    }
+
+    #[test]
+    fn an_event_id_held_or_earlier_in_the_batch_is_quarantined() {
+        let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+        let held = event(first, 1, ZEDANG, "2025-03-01");
+        let mut copy = event(second, 1, ZEDANG, "2025-03-01");
+        copy.event_id = held.event_id.clone();
+        let id = held.event_id.clone();
+        let decision = decide(
+            vec![copy.clone()],
+            BTreeMap::new(),
+            |e| e == id.as_slice(),
+            nothing_stored,
+            no_case,
+            &policy(None),
+        )
+        .unwrap();
+        assert!(quarantine_reason(&decision, 0).contains("event_id"));
+        let decision = decide(
+            vec![held, copy],
+            BTreeMap::new(),
+            nothing_held,
+            nothing_stored,
+            no_case,
+            &policy(None),
+        )
+        .unwrap();
+        assert!(matches!(decision.verdicts[0].verdict, Verdict::Accept(_)));
+        assert!(quarantine_reason(&decision, 1).contains("event_id"));
     }
 
     #[test]
@@ -607,6 +958,7 @@ mod tests {
             vec![decomposed],
             BTreeMap::new(),
             nothing_held,
+            nothing_stored,
             no_case,
             &policy(None),
         )

@@ -178,6 +178,9 @@ impl From<StoreError> for FieldError {
             ),
             StoreError::NotInitialised => "the store is not initialised".to_string(),
             StoreError::AlreadyInitialised(_) => "the store is already initialised".to_string(),
+            StoreError::NoRandomness(_) => {
+                "the device key could not be made: the system gave no randomness".to_string()
+            }
             // Only hub positions and station codes, never an event's content.
             StoreError::BadPulledEvent(detail) => {
                 return FieldError::Refused {

@@ -9,6 +9,8 @@
 //! - [`validate`]: one function per message, normalising text to NFC and
 //!   returning an [`validate::Invalid`] that names the field and the rule.
 //! - [`json`]: the proto3 JSON mapping of event bodies, for scripted entry.
+//! - [`chain`]: signed logs: an event's canonical bytes, each origin's hash
+//!   chain, and the signed head of a push.
 //! - [`codec`]: the gRPC codec: prost, with undecodable requests answered
 //!   `INVALID_ARGUMENT`.
 //! - [`ids`]: UUID helpers for the 16-byte ids carried in events.
@@ -21,6 +23,7 @@
 //! - [`names`]: the names people type for the enums (short, proto, Chinese).
 
 pub mod case;
+pub mod chain;
 pub mod codec;
 pub mod id_number;
 pub mod ids;

@@ -323,6 +323,7 @@ impl Edge {
     async fn hello(&mut self, report: &mut SyncReport) -> Result<(), StepError> {
         let mut client = self.client().await?;
         let head_seq = self.agent.log().head_seq();
+        let public_key = blocking(&self.agent, |a| Ok(a.log().public_key()?)).await?;
         let deadline = self.machine.begin_hello(now());
         let request = self.request(
             HelloRequest {
@@ -331,6 +332,7 @@ impl Edge {
                 head_seq,
                 device_clock_ms: now_ms(),
                 agent_version: env!("CARGO_PKG_VERSION").into(),
+                public_key: public_key.to_vec(),
             },
             deadline,
         );
@@ -424,7 +426,11 @@ impl Edge {
                 )),
             ))));
         };
-        let message = PushRequest { events };
+        let head = blocking(&self.agent, move |a| Ok(a.log().signed_head(through)?)).await?;
+        let message = PushRequest {
+            events,
+            heads: vec![head],
+        };
         let bytes = message.encoded_len();
         let deadline = self.machine.begin_push(
             Batch {

@@ -10,6 +10,7 @@ mod cli;
 mod cli_sync;
 mod fixtures;
 mod log;
+mod signing;
 mod sync_client;
 mod sync_machine;
 mod views;

@@ -170,6 +170,7 @@ impl SyncService for StandInHub {
                 events,
                 next_cursor,
                 head,
+                heads: Vec::new(),
             }
         };
         let wait = Duration::from_millis(u64::from(pull.wait_ms));

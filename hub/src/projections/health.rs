@@ -131,6 +131,8 @@ pub struct DeviceHealth {
     pub clock_skew_ms: i64,
     /// Its events in quarantine.
     pub quarantined: u64,
+    /// Its pushes refused as conflicts: another event at a seq the hub holds.
+    pub conflicts: u64,
     /// Its events in the log.
     pub events_logged: u64,
     /// recorded_at of its last event in the log, ms.

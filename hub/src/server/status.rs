@@ -26,8 +26,14 @@ pub fn status_of(error: HubError) -> Status {
     match error {
         HubError::Gap { .. } => Status::failed_precondition(error.to_string()),
         HubError::Malformed { .. } => Status::invalid_argument(error.to_string()),
+        HubError::Conflict { .. } => Status::already_exists(error.to_string()),
+        HubError::Signature(_) => Status::permission_denied(error.to_string()),
         HubError::UnknownToken(_) => Status::not_found(error.to_string()),
         HubError::Sled(sled::Error::Corruption { at, .. }) => corrupt_page(at),
+        HubError::TokenRevoked(_) => Status::unauthenticated(error.to_string()),
+        HubError::TokenBound { .. } | HubError::OriginTaken(_) | HubError::KeyMismatch(_) => {
+            Status::permission_denied(error.to_string())
+        }
         HubError::Sled(_) | HubError::Io(_) => Status::unavailable(error.to_string()),
         HubError::Corrupt(_) | HubError::UnsupportedFormat(_) => {
             Status::internal(error.to_string())

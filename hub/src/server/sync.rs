@@ -8,15 +8,18 @@
 //! off the async workers; once the hub begins to stop, long polls answer at
 //! once.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use station_proto::ids::Uuid;
+use station_proto::v1::SignedHead;
 use station_proto::v1::sync_server::{Sync, SyncServer};
 use station_proto::v1::{
     HelloRequest, HelloResponse, OriginAck, PullRequest, PullResponse, PulledEvent, PushRequest,
     PushResponse,
 };
-use station_proto::validate;
+use station_proto::{chain, validate};
 use tokio::sync::watch;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
@@ -26,7 +29,7 @@ use super::limits::{
 };
 use crate::auth::{self, AuthError};
 use crate::projections;
-use crate::store::HubStore;
+use crate::store::{HubError, HubLog as _, HubStore};
 
 /// The `Sync` service. It expects the [`crate::auth::Caller`] that
 /// [`crate::auth::Authenticator`] puts on each request, and refuses calls without one.
@@ -83,6 +86,34 @@ impl SyncService {
     }
 }
 
+/// The newest signed head, with its public key, of each signed origin with
+/// events in `events`.
+fn signed_heads_of(
+    store: &HubStore,
+    events: &[(u64, station_proto::Event)],
+) -> Result<Vec<SignedHead>, HubError> {
+    let origins: BTreeSet<&[u8]> = events.iter().map(|(_, e)| e.origin_id.as_slice()).collect();
+    let mut heads = Vec::new();
+    for origin in origins {
+        let Ok(origin) = Uuid::from_slice(origin) else {
+            continue;
+        };
+        let (Some(head), Some(public_key)) = (
+            store.origin(origin)?.signed_head,
+            store.binding(origin)?.and_then(|b| b.public_key),
+        ) else {
+            continue;
+        };
+        heads.push(SignedHead {
+            origin_id: origin.as_bytes().to_vec(),
+            last_seq: head.last_seq,
+            signature: head.signature,
+            public_key,
+        });
+    }
+    Ok(heads)
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -99,12 +130,19 @@ impl Sync for SyncService {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         validate::station_code("station_code", &hello.station_code)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let public_key = if hello.public_key.is_empty() {
+            None
+        } else {
+            chain::check_public_key(&hello.public_key)
+                .map_err(|e| Status::invalid_argument(format!("public_key: {e}")))?;
+            Some(hello.public_key.clone())
+        };
         auth::authorize_hello(&caller, origin, &hello.station_code)?;
         let now = now_ms();
         let station = hello.station_code.clone();
         let (state, head) = self
             .blocking(move |store| -> Result<_, AuthError> {
-                auth::bind_origin(store, &caller, origin)?;
+                auth::bind_origin(store, &caller, origin, public_key.as_deref())?;
                 let state = store.hello(
                     origin,
                     &hello.station_code,
@@ -125,7 +163,7 @@ impl Sync for SyncService {
 
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
         let caller = auth::caller(&request)?;
-        let events = request.into_inner().events;
+        let PushRequest { events, heads } = request.into_inner();
         if events.len() > MAX_PUSH_EVENTS {
             return Err(Status::resource_exhausted(format!(
                 "a push may carry at most {MAX_PUSH_EVENTS} events, got {}",
@@ -141,9 +179,9 @@ impl Sync for SyncService {
         let outcome = self
             .blocking(move |store| -> Result<_, AuthError> {
                 for origin in origins {
-                    auth::bind_origin(store, &caller, origin)?;
+                    auth::bind_origin(store, &caller, origin, None)?;
                 }
-                Ok(store.push(events, today, now)?)
+                Ok(store.push_signed(events, &heads, today, now)?)
             })
             .await?;
         tracing::debug!(
@@ -196,9 +234,12 @@ impl Sync for SyncService {
             }
             woken = true;
             let station = pull.station_code.clone();
-            let page = self
+            let (page, heads) = self
                 .blocking(move |store| {
-                    store.pull_for(&station, pull.after, max_events, max_bytes, skip_origin)
+                    let page =
+                        store.pull_for(&station, pull.after, max_events, max_bytes, skip_origin)?;
+                    let heads = signed_heads_of(store, &page.events)?;
+                    Ok::<_, HubError>((page, heads))
                 })
                 .await?;
             let waited_enough = tokio::time::Instant::now() >= deadline || *stopping.borrow();
@@ -214,6 +255,7 @@ impl Sync for SyncService {
                         .collect(),
                     next_cursor: page.next_cursor,
                     head: page.head,
+                    heads,
                 }));
             }
             tokio::select! {

@@ -188,6 +188,7 @@ impl From<projections::SyncHealth> for v1::GetSyncHealthResponse {
                     last_contact_ms: d.last_contact_ms,
                     clock_skew_ms: d.clock_skew_ms,
                     quarantined: d.quarantined,
+                    conflicts: d.conflicts,
                     events_logged: d.events_logged,
                     last_recorded_at_ms: d.last_recorded_at_ms.unwrap_or_default(),
                     mean_lag_ms: d.mean_lag_ms.unwrap_or_default(),

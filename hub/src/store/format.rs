@@ -10,8 +10,9 @@
 //! | `l:` last_hub_seq | a [run](Run): events at consecutive hub positions received together, ending at `last_hub_seq`, with their receive time | per push (one per [`RUN_MAX_BYTES`]) |
 //! | `t:` station(9) last_hub_seq | the station's positions in one run, as (first `u64`, count `u32`) ranges; `last_hub_seq` is the highest of them | per run and station |
 //! | `i:` event_id | `u64` hub_seq: an event is stored once; a resent event is known by its origin's `durable_through`, and an event id held already sends a new seq to quarantine | per event |
-//! | `o:` origin_id | JSON `OriginState`: `durable_through`, station, contact | per push and origin |
+//! | `o:` origin_id | JSON `OriginState`: `durable_through`, station, contact, `chain_{durable_through}`, the newest signed head, conflicts | per push and origin |
 //! | `q:` origin_id origin_seq | JSON `Quarantined`: an event acked but not accepted | per quarantined event |
+//! | `h:` origin_id last_seq | the 64-byte signature of a signed head the hub verified: the device's over (origin, last_seq, `chain_{last_seq}`) | per push of a signed origin |
 //! | `m:migrated` | `u64`: while a format-1 store is migrated, events `1..=` it are in format 2 | during migration |
 //!
 //! A run's value: `u64` first hub position, `u8` 1 when a receive time
@@ -47,6 +48,7 @@ pub(crate) const STREAMS: &[u8] = b"t:";
 pub(crate) const IDS: &[u8] = b"i:";
 pub(crate) const ORIGINS: &[u8] = b"o:";
 pub(crate) const QUARANTINE: &[u8] = b"q:";
+pub(crate) const HEADS: &[u8] = b"h:";
 
 /// Format 1's event key space, read only by the migration.
 pub(crate) const V1_EVENTS: &[u8] = b"e:";

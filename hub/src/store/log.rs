@@ -4,11 +4,29 @@
 //! memory) implement it; a model-based test runs the same operations
 //! against both and checks they agree.
 
+use serde::{Deserialize, Serialize};
 use station_proto::Event;
 use station_proto::ids::Uuid;
 
 use super::HubError;
-use crate::ingest::{OriginState, Quarantined};
+use crate::ingest::{OriginState, Quarantined, StoredHead};
+use station_proto::v1::SignedHead;
+
+/// Who speaks for an origin: the one device token bound to it for life, and
+/// the device's public key once the device has sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OriginBinding {
+    /// The id of the token that first introduced the origin.
+    pub token_id: String,
+    /// The device's Ed25519 public key (32 bytes), when bound: from then on
+    /// every push of the origin must carry its signed head.
+    #[serde(
+        default,
+        with = "crate::ingest::optional_hex",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub public_key: Option<Vec<u8>>,
+}
 
 /// The outcome of a push, per origin.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -73,6 +91,20 @@ pub const PULL_MAX_SCANNED: usize = 20_000;
 /// - **Quarantine.** A new seq whose event the validator refuses, whose
 ///   station is outside the roster, or whose event id is held takes its seq
 ///   (it is acknowledged) and is kept apart with the reason, as received.
+/// - **Bindings.** [`HubLog::bind_origin`] binds an origin to one device
+///   token for life, together with the token's own binding (a token speaks
+///   for one origin), and a device key at most once; a refused binding
+///   changes nothing. A revoked token's origin stays bound to it.
+/// - **Signed logs.** Each origin's state holds `chain_{durable_through}`.
+///   A push whose origin has a device key bound and takes new seqs is
+///   stored only if it carries a signed head for its last new seq that
+///   verifies over the chain (see [`crate::ingest::verify_heads`]), else it
+///   is refused whole ([`HubError::Signature`]) and changes nothing. Every
+///   verified head is kept ([`HubLog::signed_heads`]) and the newest is in
+///   the origin's state, with the first seq verified signed.
+/// - **Conflicts.** A seq at or below `durable_through` resent with another
+///   event refuses the push ([`HubError::Conflict`]); only the origin's
+///   `conflicts` count changes.
 /// - **Pull.** [`HubLog::pull_for`] returns the station's events with
 ///   positions above `after`, in hub order: at most `max_events`, at most
 ///   `max_bytes` of encoded events (at least one), looking at no more than
@@ -92,7 +124,29 @@ pub trait HubLog {
         events: Vec<Event>,
         today: chrono::NaiveDate,
         now_ms: i64,
+    ) -> Result<PushOutcome, HubError> {
+        self.push_signed(events, &[], today, now_ms)
+    }
+
+    /// [`HubLog::push`] with the push's signed heads, checked before
+    /// anything is stored.
+    ///
+    /// # Errors
+    /// As [`HubLog::push`], and [`HubError::Signature`] or
+    /// [`HubError::Conflict`] refuse the batch.
+    fn push_signed(
+        &self,
+        events: Vec<Event>,
+        heads: &[SignedHead],
+        today: chrono::NaiveDate,
+        now_ms: i64,
     ) -> Result<PushOutcome, HubError>;
+
+    /// Every signed head the hub verified for `origin`, oldest first.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn signed_heads(&self, origin: Uuid) -> Result<Vec<StoredHead>, HubError>;
 
     /// Records a device's `Hello`: its head and clock.
     ///
@@ -106,6 +160,27 @@ pub trait HubLog {
         device_clock_ms: i64,
         now_ms: i64,
     ) -> Result<OriginState, HubError>;
+
+    /// Binds `origin` to the device token `token_id` (see the contract),
+    /// with `public_key` when none is bound yet; returns the binding once
+    /// durable.
+    ///
+    /// # Errors
+    /// [`HubError::TokenBound`], [`HubError::OriginTaken`],
+    /// [`HubError::KeyMismatch`], [`HubError::TokenRevoked`],
+    /// [`HubError::UnknownToken`], storage errors.
+    fn bind_origin(
+        &self,
+        origin: Uuid,
+        token_id: &str,
+        public_key: Option<&[u8]>,
+    ) -> Result<OriginBinding, HubError>;
+
+    /// The binding of `origin`, if a token speaks for it.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn binding(&self, origin: Uuid) -> Result<Option<OriginBinding>, HubError>;
 
     /// The state of one origin (default when never seen).
     ///

@@ -2,7 +2,8 @@
 //! It keeps the contract in the plainest way (vectors and maps under one
 //! lock), decides pushes with the same [`crate::ingest::decide`], and is
 //! what the sled store is checked against. Everything it acknowledges is
-//! "durable" for as long as the value lives.
+//! "durable" for as long as the value lives. It keeps origin bindings but no
+//! token records: revocation is the token store's, checked by the sled store.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
@@ -12,8 +13,9 @@ use station_proto::Event;
 use station_proto::ids::Uuid;
 
 use super::HubError;
-use super::log::{HubLog, LoggedEvent, PULL_MAX_SCANNED, PullPage, PushOutcome};
-use crate::ingest::{self, OriginState, Policy, Quarantined, Verdict};
+use super::log::{HubLog, LoggedEvent, OriginBinding, PULL_MAX_SCANNED, PullPage, PushOutcome};
+use crate::ingest::{self, OriginState, Policy, Quarantined, Refusal, StoredHead, Verdict};
+use station_proto::v1::SignedHead;
 
 /// What the log holds.
 #[derive(Debug, Default)]
@@ -26,6 +28,27 @@ struct Held {
     origins: BTreeMap<Uuid, OriginState>,
     /// Quarantine by origin and seq.
     quarantine: BTreeMap<(Uuid, u64), Quarantined>,
+    /// The token that speaks for each origin, and its key.
+    bindings: BTreeMap<Uuid, OriginBinding>,
+    /// The origin each token speaks for.
+    token_origins: BTreeMap<String, Uuid>,
+    /// The signed heads verified, by origin, oldest first.
+    heads: BTreeMap<Uuid, Vec<StoredHead>>,
+}
+
+impl Held {
+    /// The event held at `origin`'s `seq`, in the log or in quarantine.
+    fn at(&self, origin: Uuid, seq: u64) -> Option<Event> {
+        if let Some(q) = self.quarantine.get(&(origin, seq)) {
+            return Event::decode(q.event.as_slice()).ok();
+        }
+        self.events
+            .iter()
+            .rev()
+            .map(|(event, _)| event)
+            .find(|event| event.origin_id == origin.as_bytes() && event.origin_seq == seq)
+            .cloned()
+    }
 }
 
 /// The hub's log in memory.
@@ -58,9 +81,10 @@ impl MemoryLog {
 }
 
 impl HubLog for MemoryLog {
-    fn push(
+    fn push_signed(
         &self,
         events: Vec<Event>,
+        heads: &[SignedHead],
         today: chrono::NaiveDate,
         now_ms: i64,
     ) -> Result<PushOutcome, HubError> {
@@ -72,11 +96,18 @@ impl HubLog for MemoryLog {
                 (origin, state)
             })
             .collect();
+        let keys: BTreeMap<Uuid, Vec<u8>> = held
+            .bindings
+            .iter()
+            .filter_map(|(origin, b)| Some((*origin, b.public_key.clone()?)))
+            .collect();
+        let signed: BTreeSet<Uuid> = keys.keys().copied().collect();
         let policy = Policy {
             today,
             roster: self.roster.as_ref(),
             now_ms,
             max_clock_skew_ms: station_proto::validate::MAX_CLOCK_SKEW_MS,
+            signed: Some(&signed),
         };
         let case_station = |case: Uuid| {
             let position = *held.ids.get(case.as_bytes().as_slice())?;
@@ -86,13 +117,23 @@ impl HubLog for MemoryLog {
             matches!(event.body, Some(station_proto::Body::CaseOpened(_)))
                 .then(|| event.station_code.clone())
         };
-        let decision = ingest::decide(
+        let decided = ingest::decide(
             events,
             origins,
             |id| held.ids.contains_key(id),
+            |origin, seq| held.at(origin, seq),
             case_station,
             &policy,
-        )?;
+        );
+        let decision = match decided {
+            Err(Refusal::Conflict { origin, seq }) => {
+                held.origins.entry(origin).or_default().conflicts += 1;
+                return Err(HubError::Conflict { origin, seq });
+            }
+            decided => decided?,
+        };
+        let mut decision = decision;
+        ingest::verify_heads(&mut decision, heads, |origin| keys.get(&origin).cloned())?;
         let mut outcome = PushOutcome {
             stored: decision.accepted(),
             quarantined: decision.quarantined(),
@@ -115,6 +156,14 @@ impl HubLog for MemoryLog {
         }
         for (origin, state) in decision.origins {
             outcome.acks.push((origin, state.durable_through));
+            if let Some(head) = &state.signed_head
+                && decision
+                    .new_seqs
+                    .get(&origin)
+                    .is_some_and(|(_, last)| *last == head.last_seq)
+            {
+                held.heads.entry(origin).or_default().push(head.clone());
+            }
             held.origins.insert(origin, state);
         }
         Ok(outcome)
@@ -137,6 +186,51 @@ impl HubLog for MemoryLog {
         state.last_contact_ms = now_ms;
         state.clock_skew_ms = device_clock_ms.saturating_sub(now_ms);
         Ok(state.clone())
+    }
+
+    fn bind_origin(
+        &self,
+        origin: Uuid,
+        token_id: &str,
+        public_key: Option<&[u8]>,
+    ) -> Result<OriginBinding, HubError> {
+        let mut held = self.held();
+        if let Some(bound) = held.token_origins.get(token_id)
+            && *bound != origin
+        {
+            return Err(HubError::TokenBound {
+                token_id: token_id.to_string(),
+                origin: *bound,
+            });
+        }
+        let mut binding = match held.bindings.get(&origin) {
+            Some(binding) if binding.token_id != token_id => {
+                return Err(HubError::OriginTaken(origin));
+            }
+            Some(binding) => binding.clone(),
+            None => OriginBinding {
+                token_id: token_id.to_string(),
+                public_key: None,
+            },
+        };
+        match (&binding.public_key, public_key) {
+            (Some(bound), Some(key)) if bound.as_slice() != key => {
+                return Err(HubError::KeyMismatch(origin));
+            }
+            (None, Some(key)) => binding.public_key = Some(key.to_vec()),
+            _ => {}
+        }
+        held.token_origins.insert(token_id.to_string(), origin);
+        held.bindings.insert(origin, binding.clone());
+        Ok(binding)
+    }
+
+    fn binding(&self, origin: Uuid) -> Result<Option<OriginBinding>, HubError> {
+        Ok(self.held().bindings.get(&origin).cloned())
+    }
+
+    fn signed_heads(&self, origin: Uuid) -> Result<Vec<StoredHead>, HubError> {
+        Ok(self.held().heads.get(&origin).cloned().unwrap_or_default())
     }
 
     fn origin(&self, origin: Uuid) -> Result<OriginState, HubError> {

@@ -3,6 +3,8 @@
 //! ([`TokenStore`]) and the projections' tree in the same database.
 //!
 //! - [`format`]: the on-disk format (version 2), as a table;
+//! - [`chains`]: every origin's hash chain recomputed from the store, for
+//!   `verify` and for stores written before the hub kept chains;
 //! - [`log`]: the [`HubLog`] contract and the types it exchanges;
 //! - [`memory`]: [`MemoryLog`], the reference implementation;
 //! - [`tokens`]: the `tokens` tree;
@@ -18,6 +20,7 @@
 //! Tree `projections` belongs to [`crate::projections`], which documents its
 //! format; it is derived from this log and can be rebuilt from it.
 
+pub mod chains;
 pub mod format;
 pub mod log;
 pub mod memory;
@@ -32,18 +35,19 @@ use prost::Message as _;
 use station_agent::durable::GroupCommit;
 use station_proto::Event;
 use station_proto::ids::Uuid;
+use station_proto::v1::SignedHead;
 
 pub use self::format::FORMAT_VERSION;
 use self::format::{
-    IDS, M_FORMAT, M_HUB_SEQ, ORIGINS, Positions, QUARANTINE, RUNS, Run, RunWriter, STREAMS,
+    HEADS, IDS, M_FORMAT, M_HUB_SEQ, ORIGINS, Positions, QUARANTINE, RUNS, Run, RunWriter, STREAMS,
     TOKENS_TREE, TREE, key, read_u64,
 };
-pub use self::log::{HubLog, LoggedEvent, PULL_MAX_SCANNED, PullPage, PushOutcome};
+pub use self::log::{HubLog, LoggedEvent, OriginBinding, PULL_MAX_SCANNED, PullPage, PushOutcome};
 pub use self::memory::MemoryLog;
 pub use self::migrate::MigrationOptions;
 pub use self::tokens::{TokenRecord, TokenScope, TokenStore};
 use crate::ingest::{self, Policy, Refusal, Verdict};
-pub use crate::ingest::{OriginState, Quarantined};
+pub use crate::ingest::{OriginState, Quarantined, StoredHead};
 
 impl From<station_agent::durable::OpenError> for HubError {
     fn from(error: station_agent::durable::OpenError) -> Self {
@@ -70,6 +74,11 @@ impl From<Refusal> for HubError {
                 got,
             },
             Refusal::Malformed { index, reason } => HubError::Malformed { index, reason },
+            Refusal::Conflict { origin, seq } => HubError::Conflict { origin, seq },
+            Refusal::Unsigned { .. } | Refusal::Forged(_) => {
+                HubError::Signature(refusal.to_string())
+            }
+            Refusal::NoChain(_) => HubError::Corrupt(refusal.to_string()),
         }
     }
 }
@@ -99,9 +108,41 @@ pub enum HubError {
         /// The seq found.
         got: u64,
     },
+    /// A push carries, at a seq the hub holds, another event than the one
+    /// held: refused, and counted in the origin's `conflicts`.
+    #[error(
+        "origin {origin}: seq {seq} is held with another event: the device's log conflicts with what it pushed before"
+    )]
+    Conflict {
+        /// The origin.
+        origin: Uuid,
+        /// The seq held with another event.
+        seq: u64,
+    },
+    /// A push of a signed origin without a head, or whose head does not
+    /// verify over the chain: the batch is not what the device signed.
+    #[error("{0}")]
+    Signature(String),
     /// No token has this id.
     #[error("no token has the id {0}")]
     UnknownToken(String),
+    /// The token was revoked: it binds nothing more.
+    #[error("token {0} is revoked")]
+    TokenRevoked(String),
+    /// The device token speaks for another origin.
+    #[error("token {token_id} is bound to origin {origin}, and to no other")]
+    TokenBound {
+        /// The token.
+        token_id: String,
+        /// The origin it is bound to.
+        origin: Uuid,
+    },
+    /// Another token speaks for the origin: this token may not.
+    #[error("origin {0} is not this token's: a token speaks only for the origin it introduced")]
+    OriginTaken(Uuid),
+    /// The origin is bound to another device key.
+    #[error("origin {0} is bound to another device key: a new key needs a new origin")]
+    KeyMismatch(Uuid),
     /// A push's events cannot be attributed to an origin.
     #[error("event {index} of the batch: {reason}")]
     Malformed {
@@ -303,17 +344,53 @@ impl HubStore {
             group.wait_durable(group.written(None))?;
         }
         let (grown, _) = tokio::sync::watch::channel(hub_seq);
-        Ok(Self {
+        let tokens = TokenStore::new(tokens, Arc::clone(&group));
+        let bound = tokens.bind_earlier_tokens()?;
+        if bound > 0 {
+            tracing::info!(bound, "origins bound to the tokens that introduced them");
+        }
+        let store = Self {
             db,
             tree,
-            tokens: TokenStore::new(tokens, Arc::clone(&group)),
+            tokens,
             group,
             writer: Mutex::new(hub_seq),
             grown,
             roster: None,
             max_clock_skew_ms: station_proto::validate::MAX_CLOCK_SKEW_MS,
             _lock: lock,
-        })
+        };
+        let chained = chains::fill_missing(&store)?;
+        if chained > 0 {
+            tracing::info!(
+                chained,
+                "hash chains computed for origins stored before them"
+            );
+        }
+        Ok(store)
+    }
+
+    /// Sets the chain head of each origin given whose state has none, in
+    /// one durable batch.
+    fn set_chain_heads(
+        &self,
+        heads: &[(Uuid, station_proto::chain::Digest)],
+    ) -> Result<(), HubError> {
+        if heads.is_empty() {
+            return Ok(());
+        }
+        let _writer = self.lock_writer();
+        let mut batch = sled::Batch::default();
+        for (origin, head) in heads {
+            let mut state = self.origin(*origin)?;
+            if state.chain_head.is_none() {
+                state.chain_head = Some(head.to_vec());
+                batch.insert(key(ORIGINS, &[origin.as_bytes()]), origin_json(&state)?);
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        self.group.wait_durable(self.group.written(None))?;
+        Ok(())
     }
 
     /// The store, refusing (into quarantine) events of stations outside
@@ -481,6 +558,24 @@ impl HubStore {
         today: chrono::NaiveDate,
         now_ms: i64,
     ) -> Result<PushOutcome, HubError> {
+        self.push_signed(events, &[], today, now_ms)
+    }
+
+    /// [`HubStore::push`] with the push's signed heads: an origin whose
+    /// device key is bound must carry one that verifies (see
+    /// [`crate::ingest::verify_heads`]); each verified head is stored with
+    /// the batch.
+    ///
+    /// # Errors
+    /// As [`HubStore::push`], and [`HubError::Signature`] or
+    /// [`HubError::Conflict`] refuse the whole batch.
+    pub fn push_signed(
+        &self,
+        events: Vec<Event>,
+        heads: &[SignedHead],
+        today: chrono::NaiveDate,
+        now_ms: i64,
+    ) -> Result<PushOutcome, HubError> {
         let mut writer = self.lock_writer();
         let mut origins = BTreeMap::new();
         for origin in ingest::origins_of(&events)? {
@@ -494,12 +589,26 @@ impl HubStore {
                 held.insert(event.event_id.clone());
             }
         }
+        let mut keys = BTreeMap::new();
+        for origin in origins.keys() {
+            if let Some(key) = self.tokens.binding(*origin)?.and_then(|b| b.public_key) {
+                keys.insert(*origin, key);
+            }
+        }
+        let signed: BTreeSet<Uuid> = keys.keys().copied().collect();
         let policy = Policy {
             today,
             roster: self.roster.as_ref(),
             now_ms,
             max_clock_skew_ms: self.max_clock_skew_ms,
+            signed: Some(&signed),
         };
+        let mut resent = HashMap::new();
+        for (origin, seq, event_id) in ingest::resent(&events, &origins) {
+            if let Some(found) = self.held_at(origin, seq, event_id)? {
+                resent.insert((origin, seq), found);
+            }
+        }
         let mut case_stations = HashMap::new();
         for case in events
             .iter()
@@ -509,13 +618,22 @@ impl HubStore {
                 entry.insert(self.case_station(case)?);
             }
         }
-        let decision = ingest::decide(
+        let decision = match ingest::decide(
             events,
             origins,
             |id| held.contains(id),
+            |origin, seq| resent.get(&(origin, seq)).cloned(),
             |case| case_stations.get(&case).cloned().flatten(),
             &policy,
-        )?;
+        ) {
+            Err(Refusal::Conflict { origin, seq }) => {
+                self.count_conflict(origin)?;
+                return Err(HubError::Conflict { origin, seq });
+            }
+            decided => decided?,
+        };
+        let mut decision = decision;
+        ingest::verify_heads(&mut decision, heads, |origin| keys.get(&origin).cloned())?;
         let mut outcome = PushOutcome {
             stored: decision.accepted(),
             quarantined: decision.quarantined(),
@@ -560,6 +678,17 @@ impl HubStore {
         for (origin, state) in &decision.origins {
             batch.insert(key(ORIGINS, &[origin.as_bytes()]), origin_json(state)?);
             outcome.acks.push((*origin, state.durable_through));
+            if let Some(head) = &state.signed_head
+                && decision
+                    .new_seqs
+                    .get(origin)
+                    .is_some_and(|(_, last)| *last == head.last_seq)
+            {
+                batch.insert(
+                    key(HEADS, &[origin.as_bytes(), &head.last_seq.to_be_bytes()]),
+                    head.signature.as_slice(),
+                );
+            }
         }
         batch.insert(M_HUB_SEQ, &hub_seq.to_be_bytes());
         self.tree.apply_batch(batch)?;
@@ -579,6 +708,60 @@ impl HubStore {
             });
         }
         Ok(outcome)
+    }
+
+    /// Every signed head verified for `origin`, oldest first.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn signed_heads(&self, origin: Uuid) -> Result<Vec<StoredHead>, HubError> {
+        let prefix = key(HEADS, &[origin.as_bytes()]);
+        self.tree
+            .scan_prefix(&prefix)
+            .map(|item| {
+                let (k, v) = item?;
+                Ok(StoredHead {
+                    last_seq: read_u64(&k[prefix.len()..])?,
+                    signature: v.to_vec(),
+                })
+            })
+            .collect()
+    }
+
+    /// The event held at `origin`'s `seq`, found by the id of the event
+    /// resent there: in the log under that id when it is of that origin and
+    /// seq, else in quarantine at that seq; `None` when neither.
+    fn held_at(&self, origin: Uuid, seq: u64, event_id: &[u8]) -> Result<Option<Event>, HubError> {
+        if let Some(pos) = self.position_of(event_id)?
+            && let Some(event) = self.event_at(pos)?
+            && event.origin_id == origin.as_bytes()
+            && event.origin_seq == seq
+        {
+            return Ok(Some(event));
+        }
+        let Some(json) = self
+            .tree
+            .get(key(QUARANTINE, &[origin.as_bytes(), &seq.to_be_bytes()]))?
+        else {
+            return Ok(None);
+        };
+        let quarantined: Quarantined = serde_json::from_slice(&json)
+            .map_err(|e| HubError::Corrupt(format!("quarantine: {e}")))?;
+        Event::decode(quarantined.event.as_slice())
+            .map(Some)
+            .map_err(|e| HubError::Corrupt(format!("quarantined event: {e}")))
+    }
+
+    /// Counts a refused conflict in the origin's state, durably; the caller
+    /// holds the writer.
+    fn count_conflict(&self, origin: Uuid) -> Result<(), HubError> {
+        let mut state = self.origin(origin)?;
+        state.conflicts += 1;
+        self.tree
+            .insert(key(ORIGINS, &[origin.as_bytes()]), origin_json(&state)?)?;
+        self.group.wait_durable(self.group.written(None))?;
+        tracing::warn!(%origin, conflicts = state.conflicts, "push refused: conflict at a held seq");
+        Ok(())
     }
 
     /// The station's newest hub position.
@@ -820,13 +1003,18 @@ pub(crate) fn write_run(
 }
 
 impl HubLog for HubStore {
-    fn push(
+    fn push_signed(
         &self,
         events: Vec<Event>,
+        heads: &[SignedHead],
         today: chrono::NaiveDate,
         now_ms: i64,
     ) -> Result<PushOutcome, HubError> {
-        HubStore::push(self, events, today, now_ms)
+        HubStore::push_signed(self, events, heads, today, now_ms)
+    }
+
+    fn signed_heads(&self, origin: Uuid) -> Result<Vec<StoredHead>, HubError> {
+        HubStore::signed_heads(self, origin)
     }
 
     fn hello(
@@ -845,6 +1033,19 @@ impl HubLog for HubStore {
             device_clock_ms,
             now_ms,
         )
+    }
+
+    fn bind_origin(
+        &self,
+        origin: Uuid,
+        token_id: &str,
+        public_key: Option<&[u8]>,
+    ) -> Result<OriginBinding, HubError> {
+        self.tokens.bind(origin, token_id, public_key)
+    }
+
+    fn binding(&self, origin: Uuid) -> Result<Option<OriginBinding>, HubError> {
+        self.tokens.binding(origin)
     }
 
     fn origin(&self, origin: Uuid) -> Result<OriginState, HubError> {

@@ -6,12 +6,18 @@
 //! | key | value |
 //! | --- | --- |
 //! | token_id (ASCII) | JSON [`TokenRecord`]: scope, SHA-256 of the secret, bound origin, revocation |
+//! | `o:` origin_id (16 bytes) | JSON [`OriginBinding`]: the one token that speaks for the origin, and its device key |
 //!
 //! Invariants, kept by one token writer:
 //! - a token's secret is never stored, only its SHA-256;
 //! - a device token's `bound_origin` goes from none to one origin once and
 //!   never changes after (the rules are in [`crate::auth`]); a revoked token
 //!   stays revoked;
+//! - an origin is bound to one token for life: its `o:` record and the
+//!   token's `bound_origin` are written in one batch, and both agree; a
+//!   revoked token's origin stays bound to it, so nothing more is accepted
+//!   for that origin;
+//! - an origin's device key goes from none to one key once and never changes;
 //! - a token write returns only once flushed and fsynced.
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,7 +27,22 @@ use station_agent::durable::GroupCommit;
 use station_proto::ids::Uuid;
 
 use super::HubError;
+use super::log::OriginBinding;
 use crate::ingest::hex_bytes;
+
+/// Key space of the origin bindings in the `tokens` tree; a token id is
+/// lowercase hex, so it never starts with it.
+const BINDINGS: &[u8] = b"o:";
+
+fn binding_key(origin: Uuid) -> Vec<u8> {
+    let mut k = BINDINGS.to_vec();
+    k.extend_from_slice(origin.as_bytes());
+    k
+}
+
+fn binding_json(binding: &OriginBinding) -> Result<Vec<u8>, HubError> {
+    serde_json::to_vec(binding).map_err(|e| HubError::Corrupt(format!("binding: {e}")))
+}
 
 /// What a token lets its holder do, and on whose behalf.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +143,9 @@ impl TokenStore {
     /// # Errors
     /// Storage errors.
     pub fn get(&self, token_id: &str) -> Result<Option<TokenRecord>, HubError> {
+        if token_id.as_bytes().starts_with(BINDINGS) {
+            return Ok(None);
+        }
         self.tree
             .get(token_id.as_bytes())?
             .map(|v| from_json(&v))
@@ -133,7 +157,150 @@ impl TokenStore {
     /// # Errors
     /// Storage errors.
     pub fn all(&self) -> Result<Vec<TokenRecord>, HubError> {
-        self.tree.iter().map(|item| from_json(&item?.1)).collect()
+        self.tree
+            .iter()
+            .filter(|item| !item.as_ref().is_ok_and(|(k, _)| k.starts_with(BINDINGS)))
+            .map(|item| from_json(&item?.1))
+            .collect()
+    }
+
+    /// The binding of `origin`, if a token speaks for it.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn binding(&self, origin: Uuid) -> Result<Option<OriginBinding>, HubError> {
+        self.tree
+            .get(binding_key(origin))?
+            .map(|v| {
+                serde_json::from_slice(&v).map_err(|e| HubError::Corrupt(format!("binding: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Every origin binding, by origin.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn bindings(&self) -> Result<Vec<(Uuid, OriginBinding)>, HubError> {
+        self.tree
+            .scan_prefix(BINDINGS)
+            .map(|item| {
+                let (k, v) = item?;
+                let origin = Uuid::from_slice(&k[BINDINGS.len()..])
+                    .map_err(|_| HubError::Corrupt("binding key".into()))?;
+                let binding = serde_json::from_slice(&v)
+                    .map_err(|e| HubError::Corrupt(format!("binding: {e}")))?;
+                Ok((origin, binding))
+            })
+            .collect()
+    }
+
+    /// Binds `origin` to the device token `token_id` for life, with
+    /// `public_key` when given and none is bound yet; the token's
+    /// `bound_origin` and the origin's binding are written in one batch.
+    /// Binding again as bound changes nothing. Returns the binding once durable.
+    ///
+    /// # Errors
+    /// [`HubError::UnknownToken`], [`HubError::TokenRevoked`],
+    /// [`HubError::TokenBound`] (the token speaks for another origin),
+    /// [`HubError::OriginTaken`] (another token speaks for the origin),
+    /// [`HubError::KeyMismatch`] (another key is bound), storage errors; a
+    /// refused binding changes nothing.
+    pub fn bind(
+        &self,
+        origin: Uuid,
+        token_id: &str,
+        public_key: Option<&[u8]>,
+    ) -> Result<OriginBinding, HubError> {
+        let (binding, ticket) = {
+            let _writer = self.lock_writer();
+            let mut record = self
+                .get(token_id)?
+                .ok_or_else(|| HubError::UnknownToken(token_id.to_string()))?;
+            if record.revoked_at_ms.is_some() {
+                return Err(HubError::TokenRevoked(token_id.to_string()));
+            }
+            let TokenScope::Device { bound_origin, .. } = &mut record.scope else {
+                return Err(HubError::UnknownToken(token_id.to_string()));
+            };
+            if let Some(bound) = *bound_origin
+                && bound != origin
+            {
+                return Err(HubError::TokenBound {
+                    token_id: token_id.to_string(),
+                    origin: bound,
+                });
+            }
+            let existing = self.binding(origin)?;
+            let mut binding = match existing.clone() {
+                Some(binding) if binding.token_id != token_id => {
+                    return Err(HubError::OriginTaken(origin));
+                }
+                Some(binding) => binding,
+                None => OriginBinding {
+                    token_id: token_id.to_string(),
+                    public_key: None,
+                },
+            };
+            match (&binding.public_key, public_key) {
+                (Some(bound), Some(key)) if bound.as_slice() != key => {
+                    return Err(HubError::KeyMismatch(origin));
+                }
+                (None, Some(key)) => binding.public_key = Some(key.to_vec()),
+                _ => {}
+            }
+            let token_changed = bound_origin.is_none();
+            *bound_origin = Some(origin);
+            if token_changed || existing.as_ref() != Some(&binding) {
+                let mut batch = sled::Batch::default();
+                batch.insert(token_id.as_bytes(), token_json(&record)?);
+                batch.insert(binding_key(origin), binding_json(&binding)?);
+                self.tree.apply_batch(batch)?;
+                (binding, self.group.written(None))
+            } else {
+                (binding, self.group.current())
+            }
+        };
+        self.group.wait_durable(ticket)?;
+        Ok(binding)
+    }
+
+    /// Writes the binding of every device token bound before bindings were
+    /// kept apart (oldest token first: if two tokens named one origin, the
+    /// first keeps it). Returns how many were written, once durable.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub(crate) fn bind_earlier_tokens(&self) -> Result<usize, HubError> {
+        let _writer = self.lock_writer();
+        let mut records = self.all()?;
+        records.sort_by_key(|r| r.created_at_ms);
+        let mut written = std::collections::BTreeSet::new();
+        let mut batch = sled::Batch::default();
+        for record in records {
+            let TokenScope::Device {
+                bound_origin: Some(origin),
+                ..
+            } = record.scope
+            else {
+                continue;
+            };
+            if written.contains(&origin) || self.binding(origin)?.is_some() {
+                continue;
+            }
+            let binding = OriginBinding {
+                token_id: record.token_id,
+                public_key: None,
+            };
+            batch.insert(binding_key(origin), binding_json(&binding)?);
+            written.insert(origin);
+        }
+        if written.is_empty() {
+            return Ok(0);
+        }
+        self.tree.apply_batch(batch)?;
+        self.group.wait_durable(self.group.written(None))?;
+        Ok(written.len())
     }
 
     /// Reads a token record, lets `change` edit it, and stores it when

@@ -85,6 +85,7 @@ impl Hub {
             .push(authorized(
                 PushRequest {
                     events: events.to_vec(),
+                    heads: Vec::new(),
                 },
                 token,
             ))
@@ -285,5 +286,6 @@ pub fn hello(origin: Uuid, station: &str) -> station_proto::v1::HelloRequest {
         head_seq: 0,
         device_clock_ms: 0,
         agent_version: "test".into(),
+        public_key: Vec::new(),
     }
 }

@@ -13,6 +13,7 @@ mod fixtures;
 
 mod admin;
 mod cli;
+mod conflict;
 mod hostile;
 mod http;
 mod projection_equivalence;
@@ -21,7 +22,9 @@ mod query;
 mod rebuild_cli;
 mod refusals;
 mod services;
+mod signatures;
 mod store;
 mod sync;
+mod takeover;
 mod trust;
 mod web;

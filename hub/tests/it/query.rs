@@ -22,6 +22,7 @@ impl Hub {
                     head_seq,
                     device_clock_ms: chrono::Utc::now().timestamp_millis(),
                     agent_version: "test".into(),
+                    public_key: Vec::new(),
                 },
                 token,
             ))

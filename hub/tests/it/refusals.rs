@@ -30,6 +30,7 @@ fn hello_of(events: &[Event]) -> HelloRequest {
         head_seq: events.len() as u64,
         device_clock_ms: 0,
         agent_version: "test".into(),
+        public_key: Vec::new(),
     }
 }
 
@@ -46,6 +47,7 @@ fn pull_of(station: &str) -> PullRequest {
 fn push_of(events: &[Event]) -> PushRequest {
     PushRequest {
         events: events.to_vec(),
+        heads: Vec::new(),
     }
 }
 

@@ -97,6 +97,7 @@ async fn with_a_certificate_the_hub_speaks_tls_only() {
                 head_seq: 5,
                 device_clock_ms: 0,
                 agent_version: "test".into(),
+                public_key: Vec::new(),
             },
             &token,
         ))
@@ -105,7 +106,13 @@ async fn with_a_certificate_the_hub_speaks_tls_only() {
         .into_inner();
     assert_eq!(hello.durable_through, 0);
     let ack = client
-        .push(authorized(PushRequest { events }, &token))
+        .push(authorized(
+            PushRequest {
+                events,
+                heads: Vec::new(),
+            },
+            &token,
+        ))
         .await
         .unwrap()
         .into_inner();

@@ -148,6 +148,7 @@ async fn the_hub_refuses_gaps_ignores_resends_and_quarantines_invalid_bodies() {
         .push(authorized(
             PushRequest {
                 events: events[2..].to_vec(),
+                heads: Vec::new(),
             },
             &token,
         ))
@@ -167,6 +168,7 @@ async fn the_hub_refuses_gaps_ignores_resends_and_quarantines_invalid_bodies() {
         .push(authorized(
             PushRequest {
                 events: events[..3].to_vec(),
+                heads: Vec::new(),
             },
             &token,
         ))
@@ -181,6 +183,7 @@ async fn the_hub_refuses_gaps_ignores_resends_and_quarantines_invalid_bodies() {
         .push(authorized(
             PushRequest {
                 events: events[4..].to_vec(),
+                heads: Vec::new(),
             },
             &token,
         ))
@@ -197,6 +200,7 @@ async fn the_hub_refuses_gaps_ignores_resends_and_quarantines_invalid_bodies() {
         .push(authorized(
             PushRequest {
                 events: events[1..].to_vec(),
+                heads: Vec::new(),
             },
             &token,
         ))
@@ -221,6 +225,7 @@ async fn the_hub_refuses_gaps_ignores_resends_and_quarantines_invalid_bodies() {
         .push(authorized(
             PushRequest {
                 events: vec![bad, good],
+                heads: Vec::new(),
             },
             &token,
         ))
@@ -309,7 +314,13 @@ async fn shutdown_ends_long_polls_and_finishes_pushes_in_flight() {
         },
         &token,
     ));
-    let push = pushing.push(authorized(PushRequest { events }, &token));
+    let push = pushing.push(authorized(
+        PushRequest {
+            events,
+            heads: Vec::new(),
+        },
+        &token,
+    ));
     let hello_then_stop = async {
         client
             .clone()
@@ -320,6 +331,7 @@ async fn shutdown_ends_long_polls_and_finishes_pushes_in_flight() {
                     head_seq: 400,
                     device_clock_ms: 0,
                     agent_version: "test".into(),
+                    public_key: Vec::new(),
                 },
                 &token,
             ))

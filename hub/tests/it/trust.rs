@@ -17,6 +17,7 @@ async fn push(hub: &Hub, token: &str, events: &[Event]) -> u32 {
         .push(authorized(
             PushRequest {
                 events: events.to_vec(),
+                heads: Vec::new(),
             },
             token,
         ))

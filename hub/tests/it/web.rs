@@ -264,7 +264,13 @@ async fn a_long_poll_checks_its_token_again_when_it_wakes() {
     auth::revoke(&hub.store, &watcher_id).unwrap();
     hub.client()
         .await
-        .push(authorized(PushRequest { events }, &writer))
+        .push(authorized(
+            PushRequest {
+                events,
+                heads: Vec::new(),
+            },
+            &writer,
+        ))
         .await
         .unwrap();
     let status = poll

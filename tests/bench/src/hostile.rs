@@ -99,13 +99,20 @@ async fn pushes(grpc: SocketAddr, bearer: &str, device: Device) -> anyhow::Resul
         head_seq: device.batches.iter().map(|b| b.len() as u64).sum(),
         device_clock_ms: chrono::Utc::now().timestamp_millis(),
         agent_version: "bench".into(),
+        public_key: Vec::new(),
     };
     client.hello(with_token(hello, bearer)?).await?;
     let mut latencies = Vec::with_capacity(device.batches.len());
     for events in device.batches {
         let sent = Instant::now();
         client
-            .push(with_token(PushRequest { events }, bearer)?)
+            .push(with_token(
+                PushRequest {
+                    events,
+                    heads: Vec::new(),
+                },
+                bearer,
+            )?)
             .await?;
         latencies.push(ms(sent.elapsed()));
     }

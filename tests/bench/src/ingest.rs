@@ -9,6 +9,13 @@
 //! batches from as many concurrent writers, each batch made durable the same
 //! way (flush + fsync, shared by concurrent writers). Target: at least half
 //! the raw rate.
+//!
+//! Signed logs: the same backlogs pushed by devices whose key the hub holds,
+//! each push carrying its signed head (made before the clock starts: the
+//! device's work), against the same pushes unsigned, in the same run. The
+//! hub extends each origin's chain either way; signed, it also verifies one
+//! signature per push and compares what it would store with what was sent.
+//! Target: at least 90% of the unsigned rate.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use station_agent::durable::GroupCommit;
 use station_proto::Event;
+use station_proto::chain::{self, Chain};
 use station_proto::ids::Uuid;
 use station_proto::v1::sync_client::SyncClient;
-use station_proto::v1::{HelloRequest, PushRequest};
+use station_proto::v1::{HelloRequest, PushRequest, SignedHead};
 use station_sim::district::{NEDONG_STATIONS as STATIONS, Worker};
 use tonic::transport::Channel;
 
@@ -35,6 +43,37 @@ pub(crate) struct Device {
     pub(crate) origin: Uuid,
     /// Its events, in batches as pushed.
     pub(crate) batches: Vec<Vec<Event>>,
+    /// Its public key and each batch's signed head, when it signs.
+    signed: Option<(Vec<u8>, Vec<SignedHead>)>,
+}
+
+impl Device {
+    /// The same backlog, signed by a key of its own: one head per batch.
+    fn signed(&self, seed: u8) -> Device {
+        let secret = [seed; chain::SECRET_KEY_BYTES];
+        let mut links = Chain::start(self.origin);
+        let heads = self
+            .batches
+            .iter()
+            .map(|batch| {
+                for event in batch {
+                    // The backlog is gap-free from seq 1.
+                    let _ = links.push(event);
+                }
+                SignedHead {
+                    origin_id: self.origin.as_bytes().to_vec(),
+                    last_seq: links.seq(),
+                    signature: chain::sign_head(&secret, self.origin, links.seq(), &links.head())
+                        .to_vec(),
+                    public_key: Vec::new(),
+                }
+            })
+            .collect();
+        Device {
+            signed: Some((chain::public_key(&secret).to_vec(), heads)),
+            ..self.clone()
+        }
+    }
 }
 
 /// `count` devices, each with `pushes` batches of `batch` valid events.
@@ -69,6 +108,7 @@ pub(crate) fn devices(count: usize, pushes: usize, batch: usize) -> Vec<Device> 
                 station,
                 origin,
                 batches: events.chunks(batch).map(<[Event]>::to_vec).collect(),
+                signed: None,
             }
         })
         .collect()
@@ -120,16 +160,27 @@ async fn device_pushes(
         head_seq: device.batches.iter().map(|b| b.len() as u64).sum(),
         device_clock_ms: chrono::Utc::now().timestamp_millis(),
         agent_version: "bench".into(),
+        public_key: device
+            .signed
+            .as_ref()
+            .map(|(key, _)| key.clone())
+            .unwrap_or_default(),
     };
     client.hello(with_token(hello, &bearer)?).await?;
     barrier.wait().await;
     let start = Instant::now();
     let mut latencies_ms = Vec::with_capacity(device.batches.len());
+    let mut heads = device.signed.map(|(_, heads)| heads.into_iter());
     for events in device.batches {
         let last = events.last().map_or(0, |e| e.origin_seq);
+        let heads = heads
+            .as_mut()
+            .and_then(Iterator::next)
+            .into_iter()
+            .collect();
         let sent = Instant::now();
         let acks = client
-            .push(with_token(PushRequest { events }, &bearer)?)
+            .push(with_token(PushRequest { events, heads }, &bearer)?)
             .await?
             .into_inner();
         latencies_ms.push(ms(sent.elapsed()));
@@ -326,9 +377,16 @@ pub async fn run(quick: bool, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             })
             .collect(),
     );
+    let signed: Vec<Device> = devices
+        .iter()
+        .zip(0u8..)
+        .map(|(d, seed)| d.signed(seed.wrapping_add(1)))
+        .collect();
     let served = hub(devices.clone(), true).await?;
-    progress!("hub-ingest: the hub with Sync alone");
-    let sync_only = hub(devices, false).await?;
+    progress!("hub-ingest: the hub with Sync alone, unsigned then signed pushes");
+    let sync_only = hub(devices.clone(), false).await?;
+    let sync_signed = hub(signed, false).await?;
+    let sync_unsigned_again = hub(devices, false).await?;
     progress!("hub-ingest: raw sled baselines");
     let one_key = tokio::task::spawn_blocking({
         let raw = Arc::clone(&raw);
@@ -338,6 +396,11 @@ pub async fn run(quick: bool, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let hub_keys = tokio::task::spawn_blocking(move || raw_sled(&raw, true)).await??;
     let (served_rate, served_p99) = summarise(&served, events);
     let (sync_rate, _) = summarise(&sync_only, events);
+    let (signed_rate, signed_p99) = summarise(&sync_signed, events);
+    let (unsigned_again_rate, _) = summarise(&sync_unsigned_again, events);
+    // The unsigned runs either side of the signed one, so drift in the
+    // machine's speed does not count for or against the signatures.
+    let unsigned_rate = (sync_rate + unsigned_again_rate) / 2.0;
     let (raw_rate, raw_p99) = summarise(&one_key, events);
     let (keys_rate, _) = summarise(&hub_keys, events);
     let metric = format!("{count} devices pushing {pushes} × {batch} events each, loopback");
@@ -384,6 +447,20 @@ pub async fn run(quick: bool, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             "events/s",
         )
         .note("the cost of the log's indexes"),
+    );
+    rows.push(
+        Row::new(
+            SCENARIO,
+            "the same, hub serving Sync alone, every push signed and verified: events/s",
+            signed_rate,
+            "the same pushes unsigned (mean of the runs before and after)",
+            unsigned_rate,
+            "events/s",
+        )
+        .goal(Goal::RatioAtLeast(0.9))
+        .note(format!(
+            "chain extended per event either way; signed: one Ed25519 verification per push and the stored form compared with the signed bytes; unsigned runs {sync_rate:.0} and {unsigned_again_rate:.0} events/s; signed p99 push {signed_p99:.1} ms"
+        )),
     );
     Ok(())
 }

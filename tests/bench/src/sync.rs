@@ -147,6 +147,7 @@ pub async fn run(quick: bool, peer: bool, rows: &mut Vec<Row>) -> anyhow::Result
     let push_payload = compressed_len(
         &PushRequest {
             events: own.clone(),
+            heads: Vec::new(),
         }
         .encode_to_vec(),
     )?;
@@ -288,6 +289,7 @@ pub async fn run(quick: bool, peer: bool, rows: &mut Vec<Row>) -> anyhow::Result
             events: pulled,
             next_cursor: events as u64,
             head: events as u64,
+            heads: Vec::new(),
         }
         .encode_to_vec(),
     )?;

@@ -94,6 +94,7 @@ impl Projections {
                     last_contact_ms: state.last_contact_ms,
                     clock_skew_ms: state.clock_skew_ms,
                     quarantined: state.quarantined,
+                    conflicts: state.conflicts,
                     events_logged: stat.events,
                     last_recorded_at_ms: last_recorded,
                     mean_lag_ms: (lag_events > 0).then(|| stat.lag_sum_ms / lag_events),

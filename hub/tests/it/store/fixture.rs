@@ -311,6 +311,19 @@ fn fixture_opens_and_holds_what_its_summary_says() {
     unpack_into(dir.path());
     let store = HubStore::open(dir.path(), 1 << 20).unwrap();
     assert_eq!(summarise(&store), committed_summary());
+    // Its origins predate signatures: each gets its chain on open, and checks.
+    for (origin, verdict) in station_hub::store::chains::verify(&store).unwrap() {
+        assert!(
+            matches!(
+                verdict,
+                station_hub::store::chains::Verdict::Verified {
+                    signed_from: None,
+                    ..
+                }
+            ),
+            "{origin}: {verdict:?}"
+        );
+    }
     drop(store);
     // Opening again (nothing left to migrate) changes nothing.
     let store = HubStore::open(dir.path(), 1 << 20).unwrap();
