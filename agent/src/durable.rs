@@ -71,10 +71,7 @@ pub fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
     let deadline = std::time::Instant::now() + SLED_LOCK_WAIT;
     loop {
         match config.open() {
-            Err(sled::Error::Io(e))
-                if e.kind() == io::ErrorKind::WouldBlock
-                    && std::time::Instant::now() < deadline =>
-            {
+            Err(sled::Error::Io(e)) if lock_busy(&e) && std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             result => return result,
@@ -82,11 +79,20 @@ pub fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
     }
 }
 
+/// Whether sled refused to open because its file lock is held. sled 0.34
+/// reports that as an error of kind `Other` whose text begins "could not
+/// acquire lock" (the would-block error of the lock call is only formatted
+/// into that text), so the text is what tells it apart.
+fn lock_busy(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::WouldBlock
+        || (error.kind() == io::ErrorKind::Other
+            && error.to_string().starts_with("could not acquire lock"))
+}
+
 /// How long [`open_sled`] waits for sled's file lock. Only this process can
 /// hold it (the store lock keeps other processes out), and only while sled's
-/// background threads of a closed handle finish; on a machine whose cores are
-/// all busy that has been seen to take more than ten seconds.
-pub const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// background threads of a closed handle finish.
+pub const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a store could not be opened by [`open_store`].
 #[derive(Debug, thiserror::Error)]
@@ -336,5 +342,38 @@ impl GroupCommit {
     fn sync_now(&self) -> io::Result<()> {
         self.db.flush().map_err(io::Error::other)?;
         self.data_file.sync_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn sleds_lock_error_is_recognised_as_a_busy_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = sled::Config::new().path(dir.path().join("db"));
+        let _held = config.open().unwrap();
+        match config.open() {
+            Err(sled::Error::Io(e)) => assert!(lock_busy(&e), "{e}"),
+            other => panic!("expected a lock error, got {other:?}"),
+        }
+        assert!(!lock_busy(&io::Error::other("disk on fire")));
+    }
+
+    #[test]
+    fn a_store_let_go_of_a_moment_later_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = sled::Config::new().path(dir.path().join("db"));
+        let held = config.open().unwrap();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        let reopened = open_sled(&config);
+        holder.join().unwrap();
+        assert!(reopened.is_ok(), "{reopened:?}");
     }
 }
