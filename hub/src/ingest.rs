@@ -621,6 +621,22 @@ mod tests {
         None
     }
 
+    /// [`decide`] over a log that holds nothing the batch names.
+    fn decide_plain(
+        events: Vec<Event>,
+        origins: BTreeMap<Uuid, OriginState>,
+        policy: &Policy<'_>,
+    ) -> Result<Decision, Refusal> {
+        decide(
+            events,
+            origins,
+            nothing_held,
+            nothing_stored,
+            no_case,
+            policy,
+        )
+    }
+
     #[test]
     fn clocks_beyond_the_skew_are_quarantined_and_do_not_block_the_origin() {
         let now = 1_750_000_000_000_u64;
@@ -636,15 +652,7 @@ mod tests {
         batch[3].recorded_at_ms = i64::MIN;
         batch[4].hlc = within << station_proto::validate::HLC_LOGICAL_BITS;
         batch[4].recorded_at_ms = i64::try_from(within).unwrap();
-        let decision = decide(
-            batch,
-            BTreeMap::new(),
-            nothing_held,
-            nothing_stored,
-            no_case,
-            &policy(None),
-        )
-        .unwrap();
+        let decision = decide_plain(batch, BTreeMap::new(), &policy(None)).unwrap();
         assert!(quarantine_reason(&decision, 0).starts_with("hlc: "));
         assert!(quarantine_reason(&decision, 1).starts_with("recorded_at_ms: is 1 h beyond"));
         assert!(quarantine_reason(&decision, 2).starts_with("event_id: "));
@@ -711,15 +719,7 @@ mod tests {
             event(origin, 1, ZEDANG, "2025-03-01"),
             event(origin, 2, ZEDANG, "2025-03-02"),
         ];
-        let decision = decide(
-            batch,
-            BTreeMap::new(),
-            nothing_held,
-            nothing_stored,
-            no_case,
-            &policy(None),
-        )
-        .unwrap();
+        let decision = decide_plain(batch, BTreeMap::new(), &policy(None)).unwrap();
         assert_eq!(decision.accepted(), 2);
         assert!(
             decision
@@ -765,15 +765,7 @@ mod tests {
         // A resend within the batch is held too.
         let first = event(origin, 1, ZEDANG, "2025-03-01");
         let again = vec![first.clone(), first];
-        let decision = decide(
-            again,
-            BTreeMap::new(),
-            nothing_held,
-            nothing_stored,
-            no_case,
-            &policy(None),
-        )
-        .unwrap();
+        let decision = decide_plain(again, BTreeMap::new(), &policy(None)).unwrap();
         assert_eq!((decision.accepted(), decision.already_held()), (1, 1));
     }
 
@@ -833,14 +825,7 @@ mod tests {
         ];
         let origins = BTreeMap::from([(origin, state(2))]);
         assert_eq!(
-            decide(
-                batch,
-                origins,
-                nothing_held,
-                nothing_stored,
-                no_case,
-                &policy(None)
-            ),
+            decide_plain(batch, origins, &policy(None)),
             Err(Refusal::Gap {
                 origin,
                 expected: 4,
@@ -855,14 +840,7 @@ mod tests {
         bad.origin_id.pop();
         let batch = vec![event(Uuid::now_v7(), 1, ZEDANG, "2025-03-01"), bad];
         assert!(matches!(
-            decide(
-                batch,
-                BTreeMap::new(),
-                nothing_held,
-                nothing_stored,
-                no_case,
-                &policy(None)
-            ),
+            decide_plain(batch, BTreeMap::new(), &policy(None)),
             Err(Refusal::Malformed { index: 1, .. })
         ));
     }
@@ -880,15 +858,7 @@ mod tests {
         let invalid = event(origin, 1, ZEDANG, "2025-02-30");
         let raw = invalid.encode_to_vec();
         let batch = vec![invalid, event(origin, 2, ZEDANG, "2025-03-02")];
-        let decision = decide(
-            batch,
-            BTreeMap::new(),
-            nothing_held,
-            nothing_stored,
-            no_case,
-            &policy(None),
-        )
-        .unwrap();
+        let decision = decide_plain(batch, BTreeMap::new(), &policy(None)).unwrap();
         assert!(quarantine_reason(&decision, 0).contains("held_on"));
         match &decision.verdicts[0].verdict {
             Verdict::Quarantine(q) => {
@@ -906,15 +876,7 @@ mod tests {
     fn a_station_outside_the_roster_is_quarantined() {
         let roster = BTreeSet::from([ZEDANG.to_string()]);
         let batch = vec![event(Uuid::now_v7(), 1, "540502201", "2025-03-01")];
-        let decision = decide(
-            batch,
-            BTreeMap::new(),
-            nothing_held,
-            nothing_stored,
-            no_case,
-            &policy(Some(&roster)),
-        )
-        .unwrap();
+        let decision = decide_plain(batch, BTreeMap::new(), &policy(Some(&roster))).unwrap();
         assert!(quarantine_reason(&decision, 0).contains("roster"));
     }
 
@@ -935,15 +897,7 @@ mod tests {
         )
         .unwrap();
         assert!(quarantine_reason(&decision, 0).contains("event_id"));
-        let decision = decide(
-            vec![held, copy],
-            BTreeMap::new(),
-            nothing_held,
-            nothing_stored,
-            no_case,
-            &policy(None),
-        )
-        .unwrap();
+        let decision = decide_plain(vec![held, copy], BTreeMap::new(), &policy(None)).unwrap();
         assert!(matches!(decision.verdicts[0].verdict, Verdict::Accept(_)));
         assert!(quarantine_reason(&decision, 1).contains("event_id"));
     }
@@ -954,15 +908,7 @@ mod tests {
         if let Some(Body::TrainingHeld(t)) = &mut decomposed.body {
             t.title = "e\u{301}".into();
         }
-        let decision = decide(
-            vec![decomposed],
-            BTreeMap::new(),
-            nothing_held,
-            nothing_stored,
-            no_case,
-            &policy(None),
-        )
-        .unwrap();
+        let decision = decide_plain(vec![decomposed], BTreeMap::new(), &policy(None)).unwrap();
         let Verdict::Accept(accepted) = &decision.verdicts[0].verdict else {
             panic!("expected an accepted event");
         };

@@ -79,8 +79,9 @@ impl Hub {
         QueryClient::new(self.channel.clone())
     }
 
-    /// Pushes `events` with `token`, which must be acknowledged.
-    pub async fn push(&self, token: &str, events: &[Event]) {
+    /// Pushes `events` with `token`, which must be acknowledged; answers
+    /// how many of them the hub quarantined.
+    pub async fn push(&self, token: &str, events: &[Event]) -> u32 {
         SyncClient::new(self.channel.clone())
             .push(authorized(
                 PushRequest {
@@ -90,7 +91,9 @@ impl Hub {
                 token,
             ))
             .await
-            .unwrap();
+            .unwrap()
+            .into_inner()
+            .quarantined
     }
 
     /// Waits until the projector has applied every event of the log.

@@ -5,27 +5,8 @@
 
 use crate::events::*;
 use crate::fixtures::{Hub, authorized};
-use station_proto::v1::{
-    GetCaseTimelineRequest, GetCaseloadRequest, GetQuarantineRequest, PushRequest, Tier,
-    sync_client::SyncClient,
-};
-use station_proto::{Body, Event};
-
-/// Pushes `events` with `token` and answers how many the hub quarantined.
-async fn push(hub: &Hub, token: &str, events: &[Event]) -> u32 {
-    SyncClient::new(hub.channel.clone())
-        .push(authorized(
-            PushRequest {
-                events: events.to_vec(),
-                heads: Vec::new(),
-            },
-            token,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .quarantined
-}
+use station_proto::Body;
+use station_proto::v1::{GetCaseTimelineRequest, GetCaseloadRequest, GetQuarantineRequest, Tier};
 
 async fn quarantine_reasons(hub: &Hub, bureau: &str) -> Vec<String> {
     let answer = hub
@@ -82,20 +63,17 @@ async fn an_event_from_the_far_future_does_not_pin_a_case() {
         "2025-02-01",
     ));
     let case = id_of(&open);
-    assert_eq!(
-        push(&hub, &real_token, std::slice::from_ref(&open)).await,
-        0
-    );
+    assert_eq!(hub.push(&real_token, std::slice::from_ref(&open)).await, 0);
 
     let mut other = Device::new(ZEDANG, "worker-2");
     let mut pinned = other.record(assessed(case, Tier::General, case, "2025-02-02"));
     pinned.hlc = u64::MAX;
     let mut late = other.record(assessed(case, Tier::General, case, "2025-02-02"));
     late.recorded_at_ms = i64::MIN;
-    assert_eq!(push(&hub, &other_token, &[pinned, late]).await, 2);
+    assert_eq!(hub.push(&other_token, &[pinned, late]).await, 2);
 
     let raised = real.record_after(open.hlc, assessed(case, Tier::HighRisk, case, "2025-02-03"));
-    assert_eq!(push(&hub, &real_token, &[raised]).await, 0);
+    assert_eq!(hub.push(&real_token, &[raised]).await, 0);
     hub.projected().await;
 
     assert_eq!(open_tiers(&hub, &bureau, ZEDANG).await, [Tier::HighRisk]);
@@ -131,13 +109,13 @@ async fn another_station_cannot_write_into_a_case_file() {
         "2025-02-03",
         station_proto::v1::VisitKind::Home,
     ));
-    assert_eq!(push(&hub, &stranger_token, &[early]).await, 0);
+    assert_eq!(hub.push(&stranger_token, &[early]).await, 0);
     let visit_by_own = own.record(visit(
         case,
         "2025-02-04",
         station_proto::v1::VisitKind::Home,
     ));
-    assert_eq!(push(&hub, &own_token, &[open, visit_by_own]).await, 0);
+    assert_eq!(hub.push(&own_token, &[open, visit_by_own]).await, 0);
 
     let note = stranger.record(Body::CaseNoteAdded(station_proto::v1::CaseNoteAdded {
         case_id: case.as_bytes().to_vec(),
@@ -146,7 +124,7 @@ async fn another_station_cannot_write_into_a_case_file() {
         noted_on: "2025-02-05".into(),
     }));
     let close = stranger.record(closed(case, "2025-02-05"));
-    assert_eq!(push(&hub, &stranger_token, &[note, close]).await, 2);
+    assert_eq!(hub.push(&stranger_token, &[note, close]).await, 2);
     hub.projected().await;
 
     let timeline = hub
