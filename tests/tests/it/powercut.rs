@@ -261,6 +261,47 @@ fn parse_saved(line: &str) -> (u64, Uuid) {
     )
 }
 
+/// A device holding 600 entries of field work, and a hub store on the
+/// power-cut disk with a token enrolled for it, as `station-hub enroll` makes
+/// before the first `serve`.
+struct HubScene {
+    _agent_dir: TempDir,
+    agent: Arc<station_agent::Agent>,
+    origin: Uuid,
+    head: u64,
+    hub_data: PathBuf,
+    token: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl HubScene {
+    fn on(mount: &Mount) -> Self {
+        let agent_dir = tempfile::tempdir().unwrap();
+        let agent = device(agent_dir.path(), 600);
+        let hub_data = mount.path().join("hub");
+        let token = {
+            let store = HubStore::open(&hub_data, 8 * 1024 * 1024).unwrap();
+            station_hub::auth::enroll_device(&store, STATION, "phone")
+                .unwrap()
+                .bearer
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        HubScene {
+            origin: agent.identity().origin_id,
+            head: agent.log().head_seq(),
+            _agent_dir: agent_dir,
+            agent,
+            hub_data,
+            token,
+            runtime,
+        }
+    }
+}
+
 /// A `sync-hub` on the power-cut disk receives a device's pushes; the power
 /// goes after a random number of acknowledged pushes, 10 times, then the
 /// sync runs to completion. The hub's store is created on the disk by the
@@ -274,22 +315,15 @@ fn power_cuts_of_the_hub_lose_no_acknowledged_push() {
     };
     let started = Instant::now();
     let mut rng = seeded_rng("power_cuts_of_the_hub");
-    let agent_dir = tempfile::tempdir().unwrap();
-    let agent = device(agent_dir.path(), 600);
-    let origin = agent.identity().origin_id;
-    let head = agent.log().head_seq();
-    let hub_data = mount.path().join("hub");
-    let token = {
-        let store = HubStore::open(&hub_data, 8 * 1024 * 1024).unwrap();
-        station_hub::auth::enroll_device(&store, STATION, "phone")
-            .unwrap()
-            .bearer
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let HubScene {
+        _agent_dir,
+        agent,
+        origin,
+        head,
+        hub_data,
+        token,
+        runtime,
+    } = HubScene::on(&mount);
     let mut lossy_cuts = 0;
     for _ in 0..CUTS {
         let hub = HubProcess::spawn(&hub_data);
@@ -335,22 +369,15 @@ fn a_power_cut_at_each_sync_of_the_hub_loses_no_acknowledged_push() {
         return;
     };
     let started = Instant::now();
-    let agent_dir = tempfile::tempdir().unwrap();
-    let agent = device(agent_dir.path(), 600);
-    let origin = agent.identity().origin_id;
-    let head = agent.log().head_seq();
-    let hub_data = mount.path().join("hub");
-    let token = {
-        let store = HubStore::open(&hub_data, 8 * 1024 * 1024).unwrap();
-        station_hub::auth::enroll_device(&store, STATION, "phone")
-            .unwrap()
-            .bearer
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let HubScene {
+        _agent_dir,
+        agent,
+        origin,
+        head,
+        hub_data,
+        token,
+        runtime,
+    } = HubScene::on(&mount);
     let mut lossy_cuts = 0;
     for at_sync in 0..SYNCS {
         let disk = mount.disk().clone();
