@@ -9,7 +9,7 @@ use station_proto::Event;
 use station_proto::ids::Uuid;
 
 use super::HubError;
-use crate::ingest::{OriginState, Quarantined, StoredHead};
+use crate::ingest::{Decision, OriginState, Quarantined, StoredHead};
 use station_proto::v1::SignedHead;
 
 /// Who speaks for an origin: the one device token bound to it for life, and
@@ -39,6 +39,18 @@ pub struct PushOutcome {
     pub quarantined: usize,
     /// Events at or below `durable_through`, ignored.
     pub duplicates: usize,
+}
+
+impl PushOutcome {
+    /// The counts of `decision`, before its acknowledgements are known.
+    pub(crate) fn counting(decision: &Decision) -> Self {
+        Self {
+            acks: Vec::new(),
+            stored: decision.accepted(),
+            quarantined: decision.quarantined(),
+            duplicates: decision.already_held(),
+        }
+    }
 }
 
 /// One event of the log, with where and when the hub took it in.

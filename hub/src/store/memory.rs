@@ -125,21 +125,15 @@ impl HubLog for MemoryLog {
             case_station,
             &policy,
         );
-        let decision = match decided {
+        let mut decision = match decided {
             Err(Refusal::Conflict { origin, seq }) => {
                 held.origins.entry(origin).or_default().conflicts += 1;
                 return Err(HubError::Conflict { origin, seq });
             }
             decided => decided?,
         };
-        let mut decision = decision;
         ingest::verify_heads(&mut decision, heads, |origin| keys.get(&origin).cloned())?;
-        let mut outcome = PushOutcome {
-            stored: decision.accepted(),
-            quarantined: decision.quarantined(),
-            duplicates: decision.already_held(),
-            acks: Vec::new(),
-        };
+        let mut outcome = PushOutcome::counting(&decision);
         for verdict in decision.verdicts {
             match verdict.verdict {
                 Verdict::Accept(event) => {

@@ -618,7 +618,7 @@ impl HubStore {
                 entry.insert(self.case_station(case)?);
             }
         }
-        let decision = match ingest::decide(
+        let mut decision = match ingest::decide(
             events,
             origins,
             |id| held.contains(id),
@@ -632,14 +632,8 @@ impl HubStore {
             }
             decided => decided?,
         };
-        let mut decision = decision;
         ingest::verify_heads(&mut decision, heads, |origin| keys.get(&origin).cloned())?;
-        let mut outcome = PushOutcome {
-            stored: decision.accepted(),
-            quarantined: decision.quarantined(),
-            duplicates: decision.already_held(),
-            acks: Vec::new(),
-        };
+        let mut outcome = PushOutcome::counting(&decision);
         let mut batch = sled::Batch::default();
         let mut hub_seq = *writer;
         let mut run = RunWriter::new(hub_seq + 1, Some(now_ms));
