@@ -68,6 +68,11 @@ enum Command {
         /// Seconds an HTTP request may take, its body included (else 408).
         #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
         request_timeout_secs: u64,
+        /// MiB kept free on the data folder's filesystem: with less free,
+        /// pushes are refused (devices retry) and health says NOT_SERVING
+        /// for Sync, until space is freed; reads go on. 0 turns it off.
+        #[arg(long, default_value_t = 256)]
+        disk_reserve_mb: u64,
     },
     /// Clears the projections and rebuilds them from the log. The hub must
     /// not be running.
@@ -253,6 +258,7 @@ fn main() -> anyhow::Result<()> {
             max_connections,
             handshake_timeout_secs,
             request_timeout_secs,
+            disk_reserve_mb,
         } => {
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => Some(TlsIdentity::from_files(&cert, &key)?),
@@ -279,6 +285,7 @@ fn main() -> anyhow::Result<()> {
                     shutdown_grace: std::time::Duration::from_secs(shutdown_grace_secs),
                     config: Some(Arc::new(load_config(config.as_deref())?)),
                     limits,
+                    disk_reserve: disk_reserve_mb.saturating_mul(1024 * 1024),
                 },
                 data,
             };

@@ -2,7 +2,8 @@
 //! listener's connections ([`ConnectionLimits`]), the admission of
 //! connections (`admit`), the process's open-file limit
 //! ([`raise_file_limit`]), the rate limits on refused calls
-//! ([`Refusals`]), and logging that speaks once per interval with a count
+//! ([`Refusals`]), the free space kept on the store's disk
+//! ([`DiskReserve`]), and logging that speaks once per interval with a count
 //! ([`Throttle`]) instead of once per event.
 //!
 //! Invariants: a listener never holds more than
@@ -28,8 +29,10 @@ use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+mod disk;
 mod refusals;
 
+pub use disk::{DEFAULT_DISK_RESERVE, DISK_CHECK_INTERVAL, DiskLow, DiskReserve};
 pub use refusals::{
     REFUSAL_BURST_ADDRESS, REFUSAL_BURST_TOKEN, REFUSAL_PERIOD_ADDRESS, REFUSAL_PERIOD_TOKEN,
     Refusals, presented_token_id,

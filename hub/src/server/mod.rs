@@ -31,7 +31,7 @@ use tokio_stream::StreamExt as _;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 
-use crate::guard::{self, Admission, ConnectionLimits};
+use crate::guard::{self, Admission, ConnectionLimits, DiskReserve};
 
 use crate::auth::Authenticator;
 use crate::config::{ConfigError, HubConfig};
@@ -134,6 +134,10 @@ pub struct ServerOptions {
     pub config: Option<Arc<HubConfig>>,
     /// The bounds of each listener's connections.
     pub limits: ConnectionLimits,
+    /// Bytes kept free on the store's disk: below it, pushes are refused
+    /// (retryably) and health says `NOT_SERVING` for `Sync`; 0 turns the
+    /// check off.
+    pub disk_reserve: u64,
 }
 
 impl Default for ServerOptions {
@@ -143,6 +147,7 @@ impl Default for ServerOptions {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             config: None,
             limits: ConnectionLimits::default(),
+            disk_reserve: crate::guard::DEFAULT_DISK_RESERVE,
         }
     }
 }
@@ -210,7 +215,8 @@ pub(crate) async fn serve_grpc(
         QueryService::new(projections).into_server(),
         authenticator.clone(),
     );
-    let service = SyncService::new(Arc::clone(&store));
+    let disk = Arc::new(DiskReserve::new(store.dir(), options.disk_reserve));
+    let service = SyncService::new(Arc::clone(&store)).with_disk_reserve(Arc::clone(&disk));
     let stopping = service.clone();
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -219,6 +225,11 @@ pub(crate) async fn serve_grpc(
     health_reporter
         .set_serving::<QueryServer<QueryService>>()
         .await;
+    let disk_health = tokio::spawn(follow_disk(
+        disk,
+        health_reporter.clone(),
+        stopping.stopping(),
+    ));
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(station_proto::FILE_DESCRIPTOR_SET)
@@ -284,13 +295,60 @@ pub(crate) async fn serve_grpc(
         }
         tokio::time::sleep(grace).await;
     };
-    tokio::select! {
+    let served = tokio::select! {
         served = router.serve_with_incoming_shutdown(incoming, signal) => {
             served.map_err(ServeError::from)
         }
         () = grace_ended => {
             tracing::warn!(?grace, "calls still in flight after the grace period: not waiting for them");
             Ok(())
+        }
+    };
+    disk_health.abort();
+    served
+}
+
+/// Keeps `Sync`'s health in step with the disk reserve until the hub begins
+/// to stop: `NOT_SERVING` while pushes are refused for lack of space,
+/// `SERVING` again once space returns. The free space is read every
+/// [`guard::DISK_CHECK_INTERVAL`] as well as at each push, so that health
+/// turns back without a push. Once stopping, it leaves `NOT_SERVING`.
+async fn follow_disk(
+    disk: Arc<DiskReserve>,
+    health: tonic_health::server::HealthReporter,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut low = disk.watch();
+    let mut tick = tokio::time::interval(guard::DISK_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shown = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let _ = disk.check();
+            }
+            changed = low.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            stopped = stopping.wait_for(|stopping| *stopping) => {
+                let _ = stopped;
+                return;
+            }
+        }
+        let is_low = *low.borrow_and_update();
+        if is_low != shown {
+            shown = is_low;
+            if is_low {
+                health.set_not_serving::<SyncServer<SyncService>>().await;
+            } else {
+                health.set_serving::<SyncServer<SyncService>>().await;
+            }
+        }
+        if *stopping.borrow() {
+            health.set_not_serving::<SyncServer<SyncService>>().await;
+            return;
         }
     }
 }

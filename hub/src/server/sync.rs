@@ -28,6 +28,7 @@ use super::limits::{
     MAX_MESSAGE_BYTES, MAX_PULL_BYTES, MAX_PULL_EVENTS, MAX_PULL_WAIT, MAX_PUSH_EVENTS,
 };
 use crate::auth::{self, AuthError};
+use crate::guard::DiskReserve;
 use crate::projections;
 use crate::store::{HubError, HubLog as _, HubStore};
 
@@ -39,6 +40,9 @@ pub struct SyncService {
     store: Arc<HubStore>,
     /// Turns true when the hub begins to shut down, so long polls end early.
     stopping: Arc<watch::Sender<bool>>,
+    /// The free space pushes need on the store's disk; none checked when
+    /// `None`.
+    disk: Option<Arc<DiskReserve>>,
 }
 
 impl SyncService {
@@ -48,7 +52,16 @@ impl SyncService {
         Self {
             store,
             stopping: Arc::new(stopping),
+            disk: None,
         }
+    }
+
+    /// The service, refusing pushes (`UNAVAILABLE`, retryable) while the
+    /// store's disk has less free space than `disk` keeps.
+    #[must_use]
+    pub fn with_disk_reserve(mut self, disk: Arc<DiskReserve>) -> Self {
+        self.disk = Some(disk);
+        self
     }
 
     /// Ends the long polls waiting now and makes later ones answer at once.
@@ -171,6 +184,10 @@ impl Sync for SyncService {
             )));
         }
         let origins = auth::authorize_push(&caller, &events)?;
+        if let Some(disk) = &self.disk {
+            disk.admit()
+                .map_err(|low| Status::unavailable(low.to_string()))?;
+        }
         let count = events.len();
         // Service dates are China's: "not in the future" is judged by the
         // date in China, whatever the hub machine's time zone.

@@ -290,6 +290,8 @@ pub struct HubStore {
     roster: Option<BTreeSet<String>>,
     /// How far ahead of the hub's clock an event's clocks may run.
     max_clock_skew_ms: i64,
+    /// The folder the store lives in.
+    dir: std::path::PathBuf,
     /// The store's lock file, held while the hub has it open.
     _lock: std::fs::File,
 }
@@ -358,6 +360,7 @@ impl HubStore {
             grown,
             roster: None,
             max_clock_skew_ms: station_proto::validate::MAX_CLOCK_SKEW_MS,
+            dir: dir.to_path_buf(),
             _lock: lock,
         };
         let chained = chains::fill_missing(&store)?;
@@ -408,6 +411,11 @@ impl HubStore {
     pub fn with_max_clock_skew(mut self, skew_ms: i64) -> Self {
         self.max_clock_skew_ms = skew_ms.max(0);
         self
+    }
+
+    /// The folder the store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Opens (creating when absent) another tree of the same sled database,

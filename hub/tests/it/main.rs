@@ -14,6 +14,7 @@ mod fixtures;
 mod admin;
 mod cli;
 mod conflict;
+mod diskfull;
 mod hostile;
 mod http;
 mod projection_equivalence;
