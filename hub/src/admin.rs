@@ -2,7 +2,7 @@
 //! the store, so while `station-hub serve` runs, `station-hub enroll`,
 //! `revoke` and `tokens` reach it through a Unix socket in its data folder,
 //! and a new phone is enrolled (or a lost one revoked) without stopping the
-//! hub. Tokens are read from the store on every call, so an enrolment or a
+//! hub; `station-hub backup` takes its online backup the same way. Tokens are read from the store on every call, so an enrolment or a
 //! revocation holds from the next call on.
 //!
 //! The socket is its owner's alone, like the store: it lies in a folder
@@ -21,6 +21,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::auth;
 use crate::config::{ConfigError, HubConfig};
+use crate::store::backup::{self, BackupInfo};
 use crate::store::{HubError, HubStore, TokenRecord};
 
 /// The private folder of the socket, in the hub's data folder.
@@ -33,6 +34,9 @@ const MAX_REQUEST_BYTES: u64 = 64 * 1024;
 
 /// How long a client waits for the hub's answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a client waits for a backup to be taken.
+const BACKUP_TIMEOUT: Duration = Duration::from_secs(3_600);
 
 /// What the administration socket carries out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +61,12 @@ pub enum AdminRequest {
     },
     /// Lists the tokens, without their secrets' hashes.
     Tokens,
+    /// Takes an online backup into a new folder (an absolute path: the hub
+    /// does not share the caller's working folder).
+    Backup {
+        /// The folder to create.
+        to: PathBuf,
+    },
 }
 
 /// The hub's answer.
@@ -74,6 +84,8 @@ pub enum AdminReply {
     Revoked(TokenRecord),
     /// Every token record.
     Tokens(Vec<TokenRecord>),
+    /// A backup was taken: what it holds.
+    BackedUp(BackupInfo),
     /// The request was refused, and why.
     Refused(String),
 }
@@ -141,6 +153,14 @@ pub fn handle(
         },
         AdminRequest::Tokens => match store.tokens() {
             Ok(records) => AdminReply::Tokens(records.into_iter().map(without_secret).collect()),
+            Err(e) => refused(&e),
+        },
+        AdminRequest::Backup { to } if to.is_relative() => AdminReply::Refused(format!(
+            "the backup folder must be an absolute path, got {}",
+            to.display()
+        )),
+        AdminRequest::Backup { to } => match backup::backup(store, &to) {
+            Ok(info) => AdminReply::BackedUp(info),
             Err(e) => refused(&e),
         },
     }
@@ -264,7 +284,7 @@ async fn answer(
                 AdminReply::Revoked(record) => {
                     tracing::info!(token_id = %record.token_id, "admin: token revoked");
                 }
-                AdminReply::Tokens(_) => {}
+                AdminReply::Tokens(_) | AdminReply::BackedUp(_) => {}
             }
             reply
         }
@@ -371,7 +391,11 @@ pub fn call(data: &Path, request: &AdminRequest) -> io::Result<Option<AdminReply
         }
         Err(e) => return Err(e),
     };
-    stream.set_read_timeout(Some(CALL_TIMEOUT))?;
+    let timeout = match request {
+        AdminRequest::Backup { .. } => BACKUP_TIMEOUT,
+        _ => CALL_TIMEOUT,
+    };
+    stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(CALL_TIMEOUT))?;
     let mut line = serde_json::to_vec(request).map_err(io::Error::other)?;
     line.push(b'\n');

@@ -131,6 +131,31 @@ enum Command {
         #[arg(long)]
         token_id: String,
     },
+    /// Takes a consistent copy of the hub store into a new folder, while
+    /// the hub serves (through its administration socket) or while it is
+    /// stopped. The copy is a hub folder: `verify --data` checks it,
+    /// `restore` makes a hub from it. Pushes wait while it is copied.
+    Backup {
+        /// The hub's data folder.
+        #[arg(long, default_value = "./hub-data")]
+        data: PathBuf,
+        /// The folder to create; it must not exist.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Makes a new hub data folder from a backup, with its projections
+    /// rebuilt. The backup is left as it was.
+    Restore {
+        /// The backup folder.
+        #[arg(long)]
+        from: PathBuf,
+        /// The hub data folder to create; it must not exist.
+        #[arg(long, default_value = "./hub-data")]
+        data: PathBuf,
+        /// sled page cache in bytes.
+        #[arg(long, default_value_t = 256 * 1024 * 1024)]
+        cache_capacity: u64,
+    },
     /// Checks every origin's hash chain and signed heads in a stopped
     /// store (or a backup) offline, and prints per origin "verified through
     /// seq N" or its first break. Exits non-zero when any origin breaks.
@@ -387,6 +412,46 @@ fn main() -> anyhow::Result<()> {
                     config.follow_up.general_days
                 );
             }
+        }
+        Command::Backup { data, to } => {
+            let to = std::path::absolute(&to)
+                .with_context(|| format!("cannot resolve {}", to.display()))?;
+            let info = match admin::call(&data, &AdminRequest::Backup { to: to.clone() })
+                .with_context(|| format!("the hub serving {} did not answer", data.display()))?
+            {
+                Some(AdminReply::BackedUp(info)) => info,
+                Some(AdminReply::Refused(reason)) => anyhow::bail!("{reason}"),
+                Some(other) => anyhow::bail!("unexpected answer from the hub: {other:?}"),
+                None => {
+                    anyhow::ensure!(
+                        data.join("db").exists(),
+                        "no hub store in {}",
+                        data.display()
+                    );
+                    let store = open_store(&data, admin::COMMAND_CACHE)?;
+                    station_hub::store::backup::backup(&store, &to)?
+                }
+            };
+            println!(
+                "backup of {} events ({} entries) taken at {} into {}",
+                info.events,
+                info.entries,
+                info.taken_at,
+                to.display()
+            );
+        }
+        Command::Restore {
+            from,
+            data,
+            cache_capacity,
+        } => {
+            let info = station_hub::store::backup::restore(&from, &data, cache_capacity)?;
+            println!(
+                "restored {} events from the backup taken at {} into {}; projections rebuilt",
+                info.events,
+                info.taken_at,
+                data.display()
+            );
         }
         Command::Verify { data } => {
             let store = open_store(&data, admin::COMMAND_CACHE)?;

@@ -20,6 +20,7 @@
 //! Tree `projections` belongs to [`crate::projections`], which documents its
 //! format; it is derived from this log and can be rebuilt from it.
 
+pub mod backup;
 pub mod chains;
 pub mod format;
 pub mod log;

@@ -20,16 +20,16 @@ fn stderr_of(output: &Output) -> String {
 }
 
 /// A `station-hub serve` process, killed when dropped.
-struct Served {
+pub struct Served {
     child: Child,
-    url: String,
+    pub url: String,
     socket: std::path::PathBuf,
 }
 
 impl Served {
     /// Starts the hub on `data` and waits until it says where it listens:
     /// by then its administration socket is bound, if it could be.
-    fn start(data: &Path) -> Served {
+    pub fn start(data: &Path) -> Served {
         let mut child = hub_command(&["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .stdout(Stdio::piped())
@@ -69,7 +69,7 @@ impl Served {
     }
 
     /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
+    pub fn terminate(mut self) -> std::process::ExitStatus {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()

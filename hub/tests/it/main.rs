@@ -12,6 +12,7 @@ mod events;
 mod fixtures;
 
 mod admin;
+mod backup;
 mod cli;
 mod conflict;
 mod diskfull;
