@@ -30,4 +30,4 @@ pub mod sync;
 pub mod views;
 
 pub use engine::{Agent, AgentError, InitOptions, Status};
-pub use store::{DeviceIdentity, EventLog, OpenOptions, StoreError};
+pub use store::{DeviceIdentity, EventLog, HubLogChange, OpenOptions, StoreError};

@@ -13,13 +13,14 @@
 //! | `m:hlc` | `u64`, the greatest HLC issued or observed |
 //! | `m:acked` | `u64`, the hub's `durable_through` for this origin, as last seen |
 //! | `m:pull_cursor` | `u64`, hub position of the last pulled station event |
+//! | `m:hub_log` | the 16-byte id of the hub log the cursor and the `p:` positions are from (absent = not told yet) |
 //! | `m:parked` | JSON [`ParkedBatch`]: own events the hub refused for good (absent = none) |
 //! | `m:last_sync_ms` | `i64`, wall clock when a sync round last completed (absent = never) |
 //! | `m:uplink_bps` | `u64`, measured uplink rate in encoded bytes per second (absent = not measured) |
 //! | `m:device_key` | the 32-byte secret (seed) of this origin's Ed25519 device key |
 //! | `o:` seq | encoded `Event`, own log |
 //! | `h:` seq | 32 bytes, `chain_seq` of the own log (see [`station_proto::chain`]) |
-//! | `p:` hub_seq | encoded `Event` pulled from another device of the station |
+//! | `p:` hub_seq | encoded `Event` pulled from another device of the station; from 2^63 on, one pulled from an earlier hub log |
 //! | `i:` event_id | location: `b'o'` + seq, or `b'p'` + hub_seq |
 //! | `k:` case_id hlc event_id | location of an event of that case |
 //! | `v:` event_id | event_id of the `EventVoided` that voids it |
@@ -42,6 +43,10 @@
 //! - every stored event has exactly one `i:` entry; an event_id already present
 //!   is never stored twice (re-appending returns the original seq);
 //! - pulled events and `m:pull_cursor` are written together;
+//! - `p:` keys below 2^63 are positions of the hub log `m:hub_log`; when the
+//!   hub names another log, every pulled event moves, with its index entries,
+//!   to a key from 2^63 on, and the cursor starts again at 0, in one batch:
+//!   a position of the new log never lands on an event of the old one;
 //! - `c:`, `k:` and `v:` are derived: [`EventLog::rebuild_views`] recomputes
 //!   them from `o:` and `p:` and must give the same bytes;
 //! - an append or pull is reported only once durable (see [`crate::durable`]);
@@ -83,6 +88,10 @@ const M_PARKED: &[u8] = b"m:parked";
 const M_LAST_SYNC_MS: &[u8] = b"m:last_sync_ms";
 const M_UPLINK_BPS: &[u8] = b"m:uplink_bps";
 const M_DEVICE_KEY: &[u8] = b"m:device_key";
+const M_HUB_LOG: &[u8] = b"m:hub_log";
+/// The first `p:` key of events pulled from an earlier hub log; hub
+/// positions stay far below it.
+const EARLIER_LOGS: u64 = 1 << 63;
 const OWN: &[u8] = b"o:";
 const CHAIN: &[u8] = b"h:";
 const PULLED: &[u8] = b"p:";
@@ -242,6 +251,20 @@ pub struct PullApplied {
     pub cursor: u64,
 }
 
+/// What [`EventLog::follow_hub_log`] made of the hub log a `Hello` named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HubLogChange {
+    /// The log pulled from before.
+    Same,
+    /// The first log named: taken as the one pulled from.
+    Adopted,
+    /// Another log: the station's stream is pulled again from the start.
+    Replaced {
+        /// Pulled events moved out of the new log's positions.
+        moved: usize,
+    },
+}
+
 /// Where an event is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Location {
@@ -272,6 +295,14 @@ impl Location {
             b'p' => Ok(Location::Pulled(n)),
             _ => Err(StoreError::Corrupt("bad location tag".into())),
         }
+    }
+
+    /// The position in a `p:` key.
+    fn decode_pulled_key(k: &[u8]) -> Result<u64, StoreError> {
+        k.get(PULLED.len()..)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| StoreError::Corrupt("bad pulled key".into()))
     }
 
     fn key(self) -> Vec<u8> {
@@ -848,6 +879,54 @@ impl EventLog {
         drop(writer);
         self.group.wait_durable(ticket)?;
         Ok(applied)
+    }
+
+    /// Takes note of the hub log a `Hello` named. The first one named is
+    /// adopted. Another one means the hub's log was replaced (restored from
+    /// a backup): its positions name other events than the ones pulled
+    /// before, so the pulled events move out of the way of the new positions
+    /// (to keys from 2^63 on, index entries with them) and the cursor starts
+    /// again at 0, in one durable batch; events already held are skipped
+    /// when pulled again.
+    ///
+    /// # Errors
+    /// Storage or sync errors; nothing is changed then.
+    pub fn follow_hub_log(&self, log_id: &[u8]) -> Result<HubLogChange, StoreError> {
+        let _writer = self.lock_writer();
+        let mut overlay = Overlay::new(&self.tree);
+        let change = match self.tree.get(M_HUB_LOG)? {
+            Some(known) if known.as_ref() == log_id => return Ok(HubLogChange::Same),
+            None => HubLogChange::Adopted,
+            Some(_) => {
+                let mut next = match self.tree.scan_prefix(PULLED).next_back() {
+                    Some(last) => Location::decode_pulled_key(&last?.0)?
+                        .max(EARLIER_LOGS - 1)
+                        .saturating_add(1),
+                    None => EARLIER_LOGS,
+                };
+                let mut affected = BTreeSet::new();
+                let mut moved = 0usize;
+                let from = key(PULLED, &0u64.to_be_bytes());
+                let to = key(PULLED, &EARLIER_LOGS.to_be_bytes());
+                for item in self.tree.range(from..to) {
+                    let (k, bytes) = item?;
+                    let event = decode_event(&bytes)?;
+                    overlay.removes.insert(k.to_vec());
+                    let location = Location::Pulled(next);
+                    next = next.saturating_add(1);
+                    overlay.insert(location.key(), bytes.to_vec());
+                    overlay.index(&event, location, &mut affected)?;
+                    moved += 1;
+                }
+                overlay.refresh_cases(&affected)?;
+                overlay.insert(M_PULL_CURSOR.to_vec(), 0u64.to_be_bytes().to_vec());
+                HubLogChange::Replaced { moved }
+            }
+        };
+        overlay.insert(M_HUB_LOG.to_vec(), log_id.to_vec());
+        self.tree.apply_batch(overlay.into_batch())?;
+        self.group.wait_durable(self.group.written(None))?;
+        Ok(change)
     }
 
     /// The hub position of the last pulled station event.

@@ -337,6 +337,18 @@ impl Edge {
             deadline,
         );
         let answer = Self::call(Call::Hello, deadline, client.hello(request)).await?;
+        if !answer.log_id.is_empty() {
+            let log_id = answer.log_id.clone();
+            let change =
+                blocking(&self.agent, move |a| Ok(a.log().follow_hub_log(&log_id)?)).await?;
+            if let crate::HubLogChange::Replaced { moved } = change {
+                tracing::warn!(
+                    moved,
+                    "the hub's log was replaced (restored from a backup?): \
+                     pulling the station's stream again from the start"
+                );
+            }
+        }
         let durable_through = answer.durable_through;
         tracing::debug!(
             durable_through,

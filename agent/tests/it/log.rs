@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use station_agent::{Agent, AgentError, InitOptions, OpenOptions, StoreError};
+use station_agent::{Agent, AgentError, HubLogChange, InitOptions, OpenOptions, StoreError};
 use station_proto::ids::Uuid;
 use station_proto::v1::{ActivityHeld, ActivityKind};
 use station_proto::{Body, Event};
@@ -188,6 +188,58 @@ fn pulled_events_are_stored_once_with_their_cursor() {
     assert_eq!(pulled[0].1, a);
     // Own seqs are untouched by pulled events.
     assert_eq!(agent.log().head_seq(), 1);
+}
+
+#[test]
+fn another_hub_log_moves_pulled_events_out_of_its_positions_and_pulls_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = init(dir.path());
+    let colleague = Uuid::new_v4();
+    let a = colleague_event(colleague, 1, STATION, activity(7));
+    let b = colleague_event(colleague, 2, STATION, activity(8));
+    agent
+        .apply_pulled(vec![(1, a.clone()), (2, b.clone())], 2)
+        .unwrap();
+    let log = agent.log();
+    assert_eq!(log.follow_hub_log(&[1; 16]).unwrap(), HubLogChange::Adopted);
+    assert_eq!(log.follow_hub_log(&[1; 16]).unwrap(), HubLogChange::Same);
+    assert_eq!(
+        log.pull_cursor().unwrap(),
+        2,
+        "the first log named is adopted"
+    );
+    let views = log.views_snapshot().unwrap();
+
+    // The hub's log is replaced: what was pulled moves out of the way and
+    // the stream is pulled again from the start.
+    assert_eq!(
+        log.follow_hub_log(&[2; 16]).unwrap(),
+        HubLogChange::Replaced { moved: 2 }
+    );
+    assert_eq!(log.pull_cursor().unwrap(), 0);
+    assert_eq!(log.views_snapshot().unwrap(), views, "views are unchanged");
+    // Position 1 of the new log holds another event: both are kept, and an
+    // event pulled again is not stored twice.
+    let c = colleague_event(colleague, 3, STATION, activity(9));
+    let applied = agent
+        .apply_pulled(vec![(1, c.clone()), (2, a.clone())], 2)
+        .unwrap();
+    assert_eq!((applied.stored, applied.skipped), (1, 1));
+    for event in [&a, &b, &c] {
+        let id = Uuid::from_slice(&event.event_id).unwrap();
+        assert_eq!(log.event(id).unwrap().as_ref(), Some(event));
+    }
+    assert_eq!(log.pulled_events(0, 10).unwrap().len(), 3);
+    // The views derived again from the events are the ones kept.
+    let kept = log.views_snapshot().unwrap();
+    log.rebuild_views().unwrap();
+    assert_eq!(log.views_snapshot().unwrap(), kept);
+    // A second replacement moves them past the first ones.
+    assert_eq!(
+        log.follow_hub_log(&[3; 16]).unwrap(),
+        HubLogChange::Replaced { moved: 1 }
+    );
+    assert_eq!(log.pulled_events(0, 10).unwrap().len(), 3);
 }
 
 #[test]

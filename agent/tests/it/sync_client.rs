@@ -107,6 +107,7 @@ impl SyncService for StandInHub {
                 durable_through: s.durable.get(&hello.origin_id).copied().unwrap_or(0),
                 hub_clock_ms: 0,
                 station_pull_head: s.log.len() as u64,
+                log_id: Vec::new(),
             }))
         })
     }

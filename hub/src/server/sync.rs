@@ -171,6 +171,7 @@ impl Sync for SyncService {
             durable_through: state.durable_through,
             hub_clock_ms: now,
             station_pull_head: head,
+            log_id: self.store.log_id().as_bytes().to_vec(),
         }))
     }
 

@@ -15,7 +15,10 @@
 //!   either no backup or a whole one;
 //! - a destination that exists is never written over, and a folder that is
 //!   not a backup is never restored; a restore fills a new folder the same
-//!   way (hidden sibling, synced, renamed).
+//!   way (hidden sibling, synced, renamed);
+//! - a restored log has a new [`HubStore::log_id`]: the positions the lost
+//!   log gave after the backup's last will go to other events, so devices
+//!   pull the station's stream again.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -238,6 +241,9 @@ pub fn restore(from: &Path, to: &Path, cache_capacity: u64) -> Result<BackupInfo
     let info = inspect(from)?;
     let staging = prepare(to)?;
     let built = copy_files(from, &staging).and_then(|()| {
+        // Positions after the backup's last will go to other events than the
+        // lost log gave them: a new log, that devices pull again.
+        HubStore::open(&staging, cache_capacity)?.renew_log_id()?;
         crate::serve::rebuild(&staging, cache_capacity)
             .map(drop)
             .map_err(|e| BackupError::Rebuild(e.to_string()))

@@ -7,6 +7,7 @@
 //! | --- | --- | --- |
 //! | `m:format` | `u32` format version (2) | once |
 //! | `m:hub_seq` | `u64`, the last hub position assigned | per push |
+//! | `m:log_id` | 16 random bytes naming this log; a new one when the log is replaced (restored from a backup) | at creation and restore |
 //! | `l:` last_hub_seq | a [run](Run): events at consecutive hub positions received together, ending at `last_hub_seq`, with their receive time | per push (one per [`RUN_MAX_BYTES`]) |
 //! | `t:` station(9) last_hub_seq | the station's positions in one run, as (first `u64`, count `u32`) ranges; `last_hub_seq` is the highest of them | per run and station |
 //! | `i:` event_id | `u64` hub_seq: an event is stored once; a resent event is known by its origin's `durable_through`, and an event id held already sends a new seq to quarantine | per event |
@@ -43,6 +44,7 @@ pub(crate) const TOKENS_TREE: &str = "tokens";
 pub(crate) const M_FORMAT: &[u8] = b"m:format";
 pub(crate) const M_HUB_SEQ: &[u8] = b"m:hub_seq";
 pub(crate) const M_MIGRATED: &[u8] = b"m:migrated";
+pub(crate) const M_LOG_ID: &[u8] = b"m:log_id";
 pub(crate) const RUNS: &[u8] = b"l:";
 pub(crate) const STREAMS: &[u8] = b"t:";
 pub(crate) const IDS: &[u8] = b"i:";

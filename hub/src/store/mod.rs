@@ -40,8 +40,8 @@ use station_proto::v1::SignedHead;
 
 pub use self::format::FORMAT_VERSION;
 use self::format::{
-    HEADS, IDS, M_FORMAT, M_HUB_SEQ, ORIGINS, Positions, QUARANTINE, RUNS, Run, RunWriter, STREAMS,
-    TOKENS_TREE, TREE, key, read_u64,
+    HEADS, IDS, M_FORMAT, M_HUB_SEQ, M_LOG_ID, ORIGINS, Positions, QUARANTINE, RUNS, Run,
+    RunWriter, STREAMS, TOKENS_TREE, TREE, key, read_u64,
 };
 pub use self::log::{HubLog, LoggedEvent, OriginBinding, PULL_MAX_SCANNED, PullPage, PushOutcome};
 pub use self::memory::MemoryLog;
@@ -293,6 +293,8 @@ pub struct HubStore {
     max_clock_skew_ms: i64,
     /// The folder the store lives in.
     dir: std::path::PathBuf,
+    /// The identity of this log: see [`HubStore::log_id`].
+    log_id: std::sync::Mutex<Uuid>,
     /// The store's lock file, held while the hub has it open.
     _lock: std::fs::File,
 }
@@ -340,10 +342,21 @@ impl HubStore {
             }
             other => return Err(HubError::UnsupportedFormat(other)),
         };
+        let (log_id, named) = match tree.get(M_LOG_ID)? {
+            Some(id) => (
+                Uuid::from_slice(&id).map_err(|_| HubError::Corrupt("bad log id".into()))?,
+                false,
+            ),
+            None => {
+                let id = Uuid::new_v4();
+                tree.insert(M_LOG_ID, id.as_bytes())?;
+                (id, true)
+            }
+        };
         let hub_seq = tree.get(M_HUB_SEQ)?.map_or(Ok(0), |v| read_u64(&v))?;
         let tokens = db.open_tree(TOKENS_TREE)?;
         let group = Arc::new(GroupCommit::open(db.clone(), dir, 0)?);
-        if migrated {
+        if migrated || named {
             group.wait_durable(group.written(None))?;
         }
         let (grown, _) = tokio::sync::watch::channel(hub_seq);
@@ -362,6 +375,7 @@ impl HubStore {
             roster: None,
             max_clock_skew_ms: station_proto::validate::MAX_CLOCK_SKEW_MS,
             dir: dir.to_path_buf(),
+            log_id: std::sync::Mutex::new(log_id),
             _lock: lock,
         };
         let chained = chains::fill_missing(&store)?;
@@ -417,6 +431,35 @@ impl HubStore {
     /// The folder the store lives in.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The identity of this log, made at random when the log is created and
+    /// again when it is replaced ([`HubStore::renew_log_id`]): hub positions
+    /// mean something only within one log, so devices pull again from the
+    /// start when it changes.
+    pub fn log_id(&self) -> Uuid {
+        *self
+            .log_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Gives the log a new identity, durably: for a log restored from a
+    /// backup, whose positions after the backup will be given to other
+    /// events than the lost log gave them.
+    ///
+    /// # Errors
+    /// Storage errors; the identity is then unchanged.
+    pub fn renew_log_id(&self) -> Result<Uuid, HubError> {
+        let _writer = self.lock_writer();
+        let id = Uuid::new_v4();
+        self.tree.insert(M_LOG_ID, id.as_bytes())?;
+        self.group.wait_durable(self.group.written(None))?;
+        *self
+            .log_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = id;
+        Ok(id)
     }
 
     /// Opens (creating when absent) another tree of the same sled database,
