@@ -73,6 +73,11 @@ enum Command {
         /// for Sync, until space is freed; reads go on. 0 turns it off.
         #[arg(long, default_value_t = 256)]
         disk_reserve_mb: u64,
+        /// The address of a reverse proxy in front of --http (repeat for
+        /// several): from it, the client's address is read from
+        /// X-Forwarded-For, and session cookies are Secure.
+        #[arg(long = "trusted-proxy", value_name = "IP")]
+        trusted_proxies: Vec<std::net::IpAddr>,
     },
     /// Clears the projections and rebuilds them from the log. The hub must
     /// not be running.
@@ -284,6 +289,7 @@ fn main() -> anyhow::Result<()> {
             handshake_timeout_secs,
             request_timeout_secs,
             disk_reserve_mb,
+            trusted_proxies,
         } => {
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => Some(TlsIdentity::from_files(&cert, &key)?),
@@ -311,6 +317,7 @@ fn main() -> anyhow::Result<()> {
                     config: Some(Arc::new(load_config(config.as_deref())?)),
                     limits,
                     disk_reserve: disk_reserve_mb.saturating_mul(1024 * 1024),
+                    trusted_proxies,
                 },
                 data,
             };

@@ -215,6 +215,7 @@ impl Hub {
                 Arc::clone(&projections),
                 options.limits.clone(),
                 http_tls,
+                options.trusted_proxies.clone().into(),
                 until_stopped(&stop),
             );
             let stop = Arc::clone(&stop);

@@ -15,7 +15,7 @@ mod reports;
 pub mod session;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Json;
@@ -166,11 +166,14 @@ pub async fn serve_http(
     projections: Arc<Projections>,
     limits: ConnectionLimits,
     tls: Option<TlsAcceptor>,
+    trusted_proxies: Arc<[IpAddr]>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     tracing::info!(addr = ?listener.local_addr().ok(), tls = tls.is_some(),
-        max_connections = limits.max_connections, "http listening");
-    let secure = tls.is_some();
+        max_connections = limits.max_connections, trusted_proxies = trusted_proxies.len(),
+        "http listening");
+    // Behind a reverse proxy the browser's connection is TLS to the proxy.
+    let secure = tls.is_some() || !trusted_proxies.is_empty();
     let app = app(projections, Arc::new(Sessions::default()), secure).layer(
         TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout),
     );
@@ -200,10 +203,12 @@ pub async fn serve_http(
             },
         };
         let remote = conn.remote_addr();
+        let trusted = Arc::clone(&trusted_proxies);
         let service = app
             .clone()
             .map_request(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(remote));
+                let client = client_addr(remote, request.headers(), &trusted);
+                request.extensions_mut().insert(ConnectInfo(client));
                 request
             });
         let connection =
@@ -218,6 +223,38 @@ pub async fn serve_http(
     drop(incoming);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// The address a request comes from: the connection's peer, unless the
+/// peer is one of the `trusted` reverse proxies; then the nearest address in
+/// `X-Forwarded-For` (read from the right, every header line in order) that
+/// is not itself a trusted proxy. A header that does not parse there leaves
+/// the proxy's own address: an address a client wrote is never believed
+/// unless every hop after it is trusted. The port of a forwarded address is
+/// 0.
+pub fn client_addr(remote: SocketAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> SocketAddr {
+    let is_trusted = |ip: IpAddr| trusted.contains(&ip.to_canonical());
+    if !is_trusted(remote.ip()) {
+        return remote;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("?").split(','))
+        .collect();
+    for hop in hops.iter().rev() {
+        let hop = hop.trim();
+        let parsed = hop
+            .parse::<IpAddr>()
+            .ok()
+            .or_else(|| hop.parse::<SocketAddr>().ok().map(|addr| addr.ip()));
+        match parsed {
+            Some(ip) if is_trusted(ip) => {}
+            Some(ip) => return SocketAddr::new(ip.to_canonical(), 0),
+            None => return remote,
+        }
+    }
+    remote
 }
 
 /// The most a request's head may take in the read buffer, in bytes.
@@ -418,6 +455,43 @@ mod tests {
             escape("<a href=\"x\">'&'</a>"),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
+    }
+
+    #[test]
+    fn the_client_is_the_nearest_untrusted_forwarded_address() {
+        let proxy: SocketAddr = "10.0.0.2:40000".parse().unwrap_or_else(|_| unreachable!());
+        let trusted: Vec<IpAddr> = ["10.0.0.2", "10.0.0.3"]
+            .iter()
+            .map(|ip| ip.parse().unwrap_or_else(|_| unreachable!()))
+            .collect();
+        let forwarded = |lines: &[&str]| {
+            let mut headers = HeaderMap::new();
+            for line in lines {
+                headers.append(
+                    "x-forwarded-for",
+                    line.parse().unwrap_or_else(|_| unreachable!()),
+                );
+            }
+            client_addr(proxy, &headers, &trusted).to_string()
+        };
+        // A client's own claim on the left is passed over; trusted hops on
+        // the right are skipped; several header lines read as one list.
+        assert_eq!(forwarded(&["1.2.3.4, 203.0.113.7"]), "203.0.113.7:0");
+        assert_eq!(forwarded(&["203.0.113.7, 10.0.0.3"]), "203.0.113.7:0");
+        assert_eq!(forwarded(&["198.51.100.1", "203.0.113.7"]), "203.0.113.7:0");
+        assert_eq!(forwarded(&["[2001:db8::1]:443"]), "[2001:db8::1]:0");
+        // Nothing usable: the proxy's own address.
+        assert_eq!(forwarded(&[]), "10.0.0.2:40000");
+        assert_eq!(forwarded(&["10.0.0.3"]), "10.0.0.2:40000");
+        assert_eq!(forwarded(&["203.0.113.7, not-an-ip"]), "10.0.0.2:40000");
+        // From a peer that is not trusted, the header is not read.
+        let stranger: SocketAddr = "192.0.2.9:5000".parse().unwrap_or_else(|_| unreachable!());
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "203.0.113.7".parse().unwrap_or_else(|_| unreachable!()),
+        );
+        assert_eq!(client_addr(stranger, &headers, &trusted), stranger);
     }
 
     #[test]

@@ -138,6 +138,10 @@ pub struct ServerOptions {
     /// (retryably) and health says `NOT_SERVING` for `Sync`; 0 turns the
     /// check off.
     pub disk_reserve: u64,
+    /// Reverse proxies in front of the HTTP side, whose `X-Forwarded-For`
+    /// names the client (for the per-address limits and the read audit);
+    /// with any, session cookies are `Secure`, as the proxy speaks TLS.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ServerOptions {
@@ -148,6 +152,7 @@ impl Default for ServerOptions {
             config: None,
             limits: ConnectionLimits::default(),
             disk_reserve: crate::guard::DEFAULT_DISK_RESERVE,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -337,3 +337,49 @@ async fn with_a_certificate_the_web_side_is_https_with_secure_cookies() {
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     hub.stop().await;
 }
+
+/// Behind a trusted reverse proxy, the per-address limit holds each client
+/// the proxy names in `X-Forwarded-For`, not the proxy: one guessing client
+/// does not lock the others out, and the session cookie is `Secure` (the
+/// proxy speaks TLS). That another peer's header is not believed is
+/// `client_addr`'s unit test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_forwarded_client_is_limited_alone() {
+    let options = station_hub::server::ServerOptions {
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..Default::default()
+    };
+    let hub = Hub::start_in(tempfile::tempdir().unwrap(), options).await;
+    let bureau = hub.bureau_token("山南市民政局");
+    let login_as = |client: &'static str, token: String| {
+        let http = hub.http;
+        async move {
+            request(
+                http,
+                "POST",
+                "/login",
+                &[FORM, ("X-Forwarded-For", client)],
+                format!("token={token}").as_bytes(),
+            )
+            .await
+        }
+    };
+    let mut statuses = Vec::new();
+    for n in 0..40 {
+        let guess = format!("{:012x}.{:064x}", n, n);
+        statuses.push(login_as("203.0.113.7", guess).await.status);
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert_eq!(login_as("203.0.113.7", bureau.clone()).await.status, 429);
+    // Another client behind the same proxy logs in, with a Secure cookie.
+    let other = login_as("203.0.113.8", bureau.clone()).await;
+    assert_eq!(other.status, 303);
+    assert!(
+        other
+            .header("set-cookie")
+            .is_some_and(|c| c.contains("Secure")),
+        "{:?}",
+        other.header("set-cookie")
+    );
+    hub.stop().await;
+}
