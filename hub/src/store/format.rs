@@ -172,9 +172,13 @@ pub(crate) struct Run {
 impl Run {
     /// Decodes a run record.
     pub(crate) fn decode(key: &[u8], value: sled::IVec) -> Result<Self, HubError> {
-        let corrupt = || HubError::Corrupt("run record".into());
-        let last = read_u64(key.get(RUNS.len()..).ok_or_else(corrupt)?)?;
-        let (first, received_at_ms) = run_header(&value)?;
+        let last = key
+            .get(RUNS.len()..)
+            .and_then(|k| <[u8; 8]>::try_from(k).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| HubError::Corrupt("a run record's key".into()))?;
+        let corrupt = || HubError::Corrupt(format!("the run of hub positions ending at {last}"));
+        let (first, received_at_ms) = run_header(&value).map_err(|_| corrupt())?;
         let mut offsets = Vec::new();
         let mut at = RUN_HEADER;
         while at < value.len() {

@@ -15,6 +15,7 @@ mod admin;
 mod backup;
 mod cli;
 mod conflict;
+mod corrupt;
 mod diskfull;
 mod hostile;
 mod http;
