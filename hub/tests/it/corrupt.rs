@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use station_agent::sync::{SyncOptions, sync_once};
 use station_hub::server::ServerOptions;
-use station_proto::v1::{GetCaseloadRequest, PullRequest, query_client::QueryClient};
+use station_proto::v1::{GetCaseloadRequest, query_client::QueryClient};
 
 use crate::fixtures::{Hub, activity, authorized, device};
 
@@ -43,21 +43,7 @@ async fn a_read_of_a_damaged_record_is_data_loss_naming_where() {
     }
 
     let hub = Hub::start_in(dir, ServerOptions::default()).await;
-    let pull = || async {
-        hub.client()
-            .await
-            .pull(authorized(
-                PullRequest {
-                    station_code: ZEDANG.into(),
-                    after: 0,
-                    max_events: 100,
-                    ..PullRequest::default()
-                },
-                &colleague,
-            ))
-            .await
-            .unwrap_err()
-    };
+    let pull = || async { hub.pull_station(&colleague, ZEDANG).await.unwrap_err() };
     let status = pull().await;
     assert_eq!(status.code(), tonic::Code::DataLoss, "{status:?}");
     assert!(

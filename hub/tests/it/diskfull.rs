@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use station_agent::sync::{SyncOptions, sync_once};
 use station_hub::server::ServerOptions;
-use station_proto::v1::{GetCaseloadRequest, PullRequest, query_client::QueryClient};
+use station_proto::v1::{GetCaseloadRequest, query_client::QueryClient};
 use tokio_stream::StreamExt as _;
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;
@@ -151,21 +151,7 @@ async fn a_full_disk_refuses_pushes_keeps_reads_and_recovers_without_restart() {
 
     // Reads go on: the station's stream, as a colleague's phone pulls it,
     // and the bureau's figures.
-    let pulled = hub
-        .client()
-        .await
-        .pull(authorized(
-            PullRequest {
-                station_code: ZEDANG.into(),
-                after: 0,
-                max_events: 100,
-                ..PullRequest::default()
-            },
-            &colleague,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let pulled = hub.pull_station(&colleague, ZEDANG).await.unwrap();
     assert_eq!(pulled.events.len(), 3, "what was acknowledged is all there");
     hub.projected().await;
     QueryClient::new(hub.channel().await)

@@ -96,6 +96,26 @@ impl Hub {
             .quarantined
     }
 
+    /// `station`'s stream from its start, one page of at most 100 events,
+    /// as the holder of `token` pulls it.
+    pub async fn pull_station(
+        &self,
+        token: &str,
+        station: &str,
+    ) -> Result<station_proto::v1::PullResponse, tonic::Status> {
+        SyncClient::new(self.channel.clone())
+            .pull(authorized(
+                station_proto::v1::PullRequest {
+                    station_code: station.into(),
+                    max_events: 100,
+                    ..Default::default()
+                },
+                token,
+            ))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     /// Waits until the projector has applied every event of the log.
     pub async fn projected(&self) {
         self.projections

@@ -13,7 +13,7 @@ use station_agent::Agent;
 use station_agent::sync::{SyncOptions, sync_once};
 use station_proto::chain::{self, Chain};
 use station_proto::ids::Uuid;
-use station_proto::v1::{PullRequest, PushRequest};
+use station_proto::v1::PushRequest;
 
 const ZEDANG: &str = "540502001";
 
@@ -69,18 +69,7 @@ async fn pushes_are_verified_and_pulls_hand_out_the_signed_heads() {
         .hello(authorized(hello(Uuid::now_v7(), ZEDANG), &colleague))
         .await
         .unwrap();
-    let page = client
-        .pull(authorized(
-            PullRequest {
-                station_code: ZEDANG.into(),
-                max_events: 100,
-                ..PullRequest::default()
-            },
-            &colleague,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let page = hub.pull_station(&colleague, ZEDANG).await.unwrap();
     assert_eq!(page.events.len(), 12);
     let head = page
         .heads
