@@ -292,6 +292,9 @@ pub struct HubStore {
     max_clock_skew_ms: i64,
     /// The store's lock file, held while the hub has it open.
     _lock: std::fs::File,
+    /// The data folder the store was opened in, where the hub keeps its
+    /// other files (the read audit log).
+    dir: std::path::PathBuf,
 }
 
 impl HubStore {
@@ -359,6 +362,7 @@ impl HubStore {
             roster: None,
             max_clock_skew_ms: station_proto::validate::MAX_CLOCK_SKEW_MS,
             _lock: lock,
+            dir: dir.to_path_buf(),
         };
         let chained = chains::fill_missing(&store)?;
         if chained > 0 {
@@ -408,6 +412,11 @@ impl HubStore {
     pub fn with_max_clock_skew(mut self, skew_ms: i64) -> Self {
         self.max_clock_skew_ms = skew_ms.max(0);
         self
+    }
+
+    /// The data folder the store was opened in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Opens (creating when absent) another tree of the same sled database,

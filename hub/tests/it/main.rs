@@ -12,10 +12,12 @@ mod events;
 mod fixtures;
 
 mod admin;
+mod audit;
 mod cli;
 mod conflict;
 mod hostile;
 mod http;
+mod privacy;
 mod projection_equivalence;
 mod projections;
 mod query;
