@@ -429,13 +429,25 @@ impl AuditLog {
                 "another hub appends to this audit log",
             )
         })?;
-        let Some((_, path)) = segments(&self.dir)?.pop() else {
-            return self.start_segment(lock, 0, GENESIS, now_ms());
+        let mut found = segments(&self.dir)?;
+        let (path, mut reader, mut line) = loop {
+            let Some((_, path)) = found.pop() else {
+                return self.start_segment(lock, 0, GENESIS, now_ms());
+            };
+            let file = OpenOptions::new().read(true).append(true).open(&path)?;
+            let mut reader = BufReader::new(file);
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            if !line.ends_with('\n') && reader.get_ref().metadata()?.len() == line.len() as u64 {
+                // Torn while it was being started: no record is in it.
+                tracing::warn!(segment = %path.display(), "read audit log: a torn new segment removed");
+                drop(reader);
+                std::fs::remove_file(&path)?;
+                sync_dir(&self.dir)?;
+                continue;
+            }
+            break (path, reader, line);
         };
-        let mut file = OpenOptions::new().read(true).append(true).open(&path)?;
-        let mut reader = BufReader::new(&mut file);
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
         let anchor = parse_anchor(line.trim_end_matches('\n')).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -464,7 +476,7 @@ impl AuditLog {
             seq = record.seq;
             kept += n as u64;
         }
-        drop(reader);
+        let file = reader.into_inner();
         if file.metadata()?.len() > kept {
             tracing::warn!(segment = %path.display(), "read audit log: a torn last line cut off");
             file.set_len(kept)?;
@@ -757,6 +769,23 @@ mod tests {
         )?;
         assert_eq!(only.records.len(), 2);
         assert_eq!(only.records[0].label, "山南市民政局");
+        Ok(())
+    }
+
+    #[test]
+    fn a_segment_torn_while_started_is_removed() -> Result<(), Box<dyn std::error::Error>> {
+        let data = tempfile::tempdir()?;
+        let store = HubStore::open(&data.path().join("db"), 1 << 20)?;
+        let caller = bureau();
+        let log = AuditLog::new(data.path(), 0);
+        log.record(&store, access(&caller, Uuid::from_u128(1)))?;
+        drop(log);
+        let dir = data.path().join(FOLDER);
+        std::fs::write(dir.join(segment_name(2)), "anchor 12")?;
+        let log = AuditLog::new(data.path(), 0);
+        assert_eq!(log.record(&store, access(&caller, Uuid::from_u128(2)))?, 2);
+        let reading = read(data.path(), &Filter::default())?;
+        assert_eq!((reading.total, reading.broken), (2, None));
         Ok(())
     }
 
