@@ -531,6 +531,35 @@ mod tests {
     const HEAD: &str = "[district]\ncode = \"540502\"\nname = \"乃东区\"\n";
 
     #[test]
+    fn the_audit_is_kept_six_months_at_least_and_deidentification_is_optional() {
+        let builtin = HubConfig::builtin().unwrap();
+        assert_eq!(builtin.audit.retention_days, 180);
+        assert_eq!(builtin.privacy.closed_retention_days, None);
+        let with = |extra: &str| {
+            DEFAULT_TOML
+                .replace("[audit]\nretention_days = 180\n", "")
+                .replace("[privacy]\n", "")
+                + extra
+        };
+        let kept = HubConfig::from_toml(&with(
+            "[audit]\nretention_days = 365\n[privacy]\nclosed_retention_days = 1825\n",
+        ))
+        .unwrap();
+        assert_eq!(kept.audit.retention_days, 365);
+        assert_eq!(kept.privacy.closed_retention_days, Some(1825));
+        assert_eq!(
+            HubConfig::from_toml(&kept.to_toml().unwrap()).unwrap(),
+            kept
+        );
+        assert!(refused(&with("[audit]\nretention_days = 179\n")).contains("audit.retention_days"));
+        assert!(
+            refused(&with("[privacy]\nclosed_retention_days = 0\n"))
+                .contains("privacy.closed_retention_days")
+        );
+        assert!(refused(&with("[audit]\nretention = 200\n")).contains("retention"));
+    }
+
+    #[test]
     fn bad_configurations_are_refused_with_the_place_named() {
         let station = |code: &str, extra: &str| {
             format!(
