@@ -246,3 +246,43 @@ async fn a_record_edited_on_disk_breaks_the_chain() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--since"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_cannot_be_recorded_is_refused() {
+    let (hub, s, tokens) = filled().await;
+    // A file where the audit's folder should be: no record can be written.
+    std::fs::write(hub.dir().join(audit::FOLDER), b"in the way").unwrap();
+
+    let timeline = hub
+        .get_as(&format!("/api/cases/{}/timeline", s.case1), &tokens.bureau)
+        .await;
+    assert_eq!(timeline.status, 503, "{}", timeline.text());
+    let error = timeline.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("read audit") && error.contains("refused"),
+        "{error}"
+    );
+    assert!(!timeline.text().contains("次仁卓玛"));
+    let report = hub
+        .get_as(&format!("/reports/{ZEDANG}/overdue.csv"), &tokens.bureau)
+        .await;
+    assert_eq!(report.status, 503);
+    let grpc = hub
+        .query()
+        .get_case_timeline(authorized(
+            GetCaseTimelineRequest {
+                case_id: s.case1.as_bytes().to_vec(),
+                ..Default::default()
+            },
+            &tokens.bureau,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(grpc.code(), tonic::Code::Unavailable);
+    // Reads that name no person are still answered.
+    assert_eq!(
+        hub.get_as("/api/caseload", &tokens.bureau).await.status,
+        200
+    );
+    hub.stop().await;
+}
