@@ -1,6 +1,7 @@
 //! The read audit on a real hub: the records that dashboard, JSON, gRPC and
 //! report reads leave, who may read them (`/api/audit`, `station-hub
-//! audit`), and a record edited on disk reported as a broken chain.
+//! audit`), a record edited on disk reported as a broken chain, and a read
+//! refused when its record cannot be written.
 
 use serde_json::Value;
 use station_hub::audit::{self, Channel, Filter};

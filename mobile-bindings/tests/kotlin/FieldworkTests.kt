@@ -7,10 +7,12 @@ package org.stationsync.mobile.tests
 
 import java.time.LocalDate
 import org.stationsync.mobile.CaseClosing
+import org.stationsync.mobile.CaseNote
 import org.stationsync.mobile.CaseReopening
 import org.stationsync.mobile.EntryKind
 import org.stationsync.mobile.FieldException
 import org.stationsync.mobile.Gender
+import org.stationsync.mobile.NoteKind
 import org.stationsync.mobile.Resource
 import org.stationsync.mobile.ResourceKind
 import org.stationsync.mobile.Visit
@@ -47,6 +49,20 @@ val fieldworkTests = suite("fieldwork") {
             assertEquals(status.backlog, store.unacknowledgedCount(), "backlog")
             assertEquals(null, status.hubUrl, "hub url")
             ensure(!status.hasToken) { "no token yet" }
+        }
+    }
+
+    test("text is stored NFC") { ctx ->
+        ctx.openStore().use { store ->
+            val fd = recordFieldDay(store)
+            val decomposed = "e\u0301 རྩེད\u0f71 王"
+            ensure(java.text.Normalizer.normalize(decomposed, java.text.Normalizer.Form.NFC) != decomposed) {
+                "the text is decomposed"
+            }
+            val recorded = store.addNote(CaseNote(caseId = fd.people[0].caseId, kind = NoteKind.REVIEW,
+                text = "  $decomposed\n", notedOn = day(fd.today, 0)))
+            val note = store.caseTimeline(fd.people[0].caseId).first { it.eventId == recorded.eventId }
+            assertEquals("\u00e9 རྩེད\u0f71 王", note.summary, "summary")
         }
     }
 

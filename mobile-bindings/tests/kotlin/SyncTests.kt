@@ -63,6 +63,19 @@ val syncTests = suite("sync") {
         }
     }
 
+    test("an unreachable hub gives a network error within the bound") { ctx ->
+        val port = java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress()).use { it.localPort }
+        ctx.openStore(syncTimeoutSecs = 3u).use { store ->
+            store.configure("http://127.0.0.1:$port", "sst-token")
+            recordFieldDay(store)
+            val started = System.nanoTime()
+            assertThrows<FieldException.Network> { store.syncNow() }
+            // A guard against hanging, not a performance figure: the bound is 3 s.
+            ensure(System.nanoTime() - started < 30_000_000_000L) { "sync_now returned within its bound" }
+            assertEquals(store.status().headSeq, store.unacknowledgedCount(), "nothing acknowledged")
+        }
+    }
+
     test("sync needs a hub and a usable token") { ctx ->
         ctx.openStore().use { store ->
             assertThrows<FieldException.NotConfigured> { store.syncNow() }
