@@ -9,7 +9,10 @@
 //!   begin with their station's code and are unique;
 //! - names are non-empty single lines in NFC;
 //! - every follow-up interval is above 0;
-//! - every target names a known [`Metric`] and is 0 or more.
+//! - every target names a known [`Metric`] and is 0 or more;
+//! - the read audit is kept at least [`crate::audit::MIN_RETENTION_DAYS`]
+//!   days; closed cases are de-identified no sooner than a day after they
+//!   close.
 //!
 //! Targets: a station's own target for a metric and kind of period wins; a
 //! town or township station without one carries half of the first street
@@ -114,6 +117,34 @@ impl SyncRules {
     }
 }
 
+/// How long the hub keeps the read audit (`[audit]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditRules {
+    /// Days every record of a read is kept at least; 180 (six months) or
+    /// more.
+    pub retention_days: u32,
+}
+
+impl Default for AuditRules {
+    fn default() -> Self {
+        Self {
+            retention_days: crate::audit::MIN_RETENTION_DAYS,
+        }
+    }
+}
+
+/// What the hub shows of persons (`[privacy]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyRules {
+    /// Days after its closure (by its closing date) a closed case is
+    /// de-identified in every view and report: no name, ID number, phone or
+    /// address shown, every count kept. Never when absent; at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_retention_days: Option<u32>,
+}
+
 /// What kind of division a station serves; township-level stations carry
 /// half of the street station's targets by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +240,12 @@ pub struct HubConfig {
     /// Rules applied to pushed events.
     #[serde(default)]
     pub sync: SyncRules,
+    /// How long the read audit is kept.
+    #[serde(default)]
+    pub audit: AuditRules,
+    /// What is shown of persons, and when closed cases are de-identified.
+    #[serde(default)]
+    pub privacy: PrivacyRules,
     /// The roster; events of other stations are quarantined.
     pub stations: Vec<Station>,
 }
@@ -288,6 +325,18 @@ impl HubConfig {
                 "sync.max_clock_skew_hours must be 1 to {}",
                 SyncRules::MAX_HOURS
             )));
+        }
+        if self.audit.retention_days < crate::audit::MIN_RETENTION_DAYS {
+            return Err(ConfigError::Invalid(format!(
+                "audit.retention_days must be {} (six months) or more, found {}",
+                crate::audit::MIN_RETENTION_DAYS,
+                self.audit.retention_days
+            )));
+        }
+        if self.privacy.closed_retention_days == Some(0) {
+            return Err(ConfigError::Invalid(
+                "privacy.closed_retention_days must be 1 or more (leave it out to keep closed cases identified)".into(),
+            ));
         }
         if self.stations.is_empty() {
             return Err(ConfigError::Invalid(
@@ -480,6 +529,35 @@ mod tests {
     }
 
     const HEAD: &str = "[district]\ncode = \"540502\"\nname = \"乃东区\"\n";
+
+    #[test]
+    fn the_audit_is_kept_six_months_at_least_and_deidentification_is_optional() {
+        let builtin = HubConfig::builtin().unwrap();
+        assert_eq!(builtin.audit.retention_days, 180);
+        assert_eq!(builtin.privacy.closed_retention_days, None);
+        let with = |extra: &str| {
+            DEFAULT_TOML
+                .replace("[audit]\nretention_days = 180\n", "")
+                .replace("[privacy]\n", "")
+                + extra
+        };
+        let kept = HubConfig::from_toml(&with(
+            "[audit]\nretention_days = 365\n[privacy]\nclosed_retention_days = 1825\n",
+        ))
+        .unwrap();
+        assert_eq!(kept.audit.retention_days, 365);
+        assert_eq!(kept.privacy.closed_retention_days, Some(1825));
+        assert_eq!(
+            HubConfig::from_toml(&kept.to_toml().unwrap()).unwrap(),
+            kept
+        );
+        assert!(refused(&with("[audit]\nretention_days = 179\n")).contains("audit.retention_days"));
+        assert!(
+            refused(&with("[privacy]\nclosed_retention_days = 0\n"))
+                .contains("privacy.closed_retention_days")
+        );
+        assert!(refused(&with("[audit]\nretention = 200\n")).contains("retention"));
+    }
 
     #[test]
     fn bad_configurations_are_refused_with_the_place_named() {

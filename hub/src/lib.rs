@@ -13,6 +13,10 @@
 //! - [`ingest`]: the ingest decision, a pure function: each event of a push
 //!   accepted, ignored as held, or quarantined with the reason, or the whole
 //!   push refused.
+//! - [`audit`]: the read audit: every read of a person-level record, by
+//!   whom, of what, when and from where, in a hash-chained, fsynced log in
+//!   `DATA/audit/` before it is answered, and [`audit::read`], which checks
+//!   the chain.
 //! - [`auth`]: tokens (`enroll`, `revoke`), the interceptor that resolves a
 //!   bearer token to a [`auth::Caller`], and every rule of who may read or
 //!   write what, for the gRPC and HTTP sides alike.
@@ -48,6 +52,7 @@
 
 #[cfg(unix)]
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod guard;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use station_hub::admin::{self, AdminReply, AdminRequest};
+use station_hub::audit;
 use station_hub::config::{DEFAULT_TOML, HubConfig};
 use station_hub::guard::ConnectionLimits;
 use station_hub::server::{ServerOptions, TlsIdentity};
@@ -168,6 +169,21 @@ enum Command {
         /// The hub's data folder.
         #[arg(long, default_value = "./hub-data")]
         data: PathBuf,
+    },
+    /// Prints the read audit (who read which case's records, or which
+    /// report, when and from where), one JSON record per line, oldest first,
+    /// after checking its whole hash chain; a running hub may be appending.
+    /// Exits non-zero when the chain is broken, naming where.
+    Audit {
+        /// The hub's data folder.
+        #[arg(long, default_value = "./hub-data")]
+        data: PathBuf,
+        /// Only reads that carried this case (its UUID).
+        #[arg(long)]
+        case: Option<String>,
+        /// Only reads on this day (China time, YYYY-MM-DD) or later.
+        #[arg(long)]
+        since: Option<String>,
     },
     /// Lists the issued tokens (never their secrets).
     Tokens {
@@ -490,6 +506,35 @@ fn main() -> anyhow::Result<()> {
             }
             if broken > 0 {
                 anyhow::bail!("{broken} origin(s) do not verify");
+            }
+        }
+        Command::Audit { data, case, since } => {
+            let case = case
+                .map(|text| text.parse::<station_proto::ids::Uuid>())
+                .transpose()
+                .map_err(|_| anyhow::anyhow!("--case: must be a UUID"))?;
+            let since = since
+                .map(|text| station_hub::params::since(&text))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--{}", e.0))?;
+            let reading = audit::read(&data, &audit::Filter { case, since })?;
+            let mut lines = Vec::with_capacity(reading.records.len());
+            for record in &reading.records {
+                lines.push(serde_json::to_string(record)?);
+            }
+            print_lines(lines)?;
+            match reading.broken {
+                None => eprintln!(
+                    "chain intact: {} record(s) in the log, {} shown",
+                    reading.total,
+                    reading.records.len()
+                ),
+                Some(broken) => anyhow::bail!(
+                    "the read audit's chain is BROKEN in {} at line {}: {}",
+                    broken.segment,
+                    broken.line,
+                    broken.reason
+                ),
             }
         }
         Command::Quarantine { data } => {

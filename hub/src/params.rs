@@ -114,6 +114,30 @@ pub fn as_of(text: &str) -> Result<NaiveDate, BadParameter> {
     crate::projections::parse_as_of(text).map_err(|e| BadParameter(e.to_string()))
 }
 
+/// Whether a read asks to reveal ID numbers, phones and addresses
+/// (`reveal`): `true` or `1`; `false`, `0`, empty or absent do not.
+///
+/// # Errors
+/// [`BadParameter`] naming `reveal` for any other value.
+pub fn reveal(text: Option<&str>) -> Result<bool, BadParameter> {
+    match text.unwrap_or_default() {
+        "true" | "1" => Ok(true),
+        "" | "false" | "0" => Ok(false),
+        _ => Err(BadParameter("reveal: must be true or false".into())),
+    }
+}
+
+/// The first day a listing covers (`since`), written `YYYY-MM-DD`.
+///
+/// # Errors
+/// [`BadParameter`] naming `since` when it is not such a date.
+pub fn since(text: &str) -> Result<NaiveDate, BadParameter> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .filter(|_| text.len() == 10)
+        .ok_or_else(|| BadParameter("since: must be a date written YYYY-MM-DD".into()))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

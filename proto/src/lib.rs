@@ -19,6 +19,8 @@
 //!   fold that derives a view from a case's events.
 //! - [`id_number`]: resident ID numbers (GB 11643): the check character, the
 //!   birth date and gender inside a number.
+//! - [`mask`]: minimisation: ID numbers, phones and addresses as shown
+//!   masked, and what a de-identified case shows.
 //! - [`money`]: yuan as people write it, to the fen events carry.
 //! - [`names`]: the names people type for the enums (short, proto, Chinese).
 
@@ -28,6 +30,7 @@ pub mod codec;
 pub mod id_number;
 pub mod ids;
 pub mod json;
+pub mod mask;
 pub mod money;
 pub mod names;
 pub mod validate;

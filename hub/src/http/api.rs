@@ -8,7 +8,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use station_proto::ids::Uuid;
 
-use super::{AppState, HttpError};
+use super::{AppState, HttpError, Peer, peer_addr};
+use crate::audit::{self, Access, Channel};
 use crate::projections::{
     CaseTimeline, Caseload, Conflicts, IndicatorTable, OverdueList, ProjectionError,
     QuarantineList, SyncHealth,
@@ -26,6 +27,11 @@ impl Params {
         query
             .map(|Query(pairs)| Params(pairs))
             .map_err(|e| HttpError::BadRequest(format!("query string: {e}")))
+    }
+
+    /// Every parameter, as asked, for the read audit.
+    pub(super) fn pairs(&self) -> Vec<(String, String)> {
+        self.0.clone()
     }
 
     /// Every `station` asked for.
@@ -73,10 +79,12 @@ pub(super) async fn caseload(
     Ok(Json(state.read(move |p| p.caseload(&stations)).await?))
 }
 
-/// GET /api/overdue?as_of=YYYY-MM-DD&station=…&limit=N
+/// GET /api/overdue?as_of=YYYY-MM-DD&station=…&limit=N (audited: it names
+/// persons)
 pub(super) async fn overdue(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: Peer,
     query: Pairs,
 ) -> Result<Json<OverdueList>, HttpError> {
     let caller = state.caller(&headers)?;
@@ -84,9 +92,22 @@ pub(super) async fn overdue(
     let as_of = params::as_of(asked.one("as_of").unwrap_or_default())?;
     let limit = params::OVERDUE_CASES.parse("limit", asked.one("limit"))?;
     let stations = state.stations(&caller, asked.stations())?;
+    let from = peer_addr(peer);
     Ok(Json(
         state
-            .read(move |p| p.overdue(as_of, &stations, Some(limit)))
+            .read(move |p| {
+                let list = p.overdue(as_of, &stations, Some(limit))?;
+                p.audit_read(Access {
+                    caller,
+                    from,
+                    via: Channel::Json,
+                    read: "overdue".into(),
+                    params: asked.pairs(),
+                    cases: list.cases.iter().map(|c| c.case_id).collect(),
+                    revealed: false,
+                })?;
+                Ok(list)
+            })
             .await?,
     ))
 }
@@ -128,20 +149,73 @@ pub(super) async fn quarantine(
     ))
 }
 
-/// GET /api/cases/{id}/timeline
+/// GET /api/cases/{id}/timeline?reveal=true (audited): ID numbers, phones
+/// and addresses masked unless `reveal=true`.
 pub(super) async fn case_timeline(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: Peer,
     Path(id): Path<String>,
+    query: Pairs,
 ) -> Result<Json<CaseTimeline>, HttpError> {
     let caller = state.caller(&headers)?;
     let case_id: Uuid = id
         .parse()
         .map_err(|_| HttpError::BadRequest("case id: must be a UUID".into()))?;
-    let timeline = state.read(move |p| p.case_timeline(case_id)).await?;
-    // Another station's case is answered as no case at all: a device token
-    // cannot learn which case ids exist elsewhere.
-    auth::authorize_case(&caller, case_id, &timeline.station_code)
-        .map_err(|_| HttpError::from(ProjectionError::UnknownCase(case_id)))?;
+    let reveal = params::reveal(Params::from(query)?.one("reveal"))?;
+    let from = peer_addr(peer);
+    let timeline = state
+        .read(move |p| {
+            let timeline = p.case_timeline(case_id)?.minimised(reveal);
+            // Another station's case is answered as no case at all: a
+            // device token cannot learn which case ids exist elsewhere.
+            auth::authorize_case(&caller, case_id, &timeline.station_code)
+                .map_err(|_| ProjectionError::UnknownCase(case_id))?;
+            p.audit_read(Access {
+                caller,
+                from,
+                via: Channel::Json,
+                read: "case_timeline".into(),
+                params: vec![
+                    ("case_id".into(), case_id.to_string()),
+                    ("reveal".into(), reveal.to_string()),
+                ],
+                cases: vec![case_id],
+                revealed: timeline.shown == "revealed",
+            })?;
+            Ok(timeline)
+        })
+        .await?;
     Ok(Json(timeline))
+}
+
+/// GET /api/audit?case=ID&since=YYYY-MM-DD: the read audit, bureau only:
+/// the records the filters admit, oldest first, and where the chain
+/// breaks (`broken`, null when every link holds).
+pub(super) async fn audit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Pairs,
+) -> Result<Json<audit::Reading>, HttpError> {
+    let caller = state.caller(&headers)?;
+    auth::authorize_district(&caller)?;
+    let asked = Params::from(query)?;
+    let case = match asked.one("case").filter(|c| !c.is_empty()) {
+        Some(text) => Some(
+            text.parse::<Uuid>()
+                .map_err(|_| HttpError::BadRequest("case: must be a UUID".into()))?,
+        ),
+        None => None,
+    };
+    let since = match asked.one("since").filter(|d| !d.is_empty()) {
+        Some(text) => Some(params::since(text)?),
+        None => None,
+    };
+    let data = state.projections.store().dir().to_path_buf();
+    let reading =
+        tokio::task::spawn_blocking(move || audit::read(&data, &audit::Filter { case, since }))
+            .await
+            .map_err(|e| HttpError::Internal(format!("read task failed: {e}")))?
+            .map_err(|e| HttpError::Internal(e.to_string()))?;
+    Ok(Json(reading))
 }

@@ -16,9 +16,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::{
-    AppState, HttpError, SESSION_COOKIE, china_time, completion, escape, session_token, shown,
-    tier_zh,
+    AppState, HttpError, Peer, SESSION_COOKIE, china_time, completion, escape, peer_addr,
+    session_token, shown, tier_zh,
 };
+use crate::audit::{Access, Channel};
 use crate::projections::period::Period;
 use crate::projections::{IndicatorTable, OverdueList, SyncHealth, end_of_day_ms, today_in_china};
 use crate::{auth, guard, params};
@@ -212,15 +213,16 @@ pub(super) async fn logout(State(state): State<AppState>, headers: HeaderMap) ->
 pub(super) async fn page(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: Peer,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, HttpError> {
-    let district = state
+    let Some(caller) = state
         .caller(&headers)
         .ok()
-        .is_some_and(|caller| auth::authorize_district(&caller).is_ok());
-    if !district {
+        .filter(|caller| auth::authorize_district(caller).is_ok())
+    else {
         return Ok(Redirect::to("/login").into_response());
-    }
+    };
     let Query(pairs) = query.map_err(|e| HttpError::BadRequest(format!("query string: {e}")))?;
     let one = |name: &str| {
         pairs
@@ -237,11 +239,23 @@ pub(super) async fn page(
     };
     let as_of = params::as_of(one("as_of").unwrap_or_default())?;
     let stations = state.projections.config().station_codes();
+    let from = peer_addr(peer);
     let (table, overdue, health) = state
         .read(move |p| {
+            let overdue = p.overdue(as_of, &stations, Some(OVERDUE_SHOWN))?;
+            // The page names the overdue cases' persons.
+            p.audit_read(Access {
+                caller,
+                from,
+                via: Channel::Dashboard,
+                read: "dashboard".into(),
+                params: pairs,
+                cases: overdue.cases.iter().map(|c| c.case_id).collect(),
+                revealed: false,
+            })?;
             Ok((
                 p.indicators(period, &stations)?,
-                p.overdue(as_of, &stations, Some(OVERDUE_SHOWN))?,
+                overdue,
                 p.sync_health(&stations)?,
             ))
         })

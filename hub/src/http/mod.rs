@@ -7,7 +7,10 @@
 //! reads anything, and narrows the stations with [`auth::readable_stations`], the
 //! rule `Query` follows; projection reads run off the async workers; every
 //! refusal is a JSON `{"error": ...}` (HTML pages redirect to the login
-//! instead); no aggregate page carries an ID number.
+//! instead); no aggregate page carries an ID number; every answer that
+//! names persons (a timeline, an overdue list, the dashboard, an overdue
+//! report) is recorded in the read audit before it is sent, and refused
+//! (503) when it cannot be.
 
 mod api;
 mod dashboard;
@@ -77,6 +80,7 @@ fn app(projections: Arc<Projections>, sessions: Arc<Sessions>, secure: bool) -> 
         .route("/api/sync-health", get(api::sync_health))
         .route("/api/quarantine", get(api::quarantine))
         .route("/api/cases/{id}/timeline", get(api::case_timeline))
+        .route("/api/audit", get(api::audit))
         .route("/reports/{station}/{file}", get(reports::report))
         .route("/", get(dashboard::page))
         .route("/login", get(dashboard::login_page).post(dashboard::login))
@@ -271,6 +275,8 @@ enum HttpError {
     BadRequest(String),
     /// Nothing is known under this name.
     NotFound(String),
+    /// The hub cannot answer now (the read audit cannot be written).
+    Unavailable(String),
     /// The hub failed.
     Internal(String),
 }
@@ -282,6 +288,10 @@ impl IntoResponse for HttpError {
             HttpError::Forbidden(t) => (StatusCode::FORBIDDEN, t),
             HttpError::BadRequest(t) => (StatusCode::BAD_REQUEST, t),
             HttpError::NotFound(t) => (StatusCode::NOT_FOUND, t),
+            HttpError::Unavailable(t) => {
+                tracing::warn!(error = %t, "http read refused");
+                (StatusCode::SERVICE_UNAVAILABLE, t)
+            }
             HttpError::Internal(t) => {
                 tracing::warn!(error = %t, "http request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, t)
@@ -319,9 +329,18 @@ impl From<ProjectionError> for HttpError {
         match error {
             ProjectionError::BadRequest(_) => HttpError::BadRequest(error.to_string()),
             ProjectionError::UnknownCase(_) => HttpError::NotFound(error.to_string()),
+            ProjectionError::Audit(_) => HttpError::Unavailable(error.to_string()),
             _ => HttpError::Internal(error.to_string()),
         }
     }
+}
+
+/// The address a request came from, as the listener put it on the request
+/// (absent when the router is driven without a listener).
+type Peer = Option<axum::Extension<ConnectInfo<SocketAddr>>>;
+
+fn peer_addr(peer: Peer) -> Option<SocketAddr> {
+    peer.map(|axum::Extension(ConnectInfo(addr))| addr)
 }
 
 /// The session id the request's cookie carries, if any.

@@ -13,7 +13,10 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use rust_xlsxwriter::{Format, Workbook, XlsxError};
 
-use super::{AppState, HttpError, api, china_time, completion, shown, tier_zh, unit_zh};
+use super::{
+    AppState, HttpError, Peer, api, china_time, completion, peer_addr, shown, tier_zh, unit_zh,
+};
+use crate::audit::{Access, Channel};
 use crate::projections::{IndicatorRow, OverdueList};
 use crate::{auth, params};
 
@@ -117,10 +120,12 @@ pub const DISTRICT: &str = "district";
 pub(super) async fn report(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: Peer,
     Path((station, file)): Path<(String, String)>,
     query: api::Pairs,
 ) -> Result<Response, HttpError> {
     let caller = state.caller(&headers)?;
+    let reader = caller.clone();
     let (name, format) = file.rsplit_once('.').ok_or_else(|| {
         HttpError::BadRequest(
             "report: ask for {period}.csv, {period}.xlsx, overdue.csv or overdue.xlsx".into(),
@@ -156,8 +161,24 @@ pub(super) async fn report(
     };
     if name == "overdue" {
         let as_of = params::as_of(asked.one("as_of").unwrap_or_default())?;
+        let from = peer_addr(peer);
+        let mut params = vec![("station".to_string(), station.clone())];
+        params.extend(asked.pairs());
+        let read = file.clone();
         let list = state
-            .read(move |p| p.overdue(as_of, &stations, None))
+            .read(move |p| {
+                let list = p.overdue(as_of, &stations, None)?;
+                p.audit_read(Access {
+                    caller: reader,
+                    from,
+                    via: Channel::Report,
+                    read,
+                    params,
+                    cases: list.cases.iter().map(|c| c.case_id).collect(),
+                    revealed: false,
+                })?;
+                Ok(list)
+            })
             .await?;
         let title = format!("{whose} 逾期未访名单（截至 {as_of}）");
         let filename = format!("{stem}-overdue-{as_of}");

@@ -4,12 +4,14 @@
 //!
 //! Invariants: every answer carries the checkpoint it was computed through;
 //! aggregate answers never carry ID numbers (only the case timeline holds
-//! whole events, read from the log).
+//! whole events, read from the log, and minimises them with
+//! [`CaseTimeline::minimised`] before a reader sees them).
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use station_proto::Event;
 use station_proto::ids::Uuid;
+use station_proto::mask::{self, Shown};
 
 use super::period::{Metric, Unit};
 
@@ -280,4 +282,36 @@ pub struct CaseTimeline {
     pub opened: bool,
     /// Its events and the voids of them, in (hlc, event_id) order.
     pub entries: Vec<TimelineEntry>,
+    /// Closed longer than the configured retention period: shown
+    /// de-identified whatever the reader asks.
+    pub deidentified: bool,
+    /// How the person's fields are shown: `revealed` (whole, as read from
+    /// the log), `masked` or `deidentified`; see [`CaseTimeline::minimised`].
+    pub shown: &'static str,
+}
+
+impl CaseTimeline {
+    /// The timeline as a reader is shown it ([`station_proto::mask`]): a
+    /// de-identified case without its person, else ID numbers, phones and
+    /// addresses masked unless `reveal`.
+    #[must_use]
+    pub fn minimised(mut self, reveal: bool) -> Self {
+        let (shown, name) = if self.deidentified {
+            (Shown::Deidentified, "deidentified")
+        } else if reveal {
+            (Shown::Revealed, "revealed")
+        } else {
+            (Shown::Masked, "masked")
+        };
+        if shown != Shown::Revealed {
+            for entry in &mut self.entries {
+                if let Some(body) = entry.event.body.as_mut() {
+                    mask::body(body, shown);
+                    entry.body = station_proto::json::body_to_json(body);
+                }
+            }
+        }
+        self.shown = name;
+        self
+    }
 }

@@ -18,6 +18,9 @@ pub enum ProjectionError {
     /// The question is not well formed.
     #[error("{0}")]
     BadRequest(String),
+    /// The read could not be recorded in the read audit, so it is refused.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     /// No case has this id.
     #[error("no case {0} is known")]
     UnknownCase(station_proto::ids::Uuid),

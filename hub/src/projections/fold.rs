@@ -589,6 +589,33 @@ pub(crate) fn case_station(case_id: Uuid, facts: &[CaseFact]) -> Option<&Station
     })
 }
 
+/// The day a case was closed, when it is closed now: the latest service
+/// date of its own station's live closings.
+pub(crate) fn closed_on(case_id: Uuid, facts: &[CaseFact]) -> Option<NaiveDate> {
+    let station = case_station(case_id, facts)?;
+    let own: Vec<&CaseFact> = facts
+        .iter()
+        .filter(|f| f.voided_by.is_none() && f.station == *station)
+        .collect();
+    let view = fold_view(case_id, &own)?;
+    if view.status != station_proto::case::CaseStatus::Closed {
+        return None;
+    }
+    own.iter()
+        .filter_map(|f| match f.body {
+            FactBody::Closed { on } => on,
+            FactBody::Opened(_)
+            | FactBody::Assessed(_)
+            | FactBody::Reopened { .. }
+            | FactBody::Visit { .. }
+            | FactBody::Call { .. }
+            | FactBody::Resource { .. }
+            | FactBody::Note
+            | FactBody::Verified { .. } => None,
+        })
+        .max()
+}
+
 /// The view of a case: the case model's one fold ([`case::fold_steps`])
 /// over its own station's live facts, in (hlc, event_id) order.
 fn fold_view(case_id: Uuid, own: &[&CaseFact]) -> Option<CaseView> {

@@ -95,6 +95,7 @@ pub use health::{DeviceHealth, LAG_BUCKETS_MS, LagBucket, StationHealth, SyncHea
 pub use layout::KeyValue;
 pub use time::{CHINA_UTC_OFFSET_SECS, end_of_day_ms, parse_as_of, today_in_china};
 
+use crate::audit::{Access, AuditLog};
 use crate::config::HubConfig;
 use crate::store::{self, HubError, HubStore};
 
@@ -152,6 +153,9 @@ pub struct Projections {
     checkpoint: tokio::sync::watch::Sender<u64>,
     /// Events applied by this process since the projections were opened.
     applied: AtomicU64,
+    /// The read audit, in the store's data folder: every read of a
+    /// person-level record through the services is recorded there first.
+    audit: AuditLog,
 }
 
 impl std::fmt::Debug for Projections {
@@ -247,7 +251,9 @@ impl Projections {
             checkpoint = 0;
         }
         let (checkpoint, _) = tokio::sync::watch::channel(checkpoint);
+        let audit = AuditLog::new(store.dir(), config.audit.retention_days);
         Ok(Self {
+            audit,
             tree: RwLock::new(tree),
             store,
             config,
@@ -275,6 +281,21 @@ impl Projections {
     /// The hub store the projections are built from.
     pub fn store(&self) -> &Arc<HubStore> {
         &self.store
+    }
+
+    /// Records a read of person-level records in the read audit and returns
+    /// once the record is durable: call it before answering such a read,
+    /// once per read, and refuse the read when it fails.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Audit`] when the record cannot be written.
+    pub fn audit_read(&self, access: Access) -> Result<u64, ProjectionError> {
+        Ok(self.audit.record(&self.store, access)?)
+    }
+
+    /// The read audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     /// The last hub position applied.

@@ -20,6 +20,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
 use super::limits::MAX_MESSAGE_BYTES;
+use crate::audit::{Access, Channel};
 use crate::auth::{self, Caller};
 use crate::params;
 use crate::projections::{ProjectionError, Projections};
@@ -100,12 +101,29 @@ impl Query for QueryService {
         request: Request<GetOverdueRequest>,
     ) -> Result<Response<GetOverdueResponse>, Status> {
         let caller = auth::caller(&request)?;
+        let from = request.remote_addr();
         let asked = request.into_inner();
         let as_of = params::as_of(&asked.as_of)?;
         let limit = params::OVERDUE_CASES.of(asked.limit.into())?;
         let stations = self.stations(&caller, asked.stations)?;
         let list = self
-            .read(move |p| p.overdue(as_of, &stations, Some(limit)))
+            .read(move |p| {
+                let list = p.overdue(as_of, &stations, Some(limit))?;
+                p.audit_read(Access {
+                    caller,
+                    from,
+                    via: Channel::Grpc,
+                    read: "overdue".into(),
+                    params: vec![
+                        ("as_of".into(), as_of.to_string()),
+                        ("limit".into(), limit.to_string()),
+                        ("stations".into(), stations.join(",")),
+                    ],
+                    cases: list.cases.iter().map(|c| c.case_id).collect(),
+                    revealed: false,
+                })?;
+                Ok(list)
+            })
             .await?;
         Ok(Response::new(list.into()))
     }
@@ -147,13 +165,33 @@ impl Query for QueryService {
         request: Request<GetCaseTimelineRequest>,
     ) -> Result<Response<GetCaseTimelineResponse>, Status> {
         let caller = auth::caller(&request)?;
-        let case_id = validate::uuid16("case_id", &request.into_inner().case_id)
+        let from = request.remote_addr();
+        let asked = request.into_inner();
+        let case_id = validate::uuid16("case_id", &asked.case_id)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let timeline = self.read(move |p| p.case_timeline(case_id)).await?;
-        // Another station's case is answered as no case at all: a device
-        // token cannot learn which case ids exist elsewhere.
-        auth::authorize_case(&caller, case_id, &timeline.station_code)
-            .map_err(|_| Status::from(ProjectionError::UnknownCase(case_id)))?;
+        let reveal = asked.reveal;
+        let timeline = self
+            .read(move |p| {
+                let timeline = p.case_timeline(case_id)?.minimised(reveal);
+                // Another station's case is answered as no case at all: a
+                // device token cannot learn which case ids exist elsewhere.
+                auth::authorize_case(&caller, case_id, &timeline.station_code)
+                    .map_err(|_| ProjectionError::UnknownCase(case_id))?;
+                p.audit_read(Access {
+                    caller,
+                    from,
+                    via: Channel::Grpc,
+                    read: "case_timeline".into(),
+                    params: vec![
+                        ("case_id".into(), case_id.to_string()),
+                        ("reveal".into(), reveal.to_string()),
+                    ],
+                    cases: vec![case_id],
+                    revealed: timeline.shown == "revealed",
+                })?;
+                Ok(timeline)
+            })
+            .await?;
         Ok(Response::new(timeline.into()))
     }
 }

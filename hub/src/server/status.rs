@@ -77,6 +77,7 @@ impl From<ProjectionError> for Status {
             ProjectionError::Corrupt(_) => Status::internal(error.to_string()),
             ProjectionError::BadRequest(_) => Status::invalid_argument(error.to_string()),
             ProjectionError::UnknownCase(_) => Status::not_found(error.to_string()),
+            ProjectionError::Audit(_) => Status::unavailable(error.to_string()),
         }
     }
 }

@@ -238,6 +238,7 @@ impl From<projections::CaseTimeline> for v1::GetCaseTimelineResponse {
             case_id: timeline.case_id.as_bytes().to_vec(),
             station_code: timeline.station_code,
             opened: timeline.opened,
+            shown: timeline.shown.to_string(),
             entries: timeline
                 .entries
                 .into_iter()

@@ -1,8 +1,9 @@
 //! Online backup and restore of the hub store.
 //!
 //! A backup is a hub store folder of its own: the log, the tokens and every
-//! other tree of the store, copied while the hub serves, plus a
-//! [`BACKUP_MARKER`] file saying what it holds. The projections are not
+//! other tree of the store, copied while the hub serves, the read audit as
+//! far as it is written, plus a [`BACKUP_MARKER`] file saying what it
+//! holds. The projections are not
 //! copied: they are derived from the log, and [`restore`] rebuilds them.
 //!
 //! Invariants:
@@ -194,6 +195,12 @@ fn copy_into(store: &HubStore, staging: &Path) -> Result<BackupInfo, BackupError
         trees,
         taken_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
+    // The read audit, as far as it is written: a line being appended is
+    // cut when the restored hub opens it.
+    let audit = store.dir().join(crate::audit::FOLDER);
+    if audit.is_dir() {
+        copy_files(&audit, &staging.join(crate::audit::FOLDER))?;
+    }
     let marker = staging.join(BACKUP_MARKER);
     let json = serde_json::to_vec_pretty(&info).map_err(|e| BackupError::Marker(e.to_string()))?;
     write_synced(&marker, &json)?;
@@ -258,14 +265,14 @@ pub fn restore(from: &Path, to: &Path, cache_capacity: u64) -> Result<BackupInfo
 }
 
 /// Copies the files of folder `from` into new folder `to`, recursively,
-/// each synced, leaving out the backup's marker and lock file.
+/// each synced, leaving out the backup's marker and the lock files.
 fn copy_files(from: &Path, to: &Path) -> Result<(), BackupError> {
     durable::create_dir_durably(to).map_err(BackupError::io("cannot create", to))?;
     let entries = std::fs::read_dir(from).map_err(BackupError::io("cannot read", from))?;
     for entry in entries {
         let entry = entry.map_err(BackupError::io("cannot read", from))?;
         let name = entry.file_name();
-        if name == BACKUP_MARKER || name == "station.lock" {
+        if name == BACKUP_MARKER || name == "station.lock" || name == "audit.lock" {
             continue;
         }
         let source = entry.path();

@@ -291,7 +291,8 @@ pub struct HubStore {
     roster: Option<BTreeSet<String>>,
     /// How far ahead of the hub's clock an event's clocks may run.
     max_clock_skew_ms: i64,
-    /// The folder the store lives in.
+    /// The data folder the store was opened in, where the hub keeps its
+    /// other files (the read audit log).
     dir: std::path::PathBuf,
     /// The identity of this log: see [`HubStore::log_id`].
     log_id: std::sync::Mutex<Uuid>,
@@ -428,7 +429,8 @@ impl HubStore {
         self
     }
 
-    /// The folder the store lives in.
+    /// The data folder the store was opened in, where the hub keeps its
+    /// other files (the read audit log).
     pub fn dir(&self) -> &Path {
         &self.dir
     }

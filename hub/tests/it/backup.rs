@@ -13,8 +13,8 @@ use station_agent::Agent;
 use station_agent::sync::{SyncOptions, sync_once};
 use station_hub::server::ServerOptions;
 use station_hub::store::backup;
-use station_proto::v1::GetIndicatorsRequest;
 use station_proto::v1::query_client::QueryClient;
+use station_proto::v1::{GetIndicatorsRequest, GetOverdueRequest};
 
 use crate::admin::Served;
 use crate::fixtures::{Hub, activity, authorized, device, hub_cli, hub_run, stdout_of};
@@ -242,6 +242,11 @@ async fn a_hub_restored_from_an_older_backup_is_refilled_by_its_devices() {
     synced(&hub, &a, &ta).await;
     synced(&hub, &b, &tb).await;
     synced(&hub, &a, &ta).await;
+    // The bureau reads a named list: a record of the read audit.
+    QueryClient::new(hub.channel().await)
+        .get_overdue(authorized(GetOverdueRequest::default(), &bureau))
+        .await
+        .unwrap();
     let copy = dir.path().join("backup");
     assert_eq!(backup::backup(&hub.store, &copy).unwrap().events, 10);
 
@@ -260,6 +265,12 @@ async fn a_hub_restored_from_an_older_backup_is_refilled_by_its_devices() {
     let restored = tempfile::tempdir().unwrap();
     std::fs::remove_dir(restored.path()).unwrap();
     backup::restore(&copy, restored.path(), 16 * 1024 * 1024).unwrap();
+    let audit = station_hub::audit::read(restored.path(), &Default::default()).unwrap();
+    assert_eq!(
+        (audit.total, audit.broken),
+        (1, None),
+        "the read audit came along"
+    );
     let hub = Hub::start_in(restored, ServerOptions::default()).await;
     assert_eq!(hub.store.event_count(), 10);
 

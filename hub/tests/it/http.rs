@@ -14,11 +14,11 @@ use station_proto::v1::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 impl Hub {
-    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+    pub(crate) async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
         request(self.http, "GET", path, headers, b"").await
     }
 
-    async fn get_as(&self, path: &str, token: &str) -> Reply {
+    pub(crate) async fn get_as(&self, path: &str, token: &str) -> Reply {
         let bearer = format!("Bearer {token}");
         self.get(path, &[("Authorization", &bearer)]).await
     }
@@ -125,15 +125,19 @@ pub(crate) async fn try_request(
     })
 }
 
-struct Tokens {
-    bureau: String,
-    a: String,
-    c: String,
+pub(crate) struct Tokens {
+    pub(crate) bureau: String,
+    pub(crate) a: String,
+    pub(crate) c: String,
 }
 
 /// The scenario of `query.rs`, pushed through `Sync` by three devices.
-async fn filled() -> (Hub, Scenario, Tokens) {
-    let hub = Hub::start().await;
+pub(crate) async fn filled() -> (Hub, Scenario, Tokens) {
+    fill(Hub::start().await).await
+}
+
+/// [`filled`] on a hub the caller started.
+pub(crate) async fn fill(hub: Hub) -> (Hub, Scenario, Tokens) {
     let enroll = |station: &str, name: &str| {
         station_hub::auth::enroll_device(&hub.store, station, name)
             .unwrap()

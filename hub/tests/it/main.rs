@@ -12,6 +12,7 @@ mod events;
 mod fixtures;
 
 mod admin;
+mod audit;
 mod backup;
 mod cli;
 mod conflict;
@@ -19,6 +20,7 @@ mod corrupt;
 mod diskfull;
 mod hostile;
 mod http;
+mod privacy;
 mod projection_equivalence;
 mod projections;
 mod query;

@@ -215,6 +215,7 @@ async fn the_bureau_reads_every_projection_of_every_station() {
     let timeline = query
         .get_case_timeline(bureau!(GetCaseTimelineRequest {
             case_id: s.case2.as_bytes().to_vec(),
+            reveal: false,
         }))
         .await
         .unwrap()
@@ -279,6 +280,7 @@ async fn a_device_token_reads_its_own_station_only() {
     // A case of another station: refused; of its own: answered.
     let timeline = |case: station_proto::ids::Uuid| GetCaseTimelineRequest {
         case_id: case.as_bytes().to_vec(),
+        reveal: false,
     };
     // Another station's case reads exactly as a case that does not exist.
     let refused = query
@@ -326,6 +328,7 @@ async fn calls_without_a_token_or_with_bad_arguments_are_refused() {
     let status = query
         .get_case_timeline(tonic::Request::new(GetCaseTimelineRequest {
             case_id: vec![1; 16],
+            reveal: false,
         }))
         .await
         .unwrap_err();
@@ -363,6 +366,7 @@ async fn calls_without_a_token_or_with_bad_arguments_are_refused() {
         .get_case_timeline(authorized(
             GetCaseTimelineRequest {
                 case_id: vec![7; 16],
+                reveal: false,
             },
             &tokens.bureau,
         ))
@@ -373,6 +377,7 @@ async fn calls_without_a_token_or_with_bad_arguments_are_refused() {
         .get_case_timeline(authorized(
             GetCaseTimelineRequest {
                 case_id: vec![7; 3],
+                reveal: false,
             },
             &tokens.bureau,
         ))

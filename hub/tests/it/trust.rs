@@ -132,6 +132,7 @@ async fn another_station_cannot_write_into_a_case_file() {
         .get_case_timeline(authorized(
             GetCaseTimelineRequest {
                 case_id: case.as_bytes().to_vec(),
+                reveal: false,
             },
             &bureau,
         ))

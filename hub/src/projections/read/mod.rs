@@ -8,7 +8,9 @@
 //! checkpoint it was computed through; aggregate answers never carry ID
 //! numbers (the projections do not even keep them: only the case timeline
 //! reads whole events from the log); station lists are taken as given, so
-//! authorisation happens before these calls.
+//! authorisation happens before these calls; a case closed longer than
+//! `[privacy] closed_retention_days` is named [`station_proto::mask::DEIDENTIFIED`]
+//! in every list, and its timeline says it is de-identified.
 
 mod caseload;
 mod conflicts;
@@ -20,6 +22,7 @@ mod timeline;
 
 use std::collections::BTreeMap;
 
+use chrono::NaiveDate;
 use station_proto::ids::Uuid;
 use station_proto::v1::Tier;
 
@@ -28,6 +31,17 @@ use super::error::ProjectionError;
 use super::fold::{self, CaseFact, Stations};
 use super::health::OriginStats;
 use super::layout;
+use super::time::today_in_china;
+use crate::config::HubConfig;
+
+/// Whether a case closed on `closed_on` (`None`: open) is de-identified
+/// today: closed at least `[privacy] closed_retention_days` days ago.
+fn deidentified(config: &HubConfig, closed_on: Option<NaiveDate>) -> bool {
+    match (config.privacy.closed_retention_days, closed_on) {
+        (Some(days), Some(on)) => (today_in_china() - on).num_days() >= i64::from(days),
+        _ => false,
+    }
+}
 
 fn station_prefix(prefix: &[u8], station: &str) -> Vec<u8> {
     layout::key(prefix, &[station.as_bytes()])

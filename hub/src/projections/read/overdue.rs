@@ -8,7 +8,9 @@ use chrono::NaiveDate;
 use station_proto::case::{CaseView, TierIntervals};
 use station_proto::ids::Uuid;
 
-use super::tier_count;
+use station_proto::mask::DEIDENTIFIED;
+
+use super::{deidentified, tier_count};
 use crate::projections::Projections;
 use crate::projections::answer::{OverdueCase, OverdueList, StationOverdue};
 use crate::projections::codec;
@@ -51,13 +53,23 @@ impl Projections {
                 .collect(),
         };
         if as_of < today_in_china() {
+            let deidentify = self.config().privacy.closed_retention_days.is_some();
             let mut interner = Stations::default();
             layout::for_each_case(&tree, |case_id, bytes| {
                 let facts = codec::decode_case(bytes, &mut interner)?;
                 if let Some((station, view)) = fold::view_as_of(case_id, &facts, as_of)
                     && let Some(at) = stations.iter().position(|s| **s == *station)
                 {
-                    judge.case(at, &view, &view.name, &view.community_code);
+                    // Open then, it may have been closed since, and long enough
+                    // ago to be de-identified.
+                    let name = if deidentify
+                        && deidentified(self.config(), fold::closed_on(case_id, &facts))
+                    {
+                        DEIDENTIFIED
+                    } else {
+                        &view.name
+                    };
+                    judge.case(at, &view, name, &view.community_code);
                 }
                 Ok(())
             })?;

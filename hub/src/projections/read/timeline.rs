@@ -3,12 +3,12 @@
 
 use station_proto::ids::Uuid;
 
-use super::case_record;
+use super::{case_record, deidentified};
 use crate::projections::Projections;
 use crate::projections::answer::{CaseTimeline, TimelineEntry};
 use crate::projections::codec;
 use crate::projections::error::ProjectionError;
-use crate::projections::fold::Stations;
+use crate::projections::fold::{self, Stations};
 use crate::projections::layout;
 
 impl Projections {
@@ -22,7 +22,8 @@ impl Projections {
     }
 
     /// Every event of one case and the voids of them, in (hlc, event_id)
-    /// order, voided events flagged.
+    /// order, voided events flagged, whole as read from the log: a reader is
+    /// shown [`CaseTimeline::minimised`].
     ///
     /// # Errors
     /// [`ProjectionError::UnknownCase`] when no event of it is known; storage
@@ -86,6 +87,8 @@ impl Projections {
             station_code: station,
             opened,
             entries,
+            deidentified: deidentified(self.config(), fold::closed_on(case_id, &facts)),
+            shown: "revealed",
         })
     }
 }
