@@ -24,9 +24,17 @@
 //! | `k:` case_id hlc event_id | location of an event of that case |
 //! | `v:` event_id | event_id of the `EventVoided` that voids it |
 //! | `c:` case_id | JSON [`CaseView`] |
+//! | `m:sealed` | present once every value below marked *sealed* is sealed |
+//! | `m:sealing` | while a store in clear is encrypted in place: the last key sealed |
+//!
+//! Sealed (see [`crate::seal`]) when the store is encrypted: `m:identity`
+//! (with the device token), `m:device_key`, `m:parked`, `o:`, `p:` and `c:`,
+//! each bound to its key. No key holds personal data: the other key spaces
+//! hold ids, HLCs, seqs, hashes and locations.
 //!
 //! Beside sled's files the directory holds `station.lock`, locked by the one
-//! process that has the store open.
+//! process that has the store open, and, when the store is encrypted,
+//! [`crate::seal::HEADER_FILE`] with its wrapped data key.
 //!
 //! Invariants, each kept by writing everything of one operation in one sled
 //! batch under the single writer lock:
@@ -47,7 +55,11 @@
 //! - an append or pull is reported only once durable (see [`crate::durable`]);
 //!   events handed to sync never pass [`EventLog::durable_seq`];
 //! - `m:parked`, `m:last_sync_ms` and `m:uplink_bps` are the sync client's own
-//!   bookkeeping: they never change an event, a cursor or a view.
+//!   bookkeeping: they never change an event, a cursor or a view;
+//! - an encrypted store is sealed whole before anything else reads it: a
+//!   store in clear opened with a key is sealed in place in atomic steps
+//!   ([`crate::seal::SealedTree::seal_in_place`]), resumed after a crash, and
+//!   `m:sealed` is set when the last step is done.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -62,6 +74,7 @@ use station_proto::{Body, Event};
 
 use crate::durable::GroupCommit;
 use crate::hlc::Hlc;
+use crate::seal::{self, Algorithm, KeySource, SealError, SealedTree, SealingOptions};
 use crate::views::{self, CaseView};
 
 /// A raw key and value of the store, as [`EventLog::views_snapshot`] lists them.
@@ -90,6 +103,14 @@ const IDS: &[u8] = b"i:";
 const CASE_INDEX: &[u8] = b"k:";
 const VOIDED: &[u8] = b"v:";
 const CASES: &[u8] = b"c:";
+const M_SEALED: &[u8] = b"m:sealed";
+const M_SEALING: &[u8] = b"m:sealing";
+
+/// The key spaces whose values are sealed in an encrypted store.
+const SEALED_SPACES: &[&[u8]] = &[M_IDENTITY, M_DEVICE_KEY, M_PARKED, OWN, PULLED, CASES];
+
+/// The kind of store bound into every sealed value.
+pub const STORE_KIND: &str = "agent";
 
 impl From<crate::durable::OpenError> for StoreError {
     fn from(error: crate::durable::OpenError) -> Self {
@@ -133,6 +154,18 @@ pub enum StoreError {
     /// The operating system gave no randomness for the device key.
     #[error("could not make the device key: no randomness from the operating system ({0})")]
     NoRandomness(String),
+    /// The store's key is missing or wrong, or a sealed value does not open.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+}
+
+impl From<seal::SealInPlaceError> for StoreError {
+    fn from(error: seal::SealInPlaceError) -> Self {
+        match error {
+            seal::SealInPlaceError::Sled(e) => StoreError::Sled(e),
+            seal::SealInPlaceError::Seal(e) => StoreError::Seal(e),
+        }
+    }
 }
 
 /// A fresh device key's secret, from the operating system.
@@ -190,16 +223,29 @@ pub struct SyncState {
 }
 
 /// Options for [`EventLog::open`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct OpenOptions {
     /// sled's page cache in bytes.
     pub cache_capacity: u64,
+    /// The key that wraps the store's data key. Every entry point of the
+    /// product gives one (the CLI a key file or a passphrase, the mobile
+    /// library the app's provider); `None` opens a store in clear and refuses
+    /// an encrypted one.
+    pub key: Option<KeySource>,
+    /// The AEAD of a store encrypted by this open (an encrypted store keeps
+    /// its own).
+    pub algorithm: Algorithm,
+    /// How a store in clear is encrypted in place when opened with a key.
+    pub sealing: SealingOptions,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
         Self {
             cache_capacity: DEFAULT_CACHE_CAPACITY,
+            key: None,
+            algorithm: Algorithm::default(),
+            sealing: SealingOptions::default(),
         }
     }
 }
@@ -295,6 +341,15 @@ fn read_u64(bytes: &[u8]) -> Result<u64, StoreError> {
         .map_err(|_| StoreError::Corrupt("expected an 8-byte integer".into()))
 }
 
+/// Reads and opens the value at `k`.
+fn get_open(
+    tree: &sled::Tree,
+    values: &SealedTree,
+    k: &[u8],
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(tree.get(k)?.map(|v| values.open(k, &v)).transpose()?)
+}
+
 fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {
     Event::decode(bytes).map_err(|e| StoreError::Corrupt(format!("event does not decode: {e}")))
 }
@@ -312,14 +367,16 @@ struct Writer {
 /// views computed in the same batch see them.
 struct Overlay<'a> {
     tree: &'a sled::Tree,
+    values: &'a SealedTree,
     writes: BTreeMap<Vec<u8>, Vec<u8>>,
     removes: BTreeSet<Vec<u8>>,
 }
 
 impl<'a> Overlay<'a> {
-    fn new(tree: &'a sled::Tree) -> Self {
+    fn new(tree: &'a sled::Tree, values: &'a SealedTree) -> Self {
         Self {
             tree,
+            values,
             writes: BTreeMap::new(),
             removes: BTreeSet::new(),
         }
@@ -332,7 +389,7 @@ impl<'a> Overlay<'a> {
         if self.removes.contains(k) {
             return Ok(None);
         }
-        Ok(self.tree.get(k)?.map(|v| v.to_vec()))
+        get_open(self.tree, self.values, k)
     }
 
     fn insert(&mut self, k: Vec<u8>, v: Vec<u8>) {
@@ -358,15 +415,16 @@ impl<'a> Overlay<'a> {
         Ok(keys.into_iter().collect())
     }
 
-    fn into_batch(self) -> sled::Batch {
+    fn into_batch(self) -> Result<sled::Batch, StoreError> {
         let mut batch = sled::Batch::default();
         for k in self.removes {
             batch.remove(k);
         }
         for (k, v) in self.writes {
-            batch.insert(k, v);
+            let stored = self.values.seal(&k, v)?;
+            batch.insert(k, stored);
         }
-        batch
+        Ok(batch)
     }
 
     fn load_event(&self, location: Location) -> Result<Event, StoreError> {
@@ -448,6 +506,8 @@ pub struct EventLog {
     tree: sled::Tree,
     /// Flush + fsync shared by concurrent writers.
     group: GroupCommit,
+    /// Seals and opens the values of the sealed key spaces.
+    values: SealedTree,
     /// Serialises writers: seq assignment and view updates see one state.
     writer: Mutex<Writer>,
     /// Where the store lives, for messages.
@@ -457,11 +517,14 @@ pub struct EventLog {
 }
 
 impl EventLog {
-    /// Opens (creating when absent) the log stored in `dir`.
+    /// Opens (creating when absent) the log stored in `dir`, with the key
+    /// of [`OpenOptions::key`]: a new store is encrypted under a new data
+    /// key, a store in clear is encrypted in place first.
     ///
     /// # Errors
     /// sled cannot open the directory, the format is unknown, or the initial
-    /// sync fails.
+    /// sync fails; [`StoreError::Seal`] for a key that is missing or wrong
+    /// (nothing is changed then).
     pub fn open(dir: &Path, options: OpenOptions) -> Result<Self, StoreError> {
         let crate::durable::OpenedStore { lock, db, tree } = crate::durable::open_store(
             dir,
@@ -471,6 +534,31 @@ impl EventLog {
             TREE,
             FORMAT_VERSION,
         )?;
+        let prepared = seal::prepare(
+            dir,
+            STORE_KIND,
+            options.key.as_ref(),
+            options.algorithm,
+            tree.contains_key(M_SEALED)?,
+        )?;
+        let values = match prepared {
+            seal::Prepared::Plain => SealedTree::new(None, TREE, SEALED_SPACES),
+            seal::Prepared::Sealed(vault) => {
+                SealedTree::new(Some(std::sync::Arc::new(vault)), TREE, SEALED_SPACES)
+            }
+            seal::Prepared::NeedsSealing(vault) => {
+                let values = SealedTree::new(Some(std::sync::Arc::new(vault)), TREE, SEALED_SPACES);
+                let sealed = values.seal_in_place(&tree, M_SEALING, &options.sealing)?;
+                let mut done = sled::Batch::default();
+                done.remove(M_SEALING);
+                done.insert(M_SEALED, &[1u8]);
+                tree.apply_batch(done)?;
+                if sealed > 0 {
+                    tracing::info!(sealed, "store encrypted in place");
+                }
+                values
+            }
+        };
         let head_seq = tree.get(M_HEAD_SEQ)?.map_or(Ok(0), |v| read_u64(&v))?;
         let hlc = tree.get(M_HLC)?.map_or(Ok(0), |v| read_u64(&v))?;
         let group = GroupCommit::open(db.clone(), dir, head_seq)?;
@@ -478,6 +566,7 @@ impl EventLog {
             _db: db,
             tree,
             group,
+            values,
             writer: Mutex::new(Writer {
                 head_seq,
                 hlc: Hlc::resume(hlc, chrono::Utc::now().timestamp_millis()),
@@ -498,7 +587,11 @@ impl EventLog {
         let mut changed = false;
         let identity = self.identity()?;
         if identity.is_some() && !self.tree.contains_key(M_DEVICE_KEY)? {
-            batch.insert(M_DEVICE_KEY, new_device_secret()?.to_vec());
+            batch.insert(
+                M_DEVICE_KEY,
+                self.values
+                    .seal(M_DEVICE_KEY, new_device_secret()?.to_vec())?,
+            );
             changed = true;
             tracing::info!("device key made for a store that had none");
         }
@@ -512,6 +605,7 @@ impl EventLog {
             for item in self.tree.scan_prefix(OWN) {
                 let (k, v) = item?;
                 let seq = read_u64(&k[OWN.len()..])?;
+                let v = self.values.open(&k, &v)?;
                 let link = links
                     .push_bytes(seq, &v)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -543,10 +637,9 @@ impl EventLog {
     }
 
     fn device_secret(&self) -> Result<[u8; chain::SECRET_KEY_BYTES], StoreError> {
-        let secret = self
-            .tree
-            .get(M_DEVICE_KEY)?
-            .ok_or(StoreError::NotInitialised)?;
+        let secret = zeroize::Zeroizing::new(
+            get_open(&self.tree, &self.values, M_DEVICE_KEY)?.ok_or(StoreError::NotInitialised)?,
+        );
         <[u8; chain::SECRET_KEY_BYTES]>::try_from(secret.as_ref())
             .map_err(|_| StoreError::Corrupt("device key".into()))
     }
@@ -596,8 +689,7 @@ impl EventLog {
     /// # Errors
     /// Storage errors, or an identity that does not decode.
     pub fn identity(&self) -> Result<Option<DeviceIdentity>, StoreError> {
-        self.tree
-            .get(M_IDENTITY)?
+        get_open(&self.tree, &self.values, M_IDENTITY)?
             .map(|v| {
                 serde_json::from_slice(&v)
                     .map_err(|e| StoreError::Corrupt(format!("identity does not decode: {e}")))
@@ -617,8 +709,12 @@ impl EventLog {
         let json = serde_json::to_vec(identity)
             .map_err(|e| StoreError::Corrupt(format!("identity: {e}")))?;
         let mut batch = sled::Batch::default();
-        batch.insert(M_IDENTITY, json);
-        batch.insert(M_DEVICE_KEY, new_device_secret()?.to_vec());
+        batch.insert(M_IDENTITY, self.values.seal(M_IDENTITY, json)?);
+        batch.insert(
+            M_DEVICE_KEY,
+            self.values
+                .seal(M_DEVICE_KEY, new_device_secret()?.to_vec())?,
+        );
         self.tree.apply_batch(batch)?;
         let ticket = self.group.written(None);
         self.group.wait_durable(ticket)?;
@@ -644,7 +740,8 @@ impl EventLog {
         }
         let json = serde_json::to_vec(&identity)
             .map_err(|e| StoreError::Corrupt(format!("identity: {e}")))?;
-        self.tree.insert(M_IDENTITY, json)?;
+        self.tree
+            .insert(M_IDENTITY, self.values.seal(M_IDENTITY, json)?)?;
         let ticket = self.group.written(None);
         self.group.wait_durable(ticket)?;
         Ok(())
@@ -683,7 +780,7 @@ impl EventLog {
             hlc: stamp,
             body: Some(new.body),
         };
-        let mut overlay = Overlay::new(&self.tree);
+        let mut overlay = Overlay::new(&self.tree, &self.values);
         let location = Location::Own(origin_seq);
         let canonical = chain::canonical_bytes(&event);
         let link = chain::link(
@@ -697,7 +794,7 @@ impl EventLog {
         let mut affected = BTreeSet::new();
         overlay.index(&event, location, &mut affected)?;
         overlay.refresh_cases(&affected)?;
-        self.tree.apply_batch(overlay.into_batch())?;
+        self.tree.apply_batch(overlay.into_batch()?)?;
         writer.head_seq = origin_seq;
         writer.hlc = hlc;
         let ticket = self.group.written(Some(origin_seq));
@@ -716,9 +813,7 @@ impl EventLog {
             return Ok(None);
         };
         let location = Location::decode(&loc)?;
-        let bytes = self
-            .tree
-            .get(location.key())?
+        let bytes = get_open(&self.tree, &self.values, &location.key())?
             .ok_or_else(|| StoreError::Corrupt("id points to a missing event".into()))?;
         let event = decode_event(&bytes)?;
         Ok(Some(Appended {
@@ -754,7 +849,10 @@ impl EventLog {
         self.tree
             .range(start..=end)
             .take(limit)
-            .map(|item| decode_event(&item?.1))
+            .map(|item| {
+                let (k, v) = item?;
+                decode_event(&self.values.open(&k, &v)?)
+            })
             .collect()
     }
 
@@ -770,7 +868,8 @@ impl EventLog {
             .take(limit)
             .map(|item| {
                 let (k, v) = item?;
-                Ok((read_u64(&k[PULLED.len()..])?, decode_event(&v)?))
+                let event = decode_event(&self.values.open(&k, &v)?)?;
+                Ok((read_u64(&k[PULLED.len()..])?, event))
             })
             .collect()
     }
@@ -780,7 +879,7 @@ impl EventLog {
     /// # Errors
     /// Storage errors or an event that does not decode.
     pub fn event(&self, event_id: Uuid) -> Result<Option<Event>, StoreError> {
-        let overlay = Overlay::new(&self.tree);
+        let overlay = Overlay::new(&self.tree, &self.values);
         match overlay.location_of(event_id.as_bytes())? {
             Some(loc) => Ok(Some(overlay.load_event(loc)?)),
             None => Ok(None),
@@ -810,7 +909,7 @@ impl EventLog {
         let identity = self.identity()?.ok_or(StoreError::NotInitialised)?;
         let mut writer = self.lock_writer();
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let mut overlay = Overlay::new(&self.tree);
+        let mut overlay = Overlay::new(&self.tree, &self.values);
         let mut affected = BTreeSet::new();
         let mut applied = PullApplied {
             cursor: next_cursor,
@@ -842,7 +941,7 @@ impl EventLog {
         overlay.refresh_cases(&affected)?;
         overlay.insert(M_PULL_CURSOR.to_vec(), next_cursor.to_be_bytes().to_vec());
         overlay.insert(M_HLC.to_vec(), hlc.last().to_be_bytes().to_vec());
-        self.tree.apply_batch(overlay.into_batch())?;
+        self.tree.apply_batch(overlay.into_batch()?)?;
         writer.hlc = hlc;
         let ticket = self.group.written(None);
         drop(writer);
@@ -887,9 +986,7 @@ impl EventLog {
     /// # Errors
     /// Storage errors, or a record that does not decode.
     pub fn sync_state(&self) -> Result<SyncState, StoreError> {
-        let parked = self
-            .tree
-            .get(M_PARKED)?
+        let parked = get_open(&self.tree, &self.values, M_PARKED)?
             .map(|v| {
                 serde_json::from_slice(&v)
                     .map_err(|e| StoreError::Corrupt(format!("parked batch: {e}")))
@@ -923,7 +1020,8 @@ impl EventLog {
             Some(parked) => {
                 let json = serde_json::to_vec(parked)
                     .map_err(|e| StoreError::Corrupt(format!("parked batch: {e}")))?;
-                self.tree.insert(M_PARKED, json)?;
+                self.tree
+                    .insert(M_PARKED, self.values.seal(M_PARKED, json)?)?;
             }
             None => {
                 self.tree.remove(M_PARKED)?;
@@ -968,8 +1066,7 @@ impl EventLog {
     /// # Errors
     /// Storage errors or a view that does not decode.
     pub fn case(&self, case_id: Uuid) -> Result<Option<CaseView>, StoreError> {
-        self.tree
-            .get(key(CASES, case_id.as_bytes()))?
+        get_open(&self.tree, &self.values, &key(CASES, case_id.as_bytes()))?
             .map(|v| decode_view(&v))
             .transpose()
     }
@@ -981,7 +1078,10 @@ impl EventLog {
     pub fn cases(&self) -> Result<Vec<CaseView>, StoreError> {
         self.tree
             .scan_prefix(CASES)
-            .map(|item| decode_view(&item?.1))
+            .map(|item| {
+                let (k, v) = item?;
+                decode_view(&self.values.open(&k, &v)?)
+            })
             .collect()
     }
 
@@ -990,7 +1090,7 @@ impl EventLog {
     /// # Errors
     /// Storage errors or an event that does not decode.
     pub fn case_events(&self, case_id: Uuid) -> Result<Vec<Event>, StoreError> {
-        let overlay = Overlay::new(&self.tree);
+        let overlay = Overlay::new(&self.tree, &self.values);
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(key(CASE_INDEX, case_id.as_bytes())) {
             let (_, loc) = item?;
@@ -1009,7 +1109,7 @@ impl EventLog {
     /// Storage errors or an event that does not decode.
     pub fn rebuild_views(&self) -> Result<usize, StoreError> {
         let writer = self.lock_writer();
-        let mut overlay = Overlay::new(&self.tree);
+        let mut overlay = Overlay::new(&self.tree, &self.values);
         for prefix in [CASES, CASE_INDEX, VOIDED] {
             for item in self.tree.scan_prefix(prefix) {
                 let (k, _) = item?;
@@ -1027,13 +1127,13 @@ impl EventLog {
                 } else {
                     Location::Pulled(n)
                 };
-                let event = decode_event(&v)?;
+                let event = decode_event(&self.values.open(&k, &v)?)?;
                 overlay.index(&event, location, &mut affected)?;
                 replayed += 1;
             }
         }
         overlay.refresh_cases(&affected)?;
-        self.tree.apply_batch(overlay.into_batch())?;
+        self.tree.apply_batch(overlay.into_batch()?)?;
         let ticket = self.group.written(None);
         drop(writer);
         self.group.wait_durable(ticket)?;
@@ -1050,7 +1150,8 @@ impl EventLog {
         for prefix in [CASES, CASE_INDEX, VOIDED] {
             for item in self.tree.scan_prefix(prefix) {
                 let (k, v) = item?;
-                out.push((k.to_vec(), v.to_vec()));
+                let v = self.values.open(&k, &v)?;
+                out.push((k.to_vec(), v));
             }
         }
         Ok(out)

@@ -152,6 +152,8 @@ pub struct Projections {
     checkpoint: tokio::sync::watch::Sender<u64>,
     /// Events applied by this process since the projections were opened.
     applied: AtomicU64,
+    /// Seals and opens the case files and open-case views (see [`layout`]).
+    records: Arc<station_agent::seal::SealedTree>,
 }
 
 impl std::fmt::Debug for Projections {
@@ -247,6 +249,11 @@ impl Projections {
             checkpoint = 0;
         }
         let (checkpoint, _) = tokio::sync::watch::channel(checkpoint);
+        let records = Arc::new(station_agent::seal::SealedTree::new(
+            store.vault().cloned(),
+            TREE,
+            layout::SEALED_SPACES,
+        ));
         Ok(Self {
             tree: RwLock::new(tree),
             store,
@@ -254,6 +261,7 @@ impl Projections {
             writer: Mutex::new(()),
             checkpoint,
             applied: AtomicU64::new(0),
+            records,
         })
     }
 
@@ -397,7 +405,7 @@ impl Projections {
         };
         // Only the writer replaces the tree, and it is this caller.
         let tree = self.read_gate().clone();
-        let mut overlay = apply::Overlay::new(checkpoint);
+        let mut overlay = apply::Overlay::new(checkpoint, Arc::clone(&self.records));
         for _ in 0..max_batches {
             let through = through.min(self.store.durable_head());
             if checkpoint >= through || batch == 0 {
@@ -508,7 +516,7 @@ impl Projections {
     /// # Errors
     /// Storage errors.
     pub fn dump(&self) -> Result<Vec<KeyValue>, ProjectionError> {
-        layout::logical(&self.read_gate())
+        layout::logical(&self.read_gate(), &self.records)
     }
 
     /// Applies new durable events as they come, until `stop` completes: the

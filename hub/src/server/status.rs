@@ -35,7 +35,7 @@ pub fn status_of(error: HubError) -> Status {
             Status::permission_denied(error.to_string())
         }
         HubError::Sled(_) | HubError::Io(_) => Status::unavailable(error.to_string()),
-        HubError::Corrupt(_) | HubError::UnsupportedFormat(_) => {
+        HubError::Corrupt(_) | HubError::UnsupportedFormat(_) | HubError::Seal(_) => {
             Status::internal(error.to_string())
         }
     }

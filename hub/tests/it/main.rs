@@ -27,4 +27,5 @@ mod store;
 mod sync;
 mod takeover;
 mod trust;
+mod vault;
 mod web;
