@@ -54,6 +54,10 @@ pub const SEALED_VERSION: u8 = 1;
 /// The header format this code writes and reads.
 const HEADER_VERSION: u32 = 1;
 
+/// The place of the header's check value, and the text it seals.
+const CHECK_PLACE: &str = "key-check";
+const CHECK_TEXT: &[u8] = b"station-sync data key";
+
 /// The length of a wrapping key and of a key file's secret, in bytes.
 pub const WRAPPING_KEY_BYTES: usize = 32;
 
@@ -332,6 +336,11 @@ struct Header {
     wrapping: Wrapping,
     /// The wrapped data key, hexadecimal.
     wrapped_key: String,
+    /// A fixed text sealed under the data key, hexadecimal: an unwrapped key
+    /// that does not open it is the wrong key (an app's provider may hand
+    /// back wrong bytes without noticing).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    check: String,
     /// Set by a wipe, when the wrapped key was destroyed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     wiped_at_ms: Option<i64>,
@@ -473,12 +482,17 @@ impl Vault {
     ) -> Result<Self, SealError> {
         let mut data_key = Zeroizing::new(vec![0u8; algorithm.key_len()]);
         random(&mut data_key)?;
-        let header = wrap(store, algorithm, &data_key, source)?;
-        write_header(dir, &header)?;
-        Ok(Self {
+        let mut header = wrap(store, algorithm, &data_key, source)?;
+        let vault = Self {
             store: store.to_string(),
             cipher: Cipher::new(algorithm, &data_key)?,
-        })
+        };
+        encode_hex(
+            &vault.seal(CHECK_PLACE, &[], CHECK_TEXT)?,
+            &mut header.check,
+        );
+        write_header(dir, &header)?;
+        Ok(vault)
     }
 
     /// Opens the data key of the store in `dir` with `source`.
@@ -495,10 +509,18 @@ impl Vault {
             )));
         }
         let data_key = unwrap(&header, source)?;
-        Ok(Self {
+        let vault = Self {
             store: header.store,
             cipher: Cipher::new(header.algorithm, &data_key)?,
-        })
+        };
+        let mut check = vec![0u8; header.check.len() / 2];
+        if !decode_hex(&header.check, &mut check) {
+            return Err(SealError::BadHeader("check".into()));
+        }
+        match vault.open(CHECK_PLACE, &[], &check) {
+            Ok(text) if text == CHECK_TEXT => Ok(vault),
+            _ => Err(SealError::WrongKey),
+        }
     }
 
     /// Rewraps the data key of the store in `dir`, opened with `old`, under
@@ -510,8 +532,10 @@ impl Vault {
     /// old one then stays in force).
     pub fn rekey(dir: &Path, old: &KeySource, new: &KeySource) -> Result<(), SealError> {
         let header = read_header(dir)?;
+        Self::unlock(dir, &header.store, old)?;
         let data_key = unwrap(&header, old)?;
-        let rewrapped = wrap(&header.store, header.algorithm, &data_key, new)?;
+        let mut rewrapped = wrap(&header.store, header.algorithm, &data_key, new)?;
+        rewrapped.check = header.check;
         write_header(dir, &rewrapped)
     }
 
@@ -525,6 +549,7 @@ impl Vault {
         let mut header = read_header(dir)?;
         header.wrapped_key.zeroize();
         header.wrapped_key = String::new();
+        header.check = String::new();
         header.wrapping = Wrapping::Key;
         header.wiped_at_ms = Some(now_ms);
         write_header(dir, &header)
@@ -921,6 +946,7 @@ fn wrap(
         algorithm,
         wrapping,
         wrapped_key,
+        check: String::new(),
         wiped_at_ms: None,
     })
 }
@@ -1147,6 +1173,33 @@ mod tests {
             Err(SealError::Wiped)
         ));
         assert_eq!(Vault::wiped_at(dir.path()).unwrap(), Some(7));
+    }
+
+    /// An app's provider that keeps nothing secret: it flips every bit.
+    #[derive(Debug)]
+    struct Flipping(u8);
+
+    impl KeyWrapper for Flipping {
+        fn wrap(&self, data_key: &[u8]) -> Result<Vec<u8>, String> {
+            Ok(data_key.iter().map(|b| b ^ self.0).collect())
+        }
+
+        fn unwrap(&self, wrapped: &[u8]) -> Result<Vec<u8>, String> {
+            Ok(wrapped.iter().map(|b| b ^ self.0).collect())
+        }
+    }
+
+    #[test]
+    fn a_provider_that_unwraps_wrong_bytes_is_a_wrong_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let right = KeySource::Provider(Arc::new(Flipping(0xff)));
+        Vault::create(dir.path(), "agent", Algorithm::default(), &right).unwrap();
+        let wrong = KeySource::Provider(Arc::new(Flipping(0x0f)));
+        assert!(matches!(
+            Vault::unlock(dir.path(), "agent", &wrong),
+            Err(SealError::WrongKey)
+        ));
+        assert!(Vault::unlock(dir.path(), "agent", &right).is_ok());
     }
 
     #[test]
