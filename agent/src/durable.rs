@@ -30,11 +30,11 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 /// seconds, by another process or another open handle; other
 /// I/O errors when the file cannot be created.
 pub fn lock_store(dir: &Path) -> io::Result<File> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("station.lock"))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(dir.join("station.lock"))?;
     // A store closed a moment ago may still be releasing (its last sync or a
     // reader finishing on another thread): wait for it a bounded time.
     let mut attempts = 0;
@@ -154,8 +154,78 @@ pub fn create_dir_durably(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Refuses a store folder that its group or others may write to (another
+/// local user could replace its files or take its lock), then makes it
+/// private: the folder 0700, and every file and folder in it 0600 and 0700,
+/// whatever the umask they were created under. Call it on every open, after
+/// [`create_dir_durably`]; sled's files are covered by calling
+/// [`make_private`] again once sled has opened.
+///
+/// # Errors
+/// [`io::ErrorKind::PermissionDenied`] naming the folder and its mode when
+/// it is group- or world-writable (nothing is changed then); I/O errors.
+pub fn secure_store_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode & 0o022 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "the store folder {} is writable by {} (mode {mode:04o}): another user \
+                     could change or lock the store; make it private with chmod 700",
+                    dir.display(),
+                    if mode & 0o002 != 0 {
+                        "every user"
+                    } else {
+                        "its group"
+                    },
+                ),
+            ));
+        }
+    }
+    make_private(dir)
+}
+
+/// Sets `dir` to 0700 and everything under it to 0600 (files) or 0700
+/// (folders). Symbolic links are left as they are.
+///
+/// # Errors
+/// I/O errors.
+pub fn make_private(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let set = |path: &Path, meta: &std::fs::Metadata, mode: u32| -> io::Result<()> {
+            if meta.permissions().mode() & 0o777 != mode {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+            }
+            Ok(())
+        };
+        set(dir, &std::fs::metadata(dir)?, 0o700)?;
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(folder) = pending.pop() {
+            for entry in std::fs::read_dir(&folder)? {
+                let entry = entry?;
+                let meta = entry.metadata()?;
+                if meta.is_dir() {
+                    set(&entry.path(), &meta, 0o700)?;
+                    pending.push(entry.path());
+                } else if meta.is_file() {
+                    set(&entry.path(), &meta, 0o600)?;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
 /// Opens a project store in `dir` the one safe way: create the directory
-/// durably ([`create_dir_durably`]), take its lock, remove snapshots a crash left half-written, open sled on
+/// durably ([`create_dir_durably`]), refuse or make private its permissions
+/// ([`secure_store_dir`]), take its lock, remove snapshots a crash left half-written, open sled on
 /// `config` (whose path is set here), then open `tree` and check (or, when
 /// new, write) its `m:format` marker against `format_version`.
 ///
@@ -170,9 +240,11 @@ pub fn open_store(
 ) -> Result<OpenedStore, OpenError> {
     const M_FORMAT: &[u8] = b"m:format";
     create_dir_durably(dir)?;
+    secure_store_dir(dir)?;
     let lock = lock_store(dir)?;
     remove_incomplete_snapshots(dir)?;
     let db = open_sled(&config.path(dir))?;
+    make_private(dir)?;
     let tree = db.open_tree(tree)?;
     match tree.get(M_FORMAT)? {
         None => {

@@ -9,6 +9,9 @@
 //! - [`store`]: the on-disk format and [`store::EventLog`], the only code that
 //!   touches sled: gap-free own seqs, idempotent appends, pulled events stored
 //!   with their cursor, derived views written in the same atomic batch.
+//! - [`seal`]: encryption at rest: each store's data key, wrapped by a key
+//!   from outside it, and the AEAD that seals every value that can hold
+//!   personal data, bound to its key; used by this store and the hub's.
 //! - [`durable`]: group commit — sled flush plus fsync, shared by concurrent
 //!   writers, so "saved" means on disk after power loss.
 //! - [`hlc`]: the hybrid logical clock that stamps events.
@@ -25,6 +28,7 @@
 pub mod durable;
 pub mod engine;
 pub mod hlc;
+pub mod seal;
 pub mod store;
 pub mod sync;
 pub mod views;

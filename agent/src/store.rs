@@ -25,9 +25,17 @@
 //! | `k:` case_id hlc event_id | location of an event of that case |
 //! | `v:` event_id | event_id of the `EventVoided` that voids it |
 //! | `c:` case_id | JSON [`CaseView`] |
+//! | `m:sealed` | present once every value below marked *sealed* is sealed |
+//! | `m:sealing` | while a store in clear is encrypted in place: the last key sealed |
+//!
+//! Sealed (see [`crate::seal`]) when the store is encrypted: `m:identity`
+//! (with the device token), `m:device_key`, `m:parked`, `o:`, `p:` and `c:`,
+//! each bound to its key. No key holds personal data: the other key spaces
+//! hold ids, HLCs, seqs, hashes and locations.
 //!
 //! Beside sled's files the directory holds `station.lock`, locked by the one
-//! process that has the store open.
+//! process that has the store open, and, when the store is encrypted,
+//! [`crate::seal::HEADER_FILE`] with its wrapped data key.
 //!
 //! Invariants, each kept by writing everything of one operation in one sled
 //! batch under the single writer lock:
@@ -52,7 +60,11 @@
 //! - an append or pull is reported only once durable (see [`crate::durable`]);
 //!   events handed to sync never pass [`EventLog::durable_seq`];
 //! - `m:parked`, `m:last_sync_ms` and `m:uplink_bps` are the sync client's own
-//!   bookkeeping: they never change an event, a cursor or a view.
+//!   bookkeeping: they never change an event, a cursor or a view;
+//! - an encrypted store is sealed whole before anything else reads it: a
+//!   store in clear opened with a key is sealed in place in atomic steps
+//!   ([`crate::seal::SealedTree::seal_in_place`]), resumed after a crash, and
+//!   `m:sealed` is set when the last step is done.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -67,6 +79,7 @@ use station_proto::{Body, Event};
 
 use crate::durable::GroupCommit;
 use crate::hlc::Hlc;
+use crate::seal::{self, Algorithm, KeySource, SealError, SealedTree, SealingOptions};
 use crate::views::{self, CaseView};
 
 /// A raw key and value of the store, as [`EventLog::views_snapshot`] lists them.
@@ -99,6 +112,14 @@ const IDS: &[u8] = b"i:";
 const CASE_INDEX: &[u8] = b"k:";
 const VOIDED: &[u8] = b"v:";
 const CASES: &[u8] = b"c:";
+const M_SEALED: &[u8] = b"m:sealed";
+const M_SEALING: &[u8] = b"m:sealing";
+
+/// The key spaces whose values are sealed in an encrypted store.
+const SEALED_SPACES: &[&[u8]] = &[M_IDENTITY, M_DEVICE_KEY, M_PARKED, OWN, PULLED, CASES];
+
+/// The kind of store bound into every sealed value.
+pub const STORE_KIND: &str = "agent";
 
 impl From<crate::durable::OpenError> for StoreError {
     fn from(error: crate::durable::OpenError) -> Self {
@@ -142,6 +163,18 @@ pub enum StoreError {
     /// The operating system gave no randomness for the device key.
     #[error("could not make the device key: no randomness from the operating system ({0})")]
     NoRandomness(String),
+    /// The store's key is missing or wrong, or a sealed value does not open.
+    #[error(transparent)]
+    Seal(#[from] SealError),
+}
+
+impl From<seal::SealInPlaceError> for StoreError {
+    fn from(error: seal::SealInPlaceError) -> Self {
+        match error {
+            seal::SealInPlaceError::Sled(e) => StoreError::Sled(e),
+            seal::SealInPlaceError::Seal(e) => StoreError::Seal(e),
+        }
+    }
 }
 
 /// A fresh device key's secret, from the operating system.
@@ -199,16 +232,29 @@ pub struct SyncState {
 }
 
 /// Options for [`EventLog::open`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct OpenOptions {
     /// sled's page cache in bytes.
     pub cache_capacity: u64,
+    /// The key that wraps the store's data key. Every entry point of the
+    /// product gives one (the CLI a key file or a passphrase, the mobile
+    /// library the app's provider); `None` opens a store in clear and refuses
+    /// an encrypted one.
+    pub key: Option<KeySource>,
+    /// The AEAD of a store encrypted by this open (an encrypted store keeps
+    /// its own).
+    pub algorithm: Algorithm,
+    /// How a store in clear is encrypted in place when opened with a key.
+    pub sealing: SealingOptions,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
         Self {
             cache_capacity: DEFAULT_CACHE_CAPACITY,
+            key: None,
+            algorithm: Algorithm::default(),
+            sealing: SealingOptions::default(),
         }
     }
 }
@@ -326,6 +372,15 @@ fn read_u64(bytes: &[u8]) -> Result<u64, StoreError> {
         .map_err(|_| StoreError::Corrupt("expected an 8-byte integer".into()))
 }
 
+/// Reads and opens the value at `k`.
+fn get_open(
+    tree: &sled::Tree,
+    values: &SealedTree,
+    k: &[u8],
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(tree.get(k)?.map(|v| values.open(k, &v)).transpose()?)
+}
+
 fn decode_event(bytes: &[u8]) -> Result<Event, StoreError> {
     Event::decode(bytes).map_err(|e| StoreError::Corrupt(format!("event does not decode: {e}")))
 }
@@ -343,14 +398,16 @@ struct Writer {
 /// views computed in the same batch see them.
 struct Overlay<'a> {
     tree: &'a sled::Tree,
+    values: &'a SealedTree,
     writes: BTreeMap<Vec<u8>, Vec<u8>>,
     removes: BTreeSet<Vec<u8>>,
 }
 
 impl<'a> Overlay<'a> {
-    fn new(tree: &'a sled::Tree) -> Self {
+    fn new(tree: &'a sled::Tree, values: &'a SealedTree) -> Self {
         Self {
             tree,
+            values,
             writes: BTreeMap::new(),
             removes: BTreeSet::new(),
         }
@@ -363,7 +420,7 @@ impl<'a> Overlay<'a> {
         if self.removes.contains(k) {
             return Ok(None);
         }
-        Ok(self.tree.get(k)?.map(|v| v.to_vec()))
+        get_open(self.tree, self.values, k)
     }
 
     fn insert(&mut self, k: Vec<u8>, v: Vec<u8>) {
@@ -389,15 +446,16 @@ impl<'a> Overlay<'a> {
         Ok(keys.into_iter().collect())
     }
 
-    fn into_batch(self) -> sled::Batch {
+    fn into_batch(self) -> Result<sled::Batch, StoreError> {
         let mut batch = sled::Batch::default();
         for k in self.removes {
             batch.remove(k);
         }
         for (k, v) in self.writes {
-            batch.insert(k, v);
+            let stored = self.values.seal(&k, v)?;
+            batch.insert(k, stored);
         }
-        batch
+        Ok(batch)
     }
 
     fn load_event(&self, location: Location) -> Result<Event, StoreError> {
@@ -479,6 +537,8 @@ pub struct EventLog {
     tree: sled::Tree,
     /// Flush + fsync shared by concurrent writers.
     group: GroupCommit,
+    /// Seals and opens the values of the sealed key spaces.
+    values: SealedTree,
     /// Serialises writers: seq assignment and view updates see one state.
     writer: Mutex<Writer>,
     /// Where the store lives, for messages.
@@ -488,11 +548,14 @@ pub struct EventLog {
 }
 
 impl EventLog {
-    /// Opens (creating when absent) the log stored in `dir`.
+    /// Opens (creating when absent) the log stored in `dir`, with the key
+    /// of [`OpenOptions::key`]: a new store is encrypted under a new data
+    /// key, a store in clear is encrypted in place first.
     ///
     /// # Errors
     /// sled cannot open the directory, the format is unknown, or the initial
-    /// sync fails.
+    /// sync fails; [`StoreError::Seal`] for a key that is missing or wrong
+    /// (nothing is changed then).
     pub fn open(dir: &Path, options: OpenOptions) -> Result<Self, StoreError> {
         let crate::durable::OpenedStore { lock, db, tree } = crate::durable::open_store(
             dir,
@@ -502,6 +565,31 @@ impl EventLog {
             TREE,
             FORMAT_VERSION,
         )?;
+        let prepared = seal::prepare(
+            dir,
+            STORE_KIND,
+            options.key.as_ref(),
+            options.algorithm,
+            tree.contains_key(M_SEALED)?,
+        )?;
+        let values = match prepared {
+            seal::Prepared::Plain => SealedTree::new(None, TREE, SEALED_SPACES),
+            seal::Prepared::Sealed(vault) => {
+                SealedTree::new(Some(std::sync::Arc::new(vault)), TREE, SEALED_SPACES)
+            }
+            seal::Prepared::NeedsSealing(vault) => {
+                let values = SealedTree::new(Some(std::sync::Arc::new(vault)), TREE, SEALED_SPACES);
+                let sealed = values.seal_in_place(&tree, M_SEALING, &options.sealing)?;
+                let mut done = sled::Batch::default();
+                done.remove(M_SEALING);
+                done.insert(M_SEALED, &[1u8]);
+                tree.apply_batch(done)?;
+                if sealed > 0 {
+                    tracing::info!(sealed, "store encrypted in place");
+                }
+                values
+            }
+        };
         let head_seq = tree.get(M_HEAD_SEQ)?.map_or(Ok(0), |v| read_u64(&v))?;
         let hlc = tree.get(M_HLC)?.map_or(Ok(0), |v| read_u64(&v))?;
         let group = GroupCommit::open(db.clone(), dir, head_seq)?;
@@ -509,6 +597,7 @@ impl EventLog {
             _db: db,
             tree,
             group,
+            values,
             writer: Mutex::new(Writer {
                 head_seq,
                 hlc: Hlc::resume(hlc, chrono::Utc::now().timestamp_millis()),
@@ -529,7 +618,11 @@ impl EventLog {
         let mut changed = false;
         let identity = self.identity()?;
         if identity.is_some() && !self.tree.contains_key(M_DEVICE_KEY)? {
-            batch.insert(M_DEVICE_KEY, new_device_secret()?.to_vec());
+            batch.insert(
+                M_DEVICE_KEY,
+                self.values
+                    .seal(M_DEVICE_KEY, new_device_secret()?.to_vec())?,
+            );
             changed = true;
             tracing::info!("device key made for a store that had none");
         }
@@ -543,6 +636,7 @@ impl EventLog {
             for item in self.tree.scan_prefix(OWN) {
                 let (k, v) = item?;
                 let seq = read_u64(&k[OWN.len()..])?;
+                let v = self.values.open(&k, &v)?;
                 let link = links
                     .push_bytes(seq, &v)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -574,10 +668,9 @@ impl EventLog {
     }
 
     fn device_secret(&self) -> Result<[u8; chain::SECRET_KEY_BYTES], StoreError> {
-        let secret = self
-            .tree
-            .get(M_DEVICE_KEY)?
-            .ok_or(StoreError::NotInitialised)?;
+        let secret = zeroize::Zeroizing::new(
+            get_open(&self.tree, &self.values, M_DEVICE_KEY)?.ok_or(StoreError::NotInitialised)?,
+        );
         <[u8; chain::SECRET_KEY_BYTES]>::try_from(secret.as_ref())
             .map_err(|_| StoreError::Corrupt("device key".into()))
     }
@@ -627,8 +720,7 @@ impl EventLog {
     /// # Errors
     /// Storage errors, or an identity that does not decode.
     pub fn identity(&self) -> Result<Option<DeviceIdentity>, StoreError> {
-        self.tree
-            .get(M_IDENTITY)?
+        get_open(&self.tree, &self.values, M_IDENTITY)?
             .map(|v| {
                 serde_json::from_slice(&v)
                     .map_err(|e| StoreError::Corrupt(format!("identity does not decode: {e}")))
@@ -648,8 +740,12 @@ impl EventLog {
         let json = serde_json::to_vec(identity)
             .map_err(|e| StoreError::Corrupt(format!("identity: {e}")))?;
         let mut batch = sled::Batch::default();
-        batch.insert(M_IDENTITY, json);
-        batch.insert(M_DEVICE_KEY, new_device_secret()?.to_vec());
+        batch.insert(M_IDENTITY, self.values.seal(M_IDENTITY, json)?);
+        batch.insert(
+            M_DEVICE_KEY,
+            self.values
+                .seal(M_DEVICE_KEY, new_device_secret()?.to_vec())?,
+        );
         self.tree.apply_batch(batch)?;
         let ticket = self.group.written(None);
         self.group.wait_durable(ticket)?;
@@ -675,7 +771,8 @@ impl EventLog {
         }
         let json = serde_json::to_vec(&identity)
             .map_err(|e| StoreError::Corrupt(format!("identity: {e}")))?;
-        self.tree.insert(M_IDENTITY, json)?;
+        self.tree
+            .insert(M_IDENTITY, self.values.seal(M_IDENTITY, json)?)?;
         let ticket = self.group.written(None);
         self.group.wait_durable(ticket)?;
         Ok(())
@@ -714,7 +811,7 @@ impl EventLog {
             hlc: stamp,
             body: Some(new.body),
         };
-        let mut overlay = Overlay::new(&self.tree);
+        let mut overlay = Overlay::new(&self.tree, &self.values);
         let location = Location::Own(origin_seq);
         let canonical = chain::canonical_bytes(&event);
         let link = chain::link(
@@ -728,7 +825,7 @@ impl EventLog {
         let mut affected = BTreeSet::new();
         overlay.index(&event, location, &mut affected)?;
         overlay.refresh_cases(&affected)?;
-        self.tree.apply_batch(overlay.into_batch())?;
+        self.tree.apply_batch(overlay.into_batch()?)?;
         writer.head_seq = origin_seq;
         writer.hlc = hlc;
         let ticket = self.group.written(Some(origin_seq));
@@ -747,9 +844,7 @@ impl EventLog {
             return Ok(None);
         };
         let location = Location::decode(&loc)?;
-        let bytes = self
-            .tree
-            .get(location.key())?
+        let bytes = get_open(&self.tree, &self.values, &location.key())?
             .ok_or_else(|| StoreError::Corrupt("id points to a missing event".into()))?;
         let event = decode_event(&bytes)?;
         Ok(Some(Appended {
@@ -785,7 +880,10 @@ impl EventLog {
         self.tree
             .range(start..=end)
             .take(limit)
-            .map(|item| decode_event(&item?.1))
+            .map(|item| {
+                let (k, v) = item?;
+                decode_event(&self.values.open(&k, &v)?)
+            })
             .collect()
     }
 
@@ -801,7 +899,8 @@ impl EventLog {
             .take(limit)
             .map(|item| {
                 let (k, v) = item?;
-                Ok((read_u64(&k[PULLED.len()..])?, decode_event(&v)?))
+                let event = decode_event(&self.values.open(&k, &v)?)?;
+                Ok((read_u64(&k[PULLED.len()..])?, event))
             })
             .collect()
     }
@@ -811,7 +910,7 @@ impl EventLog {
     /// # Errors
     /// Storage errors or an event that does not decode.
     pub fn event(&self, event_id: Uuid) -> Result<Option<Event>, StoreError> {
-        let overlay = Overlay::new(&self.tree);
+        let overlay = Overlay::new(&self.tree, &self.values);
         match overlay.location_of(event_id.as_bytes())? {
             Some(loc) => Ok(Some(overlay.load_event(loc)?)),
             None => Ok(None),
@@ -841,7 +940,7 @@ impl EventLog {
         let identity = self.identity()?.ok_or(StoreError::NotInitialised)?;
         let mut writer = self.lock_writer();
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let mut overlay = Overlay::new(&self.tree);
+        let mut overlay = Overlay::new(&self.tree, &self.values);
         let mut affected = BTreeSet::new();
         let mut applied = PullApplied {
             cursor: next_cursor,
@@ -873,7 +972,7 @@ impl EventLog {
         overlay.refresh_cases(&affected)?;
         overlay.insert(M_PULL_CURSOR.to_vec(), next_cursor.to_be_bytes().to_vec());
         overlay.insert(M_HLC.to_vec(), hlc.last().to_be_bytes().to_vec());
-        self.tree.apply_batch(overlay.into_batch())?;
+        self.tree.apply_batch(overlay.into_batch()?)?;
         writer.hlc = hlc;
         let ticket = self.group.written(None);
         drop(writer);
@@ -893,9 +992,9 @@ impl EventLog {
     /// Storage or sync errors; nothing is changed then.
     pub fn follow_hub_log(&self, log_id: &[u8]) -> Result<HubLogChange, StoreError> {
         let _writer = self.lock_writer();
-        let mut overlay = Overlay::new(&self.tree);
-        let change = match self.tree.get(M_HUB_LOG)? {
-            Some(known) if known.as_ref() == log_id => return Ok(HubLogChange::Same),
+        let mut overlay = Overlay::new(&self.tree, &self.values);
+        let change = match get_open(&self.tree, &self.values, M_HUB_LOG)? {
+            Some(known) if known.as_slice() == log_id => return Ok(HubLogChange::Same),
             None => HubLogChange::Adopted,
             Some(_) => {
                 let mut next = match self.tree.scan_prefix(PULLED).next_back() {
@@ -909,12 +1008,13 @@ impl EventLog {
                 let from = key(PULLED, &0u64.to_be_bytes());
                 let to = key(PULLED, &EARLIER_LOGS.to_be_bytes());
                 for item in self.tree.range(from..to) {
-                    let (k, bytes) = item?;
+                    let (k, stored) = item?;
+                    let bytes = self.values.open(&k, &stored)?;
                     let event = decode_event(&bytes)?;
                     overlay.removes.insert(k.to_vec());
                     let location = Location::Pulled(next);
                     next = next.saturating_add(1);
-                    overlay.insert(location.key(), bytes.to_vec());
+                    overlay.insert(location.key(), bytes);
                     overlay.index(&event, location, &mut affected)?;
                     moved += 1;
                 }
@@ -924,7 +1024,7 @@ impl EventLog {
             }
         };
         overlay.insert(M_HUB_LOG.to_vec(), log_id.to_vec());
-        self.tree.apply_batch(overlay.into_batch())?;
+        self.tree.apply_batch(overlay.into_batch()?)?;
         self.group.wait_durable(self.group.written(None))?;
         Ok(change)
     }
@@ -966,9 +1066,7 @@ impl EventLog {
     /// # Errors
     /// Storage errors, or a record that does not decode.
     pub fn sync_state(&self) -> Result<SyncState, StoreError> {
-        let parked = self
-            .tree
-            .get(M_PARKED)?
+        let parked = get_open(&self.tree, &self.values, M_PARKED)?
             .map(|v| {
                 serde_json::from_slice(&v)
                     .map_err(|e| StoreError::Corrupt(format!("parked batch: {e}")))
@@ -1002,7 +1100,8 @@ impl EventLog {
             Some(parked) => {
                 let json = serde_json::to_vec(parked)
                     .map_err(|e| StoreError::Corrupt(format!("parked batch: {e}")))?;
-                self.tree.insert(M_PARKED, json)?;
+                self.tree
+                    .insert(M_PARKED, self.values.seal(M_PARKED, json)?)?;
             }
             None => {
                 self.tree.remove(M_PARKED)?;
@@ -1047,8 +1146,7 @@ impl EventLog {
     /// # Errors
     /// Storage errors or a view that does not decode.
     pub fn case(&self, case_id: Uuid) -> Result<Option<CaseView>, StoreError> {
-        self.tree
-            .get(key(CASES, case_id.as_bytes()))?
+        get_open(&self.tree, &self.values, &key(CASES, case_id.as_bytes()))?
             .map(|v| decode_view(&v))
             .transpose()
     }
@@ -1060,7 +1158,10 @@ impl EventLog {
     pub fn cases(&self) -> Result<Vec<CaseView>, StoreError> {
         self.tree
             .scan_prefix(CASES)
-            .map(|item| decode_view(&item?.1))
+            .map(|item| {
+                let (k, v) = item?;
+                decode_view(&self.values.open(&k, &v)?)
+            })
             .collect()
     }
 
@@ -1069,7 +1170,7 @@ impl EventLog {
     /// # Errors
     /// Storage errors or an event that does not decode.
     pub fn case_events(&self, case_id: Uuid) -> Result<Vec<Event>, StoreError> {
-        let overlay = Overlay::new(&self.tree);
+        let overlay = Overlay::new(&self.tree, &self.values);
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(key(CASE_INDEX, case_id.as_bytes())) {
             let (_, loc) = item?;
@@ -1088,7 +1189,7 @@ impl EventLog {
     /// Storage errors or an event that does not decode.
     pub fn rebuild_views(&self) -> Result<usize, StoreError> {
         let writer = self.lock_writer();
-        let mut overlay = Overlay::new(&self.tree);
+        let mut overlay = Overlay::new(&self.tree, &self.values);
         for prefix in [CASES, CASE_INDEX, VOIDED] {
             for item in self.tree.scan_prefix(prefix) {
                 let (k, _) = item?;
@@ -1106,13 +1207,13 @@ impl EventLog {
                 } else {
                     Location::Pulled(n)
                 };
-                let event = decode_event(&v)?;
+                let event = decode_event(&self.values.open(&k, &v)?)?;
                 overlay.index(&event, location, &mut affected)?;
                 replayed += 1;
             }
         }
         overlay.refresh_cases(&affected)?;
-        self.tree.apply_batch(overlay.into_batch())?;
+        self.tree.apply_batch(overlay.into_batch()?)?;
         let ticket = self.group.written(None);
         drop(writer);
         self.group.wait_durable(ticket)?;
@@ -1129,7 +1230,8 @@ impl EventLog {
         for prefix in [CASES, CASE_INDEX, VOIDED] {
             for item in self.tree.scan_prefix(prefix) {
                 let (k, v) = item?;
-                out.push((k.to_vec(), v.to_vec()));
+                let v = self.values.open(&k, &v)?;
+                out.push((k.to_vec(), v));
             }
         }
         Ok(out)

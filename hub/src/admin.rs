@@ -331,8 +331,8 @@ pub enum AdminError {
 /// Carries out a token command on the hub whose data folder is `data`:
 /// through its administration socket when a hub serves the folder (which
 /// checks a device's station against the roster it serves with), else on the
-/// store directly, checking it against the roster of `config` (the built-in
-/// one when `None`).
+/// store directly (opened with `key`), checking it against the roster of
+/// `config` (the built-in one when `None`).
 ///
 /// # Errors
 /// [`AdminError::Refused`] with the reason, [`AdminError::Unanswered`],
@@ -341,6 +341,7 @@ pub fn administer(
     data: &Path,
     request: AdminRequest,
     config: Option<&Path>,
+    key: crate::store::StoreKey,
 ) -> Result<AdminReply, AdminError> {
     let reply = match call(data, &request).map_err(|source| AdminError::Unanswered {
         data: data.to_path_buf(),
@@ -355,11 +356,16 @@ pub fn administer(
                     " (the built-in roster; give --config for another)",
                 ),
             };
-            let store =
-                HubStore::open(data, COMMAND_CACHE).map_err(|source| AdminError::Store {
-                    data: data.to_path_buf(),
-                    source,
-                })?;
+            let store = HubStore::open_keyed(
+                data,
+                COMMAND_CACHE,
+                crate::store::MigrationOptions::default(),
+                key,
+            )
+            .map_err(|source| AdminError::Store {
+                data: data.to_path_buf(),
+                source,
+            })?;
             handle(&store, &roster, request, hint)
         }
     };

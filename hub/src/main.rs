@@ -11,15 +11,63 @@ use station_hub::audit;
 use station_hub::config::{DEFAULT_TOML, HubConfig};
 use station_hub::guard::ConnectionLimits;
 use station_hub::server::{ServerOptions, TlsIdentity};
-use station_hub::store::{HubStore, TokenRecord, TokenScope, chains};
+use station_hub::store::{HubStore, MigrationOptions, StoreKey, TokenRecord, TokenScope, chains};
 use station_hub::{Hub, HubOptions, Listeners};
 
 /// The city hub of station-sync.
 #[derive(Debug, Parser)]
 #[command(name = "station-hub", version, about)]
 struct Cli {
+    /// The key file (64 hexadecimal digits, mode 0600) that unlocks the hub
+    /// store. Default: `<data>.key` beside the data folder, created by
+    /// `serve` when absent; or a passphrase in STATION_HUB_PASSPHRASE.
+    #[arg(long, global = true, env = "STATION_HUB_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// The cipher of a store encrypted now: xchacha20-poly1305 (default) or
+    /// sm4-gcm (商用密码). A store keeps the cipher it was encrypted with.
+    #[arg(long, global = true, default_value = "xchacha20-poly1305")]
+    cipher: station_agent::seal::Algorithm,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The environment variable holding a passphrase that unlocks the store.
+const PASSPHRASE_ENV: &str = "STATION_HUB_PASSPHRASE";
+/// The environment variable holding the new passphrase of `rekey`.
+const NEW_PASSPHRASE_ENV: &str = "STATION_HUB_NEW_PASSPHRASE";
+
+/// A passphrase from `var`, when set and not empty.
+fn passphrase(var: &str) -> Option<zeroize::Zeroizing<String>> {
+    std::env::var(var)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(zeroize::Zeroizing::new)
+}
+
+/// The key of the hub store in `data`: `--key-file`, the passphrase, or the
+/// default key file beside the folder, created when `may_create` (`serve`
+/// and `enroll`, which make the store or encrypt one in clear) and announced
+/// on stderr. The other commands read a store in clear as it is.
+fn store_key(
+    data: &std::path::Path,
+    key_file: Option<&std::path::Path>,
+    cipher: station_agent::seal::Algorithm,
+    may_create: bool,
+) -> anyhow::Result<StoreKey> {
+    let chosen =
+        station_agent::seal::choose_key(data, key_file, passphrase(PASSPHRASE_ENV), may_create)?;
+    if let Some(path) = &chosen.created {
+        eprintln!(
+            "created the key file {}: the hub store is encrypted under it. Keep a copy \
+             apart from the server; without it nobody can read the data.",
+            path.display()
+        );
+    }
+    Ok(StoreKey {
+        key: chosen.key,
+        algorithm: cipher,
+        ..StoreKey::default()
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,7 +198,9 @@ enum Command {
         to: PathBuf,
     },
     /// Makes a new hub data folder from a backup, with its projections
-    /// rebuilt. The backup is left as it was.
+    /// rebuilt. The backup is left as it was. It opens with the key of the
+    /// hub it was taken from: `--key-file`, the passphrase, or `<data>.key`
+    /// beside the new folder.
     Restore {
         /// The backup folder.
         #[arg(long)]
@@ -191,6 +241,20 @@ enum Command {
         #[arg(long, default_value = "./hub-data")]
         data: PathBuf,
     },
+    /// Wraps the store's data key under a new key (a new key file, or the
+    /// passphrase in STATION_HUB_NEW_PASSPHRASE); the data is not rewritten.
+    /// The hub must not be running.
+    Rekey {
+        /// The hub's data folder.
+        #[arg(long, default_value = "./hub-data")]
+        data: PathBuf,
+        /// The new key file; created (0600) when it does not exist.
+        #[arg(long, conflicts_with = "new_passphrase")]
+        new_key_file: Option<PathBuf>,
+        /// Take the new passphrase from STATION_HUB_NEW_PASSPHRASE.
+        #[arg(long)]
+        new_passphrase: bool,
+    },
 }
 
 /// The configuration in `path`, else the built-in one.
@@ -201,9 +265,50 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<HubConfig> {
     })
 }
 
-fn open_store(data: &std::path::Path, cache_capacity: u64) -> anyhow::Result<HubStore> {
-    HubStore::open(data, cache_capacity)
+fn open_store(
+    data: &std::path::Path,
+    cache_capacity: u64,
+    key: StoreKey,
+) -> anyhow::Result<HubStore> {
+    HubStore::open_keyed(data, cache_capacity, MigrationOptions::default(), key)
         .with_context(|| format!("cannot open the hub store in {}", data.display()))
+}
+
+/// `rekey`: the data key rewrapped under a new key, under the store's lock.
+fn rekey(
+    data: &std::path::Path,
+    old: StoreKey,
+    new_key_file: Option<&std::path::Path>,
+    new_passphrase: bool,
+) -> anyhow::Result<()> {
+    use station_agent::seal::{KeySource, Vault, WrappingKey};
+    let old = old
+        .key
+        .context("no key for this store: give --key-file or STATION_HUB_PASSPHRASE")?;
+    if !Vault::exists(data) {
+        anyhow::bail!(
+            "the hub store in {} is not encrypted yet: open it once with a key first",
+            data.display()
+        );
+    }
+    let _lock = station_agent::durable::lock_store(data)?;
+    let new = if new_passphrase {
+        KeySource::Passphrase(
+            passphrase(NEW_PASSPHRASE_ENV)
+                .with_context(|| format!("--new-passphrase: set {NEW_PASSPHRASE_ENV}"))?,
+        )
+    } else {
+        let path = new_key_file.context("give --new-key-file PATH or --new-passphrase")?;
+        if path.exists() {
+            KeySource::Key(WrappingKey::from_key_file(path)?)
+        } else {
+            let key = WrappingKey::create_key_file(path)?;
+            eprintln!("created the key file {}", path.display());
+            KeySource::Key(key)
+        }
+    };
+    Vault::rekey(data, &old, &new)?;
+    Ok(())
 }
 
 fn time_of(ms: i64) -> String {
@@ -291,7 +396,9 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let (key_file, cipher) = (cli.key_file.as_deref(), cli.cipher);
+    match cli.command {
         Command::Serve {
             data,
             config,
@@ -325,7 +432,9 @@ fn main() -> anyhow::Result<()> {
             }
             limits.handshake_timeout = std::time::Duration::from_secs(handshake_timeout_secs);
             limits.request_timeout = std::time::Duration::from_secs(request_timeout_secs);
+            let key = store_key(&data, key_file, cipher, true)?;
             let options = HubOptions {
+                key,
                 cache_capacity,
                 server: ServerOptions {
                     tls,
@@ -381,7 +490,9 @@ fn main() -> anyhow::Result<()> {
                 (None, None, Some(bureau)) => AdminRequest::EnrollBureau { bureau },
                 _ => anyhow::bail!("give --station and --device, or --bureau"),
             };
-            match admin::administer(&data, request, config.as_deref())? {
+            // Enrolling on a stopped hub may create its store.
+            let key = store_key(&data, key_file, cipher, true)?;
+            match admin::administer(&data, request, config.as_deref(), key)? {
                 AdminReply::Issued { token_id, bearer } => {
                     eprintln!("token {token_id} issued; it is shown only now, keep it secret");
                     println!("{bearer}");
@@ -390,24 +501,40 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Revoke { data, token_id } => {
-            match admin::administer(&data, AdminRequest::Revoke { token_id }, None)? {
+            let key = store_key(&data, key_file, cipher, false)?;
+            match admin::administer(&data, AdminRequest::Revoke { token_id }, None, key)? {
                 AdminReply::Revoked(record) => print_lines([token_line(&record)])?,
                 other => anyhow::bail!("unexpected answer from the hub: {other:?}"),
             }
         }
-        Command::Tokens { data } => match admin::administer(&data, AdminRequest::Tokens, None)? {
-            AdminReply::Tokens(records) => print_lines(
-                std::iter::once("id\tkind\tstation\tname\torigin\trevoked\tcreated".to_string())
+        Command::Tokens { data } => {
+            let key = store_key(&data, key_file, cipher, false)?;
+            match admin::administer(&data, AdminRequest::Tokens, None, key)? {
+                AdminReply::Tokens(records) => print_lines(
+                    std::iter::once(
+                        "id\tkind\tstation\tname\torigin\trevoked\tcreated".to_string(),
+                    )
                     .chain(records.iter().map(token_line)),
-            )?,
-            other => anyhow::bail!("unexpected answer from the hub: {other:?}"),
-        },
+                )?,
+                other => anyhow::bail!("unexpected answer from the hub: {other:?}"),
+            }
+        }
+        Command::Rekey {
+            data,
+            new_key_file,
+            new_passphrase,
+        } => {
+            let old = store_key(&data, key_file, cipher, false)?;
+            rekey(&data, old, new_key_file.as_deref(), new_passphrase)?;
+            println!("rekeyed the hub store in {}", data.display());
+        }
         Command::Rebuild {
             data,
             cache_capacity,
         } => {
             let started = std::time::Instant::now();
-            let done = station_hub::serve::rebuild(&data, cache_capacity)
+            let key = store_key(&data, key_file, cipher, false)?;
+            let done = station_hub::serve::rebuild(&data, cache_capacity, key)
                 .with_context(|| format!("cannot rebuild the projections in {}", data.display()))?;
             let secs = started.elapsed().as_secs_f64();
             println!(
@@ -451,7 +578,8 @@ fn main() -> anyhow::Result<()> {
                         "no hub store in {}",
                         data.display()
                     );
-                    let store = open_store(&data, admin::COMMAND_CACHE)?;
+                    let key = store_key(&data, key_file, cipher, false)?;
+                    let store = open_store(&data, admin::COMMAND_CACHE, key)?;
                     station_hub::store::backup::backup(&store, &to)?
                 }
             };
@@ -468,7 +596,8 @@ fn main() -> anyhow::Result<()> {
             data,
             cache_capacity,
         } => {
-            let info = station_hub::store::backup::restore(&from, &data, cache_capacity)?;
+            let key = store_key(&data, key_file, cipher, false)?;
+            let info = station_hub::store::backup::restore(&from, &data, cache_capacity, key)?;
             println!(
                 "restored {} events from the backup taken at {} into {}; projections rebuilt",
                 info.events,
@@ -477,7 +606,8 @@ fn main() -> anyhow::Result<()> {
             );
         }
         Command::Verify { data } => {
-            let store = open_store(&data, admin::COMMAND_CACHE)?;
+            let key = store_key(&data, key_file, cipher, false)?;
+            let store = open_store(&data, admin::COMMAND_CACHE, key)?;
             let mut broken = 0usize;
             for (origin, verdict) in chains::verify(&store)? {
                 match verdict {
@@ -538,7 +668,8 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Quarantine { data } => {
-            let store = open_store(&data, admin::COMMAND_CACHE)?;
+            let key = store_key(&data, key_file, cipher, false)?;
+            let store = open_store(&data, admin::COMMAND_CACHE, key)?;
             print_lines(store.quarantine()?.into_iter().map(|(origin, q)| {
                 format!(
                     "{origin}\t{}\t{}\t{}",

@@ -36,7 +36,7 @@ use crate::admin::{self, AdminSocket};
 use crate::config::HubConfig;
 use crate::projections::{CatchUp, Projections};
 use crate::server::{self, ServeError, ServerOptions};
-use crate::store::HubStore;
+use crate::store::{HubStore, MigrationOptions, StoreKey};
 
 /// The sockets a hub serves on, bound by the caller.
 #[derive(Debug)]
@@ -66,6 +66,8 @@ pub struct HubOptions {
     /// TLS, grace period, and the configuration whose roster the store
     /// admits stations from and `Query` answers with.
     pub server: ServerOptions,
+    /// The key of the store's data key (`station-hub` always gives one).
+    pub key: StoreKey,
 }
 
 /// A hub whose store and projections are open, ready to serve.
@@ -99,6 +101,7 @@ impl Hub {
             data,
             cache_capacity,
             mut server,
+            key,
         } = options;
         let config = match server.config.clone() {
             Some(config) => config,
@@ -109,7 +112,7 @@ impl Hub {
         let roster = config.station_codes();
         let skew = config.sync.max_clock_skew_ms();
         let store = tokio::task::spawn_blocking(move || {
-            HubStore::open(&folder, cache_capacity)
+            HubStore::open_keyed(&folder, cache_capacity, MigrationOptions::default(), key)
                 .map(|store| Arc::new(store.with_roster(roster).with_max_clock_skew(skew)))
         })
         .await??;
@@ -278,8 +281,13 @@ pub async fn serve(
 /// # Errors
 /// [`ServeError::Store`] when the store cannot be opened (a hub serves it,
 /// say) or synced, [`ServeError::Config`], [`ServeError::Projections`].
-pub fn rebuild(data: &Path, cache_capacity: u64) -> Result<CatchUp, ServeError> {
-    let store = Arc::new(HubStore::open(data, cache_capacity)?);
+pub fn rebuild(data: &Path, cache_capacity: u64, key: StoreKey) -> Result<CatchUp, ServeError> {
+    let store = Arc::new(HubStore::open_keyed(
+        data,
+        cache_capacity,
+        MigrationOptions::default(),
+        key,
+    )?);
     let projections = Projections::open(Arc::clone(&store), Arc::new(HubConfig::builtin()?))?;
     let done = projections.rebuild()?;
     drop(projections);

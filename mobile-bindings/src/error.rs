@@ -181,6 +181,8 @@ impl From<StoreError> for FieldError {
             StoreError::NoRandomness(_) => {
                 "the device key could not be made: the system gave no randomness".to_string()
             }
+            // Fixed sentences, and what the app's key provider said.
+            StoreError::Seal(seal) => scrub(&seal.to_string()),
             // Only hub positions and station codes, never an event's content.
             StoreError::BadPulledEvent(detail) => {
                 return FieldError::Refused {

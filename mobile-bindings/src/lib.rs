@@ -21,12 +21,15 @@
 //! - [`views`]: the records the views and the sync calls return.
 //! - [`sync`]: `configure` and `sync_now`, one bounded round of the agent's
 //!   sync client on a runtime the library owns.
+//! - [`keys`]: [`KeyProvider`], the app's key store that wraps each store's
+//!   data key (the store is encrypted at rest under it).
 //! - [`error`]: [`FieldError`] and the mapping from the agent's errors.
 
 uniffi::setup_scaffolding!();
 
 pub mod entries;
 pub mod error;
+pub mod keys;
 pub mod store;
 pub mod sync;
 pub mod views;
@@ -38,6 +41,7 @@ pub use entries::{
     new_entry_id,
 };
 pub use error::FieldError;
+pub use keys::{KeyProvider, KeyProviderError};
 pub use store::{FieldStore, Recorded, StoreOptions};
 pub use views::{
     CaseStatus, CaseSummary, EntryKind, FollowUp, ParkedEntries, StoreStatus, SyncReport,

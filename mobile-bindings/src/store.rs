@@ -28,7 +28,9 @@ use crate::entries::{
     parse_id,
 };
 use crate::error::FieldError;
+use crate::keys::{KeyProvider, ProviderWrapper};
 use crate::views::{CaseSummary, FollowUp, StoreStatus, TimelineEntry};
+use station_agent::seal::KeySource;
 
 /// The sled page cache a store opens with unless told otherwise: small, for
 /// phones (the agent's default).
@@ -128,6 +130,39 @@ impl FieldStore {
         worker_id: String,
         options: StoreOptions,
     ) -> Result<Arc<Self>, FieldError> {
+        Self::open_keyed(path, station_code, worker_id, options, None)
+    }
+
+    /// Opens the store at `path` encrypted under a data key that
+    /// `key_provider` wraps with the platform's key store (see
+    /// [`KeyProvider`]): a new store is created encrypted, a store in clear
+    /// is encrypted in place first. Apps should open every store this way.
+    ///
+    /// # Errors
+    /// As [`FieldStore::open`]; [`FieldError::Storage`] naming the key when
+    /// the provider fails or its key does not open this store (nothing is
+    /// changed then), or when the store was wiped.
+    #[uniffi::constructor]
+    pub fn open_encrypted(
+        path: String,
+        station_code: String,
+        worker_id: String,
+        key_provider: Arc<dyn KeyProvider>,
+        options: StoreOptions,
+    ) -> Result<Arc<Self>, FieldError> {
+        let key = KeySource::Provider(Arc::new(ProviderWrapper(key_provider)));
+        Self::open_keyed(path, station_code, worker_id, options, Some(key))
+    }
+}
+
+impl FieldStore {
+    fn open_keyed(
+        path: String,
+        station_code: String,
+        worker_id: String,
+        options: StoreOptions,
+        key: Option<KeySource>,
+    ) -> Result<Arc<Self>, FieldError> {
         if path.trim().is_empty() {
             return Err(FieldError::invalid("path", "must not be empty"));
         }
@@ -137,8 +172,10 @@ impl FieldStore {
         let dir = PathBuf::from(path);
         let open = OpenOptions {
             cache_capacity: options.cache_bytes,
+            key,
+            ..OpenOptions::default()
         };
-        let agent = match Agent::open(&dir, open) {
+        let agent = match Agent::open(&dir, open.clone()) {
             Ok(agent) => agent,
             Err(AgentError::Store(StoreError::NotInitialised)) => Agent::init(
                 &dir,
@@ -176,7 +213,10 @@ impl FieldStore {
             last_error: Mutex::new(None),
         }))
     }
+}
 
+#[uniffi::export]
+impl FieldStore {
     /// 一人一档: opens a case file. The returned `event_id` is the case id.
     ///
     /// # Errors

@@ -306,7 +306,7 @@ fn a_call_to_a_guardian_is_recorded_and_a_bad_one_refused() {
 
 /// The token `init` stored in `data`.
 fn stored_token(data: &Path) -> Option<String> {
-    station_agent::Agent::open(data, station_agent::OpenOptions::default())
+    station_agent::Agent::open(data, crate::fixtures::cli_store_options(data))
         .unwrap()
         .identity()
         .token

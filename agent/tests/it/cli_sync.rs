@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::process::Command;
 
-use station_agent::OpenOptions;
 use station_agent::store::{EventLog, ParkedBatch};
 
 use crate::fixtures::{BIN, agent, status, stderr};
@@ -50,7 +49,7 @@ fn status_reports_the_sync_position_and_state() {
 
     // What the sync client records shows up, parked batch included.
     {
-        let log = EventLog::open(&data, OpenOptions::default()).unwrap();
+        let log = EventLog::open(&data, crate::fixtures::cli_store_options(&data)).unwrap();
         log.set_parked(Some(&ParkedBatch {
             from_seq: 1,
             through_seq: 1,

@@ -32,6 +32,47 @@ pub fn init_device(dir: &Path, worker: &str) -> Agent {
     .unwrap()
 }
 
+/// How a test opens a store the command line made: with the key file it
+/// made beside the folder (`<data>.key`).
+#[cfg(feature = "cli")]
+pub fn cli_store_options(data: &Path) -> OpenOptions {
+    let key_file = station_agent::seal::default_key_file(data).unwrap();
+    OpenOptions {
+        key: Some(station_agent::seal::KeySource::Key(
+            station_agent::seal::WrappingKey::from_key_file(&key_file).unwrap(),
+        )),
+        ..OpenOptions::default()
+    }
+}
+
+/// Every file under `dir`, with its bytes.
+pub fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file() {
+                out.push((entry.path(), std::fs::read(entry.path()).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// The files under `dir` that hold `needle`'s bytes.
+pub fn files_holding(dir: &Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let needle = needle.as_bytes();
+    files_under(dir)
+        .into_iter()
+        .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+        .map(|(path, _)| path)
+        .collect()
+}
+
 /// The `station-agent` binary built for these tests.
 #[cfg(feature = "cli")]
 pub const BIN: &str = env!("CARGO_BIN_EXE_station-agent");
@@ -46,6 +87,8 @@ pub fn agent(data: &Path, args: &[&str]) -> Output {
         .args(args)
         .env_remove("STATION_AGENT_TLS_CA")
         .env_remove("STATION_AGENT_TOKEN")
+        .env_remove("STATION_AGENT_KEY_FILE")
+        .env_remove("STATION_AGENT_PASSPHRASE")
         .output()
         .unwrap()
 }

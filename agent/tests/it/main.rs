@@ -13,4 +13,5 @@ mod log;
 mod signing;
 mod sync_client;
 mod sync_machine;
+mod vault;
 mod views;

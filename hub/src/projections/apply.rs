@@ -19,7 +19,10 @@
 
 use std::collections::BTreeMap;
 
+use std::sync::Arc;
+
 use foldhash::{HashMap, HashMapExt as _};
+use station_agent::seal::SealedTree;
 use station_proto::case::CaseStatus;
 use station_proto::ids::Uuid;
 
@@ -178,12 +181,14 @@ pub(crate) struct Overlay {
     origins: HashMap<Uuid, (OriginStats, bool)>,
     /// Facts held in `cases`.
     facts: usize,
+    /// Seals and opens the case files and open-case views.
+    records: Arc<SealedTree>,
 }
 
 impl Overlay {
     /// An overlay over a tree that holds the effect of `checkpoint` events:
     /// complete when it holds none.
-    pub(crate) fn new(checkpoint: u64) -> Self {
+    pub(crate) fn new(checkpoint: u64, records: Arc<SealedTree>) -> Self {
         Self {
             complete: checkpoint == 0,
             empty: checkpoint == 0,
@@ -195,6 +200,7 @@ impl Overlay {
             deltas: Sums::default(),
             origins: HashMap::new(),
             facts: 0,
+            records,
         }
     }
 
@@ -202,7 +208,7 @@ impl Overlay {
         if self.complete || self.cases.contains_key(&case_id) {
             return Ok(());
         }
-        let facts = match layout::case(tree, &case_id)? {
+        let facts = match layout::case(tree, &self.records, &case_id)? {
             Some(bytes) => codec::decode_case(&bytes, &mut self.stations)?,
             None => return Ok(()),
         };
@@ -233,7 +239,7 @@ impl Overlay {
         if self.complete || self.voids.contains_key(&event_id) {
             return Ok(());
         }
-        if let Some(bytes) = layout::voids(tree, &event_id)? {
+        if let Some(bytes) = layout::voids(tree, &self.records, &event_id)? {
             let marks = codec::decode_marks(&bytes, &mut self.stations)?;
             self.voids.insert(
                 event_id,
@@ -420,10 +426,12 @@ impl Overlay {
         self.deltas.merge(sums);
         for change in changes {
             let case_id = change.case_id;
+            let case_key = key(layout::CASES, &[case_id.as_bytes()]);
+            let record = self.records.seal(&case_key, change.record)?;
             if pack {
-                case_records.push((case_id, change.record));
+                case_records.push((case_id, record));
             } else {
-                batch.insert(key(layout::CASES, &[case_id.as_bytes()]), change.record);
+                batch.insert(case_key, record);
             }
             if let Some(was) = &change.was_open
                 && change.open.as_ref().map(|(s, _)| s) != Some(was)
@@ -436,6 +444,13 @@ impl Overlay {
                 }
             }
             if let Some((station, view)) = change.open {
+                let view = self.records.seal(
+                    &key(
+                        layout::OPEN_CASES,
+                        &[station.as_bytes(), case_id.as_bytes()],
+                    ),
+                    view,
+                )?;
                 if pack {
                     open_records
                         .entry(station)

@@ -25,3 +25,9 @@ pub enum ProjectionError {
     #[error("no case {0} is known")]
     UnknownCase(station_proto::ids::Uuid),
 }
+
+impl From<station_agent::seal::SealError> for ProjectionError {
+    fn from(error: station_agent::seal::SealError) -> Self {
+        ProjectionError::Store(HubError::Seal(error))
+    }
+}

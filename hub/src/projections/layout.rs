@@ -9,12 +9,18 @@
 //! longer open. Runs are written only into a tree that holds no record yet,
 //! by a bulk replay; records applied afterwards go under their own keys.
 //!
+//! In an encrypted store, case files and open-case views are sealed one by
+//! one, each bound to its logical key (`c:` case_id, `o:` station case_id)
+//! whether it sits under that key or in a run; tombstones stay empty. Reads
+//! here open them: callers see records in clear.
+//!
 //! The *logical* content of the tree, what [`logical`] lists, is every
 //! record under its own key as if no run existed: it depends only on the
 //! events applied, not on how they were batched.
 
 use std::collections::{BTreeMap, HashMap};
 
+use station_agent::seal::SealedTree;
 use station_proto::ids::Uuid;
 
 use super::codec::Run;
@@ -42,6 +48,21 @@ pub(crate) const COUNTERS: &[u8] = b"n:";
 /// JSON per-device statistics, by origin id.
 pub(crate) const ORIGINS: &[u8] = b"g:";
 
+/// The key spaces whose records are sealed in an encrypted store.
+pub(crate) const SEALED_SPACES: &[&[u8]] = &[CASES, OPEN_CASES];
+
+/// A record as stored at (logical) key `k`, opened; a tombstone stays empty.
+pub(crate) fn open_record(
+    values: &SealedTree,
+    k: &[u8],
+    stored: &[u8],
+) -> Result<Vec<u8>, ProjectionError> {
+    if stored.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(values.open(k, stored)?)
+}
+
 pub(crate) fn key(prefix: &[u8], rest: &[&[u8]]) -> Vec<u8> {
     let mut k = prefix.to_vec();
     for r in rest {
@@ -51,7 +72,7 @@ pub(crate) fn key(prefix: &[u8], rest: &[&[u8]]) -> Vec<u8> {
 }
 
 /// The run of `runs` (a run prefix, with the station for open cases) that
-/// would hold `id`, and the record it holds for `id`.
+/// would hold `id`, and the record it holds for `id`, as stored.
 fn in_run(tree: &sled::Tree, runs: &[u8], id: &Uuid) -> Result<Option<Vec<u8>>, ProjectionError> {
     let last = key(runs, &[id.as_bytes()]);
     let Some(item) = tree.range(runs.to_vec()..=last).next_back() else {
@@ -68,27 +89,35 @@ fn in_run(tree: &sled::Tree, runs: &[u8], id: &Uuid) -> Result<Option<Vec<u8>>, 
 /// value is a tombstone.
 fn record(
     tree: &sled::Tree,
+    values: &SealedTree,
     own: &[u8],
     runs: &[u8],
     id: &Uuid,
 ) -> Result<Option<Vec<u8>>, ProjectionError> {
-    if let Some(v) = tree.get(key(own, &[id.as_bytes()]))? {
-        return Ok(Some(v.to_vec()));
-    }
-    in_run(tree, runs, id)
+    let k = key(own, &[id.as_bytes()]);
+    let stored = match tree.get(&k)? {
+        Some(v) => Some(v.to_vec()),
+        None => in_run(tree, runs, id)?,
+    };
+    stored.map(|v| open_record(values, &k, &v)).transpose()
 }
 
 /// The encoded case file of a case.
-pub(crate) fn case(tree: &sled::Tree, case_id: &Uuid) -> Result<Option<Vec<u8>>, ProjectionError> {
-    record(tree, CASES, CASE_RUNS, case_id)
+pub(crate) fn case(
+    tree: &sled::Tree,
+    values: &SealedTree,
+    case_id: &Uuid,
+) -> Result<Option<Vec<u8>>, ProjectionError> {
+    record(tree, values, CASES, CASE_RUNS, case_id)
 }
 
 /// The encoded voids naming an event.
 pub(crate) fn voids(
     tree: &sled::Tree,
+    values: &SealedTree,
     event_id: &Uuid,
 ) -> Result<Option<Vec<u8>>, ProjectionError> {
-    record(tree, VOIDS, VOID_RUNS, event_id)
+    record(tree, values, VOIDS, VOID_RUNS, event_id)
 }
 
 /// Whether a run holds an open-case view of `station` for `case_id`: then
@@ -105,11 +134,13 @@ pub(crate) fn open_in_run(
 /// no particular order, without copying the views out of the tree.
 pub(crate) fn for_each_open_case(
     tree: &sled::Tree,
+    values: &SealedTree,
     station: &str,
     mut visit: impl FnMut(&[u8]) -> Result<(), ProjectionError>,
 ) -> Result<(), ProjectionError> {
     for_each_record(
         tree,
+        values,
         &key(OPEN_CASES, &[station.as_bytes()]),
         &key(OPEN_RUNS, &[station.as_bytes()]),
         |_, view| visit(view),
@@ -120,9 +151,10 @@ pub(crate) fn for_each_open_case(
 /// particular order.
 pub(crate) fn for_each_case(
     tree: &sled::Tree,
+    values: &SealedTree,
     visit: impl FnMut(Uuid, &[u8]) -> Result<(), ProjectionError>,
 ) -> Result<(), ProjectionError> {
-    for_each_record(tree, CASES, CASE_RUNS, visit)
+    for_each_record(tree, values, CASES, CASE_RUNS, visit)
 }
 
 /// Every record of a packed kind: those under their own keys (`own`
@@ -131,6 +163,7 @@ pub(crate) fn for_each_case(
 /// values are tombstones.
 fn for_each_record(
     tree: &sled::Tree,
+    values: &SealedTree,
     own: &[u8],
     runs: &[u8],
     mut visit: impl FnMut(Uuid, &[u8]) -> Result<(), ProjectionError>,
@@ -142,6 +175,7 @@ fn for_each_record(
             replaced.insert(id, v);
         }
     }
+    let sealed = values.is_sealed(own);
     for item in tree.scan_prefix(runs) {
         let (k, v) = item?;
         if k.len() != runs.len() + 16 {
@@ -149,13 +183,27 @@ fn for_each_record(
         }
         for (id, record) in Run::new(&v)?.entries()? {
             if !replaced.contains_key(&id) {
-                visit(id, record)?;
+                if sealed {
+                    visit(
+                        id,
+                        &open_record(values, &key(own, &[id.as_bytes()]), record)?,
+                    )?;
+                } else {
+                    visit(id, record)?;
+                }
             }
         }
     }
     for (id, record) in &replaced {
         if !record.is_empty() {
-            visit(*id, record)?;
+            if sealed {
+                visit(
+                    *id,
+                    &open_record(values, &key(own, &[id.as_bytes()]), record)?,
+                )?;
+            } else {
+                visit(*id, record)?;
+            }
         }
     }
     Ok(())
@@ -163,7 +211,10 @@ fn for_each_record(
 
 /// Every record of the tree under its own key, runs unpacked and
 /// tombstones dropped, in key order.
-pub(crate) fn logical(tree: &sled::Tree) -> Result<Vec<KeyValue>, ProjectionError> {
+pub(crate) fn logical(
+    tree: &sled::Tree,
+    values: &SealedTree,
+) -> Result<Vec<KeyValue>, ProjectionError> {
     let mut packed: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut own: Vec<KeyValue> = Vec::new();
     for item in tree.iter() {
@@ -180,16 +231,16 @@ pub(crate) fn logical(tree: &sled::Tree) -> Result<Vec<KeyValue>, ProjectionErro
         let station = k.len().checked_sub(16).and_then(|end| k.get(2..end));
         let station = station.ok_or_else(|| ProjectionError::Corrupt("run key".into()))?;
         for (id, record) in Run::new(&v)?.entries()? {
-            packed.insert(
-                key(logical_prefix, &[station, id.as_bytes()]),
-                record.to_vec(),
-            );
+            let k = key(logical_prefix, &[station, id.as_bytes()]);
+            let record = open_record(values, &k, record)?;
+            packed.insert(k, record);
         }
     }
     for (k, v) in own {
         if v.is_empty() {
             packed.remove(&k);
         } else {
+            let v = open_record(values, &k, &v)?;
             packed.insert(k, v);
         }
     }

@@ -156,6 +156,8 @@ pub struct Projections {
     /// The read audit, in the store's data folder: every read of a
     /// person-level record through the services is recorded there first.
     audit: AuditLog,
+    /// Seals and opens the case files and open-case views (see [`layout`]).
+    records: Arc<station_agent::seal::SealedTree>,
 }
 
 impl std::fmt::Debug for Projections {
@@ -252,6 +254,11 @@ impl Projections {
         }
         let (checkpoint, _) = tokio::sync::watch::channel(checkpoint);
         let audit = AuditLog::new(store.dir(), config.audit.retention_days);
+        let records = Arc::new(station_agent::seal::SealedTree::new(
+            store.vault().cloned(),
+            TREE,
+            layout::SEALED_SPACES,
+        ));
         Ok(Self {
             audit,
             tree: RwLock::new(tree),
@@ -260,6 +267,7 @@ impl Projections {
             writer: Mutex::new(()),
             checkpoint,
             applied: AtomicU64::new(0),
+            records,
         })
     }
 
@@ -418,7 +426,7 @@ impl Projections {
         };
         // Only the writer replaces the tree, and it is this caller.
         let tree = self.read_gate().clone();
-        let mut overlay = apply::Overlay::new(checkpoint);
+        let mut overlay = apply::Overlay::new(checkpoint, Arc::clone(&self.records));
         for _ in 0..max_batches {
             let through = through.min(self.store.durable_head());
             if checkpoint >= through || batch == 0 {
@@ -529,7 +537,7 @@ impl Projections {
     /// # Errors
     /// Storage errors.
     pub fn dump(&self) -> Result<Vec<KeyValue>, ProjectionError> {
-        layout::logical(&self.read_gate())
+        layout::logical(&self.read_gate(), &self.records)
     }
 
     /// Applies new durable events as they come, until `stop` completes: the

@@ -52,7 +52,7 @@ pub fn status_of(error: HubError) -> Status {
         }
         HubError::Sled(_) | HubError::Io(_) => Status::unavailable(error.to_string()),
         HubError::Corrupt(what) => corrupt(&what),
-        HubError::UnsupportedFormat(_) => Status::internal(error.to_string()),
+        HubError::UnsupportedFormat(_) | HubError::Seal(_) => Status::internal(error.to_string()),
     }
 }
 

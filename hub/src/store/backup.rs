@@ -1,9 +1,10 @@
 //! Online backup and restore of the hub store.
 //!
 //! A backup is a hub store folder of its own: the log, the tokens and every
-//! other tree of the store, copied while the hub serves, the read audit as
-//! far as it is written, plus a [`BACKUP_MARKER`] file saying what it
-//! holds. The projections are not
+//! other tree of the store, copied while the hub serves, its wrapped data
+//! key (so the backup opens with the hub's key and nothing else: values stay
+//! sealed as they were), the read audit as far as it is written, plus a
+//! [`BACKUP_MARKER`] file saying what it holds. The projections are not
 //! copied: they are derived from the log, and [`restore`] rebuilds them.
 //!
 //! Invariants:
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use station_agent::durable::{self, GroupCommit};
 
-use super::{HubError, HubStore};
+use super::{HubError, HubStore, MigrationOptions, StoreKey};
 use crate::projections;
 
 /// The file in a backup folder that says it is one, and what it holds.
@@ -195,6 +196,16 @@ fn copy_into(store: &HubStore, staging: &Path) -> Result<BackupInfo, BackupError
         trees,
         taken_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
+    // The wrapped data key: the copy opens with the hub's own key, and with
+    // nothing else.
+    let header = store.dir().join(station_agent::seal::HEADER_FILE);
+    if header.is_file() {
+        let copied = staging.join(station_agent::seal::HEADER_FILE);
+        std::fs::copy(&header, &copied).map_err(BackupError::io("cannot copy", &header))?;
+        std::fs::File::open(&copied)
+            .and_then(|file| file.sync_all())
+            .map_err(BackupError::io("cannot sync", &copied))?;
+    }
     // The read audit, as far as it is written: a line being appended is
     // cut when the restored hub opens it.
     let audit = store.dir().join(crate::audit::FOLDER);
@@ -236,22 +247,34 @@ pub fn inspect(from: &Path) -> Result<BackupInfo, BackupError> {
 }
 
 /// Makes a new hub folder `to` from the backup in `from`: copies its files
-/// (not the marker), opens it as a hub store and rebuilds the projections,
-/// then renames it into place. The backup is left as it was.
+/// (not the marker), opens it as a hub store with `key` (the key of the hub
+/// the backup was taken from) and rebuilds the projections, then renames it
+/// into place. The backup is left as it was.
 ///
 /// # Errors
 /// [`BackupError::Exists`] when `to` exists, [`BackupError::NotABackup`]
 /// when `from` is not a backup, [`BackupError::Io`] and
 /// [`BackupError::Store`] when copying or opening fails (nothing then
 /// appears at `to`).
-pub fn restore(from: &Path, to: &Path, cache_capacity: u64) -> Result<BackupInfo, BackupError> {
+pub fn restore(
+    from: &Path,
+    to: &Path,
+    cache_capacity: u64,
+    key: StoreKey,
+) -> Result<BackupInfo, BackupError> {
     let info = inspect(from)?;
     let staging = prepare(to)?;
     let built = copy_files(from, &staging).and_then(|()| {
         // Positions after the backup's last will go to other events than the
         // lost log gave them: a new log, that devices pull again.
-        HubStore::open(&staging, cache_capacity)?.renew_log_id()?;
-        crate::serve::rebuild(&staging, cache_capacity)
+        HubStore::open_keyed(
+            &staging,
+            cache_capacity,
+            MigrationOptions::default(),
+            key.clone(),
+        )?
+        .renew_log_id()?;
+        crate::serve::rebuild(&staging, cache_capacity, key)
             .map(drop)
             .map_err(|e| BackupError::Rebuild(e.to_string()))
     });

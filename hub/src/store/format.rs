@@ -15,11 +15,18 @@
 //! | `q:` origin_id origin_seq | JSON `Quarantined`: an event acked but not accepted | per quarantined event |
 //! | `h:` origin_id last_seq | the 64-byte signature of a signed head the hub verified: the device's over (origin, last_seq, `chain_{last_seq}`) | per push of a signed origin |
 //! | `m:migrated` | `u64`: while a format-1 store is migrated, events `1..=` it are in format 2 | during migration |
+//! | `m:sealed` | present once every event and quarantined event is sealed | once |
+//! | `m:sealing_runs`, `m:sealing` | while a store in clear is encrypted in place: the last run / key sealed | during encryption |
 //!
 //! A run's value: `u64` first hub position, `u8` 1 when a receive time
 //! follows (0 for events stored before the hub kept it), `i64` receive time
 //! (ms, hub wall clock), then per event a `u32` length and the encoded
 //! `Event` (validated, text in NFC).
+//!
+//! In an encrypted store (see [`station_agent::seal`]) each event of a run
+//! is sealed on its own, bound to its place `l:` hub_seq, and each `q:`
+//! value is sealed bound to its key; lengths, positions and receive times
+//! stay in clear. Nothing else in this tree holds personal data.
 //!
 //! Reading: by position, the first `l:` key at or after it; in hub order,
 //! the `l:` range; a station's stream, its `t:` range from the run holding
@@ -30,6 +37,7 @@
 //! writes one (`i:`) and a few per push. See [`super::migrate`].
 
 use prost::Message as _;
+use station_agent::seal::SealedTree;
 use station_proto::Event;
 
 use super::HubError;
@@ -51,6 +59,18 @@ pub(crate) const IDS: &[u8] = b"i:";
 pub(crate) const ORIGINS: &[u8] = b"o:";
 pub(crate) const QUARANTINE: &[u8] = b"q:";
 pub(crate) const HEADS: &[u8] = b"h:";
+pub(crate) const M_SEALED: &[u8] = b"m:sealed";
+pub(crate) const M_SEALING_RUNS: &[u8] = b"m:sealing_runs";
+pub(crate) const M_SEALING: &[u8] = b"m:sealing";
+
+/// The key spaces of tree `hub` sealed in an encrypted store: events (each
+/// bound to [`event_place`]) and quarantine.
+pub(crate) const SEALED_SPACES: &[&[u8]] = &[RUNS, QUARANTINE];
+
+/// The place an event at `hub_seq` is sealed for.
+pub(crate) fn event_place(hub_seq: u64) -> Vec<u8> {
+    key(RUNS, &[&hub_seq.to_be_bytes()])
+}
 
 /// Format 1's event key space, read only by the migration.
 pub(crate) const V1_EVENTS: &[u8] = b"e:";
@@ -215,10 +235,35 @@ impl Run {
         Ok(&self.value[index + 4..index + 4 + len])
     }
 
+    /// The encoded event at `hub_seq`, which the run holds, opened.
+    pub(crate) fn opened(
+        &self,
+        hub_seq: u64,
+        values: &SealedTree,
+    ) -> Result<std::borrow::Cow<'_, [u8]>, HubError> {
+        let stored = self.raw(hub_seq)?;
+        if values.vault().is_none() {
+            return Ok(std::borrow::Cow::Borrowed(stored));
+        }
+        Ok(std::borrow::Cow::Owned(
+            values.open(&event_place(hub_seq), stored)?,
+        ))
+    }
+
     /// The event at `hub_seq`, which the run holds.
-    pub(crate) fn event(&self, hub_seq: u64) -> Result<Event, HubError> {
-        Event::decode(self.raw(hub_seq)?)
+    pub(crate) fn event(&self, hub_seq: u64, values: &SealedTree) -> Result<Event, HubError> {
+        Event::decode(self.opened(hub_seq, values)?.as_ref())
             .map_err(|e| HubError::Corrupt(format!("event {hub_seq}: {e}")))
+    }
+
+    /// The run with every event sealed under `values` (the store's
+    /// encryption in place).
+    pub(crate) fn sealed(&self, values: &SealedTree) -> Result<(Vec<u8>, Vec<u8>), HubError> {
+        let mut writer = RunWriter::new(self.first, self.received_at_ms);
+        for pos in self.first..=self.last {
+            writer.push(&values.seal(&event_place(pos), self.raw(pos)?.to_vec())?);
+        }
+        Ok(writer.finish())
     }
 }
 

@@ -40,8 +40,9 @@ use station_proto::v1::SignedHead;
 
 pub use self::format::FORMAT_VERSION;
 use self::format::{
-    HEADS, IDS, M_FORMAT, M_HUB_SEQ, M_LOG_ID, ORIGINS, Positions, QUARANTINE, RUNS, Run,
-    RunWriter, STREAMS, TOKENS_TREE, TREE, key, read_u64,
+    HEADS, IDS, M_FORMAT, M_HUB_SEQ, M_LOG_ID, M_SEALED, M_SEALING, M_SEALING_RUNS, ORIGINS,
+    Positions, QUARANTINE, RUNS, Run, RunWriter, SEALED_SPACES, STREAMS, TOKENS_TREE, TREE,
+    event_place, key, read_u64,
 };
 pub use self::log::{HubLog, LoggedEvent, OriginBinding, PULL_MAX_SCANNED, PullPage, PushOutcome};
 pub use self::memory::MemoryLog;
@@ -49,6 +50,7 @@ pub use self::migrate::MigrationOptions;
 pub use self::tokens::{TokenRecord, TokenScope, TokenStore};
 use crate::ingest::{self, Policy, Refusal, Verdict};
 pub use crate::ingest::{OriginState, Quarantined, StoredHead};
+use station_agent::seal::{self, Algorithm, KeySource, SealError, SealedTree, SealingOptions};
 
 impl From<station_agent::durable::OpenError> for HubError {
     fn from(error: station_agent::durable::OpenError) -> Self {
@@ -60,6 +62,30 @@ impl From<station_agent::durable::OpenError> for HubError {
             OpenError::Unsupported(found) => HubError::UnsupportedFormat(found),
         }
     }
+}
+
+impl From<seal::SealInPlaceError> for HubError {
+    fn from(error: seal::SealInPlaceError) -> Self {
+        match error {
+            seal::SealInPlaceError::Sled(e) => HubError::Sled(e),
+            seal::SealInPlaceError::Seal(e) => HubError::Seal(e),
+        }
+    }
+}
+
+/// The kind of store bound into every sealed value of the hub.
+pub const STORE_KIND: &str = "hub";
+
+/// How the hub store's data is protected, for [`HubStore::open_keyed`].
+#[derive(Debug, Clone, Default)]
+pub struct StoreKey {
+    /// The key that wraps the store's data key; `None` opens a store in
+    /// clear and refuses an encrypted one. `station-hub` always gives one.
+    pub key: Option<KeySource>,
+    /// The AEAD of a store encrypted by this open.
+    pub algorithm: Algorithm,
+    /// How a store in clear is encrypted in place.
+    pub sealing: SealingOptions,
 }
 
 impl From<Refusal> for HubError {
@@ -96,6 +122,9 @@ pub enum HubError {
     /// Bytes on disk do not decode.
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    /// The store's key is missing or wrong, or a sealed value does not open.
+    #[error(transparent)]
+    Seal(#[from] SealError),
     /// The store was written by another format.
     #[error("hub store format {0} is not supported")]
     UnsupportedFormat(u32),
@@ -155,6 +184,9 @@ pub enum HubError {
 }
 
 /// The run holding `hub_seq`, if the log has that position.
+///
+/// Its events are as stored: read them with [`Run::event`] and the store's
+/// sealed values.
 fn run_at(tree: &sled::Tree, hub_seq: u64) -> Result<Option<Run>, HubError> {
     match tree.range(key(RUNS, &[&hub_seq.to_be_bytes()])..).next() {
         Some(item) => {
@@ -179,6 +211,8 @@ pub struct LogScan {
     next: u64,
     /// Whether to fill in receive times.
     receipts: bool,
+    /// Opens the sealed events.
+    values: Arc<SealedTree>,
 }
 
 impl std::fmt::Debug for LogScan {
@@ -199,7 +233,7 @@ impl Iterator for LogScan {
             {
                 let hub_seq = self.next;
                 self.next += 1;
-                return Some(run.event(hub_seq).map(|event| LoggedEvent {
+                return Some(run.event(hub_seq, &self.values).map(|event| LoggedEvent {
                     hub_seq,
                     received_at_ms: if self.receipts {
                         run.received_at_ms
@@ -296,6 +330,8 @@ pub struct HubStore {
     dir: std::path::PathBuf,
     /// The identity of this log: see [`HubStore::log_id`].
     log_id: std::sync::Mutex<Uuid>,
+    /// Seals and opens the events and quarantined events.
+    values: Arc<SealedTree>,
     /// The store's lock file, held while the hub has it open.
     _lock: std::fs::File,
 }
@@ -320,11 +356,29 @@ impl HubStore {
         cache_capacity: u64,
         migration: MigrationOptions,
     ) -> Result<Self, HubError> {
+        Self::open_keyed(dir, cache_capacity, migration, StoreKey::default())
+    }
+
+    /// [`HubStore::open_with`] with the store's key: a new store is
+    /// encrypted under a new data key, a store in clear is encrypted in
+    /// place first (its projections are dropped and rebuilt from the log).
+    ///
+    /// # Errors
+    /// As [`HubStore::open`]; [`HubError::Seal`] for a key that is missing or
+    /// wrong (nothing is changed then).
+    pub fn open_keyed(
+        dir: &Path,
+        cache_capacity: u64,
+        migration: MigrationOptions,
+        key: StoreKey,
+    ) -> Result<Self, HubError> {
         use station_agent::durable;
         durable::create_dir_durably(dir)?;
+        durable::secure_store_dir(dir)?;
         let lock = durable::lock_store(dir)?;
         durable::remove_incomplete_snapshots(dir)?;
         let db = durable::open_sled(&sled::Config::new().cache_capacity(cache_capacity).path(dir))?;
+        durable::make_private(dir)?;
         let tree = db.open_tree(TREE)?;
         let format = match tree.get(M_FORMAT)? {
             None => {
@@ -354,6 +408,7 @@ impl HubStore {
                 (id, true)
             }
         };
+        let values = Arc::new(Self::unlock(dir, &db, &tree, &key)?);
         let hub_seq = tree.get(M_HUB_SEQ)?.map_or(Ok(0), |v| read_u64(&v))?;
         let tokens = db.open_tree(TOKENS_TREE)?;
         let group = Arc::new(GroupCommit::open(db.clone(), dir, 0)?);
@@ -377,6 +432,7 @@ impl HubStore {
             max_clock_skew_ms: station_proto::validate::MAX_CLOCK_SKEW_MS,
             dir: dir.to_path_buf(),
             log_id: std::sync::Mutex::new(log_id),
+            values,
             _lock: lock,
         };
         let chained = chains::fill_missing(&store)?;
@@ -387,6 +443,78 @@ impl HubStore {
             );
         }
         Ok(store)
+    }
+
+    /// Unlocks the store's data key, encrypting a store in clear in place
+    /// when a key is given: every run's events, then quarantine, each in
+    /// atomic, flushed steps that a reopen resumes; the projections tree,
+    /// derived from the log, is dropped to be rebuilt sealed.
+    fn unlock(
+        dir: &Path,
+        db: &sled::Db,
+        tree: &sled::Tree,
+        key: &StoreKey,
+    ) -> Result<SealedTree, HubError> {
+        let prepared = seal::prepare(
+            dir,
+            STORE_KIND,
+            key.key.as_ref(),
+            key.algorithm,
+            tree.contains_key(M_SEALED)?,
+        )?;
+        let vault = match prepared {
+            seal::Prepared::Plain => return Ok(SealedTree::new(None, TREE, SEALED_SPACES)),
+            seal::Prepared::Sealed(vault) => {
+                return Ok(SealedTree::new(Some(Arc::new(vault)), TREE, SEALED_SPACES));
+            }
+            seal::Prepared::NeedsSealing(vault) => Arc::new(vault),
+        };
+        let values = SealedTree::new(Some(Arc::clone(&vault)), TREE, SEALED_SPACES);
+        let mut sealed_runs = 0usize;
+        loop {
+            let start = match tree.get(M_SEALING_RUNS)? {
+                Some(last) => key_after(&last),
+                None => RUNS.to_vec(),
+            };
+            let mut batch = sled::Batch::default();
+            let mut last = None;
+            for item in tree.range(start..).take(key.sealing.chunk_values.max(1)) {
+                let (k, v) = item?;
+                if !k.starts_with(RUNS) {
+                    break;
+                }
+                let (run_key, sealed) = Run::decode(&k, v)?.sealed(&values)?;
+                batch.insert(run_key, sealed);
+                last = Some(k.to_vec());
+                sealed_runs += 1;
+            }
+            let Some(last) = last else { break };
+            batch.insert(M_SEALING_RUNS, last);
+            tree.apply_batch(batch)?;
+            tree.flush()?;
+            if let Some(after_step) = &key.sealing.after_step {
+                after_step(sealed_runs);
+            }
+        }
+        // Every run is sealed: the rest of the tree but the runs.
+        let quarantine = SealedTree::new(Some(Arc::clone(&vault)), TREE, &[QUARANTINE]);
+        quarantine.seal_in_place(tree, M_SEALING, &key.sealing)?;
+        db.drop_tree(crate::projections::TREE)?;
+        let mut done = sled::Batch::default();
+        done.remove(M_SEALING_RUNS);
+        done.remove(M_SEALING);
+        done.insert(M_SEALED, &[1u8]);
+        tree.apply_batch(done)?;
+        tree.flush()?;
+        if sealed_runs > 0 {
+            tracing::info!(sealed_runs, "hub store encrypted in place");
+        }
+        Ok(values)
+    }
+
+    /// The sealing of this store's log, for the trees derived from it.
+    pub(crate) fn vault(&self) -> Option<&Arc<seal::Vault>> {
+        self.values.vault()
     }
 
     /// Sets the chain head of each origin given whose state has none, in
@@ -696,7 +824,9 @@ impl HubStore {
             match verdict.verdict {
                 Verdict::Accept(event) => {
                     let event = *event;
-                    let raw = event.encode_to_vec();
+                    let raw = self
+                        .values
+                        .seal(&event_place(hub_seq + 1), event.encode_to_vec())?;
                     if run.is_full_for(raw.len()) {
                         let full =
                             std::mem::replace(&mut run, RunWriter::new(hub_seq + 1, Some(now_ms)));
@@ -709,13 +839,12 @@ impl HubStore {
                 Verdict::Quarantine(q) => {
                     let json = serde_json::to_vec(&q)
                         .map_err(|e| HubError::Corrupt(format!("quarantine: {e}")))?;
-                    batch.insert(
-                        key(
-                            QUARANTINE,
-                            &[verdict.origin.as_bytes(), &verdict.origin_seq.to_be_bytes()],
-                        ),
-                        json,
+                    let k = key(
+                        QUARANTINE,
+                        &[verdict.origin.as_bytes(), &verdict.origin_seq.to_be_bytes()],
                     );
+                    let sealed = self.values.seal(&k, json)?;
+                    batch.insert(k, sealed);
                 }
                 Verdict::AlreadyHeld => {}
             }
@@ -787,12 +916,11 @@ impl HubStore {
         {
             return Ok(Some(event));
         }
-        let Some(json) = self
-            .tree
-            .get(key(QUARANTINE, &[origin.as_bytes(), &seq.to_be_bytes()]))?
-        else {
+        let k = key(QUARANTINE, &[origin.as_bytes(), &seq.to_be_bytes()]);
+        let Some(json) = self.tree.get(&k)? else {
             return Ok(None);
         };
+        let json = self.values.open(&k, &json)?;
         let quarantined: Quarantined = serde_json::from_slice(&json)
             .map_err(|e| HubError::Corrupt(format!("quarantine: {e}")))?;
         Event::decode(quarantined.event.as_slice())
@@ -889,11 +1017,11 @@ impl HubStore {
                     // Set just above.
                     continue;
                 };
-                let raw = current.raw(pos)?;
+                let raw = current.opened(pos, &self.values)?;
                 if !page.events.is_empty() && bytes + raw.len() > max_bytes {
                     break 'records;
                 }
-                let event = Event::decode(raw)
+                let event = Event::decode(raw.as_ref())
                     .map_err(|e| HubError::Corrupt(format!("event {pos}: {e}")))?;
                 page.next_cursor = pos;
                 if skip_origin.is_some_and(|origin| event.origin_id == origin.as_bytes()) {
@@ -947,6 +1075,7 @@ impl HubStore {
             run: None,
             next,
             receipts: false,
+            values: Arc::clone(&self.values),
         }
     }
 
@@ -1005,6 +1134,7 @@ impl HubStore {
                 let (k, v) = item?;
                 let id = Uuid::from_slice(&k[QUARANTINE.len()..QUARANTINE.len() + 16])
                     .map_err(|_| HubError::Corrupt("quarantine key".into()))?;
+                let v = self.values.open(&k, &v)?;
                 let q = serde_json::from_slice(&v)
                     .map_err(|e| HubError::Corrupt(format!("quarantine: {e}")))?;
                 Ok((id, q))
@@ -1023,9 +1153,16 @@ impl HubStore {
     /// Storage errors.
     pub fn event_at(&self, hub_seq: u64) -> Result<Option<Event>, HubError> {
         run_at(&self.tree, hub_seq)?
-            .map(|run| run.event(hub_seq))
+            .map(|run| run.event(hub_seq, &self.values))
             .transpose()
     }
+}
+
+/// The smallest key above `k`.
+fn key_after(k: &[u8]) -> Vec<u8> {
+    let mut next = k.to_vec();
+    next.push(0);
+    next
 }
 
 fn origin_json(state: &OriginState) -> Result<Vec<u8>, HubError> {

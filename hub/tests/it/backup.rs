@@ -101,10 +101,15 @@ async fn a_backup_under_load_verifies_and_a_restored_hub_is_the_same_hub() {
         assert_eq!(push.await.unwrap().unwrap().durable_through, 300);
     }
     // A consistent cut: every origin's chain verifies in it.
+    // The backup opens with the hub's key, and with nothing else.
+    let key = dir.path().join("hub.key");
+    let key = key.to_str().unwrap();
     let verified = stdout_of(&hub_run(&[
         "verify",
         "--data",
         under_load.to_str().unwrap(),
+        "--key-file",
+        key,
     ]));
     assert!(!verified.contains("broken"), "{verified}");
 
@@ -118,28 +123,64 @@ async fn a_backup_under_load_verifies_and_a_restored_hub_is_the_same_hub() {
     assert!(again.contains("exists already"), "{again}");
     assert_eq!(trees(&under_load), before);
 
-    // A quiet backup, then the hub stops and its projections are rebuilt
-    // from its log; the restored hub is the same, tree by tree.
+    // A quiet backup; the hub stops. The restored hub holds the same log
+    // and tokens, byte for byte (values stay sealed as they were), and
+    // answers the same figures.
+    let bureau = stdout_of(&hub_cli(&data, &["enroll", "--bureau", "山南市民政局"]))
+        .trim()
+        .to_string();
     let quiet = dir.path().join("quiet");
     stdout_of(&hub_cli(
         &data,
         &["backup", "--to", quiet.to_str().unwrap()],
     ));
+    let figures = |url: String, bureau: String| async move {
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut answer = QueryClient::new(channel)
+            .get_indicators(authorized(
+                GetIndicatorsRequest {
+                    period: "2026".into(),
+                    stations: vec![ZEDANG.into()],
+                },
+                &bureau,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        for row in &mut answer.rows {
+            row.complete_through_ms = None;
+        }
+        answer
+    };
     assert!(hub.terminate().success());
-    stdout_of(&hub_cli(&data, &["rebuild"]));
     let restored = dir.path().join("restored");
-    let said = stdout_of(&hub_run(&[
+    let wrong_key = refused(&hub_run(&[
         "restore",
         "--from",
         quiet.to_str().unwrap(),
         "--data",
         restored.to_str().unwrap(),
     ]));
+    assert!(!restored.exists(), "{wrong_key}");
+    let said = stdout_of(&hub_run(&[
+        "restore",
+        "--from",
+        quiet.to_str().unwrap(),
+        "--data",
+        restored.to_str().unwrap(),
+        "--key-file",
+        key,
+    ]));
     assert!(said.starts_with("restored 600 events"), "{said}");
-    // The restored log is a new log (see the refill test below); all else
-    // is the same.
-    let without_log_id = |dir: &Path| {
+    // The restored log is a new log (see the refill test below); the
+    // projections are rebuilt, sealed anew.
+    let log_and_tokens = |dir: &Path| {
         let mut trees = trees(dir);
+        trees.retain(|(name, _)| name.as_slice() != b"projections");
         for (name, entries) in &mut trees {
             if name.as_slice() == b"hub" {
                 entries.retain(|(k, _)| k.as_slice() != b"m:log_id");
@@ -147,7 +188,21 @@ async fn a_backup_under_load_verifies_and_a_restored_hub_is_the_same_hub() {
         }
         trees
     };
-    assert_eq!(without_log_id(&restored), without_log_id(&data));
+    let (restored_trees, original_trees) = (log_and_tokens(&restored), log_and_tokens(&data));
+    assert!(
+        restored_trees == original_trees,
+        "the restored log or tokens differ: {} entries against {}",
+        restored_trees.iter().map(|t| t.1.len()).sum::<usize>(),
+        original_trees.iter().map(|t| t.1.len()).sum::<usize>()
+    );
+    std::fs::copy(dir.path().join("hub.key"), dir.path().join("restored.key")).unwrap();
+    let (before, after) = {
+        let original = Served::start(&data);
+        let before = figures(original.url.clone(), bureau.clone()).await;
+        let again = Served::start(&restored);
+        (before, figures(again.url.clone(), bureau.clone()).await)
+    };
+    assert_eq!(after, before);
 
     // Only a backup is restored, and never over a folder.
     let not_a_backup = refused(&hub_run(&[
@@ -168,6 +223,8 @@ async fn a_backup_under_load_verifies_and_a_restored_hub_is_the_same_hub() {
         quiet.to_str().unwrap(),
         "--data",
         data.to_str().unwrap(),
+        "--key-file",
+        key,
     ]));
     assert!(over.contains("exists already"), "{over}");
 }
@@ -264,7 +321,13 @@ async fn a_hub_restored_from_an_older_backup_is_refilled_by_its_devices() {
 
     let restored = tempfile::tempdir().unwrap();
     std::fs::remove_dir(restored.path()).unwrap();
-    backup::restore(&copy, restored.path(), 16 * 1024 * 1024).unwrap();
+    backup::restore(
+        &copy,
+        restored.path(),
+        16 * 1024 * 1024,
+        station_hub::store::StoreKey::default(),
+    )
+    .unwrap();
     let audit = station_hub::audit::read(restored.path(), &Default::default()).unwrap();
     assert_eq!(
         (audit.total, audit.broken),

@@ -45,7 +45,7 @@ impl Hub {
 
     /// A hub over the store in `dir`.
     pub async fn start_in(dir: tempfile::TempDir, options: ServerOptions) -> Hub {
-        let store = Arc::new(HubStore::open(dir.path(), 16 * 1024 * 1024).unwrap());
+        let store = Arc::new(open_store(dir.path()));
         let hub = station_hub::Hub::with_store(store, options).await.unwrap();
         let (store, projections) = (Arc::clone(hub.store()), Arc::clone(hub.projections()));
         let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -221,6 +221,29 @@ pub fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
         MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
     );
     request
+}
+
+/// The hub store in `dir`, opened with the key file `station-hub` made
+/// beside it (`<dir>.key`) when there is one, else in clear.
+pub fn open_store(dir: &std::path::Path) -> HubStore {
+    let key = station_agent::seal::default_key_file(dir)
+        .ok()
+        .filter(|path| path.exists())
+        .map(|path| {
+            station_agent::seal::KeySource::Key(
+                station_agent::seal::WrappingKey::from_key_file(&path).unwrap(),
+            )
+        });
+    HubStore::open_keyed(
+        dir,
+        16 * 1024 * 1024,
+        station_hub::store::MigrationOptions::default(),
+        station_hub::store::StoreKey {
+            key,
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 /// A new device log of `station`.

@@ -32,4 +32,5 @@ mod store;
 mod sync;
 mod takeover;
 mod trust;
+mod vault;
 mod web;

@@ -8,14 +8,13 @@ use crate::events::*;
 use crate::fixtures::hub_run;
 use station_hub::config::HubConfig;
 use station_hub::projections::{KeyValue, Projections};
-use station_hub::store::HubStore;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn projected(dir: &Path) -> (u64, Vec<KeyValue>) {
-    let store = Arc::new(HubStore::open(dir, 16 * 1024 * 1024).unwrap());
+    let store = Arc::new(crate::fixtures::open_store(dir));
     let p = Projections::open(Arc::clone(&store), Arc::new(HubConfig::builtin().unwrap())).unwrap();
     p.catch_up().unwrap();
     let dump = p.dump().unwrap();
@@ -29,7 +28,7 @@ fn projected(dir: &Path) -> (u64, Vec<KeyValue>) {
 fn rebuild_replays_the_log_into_the_same_projections() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = HubStore::open(dir.path(), 16 * 1024 * 1024).unwrap();
+        let store = crate::fixtures::open_store(dir.path());
         let s = scenario();
         let today = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
         for stream in [&s.b, &s.c, &s.a] {

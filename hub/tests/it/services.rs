@@ -183,6 +183,7 @@ async fn serve_runs_every_part_of_the_hub_and_stops_them_together() {
         data: data.path().to_path_buf(),
         cache_capacity: 16 * 1024 * 1024,
         server: ServerOptions::default(),
+        key: Default::default(),
     })
     .await
     .unwrap();
@@ -193,6 +194,7 @@ async fn serve_runs_every_part_of_the_hub_and_stops_them_together() {
         data: data.path().to_path_buf(),
         cache_capacity: 16 * 1024 * 1024,
         server: ServerOptions::default(),
+        key: Default::default(),
     })
     .await;
     assert!(matches!(second, Err(ServeError::Store(_))), "{second:?}");

@@ -42,6 +42,15 @@ use crate::district::{self, Expect, Ledger, Worker};
 use crate::weaklink::{LinkControl, LinkProfile, WeakLink};
 
 /// Hub page cache, bytes.
+/// The key of a store of the demo: its key file beside the store's folder,
+/// made with the store.
+fn demo_key(store: &Path) -> anyhow::Result<Option<station_agent::seal::KeySource>> {
+    if let Some(parent) = store.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    Ok(station_agent::seal::choose_key(store, None, None, true)?.key)
+}
+
 const HUB_CACHE: u64 = 64 << 20;
 /// Agent page cache, bytes: a phone's.
 const AGENT_CACHE: u64 = 8 << 20;
@@ -217,6 +226,7 @@ impl Demo {
         }
         // `station-hub enroll --data DATA/hub` reaches the demo's hub through
         // its administration socket; without the socket the demo still runs.
+        let hub_key = demo_key(&options.data.join("hub"))?;
         let hub = station_hub::Hub::open(station_hub::HubOptions {
             data: options.data.join("hub"),
             cache_capacity: HUB_CACHE,
@@ -224,6 +234,10 @@ impl Demo {
                 shutdown_grace: Duration::from_secs(2),
                 config: Some(config),
                 ..ServerOptions::default()
+            },
+            key: station_hub::store::StoreKey {
+                key: hub_key,
+                ..Default::default()
             },
         })
         .await
@@ -723,9 +737,11 @@ async fn open_device(
     );
     let open = OpenOptions {
         cache_capacity: AGENT_CACHE,
+        key: demo_key(&dir)?,
+        ..OpenOptions::default()
     };
     let agent = tokio::task::spawn_blocking(move || -> anyhow::Result<Agent> {
-        match Agent::open(&dir, open) {
+        match Agent::open(&dir, open.clone()) {
             Ok(agent) => Ok(agent),
             Err(AgentError::Store(station_agent::StoreError::NotInitialised)) => {
                 let token = auth::enroll_device(&store, &station, &name)?;

@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
-use station_agent::{Agent, OpenOptions};
+use station_agent::Agent;
 use station_proto::Body;
 use station_proto::ids::Uuid;
 use station_tests::parse_ack_line;
@@ -165,7 +165,7 @@ pub(crate) struct Reopened {
 /// Reopens the store and checks every invariant; `known` (acknowledged, or
 /// seen after an earlier restart) must all be present unchanged.
 pub(crate) fn reopen_and_check(dir: &Path, known: &BTreeMap<u64, Uuid>) -> Reopened {
-    let agent = Agent::open(dir, OpenOptions::default()).unwrap_or_else(|e| {
+    let agent = Agent::open(dir, crate::fixtures::open_options(dir)).unwrap_or_else(|e| {
         let mut files: Vec<_> = match std::fs::read_dir(dir) {
             Ok(entries) => entries
                 .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())

@@ -40,6 +40,24 @@ pub fn seeded_rng(test: &str) -> StdRng {
     StdRng::seed_from_u64(seed)
 }
 
+/// How the tests reopen a device store: with the key file the command line
+/// made beside it (`<dir>.key`) when there is one, else in clear, as the
+/// helper binaries make their stores.
+pub fn open_options(dir: &Path) -> OpenOptions {
+    let key = station_agent::seal::default_key_file(dir)
+        .ok()
+        .filter(|path| path.exists())
+        .map(|path| {
+            station_agent::seal::KeySource::Key(
+                station_agent::seal::WrappingKey::from_key_file(&path).unwrap(),
+            )
+        });
+    OpenOptions {
+        key,
+        ..OpenOptions::default()
+    }
+}
+
 /// A new device of `station` in `dir`, with no hub configured.
 pub fn new_device(dir: &Path, station: &str, worker_id: &str) -> Agent {
     Agent::init(

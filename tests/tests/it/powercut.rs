@@ -570,7 +570,7 @@ fn power_cuts_of_a_syncing_device_lose_and_duplicate_nothing() {
     assert_eq!(head, EVENTS);
     assert_eq!(pulled, 300, "the device holds its colleague's events once");
     assert_eq!(store.event_count(), base + EVENTS, "each event stored once");
-    let agent = station_agent::Agent::open(&data, station_agent::OpenOptions::default()).unwrap();
+    let agent = station_agent::Agent::open(&data, crate::fixtures::open_options(&data)).unwrap();
     let origin = store.origin(agent.identity().origin_id).unwrap();
     assert_eq!(origin.durable_through, EVENTS);
     drop(agent);

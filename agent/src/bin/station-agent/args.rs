@@ -33,6 +33,15 @@ pub struct Cli {
     /// sled page cache in bytes.
     #[arg(long, global = true, default_value_t = station_agent::store::DEFAULT_CACHE_CAPACITY)]
     pub cache_capacity: u64,
+    /// The key file (64 hexadecimal digits, mode 0600) that unlocks the
+    /// store. Default: `<data>.key` beside the data folder, created by
+    /// `init` when absent; or a passphrase in STATION_AGENT_PASSPHRASE.
+    #[arg(long, global = true, env = "STATION_AGENT_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// The cipher of a store encrypted now: xchacha20-poly1305 (default) or
+    /// sm4-gcm (商用密码). A store keeps the cipher it was encrypted with.
+    #[arg(long, global = true, default_value = "xchacha20-poly1305")]
+    pub cipher: station_agent::seal::Algorithm,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -119,6 +128,16 @@ pub enum Command {
     },
     /// Recomputes the local views from the log.
     RebuildViews,
+    /// Wraps the store's data key under a new key (a new key file, or the
+    /// passphrase in STATION_AGENT_NEW_PASSPHRASE); the data is not rewritten.
+    Rekey {
+        /// The new key file; created (0600) when it does not exist.
+        #[arg(long, conflicts_with = "new_passphrase")]
+        new_key_file: Option<PathBuf>,
+        /// Take the new passphrase from STATION_AGENT_NEW_PASSPHRASE.
+        #[arg(long)]
+        new_passphrase: bool,
+    },
     /// One sync round with the hub: push until caught up, pull until caught
     /// up; prints a JSON report.
     Sync {

@@ -214,6 +214,7 @@ pub fn body_of(command: Command) -> Result<Body, InputError> {
         | Command::Log { .. }
         | Command::Status { .. }
         | Command::RebuildViews
+        | Command::Rekey { .. }
         | Command::Sync { .. }
         | Command::Run { .. } => {
             return Err(InputError("not an entry command".into()));

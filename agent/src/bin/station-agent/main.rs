@@ -9,6 +9,7 @@
 //! - `entry`: entry commands into event bodies; bulk entry from JSON.
 //! - `print`: tables and JSON for every command that shows something.
 //! - `hub`: sync settings from the arguments; the signals that stop `run`.
+//! - `keys`: where the store's key comes from (key file, passphrase).
 //!
 //! Exit status: 0 on success; 2 for an entry refused (bad arguments or a
 //! broken rule, with a one-line reason naming the field); 1 for anything
@@ -17,6 +18,7 @@
 mod args;
 mod entry;
 mod hub;
+mod keys;
 mod print;
 
 use std::io::Write;
@@ -35,13 +37,60 @@ use station_proto::Body;
 
 use crate::args::{CaseCommand, Cli, Command};
 
-fn open_agent(cli_data: &Path, cache_capacity: u64) -> anyhow::Result<Agent> {
-    Agent::open(cli_data, OpenOptions { cache_capacity })
-        .with_context(|| format!("cannot open the store in {}", cli_data.display()))
+/// The global arguments that say how the store opens.
+struct StoreArgs {
+    data: std::path::PathBuf,
+    cache_capacity: u64,
+    key_file: Option<std::path::PathBuf>,
+    cipher: station_agent::seal::Algorithm,
+}
+
+impl StoreArgs {
+    fn of(cli: &Cli) -> Self {
+        Self {
+            data: cli.data.clone(),
+            cache_capacity: cli.cache_capacity,
+            key_file: cli.key_file.clone(),
+            cipher: cli.cipher,
+        }
+    }
+}
+
+/// How the store in `cli.data` opens: its key and cache.
+fn open_options(cli: &StoreArgs, may_create: bool) -> anyhow::Result<OpenOptions> {
+    Ok(OpenOptions {
+        cache_capacity: cli.cache_capacity,
+        key: keys::key_source(&cli.data, cli.key_file.as_deref(), may_create)?,
+        algorithm: cli.cipher,
+        ..OpenOptions::default()
+    })
+}
+
+fn open_agent(cli: &StoreArgs) -> anyhow::Result<Agent> {
+    let open =
+        || -> anyhow::Result<Agent> { Ok(Agent::open(&cli.data, open_options(cli, false)?)?) };
+    open().with_context(|| format!("cannot open the store in {}", cli.data.display()))
+}
+
+/// `rekey`: wraps the data key under a new key while holding the store's lock.
+fn rekey(cli: &StoreArgs, new_key_file: Option<&Path>, new_passphrase: bool) -> anyhow::Result<()> {
+    let old = keys::key_source(&cli.data, cli.key_file.as_deref(), false)?
+        .context("no key for this store: give --key-file or STATION_AGENT_PASSPHRASE")?;
+    if !station_agent::seal::Vault::exists(&cli.data) {
+        anyhow::bail!(
+            "the store in {} is not encrypted yet: open it once with a key first",
+            cli.data.display()
+        );
+    }
+    let _lock = station_agent::durable::lock_store(&cli.data)?;
+    let new = keys::new_key_source(new_key_file, new_passphrase)?;
+    station_agent::seal::Vault::rekey(&cli.data, &old, &new)?;
+    Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
+    let store = StoreArgs::of(&cli);
     match cli.command {
         Command::Init {
             station,
@@ -61,9 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     hub_url: hub,
                     token,
                 },
-                OpenOptions {
-                    cache_capacity: cli.cache_capacity,
-                },
+                open_options(&store, true)?,
             )?;
             let id = agent.identity();
             writeln!(
@@ -76,7 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )?;
         }
         Command::Record { json } => {
-            let agent = open_agent(&cli.data, cli.cache_capacity)?;
+            let agent = open_agent(&store)?;
             drop(out);
             if !entry::record_json(&agent, &json)? {
                 return Ok(ExitCode::from(2));
@@ -88,7 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             all,
             format,
         } => {
-            let agent = open_agent(&cli.data, cli.cache_capacity)?;
+            let agent = open_agent(&store)?;
             if due {
                 let due = agent.due_follow_ups(engine::today(), within)?;
                 print::due(&mut out, &due, format)?;
@@ -106,17 +153,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limit,
             format,
         } => {
-            let agent = open_agent(&cli.data, cli.cache_capacity)?;
+            let agent = open_agent(&store)?;
             print::log(&mut out, &agent.own_events(since, limit)?, format)?;
         }
         Command::Status { format } => {
-            let agent = open_agent(&cli.data, cli.cache_capacity)?;
+            let agent = open_agent(&store)?;
             let status = agent.status()?;
             let sync = agent.log().sync_state()?;
             print::status(&mut out, status, sync, format)?;
         }
+        Command::Rekey {
+            ref new_key_file,
+            new_passphrase,
+        } => {
+            rekey(&store, new_key_file.as_deref(), new_passphrase)?;
+            writeln!(out, "rekeyed the store in {}", cli.data.display())?;
+        }
         Command::RebuildViews => {
-            let agent = open_agent(&cli.data, cli.cache_capacity)?;
+            let agent = open_agent(&store)?;
             let n = agent.rebuild_views()?;
             writeln!(out, "rebuilt views from {n} events")?;
         }
@@ -125,7 +179,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             retry_parked,
             retry_secs,
         } => {
-            let agent = Arc::new(open_agent(&cli.data, cli.cache_capacity)?);
+            let agent = Arc::new(open_agent(&store)?);
             let mut options = hub::sync_options(&agent, hub)?;
             options.retry_budget = Duration::from_secs(retry_secs);
             if retry_parked {
@@ -142,7 +196,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             interval_secs,
             retry_parked,
         } => {
-            let agent = Arc::new(open_agent(&cli.data, cli.cache_capacity)?);
+            let agent = Arc::new(open_agent(&store)?);
             let mut options = hub::sync_options(&agent, hub)?;
             options.interval = Duration::from_secs(interval_secs);
             if retry_parked {
@@ -174,7 +228,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
-            let agent = open_agent(&cli.data, cli.cache_capacity)?;
+            let agent = open_agent(&store)?;
             match agent.record(body) {
                 Ok(recorded) => print::recorded(&mut out, is_case, &recorded)?,
                 Err(e @ AgentError::Store(_)) => return Err(e.into()),

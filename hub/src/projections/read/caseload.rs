@@ -33,7 +33,7 @@ impl Projections {
                 key: 0,
                 general: 0,
             };
-            layout::for_each_open_case(&tree, station, |bytes| {
+            layout::for_each_open_case(&tree, &self.records, station, |bytes| {
                 let case = codec::decode_view(bytes)?;
                 total.open_cases += 1;
                 let by_tier = [&mut total.high_risk, &mut total.key, &mut total.general];

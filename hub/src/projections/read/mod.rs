@@ -73,10 +73,11 @@ fn origin_stats(tree: &sled::Tree) -> Result<BTreeMap<Uuid, OriginStats>, Projec
 /// whether it is opened, and its facts.
 fn case_record(
     tree: &sled::Tree,
+    records: &station_agent::seal::SealedTree,
     case_id: Uuid,
     stations: &mut Stations,
 ) -> Result<Option<(String, bool, Vec<CaseFact>)>, ProjectionError> {
-    let Some(bytes) = layout::case(tree, &case_id)? else {
+    let Some(bytes) = layout::case(tree, records, &case_id)? else {
         return Ok(None);
     };
     let facts = codec::decode_case(&bytes, stations)?;

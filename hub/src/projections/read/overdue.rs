@@ -55,7 +55,7 @@ impl Projections {
         if as_of < today_in_china() {
             let deidentify = self.config().privacy.closed_retention_days.is_some();
             let mut interner = Stations::default();
-            layout::for_each_case(&tree, |case_id, bytes| {
+            layout::for_each_case(&tree, &self.records, |case_id, bytes| {
                 let facts = codec::decode_case(bytes, &mut interner)?;
                 if let Some((station, view)) = fold::view_as_of(case_id, &facts, as_of)
                     && let Some(at) = stations.iter().position(|s| **s == *station)
@@ -75,7 +75,7 @@ impl Projections {
             })?;
         } else {
             for (at, station) in stations.iter().enumerate() {
-                layout::for_each_open_case(&tree, station, |bytes| {
+                layout::for_each_open_case(&tree, &self.records, station, |bytes| {
                     let (view, name, community_code) = codec::decode_view_ref(bytes)?;
                     judge.case(at, &view, name, community_code);
                     Ok(())

@@ -18,7 +18,10 @@ impl Projections {
     /// Storage errors.
     pub fn case_station(&self, case_id: Uuid) -> Result<Option<String>, ProjectionError> {
         let tree = self.read_gate();
-        Ok(case_record(&tree, case_id, &mut Stations::default())?.map(|(station, _, _)| station))
+        Ok(
+            case_record(&tree, &self.records, case_id, &mut Stations::default())?
+                .map(|(station, _, _)| station),
+        )
     }
 
     /// Every event of one case and the voids of them, in (hlc, event_id)
@@ -32,7 +35,7 @@ impl Projections {
         let tree = self.read_gate();
         let checkpoint = self.checkpoint();
         let mut stations = Stations::default();
-        let (station, opened, facts) = case_record(&tree, case_id, &mut stations)?
+        let (station, opened, facts) = case_record(&tree, &self.records, case_id, &mut stations)?
             .ok_or(ProjectionError::UnknownCase(case_id))?;
         let mut ids: Vec<(Uuid, Option<Uuid>)> = Vec::new();
         // Once the case is opened, only its own station's entries belong to
@@ -41,7 +44,7 @@ impl Projections {
         for fact in facts.iter().filter(|f| !opened || *f.station == *station) {
             ids.push((fact.id, fact.voided_by));
             if fact.voided_by.is_some()
-                && let Some(v) = layout::voids(&tree, &fact.id)?
+                && let Some(v) = layout::voids(&tree, &self.records, &fact.id)?
             {
                 let marks = codec::decode_marks(&v, &mut stations)?;
                 ids.extend(

@@ -1,0 +1,120 @@
+"""Encryption at rest through the generated Python bindings: a store opened
+with the app's KeyProvider keeps no personal data in its files, opens again
+with the same provider, and refuses a provider that cannot unwrap its key,
+changing nothing."""
+
+import gc
+import os
+
+import pytest
+
+import station_mobile as sm
+from conftest import STATION
+from field_day import COMMUNITY
+
+
+class XorProvider(sm.KeyProvider):
+    """Stands in for the Android Keystore / iOS Keychain: wraps the data key
+    with a secret of its own (a real app uses an AES-GCM platform key)."""
+
+    def __init__(self, secret):
+        self.secret = secret
+        self.calls = []
+
+    def wrap(self, data_key):
+        self.calls.append("wrap")
+        return bytes(b ^ self.secret[i % len(self.secret)] for i, b in enumerate(data_key))
+
+    def unwrap(self, wrapped):
+        self.calls.append("unwrap")
+        return bytes(b ^ self.secret[i % len(self.secret)] for i, b in enumerate(wrapped))
+
+
+class RefusingProvider(sm.KeyProvider):
+    """A key store whose user has not authenticated."""
+
+    def wrap(self, data_key):
+        raise sm.KeyProviderError.Failed("user not authenticated")
+
+    def unwrap(self, wrapped):
+        raise sm.KeyProviderError.Failed("user not authenticated")
+
+
+NAME = "次仁卓玛"
+ID_NUMBER = "11010519491231002X"
+PHONE = "13908930123"
+ADDRESS = "格桑路十二号"
+
+
+def opening():
+    return sm.CaseOpening(
+        entry_id=None,
+        name=NAME,
+        id_number=ID_NUMBER,
+        gender=sm.Gender.FEMALE,
+        birth_date="1949-12-31",
+        community_code=COMMUNITY,
+        address=ADDRESS,
+        phone=PHONE,
+        language="bo",
+        categories=[sm.Category.ELDERLY],
+        tier=sm.Tier.HIGH_RISK,
+        source=sm.CaseSource.OUTREACH,
+        opened_on="2026-11-01",
+    )
+
+
+def files_holding(folder, text):
+    needle = text.encode()
+    found = []
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                if needle in f.read():
+                    found.append(name)
+    return found
+
+
+def test_a_store_opened_with_a_key_provider_is_encrypted(tmp_path):
+    path = str(tmp_path / "phone")
+    provider = XorProvider(b"platform-secret")
+    store = sm.FieldStore.open_encrypted(path, STATION, "zd-01", provider, sm.StoreOptions())
+    case_id = store.open_case(opening()).event_id
+    assert provider.calls == ["wrap"]
+    del store
+    gc.collect()
+    for text in (NAME, ID_NUMBER, PHONE, ADDRESS):
+        assert files_holding(path, text) == [], text
+
+    store = sm.FieldStore.open_encrypted(path, STATION, "zd-01", provider, sm.StoreOptions())
+    assert provider.calls == ["wrap", "unwrap"]
+    assert [c.case_id for c in store.cases()] == [case_id]
+    del store
+    gc.collect()
+
+
+def test_a_wrong_or_refusing_provider_is_refused_and_changes_nothing(tmp_path):
+    path = str(tmp_path / "phone")
+    store = sm.FieldStore.open_encrypted(
+        path, STATION, "zd-01", XorProvider(b"right"), sm.StoreOptions()
+    )
+    store.open_case(opening())
+    del store
+    gc.collect()
+    header = open(os.path.join(path, "seal.json"), "rb").read()
+
+    with pytest.raises(sm.FieldError.Storage) as refused:
+        sm.FieldStore.open_encrypted(path, STATION, "zd-01", XorProvider(b"wrong"), sm.StoreOptions())
+    assert "wrong key" in str(refused.value)
+    with pytest.raises(sm.FieldError.Storage) as refused:
+        sm.FieldStore.open_encrypted(path, STATION, "zd-01", RefusingProvider(), sm.StoreOptions())
+    assert "user not authenticated" in str(refused.value)
+    with pytest.raises(sm.FieldError.Storage) as refused:
+        sm.FieldStore.open(path, STATION, "zd-01")
+    assert "encrypted" in str(refused.value)
+
+    assert open(os.path.join(path, "seal.json"), "rb").read() == header
+    store = sm.FieldStore.open_encrypted(
+        path, STATION, "zd-01", XorProvider(b"right"), sm.StoreOptions()
+    )
+    assert len(store.cases()) == 1
