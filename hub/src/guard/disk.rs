@@ -16,8 +16,9 @@
 //! - [`DiskReserve::watch`] is `true` exactly while the last check found less
 //!   than the reserve; every change is logged once, when it happens, and
 //!   refusals in between at most once per [`super::LOG_INTERVAL`];
-//! - a filesystem whose free space cannot be read is not a reason to refuse:
-//!   it is logged, and the store's own errors stay the judge.
+//! - a filesystem whose free space cannot be read, or that reports no size
+//!   (some FUSE filesystems), is not a reason to refuse: it is logged, and the
+//!   store's own errors stay the judge.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -84,9 +85,13 @@ impl DiskReserve {
     /// Bytes the hub's user may still write on the store's filesystem.
     ///
     /// # Errors
-    /// The filesystem's figures cannot be read.
+    /// The filesystem's figures cannot be read, or it reports no size.
     pub fn free_bytes(&self) -> io::Result<u64> {
         let stats = rustix::fs::statvfs(&self.dir)?;
+        if stats.f_blocks == 0 {
+            // Some filesystems (FUSE ones among them) report no size at all.
+            return Err(io::Error::other("the filesystem reports no size"));
+        }
         Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
     }
 
