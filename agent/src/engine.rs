@@ -1,10 +1,14 @@
 //! The agent engine: one device's identity, its durable log and its views,
 //! with the checks that need the device's state (unknown case, closed case,
-//! void of a missing event) on top of the pure validation of `station-proto`.
+//! void of a missing event, a second open file for one person) on top of the
+//! pure validation of `station-proto`.
 //!
 //! Invariants: an entry is validated completely before anything is written; a
 //! rejected entry changes nothing; [`Agent::record`] returns only once the
-//! event is durable.
+//! event is durable; no error names a person or an ID number (a refused
+//! second file names the existing case); a station holds one open file per
+//! ID number, as far as this device knows its station's events (its own and
+//! those pulled from colleagues).
 
 use std::path::Path;
 
@@ -44,6 +48,20 @@ pub enum AgentError {
     /// Reopening a case that is open.
     #[error("case_reopened.case_id: case {0} is already open")]
     CaseAlreadyOpen(Uuid),
+    /// Opening (or reopening) a file for a person the station already holds
+    /// an open file for: one person, one file (一人一档). The message names
+    /// the existing case, never the person or the ID number.
+    #[error(
+        "{field}: this person already has an open file at this station, case {case_id}; \
+         add to that file instead of opening another"
+    )]
+    PersonHasOpenFile {
+        /// The field the refusal is about (`case_opened.id_number`,
+        /// `case_reopened.case_id`).
+        field: String,
+        /// The open case the person already has.
+        case_id: Uuid,
+    },
     /// A void of an event this device does not hold.
     #[error("event_voided.voided_event_id: unknown event {0}")]
     UnknownEvent(Uuid),
@@ -280,10 +298,30 @@ impl Agent {
         Ok(case)
     }
 
+    /// Refuses a file for a person who has an open file at this station
+    /// other than `except`.
+    fn check_one_open_file(
+        &self,
+        field: &str,
+        id_number: &str,
+        except: Option<Uuid>,
+    ) -> Result<(), AgentError> {
+        let open = self.log.open_cases_of_person(id_number)?;
+        match open.into_iter().find(|case_id| Some(*case_id) != except) {
+            Some(case_id) => Err(AgentError::PersonHasOpenFile {
+                field: field.to_string(),
+                case_id,
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn check_against_state(&self, body: &mut Body) -> Result<(), AgentError> {
         match body {
-            Body::CaseOpened(_) | Body::ActivityHeld(_) | Body::GroupSessionHeld(_) => {}
-            Body::TrainingHeld(_) => {}
+            Body::CaseOpened(m) => {
+                self.check_one_open_file("case_opened.id_number", &m.id_number, None)?;
+            }
+            Body::ActivityHeld(_) | Body::GroupSessionHeld(_) | Body::TrainingHeld(_) => {}
             Body::CaseAssessed(m) => {
                 self.open_case("case_assessed.case_id", &m.case_id)?;
             }
@@ -297,6 +335,15 @@ impl Agent {
                 let case = self.known_case("case_reopened.case_id", &m.case_id)?;
                 if case.status == CaseStatus::Open {
                     return Err(AgentError::CaseAlreadyOpen(case.case_id));
+                }
+                if let Some(Body::CaseOpened(opened)) =
+                    self.log.event(case.case_id)?.and_then(|e| e.body)
+                {
+                    self.check_one_open_file(
+                        "case_reopened.case_id",
+                        &opened.id_number,
+                        Some(case.case_id),
+                    )?;
                 }
             }
             Body::VisitRecorded(m) => {

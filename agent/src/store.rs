@@ -24,6 +24,13 @@
 //! | `k:` case_id hlc event_id | location of an event of that case |
 //! | `v:` event_id | event_id of the `EventVoided` that voids it |
 //! | `c:` case_id | JSON [`CaseView`] |
+//! | `n:` tag case_id | empty: the case is open, and its `CaseOpened`'s ID number has the keyed tag `tag` (16 bytes, see below) |
+//! | `m:person_index` | `u32` version of the `n:` key space, present once it is built |
+//!
+//! The `n:` tags are [`station_proto::person`] tags under a key derived from
+//! the device key (never the ID number itself, which no key of this tree
+//! holds): `n:` answers "which open files of this station does this person
+//! have" without a scan of every opening.
 //!
 //! Beside sled's files the directory holds `station.lock`, locked by the one
 //! process that has the store open.
@@ -42,8 +49,11 @@
 //! - every stored event has exactly one `i:` entry; an event_id already present
 //!   is never stored twice (re-appending returns the original seq);
 //! - pulled events and `m:pull_cursor` are written together;
-//! - `c:`, `k:` and `v:` are derived: [`EventLog::rebuild_views`] recomputes
-//!   them from `o:` and `p:` and must give the same bytes;
+//! - `c:`, `k:`, `v:` and `n:` are derived: [`EventLog::rebuild_views`]
+//!   recomputes them from `o:` and `p:` and must give the same bytes; `n:`
+//!   holds an entry exactly for each case whose view is open, written with
+//!   the view; a store opened without `m:person_index` has its views
+//!   rebuilt at open;
 //! - an append or pull is reported only once durable (see [`crate::durable`]);
 //!   events handed to sync never pass [`EventLog::durable_seq`];
 //! - `m:parked`, `m:last_sync_ms` and `m:uplink_bps` are the sync client's own
@@ -57,6 +67,7 @@ use prost::Message as _;
 use serde::{Deserialize, Serialize};
 use station_proto::chain::{self, Chain, Digest};
 use station_proto::ids::Uuid;
+use station_proto::person::{PersonTag, TagKey};
 use station_proto::v1::SignedHead;
 use station_proto::{Body, Event};
 
@@ -90,6 +101,14 @@ const IDS: &[u8] = b"i:";
 const CASE_INDEX: &[u8] = b"k:";
 const VOIDED: &[u8] = b"v:";
 const CASES: &[u8] = b"c:";
+const PERSONS: &[u8] = b"n:";
+const M_PERSON_INDEX: &[u8] = b"m:person_index";
+/// The version of the `n:` key space this code writes.
+const PERSON_INDEX_VERSION: u32 = 1;
+/// What the tag key of the `n:` index is derived for, from the device key.
+const PERSON_INDEX_PURPOSE: &str = "station.v1 person index";
+/// The derived key spaces, which [`EventLog::rebuild_views`] recomputes.
+const DERIVED: [&[u8]; 4] = [CASES, CASE_INDEX, VOIDED, PERSONS];
 
 impl From<crate::durable::OpenError> for StoreError {
     fn from(error: crate::durable::OpenError) -> Self {
@@ -314,6 +333,9 @@ struct Overlay<'a> {
     tree: &'a sled::Tree,
     writes: BTreeMap<Vec<u8>, Vec<u8>>,
     removes: BTreeSet<Vec<u8>>,
+    /// The key of the `n:` tags; `None` on a store without a device key,
+    /// which holds no event.
+    person_key: Option<TagKey>,
 }
 
 impl<'a> Overlay<'a> {
@@ -322,7 +344,21 @@ impl<'a> Overlay<'a> {
             tree,
             writes: BTreeMap::new(),
             removes: BTreeSet::new(),
+            person_key: None,
         }
+    }
+
+    /// An overlay that keeps the `n:` index with `person_key`.
+    fn writing(tree: &'a sled::Tree, person_key: Option<TagKey>) -> Self {
+        Self {
+            person_key,
+            ..Self::new(tree)
+        }
+    }
+
+    fn remove(&mut self, k: Vec<u8>) {
+        self.writes.remove(&k);
+        self.removes.insert(k);
     }
 
     fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -423,19 +459,47 @@ impl<'a> Overlay<'a> {
                 }
             }
             let view_key = key(CASES, case_id.as_bytes());
-            match views::fold_case(*case_id, &mut events) {
+            let view = views::fold_case(*case_id, &mut events);
+            let open = view
+                .as_ref()
+                .is_some_and(|v| v.status == views::CaseStatus::Open);
+            match view {
                 Some(view) => {
                     let json = serde_json::to_vec(&view)
                         .map_err(|e| StoreError::Corrupt(format!("case view: {e}")))?;
                     self.insert(view_key, json);
                 }
-                None => {
-                    self.writes.remove(&view_key);
-                    self.removes.insert(view_key);
+                None => self.remove(view_key),
+            }
+            if let Some(tag) = self.person_tag_of(*case_id)? {
+                let mut entry = key(PERSONS, &tag);
+                entry.extend_from_slice(case_id.as_bytes());
+                if open {
+                    self.insert(entry, Vec::new());
+                } else {
+                    self.remove(entry);
                 }
             }
         }
         Ok(())
+    }
+
+    /// The `n:` tag of the person a case was opened for: of the ID number
+    /// of its `CaseOpened` (voided or not), when the store holds it.
+    fn person_tag_of(&self, case_id: Uuid) -> Result<Option<PersonTag>, StoreError> {
+        let Some(location) = self.location_of(case_id.as_bytes())? else {
+            return Ok(None);
+        };
+        let opening = self.load_event(location)?;
+        let Some(Body::CaseOpened(opened)) = &opening.body else {
+            return Ok(None);
+        };
+        match &self.person_key {
+            Some(person_key) => Ok(Some(person_key.tag(&opened.id_number))),
+            None => Err(StoreError::Corrupt(
+                "a case is stored without a device key to index it".into(),
+            )),
+        }
     }
 }
 
@@ -486,7 +550,43 @@ impl EventLog {
             _lock: lock,
         };
         log.upgrade_to_signed()?;
+        if log.identity()?.is_some() && !log.tree.contains_key(M_PERSON_INDEX)? {
+            let replayed = log.rebuild_views()?;
+            tracing::info!(replayed, "index of open files by person built");
+        }
         Ok(log)
+    }
+
+    /// The key of the `n:` tags, derived from the device key; `None` before
+    /// the device has one.
+    fn person_key(&self) -> Result<Option<TagKey>, StoreError> {
+        if !self.tree.contains_key(M_DEVICE_KEY)? {
+            return Ok(None);
+        }
+        Ok(Some(TagKey::derive(
+            &self.device_secret()?,
+            PERSON_INDEX_PURPOSE,
+        )))
+    }
+
+    /// The open cases of this station whose `CaseOpened` names the person
+    /// with `id_number` (in any typed form), by case id.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn open_cases_of_person(&self, id_number: &str) -> Result<Vec<Uuid>, StoreError> {
+        let Some(person_key) = self.person_key()? else {
+            return Ok(Vec::new());
+        };
+        let prefix = key(PERSONS, &person_key.tag(id_number));
+        self.tree
+            .scan_prefix(&prefix)
+            .map(|item| {
+                let (k, _) = item?;
+                Uuid::from_slice(&k[prefix.len()..])
+                    .map_err(|_| StoreError::Corrupt("bad case id in the person index".into()))
+            })
+            .collect()
     }
 
     /// Gives a store written before signed logs its chain links and, when
@@ -619,6 +719,7 @@ impl EventLog {
         let mut batch = sled::Batch::default();
         batch.insert(M_IDENTITY, json);
         batch.insert(M_DEVICE_KEY, new_device_secret()?.to_vec());
+        batch.insert(M_PERSON_INDEX, &PERSON_INDEX_VERSION.to_be_bytes());
         self.tree.apply_batch(batch)?;
         let ticket = self.group.written(None);
         self.group.wait_durable(ticket)?;
@@ -683,7 +784,7 @@ impl EventLog {
             hlc: stamp,
             body: Some(new.body),
         };
-        let mut overlay = Overlay::new(&self.tree);
+        let mut overlay = Overlay::writing(&self.tree, self.person_key()?);
         let location = Location::Own(origin_seq);
         let canonical = chain::canonical_bytes(&event);
         let link = chain::link(
@@ -810,7 +911,7 @@ impl EventLog {
         let identity = self.identity()?.ok_or(StoreError::NotInitialised)?;
         let mut writer = self.lock_writer();
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let mut overlay = Overlay::new(&self.tree);
+        let mut overlay = Overlay::writing(&self.tree, self.person_key()?);
         let mut affected = BTreeSet::new();
         let mut applied = PullApplied {
             cursor: next_cursor,
@@ -1002,15 +1103,16 @@ impl EventLog {
         Ok(out)
     }
 
-    /// Recomputes every derived key space (`c:`, `k:`, `v:`) from the stored
-    /// events, in one atomic write. Returns the number of events replayed.
+    /// Recomputes every derived key space (`c:`, `k:`, `v:`, `n:`) from the
+    /// stored events, in one atomic write, and marks the `n:` index built.
+    /// Returns the number of events replayed.
     ///
     /// # Errors
     /// Storage errors or an event that does not decode.
     pub fn rebuild_views(&self) -> Result<usize, StoreError> {
         let writer = self.lock_writer();
-        let mut overlay = Overlay::new(&self.tree);
-        for prefix in [CASES, CASE_INDEX, VOIDED] {
+        let mut overlay = Overlay::writing(&self.tree, self.person_key()?);
+        for prefix in DERIVED {
             for item in self.tree.scan_prefix(prefix) {
                 let (k, _) = item?;
                 overlay.removes.insert(k.to_vec());
@@ -1033,6 +1135,10 @@ impl EventLog {
             }
         }
         overlay.refresh_cases(&affected)?;
+        overlay.insert(
+            M_PERSON_INDEX.to_vec(),
+            PERSON_INDEX_VERSION.to_be_bytes().to_vec(),
+        );
         self.tree.apply_batch(overlay.into_batch())?;
         let ticket = self.group.written(None);
         drop(writer);
@@ -1047,7 +1153,7 @@ impl EventLog {
     /// Storage errors.
     pub fn views_snapshot(&self) -> Result<Vec<KeyValue>, StoreError> {
         let mut out = Vec::new();
-        for prefix in [CASES, CASE_INDEX, VOIDED] {
+        for prefix in DERIVED {
             for item in self.tree.scan_prefix(prefix) {
                 let (k, v) = item?;
                 out.push((k.to_vec(), v.to_vec()));

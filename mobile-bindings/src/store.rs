@@ -181,7 +181,9 @@ impl FieldStore {
     ///
     /// # Errors
     /// [`FieldError::InvalidInput`] naming the field and the rule (bad ID
-    /// check character, birth date not matching, date in the future …).
+    /// check character, birth date not matching, date in the future …);
+    /// [`FieldError::PersonHasOpenFile`] naming the open file the station
+    /// already holds for the same ID number.
     pub fn open_case(&self, entry: CaseOpening) -> Result<Recorded, FieldError> {
         let entry_id = entry.entry_id.clone();
         self.record(entry_id, entry.into_body())
@@ -250,7 +252,8 @@ impl FieldStore {
     ///
     /// # Errors
     /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`],
-    /// [`FieldError::CaseAlreadyOpen`].
+    /// [`FieldError::CaseAlreadyOpen`]; [`FieldError::PersonHasOpenFile`]
+    /// when the person has another open file at the station.
     pub fn reopen_case(&self, entry: CaseReopening) -> Result<Recorded, FieldError> {
         let entry_id = entry.entry_id.clone();
         self.record(entry_id, entry.into_body()?)

@@ -400,6 +400,15 @@ fn case_state_errors_map_to_their_variants() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let case_id = store.open_case(opening()).unwrap().event_id;
+    let second = store.open_case(opening()).unwrap_err();
+    assert_eq!(
+        second,
+        FieldError::PersonHasOpenFile {
+            field: "case_opened.id_number".into(),
+            case_id: case_id.clone(),
+        }
+    );
+    assert_no_personal_data(&second);
     let reopening = || CaseReopening {
         case_id: case_id.clone(),
         reason: "x".into(),

@@ -19,6 +19,8 @@
 //!   fold that derives a view from a case's events.
 //! - [`id_number`]: resident ID numbers (GB 11643): the check character, the
 //!   birth date and gender inside a number.
+//! - [`person`]: keyed tags of ID numbers, so that an index or a directory
+//!   finds a person's files without holding the ID number.
 //! - [`money`]: yuan as people write it, to the fen events carry.
 //! - [`names`]: the names people type for the enums (short, proto, Chinese).
 
@@ -30,6 +32,7 @@ pub mod ids;
 pub mod json;
 pub mod money;
 pub mod names;
+pub mod person;
 pub mod validate;
 
 /// Messages and service stubs of package `station.v1`.

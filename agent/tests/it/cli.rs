@@ -415,3 +415,78 @@ fn plain_http_to_another_machine_is_warned_about() {
         std::fs::remove_dir_all(dir.path().join("local")).unwrap();
     }
 }
+
+#[test]
+fn a_second_file_for_one_person_is_refused_on_the_command_line_and_in_bulk_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("phone");
+    let out = agent(
+        &data,
+        &["init", "--station", "540502001", "--worker", "w01"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let open = |name: &str, id_number: &str| {
+        agent(
+            &data,
+            &[
+                "case",
+                "open",
+                "--name",
+                name,
+                "--id-number",
+                id_number,
+                "--community",
+                "540502001001",
+                "--category",
+                "elderly",
+                "--tier",
+                "2",
+                "--date",
+                "2026-11-01",
+            ],
+        )
+    };
+    let out = open("次仁卓玛", "11010519491231002X");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = field(&stdout(&out), "case_id").to_string();
+
+    // Typed again, with another name and a lower-case x: the same person.
+    let out = open("次仁", "11010519491231002x");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("case_opened.id_number: this person already has an open file at this station"),
+        "{err}"
+    );
+    assert!(err.contains(&case), "names the existing case: {err}");
+    assert!(!err.contains("1101051949"), "never the ID number: {err}");
+    assert!(!err.contains("次仁"), "never the name: {err}");
+    assert_eq!(status(&data)["head_seq"], 1);
+
+    let line = "{\"caseOpened\":{\"name\":\"次仁卓玛\",\"idNumber\":\"11010519491231002X\",\
+                \"gender\":\"GENDER_FEMALE\",\"birthDate\":\"1949-12-31\",\
+                \"communityCode\":\"540502001001\",\"categories\":[\"CATEGORY_ELDERLY\"],\
+                \"tier\":\"TIER_KEY\",\"source\":\"CASE_SOURCE_OUTREACH\",\"openedOn\":\"2026-11-02\"}}\n";
+    let out = agent_stdin(&data, &["record", "--json", "-"], line);
+    assert!(!out.status.success());
+    let report = stdout(&out);
+    assert!(
+        report.contains(&format!(
+            "line 1: error: case_opened.id_number: this person already has an open file at this station, case {case}"
+        )),
+        "{report}"
+    );
+    assert!(!report.contains("1101051949"), "{report}");
+    assert!(report.contains("0 recorded, 1 refused"), "{report}");
+    assert_eq!(status(&data)["head_seq"], 1);
+
+    // Once the file is closed, a new one may be opened.
+    let out = agent(
+        &data,
+        &["case", "close", "--case", &case, "--reason", "迁出"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = agent_stdin(&data, &["record", "--json", "-"], line);
+    assert!(out.status.success(), "{}", stdout(&out));
+}
