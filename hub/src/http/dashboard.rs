@@ -412,12 +412,12 @@ fn render(
 
     out.push_str(
         "<section><h2>数据完整性与同步状况</h2><table><thead><tr><th>工作站</th><th>设备数</th><th>数据完整至</th>\
-         <th>已入库事件</th><th>隔离事件</th><th>待关联事件</th><th>已作废事件</th><th>等级冲突</th></tr></thead><tbody>",
+         <th>已入库事件</th><th>隔离事件</th><th>待关联事件</th><th>已作废事件</th><th>等级冲突</th><th>重复建档</th></tr></thead><tbody>",
     );
     for station in &health.stations {
         let _ = write!(
             out,
-            "<tr data-station=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr data-station=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&station.station_code),
             escape(&station.station_name),
             station.devices,
@@ -427,6 +427,7 @@ fn render(
             station.held_events,
             station.voided_events,
             station.tier_conflicts,
+            station.duplicate_files,
         );
     }
     out.push_str("</tbody></table>");

@@ -13,6 +13,9 @@
 //! big-endian bytes; index of its station; the void's id when voided; the
 //! body's fields).
 //!
+//! A person's files: the case ids' 16 bytes, ascending. The person of a
+//! case: its station (text), then the 16 bytes of the tag.
+//!
 //! Run: `u32` big-endian record count n, then n entries of 20 bytes (the
 //! record's 16-byte id and the `u32` big-endian end offset of its bytes),
 //! then the records' bytes, ids ascending.
@@ -20,6 +23,7 @@
 use chrono::{Datelike as _, NaiveDate};
 use station_proto::case::{CaseStatus, CaseView};
 use station_proto::ids::Uuid;
+use station_proto::person::{PersonTag, TAG_BYTES};
 
 use super::error::ProjectionError;
 use super::fold::{AssessedFact, CaseFact, Day, FactBody, OpenedFact, Station, Stations};
@@ -358,6 +362,43 @@ pub(crate) fn decode_case(
     }
     r.done()?;
     Ok(facts)
+}
+
+/// Encodes case ids: their 16 bytes each, in the order given.
+pub(crate) fn encode_ids(ids: &[Uuid]) -> Vec<u8> {
+    ids.iter().flat_map(|id| *id.as_bytes()).collect()
+}
+
+/// Decodes case ids written by [`encode_ids`].
+pub(crate) fn decode_ids(bytes: &[u8]) -> Result<Vec<Uuid>, ProjectionError> {
+    if !bytes.len().is_multiple_of(16) {
+        return Err(corrupt("a person's files"));
+    }
+    bytes
+        .chunks_exact(16)
+        .map(|id| Uuid::from_slice(id).map_err(|_| corrupt("a person's files")))
+        .collect()
+}
+
+/// Encodes the person a case was opened for: the station as text, then
+/// the tag's bytes.
+pub(crate) fn encode_person(station: &str, tag: &PersonTag) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(10 + tag.len()));
+    w.text(station);
+    w.0.extend_from_slice(tag);
+    w.0
+}
+
+/// Decodes what [`encode_person`] wrote.
+pub(crate) fn decode_person(
+    bytes: &[u8],
+    interner: &mut Stations,
+) -> Result<(Station, PersonTag), ProjectionError> {
+    let mut r = Reader::new(bytes, "the person of a case");
+    let station = interner.get(&r.text()?);
+    let tag = PersonTag::try_from(r.take(TAG_BYTES)?).map_err(|_| r.fail())?;
+    r.done()?;
+    Ok((station, tag))
 }
 
 /// Encodes the view of an open case.

@@ -10,8 +10,10 @@
 //! by a bulk replay; records applied afterwards go under their own keys.
 //!
 //! The *logical* content of the tree, what [`logical`] lists, is every
-//! record under its own key as if no run existed: it depends only on the
-//! events applied, not on how they were batched.
+//! record under its own key as if no run existed, but for the records keyed
+//! or valued by people's tags (`p:`, `t:`), whose bytes depend on the
+//! store's secret: it depends only on the events applied, not on how they
+//! were batched nor on the store.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -41,6 +43,10 @@ pub(crate) const CONFLICTS: &[u8] = b"k:";
 pub(crate) const COUNTERS: &[u8] = b"n:";
 /// JSON per-device statistics, by origin id.
 pub(crate) const ORIGINS: &[u8] = b"g:";
+/// The files of a person at a station, by station and tag.
+pub(crate) const PERSONS: &[u8] = b"p:";
+/// The person (station and tag) a case was opened for, by case id.
+pub(crate) const PERSON_OF: &[u8] = b"t:";
 
 pub(crate) fn key(prefix: &[u8], rest: &[&[u8]]) -> Vec<u8> {
     let mut k = prefix.to_vec();
@@ -168,6 +174,9 @@ pub(crate) fn logical(tree: &sled::Tree) -> Result<Vec<KeyValue>, ProjectionErro
     let mut own: Vec<KeyValue> = Vec::new();
     for item in tree.iter() {
         let (k, v) = item?;
+        if k.starts_with(PERSONS) || k.starts_with(PERSON_OF) {
+            continue;
+        }
         let logical_prefix = match k.get(..2) {
             Some(p) if p == CASE_RUNS => CASES,
             Some(p) if p == OPEN_RUNS => OPEN_CASES,

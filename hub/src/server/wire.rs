@@ -173,6 +173,7 @@ impl From<projections::SyncHealth> for v1::GetSyncHealthResponse {
                     voided_events: s.voided_events,
                     tier_conflicts: s.tier_conflicts,
                     events_logged: s.events_logged,
+                    duplicate_files: s.duplicate_files,
                 })
                 .collect(),
             devices: health

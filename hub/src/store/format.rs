@@ -14,6 +14,7 @@
 //! | `q:` origin_id origin_seq | JSON `Quarantined`: an event acked but not accepted | per quarantined event |
 //! | `h:` origin_id last_seq | the 64-byte signature of a signed head the hub verified: the device's over (origin, last_seq, `chain_{last_seq}`) | per push of a signed origin |
 //! | `m:migrated` | `u64`: while a format-1 store is migrated, events `1..=` it are in format 2 | during migration |
+//! | `m:district_secret` | 32 random bytes: the district's secret, from which the keys of people's tags (`station_proto::person`) are derived; never sent, logged or shown | once, at the first open that lacks it |
 //!
 //! A run's value: `u64` first hub position, `u8` 1 when a receive time
 //! follows (0 for events stored before the hub kept it), `i64` receive time
@@ -43,6 +44,7 @@ pub(crate) const TOKENS_TREE: &str = "tokens";
 pub(crate) const M_FORMAT: &[u8] = b"m:format";
 pub(crate) const M_HUB_SEQ: &[u8] = b"m:hub_seq";
 pub(crate) const M_MIGRATED: &[u8] = b"m:migrated";
+pub(crate) const M_DISTRICT_SECRET: &[u8] = b"m:district_secret";
 pub(crate) const RUNS: &[u8] = b"l:";
 pub(crate) const STREAMS: &[u8] = b"t:";
 pub(crate) const IDS: &[u8] = b"i:";
