@@ -62,6 +62,28 @@ pub enum AgentError {
         /// The open case the person already has.
         case_id: Uuid,
     },
+    /// No case this device knows has an id starting with the prefix given.
+    #[error("{field}: no case of this station has an id starting with {given}")]
+    NoCaseWithPrefix {
+        /// The field holding the case id.
+        field: String,
+        /// The prefix given (hexadecimal digits only).
+        given: String,
+    },
+    /// Several cases have an id starting with the prefix given.
+    #[error(
+        "{field}: {} cases have an id starting with {given}: {}; give more of the id",
+        .candidates.len(),
+        list_ids(.candidates)
+    )]
+    AmbiguousCase {
+        /// The field holding the case id.
+        field: String,
+        /// The prefix given (hexadecimal digits only).
+        given: String,
+        /// The ids of the cases it starts, ascending.
+        candidates: Vec<Uuid>,
+    },
     /// A void of an event this device does not hold.
     #[error("event_voided.voided_event_id: unknown event {0}")]
     UnknownEvent(Uuid),
@@ -77,6 +99,17 @@ pub enum AgentError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// Ids, comma separated, for a message.
+fn list_ids(ids: &[Uuid]) -> String {
+    ids.iter()
+        .map(Uuid::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The fewest hexadecimal digits a case id's prefix is taken from.
+pub const CASE_PREFIX_MIN: usize = 4;
 
 /// What `init` needs to create a device identity.
 #[derive(Debug, Clone)]
@@ -390,6 +423,56 @@ impl Agent {
                 .then(a.case_id.cmp(&b.case_id))
         });
         Ok(cases)
+    }
+
+    /// The case a worker names in `field`: by its whole id, or by a prefix
+    /// of it that no other case of the station shares (at least
+    /// [`CASE_PREFIX_MIN`] hexadecimal digits; dashes and letter case do not
+    /// matter). A whole id is returned as it is, known or not: recording an
+    /// entry then says whether the case is known.
+    ///
+    /// # Errors
+    /// [`AgentError::Invalid`] for text that is neither; a prefix of no
+    /// case, [`AgentError::NoCaseWithPrefix`]; of several,
+    /// [`AgentError::AmbiguousCase`] naming them; storage errors.
+    pub fn resolve_case(&self, field: &str, given: &str) -> Result<Uuid, AgentError> {
+        let given = given.trim();
+        if let Ok(id) = Uuid::parse_str(given) {
+            return Ok(id);
+        }
+        let prefix = given.replace('-', "").to_ascii_lowercase();
+        if prefix.len() < CASE_PREFIX_MIN
+            || prefix.len() > 32
+            || !prefix.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(Invalid::new(
+                field,
+                format!(
+                    "must be a case id, or at least {CASE_PREFIX_MIN} of its first hexadecimal digits"
+                ),
+            )
+            .into());
+        }
+        let mut candidates: Vec<Uuid> = self
+            .log
+            .cases()?
+            .into_iter()
+            .map(|case| case.case_id)
+            .filter(|id| id.simple().to_string().starts_with(&prefix))
+            .collect();
+        candidates.sort_unstable();
+        match candidates.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(AgentError::NoCaseWithPrefix {
+                field: field.to_string(),
+                given: prefix,
+            }),
+            _ => Err(AgentError::AmbiguousCase {
+                field: field.to_string(),
+                given: prefix,
+                candidates,
+            }),
+        }
     }
 
     /// One case.

@@ -209,7 +209,12 @@ impl From<AgentError> for FieldError {
         const VOIDED: &str = "event_voided.voided_event_id";
         match error {
             AgentError::Invalid(invalid) => invalid.into(),
-            AgentError::UnknownCase { field, .. } => FieldError::UnknownCase { field },
+            AgentError::UnknownCase { field, .. } | AgentError::NoCaseWithPrefix { field, .. } => {
+                FieldError::UnknownCase { field }
+            }
+            AgentError::AmbiguousCase { field, .. } => {
+                FieldError::invalid(field, "names several cases: give the whole case id")
+            }
             AgentError::CaseClosed { field, .. } => FieldError::CaseClosed { field },
             AgentError::CaseAlreadyOpen(_) => FieldError::CaseAlreadyOpen {
                 field: "case_reopened.case_id".to_string(),

@@ -481,6 +481,47 @@ fn a_second_file_for_one_person_is_refused_on_the_command_line_and_in_bulk_entry
     assert!(report.contains("0 recorded, 1 refused"), "{report}");
     assert_eq!(status(&data)["head_seq"], 1);
 
+    // A case is named by its id or a unique prefix of it; an ambiguous
+    // prefix is refused with the candidates.
+    let out = open("扎西", "540502201203150014");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let other = field(&stdout(&out), "case_id").to_string();
+    let unique: String = case.replace('-', "")[..31].to_uppercase();
+    let out = agent(&data, &["visit", "--case", &unique, "--date", "2026-11-05"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shared = &case[..4];
+    assert_eq!(
+        shared,
+        &other[..4],
+        "ids made seconds apart share their first digits"
+    );
+    let out = agent(&data, &["visit", "--case", shared, "--date", "2026-11-05"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "visit_recorded.case_id: 2 cases have an id starting with {shared}"
+        )),
+        "{err}"
+    );
+    assert!(err.contains(&case) && err.contains(&other), "{err}");
+    let out = agent(
+        &data,
+        &["visit", "--case", "ffff-ff", "--date", "2026-11-05"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(
+            "visit_recorded.case_id: no case of this station has an id starting with ffffff"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = agent(&data, &["visit", "--case", "abc", "--date", "2026-11-05"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("at least 4 of its first hexadecimal digits"));
+    assert_eq!(status(&data)["head_seq"], 3);
+
     // Once the file is closed, a new one may be opened.
     let out = agent(
         &data,

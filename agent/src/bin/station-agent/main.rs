@@ -167,14 +167,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         command => {
             let is_case = matches!(command, Command::Case(CaseCommand::Open(_)));
-            let body: Body = match entry::body_of(command) {
+            let agent = open_agent(&cli.data, cli.cache_capacity)?;
+            let body: Body = match entry::body_of(command, &entry::resolve_with(&agent)) {
                 Ok(body) => body,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return Ok(ExitCode::from(2));
                 }
             };
-            let agent = open_agent(&cli.data, cli.cache_capacity)?;
             match agent.record(body) {
                 Ok(recorded) => print::recorded(&mut out, is_case, &recorded)?,
                 Err(e @ AgentError::Store(_)) => return Err(e.into()),
