@@ -463,6 +463,43 @@ fn case_state_errors_map_to_their_variants() {
 }
 
 #[test]
+fn a_case_is_named_by_its_id_or_a_prefix_no_other_case_shares() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let case_id = store.open_case(opening()).unwrap().event_id;
+    let mut other = opening();
+    other.id_number = id_number(NaiveDate::from_ymd_opt(1950, 3, 1).unwrap());
+    other.birth_date = "1950-03-01".into();
+    let other_id = store.open_case(other).unwrap().event_id;
+
+    let unique = case_id.replace('-', "")[..31].to_uppercase();
+    store.record_visit(visit(&unique, 0)).unwrap();
+    assert_eq!(store.case(unique.clone()).unwrap().case_id, case_id);
+    assert_eq!(store.case_timeline(unique).unwrap().len(), 2);
+
+    let shared = &case_id[..4];
+    assert_eq!(
+        shared,
+        &other_id[..4],
+        "ids made moments apart share their first digits"
+    );
+    match store.record_visit(visit(shared, 0)).unwrap_err() {
+        FieldError::InvalidInput { field, rule } => {
+            assert_eq!(field, "visit_recorded.case_id");
+            assert_eq!(rule, "names several cases: give the whole case id");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store.record_visit(visit("ffff", 0)).unwrap_err(),
+        FieldError::UnknownCase {
+            field: "visit_recorded.case_id".into()
+        }
+    );
+    assert_eq!(store.status().unwrap().head_seq, 3);
+}
+
+#[test]
 fn open_initialises_once_and_refuses_another_identity() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store").display().to_string();
