@@ -20,7 +20,9 @@ use super::{
     tier_zh,
 };
 use crate::projections::period::Period;
-use crate::projections::{IndicatorTable, OverdueList, SyncHealth, end_of_day_ms, today_in_china};
+use crate::projections::{
+    DuplicateFiles, IndicatorTable, OverdueList, SyncHealth, end_of_day_ms, today_in_china,
+};
 use crate::{auth, guard, params};
 
 const STYLE: &str = "body{font-family:'Noto Sans CJK SC','Microsoft YaHei','Noto Sans Tibetan','Microsoft Himalaya',sans-serif;margin:0;background:#f5f6f8;color:#222}\
@@ -237,16 +239,17 @@ pub(super) async fn page(
     };
     let as_of = params::as_of(one("as_of").unwrap_or_default())?;
     let stations = state.projections.config().station_codes();
-    let (table, overdue, health) = state
+    let (table, overdue, health, duplicates) = state
         .read(move |p| {
             Ok((
                 p.indicators(period, &stations)?,
                 p.overdue(as_of, &stations, Some(OVERDUE_SHOWN))?,
                 p.sync_health(&stations)?,
+                p.duplicates(&stations)?,
             ))
         })
         .await?;
-    let body = render(&state, &table, &overdue, &health);
+    let body = render(&state, &table, &overdue, &health, &duplicates);
     Ok(Html(document("社会工作站数据看板", &body)).into_response())
 }
 
@@ -259,6 +262,7 @@ fn render(
     table: &IndicatorTable,
     overdue: &OverdueList,
     health: &SyncHealth,
+    duplicates: &DuplicateFiles,
 ) -> String {
     let config = state.projections.config();
     let mut out = String::new();
@@ -431,6 +435,34 @@ fn render(
         );
     }
     out.push_str("</tbody></table>");
+
+    // Files opened twice for one person at one station (two offline
+    // phones): by case id, never the person.
+    if !duplicates.files.is_empty() {
+        out.push_str(
+            "<h3>重复建档</h3><table class=\"duplicates\"><thead><tr><th>工作站</th><th>社区</th>\
+             <th>重复档案</th><th>建档日期</th><th>原档案</th><th>原建档日期</th></tr></thead><tbody>",
+        );
+        for file in &duplicates.files {
+            let _ = write!(
+                out,
+                "<tr data-station=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&file.station_code),
+                escape(
+                    &config
+                        .station(&file.station_code)
+                        .map(|s| s.name.clone())
+                        .unwrap_or_default()
+                ),
+                escape(&file.community_code),
+                file.case_id,
+                file.opened_on,
+                file.duplicate_of,
+                file.duplicate_of_opened_on,
+            );
+        }
+        out.push_str("</tbody></table>");
+    }
 
     // Each device: whether it still holds entries the hub lacks, and since
     // when it has not been heard from.

@@ -654,10 +654,23 @@ pub(crate) fn view_as_of(
 
 /// The live opening of a case: its station, its opening day (when it
 /// parses) and its (hlc, event_id).
-fn live_opening(case_id: Uuid, facts: &[CaseFact]) -> Option<(&Station, NaiveDate, (u64, Uuid))> {
+pub(crate) fn live_opening(
+    case_id: Uuid,
+    facts: &[CaseFact],
+) -> Option<(&Station, NaiveDate, (u64, Uuid))> {
     facts.iter().find_map(|f| match &f.body {
         FactBody::Opened(o) if f.id == case_id && f.voided_by.is_none() => {
             Some((&f.station, o.on?, f.sort_key()))
+        }
+        _ => None,
+    })
+}
+
+/// The community of a case's live opening.
+pub(crate) fn community_of(case_id: Uuid, facts: &[CaseFact]) -> Option<String> {
+    facts.iter().find_map(|f| match &f.body {
+        FactBody::Opened(o) if f.id == case_id && f.voided_by.is_none() => {
+            Some(o.community.clone())
         }
         _ => None,
     })

@@ -89,9 +89,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use std::time::Duration;
 
 pub use answer::{
-    CaseTimeline, Caseload, CaseloadCell, ConcurrentAssessment, Conflicts, IndicatorRow,
-    IndicatorTable, IndicatorValue, OverdueCase, OverdueList, QuarantineList, QuarantinedEvent,
-    StationCaseload, StationOverdue, TierConflict, TimelineEntry,
+    CaseTimeline, Caseload, CaseloadCell, ConcurrentAssessment, Conflicts, DuplicateFile,
+    DuplicateFiles, IndicatorRow, IndicatorTable, IndicatorValue, OverdueCase, OverdueList,
+    QuarantineList, QuarantinedEvent, StationCaseload, StationOverdue, TierConflict, TimelineEntry,
 };
 pub use error::ProjectionError;
 pub use health::{DeviceHealth, LAG_BUCKETS_MS, LagBucket, StationHealth, SyncHealth};

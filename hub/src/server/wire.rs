@@ -122,6 +122,26 @@ impl From<projections::OverdueList> for v1::GetOverdueResponse {
     }
 }
 
+impl From<projections::DuplicateFiles> for v1::GetDuplicatesResponse {
+    fn from(found: projections::DuplicateFiles) -> Self {
+        Self {
+            computed_through_hub_seq: found.computed_through_hub_seq,
+            files: found
+                .files
+                .into_iter()
+                .map(|f| v1::DuplicateFile {
+                    station_code: f.station_code,
+                    case_id: f.case_id.as_bytes().to_vec(),
+                    community_code: f.community_code,
+                    opened_on: f.opened_on.to_string(),
+                    duplicate_of: f.duplicate_of.as_bytes().to_vec(),
+                    duplicate_of_opened_on: f.duplicate_of_opened_on.to_string(),
+                })
+                .collect(),
+        }
+    }
+}
+
 impl From<projections::Conflicts> for v1::GetConflictsResponse {
     fn from(found: projections::Conflicts) -> Self {
         use station_proto::v1::{ConcurrentAssessment, TierConflict};

@@ -642,6 +642,12 @@ fn a_second_file_for_one_person_from_two_offline_phones_is_flagged_and_counted_o
     assert_eq!(may["cases_open"], 1, "{may:?}");
     // The visit was made: it counts, its household with the person's file.
     assert_eq!(may["home_visits"], 1, "{may:?}");
+    let listed = p.duplicates(&zedang).unwrap().files;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (listed[0].case_id, listed[0].duplicate_of),
+        (id_of(&second), id_of(&first))
+    );
     // The timeline of the flagged file is kept whole.
     assert_eq!(p.case_timeline(id_of(&second)).unwrap().entries.len(), 2);
 
@@ -652,6 +658,7 @@ fn a_second_file_for_one_person_from_two_offline_phones_is_flagged_and_counted_o
     p.catch_up().unwrap();
     assert_eq!(tiers(&p), (1, 1, 0));
     assert_eq!(duplicates(&p), 0);
+    assert!(p.duplicates(&zedang).unwrap().files.is_empty());
     let may = indicators(&p, "2025-05", ZEDANG);
     assert_eq!((may["cases_new"], may["cases_closed"]), (2, 1), "{may:?}");
 
