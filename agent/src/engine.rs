@@ -164,6 +164,10 @@ pub struct Agent {
     /// The own head seq, bumped by every new entry, so the sync daemon can
     /// push right after an entry instead of polling the log.
     recorded: tokio::sync::watch::Sender<u64>,
+    /// Held from the one-file check of an opening or reopening to its
+    /// append, so that two saves at once (a double tap, two threads of an
+    /// app) cannot both pass the check for one person.
+    openings: std::sync::Mutex<()>,
 }
 
 /// Milliseconds since the Unix epoch on this device's clock.
@@ -202,6 +206,7 @@ impl Agent {
             identity,
             intervals: TierIntervals::default(),
             recorded,
+            openings: std::sync::Mutex::new(()),
         })
     }
 
@@ -221,6 +226,7 @@ impl Agent {
             identity,
             intervals: TierIntervals::default(),
             recorded,
+            openings: std::sync::Mutex::new(()),
         })
     }
 
@@ -289,6 +295,26 @@ impl Agent {
         }
         let ctx = Context::on(today);
         validate::body(&mut body, &self.identity.station_code, &ctx)?;
+        let _opening = match &body {
+            // The guard holds no state: a panic while it was held leaves
+            // nothing to repair.
+            Body::CaseOpened(_) | Body::CaseReopened(_) => Some(
+                self.openings
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            ),
+            Body::CaseAssessed(_)
+            | Body::CaseNoteAdded(_)
+            | Body::CaseClosed(_)
+            | Body::VisitRecorded(_)
+            | Body::GuardianCalled(_)
+            | Body::BeneficiaryVerified(_)
+            | Body::ActivityHeld(_)
+            | Body::GroupSessionHeld(_)
+            | Body::ResourceLinked(_)
+            | Body::TrainingHeld(_)
+            | Body::EventVoided(_) => None,
+        };
         self.check_against_state(&mut body)?;
         let appended = self.log.append(NewEvent {
             event_id,

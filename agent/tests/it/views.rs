@@ -421,3 +421,45 @@ fn a_colleagues_open_file_for_the_person_is_refused_too() {
     // Adding to the colleague's file is what the worker does instead.
     record(&agent, visit(theirs, "2026-11-03"));
 }
+
+#[test]
+fn saves_at_once_for_one_person_open_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = init(dir.path());
+    // Several people, each saved by eight threads released together.
+    for serial in 100..120u32 {
+        let person = station_proto::id_number::with_check_character(&format!(
+            "11010519491231{:03}",
+            serial * 2
+        ))
+        .unwrap();
+        let start = std::sync::Barrier::new(8);
+        let outcomes: Vec<Result<Uuid, AgentError>> = std::thread::scope(|scope| {
+            let saves: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        agent
+                            .record_with(None, opened_for(&person, "2026-11-01"), today(), 0)
+                            .map(|r| r.event_id)
+                    })
+                })
+                .collect();
+            saves.into_iter().map(|s| s.join().unwrap()).collect()
+        });
+        let opened: Vec<Uuid> = outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().ok().copied())
+            .collect();
+        assert_eq!(opened.len(), 1, "{outcomes:?}");
+        for outcome in &outcomes {
+            if let Err(e) = outcome {
+                assert!(
+                    matches!(e, AgentError::PersonHasOpenFile { case_id, .. } if *case_id == opened[0]),
+                    "{e}"
+                );
+            }
+        }
+    }
+    assert_eq!(agent.cases().unwrap().len(), 20);
+}
