@@ -463,3 +463,29 @@ fn saves_at_once_for_one_person_open_one_file() {
     }
     assert_eq!(agent.cases().unwrap().len(), 20);
 }
+
+#[test]
+fn a_store_made_before_the_person_index_gets_it_at_its_first_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = init(dir.path());
+    let first = record(&agent, opened_for(PERSON, "2026-11-01"));
+    drop(agent);
+    // As a store written before the index: no `n:` key, no marker.
+    {
+        // Waits for sled's lock, which the closed store's threads may still hold.
+        let db = station_agent::durable::open_sled(&sled::Config::new().path(dir.path())).unwrap();
+        let tree = db.open_tree("station").unwrap();
+        let index: Vec<_> = tree.scan_prefix(b"n:").keys().map(|k| k.unwrap()).collect();
+        assert_eq!(index.len(), 1, "one open file indexed");
+        for k in index {
+            tree.remove(k).unwrap();
+        }
+        tree.remove(b"m:person_index").unwrap();
+        db.flush().unwrap();
+    }
+    let agent = Agent::open(dir.path(), OpenOptions::default()).unwrap();
+    match agent.record(opened_for(PERSON, "2026-11-02")) {
+        Err(AgentError::PersonHasOpenFile { case_id, .. }) => assert_eq!(case_id, first),
+        other => panic!("{other:?}"),
+    }
+}
