@@ -13,6 +13,7 @@
 use std::path::Path;
 
 use chrono::{Local, NaiveDate};
+use station_proto::file_number;
 use station_proto::ids::Uuid;
 use station_proto::v1::Tier;
 use station_proto::validate::{self, Context, Invalid};
@@ -70,18 +71,19 @@ pub enum AgentError {
         /// The prefix given (hexadecimal digits only).
         given: String,
     },
-    /// Several cases have an id starting with the prefix given.
+    /// Several cases have an id starting with the prefix given, or share
+    /// the file number given.
     #[error(
-        "{field}: {} cases have an id starting with {given}: {}; give more of the id",
+        "{field}: {given} names {} cases: {}; give more of the id",
         .candidates.len(),
         list_ids(.candidates)
     )]
     AmbiguousCase {
         /// The field holding the case id.
         field: String,
-        /// The prefix given (hexadecimal digits only).
+        /// The prefix (hexadecimal digits only) or file number given.
         given: String,
-        /// The ids of the cases it starts, ascending.
+        /// The ids of the cases it names, ascending.
         candidates: Vec<Uuid>,
     },
     /// A void of an event this device does not hold.
@@ -315,6 +317,11 @@ impl Agent {
             | Body::TrainingHeld(_)
             | Body::EventVoided(_) => None,
         };
+        if let Body::CaseOpened(m) = &mut body
+            && m.file_number.is_empty()
+        {
+            m.file_number = self.next_file_number(&m.opened_on)?;
+        }
         self.check_against_state(&mut body)?;
         let appended = self.log.append(NewEvent {
             event_id,
@@ -330,6 +337,25 @@ impl Agent {
             });
         }
         Ok(appended)
+    }
+
+    /// The next 档案编号 this device gives to a file opened on `opened_on`
+    /// (a validated date): one past the highest serial of its own numbers
+    /// of that year among the files it holds (see [`station_proto::file_number`]).
+    /// Called under the opening lock, so two openings never take one number.
+    fn next_file_number(&self, opened_on: &str) -> Result<String, AgentError> {
+        let year =
+            station_proto::case::parse_date(opened_on).map_or(0, |d| chrono::Datelike::year(&d));
+        let prefix =
+            file_number::prefix(&self.identity.station_code, year, self.identity.origin_id);
+        let last = self
+            .log
+            .cases()?
+            .iter()
+            .filter_map(|case| file_number::serial(&case.file_number, &prefix))
+            .max()
+            .unwrap_or(0);
+        Ok(file_number::number(&prefix, last.saturating_add(1)))
     }
 
     /// A receiver whose value is the own head seq; it changes after every
@@ -451,8 +477,9 @@ impl Agent {
         Ok(cases)
     }
 
-    /// The case a worker names in `field`: by its whole id, or by a prefix
-    /// of it that no other case of the station shares (at least
+    /// The case a worker names in `field`: by its whole id, by its 档案编号
+    /// (letter case ignored), or by a prefix of its id that no other case of
+    /// the station shares (at least
     /// [`CASE_PREFIX_MIN`] hexadecimal digits; dashes and letter case do not
     /// matter). A whole id is returned as it is, known or not: recording an
     /// entry then says whether the case is known.
@@ -465,6 +492,25 @@ impl Agent {
         let given = given.trim();
         if let Ok(id) = Uuid::parse_str(given) {
             return Ok(id);
+        }
+        let cases = self.log.cases()?;
+        let mut numbered: Vec<Uuid> = cases
+            .iter()
+            .filter(|case| !case.file_number.is_empty())
+            .filter(|case| case.file_number.eq_ignore_ascii_case(given))
+            .map(|case| case.case_id)
+            .collect();
+        numbered.sort_unstable();
+        match numbered.as_slice() {
+            [] => {}
+            [one] => return Ok(*one),
+            _ => {
+                return Err(AgentError::AmbiguousCase {
+                    field: field.to_string(),
+                    given: given.to_string(),
+                    candidates: numbered,
+                });
+            }
         }
         let prefix = given.replace('-', "").to_ascii_lowercase();
         if prefix.len() < CASE_PREFIX_MIN
@@ -479,9 +525,7 @@ impl Agent {
             )
             .into());
         }
-        let mut candidates: Vec<Uuid> = self
-            .log
-            .cases()?
+        let mut candidates: Vec<Uuid> = cases
             .into_iter()
             .map(|case| case.case_id)
             .filter(|id| id.simple().to_string().starts_with(&prefix))

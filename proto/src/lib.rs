@@ -13,6 +13,7 @@
 //!   chain, and the signed head of a push.
 //! - [`codec`]: the gRPC codec: prost, with undecodable requests answered
 //!   `INVALID_ARGUMENT`.
+//! - [`file_number`]: 档案编号, the file numbers devices give offline.
 //! - [`ids`]: UUID helpers for the 16-byte ids carried in events.
 //! - [`case`]: the case model both ends share: a case's view, tier
 //!   intervals and follow-ups, which case an event is about, and the one
@@ -27,6 +28,7 @@
 pub mod case;
 pub mod chain;
 pub mod codec;
+pub mod file_number;
 pub mod id_number;
 pub mod ids;
 pub mod json;

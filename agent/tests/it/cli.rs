@@ -449,6 +449,12 @@ fn a_second_file_for_one_person_is_refused_on_the_command_line_and_in_bulk_entry
     let out = open("次仁卓玛", "11010519491231002X");
     assert!(out.status.success(), "{}", stderr(&out));
     let case = field(&stdout(&out), "case_id").to_string();
+    // 档案编号: the station's short name, the year, the device's code, a serial.
+    let number = field(&stdout(&out), "file_number").to_string();
+    assert!(
+        number.starts_with("泽当-2026-") && number.ends_with("-0001"),
+        "{number}"
+    );
 
     // Typed again, with another name and a lower-case x: the same person.
     let out = open("次仁", "11010519491231002x");
@@ -486,6 +492,26 @@ fn a_second_file_for_one_person_is_refused_on_the_command_line_and_in_bulk_entry
     let out = open("扎西", "540502201203150014");
     assert!(out.status.success(), "{}", stderr(&out));
     let other = field(&stdout(&out), "case_id").to_string();
+    let other_number = field(&stdout(&out), "file_number").to_string();
+    assert_eq!(
+        other_number,
+        format!("{}0002", number.trim_end_matches("0001")),
+        "the device's next serial"
+    );
+    let out = agent(
+        &data,
+        &["visit", "--case", &other_number, "--date", "2026-11-05"],
+    );
+    assert!(
+        out.status.success(),
+        "a case named by its number: {}",
+        stderr(&out)
+    );
+    let listed = stdout(&agent(&data, &["cases"]));
+    assert!(
+        listed.contains(&number) && listed.contains(&other_number),
+        "{listed}"
+    );
     let unique: String = case.replace('-', "")[..31].to_uppercase();
     let out = agent(&data, &["visit", "--case", &unique, "--date", "2026-11-05"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -499,9 +525,7 @@ fn a_second_file_for_one_person_is_refused_on_the_command_line_and_in_bulk_entry
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
-        err.contains(&format!(
-            "visit_recorded.case_id: 2 cases have an id starting with {shared}"
-        )),
+        err.contains(&format!("visit_recorded.case_id: {shared} names 2 cases")),
         "{err}"
     );
     assert!(err.contains(&case) && err.contains(&other), "{err}");
@@ -520,7 +544,7 @@ fn a_second_file_for_one_person_is_refused_on_the_command_line_and_in_bulk_entry
     let out = agent(&data, &["visit", "--case", "abc", "--date", "2026-11-05"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("at least 4 of its first hexadecimal digits"));
-    assert_eq!(status(&data)["head_seq"], 3);
+    assert_eq!(status(&data)["head_seq"], 4);
 
     // Once the file is closed, a new one may be opened.
     let out = agent(

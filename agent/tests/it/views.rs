@@ -45,6 +45,7 @@ fn opened(name: &str, tier: Tier, on: &str) -> Body {
         tier: tier as i32,
         source: CaseSource::Outreach as i32,
         opened_on: on.into(),
+        file_number: String::new(),
     })
 }
 
@@ -488,4 +489,39 @@ fn a_store_made_before_the_person_index_gets_it_at_its_first_open() {
         Err(AgentError::PersonHasOpenFile { case_id, .. }) => assert_eq!(case_id, first),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn each_device_numbers_its_files_by_year_without_asking_its_colleagues() {
+    let colleague_dir = tempfile::tempdir().unwrap();
+    let colleague = init(colleague_dir.path());
+    let theirs = record(&colleague, opened("达瓦", Tier::Key, "2026-11-01"));
+    let their_number = colleague.case(theirs).unwrap().unwrap().file_number;
+
+    let dir = tempfile::tempdir().unwrap();
+    let agent = init(dir.path());
+    let pulled: Vec<(u64, Event)> = colleague
+        .own_events(0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| (i as u64 + 1, e))
+        .collect();
+    agent.apply_pulled(pulled, 1).unwrap();
+    let code = station_proto::file_number::device_code(agent.identity().origin_id);
+    let number = |case: Uuid| agent.case(case).unwrap().unwrap().file_number;
+    let first = record(&agent, opened("扎西", Tier::Key, "2026-11-02"));
+    let second = record(&agent, opened("尼玛", Tier::Key, "2026-11-03"));
+    let next_year = record(&agent, opened("格桑", Tier::Key, "2025-12-31"));
+    assert_eq!(number(first), format!("泽当-2026-{code}-0001"));
+    assert_eq!(number(second), format!("泽当-2026-{code}-0002"));
+    assert_eq!(number(next_year), format!("泽当-2025-{code}-0001"));
+    // The colleague's file keeps the number its device gave it.
+    assert_eq!(number(theirs), their_number);
+    assert!(their_number.starts_with("泽当-2026-") && their_number.ends_with("-0001"));
+    // A voided opening counts as never made: its number is given again.
+    record(&agent, void(second));
+    let third = record(&agent, opened("卓嘎", Tier::Key, "2026-11-04"));
+    assert_eq!(number(third), format!("泽当-2026-{code}-0002"));
+    assert_eq!(agent.resolve_case("case", &number(first)).unwrap(), first);
 }

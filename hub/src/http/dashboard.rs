@@ -390,19 +390,20 @@ fn render(
         );
     }
     out.push_str(
-        "<table><thead><tr><th>工作站</th><th>姓名</th><th>社区</th><th>级别</th><th>应访日期</th>\
+        "<table><thead><tr><th>工作站</th><th>档案编号</th><th>姓名</th><th>社区</th><th>级别</th><th>应访日期</th>\
          <th>逾期天数</th><th>上次走访</th></tr></thead><tbody>",
     );
     if overdue.cases.is_empty() {
-        out.push_str("<tr><td colspan=\"7\">无逾期个案</td></tr>");
+        out.push_str("<tr><td colspan=\"8\">无逾期个案</td></tr>");
     }
     for case in &overdue.cases {
         let station = config.station_name(&case.station_code);
         let community = config.community_name(&case.community_code);
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(station),
+            escape(&case.file_number),
             escape(&case.name),
             escape(community),
             tier_zh(case.tier),
@@ -441,12 +442,12 @@ fn render(
     if !duplicates.files.is_empty() {
         out.push_str(
             "<h3>重复建档</h3><table class=\"duplicates\"><thead><tr><th>工作站</th><th>社区</th>\
-             <th>重复档案</th><th>建档日期</th><th>原档案</th><th>原建档日期</th></tr></thead><tbody>",
+             <th>重复档案</th><th>档案编号</th><th>建档日期</th><th>原档案</th><th>原档案编号</th><th>原建档日期</th></tr></thead><tbody>",
         );
         for file in &duplicates.files {
             let _ = write!(
                 out,
-                "<tr data-station=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr data-station=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&file.station_code),
                 escape(
                     &config
@@ -456,8 +457,10 @@ fn render(
                 ),
                 escape(&file.community_code),
                 file.case_id,
+                escape(&file.file_number),
                 file.opened_on,
                 file.duplicate_of,
+                escape(&file.duplicate_of_file_number),
                 file.duplicate_of_opened_on,
             );
         }

@@ -119,6 +119,8 @@ pub struct OverdueCase {
     pub station_code: String,
     /// The case.
     pub case_id: Uuid,
+    /// 档案编号 of the case; empty for a file opened by an older client.
+    pub file_number: String,
     /// The person's name, so the station knows whom to visit.
     pub name: String,
     /// The community.
@@ -220,6 +222,8 @@ pub struct DuplicateFile {
     pub station_code: String,
     /// The duplicate file's case id.
     pub case_id: Uuid,
+    /// Its 档案编号 (empty from older clients).
+    pub file_number: String,
     /// Its community code.
     pub community_code: String,
     /// The day it was opened.
@@ -228,6 +232,8 @@ pub struct DuplicateFile {
     pub duplicate_of: Uuid,
     /// That file's opening day.
     pub duplicate_of_opened_on: NaiveDate,
+    /// That file's 档案编号 (empty from older clients).
+    pub duplicate_of_file_number: String,
 }
 
 /// The bureau's list of duplicate files.

@@ -11,7 +11,8 @@
 //! Case file: stations (count, each text), facts (count, each: a header
 //! byte, body kind in the low four bits and 0x10 when voided; id; hlc as 8
 //! big-endian bytes; index of its station; the void's id when voided; the
-//! body's fields).
+//! body's fields, an opening's ending with its file number). An open case's
+//! view ends with the file number too.
 //!
 //! A person's files: the case ids' 16 bytes, ascending. The person of a
 //! case: its station (text), then the 16 bytes of the tag.
@@ -255,6 +256,7 @@ pub(crate) fn encode_case(facts: &[CaseFact]) -> Vec<u8> {
                 w.ints(&o.categories);
                 w.i(i64::from(o.tier));
                 w.day(o.on);
+                w.text(&o.file_number);
             }
             FactBody::Assessed(a) => {
                 w.i(i64::from(a.tier));
@@ -322,6 +324,7 @@ pub(crate) fn decode_case(
                 categories: r.ints()?,
                 tier: r.i32()?,
                 on: r.day()?,
+                file_number: r.text()?,
             })),
             ASSESSED => FactBody::Assessed(Box::new(AssessedFact {
                 tier: r.i32()?,
@@ -419,6 +422,7 @@ pub(crate) fn encode_view(view: &CaseView) -> Vec<u8> {
     w.u(u64::from(view.visits));
     w.id(&view.last_event_id);
     w.u(u64::from(view.events));
+    w.text(&view.file_number);
     w.0
 }
 
@@ -467,6 +471,7 @@ fn view_fields(bytes: &[u8], categories: bool) -> Result<(CaseView, &str, &str),
         visits: u32::try_from(r.u()?).map_err(|_| r.fail())?,
         last_event_id: r.id()?,
         events: u32::try_from(r.u()?).map_err(|_| r.fail())?,
+        file_number: r.text()?,
     };
     r.done()?;
     Ok((view, name, community_code))

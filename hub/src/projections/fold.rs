@@ -236,6 +236,8 @@ pub(crate) struct OpenedFact {
     pub categories: Vec<i32>,
     pub tier: i32,
     pub on: Day,
+    /// 档案编号, as given (empty from older clients).
+    pub file_number: String,
 }
 
 /// What the folds read of a `CaseAssessed`.
@@ -281,6 +283,7 @@ impl FactBody {
                 categories: &o.categories,
                 tier: o.tier,
                 opened_on: o.on,
+                file_number: &o.file_number,
             },
             FactBody::Assessed(a) => CaseStep::Assessed { tier: a.tier },
             FactBody::Note | FactBody::Resource { .. } | FactBody::Call { .. } => {
@@ -363,6 +366,7 @@ pub(crate) fn case_fact(event: Event, stations: &mut Stations) -> Option<(Uuid, 
             categories: m.categories,
             tier: m.tier,
             on: parse_date(&m.opened_on),
+            file_number: m.file_number,
         })),
         Body::CaseAssessed(m) => FactBody::Assessed(Box::new(AssessedFact {
             tier: m.tier,
@@ -666,11 +670,14 @@ pub(crate) fn live_opening(
     })
 }
 
-/// The community of a case's live opening.
-pub(crate) fn community_of(case_id: Uuid, facts: &[CaseFact]) -> Option<String> {
+/// The community and the file number of a case's live opening.
+pub(crate) fn community_and_number_of(
+    case_id: Uuid,
+    facts: &[CaseFact],
+) -> Option<(String, String)> {
     facts.iter().find_map(|f| match &f.body {
         FactBody::Opened(o) if f.id == case_id && f.voided_by.is_none() => {
-            Some(o.community.clone())
+            Some((o.community.clone(), o.file_number.clone()))
         }
         _ => None,
     })

@@ -115,6 +115,7 @@ impl From<projections::OverdueList> for v1::GetOverdueResponse {
                     follow_up_base: c.follow_up_base.to_string(),
                     due_on: c.due_on.to_string(),
                     days_overdue: c.days_overdue,
+                    file_number: c.file_number,
                     interval_days: c.interval_days,
                 })
                 .collect(),
@@ -136,6 +137,8 @@ impl From<projections::DuplicateFiles> for v1::GetDuplicatesResponse {
                     opened_on: f.opened_on.to_string(),
                     duplicate_of: f.duplicate_of.as_bytes().to_vec(),
                     duplicate_of_opened_on: f.duplicate_of_opened_on.to_string(),
+                    file_number: f.file_number,
+                    duplicate_of_file_number: f.duplicate_of_file_number,
                 })
                 .collect(),
         }

@@ -531,17 +531,17 @@ async fn overdue_lists_are_counted_paged_and_reported_whole() {
     let lines: Vec<&str> = text.trim_start_matches('\u{feff}').lines().collect();
     assert_eq!(
         lines[0],
-        "工作站,姓名,社区,级别,回访周期（天）,上次走访,应访日期,逾期天数,个案编号"
+        "工作站,姓名,社区,级别,回访周期（天）,上次走访,应访日期,逾期天数,个案编号,档案编号"
     );
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines[1].starts_with("泽当街道,扎西 བཀྲ་ཤིས,"), "{}", lines[1]);
     assert!(
-        lines[1].ends_with(&format!(",高风险,7,从未走访,2025-03-22,49,{}", s.case2)),
+        lines[1].ends_with(&format!(",高风险,7,从未走访,2025-03-22,49,{},", s.case2)),
         "{}",
         lines[1]
     );
     assert!(
-        lines[2].ends_with(&format!(",重点,30,2025-04-02,2025-05-02,8,{}", s.case1)),
+        lines[2].ends_with(&format!(",重点,30,2025-04-02,2025-05-02,8,{},", s.case1)),
         "{}",
         lines[2]
     );

@@ -594,6 +594,18 @@ fn overdue_on_a_past_date_judges_each_case_as_it_stood_then() {
     assert_eq!(now.cases[0].due_on, date("2025-01-17"));
 }
 
+/// `opening` with `number` as its 档案编号, as its device gives it.
+fn numbered(opening: Event, number: &str) -> Event {
+    let mut body = opening.body.clone().unwrap();
+    if let Body::CaseOpened(m) = &mut body {
+        m.file_number = number.into();
+    }
+    Event {
+        body: Some(body),
+        ..opening
+    }
+}
+
 #[test]
 fn a_second_file_for_one_person_from_two_offline_phones_is_flagged_and_counted_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -625,6 +637,10 @@ fn a_second_file_for_one_person_from_two_offline_phones_is_flagged_and_counted_o
         "2025-05-03",
     ));
     let visit_second = b.record(visit(id_of(&second), "2025-05-04", VisitKind::Home));
+    let (first, second) = (
+        numbered(first, "泽当-2025-AB-0007"),
+        numbered(second, "泽当-2025-CD-0001"),
+    );
 
     // The later file arrives first: alone, it is the person's file.
     push(&store, &[second.clone(), visit_second]);
@@ -648,6 +664,17 @@ fn a_second_file_for_one_person_from_two_offline_phones_is_flagged_and_counted_o
         (listed[0].case_id, listed[0].duplicate_of),
         (id_of(&second), id_of(&first))
     );
+    assert_eq!(
+        (
+            listed[0].file_number.as_str(),
+            listed[0].duplicate_of_file_number.as_str()
+        ),
+        ("泽当-2025-CD-0001", "泽当-2025-AB-0007")
+    );
+    // The person's file shows its number in the overdue list.
+    let overdue = p.overdue(today(), &zedang, None).unwrap();
+    assert_eq!(overdue.cases.len(), 1, "{overdue:?}");
+    assert_eq!(overdue.cases[0].file_number, "泽当-2025-AB-0007");
     // The timeline of the flagged file is kept whole.
     assert_eq!(p.case_timeline(id_of(&second)).unwrap().entries.len(), 2);
 

@@ -96,6 +96,7 @@ fn body(device: &mut Device, rng: &mut StdRng, people: &mut u32) -> Body {
             tier: rng.random_range(1..=3),
             source: CaseSource::Outreach as i32,
             opened_on: date,
+            file_number: String::new(),
         });
     }
     if roll < 70 {

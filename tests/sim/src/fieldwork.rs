@@ -148,6 +148,7 @@ impl FieldWork {
                 tier: self.rng.random_range(1..=3),
                 source: CaseSource::Outreach as i32,
                 opened_on: "2026-01-05".into(),
+                file_number: String::new(),
             })
         } else if roll < 85 {
             let case = self.cases[self.rng.random_range(0..self.cases.len())];

@@ -119,6 +119,7 @@ fn case_opened(community_code: &str, n: u64) -> Body {
         tier: Tier::Key as i32,
         source: CaseSource::Outreach as i32,
         opened_on: today().to_string(),
+        file_number: String::new(),
     })
 }
 

@@ -102,6 +102,7 @@ fn open_body(args: CaseOpenArgs, tier: Tier) -> Body {
         tier: tier.into(),
         source: args.source.into(),
         opened_on: date_or_today(args.date),
+        file_number: String::new(),
     })
 }
 
@@ -275,7 +276,12 @@ pub fn record_json(agent: &Agent, source: &str) -> anyhow::Result<bool> {
             Ok((is_case, recorded)) => {
                 ok += 1;
                 write!(out, "line {n}: ok ")?;
-                print::recorded(&mut out, is_case, &recorded)?;
+                let opened = if is_case {
+                    agent.case(recorded.event_id)?
+                } else {
+                    None
+                };
+                print::recorded(&mut out, opened.as_ref(), &recorded)?;
             }
             Err(reason) => {
                 failed += 1;

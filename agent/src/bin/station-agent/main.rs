@@ -176,7 +176,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             match agent.record(body) {
-                Ok(recorded) => print::recorded(&mut out, is_case, &recorded)?,
+                Ok(recorded) => {
+                    let opened = if is_case {
+                        agent.case(recorded.event_id)?
+                    } else {
+                        None
+                    };
+                    print::recorded(&mut out, opened.as_ref(), &recorded)?;
+                }
                 Err(e @ AgentError::Store(_)) => return Err(e.into()),
                 Err(e) => {
                     eprintln!("error: {e}");

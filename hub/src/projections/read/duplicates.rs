@@ -54,13 +54,22 @@ impl Projections {
                     else {
                         continue;
                     };
+                    let (community_code, file_number) =
+                        fold::community_and_number_of(*case_id, facts).unwrap_or_default();
+                    let duplicate_of_file_number = person
+                        .get(&of)
+                        .and_then(|f| fold::community_and_number_of(of, f))
+                        .map(|(_, number)| number)
+                        .unwrap_or_default();
                     found.push(DuplicateFile {
                         station_code: station.clone(),
                         case_id: *case_id,
-                        community_code: fold::community_of(*case_id, facts).unwrap_or_default(),
+                        file_number,
+                        community_code,
                         opened_on,
                         duplicate_of: of,
                         duplicate_of_opened_on: earlier_on,
+                        duplicate_of_file_number,
                     });
                 }
             }
