@@ -472,6 +472,13 @@ fn a_case_is_named_by_its_id_or_a_prefix_no_other_case_shares() {
     other.birth_date = "1950-03-01".into();
     let other_id = store.open_case(other).unwrap().event_id;
 
+    // By its 档案编号, as written on the paper file.
+    let number = store.case(case_id.clone()).unwrap().file_number;
+    assert!(
+        number.starts_with("泽当-") && number.ends_with("-0001"),
+        "{number}"
+    );
+    assert_eq!(store.case(number).unwrap().case_id, case_id);
     let unique = case_id.replace('-', "")[..31].to_uppercase();
     store.record_visit(visit(&unique, 0)).unwrap();
     assert_eq!(store.case(unique.clone()).unwrap().case_id, case_id);
