@@ -1,14 +1,19 @@
 //! The agent engine: one device's identity, its durable log and its views,
 //! with the checks that need the device's state (unknown case, closed case,
-//! void of a missing event) on top of the pure validation of `station-proto`.
+//! void of a missing event, a second open file for one person) on top of the
+//! pure validation of `station-proto`.
 //!
 //! Invariants: an entry is validated completely before anything is written; a
 //! rejected entry changes nothing; [`Agent::record`] returns only once the
-//! event is durable.
+//! event is durable; no error names a person or an ID number (a refused
+//! second file names the existing case); a station holds one open file per
+//! ID number, as far as this device knows its station's events (its own and
+//! those pulled from colleagues).
 
 use std::path::Path;
 
 use chrono::{Local, NaiveDate};
+use station_proto::file_number;
 use station_proto::ids::Uuid;
 use station_proto::v1::Tier;
 use station_proto::validate::{self, Context, Invalid};
@@ -44,6 +49,43 @@ pub enum AgentError {
     /// Reopening a case that is open.
     #[error("case_reopened.case_id: case {0} is already open")]
     CaseAlreadyOpen(Uuid),
+    /// Opening (or reopening) a file for a person the station already holds
+    /// an open file for: one person, one file (一人一档). The message names
+    /// the existing case, never the person or the ID number.
+    #[error(
+        "{field}: this person already has an open file at this station, case {case_id}; \
+         add to that file instead of opening another"
+    )]
+    PersonHasOpenFile {
+        /// The field the refusal is about (`case_opened.id_number`,
+        /// `case_reopened.case_id`).
+        field: String,
+        /// The open case the person already has.
+        case_id: Uuid,
+    },
+    /// No case this device knows has an id starting with the prefix given.
+    #[error("{field}: no case of this station has an id starting with {given}")]
+    NoCaseWithPrefix {
+        /// The field holding the case id.
+        field: String,
+        /// The prefix given (hexadecimal digits only).
+        given: String,
+    },
+    /// Several cases have an id starting with the prefix given, or share
+    /// the file number given.
+    #[error(
+        "{field}: {given} names {} cases: {}; give more of the id",
+        .candidates.len(),
+        list_ids(.candidates)
+    )]
+    AmbiguousCase {
+        /// The field holding the case id.
+        field: String,
+        /// The prefix (hexadecimal digits only) or file number given.
+        given: String,
+        /// The ids of the cases it names, ascending.
+        candidates: Vec<Uuid>,
+    },
     /// A void of an event this device does not hold.
     #[error("event_voided.voided_event_id: unknown event {0}")]
     UnknownEvent(Uuid),
@@ -59,6 +101,17 @@ pub enum AgentError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// Ids, comma separated, for a message.
+fn list_ids(ids: &[Uuid]) -> String {
+    ids.iter()
+        .map(Uuid::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The fewest hexadecimal digits a case id's prefix is taken from.
+pub const CASE_PREFIX_MIN: usize = 4;
 
 /// What `init` needs to create a device identity.
 #[derive(Debug, Clone)]
@@ -113,6 +166,10 @@ pub struct Agent {
     /// The own head seq, bumped by every new entry, so the sync daemon can
     /// push right after an entry instead of polling the log.
     recorded: tokio::sync::watch::Sender<u64>,
+    /// Held from the one-file check of an opening or reopening to its
+    /// append, so that two saves at once (a double tap, two threads of an
+    /// app) cannot both pass the check for one person.
+    openings: std::sync::Mutex<()>,
 }
 
 /// Milliseconds since the Unix epoch on this device's clock.
@@ -151,6 +208,7 @@ impl Agent {
             identity,
             intervals: TierIntervals::default(),
             recorded,
+            openings: std::sync::Mutex::new(()),
         })
     }
 
@@ -170,6 +228,7 @@ impl Agent {
             identity,
             intervals: TierIntervals::default(),
             recorded,
+            openings: std::sync::Mutex::new(()),
         })
     }
 
@@ -238,6 +297,31 @@ impl Agent {
         }
         let ctx = Context::on(today);
         validate::body(&mut body, &self.identity.station_code, &ctx)?;
+        let _opening = match &body {
+            // The guard holds no state: a panic while it was held leaves
+            // nothing to repair.
+            Body::CaseOpened(_) | Body::CaseReopened(_) => Some(
+                self.openings
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            ),
+            Body::CaseAssessed(_)
+            | Body::CaseNoteAdded(_)
+            | Body::CaseClosed(_)
+            | Body::VisitRecorded(_)
+            | Body::GuardianCalled(_)
+            | Body::BeneficiaryVerified(_)
+            | Body::ActivityHeld(_)
+            | Body::GroupSessionHeld(_)
+            | Body::ResourceLinked(_)
+            | Body::TrainingHeld(_)
+            | Body::EventVoided(_) => None,
+        };
+        if let Body::CaseOpened(m) = &mut body
+            && m.file_number.is_empty()
+        {
+            m.file_number = self.next_file_number(&m.opened_on)?;
+        }
         self.check_against_state(&mut body)?;
         let appended = self.log.append(NewEvent {
             event_id,
@@ -253,6 +337,25 @@ impl Agent {
             });
         }
         Ok(appended)
+    }
+
+    /// The next 档案编号 this device gives to a file opened on `opened_on`
+    /// (a validated date): one past the highest serial of its own numbers
+    /// of that year among the files it holds (see [`station_proto::file_number`]).
+    /// Called under the opening lock, so two openings never take one number.
+    fn next_file_number(&self, opened_on: &str) -> Result<String, AgentError> {
+        let year =
+            station_proto::case::parse_date(opened_on).map_or(0, |d| chrono::Datelike::year(&d));
+        let prefix =
+            file_number::prefix(&self.identity.station_code, year, self.identity.origin_id);
+        let last = self
+            .log
+            .cases()?
+            .iter()
+            .filter_map(|case| file_number::serial(&case.file_number, &prefix))
+            .max()
+            .unwrap_or(0);
+        Ok(file_number::number(&prefix, last.saturating_add(1)))
     }
 
     /// A receiver whose value is the own head seq; it changes after every
@@ -280,10 +383,30 @@ impl Agent {
         Ok(case)
     }
 
+    /// Refuses a file for a person who has an open file at this station
+    /// other than `except`.
+    fn check_one_open_file(
+        &self,
+        field: &str,
+        id_number: &str,
+        except: Option<Uuid>,
+    ) -> Result<(), AgentError> {
+        let open = self.log.open_cases_of_person(id_number)?;
+        match open.into_iter().find(|case_id| Some(*case_id) != except) {
+            Some(case_id) => Err(AgentError::PersonHasOpenFile {
+                field: field.to_string(),
+                case_id,
+            }),
+            None => Ok(()),
+        }
+    }
+
     fn check_against_state(&self, body: &mut Body) -> Result<(), AgentError> {
         match body {
-            Body::CaseOpened(_) | Body::ActivityHeld(_) | Body::GroupSessionHeld(_) => {}
-            Body::TrainingHeld(_) => {}
+            Body::CaseOpened(m) => {
+                self.check_one_open_file("case_opened.id_number", &m.id_number, None)?;
+            }
+            Body::ActivityHeld(_) | Body::GroupSessionHeld(_) | Body::TrainingHeld(_) => {}
             Body::CaseAssessed(m) => {
                 self.open_case("case_assessed.case_id", &m.case_id)?;
             }
@@ -297,6 +420,15 @@ impl Agent {
                 let case = self.known_case("case_reopened.case_id", &m.case_id)?;
                 if case.status == CaseStatus::Open {
                     return Err(AgentError::CaseAlreadyOpen(case.case_id));
+                }
+                if let Some(Body::CaseOpened(opened)) =
+                    self.log.event(case.case_id)?.and_then(|e| e.body)
+                {
+                    self.check_one_open_file(
+                        "case_reopened.case_id",
+                        &opened.id_number,
+                        Some(case.case_id),
+                    )?;
                 }
             }
             Body::VisitRecorded(m) => {
@@ -343,6 +475,74 @@ impl Agent {
                 .then(a.case_id.cmp(&b.case_id))
         });
         Ok(cases)
+    }
+
+    /// The case a worker names in `field`: by its whole id, by its 档案编号
+    /// (letter case ignored), or by a prefix of its id that no other case of
+    /// the station shares (at least
+    /// [`CASE_PREFIX_MIN`] hexadecimal digits; dashes and letter case do not
+    /// matter). A whole id is returned as it is, known or not: recording an
+    /// entry then says whether the case is known.
+    ///
+    /// # Errors
+    /// [`AgentError::Invalid`] for text that is neither; a prefix of no
+    /// case, [`AgentError::NoCaseWithPrefix`]; of several,
+    /// [`AgentError::AmbiguousCase`] naming them; storage errors.
+    pub fn resolve_case(&self, field: &str, given: &str) -> Result<Uuid, AgentError> {
+        let given = given.trim();
+        if let Ok(id) = Uuid::parse_str(given) {
+            return Ok(id);
+        }
+        let cases = self.log.cases()?;
+        let mut numbered: Vec<Uuid> = cases
+            .iter()
+            .filter(|case| !case.file_number.is_empty())
+            .filter(|case| case.file_number.eq_ignore_ascii_case(given))
+            .map(|case| case.case_id)
+            .collect();
+        numbered.sort_unstable();
+        match numbered.as_slice() {
+            [] => {}
+            [one] => return Ok(*one),
+            _ => {
+                return Err(AgentError::AmbiguousCase {
+                    field: field.to_string(),
+                    given: given.to_string(),
+                    candidates: numbered,
+                });
+            }
+        }
+        let prefix = given.replace('-', "").to_ascii_lowercase();
+        if prefix.len() < CASE_PREFIX_MIN
+            || prefix.len() > 32
+            || !prefix.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(Invalid::new(
+                field,
+                format!(
+                    "must be a case id, or at least {CASE_PREFIX_MIN} of its first hexadecimal digits"
+                ),
+            )
+            .into());
+        }
+        let mut candidates: Vec<Uuid> = cases
+            .into_iter()
+            .map(|case| case.case_id)
+            .filter(|id| id.simple().to_string().starts_with(&prefix))
+            .collect();
+        candidates.sort_unstable();
+        match candidates.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(AgentError::NoCaseWithPrefix {
+                field: field.to_string(),
+                given: prefix,
+            }),
+            _ => Err(AgentError::AmbiguousCase {
+                field: field.to_string(),
+                given: prefix,
+                candidates,
+            }),
+        }
     }
 
     /// One case.

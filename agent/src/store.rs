@@ -27,11 +27,18 @@
 //! | `c:` case_id | JSON [`CaseView`] |
 //! | `m:sealed` | present once every value below marked *sealed* is sealed |
 //! | `m:sealing` | while a store in clear is encrypted in place: the last key sealed |
+//! | `n:` tag case_id | empty: the case is open, and its `CaseOpened`'s ID number has the keyed tag `tag` (16 bytes, see below) |
+//! | `m:person_index` | `u32` version of the `n:` key space, present once it is built |
 //!
 //! Sealed (see [`crate::seal`]) when the store is encrypted: `m:identity`
 //! (with the device token), `m:device_key`, `m:parked`, `o:`, `p:` and `c:`,
 //! each bound to its key. No key holds personal data: the other key spaces
 //! hold ids, HLCs, seqs, hashes and locations.
+//!
+//! The `n:` tags are [`station_proto::person`] tags under a key derived from
+//! the device key (never the ID number itself, which no key of this tree
+//! holds): `n:` answers "which open files of this station does this person
+//! have" without a scan of every opening.
 //!
 //! Beside sled's files the directory holds `station.lock`, locked by the one
 //! process that has the store open, and, when the store is encrypted,
@@ -55,8 +62,11 @@
 //!   hub names another log, every pulled event moves, with its index entries,
 //!   to a key from 2^63 on, and the cursor starts again at 0, in one batch:
 //!   a position of the new log never lands on an event of the old one;
-//! - `c:`, `k:` and `v:` are derived: [`EventLog::rebuild_views`] recomputes
-//!   them from `o:` and `p:` and must give the same bytes;
+//! - `c:`, `k:`, `v:` and `n:` are derived: [`EventLog::rebuild_views`]
+//!   recomputes them from `o:` and `p:` and must give the same bytes; `n:`
+//!   holds an entry exactly for each case whose view is open, written with
+//!   the view; a store opened without `m:person_index` has its views
+//!   rebuilt at open;
 //! - an append or pull is reported only once durable (see [`crate::durable`]);
 //!   events handed to sync never pass [`EventLog::durable_seq`];
 //! - `m:parked`, `m:last_sync_ms` and `m:uplink_bps` are the sync client's own
@@ -74,6 +84,7 @@ use prost::Message as _;
 use serde::{Deserialize, Serialize};
 use station_proto::chain::{self, Chain, Digest};
 use station_proto::ids::Uuid;
+use station_proto::person::{PersonTag, TagKey};
 use station_proto::v1::SignedHead;
 use station_proto::{Body, Event};
 
@@ -120,6 +131,15 @@ const SEALED_SPACES: &[&[u8]] = &[M_IDENTITY, M_DEVICE_KEY, M_PARKED, OWN, PULLE
 
 /// The kind of store bound into every sealed value.
 pub const STORE_KIND: &str = "agent";
+
+const PERSONS: &[u8] = b"n:";
+const M_PERSON_INDEX: &[u8] = b"m:person_index";
+/// The version of the `n:` key space this code writes.
+const PERSON_INDEX_VERSION: u32 = 1;
+/// What the tag key of the `n:` index is derived for, from the device key.
+const PERSON_INDEX_PURPOSE: &str = "station.v1 person index";
+/// The derived key spaces, which [`EventLog::rebuild_views`] recomputes.
+const DERIVED: [&[u8]; 4] = [CASES, CASE_INDEX, VOIDED, PERSONS];
 
 impl From<crate::durable::OpenError> for StoreError {
     fn from(error: crate::durable::OpenError) -> Self {
@@ -401,6 +421,9 @@ struct Overlay<'a> {
     values: &'a SealedTree,
     writes: BTreeMap<Vec<u8>, Vec<u8>>,
     removes: BTreeSet<Vec<u8>>,
+    /// The key of the `n:` tags; `None` on a store without a device key,
+    /// which holds no event.
+    person_key: Option<TagKey>,
 }
 
 impl<'a> Overlay<'a> {
@@ -410,7 +433,21 @@ impl<'a> Overlay<'a> {
             values,
             writes: BTreeMap::new(),
             removes: BTreeSet::new(),
+            person_key: None,
         }
+    }
+
+    /// An overlay that keeps the `n:` index with `person_key`.
+    fn writing(tree: &'a sled::Tree, values: &'a SealedTree, person_key: Option<TagKey>) -> Self {
+        Self {
+            person_key,
+            ..Self::new(tree, values)
+        }
+    }
+
+    fn remove(&mut self, k: Vec<u8>) {
+        self.writes.remove(&k);
+        self.removes.insert(k);
     }
 
     fn get(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -512,19 +549,47 @@ impl<'a> Overlay<'a> {
                 }
             }
             let view_key = key(CASES, case_id.as_bytes());
-            match views::fold_case(*case_id, &mut events) {
+            let view = views::fold_case(*case_id, &mut events);
+            let open = view
+                .as_ref()
+                .is_some_and(|v| v.status == views::CaseStatus::Open);
+            match view {
                 Some(view) => {
                     let json = serde_json::to_vec(&view)
                         .map_err(|e| StoreError::Corrupt(format!("case view: {e}")))?;
                     self.insert(view_key, json);
                 }
-                None => {
-                    self.writes.remove(&view_key);
-                    self.removes.insert(view_key);
+                None => self.remove(view_key),
+            }
+            if let Some(tag) = self.person_tag_of(*case_id)? {
+                let mut entry = key(PERSONS, &tag);
+                entry.extend_from_slice(case_id.as_bytes());
+                if open {
+                    self.insert(entry, Vec::new());
+                } else {
+                    self.remove(entry);
                 }
             }
         }
         Ok(())
+    }
+
+    /// The `n:` tag of the person a case was opened for: of the ID number
+    /// of its `CaseOpened` (voided or not), when the store holds it.
+    fn person_tag_of(&self, case_id: Uuid) -> Result<Option<PersonTag>, StoreError> {
+        let Some(location) = self.location_of(case_id.as_bytes())? else {
+            return Ok(None);
+        };
+        let opening = self.load_event(location)?;
+        let Some(Body::CaseOpened(opened)) = &opening.body else {
+            return Ok(None);
+        };
+        match &self.person_key {
+            Some(person_key) => Ok(Some(person_key.tag(&opened.id_number))),
+            None => Err(StoreError::Corrupt(
+                "a case is stored without a device key to index it".into(),
+            )),
+        }
     }
 }
 
@@ -606,7 +671,43 @@ impl EventLog {
             _lock: lock,
         };
         log.upgrade_to_signed()?;
+        if log.identity()?.is_some() && !log.tree.contains_key(M_PERSON_INDEX)? {
+            let replayed = log.rebuild_views()?;
+            tracing::info!(replayed, "index of open files by person built");
+        }
         Ok(log)
+    }
+
+    /// The key of the `n:` tags, derived from the device key; `None` before
+    /// the device has one.
+    fn person_key(&self) -> Result<Option<TagKey>, StoreError> {
+        if !self.tree.contains_key(M_DEVICE_KEY)? {
+            return Ok(None);
+        }
+        Ok(Some(TagKey::derive(
+            &self.device_secret()?,
+            PERSON_INDEX_PURPOSE,
+        )))
+    }
+
+    /// The open cases of this station whose `CaseOpened` names the person
+    /// with `id_number` (in any typed form), by case id.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn open_cases_of_person(&self, id_number: &str) -> Result<Vec<Uuid>, StoreError> {
+        let Some(person_key) = self.person_key()? else {
+            return Ok(Vec::new());
+        };
+        let prefix = key(PERSONS, &person_key.tag(id_number));
+        self.tree
+            .scan_prefix(&prefix)
+            .map(|item| {
+                let (k, _) = item?;
+                Uuid::from_slice(&k[prefix.len()..])
+                    .map_err(|_| StoreError::Corrupt("bad case id in the person index".into()))
+            })
+            .collect()
     }
 
     /// Gives a store written before signed logs its chain links and, when
@@ -746,6 +847,7 @@ impl EventLog {
             self.values
                 .seal(M_DEVICE_KEY, new_device_secret()?.to_vec())?,
         );
+        batch.insert(M_PERSON_INDEX, &PERSON_INDEX_VERSION.to_be_bytes());
         self.tree.apply_batch(batch)?;
         let ticket = self.group.written(None);
         self.group.wait_durable(ticket)?;
@@ -811,7 +913,7 @@ impl EventLog {
             hlc: stamp,
             body: Some(new.body),
         };
-        let mut overlay = Overlay::new(&self.tree, &self.values);
+        let mut overlay = Overlay::writing(&self.tree, &self.values, self.person_key()?);
         let location = Location::Own(origin_seq);
         let canonical = chain::canonical_bytes(&event);
         let link = chain::link(
@@ -940,7 +1042,7 @@ impl EventLog {
         let identity = self.identity()?.ok_or(StoreError::NotInitialised)?;
         let mut writer = self.lock_writer();
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let mut overlay = Overlay::new(&self.tree, &self.values);
+        let mut overlay = Overlay::writing(&self.tree, &self.values, self.person_key()?);
         let mut affected = BTreeSet::new();
         let mut applied = PullApplied {
             cursor: next_cursor,
@@ -1182,15 +1284,16 @@ impl EventLog {
         Ok(out)
     }
 
-    /// Recomputes every derived key space (`c:`, `k:`, `v:`) from the stored
-    /// events, in one atomic write. Returns the number of events replayed.
+    /// Recomputes every derived key space (`c:`, `k:`, `v:`, `n:`) from the
+    /// stored events, in one atomic write, and marks the `n:` index built.
+    /// Returns the number of events replayed.
     ///
     /// # Errors
     /// Storage errors or an event that does not decode.
     pub fn rebuild_views(&self) -> Result<usize, StoreError> {
         let writer = self.lock_writer();
-        let mut overlay = Overlay::new(&self.tree, &self.values);
-        for prefix in [CASES, CASE_INDEX, VOIDED] {
+        let mut overlay = Overlay::writing(&self.tree, &self.values, self.person_key()?);
+        for prefix in DERIVED {
             for item in self.tree.scan_prefix(prefix) {
                 let (k, _) = item?;
                 overlay.removes.insert(k.to_vec());
@@ -1213,6 +1316,10 @@ impl EventLog {
             }
         }
         overlay.refresh_cases(&affected)?;
+        overlay.insert(
+            M_PERSON_INDEX.to_vec(),
+            PERSON_INDEX_VERSION.to_be_bytes().to_vec(),
+        );
         self.tree.apply_batch(overlay.into_batch()?)?;
         let ticket = self.group.written(None);
         drop(writer);
@@ -1227,7 +1334,7 @@ impl EventLog {
     /// Storage errors.
     pub fn views_snapshot(&self) -> Result<Vec<KeyValue>, StoreError> {
         let mut out = Vec::new();
-        for prefix in [CASES, CASE_INDEX, VOIDED] {
+        for prefix in DERIVED {
             for item in self.tree.scan_prefix(prefix) {
                 let (k, v) = item?;
                 let v = self.values.open(&k, &v)?;

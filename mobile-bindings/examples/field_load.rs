@@ -65,7 +65,7 @@ impl Draw {
 }
 
 fn id_number(birth: NaiveDate, serial: u64, male: bool) -> String {
-    let digit = (serial * 2 + u64::from(male)) % 1000;
+    let digit = (serial % 500) * 2 + u64::from(male);
     let body = format!("540502{}{digit:03}", birth.format("%Y%m%d"));
     station_proto::id_number::with_check_character(&body).expect("17 digits")
 }
@@ -80,8 +80,12 @@ fn days_ago(today: NaiveDate, days: u64) -> String {
 
 fn opening(case: u64, today: NaiveDate, draw: &mut Draw) -> CaseOpening {
     let male = draw.below(2) == 1;
+    // The year follows the case number past its serial (`case % 500`), so
+    // that no two cases are one person (the store refuses a second open
+    // file for one ID number); the draw is kept so the rest stays the same.
+    let _ = draw.below(75);
     let birth = NaiveDate::from_ymd_opt(
-        1940 + (draw.below(75) as i32),
+        1940 + ((case / 500) % 75) as i32,
         1 + draw.below(12) as u32,
         1 + draw.below(28) as u32,
     )

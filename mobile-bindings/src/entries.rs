@@ -308,6 +308,7 @@ impl CaseOpening {
             tier: proto::<_, v1::Tier>(self.tier),
             source: proto::<_, v1::CaseSource>(self.source),
             opened_on: self.opened_on,
+            file_number: String::new(),
         })
     }
 }

@@ -53,6 +53,16 @@ pub enum FieldError {
         /// The field holding the case id.
         field: String,
     },
+    /// The person already has an open file at this station (一人一档):
+    /// nothing was recorded; add to the file `case_id` instead.
+    #[error("{field}: this person already has an open file at this station, case {case_id}")]
+    PersonHasOpenFile {
+        /// The field the refusal is about (`case_opened.id_number`, or
+        /// `case_reopened.case_id` for a reopening).
+        field: String,
+        /// The case id of the open file, to show or open it.
+        case_id: String,
+    },
     /// A void names an entry this device does not hold; nothing was recorded.
     #[error("{field}: unknown entry")]
     UnknownEntry {
@@ -201,10 +211,19 @@ impl From<AgentError> for FieldError {
         const VOIDED: &str = "event_voided.voided_event_id";
         match error {
             AgentError::Invalid(invalid) => invalid.into(),
-            AgentError::UnknownCase { field, .. } => FieldError::UnknownCase { field },
+            AgentError::UnknownCase { field, .. } | AgentError::NoCaseWithPrefix { field, .. } => {
+                FieldError::UnknownCase { field }
+            }
+            AgentError::AmbiguousCase { field, .. } => {
+                FieldError::invalid(field, "names several cases: give the whole case id")
+            }
             AgentError::CaseClosed { field, .. } => FieldError::CaseClosed { field },
             AgentError::CaseAlreadyOpen(_) => FieldError::CaseAlreadyOpen {
                 field: "case_reopened.case_id".to_string(),
+            },
+            AgentError::PersonHasOpenFile { field, case_id } => FieldError::PersonHasOpenFile {
+                field,
+                case_id: case_id.to_string(),
             },
             AgentError::UnknownEvent(_) => FieldError::UnknownEntry {
                 field: VOIDED.to_string(),

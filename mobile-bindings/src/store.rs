@@ -11,7 +11,11 @@
 //! - the object is `Send + Sync`: the agent inside is shared, its writer is
 //!   serialised by the log, and sync rounds are serialised by the runtime lock;
 //! - the store directory is locked while the object lives, and released when
-//!   the last reference to it is dropped.
+//!   the last reference to it is dropped;
+//! - wherever a call takes a case id it takes the whole id or a prefix of it
+//!   no other case of the station shares (4 or more hexadecimal digits); an
+//!   ambiguous prefix is refused as invalid input, an unknown one as an
+//!   unknown case.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -221,7 +225,9 @@ impl FieldStore {
     ///
     /// # Errors
     /// [`FieldError::InvalidInput`] naming the field and the rule (bad ID
-    /// check character, birth date not matching, date in the future …).
+    /// check character, birth date not matching, date in the future …);
+    /// [`FieldError::PersonHasOpenFile`] naming the open file the station
+    /// already holds for the same ID number.
     pub fn open_case(&self, entry: CaseOpening) -> Result<Recorded, FieldError> {
         let entry_id = entry.entry_id.clone();
         self.record(entry_id, entry.into_body())
@@ -232,7 +238,8 @@ impl FieldStore {
     /// # Errors
     /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`],
     /// [`FieldError::CaseClosed`].
-    pub fn assess_case(&self, entry: Assessment) -> Result<Recorded, FieldError> {
+    pub fn assess_case(&self, mut entry: Assessment) -> Result<Recorded, FieldError> {
+        entry.case_id = self.resolve("case_assessed.case_id", &entry.case_id)?;
         let entry_id = entry.entry_id.clone();
         self.record(entry_id, entry.into_body()?)
     }
@@ -241,7 +248,8 @@ impl FieldStore {
     ///
     /// # Errors
     /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`].
-    pub fn add_note(&self, entry: CaseNote) -> Result<Recorded, FieldError> {
+    pub fn add_note(&self, mut entry: CaseNote) -> Result<Recorded, FieldError> {
+        entry.case_id = self.resolve("case_note_added.case_id", &entry.case_id)?;
         let entry_id = entry.entry_id.clone();
         self.record(entry_id, entry.into_body()?)
     }
@@ -251,7 +259,8 @@ impl FieldStore {
     /// # Errors
     /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`],
     /// [`FieldError::CaseClosed`].
-    pub fn record_visit(&self, entry: Visit) -> Result<Recorded, FieldError> {
+    pub fn record_visit(&self, mut entry: Visit) -> Result<Recorded, FieldError> {
+        entry.case_id = self.resolve("visit_recorded.case_id", &entry.case_id)?;
         let entry_id = entry.entry_id.clone();
         self.record(entry_id, entry.into_body()?)
     }
@@ -261,7 +270,8 @@ impl FieldStore {
     /// # Errors
     /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`],
     /// [`FieldError::CaseClosed`].
-    pub fn record_guardian_call(&self, entry: GuardianCall) -> Result<Recorded, FieldError> {
+    pub fn record_guardian_call(&self, mut entry: GuardianCall) -> Result<Recorded, FieldError> {
+        entry.case_id = self.resolve("guardian_called.case_id", &entry.case_id)?;
         let entry_id = entry.entry_id.clone();
         self.record(entry_id, entry.into_body()?)
     }
@@ -271,7 +281,8 @@ impl FieldStore {
     ///
     /// # Errors
     /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`].
-    pub fn verify_beneficiary(&self, entry: Verification) -> Result<Recorded, FieldError> {
+    pub fn verify_beneficiary(&self, mut entry: Verification) -> Result<Recorded, FieldError> {
+        entry.case_id = self.resolve("beneficiary_verified.case_id", &entry.case_id)?;
         let entry_id = entry.entry_id.clone();
         self.record(entry_id, entry.into_body()?)
     }
@@ -281,7 +292,8 @@ impl FieldStore {
     /// # Errors
     /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`],
     /// [`FieldError::CaseClosed`].
-    pub fn close_case(&self, entry: CaseClosing) -> Result<Recorded, FieldError> {
+    pub fn close_case(&self, mut entry: CaseClosing) -> Result<Recorded, FieldError> {
+        entry.case_id = self.resolve("case_closed.case_id", &entry.case_id)?;
         let entry_id = entry.entry_id.clone();
         self.record(entry_id, entry.into_body()?)
     }
@@ -290,8 +302,10 @@ impl FieldStore {
     ///
     /// # Errors
     /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`],
-    /// [`FieldError::CaseAlreadyOpen`].
-    pub fn reopen_case(&self, entry: CaseReopening) -> Result<Recorded, FieldError> {
+    /// [`FieldError::CaseAlreadyOpen`]; [`FieldError::PersonHasOpenFile`]
+    /// when the person has another open file at the station.
+    pub fn reopen_case(&self, mut entry: CaseReopening) -> Result<Recorded, FieldError> {
+        entry.case_id = self.resolve("case_reopened.case_id", &entry.case_id)?;
         let entry_id = entry.entry_id.clone();
         self.record(entry_id, entry.into_body()?)
     }
@@ -319,7 +333,10 @@ impl FieldStore {
     /// # Errors
     /// [`FieldError::InvalidInput`] (a negative amount, nothing of value for
     /// a cash or in-kind resource …), [`FieldError::UnknownCase`].
-    pub fn link_resource(&self, entry: Resource) -> Result<Recorded, FieldError> {
+    pub fn link_resource(&self, mut entry: Resource) -> Result<Recorded, FieldError> {
+        if let Some(case_id) = &entry.case_id {
+            entry.case_id = Some(self.resolve("resource_linked.case_id", case_id)?);
+        }
         let entry_id = entry.entry_id.clone();
         self.record(entry_id, entry.into_body()?)
     }
@@ -365,7 +382,7 @@ impl FieldStore {
     /// [`FieldError::UnknownCase`], [`FieldError::InvalidInput`] for an id
     /// that is not a UUID, [`FieldError::Storage`].
     pub fn case(&self, case_id: String) -> Result<CaseSummary, FieldError> {
-        let id = parse_id("case_id", &case_id)?;
+        let id = parse_id("case_id", &self.resolve("case_id", &case_id)?)?;
         let case = self
             .agent
             .case(id)?
@@ -397,7 +414,7 @@ impl FieldStore {
     /// [`FieldError::InvalidInput`] for an id that is not a UUID;
     /// [`FieldError::Storage`].
     pub fn case_timeline(&self, case_id: String) -> Result<Vec<TimelineEntry>, FieldError> {
-        let id = parse_id("case_id", &case_id)?;
+        let id = parse_id("case_id", &self.resolve("case_id", &case_id)?)?;
         let events = self.agent.case_timeline(id)?;
         if events.is_empty() && self.agent.case(id)?.is_none() {
             return Err(FieldError::UnknownCase {
@@ -475,6 +492,12 @@ impl FieldStore {
 
 impl FieldStore {
     /// Validates and records `body` as an entry made now on this device.
+    /// The whole id of the case `case_id` names: itself, or the one case
+    /// whose id it is a prefix of (see [`Agent::resolve_case`]).
+    fn resolve(&self, field: &str, case_id: &str) -> Result<String, FieldError> {
+        Ok(self.agent.resolve_case(field, case_id)?.to_string())
+    }
+
     fn record(&self, entry_id: Option<String>, body: Body) -> Result<Recorded, FieldError> {
         let event_id = parse_entry_id(entry_id.as_deref())?;
         let recorded = self.agent.record_with(event_id, body, today(), now_ms())?;

@@ -27,6 +27,10 @@ pub enum CaseStatus {
 pub struct CaseSummary {
     /// The case id (the id of its opening entry).
     pub case_id: String,
+    /// 档案编号, such as `泽当-2026-AG-0042`: the number people say and write
+    /// on paper; empty for a file opened by an older app. Wherever a case id
+    /// is asked for, the number is taken too.
+    pub file_number: String,
     /// The person's name, as entered.
     pub name: String,
     /// The 12-digit community code.
@@ -212,6 +216,7 @@ impl CaseSummary {
     pub fn new(case: &CaseView, intervals: &TierIntervals) -> Self {
         Self {
             case_id: id_text(case.case_id),
+            file_number: case.file_number.clone(),
             name: case.name.clone(),
             community_code: case.community_code.clone(),
             categories: case

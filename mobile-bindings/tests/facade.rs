@@ -400,6 +400,15 @@ fn case_state_errors_map_to_their_variants() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     let case_id = store.open_case(opening()).unwrap().event_id;
+    let second = store.open_case(opening()).unwrap_err();
+    assert_eq!(
+        second,
+        FieldError::PersonHasOpenFile {
+            field: "case_opened.id_number".into(),
+            case_id: case_id.clone(),
+        }
+    );
+    assert_no_personal_data(&second);
     let reopening = || CaseReopening {
         case_id: case_id.clone(),
         reason: "x".into(),
@@ -451,6 +460,50 @@ fn case_state_errors_map_to_their_variants() {
         CaseStatus::Closed,
         "the voided reopening no longer counts"
     );
+}
+
+#[test]
+fn a_case_is_named_by_its_id_or_a_prefix_no_other_case_shares() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let case_id = store.open_case(opening()).unwrap().event_id;
+    let mut other = opening();
+    other.id_number = id_number(NaiveDate::from_ymd_opt(1950, 3, 1).unwrap());
+    other.birth_date = "1950-03-01".into();
+    let other_id = store.open_case(other).unwrap().event_id;
+
+    // By its 档案编号, as written on the paper file.
+    let number = store.case(case_id.clone()).unwrap().file_number;
+    assert!(
+        number.starts_with("泽当-") && number.ends_with("-0001"),
+        "{number}"
+    );
+    assert_eq!(store.case(number).unwrap().case_id, case_id);
+    let unique = case_id.replace('-', "")[..31].to_uppercase();
+    store.record_visit(visit(&unique, 0)).unwrap();
+    assert_eq!(store.case(unique.clone()).unwrap().case_id, case_id);
+    assert_eq!(store.case_timeline(unique).unwrap().len(), 2);
+
+    let shared = &case_id[..4];
+    assert_eq!(
+        shared,
+        &other_id[..4],
+        "ids made moments apart share their first digits"
+    );
+    match store.record_visit(visit(shared, 0)).unwrap_err() {
+        FieldError::InvalidInput { field, rule } => {
+            assert_eq!(field, "visit_recorded.case_id");
+            assert_eq!(rule, "names several cases: give the whole case id");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store.record_visit(visit("ffff", 0)).unwrap_err(),
+        FieldError::UnknownCase {
+            field: "visit_recorded.case_id".into()
+        }
+    );
+    assert_eq!(store.status().unwrap().head_seq, 3);
 }
 
 #[test]

@@ -134,6 +134,16 @@ def test_bad_input_raises_typed_errors_and_records_nothing(open_store):
     with pytest.raises(sm.FieldError.CaseAlreadyOpen):
         store.reopen_case(sm.CaseReopening(case_id=tashi.case_id, reason="x",
                                            reopened_on=day(today, 0)))
+    # 一人一档: the same person again, under another name, is refused naming the open file.
+    again = tashi.opening(today)
+    again.name = "བཀྲ་ཤིས་བདེ་ལེགས"
+    again.id_number = again.id_number.lower()
+    with pytest.raises(sm.FieldError.PersonHasOpenFile) as second:
+        store.open_case(again)
+    assert second.value.field == "case_opened.id_number"
+    assert second.value.case_id == tashi.case_id
+    assert tashi.case_id in str(second.value)
+    assert_no_personal_data(second.value, fd, again.name, again.id_number)
     with pytest.raises(sm.FieldError.UnknownEntry):
         store.void_entry(sm.Voiding(event_id=sm.new_entry_id(), reason="x"))
     with pytest.raises(sm.FieldError.InvalidInput) as twice:

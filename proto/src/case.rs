@@ -83,6 +83,10 @@ pub struct CaseView {
     pub status: CaseStatus,
     /// The day the case was opened.
     pub opened_on: NaiveDate,
+    /// 档案编号 (see [`crate::file_number`]); empty for a file opened by an
+    /// older client.
+    #[serde(default)]
+    pub file_number: String,
     /// The day of the latest reopening, when reopened; follow-ups restart from it.
     pub reopened_on: Option<NaiveDate>,
     /// The date of the most recent visit, by service date.
@@ -237,6 +241,8 @@ pub enum CaseStep<'a> {
         tier: i32,
         /// The opening day; a file whose opening day does not parse has no view.
         opened_on: Option<NaiveDate>,
+        /// 档案编号, as given (empty from older clients).
+        file_number: &'a str,
     },
     /// `CaseAssessed`: a tier change.
     Assessed {
@@ -279,6 +285,7 @@ impl<'a> CaseStep<'a> {
                 categories: &m.categories,
                 tier: m.tier,
                 opened_on: parse_date(&m.opened_on),
+                file_number: &m.file_number,
             },
             Body::CaseAssessed(m) => CaseStep::Assessed { tier: m.tier },
             Body::CaseClosed(_) => CaseStep::Closed,
@@ -321,7 +328,7 @@ where
     I::IntoIter: Clone,
 {
     let steps = steps.into_iter();
-    let (name, community_code, categories, tier, opened_on) =
+    let (name, community_code, categories, tier, opened_on, file_number) =
         steps.clone().find_map(|(id, step)| match step {
             CaseStep::Opened {
                 name,
@@ -329,7 +336,15 @@ where
                 categories,
                 tier,
                 opened_on,
-            } if id == Some(case_id) => Some((name, community_code, categories, tier, opened_on)),
+                file_number,
+            } if id == Some(case_id) => Some((
+                name,
+                community_code,
+                categories,
+                tier,
+                opened_on,
+                file_number,
+            )),
             CaseStep::Opened { .. }
             | CaseStep::Assessed { .. }
             | CaseStep::Closed
@@ -346,6 +361,7 @@ where
         tier,
         status: CaseStatus::Open,
         opened_on: opened_on?,
+        file_number: file_number.to_owned(),
         reopened_on: None,
         last_visit: None,
         visits: 0,
@@ -552,6 +568,7 @@ mod tests {
             tier: Tier::Key as i32,
             status: CaseStatus::Open,
             opened_on: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            file_number: String::new(),
             reopened_on: NaiveDate::from_ymd_opt(2026, 6, 1),
             last_visit: NaiveDate::from_ymd_opt(2026, 5, 1),
             visits: 1,

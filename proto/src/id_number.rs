@@ -45,6 +45,15 @@ pub fn with_check_character(first17: &str) -> Option<String> {
     check_character(first17).map(|check| format!("{first17}{check}"))
 }
 
+/// The form of a number that two entries of the same number share: without
+/// surrounding whitespace, with a lower-case `x` written `X`. It is the form
+/// [`crate::validate::id_number`] stores, so a validated number is already
+/// normalised; indexes normalise again so that any stored event finds its
+/// person.
+pub fn normalise(id_number: &str) -> String {
+    id_number.trim().to_ascii_uppercase()
+}
+
 /// The birth date written as `YYYYMMDD` at characters 7 to 14, if those are digits
 /// forming a real date.
 pub fn birth_date(id_number: &str) -> Option<NaiveDate> {

@@ -328,6 +328,7 @@ mod tests {
                 tier: Tier::Key.into(),
                 source: CaseSource::Outreach.into(),
                 opened_on: "2026-11-01".into(),
+                file_number: String::new(),
             }),
             Body::CaseAssessed(CaseAssessed {
                 case_id: case_id(),

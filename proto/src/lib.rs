@@ -13,6 +13,7 @@
 //!   chain, and the signed head of a push.
 //! - [`codec`]: the gRPC codec: prost, with undecodable requests answered
 //!   `INVALID_ARGUMENT`.
+//! - [`file_number`]: 档案编号, the file numbers devices give offline.
 //! - [`ids`]: UUID helpers for the 16-byte ids carried in events.
 //! - [`case`]: the case model both ends share: a case's view, tier
 //!   intervals and follow-ups, which case an event is about, and the one
@@ -21,18 +22,22 @@
 //!   birth date and gender inside a number.
 //! - [`mask`]: minimisation: ID numbers, phones and addresses as shown
 //!   masked, and what a de-identified case shows.
+//! - [`person`]: keyed tags of ID numbers, so that an index or a directory
+//!   finds a person's files without holding the ID number.
 //! - [`money`]: yuan as people write it, to the fen events carry.
 //! - [`names`]: the names people type for the enums (short, proto, Chinese).
 
 pub mod case;
 pub mod chain;
 pub mod codec;
+pub mod file_number;
 pub mod id_number;
 pub mod ids;
 pub mod json;
 pub mod mask;
 pub mod money;
 pub mod names;
+pub mod person;
 pub mod validate;
 
 /// Messages and service stubs of package `station.v1`.

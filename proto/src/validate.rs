@@ -274,7 +274,8 @@ pub fn body(body: &mut Body, station_code: &str, ctx: &Context) -> Result<(), In
 /// inside the station; `address` at most [`ADDRESS_MAX`] characters; `phone` empty or 5 to
 /// 20 characters of digits, `+`, `-` and spaces; `language` at most [`LANGUAGE_MAX`]
 /// characters; at least one category, none repeated; `tier` and `source` specified;
-/// `opened_on` a [`date`].
+/// `opened_on` a [`date`]; `file_number` at most [`FILE_NUMBER_MAX`] characters (empty
+/// from older clients).
 ///
 /// # Errors
 ///
@@ -306,8 +307,17 @@ pub fn case_opened(m: &mut CaseOpened, station_code: &str, ctx: &Context) -> Res
     required_enum::<Tier>(&path(P, "tier"), m.tier)?;
     required_enum::<CaseSource>(&path(P, "source"), m.source)?;
     date(&path(P, "opened_on"), &m.opened_on, ctx)?;
+    text(
+        &path(P, "file_number"),
+        &mut m.file_number,
+        FILE_NUMBER_MAX,
+        false,
+    )?;
     Ok(())
 }
+
+/// The longest file number, in characters.
+pub const FILE_NUMBER_MAX: usize = 40;
 
 /// Validates a [`CaseAssessed`] (预估).
 ///
@@ -958,6 +968,7 @@ mod tests {
             tier: Tier::Key.into(),
             source: CaseSource::Outreach.into(),
             opened_on: "2026-11-01".into(),
+            file_number: String::new(),
         }
     }
 

@@ -47,6 +47,7 @@ fn samples() -> Vec<(&'static str, Event)> {
                 tier: Tier::Key.into(),
                 source: CaseSource::Outreach.into(),
                 opened_on: "2026-10-12".into(),
+                file_number: String::new(),
             }),
         ),
         (

@@ -415,3 +415,143 @@ fn plain_http_to_another_machine_is_warned_about() {
         std::fs::remove_dir_all(dir.path().join("local")).unwrap();
     }
 }
+
+#[test]
+fn a_second_file_for_one_person_is_refused_on_the_command_line_and_in_bulk_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("phone");
+    let out = agent(
+        &data,
+        &["init", "--station", "540502001", "--worker", "w01"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let open = |name: &str, id_number: &str| {
+        agent(
+            &data,
+            &[
+                "case",
+                "open",
+                "--name",
+                name,
+                "--id-number",
+                id_number,
+                "--community",
+                "540502001001",
+                "--category",
+                "elderly",
+                "--tier",
+                "2",
+                "--date",
+                "2026-11-01",
+            ],
+        )
+    };
+    let out = open("次仁卓玛", "11010519491231002X");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = field(&stdout(&out), "case_id").to_string();
+    // 档案编号: the station's short name, the year, the device's code, a serial.
+    let number = field(&stdout(&out), "file_number").to_string();
+    assert!(
+        number.starts_with("泽当-2026-") && number.ends_with("-0001"),
+        "{number}"
+    );
+
+    // Typed again, with another name and a lower-case x: the same person.
+    let out = open("次仁", "11010519491231002x");
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        err.contains("case_opened.id_number: this person already has an open file at this station"),
+        "{err}"
+    );
+    assert!(err.contains(&case), "names the existing case: {err}");
+    assert!(!err.contains("1101051949"), "never the ID number: {err}");
+    assert!(!err.contains("次仁"), "never the name: {err}");
+    assert_eq!(status(&data)["head_seq"], 1);
+
+    let line = "{\"caseOpened\":{\"name\":\"次仁卓玛\",\"idNumber\":\"11010519491231002X\",\
+                \"gender\":\"GENDER_FEMALE\",\"birthDate\":\"1949-12-31\",\
+                \"communityCode\":\"540502001001\",\"categories\":[\"CATEGORY_ELDERLY\"],\
+                \"tier\":\"TIER_KEY\",\"source\":\"CASE_SOURCE_OUTREACH\",\"openedOn\":\"2026-11-02\"}}\n";
+    let out = agent_stdin(&data, &["record", "--json", "-"], line);
+    assert!(!out.status.success());
+    let report = stdout(&out);
+    assert!(
+        report.contains(&format!(
+            "line 1: error: case_opened.id_number: this person already has an open file at this station, case {case}"
+        )),
+        "{report}"
+    );
+    assert!(!report.contains("1101051949"), "{report}");
+    assert!(report.contains("0 recorded, 1 refused"), "{report}");
+    assert_eq!(status(&data)["head_seq"], 1);
+
+    // A case is named by its id or a unique prefix of it; an ambiguous
+    // prefix is refused with the candidates.
+    let out = open("扎西", "540502201203150014");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let other = field(&stdout(&out), "case_id").to_string();
+    let other_number = field(&stdout(&out), "file_number").to_string();
+    assert_eq!(
+        other_number,
+        format!("{}0002", number.trim_end_matches("0001")),
+        "the device's next serial"
+    );
+    let out = agent(
+        &data,
+        &["visit", "--case", &other_number, "--date", "2026-11-05"],
+    );
+    assert!(
+        out.status.success(),
+        "a case named by its number: {}",
+        stderr(&out)
+    );
+    let listed = stdout(&agent(&data, &["cases"]));
+    assert!(
+        listed.contains(&number) && listed.contains(&other_number),
+        "{listed}"
+    );
+    let unique: String = case.replace('-', "")[..31].to_uppercase();
+    let out = agent(&data, &["visit", "--case", &unique, "--date", "2026-11-05"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shared = &case[..4];
+    assert_eq!(
+        shared,
+        &other[..4],
+        "ids made seconds apart share their first digits"
+    );
+    let out = agent(&data, &["visit", "--case", shared, "--date", "2026-11-05"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("visit_recorded.case_id: {shared} names 2 cases")),
+        "{err}"
+    );
+    assert!(err.contains(&case) && err.contains(&other), "{err}");
+    let out = agent(
+        &data,
+        &["visit", "--case", "ffff-ff", "--date", "2026-11-05"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(
+            "visit_recorded.case_id: no case of this station has an id starting with ffffff"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = agent(&data, &["visit", "--case", "abc", "--date", "2026-11-05"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("at least 4 of its first hexadecimal digits"));
+    assert_eq!(status(&data)["head_seq"], 4);
+
+    // Once the file is closed, a new one may be opened.
+    let out = agent(
+        &data,
+        &["case", "close", "--case", &case, "--reason", "迁出"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = agent_stdin(&data, &["record", "--json", "-"], line);
+    assert!(out.status.success(), "{}", stdout(&out));
+}

@@ -30,10 +30,20 @@ fn keyed(key: &KeySource) -> OpenOptions {
 }
 
 /// A case opening; `n` only tells the calls apart.
-fn opening(_n: usize) -> Body {
+/// The opening of a file for person `n`: the first is [`ID_NUMBER`]'s, the
+/// others are people of their own (one open file per person).
+fn opening(n: usize) -> Body {
+    let id_number = match n {
+        0 => ID_NUMBER.to_string(),
+        n => station_proto::id_number::with_check_character(&format!(
+            "11010519491231{:03}",
+            100 + 2 * n
+        ))
+        .unwrap(),
+    };
     Body::CaseOpened(CaseOpened {
         name: NAME.into(),
-        id_number: ID_NUMBER.into(),
+        id_number,
         gender: Gender::Female as i32,
         birth_date: "1949-12-31".into(),
         community_code: format!("{STATION}001"),
@@ -44,6 +54,7 @@ fn opening(_n: usize) -> Body {
         tier: Tier::HighRisk as i32,
         source: CaseSource::Outreach as i32,
         opened_on: "2026-11-01".into(),
+        file_number: String::new(),
     })
 }
 

@@ -22,10 +22,19 @@ fn day(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
 }
 
+/// A distinct person for each opening of a test run: 一人一档 refuses a
+/// second open file for one ID number.
+fn fresh_id_number() -> String {
+    static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 500;
+    station_proto::id_number::with_check_character(&format!("11010519491231{:03}", serial * 2))
+        .unwrap()
+}
+
 fn opened(name: &str, tier: Tier, on: &str) -> Body {
     Body::CaseOpened(CaseOpened {
         name: name.into(),
-        id_number: "11010519491231002X".into(),
+        id_number: fresh_id_number(),
         gender: Gender::Female as i32,
         birth_date: "1949-12-31".into(),
         community_code: "540502001001".into(),
@@ -36,6 +45,7 @@ fn opened(name: &str, tier: Tier, on: &str) -> Body {
         tier: tier as i32,
         source: CaseSource::Outreach as i32,
         opened_on: on.into(),
+        file_number: String::new(),
     })
 }
 
@@ -296,4 +306,222 @@ fn rebuilding_the_views_from_the_log_changes_nothing() {
     let agent = Agent::open(dir.path(), OpenOptions::default()).unwrap();
     assert_eq!(agent.log().views_snapshot().unwrap(), before);
     assert_eq!(agent.cases().unwrap().len(), 5);
+}
+
+/// An opening of the person with `id_number` (born 1949-12-31, female).
+fn opened_for(id_number: &str, on: &str) -> Body {
+    let mut body = opened("央金 དབྱངས་ཅན", Tier::Key, on);
+    if let Body::CaseOpened(m) = &mut body {
+        m.id_number = id_number.into();
+    }
+    body
+}
+
+fn closed(case: Uuid, on: &str) -> Body {
+    Body::CaseClosed(CaseClosed {
+        case_id: case.as_bytes().to_vec(),
+        reason: "迁出".into(),
+        closed_on: on.into(),
+    })
+}
+
+fn reopened(case: Uuid, on: &str) -> Body {
+    Body::CaseReopened(CaseReopened {
+        case_id: case.as_bytes().to_vec(),
+        reason: "迁回".into(),
+        reopened_on: on.into(),
+        tier: Tier::Key as i32,
+    })
+}
+
+const PERSON: &str = "11010519491231002X";
+
+#[test]
+fn a_station_holds_one_open_file_per_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = init(dir.path());
+    let first = record(&agent, opened_for(PERSON, "2026-11-01"));
+    let head = agent.log().head_seq();
+
+    // The same number typed with a lower-case x and spaces is the same person.
+    let refused = agent
+        .record(opened_for(" 11010519491231002x ", "2026-11-02"))
+        .unwrap_err();
+    match &refused {
+        AgentError::PersonHasOpenFile { field, case_id } => {
+            assert_eq!(field, "case_opened.id_number");
+            assert_eq!(*case_id, first);
+        }
+        other => panic!("{other:?}"),
+    }
+    let message = refused.to_string();
+    assert!(message.contains(&first.to_string()), "{message}");
+    assert!(!message.contains("11010519491231"), "{message}");
+    assert_eq!(agent.log().head_seq(), head, "a refusal records nothing");
+    assert_eq!(agent.cases().unwrap().len(), 1);
+
+    // Another person is not refused.
+    let other = record(&agent, opened("扎西", Tier::Key, "2026-11-02"));
+
+    // Once the file is closed the person may get a new one; the old file
+    // cannot be reopened while the new one is open, and can once it closes.
+    record(&agent, closed(first, "2026-11-03"));
+    let second = record(&agent, opened_for(PERSON, "2026-11-04"));
+    match agent.record(reopened(first, "2026-11-05")) {
+        Err(AgentError::PersonHasOpenFile { field, case_id }) => {
+            assert_eq!(field, "case_reopened.case_id");
+            assert_eq!(case_id, second);
+        }
+        other => panic!("{other:?}"),
+    }
+    record(&agent, closed(second, "2026-11-06"));
+    record(&agent, reopened(first, "2026-11-07"));
+    assert!(matches!(
+        agent.record(opened_for(PERSON, "2026-11-08")),
+        Err(AgentError::PersonHasOpenFile { case_id, .. }) if case_id == first
+    ));
+
+    // A void of the opening frees the person, as if it had never been made.
+    record(&agent, void(first));
+    assert!(agent.case(first).unwrap().is_none());
+    let third = record(&agent, opened_for(PERSON, "2026-11-09"));
+    assert!(agent.case(other).unwrap().is_some());
+
+    // The index is a view: a rebuild and a reopen give the same bytes.
+    let before = agent.log().views_snapshot().unwrap();
+    agent.rebuild_views().unwrap();
+    assert_eq!(agent.log().views_snapshot().unwrap(), before);
+    drop(agent);
+    let agent = Agent::open(dir.path(), OpenOptions::default()).unwrap();
+    assert!(matches!(
+        agent.record(opened_for(PERSON, "2026-11-10")),
+        Err(AgentError::PersonHasOpenFile { case_id, .. }) if case_id == third
+    ));
+}
+
+#[test]
+fn a_colleagues_open_file_for_the_person_is_refused_too() {
+    let colleague_dir = tempfile::tempdir().unwrap();
+    let colleague = init(colleague_dir.path());
+    let theirs = record(&colleague, opened_for(PERSON, "2026-11-01"));
+    let pulled: Vec<(u64, Event)> = colleague
+        .own_events(0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| (i as u64 + 1, e))
+        .collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let agent = init(dir.path());
+    agent.apply_pulled(pulled, 1).unwrap();
+    match agent.record(opened_for(PERSON, "2026-11-02")) {
+        Err(AgentError::PersonHasOpenFile { case_id, .. }) => assert_eq!(case_id, theirs),
+        other => panic!("{other:?}"),
+    }
+    // Adding to the colleague's file is what the worker does instead.
+    record(&agent, visit(theirs, "2026-11-03"));
+}
+
+#[test]
+fn saves_at_once_for_one_person_open_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = init(dir.path());
+    // Several people, each saved by eight threads released together.
+    for serial in 100..120u32 {
+        let person = station_proto::id_number::with_check_character(&format!(
+            "11010519491231{:03}",
+            serial * 2
+        ))
+        .unwrap();
+        let start = std::sync::Barrier::new(8);
+        let outcomes: Vec<Result<Uuid, AgentError>> = std::thread::scope(|scope| {
+            let saves: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        agent
+                            .record_with(None, opened_for(&person, "2026-11-01"), today(), 0)
+                            .map(|r| r.event_id)
+                    })
+                })
+                .collect();
+            saves.into_iter().map(|s| s.join().unwrap()).collect()
+        });
+        let opened: Vec<Uuid> = outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().ok().copied())
+            .collect();
+        assert_eq!(opened.len(), 1, "{outcomes:?}");
+        for outcome in &outcomes {
+            if let Err(e) = outcome {
+                assert!(
+                    matches!(e, AgentError::PersonHasOpenFile { case_id, .. } if *case_id == opened[0]),
+                    "{e}"
+                );
+            }
+        }
+    }
+    assert_eq!(agent.cases().unwrap().len(), 20);
+}
+
+#[test]
+fn a_store_made_before_the_person_index_gets_it_at_its_first_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = init(dir.path());
+    let first = record(&agent, opened_for(PERSON, "2026-11-01"));
+    drop(agent);
+    // As a store written before the index: no `n:` key, no marker.
+    {
+        // Waits for sled's lock, which the closed store's threads may still hold.
+        let db = station_agent::durable::open_sled(&sled::Config::new().path(dir.path())).unwrap();
+        let tree = db.open_tree("station").unwrap();
+        let index: Vec<_> = tree.scan_prefix(b"n:").keys().map(|k| k.unwrap()).collect();
+        assert_eq!(index.len(), 1, "one open file indexed");
+        for k in index {
+            tree.remove(k).unwrap();
+        }
+        tree.remove(b"m:person_index").unwrap();
+        db.flush().unwrap();
+    }
+    let agent = Agent::open(dir.path(), OpenOptions::default()).unwrap();
+    match agent.record(opened_for(PERSON, "2026-11-02")) {
+        Err(AgentError::PersonHasOpenFile { case_id, .. }) => assert_eq!(case_id, first),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn each_device_numbers_its_files_by_year_without_asking_its_colleagues() {
+    let colleague_dir = tempfile::tempdir().unwrap();
+    let colleague = init(colleague_dir.path());
+    let theirs = record(&colleague, opened("达瓦", Tier::Key, "2026-11-01"));
+    let their_number = colleague.case(theirs).unwrap().unwrap().file_number;
+
+    let dir = tempfile::tempdir().unwrap();
+    let agent = init(dir.path());
+    let pulled: Vec<(u64, Event)> = colleague
+        .own_events(0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| (i as u64 + 1, e))
+        .collect();
+    agent.apply_pulled(pulled, 1).unwrap();
+    let code = station_proto::file_number::device_code(agent.identity().origin_id);
+    let number = |case: Uuid| agent.case(case).unwrap().unwrap().file_number;
+    let first = record(&agent, opened("扎西", Tier::Key, "2026-11-02"));
+    let second = record(&agent, opened("尼玛", Tier::Key, "2026-11-03"));
+    let next_year = record(&agent, opened("格桑", Tier::Key, "2025-12-31"));
+    assert_eq!(number(first), format!("泽当-2026-{code}-0001"));
+    assert_eq!(number(second), format!("泽当-2026-{code}-0002"));
+    assert_eq!(number(next_year), format!("泽当-2025-{code}-0001"));
+    // The colleague's file keeps the number its device gave it.
+    assert_eq!(number(theirs), their_number);
+    assert!(their_number.starts_with("泽当-2026-") && their_number.ends_with("-0001"));
+    // A voided opening counts as never made: its number is given again.
+    record(&agent, void(second));
+    let third = record(&agent, opened("卓嘎", Tier::Key, "2026-11-04"));
+    assert_eq!(number(third), format!("泽当-2026-{code}-0002"));
+    assert_eq!(agent.resolve_case("case", &number(first)).unwrap(), first);
 }

@@ -11,8 +11,8 @@ use station_proto::ids::Uuid;
 use super::{AppState, HttpError, Peer, peer_addr};
 use crate::audit::{self, Access, Channel};
 use crate::projections::{
-    CaseTimeline, Caseload, Conflicts, IndicatorTable, OverdueList, ProjectionError,
-    QuarantineList, SyncHealth,
+    CaseTimeline, Caseload, Conflicts, DuplicateFiles, IndicatorTable, OverdueList,
+    ProjectionError, QuarantineList, SyncHealth,
 };
 use crate::{auth, params};
 
@@ -121,6 +121,17 @@ pub(super) async fn conflicts(
     let caller = state.caller(&headers)?;
     let stations = state.stations(&caller, Params::from(query)?.stations())?;
     Ok(Json(state.read(move |p| p.conflicts(&stations)).await?))
+}
+
+/// GET /api/duplicates?station=…: duplicate files, never an ID number.
+pub(super) async fn duplicates(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Pairs,
+) -> Result<Json<DuplicateFiles>, HttpError> {
+    let caller = state.caller(&headers)?;
+    let stations = state.stations(&caller, Params::from(query)?.stations())?;
+    Ok(Json(state.read(move |p| p.duplicates(&stations)).await?))
 }
 
 /// GET /api/sync-health?station=…

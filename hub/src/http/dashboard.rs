@@ -21,7 +21,9 @@ use super::{
 };
 use crate::audit::{Access, Channel};
 use crate::projections::period::Period;
-use crate::projections::{IndicatorTable, OverdueList, SyncHealth, end_of_day_ms, today_in_china};
+use crate::projections::{
+    DuplicateFiles, IndicatorTable, OverdueList, SyncHealth, end_of_day_ms, today_in_china,
+};
 use crate::{auth, guard, params};
 
 const STYLE: &str = "body{font-family:'Noto Sans CJK SC','Microsoft YaHei','Noto Sans Tibetan','Microsoft Himalaya',sans-serif;margin:0;background:#f5f6f8;color:#222}\
@@ -240,7 +242,7 @@ pub(super) async fn page(
     let as_of = params::as_of(one("as_of").unwrap_or_default())?;
     let stations = state.projections.config().station_codes();
     let from = peer_addr(peer);
-    let (table, overdue, health) = state
+    let (table, overdue, health, duplicates) = state
         .read(move |p| {
             let overdue = p.overdue(as_of, &stations, Some(OVERDUE_SHOWN))?;
             // The page names the overdue cases' persons.
@@ -257,10 +259,11 @@ pub(super) async fn page(
                 p.indicators(period, &stations)?,
                 overdue,
                 p.sync_health(&stations)?,
+                p.duplicates(&stations)?,
             ))
         })
         .await?;
-    let body = render(&state, &table, &overdue, &health);
+    let body = render(&state, &table, &overdue, &health, &duplicates);
     Ok(Html(document("社会工作站数据看板", &body)).into_response())
 }
 
@@ -273,6 +276,7 @@ fn render(
     table: &IndicatorTable,
     overdue: &OverdueList,
     health: &SyncHealth,
+    duplicates: &DuplicateFiles,
 ) -> String {
     let config = state.projections.config();
     let mut out = String::new();
@@ -400,19 +404,20 @@ fn render(
         );
     }
     out.push_str(
-        "<table><thead><tr><th>工作站</th><th>姓名</th><th>社区</th><th>级别</th><th>应访日期</th>\
+        "<table><thead><tr><th>工作站</th><th>档案编号</th><th>姓名</th><th>社区</th><th>级别</th><th>应访日期</th>\
          <th>逾期天数</th><th>上次走访</th></tr></thead><tbody>",
     );
     if overdue.cases.is_empty() {
-        out.push_str("<tr><td colspan=\"7\">无逾期个案</td></tr>");
+        out.push_str("<tr><td colspan=\"8\">无逾期个案</td></tr>");
     }
     for case in &overdue.cases {
         let station = config.station_name(&case.station_code);
         let community = config.community_name(&case.community_code);
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(station),
+            escape(&case.file_number),
             escape(&case.name),
             escape(community),
             tier_zh(case.tier),
@@ -426,12 +431,12 @@ fn render(
 
     out.push_str(
         "<section><h2>数据完整性与同步状况</h2><table><thead><tr><th>工作站</th><th>设备数</th><th>数据完整至</th>\
-         <th>已入库事件</th><th>隔离事件</th><th>待关联事件</th><th>已作废事件</th><th>等级冲突</th></tr></thead><tbody>",
+         <th>已入库事件</th><th>隔离事件</th><th>待关联事件</th><th>已作废事件</th><th>等级冲突</th><th>重复建档</th></tr></thead><tbody>",
     );
     for station in &health.stations {
         let _ = write!(
             out,
-            "<tr data-station=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr data-station=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&station.station_code),
             escape(&station.station_name),
             station.devices,
@@ -441,9 +446,40 @@ fn render(
             station.held_events,
             station.voided_events,
             station.tier_conflicts,
+            station.duplicate_files,
         );
     }
     out.push_str("</tbody></table>");
+
+    // Files opened twice for one person at one station (two offline
+    // phones): by case id, never the person.
+    if !duplicates.files.is_empty() {
+        out.push_str(
+            "<h3>重复建档</h3><table class=\"duplicates\"><thead><tr><th>工作站</th><th>社区</th>\
+             <th>重复档案</th><th>档案编号</th><th>建档日期</th><th>原档案</th><th>原档案编号</th><th>原建档日期</th></tr></thead><tbody>",
+        );
+        for file in &duplicates.files {
+            let _ = write!(
+                out,
+                "<tr data-station=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&file.station_code),
+                escape(
+                    &config
+                        .station(&file.station_code)
+                        .map(|s| s.name.clone())
+                        .unwrap_or_default()
+                ),
+                escape(&file.community_code),
+                file.case_id,
+                escape(&file.file_number),
+                file.opened_on,
+                file.duplicate_of,
+                escape(&file.duplicate_of_file_number),
+                file.duplicate_of_opened_on,
+            );
+        }
+        out.push_str("</tbody></table>");
+    }
 
     // Each device: whether it still holds entries the hub lacks, and since
     // when it has not been heard from.

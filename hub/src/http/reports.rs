@@ -35,7 +35,7 @@ pub const DISTRICT_LEDGER_HEADERS: [&str; 7] = [
 ];
 
 /// The column headers of an overdue list.
-pub const OVERDUE_HEADERS: [&str; 9] = [
+pub const OVERDUE_HEADERS: [&str; 10] = [
     "工作站",
     "姓名",
     "社区",
@@ -45,6 +45,7 @@ pub const OVERDUE_HEADERS: [&str; 9] = [
     "应访日期",
     "逾期天数",
     "个案编号",
+    "档案编号",
 ];
 
 /// The byte order mark that tells Excel a CSV file is UTF-8.
@@ -103,6 +104,7 @@ fn overdue_rows(state: &AppState, list: &OverdueList) -> Vec<Vec<Cell>> {
                 Cell::Text(case.due_on.to_string()),
                 Cell::Number(case.days_overdue as f64),
                 Cell::Text(case.case_id.to_string()),
+                Cell::Text(case.file_number.clone()),
             ]
         })
         .collect()

@@ -121,6 +121,8 @@ pub struct OverdueCase {
     pub station_code: String,
     /// The case.
     pub case_id: Uuid,
+    /// 档案编号 of the case; empty for a file opened by an older client.
+    pub file_number: String,
     /// The person's name, so the station knows whom to visit.
     pub name: String,
     /// The community.
@@ -211,6 +213,38 @@ pub struct Conflicts {
     pub computed_through_hub_seq: u64,
     /// By station and case.
     pub conflicts: Vec<TierConflict>,
+}
+
+/// A duplicate file: opened, by service date, while an earlier file of the
+/// same person at the same station was open. Never the person's ID number
+/// or name: the case ids lead to the timelines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DuplicateFile {
+    /// The station.
+    pub station_code: String,
+    /// The duplicate file's case id.
+    pub case_id: Uuid,
+    /// Its 档案编号 (empty from older clients).
+    pub file_number: String,
+    /// Its community code.
+    pub community_code: String,
+    /// The day it was opened.
+    pub opened_on: NaiveDate,
+    /// The earlier file of the person, open when it was opened.
+    pub duplicate_of: Uuid,
+    /// That file's opening day.
+    pub duplicate_of_opened_on: NaiveDate,
+    /// That file's 档案编号 (empty from older clients).
+    pub duplicate_of_file_number: String,
+}
+
+/// The bureau's list of duplicate files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DuplicateFiles {
+    /// The checkpoint the answer is computed through.
+    pub computed_through_hub_seq: u64,
+    /// By station, then case id.
+    pub files: Vec<DuplicateFile>,
 }
 
 /// An event acknowledged but not accepted; never its content.

@@ -15,7 +15,12 @@
 //!   record and costs no read; an overlay over an empty tree packs its
 //!   first flush into runs;
 //! - a void finds what it voids in the log: the event it names was applied
-//!   already exactly when the log holds it at a lower hub position.
+//!   already exactly when the log holds it at a lower hub position;
+//! - whether a file duplicates another depends on the person's other files
+//!   at the station: a flush derives, with every touched case, every other
+//!   file of its person (found through the `p:` and `t:` records), taking
+//!   back what each contributed with the duplicate flags of before and
+//!   adding it with those of now.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +30,7 @@ use foldhash::{HashMap, HashMapExt as _};
 use station_agent::seal::SealedTree;
 use station_proto::case::CaseStatus;
 use station_proto::ids::Uuid;
+use station_proto::person::PersonTag;
 
 use super::codec::{self, VoidMark, decode_json, encode_json};
 use super::error::ProjectionError;
@@ -68,6 +74,23 @@ struct MarksEntry {
     dirty: bool,
 }
 
+/// The files of one person at one station, in the overlay.
+struct PersonEntry {
+    /// Case ids, ascending.
+    cases: Vec<Uuid>,
+    dirty: bool,
+}
+
+/// A person at a station: the station and the keyed tag of the ID number.
+type PersonKey = (Station, PersonTag);
+
+/// Whether a case was a duplicate file as the tree holds it, and is now.
+#[derive(Debug, Clone, Copy, Default)]
+struct Duplicate {
+    was: bool,
+    is: bool,
+}
+
 /// What a touched case writes: its file, and its rows before and after.
 struct CaseChange {
     case_id: Uuid,
@@ -89,6 +112,7 @@ struct CaseChange {
 fn derive_changes(
     cases: &HashMap<Uuid, CaseEntry>,
     work: &[(Uuid, Vec<CaseFact>)],
+    duplicates: &HashMap<Uuid, Duplicate>,
 ) -> Result<(Vec<CaseChange>, Sums), ProjectionError> {
     let derive = |work: &[(Uuid, Vec<CaseFact>)]| {
         let mut sums = Sums::default();
@@ -96,7 +120,8 @@ fn derive_changes(
             .iter()
             .filter_map(|(case_id, base)| {
                 let facts = &cases.get(case_id)?.facts;
-                Some(derive_change(*case_id, base, facts, &mut sums))
+                let duplicate = duplicates.get(case_id).copied().unwrap_or_default();
+                Some(derive_change(*case_id, base, facts, duplicate, &mut sums))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok::<_, ProjectionError>((changes, sums))
@@ -126,23 +151,25 @@ fn derive_change(
     case_id: Uuid,
     base: &[CaseFact],
     facts: &[CaseFact],
+    duplicate: Duplicate,
     sums: &mut Sums,
 ) -> Result<CaseChange, ProjectionError> {
-    let open_at = |d: &CaseDerived| {
+    // A duplicate file is not in the caseload: its person's file is.
+    let open_at = |d: &CaseDerived, duplicate: bool| {
         d.view
             .as_ref()
-            .filter(|v| v.status == CaseStatus::Open)
+            .filter(|v| v.status == CaseStatus::Open && !duplicate)
             .and(d.station.clone())
     };
     let conflict_at = |d: &CaseDerived| d.conflict.as_ref().and(d.station.clone());
     let (was_open, had_conflict) = if base.is_empty() {
         (None, None)
     } else {
-        let old = fold::derive_case(case_id, base, -1, sums);
-        (open_at(&old), conflict_at(&old))
+        let old = fold::derive_case(case_id, base, -1, duplicate.was, sums);
+        (open_at(&old, duplicate.was), conflict_at(&old))
     };
-    let new = fold::derive_case(case_id, facts, 1, sums);
-    let open = match (open_at(&new), &new.view) {
+    let new = fold::derive_case(case_id, facts, 1, duplicate.is, sums);
+    let open = match (open_at(&new, duplicate.is), &new.view) {
         (Some(station), Some(view)) => Some((station, codec::encode_view(view))),
         _ => None,
     };
@@ -183,6 +210,12 @@ pub(crate) struct Overlay {
     facts: usize,
     /// Seals and opens the case files and open-case views.
     records: Arc<SealedTree>,
+    /// The files of each person, as far as loaded.
+    persons: HashMap<PersonKey, PersonEntry>,
+    /// The person of each case, as far as loaded (`None`: no opening yet);
+    /// the ids whose `t:` record is to be written.
+    person_of: HashMap<Uuid, Option<PersonKey>>,
+    person_of_dirty: Vec<Uuid>,
 }
 
 impl Overlay {
@@ -201,7 +234,138 @@ impl Overlay {
             origins: HashMap::new(),
             facts: 0,
             records,
+            persons: HashMap::new(),
+            person_of: HashMap::new(),
+            person_of_dirty: Vec::new(),
         }
+    }
+
+    /// The person a case was opened for, when its opening was applied.
+    fn person_of(
+        &mut self,
+        tree: &sled::Tree,
+        case_id: Uuid,
+    ) -> Result<Option<PersonKey>, ProjectionError> {
+        if let Some(person) = self.person_of.get(&case_id) {
+            return Ok(person.clone());
+        }
+        let person = if self.complete {
+            None
+        } else {
+            match tree.get(key(layout::PERSON_OF, &[case_id.as_bytes()]))? {
+                Some(v) => Some(codec::decode_person(&v, &mut self.stations)?),
+                None => None,
+            }
+        };
+        self.person_of.insert(case_id, person.clone());
+        Ok(person)
+    }
+
+    /// The files of a person, ascending.
+    fn person_files(
+        &mut self,
+        tree: &sled::Tree,
+        person: &PersonKey,
+    ) -> Result<&mut PersonEntry, ProjectionError> {
+        if !self.persons.contains_key(person) {
+            let stored = if self.complete {
+                None
+            } else {
+                tree.get(key(layout::PERSONS, &[person.0.as_bytes(), &person.1]))?
+            };
+            let cases = match stored {
+                Some(v) => codec::decode_ids(&v)?,
+                None => Vec::new(),
+            };
+            self.persons.insert(
+                person.clone(),
+                PersonEntry {
+                    cases,
+                    dirty: false,
+                },
+            );
+        }
+        self.persons
+            .get_mut(person)
+            .ok_or_else(|| ProjectionError::Corrupt("person files".into()))
+    }
+
+    /// Records that `case_id` was opened for `person`.
+    fn note_person(
+        &mut self,
+        tree: &sled::Tree,
+        case_id: Uuid,
+        person: PersonKey,
+    ) -> Result<(), ProjectionError> {
+        let files = self.person_files(tree, &person)?;
+        if let Err(at) = files.cases.binary_search(&case_id) {
+            files.cases.insert(at, case_id);
+            files.dirty = true;
+        }
+        if self.person_of(tree, case_id)?.as_ref() != Some(&person) {
+            self.person_of.insert(case_id, Some(person));
+            self.person_of_dirty.push(case_id);
+        }
+        Ok(())
+    }
+
+    /// Touches every other file of the person of each touched case, so
+    /// that a flush derives their duplicate flags again.
+    fn touch_persons_files(&mut self, tree: &sled::Tree) -> Result<(), ProjectionError> {
+        let mut at = 0;
+        while let Some(&case_id) = self.touched.get(at) {
+            at += 1;
+            let Some(person) = self.person_of(tree, case_id)? else {
+                continue;
+            };
+            let files = self.person_files(tree, &person)?.cases.clone();
+            for file in files {
+                if file != case_id {
+                    // Touching an untouched file appends it to `touched`.
+                    self.touch_case(tree, file)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether each case of `work` was a duplicate file with the facts the
+    /// tree holds, and is one with the facts now.
+    fn duplicates(&self, work: &[(Uuid, Vec<CaseFact>)]) -> HashMap<Uuid, Duplicate> {
+        let base: HashMap<Uuid, &[CaseFact]> = work
+            .iter()
+            .map(|(id, facts)| (*id, facts.as_slice()))
+            .collect();
+        let now = |id: &Uuid| self.cases.get(id).map_or(&[][..], |c| c.facts.as_slice());
+        let then = |id: &Uuid| base.get(id).copied().unwrap_or_else(|| now(id));
+        let mut out = HashMap::new();
+        for (case_id, _) in work {
+            let Some(Some(person)) = self.person_of.get(case_id) else {
+                continue;
+            };
+            let Some(files) = self.persons.get(person) else {
+                continue;
+            };
+            if files.cases.len() < 2 {
+                continue;
+            }
+            let duplicate = Duplicate {
+                was: fold::duplicate_of(
+                    *case_id,
+                    then(case_id),
+                    files.cases.iter().map(|id| (*id, then(id))),
+                )
+                .is_some(),
+                is: fold::duplicate_of(
+                    *case_id,
+                    now(case_id),
+                    files.cases.iter().map(|id| (*id, now(id))),
+                )
+                .is_some(),
+            };
+            out.insert(*case_id, duplicate);
+        }
+        out
     }
 
     fn load_case(&mut self, tree: &sled::Tree, case_id: Uuid) -> Result<(), ProjectionError> {
@@ -315,7 +479,14 @@ impl Overlay {
             What::Void { id, target } => {
                 self.void(tree, store, event.hub_seq, id, event.station, target)?;
             }
-            What::Case { case_id, mut fact } => {
+            What::Case {
+                case_id,
+                mut fact,
+                person,
+            } => {
+                if let Some(tag) = person {
+                    self.note_person(tree, case_id, (Station::clone(&fact.station), tag))?;
+                }
                 fact.voided_by = self.voided_by(tree, fact.id, &fact.station)?;
                 if fold::insert_fact(self.touch_case(tree, case_id)?, fact) {
                     self.facts += 1;
@@ -412,6 +583,7 @@ impl Overlay {
         let mut batch = sled::Batch::default();
         let mut case_records = Vec::new();
         let mut open_records: BTreeMap<Station, Vec<(Uuid, Vec<u8>)>> = BTreeMap::new();
+        self.touch_persons_files(tree)?;
         let mut touched = std::mem::take(&mut self.touched);
         touched.sort_unstable();
         let work: Vec<(Uuid, Vec<CaseFact>)> = touched
@@ -421,7 +593,8 @@ impl Overlay {
                 Some((id, entry.base.take().unwrap_or_default()))
             })
             .collect();
-        let (changes, sums) = derive_changes(&self.cases, &work)?;
+        let duplicates = self.duplicates(&work);
+        let (changes, sums) = derive_changes(&self.cases, &work, &duplicates)?;
         drop(work);
         self.deltas.merge(sums);
         for change in changes {
@@ -510,6 +683,22 @@ impl Overlay {
                 batch.insert(key(layout::VOID_RUNS, &[first.as_bytes()]), run);
             }
         }
+        for ((station, tag), entry) in &mut self.persons {
+            if std::mem::replace(&mut entry.dirty, false) {
+                batch.insert(
+                    key(layout::PERSONS, &[station.as_bytes(), tag]),
+                    codec::encode_ids(&entry.cases),
+                );
+            }
+        }
+        for case_id in std::mem::take(&mut self.person_of_dirty) {
+            if let Some(Some((station, tag))) = self.person_of.get(&case_id) {
+                batch.insert(
+                    key(layout::PERSON_OF, &[case_id.as_bytes()]),
+                    codec::encode_person(station, tag),
+                );
+            }
+        }
         for (origin, (stats, changed)) in &mut self.origins {
             if std::mem::replace(changed, false) {
                 batch.insert(
@@ -554,6 +743,8 @@ impl Overlay {
         self.voids.clear();
         self.counters.clear();
         self.origins.clear();
+        self.persons.clear();
+        self.person_of.clear();
         self.facts = 0;
     }
 }

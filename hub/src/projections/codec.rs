@@ -11,7 +11,11 @@
 //! Case file: stations (count, each text), facts (count, each: a header
 //! byte, body kind in the low four bits and 0x10 when voided; id; hlc as 8
 //! big-endian bytes; index of its station; the void's id when voided; the
-//! body's fields).
+//! body's fields, an opening's ending with its file number). An open case's
+//! view ends with the file number too.
+//!
+//! A person's files: the case ids' 16 bytes, ascending. The person of a
+//! case: its station (text), then the 16 bytes of the tag.
 //!
 //! Run: `u32` big-endian record count n, then n entries of 20 bytes (the
 //! record's 16-byte id and the `u32` big-endian end offset of its bytes),
@@ -20,6 +24,7 @@
 use chrono::{Datelike as _, NaiveDate};
 use station_proto::case::{CaseStatus, CaseView};
 use station_proto::ids::Uuid;
+use station_proto::person::{PersonTag, TAG_BYTES};
 
 use super::error::ProjectionError;
 use super::fold::{AssessedFact, CaseFact, Day, FactBody, OpenedFact, Station, Stations};
@@ -251,6 +256,7 @@ pub(crate) fn encode_case(facts: &[CaseFact]) -> Vec<u8> {
                 w.ints(&o.categories);
                 w.i(i64::from(o.tier));
                 w.day(o.on);
+                w.text(&o.file_number);
             }
             FactBody::Assessed(a) => {
                 w.i(i64::from(a.tier));
@@ -318,6 +324,7 @@ pub(crate) fn decode_case(
                 categories: r.ints()?,
                 tier: r.i32()?,
                 on: r.day()?,
+                file_number: r.text()?,
             })),
             ASSESSED => FactBody::Assessed(Box::new(AssessedFact {
                 tier: r.i32()?,
@@ -360,6 +367,43 @@ pub(crate) fn decode_case(
     Ok(facts)
 }
 
+/// Encodes case ids: their 16 bytes each, in the order given.
+pub(crate) fn encode_ids(ids: &[Uuid]) -> Vec<u8> {
+    ids.iter().flat_map(|id| *id.as_bytes()).collect()
+}
+
+/// Decodes case ids written by [`encode_ids`].
+pub(crate) fn decode_ids(bytes: &[u8]) -> Result<Vec<Uuid>, ProjectionError> {
+    if !bytes.len().is_multiple_of(16) {
+        return Err(corrupt("a person's files"));
+    }
+    bytes
+        .chunks_exact(16)
+        .map(|id| Uuid::from_slice(id).map_err(|_| corrupt("a person's files")))
+        .collect()
+}
+
+/// Encodes the person a case was opened for: the station as text, then
+/// the tag's bytes.
+pub(crate) fn encode_person(station: &str, tag: &PersonTag) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(10 + tag.len()));
+    w.text(station);
+    w.0.extend_from_slice(tag);
+    w.0
+}
+
+/// Decodes what [`encode_person`] wrote.
+pub(crate) fn decode_person(
+    bytes: &[u8],
+    interner: &mut Stations,
+) -> Result<(Station, PersonTag), ProjectionError> {
+    let mut r = Reader::new(bytes, "the person of a case");
+    let station = interner.get(&r.text()?);
+    let tag = PersonTag::try_from(r.take(TAG_BYTES)?).map_err(|_| r.fail())?;
+    r.done()?;
+    Ok((station, tag))
+}
+
 /// Encodes the view of an open case.
 pub(crate) fn encode_view(view: &CaseView) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(96));
@@ -378,6 +422,7 @@ pub(crate) fn encode_view(view: &CaseView) -> Vec<u8> {
     w.u(u64::from(view.visits));
     w.id(&view.last_event_id);
     w.u(u64::from(view.events));
+    w.text(&view.file_number);
     w.0
 }
 
@@ -426,6 +471,7 @@ fn view_fields(bytes: &[u8], categories: bool) -> Result<(CaseView, &str, &str),
         visits: u32::try_from(r.u()?).map_err(|_| r.fail())?,
         last_event_id: r.id()?,
         events: u32::try_from(r.u()?).map_err(|_| r.fail())?,
+        file_number: r.text()?,
     };
     r.done()?;
     Ok((view, name, community_code))

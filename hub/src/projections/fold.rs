@@ -9,7 +9,13 @@
 //!   voided, and of the same station; until then they are *held*;
 //! - contributions are emitted as (counter, amount) pairs that the caller
 //!   adds up: what a case or an event adds can be taken back exactly by
-//!   emitting it again with the opposite sign.
+//!   emitting it again with the opposite sign;
+//! - a *duplicate file* (a case opened, by service date, while an earlier
+//!   file of the same person at the same station was open: two offline
+//!   phones) is a function of the facts of the person's files
+//!   ([`duplicate_of`]); it is kept and folded, its services count, but it
+//!   adds nothing to the counts of files (new, closed, open) nor to the
+//!   households visited, and it is flagged in data quality.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,6 +25,7 @@ use chrono::NaiveDate;
 use foldhash::{HashMapExt as _, HashSetExt as _};
 use station_proto::case::{self, CaseStep, CaseView};
 use station_proto::ids::Uuid;
+use station_proto::person::{PersonTag, TagKey};
 use station_proto::v1::{Tier, VisitKind};
 use station_proto::{Body, Event};
 
@@ -58,6 +65,9 @@ pub(crate) enum Quality {
     VoidedEvents,
     /// Cases with a flagged tier conflict.
     TierConflicts,
+    /// Duplicate files: opened while the same person's earlier file at the
+    /// station was open.
+    DuplicateFiles,
 }
 
 impl Quality {
@@ -66,6 +76,7 @@ impl Quality {
             Quality::HeldEvents => "held_events",
             Quality::VoidedEvents => "voided_events",
             Quality::TierConflicts => "tier_conflicts",
+            Quality::DuplicateFiles => "duplicate_files",
         }
     }
 }
@@ -225,6 +236,8 @@ pub(crate) struct OpenedFact {
     pub categories: Vec<i32>,
     pub tier: i32,
     pub on: Day,
+    /// 档案编号, as given (empty from older clients).
+    pub file_number: String,
 }
 
 /// What the folds read of a `CaseAssessed`.
@@ -270,6 +283,7 @@ impl FactBody {
                 categories: &o.categories,
                 tier: o.tier,
                 opened_on: o.on,
+                file_number: &o.file_number,
             },
             FactBody::Assessed(a) => CaseStep::Assessed { tier: a.tier },
             FactBody::Note | FactBody::Resource { .. } | FactBody::Call { .. } => {
@@ -352,6 +366,7 @@ pub(crate) fn case_fact(event: Event, stations: &mut Stations) -> Option<(Uuid, 
             categories: m.categories,
             tier: m.tier,
             on: parse_date(&m.opened_on),
+            file_number: m.file_number,
         })),
         Body::CaseAssessed(m) => FactBody::Assessed(Box::new(AssessedFact {
             tier: m.tier,
@@ -500,8 +515,13 @@ pub(crate) enum What {
     Nothing,
     /// Voids the event of id `target` (`None` when not well formed).
     Void { id: Uuid, target: Option<Uuid> },
-    /// Adds a fact to a case.
-    Case { case_id: Uuid, fact: CaseFact },
+    /// Adds a fact to a case; an opening carries the keyed tag of its
+    /// person's ID number (the number itself is not kept).
+    Case {
+        case_id: Uuid,
+        fact: CaseFact,
+        person: Option<PersonTag>,
+    },
     /// Counts by itself, unless voided first.
     Standalone { id: Uuid, counts: Standalone },
 }
@@ -517,8 +537,9 @@ pub(crate) struct LogEntry {
     pub event: Event,
 }
 
-/// Takes what the fold needs of an event of the log.
-pub(crate) fn prepare(logged: LogEntry, stations: &mut Stations) -> Prepared {
+/// Takes what the fold needs of an event of the log; an opening's person is
+/// tagged under `tags`.
+pub(crate) fn prepare(logged: LogEntry, stations: &mut Stations, tags: &TagKey) -> Prepared {
     let LogEntry {
         hub_seq,
         received_at_ms,
@@ -552,10 +573,21 @@ pub(crate) fn prepare(logged: LogEntry, stations: &mut Stations) -> Prepared {
                 | Body::TrainingHeld(_),
             ) => match Standalone::of(&event) {
                 Some(counts) => What::Standalone { id, counts },
-                None => match case_fact(event, stations) {
-                    Some((case_id, fact)) => What::Case { case_id, fact },
-                    None => What::Nothing,
-                },
+                None => {
+                    let person = if let Some(Body::CaseOpened(m)) = &event.body {
+                        Some(tags.tag(&m.id_number))
+                    } else {
+                        None
+                    };
+                    match case_fact(event, stations) {
+                        Some((case_id, fact)) => What::Case {
+                            case_id,
+                            fact,
+                            person,
+                        },
+                        None => What::Nothing,
+                    }
+                }
             },
         },
     };
@@ -651,12 +683,68 @@ pub(crate) fn view_as_of(
     fold_view(case_id, &own).map(|view| (station, view))
 }
 
+/// The live opening of a case: its station, its opening day (when it
+/// parses) and its (hlc, event_id).
+pub(crate) fn live_opening(
+    case_id: Uuid,
+    facts: &[CaseFact],
+) -> Option<(&Station, NaiveDate, (u64, Uuid))> {
+    facts.iter().find_map(|f| match &f.body {
+        FactBody::Opened(o) if f.id == case_id && f.voided_by.is_none() => {
+            Some((&f.station, o.on?, f.sort_key()))
+        }
+        _ => None,
+    })
+}
+
+/// The community and the file number of a case's live opening.
+pub(crate) fn community_and_number_of(
+    case_id: Uuid,
+    facts: &[CaseFact],
+) -> Option<(String, String)> {
+    facts.iter().find_map(|f| match &f.body {
+        FactBody::Opened(o) if f.id == case_id && f.voided_by.is_none() => {
+            Some((o.community.clone(), o.file_number.clone()))
+        }
+        _ => None,
+    })
+}
+
+/// The file a case duplicates, if any: among `files` (the person's files
+/// at the station, each with its facts, the case itself among them or
+/// not), the smallest id of those opened before it — by opening day, then
+/// (hlc, event_id) — at the same station and still open, by service dates,
+/// on the day it was opened. A file whose opening is voided, or whose day
+/// does not parse, duplicates nothing and is duplicated by nothing.
+pub(crate) fn duplicate_of<'a>(
+    case_id: Uuid,
+    facts: &[CaseFact],
+    files: impl IntoIterator<Item = (Uuid, &'a [CaseFact])>,
+) -> Option<Uuid> {
+    let (station, opened_on, order) = live_opening(case_id, facts)?;
+    files
+        .into_iter()
+        .filter(|(other, _)| *other != case_id)
+        .filter_map(|(other, other_facts)| {
+            let (other_station, other_on, other_order) = live_opening(other, other_facts)?;
+            if other_station != station || (other_on, other_order) >= (opened_on, order) {
+                return None;
+            }
+            let (_, view) = view_as_of(other, other_facts, opened_on)?;
+            (view.status == case::CaseStatus::Open).then_some(other)
+        })
+        .min()
+}
+
 /// Folds one case's facts (sorted, voided ones included) into its view and
 /// tier conflict, and adds its counter contributions times `sign` to `sums`.
+/// A `duplicate` file (see [`duplicate_of`]) adds its services but no
+/// count of files, and one to the station's duplicate files.
 pub(crate) fn derive_case(
     case_id: Uuid,
     facts: &[CaseFact],
     sign: i64,
+    duplicate: bool,
     sums: &mut Sums,
 ) -> CaseDerived {
     let live = facts.iter().filter(|f| f.voided_by.is_none());
@@ -686,7 +774,9 @@ pub(crate) fn derive_case(
     for fact in &own {
         match &fact.body {
             FactBody::Opened(o) => {
-                if let Some(date) = o.on {
+                if let Some(date) = o.on
+                    && !duplicate
+                {
                     sums.add_by_date(&station, date, Metric::CasesNew, sign);
                     status_changes.push((date, fact.sort_key(), true));
                 }
@@ -696,17 +786,23 @@ pub(crate) fn derive_case(
                 kind,
             } if *kind != VisitKind::Phone as i32 => {
                 sums.add_by_date(&station, *date, Metric::HomeVisits, sign);
-                households.extend(Period::of_date(*date));
+                if !duplicate {
+                    households.extend(Period::of_date(*date));
+                }
             }
             FactBody::Call { on: Some(date) } => {
                 sums.add_by_date(&station, *date, Metric::GuardianCalls, sign);
             }
             FactBody::Closed { on: Some(date) } => {
-                closings.extend(Period::of_date(*date));
-                status_changes.push((*date, fact.sort_key(), false));
+                if !duplicate {
+                    closings.extend(Period::of_date(*date));
+                    status_changes.push((*date, fact.sort_key(), false));
+                }
             }
             FactBody::Reopened { on: Some(date), .. } => {
-                status_changes.push((*date, fact.sort_key(), true));
+                if !duplicate {
+                    status_changes.push((*date, fact.sort_key(), true));
+                }
             }
             FactBody::Resource {
                 on: Some(date),
@@ -761,6 +857,9 @@ pub(crate) fn derive_case(
         .and_then(|view| tier_conflict(case_id, &station, &view.community_code, &own));
     if conflict.is_some() {
         sums.add(&station, Item::Quality(Quality::TierConflicts), sign);
+    }
+    if duplicate {
+        sums.add(&station, Item::Quality(Quality::DuplicateFiles), sign);
     }
     CaseDerived {
         station: Some(station),
@@ -980,12 +1079,14 @@ mod tests {
             insert_fact(&mut facts, fact);
         }
         let mut sums = Sums::default();
-        derive_case(case, &facts, 1, &mut sums);
-        let added = sums.drain();
-        assert!(added.values().any(|v| *v != 0));
-        assert!(added.keys().all(|c| c.station == station));
-        derive_case(case, &facts, 1, &mut sums);
-        derive_case(case, &facts, -1, &mut sums);
-        assert!(sums.drain().values().all(|v| *v == 0));
+        for duplicate in [false, true] {
+            derive_case(case, &facts, 1, duplicate, &mut sums);
+            let added = sums.drain();
+            assert!(added.values().any(|v| *v != 0));
+            assert!(added.keys().all(|c| c.station == station));
+            derive_case(case, &facts, 1, duplicate, &mut sums);
+            derive_case(case, &facts, -1, duplicate, &mut sums);
+            assert!(sums.drain().values().all(|v| *v == 0));
+        }
     }
 }

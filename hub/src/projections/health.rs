@@ -170,6 +170,9 @@ pub struct StationHealth {
     pub voided_events: u64,
     /// Cases with a flagged tier conflict.
     pub tier_conflicts: u64,
+    /// Duplicate files: opened while the same person's earlier file at the
+    /// station was open; not counted as files nor in the caseload.
+    pub duplicate_files: u64,
     /// Events in the log.
     pub events_logged: u64,
 }

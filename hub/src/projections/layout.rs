@@ -15,8 +15,10 @@
 //! here open them: callers see records in clear.
 //!
 //! The *logical* content of the tree, what [`logical`] lists, is every
-//! record under its own key as if no run existed: it depends only on the
-//! events applied, not on how they were batched.
+//! record under its own key as if no run existed, but for the records keyed
+//! or valued by people's tags (`p:`, `t:`), whose bytes depend on the
+//! store's secret: it depends only on the events applied, not on how they
+//! were batched nor on the store.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -47,6 +49,10 @@ pub(crate) const CONFLICTS: &[u8] = b"k:";
 pub(crate) const COUNTERS: &[u8] = b"n:";
 /// JSON per-device statistics, by origin id.
 pub(crate) const ORIGINS: &[u8] = b"g:";
+/// The files of a person at a station, by station and tag.
+pub(crate) const PERSONS: &[u8] = b"p:";
+/// The person (station and tag) a case was opened for, by case id.
+pub(crate) const PERSON_OF: &[u8] = b"t:";
 
 /// The key spaces whose records are sealed in an encrypted store.
 pub(crate) const SEALED_SPACES: &[&[u8]] = &[CASES, OPEN_CASES];
@@ -219,6 +225,9 @@ pub(crate) fn logical(
     let mut own: Vec<KeyValue> = Vec::new();
     for item in tree.iter() {
         let (k, v) = item?;
+        if k.starts_with(PERSONS) || k.starts_with(PERSON_OF) {
+            continue;
+        }
         let logical_prefix = match k.get(..2) {
             Some(p) if p == CASE_RUNS => CASES,
             Some(p) if p == OPEN_RUNS => OPEN_CASES,

@@ -19,7 +19,7 @@
 //!   (open, catch-up, rebuild, follow).
 //! - `read`: the read API, one module per answer, as methods of [`Projections`].
 //!
-//! # On-disk format (tree `projections`, format version 2)
+//! # On-disk format (tree `projections`, format version 3)
 //!
 //! | key | value |
 //! | --- | --- |
@@ -32,10 +32,13 @@
 //! | `n:` counter | `i64`: a sum of contributions; counters are named `i:{station}:{period}:{metric}` (indicators, raw units), `o:{station}:{YYYY-MM}` (cases opened minus closed that month) and `q:{station}:{name}` (data quality); never 0 |
 //! | `k:` station case_id | JSON [`TierConflict`] of a case with a flagged tier conflict |
 //! | `g:` origin_id | JSON per-device statistics: events, last seq, entry-to-receipt lag |
+//! | `p:` station tag | the case ids (16 bytes each, ascending) of the files opened for one person at a station; `tag` is the 16-byte keyed tag of the ID number ([`station_proto::person`], under a key derived from the store's district secret) |
+//! | `t:` case_id | the station and tag of the person the case was opened for |
 //!
 //! Integers in keys and `m:`/`n:` values are big-endian. A tree of another
 //! format version (format 1 kept JSON case files, and `f:` and `x:`
-//! indexes) is dropped when opened and rebuilt from the log.
+//! indexes; format 2 had no `p:` and `t:` and no duplicate files) is dropped
+//! when opened and rebuilt from the log. No key or value holds an ID number.
 //!
 //! # Invariants
 //! - Exactly once: the changes of a run of events and the new checkpoint go
@@ -86,9 +89,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use std::time::Duration;
 
 pub use answer::{
-    CaseTimeline, Caseload, CaseloadCell, ConcurrentAssessment, Conflicts, IndicatorRow,
-    IndicatorTable, IndicatorValue, OverdueCase, OverdueList, QuarantineList, QuarantinedEvent,
-    StationCaseload, StationOverdue, TierConflict, TimelineEntry,
+    CaseTimeline, Caseload, CaseloadCell, ConcurrentAssessment, Conflicts, DuplicateFile,
+    DuplicateFiles, IndicatorRow, IndicatorTable, IndicatorValue, OverdueCase, OverdueList,
+    QuarantineList, QuarantinedEvent, StationCaseload, StationOverdue, TierConflict, TimelineEntry,
 };
 pub use error::ProjectionError;
 pub use health::{DeviceHealth, LAG_BUCKETS_MS, LagBucket, StationHealth, SyncHealth};
@@ -96,11 +99,13 @@ pub use layout::KeyValue;
 pub use time::{CHINA_UTC_OFFSET_SECS, end_of_day_ms, parse_as_of, today_in_china};
 
 use crate::audit::{Access, AuditLog};
+use station_proto::person::TagKey;
+
 use crate::config::HubConfig;
 use crate::store::{self, HubError, HubStore};
 
 /// The format version of the `projections` tree.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The tree's name in the hub's sled database.
 pub const TREE: &str = "projections";
 /// Events applied per batch by default: small, so a query waits little
@@ -158,6 +163,8 @@ pub struct Projections {
     audit: AuditLog,
     /// Seals and opens the case files and open-case views (see [`layout`]).
     records: Arc<station_agent::seal::SealedTree>,
+    /// The key people's tags are made under.
+    tags: TagKey,
 }
 
 impl std::fmt::Debug for Projections {
@@ -196,12 +203,13 @@ fn read_u64(bytes: &[u8]) -> Result<u64, ProjectionError> {
 fn read_ahead(
     events: impl Iterator<Item = Result<store::LoggedEvent, HubError>>,
     chunks: &std::sync::mpsc::SyncSender<Result<Vec<fold::Prepared>, HubError>>,
+    tags: &TagKey,
 ) {
     let mut stations = fold::Stations::default();
     let mut chunk = Vec::with_capacity(READ_AHEAD_CHUNK);
     for logged in events {
         match logged {
-            Ok(logged) => chunk.push(fold::prepare(logged.into(), &mut stations)),
+            Ok(logged) => chunk.push(fold::prepare(logged.into(), &mut stations, tags)),
             Err(e) => {
                 // A send fails only when the fold failed first.
                 let _ = chunks.send(Err(e));
@@ -262,6 +270,7 @@ impl Projections {
         Ok(Self {
             audit,
             tree: RwLock::new(tree),
+            tags: store.projection_tag_key(),
             store,
             config,
             writer: Mutex::new(()),
@@ -473,7 +482,7 @@ impl Projections {
         if count < READ_AHEAD_FROM {
             let events = self.store.scan_after(after).take(count).take_while(within);
             for logged in events {
-                let event = fold::prepare(logged?.into(), overlay.stations());
+                let event = fold::prepare(logged?.into(), overlay.stations(), &self.tags);
                 folded = (folded.0 + 1, event.hub_seq);
                 overlay.apply(tree, &self.store, event)?;
             }
@@ -491,11 +500,12 @@ impl Projections {
         std::thread::scope(|scope| -> Result<(), ProjectionError> {
             let (chunks, received) = std::sync::mpsc::sync_channel(READ_AHEAD_CHUNKS);
             let to_read = &events;
+            let tags = &self.tags;
             let reader = std::thread::Builder::new()
                 .name("projections-read".into())
                 .spawn_scoped(scope, move || {
                     let events = to_read.lock().ok().and_then(|mut e| e.take());
-                    read_ahead(events.into_iter().flatten(), &chunks);
+                    read_ahead(events.into_iter().flatten(), &chunks, tags);
                 });
             let chunks: Box<dyn Iterator<Item = Result<Vec<fold::Prepared>, HubError>>> =
                 match reader {
@@ -506,8 +516,11 @@ impl Projections {
                         drop(received);
                         let events = events.lock().ok().and_then(|mut e| e.take());
                         let mut stations = fold::Stations::default();
+                        let tags = self.tags.clone();
                         Box::new(events.into_iter().flatten().map(move |logged| {
-                            logged.map(|logged| vec![fold::prepare(logged.into(), &mut stations)])
+                            logged.map(|logged| {
+                                vec![fold::prepare(logged.into(), &mut stations, &tags)]
+                            })
                         }))
                     }
                 };

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use station_proto::v1::query_server::{Query, QueryServer};
 use station_proto::v1::{
     GetCaseTimelineRequest, GetCaseTimelineResponse, GetCaseloadRequest, GetCaseloadResponse,
-    GetConflictsRequest, GetConflictsResponse, GetIndicatorsRequest, GetIndicatorsResponse,
-    GetOverdueRequest, GetOverdueResponse, GetQuarantineRequest, GetQuarantineResponse,
-    GetSyncHealthRequest, GetSyncHealthResponse,
+    GetConflictsRequest, GetConflictsResponse, GetDuplicatesRequest, GetDuplicatesResponse,
+    GetIndicatorsRequest, GetIndicatorsResponse, GetOverdueRequest, GetOverdueResponse,
+    GetQuarantineRequest, GetQuarantineResponse, GetSyncHealthRequest, GetSyncHealthResponse,
 };
 use station_proto::validate;
 use tonic::codec::CompressionEncoding;
@@ -135,6 +135,16 @@ impl Query for QueryService {
         let caller = auth::caller(&request)?;
         let stations = self.stations(&caller, request.into_inner().stations)?;
         let found = self.read(move |p| p.conflicts(&stations)).await?;
+        Ok(Response::new(found.into()))
+    }
+
+    async fn get_duplicates(
+        &self,
+        request: Request<GetDuplicatesRequest>,
+    ) -> Result<Response<GetDuplicatesResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let stations = self.stations(&caller, request.into_inner().stations)?;
+        let found = self.read(move |p| p.duplicates(&stations)).await?;
         Ok(Response::new(found.into()))
     }
 

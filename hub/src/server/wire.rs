@@ -115,7 +115,30 @@ impl From<projections::OverdueList> for v1::GetOverdueResponse {
                     follow_up_base: c.follow_up_base.to_string(),
                     due_on: c.due_on.to_string(),
                     days_overdue: c.days_overdue,
+                    file_number: c.file_number,
                     interval_days: c.interval_days,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<projections::DuplicateFiles> for v1::GetDuplicatesResponse {
+    fn from(found: projections::DuplicateFiles) -> Self {
+        Self {
+            computed_through_hub_seq: found.computed_through_hub_seq,
+            files: found
+                .files
+                .into_iter()
+                .map(|f| v1::DuplicateFile {
+                    station_code: f.station_code,
+                    case_id: f.case_id.as_bytes().to_vec(),
+                    community_code: f.community_code,
+                    opened_on: f.opened_on.to_string(),
+                    duplicate_of: f.duplicate_of.as_bytes().to_vec(),
+                    duplicate_of_opened_on: f.duplicate_of_opened_on.to_string(),
+                    file_number: f.file_number,
+                    duplicate_of_file_number: f.duplicate_of_file_number,
                 })
                 .collect(),
         }
@@ -173,6 +196,7 @@ impl From<projections::SyncHealth> for v1::GetSyncHealthResponse {
                     voided_events: s.voided_events,
                     tier_conflicts: s.tier_conflicts,
                     events_logged: s.events_logged,
+                    duplicate_files: s.duplicate_files,
                 })
                 .collect(),
             devices: health

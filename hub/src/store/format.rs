@@ -17,6 +17,7 @@
 //! | `m:migrated` | `u64`: while a format-1 store is migrated, events `1..=` it are in format 2 | during migration |
 //! | `m:sealed` | present once every event and quarantined event is sealed | once |
 //! | `m:sealing_runs`, `m:sealing` | while a store in clear is encrypted in place: the last run / key sealed | during encryption |
+//! | `m:district_secret` | 32 random bytes: the district's secret, from which the keys of people's tags (`station_proto::person`) are derived; never sent, logged or shown | once, at the first open that lacks it |
 //!
 //! A run's value: `u64` first hub position, `u8` 1 when a receive time
 //! follows (0 for events stored before the hub kept it), `i64` receive time
@@ -53,6 +54,7 @@ pub(crate) const M_FORMAT: &[u8] = b"m:format";
 pub(crate) const M_HUB_SEQ: &[u8] = b"m:hub_seq";
 pub(crate) const M_MIGRATED: &[u8] = b"m:migrated";
 pub(crate) const M_LOG_ID: &[u8] = b"m:log_id";
+pub(crate) const M_DISTRICT_SECRET: &[u8] = b"m:district_secret";
 pub(crate) const RUNS: &[u8] = b"l:";
 pub(crate) const STREAMS: &[u8] = b"t:";
 pub(crate) const IDS: &[u8] = b"i:";

@@ -332,8 +332,28 @@ pub struct HubStore {
     log_id: std::sync::Mutex<Uuid>,
     /// Seals and opens the events and quarantined events.
     values: Arc<SealedTree>,
+    /// The district's secret (`m:district_secret`), made once; keys of
+    /// people's tags are derived from it. Its `Debug` shows nothing of it.
+    district_secret: station_proto::person::TagKey,
     /// The store's lock file, held while the hub has it open.
     _lock: std::fs::File,
+}
+
+/// What the key of the projections' tags of people is derived for.
+const PROJECTION_TAGS: &str = "station.v1 hub projections person tags";
+
+/// The district secret stored in `tree`, made and stored (durably, with the
+/// caller's sync) when absent.
+fn district_secret(tree: &sled::Tree) -> Result<[u8; 32], HubError> {
+    if let Some(stored) = tree.get(format::M_DISTRICT_SECRET)? {
+        return <[u8; 32]>::try_from(stored.as_ref())
+            .map_err(|_| HubError::Corrupt("district secret".into()));
+    }
+    let mut secret = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut secret);
+    tree.insert(format::M_DISTRICT_SECRET, &secret)?;
+    tracing::info!("district secret made");
+    Ok(secret)
 }
 
 impl HubStore {
@@ -410,9 +430,11 @@ impl HubStore {
         };
         let values = Arc::new(Self::unlock(dir, &db, &tree, &key)?);
         let hub_seq = tree.get(M_HUB_SEQ)?.map_or(Ok(0), |v| read_u64(&v))?;
+        let made_secret = !tree.contains_key(format::M_DISTRICT_SECRET)?;
+        let district_secret = station_proto::person::TagKey::from_bytes(district_secret(&tree)?);
         let tokens = db.open_tree(TOKENS_TREE)?;
         let group = Arc::new(GroupCommit::open(db.clone(), dir, 0)?);
-        if migrated || named {
+        if migrated || named || made_secret {
             group.wait_durable(group.written(None))?;
         }
         let (grown, _) = tokio::sync::watch::channel(hub_seq);
@@ -433,6 +455,7 @@ impl HubStore {
             dir: dir.to_path_buf(),
             log_id: std::sync::Mutex::new(log_id),
             values,
+            district_secret,
             _lock: lock,
         };
         let chained = chains::fill_missing(&store)?;
@@ -515,6 +538,13 @@ impl HubStore {
     /// The sealing of this store's log, for the trees derived from it.
     pub(crate) fn vault(&self) -> Option<&Arc<seal::Vault>> {
         self.values.vault()
+    }
+
+    /// The key of the people's tags the projections keep (to find the
+    /// files of one person without holding the ID number), derived from the
+    /// district secret.
+    pub fn projection_tag_key(&self) -> station_proto::person::TagKey {
+        self.district_secret.derive_key(PROJECTION_TAGS)
     }
 
     /// Sets the chain head of each origin given whose state has none, in

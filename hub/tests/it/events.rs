@@ -101,6 +101,7 @@ pub fn opened(
         tier: tier as i32,
         source: CaseSource::Outreach as i32,
         opened_on: on.into(),
+        file_number: String::new(),
     })
 }
 

@@ -8,8 +8,8 @@ use crate::events::*;
 use crate::fixtures::{Hub, authorized};
 use serde_json::Value;
 use station_proto::v1::{
-    GetCaseloadRequest, GetIndicatorsRequest, GetOverdueRequest, GetQuarantineRequest,
-    GetSyncHealthRequest,
+    Category, GetCaseloadRequest, GetDuplicatesRequest, GetIndicatorsRequest, GetOverdueRequest,
+    GetQuarantineRequest, GetSyncHealthRequest, Tier,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -535,17 +535,17 @@ async fn overdue_lists_are_counted_paged_and_reported_whole() {
     let lines: Vec<&str> = text.trim_start_matches('\u{feff}').lines().collect();
     assert_eq!(
         lines[0],
-        "工作站,姓名,社区,级别,回访周期（天）,上次走访,应访日期,逾期天数,个案编号"
+        "工作站,姓名,社区,级别,回访周期（天）,上次走访,应访日期,逾期天数,个案编号,档案编号"
     );
     assert_eq!(lines.len(), 3, "{text}");
     assert!(lines[1].starts_with("泽当街道,扎西 བཀྲ་ཤིས,"), "{}", lines[1]);
     assert!(
-        lines[1].ends_with(&format!(",高风险,7,从未走访,2025-03-22,49,{}", s.case2)),
+        lines[1].ends_with(&format!(",高风险,7,从未走访,2025-03-22,49,{},", s.case2)),
         "{}",
         lines[1]
     );
     assert!(
-        lines[2].ends_with(&format!(",重点,30,2025-04-02,2025-05-02,8,{}", s.case1)),
+        lines[2].ends_with(&format!(",重点,30,2025-04-02,2025-05-02,8,{},", s.case1)),
         "{}",
         lines[2]
     );
@@ -1075,5 +1075,112 @@ async fn a_browser_renders_the_numbers_of_the_query_api() {
     )
     .await;
     assert!(std::fs::metadata(&screenshot).unwrap().len() > 0);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bureau_lists_duplicate_files_over_json_query_and_the_dashboard_without_the_person() {
+    let hub = Hub::start().await;
+    let enroll = |station: &str, name: &str| {
+        station_hub::auth::enroll_device(&hub.store, station, name)
+            .unwrap()
+            .bearer
+    };
+    let bureau = station_hub::auth::enroll_bureau(&hub.store, "山南市民政局")
+        .unwrap()
+        .bearer;
+    let (token_a, token_b) = (enroll(ZEDANG, "泽当-1"), enroll(ZEDANG, "泽当-2"));
+    // Two offline phones of one station open a file each for one person.
+    let mut a = Device::new(ZEDANG, "zd-worker-1");
+    let mut b = Device::new(ZEDANG, "zd-worker-2");
+    let first = a.record(opened(
+        "次仁",
+        41,
+        C1,
+        Tier::Key,
+        &[Category::Elderly],
+        "2025-03-02",
+    ));
+    let second = b.record(opened(
+        "次仁",
+        41,
+        C1,
+        Tier::Key,
+        &[Category::Elderly],
+        "2025-03-04",
+    ));
+    let other = b.record(opened(
+        "扎西",
+        42,
+        C1,
+        Tier::Key,
+        &[Category::Elderly],
+        "2025-03-04",
+    ));
+    hub.push(&token_b, &[second.clone(), other]).await;
+    hub.push(&token_a, std::slice::from_ref(&first)).await;
+    hub.projected().await;
+
+    let reply = hub.get_as("/api/duplicates", &bureau).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let json = reply.json();
+    let files = json["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{json}");
+    assert_eq!(files[0]["station_code"], ZEDANG);
+    assert_eq!(files[0]["case_id"], id_of(&second).to_string());
+    assert_eq!(files[0]["duplicate_of"], id_of(&first).to_string());
+    assert_eq!(files[0]["opened_on"], "2025-03-04");
+    assert_eq!(files[0]["duplicate_of_opened_on"], "2025-03-02");
+    let person = id_number("19500101", 41, true);
+    assert!(!reply.text().contains(&person) && !reply.text().contains("次仁"));
+
+    let grpc = hub
+        .query()
+        .get_duplicates(authorized(
+            GetDuplicatesRequest { stations: vec![] },
+            &bureau,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(grpc.files.len(), 1);
+    assert_eq!(grpc.files[0].case_id, id_of(&second).as_bytes().to_vec());
+    assert_eq!(
+        grpc.files[0].duplicate_of,
+        id_of(&first).as_bytes().to_vec()
+    );
+
+    // A device reads its own station's list, not another's.
+    let own = hub
+        .get_as(&format!("/api/duplicates?station={ZEDANG}"), &token_a)
+        .await;
+    assert_eq!(own.status, 200, "{}", own.text());
+    let elsewhere = hub
+        .get_as(&format!("/api/duplicates?station={CHANGZHU}"), &token_a)
+        .await;
+    assert_eq!(elsewhere.status, 403, "{}", elsewhere.text());
+
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let login = request(
+        hub.http,
+        "POST",
+        "/login",
+        &form,
+        format!("token={bureau}").as_bytes(),
+    )
+    .await;
+    let session = login
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = hub.get("/?period=2025-03", &[("Cookie", &session)]).await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(html.contains("重复建档"), "the list on the dashboard");
+    assert!(html.contains(&id_of(&second).to_string()));
+    assert!(!html.contains(&person), "never the ID number");
     hub.stop().await;
 }

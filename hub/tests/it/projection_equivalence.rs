@@ -93,13 +93,20 @@ fn field_work(seed: u64, devices: usize, steps: usize) -> Vec<Vec<Event>> {
         let roll = rng.random_range(0..100);
         let body = match roll {
             0..=11 => {
-                serial += 1;
+                // Now and then a person opened before, as two offline
+                // phones of one station do: a duplicate file.
+                let person = if serial > 0 && rng.random_bool(0.2) {
+                    rng.random_range(1..=serial)
+                } else {
+                    serial += 1;
+                    serial
+                };
                 let categories = [Category::Elderly, Category::Dibao, Category::Orphan];
                 let n = rng.random_range(1..=3);
                 opened(
                     "次仁 ཚེ་རིང",
-                    serial,
-                    &community(&station, serial),
+                    person,
+                    &community(&station, person),
                     tier,
                     &categories[..n],
                     &on,
@@ -432,6 +439,7 @@ fn the_generated_work_exercises_what_it_should() {
     assert!(total("voided_events") > 20, "{health}");
     assert!(total("held_events") > 0, "{health}");
     assert!(total("tier_conflicts") > 0, "{health}");
+    assert!(total("duplicate_files") > 0, "{health}");
     assert!(!reads["overdue"][2]["cases"].as_array().unwrap().is_empty());
     let open: u64 = reads["caseload"]["stations"]
         .as_array()

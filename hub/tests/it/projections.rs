@@ -396,10 +396,17 @@ fn field_work(seed: u64, steps: usize) -> Vec<Vec<Event>> {
         let tier = [Tier::HighRisk, Tier::Key, Tier::General][rng.random_range(0..3)];
         let body = match rng.random_range(0..12) {
             0 | 1 => {
-                serial += 1;
+                // Now and then a person opened before, as two offline
+                // phones of one station do: a duplicate file.
+                let person = if serial > 0 && rng.random_bool(0.3) {
+                    rng.random_range(1..=serial)
+                } else {
+                    serial += 1;
+                    serial
+                };
                 opened(
                     "卓嘎",
-                    serial,
+                    person,
                     community,
                     tier,
                     &[Category::Elderly, Category::Other],
@@ -585,4 +592,131 @@ fn overdue_on_a_past_date_judges_each_case_as_it_stood_then() {
     assert_eq!(now.cases.len(), 1);
     assert_eq!(now.cases[0].case_id, case_b);
     assert_eq!(now.cases[0].due_on, date("2025-01-17"));
+}
+
+/// `opening` with `number` as its 档案编号, as its device gives it.
+fn numbered(opening: Event, number: &str) -> Event {
+    let mut body = opening.body.clone().unwrap();
+    if let Body::CaseOpened(m) = &mut body {
+        m.file_number = number.into();
+    }
+    Event {
+        body: Some(body),
+        ..opening
+    }
+}
+
+#[test]
+fn a_second_file_for_one_person_from_two_offline_phones_is_flagged_and_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = open(dir.path());
+    let zedang = [ZEDANG.to_string()];
+    let duplicates = |p: &Projections| p.sync_health(&zedang).unwrap().stations[0].duplicate_files;
+    let tiers = |p: &Projections| {
+        let caseload = p.caseload(&zedang).unwrap();
+        let s = &caseload.stations[0];
+        (s.open_cases, s.high_risk, s.key)
+    };
+    // Two phones of one station, both offline, open a file for one person.
+    let mut a = Device::new(ZEDANG, "zd-worker-1");
+    let mut b = Device::new(ZEDANG, "zd-worker-2");
+    let first = a.record(opened(
+        "次仁",
+        77,
+        C1,
+        Tier::Key,
+        &[Category::Elderly],
+        "2025-05-02",
+    ));
+    let second = b.record(opened(
+        "次仁 ཚེ་རིང",
+        77,
+        C1,
+        Tier::HighRisk,
+        &[Category::Elderly],
+        "2025-05-03",
+    ));
+    let visit_second = b.record(visit(id_of(&second), "2025-05-04", VisitKind::Home));
+    let (first, second) = (
+        numbered(first, "泽当-2025-AB-0007"),
+        numbered(second, "泽当-2025-CD-0001"),
+    );
+
+    // The later file arrives first: alone, it is the person's file.
+    push(&store, &[second.clone(), visit_second]);
+    p.catch_up().unwrap();
+    assert_eq!(tiers(&p), (1, 1, 0));
+    assert_eq!(duplicates(&p), 0);
+
+    // The earlier one arrives: the later is flagged, and counted once.
+    push(&store, std::slice::from_ref(&first));
+    p.catch_up().unwrap();
+    assert_eq!(tiers(&p), (1, 0, 1));
+    assert_eq!(duplicates(&p), 1);
+    let may = indicators(&p, "2025-05", ZEDANG);
+    assert_eq!(may["cases_new"], 1, "{may:?}");
+    assert_eq!(may["cases_open"], 1, "{may:?}");
+    // The visit was made: it counts, its household with the person's file.
+    assert_eq!(may["home_visits"], 1, "{may:?}");
+    let listed = p.duplicates(&zedang).unwrap().files;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (listed[0].case_id, listed[0].duplicate_of),
+        (id_of(&second), id_of(&first))
+    );
+    assert_eq!(
+        (
+            listed[0].file_number.as_str(),
+            listed[0].duplicate_of_file_number.as_str()
+        ),
+        ("泽当-2025-CD-0001", "泽当-2025-AB-0007")
+    );
+    // The person's file shows its number in the overdue list.
+    let overdue = p.overdue(today(), &zedang, None).unwrap();
+    assert_eq!(overdue.cases.len(), 1, "{overdue:?}");
+    assert_eq!(overdue.cases[0].file_number, "泽当-2025-AB-0007");
+    // The timeline of the flagged file is kept whole.
+    assert_eq!(p.case_timeline(id_of(&second)).unwrap().entries.len(), 2);
+
+    // A closing of the first file before the second was opened makes the
+    // second a file of its own.
+    let close = a.record(closed(id_of(&first), "2025-05-02"));
+    push(&store, std::slice::from_ref(&close));
+    p.catch_up().unwrap();
+    assert_eq!(tiers(&p), (1, 1, 0));
+    assert_eq!(duplicates(&p), 0);
+    assert!(p.duplicates(&zedang).unwrap().files.is_empty());
+    let may = indicators(&p, "2025-05", ZEDANG);
+    assert_eq!((may["cases_new"], may["cases_closed"]), (2, 1), "{may:?}");
+
+    // Voided, the closing never happened: flagged again.
+    push(&store, &[a.record(void(id_of(&close)))]);
+    p.catch_up().unwrap();
+    assert_eq!(tiers(&p), (1, 0, 1));
+    assert_eq!(duplicates(&p), 1);
+
+    // Another station's file for the person is not a duplicate at this one.
+    let mut c = Device::new(CHANGZHU, "cz-worker-1");
+    push(
+        &store,
+        &[c.record(opened(
+            "次仁",
+            77,
+            "540502101001",
+            Tier::General,
+            &[Category::Elderly],
+            "2025-05-05",
+        ))],
+    );
+    p.catch_up().unwrap();
+    assert_eq!(duplicates(&p), 1);
+    let changzhu = p.sync_health(&[CHANGZHU.to_string()]).unwrap();
+    assert_eq!(changzhu.stations[0].duplicate_files, 0);
+
+    // Rebuilt from the log, and applied in other batches: the same.
+    let incremental = p.dump().unwrap();
+    p.rebuild().unwrap();
+    assert_eq!(p.dump().unwrap(), incremental);
+    p.rebuild_in(1).unwrap();
+    assert_eq!(p.dump().unwrap(), incremental);
 }

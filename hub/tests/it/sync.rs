@@ -31,6 +31,7 @@ fn case(station: &str) -> Body {
         tier: Tier::HighRisk as i32,
         source: CaseSource::Request as i32,
         opened_on: "2026-11-01".into(),
+        file_number: String::new(),
     })
 }
 

@@ -44,6 +44,7 @@ fn opening() -> Body {
         tier: Tier::HighRisk as i32,
         source: CaseSource::Outreach as i32,
         opened_on: "2026-11-01".into(),
+        file_number: String::new(),
     })
 }
 

@@ -20,7 +20,6 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use station_mobile::{FieldStore, StoreOptions};
-use station_proto::Body;
 use station_sim::fieldwork::FieldWork;
 
 use crate::{Goal, Row, ms, progress, target_dir, workspace_root};
@@ -156,14 +155,7 @@ fn fill(dir: &Path, events: u64) -> anyhow::Result<()> {
                 scope.spawn(move || -> anyhow::Result<()> {
                     let mut work = FieldWork::new(STATION, 1_000 + lane);
                     let count = events / THREADS + u64::from(lane < events % THREADS);
-                    for _ in 0..count {
-                        let body = work.next_body();
-                        let is_case = matches!(body, Body::CaseOpened(_));
-                        let recorded = agent.record(body)?;
-                        if is_case {
-                            work.opened(recorded.event_id);
-                        }
-                    }
+                    work.record_on(&agent, usize::try_from(count)?)?;
                     Ok(())
                 })
             })

@@ -54,9 +54,22 @@ struct Device {
     recent: Vec<Uuid>,
 }
 
-/// The next body of `device`: 10% case openings, 60% visits, 2% voids of a
-/// recent entry, the rest activities, dated in 2025.
-fn body(device: &mut Device, rng: &mut StdRng) -> Body {
+/// The ID number of the `n`th person of the district: serial `n % 500`, born
+/// on a day counted from 1930-01-01 by `n / 500` (28 days a month), so that
+/// every file is of another person (a station holds one file per person).
+fn person(n: u32) -> (String, String) {
+    let day = n / 500;
+    let (year, month, dom) = (1930 + day / 336 % 80, 1 + day / 28 % 12, 1 + day % 28);
+    (
+        id_number("540502", &format!("{year}{month:02}{dom:02}"), n, true),
+        format!("{year}-{month:02}-{dom:02}"),
+    )
+}
+
+/// The next body of `device`: 10% case openings (each of the next person
+/// of `people`), 60% visits, 2% voids of a recent entry, the rest
+/// activities, dated in 2025.
+fn body(device: &mut Device, rng: &mut StdRng, people: &mut u32) -> Body {
     let date = format!(
         "2025-{:02}-{:02}",
         rng.random_range(1..=12),
@@ -65,11 +78,16 @@ fn body(device: &mut Device, rng: &mut StdRng) -> Body {
     let community = format!("{}{:03}", device.station, rng.random_range(1..=11));
     let roll = rng.random_range(0..100);
     if device.cases.is_empty() || roll < 10 {
+        // The draw that chose the person before people had to differ, kept
+        // so that the rest of the log is drawn as before.
+        let _ = rng.random_range(0..500);
+        let (id_number, birth_date) = person(*people);
+        *people += 1;
         return Body::CaseOpened(CaseOpened {
             name: "次仁卓玛 ཚེ་རིང་སྒྲོལ་མ".into(),
-            id_number: id_number("540502", "19600101", rng.random_range(0..500), true),
+            id_number,
             gender: Gender::Female as i32,
-            birth_date: "1960-01-01".into(),
+            birth_date,
             community_code: community,
             address: String::new(),
             phone: String::new(),
@@ -78,6 +96,7 @@ fn body(device: &mut Device, rng: &mut StdRng) -> Body {
             tier: rng.random_range(1..=3),
             source: CaseSource::Outreach as i32,
             opened_on: date,
+            file_number: String::new(),
         });
     }
     if roll < 70 {
@@ -128,12 +147,13 @@ fn generate(store: &HubStore, total: u64) -> anyhow::Result<()> {
     let today = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default();
     let mut written = 0u64;
     let mut hlc = (BASE_MS as u64) << 16;
+    let mut people = 0u32;
     while written < total {
         let mut batch = Vec::with_capacity(5_000);
         for _ in 0..5_000.min(total - written) {
             let d = rng.random_range(0..devices.len());
             let device = &mut devices[d];
-            let body = body(device, &mut rng);
+            let body = body(device, &mut rng, &mut people);
             device.seq += 1;
             hlc += 1;
             let recorded_at_ms = BASE_MS + (written as i64) * 1_000;

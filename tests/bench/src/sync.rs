@@ -16,9 +16,9 @@ use prost::Message as _;
 use serde_json::{Map, Value};
 use station_agent::sync::{SyncOptions, sync_once};
 use station_agent::{Agent, InitOptions, OpenOptions};
+use station_proto::Event;
 use station_proto::ids::Uuid;
 use station_proto::v1::{PullResponse, PulledEvent, PushRequest};
-use station_proto::{Body, Event};
 use station_sim::fieldwork::FieldWork;
 use station_sim::weaklink::{LinkProfile, WeakLink};
 
@@ -133,14 +133,7 @@ pub async fn run(quick: bool, peer: bool, rows: &mut Vec<Row>) -> anyhow::Result
     let device_dir = tempfile::tempdir()?;
     let agent = new_agent(device_dir.path(), "bench")?;
     let mut work = FieldWork::new(STATION, 42);
-    for _ in 0..events {
-        let body = work.next_body();
-        let is_case = matches!(body, Body::CaseOpened(_));
-        let r = agent.record(body)?;
-        if is_case {
-            work.opened(r.event_id);
-        }
-    }
+    work.record_on(&agent, events)?;
     let own = agent.own_events(0, usize::MAX)?;
     anyhow::ensure!(own.len() == events, "the phone holds {} events", own.len());
     let proto_bytes: usize = own.iter().map(prost::Message::encoded_len).sum();

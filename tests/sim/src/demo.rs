@@ -872,11 +872,16 @@ fn enter(
 }
 
 /// A body as generated: the agent fills in the last event seen of a tier
-/// change, which the generator leaves empty.
+/// change and the file number of an opening, which the generator leaves
+/// empty.
 fn comparable(body: &Body) -> Vec<u8> {
     let mut body = body.clone();
+    // What the device fills in when the entry leaves it empty.
     if let Body::CaseAssessed(m) = &mut body {
         m.last_seen_event_id.clear();
+    }
+    if let Body::CaseOpened(m) = &mut body {
+        m.file_number.clear();
     }
     station_proto::Event {
         body: Some(body),

@@ -864,6 +864,7 @@ impl Worker {
             .choose(&mut self.rng)
             .unwrap_or(&CaseSource::Outreach) as i32,
             opened_on: day.to_string(),
+            file_number: String::new(),
         });
         self.push(
             body,
@@ -1214,6 +1215,7 @@ impl Worker {
                         tier: Tier::Key as i32,
                         source: CaseSource::Outreach as i32,
                         opened_on: day.to_string(),
+                        file_number: String::new(),
                     }),
                 )
             }

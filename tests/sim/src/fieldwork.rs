@@ -4,7 +4,8 @@
 //!
 //! Invariant: every body produced passes `station_proto::validate::body` for
 //! its station on any date after the dates it uses, and refers only to cases
-//! the generator opened before.
+//! the generator opened before; no two case files it opens share an ID
+//! number (一人一档: the agent refuses a second open file for one person).
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -49,6 +50,8 @@ pub struct FieldWork {
     cases: Vec<Uuid>,
     /// Serial numbers for ID numbers.
     serial: u32,
+    /// The ID numbers given out, so none is given twice.
+    issued: std::collections::HashSet<String>,
 }
 
 impl FieldWork {
@@ -59,7 +62,39 @@ impl FieldWork {
             rng: StdRng::seed_from_u64(seed),
             cases: Vec::new(),
             serial: 0,
+            issued: std::collections::HashSet::new(),
         }
+    }
+
+    /// Records the next `n` bodies on `agent`, telling the generator the ids
+    /// of the cases it opened. An opening the agent refuses because the
+    /// station holds an open file for that person already (another
+    /// generator, on a colleague's phone or another thread, drew the same
+    /// person) is left out and another body drawn in its place.
+    ///
+    /// # Errors
+    /// Any other refusal or storage error of the agent.
+    pub fn record_on(
+        &mut self,
+        agent: &station_agent::Agent,
+        n: usize,
+    ) -> Result<(), station_agent::AgentError> {
+        let mut recorded = 0;
+        while recorded < n {
+            let body = self.next_body();
+            let is_case = matches!(body, Body::CaseOpened(_));
+            match agent.record(body) {
+                Ok(done) => {
+                    recorded += 1;
+                    if is_case {
+                        self.opened(done.event_id);
+                    }
+                }
+                Err(station_agent::AgentError::PersonHasOpenFile { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Tells the generator a case was opened (with the id the log gave it).
@@ -94,9 +129,15 @@ impl FieldWork {
             );
             let birth_date = format!("{}-{}-{}", &birth[0..4], &birth[4..6], &birth[6..8]);
             let name = GIVEN[self.rng.random_range(0..GIVEN.len())].to_string();
+            let mut number = id_number("540502", &birth, self.serial, female);
+            while self.issued.contains(&number) {
+                self.serial += 1;
+                number = id_number("540502", &birth, self.serial, female);
+            }
+            self.issued.insert(number.clone());
             Body::CaseOpened(CaseOpened {
                 name,
-                id_number: id_number("540502", &birth, self.serial, female),
+                id_number: number,
                 gender: if female { Gender::Female } else { Gender::Male } as i32,
                 birth_date,
                 community_code: self.community(),
@@ -107,6 +148,7 @@ impl FieldWork {
                 tier: self.rng.random_range(1..=3),
                 source: CaseSource::Outreach as i32,
                 opened_on: "2026-01-05".into(),
+                file_number: String::new(),
             })
         } else if roll < 85 {
             let case = self.cases[self.rng.random_range(0..self.cases.len())];

@@ -12,6 +12,7 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context as _, bail};
 use station_agent::engine::today;
@@ -97,12 +98,19 @@ fn activity(community_code: &str) -> Body {
     })
 }
 
-fn case_opened(community_code: &str) -> Body {
+/// The `n`th person of the appender: female, serial `n % 500`, born on a
+/// day counted from 1950-01-01 by `n / 500` (28 days a month), so that people
+/// differ for every `n` below 500 × 28 × 12 × 60.
+fn case_opened(community_code: &str, n: u64) -> Body {
+    let day = n / 500;
+    let (year, month, day) = (1950 + day / 336 % 60, 1 + day / 28 % 12, 1 + day % 28);
+    let birth = format!("{year}{month:02}{day:02}");
+    let first17 = format!("540502{birth}{:03}", n % 500 * 2);
     Body::CaseOpened(CaseOpened {
         name: "卓玛 སྒྲོལ་མ".into(),
-        id_number: "11010519491231002X".into(),
+        id_number: station_proto::id_number::with_check_character(&first17).unwrap_or_default(),
         gender: Gender::Female as i32,
-        birth_date: "1949-12-31".into(),
+        birth_date: format!("{year}-{month:02}-{day:02}"),
         community_code: community_code.into(),
         address: String::new(),
         phone: String::new(),
@@ -111,6 +119,7 @@ fn case_opened(community_code: &str) -> Body {
         tier: Tier::Key as i32,
         source: CaseSource::Outreach as i32,
         opened_on: today().to_string(),
+        file_number: String::new(),
     })
 }
 
@@ -139,11 +148,25 @@ fn record_and_ack(agent: &Agent, body: Body) -> anyhow::Result<station_proto::id
 }
 
 /// One appending thread: activities, and every [`CASE_EVERY`]th event a new
-/// case followed by a visit to it. Returns only on an error.
-fn append_forever(agent: &Agent, community_code: &str) -> anyhow::Result<()> {
+/// case followed by a visit to it. People are drawn from `people`, shared by
+/// the threads; one whose file a run before a crash opened already is
+/// refused by the agent (一人一档) and the next is taken. Returns only on an
+/// error.
+fn append_forever(agent: &Agent, community_code: &str, people: &AtomicU64) -> anyhow::Result<()> {
     for n in 1u64.. {
         if n % CASE_EVERY == 0 {
-            let case_id = record_and_ack(agent, case_opened(community_code))?;
+            let case_id = loop {
+                let person = people.fetch_add(1, Ordering::Relaxed);
+                match record_and_ack(agent, case_opened(community_code, person)) {
+                    Ok(case_id) => break case_id,
+                    Err(e)
+                        if matches!(
+                            e.downcast_ref::<AgentError>(),
+                            Some(AgentError::PersonHasOpenFile { .. })
+                        ) => {}
+                    Err(e) => return Err(e),
+                }
+            };
             record_and_ack(agent, visit(case_id))?;
         } else {
             record_and_ack(agent, activity(community_code))?;
@@ -156,11 +179,15 @@ fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let community_code = format!("{}001", args.station);
     let agent = Arc::new(open_or_init(&args)?);
+    // Past every person a run before this one could have drawn, unless it
+    // was killed with openings in flight: those are refused and skipped.
+    let people = Arc::new(AtomicU64::new(agent.log().head_seq()));
     let workers: Vec<_> = (0..args.threads)
         .map(|_| {
             let agent = Arc::clone(&agent);
+            let people = Arc::clone(&people);
             let community_code = community_code.clone();
-            std::thread::spawn(move || append_forever(&agent, &community_code))
+            std::thread::spawn(move || append_forever(&agent, &community_code, &people))
         })
         .collect();
     for worker in workers {

@@ -10,7 +10,6 @@ use anyhow::Context as _;
 use clap::Parser;
 use station_agent::sync::{SyncOptions, sync_once};
 use station_agent::{Agent, AgentError, InitOptions, OpenOptions, StoreError};
-use station_proto::Body;
 use station_sim::fieldwork::FieldWork;
 
 /// A device that records and syncs once.
@@ -60,14 +59,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let agent = Arc::new(open(&args)?);
     let mut work = FieldWork::new(&args.station, agent.log().head_seq());
-    for _ in 0..args.record {
-        let body = work.next_body();
-        let is_case = matches!(body, Body::CaseOpened(_));
-        let recorded = agent.record(body)?;
-        if is_case {
-            work.opened(recorded.event_id);
-        }
-    }
+    work.record_on(&agent, args.record)?;
     println!("recorded head_seq={}", agent.log().head_seq());
     let mut options = SyncOptions::new(args.hub.clone(), args.token.clone());
     options.batch_bytes = args.batch_bytes;

@@ -8,7 +8,6 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use station_agent::{Agent, InitOptions, OpenOptions};
-use station_proto::Body;
 use station_sim::fieldwork::FieldWork;
 
 /// The street station of Nedong, where the single-station tests work.
@@ -76,12 +75,5 @@ pub fn new_device(dir: &Path, station: &str, worker_id: &str) -> Agent {
 /// Records the next `n` bodies of `work` on `agent`, telling the generator
 /// the ids of the cases it opened.
 pub fn record_field_work(agent: &Agent, work: &mut FieldWork, n: usize) {
-    for _ in 0..n {
-        let body = work.next_body();
-        let is_case = matches!(body, Body::CaseOpened(_));
-        let recorded = agent.record(body).unwrap();
-        if is_case {
-            work.opened(recorded.event_id);
-        }
-    }
+    work.record_on(agent, n).unwrap();
 }

@@ -215,6 +215,7 @@ pub enum CaseCommand {
     Open(CaseOpenArgs),
     /// Changes a case's tier (预估), with the reason.
     Assess {
+        /// The case: its id, or a prefix of it no other case shares (4+ hex digits).
         #[arg(long)]
         case: String,
         /// 1 high risk, 2 key, 3 general.
@@ -228,6 +229,7 @@ pub enum CaseCommand {
     },
     /// Adds a plan, intervention, review or supervision note.
     Note {
+        /// The case: its id, or a prefix of it no other case shares (4+ hex digits).
         #[arg(long)]
         case: String,
         #[arg(long, value_parser = enum_name::<NoteKind>())]
@@ -239,6 +241,7 @@ pub enum CaseCommand {
     },
     /// Closes a case.
     Close {
+        /// The case: its id, or a prefix of it no other case shares (4+ hex digits).
         #[arg(long)]
         case: String,
         #[arg(long)]
@@ -248,6 +251,7 @@ pub enum CaseCommand {
     },
     /// Reopens a closed case.
     Reopen {
+        /// The case: its id, or a prefix of it no other case shares (4+ hex digits).
         #[arg(long)]
         case: String,
         #[arg(long)]
@@ -298,6 +302,7 @@ pub struct CaseOpenArgs {
 
 #[derive(Debug, Args)]
 pub struct VisitArgs {
+    /// The case: its id, or a prefix of it no other case shares (4+ hex digits).
     #[arg(long)]
     pub case: String,
     /// YYYY-MM-DD, the day of the visit (default today).
@@ -316,6 +321,7 @@ pub struct VisitArgs {
 
 #[derive(Debug, Args)]
 pub struct CallArgs {
+    /// The case: its id, or a prefix of it no other case shares (4+ hex digits).
     #[arg(long)]
     pub case: String,
     /// YYYY-MM-DD, the day of the call (default today).
@@ -369,7 +375,8 @@ pub struct GroupSessionArgs {
 
 #[derive(Debug, Args)]
 pub struct ResourceArgs {
-    /// The case the resource is for; omit for a community-level resource.
+    /// The case the resource is for (its id, or a prefix of it no other case
+    /// shares, 4+ hex digits); omit for a community-level resource.
     #[arg(long)]
     pub case: Option<String>,
     #[arg(long)]
@@ -406,6 +413,7 @@ pub struct TrainingArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
+    /// The case: its id, or a prefix of it no other case shares (4+ hex digits).
     #[arg(long)]
     pub case: String,
     #[arg(long)]

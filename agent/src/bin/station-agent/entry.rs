@@ -37,6 +37,23 @@ fn id_bytes(field: &str, s: &str) -> Result<Vec<u8>, InputError> {
     Ok(parse_id(field, s)?.as_bytes().to_vec())
 }
 
+/// How the case a command names is found: the engine's
+/// [`Agent::resolve_case`] (a whole id, or a unique prefix of one).
+pub type ResolveCase<'a> = &'a dyn Fn(&str, &str) -> Result<Uuid, InputError>;
+
+fn case_bytes(resolve: ResolveCase<'_>, field: &str, s: &str) -> Result<Vec<u8>, InputError> {
+    Ok(resolve(field, s)?.as_bytes().to_vec())
+}
+
+/// A [`ResolveCase`] over `agent`'s cases.
+pub fn resolve_with(agent: &Agent) -> impl Fn(&str, &str) -> Result<Uuid, InputError> + '_ {
+    |field, s| {
+        agent
+            .resolve_case(field, s)
+            .map_err(|e| InputError(e.to_string()))
+    }
+}
+
 fn parse_tier(field: &str, n: u8) -> Result<Tier, InputError> {
     tier_from_number(n).ok_or_else(|| InputError(format!("{field}: tier must be 1, 2 or 3")))
 }
@@ -85,6 +102,7 @@ fn open_body(args: CaseOpenArgs, tier: Tier) -> Body {
         tier: tier.into(),
         source: args.source.into(),
         opened_on: date_or_today(args.date),
+        file_number: String::new(),
     })
 }
 
@@ -93,7 +111,7 @@ fn open_body(args: CaseOpenArgs, tier: Tier) -> Body {
 /// # Errors
 /// An argument the types could not refuse (see the module's invariants), or
 /// a command that records nothing.
-pub fn body_of(command: Command) -> Result<Body, InputError> {
+pub fn body_of(command: Command, resolve: ResolveCase<'_>) -> Result<Body, InputError> {
     let body = match command {
         Command::Case(CaseCommand::Open(args)) => {
             let tier = parse_tier("case_opened.tier", args.tier)?;
@@ -105,7 +123,7 @@ pub fn body_of(command: Command) -> Result<Body, InputError> {
             reason,
             date,
         }) => Body::CaseAssessed(CaseAssessed {
-            case_id: id_bytes("case_assessed.case_id", &case)?,
+            case_id: case_bytes(resolve, "case_assessed.case_id", &case)?,
             tier: parse_tier("case_assessed.tier", tier)?.into(),
             reason,
             last_seen_event_id: Vec::new(),
@@ -117,13 +135,13 @@ pub fn body_of(command: Command) -> Result<Body, InputError> {
             text,
             date,
         }) => Body::CaseNoteAdded(CaseNoteAdded {
-            case_id: id_bytes("case_note_added.case_id", &case)?,
+            case_id: case_bytes(resolve, "case_note_added.case_id", &case)?,
             kind: kind.into(),
             text,
             noted_on: date_or_today(date),
         }),
         Command::Case(CaseCommand::Close { case, reason, date }) => Body::CaseClosed(CaseClosed {
-            case_id: id_bytes("case_closed.case_id", &case)?,
+            case_id: case_bytes(resolve, "case_closed.case_id", &case)?,
             reason,
             closed_on: date_or_today(date),
         }),
@@ -133,7 +151,7 @@ pub fn body_of(command: Command) -> Result<Body, InputError> {
             tier,
             date,
         }) => Body::CaseReopened(CaseReopened {
-            case_id: id_bytes("case_reopened.case_id", &case)?,
+            case_id: case_bytes(resolve, "case_reopened.case_id", &case)?,
             reason,
             reopened_on: date_or_today(date),
             tier: match tier {
@@ -143,7 +161,7 @@ pub fn body_of(command: Command) -> Result<Body, InputError> {
             .into(),
         }),
         Command::Visit(args) => Body::VisitRecorded(VisitRecorded {
-            case_id: id_bytes("visit_recorded.case_id", &args.case)?,
+            case_id: case_bytes(resolve, "visit_recorded.case_id", &args.case)?,
             visit_date: date_or_today(args.date),
             kind: args.kind.into(),
             duration_minutes: args.minutes,
@@ -151,7 +169,7 @@ pub fn body_of(command: Command) -> Result<Body, InputError> {
             needs_found: args.needs,
         }),
         Command::Call(args) => Body::GuardianCalled(GuardianCalled {
-            case_id: id_bytes("guardian_called.case_id", &args.case)?,
+            case_id: case_bytes(resolve, "guardian_called.case_id", &args.case)?,
             called_on: date_or_today(args.date),
             outcome: args.outcome.into(),
             duration_minutes: args.minutes,
@@ -180,7 +198,7 @@ pub fn body_of(command: Command) -> Result<Body, InputError> {
         }),
         Command::Resource(args) => Body::ResourceLinked(ResourceLinked {
             case_id: match &args.case {
-                Some(case) => id_bytes("resource_linked.case_id", case)?,
+                Some(case) => case_bytes(resolve, "resource_linked.case_id", case)?,
                 None => Vec::new(),
             },
             linked_on: date_or_today(args.date),
@@ -198,7 +216,7 @@ pub fn body_of(command: Command) -> Result<Body, InputError> {
             minutes: hours_to_minutes("training_held.minutes", args.hours)?,
         }),
         Command::Verify(args) => Body::BeneficiaryVerified(BeneficiaryVerified {
-            case_id: id_bytes("beneficiary_verified.case_id", &args.case)?,
+            case_id: case_bytes(resolve, "beneficiary_verified.case_id", &args.case)?,
             verified_on: date_or_today(args.date),
             categories: args.categories.into_iter().map(i32::from).collect(),
             still_eligible: args.eligible,
@@ -259,7 +277,12 @@ pub fn record_json(agent: &Agent, source: &str) -> anyhow::Result<bool> {
             Ok((is_case, recorded)) => {
                 ok += 1;
                 write!(out, "line {n}: ok ")?;
-                print::recorded(&mut out, is_case, &recorded)?;
+                let opened = if is_case {
+                    agent.case(recorded.event_id)?
+                } else {
+                    None
+                };
+                print::recorded(&mut out, opened.as_ref(), &recorded)?;
             }
             Err(reason) => {
                 failed += 1;

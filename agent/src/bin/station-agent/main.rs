@@ -221,16 +221,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         command => {
             let is_case = matches!(command, Command::Case(CaseCommand::Open(_)));
-            let body: Body = match entry::body_of(command) {
+            let agent = open_agent(&store)?;
+            let body: Body = match entry::body_of(command, &entry::resolve_with(&agent)) {
                 Ok(body) => body,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return Ok(ExitCode::from(2));
                 }
             };
-            let agent = open_agent(&store)?;
             match agent.record(body) {
-                Ok(recorded) => print::recorded(&mut out, is_case, &recorded)?,
+                Ok(recorded) => {
+                    let opened = if is_case {
+                        agent.case(recorded.event_id)?
+                    } else {
+                        None
+                    };
+                    print::recorded(&mut out, opened.as_ref(), &recorded)?;
+                }
                 Err(e @ AgentError::Store(_)) => return Err(e.into()),
                 Err(e) => {
                     eprintln!("error: {e}");

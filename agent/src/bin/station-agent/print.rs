@@ -20,18 +20,38 @@ use crate::args::{Format, LogFormat};
 
 /// Pads `s` with spaces to `width` terminal columns: Chinese characters take
 /// two columns, Tibetan combining marks none.
+/// Columns of a file number such as `泽当-2026-AG-0042`.
+const FILE_NUMBER_WIDTH: usize = 18;
+
+/// A case's 档案编号, or `-` for a file opened by an older client.
+fn file_number(case: &CaseView) -> &str {
+    if case.file_number.is_empty() {
+        "-"
+    } else {
+        &case.file_number
+    }
+}
+
 fn pad(s: &str, width: usize) -> String {
     let used = unicode_width::UnicodeWidthStr::width(s);
     format!("{s}{}", " ".repeat(width.saturating_sub(used)))
 }
 
-/// One recorded entry: its ids, and the case id for a case opening.
+/// One recorded entry: its ids, and for a case opening the case id and
+/// the file number of `opened`, the case's view.
 ///
 /// # Errors
 /// `out` cannot be written.
-pub fn recorded(out: &mut impl Write, body_is_case: bool, r: &Recorded) -> std::io::Result<()> {
-    if body_is_case {
+pub fn recorded(
+    out: &mut impl Write,
+    opened: Option<&CaseView>,
+    r: &Recorded,
+) -> std::io::Result<()> {
+    if let Some(case) = opened {
         write!(out, "case_id={} ", r.event_id)?;
+        if !case.file_number.is_empty() {
+            write!(out, "file_number={} ", case.file_number)?;
+        }
     }
     write!(out, "event_id={} origin_seq={}", r.event_id, r.origin_seq)?;
     if r.duplicate {
@@ -50,14 +70,20 @@ pub fn due(out: &mut impl Write, due: &[DueFollowUp], format: Format) -> anyhow:
         Format::Table => {
             writeln!(
                 out,
-                "{:<36}  {:<12}  {:<6}  {:<10}  {:>7}  name",
-                "case_id", "community", "tier", "due_on", "overdue"
+                "{:<36}  {}  {:<12}  {:<6}  {:<10}  {:>7}  name",
+                "case_id",
+                pad("file_number", FILE_NUMBER_WIDTH),
+                "community",
+                "tier",
+                "due_on",
+                "overdue"
             )?;
             for d in due {
                 writeln!(
                     out,
-                    "{:<36}  {:<12}  {}  {:<10}  {:>7}  {}",
+                    "{:<36}  {}  {:<12}  {}  {:<10}  {:>7}  {}",
                     d.case.case_id,
+                    pad(file_number(&d.case), FILE_NUMBER_WIDTH),
                     d.case.community_code,
                     pad(tier_label(d.case.tier), 6),
                     d.due_on,
@@ -95,16 +121,24 @@ pub fn cases(
         Format::Table => {
             writeln!(
                 out,
-                "{:<36}  {:<12}  {:<6}  {:<6}  {:<10}  {:<10}  {:<24}  name",
-                "case_id", "community", "status", "tier", "last_visit", "next_due", "categories"
+                "{:<36}  {}  {:<12}  {:<6}  {:<6}  {:<10}  {:<10}  {:<24}  name",
+                "case_id",
+                pad("file_number", FILE_NUMBER_WIDTH),
+                "community",
+                "status",
+                "tier",
+                "last_visit",
+                "next_due",
+                "categories"
             )?;
             for c in cases {
                 let categories: Vec<&str> =
                     c.categories.iter().map(|&k| category_label(k)).collect();
                 writeln!(
                     out,
-                    "{:<36}  {:<12}  {:<6}  {}  {:<10}  {:<10}  {}  {}",
+                    "{:<36}  {}  {:<12}  {:<6}  {}  {:<10}  {:<10}  {}  {}",
                     c.case_id,
+                    pad(file_number(c), FILE_NUMBER_WIDTH),
                     c.community_code,
                     if c.status == CaseStatus::Open {
                         "open"

@@ -62,6 +62,11 @@ impl Projections {
                     &fold::quality_key(station, Quality::TierConflicts),
                 )?)
                 .unwrap_or(0),
+                duplicate_files: u64::try_from(counter(
+                    &tree,
+                    &fold::quality_key(station, Quality::DuplicateFiles),
+                )?)
+                .unwrap_or(0),
                 events_logged: 0,
             };
             let mut complete: Option<Option<i64>> = None;

@@ -1,6 +1,6 @@
 //! The read API over the projections, one module per answer: indicators,
-//! caseload, overdue follow-ups, tier conflicts, sync health, quarantine and
-//! case timelines. Each reads the tree under the projections' read gate and
+//! caseload, overdue follow-ups, tier conflicts, duplicate files, sync
+//! health, quarantine and case timelines. Each reads the tree under the projections' read gate and
 //! joins in the configuration and the log; the answers are in
 //! [`super::answer`] and [`super::health`].
 //!
@@ -14,6 +14,7 @@
 
 mod caseload;
 mod conflicts;
+mod duplicates;
 mod health;
 mod indicators;
 mod overdue;

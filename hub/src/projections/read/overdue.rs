@@ -125,6 +125,7 @@ impl Overdue {
             .offer(days_overdue, station, case.case_id, || OverdueCase {
                 station_code: station.clone(),
                 case_id: case.case_id,
+                file_number: case.file_number.clone(),
                 follow_up_base: case.follow_up_base(),
                 name: name.to_owned(),
                 community_code: community_code.to_owned(),
@@ -229,6 +230,7 @@ mod tests {
         OverdueCase {
             station_code: format!("54050200{station}"),
             case_id: Uuid::from_u128(u128::from(id)),
+            file_number: String::new(),
             name: String::new(),
             community_code: String::new(),
             tier: 1,
