@@ -11,8 +11,8 @@ use station_proto::ids::Uuid;
 use super::{AppState, HttpError, Peer, peer_addr};
 use crate::audit::{self, Access, Channel};
 use crate::projections::{
-    CaseTimeline, Caseload, Conflicts, DuplicateFiles, IndicatorTable, OverdueList,
-    ProjectionError, QuarantineList, SyncHealth,
+    CaseTimeline, Caseload, Conflicts, DuplicateFiles, IndicatorTable, OverdueList, QuarantineList,
+    SyncHealth,
 };
 use crate::{auth, params};
 
@@ -176,26 +176,7 @@ pub(super) async fn case_timeline(
     let reveal = params::reveal(Params::from(query)?.one("reveal"))?;
     let from = peer_addr(peer);
     let timeline = state
-        .read(move |p| {
-            let timeline = p.case_timeline(case_id)?.minimised(reveal);
-            // Another station's case is answered as no case at all: a
-            // device token cannot learn which case ids exist elsewhere.
-            auth::authorize_case(&caller, case_id, &timeline.station_code)
-                .map_err(|_| ProjectionError::UnknownCase(case_id))?;
-            p.audit_read(Access {
-                caller,
-                from,
-                via: Channel::Json,
-                read: "case_timeline".into(),
-                params: vec![
-                    ("case_id".into(), case_id.to_string()),
-                    ("reveal".into(), reveal.to_string()),
-                ],
-                cases: vec![case_id],
-                revealed: timeline.shown == "revealed",
-            })?;
-            Ok(timeline)
-        })
+        .read(move |p| p.read_case_timeline(caller, case_id, reveal, from, Channel::Json))
         .await?;
     Ok(Json(timeline))
 }

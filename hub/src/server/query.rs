@@ -181,26 +181,7 @@ impl Query for QueryService {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let reveal = asked.reveal;
         let timeline = self
-            .read(move |p| {
-                let timeline = p.case_timeline(case_id)?.minimised(reveal);
-                // Another station's case is answered as no case at all: a
-                // device token cannot learn which case ids exist elsewhere.
-                auth::authorize_case(&caller, case_id, &timeline.station_code)
-                    .map_err(|_| ProjectionError::UnknownCase(case_id))?;
-                p.audit_read(Access {
-                    caller,
-                    from,
-                    via: Channel::Grpc,
-                    read: "case_timeline".into(),
-                    params: vec![
-                        ("case_id".into(), case_id.to_string()),
-                        ("reveal".into(), reveal.to_string()),
-                    ],
-                    cases: vec![case_id],
-                    revealed: timeline.shown == "revealed",
-                })?;
-                Ok(timeline)
-            })
+            .read(move |p| p.read_case_timeline(caller, case_id, reveal, from, Channel::Grpc))
             .await?;
         Ok(Response::new(timeline.into()))
     }

@@ -1,9 +1,13 @@
 //! A case's station, and its timeline: every event of the case and the
 //! voids of them, read whole from the log.
 
+use std::net::SocketAddr;
+
 use station_proto::ids::Uuid;
 
 use super::{case_record, deidentified};
+use crate::audit::{Access, Channel};
+use crate::auth::{self, Caller};
 use crate::projections::Projections;
 use crate::projections::answer::{CaseTimeline, TimelineEntry};
 use crate::projections::codec;
@@ -12,6 +16,42 @@ use crate::projections::fold::{self, Stations};
 use crate::projections::layout;
 
 impl Projections {
+    /// A case's timeline as `caller` may read it, over `via` from `from`:
+    /// minimised unless `reveal`, another station's case answered as no
+    /// case at all (a device token cannot learn which case ids exist
+    /// elsewhere), and the read recorded in the read audit before it is
+    /// answered.
+    ///
+    /// # Errors
+    /// [`ProjectionError::UnknownCase`] for a case unknown or not the
+    /// caller's; [`ProjectionError::Audit`] when the read cannot be
+    /// recorded; storage errors.
+    pub fn read_case_timeline(
+        &self,
+        caller: Caller,
+        case_id: Uuid,
+        reveal: bool,
+        from: Option<SocketAddr>,
+        via: Channel,
+    ) -> Result<CaseTimeline, ProjectionError> {
+        let timeline = self.case_timeline(case_id)?.minimised(reveal);
+        auth::authorize_case(&caller, case_id, &timeline.station_code)
+            .map_err(|_| ProjectionError::UnknownCase(case_id))?;
+        self.audit_read(Access {
+            caller,
+            from,
+            via,
+            read: "case_timeline".into(),
+            params: vec![
+                ("case_id".into(), case_id.to_string()),
+                ("reveal".into(), reveal.to_string()),
+            ],
+            cases: vec![case_id],
+            revealed: timeline.shown == "revealed",
+        })?;
+        Ok(timeline)
+    }
+
     /// The station of a case, if any event of it is known.
     ///
     /// # Errors
