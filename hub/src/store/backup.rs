@@ -215,6 +215,8 @@ fn copy_into(store: &HubStore, staging: &Path) -> Result<BackupInfo, BackupError
     let marker = staging.join(BACKUP_MARKER);
     let json = serde_json::to_vec_pretty(&info).map_err(|e| BackupError::Marker(e.to_string()))?;
     write_synced(&marker, &json)?;
+    // As private as the store: the folder 0700, its files 0600.
+    durable::make_private(staging).map_err(BackupError::io("cannot make private", staging))?;
     std::fs::File::open(staging)
         .and_then(|dir| dir.sync_all())
         .map_err(BackupError::io("cannot sync", staging))?;

@@ -45,6 +45,22 @@ fn trees(dir: &Path) -> Vec<Tree> {
         .collect()
 }
 
+/// Runs `station-hub restore --from FROM --data TO`, with `--key-file KEY`
+/// when given.
+fn restore(from: &Path, to: &Path, key: Option<&str>) -> std::process::Output {
+    let mut args = vec![
+        "restore",
+        "--from",
+        from.to_str().unwrap(),
+        "--data",
+        to.to_str().unwrap(),
+    ];
+    if let Some(key) = key {
+        args.extend(["--key-file", key]);
+    }
+    hub_run(&args)
+}
+
 fn refused(output: &std::process::Output) -> String {
     assert!(!output.status.success(), "expected a refusal");
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -97,6 +113,12 @@ async fn a_backup_under_load_verifies_and_a_restored_hub_is_the_same_hub() {
     };
     let said = stdout_of(&taken);
     assert!(said.starts_with("backup of "), "{said}");
+    let mode = |path: &Path| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&under_load), 0o700, "the backup is private");
+    assert_eq!(mode(&under_load.join("db")), 0o600);
     for push in pushes {
         assert_eq!(push.await.unwrap().unwrap().durable_through, 300);
     }
@@ -158,23 +180,9 @@ async fn a_backup_under_load_verifies_and_a_restored_hub_is_the_same_hub() {
     };
     assert!(hub.terminate().success());
     let restored = dir.path().join("restored");
-    let wrong_key = refused(&hub_run(&[
-        "restore",
-        "--from",
-        quiet.to_str().unwrap(),
-        "--data",
-        restored.to_str().unwrap(),
-    ]));
+    let wrong_key = refused(&restore(&quiet, &restored, None));
     assert!(!restored.exists(), "{wrong_key}");
-    let said = stdout_of(&hub_run(&[
-        "restore",
-        "--from",
-        quiet.to_str().unwrap(),
-        "--data",
-        restored.to_str().unwrap(),
-        "--key-file",
-        key,
-    ]));
+    let said = stdout_of(&restore(&quiet, &restored, Some(key)));
     assert!(said.starts_with("restored 600 events"), "{said}");
     // The restored log is a new log (see the refill test below); the
     // projections are rebuilt, sealed anew.
@@ -205,27 +213,13 @@ async fn a_backup_under_load_verifies_and_a_restored_hub_is_the_same_hub() {
     assert_eq!(after, before);
 
     // Only a backup is restored, and never over a folder.
-    let not_a_backup = refused(&hub_run(&[
-        "restore",
-        "--from",
-        data.to_str().unwrap(),
-        "--data",
-        dir.path().join("elsewhere").to_str().unwrap(),
-    ]));
+    let not_a_backup = refused(&restore(&data, &dir.path().join("elsewhere"), None));
     assert!(
         not_a_backup.contains("is not a hub backup"),
         "{not_a_backup}"
     );
     assert!(!dir.path().join("elsewhere").exists());
-    let over = refused(&hub_run(&[
-        "restore",
-        "--from",
-        quiet.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--key-file",
-        key,
-    ]));
+    let over = refused(&restore(&quiet, &data, Some(key)));
     assert!(over.contains("exists already"), "{over}");
 }
 
