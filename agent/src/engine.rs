@@ -1,7 +1,12 @@
 //! The agent engine: one device's identity, its durable log and its views,
 //! with the checks that need the device's state (unknown case, closed case,
-//! void of a missing event, a second open file for one person) on top of the
-//! pure validation of `station-proto`.
+//! void of a missing event, a second open file for one person, a merge whose
+//! files cannot be merged) on top of the pure validation of `station-proto`.
+//!
+//! Who may merge: a worker of the station holding both files (a device knows
+//! only its station's files, so a file of another station is an unknown
+//! case); the survivor must be open and merged into nothing, the absorbed
+//! file merged into nothing and the survivor of no merge.
 //!
 //! Invariants: an entry is validated completely before anything is written; a
 //! rejected entry changes nothing; [`Agent::record`] returns only once the
@@ -85,6 +90,17 @@ pub enum AgentError {
         given: String,
         /// The ids of the cases it names, ascending.
         candidates: Vec<Uuid>,
+    },
+    /// A merge this device refuses: the file named is merged into another
+    /// already, or has files merged into it. The rule names no person.
+    #[error("{field}: case {case_id} {rule}")]
+    MergeRefused {
+        /// The field holding the case id.
+        field: String,
+        /// The case named.
+        case_id: Uuid,
+        /// Why, as a short English sentence.
+        rule: &'static str,
     },
     /// A void of an event this device does not hold.
     #[error("event_voided.voided_event_id: unknown event {0}")]
@@ -315,7 +331,9 @@ impl Agent {
             | Body::GroupSessionHeld(_)
             | Body::ResourceLinked(_)
             | Body::TrainingHeld(_)
-            | Body::EventVoided(_) => None,
+            | Body::EventVoided(_)
+            | Body::CasesMerged(_)
+            | Body::DuplicateDismissed(_) => None,
         };
         if let Body::CaseOpened(m) = &mut body
             && m.file_number.is_empty()
@@ -444,6 +462,41 @@ impl Agent {
                 if !m.case_id.is_empty() {
                     self.known_case("resource_linked.case_id", &m.case_id)?;
                 }
+            }
+            Body::CasesMerged(m) => {
+                const SURVIVOR: &str = "cases_merged.survivor_case_id";
+                const ABSORBED: &str = "cases_merged.absorbed_case_id";
+                let survivor = self.known_case(SURVIVOR, &m.survivor_case_id)?;
+                if survivor.merged_into.is_some() {
+                    return Err(AgentError::MergeRefused {
+                        field: SURVIVOR.to_string(),
+                        case_id: survivor.case_id,
+                        rule: "is merged into another file; merge into that file instead",
+                    });
+                }
+                self.open_case(SURVIVOR, &m.survivor_case_id)?;
+                let absorbed = self.known_case(ABSORBED, &m.absorbed_case_id)?;
+                if absorbed.merged_into.is_some() {
+                    return Err(AgentError::MergeRefused {
+                        field: ABSORBED.to_string(),
+                        case_id: absorbed.case_id,
+                        rule: "is merged into another file already",
+                    });
+                }
+                if !self.log.merged_into(absorbed.case_id)?.is_empty() {
+                    return Err(AgentError::MergeRefused {
+                        field: ABSORBED.to_string(),
+                        case_id: absorbed.case_id,
+                        rule: "has files merged into it; keep it as the survivor instead",
+                    });
+                }
+            }
+            Body::DuplicateDismissed(m) => {
+                self.known_case("duplicate_dismissed.case_id", &m.case_id)?;
+                self.known_case(
+                    "duplicate_dismissed.duplicate_of_case_id",
+                    &m.duplicate_of_case_id,
+                )?;
             }
             Body::EventVoided(m) => {
                 let target = validate::uuid16("event_voided.voided_event_id", &m.voided_event_id)?;

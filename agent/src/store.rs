@@ -29,6 +29,7 @@
 //! | `m:sealing` | while a store in clear is encrypted in place: the last key sealed |
 //! | `n:` tag case_id | empty: the case is open, and its `CaseOpened`'s ID number has the keyed tag `tag` (16 bytes, see below) |
 //! | `m:person_index` | `u32` version of the `n:` key space, present once it is built |
+//! | `j:` absorbed_id survivor_id | empty: an event of case `survivor_id` (voided or not) merges `absorbed_id` into it |
 //!
 //! Sealed (see [`crate::seal`]) when the store is encrypted: `m:identity`
 //! (with the device token), `m:device_key`, `m:parked`, `o:`, `p:` and `c:`,
@@ -62,7 +63,11 @@
 //!   hub names another log, every pulled event moves, with its index entries,
 //!   to a key from 2^63 on, and the cursor starts again at 0, in one batch:
 //!   a position of the new log never lands on an event of the old one;
-//! - `c:`, `k:`, `v:` and `n:` are derived: [`EventLog::rebuild_views`]
+//! - a merged file's view is closed and names its survivor, and the
+//!   survivor's view is its events joined with the absorbed file's, by the
+//!   rule of [`station_proto::case::survivor_of`]; the `j:` entries let a
+//!   write to either file refresh the other in the same batch;
+//! - `c:`, `k:`, `v:`, `n:` and `j:` are derived: [`EventLog::rebuild_views`]
 //!   recomputes them from `o:` and `p:` and must give the same bytes; `n:`
 //!   holds an entry exactly for each case whose view is open, written with
 //!   the view; a store opened without `m:person_index` has its views
@@ -82,6 +87,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
+use station_proto::case;
 use station_proto::chain::{self, Chain, Digest};
 use station_proto::ids::Uuid;
 use station_proto::person::{PersonTag, TagKey};
@@ -139,7 +145,8 @@ const PERSON_INDEX_VERSION: u32 = 1;
 /// What the tag key of the `n:` index is derived for, from the device key.
 const PERSON_INDEX_PURPOSE: &str = "station.v1 person index";
 /// The derived key spaces, which [`EventLog::rebuild_views`] recomputes.
-const DERIVED: [&[u8]; 4] = [CASES, CASE_INDEX, VOIDED, PERSONS];
+const MERGES: &[u8] = b"j:";
+const DERIVED: [&[u8]; 5] = [CASES, CASE_INDEX, VOIDED, PERSONS, MERGES];
 
 impl From<crate::durable::OpenError> for StoreError {
     fn from(error: crate::durable::OpenError) -> Self {
@@ -524,6 +531,16 @@ impl<'a> Overlay<'a> {
             self.insert(k, location.encode().to_vec());
             affected.insert(case_id);
         }
+        if let Some((survivor, absorbed)) = event.body.as_ref().and_then(case::merge_of) {
+            self.insert(
+                key(
+                    MERGES,
+                    &[&absorbed.as_bytes()[..], &survivor.as_bytes()[..]].concat(),
+                ),
+                Vec::new(),
+            );
+            affected.insert(absorbed);
+        }
         if let Some(Body::EventVoided(void)) = &event.body {
             self.insert(key(VOIDED, &void.voided_event_id), event.event_id.clone());
             if let Some(target_at) = self.location_of(&void.voided_event_id)? {
@@ -536,20 +553,148 @@ impl<'a> Overlay<'a> {
         Ok(())
     }
 
-    /// Recomputes the view of each affected case from its events.
-    fn refresh_cases(&mut self, affected: &BTreeSet<Uuid>) -> Result<(), StoreError> {
-        for case_id in affected {
-            let prefix = key(CASE_INDEX, case_id.as_bytes());
-            let mut events = Vec::new();
-            for k in self.keys_with_prefix(&prefix)? {
+    /// The events of one case that are not voided, in (hlc, event_id) order.
+    fn live_events(&self, case_id: Uuid) -> Result<Vec<Event>, StoreError> {
+        let prefix = key(CASE_INDEX, case_id.as_bytes());
+        let mut events = Vec::new();
+        for k in self.keys_with_prefix(&prefix)? {
+            let Some(loc) = self.get(&k)? else { continue };
+            let event = self.load_event(Location::decode(&loc)?)?;
+            if self.get(&key(VOIDED, &event.event_id))?.is_none() {
+                events.push(event);
+            }
+        }
+        Ok(events)
+    }
+
+    /// Whether a case's `CaseOpened` is held and not voided.
+    fn opening_is_live(&self, case_id: Uuid) -> Result<bool, StoreError> {
+        let Some(location) = self.location_of(case_id.as_bytes())? else {
+            return Ok(false);
+        };
+        let opening = self.load_event(location)?;
+        Ok(matches!(opening.body, Some(Body::CaseOpened(_)))
+            && self.get(&key(VOIDED, case_id.as_bytes()))?.is_none())
+    }
+
+    /// The cases an event of which names `absorbed` in a merge (`j:`).
+    fn claimants(&self, absorbed: Uuid) -> Result<Vec<Uuid>, StoreError> {
+        let prefix = key(MERGES, absorbed.as_bytes());
+        self.keys_with_prefix(&prefix)?
+            .iter()
+            .map(|k| {
+                Uuid::from_slice(&k[prefix.len()..])
+                    .map_err(|_| StoreError::Corrupt("bad case id in the merge index".into()))
+            })
+            .collect()
+    }
+
+    /// The files a live merge of `case_id` names as absorbed.
+    fn merges_of(&self, case_id: Uuid) -> Result<Vec<Uuid>, StoreError> {
+        Ok(self
+            .live_events(case_id)?
+            .iter()
+            .filter_map(|e| e.body.as_ref().and_then(case::merge_of))
+            .filter(|(survivor, _)| *survivor == case_id)
+            .map(|(_, absorbed)| absorbed)
+            .collect())
+    }
+
+    /// The survivors of the live merges naming `absorbed`, both openings live.
+    fn live_claims(&self, absorbed: Uuid) -> Result<Vec<Uuid>, StoreError> {
+        let mut claims = Vec::new();
+        if !self.opening_is_live(absorbed)? {
+            return Ok(claims);
+        }
+        for survivor in self.claimants(absorbed)? {
+            if survivor != absorbed
+                && self.opening_is_live(survivor)?
+                && self.merges_of(survivor)?.contains(&absorbed)
+            {
+                claims.push(survivor);
+            }
+        }
+        Ok(claims)
+    }
+
+    /// The file `case_id` is merged into, by [`case::survivor_of`].
+    fn survivor_of(&self, case_id: Uuid) -> Result<Option<Uuid>, StoreError> {
+        let claims = self.live_claims(case_id)?;
+        if claims.is_empty() {
+            return Ok(None);
+        }
+        let mut claimed = BTreeSet::new();
+        for survivor in &claims {
+            if !self.live_claims(*survivor)?.is_empty() {
+                claimed.insert(*survivor);
+            }
+        }
+        Ok(case::survivor_of(case_id, claims, |s| claimed.contains(&s)))
+    }
+
+    /// The files merged into `case_id` (by [`Self::survivor_of`]).
+    fn absorbed_into(&self, case_id: Uuid) -> Result<Vec<Uuid>, StoreError> {
+        let mut absorbed = Vec::new();
+        for file in self.merges_of(case_id)? {
+            if self.survivor_of(file)? == Some(case_id) && !absorbed.contains(&file) {
+                absorbed.push(file);
+            }
+        }
+        absorbed.sort_unstable();
+        Ok(absorbed)
+    }
+
+    /// The view of a case: closed and naming its survivor when merged into
+    /// another file, else its events joined with those of the files merged
+    /// into it.
+    fn view_of(&self, case_id: Uuid) -> Result<Option<CaseView>, StoreError> {
+        let own = self.live_events(case_id)?;
+        if let Some(survivor) = self.survivor_of(case_id)? {
+            let mut own = own;
+            return Ok(views::fold_case(case_id, &mut own).map(|view| CaseView {
+                status: views::CaseStatus::Closed,
+                merged_into: Some(survivor),
+                ..view
+            }));
+        }
+        let mut absorbed = Vec::new();
+        for file in self.absorbed_into(case_id)? {
+            absorbed.extend(self.live_events(file)?);
+        }
+        Ok(case::fold_joined(case_id, &own, &absorbed))
+    }
+
+    /// `affected` and every file a merge links to one of them, however far.
+    fn with_merged_files(&self, affected: &BTreeSet<Uuid>) -> Result<BTreeSet<Uuid>, StoreError> {
+        let mut all = affected.clone();
+        let mut todo: Vec<Uuid> = affected.iter().copied().collect();
+        while let Some(case_id) = todo.pop() {
+            let mut linked = self.claimants(case_id)?;
+            // Every merge of the case, voided or not: a voided one still
+            // links the files it named, whose views it changed.
+            for k in self.keys_with_prefix(&key(CASE_INDEX, case_id.as_bytes()))? {
                 let Some(loc) = self.get(&k)? else { continue };
                 let event = self.load_event(Location::decode(&loc)?)?;
-                if self.get(&key(VOIDED, &event.event_id))?.is_none() {
-                    events.push(event);
+                if let Some((_, absorbed)) = event.body.as_ref().and_then(case::merge_of) {
+                    linked.push(absorbed);
                 }
             }
+            for file in linked {
+                if all.insert(file) {
+                    todo.push(file);
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    /// Recomputes the view of each affected case, and of the files merges
+    /// link to them, from their events.
+    fn refresh_cases(&mut self, affected: &BTreeSet<Uuid>) -> Result<(), StoreError> {
+        let affected = self.with_merged_files(affected)?;
+        for case_id in &affected {
             let view_key = key(CASES, case_id.as_bytes());
-            let view = views::fold_case(*case_id, &mut events);
+            let view = self.view_of(*case_id)?;
             let open = view
                 .as_ref()
                 .is_some_and(|v| v.status == views::CaseStatus::Open);
@@ -1267,21 +1412,31 @@ impl EventLog {
             .collect()
     }
 
-    /// Every event of one case that is not voided, in (hlc, event_id) order.
+    /// Every event of one case that is not voided, with those of the files
+    /// merged into it, in (hlc, event_id) order.
     ///
     /// # Errors
     /// Storage errors or an event that does not decode.
     pub fn case_events(&self, case_id: Uuid) -> Result<Vec<Event>, StoreError> {
         let overlay = Overlay::new(&self.tree, &self.values);
-        let mut out = Vec::new();
-        for item in self.tree.scan_prefix(key(CASE_INDEX, case_id.as_bytes())) {
-            let (_, loc) = item?;
-            let event = overlay.load_event(Location::decode(&loc)?)?;
-            if !self.tree.contains_key(key(VOIDED, &event.event_id))? {
-                out.push(event);
-            }
+        let mut out = overlay.live_events(case_id)?;
+        let absorbed = overlay.absorbed_into(case_id)?;
+        if absorbed.is_empty() {
+            return Ok(out);
         }
+        for file in absorbed {
+            out.extend(overlay.live_events(file)?);
+        }
+        out.sort_by(|a, b| a.hlc.cmp(&b.hlc).then_with(|| a.event_id.cmp(&b.event_id)));
         Ok(out)
+    }
+
+    /// The files merged into `case_id`, ascending.
+    ///
+    /// # Errors
+    /// Storage errors or an event that does not decode.
+    pub fn merged_into(&self, case_id: Uuid) -> Result<Vec<Uuid>, StoreError> {
+        Overlay::new(&self.tree, &self.values).absorbed_into(case_id)
     }
 
     /// Recomputes every derived key space (`c:`, `k:`, `v:`, `n:`) from the

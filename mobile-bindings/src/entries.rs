@@ -521,6 +521,73 @@ impl CaseClosing {
     }
 }
 
+/// 合并档案: merges two files of one person; undone by voiding it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct CaseMerging {
+    /// The file that stays; it must be open and not merged into another.
+    pub survivor_case_id: String,
+    /// The file absorbed into it: its entries join the survivor's, and it
+    /// is no longer counted as a file.
+    pub absorbed_case_id: String,
+    /// Why, up to 500 characters.
+    pub reason: String,
+    /// `YYYY-MM-DD`.
+    pub merged_on: String,
+    /// Idempotency key from [`new_entry_id`].
+    #[uniffi(default = None)]
+    pub entry_id: Option<String>,
+}
+
+impl CaseMerging {
+    /// The event body.
+    ///
+    /// # Errors
+    /// An id that is not a UUID.
+    pub fn into_body(self) -> Result<Body, FieldError> {
+        Ok(Body::CasesMerged(v1::CasesMerged {
+            survivor_case_id: case_bytes("cases_merged.survivor_case_id", &self.survivor_case_id)?,
+            absorbed_case_id: case_bytes("cases_merged.absorbed_case_id", &self.absorbed_case_id)?,
+            reason: self.reason,
+            merged_on: self.merged_on,
+        }))
+    }
+}
+
+/// 非重复: a file the bureau's list flags as a duplicate of another is not
+/// one; it counts as a file of its own again.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct DuplicateDismissal {
+    /// The flagged file.
+    pub case_id: String,
+    /// The file it was flagged as a duplicate of.
+    pub duplicate_of_case_id: String,
+    /// Why, up to 500 characters.
+    pub reason: String,
+    /// `YYYY-MM-DD`.
+    pub dismissed_on: String,
+    /// Idempotency key from [`new_entry_id`].
+    #[uniffi(default = None)]
+    pub entry_id: Option<String>,
+}
+
+impl DuplicateDismissal {
+    /// The event body.
+    ///
+    /// # Errors
+    /// An id that is not a UUID.
+    pub fn into_body(self) -> Result<Body, FieldError> {
+        Ok(Body::DuplicateDismissed(v1::DuplicateDismissed {
+            case_id: case_bytes("duplicate_dismissed.case_id", &self.case_id)?,
+            duplicate_of_case_id: case_bytes(
+                "duplicate_dismissed.duplicate_of_case_id",
+                &self.duplicate_of_case_id,
+            )?,
+            reason: self.reason,
+            dismissed_on: self.dismissed_on,
+        }))
+    }
+}
+
 /// Reopens a closed case.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct CaseReopening {

@@ -225,6 +225,7 @@ impl From<AgentError> for FieldError {
                 field,
                 case_id: case_id.to_string(),
             },
+            AgentError::MergeRefused { field, rule, .. } => FieldError::invalid(field, rule),
             AgentError::UnknownEvent(_) => FieldError::UnknownEntry {
                 field: VOIDED.to_string(),
             },

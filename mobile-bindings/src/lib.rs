@@ -35,10 +35,10 @@ pub mod sync;
 pub mod views;
 
 pub use entries::{
-    ActivityKind, Assessment, CallOutcome, CaseClosing, CaseNote, CaseOpening, CaseReopening,
-    CaseSource, Category, CommunityActivity, Gender, GroupSession, GuardianCall, NoteKind,
-    Resource, ResourceKind, Tier, Training, TrainingKind, Verification, Visit, VisitKind, Voiding,
-    new_entry_id,
+    ActivityKind, Assessment, CallOutcome, CaseClosing, CaseMerging, CaseNote, CaseOpening,
+    CaseReopening, CaseSource, Category, CommunityActivity, DuplicateDismissal, Gender,
+    GroupSession, GuardianCall, NoteKind, Resource, ResourceKind, Tier, Training, TrainingKind,
+    Verification, Visit, VisitKind, Voiding, new_entry_id,
 };
 pub use error::FieldError;
 pub use keys::{KeyProvider, KeyProviderError};

@@ -27,9 +27,9 @@ use station_proto::Body;
 use station_proto::validate;
 
 use crate::entries::{
-    Assessment, CaseClosing, CaseNote, CaseOpening, CaseReopening, CommunityActivity, GroupSession,
-    GuardianCall, Resource, Training, Verification, Visit, Voiding, id_text, parse_entry_id,
-    parse_id,
+    Assessment, CaseClosing, CaseMerging, CaseNote, CaseOpening, CaseReopening, CommunityActivity,
+    DuplicateDismissal, GroupSession, GuardianCall, Resource, Training, Verification, Visit,
+    Voiding, id_text, parse_entry_id, parse_id,
 };
 use crate::error::FieldError;
 use crate::keys::{KeyProvider, ProviderWrapper};
@@ -283,6 +283,36 @@ impl FieldStore {
     /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`].
     pub fn verify_beneficiary(&self, mut entry: Verification) -> Result<Recorded, FieldError> {
         entry.case_id = self.resolve("beneficiary_verified.case_id", &entry.case_id)?;
+        let entry_id = entry.entry_id.clone();
+        self.record(entry_id, entry.into_body()?)
+    }
+
+    /// 合并档案: merges the file `absorbed_case_id` into the open file
+    /// `survivor_case_id` (both named by id, 档案编号 or a unique prefix).
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`] (also for a file merged already, or one
+    /// with files merged into it, as the absorbed file),
+    /// [`FieldError::UnknownCase`], [`FieldError::CaseClosed`].
+    pub fn merge_cases(&self, mut entry: CaseMerging) -> Result<Recorded, FieldError> {
+        entry.survivor_case_id =
+            self.resolve("cases_merged.survivor_case_id", &entry.survivor_case_id)?;
+        entry.absorbed_case_id =
+            self.resolve("cases_merged.absorbed_case_id", &entry.absorbed_case_id)?;
+        let entry_id = entry.entry_id.clone();
+        self.record(entry_id, entry.into_body()?)
+    }
+
+    /// 非重复: records that a flagged file is not a duplicate of another.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`].
+    pub fn dismiss_duplicate(&self, mut entry: DuplicateDismissal) -> Result<Recorded, FieldError> {
+        entry.case_id = self.resolve("duplicate_dismissed.case_id", &entry.case_id)?;
+        entry.duplicate_of_case_id = self.resolve(
+            "duplicate_dismissed.duplicate_of_case_id",
+            &entry.duplicate_of_case_id,
+        )?;
         let entry_id = entry.entry_id.clone();
         self.record(entry_id, entry.into_body()?)
     }

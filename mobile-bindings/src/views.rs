@@ -55,6 +55,9 @@ pub struct CaseSummary {
     /// The latest entry of the case; pass it as an assessment's
     /// `last_seen_event_id`.
     pub last_event_id: String,
+    /// The file this one was merged into (合并档案): then it is closed, and
+    /// its entries show in that file.
+    pub merged_into: Option<String>,
 }
 
 /// A case due for a follow-up soon, or overdue.
@@ -108,6 +111,10 @@ pub enum EntryKind {
     Training,
     /// A void of an earlier entry.
     Void,
+    /// Another file was merged into this one (合并档案).
+    CasesMerged,
+    /// The file was found not to duplicate another (非重复).
+    DuplicateDismissed,
 }
 
 /// One entry, as a timeline shows it.
@@ -235,6 +242,7 @@ impl CaseSummary {
             visits: case.visits,
             next_due: case.next_due(intervals).map(date_text),
             last_event_id: id_text(case.last_event_id),
+            merged_into: case.merged_into.map(id_text),
         }
     }
 }
@@ -291,6 +299,13 @@ impl TimelineEntry {
             Body::GroupSessionHeld(m) => (EntryKind::GroupSession, m.held_on, m.group_name, None),
             Body::ResourceLinked(m) => (EntryKind::Resource, m.linked_on, m.source, None),
             Body::TrainingHeld(m) => (EntryKind::Training, m.held_on, m.title, None),
+            Body::CasesMerged(m) => (EntryKind::CasesMerged, m.merged_on, m.reason, None),
+            Body::DuplicateDismissed(m) => (
+                EntryKind::DuplicateDismissed,
+                m.dismissed_on,
+                m.reason,
+                None,
+            ),
             Body::EventVoided(m) => (
                 EntryKind::Void,
                 recorded_date(event.recorded_at_ms),

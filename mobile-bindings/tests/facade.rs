@@ -10,10 +10,11 @@ use chrono::{Days, NaiveDate};
 use station_agent::sync::SyncError;
 use station_agent::{AgentError, StoreError};
 use station_mobile::{
-    ActivityKind, Assessment, CallOutcome, CaseClosing, CaseNote, CaseOpening, CaseReopening,
-    CaseSource, CaseStatus, Category, CommunityActivity, EntryKind, FieldError, FieldStore, Gender,
-    GroupSession, GuardianCall, NoteKind, Resource, ResourceKind, StoreOptions, Tier, Training,
-    TrainingKind, Verification, Visit, VisitKind, Voiding, new_entry_id,
+    ActivityKind, Assessment, CallOutcome, CaseClosing, CaseMerging, CaseNote, CaseOpening,
+    CaseReopening, CaseSource, CaseStatus, Category, CommunityActivity, DuplicateDismissal,
+    EntryKind, FieldError, FieldStore, Gender, GroupSession, GuardianCall, NoteKind, Resource,
+    ResourceKind, StoreOptions, Tier, Training, TrainingKind, Verification, Visit, VisitKind,
+    Voiding, new_entry_id,
 };
 
 const STATION: &str = "540502001";
@@ -627,4 +628,70 @@ fn sync_errors_map_to_what_the_app_should_do() {
     ))));
     assert_no_personal_data(&corrupt);
     assert!(matches!(corrupt, FieldError::Storage { .. }));
+}
+
+#[test]
+fn two_files_of_one_person_are_merged_and_a_flag_is_dismissed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let earlier = store.open_case(opening()).unwrap().event_id;
+    store.record_visit(visit(&earlier, -9)).unwrap();
+    store
+        .close_case(CaseClosing {
+            case_id: earlier.clone(),
+            reason: "迁出".into(),
+            closed_on: date(-8),
+            entry_id: None,
+        })
+        .unwrap();
+    let later = store
+        .open_case(CaseOpening {
+            opened_on: date(-5),
+            ..opening()
+        })
+        .unwrap()
+        .event_id;
+    let merging = |survivor: &str, absorbed: &str| CaseMerging {
+        survivor_case_id: survivor.into(),
+        absorbed_case_id: absorbed.into(),
+        reason: "同一人两份档案".into(),
+        merged_on: date(0),
+        entry_id: None,
+    };
+    store.merge_cases(merging(&later, &earlier)).unwrap();
+    let absorbed = store.case(earlier.clone()).unwrap();
+    assert_eq!(absorbed.merged_into.as_deref(), Some(later.as_str()));
+    assert_eq!(absorbed.status, CaseStatus::Closed);
+    let survivor = store.case(later.clone()).unwrap();
+    assert_eq!((survivor.status, survivor.visits), (CaseStatus::Open, 1));
+    let timeline = store.case_timeline(later.clone()).unwrap();
+    assert!(
+        timeline.iter().any(|e| e.kind == EntryKind::CasesMerged),
+        "{timeline:?}"
+    );
+    assert!(timeline.iter().any(|e| e.kind == EntryKind::Visit));
+    // A merged file cannot survive another merge.
+    assert_invalid(
+        store.merge_cases(merging(&earlier, &later)),
+        "cases_merged.survivor_case_id",
+    );
+    store
+        .dismiss_duplicate(DuplicateDismissal {
+            case_id: later.clone(),
+            duplicate_of_case_id: earlier.clone(),
+            reason: "不是同一人".into(),
+            dismissed_on: date(0),
+            entry_id: None,
+        })
+        .unwrap();
+    assert_invalid(
+        store.dismiss_duplicate(DuplicateDismissal {
+            case_id: later.clone(),
+            duplicate_of_case_id: later,
+            reason: "x".into(),
+            dismissed_on: date(0),
+            entry_id: None,
+        }),
+        "duplicate_dismissed.duplicate_of_case_id",
+    );
 }

@@ -14,6 +14,12 @@
 //!   hand the fold the same [`CaseStep`]s, so their views are equal.
 //! - Every match over an event body here names every variant: a new body
 //!   is a compile error until it is routed to its case (or to none).
+//! - A merge ([`crate::v1::CasesMerged`]) belongs to its survivor. An
+//!   absorbed file's events join the survivor's view as entries
+//!   ([`CaseStep::absorbed`]): its services, notes and verifications count
+//!   there; its opening, tier changes, closings and reopenings do not change
+//!   the survivor's status or tier. Which merge holds is one rule,
+//!   [`survivor_of`], that both ends apply to the set of live merges.
 
 use chrono::{Days, NaiveDate};
 use serde::{Deserialize, Serialize};
@@ -98,6 +104,10 @@ pub struct CaseView {
     pub last_event_id: Uuid,
     /// How many events (not voided) the case has.
     pub events: u32,
+    /// The file this one was merged into ([`survivor_of`]): then it is
+    /// closed, and its events are counted in that file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<Uuid>,
 }
 
 impl CaseView {
@@ -182,6 +192,8 @@ pub fn case_of(body: &Body) -> Option<Uuid> {
         Body::VisitRecorded(m) => &m.case_id,
         Body::BeneficiaryVerified(m) => &m.case_id,
         Body::GuardianCalled(m) => &m.case_id,
+        Body::CasesMerged(m) => &m.survivor_case_id,
+        Body::DuplicateDismissed(m) => &m.case_id,
         Body::ResourceLinked(m) => {
             if m.case_id.is_empty() {
                 return None;
@@ -195,6 +207,52 @@ pub fn case_of(body: &Body) -> Option<Uuid> {
         | Body::EventVoided(_) => return None,
     };
     Uuid::from_slice(bytes).ok()
+}
+
+/// The (survivor, absorbed) files of a `CasesMerged` whose ids are 16
+/// bytes each; `None` for any other body.
+pub fn merge_of(body: &Body) -> Option<(Uuid, Uuid)> {
+    match body {
+        Body::CasesMerged(m) => Some((
+            Uuid::from_slice(&m.survivor_case_id).ok()?,
+            Uuid::from_slice(&m.absorbed_case_id).ok()?,
+        )),
+        Body::CaseOpened(_)
+        | Body::CaseAssessed(_)
+        | Body::CaseNoteAdded(_)
+        | Body::CaseClosed(_)
+        | Body::CaseReopened(_)
+        | Body::VisitRecorded(_)
+        | Body::BeneficiaryVerified(_)
+        | Body::GuardianCalled(_)
+        | Body::ResourceLinked(_)
+        | Body::ActivityHeld(_)
+        | Body::GroupSessionHeld(_)
+        | Body::TrainingHeld(_)
+        | Body::EventVoided(_)
+        | Body::DuplicateDismissed(_) => None,
+    }
+}
+
+/// The one rule of which merge holds: the file `absorbed` belongs to the
+/// smallest of `claims` that is not `absorbed` itself and not `claimed`.
+///
+/// `claims` are the survivors of the live (not voided) merges naming
+/// `absorbed`, as far as the caller holds both files' live openings (and,
+/// at the hub, at one station); `claimed(s)` says whether a live merge names
+/// `s` as absorbed. So a file absorbed by one merge cannot be the survivor of
+/// another (the device refuses such a merge; one that arrives anyway is
+/// without effect until the other is voided), two merges of one file resolve
+/// to the same survivor everywhere, and voiding a merge restores both files.
+pub fn survivor_of(
+    absorbed: Uuid,
+    claims: impl IntoIterator<Item = Uuid>,
+    claimed: impl Fn(Uuid) -> bool,
+) -> Option<Uuid> {
+    claims
+        .into_iter()
+        .filter(|s| *s != absorbed && !claimed(*s))
+        .min()
 }
 
 /// The case id of an event: its own id for `CaseOpened`, else [`case_of`].
@@ -270,8 +328,25 @@ pub enum CaseStep<'a> {
     },
     /// An event of the case that changes nothing of the view but its count
     /// (`CaseNoteAdded`, `ResourceLinked` for the case, `GuardianCalled`: a
-    /// call is not a follow-up visit).
+    /// call is not a follow-up visit; `CasesMerged` and `DuplicateDismissed`,
+    /// whose effect is on which files count, not on the view).
     Recorded,
+}
+
+impl CaseStep<'_> {
+    /// What a step of an absorbed file says to its survivor's view: visits,
+    /// verifications and entries count as they are; the absorbed file's
+    /// opening, tier changes, closings and reopenings are its own and are
+    /// entries of the joined timeline only.
+    pub fn absorbed(self) -> Self {
+        match self {
+            CaseStep::Opened { .. }
+            | CaseStep::Assessed { .. }
+            | CaseStep::Closed
+            | CaseStep::Reopened { .. } => CaseStep::Recorded,
+            CaseStep::Visited { .. } | CaseStep::Verified { .. } | CaseStep::Recorded => self,
+        }
+    }
 }
 
 impl<'a> CaseStep<'a> {
@@ -299,7 +374,10 @@ impl<'a> CaseStep<'a> {
             Body::BeneficiaryVerified(m) => CaseStep::Verified {
                 categories: &m.categories,
             },
-            Body::CaseNoteAdded(_) | Body::GuardianCalled(_) => CaseStep::Recorded,
+            Body::CaseNoteAdded(_)
+            | Body::GuardianCalled(_)
+            | Body::CasesMerged(_)
+            | Body::DuplicateDismissed(_) => CaseStep::Recorded,
             Body::ResourceLinked(m) => {
                 if m.case_id.is_empty() {
                     return None;
@@ -367,6 +445,7 @@ where
         visits: 0,
         last_event_id: case_id,
         events: 0,
+        merged_into: None,
     };
     for (id, step) in steps {
         view.events += 1;
@@ -414,6 +493,27 @@ pub fn fold_case(case_id: Uuid, events: &mut [Event]) -> Option<CaseView> {
         case_id,
         events.iter().filter_map(|event| {
             let step = CaseStep::of(event.body.as_ref()?)?;
+            Some((Uuid::from_slice(&event.event_id).ok(), step))
+        }),
+    )
+}
+
+/// Folds a survivor's own events with the events of the files merged into
+/// it (`absorbed`, each [`CaseStep::absorbed`]), none of them voided, in
+/// (hlc, event_id) order: the survivor's joined view. With no absorbed
+/// events it is [`fold_case`].
+pub fn fold_joined(case_id: Uuid, own: &[Event], absorbed: &[Event]) -> Option<CaseView> {
+    let mut all: Vec<(&Event, bool)> = own
+        .iter()
+        .map(|e| (e, false))
+        .chain(absorbed.iter().map(|e| (e, true)))
+        .collect();
+    all.sort_by(|(a, _), (b, _)| a.hlc.cmp(&b.hlc).then_with(|| a.event_id.cmp(&b.event_id)));
+    fold_steps(
+        case_id,
+        all.iter().filter_map(|(event, absorbed)| {
+            let step = CaseStep::of(event.body.as_ref()?)?;
+            let step = if *absorbed { step.absorbed() } else { step };
             Some((Uuid::from_slice(&event.event_id).ok(), step))
         }),
     )
@@ -559,6 +659,63 @@ mod tests {
     }
 
     #[test]
+    fn a_survivor_folds_the_absorbed_files_services_but_not_its_status() {
+        let survivor = Uuid::from_u128(10);
+        let absorbed = Uuid::from_u128(20);
+        let opening = |id: u128, hlc: u64, tier: Tier| {
+            event(
+                id,
+                hlc,
+                Body::CaseOpened(CaseOpened {
+                    name: "次仁".into(),
+                    community_code: "540502001001".into(),
+                    tier: tier as i32,
+                    opened_on: "2026-03-01".into(),
+                    ..CaseOpened::default()
+                }),
+            )
+        };
+        let own = vec![opening(10, 1, Tier::Key)];
+        let absorbed_events = vec![
+            opening(20, 2, Tier::HighRisk),
+            event(
+                21,
+                3,
+                Body::VisitRecorded(VisitRecorded {
+                    case_id: absorbed.as_bytes().to_vec(),
+                    visit_date: "2026-03-09".into(),
+                    ..VisitRecorded::default()
+                }),
+            ),
+            event(
+                22,
+                4,
+                Body::CaseClosed(crate::v1::CaseClosed {
+                    case_id: absorbed.as_bytes().to_vec(),
+                    closed_on: "2026-03-10".into(),
+                    ..Default::default()
+                }),
+            ),
+        ];
+        let view = fold_joined(survivor, &own, &absorbed_events).unwrap();
+        assert_eq!(view.status, CaseStatus::Open);
+        assert_eq!(view.tier, Tier::Key as i32);
+        assert_eq!(view.visits, 1);
+        assert_eq!(view.last_visit, NaiveDate::from_ymd_opt(2026, 3, 9));
+        assert_eq!(view.events, 4);
+        assert_eq!(view.last_event_id, Uuid::from_u128(22));
+        assert_eq!(
+            fold_joined(survivor, &own, &[]),
+            fold_case(survivor, &mut own.clone())
+        );
+        // The smallest survivor not itself absorbed holds the file.
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        assert_eq!(survivor_of(c, [b, a], |s| s == a), Some(b));
+        assert_eq!(survivor_of(c, [c], |_| false), None);
+        assert_eq!(survivor_of(c, [a], |_| true), None);
+    }
+
+    #[test]
     fn a_follow_up_is_due_from_the_last_visit_after_the_reopening() {
         let view = CaseView {
             case_id: Uuid::from_u128(1),
@@ -574,6 +731,7 @@ mod tests {
             visits: 1,
             last_event_id: Uuid::from_u128(1),
             events: 3,
+            merged_into: None,
         };
         let intervals = TierIntervals::default();
         assert_eq!(

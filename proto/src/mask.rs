@@ -142,6 +142,8 @@ pub fn body(body: &mut Body, shown: Shown) {
         Body::BeneficiaryVerified(m) => free_text(&mut m.notes, shown),
         Body::ResourceLinked(m) => free_text(&mut m.description, shown),
         Body::EventVoided(m) => free_text(&mut m.reason, shown),
+        Body::CasesMerged(m) => free_text(&mut m.reason, shown),
+        Body::DuplicateDismissed(m) => free_text(&mut m.reason, shown),
         // About groups and the station, not one person.
         Body::ActivityHeld(_) | Body::GroupSessionHeld(_) | Body::TrainingHeld(_) => {}
     }

@@ -34,9 +34,9 @@ use uuid::Uuid;
 use crate::id_number as gb11643;
 use crate::v1::{
     ActivityHeld, ActivityKind, BeneficiaryVerified, CallOutcome, CaseAssessed, CaseClosed,
-    CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, Category, EventVoided, Gender,
-    GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked, Tier, TrainingHeld,
-    TrainingKind, VisitKind, VisitRecorded,
+    CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, CasesMerged, Category, DuplicateDismissed,
+    EventVoided, Gender, GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked,
+    Tier, TrainingHeld, TrainingKind, VisitKind, VisitRecorded,
 };
 use crate::{Body, Event};
 
@@ -259,6 +259,8 @@ pub fn body(body: &mut Body, station_code: &str, ctx: &Context) -> Result<(), In
         Body::TrainingHeld(m) => training_held(m, station_code, ctx),
         Body::EventVoided(m) => event_voided(m, station_code, ctx),
         Body::GuardianCalled(m) => guardian_called(m, station_code, ctx),
+        Body::CasesMerged(m) => cases_merged(m, station_code, ctx),
+        Body::DuplicateDismissed(m) => duplicate_dismissed(m, station_code, ctx),
     }
 }
 
@@ -374,6 +376,60 @@ pub fn case_closed(m: &mut CaseClosed, _station_code: &str, ctx: &Context) -> Re
     uuid16(&path(P, "case_id"), &m.case_id)?;
     text(&path(P, "reason"), &mut m.reason, REASON_MAX, true)?;
     date(&path(P, "closed_on"), &m.closed_on, ctx)?;
+    Ok(())
+}
+
+/// Validates a [`CasesMerged`] (合并档案).
+///
+/// `survivor_case_id` and `absorbed_case_id` 16 bytes each and different; `reason` 1 to
+/// [`REASON_MAX`] characters; `merged_on` a [`date`].
+///
+/// # Errors
+///
+/// The first broken rule, as `cases_merged.<field>`.
+pub fn cases_merged(
+    m: &mut CasesMerged,
+    _station_code: &str,
+    ctx: &Context,
+) -> Result<(), Invalid> {
+    const P: &str = "cases_merged";
+    let survivor = uuid16(&path(P, "survivor_case_id"), &m.survivor_case_id)?;
+    let absorbed = uuid16(&path(P, "absorbed_case_id"), &m.absorbed_case_id)?;
+    if survivor == absorbed {
+        return Err(Invalid::new(
+            path(P, "absorbed_case_id"),
+            "must name another file than the survivor",
+        ));
+    }
+    text(&path(P, "reason"), &mut m.reason, REASON_MAX, true)?;
+    date(&path(P, "merged_on"), &m.merged_on, ctx)?;
+    Ok(())
+}
+
+/// Validates a [`DuplicateDismissed`] (非重复).
+///
+/// `case_id` and `duplicate_of_case_id` 16 bytes each and different; `reason` 1 to
+/// [`REASON_MAX`] characters; `dismissed_on` a [`date`].
+///
+/// # Errors
+///
+/// The first broken rule, as `duplicate_dismissed.<field>`.
+pub fn duplicate_dismissed(
+    m: &mut DuplicateDismissed,
+    _station_code: &str,
+    ctx: &Context,
+) -> Result<(), Invalid> {
+    const P: &str = "duplicate_dismissed";
+    let case = uuid16(&path(P, "case_id"), &m.case_id)?;
+    let of = uuid16(&path(P, "duplicate_of_case_id"), &m.duplicate_of_case_id)?;
+    if case == of {
+        return Err(Invalid::new(
+            path(P, "duplicate_of_case_id"),
+            "must name another file than case_id",
+        ));
+    }
+    text(&path(P, "reason"), &mut m.reason, REASON_MAX, true)?;
+    date(&path(P, "dismissed_on"), &m.dismissed_on, ctx)?;
     Ok(())
 }
 
@@ -1622,6 +1678,68 @@ mod tests {
         assert_eq!(
             check(&|m| m.visit_date = "2026-13-01".into()),
             err("visit_recorded.visit_date", "must be a real date")
+        );
+    }
+
+    #[test]
+    fn merge_and_dismissal_rules() {
+        let c = ctx();
+        let other = [9u8; 16];
+        let ok = CasesMerged {
+            survivor_case_id: CASE_ID.to_vec(),
+            absorbed_case_id: other.to_vec(),
+            reason: " 两部手机离线各建一档 ".into(),
+            merged_on: "2026-11-01".into(),
+        };
+        let mut m = ok.clone();
+        assert_eq!(cases_merged(&mut m, STATION, &c), Ok(()));
+        assert_eq!(m.reason, "两部手机离线各建一档");
+        let check = |f: &dyn Fn(&mut CasesMerged)| {
+            let mut m = ok.clone();
+            f(&mut m);
+            cases_merged(&mut m, STATION, &c)
+        };
+        assert_eq!(
+            check(&|m| m.absorbed_case_id = CASE_ID.to_vec()),
+            err(
+                "cases_merged.absorbed_case_id",
+                "must name another file than the survivor"
+            )
+        );
+        assert_eq!(
+            check(&|m| m.survivor_case_id = vec![1; 3]),
+            err("cases_merged.survivor_case_id", "must be 16 bytes, found 3")
+        );
+        assert_eq!(
+            check(&|m| m.reason = " ".into()),
+            err("cases_merged.reason", "must not be empty")
+        );
+        assert_eq!(
+            check(&|m| m.merged_on = "2026-02-30".into()),
+            err("cases_merged.merged_on", "must be a real date")
+        );
+        let ok = DuplicateDismissed {
+            case_id: CASE_ID.to_vec(),
+            duplicate_of_case_id: other.to_vec(),
+            reason: "身份证号录错，是两个人".into(),
+            dismissed_on: "2026-11-01".into(),
+        };
+        let check = |f: &dyn Fn(&mut DuplicateDismissed)| {
+            let mut m = ok.clone();
+            f(&mut m);
+            duplicate_dismissed(&mut m, STATION, &c)
+        };
+        assert_eq!(check(&|_| {}), Ok(()));
+        assert_eq!(
+            check(&|m| m.duplicate_of_case_id = CASE_ID.to_vec()),
+            err(
+                "duplicate_dismissed.duplicate_of_case_id",
+                "must name another file than case_id"
+            )
+        );
+        assert_eq!(
+            check(&|m| m.reason.clear()),
+            err("duplicate_dismissed.reason", "must not be empty")
         );
     }
 

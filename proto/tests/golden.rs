@@ -12,9 +12,9 @@ use chrono::NaiveDate;
 use prost::Message as _;
 use station_proto::v1::{
     ActivityHeld, ActivityKind, BeneficiaryVerified, CallOutcome, CaseAssessed, CaseClosed,
-    CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, Category, EventVoided, Gender,
-    GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked, Tier, TrainingHeld,
-    TrainingKind, VisitKind, VisitRecorded,
+    CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, CasesMerged, Category, DuplicateDismissed,
+    EventVoided, Gender, GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked,
+    Tier, TrainingHeld, TrainingKind, VisitKind, VisitRecorded,
 };
 use station_proto::validate::{self, Context};
 use station_proto::{Body, Event};
@@ -170,6 +170,24 @@ fn samples() -> Vec<(&'static str, Event)> {
                 notes: "监护人在拉萨务工，孩子由奶奶照看".into(),
             }),
         ),
+        (
+            "cases_merged",
+            Body::CasesMerged(CasesMerged {
+                survivor_case_id: id(CASE_ID),
+                absorbed_case_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_0009),
+                reason: "两部手机离线时各建了一档".into(),
+                merged_on: "2026-11-02".into(),
+            }),
+        ),
+        (
+            "duplicate_dismissed",
+            Body::DuplicateDismissed(DuplicateDismissed {
+                case_id: id(CASE_ID),
+                duplicate_of_case_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_000a),
+                reason: "身份证号录错，是两个人".into(),
+                dismissed_on: "2026-11-02".into(),
+            }),
+        ),
     ];
     bodies
         .into_iter()
@@ -217,6 +235,8 @@ fn body_name(body: &Body) -> &'static str {
         Body::TrainingHeld(_) => "training_held",
         Body::EventVoided(_) => "event_voided",
         Body::GuardianCalled(_) => "guardian_called",
+        Body::CasesMerged(_) => "cases_merged",
+        Body::DuplicateDismissed(_) => "duplicate_dismissed",
     }
 }
 
@@ -227,7 +247,7 @@ fn there_is_one_sample_per_body_kind() {
         assert_eq!(event.body.as_ref().map(body_name), Some(name));
         assert!(names.insert(name), "{name} twice");
     }
-    assert_eq!(names.len(), 13);
+    assert_eq!(names.len(), 15);
 }
 
 #[test]

@@ -555,3 +555,102 @@ fn a_second_file_for_one_person_is_refused_on_the_command_line_and_in_bulk_entry
     let out = agent_stdin(&data, &["record", "--json", "-"], line);
     assert!(out.status.success(), "{}", stdout(&out));
 }
+
+#[test]
+fn two_files_of_one_person_are_merged_and_a_flag_dismissed_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("phone");
+    let out = agent(
+        &data,
+        &["init", "--station", "540502001", "--worker", "w01"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let open = |date: &str| {
+        let out = agent(
+            &data,
+            &[
+                "case",
+                "open",
+                "--name",
+                "扎西",
+                "--id-number",
+                "540502201203150014",
+                "--community",
+                "540502001003",
+                "--category",
+                "留守儿童",
+                "--tier",
+                "2",
+                "--date",
+                date,
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let printed = stdout(&out);
+        (
+            field(&printed, "case_id").to_string(),
+            field(&printed, "file_number").to_string(),
+        )
+    };
+    let (first, _) = open("2026-11-01");
+    let out = agent(
+        &data,
+        &[
+            "case",
+            "close",
+            "--case",
+            &first,
+            "--reason",
+            "迁出",
+            "--date",
+            "2026-11-02",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (second, second_number) = open("2026-11-03");
+
+    // The first file is merged into the second, named by its 档案编号.
+    let out = agent(
+        &data,
+        &[
+            "case",
+            "merge",
+            "--into",
+            &second_number,
+            "--case",
+            &first,
+            "--reason",
+            "同一人两份档案",
+            "--date",
+            "2026-11-04",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = agent(&data, &["cases", "--all", "--format", "json"]);
+    let cases: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let merged = cases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["case_id"] == first.as_str())
+        .unwrap();
+    assert_eq!(merged["merged_into"], second.as_str());
+    assert_eq!(merged["status"], "closed");
+    let out = agent(&data, &["cases", "--all"]);
+    assert!(stdout(&out).contains("merged"), "{}", stdout(&out));
+
+    // Again, through record --json: refused, the file is merged already; a
+    // dismissal is recorded.
+    let lines = format!(
+        "{{\"casesMerged\":{{\"survivorCaseId\":\"{second}\",\"absorbedCaseId\":\"{first}\",\"reason\":\"x\",\"mergedOn\":\"2026-11-05\"}}}}\n\
+         {{\"duplicateDismissed\":{{\"caseId\":\"{second}\",\"duplicateOfCaseId\":\"{first}\",\"reason\":\"两个人\",\"dismissedOn\":\"2026-11-05\"}}}}\n"
+    );
+    let out = agent_stdin(&data, &["record", "--json", "-"], &lines);
+    let printed = stdout(&out);
+    assert!(
+        printed.contains("line 1: error: cases_merged.absorbed_case_id"),
+        "{printed}"
+    );
+    assert!(printed.contains("line 2: ok"), "{printed}");
+    assert!(printed.contains("1 recorded, 1 refused"), "{printed}");
+}

@@ -525,3 +525,115 @@ fn each_device_numbers_its_files_by_year_without_asking_its_colleagues() {
     assert_eq!(number(third), format!("泽当-2026-{code}-0002"));
     assert_eq!(agent.resolve_case("case", &number(first)).unwrap(), first);
 }
+
+fn merged(survivor: Uuid, absorbed: Uuid, on: &str) -> Body {
+    Body::CasesMerged(station_proto::v1::CasesMerged {
+        survivor_case_id: survivor.as_bytes().to_vec(),
+        absorbed_case_id: absorbed.as_bytes().to_vec(),
+        reason: "两部手机离线各建一档".into(),
+        merged_on: on.into(),
+    })
+}
+
+#[test]
+fn a_merge_joins_two_files_of_one_person_and_its_void_parts_them_again() {
+    let person = station_proto::id_number::with_check_character("54050219491231004").unwrap();
+    // A colleague's phone and this one, both offline, open a file for one
+    // person and visit it.
+    let colleague_dir = tempfile::tempdir().unwrap();
+    let colleague = init(colleague_dir.path());
+    let theirs = record(&colleague, opened_for(&person, "2026-11-01"));
+    record(&colleague, visit(theirs, "2026-11-05"));
+    let dir = tempfile::tempdir().unwrap();
+    let agent = init(dir.path());
+    let mine = record(&agent, opened_for(&person, "2026-11-02"));
+    record(&agent, visit(mine, "2026-11-08"));
+    let pulled: Vec<(u64, Event)> = colleague
+        .own_events(0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| (i as u64 + 1, as_colleague(e, Uuid::new_v4(), i as u64 + 1)))
+        .collect();
+    agent.apply_pulled(pulled, 2).unwrap();
+    assert_eq!(agent.due_follow_ups(today(), 90).unwrap().len(), 2);
+
+    // The worker merges their own file into the colleague's.
+    let merge = record(&agent, merged(theirs, mine, "2026-11-10"));
+    let survivor = agent.case(theirs).unwrap().unwrap();
+    assert_eq!(survivor.status, CaseStatus::Open);
+    assert_eq!((survivor.visits, survivor.merged_into), (2, None));
+    assert_eq!(survivor.last_visit, Some(day("2026-11-08")));
+    let absorbed = agent.case(mine).unwrap().unwrap();
+    assert_eq!(absorbed.status, CaseStatus::Closed);
+    assert_eq!(absorbed.merged_into, Some(theirs));
+    let due = agent.due_follow_ups(today(), 90).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].case.case_id, theirs);
+    // The survivor's timeline holds both files' entries and the merge.
+    assert_eq!(agent.case_timeline(theirs).unwrap().len(), 5);
+
+    // What the merge makes impossible is refused, and records nothing.
+    let head = agent.log().head_seq();
+    assert!(matches!(
+        agent.record(visit(mine, "2026-11-11")),
+        Err(AgentError::CaseClosed { case_id, .. }) if case_id == mine
+    ));
+    match agent.record(merged(mine, theirs, "2026-11-11")) {
+        Err(AgentError::MergeRefused { field, case_id, .. }) => {
+            assert_eq!(field, "cases_merged.survivor_case_id");
+            assert_eq!(case_id, mine);
+        }
+        other => panic!("{other:?}"),
+    }
+    let other = record(&agent, opened("扎西", Tier::Key, "2026-11-11"));
+    let head_after_other = agent.log().head_seq();
+    assert_eq!(head_after_other, head + 1);
+    match agent.record(merged(other, mine, "2026-11-11")) {
+        Err(AgentError::MergeRefused { field, case_id, .. }) => {
+            assert_eq!(field, "cases_merged.absorbed_case_id");
+            assert_eq!(case_id, mine);
+        }
+        other => panic!("{other:?}"),
+    }
+    match agent.record(merged(other, theirs, "2026-11-11")) {
+        Err(AgentError::MergeRefused {
+            field,
+            case_id,
+            rule,
+        }) => {
+            assert_eq!(field, "cases_merged.absorbed_case_id");
+            assert_eq!(case_id, theirs);
+            assert!(rule.contains("merged into it"), "{rule}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        agent.record(merged(theirs, theirs, "2026-11-11")),
+        Err(AgentError::Invalid(_))
+    ));
+    assert_eq!(agent.log().head_seq(), head_after_other);
+    // The person's open file is the survivor.
+    assert!(matches!(
+        agent.record(opened_for(&person, "2026-11-12")),
+        Err(AgentError::PersonHasOpenFile { case_id, .. }) if case_id == theirs
+    ));
+
+    // The views are a function of the log.
+    let before = agent.log().views_snapshot().unwrap();
+    agent.rebuild_views().unwrap();
+    assert_eq!(agent.log().views_snapshot().unwrap(), before);
+
+    // Voided, the merge never happened.
+    record(&agent, void(merge));
+    let survivor = agent.case(theirs).unwrap().unwrap();
+    assert_eq!(survivor.visits, 1);
+    let restored = agent.case(mine).unwrap().unwrap();
+    assert_eq!(
+        (restored.status, restored.merged_into),
+        (CaseStatus::Open, None)
+    );
+    assert_eq!(agent.case_timeline(theirs).unwrap().len(), 2);
+    // Both files of the person and the other person's file are followed.
+    assert_eq!(agent.due_follow_ups(today(), 90).unwrap().len(), 3);
+}

@@ -456,13 +456,18 @@ fn render(
     if !duplicates.files.is_empty() {
         out.push_str(
             "<h3>重复建档</h3><table class=\"duplicates\"><thead><tr><th>工作站</th><th>社区</th>\
-             <th>重复档案</th><th>档案编号</th><th>建档日期</th><th>原档案</th><th>原档案编号</th><th>原建档日期</th></tr></thead><tbody>",
+             <th>重复档案</th><th>档案编号</th><th>建档日期</th><th>原档案</th><th>原档案编号</th><th>原建档日期</th><th>处理</th></tr></thead><tbody>",
         );
         for file in &duplicates.files {
             let _ = write!(
                 out,
-                "<tr data-station=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr data-station=\"{}\" data-resolution=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&file.station_code),
+                match file.resolution {
+                    crate::projections::DuplicateResolution::Open => "open",
+                    crate::projections::DuplicateResolution::Merged => "merged",
+                    crate::projections::DuplicateResolution::Dismissed => "dismissed",
+                },
                 escape(
                     &config
                         .station(&file.station_code)
@@ -476,6 +481,7 @@ fn render(
                 file.duplicate_of,
                 escape(&file.duplicate_of_file_number),
                 file.duplicate_of_opened_on,
+                file.resolution.label(),
             );
         }
         out.push_str("</tbody></table>");

@@ -215,9 +215,33 @@ pub struct Conflicts {
     pub conflicts: Vec<TierConflict>,
 }
 
+/// How a flagged pair of files stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicateResolution {
+    /// Still flagged: the later file is not counted as a file of its own.
+    Open,
+    /// One of the two was merged into the other (`CasesMerged`).
+    Merged,
+    /// The station said they are not one person's (`DuplicateDismissed`).
+    Dismissed,
+}
+
+impl DuplicateResolution {
+    /// The dashboard's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            DuplicateResolution::Open => "待处理",
+            DuplicateResolution::Merged => "已合并",
+            DuplicateResolution::Dismissed => "非重复",
+        }
+    }
+}
+
 /// A duplicate file: opened, by service date, while an earlier file of the
-/// same person at the same station was open. Never the person's ID number
-/// or name: the case ids lead to the timelines.
+/// same person at the same station was open, still flagged or resolved.
+/// Never the person's ID number or name: the case ids lead to the
+/// timelines.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DuplicateFile {
     /// The station.
@@ -236,6 +260,8 @@ pub struct DuplicateFile {
     pub duplicate_of_opened_on: NaiveDate,
     /// That file's 档案编号 (empty from older clients).
     pub duplicate_of_file_number: String,
+    /// Still flagged, or how the pair was resolved.
+    pub resolution: DuplicateResolution,
 }
 
 /// The bureau's list of duplicate files.

@@ -20,7 +20,11 @@
 //!   at the station: a flush derives, with every touched case, every other
 //!   file of its person (found through the `p:` and `t:` records), taking
 //!   back what each contributed with the duplicate flags of before and
-//!   adding it with those of now.
+//!   adding it with those of now;
+//! - likewise a merge links files: a flush derives, with every touched
+//!   case, the files holding a merge naming it (`j:`) and the files its own
+//!   merges name, however far the links go, each with its [`fold::Role`]
+//!   then and now.
 
 use std::collections::BTreeMap;
 
@@ -35,8 +39,8 @@ use station_proto::person::PersonTag;
 use super::codec::{self, VoidMark, decode_json, encode_json};
 use super::error::ProjectionError;
 use super::fold::{
-    self, CaseDerived, CaseFact, Counter, Item, Prepared, Quality, Standalone, Station, Stations,
-    Sums, What,
+    self, CaseDerived, CaseFact, Counter, FactBody, Item, MergeGraph, Prepared, Quality, Role,
+    Standalone, Station, Stations, Sums, What,
 };
 use super::health::OriginStats;
 use super::layout::{self, key};
@@ -81,14 +85,47 @@ struct PersonEntry {
     dirty: bool,
 }
 
+/// The files holding a merge that names one file, in the overlay.
+struct MergeEntry {
+    /// Case ids, ascending.
+    survivors: Vec<Uuid>,
+    dirty: bool,
+}
+
 /// A person at a station: the station and the keyed tag of the ID number.
 type PersonKey = (Station, PersonTag);
 
-/// Whether a case was a duplicate file as the tree holds it, and is now.
-#[derive(Debug, Clone, Copy, Default)]
-struct Duplicate {
-    was: bool,
-    is: bool,
+/// How a case counted as the tree holds it, and counts now.
+#[derive(Debug, Clone, Default)]
+struct RoleChange {
+    was: Role,
+    is: Role,
+}
+
+/// The files as the merge rule reads them, then (as the tree holds them)
+/// or now.
+struct Graph<'a> {
+    cases: &'a HashMap<Uuid, CaseEntry>,
+    merges: &'a HashMap<Uuid, MergeEntry>,
+    /// The facts as the tree holds them of the cases touched; `None`: now.
+    base: Option<&'a HashMap<Uuid, &'a [CaseFact]>>,
+}
+
+impl MergeGraph for Graph<'_> {
+    fn facts(&self, case_id: Uuid) -> &[CaseFact] {
+        if let Some(base) = self.base
+            && let Some(facts) = base.get(&case_id)
+        {
+            return facts;
+        }
+        self.cases.get(&case_id).map_or(&[], |c| c.facts.as_slice())
+    }
+
+    fn claimants(&self, case_id: Uuid) -> &[Uuid] {
+        self.merges
+            .get(&case_id)
+            .map_or(&[], |m| m.survivors.as_slice())
+    }
 }
 
 /// What a touched case writes: its file, and its rows before and after.
@@ -112,16 +149,30 @@ struct CaseChange {
 fn derive_changes(
     cases: &HashMap<Uuid, CaseEntry>,
     work: &[(Uuid, Vec<CaseFact>)],
-    duplicates: &HashMap<Uuid, Duplicate>,
+    roles: &HashMap<Uuid, RoleChange>,
 ) -> Result<(Vec<CaseChange>, Sums), ProjectionError> {
+    let base: HashMap<Uuid, &[CaseFact]> = work
+        .iter()
+        .map(|(id, facts)| (*id, facts.as_slice()))
+        .collect();
+    let now = |id: &Uuid| cases.get(id).map_or(&[][..], |c| c.facts.as_slice());
+    let then = |id: &Uuid| base.get(id).copied().unwrap_or_else(|| now(id));
     let derive = |work: &[(Uuid, Vec<CaseFact>)]| {
         let mut sums = Sums::default();
         let changes = work
             .iter()
             .filter_map(|(case_id, base)| {
                 let facts = &cases.get(case_id)?.facts;
-                let duplicate = duplicates.get(case_id).copied().unwrap_or_default();
-                Some(derive_change(*case_id, base, facts, duplicate, &mut sums))
+                let role = roles.get(case_id).cloned().unwrap_or_default();
+                let joined_then: Vec<&[CaseFact]> = role.was.joined.iter().map(then).collect();
+                let joined_now: Vec<&[CaseFact]> = role.is.joined.iter().map(now).collect();
+                Some(derive_change(
+                    *case_id,
+                    (base, &joined_then),
+                    (facts, &joined_now),
+                    &role,
+                    &mut sums,
+                ))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok::<_, ProjectionError>((changes, sums))
@@ -147,11 +198,14 @@ fn derive_changes(
     })
 }
 
+/// The facts of a case and of the files joined to it.
+type Joined<'a> = (&'a [CaseFact], &'a [&'a [CaseFact]]);
+
 fn derive_change(
     case_id: Uuid,
-    base: &[CaseFact],
-    facts: &[CaseFact],
-    duplicate: Duplicate,
+    (base, joined_base): Joined<'_>,
+    (facts, joined): Joined<'_>,
+    role: &RoleChange,
     sums: &mut Sums,
 ) -> Result<CaseChange, ProjectionError> {
     // A duplicate file is not in the caseload: its person's file is.
@@ -165,11 +219,11 @@ fn derive_change(
     let (was_open, had_conflict) = if base.is_empty() {
         (None, None)
     } else {
-        let old = fold::derive_case(case_id, base, -1, duplicate.was, sums);
-        (open_at(&old, duplicate.was), conflict_at(&old))
+        let old = fold::derive_case(case_id, base, -1, &role.was, joined_base, sums);
+        (open_at(&old, role.was.duplicate), conflict_at(&old))
     };
-    let new = fold::derive_case(case_id, facts, 1, duplicate.is, sums);
-    let open = match (open_at(&new, duplicate.is), &new.view) {
+    let new = fold::derive_case(case_id, facts, 1, &role.is, joined, sums);
+    let open = match (open_at(&new, role.is.duplicate), &new.view) {
         (Some(station), Some(view)) => Some((station, codec::encode_view(view))),
         _ => None,
     };
@@ -216,6 +270,8 @@ pub(crate) struct Overlay {
     /// the ids whose `t:` record is to be written.
     person_of: HashMap<Uuid, Option<PersonKey>>,
     person_of_dirty: Vec<Uuid>,
+    /// The files holding a merge naming each file, as far as loaded.
+    merges: HashMap<Uuid, MergeEntry>,
 }
 
 impl Overlay {
@@ -237,7 +293,35 @@ impl Overlay {
             persons: HashMap::new(),
             person_of: HashMap::new(),
             person_of_dirty: Vec::new(),
+            merges: HashMap::new(),
         }
+    }
+
+    /// The files holding a merge naming `case_id`, loaded.
+    fn merge_entry(
+        &mut self,
+        tree: &sled::Tree,
+        case_id: Uuid,
+    ) -> Result<&mut MergeEntry, ProjectionError> {
+        if !self.merges.contains_key(&case_id) {
+            let survivors = match self.complete {
+                true => Vec::new(),
+                false => match tree.get(key(layout::MERGES, &[case_id.as_bytes()]))? {
+                    Some(v) => codec::decode_ids(&v)?,
+                    None => Vec::new(),
+                },
+            };
+            self.merges.insert(
+                case_id,
+                MergeEntry {
+                    survivors,
+                    dirty: false,
+                },
+            );
+        }
+        self.merges
+            .get_mut(&case_id)
+            .ok_or_else(|| ProjectionError::Corrupt("merge entry".into()))
     }
 
     /// The person a case was opened for, when its opening was applied.
@@ -309,17 +393,24 @@ impl Overlay {
         Ok(())
     }
 
-    /// Touches every other file of the person of each touched case, so
-    /// that a flush derives their duplicate flags again.
-    fn touch_persons_files(&mut self, tree: &sled::Tree) -> Result<(), ProjectionError> {
+    /// Touches every other file of the person of each touched case, and
+    /// every file a merge links to it, so that a flush derives their roles
+    /// again; loads the merge entry of each.
+    fn touch_linked_files(&mut self, tree: &sled::Tree) -> Result<(), ProjectionError> {
         let mut at = 0;
         while let Some(&case_id) = self.touched.get(at) {
             at += 1;
-            let Some(person) = self.person_of(tree, case_id)? else {
-                continue;
-            };
-            let files = self.person_files(tree, &person)?.cases.clone();
-            for file in files {
+            let mut linked = self.merge_entry(tree, case_id)?.survivors.clone();
+            if let Some(entry) = self.cases.get(&case_id) {
+                linked.extend(entry.facts.iter().filter_map(|f| match f.body {
+                    FactBody::Merged { absorbed } => Some(absorbed),
+                    _ => None,
+                }));
+            }
+            if let Some(person) = self.person_of(tree, case_id)? {
+                linked.extend(self.person_files(tree, &person)?.cases.iter().copied());
+            }
+            for file in linked {
                 if file != case_id {
                     // Touching an untouched file appends it to `touched`.
                     self.touch_case(tree, file)?;
@@ -329,41 +420,63 @@ impl Overlay {
         Ok(())
     }
 
-    /// Whether each case of `work` was a duplicate file with the facts the
-    /// tree holds, and is one with the facts now.
-    fn duplicates(&self, work: &[(Uuid, Vec<CaseFact>)]) -> HashMap<Uuid, Duplicate> {
+    /// How each case of `work` counted with the facts the tree holds, and
+    /// counts with the facts now: merged, joined, duplicate.
+    fn roles(&self, work: &[(Uuid, Vec<CaseFact>)]) -> HashMap<Uuid, RoleChange> {
         let base: HashMap<Uuid, &[CaseFact]> = work
             .iter()
             .map(|(id, facts)| (*id, facts.as_slice()))
             .collect();
-        let now = |id: &Uuid| self.cases.get(id).map_or(&[][..], |c| c.facts.as_slice());
-        let then = |id: &Uuid| base.get(id).copied().unwrap_or_else(|| now(id));
+        let then = Graph {
+            cases: &self.cases,
+            merges: &self.merges,
+            base: Some(&base),
+        };
+        let now = Graph {
+            cases: &self.cases,
+            merges: &self.merges,
+            base: None,
+        };
         let mut out = HashMap::new();
         for (case_id, _) in work {
-            let Some(Some(person)) = self.person_of.get(case_id) else {
-                continue;
+            let files = match self.person_of.get(case_id) {
+                Some(Some(person)) => self.persons.get(person).map(|f| f.cases.as_slice()),
+                _ => None,
             };
-            let Some(files) = self.persons.get(person) else {
-                continue;
+            let role = |graph: &Graph<'_>| {
+                let merged_into = fold::survivor(graph, *case_id);
+                if merged_into.is_some() {
+                    return Role {
+                        merged_into,
+                        ..Role::default()
+                    };
+                }
+                let duplicate = files.is_some_and(|files| {
+                    files.len() >= 2
+                        && fold::duplicate_of(
+                            *case_id,
+                            graph.facts(*case_id),
+                            files
+                                .iter()
+                                .filter(|id| fold::survivor(graph, **id).is_none())
+                                .map(|id| (*id, graph.facts(*id))),
+                            true,
+                        )
+                        .is_some()
+                });
+                Role {
+                    duplicate,
+                    merged_into: None,
+                    joined: fold::joined(graph, *case_id),
+                }
             };
-            if files.cases.len() < 2 {
-                continue;
+            let change = RoleChange {
+                was: role(&then),
+                is: role(&now),
+            };
+            if change.was != Role::default() || change.is != Role::default() {
+                out.insert(*case_id, change);
             }
-            let duplicate = Duplicate {
-                was: fold::duplicate_of(
-                    *case_id,
-                    then(case_id),
-                    files.cases.iter().map(|id| (*id, then(id))),
-                )
-                .is_some(),
-                is: fold::duplicate_of(
-                    *case_id,
-                    now(case_id),
-                    files.cases.iter().map(|id| (*id, now(id))),
-                )
-                .is_some(),
-            };
-            out.insert(*case_id, duplicate);
         }
         out
     }
@@ -487,6 +600,13 @@ impl Overlay {
                 if let Some(tag) = person {
                     self.note_person(tree, case_id, (Station::clone(&fact.station), tag))?;
                 }
+                if let FactBody::Merged { absorbed } = fact.body {
+                    let entry = self.merge_entry(tree, absorbed)?;
+                    if let Err(at) = entry.survivors.binary_search(&case_id) {
+                        entry.survivors.insert(at, case_id);
+                        entry.dirty = true;
+                    }
+                }
                 fact.voided_by = self.voided_by(tree, fact.id, &fact.station)?;
                 if fold::insert_fact(self.touch_case(tree, case_id)?, fact) {
                     self.facts += 1;
@@ -583,7 +703,7 @@ impl Overlay {
         let mut batch = sled::Batch::default();
         let mut case_records = Vec::new();
         let mut open_records: BTreeMap<Station, Vec<(Uuid, Vec<u8>)>> = BTreeMap::new();
-        self.touch_persons_files(tree)?;
+        self.touch_linked_files(tree)?;
         let mut touched = std::mem::take(&mut self.touched);
         touched.sort_unstable();
         let work: Vec<(Uuid, Vec<CaseFact>)> = touched
@@ -593,8 +713,8 @@ impl Overlay {
                 Some((id, entry.base.take().unwrap_or_default()))
             })
             .collect();
-        let duplicates = self.duplicates(&work);
-        let (changes, sums) = derive_changes(&self.cases, &work, &duplicates)?;
+        let roles = self.roles(&work);
+        let (changes, sums) = derive_changes(&self.cases, &work, &roles)?;
         drop(work);
         self.deltas.merge(sums);
         for change in changes {
@@ -691,6 +811,14 @@ impl Overlay {
                 );
             }
         }
+        for (absorbed, entry) in &mut self.merges {
+            if std::mem::replace(&mut entry.dirty, false) {
+                batch.insert(
+                    key(layout::MERGES, &[absorbed.as_bytes()]),
+                    codec::encode_ids(&entry.survivors),
+                );
+            }
+        }
         for case_id in std::mem::take(&mut self.person_of_dirty) {
             if let Some(Some((station, tag))) = self.person_of.get(&case_id) {
                 batch.insert(
@@ -745,6 +873,7 @@ impl Overlay {
         self.origins.clear();
         self.persons.clear();
         self.person_of.clear();
+        self.merges.clear();
         self.facts = 0;
     }
 }

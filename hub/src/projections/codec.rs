@@ -210,6 +210,8 @@ const VISIT: u8 = 5;
 const VERIFIED: u8 = 6;
 const RESOURCE: u8 = 7;
 const CALL: u8 = 8;
+const MERGED: u8 = 9;
+const DISMISSED: u8 = 10;
 const VOIDED: u8 = 0x10;
 
 /// Encodes a case file: its facts in (hlc, event_id) order.
@@ -237,6 +239,8 @@ pub(crate) fn encode_case(facts: &[CaseFact]) -> Vec<u8> {
             FactBody::Verified { .. } => VERIFIED,
             FactBody::Resource { .. } => RESOURCE,
             FactBody::Call { .. } => CALL,
+            FactBody::Merged { .. } => MERGED,
+            FactBody::Dismissed { .. } => DISMISSED,
         };
         w.0.push(kind | if fact.voided_by.is_some() { VOIDED } else { 0 });
         w.id(&fact.id);
@@ -286,6 +290,8 @@ pub(crate) fn encode_case(facts: &[CaseFact]) -> Vec<u8> {
                 w.day(*on);
                 w.i(*fen);
             }
+            FactBody::Merged { absorbed } => w.id(absorbed),
+            FactBody::Dismissed { of } => w.id(of),
         }
     }
     w.0
@@ -353,6 +359,8 @@ pub(crate) fn decode_case(
                 fen: r.i()?,
             },
             CALL => FactBody::Call { on: r.day()? },
+            MERGED => FactBody::Merged { absorbed: r.id()? },
+            DISMISSED => FactBody::Dismissed { of: r.id()? },
             _ => return Err(r.fail()),
         };
         facts.push(CaseFact {
@@ -472,6 +480,8 @@ fn view_fields(bytes: &[u8], categories: bool) -> Result<(CaseView, &str, &str),
         last_event_id: r.id()?,
         events: u32::try_from(r.u()?).map_err(|_| r.fail())?,
         file_number: r.text()?,
+        // An open case is merged into nothing.
+        merged_into: None,
     };
     r.done()?;
     Ok((view, name, community_code))

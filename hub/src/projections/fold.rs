@@ -15,7 +15,13 @@
 //!   phones) is a function of the facts of the person's files
 //!   ([`duplicate_of`]); it is kept and folded, its services count, but it
 //!   adds nothing to the counts of files (new, closed, open) nor to the
-//!   households visited, and it is flagged in data quality.
+//!   households visited, and it is flagged in data quality; a live
+//!   `DuplicateDismissed` of the pair lifts the flag;
+//! - a file *merged* into another ([`survivor`], the case model's rule over
+//!   the live merges, read through a [`MergeGraph`]) adds nothing by
+//!   itself and is never a duplicate: its live facts are folded and counted
+//!   with its survivor's ([`Role::joined`]), its services as services, its
+//!   opening, closings, reopenings and tier changes as entries only.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -271,6 +277,10 @@ pub(crate) enum FactBody {
     Resource { on: Day, fen: i64 },
     /// `GuardianCalled`.
     Call { on: Day },
+    /// `CasesMerged`: this file absorbs `absorbed`.
+    Merged { absorbed: Uuid },
+    /// `DuplicateDismissed`: this file is not a duplicate of `of`.
+    Dismissed { of: Uuid },
 }
 
 impl FactBody {
@@ -286,9 +296,11 @@ impl FactBody {
                 file_number: &o.file_number,
             },
             FactBody::Assessed(a) => CaseStep::Assessed { tier: a.tier },
-            FactBody::Note | FactBody::Resource { .. } | FactBody::Call { .. } => {
-                CaseStep::Recorded
-            }
+            FactBody::Note
+            | FactBody::Resource { .. }
+            | FactBody::Call { .. }
+            | FactBody::Merged { .. }
+            | FactBody::Dismissed { .. } => CaseStep::Recorded,
             FactBody::Closed { .. } => CaseStep::Closed,
             FactBody::Reopened { on, tier } => CaseStep::Reopened {
                 reopened_on: *on,
@@ -353,6 +365,8 @@ pub(crate) fn case_fact(event: Event, stations: &mut Stations) -> Option<(Uuid, 
         | Body::VisitRecorded(_)
         | Body::BeneficiaryVerified(_)
         | Body::GuardianCalled(_)
+        | Body::CasesMerged(_)
+        | Body::DuplicateDismissed(_)
         | Body::ResourceLinked(_) => case::case_of(&body)?,
         Body::ActivityHeld(_)
         | Body::GroupSessionHeld(_)
@@ -395,6 +409,14 @@ pub(crate) fn case_fact(event: Event, stations: &mut Stations) -> Option<(Uuid, 
         },
         Body::GuardianCalled(m) => FactBody::Call {
             on: parse_date(&m.called_on),
+        },
+        Body::CasesMerged(m) => match Uuid::from_slice(&m.absorbed_case_id) {
+            Ok(absorbed) => FactBody::Merged { absorbed },
+            Err(_) => FactBody::Note,
+        },
+        Body::DuplicateDismissed(m) => match Uuid::from_slice(&m.duplicate_of_case_id) {
+            Ok(of) => FactBody::Dismissed { of },
+            Err(_) => FactBody::Note,
         },
         Body::ActivityHeld(_)
         | Body::GroupSessionHeld(_)
@@ -473,6 +495,8 @@ impl Standalone {
             | Body::VisitRecorded(_)
             | Body::BeneficiaryVerified(_)
             | Body::GuardianCalled(_)
+            | Body::CasesMerged(_)
+            | Body::DuplicateDismissed(_)
             | Body::EventVoided(_) => return None,
         };
         let date = parse_date(date)?;
@@ -567,6 +591,8 @@ pub(crate) fn prepare(logged: LogEntry, stations: &mut Stations, tags: &TagKey) 
                 | Body::VisitRecorded(_)
                 | Body::BeneficiaryVerified(_)
                 | Body::GuardianCalled(_)
+                | Body::CasesMerged(_)
+                | Body::DuplicateDismissed(_)
                 | Body::ActivityHeld(_)
                 | Body::GroupSessionHeld(_)
                 | Body::ResourceLinked(_)
@@ -643,7 +669,9 @@ pub(crate) fn closed_on(case_id: Uuid, facts: &[CaseFact]) -> Option<NaiveDate> 
             | FactBody::Call { .. }
             | FactBody::Resource { .. }
             | FactBody::Note
-            | FactBody::Verified { .. } => None,
+            | FactBody::Verified { .. }
+            | FactBody::Merged { .. }
+            | FactBody::Dismissed { .. } => None,
         })
         .max()
 }
@@ -652,6 +680,91 @@ pub(crate) fn closed_on(case_id: Uuid, facts: &[CaseFact]) -> Option<NaiveDate> 
 /// over its own station's live facts, in (hlc, event_id) order.
 fn fold_view(case_id: Uuid, own: &[&CaseFact]) -> Option<CaseView> {
     case::fold_steps(case_id, own.iter().map(|f| (Some(f.id), f.body.step())))
+}
+
+/// The view of a survivor: [`fold_view`] over its facts and those of the
+/// files merged into it (marked `true`, each step [`CaseStep::absorbed`]).
+fn fold_joined_view(case_id: Uuid, own: &[(&CaseFact, bool)]) -> Option<CaseView> {
+    case::fold_steps(
+        case_id,
+        own.iter().map(|(f, absorbed)| {
+            let step = f.body.step();
+            (Some(f.id), if *absorbed { step.absorbed() } else { step })
+        }),
+    )
+}
+
+/// What the merge rule reads: each file's facts, and the files holding a
+/// merge (voided or not) that names it as absorbed. A file it does not hold
+/// has no facts and no claimants.
+pub(crate) trait MergeGraph {
+    /// The facts of a file, sorted, voided ones included.
+    fn facts(&self, case_id: Uuid) -> &[CaseFact];
+    /// The files holding a merge naming `case_id` as absorbed.
+    fn claimants(&self, case_id: Uuid) -> &[Uuid];
+}
+
+/// The survivors of the live merges naming `absorbed`: merges of the
+/// survivor's own station, both files' openings live, at one station.
+fn live_claims(graph: &impl MergeGraph, absorbed: Uuid) -> Vec<Uuid> {
+    let Some((station, ..)) = live_opening(absorbed, graph.facts(absorbed)) else {
+        return Vec::new();
+    };
+    graph
+        .claimants(absorbed)
+        .iter()
+        .copied()
+        .filter(|survivor| {
+            if *survivor == absorbed {
+                return false;
+            }
+            let facts = graph.facts(*survivor);
+            live_opening(*survivor, facts).is_some_and(|(at, ..)| at == station)
+                && facts.iter().any(|f| {
+                    f.voided_by.is_none()
+                        && f.station == *station
+                        && matches!(f.body, FactBody::Merged { absorbed: a } if a == absorbed)
+                })
+        })
+        .collect()
+}
+
+/// The file `case_id` is merged into: [`case::survivor_of`] over the live
+/// merges naming it.
+pub(crate) fn survivor(graph: &impl MergeGraph, case_id: Uuid) -> Option<Uuid> {
+    let claims = live_claims(graph, case_id);
+    if claims.is_empty() {
+        return None;
+    }
+    case::survivor_of(case_id, claims, |s| !live_claims(graph, s).is_empty())
+}
+
+/// The files merged into `case_id`, ascending.
+pub(crate) fn joined(graph: &impl MergeGraph, case_id: Uuid) -> Vec<Uuid> {
+    let mut files: Vec<Uuid> = graph
+        .facts(case_id)
+        .iter()
+        .filter(|f| f.voided_by.is_none())
+        .filter_map(|f| match f.body {
+            FactBody::Merged { absorbed } => Some(absorbed),
+            _ => None,
+        })
+        .filter(|absorbed| survivor(graph, *absorbed) == Some(case_id))
+        .collect();
+    files.sort_unstable();
+    files.dedup();
+    files
+}
+
+/// How a file counts among its person's and its merges' files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Role {
+    /// A duplicate file ([`duplicate_of`]), not resolved.
+    pub duplicate: bool,
+    /// The file it is merged into ([`survivor`]).
+    pub merged_into: Option<Uuid>,
+    /// The files merged into it ([`joined`]).
+    pub joined: Vec<Uuid>,
 }
 
 /// The station and view of a case as they stood at the end of `day`: its
@@ -677,7 +790,10 @@ pub(crate) fn view_as_of(
             | FactBody::Visit { on, .. }
             | FactBody::Call { on }
             | FactBody::Resource { on, .. } => by_then(*on),
-            FactBody::Note | FactBody::Verified { .. } => true,
+            FactBody::Note
+            | FactBody::Verified { .. }
+            | FactBody::Merged { .. }
+            | FactBody::Dismissed { .. } => true,
         })
         .collect();
     fold_view(case_id, &own).map(|view| (station, view))
@@ -715,16 +831,27 @@ pub(crate) fn community_and_number_of(
 /// not), the smallest id of those opened before it — by opening day, then
 /// (hlc, event_id) — at the same station and still open, by service dates,
 /// on the day it was opened. A file whose opening is voided, or whose day
-/// does not parse, duplicates nothing and is duplicated by nothing.
+/// does not parse, duplicates nothing and is duplicated by nothing. With
+/// `heed_dismissals`, a file the case's live `DuplicateDismissed` names is
+/// passed over.
 pub(crate) fn duplicate_of<'a>(
     case_id: Uuid,
     facts: &[CaseFact],
     files: impl IntoIterator<Item = (Uuid, &'a [CaseFact])>,
+    heed_dismissals: bool,
 ) -> Option<Uuid> {
     let (station, opened_on, order) = live_opening(case_id, facts)?;
+    let dismissed = |other: Uuid| {
+        heed_dismissals
+            && facts.iter().any(|f| {
+                f.voided_by.is_none()
+                    && f.station == *station
+                    && matches!(f.body, FactBody::Dismissed { of } if of == other)
+            })
+    };
     files
         .into_iter()
-        .filter(|(other, _)| *other != case_id)
+        .filter(|(other, _)| *other != case_id && !dismissed(*other))
         .filter_map(|(other, other_facts)| {
             let (other_station, other_on, other_order) = live_opening(other, other_facts)?;
             if other_station != station || (other_on, other_order) >= (opened_on, order) {
@@ -738,16 +865,37 @@ pub(crate) fn duplicate_of<'a>(
 
 /// Folds one case's facts (sorted, voided ones included) into its view and
 /// tier conflict, and adds its counter contributions times `sign` to `sums`.
-/// A `duplicate` file (see [`duplicate_of`]) adds its services but no
-/// count of files, and one to the station's duplicate files.
+/// A duplicate file (see [`duplicate_of`]) adds its services but no
+/// count of files, and one to the station's duplicate files. A file merged
+/// into another adds nothing, and its view is closed naming its survivor;
+/// a survivor folds and counts the `joined` files' live facts of its
+/// station with its own ([`Role`]).
 pub(crate) fn derive_case(
     case_id: Uuid,
     facts: &[CaseFact],
     sign: i64,
-    duplicate: bool,
+    role: &Role,
+    joined: &[&[CaseFact]],
     sums: &mut Sums,
 ) -> CaseDerived {
+    let duplicate = role.duplicate;
     let live = facts.iter().filter(|f| f.voided_by.is_none());
+    if let Some(survivor) = role.merged_into {
+        let station = case_station(case_id, facts).cloned();
+        let view = station.as_ref().and_then(|station| {
+            let own: Vec<&CaseFact> = live.filter(|f| f.station == *station).collect();
+            fold_view(case_id, &own).map(|view| CaseView {
+                status: case::CaseStatus::Closed,
+                merged_into: Some(survivor),
+                ..view
+            })
+        });
+        return CaseDerived {
+            station,
+            view,
+            conflict: None,
+        };
+    }
     let Some(station) = case_station(case_id, facts).cloned() else {
         for fact in live {
             sums.add(&fact.station, Item::Quality(Quality::HeldEvents), sign);
@@ -766,13 +914,30 @@ pub(crate) fn derive_case(
             sums.add(&fact.station, Item::Quality(Quality::HeldEvents), sign);
         }
     }
-    let view = fold_view(case_id, &own);
+    let mut all: Vec<(&CaseFact, bool)> = own.iter().map(|f| (*f, false)).collect();
+    for file in joined {
+        all.extend(
+            file.iter()
+                .filter(|f| f.voided_by.is_none() && f.station == station)
+                .map(|f| (f, true)),
+        );
+    }
+    if !joined.is_empty() {
+        all.sort_by_key(|(f, _)| f.sort_key());
+    }
+    let view = fold_joined_view(case_id, &all);
 
     let mut households: Vec<Period> = Vec::new();
     let mut closings: Vec<Period> = Vec::new();
     let mut status_changes = Vec::new();
-    for fact in &own {
+    for (fact, absorbed) in all {
         match &fact.body {
+            // The absorbed file's own status and tier are not the survivor's.
+            FactBody::Opened(_)
+            | FactBody::Closed { .. }
+            | FactBody::Reopened { .. }
+            | FactBody::Assessed(_)
+                if absorbed => {}
             FactBody::Opened(o) => {
                 if let Some(date) = o.on
                     && !duplicate
@@ -820,6 +985,8 @@ pub(crate) fn derive_case(
             FactBody::Assessed(_)
             | FactBody::Note
             | FactBody::Verified { .. }
+            | FactBody::Merged { .. }
+            | FactBody::Dismissed { .. }
             | FactBody::Visit { .. }
             | FactBody::Call { on: None }
             | FactBody::Closed { on: None }
@@ -1080,12 +1247,16 @@ mod tests {
         }
         let mut sums = Sums::default();
         for duplicate in [false, true] {
-            derive_case(case, &facts, 1, duplicate, &mut sums);
+            let role = Role {
+                duplicate,
+                ..Role::default()
+            };
+            derive_case(case, &facts, 1, &role, &[], &mut sums);
             let added = sums.drain();
             assert!(added.values().any(|v| *v != 0));
             assert!(added.keys().all(|c| c.station == station));
-            derive_case(case, &facts, 1, duplicate, &mut sums);
-            derive_case(case, &facts, -1, duplicate, &mut sums);
+            derive_case(case, &facts, 1, &role, &[], &mut sums);
+            derive_case(case, &facts, -1, &role, &[], &mut sums);
             assert!(sums.drain().values().all(|v| *v == 0));
         }
     }

@@ -53,6 +53,9 @@ pub(crate) const ORIGINS: &[u8] = b"g:";
 pub(crate) const PERSONS: &[u8] = b"p:";
 /// The person (station and tag) a case was opened for, by case id.
 pub(crate) const PERSON_OF: &[u8] = b"t:";
+/// The cases with a merge (voided or not) naming a case as absorbed, by
+/// the absorbed case's id.
+pub(crate) const MERGES: &[u8] = b"j:";
 
 /// The key spaces whose records are sealed in an encrypted store.
 pub(crate) const SEALED_SPACES: &[&[u8]] = &[CASES, OPEN_CASES];

@@ -19,7 +19,7 @@
 //!   (open, catch-up, rebuild, follow).
 //! - `read`: the read API, one module per answer, as methods of [`Projections`].
 //!
-//! # On-disk format (tree `projections`, format version 3)
+//! # On-disk format (tree `projections`, format version 4)
 //!
 //! | key | value |
 //! | --- | --- |
@@ -34,10 +34,12 @@
 //! | `g:` origin_id | JSON per-device statistics: events, last seq, entry-to-receipt lag |
 //! | `p:` station tag | the case ids (16 bytes each, ascending) of the files opened for one person at a station; `tag` is the 16-byte keyed tag of the ID number ([`station_proto::person`], under a key derived from the store's district secret) |
 //! | `t:` case_id | the station and tag of the person the case was opened for |
+//! | `j:` case_id | the case ids (16 bytes each, ascending) of the files holding a merge (`CasesMerged`, voided or not) that names this case as absorbed |
 //!
 //! Integers in keys and `m:`/`n:` values are big-endian. A tree of another
 //! format version (format 1 kept JSON case files, and `f:` and `x:`
-//! indexes; format 2 had no `p:` and `t:` and no duplicate files) is dropped
+//! indexes; format 2 had no `p:` and `t:` and no duplicate files, format 3 no
+//! merges, dismissals nor `j:`) is dropped
 //! when opened and rebuilt from the log. No key or value holds an ID number.
 //!
 //! # Invariants
@@ -67,6 +69,12 @@
 //!   receive times and folds; the log is still applied in hub order.
 //! - A void applies to an event of its own station; a voided event counts as
 //!   if never recorded, and stays voided (voiding a void does not restore it).
+//! - One person, one file: a duplicate file (two offline phones) is kept
+//!   and flagged, not counted as a file; a `CasesMerged` makes the absorbed
+//!   file count through its survivor only (its services where they were
+//!   given, its file not at all), a `DuplicateDismissed` lifts the flag,
+//!   and a void of either restores the flag, all as functions of the set of
+//!   events (the fold's merge rule is the case model's, `survivor_of`).
 //! - One writer applies; readers see whole batches: each query reads under a
 //!   shared gate that a batch takes exclusively, so an answer's
 //!   `computed_through_hub_seq` is exactly what it was computed from.
@@ -90,8 +98,9 @@ use std::time::Duration;
 
 pub use answer::{
     CaseTimeline, Caseload, CaseloadCell, ConcurrentAssessment, Conflicts, DuplicateFile,
-    DuplicateFiles, IndicatorRow, IndicatorTable, IndicatorValue, OverdueCase, OverdueList,
-    QuarantineList, QuarantinedEvent, StationCaseload, StationOverdue, TierConflict, TimelineEntry,
+    DuplicateFiles, DuplicateResolution, IndicatorRow, IndicatorTable, IndicatorValue, OverdueCase,
+    OverdueList, QuarantineList, QuarantinedEvent, StationCaseload, StationOverdue, TierConflict,
+    TimelineEntry,
 };
 pub use error::ProjectionError;
 pub use health::{DeviceHealth, LAG_BUCKETS_MS, LagBucket, StationHealth, SyncHealth};
@@ -105,7 +114,7 @@ use crate::config::HubConfig;
 use crate::store::{self, HubError, HubStore};
 
 /// The format version of the `projections` tree.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The tree's name in the hub's sled database.
 pub const TREE: &str = "projections";
 /// Events applied per batch by default: small, so a query waits little

@@ -139,6 +139,13 @@ impl From<projections::DuplicateFiles> for v1::GetDuplicatesResponse {
                     duplicate_of_opened_on: f.duplicate_of_opened_on.to_string(),
                     file_number: f.file_number,
                     duplicate_of_file_number: f.duplicate_of_file_number,
+                    resolution: match f.resolution {
+                        projections::DuplicateResolution::Open => v1::DuplicateResolution::Open,
+                        projections::DuplicateResolution::Merged => v1::DuplicateResolution::Merged,
+                        projections::DuplicateResolution::Dismissed => {
+                            v1::DuplicateResolution::Dismissed
+                        }
+                    } as i32,
                 })
                 .collect(),
         }

@@ -5,8 +5,8 @@ use station_proto::ids::Uuid;
 use station_proto::v1::Category;
 use station_proto::v1::{
     ActivityHeld, ActivityKind, CaseAssessed, CaseClosed, CaseOpened, CaseReopened, CaseSource,
-    EventVoided, Gender, GroupSessionHeld, ResourceKind, ResourceLinked, Tier, TrainingHeld,
-    TrainingKind, VisitKind, VisitRecorded,
+    CasesMerged, DuplicateDismissed, EventVoided, Gender, GroupSessionHeld, ResourceKind,
+    ResourceLinked, Tier, TrainingHeld, TrainingKind, VisitKind, VisitRecorded,
 };
 use station_proto::{Body, Event};
 
@@ -192,6 +192,24 @@ pub fn resource(case: Option<Uuid>, on: &str, cash_fen: i64, in_kind_fen: i64) -
         cash_fen,
         in_kind_fen,
         description: String::new(),
+    })
+}
+
+pub fn merged(survivor: Uuid, absorbed: Uuid, on: &str) -> Body {
+    Body::CasesMerged(CasesMerged {
+        survivor_case_id: survivor.as_bytes().to_vec(),
+        absorbed_case_id: absorbed.as_bytes().to_vec(),
+        reason: "两部手机离线各建一档".into(),
+        merged_on: on.into(),
+    })
+}
+
+pub fn dismissed(case: Uuid, of: Uuid, on: &str) -> Body {
+    Body::DuplicateDismissed(DuplicateDismissed {
+        case_id: case.as_bytes().to_vec(),
+        duplicate_of_case_id: of.as_bytes().to_vec(),
+        reason: "身份证号录错，是两个人".into(),
+        dismissed_on: on.into(),
     })
 }
 

@@ -394,7 +394,7 @@ fn field_work(seed: u64, steps: usize) -> Vec<Vec<Event>> {
             .collect();
         let pick = |rng: &mut StdRng, from: &[Uuid]| from[rng.random_range(0..from.len())];
         let tier = [Tier::HighRisk, Tier::Key, Tier::General][rng.random_range(0..3)];
-        let body = match rng.random_range(0..12) {
+        let body = match rng.random_range(0..14) {
             0 | 1 => {
                 // Now and then a person opened before, as two offline
                 // phones of one station do: a duplicate file.
@@ -435,6 +435,18 @@ fn field_work(seed: u64, steps: usize) -> Vec<Vec<Event>> {
             ),
             9 => group_session(community, &date, rng.random_range(0..20)),
             10 if !known.is_empty() => void(known[rng.random_range(0..known.len())].0),
+            // Merges and dismissals between the station's files, some of
+            // them of one person, some chained or crossed.
+            n @ (11 | 12) if own_cases.len() >= 2 => {
+                let first = rng.random_range(0..own_cases.len());
+                let other = (first + rng.random_range(1..own_cases.len())) % own_cases.len();
+                let (one, two) = (own_cases[first], own_cases[other]);
+                if n == 11 {
+                    merged(one, two, &date)
+                } else {
+                    dismissed(one, two, &date)
+                }
+            }
             _ => activity(community, &date, rng.random_range(0..50), 2, 90),
         };
         let event = devices[d].record_after(seen, body);
@@ -712,6 +724,144 @@ fn a_second_file_for_one_person_from_two_offline_phones_is_flagged_and_counted_o
     assert_eq!(duplicates(&p), 1);
     let changzhu = p.sync_health(&[CHANGZHU.to_string()]).unwrap();
     assert_eq!(changzhu.stations[0].duplicate_files, 0);
+
+    // Rebuilt from the log, and applied in other batches: the same.
+    let incremental = p.dump().unwrap();
+    p.rebuild().unwrap();
+    assert_eq!(p.dump().unwrap(), incremental);
+    p.rebuild_in(1).unwrap();
+    assert_eq!(p.dump().unwrap(), incremental);
+}
+
+#[test]
+fn a_merge_counts_a_flagged_pair_as_one_file_and_a_void_of_it_flags_the_pair_again() {
+    use station_hub::projections::DuplicateResolution;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = open(dir.path());
+    let zedang = [ZEDANG.to_string()];
+    let flagged = |p: &Projections| p.sync_health(&zedang).unwrap().stations[0].duplicate_files;
+    let open_cases = |p: &Projections| {
+        let caseload = p.caseload(&zedang).unwrap();
+        let s = &caseload.stations[0];
+        (s.open_cases, s.high_risk, s.key)
+    };
+    let listed = |p: &Projections| {
+        p.duplicates(&zedang)
+            .unwrap()
+            .files
+            .iter()
+            .map(|f| (f.case_id, f.duplicate_of, f.resolution))
+            .collect::<Vec<_>>()
+    };
+    // Two offline phones open a file for one person; each visits it.
+    let mut a = Device::new(ZEDANG, "zd-worker-1");
+    let mut b = Device::new(ZEDANG, "zd-worker-2");
+    let first = a.record(opened(
+        "次仁",
+        77,
+        C1,
+        Tier::Key,
+        &[Category::Elderly],
+        "2025-05-02",
+    ));
+    let second = b.record(opened(
+        "次仁",
+        77,
+        C1,
+        Tier::HighRisk,
+        &[Category::Elderly],
+        "2025-05-03",
+    ));
+    let (first_id, second_id) = (id_of(&first), id_of(&second));
+    let events = vec![
+        first,
+        second,
+        a.record(visit(first_id, "2025-05-04", VisitKind::Home)),
+        b.record(visit(second_id, "2025-06-20", VisitKind::Home)),
+    ];
+    push(&store, &events);
+    p.catch_up().unwrap();
+    assert_eq!(flagged(&p), 1);
+    assert_eq!(open_cases(&p), (1, 0, 1));
+    assert_eq!(
+        listed(&p),
+        vec![(second_id, first_id, DuplicateResolution::Open)]
+    );
+
+    // The station merges the second file into the first.
+    let merge = a.record(merged(first_id, second_id, "2025-06-21"));
+    push(&store, std::slice::from_ref(&merge));
+    p.catch_up().unwrap();
+    assert_eq!(flagged(&p), 0);
+    assert_eq!(open_cases(&p), (1, 0, 1), "the survivor keeps its tier");
+    let may = indicators(&p, "2025-05", ZEDANG);
+    assert_eq!(
+        (may["cases_new"], may["cases_open"], may["home_visits"]),
+        (1, 1, 1),
+        "{may:?}"
+    );
+    let june = indicators(&p, "2025-06", ZEDANG);
+    assert_eq!(
+        (
+            june["home_visits"],
+            june["households_visited"],
+            june["cases_open"]
+        ),
+        (1, 1, 1),
+        "the absorbed file's visit counts with the survivor: {june:?}"
+    );
+    // The survivor is followed up from the joined timeline's last visit.
+    let overdue = p.overdue(today(), &zedang, None).unwrap();
+    assert_eq!(overdue.cases.len(), 1, "{overdue:?}");
+    assert_eq!(overdue.cases[0].case_id, first_id);
+    assert_eq!(
+        overdue.cases[0].last_visit,
+        NaiveDate::from_ymd_opt(2025, 6, 20)
+    );
+    assert_eq!(
+        listed(&p),
+        vec![(second_id, first_id, DuplicateResolution::Merged)]
+    );
+    let merged_tree = p.dump().unwrap();
+    p.rebuild().unwrap();
+    assert_eq!(p.dump().unwrap(), merged_tree);
+
+    // Voided, the merge never happened: the pair is flagged again.
+    let unmerge = a.record(void(id_of(&merge)));
+    push(&store, std::slice::from_ref(&unmerge));
+    p.catch_up().unwrap();
+    assert_eq!(flagged(&p), 1);
+    assert_eq!(
+        listed(&p),
+        vec![(second_id, first_id, DuplicateResolution::Open)]
+    );
+    let june = indicators(&p, "2025-06", ZEDANG);
+    assert_eq!(
+        (june["home_visits"], june["households_visited"]),
+        (1, 0),
+        "{june:?}"
+    );
+    let overdue = p.overdue(today(), &zedang, None).unwrap();
+    assert_eq!(
+        overdue.cases[0].last_visit,
+        NaiveDate::from_ymd_opt(2025, 5, 4)
+    );
+
+    // The station finds they are two people: the flag is lifted and the
+    // second file counts as a file of its own.
+    push(
+        &store,
+        &[b.record(dismissed(second_id, first_id, "2025-06-22"))],
+    );
+    p.catch_up().unwrap();
+    assert_eq!(flagged(&p), 0);
+    assert_eq!(open_cases(&p), (2, 1, 1));
+    let may = indicators(&p, "2025-05", ZEDANG);
+    assert_eq!(may["cases_new"], 2, "{may:?}");
+    assert_eq!(
+        listed(&p),
+        vec![(second_id, first_id, DuplicateResolution::Dismissed)]
+    );
 
     // Rebuilt from the log, and applied in other batches: the same.
     let incremental = p.dump().unwrap();

@@ -262,6 +262,35 @@ pub enum CaseCommand {
         #[arg(long)]
         date: Option<String>,
     },
+    /// Merges two files of one person (合并档案): the survivor keeps its
+    /// number, status and tier; the other file's visits and notes join it,
+    /// and the other file is no longer counted. Undone by voiding the merge.
+    Merge {
+        /// The file that stays: its id, 档案编号, or a prefix of its id.
+        #[arg(long)]
+        into: String,
+        /// The file absorbed into it: its id, 档案编号, or a prefix of its id.
+        #[arg(long)]
+        case: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// Says that a file the bureau's list flags as a duplicate is not one
+    /// (非重复), with the reason: it counts as a file of its own again.
+    NotDuplicate {
+        /// The flagged file: its id, 档案编号, or a prefix of its id.
+        #[arg(long)]
+        case: String,
+        /// The file it was flagged as a duplicate of.
+        #[arg(long)]
+        of: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        date: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -15,8 +15,8 @@ use station_proto::id_number as gb11643;
 use station_proto::ids::Uuid;
 use station_proto::v1::{
     ActivityHeld, BeneficiaryVerified, CaseAssessed, CaseClosed, CaseNoteAdded, CaseOpened,
-    CaseReopened, EventVoided, Gender, GroupSessionHeld, GuardianCalled, ResourceLinked, Tier,
-    TrainingHeld, VisitRecorded,
+    CaseReopened, CasesMerged, DuplicateDismissed, EventVoided, Gender, GroupSessionHeld,
+    GuardianCalled, ResourceLinked, Tier, TrainingHeld, VisitRecorded,
 };
 use station_proto::{Body, json, money};
 
@@ -159,6 +159,32 @@ pub fn body_of(command: Command, resolve: ResolveCase<'_>) -> Result<Body, Input
                 None => Tier::Unspecified,
             }
             .into(),
+        }),
+        Command::Case(CaseCommand::Merge {
+            into,
+            case,
+            reason,
+            date,
+        }) => Body::CasesMerged(CasesMerged {
+            survivor_case_id: case_bytes(resolve, "cases_merged.survivor_case_id", &into)?,
+            absorbed_case_id: case_bytes(resolve, "cases_merged.absorbed_case_id", &case)?,
+            reason,
+            merged_on: date_or_today(date),
+        }),
+        Command::Case(CaseCommand::NotDuplicate {
+            case,
+            of,
+            reason,
+            date,
+        }) => Body::DuplicateDismissed(DuplicateDismissed {
+            case_id: case_bytes(resolve, "duplicate_dismissed.case_id", &case)?,
+            duplicate_of_case_id: case_bytes(
+                resolve,
+                "duplicate_dismissed.duplicate_of_case_id",
+                &of,
+            )?,
+            reason,
+            dismissed_on: date_or_today(date),
         }),
         Command::Visit(args) => Body::VisitRecorded(VisitRecorded {
             case_id: case_bytes(resolve, "visit_recorded.case_id", &args.case)?,

@@ -140,10 +140,10 @@ pub fn cases(
                     c.case_id,
                     pad(file_number(c), FILE_NUMBER_WIDTH),
                     c.community_code,
-                    if c.status == CaseStatus::Open {
-                        "open"
-                    } else {
-                        "closed"
+                    match (c.status, c.merged_into) {
+                        (_, Some(_)) => "merged",
+                        (CaseStatus::Open, None) => "open",
+                        (CaseStatus::Closed, None) => "closed",
                     },
                     pad(tier_label(c.tier), 6),
                     c.last_visit.map_or("-".into(), |d| d.to_string()),

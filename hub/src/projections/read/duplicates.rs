@@ -1,6 +1,8 @@
 //! Duplicate files: files opened while an earlier file of the same person
 //! at the same station was open (two offline phones), found through the
-//! person records (`p:`), without the ID number.
+//! person records (`p:`), without the ID number; still flagged, or resolved
+//! by a merge (the files a merge links are found through `j:`) or a
+//! dismissal.
 
 use std::collections::BTreeMap;
 
@@ -8,16 +10,34 @@ use station_proto::ids::Uuid;
 
 use super::station_prefix;
 use crate::projections::Projections;
-use crate::projections::answer::{DuplicateFile, DuplicateFiles};
+use crate::projections::answer::{DuplicateFile, DuplicateFiles, DuplicateResolution};
 use crate::projections::codec;
 use crate::projections::error::ProjectionError;
-use crate::projections::fold::{self, CaseFact, Stations};
+use crate::projections::fold::{self, CaseFact, FactBody, MergeGraph, Stations};
 use crate::projections::layout;
+
+/// The files of one person and the files merges link to them, as read.
+#[derive(Default)]
+struct Files {
+    facts: BTreeMap<Uuid, Vec<CaseFact>>,
+    claimants: BTreeMap<Uuid, Vec<Uuid>>,
+}
+
+impl MergeGraph for Files {
+    fn facts(&self, case_id: Uuid) -> &[CaseFact] {
+        self.facts.get(&case_id).map_or(&[], Vec::as_slice)
+    }
+
+    fn claimants(&self, case_id: Uuid) -> &[Uuid] {
+        self.claimants.get(&case_id).map_or(&[], Vec::as_slice)
+    }
+}
 
 impl Projections {
     /// The duplicate files of `stations`, by station then case id: each
-    /// with the earlier file of the person it duplicates (see
-    /// the fold's `duplicate_of`).
+    /// with the earlier file of the person it duplicates (see the fold's
+    /// `duplicate_of`, dismissals and merges left aside), and whether the
+    /// pair is still flagged, merged or dismissed.
     ///
     /// # Errors
     /// Storage errors.
@@ -34,19 +54,51 @@ impl Projections {
                 if ids.len() < 2 {
                     continue;
                 }
-                let mut person: BTreeMap<Uuid, Vec<CaseFact>> = BTreeMap::new();
-                for id in ids {
-                    if let Some(bytes) = layout::case(&tree, &self.records, &id)? {
-                        person.insert(id, codec::decode_case(&bytes, &mut interner)?);
+                let mut linked = Files::default();
+                // The person's files, the files holding merges naming them,
+                // and those holding merges naming these.
+                let mut todo: Vec<(Uuid, u8)> = ids.iter().map(|id| (*id, 0)).collect();
+                while let Some((id, depth)) = todo.pop() {
+                    if linked.facts.contains_key(&id) {
+                        continue;
                     }
+                    let facts = match layout::case(&tree, &self.records, &id)? {
+                        Some(bytes) => codec::decode_case(&bytes, &mut interner)?,
+                        None => Vec::new(),
+                    };
+                    let claimants = match tree.get(layout::key(layout::MERGES, &[id.as_bytes()]))? {
+                        Some(v) => codec::decode_ids(&v)?,
+                        None => Vec::new(),
+                    };
+                    if depth < 2 {
+                        todo.extend(claimants.iter().map(|c| (*c, depth + 1)));
+                    }
+                    linked.facts.insert(id, facts);
+                    linked.claimants.insert(id, claimants);
                 }
+                let person: BTreeMap<Uuid, &[CaseFact]> =
+                    ids.iter().map(|id| (*id, linked.facts(*id))).collect();
                 for (case_id, facts) in &person {
+                    let facts: &[CaseFact] = facts;
                     let Some(of) = fold::duplicate_of(
                         *case_id,
                         facts,
-                        person.iter().map(|(id, f)| (*id, f.as_slice())),
+                        person.iter().map(|(id, f)| (*id, *f)),
+                        false,
                     ) else {
                         continue;
+                    };
+                    let resolution = if fold::survivor(&linked, *case_id).is_some()
+                        || fold::survivor(&linked, of).is_some()
+                    {
+                        DuplicateResolution::Merged
+                    } else if facts.iter().any(|f| {
+                        f.voided_by.is_none()
+                            && matches!(f.body, FactBody::Dismissed { of: d } if d == of)
+                    }) {
+                        DuplicateResolution::Dismissed
+                    } else {
+                        DuplicateResolution::Open
                     };
                     let opening = fold::live_opening(*case_id, facts);
                     let earlier = person.get(&of).and_then(|f| fold::live_opening(of, f));
@@ -70,6 +122,7 @@ impl Projections {
                         duplicate_of: of,
                         duplicate_of_opened_on: earlier_on,
                         duplicate_of_file_number,
+                        resolution,
                     });
                 }
             }
