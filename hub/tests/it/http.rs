@@ -1182,5 +1182,45 @@ async fn the_bureau_lists_duplicate_files_over_json_query_and_the_dashboard_with
     assert!(html.contains("重复建档"), "the list on the dashboard");
     assert!(html.contains(&id_of(&second).to_string()));
     assert!(!html.contains(&person), "never the ID number");
+    assert!(html.contains("待处理"), "the pair is still to be resolved");
+
+    // The station merges the second file into the first: the pair shows
+    // as resolved, and the person's files count as one.
+    let caseload = |json: serde_json::Value| json["stations"][0]["open_cases"].clone();
+    let reply = hub.get_as("/api/caseload", &bureau).await;
+    assert_eq!(caseload(reply.json()), 2, "{}", reply.text());
+    hub.push(
+        &token_a,
+        &[a.record(merged(id_of(&first), id_of(&second), "2025-03-05"))],
+    )
+    .await;
+    hub.projected().await;
+    let json = hub.get_as("/api/duplicates", &bureau).await.json();
+    assert_eq!(json["files"][0]["resolution"], "merged", "{json}");
+    let reply = hub.get_as("/api/caseload", &bureau).await;
+    assert_eq!(caseload(reply.json()), 2, "{}", reply.text());
+    let sync = hub.get_as("/api/sync-health", &bureau).await.json();
+    let zedang = sync["stations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["station_code"] == ZEDANG)
+        .unwrap();
+    assert_eq!(zedang["duplicate_files"], 0, "{sync}");
+    let grpc = hub
+        .query()
+        .get_duplicates(authorized(
+            GetDuplicatesRequest { stations: vec![] },
+            &bureau,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        grpc.files[0].resolution,
+        station_proto::v1::DuplicateResolution::Merged as i32
+    );
+    let page = hub.get("/?period=2025-03", &[("Cookie", &session)]).await;
+    assert!(page.text().contains("已合并"));
     hub.stop().await;
 }

@@ -822,6 +822,9 @@ fn a_merge_counts_a_flagged_pair_as_one_file_and_a_void_of_it_flags_the_pair_aga
         listed(&p),
         vec![(second_id, first_id, DuplicateResolution::Merged)]
     );
+    // The survivor's timeline holds both files' entries and the merge.
+    assert_eq!(p.case_timeline(first_id).unwrap().entries.len(), 5);
+    assert_eq!(p.case_timeline(second_id).unwrap().entries.len(), 2);
     let merged_tree = p.dump().unwrap();
     p.rebuild().unwrap();
     assert_eq!(p.dump().unwrap(), merged_tree);
@@ -846,6 +849,8 @@ fn a_merge_counts_a_flagged_pair_as_one_file_and_a_void_of_it_flags_the_pair_aga
         overdue.cases[0].last_visit,
         NaiveDate::from_ymd_opt(2025, 5, 4)
     );
+    // The voided merge stays in the survivor's timeline, flagged.
+    assert_eq!(p.case_timeline(first_id).unwrap().entries.len(), 4);
 
     // The station finds they are two people: the flag is lifted and the
     // second file counts as a file of its own.

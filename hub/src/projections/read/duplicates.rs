@@ -8,30 +8,13 @@ use std::collections::BTreeMap;
 
 use station_proto::ids::Uuid;
 
-use super::station_prefix;
+use super::{LinkedFiles, station_prefix};
 use crate::projections::Projections;
 use crate::projections::answer::{DuplicateFile, DuplicateFiles, DuplicateResolution};
 use crate::projections::codec;
 use crate::projections::error::ProjectionError;
-use crate::projections::fold::{self, CaseFact, FactBody, MergeGraph, Stations};
+use crate::projections::fold::{self, CaseFact, FactBody, MergeGraph as _, Stations};
 use crate::projections::layout;
-
-/// The files of one person and the files merges link to them, as read.
-#[derive(Default)]
-struct Files {
-    facts: BTreeMap<Uuid, Vec<CaseFact>>,
-    claimants: BTreeMap<Uuid, Vec<Uuid>>,
-}
-
-impl MergeGraph for Files {
-    fn facts(&self, case_id: Uuid) -> &[CaseFact] {
-        self.facts.get(&case_id).map_or(&[], Vec::as_slice)
-    }
-
-    fn claimants(&self, case_id: Uuid) -> &[Uuid] {
-        self.claimants.get(&case_id).map_or(&[], Vec::as_slice)
-    }
-}
 
 impl Projections {
     /// The duplicate files of `stations`, by station then case id: each
@@ -54,28 +37,7 @@ impl Projections {
                 if ids.len() < 2 {
                     continue;
                 }
-                let mut linked = Files::default();
-                // The person's files, the files holding merges naming them,
-                // and those holding merges naming these.
-                let mut todo: Vec<(Uuid, u8)> = ids.iter().map(|id| (*id, 0)).collect();
-                while let Some((id, depth)) = todo.pop() {
-                    if linked.facts.contains_key(&id) {
-                        continue;
-                    }
-                    let facts = match layout::case(&tree, &self.records, &id)? {
-                        Some(bytes) => codec::decode_case(&bytes, &mut interner)?,
-                        None => Vec::new(),
-                    };
-                    let claimants = match tree.get(layout::key(layout::MERGES, &[id.as_bytes()]))? {
-                        Some(v) => codec::decode_ids(&v)?,
-                        None => Vec::new(),
-                    };
-                    if depth < 2 {
-                        todo.extend(claimants.iter().map(|c| (*c, depth + 1)));
-                    }
-                    linked.facts.insert(id, facts);
-                    linked.claimants.insert(id, claimants);
-                }
+                let linked = LinkedFiles::load(&tree, &self.records, &ids, &mut interner)?;
                 let person: BTreeMap<Uuid, &[CaseFact]> =
                     ids.iter().map(|id| (*id, linked.facts(*id))).collect();
                 for (case_id, facts) in &person {

@@ -35,6 +35,58 @@ use super::layout;
 use super::time::today_in_china;
 use crate::config::HubConfig;
 
+/// Files as the merge rule reads them ([`fold::MergeGraph`]): some files,
+/// the files holding merges naming them, and those holding merges naming
+/// these, read from the tree.
+#[derive(Default)]
+struct LinkedFiles {
+    facts: BTreeMap<Uuid, Vec<CaseFact>>,
+    claimants: BTreeMap<Uuid, Vec<Uuid>>,
+}
+
+impl LinkedFiles {
+    /// Reads `ids` and the files merges link to them, two links deep (as
+    /// far as [`fold::survivor`] of one of them reads).
+    fn load(
+        tree: &sled::Tree,
+        records: &station_agent::seal::SealedTree,
+        ids: &[Uuid],
+        interner: &mut Stations,
+    ) -> Result<Self, ProjectionError> {
+        let mut linked = Self::default();
+        let mut todo: Vec<(Uuid, u8)> = ids.iter().map(|id| (*id, 0)).collect();
+        while let Some((id, depth)) = todo.pop() {
+            if linked.facts.contains_key(&id) {
+                continue;
+            }
+            let facts = match layout::case(tree, records, &id)? {
+                Some(bytes) => codec::decode_case(&bytes, interner)?,
+                None => Vec::new(),
+            };
+            let claimants = match tree.get(layout::key(layout::MERGES, &[id.as_bytes()]))? {
+                Some(v) => codec::decode_ids(&v)?,
+                None => Vec::new(),
+            };
+            if depth < 2 {
+                todo.extend(claimants.iter().map(|c| (*c, depth + 1)));
+            }
+            linked.facts.insert(id, facts);
+            linked.claimants.insert(id, claimants);
+        }
+        Ok(linked)
+    }
+}
+
+impl fold::MergeGraph for LinkedFiles {
+    fn facts(&self, case_id: Uuid) -> &[CaseFact] {
+        self.facts.get(&case_id).map_or(&[], Vec::as_slice)
+    }
+
+    fn claimants(&self, case_id: Uuid) -> &[Uuid] {
+        self.claimants.get(&case_id).map_or(&[], Vec::as_slice)
+    }
+}
+
 /// Whether a case closed on `closed_on` (`None`: open) is de-identified
 /// today: closed at least `[privacy] closed_retention_days` days ago.
 fn deidentified(config: &HubConfig, closed_on: Option<NaiveDate>) -> bool {

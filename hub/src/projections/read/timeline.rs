@@ -1,18 +1,18 @@
-//! A case's station, and its timeline: every event of the case and the
-//! voids of them, read whole from the log.
+//! A case's station, and its timeline: every event of the case, and of the
+//! files merged into it, and the voids of them, read whole from the log.
 
 use std::net::SocketAddr;
 
 use station_proto::ids::Uuid;
 
-use super::{case_record, deidentified};
+use super::{LinkedFiles, case_record, deidentified};
 use crate::audit::{Access, Channel};
 use crate::auth::{self, Caller};
 use crate::projections::Projections;
 use crate::projections::answer::{CaseTimeline, TimelineEntry};
 use crate::projections::codec;
 use crate::projections::error::ProjectionError;
-use crate::projections::fold::{self, Stations};
+use crate::projections::fold::{self, CaseFact, Stations};
 use crate::projections::layout;
 
 impl Projections {
@@ -64,8 +64,8 @@ impl Projections {
         )
     }
 
-    /// Every event of one case and the voids of them, in (hlc, event_id)
-    /// order, voided events flagged, whole as read from the log: a reader is
+    /// Every event of one case and of the files merged into it, and the
+    /// voids of them, in (hlc, event_id) order, voided events flagged, whole as read from the log: a reader is
     /// shown [`CaseTimeline::minimised`].
     ///
     /// # Errors
@@ -78,10 +78,31 @@ impl Projections {
         let (station, opened, facts) = case_record(&tree, &self.records, case_id, &mut stations)?
             .ok_or(ProjectionError::UnknownCase(case_id))?;
         let mut ids: Vec<(Uuid, Option<Uuid>)> = Vec::new();
+        // The files merged into it, as the projections count them.
+        let named: Vec<Uuid> = facts
+            .iter()
+            .filter_map(|f| match f.body {
+                fold::FactBody::Merged { absorbed } => Some(absorbed),
+                _ => None,
+            })
+            .collect();
+        let mut joined: Vec<CaseFact> = Vec::new();
+        if !named.is_empty() {
+            let mut linked_ids = named;
+            linked_ids.push(case_id);
+            let linked = LinkedFiles::load(&tree, &self.records, &linked_ids, &mut stations)?;
+            for file in fold::joined(&linked, case_id) {
+                joined.extend(fold::MergeGraph::facts(&linked, file).iter().cloned());
+            }
+        }
         // Once the case is opened, only its own station's entries belong to
         // it: one of another station that reached the log before the opening
         // (and so could not be quarantined) is left out.
-        for fact in facts.iter().filter(|f| !opened || *f.station == *station) {
+        for fact in facts
+            .iter()
+            .chain(&joined)
+            .filter(|f| !opened || *f.station == *station)
+        {
             ids.push((fact.id, fact.voided_by));
             if fact.voided_by.is_some()
                 && let Some(v) = layout::voids(&tree, &self.records, &fact.id)?
