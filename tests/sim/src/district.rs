@@ -7,7 +7,11 @@
 //! loses track of a few (so follow-ups fall overdue), changes tiers, closes
 //! cases and reopens a few of them weeks later, holds activities and group
 //! sessions, links resources, attends trainings, corrects a few entries with
-//! voids and makes a few typing slips that the agent must refuse.
+//! voids and makes a few typing slips that the agent must refuse. Now and
+//! then a worker opens a new file for a person whose file was closed, dated
+//! back to a day the old file was still open (so the hub flags the new file
+//! as a duplicate), and then merges the old file into it (一人一档: the pair
+//! is resolved, and counted as one file).
 //!
 //! Invariants:
 //! - the entries depend only on the seed, the station, the device and the
@@ -35,9 +39,9 @@ use station_proto::Body;
 use station_proto::ids::Uuid;
 use station_proto::v1::{
     ActivityHeld, ActivityKind, BeneficiaryVerified, CallOutcome, CaseAssessed, CaseClosed,
-    CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, Category, EventVoided, Gender,
-    GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked, Tier, TrainingHeld,
-    TrainingKind, VisitKind, VisitRecorded,
+    CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, CasesMerged, Category, EventVoided,
+    Gender, GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked, Tier,
+    TrainingHeld, TrainingKind, VisitKind, VisitRecorded,
 };
 use station_proto::validate::{self, Context, Invalid};
 
@@ -102,6 +106,14 @@ enum Meaning {
         neglect_after: u32,
         opened_on: NaiveDate,
         dibao: bool,
+        /// A new file for the person of this closed file, which is then
+        /// merged into it.
+        again: Option<usize>,
+    },
+    /// The file `absorbed` merged into `survivor`.
+    Merge {
+        survivor: usize,
+        absorbed: usize,
     },
     Visit {
         case: usize,
@@ -207,6 +219,10 @@ struct CaseFile {
     /// The case's saved events that are not voided, its opening first, in
     /// the order entered (which is their hlc order on the device).
     events: Vec<Uuid>,
+    /// The opening as entered, to open a new file for the same person.
+    opening: CaseOpened,
+    /// Merged into another file: closed for good.
+    merged: bool,
 }
 
 impl CaseFile {
@@ -265,6 +281,10 @@ enum Fact {
         date: NaiveDate,
         fen: i64,
     },
+    Merged {
+        survivor: Uuid,
+        absorbed: Uuid,
+    },
 }
 
 /// What one or more workers entered and the agents saved, as the bureau's
@@ -295,6 +315,22 @@ impl Ledger {
             .map(|(_, fact)| fact)
     }
 
+    /// The survivor of each file merged into another: such a file counts as
+    /// no file, and its visits count with its survivor.
+    fn merged(&self) -> BTreeMap<Uuid, Uuid> {
+        self.live()
+            .filter_map(|fact| match fact {
+                Fact::Merged { survivor, absorbed } => Some((*absorbed, *survivor)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// How many files were merged into others.
+    pub fn merges(&self) -> usize {
+        self.merged().len()
+    }
+
     /// Each metric in raw units (counts, minutes, fen) in `period`; metrics
     /// that count nothing are left out.
     pub fn indicators(&self, period: &Period) -> BTreeMap<Metric, i64> {
@@ -309,8 +345,13 @@ impl Ledger {
         let mut households = BTreeSet::new();
         let mut closed = BTreeSet::new();
         let mut open = BTreeMap::new();
+        let merged = self.merged();
         for fact in self.live() {
             match fact {
+                Fact::Opened { case, .. }
+                | Fact::Closed { case, .. }
+                | Fact::Reopened { case, .. }
+                    if merged.contains_key(case) => {}
                 Fact::Opened { case, date, .. } => {
                     if within(date) {
                         add(Metric::CasesNew, 1);
@@ -321,7 +362,7 @@ impl Ledger {
                 }
                 Fact::Visit { case, date, phone } if within(date) && !phone => {
                     add(Metric::HomeVisits, 1);
-                    households.insert(*case);
+                    households.insert(*merged.get(case).unwrap_or(case));
                 }
                 Fact::Closed { case, date } => {
                     if within(date) {
@@ -367,7 +408,7 @@ impl Ledger {
     /// Open cases now, by tier: `[high-risk, key, general]`.
     pub fn open_by_tier(&self) -> [u32; 3] {
         let mut tier: BTreeMap<Uuid, i32> = BTreeMap::new();
-        let mut closed = BTreeSet::new();
+        let mut closed: BTreeSet<Uuid> = self.merged().into_keys().collect();
         // Facts are in entry order per worker, and a worker's case is only
         // ever touched by that worker, so the last assessment wins.
         for fact in self.live() {
@@ -378,7 +419,7 @@ impl Ledger {
                 Fact::Closed { case, .. } => {
                     closed.insert(*case);
                 }
-                Fact::Reopened { case, tier: t, .. } => {
+                Fact::Reopened { case, tier: t, .. } if !self.merged().contains_key(case) => {
                     closed.remove(case);
                     tier.insert(*case, *t);
                 }
@@ -417,7 +458,7 @@ impl Ledger {
                 | Fact::Training { date }
                 | Fact::Call { date }
                 | Fact::Resource { date, .. } => Some(*date),
-                Fact::Assessed { .. } => None,
+                Fact::Assessed { .. } | Fact::Merged { .. } => None,
             })
             .collect()
     }
@@ -578,7 +619,27 @@ impl Worker {
                 neglect_after,
                 opened_on,
                 dibao,
+                again,
             } => {
+                let Body::CaseOpened(opening) = draft.body else {
+                    return;
+                };
+                if let Some(earlier) = again {
+                    let survivor = self.cases.len();
+                    self.cases[earlier].merged = true;
+                    self.queue.push_front(Draft {
+                        body: Body::CasesMerged(CasesMerged {
+                            survivor_case_id: event_id.as_bytes().to_vec(),
+                            absorbed_case_id: self.cases[earlier].id.as_bytes().to_vec(),
+                            reason: "同一人重复建档，合并 (one person, two files)".into(),
+                            merged_on: self.day.unwrap_or(opened_on).to_string(),
+                        }),
+                        meaning: Meaning::Merge {
+                            survivor,
+                            absorbed: earlier,
+                        },
+                    });
+                }
                 self.cases.push(CaseFile {
                     id: event_id,
                     tier,
@@ -591,6 +652,8 @@ impl Worker {
                     neglect_after,
                     visits: 0,
                     events: vec![event_id],
+                    opening,
+                    merged: false,
                 });
                 Some(Fact::Opened {
                     case: event_id,
@@ -679,6 +742,13 @@ impl Worker {
                 self.voidable.push(event_id);
                 Some(Fact::Call { date })
             }
+            Meaning::Merge { survivor, absorbed } => {
+                self.cases[survivor].events.push(event_id);
+                Some(Fact::Merged {
+                    survivor: self.cases[survivor].id,
+                    absorbed: self.cases[absorbed].id,
+                })
+            }
             Meaning::Invalid { .. } => None,
         };
         if let Some(fact) = fact {
@@ -746,6 +816,9 @@ impl Worker {
             self.visits(day);
             if self.rng.random_bool(0.04) {
                 self.reopen(day);
+            }
+            if elapsed % 30 == 25 {
+                self.open_again(day);
             }
             if self.rng.random_bool(0.05) {
                 self.verify(day);
@@ -873,6 +946,44 @@ impl Worker {
                 neglect_after,
                 opened_on: day,
                 dibao,
+                again: None,
+            },
+        );
+    }
+
+    /// A new file for the person of the earliest closed file (closed a week
+    /// or more ago, open for two days or more, never reopened), dated back
+    /// to the day before the old file was closed: the hub flags it as a
+    /// duplicate until the old file is merged into it, which follows.
+    fn open_again(&mut self, day: NaiveDate) {
+        let Some(earlier) = (0..self.cases.len()).find(|&i| {
+            let file = &self.cases[i];
+            file.closed
+                && !file.merged
+                && file.reopened_on.is_none()
+                && file.closed_on.is_some_and(|c| {
+                    (day - c).num_days() >= 7 && (c - file.opened_on).num_days() >= 2
+                })
+        }) else {
+            return;
+        };
+        let file = &self.cases[earlier];
+        let Some(opened_on) = file.closed_on.map(|c| c - Days::new(1)) else {
+            return;
+        };
+        let (tier, dibao) = (file.tier, file.dibao);
+        let mut opening = file.opening.clone();
+        opening.opened_on = opened_on.to_string();
+        opening.file_number = String::new();
+        opening.tier = tier;
+        self.push(
+            Body::CaseOpened(opening),
+            Meaning::Open {
+                tier,
+                neglect_after: u32::MAX,
+                opened_on,
+                dibao,
+                again: Some(earlier),
             },
         );
     }
@@ -1008,6 +1119,7 @@ impl Worker {
             .filter(|&i| {
                 let file = &self.cases[i];
                 file.closed
+                    && !file.merged
                     && file.reopened_on.is_none()
                     && file.closed_on.is_some_and(|c| (day - c).num_days() >= 14)
             })
@@ -1341,6 +1453,7 @@ mod tests {
         assert!(ledger.voided.len() >= 7, "{} voided", ledger.voided.len());
         assert!(ledger.open_by_tier().iter().all(|n| *n > 10));
         assert!(ledger.reopened() >= 3, "{} reopened", ledger.reopened());
+        assert!(ledger.merges() >= 3, "{} merged", ledger.merges());
     }
 
     /// Each entry of a district ending on `last`, as the hub receives it.

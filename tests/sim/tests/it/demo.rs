@@ -154,6 +154,21 @@ async fn reopened_cases_count_as_the_generator_entered_them() {
     assert!(reopened > 0, "no case was reopened");
     assert_eq!(report.hub_events, total(&report, |l| l.saved));
     assert_hub_matches(&demo, &report);
+    // Files opened again for a person, dated back while the old file was
+    // open, are listed as duplicates resolved by a merge, and counted once.
+    let merges = total(&report, |l| l.merges() as u64);
+    assert!(merges > 0, "no file was merged");
+    let listed = demo.projections().duplicates(demo.stations()).unwrap();
+    assert_eq!(listed.files.len() as u64, merges, "{listed:?}");
+    assert!(
+        listed
+            .files
+            .iter()
+            .all(|f| f.resolution == station_hub::projections::DuplicateResolution::Merged),
+        "{listed:?}"
+    );
+    let health = demo.projections().sync_health(demo.stations()).unwrap();
+    assert!(health.stations.iter().all(|s| s.duplicate_files == 0));
     demo.stop().await.unwrap();
 }
 
