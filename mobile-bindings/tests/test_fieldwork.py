@@ -175,6 +175,30 @@ def test_closed_cases_refuse_visits(open_store):
     assert store.case(tsewang.case_id).next_due is None
 
 
+def test_two_files_of_one_person_are_merged(open_store):
+    store = open_store()
+    fd = record_field_day(store)
+    tsewang = fd.people[3]
+    store.close_case(sm.CaseClosing(case_id=tsewang.case_id, reason="迁出",
+                                    closed_on=day(fd.today, 0)))
+    again = store.open_case(tsewang.opening(fd.today)).event_id
+    store.merge_cases(sm.CaseMerging(survivor_case_id=again, absorbed_case_id=tsewang.case_id,
+                                     reason="同一人两份档案", merged_on=day(fd.today, 0)))
+    old = store.case(tsewang.case_id)
+    assert old.merged_into == again and old.status == sm.CaseStatus.CLOSED
+    assert store.case(again).merged_into is None
+    kinds = [e.kind for e in store.case_timeline(again)]
+    assert sm.EntryKind.CASES_MERGED in kinds and sm.EntryKind.CASE_CLOSED in kinds
+    with pytest.raises(sm.FieldError.InvalidInput) as refused:
+        store.merge_cases(sm.CaseMerging(survivor_case_id=again,
+                                         absorbed_case_id=tsewang.case_id, reason="x",
+                                         merged_on=day(fd.today, 0)))
+    assert refused.value.field == "cases_merged.absorbed_case_id"
+    store.dismiss_duplicate(sm.DuplicateDismissal(case_id=again,
+                                                  duplicate_of_case_id=tsewang.case_id,
+                                                  reason="核实", dismissed_on=day(fd.today, 0)))
+
+
 def test_saving_the_same_entry_twice_records_it_once(open_store):
     store = open_store()
     fd = record_field_day(store)

@@ -7,6 +7,8 @@ package org.stationsync.mobile.tests
 
 import java.time.LocalDate
 import org.stationsync.mobile.CaseClosing
+import org.stationsync.mobile.CaseMerging
+import org.stationsync.mobile.DuplicateDismissal
 import org.stationsync.mobile.CaseNote
 import org.stationsync.mobile.CaseReopening
 import org.stationsync.mobile.EntryKind
@@ -139,6 +141,28 @@ val fieldworkTests = suite("fieldwork") {
             assertEquals("visit_recorded.case_id", closed.field, "field")
             assertEquals(listOf<String>(), store.dueFollowUps(0u).map { it.name }, "nothing due")
             assertEquals(null, store.case(tsewang.caseId).nextDue, "no next visit")
+        }
+    }
+
+    test("two files of one person are merged") { ctx ->
+        ctx.openStore().use { store ->
+            val fd = recordFieldDay(store)
+            val tsewang = fd.people[3]
+            store.closeCase(CaseClosing(caseId = tsewang.caseId, reason = "迁出",
+                closedOn = day(fd.today, 0)))
+            val again = store.openCase(tsewang.opening(fd.today)).eventId
+            store.mergeCases(CaseMerging(survivorCaseId = again, absorbedCaseId = tsewang.caseId,
+                reason = "同一人两份档案", mergedOn = day(fd.today, 0)))
+            assertEquals(again, store.case(tsewang.caseId).mergedInto, "merged into the new file")
+            val kinds = store.caseTimeline(again).map { it.kind }
+            assertEquals(true, EntryKind.CASES_MERGED in kinds, "the merge in the timeline")
+            val refused = assertThrows<FieldException.InvalidInput> {
+                store.mergeCases(CaseMerging(survivorCaseId = again, absorbedCaseId = tsewang.caseId,
+                    reason = "x", mergedOn = day(fd.today, 0)))
+            }
+            assertEquals("cases_merged.absorbed_case_id", refused.field, "field")
+            store.dismissDuplicate(DuplicateDismissal(caseId = again,
+                duplicateOfCaseId = tsewang.caseId, reason = "核实", dismissedOn = day(fd.today, 0)))
         }
     }
 
