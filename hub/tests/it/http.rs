@@ -1222,5 +1222,23 @@ async fn the_bureau_lists_duplicate_files_over_json_query_and_the_dashboard_with
     );
     let page = hub.get("/?period=2025-03", &[("Cookie", &session)]).await;
     assert!(page.text().contains("已合并"));
+    // The survivor's timeline shows the absorbed file's entries, and its
+    // read is in the audit of both files.
+    let timeline = hub
+        .get_as(&format!("/api/cases/{}/timeline", id_of(&first)), &bureau)
+        .await;
+    assert_eq!(timeline.status, 200, "{}", timeline.text());
+    assert_eq!(
+        timeline.json()["entries"].as_array().unwrap().len(),
+        3,
+        "{}",
+        timeline.text()
+    );
+    assert!(!timeline.text().contains(&person), "masked");
+    let audit = hub
+        .get_as(&format!("/api/audit?case={}", id_of(&second)), &bureau)
+        .await
+        .json();
+    assert_eq!(audit["records"].as_array().unwrap().len(), 1, "{audit}");
     hub.stop().await;
 }

@@ -37,6 +37,15 @@ impl Projections {
         let timeline = self.case_timeline(case_id)?.minimised(reveal);
         auth::authorize_case(&caller, case_id, &timeline.station_code)
             .map_err(|_| ProjectionError::UnknownCase(case_id))?;
+        // The case, and each file merged into it whose entries are shown.
+        let mut cases = vec![case_id];
+        for entry in &timeline.entries {
+            if let Some(file) = station_proto::case::case_key(&entry.event)
+                && !cases.contains(&file)
+            {
+                cases.push(file);
+            }
+        }
         self.audit_read(Access {
             caller,
             from,
@@ -46,7 +55,7 @@ impl Projections {
                 ("case_id".into(), case_id.to_string()),
                 ("reveal".into(), reveal.to_string()),
             ],
-            cases: vec![case_id],
+            cases,
             revealed: timeline.shown == "revealed",
         })?;
         Ok(timeline)
