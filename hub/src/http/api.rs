@@ -123,15 +123,22 @@ pub(super) async fn conflicts(
     Ok(Json(state.read(move |p| p.conflicts(&stations)).await?))
 }
 
-/// GET /api/duplicates?station=…: duplicate files, never an ID number.
+/// GET /api/duplicates?station=…: duplicate files, never an ID number
+/// (audited: it says which files are one person's).
 pub(super) async fn duplicates(
     State(state): State<AppState>,
     headers: HeaderMap,
+    peer: Peer,
     query: Pairs,
 ) -> Result<Json<DuplicateFiles>, HttpError> {
     let caller = state.caller(&headers)?;
     let stations = state.stations(&caller, Params::from(query)?.stations())?;
-    Ok(Json(state.read(move |p| p.duplicates(&stations)).await?))
+    let from = peer_addr(peer);
+    Ok(Json(
+        state
+            .read(move |p| p.read_duplicates(caller, &stations, from, Channel::Json))
+            .await?,
+    ))
 }
 
 /// GET /api/sync-health?station=…

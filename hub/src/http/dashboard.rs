@@ -245,21 +245,25 @@ pub(super) async fn page(
     let (table, overdue, health, duplicates) = state
         .read(move |p| {
             let overdue = p.overdue(as_of, &stations, Some(OVERDUE_SHOWN))?;
-            // The page names the overdue cases' persons.
+            let duplicates = p.duplicates(&stations)?;
+            // The page names the overdue cases' persons and which files
+            // are one person's.
+            let mut cases: Vec<_> = overdue.cases.iter().map(|c| c.case_id).collect();
+            cases.extend(duplicates.case_ids());
             p.audit_read(Access {
                 caller,
                 from,
                 via: Channel::Dashboard,
                 read: "dashboard".into(),
                 params: pairs,
-                cases: overdue.cases.iter().map(|c| c.case_id).collect(),
+                cases,
                 revealed: false,
             })?;
             Ok((
                 p.indicators(period, &stations)?,
                 overdue,
                 p.sync_health(&stations)?,
-                p.duplicates(&stations)?,
+                duplicates,
             ))
         })
         .await?;

@@ -273,6 +273,21 @@ pub struct DuplicateFiles {
     pub files: Vec<DuplicateFile>,
 }
 
+impl DuplicateFiles {
+    /// Every file the list names, each once, in the list's order.
+    pub fn case_ids(&self) -> Vec<Uuid> {
+        let mut ids = Vec::with_capacity(self.files.len() * 2);
+        for file in &self.files {
+            for id in [file.case_id, file.duplicate_of] {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+        ids
+    }
+}
+
 /// An event acknowledged but not accepted; never its content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QuarantinedEvent {

@@ -143,8 +143,11 @@ impl Query for QueryService {
         request: Request<GetDuplicatesRequest>,
     ) -> Result<Response<GetDuplicatesResponse>, Status> {
         let caller = auth::caller(&request)?;
+        let from = request.remote_addr();
         let stations = self.stations(&caller, request.into_inner().stations)?;
-        let found = self.read(move |p| p.duplicates(&stations)).await?;
+        let found = self
+            .read(move |p| p.read_duplicates(caller, &stations, from, Channel::Grpc))
+            .await?;
         Ok(Response::new(found.into()))
     }
 

@@ -1133,6 +1133,18 @@ async fn the_bureau_lists_duplicate_files_over_json_query_and_the_dashboard_with
     assert_eq!(files[0]["duplicate_of_opened_on"], "2025-03-02");
     let person = id_number("19500101", 41, true);
     assert!(!reply.text().contains(&person) && !reply.text().contains("次仁"));
+    // The list says which files are one person's: its read is audited
+    // under both files.
+    let audit = hub
+        .get_as(&format!("/api/audit?case={}", id_of(&first)), &bureau)
+        .await
+        .json();
+    let records = audit["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{audit}");
+    assert_eq!(records[0]["read"], "duplicates");
+    assert_eq!(records[0]["via"], "json");
+    let both = [id_of(&second).to_string(), id_of(&first).to_string()];
+    assert_eq!(records[0]["cases"], serde_json::json!(both), "{audit}");
 
     let grpc = hub
         .query()
@@ -1239,6 +1251,19 @@ async fn the_bureau_lists_duplicate_files_over_json_query_and_the_dashboard_with
         .get_as(&format!("/api/audit?case={}", id_of(&second)), &bureau)
         .await
         .json();
-    assert_eq!(audit["records"].as_array().unwrap().len(), 1, "{audit}");
+    let reads = |audit: &serde_json::Value, read: &str, via: &str| {
+        audit["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["read"] == read && r["via"] == via)
+            .count()
+    };
+    assert_eq!(reads(&audit, "case_timeline", "json"), 1, "{audit}");
+    // Every read of the list, by the bureau and by the station's device,
+    // over JSON and gRPC, and the dashboard's pages.
+    assert_eq!(reads(&audit, "duplicates", "json"), 3, "{audit}");
+    assert_eq!(reads(&audit, "duplicates", "grpc"), 2, "{audit}");
+    assert_eq!(reads(&audit, "dashboard", "dashboard"), 2, "{audit}");
     hub.stop().await;
 }

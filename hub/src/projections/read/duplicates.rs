@@ -5,10 +5,13 @@
 //! dismissal.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use station_proto::ids::Uuid;
 
 use super::{LinkedFiles, station_prefix};
+use crate::audit::{Access, Channel};
+use crate::auth::Caller;
 use crate::projections::Projections;
 use crate::projections::answer::{DuplicateFile, DuplicateFiles, DuplicateResolution};
 use crate::projections::codec;
@@ -17,6 +20,34 @@ use crate::projections::fold::{self, CaseFact, FactBody, MergeGraph as _, Statio
 use crate::projections::layout;
 
 impl Projections {
+    /// [`Projections::duplicates`] as `caller` reads it over `via` from
+    /// `from`: the list names which files are one person's, so the read is
+    /// recorded in the read audit, under every file listed, before it is
+    /// answered. `stations` are those the caller may read.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Audit`] when the read cannot be recorded;
+    /// storage errors.
+    pub fn read_duplicates(
+        &self,
+        caller: Caller,
+        stations: &[String],
+        from: Option<SocketAddr>,
+        via: Channel,
+    ) -> Result<DuplicateFiles, ProjectionError> {
+        let list = self.duplicates(stations)?;
+        self.audit_read(Access {
+            caller,
+            from,
+            via,
+            read: "duplicates".into(),
+            params: vec![("stations".into(), stations.join(","))],
+            cases: list.case_ids(),
+            revealed: false,
+        })?;
+        Ok(list)
+    }
+
     /// The duplicate files of `stations`, by station then case id: each
     /// with the earlier file of the person it duplicates (see the fold's
     /// `duplicate_of`, dismissals and merges left aside), and whether the
