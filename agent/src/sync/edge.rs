@@ -369,8 +369,11 @@ impl Edge {
         }
         self.round_hellos += 1;
         report.durable_through = durable_through;
+        let city = answer.city_durable_through.unwrap_or(durable_through);
+        report.city_durable_through = city;
         blocking(&self.agent, move |a| {
-            Ok(a.log().set_acked(durable_through)?)
+            a.log().set_acked(durable_through)?;
+            Ok(a.log().set_city_acked(city)?)
         })
         .await?;
         if let Some(parked) = parked {
@@ -480,8 +483,11 @@ impl Edge {
         report.batches += 1;
         report.durable_through = acked.durable_through;
         let durable_through = acked.durable_through;
+        let city = ack.city_durable_through.unwrap_or(durable_through);
+        report.city_durable_through = city;
         blocking(&self.agent, move |a| {
-            Ok(a.log().set_acked(durable_through)?)
+            a.log().set_acked(durable_through)?;
+            Ok(a.log().set_city_acked(city)?)
         })
         .await?;
         Ok(())
@@ -648,10 +654,12 @@ impl Edge {
                 a.log().sync_state()?,
                 a.log().pull_cursor()?,
                 a.log().acked()?,
+                a.log().city_acked()?,
             ))
         })
         .await?;
-        let (state, cursor, acked) = state;
+        let (state, cursor, acked, city) = state;
+        report.city_durable_through = city;
         report.parked = state.parked;
         report.pull_cursor = cursor;
         report.durable_through = self.machine.durable_through().unwrap_or(acked);

@@ -103,8 +103,14 @@ pub struct SyncReport {
     pub pushed: u64,
     /// Batches acknowledged.
     pub batches: u64,
-    /// The hub's `durable_through` for this device after the round.
+    /// The `durable_through` for this device after the round of the hub,
+    /// or of the station relay when the round went through one ("saved at
+    /// the station").
     pub durable_through: u64,
+    /// How much of this device the city hub holds after the round, as the
+    /// hub or the relay said ("received by the city"); equal to
+    /// `durable_through` when the round reached the hub itself.
+    pub city_durable_through: u64,
     /// Station events pulled and stored.
     pub pulled: u64,
     /// The pull cursor after the round.
