@@ -444,3 +444,25 @@ async fn a_phone_moving_between_relay_and_hub_neither_loses_nor_duplicates() {
     assert_eq!(report.pushed, 0);
     assert_eq!(moving.colleagues_entries(), 15);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_listing_the_relay_and_the_hub_uses_whichever_answers() {
+    let station = station().await;
+    let relay = station.relay("127.0.0.1:0");
+    let phone = phone(&station.hub, "zd-1");
+    let both = format!("{},http://{}", relay.url, station.hub.addr);
+    phone.record(12);
+    let report = phone.sync(&both).await;
+    assert_eq!(report.durable_through, 12, "saved at the station");
+    assert_eq!(report.city_durable_through, 0, "the relay's uplink is down");
+    assert_eq!(station.hub.store.event_count(), 0);
+
+    // Away from the station: the relay is out of reach, the hub answers.
+    relay.kill();
+    phone.record(3);
+    let report = phone.sync(&both).await;
+    assert_eq!(report.city_durable_through, 15, "received by the city");
+    let status = phone.agent.status().unwrap();
+    assert_eq!((status.durable_through, status.saved_through), (15, 15));
+    station.city_holds_each_once(&[&phone]);
+}
