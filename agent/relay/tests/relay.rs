@@ -120,13 +120,20 @@ struct RelayProcess {
     url: String,
 }
 
-fn start_relay(data: &Path, listen: &str, hub: SocketAddr, token_file: &Path) -> RelayProcess {
+fn start_relay(
+    data: &Path,
+    listen: &str,
+    hub: SocketAddr,
+    token_file: &Path,
+    extra: &[&str],
+) -> RelayProcess {
     let mut child = Command::new(env!("CARGO_BIN_EXE_station-relay"))
         .args(["--data", data.to_str().unwrap()])
         .args(["--station", ZEDANG, "--listen", listen])
         .args(["--hub", &format!("http://{hub}")])
         .args(["--token-file", token_file.to_str().unwrap()])
         .args(["--interval-ms", "100", "--disk-reserve-mb", "0"])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -284,7 +291,7 @@ async fn station() -> Station {
 
 impl Station {
     fn relay(&self, listen: &str) -> RelayProcess {
-        start_relay(&self.data, listen, self.switch.addr, &self.token_file)
+        start_relay(&self.data, listen, self.switch.addr, &self.token_file, &[])
     }
 
     /// Every phone's entries are on the hub once each.
@@ -465,4 +472,36 @@ async fn a_phone_listing_the_relay_and_the_hub_uses_whichever_answers() {
     let status = phone.agent.status().unwrap();
     assert_eq!((status.durable_through, status.saved_through), (15, 15));
     station.city_holds_each_once(&[&phone]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_certificate_the_relay_serves_its_phones_tls_only() {
+    let station = station().await;
+    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = station.data.with_file_name("relay.crt");
+    let key = station.data.with_file_name("relay.pem");
+    std::fs::write(&cert, issued.cert.pem()).unwrap();
+    std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
+    let relay = start_relay(
+        &station.data,
+        "127.0.0.1:0",
+        station.switch.addr,
+        &station.token_file,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let phone = phone(&station.hub, "zd-1");
+    phone.record(4);
+    let mut plain = phone.options(&relay.url);
+    plain.retry_budget = Duration::from_millis(300);
+    assert!(sync_once(Arc::clone(&phone.agent), &plain).await.is_err());
+    let mut options = phone.options(&relay.url);
+    options.tls_ca_pem = Some(issued.cert.pem().into_bytes());
+    options.tls_domain = Some("localhost".into());
+    let report = sync_once(Arc::clone(&phone.agent), &options).await.unwrap();
+    assert_eq!(report.durable_through, 4);
 }

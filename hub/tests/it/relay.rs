@@ -128,6 +128,22 @@ async fn a_relay_carries_two_phones_and_a_phone_then_goes_on_directly() {
     let response = push(&hub, &relay, events, vec![head]).await.unwrap();
     assert_eq!(ack_of(&response, &a), 9);
 
+    // Every chain and signature checks, whichever path it came by.
+    let verdicts = station_hub::store::chains::verify(&hub.store).unwrap();
+    assert_eq!(verdicts.len(), 2);
+    for (origin, verdict) in verdicts {
+        assert!(
+            matches!(
+                verdict,
+                station_hub::store::chains::Verdict::Verified {
+                    signed_from: Some(1),
+                    ..
+                }
+            ),
+            "{origin}: {verdict:?}"
+        );
+    }
+
     // The device rows say which path each device's entries came by.
     hub.projected().await;
     let bureau = hub.bureau_token("民政局");
