@@ -1184,15 +1184,39 @@ impl EventLog {
     /// # Errors
     /// Storage errors.
     pub fn set_city_acked(&self, durable_through: u64) -> Result<(), StoreError> {
+        let acked = self.acked()?;
+        self.set_acks(acked, durable_through)
+    }
+
+    /// Records an answer of the hub or of a station relay: `saved` (its
+    /// `durable_through`, [`Self::acked`]) and `city` ([`Self::city_acked`]),
+    /// each only ever growing, the city's never past what was saved, in one
+    /// write and one sync.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn set_acks(&self, saved: u64, city: u64) -> Result<(), StoreError> {
         let _writer = self.lock_writer();
+        let before = self.acked()?;
+        let acked = before.max(saved);
         let stored = self
             .tree
             .get(M_CITY_ACKED)?
             .map(|v| read_u64(&v))
             .transpose()?;
-        let city = durable_through.min(self.acked()?);
+        let city = city.min(acked);
+        let mut batch = sled::Batch::default();
+        let mut changed = false;
+        if acked > before {
+            batch.insert(M_ACKED, &acked.to_be_bytes());
+            changed = true;
+        }
         if stored.is_none_or(|stored| city > stored) {
-            self.tree.insert(M_CITY_ACKED, &city.to_be_bytes())?;
+            batch.insert(M_CITY_ACKED, &city.to_be_bytes());
+            changed = true;
+        }
+        if changed {
+            self.tree.apply_batch(batch)?;
             let ticket = self.group.written(None);
             self.group.wait_durable(ticket)?;
         }

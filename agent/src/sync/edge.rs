@@ -372,8 +372,7 @@ impl Edge {
         let city = answer.city_durable_through.unwrap_or(durable_through);
         report.city_durable_through = city;
         blocking(&self.agent, move |a| {
-            a.log().set_acked(durable_through)?;
-            Ok(a.log().set_city_acked(city)?)
+            Ok(a.log().set_acks(durable_through, city)?)
         })
         .await?;
         if let Some(parked) = parked {
@@ -486,8 +485,7 @@ impl Edge {
         let city = ack.city_durable_through.unwrap_or(durable_through);
         report.city_durable_through = city;
         blocking(&self.agent, move |a| {
-            a.log().set_acked(durable_through)?;
-            Ok(a.log().set_city_acked(city)?)
+            Ok(a.log().set_acks(durable_through, city)?)
         })
         .await?;
         Ok(())
