@@ -158,10 +158,17 @@ pub struct Status {
     pub hub_url: Option<String>,
     /// Highest own seq.
     pub head_seq: u64,
-    /// The hub's `durable_through` for this origin, as last seen.
+    /// Received by the city: the city hub's `durable_through` for this
+    /// origin, as the hub (or a station relay passing it on) last said.
     pub durable_through: u64,
-    /// Own entries the hub has not acknowledged yet.
+    /// Saved at the station: how much of this origin the hub or a station
+    /// relay holds on disk (at least `durable_through`).
+    pub saved_through: u64,
+    /// Own entries neither the hub nor a station relay has acknowledged yet.
     pub pending: u64,
+    /// Own entries the city hub has not acknowledged yet (some may be saved
+    /// at the station).
+    pub awaiting_city: u64,
     /// Hub position of the last pulled station event.
     pub pull_cursor: u64,
     /// Cases known, open.
@@ -665,7 +672,8 @@ impl Agent {
     /// Storage errors.
     pub fn status(&self) -> Result<Status, AgentError> {
         let head_seq = self.log.head_seq();
-        let durable_through = self.log.acked()?;
+        let saved_through = self.log.acked()?;
+        let durable_through = self.log.city_acked()?;
         let cases = self.log.cases()?;
         let open_cases = cases
             .iter()
@@ -678,7 +686,9 @@ impl Agent {
             hub_url: self.identity.hub_url.clone(),
             head_seq,
             durable_through,
-            pending: head_seq.saturating_sub(durable_through),
+            saved_through,
+            pending: head_seq.saturating_sub(saved_through),
+            awaiting_city: head_seq.saturating_sub(durable_through),
             pull_cursor: self.log.pull_cursor()?,
             open_cases,
             closed_cases: cases.len() - open_cases,

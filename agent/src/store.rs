@@ -11,7 +11,8 @@
 //! | `m:identity` | JSON [`DeviceIdentity`] |
 //! | `m:head_seq` | `u64`, the highest own `origin_seq` (absent = 0) |
 //! | `m:hlc` | `u64`, the greatest HLC issued or observed |
-//! | `m:acked` | `u64`, the hub's `durable_through` for this origin, as last seen |
+//! | `m:acked` | `u64`, the hub's `durable_through` for this origin, as last seen, or a station relay's ("saved at the station") |
+//! | `m:city_acked` | `u64`, the city hub's `durable_through` for this origin ("received by the city"), as the hub or a relay last said (absent = `m:acked`: every ack came from the hub) |
 //! | `m:pull_cursor` | `u64`, hub position of the last pulled station event |
 //! | `m:hub_log` | the 16-byte id of the hub log the cursor and the `p:` positions are from (absent = not told yet) |
 //! | `m:parked` | JSON [`ParkedBatch`]: own events the hub refused for good (absent = none) |
@@ -113,6 +114,7 @@ const M_IDENTITY: &[u8] = b"m:identity";
 const M_HEAD_SEQ: &[u8] = b"m:head_seq";
 const M_HLC: &[u8] = b"m:hlc";
 const M_ACKED: &[u8] = b"m:acked";
+const M_CITY_ACKED: &[u8] = b"m:city_acked";
 const M_PULL_CURSOR: &[u8] = b"m:pull_cursor";
 const M_PARKED: &[u8] = b"m:parked";
 const M_LAST_SYNC_MS: &[u8] = b"m:last_sync_ms";
@@ -1302,6 +1304,64 @@ impl EventLog {
         let _writer = self.lock_writer();
         if durable_through > self.acked()? {
             self.tree.insert(M_ACKED, &durable_through.to_be_bytes())?;
+            let ticket = self.group.written(None);
+            self.group.wait_durable(ticket)?;
+        }
+        Ok(())
+    }
+
+    /// How much of this origin the city hub holds, as the hub (or a
+    /// station relay, passing on the hub's word) last said; until a relay
+    /// has answered, [`Self::acked`].
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn city_acked(&self) -> Result<u64, StoreError> {
+        match self.tree.get(M_CITY_ACKED)? {
+            Some(v) => read_u64(&v),
+            None => self.acked(),
+        }
+    }
+
+    /// Records the city hub's acknowledgement; it only ever grows, and never
+    /// past [`Self::acked`] (the city cannot hold more than was saved).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn set_city_acked(&self, durable_through: u64) -> Result<(), StoreError> {
+        let acked = self.acked()?;
+        self.set_acks(acked, durable_through)
+    }
+
+    /// Records an answer of the hub or of a station relay: `saved` (its
+    /// `durable_through`, [`Self::acked`]) and `city` ([`Self::city_acked`]),
+    /// each only ever growing, the city's never past what was saved, in one
+    /// write and one sync.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn set_acks(&self, saved: u64, city: u64) -> Result<(), StoreError> {
+        let _writer = self.lock_writer();
+        let before = self.acked()?;
+        let acked = before.max(saved);
+        let stored = self
+            .tree
+            .get(M_CITY_ACKED)?
+            .map(|v| read_u64(&v))
+            .transpose()?;
+        let city = city.min(acked);
+        let mut batch = sled::Batch::default();
+        let mut changed = false;
+        if acked > before {
+            batch.insert(M_ACKED, &acked.to_be_bytes());
+            changed = true;
+        }
+        if stored.is_none_or(|stored| city > stored) {
+            batch.insert(M_CITY_ACKED, &city.to_be_bytes());
+            changed = true;
+        }
+        if changed {
+            self.tree.apply_batch(batch)?;
             let ticket = self.group.written(None);
             self.group.wait_durable(ticket)?;
         }

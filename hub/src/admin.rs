@@ -49,6 +49,13 @@ pub enum AdminRequest {
         /// The device's name in listings.
         device: String,
     },
+    /// Issues a relay token for a station on the hub's roster.
+    EnrollRelay {
+        /// 9-digit station code.
+        station: String,
+        /// The relay's name in listings and on the device rows.
+        relay: String,
+    },
     /// Issues a read-only bureau token.
     EnrollBureau {
         /// The bureau's name.
@@ -133,6 +140,21 @@ pub fn handle(
                 return AdminReply::Refused(format!("{e}{roster_hint}"));
             }
             match auth::enroll_device(store, &station, &device) {
+                Ok(issued) => AdminReply::Issued {
+                    token_id: issued.token_id,
+                    bearer: issued.bearer,
+                },
+                Err(e) => refused(&e),
+            }
+        }
+        AdminRequest::EnrollRelay { station, relay } => {
+            if let Err(e) = station_proto::validate::station_code("station", &station) {
+                return refused(&e);
+            }
+            if let Err(e) = on_roster(config, &station) {
+                return AdminReply::Refused(format!("{e}{roster_hint}"));
+            }
+            match auth::enroll_relay(store, &station, &relay) {
                 Ok(issued) => AdminReply::Issued {
                     token_id: issued.token_id,
                     bearer: issued.bearer,

@@ -318,17 +318,18 @@ impl AuditLog {
     pub fn record(&self, store: &HubStore, access: Access) -> Result<u64, AuditError> {
         let (role, label) = match &access.caller {
             Caller::Bureau { bureau, .. } => ("bureau", bureau.clone()),
-            Caller::Device { station_code, .. } => {
-                let device = store
+            Caller::Device { station_code, .. } | Caller::Relay { station_code, .. } => {
+                let (role, device) = store
                     .token(access.caller.token_id())
                     .ok()
                     .flatten()
                     .and_then(|record| match record.scope {
-                        TokenScope::Device { device, .. } => Some(device),
+                        TokenScope::Device { device, .. } => Some(("device", device)),
+                        TokenScope::Relay { relay, .. } => Some(("relay", relay)),
                         TokenScope::Bureau { .. } => None,
                     })
-                    .unwrap_or_default();
-                ("device", format!("{device} @ {station_code}"))
+                    .unwrap_or(("device", String::new()));
+                (role, format!("{device} @ {station_code}"))
             }
         };
         let mut record = AuditRecord {

@@ -7,7 +7,17 @@
 //! | token | Hello | Push | Pull | projections (`Query`, HTTP) | district reports, dashboard |
 //! | --- | --- | --- | --- | --- | --- |
 //! | device | its station, its origin | its station, its origin | its station, without its own origin | its station | refused |
+//! | relay | its station: its own origin, and the phones' it carries | its station, any origin whose signed heads verify | its station, without its own origin | its station | refused |
 //! | bureau | refused | refused | any station | any station | yes |
+//!
+//! A relay (a station PC forwarding its phones' logs) is trusted with its
+//! station's events only as far as their signatures go: it may push an
+//! origin bound to a live device or relay token of its station, or one the
+//! hub has never seen, which is then bound to the key the relay's signed
+//! head carries once that head verifies over the origin's first events
+//! (and passes to the phone's own device token when the phone later says
+//! `Hello` with that key). An origin without a device key, of another
+//! station, or of a revoked token is refused to a relay.
 //!
 //! Every rule of who may read or write what is a function of this module
 //! (`authorize_*`, [`readable_stations`], [`pulled_without`]); the gRPC and
@@ -35,9 +45,9 @@ use std::sync::Arc;
 
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
-use station_proto::Event;
 use station_proto::ids::Uuid;
 use station_proto::validate::{self, Invalid};
+use station_proto::{Event, chain};
 use subtle::ConstantTimeEq as _;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
@@ -138,13 +148,24 @@ pub enum Caller {
         /// The bureau's name.
         bureau: String,
     },
+    /// A station relay.
+    Relay {
+        /// The token's id, for binding and for messages.
+        token_id: String,
+        /// The station the relay serves.
+        station_code: String,
+        /// The relay's own origin, when it records, as read when the call arrived.
+        bound_origin: Option<Uuid>,
+    },
 }
 
 impl Caller {
     /// The id of the caller's token.
     pub fn token_id(&self) -> &str {
         match self {
-            Caller::Device { token_id, .. } | Caller::Bureau { token_id, .. } => token_id,
+            Caller::Device { token_id, .. }
+            | Caller::Bureau { token_id, .. }
+            | Caller::Relay { token_id, .. } => token_id,
         }
     }
 }
@@ -227,6 +248,29 @@ pub fn enroll_device(
     )
 }
 
+/// Issues a relay token for `station_code`, named `relay` in listings and
+/// on the device rows of the origins it carries.
+///
+/// # Errors
+/// [`AuthError::Invalid`] for a bad station code or name; storage errors (then
+/// no token was issued).
+pub fn enroll_relay(
+    store: &HubStore,
+    station_code: &str,
+    relay: &str,
+) -> Result<IssuedToken, AuthError> {
+    validate::station_code("station", station_code)?;
+    let relay = checked_name("relay", relay)?;
+    issue(
+        store,
+        TokenScope::Relay {
+            station_code: station_code.to_string(),
+            relay,
+            bound_origin: None,
+        },
+    )
+}
+
 /// Issues a read-only bureau token named `bureau`.
 ///
 /// # Errors
@@ -251,14 +295,14 @@ pub fn revoke(store: &HubStore, token_id: &str) -> Result<TokenRecord, AuthError
     })?)
 }
 
-/// Resolves the value of the `authorization` metadata to the live token's
-/// [`Caller`].
+/// The token id and the SHA-256 of the secret of an `authorization` value
+/// `Bearer <token_id>.<secret>`, checked for form only (a station relay
+/// learns its phones' tokens this way, see the relay's gate).
 ///
 /// # Errors
 /// [`AuthError::MissingToken`], [`AuthError::MalformedHeader`],
-/// [`AuthError::InvalidToken`] (unknown id or wrong secret, not told apart),
-/// [`AuthError::Revoked`], storage errors.
-pub fn authenticate(store: &HubStore, authorization: Option<&str>) -> Result<Caller, AuthError> {
+/// [`AuthError::InvalidToken`] (not a token's form).
+pub fn parse_bearer(authorization: Option<&str>) -> Result<(String, Vec<u8>), AuthError> {
     let header = authorization.ok_or(AuthError::MissingToken)?;
     let (scheme, token) = header
         .trim()
@@ -275,9 +319,20 @@ pub fn authenticate(store: &HubStore, authorization: Option<&str>) -> Result<Cal
     if from_hex(token_id, TOKEN_ID_BYTES).is_none() {
         return Err(AuthError::InvalidToken);
     }
-    let record = store.token(token_id)?.ok_or(AuthError::InvalidToken)?;
-    let presented = Sha256::digest(&secret);
-    if !bool::from(presented.as_slice().ct_eq(&record.secret_sha256)) {
+    Ok((token_id.to_string(), Sha256::digest(&secret).to_vec()))
+}
+
+/// Resolves the value of the `authorization` metadata to the live token's
+/// [`Caller`].
+///
+/// # Errors
+/// [`AuthError::MissingToken`], [`AuthError::MalformedHeader`],
+/// [`AuthError::InvalidToken`] (unknown id or wrong secret, not told apart),
+/// [`AuthError::Revoked`], storage errors.
+pub fn authenticate(store: &HubStore, authorization: Option<&str>) -> Result<Caller, AuthError> {
+    let (token_id, secret) = parse_bearer(authorization)?;
+    let record = store.token(&token_id)?.ok_or(AuthError::InvalidToken)?;
+    if !bool::from(secret.as_slice().ct_eq(&record.secret_sha256)) {
         return Err(AuthError::InvalidToken);
     }
     if record.revoked_at_ms.is_some() {
@@ -296,6 +351,15 @@ pub fn authenticate(store: &HubStore, authorization: Option<&str>) -> Result<Cal
         TokenScope::Bureau { bureau } => Caller::Bureau {
             token_id: record.token_id,
             bureau,
+        },
+        TokenScope::Relay {
+            station_code,
+            bound_origin,
+            ..
+        } => Caller::Relay {
+            token_id: record.token_id,
+            station_code,
+            bound_origin,
         },
     })
 }
@@ -327,6 +391,11 @@ fn own_origin(token_id: &str, bound: Option<Uuid>, asked: Uuid) -> Result<(), Au
 pub fn authorize_case(caller: &Caller, case_id: Uuid, station_code: &str) -> Result<(), AuthError> {
     match caller {
         Caller::Device {
+            token_id,
+            station_code: own,
+            ..
+        }
+        | Caller::Relay {
             token_id,
             station_code: own,
             ..
@@ -362,10 +431,17 @@ pub fn readable_stations(
     match caller {
         Caller::Bureau { .. } if stations.is_empty() => Ok(config.station_codes()),
         Caller::Bureau { .. } => Ok(stations),
-        Caller::Device { station_code, .. } if stations.is_empty() => {
+        Caller::Device { station_code, .. } | Caller::Relay { station_code, .. }
+            if stations.is_empty() =>
+        {
             Ok(vec![station_code.clone()])
         }
         Caller::Device {
+            token_id,
+            station_code,
+            ..
+        }
+        | Caller::Relay {
             token_id,
             station_code,
             ..
@@ -389,6 +465,9 @@ pub fn authorize_district(caller: &Caller) -> Result<(), AuthError> {
         Caller::Device { token_id, .. } => Err(AuthError::Denied(format!(
             "token {token_id} is a device's: the district's reports and dashboard are for the bureau's token"
         ))),
+        Caller::Relay { token_id, .. } => Err(AuthError::Denied(format!(
+            "token {token_id} is a relay's: the district's reports and dashboard are for the bureau's token"
+        ))),
     }
 }
 
@@ -396,19 +475,24 @@ pub fn authorize_district(caller: &Caller) -> Result<(), AuthError> {
 /// not download its own events again.
 pub fn pulled_without(caller: &Caller) -> Option<Uuid> {
     match caller {
-        Caller::Device { bound_origin, .. } => *bound_origin,
+        Caller::Device { bound_origin, .. } | Caller::Relay { bound_origin, .. } => *bound_origin,
         Caller::Bureau { .. } => None,
     }
 }
 
 /// Whether `caller` may say `Hello` as `origin` of `station_code`. A device
-/// token not yet bound must still be bound with [`bind_origin`].
+/// (or relay) token not yet bound must still be bound with [`bind_origin`].
 ///
 /// # Errors
 /// [`AuthError::Denied`]: a bureau token, another station, another origin.
 pub fn authorize_hello(caller: &Caller, origin: Uuid, station_code: &str) -> Result<(), AuthError> {
     match caller {
         Caller::Device {
+            token_id,
+            station_code: own,
+            bound_origin,
+        }
+        | Caller::Relay {
             token_id,
             station_code: own,
             bound_origin,
@@ -432,20 +516,26 @@ pub fn authorize_pull(caller: &Caller, station_code: &str) -> Result<(), AuthErr
             token_id,
             station_code: own,
             ..
+        }
+        | Caller::Relay {
+            token_id,
+            station_code: own,
+            ..
         } => own_station(token_id, own, station_code),
         Caller::Bureau { .. } => Ok(()),
     }
 }
 
 /// Whether `caller` may push every event of `events`; returns the distinct
-/// origins the batch carries, each to be bound with [`bind_origin`] before the
-/// batch is stored. One event it may not push refuses the whole batch.
+/// origins the batch carries, each to be bound with [`bind_origin`] (a
+/// device's) or admitted with [`admit_relayed`] (a relay's) before the batch
+/// is stored. One event it may not push refuses the whole batch.
 ///
 /// # Errors
 /// [`AuthError::Invalid`] for an event without a 16-byte origin id;
-/// [`AuthError::Denied`]: a bureau token, an event of another station, an
-/// event of another origin than the token's (or than the batch's first, for a
-/// token not yet bound).
+/// [`AuthError::Denied`]: a bureau token, an event of another station, for a
+/// device token an event of another origin than the token's (or than the
+/// batch's first, for a token not yet bound).
 pub fn authorize_push(caller: &Caller, events: &[Event]) -> Result<Vec<Uuid>, AuthError> {
     let (token_id, own_station_code, bound_origin) = match caller {
         Caller::Device {
@@ -453,6 +543,11 @@ pub fn authorize_push(caller: &Caller, events: &[Event]) -> Result<Vec<Uuid>, Au
             station_code,
             bound_origin,
         } => (token_id, station_code, *bound_origin),
+        Caller::Relay {
+            token_id,
+            station_code,
+            ..
+        } => return relayed_origins(token_id, station_code, events),
         Caller::Bureau { .. } => {
             return Err(AuthError::Denied("a bureau token cannot push".into()));
         }
@@ -479,6 +574,139 @@ pub fn authorize_push(caller: &Caller, events: &[Event]) -> Result<Vec<Uuid>, Au
     Ok(origins.into_iter().collect())
 }
 
+/// The distinct origins of a relay's push, every event of the relay's station.
+fn relayed_origins(
+    token_id: &str,
+    own_station_code: &str,
+    events: &[Event],
+) -> Result<Vec<Uuid>, AuthError> {
+    let mut origins = BTreeSet::new();
+    for (index, event) in events.iter().enumerate() {
+        let origin = validate::uuid16(&format!("events[{index}].origin_id"), &event.origin_id)?;
+        if event.station_code != own_station_code {
+            return Err(AuthError::Denied(format!(
+                "event {index} belongs to station {}, but relay token {token_id} is for station {own_station_code}",
+                event.station_code
+            )));
+        }
+        origins.insert(origin);
+    }
+    Ok(origins.into_iter().collect())
+}
+
+/// Whether the relay `caller` may carry `origin`, whose events in this push
+/// are `events` with the push's `heads`; durably binds an origin the hub has
+/// never seen to the key its signed head carries, once that head verifies
+/// over the origin's events from seq 1 (see the module doc). The relay's own
+/// origin is bound as a device's. The rest of the batch's signatures are
+/// checked when it is stored. Does nothing for other callers.
+///
+/// # Errors
+/// [`AuthError::Denied`]: an origin bound to a token of another station, to
+/// a revoked token, or without a device key; a new origin whose push carries
+/// no signed head with a public key, or does not start at seq 1, or whose
+/// head does not verify; [`AuthError::Invalid`] for a head's bad public key;
+/// [`AuthError::Revoked`], storage errors. A refusal binds nothing.
+pub fn admit_relayed(
+    store: &HubStore,
+    caller: &Caller,
+    origin: Uuid,
+    events: &[Event],
+    heads: &[station_proto::v1::SignedHead],
+) -> Result<(), AuthError> {
+    let Caller::Relay {
+        token_id,
+        station_code,
+        bound_origin,
+    } = caller
+    else {
+        return Ok(());
+    };
+    if *bound_origin == Some(origin) {
+        return bind_origin(store, caller, origin, None);
+    }
+    let refused = |why: String| {
+        tracing::warn!(token_id, %origin, why, "origin refused to a relay");
+        AuthError::Denied(format!(
+            "relay token {token_id} cannot carry origin {origin}: {why}"
+        ))
+    };
+    if let Some(binding) = store.binding(origin)? {
+        if binding.token_id == *token_id {
+            return Ok(());
+        }
+        let owner = store.token(&binding.token_id)?;
+        let Some(owner) = owner else {
+            return Err(refused("its token is unknown".into()));
+        };
+        if owner.scope.station_code() != Some(station_code.as_str()) {
+            return Err(refused("it is not of this relay's station".into()));
+        }
+        if owner.revoked_at_ms.is_some() {
+            return Err(refused("its device's token is revoked".into()));
+        }
+        if binding.public_key.is_none() {
+            return Err(refused(
+                "it does not sign its events: only its own device may push them".into(),
+            ));
+        }
+        return Ok(());
+    }
+    let origin_bytes = origin.as_bytes();
+    let Some(head) = heads
+        .iter()
+        .rev()
+        .find(|h| h.origin_id == origin_bytes && !h.public_key.is_empty())
+    else {
+        return Err(refused(
+            "the hub has not seen it, and its signed head carries no public key".into(),
+        ));
+    };
+    chain::check_public_key(&head.public_key)
+        .map_err(|e| Invalid::new("heads.public_key", e.to_string()))?;
+    let mut chain = chain::Chain::start(origin);
+    for event in events.iter().filter(|e| e.origin_id == origin_bytes) {
+        if chain.seq() == head.last_seq {
+            break;
+        }
+        chain.push(event).map_err(|_| {
+            refused(format!(
+                "the hub has not seen it, and the push does not hold its seqs from 1 (found seq {})",
+                event.origin_seq
+            ))
+        })?;
+    }
+    if chain.seq() != head.last_seq || head.last_seq == 0 {
+        return Err(refused(format!(
+            "its signed head names seq {}, which the push does not hold from seq 1",
+            head.last_seq
+        )));
+    }
+    chain::verify_head(
+        &head.public_key,
+        origin,
+        head.last_seq,
+        &chain.head(),
+        &head.signature,
+    )
+    .map_err(|e| refused(format!("its signed head does not verify ({e})")))?;
+    match store
+        .token_store()
+        .bind_relayed(origin, token_id, &head.public_key)
+    {
+        Ok(_) => {
+            tracing::info!(token_id, %origin, "origin introduced by a relay");
+            Ok(())
+        }
+        Err(HubError::TokenRevoked(_)) => Err(AuthError::Revoked),
+        Err(HubError::UnknownToken(_)) => Err(AuthError::InvalidToken),
+        Err(error @ (HubError::OriginTaken(_) | HubError::KeyMismatch(_))) => {
+            Err(refused(error.to_string()))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// Binds a device token to `origin` for life if it is not bound yet, with
 /// the device's `public_key` when given and none is bound yet, durably;
 /// succeeds when the token and the origin are (now) bound to each other.
@@ -497,11 +725,16 @@ pub fn bind_origin(
     origin: Uuid,
     public_key: Option<&[u8]>,
 ) -> Result<(), AuthError> {
-    let Caller::Device {
+    let (Caller::Device {
         token_id,
         bound_origin: seen_bound,
         ..
-    } = caller
+    }
+    | Caller::Relay {
+        token_id,
+        bound_origin: seen_bound,
+        ..
+    }) = caller
     else {
         return Ok(());
     };

@@ -80,6 +80,17 @@ pub struct OriginState {
     /// The newest signed head the hub verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed_head: Option<StoredHead>,
+    /// The path of the last push that brought new seqs of the origin: the
+    /// id of the relay token that carried it, `None` when the device pushed
+    /// them itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via_relay: Option<String>,
+    /// How many of the origin's seqs relays carried to the hub.
+    #[serde(default)]
+    pub relayed_events: u64,
+    /// Hub wall clock of the last push a relay carried for it, ms; 0 when none.
+    #[serde(default)]
+    pub last_relayed_ms: i64,
 }
 
 /// A signed head as the hub keeps it: the seq and the device's signature

@@ -153,19 +153,24 @@ enum Command {
         #[arg(long, default_value = "./hub-data")]
         data: PathBuf,
     },
-    /// Issues a token and prints it: a device token (--station and --device)
-    /// or a read-only bureau token (--bureau). Through the running hub's
+    /// Issues a token and prints it: a device token (--station and --device),
+    /// a station relay's (--station and --relay) or a read-only bureau token
+    /// (--bureau). Through the running hub's
     /// administration socket when it serves the folder, else on the store.
     Enroll {
         /// The hub's data folder.
         #[arg(long, default_value = "./hub-data")]
         data: PathBuf,
-        /// The 9-digit code of the device's station.
-        #[arg(long, requires = "device", conflicts_with = "bureau")]
+        /// The 9-digit code of the device's (or relay's) station.
+        #[arg(long, conflicts_with = "bureau")]
         station: Option<String>,
         /// A name telling the device apart in `tokens`.
-        #[arg(long, requires = "station")]
+        #[arg(long, requires = "station", conflicts_with = "relay")]
         device: Option<String>,
+        /// A name for a station relay (a station PC forwarding its phones'
+        /// signed logs): issues a relay token for --station.
+        #[arg(long, requires = "station")]
+        relay: Option<String>,
         /// The bureau's name, for a read-only token.
         #[arg(long, required_unless_present = "station")]
         bureau: Option<String>,
@@ -330,6 +335,16 @@ fn token_line(record: &TokenRecord) -> String {
             device.as_str(),
             bound_origin.map_or_else(|| "-".to_string(), |o| o.to_string()),
         ),
+        TokenScope::Relay {
+            station_code,
+            relay,
+            bound_origin,
+        } => (
+            "relay",
+            station_code.as_str(),
+            relay.as_str(),
+            bound_origin.map_or_else(|| "-".to_string(), |o| o.to_string()),
+        ),
         TokenScope::Bureau { bureau } => ("bureau", "-", bureau.as_str(), "-".to_string()),
     };
     let revoked = record
@@ -480,15 +495,21 @@ fn main() -> anyhow::Result<()> {
             data,
             station,
             device,
+            relay,
             bureau,
             config,
         } => {
-            let request = match (station, device, bureau) {
-                (Some(station), Some(device), None) => {
+            let request = match (station, device, relay, bureau) {
+                (Some(station), Some(device), None, None) => {
                     AdminRequest::EnrollDevice { station, device }
                 }
-                (None, None, Some(bureau)) => AdminRequest::EnrollBureau { bureau },
-                _ => anyhow::bail!("give --station and --device, or --bureau"),
+                (Some(station), None, Some(relay), None) => {
+                    AdminRequest::EnrollRelay { station, relay }
+                }
+                (None, None, None, Some(bureau)) => AdminRequest::EnrollBureau { bureau },
+                _ => {
+                    anyhow::bail!("give --station and --device, --station and --relay, or --bureau")
+                }
             };
             // Enrolling on a stopped hub may create its store.
             let key = store_key(&data, key_file, cipher, true)?;

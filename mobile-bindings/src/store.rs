@@ -500,7 +500,8 @@ impl FieldStore {
             .identity()
             .map_err(AgentError::from)?
             .unwrap_or_else(|| self.agent.identity().clone());
-        let durable_through = log.acked().map_err(AgentError::from)?;
+        let durable_through = log.city_acked().map_err(AgentError::from)?;
+        let saved_through = log.acked().map_err(AgentError::from)?;
         let head_seq = log.head_seq();
         let state = log.sync_state().map_err(AgentError::from)?;
         Ok(StoreStatus {
@@ -511,6 +512,7 @@ impl FieldStore {
             has_token: identity.token.is_some(),
             head_seq,
             durable_through,
+            saved_through,
             backlog: head_seq.saturating_sub(durable_through),
             pull_cursor: log.pull_cursor().map_err(AgentError::from)?,
             last_sync_ms: state.last_sync_ms,

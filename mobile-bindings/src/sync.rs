@@ -56,23 +56,33 @@ fn start_runtime() -> Result<tokio::runtime::Runtime, FieldError> {
 #[uniffi::export]
 impl FieldStore {
     /// Stores the hub address and this device's token (from
-    /// `station-hub enroll`), durably; later syncs use them.
+    /// `station-hub enroll`), durably; later syncs use them. `hub_url` may
+    /// list several addresses separated by commas, tried in order each
+    /// sync: the station relay's first, then the hub's
+    /// (`http://192.168.1.10:7401,https://hub.example:7400`).
     ///
     /// # Errors
-    /// [`FieldError::InvalidInput`] on `hub_url` (not an `http://` or
-    /// `https://` address with a host) or `token` (empty, too long, or not
-    /// printable ASCII); [`FieldError::Storage`].
+    /// [`FieldError::InvalidInput`] on `hub_url` (an address that is not an
+    /// `http://` or `https://` address with a host) or `token` (empty, too
+    /// long, or not printable ASCII); [`FieldError::Storage`].
     pub fn configure(&self, hub_url: String, token: String) -> Result<(), FieldError> {
-        const URL_RULE: &str = "must be an http:// or https:// address with a host";
-        let hub_url = hub_url.trim().to_string();
-        if !(hub_url.starts_with("http://") || hub_url.starts_with("https://")) {
+        const URL_RULE: &str =
+            "must be http:// or https:// addresses with a host, separated by commas";
+        let addresses = SyncOptions::new(hub_url.clone(), None).addresses();
+        if addresses.is_empty() {
             return Err(FieldError::invalid("hub_url", URL_RULE));
         }
-        let endpoint = endpoint(&SyncOptions::new(hub_url.clone(), None))
-            .map_err(|_| FieldError::invalid("hub_url", URL_RULE))?;
-        if endpoint.uri().host().is_none_or(str::is_empty) {
-            return Err(FieldError::invalid("hub_url", URL_RULE));
+        for address in &addresses {
+            if !(address.starts_with("http://") || address.starts_with("https://")) {
+                return Err(FieldError::invalid("hub_url", URL_RULE));
+            }
+            let endpoint = endpoint(&SyncOptions::new(address.clone(), None))
+                .map_err(|_| FieldError::invalid("hub_url", URL_RULE))?;
+            if endpoint.uri().host().is_none_or(str::is_empty) {
+                return Err(FieldError::invalid("hub_url", URL_RULE));
+            }
         }
+        let hub_url = addresses.join(",");
         let token = token.trim();
         if token.is_empty()
             || token.len() > TOKEN_MAX
@@ -149,9 +159,10 @@ impl FieldStore {
         Ok(SyncReport {
             pushed: report.pushed,
             pulled: report.pulled,
-            durable_through: report.durable_through,
+            durable_through: report.city_durable_through,
+            saved_through: report.durable_through,
             head_seq,
-            backlog: head_seq.saturating_sub(report.durable_through),
+            backlog: head_seq.saturating_sub(report.city_durable_through),
             retries: report.retries,
             parked: report.parked.map(Into::into),
             elapsed_ms: 0,

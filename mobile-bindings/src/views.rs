@@ -179,9 +179,13 @@ pub struct StoreStatus {
     pub has_token: bool,
     /// The number of entries recorded on this device.
     pub head_seq: u64,
-    /// How many of them the hub holds durably, as last seen.
+    /// Received by the city: how many of them the city hub holds durably,
+    /// as the hub (or the station relay passing it on) last said.
     pub durable_through: u64,
-    /// Entries the hub has not acknowledged yet (`head_seq - durable_through`).
+    /// Saved at the station: how many of them the station relay or the hub
+    /// holds durably (at least `durable_through`).
+    pub saved_through: u64,
+    /// Entries the city hub has not acknowledged yet (`head_seq - durable_through`).
     pub backlog: u64,
     /// The hub position of the last station entry pulled from colleagues.
     pub pull_cursor: u64,
@@ -200,11 +204,16 @@ pub struct SyncReport {
     pub pushed: u64,
     /// Colleagues' entries pulled and stored.
     pub pulled: u64,
-    /// How many own entries the hub holds durably.
+    /// Received by the city: how many own entries the city hub holds
+    /// durably, as the hub or the station relay said.
     pub durable_through: u64,
+    /// Saved at the station: how many own entries the station relay (or
+    /// the hub, when the sync reached it) holds durably.
+    pub saved_through: u64,
     /// The number of entries recorded on this device.
     pub head_seq: u64,
-    /// Entries still waiting for the hub (recorded during the sync, or parked).
+    /// Entries still waiting for the city hub (recorded during the sync,
+    /// parked, or saved at the station only).
     pub backlog: u64,
     /// Calls retried after the link or the hub failed.
     pub retries: u64,

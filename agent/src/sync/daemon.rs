@@ -1,8 +1,10 @@
 //! The sync daemon: rounds on a schedule and after each new entry, a long
 //! poll in between, until shutdown.
 //!
-//! Invariants: one [`Edge`] (one machine, one connection) serves every round,
-//! so backoff and the measured link rate carry over; a failed round is logged
+//! Invariants: one [`Edge`] (one machine, one connection) per address serves
+//! every round, so backoff and the measured link rate carry over; each round
+//! tries the addresses in order (a station relay, then the hub) and stays
+//! with the first that answers; a failed round is logged
 //! and tried again at the next occasion, never in a tight loop; shutdown is
 //! honoured at every await.
 
@@ -30,17 +32,44 @@ pub async fn run(
     options: SyncOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), SyncError> {
-    let mut edge = Edge::new(Arc::clone(&agent), &options).await?;
+    let mut edges = Vec::new();
+    for one in options.per_address() {
+        edges.push(Edge::new(Arc::clone(&agent), &one).await?);
+    }
+    if edges.is_empty() {
+        edges.push(Edge::new(Arc::clone(&agent), &options).await?);
+    }
+    let budgets: Vec<Duration> = options
+        .per_address()
+        .iter()
+        .map(|o| o.retry_budget)
+        .chain(std::iter::once(options.retry_budget))
+        .collect();
+    let mut current: usize;
     let mut recorded = agent.subscribe_recorded();
     let mut watching = true;
     tokio::pin!(shutdown);
     loop {
         recorded.borrow_and_update();
         let mut report = SyncReport::default();
-        let result = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            result = edge.round(&mut report, options.retry_budget) => result,
+        // Each round tries the addresses in order, staying with the first
+        // that answers.
+        current = 0;
+        let result = loop {
+            let edge = &mut edges[current];
+            let result = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                result = edge.round(&mut report, budgets[current]) => result,
+            };
+            match result {
+                Err(error) if current + 1 < edges.len() && super::edge::unreachable(&error) => {
+                    tracing::info!(%error, "unreachable: trying the next address");
+                    current += 1;
+                }
+                done => break done,
+            }
         };
+        let edge = &mut edges[current];
         let completed = result.is_ok();
         match result {
             Ok(()) => tracing::info!(

@@ -369,8 +369,10 @@ impl Edge {
         }
         self.round_hellos += 1;
         report.durable_through = durable_through;
+        let city = answer.city_durable_through.unwrap_or(durable_through);
+        report.city_durable_through = city;
         blocking(&self.agent, move |a| {
-            Ok(a.log().set_acked(durable_through)?)
+            Ok(a.log().set_acks(durable_through, city)?)
         })
         .await?;
         if let Some(parked) = parked {
@@ -480,8 +482,10 @@ impl Edge {
         report.batches += 1;
         report.durable_through = acked.durable_through;
         let durable_through = acked.durable_through;
+        let city = ack.city_durable_through.unwrap_or(durable_through);
+        report.city_durable_through = city;
         blocking(&self.agent, move |a| {
-            Ok(a.log().set_acked(durable_through)?)
+            Ok(a.log().set_acks(durable_through, city)?)
         })
         .await?;
         Ok(())
@@ -648,10 +652,12 @@ impl Edge {
                 a.log().sync_state()?,
                 a.log().pull_cursor()?,
                 a.log().acked()?,
+                a.log().city_acked()?,
             ))
         })
         .await?;
-        let (state, cursor, acked) = state;
+        let (state, cursor, acked, city) = state;
+        report.city_durable_through = city;
         report.parked = state.parked;
         report.pull_cursor = cursor;
         report.durable_through = self.machine.durable_through().unwrap_or(acked);
@@ -741,7 +747,30 @@ impl Edge {
 /// The error that ended the round: the retry budget ran out, the hub refused
 /// Hello or Pull for good, or the store failed. Everything acknowledged or
 /// stored before it stays.
+///
+/// With several addresses ([`SyncOptions::addresses`]), they are tried in
+/// order: an address that cannot be reached, or whose link fails, passes the
+/// round on to the next; the last one's error is returned.
 pub async fn sync_once(agent: Arc<Agent>, options: &SyncOptions) -> Result<SyncReport, SyncError> {
+    let addresses = options.per_address();
+    let last = addresses.len().saturating_sub(1);
+    for (i, one) in addresses.iter().enumerate() {
+        match sync_one(Arc::clone(&agent), one).await {
+            Err(error) if i < last && unreachable(&error) => {
+                tracing::info!(address = %one.hub_url, %error, "unreachable: trying the next address");
+            }
+            done => return done,
+        }
+    }
+    sync_one(agent, options).await
+}
+
+/// Whether `error` says the address was out of reach (rather than refused).
+pub(super) fn unreachable(error: &SyncError) -> bool {
+    matches!(error, SyncError::Connect(_) | SyncError::Link { .. })
+}
+
+async fn sync_one(agent: Arc<Agent>, options: &SyncOptions) -> Result<SyncReport, SyncError> {
     let mut edge = Edge::new(agent, options).await?;
     let mut report = SyncReport::default();
     let result = edge.round(&mut report, options.retry_budget).await;

@@ -16,7 +16,11 @@ use crate::store::ParkedBatch;
 /// How the agent talks to the hub.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
-    /// The hub's address, e.g. `http://127.0.0.1:7400` or `https://hub:7400`.
+    /// The hub's address, e.g. `http://127.0.0.1:7400` or `https://hub:7400`;
+    /// or several, separated by commas, tried in order each round: a
+    /// station relay first and the hub after it, say
+    /// (`http://192.168.1.10:7401,https://hub:7400`). See
+    /// [`SyncOptions::addresses`].
     pub hub_url: String,
     /// The device token, sent as `authorization: Bearer <token>`.
     pub token: Option<String>,
@@ -57,6 +61,9 @@ pub struct SyncOptions {
     pub jitter_seed: Option<u64>,
 }
 
+/// How long a round keeps retrying an address that has another after it.
+pub const ALTERNATE_RETRY_BUDGET: Duration = Duration::from_secs(10);
+
 impl SyncOptions {
     /// Defaults for a 2G/3G phone: batches sized by measured airtime up to
     /// 256 KiB, a minute of retries per round, a round every minute.
@@ -81,6 +88,37 @@ impl SyncOptions {
         }
     }
 
+    /// The addresses of [`Self::hub_url`], in order.
+    pub fn addresses(&self) -> Vec<String> {
+        self.hub_url
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// These options for each address in turn: every address but the last
+    /// keeps retrying for at most [`ALTERNATE_RETRY_BUDGET`], so that an
+    /// address out of reach (the station's relay, away from the station)
+    /// does not hold up the next one.
+    pub fn per_address(&self) -> Vec<SyncOptions> {
+        let addresses = self.addresses();
+        let count = addresses.len();
+        addresses
+            .into_iter()
+            .enumerate()
+            .map(|(i, address)| {
+                let mut one = self.clone();
+                one.hub_url = address;
+                if i + 1 < count {
+                    one.retry_budget = one.retry_budget.min(ALTERNATE_RETRY_BUDGET);
+                }
+                one
+            })
+            .collect()
+    }
+
     /// The state machine's knobs these options imply.
     pub fn machine_config(&self) -> Config {
         Config {
@@ -103,8 +141,14 @@ pub struct SyncReport {
     pub pushed: u64,
     /// Batches acknowledged.
     pub batches: u64,
-    /// The hub's `durable_through` for this device after the round.
+    /// The `durable_through` for this device after the round of the hub,
+    /// or of the station relay when the round went through one ("saved at
+    /// the station").
     pub durable_through: u64,
+    /// How much of this device the city hub holds after the round, as the
+    /// hub or the relay said ("received by the city"); equal to
+    /// `durable_through` when the round reached the hub itself.
+    pub city_durable_through: u64,
     /// Station events pulled and stored.
     pub pulled: u64,
     /// The pull cursor after the round.

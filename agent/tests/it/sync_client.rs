@@ -108,6 +108,7 @@ impl SyncService for StandInHub {
                 hub_clock_ms: 0,
                 station_pull_head: s.log.len() as u64,
                 log_id: Vec::new(),
+                city_durable_through: None,
             }))
         })
     }
@@ -142,6 +143,7 @@ impl SyncService for StandInHub {
                 acks: vec![OriginAck {
                     origin_id: origin,
                     durable_through: durable,
+                    city_durable_through: None,
                 }],
                 quarantined: 0,
             }))

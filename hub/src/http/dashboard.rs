@@ -497,10 +497,10 @@ fn render(
     out.push_str(
         "<h3>设备同步</h3><table class=\"devices\"><thead><tr><th>工作站</th><th>设备</th><th>最近联系</th>\
          <th>待上传</th><th>已入库事件</th><th>隔离事件</th><th>平均延迟</th><th>最大延迟</th><th>时钟偏差</th>\
-         <th>数据完整至</th></tr></thead><tbody>",
+         <th>数据完整至</th><th>上传途径</th></tr></thead><tbody>",
     );
     if health.devices.is_empty() {
-        out.push_str("<tr><td colspan=\"10\">尚无设备同步</td></tr>");
+        out.push_str("<tr><td colspan=\"11\">尚无设备同步</td></tr>");
     }
     let mut devices: Vec<_> = health.devices.iter().collect();
     devices.sort_by(|a, b| {
@@ -522,7 +522,7 @@ fn render(
             out,
             "<tr data-origin=\"{origin}\"><td>{station}</td><td>{name}</td><td class=\"{contact_class}\">{contact}</td>\
              <td class=\"{backlog_class}\">{backlog}</td><td>{logged}</td><td>{quarantined}</td><td>{mean}</td><td>{max}</td>\
-             <td>{skew}</td><td>{through}</td></tr>",
+             <td>{skew}</td><td>{through}</td><td>{path}</td></tr>",
             origin = device.origin_id,
             station = escape(config.station_name(&device.station_code)),
             name = escape(device.device_name.as_deref().unwrap_or("（未登记）")),
@@ -546,6 +546,10 @@ fn render(
                 format!("快 {}", duration_zh(device.clock_skew_ms))
             },
             through = escape(&china_time(device.complete_through_ms)),
+            path = match &device.via_relay {
+                Some(relay) => format!("经工作站中继 {}", escape(relay)),
+                None => "直连".to_string(),
+            },
         );
     }
     out.push_str("</tbody></table></section></main>");

@@ -148,6 +148,13 @@ pub struct DeviceHealth {
     /// Through when the hub holds all it recorded: its last contact when it
     /// had no backlog, else the recorded_at of its last event in the log.
     pub complete_through_ms: Option<i64>,
+    /// The name of the station relay that carried its last new entries;
+    /// `None` when it pushed them itself (direct).
+    pub via_relay: Option<String>,
+    /// How many of its entries station relays carried.
+    pub relayed_events: u64,
+    /// Hub clock of the last push a relay carried for it, ms.
+    pub last_relayed_ms: Option<i64>,
 }
 
 /// One station's data quality.

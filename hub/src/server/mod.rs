@@ -49,7 +49,7 @@ pub use limits::{
 };
 pub use query::QueryService;
 pub use status::status_of;
-pub use sync::SyncService;
+pub use sync::{SyncService, Upstream};
 
 /// How long shutdown waits for calls in flight by default.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -311,6 +311,72 @@ pub(crate) async fn serve_grpc(
     };
     disk_health.abort();
     served
+}
+
+/// Serves `station.v1.Sync` alone, as a station relay serves it to its
+/// phones: `service` (a [`SyncService::relaying`] over the relay's own store)
+/// behind `gate`, which puts a [`crate::auth::Caller`] on each call, with
+/// the hub's TLS, connection bounds and keepalives, until `shutdown`
+/// completes; then long polls end and the calls in flight finish (at most
+/// [`ServerOptions::shutdown_grace`]).
+///
+/// # Errors
+/// [`ServeError::Tls`] for an identity rustls refuses, transport errors.
+pub async fn serve_sync<G>(
+    listener: TcpListener,
+    service: SyncService,
+    gate: G,
+    options: &ServerOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError>
+where
+    G: tonic::service::Interceptor + Clone + Send + Sync + 'static,
+{
+    let addr = listener.local_addr().ok();
+    let stopping = service.clone();
+    let sync = InterceptedService::new(service.into_server(), gate);
+    let tls = match &options.tls {
+        Some(tls) => Some(tls.acceptor(&[b"h2"])?),
+        None => None,
+    };
+    let limits = &options.limits;
+    let router = Server::builder()
+        .max_concurrent_streams(limits.max_streams)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .http2_max_header_list_size(64 * 1024)
+        .max_connection_age(limits.max_connection_age)
+        .max_connection_age_grace(MAX_PULL_WAIT + options.shutdown_grace)
+        .add_service(sync);
+    tracing::info!(?addr, tls = options.tls.is_some(), "sync service listening");
+    let mut stopped = stopping.stopping();
+    let signal = async move {
+        shutdown.await;
+        stopping.begin_shutdown();
+    };
+    let incoming = tokio_stream::wrappers::ReceiverStream::new(guard::admit(
+        listener,
+        Admission {
+            name: "grpc",
+            limits: limits.clone(),
+            tls,
+            preface: guard::HTTP2_OPENING_BYTES,
+        },
+    ))
+    .map(Ok::<_, std::io::Error>);
+    let grace = options.shutdown_grace;
+    let grace_ended = async move {
+        if stopped.wait_for(|stopping| *stopping).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = router.serve_with_incoming_shutdown(incoming, signal) => {
+            served.map_err(ServeError::from)
+        }
+        () = grace_ended => Ok(()),
+    }
 }
 
 /// Keeps `Sync`'s health in step with the disk reserve until the hub begins

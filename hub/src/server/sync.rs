@@ -32,6 +32,15 @@ use crate::guard::DiskReserve;
 use crate::projections;
 use crate::store::{HubError, HubLog as _, HubStore};
 
+/// What a station relay knows of the city hub, for the answers it gives
+/// its phones: serving with one makes the service a relay's (see
+/// [`SyncService::relaying`]).
+pub trait Upstream: Send + std::marker::Sync + std::fmt::Debug {
+    /// How much of `origin` the city hub has acknowledged, as far as the
+    /// relay knows (0 when nothing).
+    fn city_durable_through(&self, origin: Uuid) -> u64;
+}
+
 /// The `Sync` service. It expects the [`crate::auth::Caller`] that
 /// [`crate::auth::Authenticator`] puts on each request, and refuses calls without one.
 #[derive(Debug, Clone)]
@@ -43,6 +52,9 @@ pub struct SyncService {
     /// The free space pushes need on the store's disk; none checked when
     /// `None`.
     disk: Option<Arc<DiskReserve>>,
+    /// Set on a station relay: the city's acknowledgements it hands on, and
+    /// the rule that it carries only signed logs.
+    upstream: Option<Arc<dyn Upstream>>,
 }
 
 impl SyncService {
@@ -53,7 +65,24 @@ impl SyncService {
             store,
             stopping: Arc::new(stopping),
             disk: None,
+            upstream: None,
         }
+    }
+
+    /// The service as a station relay serves it to its phones: every answer
+    /// carries, beside what the relay holds, what the city hub has
+    /// acknowledged (from `upstream`), and a `Hello` without a device key is
+    /// refused (`FAILED_PRECONDITION`): the relay forwards what it can prove.
+    #[must_use]
+    pub fn relaying(mut self, upstream: Arc<dyn Upstream>) -> Self {
+        self.upstream = Some(upstream);
+        self
+    }
+
+    fn city_of(&self, origin: Uuid) -> Option<u64> {
+        self.upstream
+            .as_ref()
+            .map(|up| up.city_durable_through(origin))
     }
 
     /// The service, refusing pushes (`UNAVAILABLE`, retryable) while the
@@ -144,6 +173,12 @@ impl Sync for SyncService {
         validate::station_code("station_code", &hello.station_code)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let public_key = if hello.public_key.is_empty() {
+            if self.upstream.is_some() {
+                return Err(Status::failed_precondition(
+                    "public_key: this station relay carries only signed device logs; \
+                     update the app, or sync with the hub",
+                ));
+            }
             None
         } else {
             chain::check_public_key(&hello.public_key)
@@ -172,6 +207,7 @@ impl Sync for SyncService {
             hub_clock_ms: now,
             station_pull_head: head,
             log_id: self.store.log_id().as_bytes().to_vec(),
+            city_durable_through: self.city_of(origin),
         }))
     }
 
@@ -196,10 +232,21 @@ impl Sync for SyncService {
         let now = now_ms();
         let outcome = self
             .blocking(move |store| -> Result<_, AuthError> {
-                for origin in origins {
-                    auth::bind_origin(store, &caller, origin, None)?;
-                }
-                Ok(store.push_signed(events, &heads, today, now)?)
+                let via_relay = match &caller {
+                    auth::Caller::Relay { token_id, .. } => {
+                        for origin in origins {
+                            auth::admit_relayed(store, &caller, origin, &events, &heads)?;
+                        }
+                        Some(token_id.as_str())
+                    }
+                    auth::Caller::Device { .. } | auth::Caller::Bureau { .. } => {
+                        for origin in origins {
+                            auth::bind_origin(store, &caller, origin, None)?;
+                        }
+                        None
+                    }
+                };
+                Ok(store.push_via(events, &heads, via_relay, today, now)?)
             })
             .await?;
         tracing::debug!(
@@ -215,6 +262,7 @@ impl Sync for SyncService {
                 .map(|(origin, durable_through)| OriginAck {
                     origin_id: origin.as_bytes().to_vec(),
                     durable_through,
+                    city_durable_through: self.city_of(origin),
                 })
                 .collect(),
             quarantined: u32::try_from(outcome.quarantined).unwrap_or(u32::MAX),

@@ -234,6 +234,9 @@ impl From<projections::SyncHealth> for v1::GetSyncHealthResponse {
                         .collect(),
                     recorded_after_receipt: d.recorded_after_receipt,
                     complete_through_ms: d.complete_through_ms,
+                    via_relay: d.via_relay.unwrap_or_default(),
+                    relayed_events: d.relayed_events,
+                    last_relayed_ms: d.last_relayed_ms.unwrap_or_default(),
                 })
                 .collect(),
         }

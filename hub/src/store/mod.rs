@@ -788,6 +788,53 @@ impl HubStore {
         today: chrono::NaiveDate,
         now_ms: i64,
     ) -> Result<PushOutcome, HubError> {
+        self.push_via(events, heads, None, today, now_ms)
+    }
+
+    /// [`HubStore::push_signed`] of a batch that came by `via_relay` (the
+    /// id of the relay token that carried it; `None`: its devices pushed it
+    /// themselves), recorded in the state of each origin it brings new seqs
+    /// of, in the same write.
+    ///
+    /// # Errors
+    /// As [`HubStore::push_signed`].
+    pub fn push_via(
+        &self,
+        events: Vec<Event>,
+        heads: &[SignedHead],
+        via_relay: Option<&str>,
+        today: chrono::NaiveDate,
+        now_ms: i64,
+    ) -> Result<PushOutcome, HubError> {
+        self.push_checked(events, heads, via_relay, true, today, now_ms)
+    }
+
+    /// Stores a page a station relay pulled from its city hub, which
+    /// verified every signature before it stored the events: the page is
+    /// decided and stored as a push is (idempotent, gap-free, each origin's
+    /// chain carried on), without asking for signed heads. Only a relay's
+    /// store, fed over its authenticated link to the hub, calls it.
+    ///
+    /// # Errors
+    /// As [`HubStore::push`].
+    pub fn push_from_city(
+        &self,
+        events: Vec<Event>,
+        today: chrono::NaiveDate,
+        now_ms: i64,
+    ) -> Result<PushOutcome, HubError> {
+        self.push_checked(events, &[], None, false, today, now_ms)
+    }
+
+    fn push_checked(
+        &self,
+        events: Vec<Event>,
+        heads: &[SignedHead],
+        via_relay: Option<&str>,
+        check_signatures: bool,
+        today: chrono::NaiveDate,
+        now_ms: i64,
+    ) -> Result<PushOutcome, HubError> {
         let mut writer = self.lock_writer();
         let mut origins = BTreeMap::new();
         for origin in ingest::origins_of(&events)? {
@@ -802,7 +849,7 @@ impl HubStore {
             }
         }
         let mut keys = BTreeMap::new();
-        for origin in origins.keys() {
+        for origin in origins.keys().filter(|_| check_signatures) {
             if let Some(key) = self.tokens.binding(*origin)?.and_then(|b| b.public_key) {
                 keys.insert(*origin, key);
             }
@@ -882,7 +929,14 @@ impl HubStore {
         if !run.is_empty() {
             write_run(&mut batch, run, streams);
         }
-        for (origin, state) in &decision.origins {
+        for (origin, state) in &mut decision.origins {
+            if let Some((first, last)) = decision.new_seqs.get(origin) {
+                state.via_relay = via_relay.map(str::to_string);
+                if via_relay.is_some() {
+                    state.relayed_events += last + 1 - first;
+                    state.last_relayed_ms = now_ms;
+                }
+            }
             batch.insert(key(ORIGINS, &[origin.as_bytes()]), origin_json(state)?);
             outcome.acks.push((*origin, state.durable_through));
             if let Some(head) = &state.signed_head

@@ -10,13 +10,16 @@
 //!
 //! Invariants, kept by one token writer:
 //! - a token's secret is never stored, only its SHA-256;
-//! - a device token's `bound_origin` goes from none to one origin once and
-//!   never changes after (the rules are in [`crate::auth`]); a revoked token
-//!   stays revoked;
+//! - a device (or relay) token's `bound_origin` goes from none to one origin
+//!   once and never changes after (the rules are in [`crate::auth`]); a
+//!   revoked token stays revoked;
 //! - an origin is bound to one token for life: its `o:` record and the
 //!   token's `bound_origin` are written in one batch, and both agree; a
 //!   revoked token's origin stays bound to it, so nothing more is accepted
-//!   for that origin;
+//!   for that origin. One exception: an origin a relay introduced for a
+//!   phone (bound to the relay's token with the key its signed head
+//!   carried, without the relay's `bound_origin`) passes once to the device
+//!   token of the relay's station that presents that same key;
 //! - an origin's device key goes from none to one key once and never changes;
 //! - a token write returns only once flushed and fsynced.
 
@@ -63,6 +66,39 @@ pub enum TokenScope {
         /// The name given at enrolment.
         bureau: String,
     },
+    /// A station PC relaying its station's phones: pushes any origin of its
+    /// station whose signed heads verify, and pulls its station.
+    Relay {
+        /// The station the relay serves.
+        station_code: String,
+        /// The name given at enrolment, shown on the device rows of the
+        /// origins it carried.
+        relay: String,
+        /// The relay's own origin, when it records entries itself: the first
+        /// origin that said `Hello` with the token.
+        bound_origin: Option<Uuid>,
+    },
+}
+
+impl TokenScope {
+    /// The station a device or relay token acts for; `None` for the bureau.
+    pub fn station_code(&self) -> Option<&str> {
+        match self {
+            TokenScope::Device { station_code, .. } | TokenScope::Relay { station_code, .. } => {
+                Some(station_code)
+            }
+            TokenScope::Bureau { .. } => None,
+        }
+    }
+
+    fn bound_origin_mut(&mut self) -> Option<&mut Option<Uuid>> {
+        match self {
+            TokenScope::Device { bound_origin, .. } | TokenScope::Relay { bound_origin, .. } => {
+                Some(bound_origin)
+            }
+            TokenScope::Bureau { .. } => None,
+        }
+    }
 }
 
 /// One issued token, as stored: everything but the secret.
@@ -195,10 +231,13 @@ impl TokenStore {
             .collect()
     }
 
-    /// Binds `origin` to the device token `token_id` for life, with
-    /// `public_key` when given and none is bound yet; the token's
+    /// Binds `origin` to the device (or relay) token `token_id` for life,
+    /// with `public_key` when given and none is bound yet; the token's
     /// `bound_origin` and the origin's binding are written in one batch.
-    /// Binding again as bound changes nothing. Returns the binding once durable.
+    /// Binding again as bound changes nothing. An origin a relay of the
+    /// same station introduced (see [`TokenStore::bind_relayed`]) passes to
+    /// the device token that presents its bound key. Returns the binding
+    /// once durable.
     ///
     /// # Errors
     /// [`HubError::UnknownToken`], [`HubError::TokenRevoked`],
@@ -220,7 +259,9 @@ impl TokenStore {
             if record.revoked_at_ms.is_some() {
                 return Err(HubError::TokenRevoked(token_id.to_string()));
             }
-            let TokenScope::Device { bound_origin, .. } = &mut record.scope else {
+            let is_device = matches!(record.scope, TokenScope::Device { .. });
+            let station = record.scope.station_code().map(str::to_string);
+            let Some(bound_origin) = record.scope.bound_origin_mut() else {
                 return Err(HubError::UnknownToken(token_id.to_string()));
             };
             if let Some(bound) = *bound_origin
@@ -234,7 +275,17 @@ impl TokenStore {
             let existing = self.binding(origin)?;
             let mut binding = match existing.clone() {
                 Some(binding) if binding.token_id != token_id => {
-                    return Err(HubError::OriginTaken(origin));
+                    let relayed = is_device
+                        && public_key.is_some()
+                        && binding.public_key.as_deref() == public_key
+                        && self.introduced_by_relay_of(&binding, origin, station.as_deref())?;
+                    if !relayed {
+                        return Err(HubError::OriginTaken(origin));
+                    }
+                    OriginBinding {
+                        token_id: token_id.to_string(),
+                        public_key: binding.public_key,
+                    }
                 }
                 Some(binding) => binding,
                 None => OriginBinding {
@@ -259,6 +310,75 @@ impl TokenStore {
                 (binding, self.group.written(None))
             } else {
                 (binding, self.group.current())
+            }
+        };
+        self.group.wait_durable(ticket)?;
+        Ok(binding)
+    }
+
+    /// Whether `binding` was made by a relay token of `station` carrying
+    /// `origin` for a phone (not the relay's own origin).
+    fn introduced_by_relay_of(
+        &self,
+        binding: &OriginBinding,
+        origin: Uuid,
+        station: Option<&str>,
+    ) -> Result<bool, HubError> {
+        Ok(match self.get(&binding.token_id)?.map(|r| r.scope) {
+            Some(TokenScope::Relay {
+                station_code,
+                bound_origin,
+                ..
+            }) => Some(station_code.as_str()) == station && bound_origin != Some(origin),
+            _ => false,
+        })
+    }
+
+    /// Binds `origin`, which no token speaks for yet, to the relay token
+    /// `token_id` with the device key `public_key`, without binding the token
+    /// to it (a relay carries many origins): the caller has verified that the
+    /// origin's first events carry a signature by that key. Binding again as
+    /// bound changes nothing. Returns the binding once durable.
+    ///
+    /// # Errors
+    /// [`HubError::UnknownToken`] (also for a token that is not a relay's),
+    /// [`HubError::TokenRevoked`], [`HubError::OriginTaken`] (another token
+    /// speaks for the origin), [`HubError::KeyMismatch`], storage errors; a
+    /// refused binding changes nothing.
+    pub fn bind_relayed(
+        &self,
+        origin: Uuid,
+        token_id: &str,
+        public_key: &[u8],
+    ) -> Result<OriginBinding, HubError> {
+        let (binding, ticket) = {
+            let _writer = self.lock_writer();
+            let record = self
+                .get(token_id)?
+                .ok_or_else(|| HubError::UnknownToken(token_id.to_string()))?;
+            if record.revoked_at_ms.is_some() {
+                return Err(HubError::TokenRevoked(token_id.to_string()));
+            }
+            if !matches!(record.scope, TokenScope::Relay { .. }) {
+                return Err(HubError::UnknownToken(token_id.to_string()));
+            }
+            match self.binding(origin)? {
+                Some(binding) if binding.token_id != token_id => {
+                    return Err(HubError::OriginTaken(origin));
+                }
+                Some(binding) if binding.public_key.as_deref() != Some(public_key) => {
+                    return Err(HubError::KeyMismatch(origin));
+                }
+                Some(binding) => (binding, self.group.current()),
+                None => {
+                    let binding = OriginBinding {
+                        token_id: token_id.to_string(),
+                        public_key: Some(public_key.to_vec()),
+                    };
+                    self.tree
+                        .insert(binding_key(origin), binding_json(&binding)?)?;
+                    (binding, self.group.written(None))
+                }
             }
         };
         self.group.wait_durable(ticket)?;

@@ -12,6 +12,9 @@
 //! - `sync-backlog` ([`sync`]): a device's backlog through the weak-link
 //!   simulator, against the link's limit and against PouchDB replication of
 //!   the same records as JSON documents ([`pouchdb`]);
+//! - `relay` ([`relay`]): 14 phones saving at a station relay with its
+//!   uplink down, then the relay forwarding everything through the weak
+//!   link, against the uplink's link limit;
 //! - `hub-ingest` ([`ingest`]): devices pushing concurrently to a real hub
 //!   on loopback, against raw sled batch inserts of the same bytes;
 //! - `projection-rebuild` and `query-latency` ([`projections`]): a generated
@@ -35,6 +38,7 @@ mod ingest;
 mod mobile;
 mod pouchdb;
 mod projections;
+mod relay;
 mod sync;
 
 use std::path::PathBuf;
@@ -64,9 +68,10 @@ struct Args {
 }
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "durable-append",
     "sync-backlog",
+    "relay",
     "hub-ingest",
     "projection-rebuild",
     "query-latency",
@@ -347,6 +352,10 @@ fn main() -> anyhow::Result<()> {
     if wanted("sync-backlog") {
         progress!("sync-backlog");
         runtime.block_on(sync::run(quick, !args.no_peer, &mut rows))?;
+    }
+    if wanted("relay") {
+        progress!("relay");
+        runtime.block_on(relay::run(quick, &mut rows))?;
     }
     if wanted("hub-ingest") {
         progress!("hub-ingest");

@@ -6,9 +6,10 @@
 
 use std::process::Command;
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "durable-append",
     "sync-backlog",
+    "relay",
     "hub-ingest",
     "projection-rebuild",
     "query-latency",

@@ -162,6 +162,16 @@ pub enum Command {
         #[arg(long)]
         retry_parked: bool,
     },
+    /// Runs this PC as its station's relay: `station-relay` (installed
+    /// beside this program) with these arguments, e.g. `relay --station
+    /// 540502001 --listen 0.0.0.0:7401 --hub https://hub:7400 --token-file
+    /// relay.token`; `--data` names the relay's folder (default
+    /// ./relay-data). See `station-relay --help`.
+    Relay {
+        /// The arguments of `station-relay`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// The device token printed by `station-hub enroll`: from a file, from the

@@ -260,7 +260,8 @@ pub fn body_of(command: Command, resolve: ResolveCase<'_>) -> Result<Body, Input
         | Command::RebuildViews
         | Command::Rekey { .. }
         | Command::Sync { .. }
-        | Command::Run { .. } => {
+        | Command::Run { .. }
+        | Command::Relay { .. } => {
             return Err(InputError("not an entry command".into()));
         }
     };

@@ -156,6 +156,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let agent = open_agent(&store)?;
             print::log(&mut out, &agent.own_events(since, limit)?, format)?;
         }
+        Command::Relay { args } => {
+            let relay = std::env::current_exe()
+                .context("cannot find this program's folder")?
+                .with_file_name("station-relay");
+            let mut command = std::process::Command::new(&relay);
+            if cli.data != Path::new("./station-data") {
+                command.arg("--data").arg(&cli.data);
+            }
+            command.args(args);
+            #[cfg(unix)]
+            {
+                use std::os::unix::process::CommandExt as _;
+                let error = command.exec();
+                anyhow::bail!("cannot run {}: {error}", relay.display());
+            }
+            #[cfg(not(unix))]
+            {
+                let status = command
+                    .status()
+                    .with_context(|| format!("cannot run {}", relay.display()))?;
+                return Ok(ExitCode::from(
+                    u8::try_from(status.code().unwrap_or(1)).unwrap_or(1),
+                ));
+            }
+        }
         Command::Status { format } => {
             let agent = open_agent(&store)?;
             let status = agent.status()?;

@@ -234,7 +234,16 @@ pub fn status(
                 status.hub_url.as_deref().unwrap_or("-")
             )?;
             writeln!(out, "head_seq         {}", status.head_seq)?;
-            writeln!(out, "durable_through  {}", status.durable_through)?;
+            writeln!(
+                out,
+                "durable_through  {}  (received by the city)",
+                status.durable_through
+            )?;
+            writeln!(
+                out,
+                "saved_through    {}  (saved at the station or the city)",
+                status.saved_through
+            )?;
             writeln!(out, "pending          {}", status.pending)?;
             match &sync.parked {
                 Some(p) => writeln!(

@@ -18,16 +18,27 @@ impl Projections {
     /// Storage errors.
     pub fn sync_health(&self, stations: &[String]) -> Result<SyncHealth, ProjectionError> {
         let origins = self.store().origins()?;
-        let names: BTreeMap<Uuid, String> = self
-            .store()
-            .tokens()?
-            .into_iter()
-            .filter_map(|t| match t.scope {
+        let tokens = self.store().tokens()?;
+        let names: BTreeMap<Uuid, String> = tokens
+            .iter()
+            .filter_map(|t| match &t.scope {
                 TokenScope::Device {
-                    device,
+                    device: name,
                     bound_origin: Some(origin),
                     ..
-                } => Some((origin, device)),
+                }
+                | TokenScope::Relay {
+                    relay: name,
+                    bound_origin: Some(origin),
+                    ..
+                } => Some((*origin, name.clone())),
+                _ => None,
+            })
+            .collect();
+        let relays: BTreeMap<&str, &str> = tokens
+            .iter()
+            .filter_map(|t| match &t.scope {
+                TokenScope::Relay { relay, .. } => Some((t.token_id.as_str(), relay.as_str())),
                 _ => None,
             })
             .collect();
@@ -107,6 +118,12 @@ impl Projections {
                     lag,
                     recorded_after_receipt: stat.recorded_after_receipt,
                     complete_through_ms: device_complete,
+                    via_relay: state
+                        .via_relay
+                        .as_deref()
+                        .map(|id| relays.get(id).copied().unwrap_or(id).to_string()),
+                    relayed_events: state.relayed_events,
+                    last_relayed_ms: (state.last_relayed_ms > 0).then_some(state.last_relayed_ms),
                 });
             }
             row.complete_through_ms = complete.flatten();

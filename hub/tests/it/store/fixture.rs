@@ -194,7 +194,7 @@ fn bind(store: &HubStore, token_id: &str, origin: Uuid) {
                 *bound_origin = Some(origin);
                 true
             }
-            TokenScope::Bureau { .. } => false,
+            TokenScope::Bureau { .. } | TokenScope::Relay { .. } => false,
         })
         .unwrap();
 }

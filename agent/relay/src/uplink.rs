@@ -1,0 +1,619 @@
+//! The relay's uplink: forwards what its phones saved at the station to the
+//! city hub, and pulls the hub's station stream into the relay, driven by
+//! the agent's sans-IO [`SyncMachine`].
+//!
+//! The machine was made for one device log; here the "log" it pushes is the
+//! relay's own log in relay order. Its `durable_through` is
+//! [`RelayState::forwarded_through`]: every position up to it is held by the
+//! city. A batch is read from the positions after it, leaving out each event
+//! whose seq the city is known to hold ([`RelayState::city`]), and carries,
+//! per origin, the signed head the phone sent with its last event in the
+//! batch (with its public key, for an origin the hub may not have seen), so
+//! the hub verifies every event as if the phone had pushed it.
+//!
+//! # Invariants
+//!
+//! - A phone's push is stored by the relay as one run of positions ending at
+//!   a seq the phone signed, so a batch that stops at the end of a run can
+//!   always be signed; past its byte budget a batch only finishes the run it
+//!   is in, and per origin it is cut back to the last signed seq it holds.
+//! - `forwarded_through` and the city's acknowledgements are written
+//!   together, after the hub's ack, in one durable write of the state file:
+//!   a relay killed in between sends the batch again and the hub ignores
+//!   what it holds (nothing lost, nothing stored twice).
+//! - Pulled events are taken as the hub verified them; the city's holding of
+//!   their seqs is recorded before they are stored, and the cursor after, so
+//!   a relay killed in between pulls the page again and ignores what it
+//!   holds.
+//! - Runs that no signature reaches (events pulled from the hub, or of an
+//!   origin from before signatures) are passed over with a warning: only
+//!   their device can prove them, and the city holds them or will from it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message as _;
+use station_agent::sync::classify::fault;
+use station_agent::sync::machine::{
+    Action, Batch, Call, Fault, HelloAnswer, PullPage, PullPlan, SyncMachine,
+};
+use station_agent::sync::{SyncOptions, endpoint};
+use station_hub::store::{HubError, HubLog as _, HubStore};
+use station_proto::Event;
+use station_proto::ids::Uuid;
+use station_proto::v1::sync_client::SyncClient;
+use station_proto::v1::{HelloRequest, PullRequest, PushRequest, SignedHead};
+use tokio::time::Instant;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::state::{StateError, StateFile};
+
+/// Events one forwarded batch carries at most (the hub takes 5,000).
+const MAX_BATCH_EVENTS: usize = 4_500;
+/// Positions one batch looks at, at most.
+const MAX_SCAN: usize = 9_000;
+
+/// Why a round of the uplink stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum UplinkError {
+    /// The hub's address, TLS settings or the relay token are unusable.
+    #[error("{0}")]
+    Setup(String),
+    /// The hub could not be reached or failed, past the retry budget.
+    #[error("the hub: {0}")]
+    Hub(String),
+    /// The relay's store failed.
+    #[error(transparent)]
+    Store(#[from] HubError),
+    /// The state file failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// One batch read from the relay's log.
+#[derive(Debug, Default)]
+struct Forward {
+    /// The events, each origin's contiguous and in seq order.
+    events: Vec<Event>,
+    /// One signed head per origin of `events`, for its last event.
+    heads: Vec<SignedHead>,
+    /// The position the batch accounts for: every position up to it is in
+    /// the batch, held by the city, or cannot be forwarded.
+    through: u64,
+}
+
+/// The events of one origin a batch is gathering.
+#[derive(Debug, Default)]
+struct Run {
+    /// `(position, event)` in seq order.
+    events: Vec<(u64, Event)>,
+}
+
+fn origin_of(event: &Event) -> Option<Uuid> {
+    Uuid::from_slice(&event.origin_id).ok()
+}
+
+/// Reads the batch after position `after` of at most about `budget` bytes.
+fn read_batch(
+    store: &HubStore,
+    city: &BTreeMap<Uuid, u64>,
+    after: u64,
+    budget: usize,
+) -> Result<Forward, HubError> {
+    let page = store.events_after(after, MAX_SCAN)?;
+    let mut runs: BTreeMap<Uuid, Run> = BTreeMap::new();
+    let mut signed: BTreeMap<Uuid, BTreeSet<u64>> = BTreeMap::new();
+    let mut quarantined: Option<BTreeMap<(Uuid, u64), Event>> = None;
+    let mut bytes = 0usize;
+    let mut count = 0usize;
+    let mut through = after;
+    // The origin whose run is still open (its last event not signed).
+    let mut open: Option<Uuid> = None;
+    for logged in page {
+        let Some(origin) = origin_of(&logged.event) else {
+            through = logged.hub_seq;
+            continue;
+        };
+        if let std::collections::btree_map::Entry::Vacant(entry) = signed.entry(origin) {
+            let heads = store.signed_heads(origin)?;
+            entry.insert(heads.into_iter().map(|h| h.last_seq).collect());
+        }
+        let full = bytes >= budget || count >= MAX_BATCH_EVENTS;
+        if full && open != Some(origin) {
+            break;
+        }
+        if count >= MAX_PUSH_CAP {
+            break;
+        }
+        let seq = logged.event.origin_seq;
+        let held = city.get(&origin).copied().unwrap_or(0);
+        let run = runs.entry(origin).or_default();
+        let expected = run
+            .events
+            .last()
+            .map_or(held + 1, |(_, e)| e.origin_seq + 1);
+        if seq < expected {
+            through = logged.hub_seq;
+            continue;
+        }
+        // Seqs the relay kept in quarantine are not in its log: take them
+        // from there, as received, so the hub sees no gap.
+        let mut missing = Vec::new();
+        if seq > expected {
+            let kept = match &quarantined {
+                Some(kept) => kept,
+                None => quarantined.insert(quarantined_events(store)?),
+            };
+            for s in expected..seq {
+                match kept.get(&(origin, s)) {
+                    Some(event) => missing.push((logged.hub_seq, event.clone())),
+                    None => {
+                        tracing::warn!(%origin, seq = s, "a seq is missing from the relay's log");
+                        missing.clear();
+                        break;
+                    }
+                }
+            }
+            if missing.len() as u64 != seq - expected {
+                break;
+            }
+        }
+        for (pos, event) in missing {
+            bytes += event.encoded_len();
+            count += 1;
+            run.events.push((pos, event));
+        }
+        bytes += logged.event.encoded_len();
+        count += 1;
+        through = logged.hub_seq;
+        let at_head = signed.get(&origin).is_some_and(|s| s.contains(&seq));
+        run.events.push((logged.hub_seq, logged.event));
+        open = (!at_head).then_some(origin);
+    }
+    let mut forward = Forward {
+        through,
+        ..Forward::default()
+    };
+    for (origin, run) in runs {
+        let Some(first) = run.events.first().map(|(_, e)| e.origin_seq) else {
+            continue;
+        };
+        let heads = signed.get(&origin).cloned().unwrap_or_default();
+        let last = run.events.last().map_or(first, |(_, e)| e.origin_seq);
+        let head = heads.range(first..=last).next_back().copied();
+        let beyond = heads.range(last.saturating_add(1)..).next().is_some();
+        let Some(head) = head else {
+            if beyond {
+                // Its signature lies past this batch: leave it for the next.
+                if let Some((pos, _)) = run.events.first() {
+                    forward.through = forward.through.min(pos - 1);
+                }
+            } else {
+                tracing::warn!(
+                    %origin,
+                    first,
+                    last,
+                    "entries no signature of their device covers: left to the device itself"
+                );
+            }
+            continue;
+        };
+        if let Some((pos, _)) = run.events.iter().find(|(_, e)| e.origin_seq > head) {
+            forward.through = forward.through.min(pos - 1);
+        }
+        let Some(stored) = store
+            .signed_heads(origin)?
+            .into_iter()
+            .find(|h| h.last_seq == head)
+        else {
+            continue;
+        };
+        let public_key = store
+            .binding(origin)?
+            .and_then(|b| b.public_key)
+            .unwrap_or_default();
+        forward.events.extend(
+            run.events
+                .into_iter()
+                .map(|(_, e)| e)
+                .filter(|e| e.origin_seq <= head),
+        );
+        forward.heads.push(SignedHead {
+            origin_id: origin.as_bytes().to_vec(),
+            last_seq: head,
+            signature: stored.signature,
+            public_key,
+        });
+    }
+    Ok(forward)
+}
+
+/// The hard cap on the events of one batch, whatever run is open.
+const MAX_PUSH_CAP: usize = 4_900;
+
+/// Every event the relay keeps in quarantine, by origin and seq, decoded.
+fn quarantined_events(store: &HubStore) -> Result<BTreeMap<(Uuid, u64), Event>, HubError> {
+    let mut kept = BTreeMap::new();
+    for (origin, q) in store.quarantine()? {
+        if let Ok(event) = Event::decode(q.event.as_slice()) {
+            kept.insert((origin, q.origin_seq), event);
+        }
+    }
+    Ok(kept)
+}
+
+/// The relay's link to the hub: the machine, the connection, the store.
+#[derive(Debug)]
+pub struct Uplink {
+    /// The relay's log: read for forwarding, written with pulled events.
+    store: Arc<HubStore>,
+    /// What the relay knows of the hub.
+    state: Arc<StateFile>,
+    /// Where and how to connect.
+    endpoint: Endpoint,
+    /// `Bearer <relay token>`.
+    authorization: MetadataValue<Ascii>,
+    /// Sizes, deadlines, retries.
+    machine: SyncMachine,
+    /// The open connection, if any.
+    client: Option<SyncClient<Channel>>,
+    /// The station whose stream is pulled.
+    station: String,
+    /// How long one round keeps retrying.
+    retry_budget: Duration,
+}
+
+/// What one round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    /// Events sent to the hub in acknowledged batches.
+    pub forwarded: u64,
+    /// Events pulled from the hub and stored.
+    pub pulled: u64,
+}
+
+/// Why a step did not complete.
+enum StepError {
+    Local(UplinkError),
+    Failed { call: Call, fault: Fault },
+}
+
+impl From<HubError> for StepError {
+    fn from(error: HubError) -> Self {
+        StepError::Local(error.into())
+    }
+}
+
+impl From<StateError> for StepError {
+    fn from(error: StateError) -> Self {
+        StepError::Local(error.into())
+    }
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+impl Uplink {
+    /// The uplink to the hub of `options` (its address, TLS and the relay
+    /// token) for `store` and `state`.
+    ///
+    /// # Errors
+    /// [`UplinkError::Setup`] for an address, TLS settings or token tonic
+    /// refuses, or no token.
+    pub fn new(
+        store: Arc<HubStore>,
+        state: Arc<StateFile>,
+        options: &SyncOptions,
+    ) -> Result<Self, UplinkError> {
+        let endpoint = endpoint(options).map_err(|e| UplinkError::Setup(e.to_string()))?;
+        let token = options
+            .token
+            .as_deref()
+            .ok_or_else(|| UplinkError::Setup("no relay token: give --token-file".into()))?;
+        let authorization = MetadataValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| UplinkError::Setup("the relay token must be printable ASCII".into()))?;
+        let station = state.get().station_code;
+        let seed = state.get().relay_origin.as_u128() as u64;
+        Ok(Self {
+            store,
+            state,
+            endpoint,
+            authorization,
+            machine: SyncMachine::new(options.machine_config(), seed),
+            client: None,
+            station,
+            retry_budget: options.retry_budget,
+        })
+    }
+
+    fn request<T>(&self, message: T, deadline: Duration) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(deadline);
+        request
+            .metadata_mut()
+            .insert("authorization", self.authorization.clone());
+        request
+    }
+
+    async fn client(&mut self) -> Result<SyncClient<Channel>, StepError> {
+        if let Some(client) = &self.client {
+            return Ok(client.clone());
+        }
+        let channel = self
+            .endpoint
+            .connect()
+            .await
+            .map_err(|e| StepError::Failed {
+                call: Call::Connect,
+                fault: Fault::Link(e.to_string()),
+            })?;
+        let client = SyncClient::new(channel)
+            .send_compressed(CompressionEncoding::Zstd)
+            .accept_compressed(CompressionEncoding::Zstd)
+            .accept_compressed(CompressionEncoding::Gzip);
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    async fn call<T, F>(call: Call, deadline: Duration, future: F) -> Result<T, StepError>
+    where
+        F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        match tokio::time::timeout(deadline, future).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(StepError::Failed {
+                call,
+                fault: fault(&status),
+            }),
+            Err(_) => Err(StepError::Failed {
+                call,
+                fault: Fault::Link(format!("no answer within {deadline:?}")),
+            }),
+        }
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, StepError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&HubStore, &StateFile) -> Result<T, StepError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        let state = Arc::clone(&self.state);
+        tokio::task::spawn_blocking(move || f(&store, &state))
+            .await
+            .map_err(|e| StepError::Local(UplinkError::Hub(format!("relay task failed: {e}"))))?
+    }
+
+    async fn hello(&mut self) -> Result<(), StepError> {
+        let mut client = self.client().await?;
+        let state = self.state.get();
+        let deadline = self.machine.begin_hello(now());
+        let request = self.request(
+            HelloRequest {
+                origin_id: state.relay_origin.as_bytes().to_vec(),
+                station_code: self.station.clone(),
+                head_seq: 0,
+                device_clock_ms: chrono::Utc::now().timestamp_millis(),
+                agent_version: env!("CARGO_PKG_VERSION").into(),
+                public_key: Vec::new(),
+            },
+            deadline,
+        );
+        let answer = Self::call(Call::Hello, deadline, client.hello(request)).await?;
+        if !answer.log_id.is_empty() {
+            let log_id: String = answer.log_id.iter().map(|b| format!("{b:02x}")).collect();
+            let replaced = self
+                .blocking(move |_, state| Ok(state.update(|s| s.follow_hub_log(&log_id))?))
+                .await?;
+            if replaced {
+                tracing::warn!(
+                    "the hub's log was replaced (restored from a backup?): \
+                     forwarding everything the relay holds again"
+                );
+            }
+        }
+        let forwarded = self.state.get().forwarded_through;
+        self.machine.on_hello(
+            HelloAnswer {
+                durable_through: forwarded,
+                station_pull_head: answer.station_pull_head,
+            },
+            self.store.event_count(),
+            now(),
+        );
+        Ok(())
+    }
+
+    async fn push(
+        &mut self,
+        after: u64,
+        budget: usize,
+        report: &mut RoundReport,
+    ) -> Result<(), StepError> {
+        let city = self.state.get().city;
+        let batch = self
+            .blocking(move |store, _| Ok(read_batch(store, &city, after, budget)?))
+            .await?;
+        let count = batch.events.len() as u64;
+        let message = PushRequest {
+            events: batch.events,
+            heads: batch.heads,
+        };
+        let bytes = message.encoded_len();
+        let deadline = self.machine.begin_push(
+            Batch {
+                after,
+                through: batch.through,
+                bytes,
+            },
+            now(),
+        );
+        let acks = if count == 0 {
+            Vec::new()
+        } else {
+            let mut client = self.client().await?;
+            tracing::debug!(after, through = batch.through, count, bytes, "forwarding");
+            let request = self.request(message, deadline);
+            Self::call(Call::Push, deadline, client.push(request))
+                .await?
+                .acks
+        };
+        let through = batch.through;
+        if through <= after && count == 0 {
+            return Err(StepError::Local(UplinkError::Hub(format!(
+                "the relay's entries after position {after} cannot be forwarded yet"
+            ))));
+        }
+        self.blocking(move |_, state| {
+            state.update(|s| {
+                for ack in &acks {
+                    if let Ok(origin) = Uuid::from_slice(&ack.origin_id) {
+                        s.city_holds(origin, ack.durable_through);
+                    }
+                }
+                s.forwarded_through = s.forwarded_through.max(through);
+            })?;
+            Ok(())
+        })
+        .await?;
+        if through > after {
+            self.machine
+                .on_push_ack(through, now())
+                .map_err(|v| StepError::Local(UplinkError::Hub(v.reason)))?;
+        }
+        report.forwarded += count;
+        Ok(())
+    }
+
+    async fn pull(&mut self, plan: PullPlan, report: &mut RoundReport) -> Result<(), StepError> {
+        let mut client = self.client().await?;
+        let request = self.request(
+            PullRequest {
+                station_code: self.station.clone(),
+                after: plan.after,
+                max_events: plan.max_events,
+                max_bytes: plan.max_bytes,
+                wait_ms: u32::try_from(plan.wait.as_millis()).unwrap_or(u32::MAX),
+            },
+            plan.deadline,
+        );
+        let page = Self::call(Call::Pull, plan.deadline, client.pull(request)).await?;
+        let bytes = page.encoded_len();
+        let next_cursor = page.next_cursor;
+        let head = page.head;
+        let events: Vec<Event> = page.events.into_iter().filter_map(|p| p.event).collect();
+        let count = events.len();
+        let stored = self
+            .blocking(move |store, state| {
+                state.update(|s| {
+                    for event in &events {
+                        if let Some(origin) = origin_of(event) {
+                            s.city_holds(origin, event.origin_seq);
+                        }
+                    }
+                })?;
+                let stored = store_pulled(store, events)?;
+                state.update(|s| s.pull_cursor = s.pull_cursor.max(next_cursor))?;
+                Ok(stored)
+            })
+            .await?;
+        report.pulled += stored as u64;
+        self.machine
+            .on_pull(
+                PullPage {
+                    next_cursor,
+                    head,
+                    events: count,
+                    bytes,
+                },
+                now(),
+            )
+            .map_err(|v| StepError::Local(UplinkError::Hub(v.reason)))?;
+        Ok(())
+    }
+
+    /// One step: Hello, one batch forwarded, or one page pulled; false once
+    /// caught up both ways.
+    async fn step(&mut self, report: &mut RoundReport) -> Result<bool, StepError> {
+        if self.machine.needs_hello() {
+            self.hello().await?;
+            return Ok(true);
+        }
+        if let Some(plan) = self.machine.next_push(self.store.event_count()) {
+            self.push(plan.after, plan.max_bytes, report).await?;
+            return Ok(true);
+        }
+        let cursor = self.state.get().pull_cursor;
+        if let Some(plan) = self.machine.next_pull(cursor, now()) {
+            self.pull(plan, report).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// One round: Hello, forward until caught up, pull until caught up,
+    /// retrying what the link breaks for the retry budget.
+    ///
+    /// # Errors
+    /// The hub refused the relay, or the retry budget ran out, or the
+    /// relay's store or state failed. What was acknowledged or stored stays.
+    pub async fn round(&mut self) -> Result<RoundReport, UplinkError> {
+        self.machine.new_round();
+        self.machine.clear_parked();
+        let mut report = RoundReport::default();
+        let retry_until = Instant::now().checked_add(self.retry_budget);
+        loop {
+            match self.step(&mut report).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(report),
+                Err(StepError::Local(error)) => return Err(error),
+                Err(StepError::Failed { call, fault }) => {
+                    let reason = fault.reason().to_string();
+                    match self.machine.on_error(call, fault, now()) {
+                        Action::RetryAt(at) | Action::ReconnectAt(at) => {
+                            self.client = None;
+                            let at = Instant::from_std(at);
+                            if retry_until.is_some_and(|limit| at > limit) {
+                                return Err(UplinkError::Hub(reason));
+                            }
+                            tracing::debug!(%reason, "uplink call failed; retrying");
+                            tokio::time::sleep_until(at).await;
+                        }
+                        Action::Park(parked) => {
+                            return Err(UplinkError::Hub(parked.reason));
+                        }
+                        Action::Stop(reason) => return Err(UplinkError::Hub(reason)),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Stores a page pulled from the hub; an origin whose seqs the relay cannot
+/// follow (the hub keeps one in quarantine) is left out of it. Returns how
+/// many events were new.
+fn store_pulled(store: &HubStore, mut events: Vec<Event>) -> Result<usize, HubError> {
+    let today = station_hub::projections::today_in_china();
+    loop {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        match store.push_from_city(events.clone(), today, chrono::Utc::now().timestamp_millis()) {
+            Ok(outcome) => return Ok(outcome.stored),
+            Err(HubError::Gap { origin, .. }) => {
+                tracing::warn!(%origin, "pulled entries the relay cannot follow: left out");
+                events.retain(|e| e.origin_id != origin.as_bytes());
+            }
+            Err(HubError::Conflict { origin, .. }) => {
+                tracing::warn!(%origin, "pulled entries that conflict with the relay's: left out");
+                events.retain(|e| e.origin_id != origin.as_bytes());
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}

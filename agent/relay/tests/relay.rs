@@ -1,0 +1,507 @@
+//! The station relay end to end: a real `station-relay` process between
+//! phones (agents with their own logs, syncing as the CLI and the app do)
+//! and a real hub on an ephemeral port, its uplink through a switch that
+//! the test turns off and on. With the uplink down the phones save at the
+//! station and see each other's entries; with it back every entry reaches
+//! the city once and every phone shows it received by the city; a relay
+//! killed with SIGKILL while phones push and while it forwards loses and
+//! duplicates nothing; a phone moving between the relay and the hub
+//! mid-backlog neither loses nor duplicates.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::io::BufRead as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use station_agent::sync::{SyncOptions, SyncReport, sync_once};
+use station_agent::{Agent, InitOptions, OpenOptions};
+use station_hub::auth;
+use station_hub::server::ServerOptions;
+use station_hub::store::HubStore;
+use station_proto::Body;
+use station_proto::v1::{ActivityHeld, ActivityKind};
+use tokio::sync::watch;
+
+const ZEDANG: &str = "540502001";
+
+/// A hub serving on `127.0.0.1:0` over a fresh store.
+struct Hub {
+    addr: SocketAddr,
+    store: Arc<HubStore>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_hub() -> Hub {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(HubStore::open(dir.path(), 16 * 1024 * 1024).unwrap());
+    let hub = station_hub::Hub::with_store(Arc::clone(&store), ServerOptions::default())
+        .await
+        .unwrap();
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = grpc.local_addr().unwrap();
+    tokio::spawn(hub.serve(
+        station_hub::Listeners::grpc(grpc),
+        std::future::pending::<()>(),
+    ));
+    Hub {
+        addr,
+        store,
+        _dir: dir,
+    }
+}
+
+impl Hub {
+    /// Waits until the hub's log holds `events` events.
+    async fn holds(&self, events: u64) {
+        let mut grown = self.store.subscribe();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while self.store.event_count() < events {
+                grown.changed().await.unwrap();
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the hub holds {} events, not {events}",
+                self.store.event_count()
+            )
+        });
+    }
+}
+
+/// The relay's uplink: a TCP switch in front of the hub. Off, it refuses
+/// new connections and cuts open ones.
+struct Switch {
+    addr: SocketAddr,
+    up: watch::Sender<bool>,
+}
+
+async fn switch_to(target: SocketAddr) -> Switch {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (up, _) = watch::channel(false);
+    let watch = up.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            let mut up = watch.subscribe();
+            if !*up.borrow_and_update() {
+                continue;
+            }
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = up.wait_for(|up| !*up) => {}
+                }
+            });
+        }
+    });
+    Switch { addr, up }
+}
+
+impl Switch {
+    fn set(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+/// A `station-relay` process.
+struct RelayProcess {
+    child: Child,
+    url: String,
+}
+
+fn start_relay(
+    data: &Path,
+    listen: &str,
+    hub: SocketAddr,
+    token_file: &Path,
+    extra: &[&str],
+) -> RelayProcess {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_station-relay"))
+        .args(["--data", data.to_str().unwrap()])
+        .args(["--station", ZEDANG, "--listen", listen])
+        .args(["--hub", &format!("http://{hub}")])
+        .args(["--token-file", token_file.to_str().unwrap()])
+        .args(["--interval-ms", "100", "--disk-reserve-mb", "0"])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("relay listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string();
+    RelayProcess {
+        child,
+        url: format!("http://{addr}"),
+    }
+}
+
+impl RelayProcess {
+    /// SIGKILL, and wait for the process to be gone.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A phone of Zedang: its own log, its device token.
+struct Phone {
+    agent: Arc<Agent>,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+fn phone(hub: &Hub, name: &str) -> Phone {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Agent::init(
+        dir.path(),
+        InitOptions {
+            station_code: ZEDANG.into(),
+            worker_id: name.into(),
+            hub_url: None,
+            token: None,
+        },
+        OpenOptions::default(),
+    )
+    .unwrap();
+    Phone {
+        agent: Arc::new(agent),
+        token: auth::enroll_device(&hub.store, ZEDANG, name)
+            .unwrap()
+            .bearer,
+        _dir: dir,
+    }
+}
+
+fn activity(n: usize) -> Body {
+    Body::ActivityHeld(ActivityHeld {
+        held_on: "2026-11-20".into(),
+        community_code: format!("{ZEDANG}001"),
+        kind: ActivityKind::PartyPublicWelfare as i32,
+        title: format!("党建+公益 {n} བོད"),
+        participants: 3,
+        person_times: 3,
+        volunteers: 0,
+        volunteer_minutes: 0,
+    })
+}
+
+impl Phone {
+    fn record(&self, count: usize) {
+        for n in 0..count {
+            self.agent.record(activity(n)).unwrap();
+        }
+    }
+
+    fn head(&self) -> u64 {
+        self.agent.log().head_seq()
+    }
+
+    fn options(&self, url: &str) -> SyncOptions {
+        let mut options = SyncOptions::new(url, Some(self.token.clone()));
+        options.retry_budget = Duration::from_secs(20);
+        options.backoff_base = Duration::from_millis(50);
+        options.backoff_cap = Duration::from_millis(500);
+        options.batch_bytes = 4_096;
+        options
+    }
+
+    async fn sync(&self, url: &str) -> SyncReport {
+        sync_once(Arc::clone(&self.agent), &self.options(url))
+            .await
+            .unwrap()
+    }
+
+    /// Syncs with `url` until it says the city holds every entry.
+    async fn until_received_by_city(&self, url: &str) -> SyncReport {
+        for _ in 0..200 {
+            let report = self.sync(url).await;
+            if report.city_durable_through == self.head() {
+                return report;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the city never received every entry of the phone");
+    }
+
+    /// Entries of colleagues this phone holds.
+    fn colleagues_entries(&self) -> usize {
+        let own = self.agent.identity().origin_id;
+        self.agent
+            .log()
+            .pulled_events(0, usize::MAX)
+            .unwrap()
+            .iter()
+            .filter(|(_, e)| e.origin_id != own.as_bytes())
+            .count()
+    }
+}
+
+struct Station {
+    hub: Hub,
+    switch: Switch,
+    token_file: PathBuf,
+    data: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn station() -> Station {
+    let hub = start_hub().await;
+    let switch = switch_to(hub.addr).await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("relay.token");
+    let token = auth::enroll_relay(&hub.store, ZEDANG, "泽当站PC")
+        .unwrap()
+        .bearer;
+    std::fs::write(&token_file, token).unwrap();
+    let data = dir.path().join("relay-data");
+    Station {
+        hub,
+        switch,
+        token_file,
+        data,
+        _dir: dir,
+    }
+}
+
+impl Station {
+    fn relay(&self, listen: &str) -> RelayProcess {
+        start_relay(&self.data, listen, self.switch.addr, &self.token_file, &[])
+    }
+
+    /// Every phone's entries are on the hub once each.
+    fn city_holds_each_once(&self, phones: &[&Phone]) {
+        let total: u64 = phones.iter().map(|p| p.head()).sum();
+        assert_eq!(self.hub.store.event_count(), total, "each entry once");
+        for phone in phones {
+            let state = self
+                .hub
+                .store
+                .origin(phone.agent.identity().origin_id)
+                .unwrap();
+            assert_eq!(state.durable_through, phone.head());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phones_share_entries_through_the_relay_and_the_city_gets_each_once() {
+    let station = station().await;
+    let relay = station.relay("127.0.0.1:0");
+    let phones: Vec<Phone> = ["zd-1", "zd-2", "zd-3"]
+        .iter()
+        .map(|name| phone(&station.hub, name))
+        .collect();
+    for (i, phone) in phones.iter().enumerate() {
+        phone.record(20 + 10 * i);
+        let report = phone.sync(&relay.url).await;
+        assert_eq!(report.durable_through, phone.head(), "saved at the station");
+        assert_eq!(report.city_durable_through, 0, "the uplink is down");
+        let status = phone.agent.status().unwrap();
+        assert_eq!(status.saved_through, phone.head());
+        assert_eq!(status.awaiting_city, phone.head());
+        assert_eq!(status.pending, 0);
+    }
+    // With the uplink still down, each sees the others' entries.
+    let total: u64 = phones.iter().map(Phone::head).sum();
+    for phone in &phones {
+        phone.sync(&relay.url).await;
+        assert_eq!(
+            phone.colleagues_entries() as u64,
+            total - phone.head(),
+            "colleagues' entries through the relay"
+        );
+    }
+    assert_eq!(station.hub.store.event_count(), 0);
+
+    station.switch.set(true);
+    station.hub.holds(total).await;
+    for phone in &phones {
+        let report = phone.until_received_by_city(&relay.url).await;
+        assert_eq!(report.city_durable_through, phone.head());
+        assert_eq!(phone.agent.status().unwrap().durable_through, phone.head());
+    }
+    let refs: Vec<&Phone> = phones.iter().collect();
+    station.city_holds_each_once(&refs);
+    let state = station
+        .hub
+        .store
+        .origin(phones[0].agent.identity().origin_id)
+        .unwrap();
+    assert!(state.via_relay.is_some());
+    assert_eq!(state.relayed_events, phones[0].head());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_mid_receive_and_mid_forward_loses_and_duplicates_nothing() {
+    let station = station().await;
+    let listen = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    };
+    let phones: Vec<Phone> = ["zd-1", "zd-2"]
+        .iter()
+        .map(|name| phone(&station.hub, name))
+        .collect();
+    for phone in &phones {
+        phone.record(400);
+    }
+    // Mid-receive: killed while both phones push their backlogs.
+    let relay = station.relay(&listen);
+    let url = relay.url.clone();
+    let pushing: Vec<_> = phones
+        .iter()
+        .map(|p| {
+            let (agent, options) = (Arc::clone(&p.agent), p.options(&url));
+            tokio::spawn(async move { sync_once(agent, &options).await })
+        })
+        .collect();
+    // Killed once the relay has acknowledged a first batch, well before the
+    // 800 entries are all in.
+    while phones.iter().all(|p| p.agent.log().acked().unwrap() == 0) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    relay.kill();
+    let saved: u64 = phones.iter().map(|p| p.agent.log().acked().unwrap()).sum();
+    assert!(saved < 800, "killed mid-receive ({saved} saved)");
+    for task in pushing {
+        let _ = task.await.unwrap();
+    }
+    let relay = station.relay(&listen);
+    for phone in &phones {
+        let report = phone.sync(&relay.url).await;
+        assert_eq!(report.durable_through, phone.head());
+    }
+    // Mid-forward: killed while it sends the backlog to the hub.
+    station.switch.set(true);
+    let mut grown = station.hub.store.subscribe();
+    grown.changed().await.unwrap();
+    relay.kill();
+    let total: u64 = phones.iter().map(Phone::head).sum();
+    assert!(
+        station.hub.store.event_count() < total,
+        "killed mid-forward"
+    );
+    let relay = station.relay(&listen);
+    station.hub.holds(total).await;
+    for phone in &phones {
+        phone.until_received_by_city(&relay.url).await;
+    }
+    let refs: Vec<&Phone> = phones.iter().collect();
+    station.city_holds_each_once(&refs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_moving_between_relay_and_hub_neither_loses_nor_duplicates() {
+    let station = station().await;
+    let relay = station.relay("127.0.0.1:0");
+    let hub_url = format!("http://{}", station.hub.addr);
+    let moving = phone(&station.hub, "zd-moving");
+    let colleague = phone(&station.hub, "zd-colleague");
+    colleague.record(15);
+    colleague.sync(&relay.url).await;
+
+    moving.record(30);
+    moving.sync(&relay.url).await;
+    // Now within reach of the hub, with more entries; the relay's uplink
+    // is still down.
+    moving.record(10);
+    let report = moving.sync(&hub_url).await;
+    assert_eq!(report.durable_through, 40);
+    assert_eq!(report.city_durable_through, 40);
+    // Back at the station: more entries, through the relay.
+    moving.record(5);
+    let report = moving.sync(&relay.url).await;
+    assert_eq!(report.durable_through, 45);
+    assert!(moving.colleagues_entries() >= 15);
+
+    station.switch.set(true);
+    station.hub.holds(45 + 15).await;
+    moving.until_received_by_city(&relay.url).await;
+    colleague.until_received_by_city(&relay.url).await;
+    station.city_holds_each_once(&[&moving, &colleague]);
+    // And at the hub again: nothing more to send, the colleague's entries
+    // held once.
+    let report = moving.sync(&hub_url).await;
+    assert_eq!(report.pushed, 0);
+    assert_eq!(moving.colleagues_entries(), 15);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_listing_the_relay_and_the_hub_uses_whichever_answers() {
+    let station = station().await;
+    let relay = station.relay("127.0.0.1:0");
+    let phone = phone(&station.hub, "zd-1");
+    let both = format!("{},http://{}", relay.url, station.hub.addr);
+    phone.record(12);
+    let report = phone.sync(&both).await;
+    assert_eq!(report.durable_through, 12, "saved at the station");
+    assert_eq!(report.city_durable_through, 0, "the relay's uplink is down");
+    assert_eq!(station.hub.store.event_count(), 0);
+
+    // Away from the station: the relay is out of reach, the hub answers.
+    relay.kill();
+    phone.record(3);
+    let report = phone.sync(&both).await;
+    assert_eq!(report.city_durable_through, 15, "received by the city");
+    let status = phone.agent.status().unwrap();
+    assert_eq!((status.durable_through, status.saved_through), (15, 15));
+    station.city_holds_each_once(&[&phone]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_certificate_the_relay_serves_its_phones_tls_only() {
+    let station = station().await;
+    let issued = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = station.data.with_file_name("relay.crt");
+    let key = station.data.with_file_name("relay.pem");
+    std::fs::write(&cert, issued.cert.pem()).unwrap();
+    std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
+    let relay = start_relay(
+        &station.data,
+        "127.0.0.1:0",
+        station.switch.addr,
+        &station.token_file,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let phone = phone(&station.hub, "zd-1");
+    phone.record(4);
+    let mut plain = phone.options(&relay.url);
+    plain.retry_budget = Duration::from_millis(300);
+    assert!(sync_once(Arc::clone(&phone.agent), &plain).await.is_err());
+    let mut options = phone.options(&relay.url);
+    options.tls_ca_pem = Some(issued.cert.pem().into_bytes());
+    options.tls_domain = Some("localhost".into());
+    let report = sync_once(Arc::clone(&phone.agent), &options).await.unwrap();
+    assert_eq!(report.durable_through, 4);
+}
