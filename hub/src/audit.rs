@@ -325,10 +325,25 @@ impl AuditLog {
                     .flatten()
                     .and_then(|record| match record.scope {
                         TokenScope::Device { device, .. } => Some(device),
-                        TokenScope::Bureau { .. } => None,
+                        TokenScope::Bureau { .. } | TokenScope::Supervisor { .. } => None,
                     })
                     .unwrap_or_default();
                 ("device", format!("{device} @ {station_code}"))
+            }
+            Caller::Supervisor { stations, .. } => {
+                let supervisor = store
+                    .token(access.caller.token_id())
+                    .ok()
+                    .flatten()
+                    .and_then(|record| match record.scope {
+                        TokenScope::Supervisor { supervisor, .. } => Some(supervisor),
+                        TokenScope::Bureau { .. } | TokenScope::Device { .. } => None,
+                    })
+                    .unwrap_or_default();
+                (
+                    "supervisor",
+                    format!("{supervisor} @ {}", stations.join(",")),
+                )
             }
         };
         let mut record = AuditRecord {

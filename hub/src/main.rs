@@ -160,12 +160,17 @@ enum Command {
         /// The hub's data folder.
         #[arg(long, default_value = "./hub-data")]
         data: PathBuf,
-        /// The 9-digit code of the device's station.
-        #[arg(long, requires = "device", conflicts_with = "bureau")]
+        /// The 9-digit code of the device's station; for a supervisor, the
+        /// stations supervised, comma separated.
+        #[arg(long, conflicts_with = "bureau")]
         station: Option<String>,
         /// A name telling the device apart in `tokens`.
         #[arg(long, requires = "station")]
         device: Option<String>,
+        /// A supervisor's name, for a token that reads the stations given
+        /// with --station and writes only review decisions.
+        #[arg(long, requires = "station", conflicts_with = "device")]
+        supervisor: Option<String>,
         /// The bureau's name, for a read-only token.
         #[arg(long, required_unless_present = "station")]
         bureau: Option<String>,
@@ -326,11 +331,23 @@ fn token_line(record: &TokenRecord) -> String {
             bound_origin,
         } => (
             "device",
-            station_code.as_str(),
+            station_code.clone(),
             device.as_str(),
             bound_origin.map_or_else(|| "-".to_string(), |o| o.to_string()),
         ),
-        TokenScope::Bureau { bureau } => ("bureau", "-", bureau.as_str(), "-".to_string()),
+        TokenScope::Bureau { bureau } => {
+            ("bureau", "-".to_string(), bureau.as_str(), "-".to_string())
+        }
+        TokenScope::Supervisor {
+            supervisor,
+            stations,
+            bound_origin,
+        } => (
+            "supervisor",
+            stations.join(","),
+            supervisor.as_str(),
+            bound_origin.map_or_else(|| "-".to_string(), |o| o.to_string()),
+        ),
     };
     let revoked = record
         .revoked_at_ms
@@ -480,15 +497,22 @@ fn main() -> anyhow::Result<()> {
             data,
             station,
             device,
+            supervisor,
             bureau,
             config,
         } => {
-            let request = match (station, device, bureau) {
-                (Some(station), Some(device), None) => {
+            let request = match (station, device, supervisor, bureau) {
+                (Some(station), Some(device), None, None) => {
                     AdminRequest::EnrollDevice { station, device }
                 }
-                (None, None, Some(bureau)) => AdminRequest::EnrollBureau { bureau },
-                _ => anyhow::bail!("give --station and --device, or --bureau"),
+                (Some(stations), None, Some(supervisor), None) => AdminRequest::EnrollSupervisor {
+                    supervisor,
+                    stations: stations.split(',').map(|s| s.trim().to_string()).collect(),
+                },
+                (None, None, None, Some(bureau)) => AdminRequest::EnrollBureau { bureau },
+                _ => anyhow::bail!(
+                    "give --station and --device, --station and --supervisor, or --bureau"
+                ),
             };
             // Enrolling on a stopped hub may create its store.
             let key = store_key(&data, key_file, cipher, true)?;

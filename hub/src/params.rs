@@ -127,6 +127,19 @@ pub fn reveal(text: Option<&str>) -> Result<bool, BadParameter> {
     }
 }
 
+/// A yes/no parameter `name`: `true` or `1`; `false`, `0`, empty or
+/// absent are no.
+///
+/// # Errors
+/// [`BadParameter`] naming `name` for any other value.
+pub fn flag(name: &str, text: Option<&str>) -> Result<bool, BadParameter> {
+    match text.unwrap_or_default() {
+        "true" | "1" => Ok(true),
+        "" | "false" | "0" => Ok(false),
+        _ => Err(BadParameter(format!("{name}: must be true or false"))),
+    }
+}
+
 /// The first day a listing covers (`since`), written `YYYY-MM-DD`.
 ///
 /// # Errors

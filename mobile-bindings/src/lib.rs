@@ -37,13 +37,13 @@ pub mod views;
 pub use entries::{
     ActivityKind, Assessment, CallOutcome, CaseClosing, CaseNote, CaseOpening, CaseReopening,
     CaseSource, Category, CommunityActivity, Gender, GroupSession, GuardianCall, NoteKind,
-    Resource, ResourceKind, Tier, Training, TrainingKind, Verification, Visit, VisitKind, Voiding,
-    new_entry_id,
+    Resource, ResourceKind, ReviewDecision, ReviewRequest, ReviewSubject, Tier, Training,
+    TrainingKind, Verification, Visit, VisitKind, Voiding, new_entry_id,
 };
 pub use error::FieldError;
 pub use keys::{KeyProvider, KeyProviderError};
 pub use store::{FieldStore, Recorded, StoreOptions};
 pub use views::{
-    CaseStatus, CaseSummary, EntryKind, FollowUp, ParkedEntries, StoreStatus, SyncReport,
-    TimelineEntry,
+    CaseStatus, CaseSummary, EntryKind, FollowUp, ParkedEntries, ReviewState, ReviewSummary,
+    StoreStatus, SyncReport, TimelineEntry,
 };

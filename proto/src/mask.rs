@@ -142,6 +142,9 @@ pub fn body(body: &mut Body, shown: Shown) {
         Body::BeneficiaryVerified(m) => free_text(&mut m.notes, shown),
         Body::ResourceLinked(m) => free_text(&mut m.description, shown),
         Body::EventVoided(m) => free_text(&mut m.reason, shown),
+        Body::ReviewRequested(m) => free_text(&mut m.note, shown),
+        Body::ReviewApproved(m) => free_text(&mut m.comment, shown),
+        Body::ReviewReturned(m) => free_text(&mut m.comment, shown),
         // About groups and the station, not one person.
         Body::ActivityHeld(_) | Body::GroupSessionHeld(_) | Body::TrainingHeld(_) => {}
     }

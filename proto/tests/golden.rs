@@ -13,8 +13,9 @@ use prost::Message as _;
 use station_proto::v1::{
     ActivityHeld, ActivityKind, BeneficiaryVerified, CallOutcome, CaseAssessed, CaseClosed,
     CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, Category, EventVoided, Gender,
-    GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked, Tier, TrainingHeld,
-    TrainingKind, VisitKind, VisitRecorded,
+    GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked, ReviewApproved,
+    ReviewRequested, ReviewReturned, ReviewSubject, Tier, TrainingHeld, TrainingKind, VisitKind,
+    VisitRecorded,
 };
 use station_proto::validate::{self, Context};
 use station_proto::{Body, Event};
@@ -170,6 +171,37 @@ fn samples() -> Vec<(&'static str, Event)> {
                 notes: "监护人在拉萨务工，孩子由奶奶照看".into(),
             }),
         ),
+        (
+            "review_requested",
+            Body::ReviewRequested(ReviewRequested {
+                case_id: id(CASE_ID),
+                subject: ReviewSubject::Closure.into(),
+                subject_event_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_0004),
+                last_seen_event_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_0004),
+                requested_on: "2026-11-01".into(),
+                note: "迁往日喀则，已办理转介".into(),
+            }),
+        ),
+        (
+            "review_approved",
+            Body::ReviewApproved(ReviewApproved {
+                case_id: id(CASE_ID),
+                request_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_000e),
+                last_seen_event_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_000e),
+                decided_on: "2026-11-02".into(),
+                comment: String::new(),
+            }),
+        ),
+        (
+            "review_returned",
+            Body::ReviewReturned(ReviewReturned {
+                case_id: id(CASE_ID),
+                request_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_000e),
+                last_seen_event_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_000e),
+                decided_on: "2026-11-02".into(),
+                comment: "请补充转介回执 ཡིག་ཆ".into(),
+            }),
+        ),
     ];
     bodies
         .into_iter()
@@ -217,6 +249,9 @@ fn body_name(body: &Body) -> &'static str {
         Body::TrainingHeld(_) => "training_held",
         Body::EventVoided(_) => "event_voided",
         Body::GuardianCalled(_) => "guardian_called",
+        Body::ReviewRequested(_) => "review_requested",
+        Body::ReviewApproved(_) => "review_approved",
+        Body::ReviewReturned(_) => "review_returned",
     }
 }
 
@@ -227,7 +262,7 @@ fn there_is_one_sample_per_body_kind() {
         assert_eq!(event.body.as_ref().map(body_name), Some(name));
         assert!(names.insert(name), "{name} twice");
     }
-    assert_eq!(names.len(), 13);
+    assert_eq!(names.len(), 16);
 }
 
 #[test]

@@ -22,7 +22,8 @@ use super::{
 use crate::audit::{Access, Channel};
 use crate::projections::period::Period;
 use crate::projections::{
-    DuplicateFiles, IndicatorTable, OverdueList, SyncHealth, end_of_day_ms, today_in_china,
+    DuplicateFiles, IndicatorTable, OverdueList, ReviewQueue, SyncHealth, end_of_day_ms,
+    today_in_china,
 };
 use crate::{auth, guard, params};
 
@@ -242,17 +243,24 @@ pub(super) async fn page(
     let as_of = params::as_of(one("as_of").unwrap_or_default())?;
     let stations = state.projections.config().station_codes();
     let from = peer_addr(peer);
-    let (table, overdue, health, duplicates) = state
+    let (table, overdue, health, duplicates, reviews) = state
         .read(move |p| {
             let overdue = p.overdue(as_of, &stations, Some(OVERDUE_SHOWN))?;
-            // The page names the overdue cases' persons.
+            let reviews = p.reviews(&stations, today, false)?;
+            // The page names the overdue cases' persons, and the cases
+            // waiting for review.
             p.audit_read(Access {
                 caller,
                 from,
                 via: Channel::Dashboard,
                 read: "dashboard".into(),
                 params: pairs,
-                cases: overdue.cases.iter().map(|c| c.case_id).collect(),
+                cases: overdue
+                    .cases
+                    .iter()
+                    .map(|c| c.case_id)
+                    .chain(reviews.reviews.iter().map(|r| r.case_id))
+                    .collect(),
                 revealed: false,
             })?;
             Ok((
@@ -260,11 +268,62 @@ pub(super) async fn page(
                 overdue,
                 p.sync_health(&stations)?,
                 p.duplicates(&stations)?,
+                reviews,
             ))
         })
         .await?;
-    let body = render(&state, &table, &overdue, &health, &duplicates);
+    let body = render(&state, &table, &overdue, &health, &duplicates, &reviews);
     Ok(Html(document("社会工作站数据看板", &body)).into_response())
+}
+
+/// The review queue: per station how many requests wait and the oldest's
+/// age, then each waiting or returned request, oldest first; by file
+/// number, never a name.
+fn render_reviews(out: &mut String, state: &AppState, reviews: &ReviewQueue) {
+    let config = state.projections.config();
+    let _ = write!(
+        out,
+        "<section class=\"reviews\"><h2>督导审核（截至 {as_of}）</h2>\
+         <p>待审核 {pending} 项{stale}</p><div class=\"scroll\"><table class=\"reviews\"><thead><tr><th>工作站</th><th>档案编号</th>\
+         <th>事项</th><th>提请人</th><th>提请日期</th><th>等待天数</th><th>状态</th><th>意见</th></tr></thead><tbody>",
+        as_of = reviews.as_of,
+        pending = reviews.pending,
+        stale = if reviews.stale > 0 {
+            format!(
+                "；<span class=\"warn\">{} 项决定时个案已有变动</span>",
+                reviews.stale
+            )
+        } else {
+            String::new()
+        },
+    );
+    if reviews.reviews.is_empty() {
+        out.push_str("<tr><td colspan=\"8\">无待审核事项</td></tr>");
+    }
+    for row in &reviews.reviews {
+        let subject = station_proto::names::parse::<station_proto::v1::ReviewSubject>(&row.subject)
+            .map_or("未定", |s| station_proto::review::subject_label(s.into()));
+        let state_label = if row.stale {
+            format!("{}（个案已变动）", row.state.label())
+        } else {
+            row.state.label().to_string()
+        };
+        let _ = write!(
+            out,
+            "<tr data-station=\"{code}\" data-state=\"{state}\"><td>{station}</td><td>{file}</td><td>{subject}</td><td>{by}</td>\
+             <td>{on}</td><td>{age}</td><td>{state_label}</td><td>{comment}</td></tr>",
+            code = escape(&row.station_code),
+            state = row.state.name(),
+            station = escape(config.station_name(&row.station_code)),
+            file = escape(&row.file_number),
+            by = escape(&row.requested_by),
+            on = row.requested_on.map(|d| d.to_string()).unwrap_or_default(),
+            age = row.age_days,
+            state_label = escape(&state_label),
+            comment = escape(&row.comment),
+        );
+    }
+    out.push_str("</tbody></table></div></section>");
 }
 
 /// The most overdue cases the page lists; the overdue report of each
@@ -277,6 +336,7 @@ fn render(
     overdue: &OverdueList,
     health: &SyncHealth,
     duplicates: &DuplicateFiles,
+    reviews: &ReviewQueue,
 ) -> String {
     let config = state.projections.config();
     let mut out = String::new();
@@ -428,6 +488,8 @@ fn render(
         );
     }
     out.push_str("</tbody></table></section>");
+
+    render_reviews(&mut out, state, reviews);
 
     out.push_str(
         "<section><h2>数据完整性与同步状况</h2><table><thead><tr><th>工作站</th><th>设备数</th><th>数据完整至</th>\

@@ -10,7 +10,7 @@
 //!
 //! Invariants, kept by one token writer:
 //! - a token's secret is never stored, only its SHA-256;
-//! - a device token's `bound_origin` goes from none to one origin once and
+//! - a device (or supervisor) token's `bound_origin` goes from none to one origin once and
 //!   never changes after (the rules are in [`crate::auth`]); a revoked token
 //!   stays revoked;
 //! - an origin is bound to one token for life: its `o:` record and the
@@ -62,6 +62,17 @@ pub enum TokenScope {
     Bureau {
         /// The name given at enrolment.
         bureau: String,
+    },
+    /// A supervisor (督导): reads its stations, and from its own device log
+    /// pushes review decisions on their cases, nothing else.
+    Supervisor {
+        /// The name given at enrolment.
+        supervisor: String,
+        /// The stations supervised, at least one.
+        stations: Vec<String>,
+        /// The origin (the supervisor's device log) that first presented
+        /// the token; it alone may use the token afterwards.
+        bound_origin: Option<Uuid>,
     },
 }
 
@@ -220,8 +231,12 @@ impl TokenStore {
             if record.revoked_at_ms.is_some() {
                 return Err(HubError::TokenRevoked(token_id.to_string()));
             }
-            let TokenScope::Device { bound_origin, .. } = &mut record.scope else {
-                return Err(HubError::UnknownToken(token_id.to_string()));
+            let bound_origin = match &mut record.scope {
+                TokenScope::Device { bound_origin, .. }
+                | TokenScope::Supervisor { bound_origin, .. } => bound_origin,
+                TokenScope::Bureau { .. } => {
+                    return Err(HubError::UnknownToken(token_id.to_string()));
+                }
             };
             if let Some(bound) = *bound_origin
                 && bound != origin

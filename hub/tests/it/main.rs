@@ -26,6 +26,7 @@ mod projections;
 mod query;
 mod rebuild_cli;
 mod refusals;
+mod review;
 mod services;
 mod signatures;
 mod store;

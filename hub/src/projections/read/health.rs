@@ -28,6 +28,11 @@ impl Projections {
                     bound_origin: Some(origin),
                     ..
                 } => Some((origin, device)),
+                TokenScope::Supervisor {
+                    supervisor,
+                    bound_origin: Some(origin),
+                    ..
+                } => Some((origin, supervisor)),
                 _ => None,
             })
             .collect();
