@@ -28,12 +28,15 @@ use crate::projections::{
 use crate::{auth, guard, params};
 
 const STYLE: &str = "body{font-family:'Noto Sans CJK SC','Microsoft YaHei','Noto Sans Tibetan','Microsoft Himalaya',sans-serif;margin:0;background:#f5f6f8;color:#222}\
-header{background:#9b1c1c;color:#fff;padding:12px 24px;display:flex;justify-content:space-between;align-items:center}\
-header a,header button{color:#fff}main{padding:16px 24px}section{background:#fff;border-radius:6px;padding:12px 16px;margin-bottom:16px}\
-.stations{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:12px}\
-.station{border:1px solid #ddd;border-radius:6px;padding:8px}.bo{color:#555;margin-left:8px}\
-table{border-collapse:collapse;width:100%}th,td{border:1px solid #ddd;padding:4px 8px;text-align:left}th{background:#f0f0f0}\
-.warn{color:#b45309}.ok{color:#047857}.muted{color:#6b7280}form.inline{display:inline}table.counts{margin-bottom:12px}";
+header{background:#9b1c1c;color:#fff;padding:12px 24px;display:flex;flex-wrap:wrap;gap:8px;justify-content:space-between;align-items:center}\
+header a,header button{color:#fff}main{padding:16px 24px}section{background:#fff;border-radius:6px;padding:12px 16px;margin-bottom:16px;overflow-wrap:anywhere}\
+.stations{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,360px),1fr));gap:12px}\
+.station{border:1px solid #ddd;border-radius:6px;padding:8px;min-width:0}.bo{color:#555;margin-left:8px}\
+.scroll{overflow-x:auto;max-width:100%;margin-bottom:12px}\
+table{border-collapse:collapse;width:100%}th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;overflow-wrap:normal}th{background:#f0f0f0}\
+input{max-width:100%}svg{max-width:100%;height:auto}\
+.warn{color:#b45309}.ok{color:#047857}.muted{color:#6b7280}form.inline{display:inline}table.counts{margin-bottom:0}\
+@media (max-width:600px){header{padding:8px 12px}main{padding:8px}section{padding:8px 10px}th,td{padding:3px 6px;font-size:14px}}";
 
 /// The session cookie's attributes: not readable by scripts, never sent
 /// from another site.
@@ -434,7 +437,7 @@ fn render(
 
     let _ = write!(
         out,
-        "<section><h2>逾期未访（截至 {as_of}）</h2><table class=\"counts\"><thead><tr><th>工作站</th><th>逾期个案</th>\
+        "<section><h2>逾期未访（截至 {as_of}）</h2><div class=\"scroll\"><table class=\"counts\"><thead><tr><th>工作站</th><th>逾期个案</th>\
          <th>高风险</th><th>重点</th><th>一般</th><th>名单</th></tr></thead><tbody>",
         as_of = overdue.as_of
     );
@@ -454,7 +457,7 @@ fn render(
             as_of = overdue.as_of,
         );
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</tbody></table></div>");
     if overdue.total > overdue.cases.len() as u64 {
         let _ = write!(
             out,
@@ -464,7 +467,7 @@ fn render(
         );
     }
     out.push_str(
-        "<table><thead><tr><th>工作站</th><th>档案编号</th><th>姓名</th><th>社区</th><th>级别</th><th>应访日期</th>\
+        "<div class=\"scroll\"><table><thead><tr><th>工作站</th><th>档案编号</th><th>姓名</th><th>社区</th><th>级别</th><th>应访日期</th>\
          <th>逾期天数</th><th>上次走访</th></tr></thead><tbody>",
     );
     if overdue.cases.is_empty() {
@@ -487,12 +490,12 @@ fn render(
                 .map_or_else(|| "从未走访".to_string(), |d| d.to_string()),
         );
     }
-    out.push_str("</tbody></table></section>");
+    out.push_str("</tbody></table></div></section>");
 
     render_reviews(&mut out, state, reviews);
 
     out.push_str(
-        "<section><h2>数据完整性与同步状况</h2><table><thead><tr><th>工作站</th><th>设备数</th><th>数据完整至</th>\
+        "<section><h2>数据完整性与同步状况</h2><div class=\"scroll\"><table><thead><tr><th>工作站</th><th>设备数</th><th>数据完整至</th>\
          <th>已入库事件</th><th>隔离事件</th><th>待关联事件</th><th>已作废事件</th><th>等级冲突</th><th>重复建档</th></tr></thead><tbody>",
     );
     for station in &health.stations {
@@ -511,13 +514,13 @@ fn render(
             station.duplicate_files,
         );
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</tbody></table></div>");
 
     // Files opened twice for one person at one station (two offline
     // phones): by case id, never the person.
     if !duplicates.files.is_empty() {
         out.push_str(
-            "<h3>重复建档</h3><table class=\"duplicates\"><thead><tr><th>工作站</th><th>社区</th>\
+            "<h3>重复建档</h3><div class=\"scroll\"><table class=\"duplicates\"><thead><tr><th>工作站</th><th>社区</th>\
              <th>重复档案</th><th>档案编号</th><th>建档日期</th><th>原档案</th><th>原档案编号</th><th>原建档日期</th></tr></thead><tbody>",
         );
         for file in &duplicates.files {
@@ -540,14 +543,14 @@ fn render(
                 file.duplicate_of_opened_on,
             );
         }
-        out.push_str("</tbody></table>");
+        out.push_str("</tbody></table></div>");
     }
 
     // Each device: whether it still holds entries the hub lacks, and since
     // when it has not been heard from.
     let now = chrono::Utc::now().timestamp_millis();
     out.push_str(
-        "<h3>设备同步</h3><table class=\"devices\"><thead><tr><th>工作站</th><th>设备</th><th>最近联系</th>\
+        "<h3>设备同步</h3><div class=\"scroll\"><table class=\"devices\"><thead><tr><th>工作站</th><th>设备</th><th>最近联系</th>\
          <th>待上传</th><th>已入库事件</th><th>隔离事件</th><th>平均延迟</th><th>最大延迟</th><th>时钟偏差</th>\
          <th>数据完整至</th></tr></thead><tbody>",
     );
@@ -600,7 +603,7 @@ fn render(
             through = escape(&china_time(device.complete_through_ms)),
         );
     }
-    out.push_str("</tbody></table></section></main>");
+    out.push_str("</tbody></table></div></section></main>");
     out
 }
 
