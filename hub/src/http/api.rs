@@ -12,7 +12,7 @@ use super::{AppState, HttpError, Peer, peer_addr};
 use crate::audit::{self, Access, Channel};
 use crate::projections::{
     CaseTimeline, Caseload, Conflicts, DuplicateFiles, IndicatorTable, OverdueList, QuarantineList,
-    ReviewQueue, SyncHealth,
+    ReviewQueue, SyncHealth, Trends, today_in_china,
 };
 use crate::{auth, params};
 
@@ -142,6 +142,30 @@ pub(super) async fn reviews(
                 })?;
                 Ok(queue)
             })
+            .await?,
+    ))
+}
+
+/// GET /api/trends?station=…&through=YYYY-MM: the twelve months ending
+/// with `through` (default: this month) of each indicator against its
+/// target, overdue follow-ups and open cases, per station and for the
+/// stations together.
+pub(super) async fn trends(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Pairs,
+) -> Result<Json<Trends>, HttpError> {
+    let caller = state.caller(&headers)?;
+    let asked = Params::from(query)?;
+    let today = today_in_china();
+    let through = match asked.one("through").filter(|t| !t.is_empty()) {
+        Some(text) => params::month(text)?.first_day(),
+        None => today,
+    };
+    let stations = state.stations(&caller, asked.stations())?;
+    Ok(Json(
+        state
+            .read(move |p| p.trends(&stations, through, today))
             .await?,
     ))
 }

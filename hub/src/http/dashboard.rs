@@ -22,8 +22,8 @@ use super::{
 use crate::audit::{Access, Channel};
 use crate::projections::period::Period;
 use crate::projections::{
-    DuplicateFiles, IndicatorTable, OverdueList, ReviewQueue, SyncHealth, end_of_day_ms,
-    today_in_china,
+    DuplicateFiles, IndicatorTable, OverdueList, ReviewQueue, StationTrend, SyncHealth, Trends,
+    end_of_day_ms, today_in_china,
 };
 use crate::{auth, guard, params};
 
@@ -35,6 +35,8 @@ header a,header button{color:#fff}main{padding:16px 24px}section{background:#fff
 .scroll{overflow-x:auto;max-width:100%;margin-bottom:12px}\
 table{border-collapse:collapse;width:100%}th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;overflow-wrap:normal}th{background:#f0f0f0}\
 input{max-width:100%}svg{max-width:100%;height:auto}\
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,280px),1fr));gap:12px}\
+.chart{border:1px solid #eee;border-radius:6px;padding:6px}.chart h3{font-size:14px;margin:0 0 4px}\
 .warn{color:#b45309}.ok{color:#047857}.muted{color:#6b7280}form.inline{display:inline}table.counts{margin-bottom:0}\
 @media (max-width:600px){header{padding:8px 12px}main{padding:8px}section{padding:8px 10px}th,td{padding:3px 6px;font-size:14px}}";
 
@@ -245,8 +247,18 @@ pub(super) async fn page(
     };
     let as_of = params::as_of(one("as_of").unwrap_or_default())?;
     let stations = state.projections.config().station_codes();
+    let trend_of = match one("trend") {
+        Some(code) if stations.iter().any(|s| s == code) => Some(code.to_string()),
+        Some(code) => {
+            return Err(HttpError::BadRequest(format!(
+                "trend: {code} is not a station of the roster"
+            )));
+        }
+        None => None,
+    };
+    let one_station = trend_of.is_some();
     let from = peer_addr(peer);
-    let (table, overdue, health, duplicates, reviews) = state
+    let (table, overdue, health, duplicates, reviews, trends) = state
         .read(move |p| {
             let overdue = p.overdue(as_of, &stations, Some(OVERDUE_SHOWN))?;
             let reviews = p.reviews(&stations, today, false)?;
@@ -272,10 +284,22 @@ pub(super) async fn page(
                 p.sync_health(&stations)?,
                 p.duplicates(&stations)?,
                 reviews,
+                p.trends(
+                    trend_of
+                        .as_ref()
+                        .map_or(&stations[..], std::slice::from_ref),
+                    table_through(period, today),
+                    today,
+                )?,
             ))
         })
         .await?;
     let body = render(&state, &table, &overdue, &health, &duplicates, &reviews);
+    let body = body.replacen(
+        TRENDS_PLACE,
+        &render_trends(&trends, one_station, &state),
+        1,
+    );
     Ok(Html(document("社会工作站数据看板", &body)).into_response())
 }
 
@@ -327,6 +351,132 @@ fn render_reviews(out: &mut String, state: &AppState, reviews: &ReviewQueue) {
         );
     }
     out.push_str("</tbody></table></div></section>");
+}
+
+/// Where the trends go in the rendered page.
+const TRENDS_PLACE: &str = "<!--trends-->";
+
+/// The last month the trends cover: the period's last month, or this month
+/// when the period runs on.
+fn table_through(period: Period, today: chrono::NaiveDate) -> chrono::NaiveDate {
+    period.last_day().min(today)
+}
+
+/// One small bar chart of twelve months, with the target as a dashed line.
+fn chart(
+    out: &mut String,
+    title: &str,
+    months: &[String],
+    values: &[f64],
+    target: Option<i64>,
+    key: &str,
+) {
+    const W: f64 = 300.0;
+    const H: f64 = 110.0;
+    const BASE: f64 = 90.0;
+    let top = values
+        .iter()
+        .copied()
+        .fold(target.map_or(0.0, |t| t as f64), f64::max)
+        .max(1.0);
+    let step = W / months.len().max(1) as f64;
+    let _ = write!(
+        out,
+        "<div class=\"chart\" data-trend=\"{key}\"><h3>{title}</h3>\
+         <svg role=\"img\" aria-label=\"{title}\" width=\"100%\" viewBox=\"0 0 {W} {H}\" xmlns=\"http://www.w3.org/2000/svg\">",
+        key = escape(key),
+        title = escape(title),
+    );
+    for (i, (month, value)) in months.iter().zip(values).enumerate() {
+        let height = (value / top * (BASE - 10.0)).max(0.0);
+        let x = i as f64 * step + 2.0;
+        let _ = write!(
+            out,
+            "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{height:.1}\" fill=\"#2563eb\" data-month=\"{m}\" data-value=\"{v}\"><title>{m}: {v}</title></rect>",
+            y = BASE - height,
+            w = step - 4.0,
+            m = escape(month),
+            v = shown(*value),
+        );
+        if i % 3 == 0 || i + 1 == months.len() {
+            let _ = write!(
+                out,
+                "<text x=\"{x:.1}\" y=\"104\" font-size=\"9\">{}</text>",
+                escape(month.get(2..).unwrap_or(month))
+            );
+        }
+    }
+    if let Some(target) = target {
+        let y = BASE - target as f64 / top * (BASE - 10.0);
+        let _ = write!(
+            out,
+            "<line x1=\"0\" x2=\"{W}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#b91c1c\" stroke-dasharray=\"4 3\"/>\
+             <text x=\"{W}\" y=\"{ty:.1}\" font-size=\"9\" text-anchor=\"end\" fill=\"#b91c1c\">目标 {target}</text>",
+            ty = (y - 2.0).max(9.0),
+        );
+    }
+    out.push_str("</svg></div>");
+}
+
+/// The trends section: twelve months of each indicator against its monthly
+/// target, of overdue follow-ups and of open cases, for the district (or
+/// one station), with links to each station's.
+fn render_trends(trends: &Trends, one_station: bool, state: &AppState) -> String {
+    let config = state.projections.config();
+    let shown: &StationTrend = if one_station {
+        match trends.stations.first() {
+            Some(station) => station,
+            None => &trends.district,
+        }
+    } else {
+        &trends.district
+    };
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<section class=\"trends\"><h2>近12个月趋势 · {}</h2><p>",
+        escape(&shown.station_name)
+    );
+    out.push_str("<a href=\"/\">全区</a>");
+    for code in config.station_codes() {
+        let _ = write!(
+            out,
+            " · <a href=\"/?trend={code}\">{}</a>",
+            escape(config.station_name(&code)),
+            code = escape(&code)
+        );
+    }
+    out.push_str("</p><div class=\"charts\">");
+    for metric in &shown.metrics {
+        chart(
+            &mut out,
+            metric.label,
+            &trends.months,
+            &metric.values,
+            metric.target,
+            metric.metric.name(),
+        );
+    }
+    let overdue: Vec<f64> = shown.overdue.iter().map(|&n| n as f64).collect();
+    chart(
+        &mut out,
+        "逾期未访（月末）",
+        &trends.months,
+        &overdue,
+        None,
+        "overdue",
+    );
+    let open: Vec<f64> = shown.open_cases.iter().map(|&n| n as f64).collect();
+    chart(
+        &mut out,
+        "在册个案（月末）",
+        &trends.months,
+        &open,
+        None,
+        "open_cases",
+    );
+    out.push_str("</div></section>");
+    out
 }
 
 /// The most overdue cases the page lists; the overdue report of each
@@ -493,6 +643,7 @@ fn render(
     out.push_str("</tbody></table></div></section>");
 
     render_reviews(&mut out, state, reviews);
+    out.push_str(TRENDS_PLACE);
 
     out.push_str(
         "<section><h2>数据完整性与同步状况</h2><div class=\"scroll\"><table><thead><tr><th>工作站</th><th>设备数</th><th>数据完整至</th>\

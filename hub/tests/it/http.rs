@@ -435,6 +435,95 @@ async fn ledgers_are_csv_with_bom_and_xlsx() {
             .unwrap()
             .contains(&format!("{ZEDANG}-2025-Q1.xlsx"))
     );
+    // The ledger's workbook carries the trends as a second sheet.
+    let part = b"xl/worksheets/sheet2.xml";
+    assert!(xlsx.body.windows(part.len()).any(|w| w == part));
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trends_are_the_indicators_and_overdue_counts_month_by_month() {
+    let (hub, _s, tokens) = filled().await;
+    let reply = hub
+        .get_as(
+            &format!("/api/trends?through=2025-03&station={ZEDANG}&station={CHANGZHU}"),
+            &tokens.bureau,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let trends = reply.json();
+    let months: Vec<&str> = trends["months"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert_eq!(months.len(), 12);
+    assert_eq!((months[0], months[11]), ("2024-04", "2025-03"));
+    let mut busy_months = 0;
+    for (i, month) in months.iter().enumerate() {
+        let table = hub
+            .get_as(
+                &format!("/api/indicators?period={month}&station={ZEDANG}&station={CHANGZHU}"),
+                &tokens.bureau,
+            )
+            .await
+            .json();
+        let last_day = table["last_day"].as_str().unwrap().to_string();
+        let overdue = hub
+            .get_as(
+                &format!("/api/overdue?as_of={last_day}&station={ZEDANG}&station={CHANGZHU}"),
+                &tokens.bureau,
+            )
+            .await
+            .json();
+        let mut district = [0i64; 13];
+        for (s, row) in table["rows"].as_array().unwrap().iter().enumerate() {
+            let station = &trends["stations"][s];
+            assert_eq!(station["station_code"], row["station_code"]);
+            for (m, value) in row["values"].as_array().unwrap().iter().enumerate() {
+                let raw = value["raw"].as_i64().unwrap();
+                assert_eq!(
+                    station["metrics"][m]["raw"][i], raw,
+                    "{month} {}",
+                    value["metric"]
+                );
+                assert_eq!(station["metrics"][m]["target"], value["target"]);
+                district[m] += raw;
+                if value["metric"] == "cases_open" {
+                    assert_eq!(station["open_cases"][i], raw);
+                }
+                if raw != 0 && m == 0 {
+                    busy_months += 1;
+                }
+            }
+            assert_eq!(
+                station["overdue"][i], overdue["stations"][s]["overdue"],
+                "{month}"
+            );
+        }
+        for (m, sum) in district.iter().enumerate() {
+            assert_eq!(trends["district"]["metrics"][m]["raw"][i], *sum);
+        }
+        assert_eq!(trends["district"]["overdue"][i], overdue["total"]);
+    }
+    assert!(busy_months > 0, "the fixture's visits show in some month");
+    // The dashboard draws them, for the district and for one station.
+    let page = hub.get_as("/", &tokens.bureau).await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(html.contains("近12个月趋势"), "{html}");
+    assert!(html.contains("data-trend=\"home_visits\""));
+    let page = hub
+        .get_as(&format!("/?trend={ZEDANG}"), &tokens.bureau)
+        .await;
+    assert!(page.text().contains("近12个月趋势 · 泽当街道"));
+    let bad = hub.get_as("/?trend=540502999", &tokens.bureau).await;
+    assert_eq!(bad.status, 400);
+    let bad = hub
+        .get_as("/api/trends?through=2025-Q1", &tokens.bureau)
+        .await;
+    assert_eq!(bad.status, 400);
     hub.stop().await;
 }
 

@@ -21,6 +21,9 @@ mod overdue;
 mod quarantine;
 mod reviews;
 mod timeline;
+mod trends;
+
+pub use trends::{MetricTrend, StationTrend, TREND_MONTHS, Trends};
 
 use std::collections::BTreeMap;
 

@@ -54,6 +54,22 @@ fn assert_hub_matches(demo: &Demo, report: &DemoReport) {
                 .collect();
             assert_eq!(hub, ledger.indicators(&period), "{station} {period:?}");
         }
+        // The trends, month by month, are the ledger's months.
+        let today = station_hub::projections::today_in_china();
+        let trends = projections
+            .trends(std::slice::from_ref(station), today, today)
+            .unwrap();
+        assert_eq!(trends.months.len(), 12);
+        for (i, month) in trends.months.iter().enumerate() {
+            let period = station_hub::params::period(month).unwrap();
+            let hub: BTreeMap<Metric, i64> = trends.stations[0]
+                .metrics
+                .iter()
+                .filter(|m| m.raw[i] != 0)
+                .map(|m| (m.metric, m.raw[i]))
+                .collect();
+            assert_eq!(hub, ledger.indicators(&period), "{station} trend {month}");
+        }
         let caseload = projections.caseload(std::slice::from_ref(station)).unwrap();
         let load = &caseload.stations[0];
         assert_eq!(
