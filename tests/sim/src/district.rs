@@ -36,8 +36,8 @@ use station_proto::ids::Uuid;
 use station_proto::v1::{
     ActivityHeld, ActivityKind, BeneficiaryVerified, CallOutcome, CaseAssessed, CaseClosed,
     CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, Category, EventVoided, Gender,
-    GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked, Tier, TrainingHeld,
-    TrainingKind, VisitKind, VisitRecorded,
+    GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked, ReviewRequested,
+    ReviewSubject, Tier, TrainingHeld, TrainingKind, VisitKind, VisitRecorded,
 };
 use station_proto::validate::{self, Context, Invalid};
 
@@ -122,6 +122,11 @@ enum Meaning {
         tier: i32,
     },
     Note {
+        case: usize,
+    },
+    /// A request for a supervisor's review of the case's closure, made
+    /// right after it: the demo's review queue.
+    RequestReview {
         case: usize,
     },
     /// A call to the case's guardian (电话联系监护人): counted apart from
@@ -528,6 +533,14 @@ impl Worker {
         {
             m.last_seen_event_id = last.as_bytes().to_vec();
         }
+        // A review request names the closure just saved, the case's latest.
+        if let (Body::ReviewRequested(m), Meaning::RequestReview { case }) =
+            (&mut draft.body, &draft.meaning)
+            && let Some(last) = self.cases[*case].events.last()
+        {
+            m.subject_event_id = last.as_bytes().to_vec();
+            m.last_seen_event_id = last.as_bytes().to_vec();
+        }
         let expect = match self.verdict(&draft.body) {
             Ok(()) => Expect::Saved,
             Err(_) => Expect::Refused(match draft.meaning {
@@ -670,7 +683,7 @@ impl Worker {
                 self.ledger.voided.insert(target);
                 None
             }
-            Meaning::Note { case } | Meaning::Verify { case } => {
+            Meaning::Note { case } | Meaning::Verify { case } | Meaning::RequestReview { case } => {
                 self.cases[case].events.push(event_id);
                 None
             }
@@ -996,6 +1009,17 @@ impl Worker {
                         closed_on: day.to_string(),
                     }),
                     Meaning::Close { case, date: day },
+                );
+                self.push(
+                    Body::ReviewRequested(ReviewRequested {
+                        case_id: id.as_bytes().to_vec(),
+                        subject: ReviewSubject::Closure as i32,
+                        subject_event_id: vec![],
+                        last_seen_event_id: vec![],
+                        requested_on: day.to_string(),
+                        note: "请督导审核结案".into(),
+                    }),
+                    Meaning::RequestReview { case },
                 );
             }
         }

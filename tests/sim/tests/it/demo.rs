@@ -70,6 +70,19 @@ fn assert_hub_matches(demo: &Demo, report: &DemoReport) {
                 .collect();
             assert_eq!(hub, ledger.indicators(&period), "{station} trend {month}");
         }
+        // Every closure the generator entered asks for a review; none is
+        // decided in the demo, so each closed case waits in the queue.
+        let closed: i64 = trends.stations[0]
+            .metrics
+            .iter()
+            .filter(|m| m.metric == Metric::CasesClosed)
+            .flat_map(|m| m.raw.iter())
+            .sum();
+        let queue = projections
+            .reviews(std::slice::from_ref(station), today, false)
+            .unwrap();
+        assert_eq!(queue.pending > 0, closed > 0, "{station}");
+        assert!(queue.reviews.iter().all(|r| r.subject == "closure"));
         let caseload = projections.caseload(std::slice::from_ref(station)).unwrap();
         let load = &caseload.stations[0];
         assert_eq!(
