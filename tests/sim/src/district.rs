@@ -731,9 +731,20 @@ impl Worker {
         }
     }
 
+    /// A community of the station, as the roster codes them: the street
+    /// station's eleven communities 001–011, a town's or township's three
+    /// villages 201–203.
     fn community(&mut self) -> String {
-        let last = if self.station.ends_with("001") { 11 } else { 3 };
-        format!("{}{:03}", self.station, self.rng.random_range(1..=last))
+        let (last, villages) = if self.station.ends_with("001") {
+            (11, 0)
+        } else {
+            (3, 200)
+        };
+        format!(
+            "{}{:03}",
+            self.station,
+            villages + self.rng.random_range(1..=last)
+        )
     }
 
     fn push(&mut self, body: Body, meaning: Meaning) {
