@@ -20,6 +20,7 @@ use std::path::Path;
 use chrono::{Local, NaiveDate};
 use station_proto::file_number;
 use station_proto::ids::Uuid;
+use station_proto::review;
 use station_proto::v1::Tier;
 use station_proto::validate::{self, Context, Invalid};
 use station_proto::{Body, Event};
@@ -116,6 +117,18 @@ pub enum AgentError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The refusal of a review request naming no change of its kind.
+fn nothing_to_review(case_id: Uuid, subject: i32) -> AgentError {
+    Invalid::new(
+        "review_requested.subject_event_id",
+        format!(
+            "case {case_id} has no {} to review",
+            review::subject_name(subject)
+        ),
+    )
+    .into()
 }
 
 /// Ids, comma separated, for a message.
@@ -318,6 +331,7 @@ impl Agent {
             let case = self.known_case("case_assessed.case_id", &m.case_id)?;
             m.last_seen_event_id = case.last_event_id.as_bytes().to_vec();
         }
+        self.fill_review(&mut body)?;
         let ctx = Context::on(today);
         validate::body(&mut body, &self.identity.station_code, &ctx)?;
         let _opening = match &body {
@@ -340,7 +354,10 @@ impl Agent {
             | Body::TrainingHeld(_)
             | Body::EventVoided(_)
             | Body::CasesMerged(_)
-            | Body::DuplicateDismissed(_) => None,
+            | Body::DuplicateDismissed(_)
+            | Body::ReviewRequested(_)
+            | Body::ReviewApproved(_)
+            | Body::ReviewReturned(_) => None,
         };
         if let Body::CaseOpened(m) = &mut body
             && m.file_number.is_empty()
@@ -387,6 +404,149 @@ impl Agent {
     /// new entry is durable. The sync daemon waits on it.
     pub fn subscribe_recorded(&self) -> tokio::sync::watch::Receiver<u64> {
         self.recorded.subscribe()
+    }
+
+    /// Fills what a review entry may leave out: the last case event its
+    /// author saw (the latest this device holds) and, for a request, the
+    /// event under review (the case's latest of its subject's kind).
+    fn fill_review(&self, body: &mut Body) -> Result<(), AgentError> {
+        let (field, case_id, last_seen) = match body {
+            Body::ReviewRequested(m) => {
+                let named = station_proto::v1::ReviewSubject::try_from(m.subject)
+                    .is_ok_and(|s| s != station_proto::v1::ReviewSubject::Unspecified);
+                if m.subject_event_id.is_empty() && named {
+                    let case = self.known_case("review_requested.case_id", &m.case_id)?;
+                    let events = self.log.case_events(case.case_id)?;
+                    let latest = events
+                        .iter()
+                        .rev()
+                        .find(|e| review::is_subject_event(m.subject, e))
+                        .ok_or_else(|| nothing_to_review(case.case_id, m.subject))?;
+                    m.subject_event_id.clone_from(&latest.event_id);
+                }
+                (
+                    "review_requested.case_id",
+                    &m.case_id,
+                    &mut m.last_seen_event_id,
+                )
+            }
+            Body::ReviewApproved(m) => {
+                self.fill_case_of_request("review_approved", &mut m.case_id, &m.request_id)?;
+                (
+                    "review_approved.case_id",
+                    &m.case_id,
+                    &mut m.last_seen_event_id,
+                )
+            }
+            Body::ReviewReturned(m) => {
+                self.fill_case_of_request("review_returned", &mut m.case_id, &m.request_id)?;
+                (
+                    "review_returned.case_id",
+                    &m.case_id,
+                    &mut m.last_seen_event_id,
+                )
+            }
+            Body::CaseOpened(_)
+            | Body::CaseAssessed(_)
+            | Body::CaseNoteAdded(_)
+            | Body::CaseClosed(_)
+            | Body::CaseReopened(_)
+            | Body::VisitRecorded(_)
+            | Body::GuardianCalled(_)
+            | Body::BeneficiaryVerified(_)
+            | Body::ActivityHeld(_)
+            | Body::GroupSessionHeld(_)
+            | Body::ResourceLinked(_)
+            | Body::TrainingHeld(_)
+            | Body::EventVoided(_)
+            | Body::CasesMerged(_)
+            | Body::DuplicateDismissed(_) => return Ok(()),
+        };
+        if last_seen.is_empty() {
+            let case = self.known_case(field, case_id)?;
+            *last_seen = case.last_event_id.as_bytes().to_vec();
+        }
+        Ok(())
+    }
+
+    /// A decision that names no case is about its request's case.
+    fn fill_case_of_request(
+        &self,
+        prefix: &str,
+        case_id: &mut Vec<u8>,
+        request_id: &[u8],
+    ) -> Result<(), AgentError> {
+        if !case_id.is_empty() {
+            return Ok(());
+        }
+        let field = format!("{prefix}.request_id");
+        let request = validate::uuid16(&field, request_id)?;
+        match self.log.event(request)? {
+            Some(Event {
+                body: Some(Body::ReviewRequested(m)),
+                ..
+            }) => {
+                *case_id = m.case_id;
+                Ok(())
+            }
+            _ => Err(Invalid::new(
+                field,
+                format!("this device holds no review request {request}"),
+            )
+            .into()),
+        }
+    }
+
+    /// Checks a review decision against this device's state: the request
+    /// it decides is a review request of the case it names.
+    fn check_decision(
+        &self,
+        prefix: &str,
+        case_id: &[u8],
+        request_id: &[u8],
+    ) -> Result<(), AgentError> {
+        let case = self.known_case(&format!("{prefix}.case_id"), case_id)?;
+        let field = format!("{prefix}.request_id");
+        let request = validate::uuid16(&field, request_id)?;
+        match self.log.event(request)? {
+            Some(Event {
+                body: Some(Body::ReviewRequested(m)),
+                ..
+            }) if m.case_id == case.case_id.as_bytes() && !self.log.is_voided(request)? => Ok(()),
+            _ => Err(Invalid::new(
+                field,
+                format!("no review request {request} of case {}", case.case_id),
+            )
+            .into()),
+        }
+    }
+
+    /// The review requests of one case and where each stands.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn reviews(&self, case_id: Uuid) -> Result<Vec<review::ReviewItem>, AgentError> {
+        let events = self.log.case_events(case_id)?;
+        Ok(review::fold_reviews(events.iter().filter_map(|event| {
+            let step = station_proto::case::CaseStep::of(event.body.as_ref()?)?;
+            Some((Uuid::from_slice(&event.event_id).ok(), step))
+        })))
+    }
+
+    /// Every review request of the station's cases this device knows, with
+    /// its case, cases in the order of [`Agent::cases`], requests in the
+    /// order they were made.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn review_items(&self) -> Result<Vec<(CaseView, review::ReviewItem)>, AgentError> {
+        let mut items = Vec::new();
+        for case in self.cases()? {
+            for item in self.reviews(case.case_id)? {
+                items.push((case.clone(), item));
+            }
+        }
+        Ok(items)
     }
 
     fn known_case(&self, field: &str, case_id: &[u8]) -> Result<CaseView, AgentError> {
@@ -504,6 +664,24 @@ impl Agent {
                     "duplicate_dismissed.duplicate_of_case_id",
                     &m.duplicate_of_case_id,
                 )?;
+            }
+            Body::ReviewRequested(m) => {
+                let case = self.known_case("review_requested.case_id", &m.case_id)?;
+                let field = "review_requested.subject_event_id";
+                let subject = validate::uuid16(field, &m.subject_event_id)?;
+                let under_review = self.log.event(subject)?.filter(|event| {
+                    event.body.as_ref().and_then(station_proto::case::case_of) == Some(case.case_id)
+                        && review::is_subject_event(m.subject, event)
+                });
+                if under_review.is_none() || self.log.is_voided(subject)? {
+                    return Err(nothing_to_review(case.case_id, m.subject));
+                }
+            }
+            Body::ReviewApproved(m) => {
+                self.check_decision("review_approved", &m.case_id, &m.request_id)?;
+            }
+            Body::ReviewReturned(m) => {
+                self.check_decision("review_returned", &m.case_id, &m.request_id)?;
             }
             Body::EventVoided(m) => {
                 let target = validate::uuid16("event_voided.voided_event_id", &m.voided_event_id)?;

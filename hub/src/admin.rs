@@ -61,6 +61,13 @@ pub enum AdminRequest {
         /// The bureau's name.
         bureau: String,
     },
+    /// Issues a supervisor token for stations on the hub's roster.
+    EnrollSupervisor {
+        /// The supervisor's name in listings.
+        supervisor: String,
+        /// 9-digit station codes, at least one.
+        stations: Vec<String>,
+    },
     /// Revokes a token.
     Revoke {
         /// Its id.
@@ -155,6 +162,26 @@ pub fn handle(
                 return AdminReply::Refused(format!("{e}{roster_hint}"));
             }
             match auth::enroll_relay(store, &station, &relay) {
+                Ok(issued) => AdminReply::Issued {
+                    token_id: issued.token_id,
+                    bearer: issued.bearer,
+                },
+                Err(e) => refused(&e),
+            }
+        }
+        AdminRequest::EnrollSupervisor {
+            supervisor,
+            stations,
+        } => {
+            for station in &stations {
+                if let Err(e) = station_proto::validate::station_code("station", station) {
+                    return refused(&e);
+                }
+                if let Err(e) = on_roster(config, station) {
+                    return AdminReply::Refused(format!("{e}{roster_hint}"));
+                }
+            }
+            match auth::enroll_supervisor(store, &supervisor, &stations) {
                 Ok(issued) => AdminReply::Issued {
                     token_id: issued.token_id,
                     bearer: issued.bearer,

@@ -326,10 +326,27 @@ impl AuditLog {
                     .and_then(|record| match record.scope {
                         TokenScope::Device { device, .. } => Some(("device", device)),
                         TokenScope::Relay { relay, .. } => Some(("relay", relay)),
-                        TokenScope::Bureau { .. } => None,
+                        TokenScope::Bureau { .. } | TokenScope::Supervisor { .. } => None,
                     })
                     .unwrap_or(("device", String::new()));
                 (role, format!("{device} @ {station_code}"))
+            }
+            Caller::Supervisor { stations, .. } => {
+                let supervisor = store
+                    .token(access.caller.token_id())
+                    .ok()
+                    .flatten()
+                    .and_then(|record| match record.scope {
+                        TokenScope::Supervisor { supervisor, .. } => Some(supervisor),
+                        TokenScope::Bureau { .. }
+                        | TokenScope::Device { .. }
+                        | TokenScope::Relay { .. } => None,
+                    })
+                    .unwrap_or_default();
+                (
+                    "supervisor",
+                    format!("{supervisor} @ {}", stations.join(",")),
+                )
             }
         };
         let mut record = AuditRecord {

@@ -9,6 +9,7 @@
 //! | device | its station, its origin | its station, its origin | its station, without its own origin | its station | refused |
 //! | relay | its station: its own origin, and the phones' it carries | its station, any origin whose signed heads verify | its station, without its own origin | its station | refused |
 //! | bureau | refused | refused | any station | any station | yes |
+//! | supervisor | its stations, its origin | review decisions only, of its stations, its origin | its stations, without its own origin | its stations | refused |
 //!
 //! A relay (a station PC forwarding its phones' logs) is trusted with its
 //! station's events only as far as their signatures go: it may push an
@@ -157,6 +158,15 @@ pub enum Caller {
         /// The relay's own origin, when it records, as read when the call arrived.
         bound_origin: Option<Uuid>,
     },
+    /// A supervisor of some stations.
+    Supervisor {
+        /// The token's id.
+        token_id: String,
+        /// The stations supervised.
+        stations: Vec<String>,
+        /// The origin the token is bound to, as read when the call arrived.
+        bound_origin: Option<Uuid>,
+    },
 }
 
 impl Caller {
@@ -165,7 +175,8 @@ impl Caller {
         match self {
             Caller::Device { token_id, .. }
             | Caller::Bureau { token_id, .. }
-            | Caller::Relay { token_id, .. } => token_id,
+            | Caller::Relay { token_id, .. }
+            | Caller::Supervisor { token_id, .. } => token_id,
         }
     }
 }
@@ -280,6 +291,78 @@ pub fn enroll_bureau(store: &HubStore, bureau: &str) -> Result<IssuedToken, Auth
     issue(store, TokenScope::Bureau { bureau })
 }
 
+/// Issues a supervisor token named `supervisor` for `stations` (duplicates
+/// dropped, order kept): it reads those stations and, from the one device log
+/// that first presents it, pushes review decisions on their cases.
+///
+/// # Errors
+/// [`AuthError::Invalid`] for a bad name, no station or a bad station code;
+/// storage errors.
+pub fn enroll_supervisor(
+    store: &HubStore,
+    supervisor: &str,
+    stations: &[String],
+) -> Result<IssuedToken, AuthError> {
+    let supervisor = checked_name("supervisor", supervisor)?;
+    if stations.is_empty() {
+        return Err(Invalid::new("stations", "must name at least one station").into());
+    }
+    let mut codes: Vec<String> = Vec::with_capacity(stations.len());
+    for (i, code) in stations.iter().enumerate() {
+        validate::station_code(&format!("stations[{i}]"), code)?;
+        if !codes.contains(code) {
+            codes.push(code.clone());
+        }
+    }
+    issue(
+        store,
+        TokenScope::Supervisor {
+            supervisor,
+            stations: codes,
+            bound_origin: None,
+        },
+    )
+}
+
+/// Whether `body` is a review decision, the only events a supervisor
+/// token pushes.
+fn is_review_decision(body: Option<&station_proto::Body>) -> bool {
+    use station_proto::Body;
+    match body {
+        Some(Body::ReviewApproved(_) | Body::ReviewReturned(_)) => true,
+        Some(
+            Body::CaseOpened(_)
+            | Body::CaseAssessed(_)
+            | Body::CaseNoteAdded(_)
+            | Body::CaseClosed(_)
+            | Body::CaseReopened(_)
+            | Body::VisitRecorded(_)
+            | Body::BeneficiaryVerified(_)
+            | Body::ActivityHeld(_)
+            | Body::GroupSessionHeld(_)
+            | Body::ResourceLinked(_)
+            | Body::TrainingHeld(_)
+            | Body::EventVoided(_)
+            | Body::GuardianCalled(_)
+            | Body::CasesMerged(_)
+            | Body::DuplicateDismissed(_)
+            | Body::ReviewRequested(_),
+        )
+        | None => false,
+    }
+}
+
+fn supervised(token_id: &str, stations: &[String], asked: &str) -> Result<(), AuthError> {
+    if stations.iter().any(|s| s == asked) {
+        Ok(())
+    } else {
+        Err(AuthError::Denied(format!(
+            "token {token_id} supervises {}, not {asked}",
+            stations.join(",")
+        )))
+    }
+}
+
 /// Revokes a token; revoking it again changes nothing. Returns its record.
 ///
 /// # Errors
@@ -361,6 +444,15 @@ pub fn authenticate(store: &HubStore, authorization: Option<&str>) -> Result<Cal
             station_code,
             bound_origin,
         },
+        TokenScope::Supervisor {
+            stations,
+            bound_origin,
+            ..
+        } => Caller::Supervisor {
+            token_id: record.token_id,
+            stations,
+            bound_origin,
+        },
     })
 }
 
@@ -402,7 +494,16 @@ pub fn authorize_case(caller: &Caller, case_id: Uuid, station_code: &str) -> Res
         } if own != station_code => Err(AuthError::Denied(format!(
             "token {token_id} is for station {own}, and case {case_id} is not"
         ))),
-        _ => Ok(()),
+        Caller::Supervisor {
+            token_id, stations, ..
+        } if !stations.iter().any(|s| s == station_code) => Err(AuthError::Denied(format!(
+            "token {token_id} supervises {}, and case {case_id} is not of them",
+            stations.join(",")
+        ))),
+        Caller::Device { .. }
+        | Caller::Relay { .. }
+        | Caller::Bureau { .. }
+        | Caller::Supervisor { .. } => Ok(()),
     }
 }
 
@@ -451,6 +552,17 @@ pub fn readable_stations(
             ))),
             None => Ok(stations),
         },
+        Caller::Supervisor { stations: own, .. } if stations.is_empty() => Ok(own.clone()),
+        Caller::Supervisor {
+            token_id,
+            stations: own,
+            ..
+        } => {
+            for station in &stations {
+                supervised(token_id, own, station)?;
+            }
+            Ok(stations)
+        }
     }
 }
 
@@ -468,6 +580,9 @@ pub fn authorize_district(caller: &Caller) -> Result<(), AuthError> {
         Caller::Relay { token_id, .. } => Err(AuthError::Denied(format!(
             "token {token_id} is a relay's: the district's reports and dashboard are for the bureau's token"
         ))),
+        Caller::Supervisor { token_id, .. } => Err(AuthError::Denied(format!(
+            "token {token_id} is a supervisor's: the district's reports and dashboard are for the bureau's token"
+        ))),
     }
 }
 
@@ -475,7 +590,9 @@ pub fn authorize_district(caller: &Caller) -> Result<(), AuthError> {
 /// not download its own events again.
 pub fn pulled_without(caller: &Caller) -> Option<Uuid> {
     match caller {
-        Caller::Device { bound_origin, .. } | Caller::Relay { bound_origin, .. } => *bound_origin,
+        Caller::Device { bound_origin, .. }
+        | Caller::Relay { bound_origin, .. }
+        | Caller::Supervisor { bound_origin, .. } => *bound_origin,
         Caller::Bureau { .. } => None,
     }
 }
@@ -500,6 +617,14 @@ pub fn authorize_hello(caller: &Caller, origin: Uuid, station_code: &str) -> Res
             own_station(token_id, own, station_code)?;
             own_origin(token_id, *bound_origin, origin)
         }
+        Caller::Supervisor {
+            token_id,
+            stations,
+            bound_origin,
+        } => {
+            supervised(token_id, stations, station_code)?;
+            own_origin(token_id, *bound_origin, origin)
+        }
         Caller::Bureau { .. } => Err(AuthError::Denied(
             "a bureau token has no device log to introduce: Hello is for device tokens".into(),
         )),
@@ -522,6 +647,9 @@ pub fn authorize_pull(caller: &Caller, station_code: &str) -> Result<(), AuthErr
             station_code: own,
             ..
         } => own_station(token_id, own, station_code),
+        Caller::Supervisor {
+            token_id, stations, ..
+        } => supervised(token_id, stations, station_code),
         Caller::Bureau { .. } => Ok(()),
     }
 }
@@ -537,12 +665,22 @@ pub fn authorize_pull(caller: &Caller, station_code: &str) -> Result<(), AuthErr
 /// device token an event of another origin than the token's (or than the
 /// batch's first, for a token not yet bound).
 pub fn authorize_push(caller: &Caller, events: &[Event]) -> Result<Vec<Uuid>, AuthError> {
-    let (token_id, own_station_code, bound_origin) = match caller {
+    let (token_id, own_stations, bound_origin, supervisor) = match caller {
         Caller::Device {
             token_id,
             station_code,
             bound_origin,
-        } => (token_id, station_code, *bound_origin),
+        } => (
+            token_id,
+            std::slice::from_ref(station_code),
+            *bound_origin,
+            false,
+        ),
+        Caller::Supervisor {
+            token_id,
+            stations,
+            bound_origin,
+        } => (token_id, stations.as_slice(), *bound_origin, true),
         Caller::Relay {
             token_id,
             station_code,
@@ -557,10 +695,16 @@ pub fn authorize_push(caller: &Caller, events: &[Event]) -> Result<Vec<Uuid>, Au
     let mut allowed = bound_origin;
     for (index, event) in events.iter().enumerate() {
         let origin = validate::uuid16(&format!("events[{index}].origin_id"), &event.origin_id)?;
-        if event.station_code != *own_station_code {
+        if !own_stations.contains(&event.station_code) {
             return Err(AuthError::Denied(format!(
-                "event {index} belongs to station {}, but token {token_id} is for station {own_station_code}",
-                event.station_code
+                "event {index} belongs to station {}, but token {token_id} is for station {}",
+                event.station_code,
+                own_stations.join(",")
+            )));
+        }
+        if supervisor && !is_review_decision(event.body.as_ref()) {
+            return Err(AuthError::Denied(format!(
+                "event {index} is not a review decision, and token {token_id} is a supervisor's: it pushes review decisions only"
             )));
         }
         let expected = *allowed.get_or_insert(origin);
@@ -725,18 +869,23 @@ pub fn bind_origin(
     origin: Uuid,
     public_key: Option<&[u8]>,
 ) -> Result<(), AuthError> {
-    let (Caller::Device {
-        token_id,
-        bound_origin: seen_bound,
-        ..
-    }
-    | Caller::Relay {
-        token_id,
-        bound_origin: seen_bound,
-        ..
-    }) = caller
-    else {
-        return Ok(());
+    let (token_id, seen_bound) = match caller {
+        Caller::Device {
+            token_id,
+            bound_origin,
+            ..
+        }
+        | Caller::Relay {
+            token_id,
+            bound_origin,
+            ..
+        }
+        | Caller::Supervisor {
+            token_id,
+            bound_origin,
+            ..
+        } => (token_id, bound_origin),
+        Caller::Bureau { .. } => return Ok(()),
     };
     match store.bind_origin(origin, token_id, public_key) {
         Ok(_) => {

@@ -246,6 +246,10 @@ pub struct HubConfig {
     /// What is shown of persons, and when closed cases are de-identified.
     #[serde(default)]
     pub privacy: PrivacyRules,
+    /// Which changes need a supervisor's review, and whether closures count
+    /// in the ledger only once approved (`[review]`).
+    #[serde(default)]
+    pub review: station_proto::review::ReviewPolicy,
     /// The roster; events of other stations are quarantined.
     pub stations: Vec<Station>,
 }

@@ -154,14 +154,15 @@ enum Command {
         data: PathBuf,
     },
     /// Issues a token and prints it: a device token (--station and --device),
-    /// a station relay's (--station and --relay) or a read-only bureau token
-    /// (--bureau). Through the running hub's
+    /// a station relay's (--station and --relay), a supervisor's (--station
+    /// and --supervisor) or a read-only bureau token (--bureau). Through the running hub's
     /// administration socket when it serves the folder, else on the store.
     Enroll {
         /// The hub's data folder.
         #[arg(long, default_value = "./hub-data")]
         data: PathBuf,
-        /// The 9-digit code of the device's (or relay's) station.
+        /// The 9-digit code of the device's (or relay's) station; for a
+        /// supervisor, the stations supervised, comma separated.
         #[arg(long, conflicts_with = "bureau")]
         station: Option<String>,
         /// A name telling the device apart in `tokens`.
@@ -169,8 +170,12 @@ enum Command {
         device: Option<String>,
         /// A name for a station relay (a station PC forwarding its phones'
         /// signed logs): issues a relay token for --station.
-        #[arg(long, requires = "station")]
+        #[arg(long, requires = "station", conflicts_with = "supervisor")]
         relay: Option<String>,
+        /// A supervisor's name, for a token that reads the stations given
+        /// with --station and writes only review decisions.
+        #[arg(long, requires = "station", conflicts_with = "device")]
+        supervisor: Option<String>,
         /// The bureau's name, for a read-only token.
         #[arg(long, required_unless_present = "station")]
         bureau: Option<String>,
@@ -331,7 +336,7 @@ fn token_line(record: &TokenRecord) -> String {
             bound_origin,
         } => (
             "device",
-            station_code.as_str(),
+            station_code.clone(),
             device.as_str(),
             bound_origin.map_or_else(|| "-".to_string(), |o| o.to_string()),
         ),
@@ -341,11 +346,23 @@ fn token_line(record: &TokenRecord) -> String {
             bound_origin,
         } => (
             "relay",
-            station_code.as_str(),
+            station_code.clone(),
             relay.as_str(),
             bound_origin.map_or_else(|| "-".to_string(), |o| o.to_string()),
         ),
-        TokenScope::Bureau { bureau } => ("bureau", "-", bureau.as_str(), "-".to_string()),
+        TokenScope::Bureau { bureau } => {
+            ("bureau", "-".to_string(), bureau.as_str(), "-".to_string())
+        }
+        TokenScope::Supervisor {
+            supervisor,
+            stations,
+            bound_origin,
+        } => (
+            "supervisor",
+            stations.join(","),
+            supervisor.as_str(),
+            bound_origin.map_or_else(|| "-".to_string(), |o| o.to_string()),
+        ),
     };
     let revoked = record
         .revoked_at_ms
@@ -496,20 +513,28 @@ fn main() -> anyhow::Result<()> {
             station,
             device,
             relay,
+            supervisor,
             bureau,
             config,
         } => {
-            let request = match (station, device, relay, bureau) {
-                (Some(station), Some(device), None, None) => {
+            let request = match (station, device, relay, supervisor, bureau) {
+                (Some(station), Some(device), None, None, None) => {
                     AdminRequest::EnrollDevice { station, device }
                 }
-                (Some(station), None, Some(relay), None) => {
+                (Some(station), None, Some(relay), None, None) => {
                     AdminRequest::EnrollRelay { station, relay }
                 }
-                (None, None, None, Some(bureau)) => AdminRequest::EnrollBureau { bureau },
-                _ => {
-                    anyhow::bail!("give --station and --device, --station and --relay, or --bureau")
+                (Some(stations), None, None, Some(supervisor), None) => {
+                    AdminRequest::EnrollSupervisor {
+                        supervisor,
+                        stations: stations.split(',').map(|s| s.trim().to_string()).collect(),
+                    }
                 }
+                (None, None, None, None, Some(bureau)) => AdminRequest::EnrollBureau { bureau },
+                _ => anyhow::bail!(
+                    "give --station and --device, --station and --relay, \
+                     --station and --supervisor, or --bureau"
+                ),
             };
             // Enrolling on a stopped hub may create its store.
             let key = store_key(&data, key_file, cipher, true)?;

@@ -127,6 +127,32 @@ pub fn reveal(text: Option<&str>) -> Result<bool, BadParameter> {
     }
 }
 
+/// A month written `YYYY-MM` (`through`).
+///
+/// # Errors
+/// [`BadParameter`] naming `through` for anything else.
+pub fn month(text: &str) -> Result<Period, BadParameter> {
+    match period(text) {
+        Ok(month) if month.kind() == crate::projections::period::PeriodKind::Month => Ok(month),
+        _ => Err(BadParameter(
+            "through: must be a month written YYYY-MM".into(),
+        )),
+    }
+}
+
+/// A yes/no parameter `name`: `true` or `1`; `false`, `0`, empty or
+/// absent are no.
+///
+/// # Errors
+/// [`BadParameter`] naming `name` for any other value.
+pub fn flag(name: &str, text: Option<&str>) -> Result<bool, BadParameter> {
+    match text.unwrap_or_default() {
+        "true" | "1" => Ok(true),
+        "" | "false" | "0" => Ok(false),
+        _ => Err(BadParameter(format!("{name}: must be true or false"))),
+    }
+}
+
 /// The first day a listing covers (`since`), written `YYYY-MM-DD`.
 ///
 /// # Errors

@@ -158,6 +158,17 @@ pub enum TrainingKind {
     CoLearning,
 }
 
+/// What a supervisor's review is asked for (督导审核).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum ReviewSubject {
+    /// 分档调整: a tier change.
+    TierChange,
+    /// 服务计划: a case plan (a note of kind plan).
+    CasePlan,
+    /// 结案: a closure.
+    Closure,
+}
+
 /// Maps a facade enum to its proto value and back; `None` back for a value
 /// this version does not know (or the unspecified one).
 macro_rules! proto_enum {
@@ -198,6 +209,7 @@ proto_enum!(ActivityKind, v1::ActivityKind, {
 });
 proto_enum!(ResourceKind, v1::ResourceKind, { Cash, InKind, Service, Policy });
 proto_enum!(TrainingKind, v1::TrainingKind, { Training, Supervision, CoLearning });
+proto_enum!(ReviewSubject, v1::ReviewSubject, { TierChange, CasePlan, Closure });
 
 fn proto<T: Into<P>, P: Into<i32>>(value: T) -> i32 {
     value.into().into()
@@ -797,6 +809,113 @@ impl Voiding {
                 .to_vec(),
             reason: self.reason,
         }))
+    }
+}
+
+/// 提请审核: asks a supervisor to review a tier change, a case plan or a
+/// closure. Asking again for the same subject resubmits it (after a return).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ReviewRequest {
+    /// The case.
+    pub case_id: String,
+    /// What is to be reviewed.
+    pub subject: ReviewSubject,
+    /// The entry under review; `None` takes the case's latest entry of that
+    /// kind.
+    #[uniffi(default = None)]
+    pub subject_event_id: Option<String>,
+    /// Up to 500 characters for the supervisor.
+    #[uniffi(default = "")]
+    pub note: String,
+    /// `YYYY-MM-DD`.
+    pub requested_on: String,
+    /// Idempotency key from [`new_entry_id`].
+    #[uniffi(default = None)]
+    pub entry_id: Option<String>,
+}
+
+impl ReviewRequest {
+    /// The event body; the last entry seen is the device's latest of the case.
+    ///
+    /// # Errors
+    /// An id that is not a UUID.
+    pub fn into_body(self) -> Result<Body, FieldError> {
+        Ok(Body::ReviewRequested(v1::ReviewRequested {
+            case_id: case_bytes("review_requested.case_id", &self.case_id)?,
+            subject: proto::<_, v1::ReviewSubject>(self.subject),
+            subject_event_id: match &self.subject_event_id {
+                Some(id) => parse_id("review_requested.subject_event_id", id)?
+                    .as_bytes()
+                    .to_vec(),
+                None => Vec::new(),
+            },
+            last_seen_event_id: Vec::new(),
+            requested_on: self.requested_on,
+            note: self.note,
+        }))
+    }
+}
+
+/// A supervisor's decision on a review request: approved, or returned to
+/// the worker with what to change.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ReviewDecision {
+    /// The request's entry id (as [`crate::ReviewSummary::request_id`] gives it).
+    pub request_id: String,
+    /// Approve (审核通过), else return (退回修改).
+    pub approve: bool,
+    /// Up to 500 characters; required to return.
+    #[uniffi(default = "")]
+    pub comment: String,
+    /// `YYYY-MM-DD`.
+    pub decided_on: String,
+    /// The latest entry of the case the supervisor saw (the case's
+    /// `last_event_id` on the screen the decision was taken from); `None`
+    /// takes the device's latest. A case changed since is flagged stale.
+    #[uniffi(default = None)]
+    pub last_seen_event_id: Option<String>,
+    /// Idempotency key from [`new_entry_id`].
+    #[uniffi(default = None)]
+    pub entry_id: Option<String>,
+}
+
+impl ReviewDecision {
+    /// The event body; the case is the request's.
+    ///
+    /// # Errors
+    /// An id that is not a UUID.
+    pub fn into_body(self) -> Result<Body, FieldError> {
+        let prefix = if self.approve {
+            "review_approved"
+        } else {
+            "review_returned"
+        };
+        let request_id = parse_id(&format!("{prefix}.request_id"), &self.request_id)?
+            .as_bytes()
+            .to_vec();
+        let last_seen_event_id = match &self.last_seen_event_id {
+            Some(id) => parse_id(&format!("{prefix}.last_seen_event_id"), id)?
+                .as_bytes()
+                .to_vec(),
+            None => Vec::new(),
+        };
+        Ok(if self.approve {
+            Body::ReviewApproved(v1::ReviewApproved {
+                case_id: Vec::new(),
+                request_id,
+                last_seen_event_id,
+                decided_on: self.decided_on,
+                comment: self.comment,
+            })
+        } else {
+            Body::ReviewReturned(v1::ReviewReturned {
+                case_id: Vec::new(),
+                request_id,
+                last_seen_event_id,
+                decided_on: self.decided_on,
+                comment: self.comment,
+            })
+        })
     }
 }
 

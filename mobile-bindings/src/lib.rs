@@ -37,13 +37,14 @@ pub mod views;
 pub use entries::{
     ActivityKind, Assessment, CallOutcome, CaseClosing, CaseMerging, CaseNote, CaseOpening,
     CaseReopening, CaseSource, Category, CommunityActivity, DuplicateDismissal, Gender,
-    GroupSession, GuardianCall, NoteKind, Resource, ResourceKind, Tier, Training, TrainingKind,
-    Verification, Visit, VisitKind, Voiding, new_entry_id,
+    GroupSession, GuardianCall, NoteKind, Resource, ResourceKind, ReviewDecision, ReviewRequest,
+    ReviewSubject, Tier, Training, TrainingKind, Verification, Visit, VisitKind, Voiding,
+    new_entry_id,
 };
 pub use error::FieldError;
 pub use keys::{KeyProvider, KeyProviderError};
 pub use store::{FieldStore, Recorded, StoreOptions};
 pub use views::{
-    CaseStatus, CaseSummary, EntryKind, FollowUp, ParkedEntries, StoreStatus, SyncReport,
-    TimelineEntry,
+    CaseStatus, CaseSummary, EntryKind, FollowUp, ParkedEntries, ReviewState, ReviewSummary,
+    StoreStatus, SyncReport, TimelineEntry,
 };

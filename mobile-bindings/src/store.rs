@@ -28,12 +28,12 @@ use station_proto::validate;
 
 use crate::entries::{
     Assessment, CaseClosing, CaseMerging, CaseNote, CaseOpening, CaseReopening, CommunityActivity,
-    DuplicateDismissal, GroupSession, GuardianCall, Resource, Training, Verification, Visit,
-    Voiding, id_text, parse_entry_id, parse_id,
+    DuplicateDismissal, GroupSession, GuardianCall, Resource, ReviewDecision, ReviewRequest,
+    Training, Verification, Visit, Voiding, id_text, parse_entry_id, parse_id,
 };
 use crate::error::FieldError;
 use crate::keys::{KeyProvider, ProviderWrapper};
-use crate::views::{CaseSummary, FollowUp, StoreStatus, TimelineEntry};
+use crate::views::{CaseSummary, FollowUp, ReviewSummary, StoreStatus, TimelineEntry};
 use station_agent::seal::KeySource;
 
 /// The sled page cache a store opens with unless told otherwise: small, for
@@ -389,6 +389,46 @@ impl FieldStore {
     pub fn void_entry(&self, entry: Voiding) -> Result<Recorded, FieldError> {
         let entry_id = entry.entry_id.clone();
         self.record(entry_id, entry.into_body()?)
+    }
+
+    /// 提请审核: asks a supervisor to review a tier change, a case plan or a
+    /// closure of a case.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`] (among others, a case with no entry of
+    /// that kind to review), [`FieldError::UnknownCase`].
+    pub fn request_review(&self, mut entry: ReviewRequest) -> Result<Recorded, FieldError> {
+        entry.case_id = self.resolve("review_requested.case_id", &entry.case_id)?;
+        let entry_id = entry.entry_id.clone();
+        self.record(entry_id, entry.into_body()?)
+    }
+
+    /// A supervisor's decision on a review request, offline like any entry:
+    /// approved, or returned with what to change.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`] (among others, a request this device
+    /// does not hold, a return without a comment), [`FieldError::UnknownCase`].
+    pub fn decide_review(&self, entry: ReviewDecision) -> Result<Recorded, FieldError> {
+        let entry_id = entry.entry_id.clone();
+        self.record(entry_id, entry.into_body()?)
+    }
+
+    /// Review requests of the station's cases: those waiting for a
+    /// supervisor (with their age) and those returned and not resubmitted
+    /// yet; with `all`, the decided ones too.
+    ///
+    /// # Errors
+    /// [`FieldError::Storage`].
+    pub fn reviews(&self, all: bool) -> Result<Vec<ReviewSummary>, FieldError> {
+        let today = today();
+        Ok(self
+            .agent
+            .review_items()?
+            .iter()
+            .filter(|(_, item)| all || item.is_queued() || item.is_returned())
+            .map(|(case, item)| ReviewSummary::new(case, item, today))
+            .collect())
     }
 
     /// The station's cases this device knows, open and closed, by community

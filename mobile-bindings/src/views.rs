@@ -11,7 +11,9 @@ use station_proto::case::{CaseStatus as ModelCaseStatus, CaseView, DueFollowUp, 
 use station_proto::ids::Uuid;
 use station_proto::{Body, Event};
 
-use crate::entries::{Category, Tier, id_text};
+use station_proto::review::{ReviewItem, ReviewState as ModelReviewState};
+
+use crate::entries::{Category, ReviewSubject, Tier, id_text};
 
 /// Whether a case is being followed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -115,6 +117,76 @@ pub enum EntryKind {
     CasesMerged,
     /// The file was found not to duplicate another (非重复).
     DuplicateDismissed,
+    /// A review was asked for (提请审核).
+    ReviewRequested,
+    /// A supervisor approved a review (审核通过).
+    ReviewApproved,
+    /// A supervisor returned a review (退回修改).
+    ReviewReturned,
+}
+
+/// Where a review request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum ReviewState {
+    /// Waiting for a supervisor.
+    Pending,
+    /// Approved.
+    Approved,
+    /// Returned to the worker: see `comment`.
+    Returned,
+}
+
+/// One review request, as the worker's and the supervisor's screens show it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ReviewSummary {
+    /// The request's entry id: what a decision names.
+    pub request_id: String,
+    /// The case.
+    pub case_id: String,
+    /// The case's 档案编号.
+    pub file_number: String,
+    /// The person's name.
+    pub name: String,
+    /// What is under review; `None` for a subject a newer app recorded.
+    pub subject: Option<ReviewSubject>,
+    /// The day it was asked for.
+    pub requested_on: Option<String>,
+    /// Days since it was asked for.
+    pub age_days: i64,
+    /// Where it stands.
+    pub state: ReviewState,
+    /// The decision's comment: for a returned request, what to change
+    /// (show it as "returned: …" until the request is resubmitted).
+    pub comment: String,
+    /// The decision was taken on a case that had changed since the
+    /// supervisor last saw it.
+    pub stale: bool,
+    /// The latest entry of the case, to pass as a decision's
+    /// `last_seen_event_id`.
+    pub case_last_event_id: String,
+}
+
+impl ReviewSummary {
+    /// The summary of `item`, a request of `case`, on `today`.
+    pub fn new(case: &CaseView, item: &ReviewItem, today: NaiveDate) -> Self {
+        Self {
+            request_id: id_text(item.request_id),
+            case_id: id_text(case.case_id),
+            file_number: case.file_number.clone(),
+            name: case.name.clone(),
+            subject: ReviewSubject::from_proto(item.subject),
+            requested_on: item.requested_on.map(date_text),
+            age_days: item.age_days(today),
+            state: match item.state {
+                ModelReviewState::Pending => ReviewState::Pending,
+                ModelReviewState::Approved => ReviewState::Approved,
+                ModelReviewState::Returned => ReviewState::Returned,
+            },
+            comment: item.comment.clone(),
+            stale: item.stale,
+            case_last_event_id: id_text(case.last_event_id),
+        }
+    }
 }
 
 /// One entry, as a timeline shows it.
@@ -321,6 +393,9 @@ impl TimelineEntry {
                 m.reason,
                 None,
             ),
+            Body::ReviewRequested(m) => (EntryKind::ReviewRequested, m.requested_on, m.note, None),
+            Body::ReviewApproved(m) => (EntryKind::ReviewApproved, m.decided_on, m.comment, None),
+            Body::ReviewReturned(m) => (EntryKind::ReviewReturned, m.decided_on, m.comment, None),
         };
         Some(Self {
             event_id,

@@ -13,8 +13,8 @@ use station_mobile::{
     ActivityKind, Assessment, CallOutcome, CaseClosing, CaseMerging, CaseNote, CaseOpening,
     CaseReopening, CaseSource, CaseStatus, Category, CommunityActivity, DuplicateDismissal,
     EntryKind, FieldError, FieldStore, Gender, GroupSession, GuardianCall, NoteKind, Resource,
-    ResourceKind, StoreOptions, Tier, Training, TrainingKind, Verification, Visit, VisitKind,
-    Voiding, new_entry_id,
+    ResourceKind, ReviewDecision, ReviewRequest, ReviewState, ReviewSubject, StoreOptions, Tier,
+    Training, TrainingKind, Verification, Visit, VisitKind, Voiding, new_entry_id,
 };
 
 const STATION: &str = "540502001";
@@ -694,4 +694,95 @@ fn two_files_of_one_person_are_merged_and_a_flag_is_dismissed() {
         }),
         "duplicate_dismissed.duplicate_of_case_id",
     );
+}
+
+#[test]
+fn a_closure_is_asked_for_review_returned_and_resubmitted_on_the_phone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let case_id = store.open_case(opening()).unwrap().event_id;
+    let nothing = store
+        .request_review(ReviewRequest {
+            case_id: case_id.clone(),
+            subject: ReviewSubject::Closure,
+            subject_event_id: None,
+            note: String::new(),
+            requested_on: date(0),
+            entry_id: None,
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&nothing, FieldError::InvalidInput { field, .. } if field == "review_requested.subject_event_id"),
+        "{nothing:?}"
+    );
+    store
+        .close_case(CaseClosing {
+            case_id: case_id.clone(),
+            reason: "入住敬老院".into(),
+            closed_on: date(0),
+            entry_id: None,
+        })
+        .unwrap();
+    let request = store
+        .request_review(ReviewRequest {
+            case_id: case_id.clone(),
+            subject: ReviewSubject::Closure,
+            subject_event_id: None,
+            note: "请审核".into(),
+            requested_on: date(0),
+            entry_id: None,
+        })
+        .unwrap()
+        .event_id;
+    let waiting = store.reviews(false).unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].state, ReviewState::Pending);
+    assert_eq!(waiting[0].subject, Some(ReviewSubject::Closure));
+    let refused = store
+        .decide_review(ReviewDecision {
+            request_id: request.clone(),
+            approve: false,
+            comment: String::new(),
+            decided_on: date(0),
+            last_seen_event_id: None,
+            entry_id: None,
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&refused, FieldError::InvalidInput { field, .. } if field == "review_returned.comment"),
+        "{refused:?}"
+    );
+    store
+        .decide_review(ReviewDecision {
+            request_id: request.clone(),
+            approve: false,
+            comment: "请补充入住证明".into(),
+            decided_on: date(0),
+            last_seen_event_id: Some(waiting[0].case_last_event_id.clone()),
+            entry_id: None,
+        })
+        .unwrap();
+    let returned = store.reviews(false).unwrap();
+    assert_eq!(returned[0].state, ReviewState::Returned);
+    assert_eq!(returned[0].comment, "请补充入住证明");
+    assert!(!returned[0].stale);
+    let timeline = store.case_timeline(case_id.clone()).unwrap();
+    assert_eq!(
+        timeline.last().map(|e| e.kind),
+        Some(EntryKind::ReviewReturned)
+    );
+    store
+        .request_review(ReviewRequest {
+            case_id,
+            subject: ReviewSubject::Closure,
+            subject_event_id: None,
+            note: String::new(),
+            requested_on: date(0),
+            entry_id: None,
+        })
+        .unwrap();
+    let now = store.reviews(false).unwrap();
+    assert_eq!(now.len(), 1, "the returned one is resubmitted");
+    assert_eq!(now[0].state, ReviewState::Pending);
+    assert_eq!(store.reviews(true).unwrap().len(), 2);
 }

@@ -194,6 +194,9 @@ pub fn case_of(body: &Body) -> Option<Uuid> {
         Body::GuardianCalled(m) => &m.case_id,
         Body::CasesMerged(m) => &m.survivor_case_id,
         Body::DuplicateDismissed(m) => &m.case_id,
+        Body::ReviewRequested(m) => &m.case_id,
+        Body::ReviewApproved(m) => &m.case_id,
+        Body::ReviewReturned(m) => &m.case_id,
         Body::ResourceLinked(m) => {
             if m.case_id.is_empty() {
                 return None;
@@ -230,7 +233,10 @@ pub fn merge_of(body: &Body) -> Option<(Uuid, Uuid)> {
         | Body::GroupSessionHeld(_)
         | Body::TrainingHeld(_)
         | Body::EventVoided(_)
-        | Body::DuplicateDismissed(_) => None,
+        | Body::DuplicateDismissed(_)
+        | Body::ReviewRequested(_)
+        | Body::ReviewApproved(_)
+        | Body::ReviewReturned(_) => None,
     }
 }
 
@@ -331,19 +337,62 @@ pub enum CaseStep<'a> {
     /// call is not a follow-up visit; `CasesMerged` and `DuplicateDismissed`,
     /// whose effect is on which files count, not on the view).
     Recorded,
+    /// `ReviewRequested`: counts as an event of the case; its state is
+    /// [`crate::review::fold_reviews`]'s.
+    ReviewRequested {
+        /// What is under review (`ReviewSubject` value).
+        subject: i32,
+        /// The event under review, when well formed.
+        subject_event: Option<Uuid>,
+        /// The day of the request.
+        requested_on: Option<NaiveDate>,
+    },
+    /// `ReviewApproved` or `ReviewReturned`.
+    ReviewDecided {
+        /// The request decided, when well formed.
+        request: Option<Uuid>,
+        /// Approved (else returned).
+        approved: bool,
+        /// The last case event the decision's author saw, when well formed.
+        last_seen: Option<Uuid>,
+        /// The day of the decision.
+        decided_on: Option<NaiveDate>,
+        /// The decision's comment.
+        comment: &'a str,
+    },
+}
+
+impl CaseStep<'_> {
+    /// Whether the step is a review event (a request or a decision), which
+    /// does not change the case a decision is about.
+    pub fn is_review(&self) -> bool {
+        match self {
+            CaseStep::ReviewRequested { .. } | CaseStep::ReviewDecided { .. } => true,
+            CaseStep::Opened { .. }
+            | CaseStep::Assessed { .. }
+            | CaseStep::Closed
+            | CaseStep::Reopened { .. }
+            | CaseStep::Visited { .. }
+            | CaseStep::Verified { .. }
+            | CaseStep::Recorded => false,
+        }
+    }
 }
 
 impl CaseStep<'_> {
     /// What a step of an absorbed file says to its survivor's view: visits,
     /// verifications and entries count as they are; the absorbed file's
     /// opening, tier changes, closings and reopenings are its own and are
-    /// entries of the joined timeline only.
+    /// entries of the joined timeline only, and so are its review requests
+    /// and decisions.
     pub fn absorbed(self) -> Self {
         match self {
             CaseStep::Opened { .. }
             | CaseStep::Assessed { .. }
             | CaseStep::Closed
-            | CaseStep::Reopened { .. } => CaseStep::Recorded,
+            | CaseStep::Reopened { .. }
+            | CaseStep::ReviewRequested { .. }
+            | CaseStep::ReviewDecided { .. } => CaseStep::Recorded,
             CaseStep::Visited { .. } | CaseStep::Verified { .. } | CaseStep::Recorded => self,
         }
     }
@@ -378,6 +427,25 @@ impl<'a> CaseStep<'a> {
             | Body::GuardianCalled(_)
             | Body::CasesMerged(_)
             | Body::DuplicateDismissed(_) => CaseStep::Recorded,
+            Body::ReviewRequested(m) => CaseStep::ReviewRequested {
+                subject: m.subject,
+                subject_event: Uuid::from_slice(&m.subject_event_id).ok(),
+                requested_on: parse_date(&m.requested_on),
+            },
+            Body::ReviewApproved(m) => CaseStep::ReviewDecided {
+                request: Uuid::from_slice(&m.request_id).ok(),
+                approved: true,
+                last_seen: Uuid::from_slice(&m.last_seen_event_id).ok(),
+                decided_on: parse_date(&m.decided_on),
+                comment: &m.comment,
+            },
+            Body::ReviewReturned(m) => CaseStep::ReviewDecided {
+                request: Uuid::from_slice(&m.request_id).ok(),
+                approved: false,
+                last_seen: Uuid::from_slice(&m.last_seen_event_id).ok(),
+                decided_on: parse_date(&m.decided_on),
+                comment: &m.comment,
+            },
             Body::ResourceLinked(m) => {
                 if m.case_id.is_empty() {
                     return None;
@@ -429,7 +497,9 @@ where
             | CaseStep::Reopened { .. }
             | CaseStep::Visited { .. }
             | CaseStep::Verified { .. }
-            | CaseStep::Recorded => None,
+            | CaseStep::Recorded
+            | CaseStep::ReviewRequested { .. }
+            | CaseStep::ReviewDecided { .. } => None,
         })?;
     let mut view = CaseView {
         case_id,
@@ -453,7 +523,10 @@ where
             view.last_event_id = id;
         }
         match step {
-            CaseStep::Opened { .. } | CaseStep::Recorded => {}
+            CaseStep::Opened { .. }
+            | CaseStep::Recorded
+            | CaseStep::ReviewRequested { .. }
+            | CaseStep::ReviewDecided { .. } => {}
             CaseStep::Assessed { tier } => view.tier = tier,
             CaseStep::Closed => view.status = CaseStatus::Closed,
             CaseStep::Reopened { reopened_on, tier } => {

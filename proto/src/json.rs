@@ -300,8 +300,8 @@ mod tests {
     use crate::v1::{
         ActivityHeld, ActivityKind, BeneficiaryVerified, CaseAssessed, CaseClosed, CaseNoteAdded,
         CaseOpened, CaseReopened, CaseSource, Category, EventVoided, Gender, GroupSessionHeld,
-        NoteKind, ResourceKind, ResourceLinked, Tier, TrainingHeld, TrainingKind, VisitKind,
-        VisitRecorded,
+        NoteKind, ResourceKind, ResourceLinked, ReviewApproved, ReviewRequested, ReviewReturned,
+        ReviewSubject, Tier, TrainingHeld, TrainingKind, VisitKind, VisitRecorded,
     };
 
     const CASE: &str = "01928c5a-1e40-7abc-8def-000000000001";
@@ -407,13 +407,35 @@ mod tests {
                 voided_event_id: case_id(),
                 reason: "录入错误".into(),
             }),
+            Body::ReviewRequested(ReviewRequested {
+                case_id: case_id(),
+                subject: ReviewSubject::TierChange.into(),
+                subject_event_id: case_id(),
+                last_seen_event_id: case_id(),
+                requested_on: "2026-11-02".into(),
+                note: String::new(),
+            }),
+            Body::ReviewApproved(ReviewApproved {
+                case_id: case_id(),
+                request_id: case_id(),
+                last_seen_event_id: case_id(),
+                decided_on: "2026-11-02".into(),
+                comment: "同意".into(),
+            }),
+            Body::ReviewReturned(ReviewReturned {
+                case_id: case_id(),
+                request_id: case_id(),
+                last_seen_event_id: case_id(),
+                decided_on: "2026-11-02".into(),
+                comment: "请补充".into(),
+            }),
         ]
     }
 
     #[test]
     fn every_body_round_trips() {
         let bodies = every_body();
-        assert_eq!(bodies.len(), 12, "one sample per body kind");
+        assert_eq!(bodies.len(), 15, "one sample per body kind");
         for body in bodies {
             let line = body_to_json(&body).to_string();
             let back = body_from_json(&line).unwrap_or_else(|e| panic!("{line}: {e}"));

@@ -26,6 +26,8 @@
 //!   finds a person's files without holding the ID number.
 //! - [`money`]: yuan as people write it, to the fen events carry.
 //! - [`names`]: the names people type for the enums (short, proto, Chinese).
+//! - [`review`]: supervision: which changes need review, and the fold of
+//!   review requests and decisions (pending, approved, returned, stale).
 
 pub mod case;
 pub mod chain;
@@ -38,6 +40,7 @@ pub mod mask;
 pub mod money;
 pub mod names;
 pub mod person;
+pub mod review;
 pub mod validate;
 
 /// Messages and service stubs of package `station.v1`.

@@ -144,6 +144,9 @@ pub fn body(body: &mut Body, shown: Shown) {
         Body::EventVoided(m) => free_text(&mut m.reason, shown),
         Body::CasesMerged(m) => free_text(&mut m.reason, shown),
         Body::DuplicateDismissed(m) => free_text(&mut m.reason, shown),
+        Body::ReviewRequested(m) => free_text(&mut m.note, shown),
+        Body::ReviewApproved(m) => free_text(&mut m.comment, shown),
+        Body::ReviewReturned(m) => free_text(&mut m.comment, shown),
         // About groups and the station, not one person.
         Body::ActivityHeld(_) | Body::GroupSessionHeld(_) | Body::TrainingHeld(_) => {}
     }

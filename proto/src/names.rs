@@ -12,8 +12,8 @@
 //! are exactly those listed.
 
 use crate::v1::{
-    ActivityKind, CallOutcome, CaseSource, Category, Gender, NoteKind, ResourceKind, Tier,
-    TrainingKind, VisitKind,
+    ActivityKind, CallOutcome, CaseSource, Category, Gender, NoteKind, ResourceKind, ReviewSubject,
+    Tier, TrainingKind, VisitKind,
 };
 
 /// A `station.v1` enum with the names people type for it.
@@ -130,6 +130,15 @@ named!(TrainingKind {
     Supervision => "supervision",
     CoLearning => "co-learning",
 });
+named!(ReviewSubject {
+    TierChange => "tier-change",
+    CasePlan => "case-plan",
+    Closure => "closure",
+} aliases {
+    "分档调整" => TierChange,
+    "服务计划" => CasePlan,
+    "结案" => Closure,
+});
 
 #[cfg(test)]
 mod tests {
@@ -172,6 +181,7 @@ mod tests {
         table_keeps_its_invariants::<ActivityKind>("ACTIVITY_KIND_");
         table_keeps_its_invariants::<ResourceKind>("RESOURCE_KIND_");
         table_keeps_its_invariants::<TrainingKind>("TRAINING_KIND_");
+        table_keeps_its_invariants::<ReviewSubject>("REVIEW_SUBJECT_");
     }
 
     #[test]

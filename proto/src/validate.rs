@@ -36,7 +36,8 @@ use crate::v1::{
     ActivityHeld, ActivityKind, BeneficiaryVerified, CallOutcome, CaseAssessed, CaseClosed,
     CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, CasesMerged, Category, DuplicateDismissed,
     EventVoided, Gender, GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked,
-    Tier, TrainingHeld, TrainingKind, VisitKind, VisitRecorded,
+    ReviewApproved, ReviewRequested, ReviewReturned, ReviewSubject, Tier, TrainingHeld,
+    TrainingKind, VisitKind, VisitRecorded,
 };
 use crate::{Body, Event};
 
@@ -261,6 +262,9 @@ pub fn body(body: &mut Body, station_code: &str, ctx: &Context) -> Result<(), In
         Body::GuardianCalled(m) => guardian_called(m, station_code, ctx),
         Body::CasesMerged(m) => cases_merged(m, station_code, ctx),
         Body::DuplicateDismissed(m) => duplicate_dismissed(m, station_code, ctx),
+        Body::ReviewRequested(m) => review_requested(m, station_code, ctx),
+        Body::ReviewApproved(m) => review_approved(m, station_code, ctx),
+        Body::ReviewReturned(m) => review_returned(m, station_code, ctx),
     }
 }
 
@@ -727,6 +731,73 @@ pub fn event_voided(
     const P: &str = "event_voided";
     uuid16(&path(P, "voided_event_id"), &m.voided_event_id)?;
     text(&path(P, "reason"), &mut m.reason, REASON_MAX, true)?;
+    Ok(())
+}
+
+/// Validates a [`ReviewRequested`] (提请审核).
+///
+/// `case_id`, `subject_event_id` and `last_seen_event_id` 16 bytes; `subject` specified;
+/// `requested_on` a [`date`]; `note` at most [`REASON_MAX`] characters.
+///
+/// # Errors
+///
+/// The first broken rule, as `review_requested.<field>`.
+pub fn review_requested(
+    m: &mut ReviewRequested,
+    _station_code: &str,
+    ctx: &Context,
+) -> Result<(), Invalid> {
+    const P: &str = "review_requested";
+    uuid16(&path(P, "case_id"), &m.case_id)?;
+    required_enum::<ReviewSubject>(&path(P, "subject"), m.subject)?;
+    uuid16(&path(P, "subject_event_id"), &m.subject_event_id)?;
+    uuid16(&path(P, "last_seen_event_id"), &m.last_seen_event_id)?;
+    date(&path(P, "requested_on"), &m.requested_on, ctx)?;
+    text(&path(P, "note"), &mut m.note, REASON_MAX, false)?;
+    Ok(())
+}
+
+/// Validates a [`ReviewApproved`] (审核通过).
+///
+/// `case_id`, `request_id` and `last_seen_event_id` 16 bytes; `decided_on` a [`date`];
+/// `comment` at most [`REASON_MAX`] characters.
+///
+/// # Errors
+///
+/// The first broken rule, as `review_approved.<field>`.
+pub fn review_approved(
+    m: &mut ReviewApproved,
+    _station_code: &str,
+    ctx: &Context,
+) -> Result<(), Invalid> {
+    const P: &str = "review_approved";
+    uuid16(&path(P, "case_id"), &m.case_id)?;
+    uuid16(&path(P, "request_id"), &m.request_id)?;
+    uuid16(&path(P, "last_seen_event_id"), &m.last_seen_event_id)?;
+    date(&path(P, "decided_on"), &m.decided_on, ctx)?;
+    text(&path(P, "comment"), &mut m.comment, REASON_MAX, false)?;
+    Ok(())
+}
+
+/// Validates a [`ReviewReturned`] (退回修改).
+///
+/// `case_id`, `request_id` and `last_seen_event_id` 16 bytes; `decided_on` a [`date`];
+/// `comment` 1 to [`REASON_MAX`] characters (a return says what to change).
+///
+/// # Errors
+///
+/// The first broken rule, as `review_returned.<field>`.
+pub fn review_returned(
+    m: &mut ReviewReturned,
+    _station_code: &str,
+    ctx: &Context,
+) -> Result<(), Invalid> {
+    const P: &str = "review_returned";
+    uuid16(&path(P, "case_id"), &m.case_id)?;
+    uuid16(&path(P, "request_id"), &m.request_id)?;
+    uuid16(&path(P, "last_seen_event_id"), &m.last_seen_event_id)?;
+    date(&path(P, "decided_on"), &m.decided_on, ctx)?;
+    text(&path(P, "comment"), &mut m.comment, REASON_MAX, true)?;
     Ok(())
 }
 
@@ -1741,6 +1812,62 @@ mod tests {
             check(&|m| m.reason.clear()),
             err("duplicate_dismissed.reason", "must not be empty")
         );
+    }
+
+    #[test]
+    fn review_rules() {
+        let c = ctx();
+        let request = ReviewRequested {
+            case_id: CASE_ID.to_vec(),
+            subject: ReviewSubject::Closure.into(),
+            subject_event_id: CASE_ID.to_vec(),
+            last_seen_event_id: CASE_ID.to_vec(),
+            requested_on: "2026-11-01".into(),
+            note: " 迁出 ".into(),
+        };
+        let mut m = request.clone();
+        assert_eq!(review_requested(&mut m, STATION, &c), Ok(()));
+        assert_eq!(m.note, "迁出");
+        let mut m = ReviewRequested {
+            subject: 0,
+            ..request.clone()
+        };
+        assert_eq!(
+            review_requested(&mut m, STATION, &c),
+            err("review_requested.subject", "must be specified")
+        );
+        let mut m = ReviewRequested {
+            subject_event_id: vec![1; 3],
+            ..request
+        };
+        assert!(review_requested(&mut m, STATION, &c).is_err());
+        let returned = ReviewReturned {
+            case_id: CASE_ID.to_vec(),
+            request_id: CASE_ID.to_vec(),
+            last_seen_event_id: CASE_ID.to_vec(),
+            decided_on: "2026-11-02".into(),
+            comment: "请补充家访记录".into(),
+        };
+        let mut m = returned.clone();
+        assert_eq!(review_returned(&mut m, STATION, &c), Ok(()));
+        let mut m = ReviewReturned {
+            comment: " ".into(),
+            ..returned.clone()
+        };
+        assert_eq!(
+            review_returned(&mut m, STATION, &c),
+            err("review_returned.comment", "must not be empty")
+        );
+        let mut m = ReviewApproved {
+            case_id: returned.case_id,
+            request_id: returned.request_id,
+            last_seen_event_id: returned.last_seen_event_id,
+            decided_on: returned.decided_on,
+            comment: String::new(),
+        };
+        assert_eq!(review_approved(&mut m, STATION, &c), Ok(()));
+        m.decided_on = "2026-12-30".into();
+        assert!(review_approved(&mut m, STATION, &c).is_err());
     }
 
     #[test]

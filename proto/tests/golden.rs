@@ -14,7 +14,8 @@ use station_proto::v1::{
     ActivityHeld, ActivityKind, BeneficiaryVerified, CallOutcome, CaseAssessed, CaseClosed,
     CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, CasesMerged, Category, DuplicateDismissed,
     EventVoided, Gender, GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked,
-    Tier, TrainingHeld, TrainingKind, VisitKind, VisitRecorded,
+    ReviewApproved, ReviewRequested, ReviewReturned, ReviewSubject, Tier, TrainingHeld,
+    TrainingKind, VisitKind, VisitRecorded,
 };
 use station_proto::validate::{self, Context};
 use station_proto::{Body, Event};
@@ -188,6 +189,37 @@ fn samples() -> Vec<(&'static str, Event)> {
                 dismissed_on: "2026-11-02".into(),
             }),
         ),
+        (
+            "review_requested",
+            Body::ReviewRequested(ReviewRequested {
+                case_id: id(CASE_ID),
+                subject: ReviewSubject::Closure.into(),
+                subject_event_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_0004),
+                last_seen_event_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_0004),
+                requested_on: "2026-11-01".into(),
+                note: "迁往日喀则，已办理转介".into(),
+            }),
+        ),
+        (
+            "review_approved",
+            Body::ReviewApproved(ReviewApproved {
+                case_id: id(CASE_ID),
+                request_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_000e),
+                last_seen_event_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_000e),
+                decided_on: "2026-11-02".into(),
+                comment: String::new(),
+            }),
+        ),
+        (
+            "review_returned",
+            Body::ReviewReturned(ReviewReturned {
+                case_id: id(CASE_ID),
+                request_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_000e),
+                last_seen_event_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_000e),
+                decided_on: "2026-11-02".into(),
+                comment: "请补充转介回执 ཡིག་ཆ".into(),
+            }),
+        ),
     ];
     bodies
         .into_iter()
@@ -237,6 +269,9 @@ fn body_name(body: &Body) -> &'static str {
         Body::GuardianCalled(_) => "guardian_called",
         Body::CasesMerged(_) => "cases_merged",
         Body::DuplicateDismissed(_) => "duplicate_dismissed",
+        Body::ReviewRequested(_) => "review_requested",
+        Body::ReviewApproved(_) => "review_approved",
+        Body::ReviewReturned(_) => "review_returned",
     }
 }
 
@@ -247,7 +282,7 @@ fn there_is_one_sample_per_body_kind() {
         assert_eq!(event.body.as_ref().map(body_name), Some(name));
         assert!(names.insert(name), "{name} twice");
     }
-    assert_eq!(names.len(), 15);
+    assert_eq!(names.len(), 18);
 }
 
 #[test]

@@ -654,3 +654,127 @@ fn two_files_of_one_person_are_merged_and_a_flag_dismissed_on_the_command_line()
     assert!(printed.contains("line 2: ok"), "{printed}");
     assert!(printed.contains("1 recorded, 1 refused"), "{printed}");
 }
+
+#[test]
+fn reviews_are_asked_for_returned_and_listed_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("phone");
+    let out = agent(
+        &data,
+        &["init", "--station", "540502001", "--worker", "w01"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = agent(
+        &data,
+        &[
+            "case",
+            "open",
+            "--name",
+            "央金",
+            "--id-number",
+            "540502201203150014",
+            "--community",
+            "540502001003",
+            "--category",
+            "孤儿",
+            "--tier",
+            "2",
+            "--date",
+            "2026-11-01",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = field(&stdout(&out), "case_id").to_string();
+
+    // Nothing to review yet: refused, nothing recorded.
+    let out = agent(
+        &data,
+        &["review", "request", "--case", &case, "--what", "closure"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("review_requested.subject_event_id: case")
+            && stderr(&out).contains("has no closure to review"),
+        "{}",
+        stderr(&out)
+    );
+    let out = agent(
+        &data,
+        &["review", "request", "--case", &case, "--what", "merger"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(status(&data)["head_seq"], 1);
+
+    let out = agent(
+        &data,
+        &[
+            "case",
+            "close",
+            "--case",
+            &case,
+            "--reason",
+            "收养",
+            "--date",
+            "2026-11-02",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = agent(
+        &data,
+        &[
+            "review",
+            "request",
+            "--case",
+            &case,
+            "--what",
+            "结案",
+            "--date",
+            "2026-11-02",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let request = field(&stdout(&out), "event_id").to_string();
+
+    // A return needs a comment; with one it is listed as returned.
+    let out = agent(
+        &data,
+        &["review", "return", "--request", &request, "--comment", " "],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("review_returned.comment"),
+        "{}",
+        stderr(&out)
+    );
+    let out = agent(
+        &data,
+        &[
+            "review",
+            "return",
+            "--request",
+            &request,
+            "--comment",
+            "请补充收养登记 ཡིག་ཆ",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = agent(&data, &["review", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(table.contains(&request), "{table}");
+    assert!(table.contains("returned: 请补充收养登记 ཡིག་ཆ"), "{table}");
+    let out = agent(&data, &["review", "list", "--format", "json"]);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(rows[0]["state"], "returned");
+    assert_eq!(rows[0]["subject"], "closure");
+    assert_eq!(rows[0]["stale"], false);
+
+    // A decision on a request this device does not hold is refused.
+    let out = agent(&data, &["review", "approve", "--request", &case]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("review_approved.request_id: this device holds no review request"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -12,7 +12,7 @@ use super::{AppState, HttpError, Peer, peer_addr};
 use crate::audit::{self, Access, Channel};
 use crate::projections::{
     CaseTimeline, Caseload, Conflicts, DuplicateFiles, IndicatorTable, OverdueList, QuarantineList,
-    SyncHealth,
+    ReviewQueue, SyncHealth, Trends, today_in_china,
 };
 use crate::{auth, params};
 
@@ -108,6 +108,64 @@ pub(super) async fn overdue(
                 })?;
                 Ok(list)
             })
+            .await?,
+    ))
+}
+
+/// GET /api/reviews?station=…&as_of=YYYY-MM-DD&all=true: the review
+/// queue (waiting and returned requests, or every one with `all`), with ages;
+/// audited, as it names cases.
+pub(super) async fn reviews(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    query: Pairs,
+) -> Result<Json<ReviewQueue>, HttpError> {
+    let caller = state.caller(&headers)?;
+    let asked = Params::from(query)?;
+    let as_of = params::as_of(asked.one("as_of").unwrap_or_default())?;
+    let all = params::flag("all", asked.one("all"))?;
+    let stations = state.stations(&caller, asked.stations())?;
+    let from = peer_addr(peer);
+    Ok(Json(
+        state
+            .read(move |p| {
+                let queue = p.reviews(&stations, as_of, all)?;
+                p.audit_read(Access {
+                    caller,
+                    from,
+                    via: Channel::Json,
+                    read: "reviews".into(),
+                    params: asked.pairs(),
+                    cases: queue.reviews.iter().map(|r| r.case_id).collect(),
+                    revealed: false,
+                })?;
+                Ok(queue)
+            })
+            .await?,
+    ))
+}
+
+/// GET /api/trends?station=…&through=YYYY-MM: the twelve months ending
+/// with `through` (default: this month) of each indicator against its
+/// target, overdue follow-ups and open cases, per station and for the
+/// stations together.
+pub(super) async fn trends(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Pairs,
+) -> Result<Json<Trends>, HttpError> {
+    let caller = state.caller(&headers)?;
+    let asked = Params::from(query)?;
+    let today = today_in_china();
+    let through = match asked.one("through").filter(|t| !t.is_empty()) {
+        Some(text) => params::month(text)?.first_day(),
+        None => today,
+    };
+    let stations = state.stations(&caller, asked.stations())?;
+    Ok(Json(
+        state
+            .read(move |p| p.trends(&stations, through, today))
             .await?,
     ))
 }

@@ -22,17 +22,23 @@ use super::{
 use crate::audit::{Access, Channel};
 use crate::projections::period::Period;
 use crate::projections::{
-    DuplicateFiles, IndicatorTable, OverdueList, SyncHealth, end_of_day_ms, today_in_china,
+    DuplicateFiles, IndicatorTable, OverdueList, ReviewQueue, StationTrend, SyncHealth, Trends,
+    end_of_day_ms, today_in_china,
 };
 use crate::{auth, guard, params};
 
 const STYLE: &str = "body{font-family:'Noto Sans CJK SC','Microsoft YaHei','Noto Sans Tibetan','Microsoft Himalaya',sans-serif;margin:0;background:#f5f6f8;color:#222}\
-header{background:#9b1c1c;color:#fff;padding:12px 24px;display:flex;justify-content:space-between;align-items:center}\
-header a,header button{color:#fff}main{padding:16px 24px}section{background:#fff;border-radius:6px;padding:12px 16px;margin-bottom:16px}\
-.stations{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:12px}\
-.station{border:1px solid #ddd;border-radius:6px;padding:8px}.bo{color:#555;margin-left:8px}\
-table{border-collapse:collapse;width:100%}th,td{border:1px solid #ddd;padding:4px 8px;text-align:left}th{background:#f0f0f0}\
-.warn{color:#b45309}.ok{color:#047857}.muted{color:#6b7280}form.inline{display:inline}table.counts{margin-bottom:12px}";
+header{background:#9b1c1c;color:#fff;padding:12px 24px;display:flex;flex-wrap:wrap;gap:8px;justify-content:space-between;align-items:center}\
+header a,header button{color:#fff}main{padding:16px 24px}section{background:#fff;border-radius:6px;padding:12px 16px;margin-bottom:16px;overflow-wrap:anywhere}\
+.stations{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,360px),1fr));gap:12px}\
+.station{border:1px solid #ddd;border-radius:6px;padding:8px;min-width:0}.bo{color:#555;margin-left:8px}\
+.scroll{overflow-x:auto;max-width:100%;margin-bottom:12px}\
+table{border-collapse:collapse;width:100%}th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;overflow-wrap:normal}th{background:#f0f0f0}\
+input{max-width:100%}svg{max-width:100%;height:auto}\
+.charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,280px),1fr));gap:12px}\
+.chart{border:1px solid #eee;border-radius:6px;padding:6px}.chart h3{font-size:14px;margin:0 0 4px}\
+.warn{color:#b45309}.ok{color:#047857}.muted{color:#6b7280}form.inline{display:inline}table.counts{margin-bottom:0}\
+@media (max-width:600px){header{padding:8px 12px}main{padding:8px}section{padding:8px 10px}th,td{padding:3px 6px;font-size:14px}}";
 
 /// The session cookie's attributes: not readable by scripts, never sent
 /// from another site.
@@ -241,15 +247,27 @@ pub(super) async fn page(
     };
     let as_of = params::as_of(one("as_of").unwrap_or_default())?;
     let stations = state.projections.config().station_codes();
+    let trend_of = match one("trend") {
+        Some(code) if stations.iter().any(|s| s == code) => Some(code.to_string()),
+        Some(code) => {
+            return Err(HttpError::BadRequest(format!(
+                "trend: {code} is not a station of the roster"
+            )));
+        }
+        None => None,
+    };
+    let one_station = trend_of.is_some();
     let from = peer_addr(peer);
-    let (table, overdue, health, duplicates) = state
+    let (table, overdue, health, duplicates, reviews, trends) = state
         .read(move |p| {
             let overdue = p.overdue(as_of, &stations, Some(OVERDUE_SHOWN))?;
             let duplicates = p.duplicates(&stations)?;
-            // The page names the overdue cases' persons and which files
-            // are one person's.
+            let reviews = p.reviews(&stations, today, false)?;
+            // The page names the overdue cases' persons, which files are
+            // one person's, and the cases waiting for review.
             let mut cases: Vec<_> = overdue.cases.iter().map(|c| c.case_id).collect();
             cases.extend(duplicates.case_ids());
+            cases.extend(reviews.reviews.iter().map(|r| r.case_id));
             p.audit_read(Access {
                 caller,
                 from,
@@ -264,11 +282,200 @@ pub(super) async fn page(
                 overdue,
                 p.sync_health(&stations)?,
                 duplicates,
+                reviews,
+                p.trends(
+                    trend_of
+                        .as_ref()
+                        .map_or(&stations[..], std::slice::from_ref),
+                    table_through(period, today),
+                    today,
+                )?,
             ))
         })
         .await?;
-    let body = render(&state, &table, &overdue, &health, &duplicates);
+    let body = render(&state, &table, &overdue, &health, &duplicates, &reviews);
+    let body = body.replacen(
+        TRENDS_PLACE,
+        &render_trends(&trends, one_station, &state),
+        1,
+    );
     Ok(Html(document("社会工作站数据看板", &body)).into_response())
+}
+
+/// The review queue: per station how many requests wait and the oldest's
+/// age, then each waiting or returned request, oldest first; by file
+/// number, never a name.
+fn render_reviews(out: &mut String, state: &AppState, reviews: &ReviewQueue) {
+    let config = state.projections.config();
+    let _ = write!(
+        out,
+        "<section class=\"reviews\"><h2>督导审核（截至 {as_of}）</h2>\
+         <p>待审核 {pending} 项{stale}</p><div class=\"scroll\"><table class=\"reviews\"><thead><tr><th>工作站</th><th>档案编号</th>\
+         <th>事项</th><th>提请人</th><th>提请日期</th><th>等待天数</th><th>状态</th><th>意见</th></tr></thead><tbody>",
+        as_of = reviews.as_of,
+        pending = reviews.pending,
+        stale = if reviews.stale > 0 {
+            format!(
+                "；<span class=\"warn\">{} 项决定时个案已有变动</span>",
+                reviews.stale
+            )
+        } else {
+            String::new()
+        },
+    );
+    if reviews.reviews.is_empty() {
+        out.push_str("<tr><td colspan=\"8\">无待审核事项</td></tr>");
+    }
+    for row in &reviews.reviews {
+        let subject = station_proto::names::parse::<station_proto::v1::ReviewSubject>(&row.subject)
+            .map_or("未定", |s| station_proto::review::subject_label(s.into()));
+        let state_label = if row.stale {
+            format!("{}（个案已变动）", row.state.label())
+        } else {
+            row.state.label().to_string()
+        };
+        let _ = write!(
+            out,
+            "<tr data-station=\"{code}\" data-state=\"{state}\"><td>{station}</td><td>{file}</td><td>{subject}</td><td>{by}</td>\
+             <td>{on}</td><td>{age}</td><td>{state_label}</td><td>{comment}</td></tr>",
+            code = escape(&row.station_code),
+            state = row.state.name(),
+            station = escape(config.station_name(&row.station_code)),
+            file = escape(&row.file_number),
+            by = escape(&row.requested_by),
+            on = row.requested_on.map(|d| d.to_string()).unwrap_or_default(),
+            age = row.age_days,
+            state_label = escape(&state_label),
+            comment = escape(&row.comment),
+        );
+    }
+    out.push_str("</tbody></table></div></section>");
+}
+
+/// Where the trends go in the rendered page.
+const TRENDS_PLACE: &str = "<!--trends-->";
+
+/// The last month the trends cover: the period's last month, or this month
+/// when the period runs on.
+fn table_through(period: Period, today: chrono::NaiveDate) -> chrono::NaiveDate {
+    period.last_day().min(today)
+}
+
+/// One small bar chart of twelve months, with the target as a dashed line.
+fn chart(
+    out: &mut String,
+    title: &str,
+    months: &[String],
+    values: &[f64],
+    target: Option<i64>,
+    key: &str,
+) {
+    const W: f64 = 300.0;
+    const H: f64 = 110.0;
+    const BASE: f64 = 90.0;
+    let top = values
+        .iter()
+        .copied()
+        .fold(target.map_or(0.0, |t| t as f64), f64::max)
+        .max(1.0);
+    let step = W / months.len().max(1) as f64;
+    let _ = write!(
+        out,
+        "<div class=\"chart\" data-trend=\"{key}\"><h3>{title}</h3>\
+         <svg role=\"img\" aria-label=\"{title}\" width=\"100%\" viewBox=\"0 0 {W} {H}\" xmlns=\"http://www.w3.org/2000/svg\">",
+        key = escape(key),
+        title = escape(title),
+    );
+    for (i, (month, value)) in months.iter().zip(values).enumerate() {
+        let height = (value / top * (BASE - 10.0)).max(0.0);
+        let x = i as f64 * step + 2.0;
+        let _ = write!(
+            out,
+            "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{height:.1}\" fill=\"#2563eb\" data-month=\"{m}\" data-value=\"{v}\"><title>{m}: {v}</title></rect>",
+            y = BASE - height,
+            w = step - 4.0,
+            m = escape(month),
+            v = shown(*value),
+        );
+        if i % 3 == 0 || i + 1 == months.len() {
+            let _ = write!(
+                out,
+                "<text x=\"{x:.1}\" y=\"104\" font-size=\"9\">{}</text>",
+                escape(month.get(2..).unwrap_or(month))
+            );
+        }
+    }
+    if let Some(target) = target {
+        let y = BASE - target as f64 / top * (BASE - 10.0);
+        let _ = write!(
+            out,
+            "<line x1=\"0\" x2=\"{W}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#b91c1c\" stroke-dasharray=\"4 3\"/>\
+             <text x=\"{W}\" y=\"{ty:.1}\" font-size=\"9\" text-anchor=\"end\" fill=\"#b91c1c\">目标 {target}</text>",
+            ty = (y - 2.0).max(9.0),
+        );
+    }
+    out.push_str("</svg></div>");
+}
+
+/// The trends section: twelve months of each indicator against its monthly
+/// target, of overdue follow-ups and of open cases, for the district (or
+/// one station), with links to each station's.
+fn render_trends(trends: &Trends, one_station: bool, state: &AppState) -> String {
+    let config = state.projections.config();
+    let shown: &StationTrend = if one_station {
+        match trends.stations.first() {
+            Some(station) => station,
+            None => &trends.district,
+        }
+    } else {
+        &trends.district
+    };
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<section class=\"trends\"><h2>近12个月趋势 · {}</h2><p>",
+        escape(&shown.station_name)
+    );
+    out.push_str("<a href=\"/\">全区</a>");
+    for code in config.station_codes() {
+        let _ = write!(
+            out,
+            " · <a href=\"/?trend={code}\">{}</a>",
+            escape(config.station_name(&code)),
+            code = escape(&code)
+        );
+    }
+    out.push_str("</p><div class=\"charts\">");
+    for metric in &shown.metrics {
+        chart(
+            &mut out,
+            metric.label,
+            &trends.months,
+            &metric.values,
+            metric.target,
+            metric.metric.name(),
+        );
+    }
+    let overdue: Vec<f64> = shown.overdue.iter().map(|&n| n as f64).collect();
+    chart(
+        &mut out,
+        "逾期未访（月末）",
+        &trends.months,
+        &overdue,
+        None,
+        "overdue",
+    );
+    let open: Vec<f64> = shown.open_cases.iter().map(|&n| n as f64).collect();
+    chart(
+        &mut out,
+        "在册个案（月末）",
+        &trends.months,
+        &open,
+        None,
+        "open_cases",
+    );
+    out.push_str("</div></section>");
+    out
 }
 
 /// The most overdue cases the page lists; the overdue report of each
@@ -281,6 +488,7 @@ fn render(
     overdue: &OverdueList,
     health: &SyncHealth,
     duplicates: &DuplicateFiles,
+    reviews: &ReviewQueue,
 ) -> String {
     let config = state.projections.config();
     let mut out = String::new();
@@ -378,7 +586,7 @@ fn render(
 
     let _ = write!(
         out,
-        "<section><h2>逾期未访（截至 {as_of}）</h2><table class=\"counts\"><thead><tr><th>工作站</th><th>逾期个案</th>\
+        "<section><h2>逾期未访（截至 {as_of}）</h2><div class=\"scroll\"><table class=\"counts\"><thead><tr><th>工作站</th><th>逾期个案</th>\
          <th>高风险</th><th>重点</th><th>一般</th><th>名单</th></tr></thead><tbody>",
         as_of = overdue.as_of
     );
@@ -398,7 +606,7 @@ fn render(
             as_of = overdue.as_of,
         );
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</tbody></table></div>");
     if overdue.total > overdue.cases.len() as u64 {
         let _ = write!(
             out,
@@ -408,7 +616,7 @@ fn render(
         );
     }
     out.push_str(
-        "<table><thead><tr><th>工作站</th><th>档案编号</th><th>姓名</th><th>社区</th><th>级别</th><th>应访日期</th>\
+        "<div class=\"scroll\"><table><thead><tr><th>工作站</th><th>档案编号</th><th>姓名</th><th>社区</th><th>级别</th><th>应访日期</th>\
          <th>逾期天数</th><th>上次走访</th></tr></thead><tbody>",
     );
     if overdue.cases.is_empty() {
@@ -431,10 +639,13 @@ fn render(
                 .map_or_else(|| "从未走访".to_string(), |d| d.to_string()),
         );
     }
-    out.push_str("</tbody></table></section>");
+    out.push_str("</tbody></table></div></section>");
+
+    render_reviews(&mut out, state, reviews);
+    out.push_str(TRENDS_PLACE);
 
     out.push_str(
-        "<section><h2>数据完整性与同步状况</h2><table><thead><tr><th>工作站</th><th>设备数</th><th>数据完整至</th>\
+        "<section><h2>数据完整性与同步状况</h2><div class=\"scroll\"><table><thead><tr><th>工作站</th><th>设备数</th><th>数据完整至</th>\
          <th>已入库事件</th><th>隔离事件</th><th>待关联事件</th><th>已作废事件</th><th>等级冲突</th><th>重复建档</th></tr></thead><tbody>",
     );
     for station in &health.stations {
@@ -453,13 +664,13 @@ fn render(
             station.duplicate_files,
         );
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</tbody></table></div>");
 
     // Files opened twice for one person at one station (two offline
     // phones): by case id, never the person.
     if !duplicates.files.is_empty() {
         out.push_str(
-            "<h3>重复建档</h3><table class=\"duplicates\"><thead><tr><th>工作站</th><th>社区</th>\
+            "<h3>重复建档</h3><div class=\"scroll\"><table class=\"duplicates\"><thead><tr><th>工作站</th><th>社区</th>\
              <th>重复档案</th><th>档案编号</th><th>建档日期</th><th>原档案</th><th>原档案编号</th><th>原建档日期</th><th>处理</th></tr></thead><tbody>",
         );
         for file in &duplicates.files {
@@ -488,14 +699,14 @@ fn render(
                 file.resolution.label(),
             );
         }
-        out.push_str("</tbody></table>");
+        out.push_str("</tbody></table></div>");
     }
 
     // Each device: whether it still holds entries the hub lacks, and since
     // when it has not been heard from.
     let now = chrono::Utc::now().timestamp_millis();
     out.push_str(
-        "<h3>设备同步</h3><table class=\"devices\"><thead><tr><th>工作站</th><th>设备</th><th>最近联系</th>\
+        "<h3>设备同步</h3><div class=\"scroll\"><table class=\"devices\"><thead><tr><th>工作站</th><th>设备</th><th>最近联系</th>\
          <th>待上传</th><th>已入库事件</th><th>隔离事件</th><th>平均延迟</th><th>最大延迟</th><th>时钟偏差</th>\
          <th>数据完整至</th><th>上传途径</th></tr></thead><tbody>",
     );
@@ -552,7 +763,7 @@ fn render(
             },
         );
     }
-    out.push_str("</tbody></table></section></main>");
+    out.push_str("</tbody></table></div></section></main>");
     out
 }
 

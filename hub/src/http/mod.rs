@@ -77,6 +77,8 @@ fn app(projections: Arc<Projections>, sessions: Arc<Sessions>, secure: bool) -> 
         .route("/api/caseload", get(api::caseload))
         .route("/api/overdue", get(api::overdue))
         .route("/api/conflicts", get(api::conflicts))
+        .route("/api/reviews", get(api::reviews))
+        .route("/api/trends", get(api::trends))
         .route("/api/duplicates", get(api::duplicates))
         .route("/api/sync-health", get(api::sync_health))
         .route("/api/quarantine", get(api::quarantine))

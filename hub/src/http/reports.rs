@@ -4,6 +4,9 @@
 //! - the ledger (台账) of a month, quarter or year: one row per indicator
 //!   with its count, target, completion and how far the station's data is
 //!   complete;
+//!   as XLSX, with a second sheet of the twelve months up to the period's
+//!   end (近12个月趋势): each indicator month by month against its monthly
+//!   target, overdue follow-ups and open cases at each month's end;
 //! - the overdue list (逾期未访名单) on a date: every open case past its
 //!   follow-up, most overdue first, by name and never by ID number, for the
 //!   social workers to plan their visits.
@@ -17,7 +20,7 @@ use super::{
     AppState, HttpError, Peer, api, china_time, completion, peer_addr, shown, tier_zh, unit_zh,
 };
 use crate::audit::{Access, Channel};
-use crate::projections::{IndicatorRow, OverdueList};
+use crate::projections::{IndicatorRow, OverdueList, Trends, today_in_china};
 use crate::{auth, params};
 
 /// The column headers of a ledger.
@@ -196,7 +199,35 @@ pub(super) async fn report(
         return sheet.download(&filename, format);
     }
     let period = params::period(name)?;
-    let table = state.read(move |p| p.indicators(period, &stations)).await?;
+    let today = today_in_china();
+    let (table, trends) = state
+        .read(move |p| {
+            let trends = match format {
+                FileType::Xlsx => Some(p.trends(&stations, period.last_day().min(today), today)?),
+                FileType::Csv => None,
+            };
+            Ok((p.indicators(period, &stations)?, trends))
+        })
+        .await?;
+    let trend_rows = trends
+        .as_ref()
+        .map(|t| trend_rows(t, district))
+        .unwrap_or_default();
+    let trend_headers: Vec<String> = trends.as_ref().map(trend_headers).unwrap_or_default();
+    let trend_headers: Vec<&str> = trend_headers.iter().map(String::as_str).collect();
+    let trend_widths: Vec<f64> = trend_headers
+        .iter()
+        .enumerate()
+        .map(|(i, _)| if i < 2 { 18.0 } else { 9.0 })
+        .collect();
+    let trend_title = format!("{whose} 近12个月趋势");
+    let trend_sheet = Sheet {
+        name: "近12个月趋势",
+        title: &trend_title,
+        headers: &trend_headers,
+        rows: &trend_rows,
+        widths: &trend_widths,
+    };
     let title = format!("{whose} {} 台账", table.period);
     let filename = format!("{stem}-{}", table.period);
     if district {
@@ -209,7 +240,7 @@ pub(super) async fn report(
             rows: &rows,
             widths: &widths,
         };
-        return sheet.download(&filename, format);
+        return sheet.download_with(&filename, format, &[&trend_sheet]);
     }
     let row = table
         .rows
@@ -224,7 +255,65 @@ pub(super) async fn report(
         rows: &rows,
         widths: &widths,
     };
-    sheet.download(&filename, format)
+    sheet.download_with(&filename, format, &[&trend_sheet])
+}
+
+/// The headers of the trends sheet: whose, what, the twelve months, the
+/// monthly target.
+fn trend_headers(trends: &Trends) -> Vec<String> {
+    let mut headers = vec!["工作站".to_string(), "指标".to_string()];
+    headers.extend(trends.months.iter().cloned());
+    headers.push("月度目标".into());
+    headers
+}
+
+/// The rows of the trends sheet: each station's indicators, overdue
+/// follow-ups and open cases month by month; for the district, its sums
+/// after them.
+fn trend_rows(trends: &Trends, district: bool) -> Vec<Vec<Cell>> {
+    let mut rows = Vec::new();
+    let whose = trends
+        .stations
+        .iter()
+        .chain(district.then_some(&trends.district));
+    for station in whose {
+        for metric in &station.metrics {
+            let mut row = vec![
+                Cell::Text(station.station_name.clone()),
+                Cell::Text(metric.label.to_string()),
+            ];
+            row.extend(metric.values.iter().map(|v| Cell::Number(*v)));
+            row.push(
+                metric
+                    .target
+                    .map_or(Cell::Empty, |t| Cell::Number(t as f64)),
+            );
+            rows.push(row);
+        }
+        for (label, values) in [
+            (
+                "逾期未访（月末）",
+                station
+                    .overdue
+                    .iter()
+                    .map(|&n| n as f64)
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                "在册个案（月末）",
+                station.open_cases.iter().map(|&n| n as f64).collect(),
+            ),
+        ] {
+            let mut row = vec![
+                Cell::Text(station.station_name.clone()),
+                Cell::Text(label.to_string()),
+            ];
+            row.extend(values.into_iter().map(Cell::Number));
+            row.push(Cell::Empty);
+            rows.push(row);
+        }
+    }
+    rows
 }
 
 /// A report's one table, as either file type writes it.
@@ -238,9 +327,24 @@ struct Sheet<'a> {
 
 impl Sheet<'_> {
     fn download(&self, filename: &str, format: FileType) -> Result<Response, HttpError> {
+        self.download_with(filename, format, &[])
+    }
+
+    /// As [`Sheet::download`]; an XLSX file has the sheets of `more` after
+    /// this one (a CSV file is this one table).
+    fn download_with(
+        &self,
+        filename: &str,
+        format: FileType,
+        more: &[&Sheet<'_>],
+    ) -> Result<Response, HttpError> {
         let body = match format {
             FileType::Csv => csv(self.headers, self.rows),
-            FileType::Xlsx => xlsx(self.name, self.title, self.headers, self.rows, self.widths)?,
+            FileType::Xlsx => {
+                let mut sheets = vec![self];
+                sheets.extend_from_slice(more);
+                xlsx(&sheets)?
+            }
         };
         Ok(download(body, filename, format))
     }
@@ -341,18 +445,29 @@ fn csv(headers: &[&str], rows: &[Vec<Cell>]) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// A report as a workbook of one sheet: the title, a blank row, the
+/// A report as a workbook, a sheet per table: the title, a blank row, the
 /// headers in bold, then the rows; numbers stay numbers.
-fn xlsx(
-    sheet_name: &str,
-    title: &str,
-    headers: &[&str],
-    rows: &[Vec<Cell>],
-    widths: &[f64],
-) -> Result<Vec<u8>, HttpError> {
+fn xlsx(sheets: &[&Sheet<'_>]) -> Result<Vec<u8>, HttpError> {
     let written = || -> Result<Vec<u8>, XlsxError> {
         let mut workbook = Workbook::new();
-        let sheet = workbook.add_worksheet();
+        for table in sheets {
+            write_sheet(workbook.add_worksheet(), table)?;
+        }
+        workbook.save_to_buffer()
+    };
+    written().map_err(|e| HttpError::Internal(format!("the XLSX report could not be written: {e}")))
+}
+
+/// Writes one table into `sheet`.
+fn write_sheet(sheet: &mut rust_xlsxwriter::Worksheet, table: &Sheet<'_>) -> Result<(), XlsxError> {
+    let Sheet {
+        name: sheet_name,
+        title,
+        headers,
+        rows,
+        widths,
+    } = *table;
+    {
         sheet.set_name(sheet_name)?;
         let bold = Format::new().set_bold();
         let percent_format = Format::new().set_num_format("0.0%");
@@ -379,9 +494,8 @@ fn xlsx(
         for (col, width) in (0u16..).zip(widths) {
             sheet.set_column_width(col, *width)?;
         }
-        workbook.save_to_buffer()
-    };
-    written().map_err(|e| HttpError::Internal(format!("the XLSX report could not be written: {e}")))
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -238,6 +238,75 @@ impl DuplicateResolution {
     }
 }
 
+/// One review request of a case and where it stands, as the review queue
+/// shows it. Never a name or an ID number: the case id and file number
+/// lead to the timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewRow {
+    /// The station.
+    pub station_code: String,
+    /// The case.
+    pub case_id: Uuid,
+    /// Its 档案编号 (empty from older clients).
+    pub file_number: String,
+    /// Its community code.
+    pub community_code: String,
+    /// The `ReviewRequested` event.
+    pub request_id: Uuid,
+    /// `tier-change`, `case-plan` or `closure`.
+    pub subject: String,
+    /// The event under review.
+    pub subject_event_id: Option<Uuid>,
+    /// The day the review was asked for.
+    pub requested_on: Option<NaiveDate>,
+    /// The worker who asked.
+    pub requested_by: String,
+    /// `pending`, `approved` or `returned`.
+    pub state: station_proto::review::ReviewState,
+    /// The decision that holds, if any.
+    pub decision_id: Option<Uuid>,
+    /// Its day.
+    pub decided_on: Option<NaiveDate>,
+    /// The supervisor who took it.
+    pub decided_by: String,
+    /// Its comment (for a return, what to change).
+    pub comment: String,
+    /// The decision was taken on a case that had changed since its author
+    /// last saw it.
+    pub stale: bool,
+    /// A later request for the same subject resubmits this one.
+    pub superseded_by: Option<Uuid>,
+    /// Days since the request, on the day the answer was computed (0 in
+    /// the stored row).
+    #[serde(default)]
+    pub age_days: i64,
+}
+
+/// The review queue of some stations: requests waiting (with their age)
+/// and returned ones not yet resubmitted, or with `all`, every request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReviewQueue {
+    /// The checkpoint the answer is computed through.
+    pub computed_through_hub_seq: u64,
+    /// The day ages are counted to.
+    pub as_of: NaiveDate,
+    /// Requests waiting for a supervisor, per station in the order asked.
+    pub pending: u64,
+    /// Decisions flagged stale, among the rows.
+    pub stale: u64,
+    /// Which changes need review in this deployment (`[review]`).
+    pub policy: station_proto::review::ReviewPolicy,
+    /// By station, oldest request first.
+    pub reviews: Vec<ReviewRow>,
+}
+
+impl ReviewRow {
+    /// Whether it waits for a supervisor: pending and not resubmitted.
+    pub fn is_pending(&self) -> bool {
+        self.state == station_proto::review::ReviewState::Pending && self.superseded_by.is_none()
+    }
+}
+
 /// A duplicate file: opened, by service date, while an earlier file of the
 /// same person at the same station was open, still flagged or resolved.
 /// Never the person's ID number or name: the case ids lead to the

@@ -141,6 +141,10 @@ struct CaseChange {
     had_conflict: Option<Station>,
     /// The station and JSON of its flagged conflict.
     conflict: Option<(Station, Vec<u8>)>,
+    /// The station its review rows were at, by the tree.
+    had_reviews: Option<Station>,
+    /// The station and JSON of its review rows, when it has any.
+    reviews: Option<(Station, Vec<u8>)>,
 }
 
 /// Derives each case of `work` (case id, facts as the tree holds them) from
@@ -216,11 +220,22 @@ fn derive_change(
             .and(d.station.clone())
     };
     let conflict_at = |d: &CaseDerived| d.conflict.as_ref().and(d.station.clone());
-    let (was_open, had_conflict) = if base.is_empty() {
-        (None, None)
+    let reviews_at = |d: &CaseDerived| {
+        if d.reviews.is_empty() {
+            None
+        } else {
+            d.station.clone()
+        }
+    };
+    let (was_open, had_conflict, had_reviews) = if base.is_empty() {
+        (None, None, None)
     } else {
         let old = fold::derive_case(case_id, base, -1, &role.was, joined_base, sums);
-        (open_at(&old, role.was.duplicate), conflict_at(&old))
+        (
+            open_at(&old, role.was.duplicate),
+            conflict_at(&old),
+            reviews_at(&old),
+        )
     };
     let new = fold::derive_case(case_id, facts, 1, &role.is, joined, sums);
     let open = match (open_at(&new, role.is.duplicate), &new.view) {
@@ -233,6 +248,10 @@ fn derive_change(
         }
         _ => None,
     };
+    let reviews = match reviews_at(&new) {
+        Some(station) => Some((station, encode_json("review rows", &new.reviews)?)),
+        None => None,
+    };
     Ok(CaseChange {
         case_id,
         record: codec::encode_case(facts),
@@ -240,6 +259,8 @@ fn derive_change(
         open,
         had_conflict,
         conflict,
+        had_reviews,
+        reviews,
     })
 }
 
@@ -772,6 +793,16 @@ impl Overlay {
                     key(layout::CONFLICTS, &[station.as_bytes(), case_id.as_bytes()]),
                     conflict,
                 );
+            }
+            if let Some(had) = &change.had_reviews
+                && change.reviews.as_ref().map(|(s, _)| s) != Some(had)
+            {
+                batch.remove(key(layout::REVIEWS, &[had.as_bytes(), case_id.as_bytes()]));
+            }
+            if let Some((station, rows)) = change.reviews {
+                let k = key(layout::REVIEWS, &[station.as_bytes(), case_id.as_bytes()]);
+                let rows = self.records.seal(&k, rows)?;
+                batch.insert(k, rows);
             }
         }
         let mut void_records = Vec::new();

@@ -11,8 +11,9 @@
 //! Case file: stations (count, each text), facts (count, each: a header
 //! byte, body kind in the low four bits and 0x10 when voided; id; hlc as 8
 //! big-endian bytes; index of its station; the void's id when voided; the
-//! body's fields, an opening's ending with its file number). An open case's
-//! view ends with the file number too.
+//! body's fields, an opening's ending with its file number; an optional id is
+//! a byte 0, or 1 and the id). An open case's view ends with the file number
+//! too. Review rows of a case are JSON.
 //!
 //! A person's files: the case ids' 16 bytes, ascending. The person of a
 //! case: its station (text), then the 16 bytes of the tag.
@@ -27,7 +28,10 @@ use station_proto::ids::Uuid;
 use station_proto::person::{PersonTag, TAG_BYTES};
 
 use super::error::ProjectionError;
-use super::fold::{AssessedFact, CaseFact, Day, FactBody, OpenedFact, Station, Stations};
+use super::fold::{
+    AssessedFact, CaseFact, Day, DecidedFact, FactBody, OpenedFact, RequestedFact, Station,
+    Stations,
+};
 
 /// Reads a JSON record (tier conflicts, device statistics).
 pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
@@ -68,6 +72,17 @@ impl Writer {
 
     pub(crate) fn id(&mut self, id: &Uuid) {
         self.0.extend_from_slice(id.as_bytes());
+    }
+
+    /// An optional id: a byte 0 for none, else 1 and the id.
+    pub(crate) fn maybe_id(&mut self, id: Option<&Uuid>) {
+        match id {
+            Some(id) => {
+                self.0.push(1);
+                self.id(id);
+            }
+            None => self.0.push(0),
+        }
     }
 
     pub(crate) fn text(&mut self, s: &str) {
@@ -156,6 +171,14 @@ impl<'a> Reader<'a> {
         Uuid::from_slice(bytes).map_err(|_| self.fail())
     }
 
+    /// An optional id, as [`Writer::maybe_id`] writes it.
+    pub(crate) fn maybe_id(&mut self) -> Result<Option<Uuid>, ProjectionError> {
+        match self.byte()? {
+            0 => Ok(None),
+            _ => self.id().map(Some),
+        }
+    }
+
     pub(crate) fn text(&mut self) -> Result<String, ProjectionError> {
         self.text_ref().map(str::to_owned)
     }
@@ -212,6 +235,8 @@ const RESOURCE: u8 = 7;
 const CALL: u8 = 8;
 const MERGED: u8 = 9;
 const DISMISSED: u8 = 10;
+const REQUESTED: u8 = 11;
+const DECIDED: u8 = 12;
 const VOIDED: u8 = 0x10;
 
 /// Encodes a case file: its facts in (hlc, event_id) order.
@@ -241,6 +266,8 @@ pub(crate) fn encode_case(facts: &[CaseFact]) -> Vec<u8> {
             FactBody::Call { .. } => CALL,
             FactBody::Merged { .. } => MERGED,
             FactBody::Dismissed { .. } => DISMISSED,
+            FactBody::Requested(_) => REQUESTED,
+            FactBody::Decided(_) => DECIDED,
         };
         w.0.push(kind | if fact.voided_by.is_some() { VOIDED } else { 0 });
         w.id(&fact.id);
@@ -292,6 +319,20 @@ pub(crate) fn encode_case(facts: &[CaseFact]) -> Vec<u8> {
             }
             FactBody::Merged { absorbed } => w.id(absorbed),
             FactBody::Dismissed { of } => w.id(of),
+            FactBody::Requested(r) => {
+                w.i(i64::from(r.subject));
+                w.maybe_id(r.subject_event.as_ref());
+                w.day(r.on);
+                w.text(&r.author);
+            }
+            FactBody::Decided(d) => {
+                w.maybe_id(d.request.as_ref());
+                w.0.push(u8::from(d.approved));
+                w.maybe_id(d.last_seen.as_ref());
+                w.day(d.on);
+                w.text(&d.author);
+                w.text(&d.comment);
+            }
         }
     }
     w.0
@@ -361,6 +402,20 @@ pub(crate) fn decode_case(
             CALL => FactBody::Call { on: r.day()? },
             MERGED => FactBody::Merged { absorbed: r.id()? },
             DISMISSED => FactBody::Dismissed { of: r.id()? },
+            REQUESTED => FactBody::Requested(Box::new(RequestedFact {
+                subject: r.i32()?,
+                subject_event: r.maybe_id()?,
+                on: r.day()?,
+                author: r.text()?,
+            })),
+            DECIDED => FactBody::Decided(Box::new(DecidedFact {
+                request: r.maybe_id()?,
+                approved: r.byte()? != 0,
+                last_seen: r.maybe_id()?,
+                on: r.day()?,
+                author: r.text()?,
+                comment: r.text()?,
+            })),
             _ => return Err(r.fail()),
         };
         facts.push(CaseFact {

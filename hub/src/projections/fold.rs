@@ -35,7 +35,7 @@ use station_proto::person::{PersonTag, TagKey};
 use station_proto::v1::{Tier, VisitKind};
 use station_proto::{Body, Event};
 
-use super::answer::{ConcurrentAssessment, TierConflict};
+use super::answer::{ConcurrentAssessment, ReviewRow, TierConflict};
 use super::period::{Metric, Period};
 
 /// A station code, shared by every fact and counter that names it.
@@ -96,6 +96,9 @@ pub(crate) enum Item {
     OpenDelta(Period),
     /// A data-quality count.
     Quality(Quality),
+    /// Closures (as counted in `cases_closed`) approved by a review, in a
+    /// period by closing date.
+    ApprovedClosings(Period),
 }
 
 /// A counter: a station's sum of contributions.
@@ -114,9 +117,16 @@ impl fmt::Display for Counter {
             Item::Indicator(period, metric) => write!(f, "i:{station}:{period}:{}", metric.name()),
             Item::OpenDelta(month) => write!(f, "o:{station}:{month}"),
             Item::Quality(q) => write!(f, "q:{station}:{}", q.name()),
+            Item::ApprovedClosings(period) => {
+                write!(f, "i:{station}:{period}:{APPROVED_CLOSINGS}")
+            }
         }
     }
 }
+
+/// The name, among a period's indicators, of the count of closures approved
+/// by a review (`i:{station}:{period}:cases_closed_approved`).
+pub(crate) const APPROVED_CLOSINGS: &str = "cases_closed_approved";
 
 /// The name of a quality counter, as [`Counter`] writes it.
 pub(crate) fn quality_key(station: &str, quality: Quality) -> String {
@@ -256,6 +266,29 @@ pub(crate) struct AssessedFact {
     pub on: String,
 }
 
+/// What the folds read of a `ReviewRequested`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RequestedFact {
+    pub subject: i32,
+    pub subject_event: Option<Uuid>,
+    pub on: Day,
+    /// The worker who asked, for the queue.
+    pub author: String,
+}
+
+/// What the folds read of a `ReviewApproved` or `ReviewReturned`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DecidedFact {
+    pub request: Option<Uuid>,
+    pub approved: bool,
+    pub last_seen: Option<Uuid>,
+    pub on: Day,
+    /// The supervisor who decided, for the queue.
+    pub author: String,
+    /// What to change, for a return.
+    pub comment: String,
+}
+
 /// The part of a case event's body the folds read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum FactBody {
@@ -281,6 +314,10 @@ pub(crate) enum FactBody {
     Merged { absorbed: Uuid },
     /// `DuplicateDismissed`: this file is not a duplicate of `of`.
     Dismissed { of: Uuid },
+    /// `ReviewRequested`.
+    Requested(Box<RequestedFact>),
+    /// `ReviewApproved` or `ReviewReturned`.
+    Decided(Box<DecidedFact>),
 }
 
 impl FactBody {
@@ -308,6 +345,18 @@ impl FactBody {
             },
             FactBody::Visit { on, .. } => CaseStep::Visited { visit_date: *on },
             FactBody::Verified { categories } => CaseStep::Verified { categories },
+            FactBody::Requested(r) => CaseStep::ReviewRequested {
+                subject: r.subject,
+                subject_event: r.subject_event,
+                requested_on: r.on,
+            },
+            FactBody::Decided(d) => CaseStep::ReviewDecided {
+                request: d.request,
+                approved: d.approved,
+                last_seen: d.last_seen,
+                decided_on: d.on,
+                comment: &d.comment,
+            },
         }
     }
 }
@@ -367,6 +416,9 @@ pub(crate) fn case_fact(event: Event, stations: &mut Stations) -> Option<(Uuid, 
         | Body::GuardianCalled(_)
         | Body::CasesMerged(_)
         | Body::DuplicateDismissed(_)
+        | Body::ReviewRequested(_)
+        | Body::ReviewApproved(_)
+        | Body::ReviewReturned(_)
         | Body::ResourceLinked(_) => case::case_of(&body)?,
         Body::ActivityHeld(_)
         | Body::GroupSessionHeld(_)
@@ -418,6 +470,28 @@ pub(crate) fn case_fact(event: Event, stations: &mut Stations) -> Option<(Uuid, 
             Ok(of) => FactBody::Dismissed { of },
             Err(_) => FactBody::Note,
         },
+        Body::ReviewRequested(m) => FactBody::Requested(Box::new(RequestedFact {
+            subject: m.subject,
+            subject_event: Uuid::from_slice(&m.subject_event_id).ok(),
+            on: parse_date(&m.requested_on),
+            author,
+        })),
+        Body::ReviewApproved(m) => FactBody::Decided(Box::new(DecidedFact {
+            request: Uuid::from_slice(&m.request_id).ok(),
+            approved: true,
+            last_seen: Uuid::from_slice(&m.last_seen_event_id).ok(),
+            on: parse_date(&m.decided_on),
+            author,
+            comment: m.comment,
+        })),
+        Body::ReviewReturned(m) => FactBody::Decided(Box::new(DecidedFact {
+            request: Uuid::from_slice(&m.request_id).ok(),
+            approved: false,
+            last_seen: Uuid::from_slice(&m.last_seen_event_id).ok(),
+            on: parse_date(&m.decided_on),
+            author,
+            comment: m.comment,
+        })),
         Body::ActivityHeld(_)
         | Body::GroupSessionHeld(_)
         | Body::TrainingHeld(_)
@@ -497,6 +571,9 @@ impl Standalone {
             | Body::GuardianCalled(_)
             | Body::CasesMerged(_)
             | Body::DuplicateDismissed(_)
+            | Body::ReviewRequested(_)
+            | Body::ReviewApproved(_)
+            | Body::ReviewReturned(_)
             | Body::EventVoided(_) => return None,
         };
         let date = parse_date(date)?;
@@ -593,6 +670,9 @@ pub(crate) fn prepare(logged: LogEntry, stations: &mut Stations, tags: &TagKey) 
                 | Body::GuardianCalled(_)
                 | Body::CasesMerged(_)
                 | Body::DuplicateDismissed(_)
+                | Body::ReviewRequested(_)
+                | Body::ReviewApproved(_)
+                | Body::ReviewReturned(_)
                 | Body::ActivityHeld(_)
                 | Body::GroupSessionHeld(_)
                 | Body::ResourceLinked(_)
@@ -637,6 +717,8 @@ pub(crate) struct CaseDerived {
     pub view: Option<CaseView>,
     /// The flagged tier conflict, if any.
     pub conflict: Option<TierConflict>,
+    /// The case's review requests and where they stand.
+    pub reviews: Vec<ReviewRow>,
 }
 
 /// The station a case belongs to: its live `CaseOpened`'s.
@@ -671,7 +753,9 @@ pub(crate) fn closed_on(case_id: Uuid, facts: &[CaseFact]) -> Option<NaiveDate> 
             | FactBody::Note
             | FactBody::Verified { .. }
             | FactBody::Merged { .. }
-            | FactBody::Dismissed { .. } => None,
+            | FactBody::Dismissed { .. }
+            | FactBody::Requested(_)
+            | FactBody::Decided(_) => None,
         })
         .max()
 }
@@ -790,6 +874,8 @@ pub(crate) fn view_as_of(
             | FactBody::Visit { on, .. }
             | FactBody::Call { on }
             | FactBody::Resource { on, .. } => by_then(*on),
+            FactBody::Requested(r) => by_then(r.on),
+            FactBody::Decided(d) => by_then(d.on),
             FactBody::Note
             | FactBody::Verified { .. }
             | FactBody::Merged { .. }
@@ -894,6 +980,7 @@ pub(crate) fn derive_case(
             station,
             view,
             conflict: None,
+            reviews: Vec::new(),
         };
     }
     let Some(station) = case_station(case_id, facts).cloned() else {
@@ -904,6 +991,7 @@ pub(crate) fn derive_case(
             station: None,
             view: None,
             conflict: None,
+            reviews: Vec::new(),
         };
     };
     let mut own: Vec<&CaseFact> = Vec::with_capacity(facts.len());
@@ -926,9 +1014,12 @@ pub(crate) fn derive_case(
         all.sort_by_key(|(f, _)| f.sort_key());
     }
     let view = fold_joined_view(case_id, &all);
+    let reviews =
+        station_proto::review::fold_reviews(own.iter().map(|f| (Some(f.id), f.body.step())));
 
     let mut households: Vec<Period> = Vec::new();
     let mut closings: Vec<Period> = Vec::new();
+    let mut approved_closings: Vec<Period> = Vec::new();
     let mut status_changes = Vec::new();
     for (fact, absorbed) in all {
         match &fact.body {
@@ -961,6 +1052,9 @@ pub(crate) fn derive_case(
             FactBody::Closed { on: Some(date) } => {
                 if !duplicate {
                     closings.extend(Period::of_date(*date));
+                    if station_proto::review::closure_approved(&reviews, fact.id) {
+                        approved_closings.extend(Period::of_date(*date));
+                    }
                     status_changes.push((*date, fact.sort_key(), false));
                 }
             }
@@ -987,6 +1081,8 @@ pub(crate) fn derive_case(
             | FactBody::Verified { .. }
             | FactBody::Merged { .. }
             | FactBody::Dismissed { .. }
+            | FactBody::Requested(_)
+            | FactBody::Decided(_)
             | FactBody::Visit { .. }
             | FactBody::Call { on: None }
             | FactBody::Closed { on: None }
@@ -1006,6 +1102,11 @@ pub(crate) fn derive_case(
     }
     // Open at a month's end, by service dates: +1 where the case opens or
     // reopens, -1 where it closes, in date order.
+    approved_closings.sort_unstable();
+    approved_closings.dedup();
+    for period in approved_closings {
+        sums.add(&station, Item::ApprovedClosings(period), sign);
+    }
     status_changes.sort();
     let mut open = false;
     for (date, _, opens) in status_changes {
@@ -1028,11 +1129,67 @@ pub(crate) fn derive_case(
     if duplicate {
         sums.add(&station, Item::Quality(Quality::DuplicateFiles), sign);
     }
+    let reviews = match &view {
+        Some(view) => review_rows(&station, view, &own, reviews),
+        None => Vec::new(),
+    };
     CaseDerived {
         station: Some(station),
         view,
         conflict,
+        reviews,
     }
+}
+
+/// The queue's rows of a case's review items, with who asked and decided.
+fn review_rows(
+    station: &str,
+    view: &CaseView,
+    own: &[&CaseFact],
+    items: Vec<station_proto::review::ReviewItem>,
+) -> Vec<ReviewRow> {
+    let author = |id: Option<Uuid>| -> String {
+        own.iter()
+            .find(|f| Some(f.id) == id)
+            .map(|f| match &f.body {
+                FactBody::Requested(r) => r.author.clone(),
+                FactBody::Decided(d) => d.author.clone(),
+                FactBody::Opened(_)
+                | FactBody::Assessed(_)
+                | FactBody::Note
+                | FactBody::Closed { .. }
+                | FactBody::Reopened { .. }
+                | FactBody::Visit { .. }
+                | FactBody::Verified { .. }
+                | FactBody::Resource { .. }
+                | FactBody::Call { .. }
+                | FactBody::Merged { .. }
+                | FactBody::Dismissed { .. } => String::new(),
+            })
+            .unwrap_or_default()
+    };
+    items
+        .into_iter()
+        .map(|item| ReviewRow {
+            station_code: station.to_string(),
+            case_id: view.case_id,
+            file_number: view.file_number.clone(),
+            community_code: view.community_code.clone(),
+            request_id: item.request_id,
+            subject: station_proto::review::subject_name(item.subject).to_string(),
+            subject_event_id: item.subject_event_id,
+            requested_on: item.requested_on,
+            requested_by: author(Some(item.request_id)),
+            state: item.state,
+            decision_id: item.decision_id,
+            decided_on: item.decided_on,
+            decided_by: author(item.decision_id),
+            comment: item.comment,
+            stale: item.stale,
+            superseded_by: item.superseded_by,
+            age_days: 0,
+        })
+        .collect()
 }
 
 /// Tier changes made without seeing each other that disagree: B, later in

@@ -45,6 +45,8 @@ pub(crate) const VOIDS: &[u8] = b"v:";
 pub(crate) const VOID_RUNS: &[u8] = b"V:";
 /// JSON tier conflict, by station and case id.
 pub(crate) const CONFLICTS: &[u8] = b"k:";
+/// JSON review rows of a case (sealed: comments), by station and case id.
+pub(crate) const REVIEWS: &[u8] = b"r:";
 /// Counters, by name.
 pub(crate) const COUNTERS: &[u8] = b"n:";
 /// JSON per-device statistics, by origin id.
@@ -58,7 +60,7 @@ pub(crate) const PERSON_OF: &[u8] = b"t:";
 pub(crate) const MERGES: &[u8] = b"j:";
 
 /// The key spaces whose records are sealed in an encrypted store.
-pub(crate) const SEALED_SPACES: &[&[u8]] = &[CASES, OPEN_CASES];
+pub(crate) const SEALED_SPACES: &[&[u8]] = &[CASES, OPEN_CASES, REVIEWS];
 
 /// A record as stored at (logical) key `k`, opened; a tombstone stays empty.
 pub(crate) fn open_record(

@@ -29,8 +29,9 @@
 //! | `o:` station case_id | [`station_proto::case::CaseView`] of an open case, binary; empty when a run's copy is no longer open |
 //! | `v:` event_id | the voids (id, station) naming this event, binary, kept even before it arrives |
 //! | `C:` / `O:` station / `V:` first id | a run: many `c:` / `o:` / `v:` records packed into one value, written by a replay into an empty tree (how records are found: `layout.rs`) |
-//! | `n:` counter | `i64`: a sum of contributions; counters are named `i:{station}:{period}:{metric}` (indicators, raw units), `o:{station}:{YYYY-MM}` (cases opened minus closed that month) and `q:{station}:{name}` (data quality); never 0 |
+//! | `n:` counter | `i64`: a sum of contributions; counters are named `i:{station}:{period}:{metric}` (indicators, raw units; `i:{station}:{period}:cases_closed_approved` counts the closures a review approved), `o:{station}:{YYYY-MM}` (cases opened minus closed that month) and `q:{station}:{name}` (data quality); never 0 |
 //! | `k:` station case_id | JSON [`TierConflict`] of a case with a flagged tier conflict |
+//! | `r:` station case_id | JSON review rows ([`ReviewRow`]) of a case with review requests, sealed like case files (comments are free text) |
 //! | `g:` origin_id | JSON per-device statistics: events, last seq, entry-to-receipt lag |
 //! | `p:` station tag | the case ids (16 bytes each, ascending) of the files opened for one person at a station; `tag` is the 16-byte keyed tag of the ID number ([`station_proto::person`], under a key derived from the store's district secret) |
 //! | `t:` case_id | the station and tag of the person the case was opened for |
@@ -99,12 +100,13 @@ use std::time::Duration;
 pub use answer::{
     CaseTimeline, Caseload, CaseloadCell, ConcurrentAssessment, Conflicts, DuplicateFile,
     DuplicateFiles, DuplicateResolution, IndicatorRow, IndicatorTable, IndicatorValue, OverdueCase,
-    OverdueList, QuarantineList, QuarantinedEvent, StationCaseload, StationOverdue, TierConflict,
-    TimelineEntry,
+    OverdueList, QuarantineList, QuarantinedEvent, ReviewQueue, ReviewRow, StationCaseload,
+    StationOverdue, TierConflict, TimelineEntry,
 };
 pub use error::ProjectionError;
 pub use health::{DeviceHealth, LAG_BUCKETS_MS, LagBucket, StationHealth, SyncHealth};
 pub use layout::KeyValue;
+pub use read::{MetricTrend, StationTrend, TREND_MONTHS, Trends};
 pub use time::{CHINA_UTC_OFFSET_SECS, end_of_day_ms, parse_as_of, today_in_china};
 
 use crate::audit::{Access, AuditLog};

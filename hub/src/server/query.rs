@@ -13,7 +13,8 @@ use station_proto::v1::{
     GetCaseTimelineRequest, GetCaseTimelineResponse, GetCaseloadRequest, GetCaseloadResponse,
     GetConflictsRequest, GetConflictsResponse, GetDuplicatesRequest, GetDuplicatesResponse,
     GetIndicatorsRequest, GetIndicatorsResponse, GetOverdueRequest, GetOverdueResponse,
-    GetQuarantineRequest, GetQuarantineResponse, GetSyncHealthRequest, GetSyncHealthResponse,
+    GetQuarantineRequest, GetQuarantineResponse, GetReviewsRequest, GetReviewsResponse,
+    GetSyncHealthRequest, GetSyncHealthResponse,
 };
 use station_proto::validate;
 use tonic::codec::CompressionEncoding;
@@ -126,6 +127,38 @@ impl Query for QueryService {
             })
             .await?;
         Ok(Response::new(list.into()))
+    }
+
+    async fn get_reviews(
+        &self,
+        request: Request<GetReviewsRequest>,
+    ) -> Result<Response<GetReviewsResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let from = request.remote_addr();
+        let asked = request.into_inner();
+        let as_of = params::as_of(&asked.as_of)?;
+        let all = asked.all;
+        let stations = self.stations(&caller, asked.stations)?;
+        let queue = self
+            .read(move |p| {
+                let queue = p.reviews(&stations, as_of, all)?;
+                p.audit_read(Access {
+                    caller,
+                    from,
+                    via: Channel::Grpc,
+                    read: "reviews".into(),
+                    params: vec![
+                        ("as_of".into(), as_of.to_string()),
+                        ("all".into(), all.to_string()),
+                        ("stations".into(), stations.join(",")),
+                    ],
+                    cases: queue.reviews.iter().map(|r| r.case_id).collect(),
+                    revealed: false,
+                })?;
+                Ok(queue)
+            })
+            .await?;
+        Ok(Response::new(queue.into()))
     }
 
     async fn get_conflicts(

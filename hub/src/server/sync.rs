@@ -239,7 +239,9 @@ impl Sync for SyncService {
                         }
                         Some(token_id.as_str())
                     }
-                    auth::Caller::Device { .. } | auth::Caller::Bureau { .. } => {
+                    auth::Caller::Device { .. }
+                    | auth::Caller::Supervisor { .. }
+                    | auth::Caller::Bureau { .. } => {
                         for origin in origins {
                             auth::bind_origin(store, &caller, origin, None)?;
                         }

@@ -287,3 +287,45 @@ impl From<projections::CaseTimeline> for v1::GetCaseTimelineResponse {
         }
     }
 }
+
+impl From<projections::ReviewQueue> for v1::GetReviewsResponse {
+    fn from(queue: projections::ReviewQueue) -> Self {
+        use station_proto::names;
+        use station_proto::v1::{ReviewRequestRow, ReviewSubject};
+        Self {
+            computed_through_hub_seq: queue.computed_through_hub_seq,
+            as_of: queue.as_of.to_string(),
+            pending: queue.pending,
+            stale: queue.stale,
+            reviews: queue
+                .reviews
+                .into_iter()
+                .map(|r| ReviewRequestRow {
+                    station_code: r.station_code,
+                    case_id: r.case_id.as_bytes().to_vec(),
+                    file_number: r.file_number,
+                    community_code: r.community_code,
+                    request_id: r.request_id.as_bytes().to_vec(),
+                    subject: names::parse::<ReviewSubject>(&r.subject)
+                        .unwrap_or(ReviewSubject::Unspecified)
+                        .into(),
+                    subject_event_id: uuid_bytes(r.subject_event_id),
+                    requested_on: day(r.requested_on),
+                    requested_by: r.requested_by,
+                    state: r.state.name().to_string(),
+                    decision_id: uuid_bytes(r.decision_id),
+                    decided_on: day(r.decided_on),
+                    decided_by: r.decided_by,
+                    comment: r.comment,
+                    stale: r.stale,
+                    superseded_by: uuid_bytes(r.superseded_by),
+                    age_days: r.age_days,
+                })
+                .collect(),
+            tier_change_needs_review: queue.policy.tier_change,
+            case_plan_needs_review: queue.policy.case_plan,
+            closure_needs_review: queue.policy.closure,
+            closures_count_when_approved: queue.policy.count_closures_when_approved,
+        }
+    }
+}

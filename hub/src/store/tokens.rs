@@ -10,9 +10,9 @@
 //!
 //! Invariants, kept by one token writer:
 //! - a token's secret is never stored, only its SHA-256;
-//! - a device (or relay) token's `bound_origin` goes from none to one origin
-//!   once and never changes after (the rules are in [`crate::auth`]); a
-//!   revoked token stays revoked;
+//! - a device (relay or supervisor) token's `bound_origin` goes from none to
+//!   one origin once and never changes after (the rules are in
+//!   [`crate::auth`]); a revoked token stays revoked;
 //! - an origin is bound to one token for life: its `o:` record and the
 //!   token's `bound_origin` are written in one batch, and both agree; a
 //!   revoked token's origin stays bound to it, so nothing more is accepted
@@ -78,24 +78,36 @@ pub enum TokenScope {
         /// origin that said `Hello` with the token.
         bound_origin: Option<Uuid>,
     },
+    /// A supervisor (督导): reads its stations, and from its own device log
+    /// pushes review decisions on their cases, nothing else.
+    Supervisor {
+        /// The name given at enrolment.
+        supervisor: String,
+        /// The stations supervised, at least one.
+        stations: Vec<String>,
+        /// The origin (the supervisor's device log) that first presented
+        /// the token; it alone may use the token afterwards.
+        bound_origin: Option<Uuid>,
+    },
 }
 
 impl TokenScope {
-    /// The station a device or relay token acts for; `None` for the bureau.
+    /// The station a device or relay token acts for; `None` for the bureau
+    /// and a supervisor.
     pub fn station_code(&self) -> Option<&str> {
         match self {
             TokenScope::Device { station_code, .. } | TokenScope::Relay { station_code, .. } => {
                 Some(station_code)
             }
-            TokenScope::Bureau { .. } => None,
+            TokenScope::Bureau { .. } | TokenScope::Supervisor { .. } => None,
         }
     }
 
     fn bound_origin_mut(&mut self) -> Option<&mut Option<Uuid>> {
         match self {
-            TokenScope::Device { bound_origin, .. } | TokenScope::Relay { bound_origin, .. } => {
-                Some(bound_origin)
-            }
+            TokenScope::Device { bound_origin, .. }
+            | TokenScope::Relay { bound_origin, .. }
+            | TokenScope::Supervisor { bound_origin, .. } => Some(bound_origin),
             TokenScope::Bureau { .. } => None,
         }
     }

@@ -435,6 +435,95 @@ async fn ledgers_are_csv_with_bom_and_xlsx() {
             .unwrap()
             .contains(&format!("{ZEDANG}-2025-Q1.xlsx"))
     );
+    // The ledger's workbook carries the trends as a second sheet.
+    let part = b"xl/worksheets/sheet2.xml";
+    assert!(xlsx.body.windows(part.len()).any(|w| w == part));
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trends_are_the_indicators_and_overdue_counts_month_by_month() {
+    let (hub, _s, tokens) = filled().await;
+    let reply = hub
+        .get_as(
+            &format!("/api/trends?through=2025-03&station={ZEDANG}&station={CHANGZHU}"),
+            &tokens.bureau,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let trends = reply.json();
+    let months: Vec<&str> = trends["months"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert_eq!(months.len(), 12);
+    assert_eq!((months[0], months[11]), ("2024-04", "2025-03"));
+    let mut busy_months = 0;
+    for (i, month) in months.iter().enumerate() {
+        let table = hub
+            .get_as(
+                &format!("/api/indicators?period={month}&station={ZEDANG}&station={CHANGZHU}"),
+                &tokens.bureau,
+            )
+            .await
+            .json();
+        let last_day = table["last_day"].as_str().unwrap().to_string();
+        let overdue = hub
+            .get_as(
+                &format!("/api/overdue?as_of={last_day}&station={ZEDANG}&station={CHANGZHU}"),
+                &tokens.bureau,
+            )
+            .await
+            .json();
+        let mut district = [0i64; 13];
+        for (s, row) in table["rows"].as_array().unwrap().iter().enumerate() {
+            let station = &trends["stations"][s];
+            assert_eq!(station["station_code"], row["station_code"]);
+            for (m, value) in row["values"].as_array().unwrap().iter().enumerate() {
+                let raw = value["raw"].as_i64().unwrap();
+                assert_eq!(
+                    station["metrics"][m]["raw"][i], raw,
+                    "{month} {}",
+                    value["metric"]
+                );
+                assert_eq!(station["metrics"][m]["target"], value["target"]);
+                district[m] += raw;
+                if value["metric"] == "cases_open" {
+                    assert_eq!(station["open_cases"][i], raw);
+                }
+                if raw != 0 && m == 0 {
+                    busy_months += 1;
+                }
+            }
+            assert_eq!(
+                station["overdue"][i], overdue["stations"][s]["overdue"],
+                "{month}"
+            );
+        }
+        for (m, sum) in district.iter().enumerate() {
+            assert_eq!(trends["district"]["metrics"][m]["raw"][i], *sum);
+        }
+        assert_eq!(trends["district"]["overdue"][i], overdue["total"]);
+    }
+    assert!(busy_months > 0, "the fixture's visits show in some month");
+    // The dashboard draws them, for the district and for one station.
+    let page = hub.get_as("/", &tokens.bureau).await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(html.contains("近12个月趋势"), "{html}");
+    assert!(html.contains("data-trend=\"home_visits\""));
+    let page = hub
+        .get_as(&format!("/?trend={ZEDANG}"), &tokens.bureau)
+        .await;
+    assert!(page.text().contains("近12个月趋势 · 泽当街道"));
+    let bad = hub.get_as("/?trend=540502999", &tokens.bureau).await;
+    assert_eq!(bad.status, 400);
+    let bad = hub
+        .get_as("/api/trends?through=2025-Q1", &tokens.bureau)
+        .await;
+    assert_eq!(bad.status, 400);
     hub.stop().await;
 }
 
@@ -944,8 +1033,11 @@ fn chromium() -> Option<std::path::PathBuf> {
 
 /// A front for the browser on another port of the same host: `/start` is
 /// a page that submits the login form as a user would, to its own origin;
-/// every other request goes to the hub unchanged. So the form, the cookie
-/// and the dashboard share one origin, as behind the bureau's own proxy.
+/// `/measure/{width}` logs in the same way from a script, lays the
+/// dashboard out in a frame `width` pixels wide and writes
+/// `scroll {scrollWidth} inner {innerWidth}` of the frame's page; every
+/// other request goes to the hub unchanged. So the form, the cookie and the
+/// dashboard share one origin, as behind the bureau's own proxy.
 async fn login_front(hub: SocketAddr, token: String) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -958,6 +1050,7 @@ async fn login_front(hub: SocketAddr, token: String) -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             let page = page.clone();
+            let token = token.clone();
             tokio::spawn(async move {
                 let mut head = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -966,6 +1059,21 @@ async fn login_front(hub: SocketAddr, token: String) -> SocketAddr {
                         Ok(0) | Err(_) => return,
                         Ok(n) => head.extend_from_slice(&chunk[..n]),
                     }
+                }
+                if let Some(width) = head
+                    .strip_prefix(b"GET /measure/")
+                    .and_then(|rest| rest.split(|b| *b == b' ').next())
+                    .and_then(|w| std::str::from_utf8(w).ok())
+                    .and_then(|w| w.parse::<u32>().ok())
+                {
+                    let page = measure_page(&token, width);
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                        page.len()
+                    );
+                    let _ = stream.write_all(reply.as_bytes()).await;
+                    return;
                 }
                 if head.starts_with(b"GET /start ") {
                     let reply = format!(
@@ -988,6 +1096,27 @@ async fn login_front(hub: SocketAddr, token: String) -> SocketAddr {
     addr
 }
 
+/// A page that logs in with `token`, lays the dashboard out in a frame
+/// `width` pixels wide, and writes how wide the frame's page is.
+fn measure_page(token: &str, width: u32) -> String {
+    format!(
+        "<!DOCTYPE html><html><body style=\"margin:0\"><p id=\"out\">measuring</p><script>\
+         (async () => {{\
+           const form = new URLSearchParams({{token: '{token}', next: '/?period=2025-03'}});\
+           const html = await (await fetch('/login', {{method: 'POST', body: form}})).text();\
+           const frame = document.createElement('iframe');\
+           frame.style.cssText = 'width:{width}px;height:2400px;border:0';\
+           frame.onload = () => {{\
+             const page = frame.contentDocument.documentElement;\
+             document.getElementById('out').textContent =\
+               'scroll ' + page.scrollWidth + ' inner ' + frame.contentWindow.innerWidth;\
+           }};\
+           frame.srcdoc = html;\
+           document.body.appendChild(frame);\
+         }})();</script></body></html>"
+    )
+}
+
 /// Runs headless Chromium on `url` with `args`, returning its stdout.
 async fn run_chromium(binary: std::path::PathBuf, url: String, args: Vec<String>) -> String {
     tokio::task::spawn_blocking(move || {
@@ -1000,7 +1129,6 @@ async fn run_chromium(binary: std::path::PathBuf, url: String, args: Vec<String>
                 "--disable-dev-shm-usage",
                 "--no-first-run",
                 "--virtual-time-budget=10000",
-                "--window-size=1280,2400",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args(args)
@@ -1049,7 +1177,7 @@ async fn a_browser_renders_the_numbers_of_the_query_api() {
     let dom = run_chromium(
         binary.clone(),
         format!("http://{front}/start"),
-        vec!["--dump-dom".into()],
+        vec!["--dump-dom".into(), "--window-size=1280,2400".into()],
     )
     .await;
     assert!(dom.contains("社会工作站数据看板"), "{dom}");
@@ -1066,15 +1194,43 @@ async fn a_browser_renders_the_numbers_of_the_query_api() {
             assert_eq!(shown, expected, "{} {}", row.station_code, value.metric);
         }
     }
-    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
-    let _ = std::fs::remove_file(&screenshot);
-    run_chromium(
-        binary,
-        format!("http://{front}/start"),
-        vec![format!("--screenshot={}", screenshot.display())],
-    )
-    .await;
-    assert!(std::fs::metadata(&screenshot).unwrap().len() > 0);
+    // On a phone (390 px) and a desk (1400 px) the page never scrolls
+    // sideways: wide tables scroll inside their own box. Both screenshots
+    // are kept in the test's target folder.
+    for width in [390u32, 1400] {
+        let dom = run_chromium(
+            binary.clone(),
+            format!("http://{front}/measure/{width}"),
+            vec!["--dump-dom".into(), "--window-size=1500,2600".into()],
+        )
+        .await;
+        let text = &dom[dom.find("scroll ").unwrap_or_else(|| panic!("{dom}"))..];
+        let figures: Vec<u32> = text
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .take(2)
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let (scroll, inner) = (figures[0], figures[1]);
+        assert_eq!(inner, width, "{text}");
+        assert!(
+            scroll <= inner,
+            "at {width} px the page is {scroll} px wide: it scrolls sideways"
+        );
+        let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("dashboard-{width}.png"));
+        let _ = std::fs::remove_file(&screenshot);
+        run_chromium(
+            binary.clone(),
+            format!("http://{front}/start"),
+            vec![
+                format!("--screenshot={}", screenshot.display()),
+                format!("--window-size={width},2400"),
+            ],
+        )
+        .await;
+        assert!(std::fs::metadata(&screenshot).unwrap().len() > 0);
+    }
     hub.stop().await;
 }
 

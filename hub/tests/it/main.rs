@@ -27,6 +27,7 @@ mod query;
 mod rebuild_cli;
 mod refusals;
 mod relay;
+mod review;
 mod services;
 mod signatures;
 mod store;

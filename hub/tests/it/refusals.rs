@@ -252,9 +252,9 @@ async fn a_device_token_is_bound_to_the_first_origin_that_presents_it() {
     .await
     .unwrap();
     let bound = |hub: &Hub| match hub.store.token(&token_id).unwrap().unwrap().scope {
-        TokenScope::Device { bound_origin, .. } | TokenScope::Relay { bound_origin, .. } => {
-            bound_origin
-        }
+        TokenScope::Device { bound_origin, .. }
+        | TokenScope::Relay { bound_origin, .. }
+        | TokenScope::Supervisor { bound_origin, .. } => bound_origin,
         TokenScope::Bureau { .. } => None,
     };
     assert_eq!(bound(&hub), Some(a.identity().origin_id));

@@ -40,8 +40,8 @@ use station_proto::ids::Uuid;
 use station_proto::v1::{
     ActivityHeld, ActivityKind, BeneficiaryVerified, CallOutcome, CaseAssessed, CaseClosed,
     CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, CasesMerged, Category, EventVoided,
-    Gender, GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked, Tier,
-    TrainingHeld, TrainingKind, VisitKind, VisitRecorded,
+    Gender, GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked,
+    ReviewRequested, ReviewSubject, Tier, TrainingHeld, TrainingKind, VisitKind, VisitRecorded,
 };
 use station_proto::validate::{self, Context, Invalid};
 
@@ -134,6 +134,11 @@ enum Meaning {
         tier: i32,
     },
     Note {
+        case: usize,
+    },
+    /// A request for a supervisor's review of the case's closure, made
+    /// right after it: the demo's review queue.
+    RequestReview {
         case: usize,
     },
     /// A call to the case's guardian (电话联系监护人): counted apart from
@@ -569,6 +574,14 @@ impl Worker {
         {
             m.last_seen_event_id = last.as_bytes().to_vec();
         }
+        // A review request names the closure just saved, the case's latest.
+        if let (Body::ReviewRequested(m), Meaning::RequestReview { case }) =
+            (&mut draft.body, &draft.meaning)
+            && let Some(last) = self.cases[*case].events.last()
+        {
+            m.subject_event_id = last.as_bytes().to_vec();
+            m.last_seen_event_id = last.as_bytes().to_vec();
+        }
         let expect = match self.verdict(&draft.body) {
             Ok(()) => Expect::Saved,
             Err(_) => Expect::Refused(match draft.meaning {
@@ -733,7 +746,7 @@ impl Worker {
                 self.ledger.voided.insert(target);
                 None
             }
-            Meaning::Note { case } | Meaning::Verify { case } => {
+            Meaning::Note { case } | Meaning::Verify { case } | Meaning::RequestReview { case } => {
                 self.cases[case].events.push(event_id);
                 None
             }
@@ -788,9 +801,20 @@ impl Worker {
         }
     }
 
+    /// A community of the station, as the roster codes them: the street
+    /// station's eleven communities 001–011, a town's or township's three
+    /// villages 201–203.
     fn community(&mut self) -> String {
-        let last = if self.station.ends_with("001") { 11 } else { 3 };
-        format!("{}{:03}", self.station, self.rng.random_range(1..=last))
+        let (last, villages) = if self.station.ends_with("001") {
+            (11, 0)
+        } else {
+            (3, 200)
+        };
+        format!(
+            "{}{:03}",
+            self.station,
+            villages + self.rng.random_range(1..=last)
+        )
     }
 
     fn push(&mut self, body: Body, meaning: Meaning) {
@@ -1107,6 +1131,17 @@ impl Worker {
                         closed_on: day.to_string(),
                     }),
                     Meaning::Close { case, date: day },
+                );
+                self.push(
+                    Body::ReviewRequested(ReviewRequested {
+                        case_id: id.as_bytes().to_vec(),
+                        subject: ReviewSubject::Closure as i32,
+                        subject_event_id: vec![],
+                        last_seen_event_id: vec![],
+                        requested_on: day.to_string(),
+                        note: "请督导审核结案".into(),
+                    }),
+                    Meaning::RequestReview { case },
                 );
             }
         }

@@ -14,8 +14,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use station_proto::names::{self, Named};
 use station_proto::v1::{
-    ActivityKind, CallOutcome, CaseSource, Category, Gender, NoteKind, ResourceKind, TrainingKind,
-    VisitKind,
+    ActivityKind, CallOutcome, CaseSource, Category, Gender, NoteKind, ResourceKind, ReviewSubject,
+    TrainingKind, VisitKind,
 };
 
 /// Records social work entries on this device, durably and offline.
@@ -81,6 +81,9 @@ pub enum Command {
     Training(TrainingArgs),
     /// Records a verification of a beneficiary's information (信息核实).
     Verify(VerifyArgs),
+    /// Supervision (督导审核): ask for a review, approve or return one, list them.
+    #[command(subcommand)]
+    Review(ReviewCommand),
     /// Voids an earlier event (a correction).
     Void {
         /// The id of the event to void.
@@ -300,6 +303,55 @@ pub enum CaseCommand {
         reason: String,
         #[arg(long)]
         date: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// Asks a supervisor to review a tier change, a case plan or a closure;
+    /// prints the request's event id.
+    Request {
+        /// The case: its id, its file number, or a prefix of its id.
+        #[arg(long)]
+        case: String,
+        /// tier-change, case-plan or closure.
+        #[arg(long, value_parser = enum_name::<ReviewSubject>())]
+        what: ReviewSubject,
+        /// The event under review (default: the case's latest of that kind).
+        #[arg(long)]
+        event: Option<String>,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// Approves a review request (a supervisor's token).
+    Approve {
+        /// The request's event id.
+        #[arg(long)]
+        request: String,
+        #[arg(long, default_value = "")]
+        comment: String,
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// Returns a review request to its author with what to change.
+    Return {
+        /// The request's event id.
+        #[arg(long)]
+        request: String,
+        #[arg(long)]
+        comment: String,
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// Lists review requests: those waiting (with their age) and those
+    /// returned and not yet resubmitted; --all adds the decided ones.
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
     },
 }
 

@@ -16,11 +16,12 @@ use station_proto::ids::Uuid;
 use station_proto::v1::{
     ActivityHeld, BeneficiaryVerified, CaseAssessed, CaseClosed, CaseNoteAdded, CaseOpened,
     CaseReopened, CasesMerged, DuplicateDismissed, EventVoided, Gender, GroupSessionHeld,
-    GuardianCalled, ResourceLinked, Tier, TrainingHeld, VisitRecorded,
+    GuardianCalled, ResourceLinked, ReviewApproved, ReviewRequested, ReviewReturned, Tier,
+    TrainingHeld, VisitRecorded,
 };
 use station_proto::{Body, json, money};
 
-use crate::args::{CaseCommand, CaseOpenArgs, Command};
+use crate::args::{CaseCommand, CaseOpenArgs, Command, ReviewCommand};
 use crate::print;
 
 /// An input error found before the engine is called.
@@ -248,11 +249,52 @@ pub fn body_of(command: Command, resolve: ResolveCase<'_>) -> Result<Body, Input
             still_eligible: args.eligible,
             notes: args.note,
         }),
+        Command::Review(ReviewCommand::Request {
+            case,
+            what,
+            event,
+            note,
+            date,
+        }) => Body::ReviewRequested(ReviewRequested {
+            case_id: case_bytes(resolve, "review_requested.case_id", &case)?,
+            subject: what.into(),
+            subject_event_id: match &event {
+                Some(event) => id_bytes("review_requested.subject_event_id", event)?,
+                None => Vec::new(),
+            },
+            last_seen_event_id: Vec::new(),
+            requested_on: date_or_today(date),
+            note,
+        }),
+        // The case is the request's, filled in by the engine.
+        Command::Review(ReviewCommand::Approve {
+            request,
+            comment,
+            date,
+        }) => Body::ReviewApproved(ReviewApproved {
+            case_id: Vec::new(),
+            request_id: id_bytes("review_approved.request_id", &request)?,
+            last_seen_event_id: Vec::new(),
+            decided_on: date_or_today(date),
+            comment,
+        }),
+        Command::Review(ReviewCommand::Return {
+            request,
+            comment,
+            date,
+        }) => Body::ReviewReturned(ReviewReturned {
+            case_id: Vec::new(),
+            request_id: id_bytes("review_returned.request_id", &request)?,
+            last_seen_event_id: Vec::new(),
+            decided_on: date_or_today(date),
+            comment,
+        }),
         Command::Void { event, reason } => Body::EventVoided(EventVoided {
             voided_event_id: id_bytes("event_voided.voided_event_id", &event)?,
             reason,
         }),
         Command::Init { .. }
+        | Command::Review(ReviewCommand::List { .. })
         | Command::Record { .. }
         | Command::Cases { .. }
         | Command::Log { .. }

@@ -35,7 +35,7 @@ use station_agent::views::CaseStatus;
 use station_agent::{Agent, AgentError, InitOptions, OpenOptions, StoreError};
 use station_proto::Body;
 
-use crate::args::{CaseCommand, Cli, Command};
+use crate::args::{CaseCommand, Cli, Command, ReviewCommand};
 
 /// The global arguments that say how the store opens.
 struct StoreArgs {
@@ -147,6 +147,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .collect();
                 print::cases(&mut out, &cases, agent.intervals(), format)?;
             }
+        }
+        Command::Review(ReviewCommand::List { all, format }) => {
+            let agent = open_agent(&store)?;
+            let items: Vec<_> = agent
+                .review_items()?
+                .into_iter()
+                .filter(|(_, item)| all || item.is_queued() || item.is_returned())
+                .collect();
+            print::reviews(&mut out, &items, engine::today(), format)?;
         }
         Command::Log {
             since,

@@ -15,6 +15,7 @@ use station_agent::views::{
 use station_proto::Event;
 use station_proto::ids::Uuid;
 use station_proto::json;
+use station_proto::review::{self, ReviewItem, ReviewState};
 
 use crate::args::{Format, LogFormat};
 
@@ -153,6 +154,90 @@ pub fn cases(
                 )?;
             }
             writeln!(out, "{} cases", cases.len())?;
+        }
+    }
+    Ok(())
+}
+
+/// Review requests with their case: state, age, and for a returned one
+/// the supervisor's comment (`returned: …`), so the worker sees what to
+/// change.
+///
+/// # Errors
+/// `out` cannot be written.
+pub fn reviews(
+    out: &mut impl Write,
+    items: &[(CaseView, ReviewItem)],
+    today: chrono::NaiveDate,
+    format: Format,
+) -> anyhow::Result<()> {
+    match format {
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = items
+                .iter()
+                .map(|(case, item)| {
+                    serde_json::json!({
+                        "case_id": case.case_id,
+                        "file_number": case.file_number,
+                        "request_id": item.request_id,
+                        "subject": review::subject_name(item.subject),
+                        "subject_event_id": item.subject_event_id,
+                        "requested_on": item.requested_on,
+                        "age_days": item.age_days(today),
+                        "state": item.state,
+                        "decided_on": item.decided_on,
+                        "comment": item.comment,
+                        "stale": item.stale,
+                        "superseded_by": item.superseded_by,
+                    })
+                })
+                .collect();
+            writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        }
+        Format::Table => {
+            writeln!(
+                out,
+                "{:<36}  {}  {:<11}  {:>4}  {:<8}  status",
+                "request_id",
+                pad("file_number", FILE_NUMBER_WIDTH),
+                "subject",
+                "days",
+                "state",
+            )?;
+            for (case, item) in items {
+                let status = match item.state {
+                    ReviewState::Returned => format!("returned: {}", item.comment),
+                    ReviewState::Pending | ReviewState::Approved => {
+                        if item.comment.is_empty() {
+                            String::new()
+                        } else {
+                            item.comment.clone()
+                        }
+                    }
+                };
+                let mut flags = Vec::new();
+                if item.stale {
+                    flags.push("stale decision");
+                }
+                if item.superseded_by.is_some() {
+                    flags.push("resubmitted");
+                }
+                let flags = if flags.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", flags.join(", "))
+                };
+                writeln!(
+                    out,
+                    "{:<36}  {}  {:<11}  {:>4}  {:<8}  {status}{flags}",
+                    item.request_id,
+                    pad(file_number(case), FILE_NUMBER_WIDTH),
+                    review::subject_name(item.subject),
+                    item.age_days(today),
+                    item.state.name(),
+                )?;
+            }
+            writeln!(out, "{} review requests", items.len())?;
         }
     }
     Ok(())

@@ -31,6 +31,11 @@ impl Projections {
                     relay: name,
                     bound_origin: Some(origin),
                     ..
+                }
+                | TokenScope::Supervisor {
+                    supervisor: name,
+                    bound_origin: Some(origin),
+                    ..
                 } => Some((*origin, name.clone())),
                 _ => None,
             })

@@ -49,6 +49,13 @@ impl Projections {
                     .map_err(|_| ProjectionError::Corrupt("counter".into()))?;
             }
             raw.insert(Metric::CasesOpen.name().into(), open);
+            // Closures count once a review approved them, when so configured.
+            let approved = raw
+                .remove(crate::projections::fold::APPROVED_CLOSINGS)
+                .unwrap_or(0);
+            if self.config().review.count_closures_when_approved {
+                raw.insert(Metric::CasesClosed.name().into(), approved);
+            }
             let values = Metric::ALL
                 .into_iter()
                 .map(|metric| {

@@ -1,6 +1,6 @@
 //! The read API over the projections, one module per answer: indicators,
 //! caseload, overdue follow-ups, tier conflicts, duplicate files, sync
-//! health, quarantine and case timelines. Each reads the tree under the projections' read gate and
+//! health, quarantine, the review queue and case timelines. Each reads the tree under the projections' read gate and
 //! joins in the configuration and the log; the answers are in
 //! [`super::answer`] and [`super::health`].
 //!
@@ -19,7 +19,11 @@ mod health;
 mod indicators;
 mod overdue;
 mod quarantine;
+mod reviews;
 mod timeline;
+mod trends;
+
+pub use trends::{MetricTrend, StationTrend, TREND_MONTHS, Trends};
 
 use std::collections::BTreeMap;
 

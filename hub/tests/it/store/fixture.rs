@@ -190,7 +190,8 @@ const RECEIVED_MS: i64 = 1_743_465_600_000;
 fn bind(store: &HubStore, token_id: &str, origin: Uuid) {
     store
         .update_token(token_id, |record| match &mut record.scope {
-            TokenScope::Device { bound_origin, .. } => {
+            TokenScope::Device { bound_origin, .. }
+            | TokenScope::Supervisor { bound_origin, .. } => {
                 *bound_origin = Some(origin);
                 true
             }

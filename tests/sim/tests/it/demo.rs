@@ -54,6 +54,35 @@ fn assert_hub_matches(demo: &Demo, report: &DemoReport) {
                 .collect();
             assert_eq!(hub, ledger.indicators(&period), "{station} {period:?}");
         }
+        // The trends, month by month, are the ledger's months.
+        let today = station_hub::projections::today_in_china();
+        let trends = projections
+            .trends(std::slice::from_ref(station), today, today)
+            .unwrap();
+        assert_eq!(trends.months.len(), 12);
+        for (i, month) in trends.months.iter().enumerate() {
+            let period = station_hub::params::period(month).unwrap();
+            let hub: BTreeMap<Metric, i64> = trends.stations[0]
+                .metrics
+                .iter()
+                .filter(|m| m.raw[i] != 0)
+                .map(|m| (m.metric, m.raw[i]))
+                .collect();
+            assert_eq!(hub, ledger.indicators(&period), "{station} trend {month}");
+        }
+        // Every closure the generator entered asks for a review; none is
+        // decided in the demo, so each closed case waits in the queue.
+        let closed: i64 = trends.stations[0]
+            .metrics
+            .iter()
+            .filter(|m| m.metric == Metric::CasesClosed)
+            .flat_map(|m| m.raw.iter())
+            .sum();
+        let queue = projections
+            .reviews(std::slice::from_ref(station), today, false)
+            .unwrap();
+        assert_eq!(queue.pending > 0, closed > 0, "{station}");
+        assert!(queue.reviews.iter().all(|r| r.subject == "closure"));
         let caseload = projections.caseload(std::slice::from_ref(station)).unwrap();
         let load = &caseload.stations[0];
         assert_eq!(

@@ -1,0 +1,359 @@
+//! Supervision end to end: a real hub on an ephemeral port configured to
+//! count closures only once approved, a worker's phone and a supervisor's
+//! phone with their own logs, syncing one round at a time. The supervisor
+//! decides offline; a return reaches the worker's phone; a decision taken on
+//! a case that changed since is flagged; the ledger counts the closure once
+//! approved; a supervisor token pushes nothing but decisions.
+
+use std::sync::Arc;
+
+use station_agent::Agent;
+use station_agent::sync::{SyncOptions, sync_once};
+use station_hub::auth;
+use station_hub::config::{DEFAULT_TOML, HubConfig};
+use station_hub::projections::Projections;
+use station_hub::projections::period::Metric;
+use station_hub::server::ServerOptions;
+use station_proto::Body;
+use station_proto::ids::Uuid;
+use station_proto::review::ReviewState;
+use station_proto::v1::{
+    CaseClosed, CaseNoteAdded, CaseOpened, CaseSource, Category, Gender, GetReviewsRequest,
+    NoteKind, ReviewApproved, ReviewRequested, ReviewReturned, ReviewSubject, Tier,
+};
+
+use crate::fixtures::{Hub, activity, authorized, device, hub_cli, stdout_of};
+
+const STATION: &str = "540502001";
+
+fn day() -> String {
+    station_hub::projections::today_in_china()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+fn opening() -> Body {
+    Body::CaseOpened(CaseOpened {
+        name: "次仁 ཚེ་རིང".into(),
+        id_number: "11010519491231002X".into(),
+        gender: Gender::Female as i32,
+        birth_date: "1949-12-31".into(),
+        community_code: format!("{STATION}002"),
+        language: "bo".into(),
+        categories: vec![Category::Elderly as i32],
+        tier: Tier::Key as i32,
+        source: CaseSource::Outreach as i32,
+        opened_on: day(),
+        ..CaseOpened::default()
+    })
+}
+
+fn closure_request(case_id: Uuid) -> Body {
+    Body::ReviewRequested(ReviewRequested {
+        case_id: case_id.as_bytes().to_vec(),
+        subject: ReviewSubject::Closure as i32,
+        requested_on: day(),
+        note: "迁往拉萨".into(),
+        ..ReviewRequested::default()
+    })
+}
+
+async fn sync(hub: &Hub, agent: &Arc<Agent>, token: &str) -> station_agent::sync::SyncReport {
+    sync_once(
+        Arc::clone(agent),
+        &SyncOptions::new(hub.url(), Some(token.to_string())),
+    )
+    .await
+    .unwrap()
+}
+
+fn closed_this_month(projections: &Projections) -> i64 {
+    let month = station_hub::params::period(
+        &station_hub::projections::today_in_china()
+            .format("%Y-%m")
+            .to_string(),
+    )
+    .unwrap();
+    let table = projections
+        .indicators(month, &[STATION.to_string()])
+        .unwrap();
+    table.rows[0]
+        .values
+        .iter()
+        .find(|v| v.metric == Metric::CasesClosed)
+        .unwrap()
+        .raw
+}
+
+fn queue(projections: &Projections, all: bool) -> station_hub::projections::ReviewQueue {
+    projections
+        .reviews(
+            &[STATION.to_string()],
+            station_hub::projections::today_in_china(),
+            all,
+        )
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closure_is_returned_resubmitted_and_approved_offline_and_counts_once_approved() {
+    let config = HubConfig::from_toml(&DEFAULT_TOML.replace(
+        "closure = false\ncount_closures_when_approved = false",
+        "closure = true\ncount_closures_when_approved = true",
+    ))
+    .unwrap();
+    assert!(config.review.count_closures_when_approved);
+    let hub = Hub::start_in(
+        tempfile::tempdir().unwrap(),
+        ServerOptions {
+            config: Some(Arc::new(config)),
+            ..ServerOptions::default()
+        },
+    )
+    .await;
+    let worker_token = hub.device_token(STATION, "泽当-1");
+    let supervisor_token = auth::enroll_supervisor(&hub.store, "督导 卓玛", &[STATION.to_string()])
+        .unwrap()
+        .bearer;
+    let (worker_dir, supervisor_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let worker = device(worker_dir.path(), STATION, "sw-01");
+    let supervisor = device(supervisor_dir.path(), STATION, "sup-01");
+
+    // The worker closes a case and asks for the closure to be reviewed.
+    let case_id = worker.record(opening()).unwrap().event_id;
+    let closed = worker
+        .record(Body::CaseClosed(CaseClosed {
+            case_id: case_id.as_bytes().to_vec(),
+            reason: "迁出".into(),
+            closed_on: day(),
+        }))
+        .unwrap()
+        .event_id;
+    let first_request = worker.record(closure_request(case_id)).unwrap().event_id;
+    sync(&hub, &worker, &worker_token).await;
+    hub.projected().await;
+    let waiting = queue(&hub.projections, false);
+    assert_eq!(waiting.pending, 1);
+    assert_eq!(waiting.reviews[0].request_id, first_request);
+    assert_eq!(waiting.reviews[0].subject_event_id, Some(closed));
+    assert_eq!(waiting.reviews[0].requested_by, "sw-01");
+    assert_eq!(
+        closed_this_month(&hub.projections),
+        0,
+        "not counted before approval"
+    );
+
+    // The supervisor's phone pulls the station, then returns the request
+    // offline: the hub knows nothing until it syncs.
+    sync(&hub, &supervisor, &supervisor_token).await;
+    supervisor
+        .record(Body::ReviewReturned(ReviewReturned {
+            request_id: first_request.as_bytes().to_vec(),
+            decided_on: day(),
+            comment: "请补充迁出证明".into(),
+            ..ReviewReturned::default()
+        }))
+        .unwrap();
+    hub.projected().await;
+    assert_eq!(queue(&hub.projections, false).pending, 1);
+    let report = sync(&hub, &supervisor, &supervisor_token).await;
+    assert_eq!(report.pushed, 1);
+    hub.projected().await;
+    let returned = queue(&hub.projections, false);
+    assert_eq!(returned.pending, 0);
+    assert_eq!(returned.reviews.len(), 1);
+    assert_eq!(returned.reviews[0].state, ReviewState::Returned);
+    assert_eq!(returned.reviews[0].decided_by, "sup-01");
+    assert!(!returned.reviews[0].stale);
+
+    // The return reaches the worker's phone, with its comment.
+    sync(&hub, &worker, &worker_token).await;
+    let items = worker.review_items().unwrap();
+    let shown: Vec<_> = items
+        .iter()
+        .filter(|(_, item)| item.is_returned())
+        .collect();
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].1.comment, "请补充迁出证明");
+    assert_eq!(shown[0].0.case_id, case_id);
+
+    // The worker resubmits; the returned item leaves the phone's list.
+    let second_request = worker.record(closure_request(case_id)).unwrap().event_id;
+    assert!(
+        worker
+            .review_items()
+            .unwrap()
+            .iter()
+            .all(|(_, item)| !item.is_returned())
+    );
+    sync(&hub, &worker, &worker_token).await;
+    sync(&hub, &supervisor, &supervisor_token).await;
+
+    // The worker adds to the case after the supervisor last looked; the
+    // supervisor, offline, approves what it saw: the decision is stale.
+    worker
+        .record(Body::CaseNoteAdded(CaseNoteAdded {
+            case_id: case_id.as_bytes().to_vec(),
+            kind: NoteKind::Intervention as i32,
+            text: "已联系拉萨社工站".into(),
+            noted_on: day(),
+        }))
+        .unwrap();
+    sync(&hub, &worker, &worker_token).await;
+    supervisor
+        .record(Body::ReviewApproved(ReviewApproved {
+            request_id: second_request.as_bytes().to_vec(),
+            decided_on: day(),
+            ..ReviewApproved::default()
+        }))
+        .unwrap();
+    sync(&hub, &supervisor, &supervisor_token).await;
+    hub.projected().await;
+    let every = queue(&hub.projections, true);
+    let approved = every
+        .reviews
+        .iter()
+        .find(|r| r.request_id == second_request)
+        .unwrap();
+    assert_eq!(approved.state, ReviewState::Approved);
+    assert!(approved.stale, "approved on a case that changed since");
+    assert_eq!(every.stale, 1);
+    let first = every
+        .reviews
+        .iter()
+        .find(|r| r.request_id == first_request)
+        .unwrap();
+    assert_eq!(first.superseded_by, Some(second_request));
+    assert_eq!(queue(&hub.projections, false).reviews.len(), 0);
+    assert_eq!(
+        closed_this_month(&hub.projections),
+        1,
+        "counted once approved"
+    );
+
+    // The same over Query, with the supervisor's token; another station's
+    // reviews are not its to read.
+    let mut query = hub.query();
+    let answer = query
+        .get_reviews(authorized(
+            GetReviewsRequest {
+                all: true,
+                ..GetReviewsRequest::default()
+            },
+            &supervisor_token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.reviews.len(), 2);
+    assert!(answer.closure_needs_review && answer.closures_count_when_approved);
+    assert_eq!(answer.stale, 1);
+    let refused = query
+        .get_reviews(authorized(
+            GetReviewsRequest {
+                stations: vec!["540502101".into()],
+                ..GetReviewsRequest::default()
+            },
+            &supervisor_token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+
+    // A supervisor token pushes review decisions only: anything else is
+    // refused and parked on the phone, and the hub stores nothing of it.
+    let before = hub.store.event_count();
+    supervisor.record(activity(STATION, 3)).unwrap();
+    let report = sync(&hub, &supervisor, &supervisor_token).await;
+    let parked = report.parked.expect("refused for good");
+    assert!(
+        parked.reason.contains("review decisions only"),
+        "{}",
+        parked.reason
+    );
+    assert_eq!(hub.store.event_count(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_setting_closures_count_at_once() {
+    let hub = Hub::start().await;
+    let token = hub.device_token(STATION, "泽当-2");
+    let dir = tempfile::tempdir().unwrap();
+    let worker = device(dir.path(), STATION, "sw-02");
+    let case_id = worker.record(opening()).unwrap().event_id;
+    worker
+        .record(Body::CaseClosed(CaseClosed {
+            case_id: case_id.as_bytes().to_vec(),
+            reason: "迁出".into(),
+            closed_on: day(),
+        }))
+        .unwrap();
+    worker.record(closure_request(case_id)).unwrap();
+    sync(&hub, &worker, &token).await;
+    hub.projected().await;
+    assert_eq!(closed_this_month(&hub.projections), 1);
+    assert_eq!(queue(&hub.projections, false).pending, 1);
+    // A request naming no tier change of the case is refused on the phone.
+    let refused = worker.record(Body::ReviewRequested(ReviewRequested {
+        case_id: case_id.as_bytes().to_vec(),
+        subject: ReviewSubject::TierChange as i32,
+        requested_on: day(),
+        ..ReviewRequested::default()
+    }));
+    let message = refused.unwrap_err().to_string();
+    assert!(
+        message.contains("has no tier-change to review"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_supervisor_is_enrolled_for_stations_on_the_roster() {
+    let data = tempfile::tempdir().unwrap();
+    let token = stdout_of(&hub_cli(
+        data.path(),
+        &[
+            "enroll",
+            "--supervisor",
+            "督导 卓玛",
+            "--station",
+            "540502001,540502101",
+        ],
+    ));
+    let token_id = token.trim().split_once('.').unwrap().0.to_string();
+    let listing = stdout_of(&hub_cli(data.path(), &["tokens"]));
+    let row: Vec<&str> = listing
+        .lines()
+        .find(|line| line.starts_with(&token_id))
+        .unwrap()
+        .split('\t')
+        .collect();
+    assert_eq!(
+        row[..5],
+        [
+            token_id.as_str(),
+            "supervisor",
+            "540502001,540502101",
+            "督导 卓玛",
+            "-"
+        ]
+    );
+    for args in [
+        &["enroll", "--supervisor", "x", "--station", "540502999"][..],
+        &["enroll", "--supervisor", "x", "--station", "5405"][..],
+        &["enroll", "--supervisor", "x"][..],
+        &[
+            "enroll",
+            "--supervisor",
+            "x",
+            "--device",
+            "y",
+            "--station",
+            "540502001",
+        ][..],
+    ] {
+        let output = hub_cli(data.path(), args);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+}
