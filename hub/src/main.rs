@@ -176,7 +176,10 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Revokes a token: every later call with it is refused, at once when
-    /// the hub runs.
+    /// the hub runs. With --wipe, for a lost device: the token may then only
+    /// upload the device's backlog, and at its next Hello the device is told
+    /// to destroy its keys once the hub holds it; `tokens` shows "wipe
+    /// pending", then "wiped" (and the token revoked) when the device says so.
     Revoke {
         /// The hub's data folder.
         #[arg(long, default_value = "./hub-data")]
@@ -184,6 +187,10 @@ enum Command {
         /// The id printed by `enroll` and `tokens`.
         #[arg(long)]
         token_id: String,
+        /// Order the device wiped (a lost or stolen phone) instead of only
+        /// refusing its token.
+        #[arg(long)]
+        wipe: bool,
     },
     /// Takes a consistent copy of the hub store into a new folder, while
     /// the hub serves (through its administration socket) or while it is
@@ -335,8 +342,9 @@ fn token_line(record: &TokenRecord) -> String {
     let revoked = record
         .revoked_at_ms
         .map_or_else(|| "-".to_string(), time_of);
+    let wipe = record.wipe.map_or("-", |wipe| wipe.state());
     format!(
-        "{}\t{kind}\t{station}\t{name}\t{origin}\t{revoked}\t{}",
+        "{}\t{kind}\t{station}\t{name}\t{origin}\t{revoked}\t{}\t{wipe}",
         record.token_id,
         time_of(record.created_at_ms)
     )
@@ -500,9 +508,13 @@ fn main() -> anyhow::Result<()> {
                 other => anyhow::bail!("unexpected answer from the hub: {other:?}"),
             }
         }
-        Command::Revoke { data, token_id } => {
+        Command::Revoke {
+            data,
+            token_id,
+            wipe,
+        } => {
             let key = store_key(&data, key_file, cipher, false)?;
-            match admin::administer(&data, AdminRequest::Revoke { token_id }, None, key)? {
+            match admin::administer(&data, AdminRequest::Revoke { token_id, wipe }, None, key)? {
                 AdminReply::Revoked(record) => print_lines([token_line(&record)])?,
                 other => anyhow::bail!("unexpected answer from the hub: {other:?}"),
             }
@@ -512,7 +524,7 @@ fn main() -> anyhow::Result<()> {
             match admin::administer(&data, AdminRequest::Tokens, None, key)? {
                 AdminReply::Tokens(records) => print_lines(
                     std::iter::once(
-                        "id\tkind\tstation\tname\torigin\trevoked\tcreated".to_string(),
+                        "id\tkind\tstation\tname\torigin\trevoked\tcreated\twipe".to_string(),
                     )
                     .chain(records.iter().map(token_line)),
                 )?,

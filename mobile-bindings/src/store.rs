@@ -12,6 +12,9 @@
 //!   serialised by the log, and sync rounds are serialised by the runtime lock;
 //! - the store directory is locked while the object lives, and released when
 //!   the last reference to it is dropped;
+//! - once a sync wiped the device on the hub's order (it was reported lost),
+//!   the object holds no engine and every call answers
+//!   [`FieldError::Wiped`], as does opening the store again;
 //! - wherever a call takes a case id it takes the whole id or a prefix of it
 //!   no other case of the station shares (4 or more hexadecimal digits); an
 //!   ambiguous prefix is refused as invalid input, an unknown one as an
@@ -86,9 +89,9 @@ pub struct Recorded {
 /// the hub. Every method blocks; call them off the UI thread.
 #[derive(Debug, uniffi::Object)]
 pub struct FieldStore {
-    /// The engine: identity, durable log, views, state checks. Shared with
-    /// sync tasks, which outlive no call.
-    pub(crate) agent: Arc<Agent>,
+    /// The engine while the store is open: identity, durable log, views,
+    /// state checks. Shared with sync tasks, which outlive no call.
+    pub(crate) held: Mutex<Held>,
     /// The bound of one `sync_now`.
     pub(crate) sync_timeout: Duration,
     /// The runtime sync runs on, started by the first `sync_now`; holding the
@@ -96,6 +99,16 @@ pub struct FieldStore {
     pub(crate) runtime: Mutex<Option<tokio::runtime::Runtime>>,
     /// Why the last `sync_now` failed, for `status`.
     pub(crate) last_error: Mutex<Option<String>>,
+}
+
+/// What a [`FieldStore`] holds.
+#[derive(Debug)]
+pub(crate) enum Held {
+    /// The open engine.
+    Open(Arc<Agent>),
+    /// The hub ordered the device wiped and it was: its keys are destroyed,
+    /// the engine is dropped, and every call answers [`FieldError::Wiped`].
+    Wiped,
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (each
@@ -211,7 +224,7 @@ impl FieldStore {
         }
         let timeout_secs = options.sync_timeout_secs.max(MIN_SYNC_TIMEOUT_SECS);
         Ok(Arc::new(Self {
-            agent: Arc::new(agent),
+            held: Mutex::new(Held::Open(Arc::new(agent))),
             sync_timeout: Duration::from_secs(u64::from(timeout_secs)),
             runtime: Mutex::new(None),
             last_error: Mutex::new(None),
@@ -367,9 +380,9 @@ impl FieldStore {
     /// # Errors
     /// [`FieldError::Storage`].
     pub fn cases(&self) -> Result<Vec<CaseSummary>, FieldError> {
-        let intervals = self.agent.intervals();
-        Ok(self
-            .agent
+        let agent = self.agent()?;
+        let intervals = agent.intervals();
+        Ok(agent
             .cases()?
             .iter()
             .map(|case| CaseSummary::new(case, intervals))
@@ -383,13 +396,11 @@ impl FieldStore {
     /// that is not a UUID, [`FieldError::Storage`].
     pub fn case(&self, case_id: String) -> Result<CaseSummary, FieldError> {
         let id = parse_id("case_id", &self.resolve("case_id", &case_id)?)?;
-        let case = self
-            .agent
-            .case(id)?
-            .ok_or_else(|| FieldError::UnknownCase {
-                field: "case_id".into(),
-            })?;
-        Ok(CaseSummary::new(&case, self.agent.intervals()))
+        let agent = self.agent()?;
+        let case = agent.case(id)?.ok_or_else(|| FieldError::UnknownCase {
+            field: "case_id".into(),
+        })?;
+        Ok(CaseSummary::new(&case, agent.intervals()))
     }
 
     /// Open cases whose follow-up is overdue or due within `horizon_days`
@@ -399,7 +410,7 @@ impl FieldStore {
     /// [`FieldError::Storage`].
     pub fn due_follow_ups(&self, horizon_days: u32) -> Result<Vec<FollowUp>, FieldError> {
         Ok(self
-            .agent
+            .agent()?
             .due_follow_ups(today(), horizon_days)?
             .iter()
             .map(FollowUp::from)
@@ -415,8 +426,9 @@ impl FieldStore {
     /// [`FieldError::Storage`].
     pub fn case_timeline(&self, case_id: String) -> Result<Vec<TimelineEntry>, FieldError> {
         let id = parse_id("case_id", &self.resolve("case_id", &case_id)?)?;
-        let events = self.agent.case_timeline(id)?;
-        if events.is_empty() && self.agent.case(id)?.is_none() {
+        let agent = self.agent()?;
+        let events = agent.case_timeline(id)?;
+        if events.is_empty() && agent.case(id)?.is_none() {
             return Err(FieldError::UnknownCase {
                 field: "case_id".into(),
             });
@@ -433,12 +445,11 @@ impl FieldStore {
     /// # Errors
     /// [`FieldError::Storage`].
     pub fn recent_entries(&self, limit: u32) -> Result<Vec<TimelineEntry>, FieldError> {
-        let log = self.agent.log();
+        let agent = self.agent()?;
+        let log = agent.log();
         let limit = u64::from(limit);
         let after = log.durable_seq().saturating_sub(limit);
-        let events = self
-            .agent
-            .own_events(after, usize::try_from(limit).unwrap_or(usize::MAX))?;
+        let events = agent.own_events(after, usize::try_from(limit).unwrap_or(usize::MAX))?;
         let mut entries = Vec::with_capacity(events.len());
         for event in events.into_iter().rev() {
             let voided = match station_proto::ids::from_bytes(&event.event_id) {
@@ -455,7 +466,8 @@ impl FieldStore {
     /// # Errors
     /// [`FieldError::Storage`].
     pub fn unacknowledged_count(&self) -> Result<u64, FieldError> {
-        let log = self.agent.log();
+        let agent = self.agent()?;
+        let log = agent.log();
         let acked = log.acked().map_err(AgentError::from)?;
         Ok(log.head_seq().saturating_sub(acked))
     }
@@ -465,11 +477,12 @@ impl FieldStore {
     /// # Errors
     /// [`FieldError::Storage`].
     pub fn status(&self) -> Result<StoreStatus, FieldError> {
-        let log = self.agent.log();
+        let agent = self.agent()?;
+        let log = agent.log();
         let identity = log
             .identity()
             .map_err(AgentError::from)?
-            .unwrap_or_else(|| self.agent.identity().clone());
+            .unwrap_or_else(|| agent.identity().clone());
         let durable_through = log.acked().map_err(AgentError::from)?;
         let head_seq = log.head_seq();
         let state = log.sync_state().map_err(AgentError::from)?;
@@ -495,12 +508,14 @@ impl FieldStore {
     /// The whole id of the case `case_id` names: itself, or the one case
     /// whose id it is a prefix of (see [`Agent::resolve_case`]).
     fn resolve(&self, field: &str, case_id: &str) -> Result<String, FieldError> {
-        Ok(self.agent.resolve_case(field, case_id)?.to_string())
+        Ok(self.agent()?.resolve_case(field, case_id)?.to_string())
     }
 
     fn record(&self, entry_id: Option<String>, body: Body) -> Result<Recorded, FieldError> {
         let event_id = parse_entry_id(entry_id.as_deref())?;
-        let recorded = self.agent.record_with(event_id, body, today(), now_ms())?;
+        let recorded = self
+            .agent()?
+            .record_with(event_id, body, today(), now_ms())?;
         Ok(Recorded {
             event_id: id_text(recorded.event_id),
             origin_seq: recorded.origin_seq,
@@ -510,8 +525,20 @@ impl FieldStore {
 
     /// The engine inside, for Rust callers (tests, tools) that need more than
     /// the apps do.
-    pub fn agent(&self) -> &Arc<Agent> {
-        &self.agent
+    ///
+    /// # Errors
+    /// [`FieldError::Wiped`] once the store was wiped.
+    pub fn agent(&self) -> Result<Arc<Agent>, FieldError> {
+        match &*lock(&self.held) {
+            Held::Open(agent) => Ok(Arc::clone(agent)),
+            Held::Wiped => Err(FieldError::wiped()),
+        }
+    }
+
+    /// Drops the engine of a store a sync wiped: every later call answers
+    /// [`FieldError::Wiped`].
+    pub(crate) fn forget_wiped(&self) {
+        *lock(&self.held) = Held::Wiped;
     }
 }
 

@@ -69,6 +69,19 @@ class Hub:
         )
         return done.stdout.strip()
 
+    def order_wipe(self, token):
+        """`station-hub revoke --wipe` for the device holding `token`, through
+        the running hub's administration socket (or on its stopped store)."""
+        token_id = token.split(".")[0]
+        done = subprocess.run(
+            [self.binary, "revoke", "--data", self.data, "--token-id", token_id, "--wipe"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return done.stdout.strip()
+
     def start(self):
         log = open(self.log_path, "a")
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))

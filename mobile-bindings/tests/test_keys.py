@@ -118,3 +118,34 @@ def test_a_wrong_or_refusing_provider_is_refused_and_changes_nothing(tmp_path):
         path, STATION, "zd-01", XorProvider(b"right"), sm.StoreOptions()
     )
     assert len(store.cases()) == 1
+
+
+def test_a_lost_device_uploads_its_entries_then_is_wiped(tmp_path, hub):
+    token = hub.enroll("phone-1")
+    url = hub.start()
+    path = str(tmp_path / "phone")
+    provider = XorProvider(b"platform-secret")
+    store = sm.FieldStore.open_encrypted(path, STATION, "zd-01", provider, sm.StoreOptions())
+    store.configure(url, token)
+    case_id = store.open_case(opening()).event_id
+    assert store.sync_now().durable_through == 1
+    store.add_note(sm.CaseNote(case_id=case_id, kind=sm.NoteKind.PLAN, text="家访计划", noted_on="2026-11-02"))
+
+    assert hub.order_wipe(token).endswith("wipe pending")
+    report = store.sync_now()
+    assert report.wiped
+    assert (report.pushed, report.durable_through, report.backlog) == (1, 2, 0)
+
+    for call in (store.cases, store.status, store.sync_now, store.unacknowledged_count):
+        with pytest.raises(sm.FieldError.Wiped) as wiped:
+            call()
+        assert "wiped" in str(wiped.value)
+    with pytest.raises(sm.FieldError.Wiped):
+        store.open_case(opening())
+    del store
+    gc.collect()
+    for text in (NAME, ID_NUMBER, PHONE, ADDRESS, token):
+        assert files_holding(path, text) == [], text
+    assert sorted(os.listdir(path)) == ["seal.json", "station.lock"]
+    with pytest.raises(sm.FieldError.Wiped):
+        sm.FieldStore.open_encrypted(path, STATION, "zd-01", provider, sm.StoreOptions())

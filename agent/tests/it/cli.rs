@@ -555,3 +555,31 @@ fn a_second_file_for_one_person_is_refused_on_the_command_line_and_in_bulk_entry
     let out = agent_stdin(&data, &["record", "--json", "-"], line);
     assert!(out.status.success(), "{}", stdout(&out));
 }
+
+#[test]
+fn status_says_a_wiped_device_is_wiped_and_every_other_command_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("phone");
+    let out = agent(&data, &["init", "--station", "540502001", "--worker", "w1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let device =
+        station_agent::Agent::open(&data, crate::fixtures::cli_store_options(&data)).unwrap();
+    device.log().wipe(1_700_000_000_000).unwrap();
+    drop(device);
+
+    let json = crate::fixtures::status(&data);
+    assert_eq!(json["wiped"], true, "{json}");
+    assert_eq!(json["wiped_at_ms"], 1_700_000_000_000_i64, "{json}");
+    let table = agent(&data, &["status"]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    assert!(stdout(&table).starts_with("wiped "), "{}", stdout(&table));
+    for args in [
+        &["cases"][..],
+        &["log"],
+        &["sync", "--hub", "http://127.0.0.1:1"],
+    ] {
+        let out = agent(&data, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&out).contains("wiped"), "{args:?}: {}", stderr(&out));
+    }
+}

@@ -108,6 +108,7 @@ impl SyncService for StandInHub {
                 hub_clock_ms: 0,
                 station_pull_head: s.log.len() as u64,
                 log_id: Vec::new(),
+                wipe: false,
             }))
         })
     }

@@ -148,6 +148,20 @@ pub struct DeviceHealth {
     /// Through when the hub holds all it recorded: its last contact when it
     /// had no backlog, else the recorded_at of its last event in the log.
     pub complete_through_ms: Option<i64>,
+    /// Whether the device was ordered wiped (`station-hub revoke --wipe`),
+    /// and whether it said it is; `None` when no wipe was ordered.
+    pub wipe: Option<WipeStatus>,
+}
+
+/// A lost device's wipe, as the bureau sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WipeStatus {
+    /// Ordered: the device uploads its backlog and destroys its keys at its
+    /// next contact.
+    Pending,
+    /// The device said it destroyed its keys; its token is revoked.
+    Wiped,
 }
 
 /// One station's data quality.

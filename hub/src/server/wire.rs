@@ -227,6 +227,11 @@ impl From<projections::SyncHealth> for v1::GetSyncHealthResponse {
                         .collect(),
                     recorded_after_receipt: d.recorded_after_receipt,
                     complete_through_ms: d.complete_through_ms,
+                    wipe: match d.wipe {
+                        None => v1::WipeState::None,
+                        Some(projections::WipeStatus::Pending) => v1::WipeState::Pending,
+                        Some(projections::WipeStatus::Wiped) => v1::WipeState::Wiped,
+                    } as i32,
                 })
                 .collect(),
         }

@@ -34,3 +34,4 @@ mod takeover;
 mod trust;
 mod vault;
 mod web;
+mod wipe;

@@ -147,7 +147,7 @@ fn fill(dir: &Path, events: u64) -> anyhow::Result<()> {
         STATION.into(),
         WORKER.into(),
     )?;
-    let agent = Arc::clone(store.agent());
+    let agent = store.agent()?;
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let lanes: Vec<_> = (0..THREADS)
             .map(|lane| {

@@ -8,7 +8,7 @@ use super::{counter, origin_stats};
 use crate::projections::Projections;
 use crate::projections::error::ProjectionError;
 use crate::projections::fold::{self, Quality};
-use crate::projections::health::{DeviceHealth, StationHealth, SyncHealth};
+use crate::projections::health::{DeviceHealth, StationHealth, SyncHealth, WipeStatus};
 use crate::store::TokenScope;
 
 impl Projections {
@@ -18,6 +18,7 @@ impl Projections {
     /// Storage errors.
     pub fn sync_health(&self, stations: &[String]) -> Result<SyncHealth, ProjectionError> {
         let origins = self.store().origins()?;
+        let mut wipes: BTreeMap<Uuid, WipeStatus> = BTreeMap::new();
         let names: BTreeMap<Uuid, String> = self
             .store()
             .tokens()?
@@ -27,7 +28,16 @@ impl Projections {
                     device,
                     bound_origin: Some(origin),
                     ..
-                } => Some((origin, device)),
+                } => {
+                    if let Some(wipe) = t.wipe {
+                        let status = match wipe.wiped_at_ms {
+                            Some(_) => WipeStatus::Wiped,
+                            None => WipeStatus::Pending,
+                        };
+                        wipes.insert(origin, status);
+                    }
+                    Some((origin, device))
+                }
                 _ => None,
             })
             .collect();
@@ -107,6 +117,7 @@ impl Projections {
                     lag,
                     recorded_after_receipt: stat.recorded_after_receipt,
                     complete_through_ms: device_complete,
+                    wipe: wipes.get(origin).copied(),
                 });
             }
             row.complete_through_ms = complete.flatten();
