@@ -113,6 +113,13 @@ pub enum FieldError {
         /// What failed.
         reason: String,
     },
+    /// The store is locked ([`crate::FieldStore::lock`], or idle too long):
+    /// call `unlock` once the user is authenticated.
+    #[error("locked: {reason}")]
+    Locked {
+        /// What to do.
+        reason: String,
+    },
     /// The hub ordered this device wiped (it was reported lost), and it was,
     /// or is being: its entries went to the hub, then the store's keys were
     /// destroyed. Nothing of the store can be read or recorded; a device

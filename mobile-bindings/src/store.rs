@@ -12,6 +12,9 @@
 //!   serialised by the log, and sync rounds are serialised by the runtime lock;
 //! - the store directory is locked while the object lives, and released when
 //!   the last reference to it is dropped;
+//! - a locked store ([`FieldStore::lock`], or idle longer than
+//!   [`StoreOptions::lock_after_idle_secs`]) holds no engine, no data key and
+//!   no open file; `unlock` asks the app's key provider again;
 //! - once a sync wiped the device on the hub's order (it was reported lost),
 //!   the object holds no engine and every call answers
 //!   [`FieldError::Wiped`], as does opening the store again;
@@ -22,7 +25,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use station_agent::engine::{now_ms, today};
 use station_agent::{Agent, AgentError, InitOptions, OpenOptions, StoreError};
@@ -61,6 +64,10 @@ pub struct StoreOptions {
     /// calls in flight.
     #[uniffi(default = 60)]
     pub sync_timeout_secs: u32,
+    /// Locks the store by itself once no call used it for this many seconds
+    /// (see [`FieldStore::lock`]); 0, the default, never.
+    #[uniffi(default = 0)]
+    pub lock_after_idle_secs: u32,
 }
 
 impl Default for StoreOptions {
@@ -68,6 +75,7 @@ impl Default for StoreOptions {
         Self {
             cache_bytes: DEFAULT_CACHE_BYTES,
             sync_timeout_secs: DEFAULT_SYNC_TIMEOUT_SECS,
+            lock_after_idle_secs: 0,
         }
     }
 }
@@ -92,6 +100,16 @@ pub struct FieldStore {
     /// The engine while the store is open: identity, durable log, views,
     /// state checks. Shared with sync tasks, which outlive no call.
     pub(crate) held: Mutex<Held>,
+    /// Where the store is and how it opens again at [`FieldStore::unlock`]
+    /// (with the app's key provider, asked again).
+    pub(crate) reopen: (PathBuf, OpenOptions),
+    /// The idle time after which the store locks itself, if any.
+    pub(crate) idle_lock: Option<Duration>,
+    /// When a call last used the engine.
+    pub(crate) last_used: Mutex<Instant>,
+    /// The thread that locks the store once idle, woken when the store is
+    /// dropped so that it ends.
+    pub(crate) idle_watch: Mutex<Option<std::thread::Thread>>,
     /// The bound of one `sync_now`.
     pub(crate) sync_timeout: Duration,
     /// The runtime sync runs on, started by the first `sync_now`; holding the
@@ -106,6 +124,10 @@ pub struct FieldStore {
 pub(crate) enum Held {
     /// The open engine.
     Open(Arc<Agent>),
+    /// Locked by [`FieldStore::lock`] or after the idle time: the engine,
+    /// its data key and its open files are dropped; every call but
+    /// `unlock` answers [`FieldError::Locked`].
+    Locked,
     /// The hub ordered the device wiped and it was: its keys are destroyed,
     /// the engine is dropped, and every call answers [`FieldError::Wiped`].
     Wiped,
@@ -192,6 +214,7 @@ impl FieldStore {
             key,
             ..OpenOptions::default()
         };
+        let open_again = open.clone();
         let agent = match Agent::open(&dir, open.clone()) {
             Ok(agent) => agent,
             Err(AgentError::Store(StoreError::NotInitialised)) => Agent::init(
@@ -223,12 +246,58 @@ impl FieldStore {
             });
         }
         let timeout_secs = options.sync_timeout_secs.max(MIN_SYNC_TIMEOUT_SECS);
-        Ok(Arc::new(Self {
+        let idle_lock = (options.lock_after_idle_secs > 0)
+            .then(|| Duration::from_secs(u64::from(options.lock_after_idle_secs)));
+        let store = Arc::new(Self {
             held: Mutex::new(Held::Open(Arc::new(agent))),
+            reopen: (dir, open_again),
+            idle_lock,
+            last_used: Mutex::new(Instant::now()),
+            idle_watch: Mutex::new(None),
             sync_timeout: Duration::from_secs(u64::from(timeout_secs)),
             runtime: Mutex::new(None),
             last_error: Mutex::new(None),
-        }))
+        });
+        if let Some(idle) = idle_lock {
+            let weak = Arc::downgrade(&store);
+            let watcher = std::thread::Builder::new()
+                .name("station-idle-lock".into())
+                .spawn(move || {
+                    let mut wait = idle;
+                    loop {
+                        std::thread::park_timeout(wait);
+                        let Some(store) = weak.upgrade() else {
+                            return;
+                        };
+                        wait = store.lock_if_idle(idle);
+                    }
+                })
+                .map_err(|e| FieldError::Internal {
+                    reason: format!("cannot start the idle lock: {}", e.kind()),
+                })?;
+            *lock(&store.idle_watch) = Some(watcher.thread().clone());
+        }
+        Ok(store)
+    }
+
+    /// Locks the store when no call used it for `idle`; returns how long
+    /// until it may be idle that long.
+    fn lock_if_idle(&self, idle: Duration) -> Duration {
+        let since = lock(&self.last_used).elapsed();
+        if since >= idle {
+            self.close_engine();
+            idle
+        } else {
+            idle - since
+        }
+    }
+
+    /// Drops the open engine, leaving the store locked.
+    fn close_engine(&self) {
+        let mut held = lock(&self.held);
+        if matches!(*held, Held::Open(_)) {
+            *held = Held::Locked;
+        }
     }
 }
 
@@ -472,6 +541,43 @@ impl FieldStore {
         Ok(log.head_seq().saturating_sub(acked))
     }
 
+    /// Locks the store: drops its data key and closes its files, so that
+    /// nothing of it is readable in the app's memory; every call but
+    /// `unlock` (and `is_locked`) then answers [`FieldError::Locked`].
+    /// Call it when the app goes to the background, say; see also
+    /// [`StoreOptions::lock_after_idle_secs`]. A sync under way finishes
+    /// first: the files close when it ends. Locking a locked or wiped store
+    /// changes nothing.
+    pub fn lock(&self) {
+        self.close_engine();
+    }
+
+    /// Opens a locked store again, asking the app's key provider for the
+    /// data key again (so the app can require the worker's PIN or
+    /// biometric first). Unlocking an open store changes nothing.
+    ///
+    /// # Errors
+    /// [`FieldError::Storage`] when the provider refuses or gives a wrong
+    /// key (the store stays locked); [`FieldError::Wiped`].
+    pub fn unlock(&self) -> Result<(), FieldError> {
+        let mut held = lock(&self.held);
+        match &*held {
+            Held::Open(_) => return Ok(()),
+            Held::Wiped => return Err(FieldError::wiped()),
+            Held::Locked => {}
+        }
+        let (dir, open) = &self.reopen;
+        let agent = Agent::open(dir, open.clone())?;
+        *held = Held::Open(Arc::new(agent));
+        *lock(&self.last_used) = Instant::now();
+        Ok(())
+    }
+
+    /// Whether the store is locked (see [`FieldStore::lock`]).
+    pub fn is_locked(&self) -> bool {
+        matches!(*lock(&self.held), Held::Locked)
+    }
+
     /// The device, its hub and its sync state, for the sync screen.
     ///
     /// # Errors
@@ -528,9 +634,20 @@ impl FieldStore {
     ///
     /// # Errors
     /// [`FieldError::Wiped`] once the store was wiped.
+    /// [`FieldError::Locked`] while the store is locked.
     pub fn agent(&self) -> Result<Arc<Agent>, FieldError> {
+        if let Some(idle) = self.idle_lock {
+            self.lock_if_idle(idle);
+        }
         match &*lock(&self.held) {
-            Held::Open(agent) => Ok(Arc::clone(agent)),
+            Held::Open(agent) => {
+                *lock(&self.last_used) = Instant::now();
+                Ok(Arc::clone(agent))
+            }
+            Held::Locked => Err(FieldError::Locked {
+                reason: "the store is locked: call unlock() once the user is authenticated"
+                    .to_string(),
+            }),
             Held::Wiped => Err(FieldError::wiped()),
         }
     }
@@ -544,6 +661,10 @@ impl FieldStore {
 
 impl Drop for FieldStore {
     fn drop(&mut self) {
+        if let Some(watcher) = lock(&self.idle_watch).take() {
+            // Its next look finds the store gone, and it ends.
+            watcher.unpark();
+        }
         let runtime = self
             .runtime
             .get_mut()

@@ -1,10 +1,13 @@
 """Encryption at rest through the generated Python bindings: a store opened
 with the app's KeyProvider keeps no personal data in its files, opens again
 with the same provider, and refuses a provider that cannot unwrap its key,
-changing nothing."""
+changing nothing; lock() drops the key and unlock() asks the provider again,
+also after an idle time; a device the hub orders wiped uploads its entries,
+then is wiped."""
 
 import gc
 import os
+import time
 
 import pytest
 
@@ -149,3 +152,65 @@ def test_a_lost_device_uploads_its_entries_then_is_wiped(tmp_path, hub):
     assert sorted(os.listdir(path)) == ["seal.json", "station.lock"]
     with pytest.raises(sm.FieldError.Wiped):
         sm.FieldStore.open_encrypted(path, STATION, "zd-01", provider, sm.StoreOptions())
+
+
+class SwitchProvider(XorProvider):
+    """A key store that asks the user first: it refuses while `refusing`."""
+
+    refusing = False
+
+    def unwrap(self, wrapped):
+        if self.refusing:
+            raise sm.KeyProviderError.Failed("user not authenticated")
+        return super().unwrap(wrapped)
+
+
+def test_lock_drops_the_key_and_unlock_asks_the_provider_again(tmp_path):
+    path = str(tmp_path / "phone")
+    provider = SwitchProvider(b"platform-secret")
+    store = sm.FieldStore.open_encrypted(path, STATION, "zd-01", provider, sm.StoreOptions())
+    case_id = store.open_case(opening()).event_id
+    assert not store.is_locked()
+
+    store.lock()
+    assert store.is_locked()
+    for call in (store.cases, store.status, store.unacknowledged_count, store.sync_now):
+        with pytest.raises(sm.FieldError.Locked):
+            call()
+    with pytest.raises(sm.FieldError.Locked):
+        store.open_case(opening())
+    # Its files are closed: the folder opens elsewhere meanwhile.
+    other = sm.FieldStore.open_encrypted(path, STATION, "zd-01", provider, sm.StoreOptions())
+    assert [c.case_id for c in other.cases()] == [case_id]
+    del other
+    gc.collect()
+
+    provider.refusing = True
+    with pytest.raises(sm.FieldError.Storage) as refused:
+        store.unlock()
+    assert "user not authenticated" in str(refused.value)
+    assert store.is_locked()
+    provider.refusing = False
+    calls = len(provider.calls)
+    store.unlock()
+    assert provider.calls[calls:] == ["unwrap"]
+    assert not store.is_locked()
+    assert [c.case_id for c in store.cases()] == [case_id]
+    store.unlock()
+    assert provider.calls[calls:] == ["unwrap"], "unlocking an open store asks nothing"
+
+
+def test_a_store_locks_itself_after_its_idle_time(tmp_path):
+    path = str(tmp_path / "phone")
+    provider = XorProvider(b"platform-secret")
+    options = sm.StoreOptions(lock_after_idle_secs=1)
+    store = sm.FieldStore.open_encrypted(path, STATION, "zd-01", provider, options)
+    store.open_case(opening())
+    deadline = time.monotonic() + 20
+    while not store.is_locked():
+        assert time.monotonic() < deadline, "the store did not lock itself"
+        time.sleep(0.1)
+    with pytest.raises(sm.FieldError.Locked):
+        store.cases()
+    store.unlock()
+    assert len(store.cases()) == 1

@@ -106,6 +106,19 @@ class Hub(private val data: File, private val log: File) {
         return token
     }
 
+    /** `station-hub revoke --wipe` for the device holding [token], through the
+     * running hub's administration socket. */
+    fun orderWipe(token: String): String {
+        val revoke = ProcessBuilder(
+            binary, "revoke", "--data", data.path, "--token-id", token.substringBefore('.'), "--wipe",
+        ).redirectErrorStream(false).start()
+        val line = revoke.inputStream.bufferedReader().readText().trim()
+        ensure(revoke.waitFor(60, TimeUnit.SECONDS) && revoke.exitValue() == 0) {
+            "revoke --wipe failed: " + revoke.errorStream.bufferedReader().readText()
+        }
+        return line
+    }
+
     fun start(): String {
         val builder = ProcessBuilder(
             binary, "serve", "--data", data.path, "--listen", "127.0.0.1:0",
