@@ -142,23 +142,37 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[uniffi::export]
 impl FieldStore {
     /// Opens the store at `path` (a directory in the app's private storage),
-    /// creating it for `station_code` and `worker_id` when it is empty.
+    /// creating it for `station_code` and `worker_id` when it is empty. The
+    /// store is encrypted under a data key that `key_provider` wraps with
+    /// the platform's key store (see [`KeyProvider`]): a new store is created
+    /// encrypted, a store in clear of an earlier version is encrypted in
+    /// place first. There is no way to open a store in clear.
     ///
     /// # Errors
     /// [`FieldError::InvalidInput`] for a bad station code or worker id;
     /// [`FieldError::WrongStore`] when the store was set up for another
     /// station or worker; [`FieldError::Storage`] when it cannot be opened
-    /// (for one, when it is open already).
+    /// (for one, when it is open already), or naming the key when the
+    /// provider fails or its key does not open this store (nothing is
+    /// changed then); [`FieldError::Wiped`] when the hub had it wiped.
     #[uniffi::constructor]
     pub fn open(
         path: String,
         station_code: String,
         worker_id: String,
+        key_provider: Arc<dyn KeyProvider>,
     ) -> Result<Arc<Self>, FieldError> {
-        Self::open_with_options(path, station_code, worker_id, StoreOptions::default())
+        Self::open_with_options(
+            path,
+            station_code,
+            worker_id,
+            key_provider,
+            StoreOptions::default(),
+        )
     }
 
-    /// [`FieldStore::open`] with a page cache size and a sync bound.
+    /// [`FieldStore::open`] with a page cache size, a sync bound and an idle
+    /// lock.
     ///
     /// # Errors
     /// As [`FieldStore::open`].
@@ -167,30 +181,11 @@ impl FieldStore {
         path: String,
         station_code: String,
         worker_id: String,
-        options: StoreOptions,
-    ) -> Result<Arc<Self>, FieldError> {
-        Self::open_keyed(path, station_code, worker_id, options, None)
-    }
-
-    /// Opens the store at `path` encrypted under a data key that
-    /// `key_provider` wraps with the platform's key store (see
-    /// [`KeyProvider`]): a new store is created encrypted, a store in clear
-    /// is encrypted in place first. Apps should open every store this way.
-    ///
-    /// # Errors
-    /// As [`FieldStore::open`]; [`FieldError::Storage`] naming the key when
-    /// the provider fails or its key does not open this store (nothing is
-    /// changed then), or when the store was wiped.
-    #[uniffi::constructor]
-    pub fn open_encrypted(
-        path: String,
-        station_code: String,
-        worker_id: String,
         key_provider: Arc<dyn KeyProvider>,
         options: StoreOptions,
     ) -> Result<Arc<Self>, FieldError> {
         let key = KeySource::Provider(Arc::new(ProviderWrapper(key_provider)));
-        Self::open_keyed(path, station_code, worker_id, options, Some(key))
+        Self::open_keyed(path, station_code, worker_id, options, key)
     }
 }
 
@@ -200,7 +195,7 @@ impl FieldStore {
         station_code: String,
         worker_id: String,
         options: StoreOptions,
-        key: Option<KeySource>,
+        key: KeySource,
     ) -> Result<Arc<Self>, FieldError> {
         if path.trim().is_empty() {
             return Err(FieldError::invalid("path", "must not be empty"));
@@ -211,7 +206,7 @@ impl FieldStore {
         let dir = PathBuf::from(path);
         let open = OpenOptions {
             cache_capacity: options.cache_bytes,
-            key,
+            key: Some(key),
             ..OpenOptions::default()
         };
         let open_again = open.clone();

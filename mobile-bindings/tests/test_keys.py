@@ -12,25 +12,8 @@ import time
 import pytest
 
 import station_mobile as sm
-from conftest import STATION
+from conftest import STATION, XorProvider
 from field_day import COMMUNITY
-
-
-class XorProvider(sm.KeyProvider):
-    """Stands in for the Android Keystore / iOS Keychain: wraps the data key
-    with a secret of its own (a real app uses an AES-GCM platform key)."""
-
-    def __init__(self, secret):
-        self.secret = secret
-        self.calls = []
-
-    def wrap(self, data_key):
-        self.calls.append("wrap")
-        return bytes(b ^ self.secret[i % len(self.secret)] for i, b in enumerate(data_key))
-
-    def unwrap(self, wrapped):
-        self.calls.append("unwrap")
-        return bytes(b ^ self.secret[i % len(self.secret)] for i, b in enumerate(wrapped))
 
 
 class RefusingProvider(sm.KeyProvider):
@@ -81,7 +64,7 @@ def files_holding(folder, text):
 def test_a_store_opened_with_a_key_provider_is_encrypted(tmp_path):
     path = str(tmp_path / "phone")
     provider = XorProvider(b"platform-secret")
-    store = sm.FieldStore.open_encrypted(path, STATION, "zd-01", provider, sm.StoreOptions())
+    store = sm.FieldStore.open_with_options(path, STATION, "zd-01", provider, sm.StoreOptions())
     case_id = store.open_case(opening()).event_id
     assert provider.calls == ["wrap"]
     del store
@@ -89,7 +72,7 @@ def test_a_store_opened_with_a_key_provider_is_encrypted(tmp_path):
     for text in (NAME, ID_NUMBER, PHONE, ADDRESS):
         assert files_holding(path, text) == [], text
 
-    store = sm.FieldStore.open_encrypted(path, STATION, "zd-01", provider, sm.StoreOptions())
+    store = sm.FieldStore.open_with_options(path, STATION, "zd-01", provider, sm.StoreOptions())
     assert provider.calls == ["wrap", "unwrap"]
     assert [c.case_id for c in store.cases()] == [case_id]
     del store
@@ -98,7 +81,7 @@ def test_a_store_opened_with_a_key_provider_is_encrypted(tmp_path):
 
 def test_a_wrong_or_refusing_provider_is_refused_and_changes_nothing(tmp_path):
     path = str(tmp_path / "phone")
-    store = sm.FieldStore.open_encrypted(
+    store = sm.FieldStore.open_with_options(
         path, STATION, "zd-01", XorProvider(b"right"), sm.StoreOptions()
     )
     store.open_case(opening())
@@ -107,17 +90,14 @@ def test_a_wrong_or_refusing_provider_is_refused_and_changes_nothing(tmp_path):
     header = open(os.path.join(path, "seal.json"), "rb").read()
 
     with pytest.raises(sm.FieldError.Storage) as refused:
-        sm.FieldStore.open_encrypted(path, STATION, "zd-01", XorProvider(b"wrong"), sm.StoreOptions())
+        sm.FieldStore.open_with_options(path, STATION, "zd-01", XorProvider(b"wrong"), sm.StoreOptions())
     assert "wrong key" in str(refused.value)
     with pytest.raises(sm.FieldError.Storage) as refused:
-        sm.FieldStore.open_encrypted(path, STATION, "zd-01", RefusingProvider(), sm.StoreOptions())
+        sm.FieldStore.open_with_options(path, STATION, "zd-01", RefusingProvider(), sm.StoreOptions())
     assert "user not authenticated" in str(refused.value)
-    with pytest.raises(sm.FieldError.Storage) as refused:
-        sm.FieldStore.open(path, STATION, "zd-01")
-    assert "encrypted" in str(refused.value)
 
     assert open(os.path.join(path, "seal.json"), "rb").read() == header
-    store = sm.FieldStore.open_encrypted(
+    store = sm.FieldStore.open_with_options(
         path, STATION, "zd-01", XorProvider(b"right"), sm.StoreOptions()
     )
     assert len(store.cases()) == 1
@@ -128,7 +108,7 @@ def test_a_lost_device_uploads_its_entries_then_is_wiped(tmp_path, hub):
     url = hub.start()
     path = str(tmp_path / "phone")
     provider = XorProvider(b"platform-secret")
-    store = sm.FieldStore.open_encrypted(path, STATION, "zd-01", provider, sm.StoreOptions())
+    store = sm.FieldStore.open_with_options(path, STATION, "zd-01", provider, sm.StoreOptions())
     store.configure(url, token)
     case_id = store.open_case(opening()).event_id
     assert store.sync_now().durable_through == 1
@@ -151,7 +131,7 @@ def test_a_lost_device_uploads_its_entries_then_is_wiped(tmp_path, hub):
         assert files_holding(path, text) == [], text
     assert sorted(os.listdir(path)) == ["seal.json", "station.lock"]
     with pytest.raises(sm.FieldError.Wiped):
-        sm.FieldStore.open_encrypted(path, STATION, "zd-01", provider, sm.StoreOptions())
+        sm.FieldStore.open_with_options(path, STATION, "zd-01", provider, sm.StoreOptions())
 
 
 class SwitchProvider(XorProvider):
@@ -168,7 +148,7 @@ class SwitchProvider(XorProvider):
 def test_lock_drops_the_key_and_unlock_asks_the_provider_again(tmp_path):
     path = str(tmp_path / "phone")
     provider = SwitchProvider(b"platform-secret")
-    store = sm.FieldStore.open_encrypted(path, STATION, "zd-01", provider, sm.StoreOptions())
+    store = sm.FieldStore.open_with_options(path, STATION, "zd-01", provider, sm.StoreOptions())
     case_id = store.open_case(opening()).event_id
     assert not store.is_locked()
 
@@ -180,7 +160,7 @@ def test_lock_drops_the_key_and_unlock_asks_the_provider_again(tmp_path):
     with pytest.raises(sm.FieldError.Locked):
         store.open_case(opening())
     # Its files are closed: the folder opens elsewhere meanwhile.
-    other = sm.FieldStore.open_encrypted(path, STATION, "zd-01", provider, sm.StoreOptions())
+    other = sm.FieldStore.open_with_options(path, STATION, "zd-01", provider, sm.StoreOptions())
     assert [c.case_id for c in other.cases()] == [case_id]
     del other
     gc.collect()
@@ -204,7 +184,7 @@ def test_a_store_locks_itself_after_its_idle_time(tmp_path):
     path = str(tmp_path / "phone")
     provider = XorProvider(b"platform-secret")
     options = sm.StoreOptions(lock_after_idle_secs=1)
-    store = sm.FieldStore.open_encrypted(path, STATION, "zd-01", provider, options)
+    store = sm.FieldStore.open_with_options(path, STATION, "zd-01", provider, options)
     store.open_case(opening())
     deadline = time.monotonic() + 20
     while not store.is_locked():

@@ -72,7 +72,7 @@ private fun filesHolding(folder: File, text: String): List<String> {
 }
 
 private fun encrypted(dir: File, provider: KeyProvider, options: StoreOptions = StoreOptions()) =
-    FieldStore.openEncrypted(dir.path, STATION, "zd-01", provider, options)
+    FieldStore.openWithOptions(dir.path, STATION, "zd-01", provider, options)
 
 val keysTests = suite("keys") {
     test("a store opened with a key provider is encrypted") { ctx ->
