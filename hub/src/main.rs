@@ -25,8 +25,9 @@ struct Cli {
     key_file: Option<PathBuf>,
     /// The cipher of a store encrypted now: xchacha20-poly1305 (default) or
     /// sm4-gcm (商用密码). A store keeps the cipher it was encrypted with.
-    #[arg(long, global = true, default_value = "xchacha20-poly1305")]
-    cipher: station_agent::seal::Algorithm,
+    /// `serve` also takes it from the configuration's `[store]`.
+    #[arg(long, global = true)]
+    cipher: Option<station_agent::seal::Algorithm>,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,8 +64,17 @@ fn store_key(
             path.display()
         );
     }
+    let mut key = chosen.key;
+    if key.is_none() && station_agent::seal::Vault::exists(data) {
+        // An encrypted store and no key: ask on the terminal, if there is one.
+        key = station_agent::prompt::passphrase(&format!(
+            "passphrase of the hub store in {}: ",
+            data.display()
+        ))?
+        .map(station_agent::seal::KeySource::Passphrase);
+    }
     Ok(StoreKey {
-        key: chosen.key,
+        key,
         algorithm: cipher,
         ..StoreKey::default()
     })
@@ -405,7 +415,8 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let (key_file, cipher) = (cli.key_file.as_deref(), cli.cipher);
+    let key_file = cli.key_file.as_deref();
+    let cipher = cli.cipher.unwrap_or_default();
     match cli.command {
         Command::Serve {
             data,
@@ -440,14 +451,27 @@ fn main() -> anyhow::Result<()> {
             }
             limits.handshake_timeout = std::time::Duration::from_secs(handshake_timeout_secs);
             limits.request_timeout = std::time::Duration::from_secs(request_timeout_secs);
-            let key = store_key(&data, key_file, cipher, true)?;
+            let loaded = load_config(config.as_deref())?;
+            // The configuration's [store], unless the command line says.
+            let configured_key = loaded.store.key_file.as_ref().map(|file| {
+                config
+                    .as_deref()
+                    .and_then(std::path::Path::parent)
+                    .map_or_else(|| file.clone(), |folder| folder.join(file))
+            });
+            let key = store_key(
+                &data,
+                key_file.or(configured_key.as_deref()),
+                cli.cipher.or(loaded.store.cipher).unwrap_or_default(),
+                true,
+            )?;
             let options = HubOptions {
                 key,
                 cache_capacity,
                 server: ServerOptions {
                     tls,
                     shutdown_grace: std::time::Duration::from_secs(shutdown_grace_secs),
-                    config: Some(Arc::new(load_config(config.as_deref())?)),
+                    config: Some(Arc::new(loaded)),
                     limits,
                     disk_reserve: disk_reserve_mb.saturating_mul(1024 * 1024),
                     trusted_proxies,
