@@ -251,8 +251,18 @@ impl Agent {
     /// Opens an initialised store.
     ///
     /// # Errors
-    /// [`StoreError::NotInitialised`] when `init` was never run; storage errors.
+    /// [`StoreError::NotInitialised`] when `init` was never run;
+    /// [`crate::seal::SealError::Wiped`] for a store the hub had wiped;
+    /// storage errors.
     pub fn open(dir: &Path, open: OpenOptions) -> Result<Self, AgentError> {
+        if crate::seal::Vault::wiped_at(dir)
+            .map_err(StoreError::from)?
+            .is_some()
+        {
+            // The open removes what a crash during the wipe left, and refuses.
+            EventLog::open(dir, open)?;
+            return Err(StoreError::Seal(crate::seal::SealError::Wiped).into());
+        }
         if !dir.join("db").exists() {
             return Err(StoreError::NotInitialised.into());
         }

@@ -12,6 +12,8 @@
 //! - [`seal`]: encryption at rest: each store's data key, wrapped by a key
 //!   from outside it, and the AEAD that seals every value that can hold
 //!   personal data, bound to its key; used by this store and the hub's.
+//! - `prompt` (feature `prompt`, on with `cli`): the passphrase asked on the
+//!   terminal when a command line has no other key for an encrypted store.
 //! - [`durable`]: group commit — sled flush plus fsync, shared by concurrent
 //!   writers, so "saved" means on disk after power loss.
 //! - [`hlc`]: the hybrid logical clock that stamps events.
@@ -28,6 +30,8 @@
 pub mod durable;
 pub mod engine;
 pub mod hlc;
+#[cfg(feature = "prompt")]
+pub mod prompt;
 pub mod seal;
 pub mod store;
 pub mod sync;

@@ -555,6 +555,33 @@ impl Vault {
         write_header(dir, &header)
     }
 
+    /// Wipes the store of kind `store` in `dir`: destroys its wrapped data
+    /// key as [`Vault::destroy`] does, or, for a store in clear (no header),
+    /// writes a header that only says the store was wiped, and when. Either
+    /// way the header is replaced atomically and fsynced before this
+    /// returns; wiping a wiped store keeps its first time.
+    ///
+    /// # Errors
+    /// The header cannot be read or written.
+    pub fn wipe(dir: &Path, store: &str, now_ms: i64) -> Result<(), SealError> {
+        if Self::exists(dir) {
+            if Self::wiped_at(dir)?.is_some() {
+                return Ok(());
+            }
+            return Self::destroy(dir, now_ms);
+        }
+        let header = Header {
+            version: HEADER_VERSION,
+            store: store.to_string(),
+            algorithm: Algorithm::default(),
+            wrapping: Wrapping::Key,
+            wrapped_key: String::new(),
+            check: String::new(),
+            wiped_at_ms: Some(now_ms),
+        };
+        write_header(dir, &header)
+    }
+
     /// When the store in `dir` was wiped, if it was.
     ///
     /// # Errors

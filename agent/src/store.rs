@@ -45,6 +45,9 @@
 //! Beside sled's files the directory holds `station.lock`, locked by the one
 //! process that has the store open, and, when the store is encrypted,
 //! [`crate::seal::HEADER_FILE`] with its wrapped data key.
+//! A device the hub ordered wiped ([`EventLog::order_wipe`], then
+//! [`EventLog::wipe`]) keeps only those two files, the header saying when it
+//! was wiped and holding no key; such a store never opens again.
 //!
 //! Invariants, each kept by writing everything of one operation in one sled
 //! batch under the single writer lock:
@@ -192,6 +195,12 @@ pub enum StoreError {
     /// The operating system gave no randomness for the device key.
     #[error("could not make the device key: no randomness from the operating system ({0})")]
     NoRandomness(String),
+    /// The hub ordered this device wiped (it was reported lost): nothing more
+    /// is recorded; its entries go to the hub, then its keys are destroyed.
+    #[error(
+        "this device was reported lost and is being wiped by order of the hub: nothing more can be recorded"
+    )]
+    WipeOrdered,
     /// The store's key is missing or wrong, or a sealed value does not open.
     #[error(transparent)]
     Seal(#[from] SealError),
@@ -204,6 +213,25 @@ impl From<seal::SealInPlaceError> for StoreError {
             seal::SealInPlaceError::Seal(e) => StoreError::Seal(e),
         }
     }
+}
+
+/// Removes everything in the store folder `dir` but the key header and the
+/// lock file: sled's files, snapshots, blobs. The folder is fsynced.
+fn remove_store_files(dir: &Path) -> Result<(), StoreError> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == seal::HEADER_FILE || name == "station.lock" {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 /// A fresh device key's secret, from the operating system.
@@ -421,6 +449,9 @@ struct Writer {
     head_seq: u64,
     /// The clock stamping new events.
     hlc: Hlc,
+    /// The hub ordered this device wiped: nothing more is appended, so the
+    /// backlog pushed before the wipe is the whole log.
+    wiping: bool,
 }
 
 /// Pending writes of one operation, read back before they reach sled so that
@@ -769,6 +800,11 @@ impl EventLog {
     /// sync fails; [`StoreError::Seal`] for a key that is missing or wrong
     /// (nothing is changed then).
     pub fn open(dir: &Path, options: OpenOptions) -> Result<Self, StoreError> {
+        if seal::Vault::wiped_at(dir)?.is_some() {
+            let _lock = crate::durable::lock_store(dir)?;
+            remove_store_files(dir)?;
+            return Err(SealError::Wiped.into());
+        }
         let crate::durable::OpenedStore { lock, db, tree } = crate::durable::open_store(
             dir,
             sled::Config::new()
@@ -813,6 +849,7 @@ impl EventLog {
             writer: Mutex::new(Writer {
                 head_seq,
                 hlc: Hlc::resume(hlc, chrono::Utc::now().timestamp_millis()),
+                wiping: false,
             }),
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -1038,6 +1075,9 @@ impl EventLog {
     pub fn append(&self, new: NewEvent) -> Result<Appended, StoreError> {
         let identity = self.identity()?.ok_or(StoreError::NotInitialised)?;
         let mut writer = self.lock_writer();
+        if writer.wiping {
+            return Err(StoreError::WipeOrdered);
+        }
         if let Some(event_id) = new.event_id
             && let Some(existing) = self.existing(event_id)?
         {
@@ -1102,6 +1142,48 @@ impl EventLog {
             hlc: event.hlc,
             duplicate: true,
         }))
+    }
+
+    /// Stops the log taking new entries, as the hub ordered this device
+    /// wiped, and returns its head once every entry up to it is durable: the
+    /// backlog to push before [`EventLog::wipe`]. Appends are then refused
+    /// with [`StoreError::WipeOrdered`].
+    ///
+    /// # Errors
+    /// The flush or fsync failed (the log still refuses new entries).
+    pub fn order_wipe(&self) -> Result<u64, StoreError> {
+        let head_seq = {
+            let mut writer = self.lock_writer();
+            writer.wiping = true;
+            writer.head_seq
+        };
+        self.group.wait_durable(self.group.current())?;
+        Ok(head_seq)
+    }
+
+    /// Whether [`EventLog::order_wipe`] was called on this log.
+    pub fn wipe_ordered(&self) -> bool {
+        self.lock_writer().wiping
+    }
+
+    /// Wipes the device: destroys the store's data key, and with it the
+    /// signing key, the token and every sealed value (the header keeps only
+    /// when the store was wiped, see [`seal::Vault::wipe`]), then removes
+    /// sled's files from the folder. Once the header is replaced the store
+    /// never opens again; files a crash leaves behind are removed by the
+    /// next open, which then refuses with [`SealError::Wiped`]. Call it once
+    /// the hub holds the backlog ([`EventLog::order_wipe`]); the log must
+    /// not be used afterwards but to be dropped.
+    ///
+    /// # Errors
+    /// The header cannot be replaced (nothing was destroyed then), or a file
+    /// cannot be removed (the data key is destroyed all the same).
+    pub fn wipe(&self, now_ms: i64) -> Result<(), StoreError> {
+        let mut writer = self.lock_writer();
+        writer.wiping = true;
+        seal::Vault::wipe(&self.dir, STORE_KIND, now_ms)?;
+        remove_store_files(&self.dir)?;
+        Ok(())
     }
 
     /// The highest own seq written (it may still be waiting for its sync).

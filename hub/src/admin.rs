@@ -68,10 +68,14 @@ pub enum AdminRequest {
         /// 9-digit station codes, at least one.
         stations: Vec<String>,
     },
-    /// Revokes a token.
+    /// Revokes a token, or with `wipe` orders its device wiped.
     Revoke {
         /// Its id.
         token_id: String,
+        /// Order the device wiped instead: at its next Hello it uploads its
+        /// backlog and destroys its keys, and then its token is revoked.
+        #[serde(default)]
+        wipe: bool,
     },
     /// Lists the tokens, without their secrets' hashes.
     Tokens,
@@ -196,7 +200,17 @@ pub fn handle(
             },
             Err(e) => refused(&e),
         },
-        AdminRequest::Revoke { token_id } => match auth::revoke(store, &token_id) {
+        AdminRequest::Revoke {
+            token_id,
+            wipe: false,
+        } => match auth::revoke(store, &token_id) {
+            Ok(record) => AdminReply::Revoked(without_secret(record)),
+            Err(e) => refused(&e),
+        },
+        AdminRequest::Revoke {
+            token_id,
+            wipe: true,
+        } => match auth::order_wipe(store, &token_id) {
             Ok(record) => AdminReply::Revoked(without_secret(record)),
             Err(e) => refused(&e),
         },
@@ -329,6 +343,9 @@ async fn answer(
                 AdminReply::Refused(reason) => tracing::info!(%reason, "admin: refused {what}"),
                 AdminReply::Issued { token_id, .. } => {
                     tracing::info!(%token_id, "admin: token issued");
+                }
+                AdminReply::Revoked(record) if record.wipe.is_some() => {
+                    tracing::info!(token_id = %record.token_id, "admin: device wipe ordered");
                 }
                 AdminReply::Revoked(record) => {
                     tracing::info!(token_id = %record.token_id, "admin: token revoked");

@@ -10,6 +10,7 @@
 //! | relay | its station: its own origin, and the phones' it carries | its station, any origin whose signed heads verify | its station, without its own origin | its station | refused |
 //! | bureau | refused | refused | any station | any station | yes |
 //! | supervisor | its stations, its origin | review decisions only, of its stations, its origin | its stations, without its own origin | its stations | refused |
+//! | device ordered wiped | its station, its origin | its origin's backlog only | refused | its station | refused |
 //!
 //! A relay (a station PC forwarding its phones' logs) is trusted with its
 //! station's events only as far as their signatures go: it may push an
@@ -38,7 +39,11 @@
 //! - a refusal of an origin says nothing of that origin's state (neither
 //!   whether it exists nor how much of it the hub holds);
 //! - every check happens before anything of the call is written, so a refused
-//!   call changes nothing.
+//!   call changes nothing;
+//! - a device ordered wiped ([`order_wipe`]) is told so at each Hello; its
+//!   token then pushes nothing past the head of its Hellos since the order and
+//!   pulls nothing, and is revoked when the device says it is wiped
+//!   ([`wipe_hello`]).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -55,7 +60,7 @@ use tonic::{Request, Status};
 
 use crate::config::HubConfig;
 use crate::guard::{Refusals, presented_token_id};
-use crate::store::{HubError, HubLog, HubStore, TokenRecord, TokenScope};
+use crate::store::{HubError, HubLog, HubStore, TokenRecord, TokenScope, WipeOrder};
 
 /// Random bytes of a token id (shown in hex, 12 digits).
 pub const TOKEN_ID_BYTES: usize = 6;
@@ -141,6 +146,9 @@ pub enum Caller {
         station_code: String,
         /// The origin the token is bound to, as read when the call arrived.
         bound_origin: Option<Uuid>,
+        /// The device was ordered wiped (`station-hub revoke --wipe`): the
+        /// token may do nothing but the wipe.
+        wipe_ordered: bool,
     },
     /// The bureau.
     Bureau {
@@ -170,6 +178,17 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// Whether the caller is a device ordered wiped.
+    pub fn wipe_ordered(&self) -> bool {
+        matches!(
+            self,
+            Caller::Device {
+                wipe_ordered: true,
+                ..
+            }
+        )
+    }
+
     /// The id of the caller's token.
     pub fn token_id(&self) -> &str {
         match self {
@@ -227,6 +246,7 @@ fn issue(store: &HubStore, scope: TokenScope) -> Result<IssuedToken, AuthError> 
             secret_sha256: Sha256::digest(&secret).to_vec(),
             created_at_ms: now_ms(),
             revoked_at_ms: None,
+            wipe: None,
         };
         if store.insert_token(&record)? {
             let bearer = format!("{token_id}.{}", hex(&secret));
@@ -378,6 +398,119 @@ pub fn revoke(store: &HubStore, token_id: &str) -> Result<TokenRecord, AuthError
     })?)
 }
 
+/// Orders the device holding the device token `token_id` wiped, as lost: at
+/// its next Hello it is told to upload its backlog and destroy its keys
+/// (see [`wipe_hello`]). Ordering it again changes nothing. Returns the
+/// token's record.
+///
+/// # Errors
+/// [`HubError::UnknownToken`] (inside [`AuthError::Store`]);
+/// [`AuthError::Denied`] for a bureau token, or a token revoked already
+/// (its device can no longer be told: a wipe is ordered instead of a plain
+/// revocation); storage errors. A refusal changes nothing.
+pub fn order_wipe(store: &HubStore, token_id: &str) -> Result<TokenRecord, AuthError> {
+    let now = now_ms();
+    let mut refusal = None;
+    let record = store.update_token(token_id, |record| {
+        if !matches!(record.scope, TokenScope::Device { .. }) {
+            refusal = Some(format!(
+                "token {token_id} is not a device's: only a device can be wiped"
+            ));
+            return false;
+        }
+        if record.wipe.is_some() {
+            return false;
+        }
+        if record.revoked_at_ms.is_some() {
+            refusal = Some(format!(
+                "token {token_id} is revoked already: its device can no longer be told to wipe                  itself (order the wipe instead of revoking, before the device is next online)"
+            ));
+            return false;
+        }
+        record.wipe = Some(WipeOrder {
+            ordered_at_ms: now,
+            backlog_through: None,
+            wiped_at_ms: None,
+            not_uploaded: 0,
+        });
+        true
+    })?;
+    match refusal {
+        Some(reason) => Err(AuthError::Denied(reason)),
+        None => Ok(record),
+    }
+}
+
+/// What a Hello of a device ordered wiped does: while the wipe is pending,
+/// the device's `head_seq` extends its backlog (the events it may still
+/// push); a Hello saying the device `wiped` itself records when, and how many
+/// of its entries the hub lacks (`head_seq` past `durable_through`), and
+/// revokes the token. Returns the record, once durable.
+///
+/// # Errors
+/// [`AuthError::Denied`] when no wipe was ordered for the caller's token;
+/// storage errors.
+pub fn wipe_hello(
+    store: &HubStore,
+    caller: &Caller,
+    head_seq: u64,
+    wiped: bool,
+    durable_through: u64,
+) -> Result<TokenRecord, AuthError> {
+    let token_id = caller.token_id();
+    if !caller.wipe_ordered() {
+        return Err(AuthError::Denied(format!(
+            "no wipe was ordered for token {token_id}"
+        )));
+    }
+    let now = now_ms();
+    Ok(store.update_token(token_id, |record| {
+        let revoked = record.revoked_at_ms.is_some();
+        let Some(wipe) = record.wipe.as_mut() else {
+            return false;
+        };
+        if wiped {
+            if wipe.wiped_at_ms.is_some() {
+                return false;
+            }
+            wipe.wiped_at_ms = Some(now);
+            wipe.not_uploaded = head_seq.saturating_sub(durable_through);
+            if !revoked {
+                record.revoked_at_ms = Some(now);
+            }
+            true
+        } else if wipe
+            .backlog_through
+            .is_none_or(|through| through < head_seq)
+        {
+            wipe.backlog_through = Some(head_seq);
+            true
+        } else {
+            false
+        }
+    })?)
+}
+
+/// Whether a device ordered wiped may push `events`: only its own events up
+/// to the end of its backlog, as its Hellos since the order gave it.
+///
+/// # Errors
+/// [`AuthError::Denied`] for an event past the backlog, or before any Hello
+/// since the order.
+pub fn authorize_wipe_push(record: &TokenRecord, events: &[Event]) -> Result<(), AuthError> {
+    let Some(wipe) = &record.wipe else {
+        return Ok(());
+    };
+    let through = wipe.backlog_through.unwrap_or(0);
+    match events.iter().find(|e| e.origin_seq > through) {
+        Some(event) => Err(AuthError::Denied(format!(
+            "token {} is of a device ordered wiped: it may push only its backlog, through seq              {through}, not seq {}",
+            record.token_id, event.origin_seq
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The token id and the SHA-256 of the secret of an `authorization` value
 /// `Bearer <token_id>.<secret>`, checked for form only (a station relay
 /// learns its phones' tokens this way, see the relay's gate).
@@ -430,6 +563,7 @@ pub fn authenticate(store: &HubStore, authorization: Option<&str>) -> Result<Cal
             token_id: record.token_id,
             station_code,
             bound_origin,
+            wipe_ordered: record.wipe.is_some(),
         },
         TokenScope::Bureau { bureau } => Caller::Bureau {
             token_id: record.token_id,
@@ -608,11 +742,13 @@ pub fn authorize_hello(caller: &Caller, origin: Uuid, station_code: &str) -> Res
             token_id,
             station_code: own,
             bound_origin,
+            ..
         }
         | Caller::Relay {
             token_id,
             station_code: own,
             bound_origin,
+            ..
         } => {
             own_station(token_id, own, station_code)?;
             own_origin(token_id, *bound_origin, origin)
@@ -634,9 +770,17 @@ pub fn authorize_hello(caller: &Caller, origin: Uuid, station_code: &str) -> Res
 /// Whether `caller` may pull the stream of `station_code`.
 ///
 /// # Errors
-/// [`AuthError::Denied`]: a device token of another station.
+/// [`AuthError::Denied`]: a device token of another station, or of a device
+/// ordered wiped.
 pub fn authorize_pull(caller: &Caller, station_code: &str) -> Result<(), AuthError> {
     match caller {
+        Caller::Device {
+            token_id,
+            wipe_ordered: true,
+            ..
+        } => Err(AuthError::Denied(format!(
+            "token {token_id} is of a device ordered wiped: it pulls nothing more"
+        ))),
         Caller::Device {
             token_id,
             station_code: own,
@@ -670,6 +814,7 @@ pub fn authorize_push(caller: &Caller, events: &[Event]) -> Result<Vec<Uuid>, Au
             token_id,
             station_code,
             bound_origin,
+            ..
         } => (
             token_id,
             std::slice::from_ref(station_code),
@@ -1007,6 +1152,7 @@ mod tests {
             token_id: "t".into(),
             station_code: "540502001".into(),
             bound_origin: None,
+            wipe_ordered: false,
         };
         let ok = [event(a, "540502001"), event(a, "540502001")];
         assert_eq!(authorize_push(&unbound, &ok).unwrap(), vec![a]);
@@ -1019,6 +1165,7 @@ mod tests {
             token_id: "t".into(),
             station_code: "540502001".into(),
             bound_origin: Some(b),
+            wipe_ordered: false,
         };
         assert!(matches!(
             authorize_push(&bound_b, &ok),

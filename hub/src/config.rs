@@ -134,6 +134,21 @@ impl Default for AuditRules {
     }
 }
 
+/// Where the hub store's key file is, and the cipher of a store encrypted
+/// now (`[store]`); `--key-file` and `--cipher` override them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreRules {
+    /// The key file (64 hexadecimal digits, mode 0600); relative to the
+    /// configuration file's folder. `<data>.key` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<std::path::PathBuf>,
+    /// `xchacha20-poly1305` (the default) or `sm4-gcm` (商用密码), for a
+    /// store encrypted now; a store keeps the cipher it was encrypted with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<station_agent::seal::Algorithm>,
+}
+
 /// What the hub shows of persons (`[privacy]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -250,6 +265,9 @@ pub struct HubConfig {
     /// in the ledger only once approved (`[review]`).
     #[serde(default)]
     pub review: station_proto::review::ReviewPolicy,
+    /// The store's key file and cipher.
+    #[serde(default)]
+    pub store: StoreRules,
     /// The roster; events of other stations are quarantined.
     pub stations: Vec<Station>,
 }
@@ -490,6 +508,27 @@ mod tests {
         assert_eq!(zedang.communities[10].code, "540502001011");
         let again = HubConfig::from_toml(&config.to_toml().unwrap()).unwrap();
         assert_eq!(again, config);
+    }
+
+    #[test]
+    fn the_store_section_names_a_key_file_and_a_cipher() {
+        let builtin = HubConfig::builtin().unwrap();
+        assert_eq!(builtin.store, StoreRules::default());
+        let toml = builtin.to_toml().unwrap();
+        let with = |section: &str| toml.replacen("[store]\n", &format!("[store]\n{section}"), 1);
+        let config =
+            HubConfig::from_toml(&with("key_file = \"keys/hub.key\"\ncipher = \"sm4-gcm\"\n"))
+                .unwrap();
+        assert_eq!(
+            config.store.key_file.as_deref(),
+            Some(std::path::Path::new("keys/hub.key"))
+        );
+        assert_eq!(
+            config.store.cipher,
+            Some(station_agent::seal::Algorithm::Sm4Gcm)
+        );
+        assert!(HubConfig::from_toml(&with("cipher = \"aes\"\n")).is_err());
+        assert!(HubConfig::from_toml(&with("keyfile = \"k\"\n")).is_err());
     }
 
     #[test]

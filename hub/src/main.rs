@@ -25,8 +25,9 @@ struct Cli {
     key_file: Option<PathBuf>,
     /// The cipher of a store encrypted now: xchacha20-poly1305 (default) or
     /// sm4-gcm (商用密码). A store keeps the cipher it was encrypted with.
-    #[arg(long, global = true, default_value = "xchacha20-poly1305")]
-    cipher: station_agent::seal::Algorithm,
+    /// `serve` also takes it from the configuration's `[store]`.
+    #[arg(long, global = true)]
+    cipher: Option<station_agent::seal::Algorithm>,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,8 +64,17 @@ fn store_key(
             path.display()
         );
     }
+    let mut key = chosen.key;
+    if key.is_none() && station_agent::seal::Vault::exists(data) {
+        // An encrypted store and no key: ask on the terminal, if there is one.
+        key = station_agent::prompt::passphrase(&format!(
+            "passphrase of the hub store in {}: ",
+            data.display()
+        ))?
+        .map(station_agent::seal::KeySource::Passphrase);
+    }
     Ok(StoreKey {
-        key: chosen.key,
+        key,
         algorithm: cipher,
         ..StoreKey::default()
     })
@@ -186,7 +196,10 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Revokes a token: every later call with it is refused, at once when
-    /// the hub runs.
+    /// the hub runs. With --wipe, for a lost device: the token may then only
+    /// upload the device's backlog, and at its next Hello the device is told
+    /// to destroy its keys once the hub holds it; `tokens` shows "wipe
+    /// pending", then "wiped" (and the token revoked) when the device says so.
     Revoke {
         /// The hub's data folder.
         #[arg(long, default_value = "./hub-data")]
@@ -194,6 +207,10 @@ enum Command {
         /// The id printed by `enroll` and `tokens`.
         #[arg(long)]
         token_id: String,
+        /// Order the device wiped (a lost or stolen phone) instead of only
+        /// refusing its token.
+        #[arg(long)]
+        wipe: bool,
     },
     /// Takes a consistent copy of the hub store into a new folder, while
     /// the hub serves (through its administration socket) or while it is
@@ -367,8 +384,9 @@ fn token_line(record: &TokenRecord) -> String {
     let revoked = record
         .revoked_at_ms
         .map_or_else(|| "-".to_string(), time_of);
+    let wipe = record.wipe.map_or("-", |wipe| wipe.state());
     format!(
-        "{}\t{kind}\t{station}\t{name}\t{origin}\t{revoked}\t{}",
+        "{}\t{kind}\t{station}\t{name}\t{origin}\t{revoked}\t{}\t{wipe}",
         record.token_id,
         time_of(record.created_at_ms)
     )
@@ -429,7 +447,8 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let (key_file, cipher) = (cli.key_file.as_deref(), cli.cipher);
+    let key_file = cli.key_file.as_deref();
+    let cipher = cli.cipher.unwrap_or_default();
     match cli.command {
         Command::Serve {
             data,
@@ -464,14 +483,27 @@ fn main() -> anyhow::Result<()> {
             }
             limits.handshake_timeout = std::time::Duration::from_secs(handshake_timeout_secs);
             limits.request_timeout = std::time::Duration::from_secs(request_timeout_secs);
-            let key = store_key(&data, key_file, cipher, true)?;
+            let loaded = load_config(config.as_deref())?;
+            // The configuration's [store], unless the command line says.
+            let configured_key = loaded.store.key_file.as_ref().map(|file| {
+                config
+                    .as_deref()
+                    .and_then(std::path::Path::parent)
+                    .map_or_else(|| file.clone(), |folder| folder.join(file))
+            });
+            let key = store_key(
+                &data,
+                key_file.or(configured_key.as_deref()),
+                cli.cipher.or(loaded.store.cipher).unwrap_or_default(),
+                true,
+            )?;
             let options = HubOptions {
                 key,
                 cache_capacity,
                 server: ServerOptions {
                     tls,
                     shutdown_grace: std::time::Duration::from_secs(shutdown_grace_secs),
-                    config: Some(Arc::new(load_config(config.as_deref())?)),
+                    config: Some(Arc::new(loaded)),
                     limits,
                     disk_reserve: disk_reserve_mb.saturating_mul(1024 * 1024),
                     trusted_proxies,
@@ -546,9 +578,13 @@ fn main() -> anyhow::Result<()> {
                 other => anyhow::bail!("unexpected answer from the hub: {other:?}"),
             }
         }
-        Command::Revoke { data, token_id } => {
+        Command::Revoke {
+            data,
+            token_id,
+            wipe,
+        } => {
             let key = store_key(&data, key_file, cipher, false)?;
-            match admin::administer(&data, AdminRequest::Revoke { token_id }, None, key)? {
+            match admin::administer(&data, AdminRequest::Revoke { token_id, wipe }, None, key)? {
                 AdminReply::Revoked(record) => print_lines([token_line(&record)])?,
                 other => anyhow::bail!("unexpected answer from the hub: {other:?}"),
             }
@@ -558,7 +594,7 @@ fn main() -> anyhow::Result<()> {
             match admin::administer(&data, AdminRequest::Tokens, None, key)? {
                 AdminReply::Tokens(records) => print_lines(
                     std::iter::once(
-                        "id\tkind\tstation\tname\torigin\trevoked\tcreated".to_string(),
+                        "id\tkind\tstation\tname\torigin\trevoked\tcreated\twipe".to_string(),
                     )
                     .chain(records.iter().map(token_line)),
                 )?,

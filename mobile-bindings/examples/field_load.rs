@@ -171,8 +171,28 @@ fn fill_lane(
     Ok(())
 }
 
+/// Stands in for the phone's key store (Android Keystore, iOS Keychain):
+/// wraps the data key with a fixed mask, so that the store is encrypted as
+/// an app opens it.
+#[derive(Debug)]
+struct ExampleKeys;
+
+impl station_mobile::KeyProvider for ExampleKeys {
+    fn wrap(&self, data_key: Vec<u8>) -> Result<Vec<u8>, station_mobile::KeyProviderError> {
+        Ok(data_key.iter().map(|b| b ^ 0x5a).collect())
+    }
+
+    fn unwrap(&self, wrapped: Vec<u8>) -> Result<Vec<u8>, station_mobile::KeyProviderError> {
+        Ok(wrapped.iter().map(|b| b ^ 0x5a).collect())
+    }
+}
+
+fn keys() -> Arc<dyn station_mobile::KeyProvider> {
+    Arc::new(ExampleKeys)
+}
+
 fn fill(dir: &str, events: u64) -> Result<(), FieldError> {
-    let store = FieldStore::open(dir.into(), STATION.into(), WORKER.into())?;
+    let store = FieldStore::open(dir.into(), STATION.into(), WORKER.into(), keys())?;
     let today = station_agent::engine::today();
     let cases = events.div_ceil(ENTRIES_PER_CASE);
     let done = Arc::new(AtomicU64::new(0));
@@ -223,7 +243,8 @@ fn open(dir: &str, cache_bytes: Option<u64>) -> Result<(), FieldError> {
     };
     let (_, before_rss, _) = memory_kib();
     let started = Instant::now();
-    let store = FieldStore::open_with_options(dir.into(), STATION.into(), WORKER.into(), options)?;
+    let store =
+        FieldStore::open_with_options(dir.into(), STATION.into(), WORKER.into(), keys(), options)?;
     let opened = started.elapsed();
     let (_, opened_rss, _) = memory_kib();
     let due = store.due_follow_ups(7)?;

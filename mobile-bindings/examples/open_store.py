@@ -25,8 +25,18 @@ def main(path):
     started = time.perf_counter()
     import station_mobile as sm
 
+    class ExampleKeys(sm.KeyProvider):
+        """The fixed mask examples/field_load.rs wraps the data key with; an
+        app uses the Android Keystore or the iOS Keychain."""
+
+        def wrap(self, data_key):
+            return bytes(b ^ 0x5A for b in data_key)
+
+        def unwrap(self, wrapped):
+            return bytes(b ^ 0x5A for b in wrapped)
+
     loaded = time.perf_counter()
-    store = sm.FieldStore.open(path, "540502001", "load-01")
+    store = sm.FieldStore.open(path, "540502001", "load-01", ExampleKeys())
     opened = time.perf_counter()
     due = store.due_follow_ups(7)
     listed = time.perf_counter()

@@ -13,6 +13,7 @@
 //!   should do about it (fix the form, pick another case, retry later,
 //!   re-enroll the device).
 
+use station_agent::seal::SealError;
 use station_agent::sync::{SyncError, is_retriable};
 use station_agent::{AgentError, StoreError};
 use station_proto::validate::Invalid;
@@ -112,9 +113,34 @@ pub enum FieldError {
         /// What failed.
         reason: String,
     },
+    /// The store is locked ([`crate::FieldStore::lock`], or idle too long):
+    /// call `unlock` once the user is authenticated.
+    #[error("locked: {reason}")]
+    Locked {
+        /// What to do.
+        reason: String,
+    },
+    /// The hub ordered this device wiped (it was reported lost), and it was,
+    /// or is being: its entries went to the hub, then the store's keys were
+    /// destroyed. Nothing of the store can be read or recorded; a device
+    /// found again starts over with a new store and a new token.
+    #[error("device wiped: {reason}")]
+    Wiped {
+        /// What happened.
+        reason: String,
+    },
 }
 
 impl FieldError {
+    /// The [`FieldError::Wiped`] of a store whose keys were destroyed.
+    pub fn wiped() -> Self {
+        FieldError::Wiped {
+            reason: "the hub ordered this device wiped (it was reported lost); its data key and \
+                     signing key are destroyed, and nothing of the store can be read"
+                .to_string(),
+        }
+    }
+
     /// An [`FieldError::InvalidInput`] for `field` breaking `rule`.
     pub fn invalid(field: impl Into<String>, rule: impl Into<String>) -> Self {
         FieldError::InvalidInput {
@@ -190,6 +216,15 @@ impl From<StoreError> for FieldError {
             StoreError::AlreadyInitialised(_) => "the store is already initialised".to_string(),
             StoreError::NoRandomness(_) => {
                 "the device key could not be made: the system gave no randomness".to_string()
+            }
+            StoreError::Seal(SealError::Wiped) => return FieldError::wiped(),
+            StoreError::WipeOrdered => {
+                return FieldError::Wiped {
+                    reason: "the hub ordered this device wiped (it was reported lost): nothing \
+                             more is recorded; the next sync uploads its entries and destroys \
+                             its keys"
+                        .to_string(),
+                };
             }
             // Fixed sentences, and what the app's key provider said.
             StoreError::Seal(seal) => scrub(&seal.to_string()),
@@ -279,6 +314,7 @@ impl From<SyncError> for FieldError {
             SyncError::Local(message) => FieldError::Internal {
                 reason: scrub(&format!("a sync task failed: {message}")),
             },
+            SyncError::Wiped => FieldError::wiped(),
         }
     }
 }

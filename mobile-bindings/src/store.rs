@@ -12,6 +12,12 @@
 //!   serialised by the log, and sync rounds are serialised by the runtime lock;
 //! - the store directory is locked while the object lives, and released when
 //!   the last reference to it is dropped;
+//! - a locked store ([`FieldStore::lock`], or idle longer than
+//!   [`StoreOptions::lock_after_idle_secs`]) holds no engine, no data key and
+//!   no open file; `unlock` asks the app's key provider again;
+//! - once a sync wiped the device on the hub's order (it was reported lost),
+//!   the object holds no engine and every call answers
+//!   [`FieldError::Wiped`], as does opening the store again;
 //! - wherever a call takes a case id it takes the whole id or a prefix of it
 //!   no other case of the station shares (4 or more hexadecimal digits); an
 //!   ambiguous prefix is refused as invalid input, an unknown one as an
@@ -19,7 +25,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use station_agent::engine::{now_ms, today};
 use station_agent::{Agent, AgentError, InitOptions, OpenOptions, StoreError};
@@ -58,6 +64,10 @@ pub struct StoreOptions {
     /// calls in flight.
     #[uniffi(default = 60)]
     pub sync_timeout_secs: u32,
+    /// Locks the store by itself once no call used it for this many seconds
+    /// (see [`FieldStore::lock`]); 0, the default, never.
+    #[uniffi(default = 0)]
+    pub lock_after_idle_secs: u32,
 }
 
 impl Default for StoreOptions {
@@ -65,6 +75,7 @@ impl Default for StoreOptions {
         Self {
             cache_bytes: DEFAULT_CACHE_BYTES,
             sync_timeout_secs: DEFAULT_SYNC_TIMEOUT_SECS,
+            lock_after_idle_secs: 0,
         }
     }
 }
@@ -86,9 +97,19 @@ pub struct Recorded {
 /// the hub. Every method blocks; call them off the UI thread.
 #[derive(Debug, uniffi::Object)]
 pub struct FieldStore {
-    /// The engine: identity, durable log, views, state checks. Shared with
-    /// sync tasks, which outlive no call.
-    pub(crate) agent: Arc<Agent>,
+    /// The engine while the store is open: identity, durable log, views,
+    /// state checks. Shared with sync tasks, which outlive no call.
+    pub(crate) held: Mutex<Held>,
+    /// Where the store is and how it opens again at [`FieldStore::unlock`]
+    /// (with the app's key provider, asked again).
+    pub(crate) reopen: (PathBuf, OpenOptions),
+    /// The idle time after which the store locks itself, if any.
+    pub(crate) idle_lock: Option<Duration>,
+    /// When a call last used the engine.
+    pub(crate) last_used: Mutex<Instant>,
+    /// The thread that locks the store once idle, woken when the store is
+    /// dropped so that it ends.
+    pub(crate) idle_watch: Mutex<Option<std::thread::Thread>>,
     /// The bound of one `sync_now`.
     pub(crate) sync_timeout: Duration,
     /// The runtime sync runs on, started by the first `sync_now`; holding the
@@ -96,6 +117,20 @@ pub struct FieldStore {
     pub(crate) runtime: Mutex<Option<tokio::runtime::Runtime>>,
     /// Why the last `sync_now` failed, for `status`.
     pub(crate) last_error: Mutex<Option<String>>,
+}
+
+/// What a [`FieldStore`] holds.
+#[derive(Debug)]
+pub(crate) enum Held {
+    /// The open engine.
+    Open(Arc<Agent>),
+    /// Locked by [`FieldStore::lock`] or after the idle time: the engine,
+    /// its data key and its open files are dropped; every call but
+    /// `unlock` answers [`FieldError::Locked`].
+    Locked,
+    /// The hub ordered the device wiped and it was: its keys are destroyed,
+    /// the engine is dropped, and every call answers [`FieldError::Wiped`].
+    Wiped,
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (each
@@ -107,23 +142,37 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[uniffi::export]
 impl FieldStore {
     /// Opens the store at `path` (a directory in the app's private storage),
-    /// creating it for `station_code` and `worker_id` when it is empty.
+    /// creating it for `station_code` and `worker_id` when it is empty. The
+    /// store is encrypted under a data key that `key_provider` wraps with
+    /// the platform's key store (see [`KeyProvider`]): a new store is created
+    /// encrypted, a store in clear of an earlier version is encrypted in
+    /// place first. There is no way to open a store in clear.
     ///
     /// # Errors
     /// [`FieldError::InvalidInput`] for a bad station code or worker id;
     /// [`FieldError::WrongStore`] when the store was set up for another
     /// station or worker; [`FieldError::Storage`] when it cannot be opened
-    /// (for one, when it is open already).
+    /// (for one, when it is open already), or naming the key when the
+    /// provider fails or its key does not open this store (nothing is
+    /// changed then); [`FieldError::Wiped`] when the hub had it wiped.
     #[uniffi::constructor]
     pub fn open(
         path: String,
         station_code: String,
         worker_id: String,
+        key_provider: Arc<dyn KeyProvider>,
     ) -> Result<Arc<Self>, FieldError> {
-        Self::open_with_options(path, station_code, worker_id, StoreOptions::default())
+        Self::open_with_options(
+            path,
+            station_code,
+            worker_id,
+            key_provider,
+            StoreOptions::default(),
+        )
     }
 
-    /// [`FieldStore::open`] with a page cache size and a sync bound.
+    /// [`FieldStore::open`] with a page cache size, a sync bound and an idle
+    /// lock.
     ///
     /// # Errors
     /// As [`FieldStore::open`].
@@ -132,30 +181,11 @@ impl FieldStore {
         path: String,
         station_code: String,
         worker_id: String,
-        options: StoreOptions,
-    ) -> Result<Arc<Self>, FieldError> {
-        Self::open_keyed(path, station_code, worker_id, options, None)
-    }
-
-    /// Opens the store at `path` encrypted under a data key that
-    /// `key_provider` wraps with the platform's key store (see
-    /// [`KeyProvider`]): a new store is created encrypted, a store in clear
-    /// is encrypted in place first. Apps should open every store this way.
-    ///
-    /// # Errors
-    /// As [`FieldStore::open`]; [`FieldError::Storage`] naming the key when
-    /// the provider fails or its key does not open this store (nothing is
-    /// changed then), or when the store was wiped.
-    #[uniffi::constructor]
-    pub fn open_encrypted(
-        path: String,
-        station_code: String,
-        worker_id: String,
         key_provider: Arc<dyn KeyProvider>,
         options: StoreOptions,
     ) -> Result<Arc<Self>, FieldError> {
         let key = KeySource::Provider(Arc::new(ProviderWrapper(key_provider)));
-        Self::open_keyed(path, station_code, worker_id, options, Some(key))
+        Self::open_keyed(path, station_code, worker_id, options, key)
     }
 }
 
@@ -165,7 +195,7 @@ impl FieldStore {
         station_code: String,
         worker_id: String,
         options: StoreOptions,
-        key: Option<KeySource>,
+        key: KeySource,
     ) -> Result<Arc<Self>, FieldError> {
         if path.trim().is_empty() {
             return Err(FieldError::invalid("path", "must not be empty"));
@@ -176,9 +206,10 @@ impl FieldStore {
         let dir = PathBuf::from(path);
         let open = OpenOptions {
             cache_capacity: options.cache_bytes,
-            key,
+            key: Some(key),
             ..OpenOptions::default()
         };
+        let open_again = open.clone();
         let agent = match Agent::open(&dir, open.clone()) {
             Ok(agent) => agent,
             Err(AgentError::Store(StoreError::NotInitialised)) => Agent::init(
@@ -210,12 +241,58 @@ impl FieldStore {
             });
         }
         let timeout_secs = options.sync_timeout_secs.max(MIN_SYNC_TIMEOUT_SECS);
-        Ok(Arc::new(Self {
-            agent: Arc::new(agent),
+        let idle_lock = (options.lock_after_idle_secs > 0)
+            .then(|| Duration::from_secs(u64::from(options.lock_after_idle_secs)));
+        let store = Arc::new(Self {
+            held: Mutex::new(Held::Open(Arc::new(agent))),
+            reopen: (dir, open_again),
+            idle_lock,
+            last_used: Mutex::new(Instant::now()),
+            idle_watch: Mutex::new(None),
             sync_timeout: Duration::from_secs(u64::from(timeout_secs)),
             runtime: Mutex::new(None),
             last_error: Mutex::new(None),
-        }))
+        });
+        if let Some(idle) = idle_lock {
+            let weak = Arc::downgrade(&store);
+            let watcher = std::thread::Builder::new()
+                .name("station-idle-lock".into())
+                .spawn(move || {
+                    let mut wait = idle;
+                    loop {
+                        std::thread::park_timeout(wait);
+                        let Some(store) = weak.upgrade() else {
+                            return;
+                        };
+                        wait = store.lock_if_idle(idle);
+                    }
+                })
+                .map_err(|e| FieldError::Internal {
+                    reason: format!("cannot start the idle lock: {}", e.kind()),
+                })?;
+            *lock(&store.idle_watch) = Some(watcher.thread().clone());
+        }
+        Ok(store)
+    }
+
+    /// Locks the store when no call used it for `idle`; returns how long
+    /// until it may be idle that long.
+    fn lock_if_idle(&self, idle: Duration) -> Duration {
+        let since = lock(&self.last_used).elapsed();
+        if since >= idle {
+            self.close_engine();
+            idle
+        } else {
+            idle - since
+        }
+    }
+
+    /// Drops the open engine, leaving the store locked.
+    fn close_engine(&self) {
+        let mut held = lock(&self.held);
+        if matches!(*held, Held::Open(_)) {
+            *held = Held::Locked;
+        }
     }
 }
 
@@ -423,7 +500,7 @@ impl FieldStore {
     pub fn reviews(&self, all: bool) -> Result<Vec<ReviewSummary>, FieldError> {
         let today = today();
         Ok(self
-            .agent
+            .agent()?
             .review_items()?
             .iter()
             .filter(|(_, item)| all || item.is_queued() || item.is_returned())
@@ -437,9 +514,9 @@ impl FieldStore {
     /// # Errors
     /// [`FieldError::Storage`].
     pub fn cases(&self) -> Result<Vec<CaseSummary>, FieldError> {
-        let intervals = self.agent.intervals();
-        Ok(self
-            .agent
+        let agent = self.agent()?;
+        let intervals = agent.intervals();
+        Ok(agent
             .cases()?
             .iter()
             .map(|case| CaseSummary::new(case, intervals))
@@ -453,13 +530,11 @@ impl FieldStore {
     /// that is not a UUID, [`FieldError::Storage`].
     pub fn case(&self, case_id: String) -> Result<CaseSummary, FieldError> {
         let id = parse_id("case_id", &self.resolve("case_id", &case_id)?)?;
-        let case = self
-            .agent
-            .case(id)?
-            .ok_or_else(|| FieldError::UnknownCase {
-                field: "case_id".into(),
-            })?;
-        Ok(CaseSummary::new(&case, self.agent.intervals()))
+        let agent = self.agent()?;
+        let case = agent.case(id)?.ok_or_else(|| FieldError::UnknownCase {
+            field: "case_id".into(),
+        })?;
+        Ok(CaseSummary::new(&case, agent.intervals()))
     }
 
     /// Open cases whose follow-up is overdue or due within `horizon_days`
@@ -469,7 +544,7 @@ impl FieldStore {
     /// [`FieldError::Storage`].
     pub fn due_follow_ups(&self, horizon_days: u32) -> Result<Vec<FollowUp>, FieldError> {
         Ok(self
-            .agent
+            .agent()?
             .due_follow_ups(today(), horizon_days)?
             .iter()
             .map(FollowUp::from)
@@ -485,8 +560,9 @@ impl FieldStore {
     /// [`FieldError::Storage`].
     pub fn case_timeline(&self, case_id: String) -> Result<Vec<TimelineEntry>, FieldError> {
         let id = parse_id("case_id", &self.resolve("case_id", &case_id)?)?;
-        let events = self.agent.case_timeline(id)?;
-        if events.is_empty() && self.agent.case(id)?.is_none() {
+        let agent = self.agent()?;
+        let events = agent.case_timeline(id)?;
+        if events.is_empty() && agent.case(id)?.is_none() {
             return Err(FieldError::UnknownCase {
                 field: "case_id".into(),
             });
@@ -503,12 +579,11 @@ impl FieldStore {
     /// # Errors
     /// [`FieldError::Storage`].
     pub fn recent_entries(&self, limit: u32) -> Result<Vec<TimelineEntry>, FieldError> {
-        let log = self.agent.log();
+        let agent = self.agent()?;
+        let log = agent.log();
         let limit = u64::from(limit);
         let after = log.durable_seq().saturating_sub(limit);
-        let events = self
-            .agent
-            .own_events(after, usize::try_from(limit).unwrap_or(usize::MAX))?;
+        let events = agent.own_events(after, usize::try_from(limit).unwrap_or(usize::MAX))?;
         let mut entries = Vec::with_capacity(events.len());
         for event in events.into_iter().rev() {
             let voided = match station_proto::ids::from_bytes(&event.event_id) {
@@ -525,9 +600,47 @@ impl FieldStore {
     /// # Errors
     /// [`FieldError::Storage`].
     pub fn unacknowledged_count(&self) -> Result<u64, FieldError> {
-        let log = self.agent.log();
+        let agent = self.agent()?;
+        let log = agent.log();
         let acked = log.acked().map_err(AgentError::from)?;
         Ok(log.head_seq().saturating_sub(acked))
+    }
+
+    /// Locks the store: drops its data key and closes its files, so that
+    /// nothing of it is readable in the app's memory; every call but
+    /// `unlock` (and `is_locked`) then answers [`FieldError::Locked`].
+    /// Call it when the app goes to the background, say; see also
+    /// [`StoreOptions::lock_after_idle_secs`]. A sync under way finishes
+    /// first: the files close when it ends. Locking a locked or wiped store
+    /// changes nothing.
+    pub fn lock(&self) {
+        self.close_engine();
+    }
+
+    /// Opens a locked store again, asking the app's key provider for the
+    /// data key again (so the app can require the worker's PIN or
+    /// biometric first). Unlocking an open store changes nothing.
+    ///
+    /// # Errors
+    /// [`FieldError::Storage`] when the provider refuses or gives a wrong
+    /// key (the store stays locked); [`FieldError::Wiped`].
+    pub fn unlock(&self) -> Result<(), FieldError> {
+        let mut held = lock(&self.held);
+        match &*held {
+            Held::Open(_) => return Ok(()),
+            Held::Wiped => return Err(FieldError::wiped()),
+            Held::Locked => {}
+        }
+        let (dir, open) = &self.reopen;
+        let agent = Agent::open(dir, open.clone())?;
+        *held = Held::Open(Arc::new(agent));
+        *lock(&self.last_used) = Instant::now();
+        Ok(())
+    }
+
+    /// Whether the store is locked (see [`FieldStore::lock`]).
+    pub fn is_locked(&self) -> bool {
+        matches!(*lock(&self.held), Held::Locked)
     }
 
     /// The device, its hub and its sync state, for the sync screen.
@@ -535,11 +648,12 @@ impl FieldStore {
     /// # Errors
     /// [`FieldError::Storage`].
     pub fn status(&self) -> Result<StoreStatus, FieldError> {
-        let log = self.agent.log();
+        let agent = self.agent()?;
+        let log = agent.log();
         let identity = log
             .identity()
             .map_err(AgentError::from)?
-            .unwrap_or_else(|| self.agent.identity().clone());
+            .unwrap_or_else(|| agent.identity().clone());
         let durable_through = log.city_acked().map_err(AgentError::from)?;
         let saved_through = log.acked().map_err(AgentError::from)?;
         let head_seq = log.head_seq();
@@ -567,12 +681,14 @@ impl FieldStore {
     /// The whole id of the case `case_id` names: itself, or the one case
     /// whose id it is a prefix of (see [`Agent::resolve_case`]).
     fn resolve(&self, field: &str, case_id: &str) -> Result<String, FieldError> {
-        Ok(self.agent.resolve_case(field, case_id)?.to_string())
+        Ok(self.agent()?.resolve_case(field, case_id)?.to_string())
     }
 
     fn record(&self, entry_id: Option<String>, body: Body) -> Result<Recorded, FieldError> {
         let event_id = parse_entry_id(entry_id.as_deref())?;
-        let recorded = self.agent.record_with(event_id, body, today(), now_ms())?;
+        let recorded = self
+            .agent()?
+            .record_with(event_id, body, today(), now_ms())?;
         Ok(Recorded {
             event_id: id_text(recorded.event_id),
             origin_seq: recorded.origin_seq,
@@ -582,13 +698,40 @@ impl FieldStore {
 
     /// The engine inside, for Rust callers (tests, tools) that need more than
     /// the apps do.
-    pub fn agent(&self) -> &Arc<Agent> {
-        &self.agent
+    ///
+    /// # Errors
+    /// [`FieldError::Wiped`] once the store was wiped.
+    /// [`FieldError::Locked`] while the store is locked.
+    pub fn agent(&self) -> Result<Arc<Agent>, FieldError> {
+        if let Some(idle) = self.idle_lock {
+            self.lock_if_idle(idle);
+        }
+        match &*lock(&self.held) {
+            Held::Open(agent) => {
+                *lock(&self.last_used) = Instant::now();
+                Ok(Arc::clone(agent))
+            }
+            Held::Locked => Err(FieldError::Locked {
+                reason: "the store is locked: call unlock() once the user is authenticated"
+                    .to_string(),
+            }),
+            Held::Wiped => Err(FieldError::wiped()),
+        }
+    }
+
+    /// Drops the engine of a store a sync wiped: every later call answers
+    /// [`FieldError::Wiped`].
+    pub(crate) fn forget_wiped(&self) {
+        *lock(&self.held) = Held::Wiped;
     }
 }
 
 impl Drop for FieldStore {
     fn drop(&mut self) {
+        if let Some(watcher) = lock(&self.idle_watch).take() {
+            // Its next look finds the store gone, and it ends.
+            watcher.unpark();
+        }
         let runtime = self
             .runtime
             .get_mut()

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use station_agent::AgentError;
+use station_agent::seal::Vault;
 use station_agent::sync::{SyncOptions, endpoint, sync_once};
 
 use crate::error::FieldError;
@@ -96,7 +97,7 @@ impl FieldStore {
                 ),
             ));
         }
-        self.agent
+        self.agent()?
             .log()
             .set_hub(Some(hub_url), Some(token.to_string()))
             .map_err(AgentError::from)?;
@@ -127,8 +128,8 @@ impl FieldStore {
 impl FieldStore {
     fn sync_round(&self) -> Result<SyncReport, FieldError> {
         let mut runtime = lock(&self.runtime);
-        let identity = self
-            .agent
+        let agent = self.agent()?;
+        let identity = agent
             .log()
             .identity()
             .map_err(AgentError::from)?
@@ -139,12 +140,21 @@ impl FieldStore {
             Some(runtime) => runtime,
             slot @ None => slot.insert(start_runtime()?),
         };
-        let agent = Arc::clone(&self.agent);
         let bound = self.sync_timeout;
+        let engine = Arc::clone(&agent);
         let outcome = runtime
             .block_on(async move { tokio::time::timeout(bound, sync_once(agent, &options)).await });
+        // A round cut after the keys went still leaves the store wiped.
+        let wiped = matches!(Vault::wiped_at(engine.log().dir()), Ok(Some(_)));
+        let head_seq = engine.log().head_seq();
+        if wiped {
+            drop(engine);
+            self.forget_wiped();
+        }
         let report = match outcome {
-            Ok(result) => result?,
+            Ok(Ok(report)) => report,
+            _ if wiped => return Err(FieldError::wiped()),
+            Ok(Err(error)) => return Err(error.into()),
             Err(_) => {
                 return Err(FieldError::Network {
                     reason: format!(
@@ -155,7 +165,6 @@ impl FieldStore {
                 });
             }
         };
-        let head_seq = self.agent.log().head_seq();
         Ok(SyncReport {
             pushed: report.pushed,
             pulled: report.pulled,
@@ -166,6 +175,7 @@ impl FieldStore {
             retries: report.retries,
             parked: report.parked.map(Into::into),
             elapsed_ms: 0,
+            wiped,
         })
     }
 }

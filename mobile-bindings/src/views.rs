@@ -293,6 +293,11 @@ pub struct SyncReport {
     pub parked: Option<ParkedEntries>,
     /// How long the sync took, in milliseconds.
     pub elapsed_ms: u64,
+    /// The hub had ordered this device wiped (it was reported lost), and
+    /// the sync did: the entries went to the hub, then the store's keys were
+    /// destroyed. Every later call on the store answers
+    /// [`crate::FieldError::Wiped`]; show the user that the device was wiped.
+    pub wiped: bool,
 }
 
 fn date_text(date: NaiveDate) -> String {

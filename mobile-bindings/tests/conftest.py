@@ -29,6 +29,23 @@ STATION = "540502001"  # 泽当街道
 OTHER_STATION = "540502101"  # 昌珠镇
 
 
+class XorProvider(sm.KeyProvider):
+    """Stands in for the Android Keystore / iOS Keychain: wraps the data key
+    with a secret of its own (a real app uses an AES-GCM platform key)."""
+
+    def __init__(self, secret=b"platform-secret"):
+        self.secret = secret
+        self.calls = []
+
+    def wrap(self, data_key):
+        self.calls.append("wrap")
+        return bytes(b ^ self.secret[i % len(self.secret)] for i, b in enumerate(data_key))
+
+    def unwrap(self, wrapped):
+        self.calls.append("unwrap")
+        return bytes(b ^ self.secret[i % len(self.secret)] for i, b in enumerate(wrapped))
+
+
 @pytest.fixture
 def open_store(tmp_path):
     """Opens (or reopens) a store under tmp_path by name. The fixture keeps no
@@ -37,10 +54,10 @@ def open_store(tmp_path):
     def _open(name="phone", worker="zd-01", station=STATION, sync_timeout_secs=None):
         path = str(tmp_path / name)
         if sync_timeout_secs is None:
-            store = sm.FieldStore.open(path, station, worker)
+            store = sm.FieldStore.open(path, station, worker, XorProvider())
         else:
             options = sm.StoreOptions(sync_timeout_secs=sync_timeout_secs)
-            store = sm.FieldStore.open_with_options(path, station, worker, options)
+            store = sm.FieldStore.open_with_options(path, station, worker, XorProvider(), options)
         return store
 
     yield _open
@@ -62,6 +79,19 @@ class Hub:
         assert self.process is None, "the hub must not run while enrolling"
         done = subprocess.run(
             [self.binary, "enroll", "--data", self.data, "--station", station, "--device", device],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    def order_wipe(self, token):
+        """`station-hub revoke --wipe` for the device holding `token`, through
+        the running hub's administration socket (or on its stopped store)."""
+        token_id = token.split(".")[0]
+        done = subprocess.run(
+            [self.binary, "revoke", "--data", self.data, "--token-id", token_id, "--wipe"],
             capture_output=True,
             text=True,
             timeout=60,

@@ -16,6 +16,7 @@ use station_mobile::{
     ResourceKind, ReviewDecision, ReviewRequest, ReviewState, ReviewSubject, StoreOptions, Tier,
     Training, TrainingKind, Verification, Visit, VisitKind, Voiding, new_entry_id,
 };
+use station_mobile::{KeyProvider, KeyProviderError};
 
 const STATION: &str = "540502001";
 const COMMUNITY: &str = "540502001003";
@@ -77,11 +78,31 @@ fn visit(case_id: &str, days_from_today: i64) -> Visit {
     }
 }
 
+/// Stands in for the platform's key store: wraps with a fixed mask (an app
+/// uses the Android Keystore or the iOS Keychain).
+#[derive(Debug)]
+struct TestKeys;
+
+impl KeyProvider for TestKeys {
+    fn wrap(&self, data_key: Vec<u8>) -> Result<Vec<u8>, KeyProviderError> {
+        Ok(data_key.iter().map(|b| b ^ 0x5a).collect())
+    }
+
+    fn unwrap(&self, wrapped: Vec<u8>) -> Result<Vec<u8>, KeyProviderError> {
+        Ok(wrapped.iter().map(|b| b ^ 0x5a).collect())
+    }
+}
+
+fn keys() -> std::sync::Arc<dyn KeyProvider> {
+    std::sync::Arc::new(TestKeys)
+}
+
 fn open(dir: &tempfile::TempDir) -> std::sync::Arc<FieldStore> {
     FieldStore::open(
         dir.path().display().to_string(),
         STATION.into(),
         "zd-01".into(),
+        keys(),
     )
     .unwrap()
 }
@@ -511,28 +532,29 @@ fn a_case_is_named_by_its_id_or_a_prefix_no_other_case_shares() {
 fn open_initialises_once_and_refuses_another_identity() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store").display().to_string();
-    let store = FieldStore::open(path.clone(), STATION.into(), " zd-01 ".into()).unwrap();
+    let store = FieldStore::open(path.clone(), STATION.into(), " zd-01 ".into(), keys()).unwrap();
     let origin = store.status().unwrap().origin_id;
     let case_id = store.open_case(opening()).unwrap().event_id;
     assert!(matches!(
-        FieldStore::open(path.clone(), STATION.into(), "zd-01".into()),
+        FieldStore::open(path.clone(), STATION.into(), "zd-01".into(), keys()),
         Err(FieldError::Storage { reason }) if reason.contains("already open")
     ));
     drop(store);
 
-    let store = FieldStore::open(path.clone(), STATION.into(), "zd-01".into()).unwrap();
+    let store = FieldStore::open(path.clone(), STATION.into(), "zd-01".into(), keys()).unwrap();
     assert_eq!(store.status().unwrap().origin_id, origin);
     assert_eq!(store.case(case_id).unwrap().name, NAME);
     drop(store);
 
-    let station = FieldStore::open(path.clone(), "540502200".into(), "zd-01".into()).unwrap_err();
+    let station =
+        FieldStore::open(path.clone(), "540502200".into(), "zd-01".into(), keys()).unwrap_err();
     assert!(matches!(&station, FieldError::WrongStore { reason } if reason.contains(STATION)));
-    let worker = FieldStore::open(path.clone(), STATION.into(), "卓玛".into()).unwrap_err();
+    let worker = FieldStore::open(path.clone(), STATION.into(), "卓玛".into(), keys()).unwrap_err();
     assert!(
         matches!(&worker, FieldError::WrongStore { reason } if !reason.contains("zd-01") && !reason.contains("卓玛"))
     );
     assert!(matches!(
-        FieldStore::open(path, "5405020".into(), "zd-01".into()),
+        FieldStore::open(path, "5405020".into(), "zd-01".into(), keys()),
         Err(FieldError::InvalidInput { field, .. }) if field == "station_code"
     ));
 }
@@ -544,6 +566,7 @@ fn sync_needs_configuration_and_returns_within_its_bound() {
         dir.path().display().to_string(),
         STATION.into(),
         "zd-01".into(),
+        keys(),
         StoreOptions {
             sync_timeout_secs: 2,
             ..StoreOptions::default()

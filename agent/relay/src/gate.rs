@@ -67,6 +67,7 @@ impl PhoneGate {
                 secret_sha256,
                 created_at_ms: chrono::Utc::now().timestamp_millis(),
                 revoked_at_ms: None,
+                wipe: None,
             };
             if self.store.insert_token(&record)? {
                 tracing::info!(token_id, "a phone's token seen for the first time");

@@ -400,6 +400,7 @@ impl Uplink {
                 device_clock_ms: chrono::Utc::now().timestamp_millis(),
                 agent_version: env!("CARGO_PKG_VERSION").into(),
                 public_key: Vec::new(),
+                wiped: false,
             },
             deadline,
         );

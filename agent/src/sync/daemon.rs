@@ -25,8 +25,10 @@ use crate::engine::Agent;
 /// next occasion; nothing spins.
 ///
 /// # Errors
-/// Only at start: settings that can never work (a bad address, TLS settings
-/// or token), or a store whose sync state cannot be read.
+/// At start: settings that can never work (a bad address, TLS settings
+/// or token), or a store whose sync state cannot be read. Later only
+/// [`SyncError::Wiped`], once a round wiped the device on the hub's order:
+/// the store is gone and the agent must stop.
 pub async fn run(
     agent: Arc<Agent>,
     options: SyncOptions,
@@ -82,6 +84,9 @@ pub async fn run(
         }
         if let Err(error) = edge.finish(completed, &mut report).await {
             tracing::warn!(%error, "cannot record the round");
+        }
+        if edge.wiped() {
+            return Err(SyncError::Wiped);
         }
         let now = Instant::now();
         let next_round = now

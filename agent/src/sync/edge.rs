@@ -31,9 +31,12 @@ use super::classify::fault;
 use super::machine::{
     Action, Batch, Call, Fault, HelloAnswer, Parked, PullPage, PullPlan, PullProgress, SyncMachine,
 };
-use super::options::{SyncError, SyncOptions, SyncReport};
+use super::options::{SyncError, SyncOptions, SyncReport, Wiped};
 use crate::engine::{Agent, AgentError, now_ms};
 use crate::store::{ParkedBatch, StoreError};
+
+/// Times a wiped device tries to tell the hub, one, then two seconds apart.
+const WIPE_CONFIRM_ATTEMPTS: u32 = 3;
 
 fn call_name(call: Call) -> &'static str {
     match call {
@@ -200,6 +203,13 @@ pub(super) struct Edge {
     /// Hellos answered in the current round: after the first, a higher
     /// `durable_through` counts as pushed (its ack was lost).
     round_hellos: u32,
+    /// The head this device gave in its last Hello.
+    announced_head: u64,
+    /// Set once a Hello said the hub ordered this device wiped: the log's
+    /// head then, the last entry to push before the keys go.
+    wipe_head: Option<u64>,
+    /// Set once the device is wiped: nothing more is done.
+    wiped: Option<Wiped>,
 }
 
 impl Edge {
@@ -207,6 +217,12 @@ impl Edge {
     /// runs. A batch parked by another agent version is released: the new
     /// version may send it differently.
     pub(super) async fn new(agent: Arc<Agent>, options: &SyncOptions) -> Result<Self, SyncError> {
+        if crate::seal::Vault::wiped_at(agent.log().dir())
+            .map_err(|e| SyncError::Agent(AgentError::Store(e.into())))?
+            .is_some()
+        {
+            return Err(SyncError::Wiped);
+        }
         let endpoint = endpoint(options)?;
         let authorization = options
             .token
@@ -260,6 +276,9 @@ impl Edge {
             station: identity.station_code,
             authorization,
             round_hellos: 0,
+            announced_head: 0,
+            wipe_head: None,
+            wiped: None,
         })
     }
 
@@ -333,10 +352,19 @@ impl Edge {
                 device_clock_ms: now_ms(),
                 agent_version: env!("CARGO_PKG_VERSION").into(),
                 public_key: public_key.to_vec(),
+                wiped: false,
             },
             deadline,
         );
         let answer = Self::call(Call::Hello, deadline, client.hello(request)).await?;
+        self.announced_head = head_seq;
+        if answer.wipe && self.wipe_head.is_none() {
+            tracing::warn!(
+                "the hub ordered this device wiped: uploading its entries, then destroying its keys"
+            );
+            let wipe_head = blocking(&self.agent, |a| Ok(a.log().order_wipe()?)).await?;
+            self.wipe_head = Some(wipe_head);
+        }
         if !answer.log_id.is_empty() {
             let log_id = answer.log_id.clone();
             let change =
@@ -545,11 +573,85 @@ impl Edge {
         Ok(progress)
     }
 
+    /// The last steps of a wipe the hub ordered: the backlog is pushed (or
+    /// parked, refused for good), so destroy the store's keys, then tell the
+    /// hub with the token this edge holds in memory. The confirmation is
+    /// tried a few times; the device stays wiped whether or not it arrives.
+    async fn wipe(&mut self, report: &mut SyncReport) -> Result<(), StepError> {
+        let wipe_head = self.wipe_head.unwrap_or(self.announced_head);
+        let durable_through = self.machine.durable_through().unwrap_or(0);
+        let public_key = blocking(&self.agent, |a| Ok(a.log().public_key()?)).await?;
+        let at_ms = now_ms();
+        blocking(&self.agent, move |a| Ok(a.log().wipe(at_ms)?)).await?;
+        let not_uploaded = wipe_head.saturating_sub(durable_through);
+        tracing::warn!(
+            not_uploaded,
+            "device wiped: its data key and signing key are destroyed"
+        );
+        let mut wiped = Wiped {
+            at_ms,
+            not_uploaded,
+            confirmed: false,
+        };
+        for attempt in 0..WIPE_CONFIRM_ATTEMPTS {
+            if attempt > 0 {
+                self.client = None;
+                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+            }
+            let Ok(mut client) = self.client().await else {
+                continue;
+            };
+            let deadline = self.machine.begin_hello(now());
+            let request = self.request(
+                HelloRequest {
+                    origin_id: self.origin.as_bytes().to_vec(),
+                    station_code: self.station.clone(),
+                    head_seq: wipe_head,
+                    device_clock_ms: now_ms(),
+                    agent_version: env!("CARGO_PKG_VERSION").into(),
+                    public_key: public_key.to_vec(),
+                    wiped: true,
+                },
+                deadline,
+            );
+            match Self::call(Call::Hello, deadline, client.hello(request)).await {
+                Ok(_) => {
+                    wiped.confirmed = true;
+                    break;
+                }
+                Err(StepError::Failed { error, .. } | StepError::Violated { error, .. })
+                | Err(StepError::Local(error)) => {
+                    tracing::warn!(%error, "the hub did not take the wipe's confirmation");
+                }
+            }
+        }
+        self.wiped = Some(wiped);
+        report.wiped = Some(wiped);
+        Ok(())
+    }
+
     /// One step of a round: connect, Hello, one push or one pull.
     async fn step(&mut self, report: &mut SyncReport) -> Result<Step, StepError> {
+        if self.wiped.is_some() {
+            return Err(StepError::Local(SyncError::Wiped));
+        }
         if self.machine.needs_hello() {
             self.hello(report).await?;
             return Ok(Step::Progress);
+        }
+        if let Some(wipe_head) = self.wipe_head {
+            // Entries made between the Hello and the order come under a
+            // new Hello, so that the hub takes them as backlog.
+            if wipe_head > self.announced_head {
+                self.hello(report).await?;
+                return Ok(Step::Progress);
+            }
+            if let Some(plan) = self.machine.next_push(self.agent.log().durable_seq()) {
+                self.push(plan, report).await?;
+                return Ok(Step::Progress);
+            }
+            self.wipe(report).await?;
+            return Ok(Step::CaughtUp);
         }
         if let Some(plan) = self.machine.next_push(self.agent.log().durable_seq()) {
             self.push(plan, report).await?;
@@ -642,6 +744,11 @@ impl Edge {
         completed: bool,
         report: &mut SyncReport,
     ) -> Result<(), SyncError> {
+        if let Some(wiped) = self.wiped {
+            // The store is gone: nothing to record.
+            report.wiped = Some(wiped);
+            return Ok(());
+        }
         let rate = self.machine.uplink_bytes_per_sec();
         // The rate is clamped to a finite range well inside u64.
         let uplink = self.machine.uplink_measured().then_some(rate as u64);
@@ -721,9 +828,18 @@ impl Edge {
         }
     }
 
+    /// Whether a round wiped the device on the hub's order.
+    pub(super) fn wiped(&self) -> bool {
+        self.wiped.is_some()
+    }
+
     /// Hello when needed, else one long poll; true when it got somewhere
     /// (a Hello answered, events pulled).
     async fn long_poll_step(&mut self, report: &mut SyncReport) -> Result<bool, StepError> {
+        if self.wiped.is_some() || self.wipe_head.is_some() {
+            // A wiped device, or one being wiped, pulls nothing.
+            return Ok(false);
+        }
         if self.machine.needs_hello() {
             self.hello(report).await?;
             return Ok(true);

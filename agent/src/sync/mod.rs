@@ -41,4 +41,4 @@ pub mod options;
 pub use classify::{fault, is_retriable};
 pub use daemon::run;
 pub use edge::{connect, endpoint, sync_once};
-pub use options::{SyncError, SyncOptions, SyncReport};
+pub use options::{SyncError, SyncOptions, SyncReport, Wiped};

@@ -160,6 +160,23 @@ pub struct SyncReport {
     pub parked: Option<ParkedBatch>,
     /// The uplink rate estimate, in bits of encoded events per second.
     pub uplink_bps: u64,
+    /// Set when the hub had ordered this device wiped and the round wiped
+    /// it: the store is gone, and the agent must stop using it.
+    pub wiped: Option<Wiped>,
+}
+
+/// How a round wiped the device on the hub's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Wiped {
+    /// Device wall clock when the data key was destroyed, ms.
+    pub at_ms: i64,
+    /// Own entries the hub did not hold when the keys went: only a batch the
+    /// hub refused for good (parked) is left out; otherwise 0.
+    pub not_uploaded: u64,
+    /// Whether the hub acknowledged the wipe. When the answer was lost the
+    /// bureau keeps seeing the wipe as pending; the device is wiped all the
+    /// same, and holds no token to say it again.
+    pub confirmed: bool,
 }
 
 /// Why a sync round stopped.
@@ -204,6 +221,11 @@ pub enum SyncError {
     /// A local task died (a bug, not the link's fault).
     #[error("a local sync task failed: {0}")]
     Local(String),
+    /// The hub ordered this device wiped and it was: its store is gone.
+    #[error(
+        "this device was wiped by order of the hub (it was reported lost): its data key and signing key are destroyed"
+    )]
+    Wiped,
 }
 
 impl SyncError {
@@ -216,7 +238,8 @@ impl SyncError {
             | SyncError::BadAddress(_)
             | SyncError::BadToken
             | SyncError::Agent(_)
-            | SyncError::Local(_) => false,
+            | SyncError::Local(_)
+            | SyncError::Wiped => false,
         }
     }
 }

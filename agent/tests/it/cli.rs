@@ -778,3 +778,106 @@ fn reviews_are_asked_for_returned_and_listed_on_the_command_line() {
         stderr(&out)
     );
 }
+
+#[test]
+fn status_says_a_wiped_device_is_wiped_and_every_other_command_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("phone");
+    let out = agent(&data, &["init", "--station", "540502001", "--worker", "w1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let device =
+        station_agent::Agent::open(&data, crate::fixtures::cli_store_options(&data)).unwrap();
+    device.log().wipe(1_700_000_000_000).unwrap();
+    drop(device);
+
+    let json = crate::fixtures::status(&data);
+    assert_eq!(json["wiped"], true, "{json}");
+    assert_eq!(json["wiped_at_ms"], 1_700_000_000_000_i64, "{json}");
+    let table = agent(&data, &["status"]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    assert!(stdout(&table).starts_with("wiped "), "{}", stdout(&table));
+    for args in [
+        &["cases"][..],
+        &["log"],
+        &["sync", "--hub", "http://127.0.0.1:1"],
+    ] {
+        let out = agent(&data, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&out).contains("wiped"), "{args:?}: {}", stderr(&out));
+    }
+}
+
+/// Runs `station-agent --data DATA ARGS…` on a terminal (`script` gives it
+/// a pseudo-terminal), typing `typed` once it asks for the passphrase;
+/// answers its exit status and what the terminal showed.
+fn on_terminal(data: &Path, args: &str, typed: &str) -> Option<(bool, String)> {
+    use std::io::Read as _;
+    let command = format!("{BIN} --data {} {args}", data.display());
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("STATION_AGENT_PASSPHRASE")
+        .env_remove("STATION_AGENT_KEY_FILE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut stdout = child.stdout.take().unwrap();
+    let mut shown = Vec::new();
+    let mut chunk = [0u8; 256];
+    while !String::from_utf8_lossy(&shown).contains("passphrase of the store in") {
+        let n = stdout.read(&mut chunk).unwrap();
+        if n == 0 {
+            break;
+        }
+        shown.extend_from_slice(&chunk[..n]);
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(typed.as_bytes()).unwrap();
+    stdout.read_to_end(&mut shown).unwrap();
+    drop(stdin);
+    let status = child.wait().unwrap();
+    Some((
+        status.success(),
+        String::from_utf8_lossy(&shown).into_owned(),
+    ))
+}
+
+#[test]
+fn the_passphrase_of_a_store_is_asked_on_a_terminal_and_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("phone");
+    let passphrase = "ri-ka-tse 2026";
+    let init = Command::new(BIN)
+        .arg("--data")
+        .arg(&data)
+        .args(["init", "--station", "540502001", "--worker", "w1"])
+        .env("STATION_AGENT_PASSPHRASE", passphrase)
+        .output()
+        .unwrap();
+    assert!(init.status.success(), "{}", stderr(&init));
+
+    // Without a terminal nothing is asked: the error says which key is needed.
+    let refused = agent(&data, &["status"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("encrypted"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let Some((ok, shown)) = on_terminal(&data, "status", &format!("{passphrase}\n")) else {
+        eprintln!("skipped: no `script` to give the command a terminal");
+        return;
+    };
+    assert!(ok, "{shown}");
+    assert!(shown.contains("passphrase of the store in"), "{shown}");
+    assert!(shown.contains("origin_id"), "{shown}");
+    assert!(
+        !shown.contains(passphrase),
+        "the passphrase is not echoed: {shown}"
+    );
+    let (ok, shown) = on_terminal(&data, "status", "guess\n").unwrap();
+    assert!(!ok, "{shown}");
+    assert!(shown.contains("wrong key"), "{shown}");
+}

@@ -329,3 +329,35 @@ fn the_command_line_makes_a_private_key_file_refuses_a_lax_one_and_rekeys() {
     let out = agent(&data, &["--key-file", new.to_str().unwrap(), "status"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn a_wiped_store_keeps_no_data_file_and_never_opens_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = KeySource::Key(WrappingKey::generate().unwrap());
+    for (name, open) in [("sealed", keyed(&key)), ("clear", OpenOptions::default())] {
+        let data = dir.path().join(name);
+        let agent = init(&data, open.clone());
+        agent.record(opening(0)).unwrap();
+        agent.log().wipe(1_700_000_000_000).unwrap();
+        drop(agent);
+        assert_holds_nothing_personal(&data);
+        let mut left: Vec<String> = std::fs::read_dir(&data)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["seal.json", "station.lock"], "{name}");
+        assert_eq!(
+            station_agent::seal::Vault::wiped_at(&data).unwrap(),
+            Some(1_700_000_000_000)
+        );
+        for open in [open, keyed(&key), OpenOptions::default()] {
+            let refused = Agent::open(&data, open).unwrap_err();
+            assert!(refused.to_string().contains("wiped"), "{name}: {refused}");
+        }
+        // A file left by a crash during the wipe goes at the next open.
+        std::fs::write(data.join("db"), NAME).unwrap();
+        assert!(Agent::open(&data, keyed(&key)).is_err());
+        assert_eq!(std::fs::read_dir(&data).unwrap().count(), 2, "{name}");
+    }
+}

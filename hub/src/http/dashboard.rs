@@ -23,7 +23,7 @@ use crate::audit::{Access, Channel};
 use crate::projections::period::Period;
 use crate::projections::{
     DuplicateFiles, IndicatorTable, OverdueList, ReviewQueue, StationTrend, SyncHealth, Trends,
-    end_of_day_ms, today_in_china,
+    WipeStatus, end_of_day_ms, today_in_china,
 };
 use crate::{auth, guard, params};
 
@@ -731,12 +731,17 @@ fn render(
         let backlog_class = if device.backlog > 0 { "warn" } else { "" };
         let _ = write!(
             out,
-            "<tr data-origin=\"{origin}\"><td>{station}</td><td>{name}</td><td class=\"{contact_class}\">{contact}</td>\
+            "<tr data-origin=\"{origin}\"><td>{station}</td><td>{name}{wipe}</td><td class=\"{contact_class}\">{contact}</td>\
              <td class=\"{backlog_class}\">{backlog}</td><td>{logged}</td><td>{quarantined}</td><td>{mean}</td><td>{max}</td>\
              <td>{skew}</td><td>{through}</td><td>{path}</td></tr>",
             origin = device.origin_id,
             station = escape(config.station_name(&device.station_code)),
             name = escape(device.device_name.as_deref().unwrap_or("（未登记）")),
+            wipe = match device.wipe {
+                None => "",
+                Some(WipeStatus::Pending) => " <span class=\"warn\">（待擦除）</span>",
+                Some(WipeStatus::Wiped) => " <span class=\"warn\">（已擦除）</span>",
+            },
             contact = escape(&china_time(
                 Some(device.last_contact_ms).filter(|ms| *ms > 0)
             )),

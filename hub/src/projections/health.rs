@@ -155,6 +155,20 @@ pub struct DeviceHealth {
     pub relayed_events: u64,
     /// Hub clock of the last push a relay carried for it, ms.
     pub last_relayed_ms: Option<i64>,
+    /// Whether the device was ordered wiped (`station-hub revoke --wipe`),
+    /// and whether it said it is; `None` when no wipe was ordered.
+    pub wipe: Option<WipeStatus>,
+}
+
+/// A lost device's wipe, as the bureau sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WipeStatus {
+    /// Ordered: the device uploads its backlog and destroys its keys at its
+    /// next contact.
+    Pending,
+    /// The device said it destroyed its keys; its token is revoked.
+    Wiped,
 }
 
 /// One station's data quality.

@@ -186,6 +186,14 @@ impl Sync for SyncService {
             Some(hello.public_key.clone())
         };
         auth::authorize_hello(&caller, origin, &hello.station_code)?;
+        let wipe = caller.wipe_ordered();
+        if hello.wiped && !wipe {
+            return Err(AuthError::Denied(format!(
+                "no wipe was ordered for token {}: a device wipes itself only when told",
+                caller.token_id()
+            ))
+            .into());
+        }
         let now = now_ms();
         let station = hello.station_code.clone();
         let (state, head) = self
@@ -198,6 +206,22 @@ impl Sync for SyncService {
                     hello.device_clock_ms,
                     now,
                 )?;
+                if wipe {
+                    auth::wipe_hello(
+                        store,
+                        &caller,
+                        hello.head_seq,
+                        hello.wiped,
+                        state.durable_through,
+                    )?;
+                    if hello.wiped {
+                        tracing::warn!(
+                            %origin,
+                            not_uploaded = hello.head_seq.saturating_sub(state.durable_through),
+                            "device says it is wiped; its token is revoked"
+                        );
+                    }
+                }
                 Ok((state, store.station_head(&station)?))
             })
             .await?;
@@ -208,6 +232,7 @@ impl Sync for SyncService {
             station_pull_head: head,
             log_id: self.store.log_id().as_bytes().to_vec(),
             city_durable_through: self.city_of(origin),
+            wipe,
         }))
     }
 
@@ -221,6 +246,7 @@ impl Sync for SyncService {
             )));
         }
         let origins = auth::authorize_push(&caller, &events)?;
+        let wiping = caller.wipe_ordered();
         if let Some(disk) = &self.disk {
             disk.admit()
                 .map_err(|low| Status::unavailable(low.to_string()))?;
@@ -232,6 +258,12 @@ impl Sync for SyncService {
         let now = now_ms();
         let outcome = self
             .blocking(move |store| -> Result<_, AuthError> {
+                if wiping {
+                    let record = store
+                        .token(caller.token_id())?
+                        .ok_or(AuthError::InvalidToken)?;
+                    auth::authorize_wipe_push(&record, &events)?;
+                }
                 let via_relay = match &caller {
                     auth::Caller::Relay { token_id, .. } => {
                         for origin in origins {
@@ -296,8 +328,17 @@ impl Sync for SyncService {
                 // delivered on a revoked token.
                 let token_id = caller.token_id().to_string();
                 let record = self.blocking(move |store| store.token(&token_id)).await?;
-                if record.is_none_or(|record| record.revoked_at_ms.is_some()) {
-                    return Err(AuthError::Revoked.into());
+                match record {
+                    Some(record) if record.revoked_at_ms.is_none() && record.wipe.is_none() => {}
+                    // Nor on the token of a device ordered wiped meanwhile.
+                    Some(record) if record.revoked_at_ms.is_none() => {
+                        return Err(AuthError::Denied(format!(
+                            "token {} is of a device ordered wiped: it pulls nothing more",
+                            record.token_id
+                        ))
+                        .into());
+                    }
+                    _ => return Err(AuthError::Revoked.into()),
                 }
             }
             woken = true;

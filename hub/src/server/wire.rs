@@ -237,6 +237,11 @@ impl From<projections::SyncHealth> for v1::GetSyncHealthResponse {
                     via_relay: d.via_relay.unwrap_or_default(),
                     relayed_events: d.relayed_events,
                     last_relayed_ms: d.last_relayed_ms.unwrap_or_default(),
+                    wipe: match d.wipe {
+                        None => v1::WipeState::None,
+                        Some(projections::WipeStatus::Pending) => v1::WipeState::Pending,
+                        Some(projections::WipeStatus::Wiped) => v1::WipeState::Wiped,
+                    } as i32,
                 })
                 .collect(),
         }

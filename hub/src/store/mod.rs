@@ -47,7 +47,7 @@ use self::format::{
 pub use self::log::{HubLog, LoggedEvent, OriginBinding, PULL_MAX_SCANNED, PullPage, PushOutcome};
 pub use self::memory::MemoryLog;
 pub use self::migrate::MigrationOptions;
-pub use self::tokens::{TokenRecord, TokenScope, TokenStore};
+pub use self::tokens::{TokenRecord, TokenScope, TokenStore, WipeOrder};
 use crate::ingest::{self, Policy, Refusal, Verdict};
 pub use crate::ingest::{OriginState, Quarantined, StoredHead};
 use station_agent::seal::{self, Algorithm, KeySource, SealError, SealedTree, SealingOptions};

@@ -5,14 +5,15 @@
 //!
 //! | key | value |
 //! | --- | --- |
-//! | token_id (ASCII) | JSON [`TokenRecord`]: scope, SHA-256 of the secret, bound origin, revocation |
+//! | token_id (ASCII) | JSON [`TokenRecord`]: scope, SHA-256 of the secret, bound origin, revocation, wipe order |
 //! | `o:` origin_id (16 bytes) | JSON [`OriginBinding`]: the one token that speaks for the origin, and its device key |
 //!
 //! Invariants, kept by one token writer:
 //! - a token's secret is never stored, only its SHA-256;
 //! - a device (relay or supervisor) token's `bound_origin` goes from none to
 //!   one origin once and never changes after (the rules are in
-//!   [`crate::auth`]); a revoked token stays revoked;
+//!   [`crate::auth`]); a revoked token stays revoked; a wipe order is never
+//!   withdrawn, and a device said wiped stays wiped;
 //! - an origin is bound to one token for life: its `o:` record and the
 //!   token's `bound_origin` are written in one batch, and both agree; a
 //!   revoked token's origin stays bound to it, so nothing more is accepted
@@ -128,6 +129,41 @@ pub struct TokenRecord {
     pub created_at_ms: i64,
     /// Hub wall clock when revoked, ms; a revoked token is refused.
     pub revoked_at_ms: Option<i64>,
+    /// The wipe ordered for the device holding this token, if any
+    /// (`station-hub revoke --wipe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wipe: Option<WipeOrder>,
+}
+
+/// A lost device's wipe, as its token's record keeps it. While it is pending
+/// the token may do nothing but the wipe: Hello, and Push of the device's
+/// own backlog; once the device says it is wiped, the token is revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WipeOrder {
+    /// Hub wall clock when the wipe was ordered, ms.
+    pub ordered_at_ms: i64,
+    /// The highest head the device gave in a Hello since the order: its
+    /// backlog ends there, and nothing past it is taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog_through: Option<u64>,
+    /// Hub wall clock when the device said it destroyed its keys, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wiped_at_ms: Option<i64>,
+    /// Own entries the device held that the hub did not when it wiped (a
+    /// batch refused for good): lost with its keys.
+    #[serde(default)]
+    pub not_uploaded: u64,
+}
+
+impl WipeOrder {
+    /// `"wiped"` or `"wipe pending"`, for listings.
+    pub fn state(&self) -> &'static str {
+        if self.wiped_at_ms.is_some() {
+            "wiped"
+        } else {
+            "wipe pending"
+        }
+    }
 }
 
 fn token_json(record: &TokenRecord) -> Result<Vec<u8>, HubError> {

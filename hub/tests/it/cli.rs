@@ -23,7 +23,7 @@ fn token_rows(data: &Path) -> Vec<Vec<String>> {
     let mut lines = listing.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "id\tkind\tstation\tname\torigin\trevoked\tcreated"
+        "id\tkind\tstation\tname\torigin\trevoked\tcreated\twipe"
     );
     lines
         .map(|line| line.split('\t').map(str::to_string).collect())

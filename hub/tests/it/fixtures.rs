@@ -333,5 +333,6 @@ pub fn hello(origin: Uuid, station: &str) -> station_proto::v1::HelloRequest {
         device_clock_ms: 0,
         agent_version: "test".into(),
         public_key: Vec::new(),
+        wiped: false,
     }
 }

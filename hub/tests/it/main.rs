@@ -36,3 +36,4 @@ mod takeover;
 mod trust;
 mod vault;
 mod web;
+mod wipe;

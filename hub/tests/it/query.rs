@@ -23,6 +23,7 @@ impl Hub {
                     device_clock_ms: chrono::Utc::now().timestamp_millis(),
                     agent_version: "test".into(),
                     public_key: Vec::new(),
+                    wiped: false,
                 },
                 token,
             ))

@@ -31,6 +31,7 @@ fn hello_of(events: &[Event]) -> HelloRequest {
         device_clock_ms: 0,
         agent_version: "test".into(),
         public_key: Vec::new(),
+        wiped: false,
     }
 }
 

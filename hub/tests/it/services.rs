@@ -98,6 +98,7 @@ async fn with_a_certificate_the_hub_speaks_tls_only() {
                 device_clock_ms: 0,
                 agent_version: "test".into(),
                 public_key: Vec::new(),
+                wiped: false,
             },
             &token,
         ))

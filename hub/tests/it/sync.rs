@@ -333,6 +333,7 @@ async fn shutdown_ends_long_polls_and_finishes_pushes_in_flight() {
                     device_clock_ms: 0,
                     agent_version: "test".into(),
                     public_key: Vec::new(),
+                    wiped: false,
                 },
                 &token,
             ))

@@ -21,16 +21,16 @@ use station_proto::v1::{CaseOpened, CaseSource, Category, Gender, Tier};
 
 use crate::fixtures::{hub_cli, stdout_of};
 
-const STATION: &str = "540502001";
-const NAME: &str = "次仁卓玛";
-const PHONE: &str = "13908930123";
-const ADDRESS: &str = "格桑路十二号";
+pub const STATION: &str = "540502001";
+pub const NAME: &str = "次仁卓玛";
+pub const PHONE: &str = "13908930123";
+pub const ADDRESS: &str = "格桑路十二号";
 
-fn id_number() -> String {
+pub fn id_number() -> String {
     crate::events::id_number("19500101", 7, true)
 }
 
-fn opening() -> Body {
+pub fn opening() -> Body {
     Body::CaseOpened(CaseOpened {
         name: NAME.into(),
         id_number: id_number(),
@@ -49,7 +49,7 @@ fn opening() -> Body {
 }
 
 /// Every file under `dir` that holds `needle`'s bytes.
-fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
+pub fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
     let needle = needle.as_bytes();
     let mut found = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
@@ -71,13 +71,13 @@ fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
 }
 
 /// `station-hub serve` over `data`, until dropped (SIGTERM, then waited for).
-struct Serving {
+pub struct Serving {
     child: Child,
-    addr: SocketAddr,
+    pub addr: SocketAddr,
 }
 
 impl Serving {
-    fn start(data: &Path) -> Serving {
+    pub fn start(data: &Path) -> Serving {
         let mut child = Command::new(env!("CARGO_BIN_EXE_station-hub"))
             .args([
                 "serve",
@@ -107,7 +107,7 @@ impl Serving {
         Serving { child, addr }
     }
 
-    fn stop(mut self) {
+    pub fn stop(mut self) {
         let pid = self.child.id().to_string();
         let term = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(term.success());

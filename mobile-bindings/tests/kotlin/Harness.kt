@@ -41,10 +41,10 @@ class Context(val dir: File) {
     ): org.stationsync.mobile.FieldStore {
         val path = File(dir, name).path
         return if (syncTimeoutSecs == null) {
-            org.stationsync.mobile.FieldStore.open(path, station, worker)
+            org.stationsync.mobile.FieldStore.open(path, station, worker, TestKeyProvider())
         } else {
             val options = org.stationsync.mobile.StoreOptions(syncTimeoutSecs = syncTimeoutSecs)
-            org.stationsync.mobile.FieldStore.openWithOptions(path, station, worker, options)
+            org.stationsync.mobile.FieldStore.openWithOptions(path, station, worker, TestKeyProvider(), options)
         }
     }
 
@@ -54,6 +54,13 @@ class Context(val dir: File) {
     fun close() {
         hubs.forEach { it.stop() }
     }
+}
+
+/** Stands in for the Android Keystore: wraps the data key with a fixed mask
+ * (an app uses an AES-GCM Keystore key, see the bindings' README). */
+class TestKeyProvider : org.stationsync.mobile.KeyProvider {
+    override fun wrap(dataKey: ByteArray) = ByteArray(dataKey.size) { (dataKey[it].toInt() xor 0x5a).toByte() }
+    override fun unwrap(wrapped: ByteArray) = ByteArray(wrapped.size) { (wrapped[it].toInt() xor 0x5a).toByte() }
 }
 
 const val STATION = "540502001" // 泽当街道
@@ -104,6 +111,19 @@ class Hub(private val data: File, private val log: File) {
             "enroll failed: " + enroll.errorStream.bufferedReader().readText()
         }
         return token
+    }
+
+    /** `station-hub revoke --wipe` for the device holding [token], through the
+     * running hub's administration socket. */
+    fun orderWipe(token: String): String {
+        val revoke = ProcessBuilder(
+            binary, "revoke", "--data", data.path, "--token-id", token.substringBefore('.'), "--wipe",
+        ).redirectErrorStream(false).start()
+        val line = revoke.inputStream.bufferedReader().readText().trim()
+        ensure(revoke.waitFor(60, TimeUnit.SECONDS) && revoke.exitValue() == 0) {
+            "revoke --wipe failed: " + revoke.errorStream.bufferedReader().readText()
+        }
+        return line
     }
 
     fun start(): String {

@@ -100,6 +100,7 @@ async fn pushes(grpc: SocketAddr, bearer: &str, device: Device) -> anyhow::Resul
         device_clock_ms: chrono::Utc::now().timestamp_millis(),
         agent_version: "bench".into(),
         public_key: Vec::new(),
+        wiped: false,
     };
     client.hello(with_token(hello, bearer)?).await?;
     let mut latencies = Vec::with_capacity(device.batches.len());

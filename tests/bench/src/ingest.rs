@@ -165,6 +165,7 @@ async fn device_pushes(
             .as_ref()
             .map(|(key, _)| key.clone())
             .unwrap_or_default(),
+        wiped: false,
     };
     client.hello(with_token(hello, &bearer)?).await?;
     barrier.wait().await;

@@ -42,6 +42,26 @@ fn vm_hwm_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Stands in for the phone's key store (Android Keystore, iOS Keychain):
+/// wraps the data key with a fixed mask, so that the store is encrypted as
+/// an app opens it.
+#[derive(Debug)]
+struct BenchKeys;
+
+impl station_mobile::KeyProvider for BenchKeys {
+    fn wrap(&self, data_key: Vec<u8>) -> Result<Vec<u8>, station_mobile::KeyProviderError> {
+        Ok(data_key.iter().map(|b| b ^ 0x5a).collect())
+    }
+
+    fn unwrap(&self, wrapped: Vec<u8>) -> Result<Vec<u8>, station_mobile::KeyProviderError> {
+        Ok(wrapped.iter().map(|b| b ^ 0x5a).collect())
+    }
+}
+
+fn keys() -> Arc<dyn station_mobile::KeyProvider> {
+    Arc::new(BenchKeys)
+}
+
 /// The phone process: `__phone-process facade|sled DIR`. Prints one line of
 /// JSON: open_ms, total_ms, items, and the peak resident memory once open
 /// (open_hwm_kib) and at the end (hwm_kib).
@@ -52,7 +72,7 @@ pub fn child(args: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
     let (opened, open_hwm_kib, items) = match kind.as_str() {
         "facade" => {
-            let store = FieldStore::open(dir.clone(), STATION.into(), WORKER.into())?;
+            let store = FieldStore::open(dir.clone(), STATION.into(), WORKER.into(), keys())?;
             let opened = started.elapsed();
             let open_hwm_kib = vm_hwm_kib();
             let due = store.due_follow_ups(7)?;
@@ -146,8 +166,9 @@ fn fill(dir: &Path, events: u64) -> anyhow::Result<()> {
         dir.to_string_lossy().into_owned(),
         STATION.into(),
         WORKER.into(),
+        keys(),
     )?;
-    let agent = Arc::clone(store.agent());
+    let agent = store.agent()?;
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let lanes: Vec<_> = (0..THREADS)
             .map(|lane| {

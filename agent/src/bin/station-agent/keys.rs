@@ -1,7 +1,9 @@
 //! Where the store's key comes from on the command line: `--key-file` (or
 //! `STATION_AGENT_KEY_FILE`), the passphrase in `STATION_AGENT_PASSPHRASE`,
 //! or the default key file `<data>.key` beside the data folder (see
-//! [`station_agent::seal::choose_key`]).
+//! [`station_agent::seal::choose_key`]); failing those, for an encrypted
+//! store, a passphrase asked on the terminal (never when standard input is
+//! not one).
 //!
 //! Invariants: a key file is created only for a new store or a store in
 //! clear about to be encrypted, never over an existing file, and its path is
@@ -48,6 +50,16 @@ pub fn key_source(
             path.display()
         );
     }
+    if chosen.key.is_none()
+        && seal::Vault::exists(data)
+        && seal::Vault::wiped_at(data)?.is_none()
+        && let Some(passphrase) = station_agent::prompt::passphrase(&format!(
+            "passphrase of the store in {}: ",
+            data.display()
+        ))?
+    {
+        return Ok(Some(KeySource::Passphrase(passphrase)));
+    }
     Ok(chosen.key)
 }
 
@@ -61,9 +73,17 @@ pub fn new_key_source(
     new_passphrase: bool,
 ) -> anyhow::Result<KeySource> {
     if new_passphrase {
-        return passphrase(NEW_PASSPHRASE_ENV)
-            .map(KeySource::Passphrase)
-            .with_context(|| format!("--new-passphrase: set {NEW_PASSPHRASE_ENV}"));
+        if let Some(new) = passphrase(NEW_PASSPHRASE_ENV) {
+            return Ok(KeySource::Passphrase(new));
+        }
+        let asked = station_agent::prompt::passphrase("new passphrase: ")?
+            .with_context(|| format!("--new-passphrase: set {NEW_PASSPHRASE_ENV}"))?;
+        let again = station_agent::prompt::passphrase("the new passphrase again: ")?;
+        anyhow::ensure!(
+            again.as_ref().map(|a| a.as_str()) == Some(asked.as_str()),
+            "the two passphrases differ: nothing was changed"
+        );
+        return Ok(KeySource::Passphrase(asked));
     }
     let path = new_key_file.context("give --new-key-file PATH or --new-passphrase")?;
     if path.exists() {

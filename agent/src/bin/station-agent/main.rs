@@ -191,6 +191,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Status { format } => {
+            if let Some(at) = station_agent::seal::Vault::wiped_at(&cli.data)? {
+                print::wiped(&mut out, at, format)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let agent = open_agent(&store)?;
             let status = agent.status()?;
             let sync = agent.log().sync_state()?;
@@ -224,6 +228,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()?;
             let report = runtime.block_on(sync::sync_once(agent, &options))?;
             writeln!(out, "{}", serde_json::to_string(&report)?)?;
+            if report.wiped.is_some() {
+                eprintln!("{}", sync::SyncError::Wiped);
+            }
         }
         Command::Run {
             hub,
@@ -249,7 +256,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )?;
                 out.flush()?;
                 drop(out);
-                sync::run(agent, options, shutdown).await?;
+                match sync::run(agent, options, shutdown).await {
+                    Err(sync::SyncError::Wiped) => eprintln!("{}", sync::SyncError::Wiped),
+                    other => other?,
+                }
                 anyhow::Ok(())
             })?;
         }

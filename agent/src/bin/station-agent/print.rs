@@ -289,6 +289,34 @@ struct StatusReport {
     throughput_bps: Option<u64>,
 }
 
+/// The status of a device the hub ordered wiped, and that was.
+///
+/// # Errors
+/// `out` cannot be written.
+pub fn wiped(out: &mut impl Write, wiped_at_ms: i64, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "wiped": true,
+                "wiped_at_ms": wiped_at_ms,
+            }))?
+        )?,
+        Format::Table => {
+            let at = chrono::DateTime::from_timestamp_millis(wiped_at_ms)
+                .map_or(wiped_at_ms.to_string(), |t| t.to_rfc3339());
+            writeln!(out, "wiped            {at}")?;
+            writeln!(
+                out,
+                "                 by order of the hub (reported lost): its data key and signing \
+                 key are destroyed and nothing of this store can be read or recorded"
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// This device's identity, sync position and case counts.
 ///
 /// # Errors

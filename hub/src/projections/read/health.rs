@@ -8,7 +8,7 @@ use super::{counter, origin_stats};
 use crate::projections::Projections;
 use crate::projections::error::ProjectionError;
 use crate::projections::fold::{self, Quality};
-use crate::projections::health::{DeviceHealth, StationHealth, SyncHealth};
+use crate::projections::health::{DeviceHealth, StationHealth, SyncHealth, WipeStatus};
 use crate::store::TokenScope;
 
 impl Projections {
@@ -19,6 +19,25 @@ impl Projections {
     pub fn sync_health(&self, stations: &[String]) -> Result<SyncHealth, ProjectionError> {
         let origins = self.store().origins()?;
         let tokens = self.store().tokens()?;
+        let wipes: BTreeMap<Uuid, WipeStatus> = tokens
+            .iter()
+            .filter_map(|t| match (&t.scope, &t.wipe) {
+                (
+                    TokenScope::Device {
+                        bound_origin: Some(origin),
+                        ..
+                    },
+                    Some(wipe),
+                ) => Some((
+                    *origin,
+                    match wipe.wiped_at_ms {
+                        Some(_) => WipeStatus::Wiped,
+                        None => WipeStatus::Pending,
+                    },
+                )),
+                _ => None,
+            })
+            .collect();
         let names: BTreeMap<Uuid, String> = tokens
             .iter()
             .filter_map(|t| match &t.scope {
@@ -129,6 +148,7 @@ impl Projections {
                         .map(|id| relays.get(id).copied().unwrap_or(id).to_string()),
                     relayed_events: state.relayed_events,
                     last_relayed_ms: (state.last_relayed_ms > 0).then_some(state.last_relayed_ms),
+                    wipe: wipes.get(origin).copied(),
                 });
             }
             row.complete_through_ms = complete.flatten();
