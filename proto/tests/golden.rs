@@ -204,8 +204,8 @@ fn samples() -> Vec<(&'static str, Event)> {
             "review_approved",
             Body::ReviewApproved(ReviewApproved {
                 case_id: id(CASE_ID),
-                request_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_000e),
-                last_seen_event_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_000e),
+                request_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_0010),
+                last_seen_event_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_0010),
                 decided_on: "2026-11-02".into(),
                 comment: String::new(),
             }),
@@ -214,8 +214,8 @@ fn samples() -> Vec<(&'static str, Event)> {
             "review_returned",
             Body::ReviewReturned(ReviewReturned {
                 case_id: id(CASE_ID),
-                request_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_000e),
-                last_seen_event_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_000e),
+                request_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_0010),
+                last_seen_event_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_0010),
                 decided_on: "2026-11-02".into(),
                 comment: "请补充转介回执 ཡིག་ཆ".into(),
             }),

@@ -185,7 +185,18 @@ impl Mount {
             // A sync held at a planned cut now fails, into the aborted
             // connection: the session's thread can end.
             self.disk.shared.release();
-            session.join();
+            // The session's loop ends with ENODEV or, when the forced
+            // unmount aborts the connection first, with ECONNABORTED, which
+            // fuser's `join` unwraps into a panic: both are this mount's end.
+            let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.join()));
+            if let Err(panic) = joined {
+                let aborted = panic
+                    .downcast_ref::<String>()
+                    .is_some_and(|message| message.contains("ConnectionAborted"));
+                if !aborted {
+                    std::panic::resume_unwind(panic);
+                }
+            }
         }
     }
 }
