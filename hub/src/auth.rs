@@ -398,6 +398,43 @@ pub fn revoke(store: &HubStore, token_id: &str) -> Result<TokenRecord, AuthError
     })?)
 }
 
+/// The device tokens of a relay `caller`'s station, as the relay needs
+/// them to authenticate its phones while its uplink is down: id, SHA-256 of
+/// the secret, name, and whether it is revoked (or ordered wiped: such a
+/// device is to reach the hub, which alone tells it to wipe). Empty for
+/// every other caller: nobody else learns which tokens exist.
+///
+/// # Errors
+/// Storage errors.
+pub fn station_devices(
+    store: &HubStore,
+    caller: &Caller,
+) -> Result<Vec<station_proto::v1::StationDevice>, AuthError> {
+    let Caller::Relay { station_code, .. } = caller else {
+        return Ok(Vec::new());
+    };
+    Ok(store
+        .tokens()?
+        .into_iter()
+        .filter_map(|record| match record.scope {
+            TokenScope::Device {
+                station_code: ref station,
+                ref device,
+                ..
+            } if station == station_code => Some(station_proto::v1::StationDevice {
+                token_id: record.token_id.clone(),
+                secret_sha256: record.secret_sha256.clone(),
+                device: device.clone(),
+                revoked: record.revoked_at_ms.is_some() || record.wipe.is_some(),
+            }),
+            TokenScope::Device { .. }
+            | TokenScope::Bureau { .. }
+            | TokenScope::Relay { .. }
+            | TokenScope::Supervisor { .. } => None,
+        })
+        .collect())
+}
+
 /// Orders the device holding the device token `token_id` wiped, as lost: at
 /// its next Hello it is told to upload its backlog and destroy its keys
 /// (see [`wipe_hello`]). Ordering it again changes nothing. Returns the

@@ -1,25 +1,25 @@
 //! Who may use the relay: the interceptor in front of its `Sync` service.
 //!
-//! A relay cannot ask the hub whether a phone's device token is valid (it
-//! serves precisely when the uplink is down), so it learns tokens on first
-//! use: the first call with a well-formed `Bearer <id>.<secret>` records the
-//! token id with the SHA-256 of its secret as a device token of the relay's
-//! station in the relay's own store; every later call with that id must
-//! carry the same secret. From there the hub's own rules apply unchanged
-//! ([`station_hub::auth`]): the token binds to the first origin that says
-//! `Hello` with it, with that device's public key, for life; no other token
-//! speaks for that origin; every push must carry a signed head that
-//! verifies over the origin's chain; every event must be of the relay's
-//! station.
+//! A relay cannot ask the hub whether a phone's device token is valid
+//! while its uplink is down, so the hub tells it beforehand: each answer to
+//! the relay's own `Hello` lists the device tokens of its station (id, the
+//! SHA-256 of the secret, name, revoked), which [`learn_devices`] keeps in
+//! the relay's store. A call reaches the service only with one of those
+//! tokens, live, with its secret; an unknown token (a phone enrolled since
+//! the relay last reached the hub, or none at all) is refused, and the phone
+//! syncs with the hub directly. From there the hub's own rules apply
+//! unchanged ([`station_hub::auth`]): the token binds to the first origin
+//! that says `Hello` with it, with that device's public key, for life; no
+//! other token speaks for that origin; every push must carry a signed head
+//! that verifies over the origin's chain; every event must be of the
+//! relay's station.
 //!
-//! What a hostile device on the station's LAN can therefore do: introduce
-//! new origins of its own, signed with its own keys, which the relay
-//! forwards and the hub takes as new devices of the station (shown on the
-//! bureau's device rows as carried by this relay, without an enrolled
-//! name); read the station's stream through the relay; fill the relay's
-//! disk up to its reserve. What it cannot do: alter, replace or add to any
-//! origin another token or key has introduced, or push for another station.
-//! Keep the station's Wi-Fi or hotspot closed (WPA2) and serve TLS.
+//! What a device on the station's LAN without an enrolled token can do:
+//! nothing but be refused. What an enrolled phone can do: what it can do at
+//! the hub, and fill the relay's disk up to its reserve. The relay never
+//! holds a secret: a copy of its store gives the tokens' hashes, which do
+//! not authenticate anyone. Keep the station's Wi-Fi or hotspot closed
+//! (WPA2) and serve TLS all the same.
 //!
 //! Invariant: a call reaches the service only with a [`Caller`] that
 //! [`auth::authenticate`] resolved from the relay's store.
@@ -27,7 +27,8 @@
 use std::sync::Arc;
 
 use station_hub::auth::{self, AuthError, Caller};
-use station_hub::store::{HubStore, TokenRecord, TokenScope};
+use station_hub::store::{HubError, HubStore, TokenRecord, TokenScope};
+use station_proto::v1::StationDevice;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
@@ -49,32 +50,93 @@ impl PhoneGate {
         }
     }
 
-    /// The caller of `authorization`, recording its token on first use.
+    /// The caller of `authorization`: a live device token of the station
+    /// the hub listed.
     ///
     /// # Errors
-    /// A malformed header, a known token id with another secret, storage
-    /// errors.
+    /// A malformed header, a token the relay does not know or with another
+    /// secret, a revoked one, storage errors.
     pub fn caller(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
-        let (token_id, secret_sha256) = auth::parse_bearer(authorization)?;
-        if self.store.token(&token_id)?.is_none() {
-            let record = TokenRecord {
-                token_id: token_id.clone(),
-                scope: TokenScope::Device {
-                    station_code: self.station_code.clone(),
-                    device: format!("phone {token_id}"),
-                    bound_origin: None,
-                },
-                secret_sha256,
-                created_at_ms: chrono::Utc::now().timestamp_millis(),
-                revoked_at_ms: None,
-                wipe: None,
-            };
-            if self.store.insert_token(&record)? {
-                tracing::info!(token_id, "a phone's token seen for the first time");
-            }
+        let caller = auth::authenticate(&self.store, authorization)?;
+        match &caller {
+            Caller::Device { station_code, .. } if *station_code == self.station_code => Ok(caller),
+            _ => Err(AuthError::InvalidToken),
         }
-        auth::authenticate(&self.store, authorization)
     }
+}
+
+/// Keeps in the relay's `store` the device tokens of `station_code` the hub
+/// listed (`devices`): a token new to the relay is added, one the hub says
+/// is revoked, or no longer lists, is revoked here; a relay never adds a
+/// token of its own. Returns how many live tokens the relay serves when
+/// anything changed, durably, and `None` when nothing did.
+///
+/// # Errors
+/// Storage errors; what was written before stays, and the next `Hello`
+/// brings the rest.
+pub fn learn_devices(
+    store: &HubStore,
+    station_code: &str,
+    devices: &[StationDevice],
+) -> Result<Option<usize>, HubError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut changed = false;
+    for device in devices {
+        if device.secret_sha256.len() != 32 || device.token_id.is_empty() {
+            continue;
+        }
+        match store.token(&device.token_id)? {
+            None => {
+                changed |= store.insert_token(&TokenRecord {
+                    token_id: device.token_id.clone(),
+                    scope: TokenScope::Device {
+                        station_code: station_code.to_string(),
+                        device: device.device.clone(),
+                        bound_origin: None,
+                    },
+                    secret_sha256: device.secret_sha256.clone(),
+                    created_at_ms: now,
+                    revoked_at_ms: device.revoked.then_some(now),
+                    wipe: None,
+                })?;
+            }
+            Some(held) if device.revoked && held.revoked_at_ms.is_none() => {
+                revoke(store, &device.token_id, now)?;
+                changed = true;
+            }
+            Some(_) => {}
+        }
+    }
+    for held in store.tokens()? {
+        let listed = devices.iter().any(|d| d.token_id == held.token_id);
+        if !listed
+            && held.revoked_at_ms.is_none()
+            && matches!(held.scope, TokenScope::Device { .. })
+        {
+            revoke(store, &held.token_id, now)?;
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(None);
+    }
+    let live = store
+        .tokens()?
+        .iter()
+        .filter(|t| t.revoked_at_ms.is_none() && matches!(t.scope, TokenScope::Device { .. }))
+        .count();
+    Ok(Some(live))
+}
+
+fn revoke(store: &HubStore, token_id: &str, now: i64) -> Result<(), HubError> {
+    store.update_token(token_id, |record| {
+        if record.revoked_at_ms.is_some() {
+            return false;
+        }
+        record.revoked_at_ms = Some(now);
+        true
+    })?;
+    Ok(())
 }
 
 impl Interceptor for PhoneGate {
@@ -85,7 +147,14 @@ impl Interceptor for PhoneGate {
         };
         let caller = self.caller(header).map_err(|error| {
             tracing::debug!(%error, "phone refused");
-            Status::from(error)
+            match error {
+                AuthError::InvalidToken => Status::unauthenticated(
+                    "this station relay does not know the token: it serves the devices of \
+                     its station the hub listed when it last reached the hub; sync with the \
+                     hub directly",
+                ),
+                other => Status::from(other),
+            }
         })?;
         request.extensions_mut().insert(caller);
         Ok(request)

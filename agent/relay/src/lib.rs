@@ -58,6 +58,9 @@ pub struct RelayOptions {
     pub key: StoreKey,
     /// A round of the uplink starts this often, and right after phones push.
     pub interval: Duration,
+    /// Called with how many device tokens the relay serves whenever the
+    /// hub's list of the station's devices changes it.
+    pub on_devices: Option<fn(usize)>,
 }
 
 /// Why the relay could not start or stopped.
@@ -180,10 +183,17 @@ impl Relay {
         let gate = PhoneGate::new(Arc::clone(&self.store), &self.options.station_code);
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let interval = self.options.interval;
+        let on_devices = self.options.on_devices;
         let mut grown = self.store.subscribe();
         let forwarding = tokio::spawn(async move {
             loop {
-                match uplink.round().await {
+                let round = uplink.round().await;
+                if let (Ok(report), Some(announce)) = (&round, on_devices)
+                    && let Some(devices) = report.devices
+                {
+                    announce(devices);
+                }
+                match round {
                     Ok(report) if report.forwarded > 0 || report.pulled > 0 => {
                         tracing::info!(
                             forwarded = report.forwarded,

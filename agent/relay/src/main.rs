@@ -139,6 +139,14 @@ fn main() -> anyhow::Result<()> {
         },
         key: store_key(&args)?,
         interval: Duration::from_millis(args.interval_ms.max(10)),
+        on_devices: Some(|devices| {
+            use std::io::Write as _;
+            // Nobody reading stdout any more is no reason to stop relaying.
+            let _ = writeln!(
+                std::io::stdout(),
+                "relay serves {devices} devices of its station"
+            );
+        }),
     };
     tokio::runtime::Runtime::new()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(&args.listen)

@@ -264,6 +264,9 @@ pub struct Uplink {
     station: String,
     /// How long one round keeps retrying.
     retry_budget: Duration,
+    /// How many devices the relay serves, when a `Hello` changed it and no
+    /// round has reported it yet.
+    devices_changed: Option<usize>,
 }
 
 /// What one round did.
@@ -273,6 +276,9 @@ pub struct RoundReport {
     pub forwarded: u64,
     /// Events pulled from the hub and stored.
     pub pulled: u64,
+    /// When the hub's list of the station's device tokens changed what the
+    /// relay holds: how many it now serves.
+    pub devices: Option<usize>,
 }
 
 /// Why a step did not complete.
@@ -327,6 +333,7 @@ impl Uplink {
             client: None,
             station,
             retry_budget: options.retry_budget,
+            devices_changed: None,
         })
     }
 
@@ -404,7 +411,19 @@ impl Uplink {
             },
             deadline,
         );
-        let answer = Self::call(Call::Hello, deadline, client.hello(request)).await?;
+        let mut answer = Self::call(Call::Hello, deadline, client.hello(request)).await?;
+        let devices = std::mem::take(&mut answer.station_devices);
+        let station = self.station.clone();
+        if let Some(known) = self
+            .blocking(move |store, _| Ok(crate::gate::learn_devices(store, &station, &devices)?))
+            .await?
+        {
+            tracing::info!(
+                devices = known,
+                "the station's device tokens changed at the hub"
+            );
+            self.devices_changed = Some(known);
+        }
         if !answer.log_id.is_empty() {
             let log_id: String = answer.log_id.iter().map(|b| format!("{b:02x}")).collect();
             let replaced = self
@@ -570,7 +589,10 @@ impl Uplink {
         loop {
             match self.step(&mut report).await {
                 Ok(true) => {}
-                Ok(false) => return Ok(report),
+                Ok(false) => {
+                    report.devices = self.devices_changed.take();
+                    return Ok(report);
+                }
                 Err(StepError::Local(error)) => return Err(error),
                 Err(StepError::Failed { call, fault }) => {
                     let reason = fault.reason().to_string();

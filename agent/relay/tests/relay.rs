@@ -118,6 +118,9 @@ impl Switch {
 struct RelayProcess {
     child: Child,
     url: String,
+    /// What it prints after its address: one line each time the hub's list
+    /// of the station's devices changes what it serves.
+    said: std::io::BufReader<std::process::ChildStdout>,
 }
 
 fn start_relay(
@@ -140,9 +143,8 @@ fn start_relay(
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut said = std::io::BufReader::new(child.stdout.take().unwrap());
+    said.read_line(&mut line).unwrap();
     let addr = line
         .trim()
         .strip_prefix("relay listening on ")
@@ -151,10 +153,33 @@ fn start_relay(
     RelayProcess {
         child,
         url: format!("http://{addr}"),
+        said,
     }
 }
 
 impl RelayProcess {
+    /// Waits until the relay says it serves exactly `devices` device tokens
+    /// of its station, as the hub listed them.
+    fn serves(&mut self, devices: usize) {
+        tokio::task::block_in_place(|| {
+            loop {
+                let mut line = String::new();
+                assert!(
+                    self.said.read_line(&mut line).unwrap() > 0,
+                    "the relay ended before serving {devices} devices"
+                );
+                if let Some(count) = line
+                    .trim()
+                    .strip_prefix("relay serves ")
+                    .and_then(|rest| rest.strip_suffix(" devices of its station"))
+                {
+                    assert_eq!(count, devices.to_string(), "devices the relay serves");
+                    return;
+                }
+            }
+        });
+    }
+
     /// SIGKILL, and wait for the process to be gone.
     fn kill(mut self) {
         self.child.kill().unwrap();
@@ -294,6 +319,14 @@ impl Station {
         start_relay(&self.data, listen, self.switch.addr, &self.token_file, &[])
     }
 
+    /// Lets the relay reach the hub until it serves the station's
+    /// `devices` enrolled devices, then cuts its uplink again.
+    fn learn(&self, relay: &mut RelayProcess, devices: usize) {
+        self.switch.set(true);
+        relay.serves(devices);
+        self.switch.set(false);
+    }
+
     /// Every phone's entries are on the hub once each.
     fn city_holds_each_once(&self, phones: &[&Phone]) {
         let total: u64 = phones.iter().map(|p| p.head()).sum();
@@ -312,11 +345,12 @@ impl Station {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn phones_share_entries_through_the_relay_and_the_city_gets_each_once() {
     let station = station().await;
-    let relay = station.relay("127.0.0.1:0");
     let phones: Vec<Phone> = ["zd-1", "zd-2", "zd-3"]
         .iter()
         .map(|name| phone(&station.hub, name))
         .collect();
+    let mut relay = station.relay("127.0.0.1:0");
+    station.learn(&mut relay, 3);
     for (i, phone) in phones.iter().enumerate() {
         phone.record(20 + 10 * i);
         let report = phone.sync(&relay.url).await;
@@ -372,7 +406,8 @@ async fn a_relay_killed_mid_receive_and_mid_forward_loses_and_duplicates_nothing
         phone.record(400);
     }
     // Mid-receive: killed while both phones push their backlogs.
-    let relay = station.relay(&listen);
+    let mut relay = station.relay(&listen);
+    station.learn(&mut relay, 2);
     let url = relay.url.clone();
     let pushing: Vec<_> = phones
         .iter()
@@ -419,10 +454,11 @@ async fn a_relay_killed_mid_receive_and_mid_forward_loses_and_duplicates_nothing
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_moving_between_relay_and_hub_neither_loses_nor_duplicates() {
     let station = station().await;
-    let relay = station.relay("127.0.0.1:0");
     let hub_url = format!("http://{}", station.hub.addr);
     let moving = phone(&station.hub, "zd-moving");
     let colleague = phone(&station.hub, "zd-colleague");
+    let mut relay = station.relay("127.0.0.1:0");
+    station.learn(&mut relay, 2);
     colleague.record(15);
     colleague.sync(&relay.url).await;
 
@@ -455,8 +491,9 @@ async fn a_phone_moving_between_relay_and_hub_neither_loses_nor_duplicates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_listing_the_relay_and_the_hub_uses_whichever_answers() {
     let station = station().await;
-    let relay = station.relay("127.0.0.1:0");
     let phone = phone(&station.hub, "zd-1");
+    let mut relay = station.relay("127.0.0.1:0");
+    station.learn(&mut relay, 1);
     let both = format!("{},http://{}", relay.url, station.hub.addr);
     phone.record(12);
     let report = phone.sync(&both).await;
@@ -482,7 +519,8 @@ async fn with_a_certificate_the_relay_serves_its_phones_tls_only() {
     let key = station.data.with_file_name("relay.pem");
     std::fs::write(&cert, issued.cert.pem()).unwrap();
     std::fs::write(&key, issued.signing_key.serialize_pem()).unwrap();
-    let relay = start_relay(
+    let phone = phone(&station.hub, "zd-1");
+    let mut relay = start_relay(
         &station.data,
         "127.0.0.1:0",
         station.switch.addr,
@@ -494,7 +532,7 @@ async fn with_a_certificate_the_relay_serves_its_phones_tls_only() {
             key.to_str().unwrap(),
         ],
     );
-    let phone = phone(&station.hub, "zd-1");
+    station.learn(&mut relay, 1);
     phone.record(4);
     let mut plain = phone.options(&relay.url);
     plain.retry_budget = Duration::from_millis(300);
@@ -504,4 +542,63 @@ async fn with_a_certificate_the_relay_serves_its_phones_tls_only() {
     options.tls_domain = Some("localhost".into());
     let report = sync_once(Arc::clone(&phone.agent), &options).await.unwrap();
     assert_eq!(report.durable_through, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_serves_only_the_devices_the_hub_listed_and_drops_revoked_ones() {
+    let station = station().await;
+    let known = phone(&station.hub, "zd-1");
+    let mut relay = station.relay("127.0.0.1:0");
+    station.learn(&mut relay, 1);
+    let refused = |report: Result<SyncReport, station_agent::sync::SyncError>| match report {
+        Err(station_agent::sync::SyncError::Rpc { code, message, .. }) => {
+            assert_eq!(code, tonic::Code::Unauthenticated, "{message}");
+        }
+        other => panic!("expected the relay to refuse the token: {other:?}"),
+    };
+
+    // A device on the station's network with a token of the right form that
+    // the hub never issued is refused, and nothing of it is kept.
+    let stranger = phone(&station.hub, "zd-stranger");
+    stranger.record(3);
+    let forged = format!("{}.{}", "ab".repeat(8), "cd".repeat(32));
+    let mut options = SyncOptions::new(relay.url.clone(), Some(forged));
+    options.retry_budget = Duration::from_millis(300);
+    refused(sync_once(Arc::clone(&stranger.agent), &options).await);
+    assert_eq!(stranger.agent.log().acked().unwrap(), 0);
+
+    // A phone enrolled since the relay last reached the hub is refused by
+    // the relay; listing the hub after it, it syncs with the hub directly.
+    let newcomer = phone(&station.hub, "zd-2");
+    newcomer.record(4);
+    refused(sync_once(Arc::clone(&newcomer.agent), &newcomer.options(&relay.url)).await);
+    let both = format!("{},http://{}", relay.url, station.hub.addr);
+    let report = newcomer.sync(&both).await;
+    assert_eq!(
+        report.city_durable_through, 4,
+        "received by the city directly"
+    );
+
+    // The known phone works through the relay until the hub revokes its
+    // token and the relay hears of it.
+    known.record(2);
+    assert_eq!(known.sync(&relay.url).await.durable_through, 2);
+    let token_id = known.token.split('.').next().unwrap().to_string();
+    auth::revoke(&station.hub.store, &token_id).unwrap();
+    // zd-1 revoked; zd-2 and the stranger's own phone enrolled meanwhile.
+    station.learn(&mut relay, 2);
+    known.record(1);
+    let mut options = known.options(&relay.url);
+    options.retry_budget = Duration::from_millis(300);
+    let report = sync_once(Arc::clone(&known.agent), &options).await;
+    assert!(
+        matches!(
+            report,
+            Err(station_agent::sync::SyncError::Rpc {
+                code: tonic::Code::Unauthenticated,
+                ..
+            })
+        ),
+        "{report:?}"
+    );
 }

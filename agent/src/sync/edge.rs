@@ -865,8 +865,10 @@ impl Edge {
 /// stored before it stays.
 ///
 /// With several addresses ([`SyncOptions::addresses`]), they are tried in
-/// order: an address that cannot be reached, or whose link fails, passes the
-/// round on to the next; the last one's error is returned.
+/// order: an address that cannot be reached, whose link fails, or that does
+/// not know the device's token (a station relay that has not heard of it
+/// from the hub yet) passes the round on to the next; the last one's error
+/// is returned.
 pub async fn sync_once(agent: Arc<Agent>, options: &SyncOptions) -> Result<SyncReport, SyncError> {
     let addresses = options.per_address();
     let last = addresses.len().saturating_sub(1);
@@ -874,6 +876,14 @@ pub async fn sync_once(agent: Arc<Agent>, options: &SyncOptions) -> Result<SyncR
         match sync_one(Arc::clone(&agent), one).await {
             Err(error) if i < last && unreachable(&error) => {
                 tracing::info!(address = %one.hub_url, %error, "unreachable: trying the next address");
+            }
+            Err(
+                error @ SyncError::Rpc {
+                    code: tonic::Code::Unauthenticated,
+                    ..
+                },
+            ) if i < last => {
+                tracing::info!(address = %one.hub_url, %error, "token refused: trying the next address");
             }
             done => return done,
         }

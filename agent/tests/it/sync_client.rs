@@ -109,6 +109,7 @@ impl SyncService for StandInHub {
                 station_pull_head: s.log.len() as u64,
                 log_id: Vec::new(),
                 city_durable_through: None,
+                station_devices: Vec::new(),
                 wipe: false,
             }))
         })

@@ -196,7 +196,7 @@ impl Sync for SyncService {
         }
         let now = now_ms();
         let station = hello.station_code.clone();
-        let (state, head) = self
+        let (state, head, station_devices) = self
             .blocking(move |store| -> Result<_, AuthError> {
                 auth::bind_origin(store, &caller, origin, public_key.as_deref())?;
                 let state = store.hello(
@@ -222,7 +222,8 @@ impl Sync for SyncService {
                         );
                     }
                 }
-                Ok((state, store.station_head(&station)?))
+                let devices = auth::station_devices(store, &caller)?;
+                Ok((state, store.station_head(&station)?, devices))
             })
             .await?;
         tracing::debug!(%origin, durable_through = state.durable_through, "hello");
@@ -232,6 +233,7 @@ impl Sync for SyncService {
             station_pull_head: head,
             log_id: self.store.log_id().as_bytes().to_vec(),
             city_durable_through: self.city_of(origin),
+            station_devices,
             wipe,
         }))
     }

@@ -12,6 +12,7 @@
 //! of that).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
@@ -45,9 +46,13 @@ fn phone(dir: &std::path::Path, n: usize) -> anyhow::Result<Arc<Agent>> {
     )?))
 }
 
+/// How many device tokens the relay serves, as it last said.
+static DEVICES: AtomicUsize = AtomicUsize::new(0);
+
 /// Runs the scenario, adding its rows.
 pub async fn run(quick: bool, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let per_phone = if quick { 10 } else { 715 };
+    DEVICES.store(0, Ordering::SeqCst);
     let total = (per_phone * PHONES) as u64;
     let hub_dir = tempfile::tempdir()?;
     let store = Arc::new(HubStore::open(hub_dir.path(), 64 << 20)?);
@@ -62,8 +67,20 @@ pub async fn run(quick: bool, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         },
     ));
     let link = WeakLink::start(hub_addr, crate::sync::profile(11)).await?;
-    link.set_online(false);
 
+    progress!("relay: recording {per_phone} events on each of {PHONES} phones");
+    let dirs = (0..PHONES)
+        .map(|_| tempfile::tempdir())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut phones = Vec::new();
+    let mut all = Vec::new();
+    for (n, dir) in dirs.iter().enumerate() {
+        let agent = phone(dir.path(), n)?;
+        FieldWork::new(STATION, 100 + n as u64).record_on(&agent, per_phone)?;
+        all.extend(agent.own_events(0, usize::MAX)?);
+        let token = station_hub::auth::enroll_device(&store, STATION, &format!("p{n}"))?.bearer;
+        phones.push((agent, token));
+    }
     let relay_dir = tempfile::tempdir()?;
     let token = station_hub::auth::enroll_relay(&store, STATION, "bench relay")?.bearer;
     let mut uplink = SyncOptions::new(format!("http://{}", link.local_addr()), Some(token));
@@ -81,6 +98,7 @@ pub async fn run(quick: bool, rows: &mut Vec<Row>) -> anyhow::Result<()> {
             ..StoreKey::default()
         },
         interval: Duration::from_millis(500),
+        on_devices: Some(|devices| DEVICES.store(devices, Ordering::SeqCst)),
     })
     .await?;
     let relay_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -89,20 +107,18 @@ pub async fn run(quick: bool, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let relay_task = tokio::spawn(relay.serve(relay_listener, async {
         let _ = relay_stopped.await;
     }));
-
-    progress!("relay: recording {per_phone} events on each of {PHONES} phones");
-    let dirs = (0..PHONES)
-        .map(|_| tempfile::tempdir())
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut phones = Vec::new();
-    let mut all = Vec::new();
-    for (n, dir) in dirs.iter().enumerate() {
-        let agent = phone(dir.path(), n)?;
-        FieldWork::new(STATION, 100 + n as u64).record_on(&agent, per_phone)?;
-        all.extend(agent.own_events(0, usize::MAX)?);
-        let token = station_hub::auth::enroll_device(&store, STATION, &format!("p{n}"))?.bearer;
-        phones.push((agent, token));
+    // The relay learns the station's device tokens from the hub, then the
+    // uplink goes down.
+    let learning = Instant::now();
+    while DEVICES.load(Ordering::SeqCst) < PHONES {
+        anyhow::ensure!(
+            learning.elapsed() < Duration::from_secs(60),
+            "the relay never learnt the station's devices"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    link.set_online(false);
+
     let payload = zstd::bulk::compress(
         &PushRequest {
             events: all,
