@@ -838,10 +838,11 @@ impl Worker {
                 self.open_case(day);
             }
             self.visits(day);
-            if self.rng.random_bool(0.04) {
-                self.reopen(day);
-            }
-            if elapsed % 30 == 25 {
+            // A file reopened today is not yet open in the worker's model
+            // when the day's other entries are drafted: no one is filed
+            // again on such a day, lest it be the reopened file's person.
+            let reopened = self.rng.random_bool(0.04) && self.reopen(day);
+            if elapsed % 30 == 25 && !reopened {
                 self.open_again(day);
             }
             if self.rng.random_bool(0.05) {
@@ -1148,8 +1149,8 @@ impl Worker {
     }
 
     /// Reopens a case closed at least two weeks ago, once: the family's
-    /// situation turned again.
-    fn reopen(&mut self, day: NaiveDate) {
+    /// situation turned again. Returns whether it did.
+    fn reopen(&mut self, day: NaiveDate) -> bool {
         let closed: Vec<usize> = (0..self.cases.len())
             .filter(|&i| {
                 let file = &self.cases[i];
@@ -1160,7 +1161,7 @@ impl Worker {
             })
             .collect();
         let Some(&case) = closed.choose(&mut self.rng) else {
-            return;
+            return false;
         };
         let tier = *[Tier::HighRisk as i32, Tier::Key as i32]
             .choose(&mut self.rng)
@@ -1178,6 +1179,7 @@ impl Worker {
                 tier,
             },
         );
+        true
     }
 
     fn verify(&mut self, day: NaiveDate) {
