@@ -13,15 +13,20 @@
 //!   dropped link): each store write is atomic and everything sent is
 //!   idempotent on the hub;
 //! - whether a failure is worth retrying is decided by [`fault`], from
-//!   [`super::is_retriable`] alone for the hub's answers.
+//!   [`super::is_retriable`] alone for the hub's answers;
+//! - pushes in flight (up to the machine's window) run as tasks of their own
+//!   so that the next batch travels while the last is acknowledged; their
+//!   answers are taken in the order they were sent, and any failure aborts
+//!   every one still in flight before the machine decides what follows.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
 use station_proto::ids::Uuid;
 use station_proto::v1::sync_client::SyncClient;
-use station_proto::v1::{HelloRequest, PullRequest, PushRequest};
+use station_proto::v1::{HelloRequest, PullRequest, PullResponse, PushRequest, PushResponse};
 use tokio::time::Instant;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::MetadataValue;
@@ -183,6 +188,46 @@ enum Next {
     Fail(SyncError),
 }
 
+/// A call running as a task of its own; dropping it aborts the task, whose
+/// answer is then not wanted.
+struct Running<T>(tokio::task::JoinHandle<Result<T, StepError>>);
+
+impl<T> Drop for Running<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T: Send + 'static> Running<T> {
+    fn spawn(call: impl Future<Output = Result<T, StepError>> + Send + 'static) -> Self {
+        Self(tokio::spawn(call))
+    }
+
+    /// The call's answer; a task that ended without one is a lost call.
+    async fn answer(&mut self, call: Call) -> Result<T, StepError> {
+        match (&mut self.0).await {
+            Ok(answer) => answer,
+            Err(join) => {
+                let message = format!("the call was lost: {join}");
+                Err(StepError::Failed {
+                    call,
+                    fault: Fault::Link(message.clone()),
+                    error: SyncError::Link {
+                        call: call_name(call),
+                        message,
+                    },
+                })
+            }
+        }
+    }
+}
+
+/// A catch-up pull sent while the page before it was being stored.
+struct Prefetch {
+    plan: PullPlan,
+    call: Running<PullResponse>,
+}
+
 /// One device's link to the hub: the machine, the connection, the store.
 pub(super) struct Edge {
     /// The device: its log is read for pushes and written with answers.
@@ -194,6 +239,10 @@ pub(super) struct Edge {
     /// The open connection; `None` until needed and after the machine said
     /// reconnect.
     client: Option<SyncClient<Channel>>,
+    /// Pushes sent and not yet answered, in the machine's order.
+    pushes: VecDeque<Running<PushResponse>>,
+    /// The next catch-up page, asked for before the last one was stored.
+    prefetch: Option<Prefetch>,
     /// This device's origin, to find its ack among a push's acks.
     origin: Uuid,
     /// The station whose stream is pulled.
@@ -272,6 +321,8 @@ impl Edge {
             endpoint,
             machine,
             client: None,
+            pushes: VecDeque::new(),
+            prefetch: None,
             origin: identity.origin_id,
             station: identity.station_code,
             authorization,
@@ -436,11 +487,23 @@ impl Edge {
         Ok(())
     }
 
-    async fn push(
-        &mut self,
-        plan: super::machine::BatchPlan,
-        report: &mut SyncReport,
-    ) -> Result<(), StepError> {
+    /// Sends batches until the machine's window is full, then takes the
+    /// answer of the oldest; `false` when nothing was left to push.
+    async fn push_step(&mut self, report: &mut SyncReport) -> Result<bool, StepError> {
+        while let Some(plan) = self.machine.next_push(self.agent.log().durable_seq()) {
+            self.send_batch(plan).await?;
+        }
+        let Some(call) = self.pushes.front_mut() else {
+            return Ok(false);
+        };
+        let answer = call.answer(Call::Push).await;
+        self.pushes.pop_front();
+        self.take_ack(&answer?, report).await?;
+        Ok(true)
+    }
+
+    /// Reads, signs and sends the batch `plan` asks for, as a task of its own.
+    async fn send_batch(&mut self, plan: super::machine::BatchPlan) -> Result<(), StepError> {
         let mut client = self.client().await?;
         let after = plan.after;
         let budget = plan.max_bytes;
@@ -484,7 +547,18 @@ impl Edge {
         );
         tracing::debug!(after, through, bytes, ?deadline, "pushing");
         let request = self.request(message, deadline);
-        let answer = Self::call(Call::Push, deadline, client.push(request)).await?;
+        self.pushes.push_back(Running::spawn(async move {
+            Self::call(Call::Push, deadline, client.push(request)).await
+        }));
+        Ok(())
+    }
+
+    /// Takes the hub's answer to the oldest push in flight.
+    async fn take_ack(
+        &mut self,
+        answer: &PushResponse,
+        report: &mut SyncReport,
+    ) -> Result<(), StepError> {
         let origin = self.origin.as_bytes();
         let Some(ack) = answer.acks.iter().find(|a| a.origin_id == origin) else {
             let message = "the push was not acknowledged for this device".to_string();
@@ -519,11 +593,8 @@ impl Edge {
         Ok(())
     }
 
-    async fn pull(
-        &mut self,
-        plan: PullPlan,
-        report: &mut SyncReport,
-    ) -> Result<PullProgress, StepError> {
+    /// Sends the pull `plan` asks for, as a task of its own.
+    async fn send_pull(&mut self, plan: PullPlan) -> Result<Running<PullResponse>, StepError> {
         let mut client = self.client().await?;
         let request = self.request(
             PullRequest {
@@ -535,7 +606,32 @@ impl Edge {
             },
             plan.deadline,
         );
-        let page = Self::call(Call::Pull, plan.deadline, client.pull(request)).await?;
+        Ok(Running::spawn(async move {
+            Self::call(Call::Pull, plan.deadline, client.pull(request)).await
+        }))
+    }
+
+    /// Pulls one page as `plan` says and stores it. While a catch-up page is
+    /// stored, the next one is already asked for (its cursor is the page's
+    /// own), so the downlink carries it meanwhile.
+    async fn pull(
+        &mut self,
+        plan: PullPlan,
+        report: &mut SyncReport,
+    ) -> Result<PullProgress, StepError> {
+        let mut call = self.send_pull(plan).await?;
+        let page = call.answer(Call::Pull).await?;
+        self.take_page(plan, page, report).await
+    }
+
+    /// Checks a pulled page with the machine, asks for the next one if the
+    /// hub has more, and stores the page with its cursor.
+    async fn take_page(
+        &mut self,
+        plan: PullPlan,
+        page: PullResponse,
+        report: &mut SyncReport,
+    ) -> Result<PullProgress, StepError> {
         let bytes = page.encoded_len();
         let next_cursor = page.next_cursor;
         let events: Vec<_> = page
@@ -558,6 +654,13 @@ impl Edge {
                 action: v.action,
                 error: SyncError::Protocol(v.reason),
             })?;
+        if progress == PullProgress::More
+            && plan.wait.is_zero()
+            && let Some(next) = self.machine.next_pull(next_cursor, now())
+        {
+            let call = self.send_pull(next).await?;
+            self.prefetch = Some(Prefetch { plan: next, call });
+        }
         if !events.is_empty() || next_cursor != plan.after {
             let applied =
                 blocking(&self.agent, move |a| a.apply_pulled(events, next_cursor)).await?;
@@ -646,15 +749,18 @@ impl Edge {
                 self.hello(report).await?;
                 return Ok(Step::Progress);
             }
-            if let Some(plan) = self.machine.next_push(self.agent.log().durable_seq()) {
-                self.push(plan, report).await?;
+            if self.push_step(report).await? {
                 return Ok(Step::Progress);
             }
             self.wipe(report).await?;
             return Ok(Step::CaughtUp);
         }
-        if let Some(plan) = self.machine.next_push(self.agent.log().durable_seq()) {
-            self.push(plan, report).await?;
+        if self.push_step(report).await? {
+            return Ok(Step::Progress);
+        }
+        if let Some(mut prefetch) = self.prefetch.take() {
+            let page = prefetch.call.answer(Call::Pull).await?;
+            self.take_page(prefetch.plan, page, report).await?;
             return Ok(Step::Progress);
         }
         let cursor = blocking(&self.agent, |a| Ok(a.log().pull_cursor()?)).await?;
@@ -673,6 +779,8 @@ impl Edge {
         retry_until: Option<Instant>,
         report: &mut SyncReport,
     ) -> Next {
+        self.pushes.clear();
+        self.prefetch = None;
         let (action, error) = match failure {
             StepError::Local(error) => return Next::Fail(error),
             StepError::Failed { call, fault, error } => {
@@ -722,6 +830,8 @@ impl Edge {
         retry_budget: Duration,
     ) -> Result<(), SyncError> {
         self.machine.new_round();
+        self.pushes.clear();
+        self.prefetch = None;
         self.round_hellos = 0;
         let retry_until = Instant::now().checked_add(retry_budget);
         loop {

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! new_round ─► begin_hello ─► on_hello ─┬► next_push ─► begin_push ─► on_push_ack ─┐
-//!                                       │      ▲                                  │
+//!                                       │      ▲   (up to push_window in flight)  │
 //!                                       │      └──────────────────────────────────┘
 //!                                       └► next_pull ─► on_pull ─┐   (until both say
 //!                                              ▲                 │    caught up)
@@ -21,18 +21,25 @@
 //!   this session (Hello or ack), never from a local guess: a batch lost with
 //!   a dropped link is sent again, and the hub ignores what it already holds.
 //!   After any failure the session is forgotten and Hello asks again.
+//! - Up to [`Config::push_window`] batches are in flight at once, each
+//!   starting where the one before it ends, so the uplink carries the next
+//!   batch while the hub acknowledges the last. Acks are cumulative and taken
+//!   in the order the batches were sent; a failure forgets every batch in
+//!   flight, and the next session resumes from the hub's word.
 //! - Nothing is pushed while a batch is parked; pulling is never blocked by it.
 //! - A batch is sized to [`Config::target_airtime`] of the measured uplink
 //!   rate, within [`Config::min_batch_bytes`] ..= [`Config::max_batch_bytes`];
 //!   its deadline grows with its size and never exceeds [`Config::deadline_cap`].
 //! - The rate is learned only from acknowledged batches that filled at least
-//!   half their budget (a lone event says more about latency than rate), and
-//!   halved when the link fails mid-push.
+//!   half their budget (a lone event says more about latency than rate), each
+//!   timed from when it was sent or, when it queued behind another batch,
+//!   from that batch's ack; and halved when the link fails mid-push.
 //! - Retry delays follow [`Backoff`]: capped, fully jittered, reset only after
 //!   progress (an acknowledged push or an answered pull), so a link that
 //!   answers Hello but drops every batch still backs off.
 //! - Given the same seed and the same inputs, the same outputs: tests replay it.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::airtime::{self, Throughput};
@@ -48,6 +55,9 @@ pub struct Config {
     pub ewma_weight: f64,
     /// The airtime a batch or pulled page should take at the measured rate.
     pub target_airtime: Duration,
+    /// Pushed batches in flight at once, at least one. Two keep the uplink
+    /// busy across the round trip of an acknowledgement.
+    pub push_window: usize,
     /// The smallest batch budget, however slow the link looks.
     pub min_batch_bytes: usize,
     /// The largest batch budget, however fast the link looks; it also caps
@@ -78,8 +88,9 @@ impl Default for Config {
             initial_bytes_per_sec: 8_000.0,
             ewma_weight: 0.3,
             target_airtime: Duration::from_secs(4),
+            push_window: 2,
             min_batch_bytes: 2 * 1024,
-            max_batch_bytes: 256 * 1024,
+            max_batch_bytes: 1024 * 1024,
             pull_events: 5_000,
             deadline_safety: 3.0,
             deadline_floor: Duration::from_secs(5),
@@ -248,11 +259,11 @@ struct Session {
     pull_head: u64,
 }
 
-/// The call in flight, kept to measure it and to know what a failure hit.
+/// The Hello or Pull in flight, kept to measure it and to know what a
+/// failure hit. Pushes in flight are kept apart, in the order they were sent.
 #[derive(Debug, Clone, Copy)]
 enum InFlight {
     Hello { sent_at: Instant },
-    Push { batch: Batch, sent_at: Instant },
     Pull { plan: PullPlan, sent_at: Instant },
 }
 
@@ -274,8 +285,13 @@ pub struct SyncMachine {
     session: Option<Session>,
     /// The batch refused for good; while set nothing is pushed.
     parked: Option<Parked>,
-    /// The call in flight.
+    /// The Hello or Pull in flight.
     in_flight: Option<InFlight>,
+    /// The batches in flight with when each was sent, oldest first.
+    pushes: VecDeque<(Batch, Instant)>,
+    /// When the last push was acknowledged: a batch sent before it queued
+    /// behind the acknowledged one, and its airtime counts from here.
+    last_push_ack: Option<Instant>,
     /// The budget of the last push plan, to tell full batches from tails.
     planned_push_bytes: usize,
     /// The highest own seq the edge said it holds.
@@ -300,6 +316,8 @@ impl SyncMachine {
             session: None,
             parked: None,
             in_flight: None,
+            pushes: VecDeque::new(),
+            last_push_ack: None,
             planned_push_bytes: 0,
             local_head: 0,
             pull_stalled_at: None,
@@ -330,6 +348,7 @@ impl SyncMachine {
     pub fn new_round(&mut self) {
         self.session = None;
         self.in_flight = None;
+        self.forget_pushes();
         self.pull_stalled_at = None;
     }
 
@@ -385,11 +404,21 @@ impl SyncMachine {
     }
 
     /// The next batch to push, given the highest own seq durable on the
-    /// device; `None` when caught up, parked, or before Hello.
+    /// device: it starts after the hub's `durable_through` or, with batches
+    /// in flight, after the last of them. `None` when caught up, parked,
+    /// before Hello, or with [`Config::push_window`] batches in flight.
     pub fn next_push(&mut self, local_durable_seq: u64) -> Option<BatchPlan> {
         self.local_head = self.local_head.max(local_durable_seq);
         let session = self.session?;
-        if self.parked.is_some() || session.durable_through >= local_durable_seq {
+        if self.parked.is_some() || self.pushes.len() >= self.config.push_window.max(1) {
+            return None;
+        }
+        let after = self
+            .pushes
+            .back()
+            .map_or(session.durable_through, |(batch, _)| batch.through)
+            .max(session.durable_through);
+        if after >= local_durable_seq {
             return None;
         }
         let max_bytes = airtime::batch_bytes(
@@ -400,25 +429,39 @@ impl SyncMachine {
         );
         self.planned_push_bytes = max_bytes;
         Some(BatchPlan {
-            after: session.durable_through,
+            after,
             max_bytes,
-            deadline: self.deadline(max_bytes, &self.uplink),
+            deadline: self.deadline(max_bytes + self.bytes_in_flight(), &self.uplink),
         })
     }
 
-    /// Marks a batch as sent and returns its deadline, sized from its bytes.
+    /// Marks a batch as sent and returns its deadline, sized from its bytes
+    /// and those of the batches it queues behind.
     pub fn begin_push(&mut self, batch: Batch, now: Instant) -> Duration {
         // The batch is read after `next_push`; entries that became durable in
         // between may be in it, and the device holds all it sends.
         self.local_head = self.local_head.max(batch.through);
-        self.in_flight = Some(InFlight::Push {
-            batch,
-            sent_at: now,
-        });
-        self.deadline(batch.bytes, &self.uplink)
+        self.pushes.push_back((batch, now));
+        self.deadline(self.bytes_in_flight(), &self.uplink)
     }
 
-    /// Takes the hub's acknowledgement of the batch in flight.
+    fn forget_pushes(&mut self) {
+        self.pushes.clear();
+    }
+
+    /// Encoded bytes of the batches in flight.
+    fn bytes_in_flight(&self) -> usize {
+        self.pushes
+            .iter()
+            .fold(0usize, |sum, (batch, _)| sum.saturating_add(batch.bytes))
+    }
+
+    /// Batches sent and not yet acknowledged.
+    pub fn pushes_in_flight(&self) -> usize {
+        self.pushes.len()
+    }
+
+    /// Takes the hub's acknowledgement of the oldest batch in flight.
     ///
     /// # Errors
     /// A [`Violation`] when the ack does not advance past the batch's start
@@ -432,10 +475,7 @@ impl SyncMachine {
         let Some(session) = self.session else {
             return Err(self.violation("an ack outside a session".into(), now));
         };
-        let in_flight = match self.in_flight.take() {
-            Some(InFlight::Push { batch, sent_at }) => Some((batch, sent_at)),
-            _ => None,
-        };
+        let in_flight = self.pushes.pop_front();
         let after = in_flight.map_or(session.durable_through, |(b, _)| b.after);
         if durable_through <= after {
             let reason =
@@ -460,9 +500,11 @@ impl SyncMachine {
         if let Some((batch, sent_at)) = in_flight
             && batch.bytes.saturating_mul(2) >= self.planned_push_bytes
         {
+            let started = self.last_push_ack.map_or(sent_at, |ack| ack.max(sent_at));
             self.uplink
-                .observe(batch.bytes as u64, now.saturating_duration_since(sent_at));
+                .observe(batch.bytes as u64, now.saturating_duration_since(started));
         }
+        self.last_push_ack = Some(now);
         let newly_acked = durable_through.saturating_sub(session.durable_through);
         self.session = Some(Session {
             durable_through: durable_through.max(session.durable_through),
@@ -565,11 +607,13 @@ impl SyncMachine {
     ///   batch is not at fault.
     pub fn on_error(&mut self, call: Call, fault: Fault, now: Instant) -> Action {
         let in_flight = self.in_flight.take();
+        let pushed = self.pushes.pop_front();
+        self.forget_pushes();
         match fault {
             Fault::Link(_) => {
-                match in_flight {
-                    Some(InFlight::Push { .. }) => self.uplink.penalise(),
-                    Some(InFlight::Pull { plan, .. }) if plan.wait.is_zero() => {
+                match (call, in_flight) {
+                    (Call::Push, _) if pushed.is_some() => self.uplink.penalise(),
+                    (Call::Pull, Some(InFlight::Pull { plan, .. })) if plan.wait.is_zero() => {
                         self.downlink.penalise();
                     }
                     _ => {}
@@ -582,8 +626,8 @@ impl SyncMachine {
                 Action::RetryAt(later(now, self.backoff.next_delay()))
             }
             Fault::Denied(reason) => Action::Stop(reason),
-            Fault::Refused(reason) => match (call, in_flight) {
-                (Call::Push, Some(InFlight::Push { batch, .. })) => {
+            Fault::Refused(reason) => match (call, pushed) {
+                (Call::Push, Some((batch, _))) => {
                     self.park(batch.after.saturating_add(1), batch.through, reason)
                 }
                 (Call::Push, _) => {
@@ -612,6 +656,7 @@ impl SyncMachine {
     /// that the rates are left alone: reconnect, ask Hello again, back off.
     fn violation(&mut self, reason: String, now: Instant) -> Violation {
         self.in_flight = None;
+        self.forget_pushes();
         self.session = None;
         Violation {
             action: Action::ReconnectAt(later(now, self.backoff.next_delay())),

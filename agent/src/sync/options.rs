@@ -29,6 +29,9 @@ pub struct SyncOptions {
     pub batch_bytes: usize,
     /// Events per pulled page, at most.
     pub pull_events: u32,
+    /// Pushed batches in flight at once (at least one): with two, the next
+    /// batch travels while the hub acknowledges the last.
+    pub push_window: usize,
     /// The longest deadline of any call (a long poll adds its wait).
     pub call_timeout: Duration,
     /// A PEM CA certificate to trust for the hub's TLS certificate. Setting
@@ -66,7 +69,7 @@ pub const ALTERNATE_RETRY_BUDGET: Duration = Duration::from_secs(10);
 
 impl SyncOptions {
     /// Defaults for a 2G/3G phone: batches sized by measured airtime up to
-    /// 256 KiB, a minute of retries per round, a round every minute.
+    /// 1 MiB, a minute of retries per round, a round every minute.
     pub fn new(hub_url: impl Into<String>, token: Option<String>) -> Self {
         let machine = Config::default();
         Self {
@@ -74,6 +77,7 @@ impl SyncOptions {
             token,
             batch_bytes: machine.max_batch_bytes,
             pull_events: machine.pull_events,
+            push_window: machine.push_window,
             call_timeout: machine.deadline_cap,
             tls_ca_pem: None,
             tls_domain: None,
@@ -124,6 +128,7 @@ impl SyncOptions {
         Config {
             max_batch_bytes: self.batch_bytes.max(1),
             pull_events: self.pull_events.max(1),
+            push_window: self.push_window.max(1),
             deadline_cap: self.call_timeout,
             backoff_base: self.backoff_base,
             backoff_cap: self.backoff_cap,

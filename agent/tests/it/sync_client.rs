@@ -117,6 +117,26 @@ impl SyncService for StandInHub {
 
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
         let events = request.into_inner().events;
+        // Like the hub, a push that overtook the one before it waits for it.
+        let first = events[0].origin_seq;
+        let origin = events[0].origin_id.clone();
+        let mut changes = self.changed.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while first
+                > self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .durable
+                    .get(&origin)
+                    .map_or(1, |d| d + 1)
+            {
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
         self.with(|s| {
             s.pushes += 1;
             let script = s.script.pop_front();
@@ -333,6 +353,9 @@ async fn a_lost_ack_and_a_busy_hub_are_retried_without_duplicates() {
     }
     let mut o = options(&served.url);
     o.batch_bytes = 1_500;
+    // One batch at a time, so that the scripted answers meet the batches
+    // in the order they were sent.
+    o.push_window = 1;
     let report = sync_once(Arc::clone(&agent), &o).await.unwrap();
     assert_eq!(report.retries, 3, "{report:?}");
     assert_eq!(report.durable_through, 30);

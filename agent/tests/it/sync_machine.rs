@@ -63,15 +63,15 @@ fn the_first_batch_assumes_64_kbit_s_and_later_ones_follow_the_measured_rate() {
     let next = push_full_batch(&mut m, &mut t, 1.0);
     assert_eq!(next, 128_000);
 
-    // A fast link: the budget grows to the 256 KiB cap and stays there.
+    // A fast link: the budget grows to the 1 MiB cap and stays there.
     for _ in 0..10 {
         push_full_batch(&mut m, &mut t, 0.1);
     }
-    assert_eq!(m.next_push(u64::MAX / 2).unwrap().max_bytes, 256 * KIB);
+    assert_eq!(m.next_push(u64::MAX / 2).unwrap().max_bytes, 1024 * KIB);
 
     // The link degrades to 1 kB/s: the budget follows it down, smoothly...
     let mut sizes = Vec::new();
-    for _ in 0..30 {
+    for _ in 0..40 {
         let plan = m.next_push(u64::MAX / 2).unwrap();
         let secs = plan.max_bytes as f64 / 1_000.0;
         sizes.push(push_full_batch(&mut m, &mut t, secs));
@@ -934,4 +934,152 @@ fn entries_made_durable_while_a_batch_is_read_are_not_mistaken_for_the_hub_runni
     let acked = m.on_push_ack(227, t).unwrap();
     assert_eq!(acked.durable_through, 227);
     assert!(m.parked().is_none());
+}
+
+#[test]
+fn a_second_batch_travels_while_the_first_is_acknowledged() {
+    let t = Instant::now();
+    let mut m = in_session(0, 100, t);
+    let first = m.next_push(100).unwrap();
+    assert_eq!(first.after, 0);
+    m.begin_push(
+        Batch {
+            after: 0,
+            through: 40,
+            bytes: first.max_bytes,
+        },
+        t,
+    );
+    // The next batch starts where the one in flight ends.
+    let second = m.next_push(100).unwrap();
+    assert_eq!(second.after, 40);
+    m.begin_push(
+        Batch {
+            after: 40,
+            through: 80,
+            bytes: second.max_bytes,
+        },
+        t + Duration::from_millis(10),
+    );
+    // Two in flight fill the window.
+    assert_eq!(m.pushes_in_flight(), 2);
+    assert_eq!(m.next_push(100), None);
+    // Acks are taken oldest first; each frees a place in the window.
+    let acked = m.on_push_ack(40, t + Duration::from_secs(4)).unwrap();
+    assert_eq!((acked.durable_through, acked.newly_acked), (40, 40));
+    assert_eq!(m.next_push(100).unwrap().after, 80);
+    let acked = m.on_push_ack(80, t + Duration::from_secs(8)).unwrap();
+    assert_eq!((acked.durable_through, acked.newly_acked), (80, 40));
+    assert_eq!(m.next_push(100).unwrap().after, 80);
+    assert_eq!(m.next_push(80), None);
+}
+
+#[test]
+fn a_queued_batch_is_timed_from_the_ack_it_waited_behind() {
+    let t = Instant::now();
+    let mut m = in_session(0, 1_000_000, t);
+    let plan = m.next_push(1_000_000).unwrap();
+    assert_eq!(plan.max_bytes, 32_000);
+    for (after, through) in [(0, 10), (10, 20)] {
+        m.begin_push(
+            Batch {
+                after,
+                through,
+                bytes: 32_000,
+            },
+            t,
+        );
+    }
+    // Each batch took 2 s of the link: 16,000 B/s, although the second was
+    // sent 4 s before its ack.
+    m.on_push_ack(10, t + Duration::from_secs(2)).unwrap();
+    m.on_push_ack(20, t + Duration::from_secs(4)).unwrap();
+    assert_eq!(m.next_push(1_000_000).unwrap().max_bytes, 64_000);
+}
+
+#[test]
+fn a_failure_forgets_every_batch_in_flight() {
+    let t = Instant::now();
+    let mut m = in_session(0, 100, t);
+    for (after, through) in [(0, 40), (40, 80)] {
+        assert_eq!(m.next_push(100).unwrap().after, after);
+        m.begin_push(
+            Batch {
+                after,
+                through,
+                bytes: 2_000,
+            },
+            t,
+        );
+    }
+    m.on_push_ack(40, t + Duration::from_secs(1)).unwrap();
+    // The second batch reached the hub before the first was stored.
+    let gap = tonic::Status::failed_precondition("gap: expected origin_seq 41, got 81");
+    let action = m.on_error(Call::Push, fault(&gap), t + Duration::from_secs(2));
+    assert!(matches!(action, Action::RetryAt(_)), "{action:?}");
+    assert_eq!((m.parked(), m.pushes_in_flight()), (None, 0));
+    m.begin_hello(t);
+    m.on_hello(
+        HelloAnswer {
+            durable_through: 40,
+            station_pull_head: 0,
+        },
+        100,
+        t,
+    );
+    assert_eq!(m.next_push(100).unwrap().after, 40);
+}
+
+#[test]
+fn a_refusal_parks_the_batch_it_answers_not_the_one_before() {
+    let t = Instant::now();
+    let mut m = in_session(0, 100, t);
+    for (after, through) in [(0, 40), (40, 80)] {
+        m.next_push(100).unwrap();
+        m.begin_push(
+            Batch {
+                after,
+                through,
+                bytes: 2_000,
+            },
+            t,
+        );
+    }
+    m.on_push_ack(40, t + Duration::from_secs(1)).unwrap();
+    let status = tonic::Status::invalid_argument("event 57 does not decode");
+    let Action::Park(parked) = m.on_error(Call::Push, fault(&status), t) else {
+        panic!("a permanent refusal parks");
+    };
+    assert_eq!((parked.from_seq, parked.through_seq), (41, 80));
+}
+
+#[test]
+fn a_window_of_one_sends_one_batch_at_a_time() {
+    let t = Instant::now();
+    let mut m = SyncMachine::new(
+        Config {
+            push_window: 1,
+            ..Config::default()
+        },
+        7,
+    );
+    m.begin_hello(t);
+    m.on_hello(
+        HelloAnswer {
+            durable_through: 0,
+            station_pull_head: 0,
+        },
+        100,
+        t,
+    );
+    m.next_push(100).unwrap();
+    m.begin_push(
+        Batch {
+            after: 0,
+            through: 40,
+            bytes: 2_000,
+        },
+        t,
+    );
+    assert_eq!(m.next_push(100), None);
 }

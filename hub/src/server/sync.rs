@@ -6,9 +6,10 @@
 //! that breaks a protocol rule (gap, bad origin, another station's event,
 //! too large) is refused whole and changes nothing; blocking store calls run
 //! off the async workers; once the hub begins to stop, long polls answer at
-//! once.
+//! once; a push that starts past what the hub holds of its origin waits at
+//! most [`OVERTAKEN_WAIT`] for the push before it, then is refused as a gap.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,12 @@ use crate::auth::{self, AuthError};
 use crate::guard::DiskReserve;
 use crate::projections;
 use crate::store::{HubError, HubLog as _, HubStore};
+
+/// How long a push whose first event of an origin lies past what the hub
+/// holds waits for the origin's earlier push: a device sends its next batch
+/// while the last is being acknowledged, and the two may reach the store in
+/// either order. Past the wait the push is refused as a gap, as before.
+pub const OVERTAKEN_WAIT: Duration = Duration::from_secs(2);
 
 /// What a station relay knows of the city hub, for the answers it gives
 /// its phones: serving with one makes the service a relay's (see
@@ -112,6 +119,33 @@ impl SyncService {
             .send_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// Waits, for at most [`OVERTAKEN_WAIT`], until no origin of `events`
+    /// starts past the hub's `durable_through + 1`; the store decides what a
+    /// gap left after the wait means.
+    async fn await_earlier_pushes(&self, events: &[station_proto::Event]) {
+        let mut firsts: BTreeMap<&[u8], u64> = BTreeMap::new();
+        for event in events {
+            let first = firsts.entry(event.origin_id.as_slice()).or_insert(u64::MAX);
+            *first = (*first).min(event.origin_seq);
+        }
+        let overtaken = |store: &HubStore| {
+            firsts.iter().any(|(origin, first)| {
+                Uuid::from_slice(origin)
+                    .ok()
+                    .and_then(|origin| store.origin(origin).ok())
+                    .is_some_and(|state| *first > state.durable_through.saturating_add(1))
+            })
+        };
+        let mut grown = self.store.subscribe();
+        let deadline = tokio::time::Instant::now() + OVERTAKEN_WAIT;
+        while overtaken(&self.store) {
+            match tokio::time::timeout_at(deadline, grown.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return,
+            }
+        }
     }
 
     async fn blocking<T, E, F>(&self, f: F) -> Result<T, Status>
@@ -254,6 +288,7 @@ impl Sync for SyncService {
                 .map_err(|low| Status::unavailable(low.to_string()))?;
         }
         let count = events.len();
+        self.await_earlier_pushes(&events).await;
         // Service dates are China's: "not in the future" is judged by the
         // date in China, whatever the hub machine's time zone.
         let today = projections::today_in_china();

@@ -328,6 +328,13 @@ fn main() -> anyhow::Result<()> {
         return mobile::child(&raw[2..]);
     }
     let args = Args::parse();
+    // RUST_LOG=station_agent=debug, say, shows each call of a sync scenario.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     if args.list {
         for name in SCENARIOS {
             println!("{name}");

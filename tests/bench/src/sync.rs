@@ -253,7 +253,7 @@ pub async fn run(quick: bool, peer: bool, rows: &mut Vec<Row>) -> anyhow::Result
             push_limit,
             "s",
         )
-        .goal(Goal::RatioAtMost(1.5))
+        .goal(Goal::RatioAtMost(1.2))
         .note(format!("payload {push_payload} bytes")),
     );
 
@@ -307,7 +307,7 @@ pub async fn run(quick: bool, peer: bool, rows: &mut Vec<Row>) -> anyhow::Result
             pull_limit,
             "s",
         )
-        .goal(Goal::RatioAtMost(1.5))
+        .goal(Goal::RatioAtMost(1.2))
         .note(format!(
             "payload {pull_payload} bytes; {} up + {} down crossed",
             pull.up_bytes, pull.down_bytes
