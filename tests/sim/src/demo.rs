@@ -65,8 +65,9 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Days of field work, ending on the day of the first run.
     pub days: u32,
-    /// Simulated days per second of wall time; 0 enters as fast as the
-    /// devices save.
+    /// At most this many simulated days per second of wall time (a day
+    /// also lasts until every phone with a link has synced that evening);
+    /// 0 does not pace.
     pub speed: f64,
     /// The stations, by code.
     pub stations: Vec<String>,
