@@ -235,7 +235,7 @@ impl Agent {
             worker_id,
             hub_url: options.hub_url,
             token: options.token,
-            created_at_ms: now_ms(),
+            created_at_ms: log.now_ms(),
         };
         log.init_identity(&identity)?;
         let recorded = tokio::sync::watch::Sender::new(log.head_seq());
@@ -304,7 +304,10 @@ impl Agent {
     /// # Errors
     /// See [`Agent::record_with`].
     pub fn record(&self, body: Body) -> Result<Recorded, AgentError> {
-        self.record_with(None, body, today(), now_ms())
+        let now = self.log.now_ms();
+        let today = chrono::DateTime::from_timestamp_millis(now)
+            .map_or_else(today, |at| at.with_timezone(&Local).date_naive());
+        self.record_with(None, body, today, now)
     }
 
     /// Validates `body` against the rules and this device's state, and

@@ -16,6 +16,8 @@
 //!   terminal when a command line has no other key for an encrypted store.
 //! - [`durable`]: group commit — sled flush plus fsync, shared by concurrent
 //!   writers, so "saved" means on disk after power loss.
+//! - [`clock`]: where "now" comes from: the system clock, or the one a
+//!   simulation gives.
 //! - [`hlc`]: the hybrid logical clock that stamps events.
 //! - [`views`]: pure folds from a case's events to its view; due follow-ups.
 //! - [`engine`]: [`engine::Agent`], identity + log + views + state checks;
@@ -27,6 +29,7 @@
 //!   entry building, printing), built with the default `cli` feature; without
 //!   it the crate is the engine alone, with none of the CLI's dependencies.
 
+pub mod clock;
 pub mod durable;
 pub mod engine;
 pub mod hlc;

@@ -98,6 +98,7 @@ use station_proto::person::{PersonTag, TagKey};
 use station_proto::v1::SignedHead;
 use station_proto::{Body, Event};
 
+use crate::clock::SharedClock;
 use crate::durable::GroupCommit;
 use crate::hlc::Hlc;
 use crate::seal::{self, Algorithm, KeySource, SealError, SealedTree, SealingOptions};
@@ -303,6 +304,9 @@ pub struct OpenOptions {
     pub algorithm: Algorithm,
     /// How a store in clear is encrypted in place when opened with a key.
     pub sealing: SealingOptions,
+    /// Where "now" comes from for the log's hybrid clock and the device's
+    /// sync: the system clock, unless a simulation gives its own.
+    pub clock: SharedClock,
 }
 
 impl Default for OpenOptions {
@@ -312,6 +316,7 @@ impl Default for OpenOptions {
             key: None,
             algorithm: Algorithm::default(),
             sealing: SealingOptions::default(),
+            clock: crate::clock::system(),
         }
     }
 }
@@ -788,9 +793,22 @@ pub struct EventLog {
     dir: PathBuf,
     /// The store's lock file, held while the log is open.
     _lock: std::fs::File,
+    /// Where "now" comes from.
+    clock: SharedClock,
 }
 
 impl EventLog {
+    /// The clock this log was opened with: "now" for the device's entries
+    /// and its sync.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// Milliseconds since the Unix epoch by [`EventLog::clock`].
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     /// Opens (creating when absent) the log stored in `dir`, with the key
     /// of [`OpenOptions::key`]: a new store is encrypted under a new data
     /// key, a store in clear is encrypted in place first.
@@ -848,11 +866,12 @@ impl EventLog {
             values,
             writer: Mutex::new(Writer {
                 head_seq,
-                hlc: Hlc::resume(hlc, chrono::Utc::now().timestamp_millis()),
+                hlc: Hlc::resume(hlc, options.clock.now_ms()),
                 wiping: false,
             }),
             dir: dir.to_path_buf(),
             _lock: lock,
+            clock: options.clock,
         };
         log.upgrade_to_signed()?;
         if log.identity()?.is_some() && !log.tree.contains_key(M_PERSON_INDEX)? {
@@ -1086,7 +1105,7 @@ impl EventLog {
             self.group.wait_durable(self.group.current())?;
             return Ok(existing);
         }
-        let event_id = new.event_id.unwrap_or_else(Uuid::now_v7);
+        let event_id = new.event_id.unwrap_or_else(|| self.clock.new_v7());
         let origin_seq = writer.head_seq + 1;
         let mut hlc = writer.hlc;
         let stamp = hlc.tick(new.recorded_at_ms);
@@ -1270,7 +1289,7 @@ impl EventLog {
     ) -> Result<PullApplied, StoreError> {
         let identity = self.identity()?.ok_or(StoreError::NotInitialised)?;
         let mut writer = self.lock_writer();
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = self.now_ms();
         let mut overlay = Overlay::writing(&self.tree, &self.values, self.person_key()?);
         let mut affected = BTreeSet::new();
         let mut applied = PullApplied {

@@ -507,6 +507,7 @@ fn main() -> anyhow::Result<()> {
                     limits,
                     disk_reserve: disk_reserve_mb.saturating_mul(1024 * 1024),
                     trusted_proxies,
+                    clock: station_agent::clock::system(),
                 },
                 data,
             };

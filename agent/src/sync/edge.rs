@@ -37,7 +37,7 @@ use super::machine::{
     Action, Batch, Call, Fault, HelloAnswer, Parked, PullPage, PullPlan, PullProgress, SyncMachine,
 };
 use super::options::{SyncError, SyncOptions, SyncReport, Wiped};
-use crate::engine::{Agent, AgentError, now_ms};
+use crate::engine::{Agent, AgentError};
 use crate::store::{ParkedBatch, StoreError};
 
 /// Times a wiped device tries to tell the hub, one, then two seconds apart.
@@ -400,7 +400,7 @@ impl Edge {
                 origin_id: self.origin.as_bytes().to_vec(),
                 station_code: self.station.clone(),
                 head_seq,
-                device_clock_ms: now_ms(),
+                device_clock_ms: self.agent.log().now_ms(),
                 agent_version: env!("CARGO_PKG_VERSION").into(),
                 public_key: public_key.to_vec(),
                 wiped: false,
@@ -475,7 +475,7 @@ impl Edge {
             from_seq: parked.from_seq,
             through_seq: parked.through_seq,
             reason: parked.reason,
-            parked_at_ms: now_ms(),
+            parked_at_ms: self.agent.log().now_ms(),
             agent_version: env!("CARGO_PKG_VERSION").into(),
         };
         let stored = record.clone();
@@ -684,7 +684,7 @@ impl Edge {
         let wipe_head = self.wipe_head.unwrap_or(self.announced_head);
         let durable_through = self.machine.durable_through().unwrap_or(0);
         let public_key = blocking(&self.agent, |a| Ok(a.log().public_key()?)).await?;
-        let at_ms = now_ms();
+        let at_ms = self.agent.log().now_ms();
         blocking(&self.agent, move |a| Ok(a.log().wipe(at_ms)?)).await?;
         let not_uploaded = wipe_head.saturating_sub(durable_through);
         tracing::warn!(
@@ -710,7 +710,7 @@ impl Edge {
                     origin_id: self.origin.as_bytes().to_vec(),
                     station_code: self.station.clone(),
                     head_seq: wipe_head,
-                    device_clock_ms: now_ms(),
+                    device_clock_ms: self.agent.log().now_ms(),
                     agent_version: env!("CARGO_PKG_VERSION").into(),
                     public_key: public_key.to_vec(),
                     wiped: true,
@@ -862,7 +862,7 @@ impl Edge {
         let rate = self.machine.uplink_bytes_per_sec();
         // The rate is clamped to a finite range well inside u64.
         let uplink = self.machine.uplink_measured().then_some(rate as u64);
-        let completed_at = completed.then(now_ms);
+        let completed_at = completed.then(|| self.agent.log().now_ms());
         let state = blocking(&self.agent, move |a| {
             a.log().record_sync(completed_at, uplink)?;
             Ok((

@@ -11,10 +11,20 @@ pub const CHINA_UTC_OFFSET_SECS: i32 = 8 * 3600;
 
 /// The hub's current date in China time.
 pub fn today_in_china() -> NaiveDate {
-    let now = chrono::Utc::now();
+    date_in_china(chrono::Utc::now().timestamp_millis())
+}
+
+/// The date in China time at `ms` since the epoch (out of chrono's range:
+/// the date of the epoch's end of range it clamps to).
+pub fn date_in_china(ms: i64) -> NaiveDate {
+    let at = chrono::DateTime::from_timestamp_millis(ms).unwrap_or(if ms < 0 {
+        chrono::DateTime::<chrono::Utc>::MIN_UTC
+    } else {
+        chrono::DateTime::<chrono::Utc>::MAX_UTC
+    });
     chrono::FixedOffset::east_opt(CHINA_UTC_OFFSET_SECS).map_or_else(
-        || now.date_naive(),
-        |offset| now.with_timezone(&offset).date_naive(),
+        || at.date_naive(),
+        |offset| at.with_timezone(&offset).date_naive(),
     )
 }
 

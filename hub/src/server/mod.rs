@@ -142,6 +142,9 @@ pub struct ServerOptions {
     /// names the client (for the per-address limits and the read audit);
     /// with any, session cookies are `Secure`, as the proxy speaks TLS.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Where the Sync service reads "now" (receipt times, last contact,
+    /// clock skew): the system clock, unless a simulation gives its own.
+    pub clock: station_agent::clock::SharedClock,
 }
 
 impl Default for ServerOptions {
@@ -153,6 +156,7 @@ impl Default for ServerOptions {
             limits: ConnectionLimits::default(),
             disk_reserve: crate::guard::DEFAULT_DISK_RESERVE,
             trusted_proxies: Vec::new(),
+            clock: station_agent::clock::system(),
         }
     }
 }
@@ -221,7 +225,9 @@ pub(crate) async fn serve_grpc(
         authenticator.clone(),
     );
     let disk = Arc::new(DiskReserve::new(store.dir(), options.disk_reserve));
-    let service = SyncService::new(Arc::clone(&store)).with_disk_reserve(Arc::clone(&disk));
+    let service = SyncService::new(Arc::clone(&store))
+        .with_disk_reserve(Arc::clone(&disk))
+        .with_clock(Arc::clone(&options.clock));
     let stopping = service.clone();
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter

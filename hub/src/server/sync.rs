@@ -32,6 +32,7 @@ use crate::auth::{self, AuthError};
 use crate::guard::DiskReserve;
 use crate::projections;
 use crate::store::{HubError, HubLog as _, HubStore};
+use station_agent::clock::SharedClock;
 
 /// How long a push whose first event of an origin lies past what the hub
 /// holds waits for the origin's earlier push: a device sends its next batch
@@ -62,6 +63,8 @@ pub struct SyncService {
     /// Set on a station relay: the city's acknowledgements it hands on, and
     /// the rule that it carries only signed logs.
     upstream: Option<Arc<dyn Upstream>>,
+    /// Receipt times, last contact and clock skew are read from it.
+    clock: SharedClock,
 }
 
 impl SyncService {
@@ -73,7 +76,18 @@ impl SyncService {
             stopping: Arc::new(stopping),
             disk: None,
             upstream: None,
+            clock: station_agent::clock::system(),
         }
+    }
+
+    /// The service reading "now" (receipt times, last contact, the skew of
+    /// a device's clock, today's date for service dates) from `clock`
+    /// instead of the system clock: a simulation's, so that receipts follow
+    /// its simulated days.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The service as a station relay serves it to its phones: every answer
@@ -190,10 +204,6 @@ fn signed_heads_of(
     Ok(heads)
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 #[tonic::async_trait]
 impl Sync for SyncService {
     async fn hello(
@@ -228,7 +238,7 @@ impl Sync for SyncService {
             ))
             .into());
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let station = hello.station_code.clone();
         let (state, head, station_devices) = self
             .blocking(move |store| -> Result<_, AuthError> {
@@ -291,8 +301,8 @@ impl Sync for SyncService {
         self.await_earlier_pushes(&events).await;
         // Service dates are China's: "not in the future" is judged by the
         // date in China, whatever the hub machine's time zone.
-        let today = projections::today_in_china();
-        let now = now_ms();
+        let now = self.clock.now_ms();
+        let today = projections::date_in_china(now);
         let outcome = self
             .blocking(move |store| -> Result<_, AuthError> {
                 if wiping {

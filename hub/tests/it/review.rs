@@ -357,3 +357,237 @@ fn a_supervisor_is_enrolled_for_stations_on_the_roster() {
         assert!(output.stdout.is_empty(), "{args:?}");
     }
 }
+
+/// A `station-hub serve` process over `data` with the configuration file
+/// `config`, on ephemeral ports; killed when dropped.
+struct ServedHub {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ServedHub {
+    fn start(data: &std::path::Path, config: &std::path::Path) -> ServedHub {
+        use std::io::BufRead as _;
+        let mut child = crate::fixtures::hub_command(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .arg("--data")
+        .arg(data)
+        .arg("--config")
+        .arg(config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("the hub exited before serving")
+                .unwrap();
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                break addr.to_string();
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        ServedHub {
+            child,
+            url: format!("http://{addr}"),
+        }
+    }
+
+    async fn sync(&self, agent: &Arc<Agent>, token: &str) -> station_agent::sync::SyncReport {
+        sync_once(
+            Arc::clone(agent),
+            &SyncOptions::new(self.url.clone(), Some(token.to_string())),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// The review queue (every row) and the closures counted this month,
+    /// once the hub's projections hold its first `hub_seq` events.
+    async fn read(
+        &self,
+        bureau: &str,
+        hub_seq: u64,
+    ) -> (station_proto::v1::GetReviewsResponse, i64) {
+        use station_proto::v1::query_client::QueryClient;
+        use station_proto::v1::{GetIndicatorsRequest, GetReviewsRequest};
+        let channel = tonic::transport::Channel::from_shared(self.url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut query = QueryClient::new(channel);
+        let month = station_hub::projections::today_in_china()
+            .format("%Y-%m")
+            .to_string();
+        let started = std::time::Instant::now();
+        loop {
+            let reviews = query
+                .get_reviews(authorized(
+                    GetReviewsRequest {
+                        all: true,
+                        stations: vec![STATION.into()],
+                        ..GetReviewsRequest::default()
+                    },
+                    bureau,
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            let indicators = query
+                .get_indicators(authorized(
+                    GetIndicatorsRequest {
+                        period: month.clone(),
+                        stations: vec![STATION.into()],
+                    },
+                    bureau,
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            if reviews.computed_through_hub_seq >= hub_seq
+                && indicators.computed_through_hub_seq >= hub_seq
+            {
+                let closed = indicators.rows[0]
+                    .values
+                    .iter()
+                    .find(|v| v.metric == "cases_closed")
+                    .map_or(0, |v| v.raw);
+                return (reviews, closed);
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "the hub's projections stay at {} of {hub_seq}",
+                reviews.computed_through_hub_seq
+            );
+            // The projector runs in the hub's process: ask again.
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+impl Drop for ServedHub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The same round trips as above through a `station-hub serve` process,
+/// its tokens issued by `station-hub enroll` and its configuration read from
+/// a file: an offline supervisor decides, then syncs; the return reaches the
+/// worker's phone until resubmitted; an approval of a case changed since is
+/// flagged stale; the ledger counts the closure only once approved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_round_trips_through_a_served_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    let config = dir.path().join("hub.toml");
+    std::fs::write(
+        &config,
+        DEFAULT_TOML.replace(
+            "closure = false\ncount_closures_when_approved = false",
+            "closure = true\ncount_closures_when_approved = true",
+        ),
+    )
+    .unwrap();
+    let issue = |args: &[&str]| stdout_of(&hub_cli(&data, args)).trim().to_string();
+    let worker_token = issue(&["enroll", "--station", STATION, "--device", "泽当-1"]);
+    let supervisor_token = issue(&["enroll", "--supervisor", "督导 卓玛", "--station", STATION]);
+    let bureau = issue(&["enroll", "--bureau", "山南市民政局"]);
+    let hub = ServedHub::start(&data, &config);
+    let (worker_dir, supervisor_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let worker = device(worker_dir.path(), STATION, "sw-01");
+    let supervisor = device(supervisor_dir.path(), STATION, "sup-01");
+
+    // The worker closes a case and asks for review: waiting, not counted.
+    let case_id = worker.record(opening()).unwrap().event_id;
+    worker
+        .record(Body::CaseClosed(CaseClosed {
+            case_id: case_id.as_bytes().to_vec(),
+            reason: "迁出".into(),
+            closed_on: day(),
+        }))
+        .unwrap();
+    let first_request = worker.record(closure_request(case_id)).unwrap().event_id;
+    assert_eq!(hub.sync(&worker, &worker_token).await.pushed, 3);
+    let (queue, closed) = hub.read(&bureau, 3).await;
+    assert!(queue.closure_needs_review && queue.closures_count_when_approved);
+    assert_eq!((queue.pending, closed), (1, 0));
+
+    // The supervisor pulls, returns it offline, and syncs later.
+    hub.sync(&supervisor, &supervisor_token).await;
+    supervisor
+        .record(Body::ReviewReturned(ReviewReturned {
+            request_id: first_request.as_bytes().to_vec(),
+            decided_on: day(),
+            comment: "请补充迁出证明".into(),
+            ..ReviewReturned::default()
+        }))
+        .unwrap();
+    let (queue, _) = hub.read(&bureau, 3).await;
+    assert_eq!(queue.pending, 1, "the hub knows nothing before it syncs");
+    assert_eq!(hub.sync(&supervisor, &supervisor_token).await.pushed, 1);
+    let (queue, closed) = hub.read(&bureau, 4).await;
+    assert_eq!((queue.pending, closed), (0, 0));
+    assert_eq!(queue.reviews[0].state, "returned");
+    assert_eq!(queue.reviews[0].comment, "请补充迁出证明");
+    assert_eq!(queue.reviews[0].decided_by, "sup-01");
+
+    // The return shows on the worker's phone until resubmitted.
+    hub.sync(&worker, &worker_token).await;
+    let returned: Vec<_> = worker
+        .review_items()
+        .unwrap()
+        .into_iter()
+        .filter(|(_, item)| item.is_returned())
+        .collect();
+    assert_eq!(returned.len(), 1);
+    assert_eq!(returned[0].1.comment, "请补充迁出证明");
+    let second_request = worker.record(closure_request(case_id)).unwrap().event_id;
+    assert!(
+        worker
+            .review_items()
+            .unwrap()
+            .iter()
+            .all(|(_, item)| !item.is_returned())
+    );
+    hub.sync(&worker, &worker_token).await;
+    hub.sync(&supervisor, &supervisor_token).await;
+
+    // The case changes after the supervisor last saw it; the approval taken
+    // offline is flagged stale, and the closure now counts.
+    worker
+        .record(Body::CaseNoteAdded(CaseNoteAdded {
+            case_id: case_id.as_bytes().to_vec(),
+            kind: NoteKind::Intervention as i32,
+            text: "已联系拉萨社工站".into(),
+            noted_on: day(),
+        }))
+        .unwrap();
+    hub.sync(&worker, &worker_token).await;
+    supervisor
+        .record(Body::ReviewApproved(ReviewApproved {
+            request_id: second_request.as_bytes().to_vec(),
+            decided_on: day(),
+            ..ReviewApproved::default()
+        }))
+        .unwrap();
+    assert_eq!(hub.sync(&supervisor, &supervisor_token).await.pushed, 1);
+    let (queue, closed) = hub.read(&bureau, 7).await;
+    let approved = queue
+        .reviews
+        .iter()
+        .find(|r| r.request_id == second_request.as_bytes())
+        .unwrap();
+    assert_eq!(approved.state, "approved");
+    assert!(approved.stale, "approved on a case that changed since");
+    assert_eq!((queue.pending, queue.stale, closed), (0, 1, 1));
+}

@@ -38,8 +38,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use unicode_width::UnicodeWidthStr as _;
 
-use crate::district::{self, Expect, Ledger, Worker};
-use crate::weaklink::{LinkControl, LinkProfile, WeakLink};
+use crate::clock::SimClock;
+use crate::district::{self, Entry, Expect, Ledger, Worker};
+use crate::weaklink::{LinkProfile, WeakLink};
 
 /// Hub page cache, bytes.
 /// The key of a store of the demo: its key file beside the store's folder,
@@ -64,8 +65,9 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Days of field work, ending on the day of the first run.
     pub days: u32,
-    /// Simulated days per second of wall time; 0 enters as fast as the
-    /// devices save.
+    /// At most this many simulated days per second of wall time (a day
+    /// also lasts until every phone with a link has synced that evening);
+    /// 0 does not pace.
     pub speed: f64,
     /// The stations, by code.
     pub stations: Vec<String>,
@@ -173,6 +175,8 @@ pub struct Demo {
     stop: watch::Sender<bool>,
     servers: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
     progress: Arc<Progress>,
+    /// "Now" for the hub's Sync service and every device.
+    clock: Arc<SimClock>,
 }
 
 /// What a simulation did.
@@ -227,12 +231,14 @@ impl Demo {
         // `station-hub enroll --data DATA/hub` reaches the demo's hub through
         // its administration socket; without the socket the demo still runs.
         let hub_key = demo_key(&options.data.join("hub"))?;
+        let clock = Arc::new(SimClock::new());
         let hub = station_hub::Hub::open(station_hub::HubOptions {
             data: options.data.join("hub"),
             cache_capacity: HUB_CACHE,
             server: ServerOptions {
                 shutdown_grace: Duration::from_secs(2),
                 config: Some(config),
+                clock: Arc::clone(&clock) as station_agent::clock::SharedClock,
                 ..ServerOptions::default()
             },
             key: station_hub::store::StoreKey {
@@ -280,7 +286,7 @@ impl Demo {
             let n = index as u32 % saved.devices + 1;
             let name = format!("{}-{n}", worker.station());
             let dir = options.data.join("devices").join(&name);
-            let agent = open_device(&store, &dir, worker.station(), &name).await?;
+            let agent = open_device(&store, &dir, worker.station(), &name, &clock).await?;
             let mut profile = options.link.clone();
             profile.seed = saved
                 .seed
@@ -321,6 +327,7 @@ impl Demo {
             stop,
             servers,
             progress: Arc::new(Progress::default()),
+            clock,
         })
     }
 
@@ -364,10 +371,13 @@ impl Demo {
         &self.saved.stations
     }
 
-    /// Enters every device's field work while the devices sync, then lets
-    /// every device finish syncing and the projections catch up. `stop`
-    /// (Ctrl-C, say) cuts it short: entries saved stay saved, and the next
-    /// run resumes.
+    /// Plays the simulated days: each day every device enters its worker's
+    /// field work, then, in the evening, every device with a link syncs,
+    /// with the hub's clock and the devices' at that evening (see
+    /// [`crate::clock`]); a device whose link is down keeps its entries
+    /// until its link is back. After the last day every device syncs once
+    /// more and the projections catch up. `stop` (Ctrl-C, say) cuts it
+    /// short: entries saved stay saved, and the next run resumes.
     ///
     /// # Errors
     /// An entry the agent treated other than expected, a sync refused for
@@ -386,127 +396,28 @@ impl Demo {
                 cancel.store(true, Ordering::SeqCst);
             }
         });
-
-        let mut entering = Vec::new();
-        let mut syncing = Vec::new();
-        let devices = std::mem::take(&mut self.devices);
-        let mut kept = Vec::with_capacity(devices.len());
-        for device in devices {
-            let (done_tx, done_rx) = watch::channel(false);
-            let Device {
-                name,
-                agent,
-                link,
-                options,
-                mut worker,
-                offline,
-            } = device;
-            let pace = Pace {
-                speed: self.options.speed,
-            };
-            let control = link.control();
-            let progress = Arc::clone(&self.progress);
-            let cancel_work = Arc::clone(&cancel);
-            let work_agent = Arc::clone(&agent);
-            let work_name = name.clone();
-            entering.push(tokio::task::spawn_blocking(move || {
-                let result = enter(
-                    &work_agent,
-                    &mut worker,
-                    &pace,
-                    &control,
-                    offline,
-                    &progress,
-                    &cancel_work,
-                )
-                .with_context(|| format!("device {work_name}"));
-                control.set_online(true);
-                let _ = done_tx.send(true);
-                result.map(|()| worker)
-            }));
-            syncing.push(tokio::spawn(sync_device(
-                Arc::clone(&agent),
-                options.clone(),
-                done_rx,
-                Arc::clone(&self.progress),
-                Arc::clone(&cancel),
-            )));
-            kept.push((name, agent, link, options, offline));
-        }
-        let mut workers = Vec::with_capacity(entering.len());
-        let mut first_error = None;
-        for task in entering {
-            match task.await? {
-                Ok(worker) => workers.push(Some(worker)),
-                Err(e) => {
-                    workers.push(None);
-                    cancel.store(true, Ordering::SeqCst);
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        for task in syncing {
-            if let Err(e) = task.await? {
-                cancel.store(true, Ordering::SeqCst);
-                first_error.get_or_insert(e);
-            }
-        }
+        let result = self.play_days(&cancel, bar.as_ref()).await;
         stop_watch.abort();
-        if let Some(e) = first_error {
-            if let Some(bar) = &bar {
-                bar.abandon();
-            }
-            return Err(e);
+        // From here on, the hub and the devices follow real time.
+        self.clock.release();
+        if result.is_err()
+            && let Some(bar) = &bar
+        {
+            bar.abandon();
         }
-        let finished = !cancel.load(Ordering::SeqCst);
-        if finished {
-            if let Some(bar) = &bar {
-                bar.set_message("last pulls: every device takes its colleagues' entries");
-            }
-            // Every push is in; one more round gives each device all of its
-            // station's events.
-            let settling: Vec<_> = kept
-                .iter()
-                .map(|(name, agent, _, options, _)| {
-                    let (name, agent, options) = (name.clone(), Arc::clone(agent), options.clone());
-                    let (progress, cancel) = (Arc::clone(&self.progress), Arc::clone(&cancel));
-                    tokio::spawn(async move {
-                        round(&agent, &options, &progress, &cancel)
-                            .await
-                            .with_context(|| format!("device {name}"))
-                    })
-                })
-                .collect();
-            for task in settling {
-                task.await??;
-            }
-            let head = self.store.durable_head();
-            if let Some(bar) = &bar {
-                bar.set_message("the hub's projections catch up");
-            }
-            self.projections.wait_through(head).await;
-        }
+        let finished = result?;
         if let Some(bar) = &bar {
             bar.finish_and_clear();
         }
-
         let mut ledgers: Vec<(String, Ledger)> = Vec::new();
         let mut device_heads = Vec::new();
-        for ((name, agent, link, options, offline), worker) in kept.into_iter().zip(workers) {
-            device_heads.push(agent.log().head_seq());
-            let Some(worker) = worker else { continue };
+        for device in &self.devices {
+            device_heads.push(device.agent.log().head_seq());
+            let worker = &device.worker;
             match ledgers.iter_mut().find(|(s, _)| s == worker.station()) {
                 Some((_, ledger)) => ledger.merge(worker.ledger()),
                 None => ledgers.push((worker.station().to_string(), worker.ledger().clone())),
             }
-            self.devices.push(Device {
-                name,
-                agent,
-                link,
-                options,
-                worker,
-                offline,
-            });
         }
         Ok(DemoReport {
             ledgers,
@@ -518,6 +429,131 @@ impl Demo {
             finished,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// The days of [`Demo::simulate`]; false when `cancel` cut them short.
+    async fn play_days(
+        &mut self,
+        cancel: &Arc<AtomicBool>,
+        bar: Option<&indicatif::ProgressBar>,
+    ) -> anyhow::Result<bool> {
+        let last_day = self.saved.last_day;
+        let first_day = last_day - Days::new(u64::from(self.saved.days) - 1);
+        let mut runs: Vec<Entering> = std::mem::take(&mut self.devices)
+            .into_iter()
+            .map(Entering::new)
+            .collect();
+        let mut paced_from: Option<(Instant, NaiveDate)> = None;
+        let mut played = 0;
+        let mut outcome = Ok(());
+        while played < self.saved.days && !cancel.load(Ordering::SeqCst) {
+            let day = first_day + Days::new(u64::from(played));
+            for run in &mut runs {
+                run.follow_link(day, &self.progress);
+            }
+            // The devices' clocks read the day's first entry time.
+            self.clock.set(district::china_ms(day, FIRST_ENTRY_MINUTES));
+            // The day's entries, every device at once.
+            let tasks: Vec<_> = runs
+                .into_iter()
+                .map(|mut run| {
+                    let progress = Arc::clone(&self.progress);
+                    tokio::task::spawn_blocking(move || {
+                        let result = run.enter_day(day, &progress);
+                        (run, result)
+                    })
+                })
+                .collect();
+            runs = Vec::with_capacity(tasks.len());
+            for task in tasks {
+                let (run, result) = task.await?;
+                if let Err(e) = result {
+                    outcome = outcome.and(Err(e.context(format!("device {}", run.device.name))));
+                }
+                runs.push(run);
+            }
+            if outcome.is_err() {
+                break;
+            }
+            self.progress
+                .device_days
+                .fetch_add(runs.len() as u64, Ordering::Relaxed);
+            if runs.iter().any(|run| run.saved_on == Some(day)) {
+                if self.options.speed > 0.0 {
+                    let (t0, d0) = *paced_from.get_or_insert((Instant::now(), day));
+                    let days = (day - d0).num_days() as f64 + 1.0;
+                    let due = t0 + Duration::from_secs_f64(days / self.options.speed);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                // The evening: every device with a link syncs.
+                self.clock.set(district::china_ms(day, SYNC_MINUTES));
+                let online = runs.iter().filter(|run| !run.offline_on(day));
+                outcome = self.rounds(online.map(|run| &run.device), cancel).await;
+                if outcome.is_err() {
+                    break;
+                }
+            }
+            played += 1;
+        }
+        for run in &runs {
+            run.device.link.control().set_online(true);
+            if run.was_offline {
+                self.progress.offline.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.devices = runs.into_iter().map(|run| run.device).collect();
+        if let Err(e) = outcome {
+            cancel.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
+        let finished = played == self.saved.days && !cancel.load(Ordering::SeqCst);
+        if finished {
+            if let Some(bar) = bar {
+                bar.set_message("last round: every device takes its colleagues' entries");
+            }
+            // Every push is in; one more round gives each device all of its
+            // station's events.
+            self.clock.set(district::china_ms(last_day, SYNC_MINUTES));
+            self.rounds(self.devices.iter(), cancel).await?;
+            let head = self.store.durable_head();
+            if let Some(bar) = bar {
+                bar.set_message("the hub's projections catch up");
+            }
+            self.projections.wait_through(head).await;
+        }
+        Ok(finished)
+    }
+
+    /// One sync round of each of `devices`, all at once, each retried until
+    /// it completes.
+    async fn rounds<'a>(
+        &self,
+        devices: impl Iterator<Item = &'a Device>,
+        cancel: &Arc<AtomicBool>,
+    ) -> anyhow::Result<()> {
+        let tasks: Vec<_> = devices
+            .map(|device| {
+                let (name, agent, options) = (
+                    device.name.clone(),
+                    Arc::clone(&device.agent),
+                    device.options.clone(),
+                );
+                let (progress, cancel) = (Arc::clone(&self.progress), Arc::clone(cancel));
+                tokio::spawn(async move {
+                    round(&agent, &options, &progress, &cancel)
+                        .await
+                        .with_context(|| format!("device {name}"))
+                })
+            })
+            .collect();
+        let mut outcome = Ok(());
+        for task in tasks {
+            if let Err(e) = task.await? {
+                cancel.store(true, Ordering::SeqCst);
+                outcome = outcome.and(Err(e));
+            }
+        }
+        outcome
     }
 
     fn progress_bar(&self) -> indicatif::ProgressBar {
@@ -728,6 +764,7 @@ async fn open_device(
     dir: &Path,
     station: &str,
     name: &str,
+    clock: &Arc<SimClock>,
 ) -> anyhow::Result<Arc<Agent>> {
     let (store, dir, station, name) = (
         Arc::clone(store),
@@ -738,6 +775,7 @@ async fn open_device(
     let open = OpenOptions {
         cache_capacity: AGENT_CACHE,
         key: demo_key(&dir)?,
+        clock: Arc::clone(clock) as station_agent::clock::SharedClock,
         ..OpenOptions::default()
     };
     let agent = tokio::task::spawn_blocking(move || -> anyhow::Result<Agent> {
@@ -764,111 +802,124 @@ async fn open_device(
     Ok(Arc::new(agent))
 }
 
-/// When each simulated day starts in wall time.
-#[derive(Debug, Clone, Copy)]
-struct Pace {
-    /// Simulated days per second; 0 for no pacing.
-    speed: f64,
+/// When the devices sync each simulated day: 20:00 China time, after the
+/// day's entries (which start at 09:30, seven minutes apart).
+const SYNC_MINUTES: i64 = 20 * 60;
+/// When the devices' day starts: the time of each worker's first entry.
+const FIRST_ENTRY_MINUTES: i64 = 9 * 60 + 30;
+
+/// A device while the days are played: its worker's next entry, and how
+/// much of its log the run found saved already.
+#[derive(Debug)]
+struct Entering {
+    device: Device,
+    /// The own head seq when the run began: entries up to it are replayed.
+    head: u64,
+    /// Entries replayed so far.
+    replayed: u64,
+    /// The worker's next entry, of a later day than the one entered.
+    pending: Option<Entry>,
+    /// The last day on which this run saved an entry.
+    saved_on: Option<NaiveDate>,
+    /// Whether its link is down now.
+    was_offline: bool,
 }
 
-/// Enters a worker's field work on its device: replays what the log holds,
-/// saves the rest, paced by days, taking the link down for the offline span.
-fn enter(
-    agent: &Agent,
-    worker: &mut Worker,
-    pace: &Pace,
-    link: &LinkControl,
-    offline: Option<(NaiveDate, NaiveDate)>,
-    progress: &Progress,
-    cancel: &AtomicBool,
-) -> anyhow::Result<()> {
-    let head = agent.log().head_seq();
-    let mut replayed = 0u64;
-    let mut day = None;
-    let mut paced_from: Option<(Instant, NaiveDate)> = None;
-    let mut was_offline = false;
-    while let Some(entry) = worker.next_entry() {
-        if day != Some(entry.day) {
-            if day.is_some() {
-                progress.device_days.fetch_add(1, Ordering::Relaxed);
-            }
-            day = Some(entry.day);
-            if cancel.load(Ordering::SeqCst) {
-                break;
-            }
-            let is_offline = offline.is_some_and(|(from, to)| (from..to).contains(&entry.day));
-            if is_offline != was_offline {
-                link.set_online(!is_offline);
-                if is_offline {
-                    progress.offline.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    progress.offline.fetch_sub(1, Ordering::Relaxed);
-                }
-                was_offline = is_offline;
-            }
-            if replayed >= head && pace.speed > 0.0 {
-                let (t0, d0) = *paced_from.get_or_insert((Instant::now(), entry.day));
-                let days = (entry.day - d0).num_days() as f64;
-                let due = t0 + Duration::from_secs_f64(days / pace.speed);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-            }
+impl Entering {
+    fn new(device: Device) -> Self {
+        Self {
+            head: device.agent.log().head_seq(),
+            device,
+            replayed: 0,
+            pending: None,
+            saved_on: None,
+            was_offline: false,
         }
-        if replayed < head {
-            match entry.expect {
-                Expect::Saved => {
-                    replayed += 1;
-                    let stored = agent
-                        .own_events(replayed - 1, 1)?
-                        .pop()
-                        .with_context(|| format!("the log has no own event {replayed}"))?;
-                    let same = stored
-                        .body
-                        .as_ref()
-                        .is_some_and(|b| comparable(b) == comparable(&entry.body));
-                    if !same {
-                        bail!(
-                            "entry {replayed} in the log differs from the field work of these \
-                             parameters: this folder was made by another version of the demo \
-                             (log: {:?}; expected: {:?})",
-                            stored.body,
-                            entry.body
-                        );
+    }
+
+    /// Whether the device's link is down on `day`.
+    fn offline_on(&self, day: NaiveDate) -> bool {
+        self.device
+            .offline
+            .is_some_and(|(from, to)| (from..to).contains(&day))
+    }
+
+    /// Takes the link down or up for `day`.
+    fn follow_link(&mut self, day: NaiveDate, progress: &Progress) {
+        let offline = self.offline_on(day);
+        if offline != self.was_offline {
+            self.device.link.control().set_online(!offline);
+            if offline {
+                progress.offline.fetch_add(1, Ordering::Relaxed);
+            } else {
+                progress.offline.fetch_sub(1, Ordering::Relaxed);
+            }
+            self.was_offline = offline;
+        }
+    }
+
+    /// Enters the worker's field work of `day` (and of any earlier day not
+    /// entered yet): replays what the log holds, saves the rest.
+    fn enter_day(&mut self, day: NaiveDate, progress: &Progress) -> anyhow::Result<()> {
+        let (agent, worker) = (&self.device.agent, &mut self.device.worker);
+        loop {
+            let Some(entry) = self.pending.take().or_else(|| worker.next_entry()) else {
+                return Ok(());
+            };
+            if entry.day > day {
+                self.pending = Some(entry);
+                return Ok(());
+            }
+            if self.replayed < self.head {
+                match entry.expect {
+                    Expect::Saved => {
+                        self.replayed += 1;
+                        let seq = self.replayed;
+                        let stored = agent
+                            .own_events(seq - 1, 1)?
+                            .pop()
+                            .with_context(|| format!("the log has no own event {seq}"))?;
+                        let same = stored
+                            .body
+                            .as_ref()
+                            .is_some_and(|b| comparable(b) == comparable(&entry.body));
+                        if !same {
+                            bail!(
+                                "entry {seq} in the log differs from the field work of these \
+                                 parameters: this folder was made by another version of the \
+                                 demo (log: {:?}; expected: {:?})",
+                                stored.body,
+                                entry.body
+                            );
+                        }
+                        worker.saved(Uuid::from_slice(&stored.event_id)?);
+                        progress.replayed.fetch_add(1, Ordering::Relaxed);
                     }
-                    worker.saved(Uuid::from_slice(&stored.event_id)?);
-                    progress.replayed.fetch_add(1, Ordering::Relaxed);
+                    // Tried and refused by the run that saved what follows.
+                    Expect::Refused(_) => worker.refused(),
                 }
-                // Tried and refused by the run that saved what follows.
-                Expect::Refused(_) => worker.refused(),
+                continue;
             }
-            continue;
+            match agent.record_with(None, entry.body.clone(), entry.day, entry.recorded_at_ms) {
+                Ok(recorded) => {
+                    if let Expect::Refused(why) = entry.expect {
+                        bail!("an invalid entry ({why}) was saved: {:?}", entry.body);
+                    }
+                    worker.saved(recorded.event_id);
+                    self.saved_on = Some(day);
+                    progress.saved.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(AgentError::Store(e)) => return Err(e.into()),
+                Err(refusal) => {
+                    if entry.expect == Expect::Saved {
+                        bail!("a valid entry was refused: {refusal}");
+                    }
+                    worker.refused();
+                    progress.refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
-        match agent.record_with(None, entry.body.clone(), entry.day, entry.recorded_at_ms) {
-            Ok(recorded) => {
-                if let Expect::Refused(why) = entry.expect {
-                    bail!("an invalid entry ({why}) was saved: {:?}", entry.body);
-                }
-                worker.saved(recorded.event_id);
-                progress.saved.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(AgentError::Store(e)) => return Err(e.into()),
-            Err(refusal) => {
-                if entry.expect == Expect::Saved {
-                    bail!("a valid entry was refused: {refusal}");
-                }
-                worker.refused();
-                progress.refused.fetch_add(1, Ordering::Relaxed);
-            }
-        }
     }
-    if day.is_some() && !cancel.load(Ordering::SeqCst) {
-        progress.device_days.fetch_add(1, Ordering::Relaxed);
-    }
-    if was_offline {
-        progress.offline.fetch_sub(1, Ordering::Relaxed);
-    }
-    Ok(())
 }
 
 /// A body as generated: the agent fills in the last event seen of a tier
@@ -888,36 +939,6 @@ fn comparable(body: &Body) -> Vec<u8> {
         ..Default::default()
     }
     .encode_to_vec()
-}
-
-/// Syncs a device while it enters field work: a round after new entries
-/// (at most every second), retried after what the link breaks, until the
-/// worker is done and the hub holds the device's whole log.
-async fn sync_device(
-    agent: Arc<Agent>,
-    options: SyncOptions,
-    mut done: watch::Receiver<bool>,
-    progress: Arc<Progress>,
-    cancel: Arc<AtomicBool>,
-) -> anyhow::Result<()> {
-    let mut recorded = agent.subscribe_recorded();
-    loop {
-        let finished = *done.borrow_and_update();
-        recorded.borrow_and_update();
-        let Some(report) = round(&agent, &options, &progress, &cancel).await? else {
-            return Ok(());
-        };
-        if finished && report.durable_through >= agent.log().head_seq() {
-            return Ok(());
-        }
-        tokio::select! {
-            _ = recorded.changed() => {}
-            _ = done.changed() => {}
-            () = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-        // Let entries gather into a batch, as a phone between visits would.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// One sync round, retried after what the link or the hub broke until it

@@ -1,6 +1,8 @@
 //! station-sim: station-sync's simulated district, the main job's library.
 //!
 //! # Layout
+//! - [`clock`]: the simulated clock the demo's hub and devices read "now"
+//!   from while the simulated days are played;
 //! - [`weaklink`]: a userspace TCP proxy with bandwidth caps, latency, cuts
 //!   and stalls, the 2G links of the townships;
 //! - [`district`]: months of a district's field work drawn from a seed, with
@@ -15,6 +17,7 @@
 //! accepts; this crate builds neither SQLite nor UniFFI, only the benchmark
 //! (`station-bench`) does.
 
+pub mod clock;
 pub mod demo;
 pub mod district;
 pub mod fieldwork;

@@ -26,7 +26,8 @@ struct Args {
     /// Days of field work, ending today.
     #[arg(long, default_value_t = 120)]
     days: u32,
-    /// Simulated days per second; 0 enters as fast as the devices save.
+    /// At most this many simulated days per second (each day also waits
+    /// for every phone's evening sync); 0 does not pace.
     #[arg(long, default_value_t = 10.0)]
     speed: f64,
     /// Devices (social workers) per station.

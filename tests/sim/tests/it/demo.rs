@@ -93,6 +93,35 @@ fn assert_hub_matches(demo: &Demo, report: &DemoReport) {
     }
 }
 
+const DAY_MS: i64 = 86_400_000;
+
+/// What the dashboard's device rows show: every device's clock agrees with
+/// the hub's, as both follow the simulated day; a device that synced every
+/// evening shows entry-to-receipt lags under a day; the phone whose link
+/// was down shows, as lag, the days it could not sync, `offline_days` (the
+/// lag of its first entry offline, received the evening its link is back).
+fn assert_lags_follow_the_simulated_days(demo: &Demo, offline: Option<(&str, i64)>) {
+    let health = demo.projections().sync_health(demo.stations()).unwrap();
+    assert_eq!(health.devices.len(), demo.devices().count());
+    for device in &health.devices {
+        let name = device.device_name.as_deref().unwrap_or_default();
+        let (mean, max) = (device.mean_lag_ms.unwrap(), device.max_lag_ms.unwrap());
+        assert!(device.clock_skew_ms.abs() < 1_000, "{name}: {device:?}");
+        assert_eq!(device.backlog, 0, "{name}");
+        match offline {
+            Some((offline, days)) if offline == name => {
+                assert!(mean > DAY_MS, "{name}: mean lag {mean} ms");
+                assert!(max > days * DAY_MS, "{name}: max lag {max} ms");
+                assert!(max < (days + 1) * DAY_MS, "{name}: max lag {max} ms");
+            }
+            _ => {
+                assert!((0..DAY_MS).contains(&mean), "{name}: mean lag {mean} ms");
+                assert!(max < DAY_MS, "{name}: max lag {max} ms");
+            }
+        }
+    }
+}
+
 fn total(report: &DemoReport, f: impl Fn(&Ledger) -> u64) -> u64 {
     report.ledgers.iter().map(|(_, l)| f(l)).sum()
 }
@@ -127,6 +156,10 @@ async fn hub_holds_what_the_generator_entered_and_a_second_run_adds_nothing() {
         .unwrap();
     assert!(!overdue.cases.is_empty(), "some follow-ups are missed");
     assert_eq!(overdue.total, overdue.cases.len() as u64);
+    // The second phone of the third station has no link from day 8 to day
+    // 16 of the 21 (40% to 85% of the days): 9 days.
+    let offline = format!("{}-2", demo.stations()[2]);
+    assert_lags_follow_the_simulated_days(&demo, Some((&offline, 9)));
 
     // Each device holds its colleagues' events after the last round.
     for (name, agent) in demo.devices() {
