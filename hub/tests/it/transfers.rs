@@ -87,6 +87,29 @@ fn an_accepted_transfer_moves_the_file_with_its_history_and_services_stay_where_
     assert!(push(&store, &sent).is_empty());
     p.catch_up().unwrap();
     assert_eq!((open_cases(&p, CHANGZHU), open_cases(&p, ZEDANG)), (1, 0));
+    // The bureau sees the request waiting, with its age, from either end.
+    let as_of = NaiveDate::from_ymd_opt(2025, 5, 11).unwrap();
+    for station in [CHANGZHU, ZEDANG] {
+        let pending = p.pending_transfers(&[station.to_string()], as_of).unwrap();
+        assert_eq!(pending.transfers.len(), 1, "{pending:?}");
+        let t = &pending.transfers[0];
+        assert_eq!(
+            (
+                t.request_id,
+                t.case_id,
+                t.from_station.as_str(),
+                t.to_station.as_str(),
+                t.age_days
+            ),
+            (id_of(&request), case, CHANGZHU, ZEDANG, 1)
+        );
+    }
+    assert!(
+        p.pending_transfers(&[YADUI.to_string()], as_of)
+            .unwrap()
+            .transfers
+            .is_empty()
+    );
 
     // Zedang takes the file over (its device has seen the request), then
     // visits the family at its new home.
@@ -103,6 +126,13 @@ fn an_accepted_transfer_moves_the_file_with_its_history_and_services_stay_where_
         "the receiver writes the file"
     );
     p.catch_up().unwrap();
+    assert!(
+        p.pending_transfers(&[ZEDANG.to_string()], today())
+            .unwrap()
+            .transfers
+            .is_empty(),
+        "answered"
+    );
     assert_eq!((open_cases(&p, CHANGZHU), open_cases(&p, ZEDANG)), (0, 1));
     let cz_may = month(&p, "2025-05", CHANGZHU);
     assert_eq!(
@@ -231,5 +261,96 @@ fn a_station_not_asked_cannot_answer_and_a_station_that_never_held_the_file_cann
     let late = zd.record(transfer_accepted(case, id_of(&request), C1, "2025-05-13"));
     assert!(push(&store, &[declined, late]).is_empty());
     p.catch_up().unwrap();
+    assert!(
+        p.pending_transfers(&[ZEDANG.to_string()], today())
+            .unwrap()
+            .transfers
+            .is_empty()
+    );
     assert_eq!((open_cases(&p, CHANGZHU), open_cases(&p, ZEDANG)), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bureau_sees_pending_transfers_over_json_and_the_dashboard_by_file_number_only() {
+    let hub = crate::fixtures::Hub::start().await;
+    let token = station_hub::auth::enroll_device(&hub.store, CHANGZHU, "昌珠-1")
+        .unwrap()
+        .bearer;
+    let bureau = station_hub::auth::enroll_bureau(&hub.store, "山南市民政局")
+        .unwrap()
+        .bearer;
+    let mut cz = Device::new(CHANGZHU, "cz-worker-1");
+    let opening = numbered(
+        cz.record(opened(
+            "次仁",
+            43,
+            CZ1,
+            Tier::Key,
+            &[Category::Elderly],
+            "2025-03-02",
+        )),
+        "昌珠-2025-0007",
+    );
+    let case = id_of(&opening);
+    let request = cz.record(transfer_requested(case, ZEDANG, "2025-03-05"));
+    hub.push(&token, &[opening, request.clone()]).await;
+    hub.projected().await;
+
+    let reply = hub
+        .get_as(
+            &format!("/api/transfers?station={ZEDANG}&as_of=2025-03-15"),
+            &bureau,
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let json = reply.json();
+    let listed = json["transfers"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{json}");
+    assert_eq!(listed[0]["request_id"], id_of(&request).to_string());
+    assert_eq!(listed[0]["file_number"], "昌珠-2025-0007");
+    assert_eq!(listed[0]["from_station"], CHANGZHU);
+    assert_eq!(listed[0]["to_station"], ZEDANG);
+    assert_eq!(listed[0]["age_days"], 10);
+    assert!(!reply.text().contains("次仁"), "never the person");
+    // The list names a case: its read is audited.
+    let audit = hub
+        .get_as(&format!("/api/audit?case={case}"), &bureau)
+        .await
+        .json();
+    assert_eq!(audit["records"][0]["read"], "transfers", "{audit}");
+
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let login = crate::http::request(
+        hub.http,
+        "POST",
+        "/login",
+        &form,
+        format!("token={bureau}").as_bytes(),
+    )
+    .await;
+    let session = login
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = hub.get("/?period=2025-03", &[("Cookie", &session)]).await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(html.contains("待接收转移"), "the list on the dashboard");
+    assert!(html.contains("昌珠-2025-0007"));
+    assert!(!html.contains(&id_number("19500101", 43, true)));
+}
+
+/// `opening` with `number` as its 档案编号, as its device gives it.
+fn numbered(opening: Event, number: &str) -> Event {
+    let mut body = opening.body.clone().unwrap();
+    if let station_proto::Body::CaseOpened(m) = &mut body {
+        m.file_number = number.into();
+    }
+    Event {
+        body: Some(body),
+        ..opening
+    }
 }

@@ -21,8 +21,10 @@ mod overdue;
 mod quarantine;
 mod reviews;
 mod timeline;
+mod transfers;
 mod trends;
 
+pub use transfers::{PendingTransfer, PendingTransfers};
 pub use trends::{MetricTrend, StationTrend, TREND_MONTHS, Trends};
 
 use std::collections::BTreeMap;
