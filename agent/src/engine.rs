@@ -345,6 +345,7 @@ impl Agent {
             m.last_seen_event_id = case.last_event_id.as_bytes().to_vec();
         }
         self.fill_review(&mut body)?;
+        self.fill_transfer_answer(&mut body)?;
         let ctx = Context::on(today);
         validate::body(&mut body, &self.identity.station_code, &ctx)?;
         let _opening = match &body {
@@ -368,6 +369,9 @@ impl Agent {
             | Body::EventVoided(_)
             | Body::CasesMerged(_)
             | Body::DuplicateDismissed(_)
+            | Body::CaseTransferRequested(_)
+            | Body::CaseTransferAccepted(_)
+            | Body::CaseTransferDeclined(_)
             | Body::ReviewRequested(_)
             | Body::ReviewApproved(_)
             | Body::ReviewReturned(_) => None,
@@ -473,7 +477,10 @@ impl Agent {
             | Body::TrainingHeld(_)
             | Body::EventVoided(_)
             | Body::CasesMerged(_)
-            | Body::DuplicateDismissed(_) => return Ok(()),
+            | Body::DuplicateDismissed(_)
+            | Body::CaseTransferRequested(_)
+            | Body::CaseTransferAccepted(_)
+            | Body::CaseTransferDeclined(_) => return Ok(()),
         };
         if last_seen.is_empty() {
             let case = self.known_case(field, case_id)?;
@@ -483,6 +490,104 @@ impl Agent {
     }
 
     /// A decision that names no case is about its request's case.
+    /// Fills the case of a transfer answer that names only its request.
+    fn fill_transfer_answer(&self, body: &mut Body) -> Result<(), AgentError> {
+        let (prefix, case_id, request_id) = if let Body::CaseTransferAccepted(m) = body {
+            ("case_transfer_accepted", &mut m.case_id, &m.request_id)
+        } else if let Body::CaseTransferDeclined(m) = body {
+            ("case_transfer_declined", &mut m.case_id, &m.request_id)
+        } else {
+            return Ok(());
+        };
+        if !case_id.is_empty() {
+            return Ok(());
+        }
+        let field = format!("{prefix}.request_id");
+        let request = validate::uuid16(&field, request_id)?;
+        match self.log.event(request)?.and_then(|e| e.body) {
+            Some(Body::CaseTransferRequested(m)) => {
+                *case_id = m.case_id;
+                Ok(())
+            }
+            _ => Err(Invalid::new(
+                field,
+                format!("this device holds no transfer request {request}"),
+            )
+            .into()),
+        }
+    }
+
+    /// Refuses a transfer request unless this station holds the open file.
+    fn check_transfer_request(&self, case_id: &[u8]) -> Result<(), AgentError> {
+        const FIELD: &str = "case_transfer_requested.case_id";
+        let case = self.open_case(FIELD, case_id)?;
+        let events = self.log.case_events(case.case_id)?;
+        let holder = station_proto::transfer::chain_of(case.case_id, &events)
+            .map(|chain| chain.holder().to_owned());
+        match holder {
+            Some(holder) if holder != self.identity.station_code => Err(Invalid::new(
+                FIELD,
+                format!(
+                    "the file is held by station {holder}; only its station may ask to transfer it"
+                ),
+            )
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses an answer to a transfer request unless the request is one
+    /// this device holds, about the named case, addressed to this station,
+    /// and still waiting for an answer.
+    fn check_transfer_answer(
+        &self,
+        prefix: &str,
+        case_id: &[u8],
+        request_id: &[u8],
+    ) -> Result<(), AgentError> {
+        let case = validate::uuid16(&format!("{prefix}.case_id"), case_id)?;
+        let field = format!("{prefix}.request_id");
+        let request = validate::uuid16(&field, request_id)?;
+        let refused = |rule: String| -> AgentError { Invalid::new(field.clone(), rule).into() };
+        let Some(Body::CaseTransferRequested(m)) = self.log.event(request)?.and_then(|e| e.body)
+        else {
+            return Err(refused(format!(
+                "this device holds no transfer request {request}"
+            )));
+        };
+        if m.case_id != case.as_bytes() || self.log.is_voided(request)? {
+            return Err(refused(format!(
+                "no transfer request {request} of case {case}"
+            )));
+        }
+        if m.to_station_code != self.identity.station_code {
+            return Err(refused(format!(
+                "the transfer request is addressed to station {}, not to this station",
+                m.to_station_code
+            )));
+        }
+        let events = self.log.case_events(case)?;
+        if let Some(chain) = station_proto::transfer::chain_of(case, &events)
+            && !chain.pending().any(|r| r.id == request)
+        {
+            return Err(refused(format!(
+                "the transfer request {request} is answered already"
+            )));
+        }
+        let answered = events.iter().any(|e| {
+            e.body
+                .as_ref()
+                .and_then(station_proto::transfer::answer_of)
+                .is_some_and(|(_, r)| r == request)
+        });
+        if answered {
+            return Err(refused(format!(
+                "the transfer request {request} is answered already"
+            )));
+        }
+        Ok(())
+    }
+
     fn fill_case_of_request(
         &self,
         prefix: &str,
@@ -689,6 +794,15 @@ impl Agent {
                 if under_review.is_none() || self.log.is_voided(subject)? {
                     return Err(nothing_to_review(case.case_id, m.subject));
                 }
+            }
+            Body::CaseTransferRequested(m) => {
+                self.check_transfer_request(&m.case_id)?;
+            }
+            Body::CaseTransferAccepted(m) => {
+                self.check_transfer_answer("case_transfer_accepted", &m.case_id, &m.request_id)?;
+            }
+            Body::CaseTransferDeclined(m) => {
+                self.check_transfer_answer("case_transfer_declined", &m.case_id, &m.request_id)?;
             }
             Body::ReviewApproved(m) => {
                 self.check_decision("review_approved", &m.case_id, &m.request_id)?;

@@ -699,7 +699,30 @@ impl<'a> Overlay<'a> {
         for file in self.absorbed_into(case_id)? {
             absorbed.extend(self.live_events(file)?);
         }
-        Ok(case::fold_joined(case_id, &own, &absorbed))
+        let Some(view) = case::fold_joined(case_id, &own, &absorbed) else {
+            return Ok(None);
+        };
+        // A file transferred to another station is a closed stub here.
+        if let Some(holder) = &view.transferred_to
+            && self.own_station()?.is_some_and(|own| own != *holder)
+        {
+            return Ok(Some(CaseView {
+                status: views::CaseStatus::Closed,
+                ..view
+            }));
+        }
+        Ok(Some(view))
+    }
+
+    /// The station of this device, when initialised.
+    fn own_station(&self) -> Result<Option<String>, StoreError> {
+        self.get(M_IDENTITY)?
+            .map(|v| {
+                serde_json::from_slice::<DeviceIdentity>(&v)
+                    .map(|identity| identity.station_code)
+                    .map_err(|e| StoreError::Corrupt(format!("identity does not decode: {e}")))
+            })
+            .transpose()
     }
 
     /// `affected` and every file a merge links to one of them, however far.

@@ -366,6 +366,9 @@ fn is_review_decision(body: Option<&station_proto::Body>) -> bool {
             | Body::GuardianCalled(_)
             | Body::CasesMerged(_)
             | Body::DuplicateDismissed(_)
+            | Body::CaseTransferRequested(_)
+            | Body::CaseTransferAccepted(_)
+            | Body::CaseTransferDeclined(_)
             | Body::ReviewRequested(_),
         )
         | None => false,

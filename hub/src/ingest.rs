@@ -19,6 +19,12 @@
 //!    of a station outside the roster, or whose `event_id` the log holds (or
 //!    an earlier event of the batch carries) goes to quarantine with the
 //!    reason; the rest is [`Verdict::Accept`]ed, validated (text in NFC).
+//!    An entry naming a case of another station is refused unless its
+//!    station took the case over by an accepted transfer; an answer to a
+//!    transfer request (`CaseTransferAccepted`, `CaseTransferDeclined`) is
+//!    refused unless the request it names is one of the log's (or of the
+//!    batch), about the same case, and addressed to the answer's station
+//!    ([`TransferLookup`]; without one, answers pass unjudged).
 //!
 //! 5. every seq taken extends the origin's hash chain by the event's
 //!    canonical bytes as received ([`station_proto::chain`]), and for an
@@ -195,6 +201,58 @@ pub struct Policy<'a> {
     pub max_clock_skew_ms: i64,
     /// The origins of the batch whose device key is bound.
     pub signed: Option<&'a BTreeSet<Uuid>>,
+    /// What the log knows of transfers, for entries naming a case opened at
+    /// another station; `None` judges them by the opening's station alone
+    /// and passes transfer answers unjudged.
+    pub transfers: Option<&'a dyn TransferLookup>,
+}
+
+/// What the log holds of transfers, as the foreign-case rule reads it.
+pub trait TransferLookup: std::fmt::Debug {
+    /// The case and the addressed station of the transfer request whose
+    /// event id is `request`, when the log holds it.
+    fn request(&self, request: Uuid) -> Option<(Uuid, String)>;
+    /// Whether `station` took `case` over by an acceptance the log holds.
+    fn took_over(&self, case: Uuid, station: &str) -> bool;
+}
+
+/// A [`TransferLookup`] over what a store read before deciding: the
+/// requests the batch's answers name, and the stations that took the
+/// batch's cases over.
+#[derive(Debug, Default)]
+pub struct KnownTransfers {
+    /// Request id → (case, addressed station).
+    pub requests: BTreeMap<Uuid, (Uuid, String)>,
+    /// (case, station) pairs of accepted transfers.
+    pub taken_over: BTreeSet<(Uuid, String)>,
+}
+
+impl TransferLookup for KnownTransfers {
+    fn request(&self, request: Uuid) -> Option<(Uuid, String)> {
+        self.requests.get(&request).cloned()
+    }
+
+    fn took_over(&self, case: Uuid, station: &str) -> bool {
+        self.taken_over.contains(&(case, station.to_owned()))
+    }
+}
+
+/// The request a transfer answer names and the answer's case, for the
+/// bodies that answer one; `None` for every other body.
+pub fn answered_request(body: &station_proto::Body) -> Option<(Uuid, Uuid)> {
+    station_proto::transfer::answer_of(body)
+}
+
+/// The (case, addressed station) of a transfer request's body.
+pub fn requested_transfer(body: &station_proto::Body) -> Option<(Uuid, String)> {
+    if let station_proto::Body::CaseTransferRequested(m) = body {
+        Some((
+            Uuid::from_slice(&m.case_id).ok()?,
+            m.to_station_code.clone(),
+        ))
+    } else {
+        None
+    }
 }
 
 /// What becomes of one event.
@@ -345,6 +403,7 @@ pub fn decide(
         latest_ms: Some(policy.now_ms.saturating_add(policy.max_clock_skew_ms)),
     };
     let mut opened_here: BTreeMap<Uuid, String> = BTreeMap::new();
+    let mut transfers_here = KnownTransfers::default();
     let mut batch_ids = BTreeSet::new();
     // The event id each seq taken by this batch carries, for a seq resent
     // within the batch.
@@ -419,7 +478,13 @@ pub fn decide(
             Ok(()) if signed && chain::canonical_bytes(&checked) != raw => Some(
                 "a signed event must arrive as it is stored (text trimmed and in NFC)".to_string(),
             ),
-            Ok(()) => foreign_case(&checked, &opened_here, &case_station),
+            Ok(()) => foreign_case(
+                &checked,
+                &opened_here,
+                &case_station,
+                &transfers_here,
+                policy.transfers,
+            ),
         };
         let verdict = match refused {
             None => {
@@ -427,6 +492,21 @@ pub fn decide(
                     && let Some(case) = station_proto::ids::from_bytes(&checked.event_id)
                 {
                     opened_here.insert(case, checked.station_code.clone());
+                }
+                if let Some(body) = &checked.body {
+                    if let (Some(request), Some(id)) = (
+                        requested_transfer(body),
+                        station_proto::ids::from_bytes(&checked.event_id),
+                    ) {
+                        transfers_here.requests.insert(id, request);
+                    }
+                    if let (station_proto::Body::CaseTransferAccepted(_), Some((case, _))) =
+                        (body, answered_request(body))
+                    {
+                        transfers_here
+                            .taken_over
+                            .insert((case, checked.station_code.clone()));
+                    }
                 }
                 Verdict::Accept(Box::new(checked))
             }
@@ -463,21 +543,46 @@ pub fn decide(
 }
 
 /// Why `event` may not be stored: it names a case of another station. A case
-/// is written to only by its own station's devices; an entry of another
-/// station naming it would show in a file it does not belong to. A case the
-/// hub does not hold yet (opened on a colleague's phone still offline)
-/// cannot be judged and passes.
+/// is written to only by its own station's devices and by those of the
+/// stations that took it over; an entry of another station naming it would
+/// show in a file it does not belong to. A case the hub does not hold yet
+/// (opened on a colleague's phone still offline) cannot be judged and
+/// passes. An answer to a transfer request is judged by the request.
 fn foreign_case(
     event: &Event,
     opened_here: &BTreeMap<Uuid, String>,
     case_station: impl Fn(Uuid) -> Option<String>,
+    transfers_here: &KnownTransfers,
+    transfers: Option<&dyn TransferLookup>,
 ) -> Option<String> {
-    let case = event.body.as_ref().and_then(station_proto::case::case_of)?;
+    let body = event.body.as_ref()?;
+    if let Some((case, request)) = answered_request(body) {
+        let transfers = transfers?;
+        let known = transfers_here
+            .request(request)
+            .or_else(|| transfers.request(request));
+        return match known {
+            None => Some("request_id: the hub holds no transfer request of that id".to_string()),
+            Some((of, _)) if of != case => {
+                Some("request_id: the transfer request is about another case".to_string())
+            }
+            Some((_, to)) if to != event.station_code => Some(format!(
+                "request_id: the transfer request is addressed to station {to}, not to the event's station {}",
+                event.station_code
+            )),
+            Some(_) => None,
+        };
+    }
+    let case = station_proto::case::case_of(body)?;
     let owner = opened_here
         .get(&case)
         .cloned()
         .or_else(|| case_station(case))?;
-    (owner != event.station_code).then(|| {
+    let taken_over = |station: &str| {
+        transfers_here.took_over(case, station)
+            || transfers.is_some_and(|t| t.took_over(case, station))
+    };
+    (owner != event.station_code && !taken_over(&event.station_code)).then(|| {
         format!(
             "case_id: the case belongs to station {owner}, not to the event's station {}",
             event.station_code
@@ -585,6 +690,7 @@ mod tests {
             now_ms: 1_750_000_000_000,
             max_clock_skew_ms: station_proto::validate::MAX_CLOCK_SKEW_MS,
             signed: None,
+            transfers: None,
         }
     }
 

@@ -24,6 +24,8 @@
 //! - [`keys`]: [`KeyProvider`], the app's key store that wraps each store's
 //!   data key (the store is encrypted at rest under it).
 //! - [`error`]: [`FieldError`] and the mapping from the agent's errors.
+//! - [`transfer`]: transfers of a file between stations: the request, and
+//!   the answer of the station asked.
 
 uniffi::setup_scaffolding!();
 
@@ -32,6 +34,7 @@ pub mod error;
 pub mod keys;
 pub mod store;
 pub mod sync;
+pub mod transfer;
 pub mod views;
 
 pub use entries::{
@@ -44,6 +47,7 @@ pub use entries::{
 pub use error::FieldError;
 pub use keys::{KeyProvider, KeyProviderError};
 pub use store::{FieldStore, Recorded, StoreOptions};
+pub use transfer::{TransferAcceptance, TransferDecline, TransferRequest};
 pub use views::{
     CaseStatus, CaseSummary, EntryKind, FollowUp, ParkedEntries, ReviewState, ReviewSummary,
     StoreStatus, SyncReport, TimelineEntry,

@@ -680,11 +680,15 @@ impl FieldStore {
     /// Validates and records `body` as an entry made now on this device.
     /// The whole id of the case `case_id` names: itself, or the one case
     /// whose id it is a prefix of (see [`Agent::resolve_case`]).
-    fn resolve(&self, field: &str, case_id: &str) -> Result<String, FieldError> {
+    pub(crate) fn resolve(&self, field: &str, case_id: &str) -> Result<String, FieldError> {
         Ok(self.agent()?.resolve_case(field, case_id)?.to_string())
     }
 
-    fn record(&self, entry_id: Option<String>, body: Body) -> Result<Recorded, FieldError> {
+    pub(crate) fn record(
+        &self,
+        entry_id: Option<String>,
+        body: Body,
+    ) -> Result<Recorded, FieldError> {
         let event_id = parse_entry_id(entry_id.as_deref())?;
         let recorded = self
             .agent()?

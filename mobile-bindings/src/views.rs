@@ -60,6 +60,9 @@ pub struct CaseSummary {
     /// The file this one was merged into (合并档案): then it is closed, and
     /// its entries show in that file.
     pub merged_into: Option<String>,
+    /// The 9-digit code of the station holding the file after a transfer
+    /// (转移): when it is another station, the file is a closed stub here.
+    pub transferred_to: Option<String>,
 }
 
 /// A case due for a follow-up soon, or overdue.
@@ -117,6 +120,12 @@ pub enum EntryKind {
     CasesMerged,
     /// The file was found not to duplicate another (非重复).
     DuplicateDismissed,
+    /// Its station asked another station to take the file over (转移申请).
+    TransferRequested,
+    /// The station asked took the file over (接收转移).
+    TransferAccepted,
+    /// The station asked declined to take the file (拒绝转移).
+    TransferDeclined,
     /// A review was asked for (提请审核).
     ReviewRequested,
     /// A supervisor approved a review (审核通过).
@@ -329,6 +338,7 @@ impl CaseSummary {
             next_due: case.next_due(intervals).map(date_text),
             last_event_id: id_text(case.last_event_id),
             merged_into: case.merged_into.map(id_text),
+            transferred_to: case.transferred_to.clone(),
         }
     }
 }
@@ -392,6 +402,15 @@ impl TimelineEntry {
                 m.reason,
                 None,
             ),
+            Body::CaseTransferRequested(m) => {
+                (EntryKind::TransferRequested, m.requested_on, m.reason, None)
+            }
+            Body::CaseTransferAccepted(m) => {
+                (EntryKind::TransferAccepted, m.accepted_on, m.note, None)
+            }
+            Body::CaseTransferDeclined(m) => {
+                (EntryKind::TransferDeclined, m.declined_on, m.reason, None)
+            }
             Body::EventVoided(m) => (
                 EntryKind::Void,
                 recorded_date(event.recorded_at_ms),

@@ -108,6 +108,11 @@ pub struct CaseView {
     /// closed, and its events are counted in that file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<Uuid>,
+    /// The station holding the file after an accepted transfer
+    /// ([`crate::transfer`]); `None` while its opening station holds it. A
+    /// device of another station shows it as a closed stub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transferred_to: Option<String>,
 }
 
 impl CaseView {
@@ -194,6 +199,9 @@ pub fn case_of(body: &Body) -> Option<Uuid> {
         Body::GuardianCalled(m) => &m.case_id,
         Body::CasesMerged(m) => &m.survivor_case_id,
         Body::DuplicateDismissed(m) => &m.case_id,
+        Body::CaseTransferRequested(m) => &m.case_id,
+        Body::CaseTransferAccepted(m) => &m.case_id,
+        Body::CaseTransferDeclined(m) => &m.case_id,
         Body::ReviewRequested(m) => &m.case_id,
         Body::ReviewApproved(m) => &m.case_id,
         Body::ReviewReturned(m) => &m.case_id,
@@ -234,6 +242,9 @@ pub fn merge_of(body: &Body) -> Option<(Uuid, Uuid)> {
         | Body::TrainingHeld(_)
         | Body::EventVoided(_)
         | Body::DuplicateDismissed(_)
+        | Body::CaseTransferRequested(_)
+        | Body::CaseTransferAccepted(_)
+        | Body::CaseTransferDeclined(_)
         | Body::ReviewRequested(_)
         | Body::ReviewApproved(_)
         | Body::ReviewReturned(_) => None,
@@ -337,6 +348,14 @@ pub enum CaseStep<'a> {
     /// call is not a follow-up visit; `CasesMerged` and `DuplicateDismissed`,
     /// whose effect is on which files count, not on the view).
     Recorded,
+    /// An acceptance that took effect ([`crate::transfer::chain`]): the
+    /// file moves to the receiving station's community. A transfer event
+    /// read alone ([`CaseStep::of`]) is [`CaseStep::Recorded`]; only the
+    /// caller, who knows the file's chain, makes this step of it.
+    Transferred {
+        /// The community of the receiving station.
+        community_code: &'a str,
+    },
     /// `ReviewRequested`: counts as an event of the case; its state is
     /// [`crate::review::fold_reviews`]'s.
     ReviewRequested {
@@ -374,6 +393,7 @@ impl CaseStep<'_> {
             | CaseStep::Reopened { .. }
             | CaseStep::Visited { .. }
             | CaseStep::Verified { .. }
+            | CaseStep::Transferred { .. }
             | CaseStep::Recorded => false,
         }
     }
@@ -392,7 +412,8 @@ impl CaseStep<'_> {
             | CaseStep::Closed
             | CaseStep::Reopened { .. }
             | CaseStep::ReviewRequested { .. }
-            | CaseStep::ReviewDecided { .. } => CaseStep::Recorded,
+            | CaseStep::ReviewDecided { .. }
+            | CaseStep::Transferred { .. } => CaseStep::Recorded,
             CaseStep::Visited { .. } | CaseStep::Verified { .. } | CaseStep::Recorded => self,
         }
     }
@@ -426,7 +447,10 @@ impl<'a> CaseStep<'a> {
             Body::CaseNoteAdded(_)
             | Body::GuardianCalled(_)
             | Body::CasesMerged(_)
-            | Body::DuplicateDismissed(_) => CaseStep::Recorded,
+            | Body::DuplicateDismissed(_)
+            | Body::CaseTransferRequested(_)
+            | Body::CaseTransferAccepted(_)
+            | Body::CaseTransferDeclined(_) => CaseStep::Recorded,
             Body::ReviewRequested(m) => CaseStep::ReviewRequested {
                 subject: m.subject,
                 subject_event: Uuid::from_slice(&m.subject_event_id).ok(),
@@ -498,6 +522,7 @@ where
             | CaseStep::Visited { .. }
             | CaseStep::Verified { .. }
             | CaseStep::Recorded
+            | CaseStep::Transferred { .. }
             | CaseStep::ReviewRequested { .. }
             | CaseStep::ReviewDecided { .. } => None,
         })?;
@@ -516,6 +541,7 @@ where
         last_event_id: case_id,
         events: 0,
         merged_into: None,
+        transferred_to: None,
     };
     for (id, step) in steps {
         view.events += 1;
@@ -528,6 +554,9 @@ where
             | CaseStep::ReviewRequested { .. }
             | CaseStep::ReviewDecided { .. } => {}
             CaseStep::Assessed { tier } => view.tier = tier,
+            CaseStep::Transferred { community_code } => {
+                view.community_code = community_code.to_owned();
+            }
             CaseStep::Closed => view.status = CaseStatus::Closed,
             CaseStep::Reopened { reopened_on, tier } => {
                 view.status = CaseStatus::Open;
@@ -560,15 +589,41 @@ where
 /// Returns `None` while the case's `CaseOpened` is unknown (or voided): events
 /// that arrive before it are kept and counted once it arrives. Events without
 /// a body, or not about a case, count nothing.
+///
+/// Transfers ([`crate::transfer::chain`]) hold: the entries of stations that
+/// never held the file count nothing, an acceptance that took effect moves
+/// the file's community, and the view names the station holding the file
+/// after a transfer (`transferred_to`).
 pub fn fold_case(case_id: Uuid, events: &mut [Event]) -> Option<CaseView> {
     events.sort_by(|a, b| a.hlc.cmp(&b.hlc).then_with(|| a.event_id.cmp(&b.event_id)));
-    fold_steps(
-        case_id,
-        events.iter().filter_map(|event| {
-            let step = CaseStep::of(event.body.as_ref()?)?;
-            Some((Uuid::from_slice(&event.event_id).ok(), step))
-        }),
-    )
+    fold_joined(case_id, events, &[])
+}
+
+/// The step of `event` in its case's history under `chain`; `None` for an
+/// event that is not a case event or not of the history (an entry of a
+/// station that never held the file).
+fn step_in<'a>(
+    event: &'a Event,
+    chain: Option<&crate::transfer::TransferChain>,
+) -> Option<(Option<Uuid>, CaseStep<'a>)> {
+    let body = event.body.as_ref()?;
+    let id = Uuid::from_slice(&event.event_id).ok();
+    let step = match (chain, body) {
+        (Some(chain), Body::CaseTransferAccepted(m))
+            if id.is_some_and(|id| chain.effective(id)) =>
+        {
+            CaseStep::Transferred {
+                community_code: &m.community_code,
+            }
+        }
+        (Some(chain), _)
+            if !chain.held_by(&event.station_code) && !id.is_some_and(|id| chain.effective(id)) =>
+        {
+            return None;
+        }
+        _ => CaseStep::of(body)?,
+    };
+    Some((id, step))
 }
 
 /// Folds a survivor's own events with the events of the files merged into
@@ -576,20 +631,27 @@ pub fn fold_case(case_id: Uuid, events: &mut [Event]) -> Option<CaseView> {
 /// (hlc, event_id) order: the survivor's joined view. With no absorbed
 /// events it is [`fold_case`].
 pub fn fold_joined(case_id: Uuid, own: &[Event], absorbed: &[Event]) -> Option<CaseView> {
+    let chain = crate::transfer::chain_of(case_id, own);
     let mut all: Vec<(&Event, bool)> = own
         .iter()
         .map(|e| (e, false))
         .chain(absorbed.iter().map(|e| (e, true)))
         .collect();
     all.sort_by(|(a, _), (b, _)| a.hlc.cmp(&b.hlc).then_with(|| a.event_id.cmp(&b.event_id)));
-    fold_steps(
+    let view = fold_steps(
         case_id,
         all.iter().filter_map(|(event, absorbed)| {
-            let step = CaseStep::of(event.body.as_ref()?)?;
-            let step = if *absorbed { step.absorbed() } else { step };
-            Some((Uuid::from_slice(&event.event_id).ok(), step))
+            let (id, step) = step_in(event, chain.as_ref())?;
+            Some((id, if *absorbed { step.absorbed() } else { step }))
         }),
-    )
+    )?;
+    Some(CaseView {
+        transferred_to: chain
+            .as_ref()
+            .and_then(|c| c.transferred_to())
+            .map(str::to_owned),
+        ..view
+    })
 }
 
 /// The Chinese label of a tier, for tables.
@@ -805,6 +867,7 @@ mod tests {
             last_event_id: Uuid::from_u128(1),
             events: 3,
             merged_into: None,
+            transferred_to: None,
         };
         let intervals = TierIntervals::default();
         assert_eq!(

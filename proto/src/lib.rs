@@ -26,6 +26,8 @@
 //!   finds a person's files without holding the ID number.
 //! - [`money`]: yuan as people write it, to the fen events carry.
 //! - [`names`]: the names people type for the enums (short, proto, Chinese).
+//! - [`transfer`]: transfers of a file between stations: who holds it, and
+//!   where each request stands.
 //! - [`review`]: supervision: which changes need review, and the fold of
 //!   review requests and decisions (pending, approved, returned, stale).
 
@@ -41,6 +43,7 @@ pub mod money;
 pub mod names;
 pub mod person;
 pub mod review;
+pub mod transfer;
 pub mod validate;
 
 /// Messages and service stubs of package `station.v1`.

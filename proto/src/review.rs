@@ -223,6 +223,7 @@ where
             | CaseStep::Reopened { .. }
             | CaseStep::Visited { .. }
             | CaseStep::Verified { .. }
+            | CaseStep::Transferred { .. }
             | CaseStep::Recorded => {}
         }
     }
@@ -267,6 +268,9 @@ pub fn is_subject_event(subject: i32, event: &Event) -> bool {
         | Body::GuardianCalled(_)
         | Body::CasesMerged(_)
         | Body::DuplicateDismissed(_)
+        | Body::CaseTransferRequested(_)
+        | Body::CaseTransferAccepted(_)
+        | Body::CaseTransferDeclined(_)
         | Body::ReviewRequested(_)
         | Body::ReviewApproved(_)
         | Body::ReviewReturned(_) => false,

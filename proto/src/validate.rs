@@ -34,7 +34,8 @@ use uuid::Uuid;
 use crate::id_number as gb11643;
 use crate::v1::{
     ActivityHeld, ActivityKind, BeneficiaryVerified, CallOutcome, CaseAssessed, CaseClosed,
-    CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, CasesMerged, Category, DuplicateDismissed,
+    CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, CaseTransferAccepted,
+    CaseTransferDeclined, CaseTransferRequested, CasesMerged, Category, DuplicateDismissed,
     EventVoided, Gender, GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked,
     ReviewApproved, ReviewRequested, ReviewReturned, ReviewSubject, Tier, TrainingHeld,
     TrainingKind, VisitKind, VisitRecorded,
@@ -262,6 +263,9 @@ pub fn body(body: &mut Body, station_code: &str, ctx: &Context) -> Result<(), In
         Body::GuardianCalled(m) => guardian_called(m, station_code, ctx),
         Body::CasesMerged(m) => cases_merged(m, station_code, ctx),
         Body::DuplicateDismissed(m) => duplicate_dismissed(m, station_code, ctx),
+        Body::CaseTransferRequested(m) => case_transfer_requested(m, station_code, ctx),
+        Body::CaseTransferAccepted(m) => case_transfer_accepted(m, station_code, ctx),
+        Body::CaseTransferDeclined(m) => case_transfer_declined(m, station_code, ctx),
         Body::ReviewRequested(m) => review_requested(m, station_code, ctx),
         Body::ReviewApproved(m) => review_approved(m, station_code, ctx),
         Body::ReviewReturned(m) => review_returned(m, station_code, ctx),
@@ -731,6 +735,79 @@ pub fn event_voided(
     const P: &str = "event_voided";
     uuid16(&path(P, "voided_event_id"), &m.voided_event_id)?;
     text(&path(P, "reason"), &mut m.reason, REASON_MAX, true)?;
+    Ok(())
+}
+
+/// Validates a [`CaseTransferRequested`] (转移申请).
+///
+/// `case_id` 16 bytes; `to_station_code` 9 digits and not the event's own station;
+/// `reason` 1 to [`REASON_MAX`] characters; `requested_on` a [`date`]. Whether the event's
+/// station holds the file is for the receiver to judge, with the file's history.
+///
+/// # Errors
+///
+/// The first broken rule, as `case_transfer_requested.<field>`.
+pub fn case_transfer_requested(
+    m: &mut CaseTransferRequested,
+    station_code: &str,
+    ctx: &Context,
+) -> Result<(), Invalid> {
+    const P: &str = "case_transfer_requested";
+    uuid16(&path(P, "case_id"), &m.case_id)?;
+    let field = path(P, "to_station_code");
+    self::station_code(&field, &m.to_station_code)?;
+    if m.to_station_code == station_code {
+        return Err(Invalid::new(
+            field,
+            "must name another station than the event's own",
+        ));
+    }
+    text(&path(P, "reason"), &mut m.reason, REASON_MAX, true)?;
+    date(&path(P, "requested_on"), &m.requested_on, ctx)?;
+    Ok(())
+}
+
+/// Validates a [`CaseTransferAccepted`] (接收转移).
+///
+/// `case_id` and `request_id` 16 bytes; `community_code` a community of the event's
+/// station (the receiving one); `accepted_on` a [`date`]; `note` at most [`REASON_MAX`]
+/// characters.
+///
+/// # Errors
+///
+/// The first broken rule, as `case_transfer_accepted.<field>`.
+pub fn case_transfer_accepted(
+    m: &mut CaseTransferAccepted,
+    station_code: &str,
+    ctx: &Context,
+) -> Result<(), Invalid> {
+    const P: &str = "case_transfer_accepted";
+    uuid16(&path(P, "case_id"), &m.case_id)?;
+    uuid16(&path(P, "request_id"), &m.request_id)?;
+    community_code(&path(P, "community_code"), &m.community_code, station_code)?;
+    date(&path(P, "accepted_on"), &m.accepted_on, ctx)?;
+    text(&path(P, "note"), &mut m.note, REASON_MAX, false)?;
+    Ok(())
+}
+
+/// Validates a [`CaseTransferDeclined`] (拒绝转移).
+///
+/// `case_id` and `request_id` 16 bytes; `reason` 1 to [`REASON_MAX`] characters;
+/// `declined_on` a [`date`].
+///
+/// # Errors
+///
+/// The first broken rule, as `case_transfer_declined.<field>`.
+pub fn case_transfer_declined(
+    m: &mut CaseTransferDeclined,
+    _station_code: &str,
+    ctx: &Context,
+) -> Result<(), Invalid> {
+    const P: &str = "case_transfer_declined";
+    uuid16(&path(P, "case_id"), &m.case_id)?;
+    uuid16(&path(P, "request_id"), &m.request_id)?;
+    text(&path(P, "reason"), &mut m.reason, REASON_MAX, true)?;
+    date(&path(P, "declined_on"), &m.declined_on, ctx)?;
     Ok(())
 }
 

@@ -12,7 +12,8 @@ use chrono::NaiveDate;
 use prost::Message as _;
 use station_proto::v1::{
     ActivityHeld, ActivityKind, BeneficiaryVerified, CallOutcome, CaseAssessed, CaseClosed,
-    CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, CasesMerged, Category, DuplicateDismissed,
+    CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, CaseTransferAccepted,
+    CaseTransferDeclined, CaseTransferRequested, CasesMerged, Category, DuplicateDismissed,
     EventVoided, Gender, GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked,
     ReviewApproved, ReviewRequested, ReviewReturned, ReviewSubject, Tier, TrainingHeld,
     TrainingKind, VisitKind, VisitRecorded,
@@ -220,6 +221,35 @@ fn samples() -> Vec<(&'static str, Event)> {
                 comment: "请补充转介回执 ཡིག་ཆ".into(),
             }),
         ),
+        (
+            "case_transfer_requested",
+            Body::CaseTransferRequested(CaseTransferRequested {
+                case_id: id(CASE_ID),
+                to_station_code: "540502001".into(),
+                reason: "全家迁居泽当 རྩེད་ཐང".into(),
+                requested_on: "2026-11-01".into(),
+            }),
+        ),
+        (
+            "case_transfer_accepted",
+            Body::CaseTransferAccepted(CaseTransferAccepted {
+                case_id: id(CASE_ID),
+                // The request: the 19th sample.
+                request_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_0013),
+                community_code: COMMUNITY.into(),
+                accepted_on: "2026-11-02".into(),
+                note: "已入户核实".into(),
+            }),
+        ),
+        (
+            "case_transfer_declined",
+            Body::CaseTransferDeclined(CaseTransferDeclined {
+                case_id: id(CASE_ID),
+                request_id: id(0x0192_8c5a_1e40_7000_8000_0000_0000_0013),
+                reason: "地址不在本站辖区".into(),
+                declined_on: "2026-11-02".into(),
+            }),
+        ),
     ];
     bodies
         .into_iter()
@@ -269,6 +299,9 @@ fn body_name(body: &Body) -> &'static str {
         Body::GuardianCalled(_) => "guardian_called",
         Body::CasesMerged(_) => "cases_merged",
         Body::DuplicateDismissed(_) => "duplicate_dismissed",
+        Body::CaseTransferRequested(_) => "case_transfer_requested",
+        Body::CaseTransferAccepted(_) => "case_transfer_accepted",
+        Body::CaseTransferDeclined(_) => "case_transfer_declined",
         Body::ReviewRequested(_) => "review_requested",
         Body::ReviewApproved(_) => "review_approved",
         Body::ReviewReturned(_) => "review_returned",
@@ -282,7 +315,7 @@ fn there_is_one_sample_per_body_kind() {
         assert_eq!(event.body.as_ref().map(body_name), Some(name));
         assert!(names.insert(name), "{name} twice");
     }
-    assert_eq!(names.len(), 18);
+    assert_eq!(names.len(), 21);
 }
 
 #[test]

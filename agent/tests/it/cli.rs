@@ -881,3 +881,97 @@ fn the_passphrase_of_a_store_is_asked_on_a_terminal_and_never_shown() {
     assert!(!ok, "{shown}");
     assert!(shown.contains("wrong key"), "{shown}");
 }
+
+#[test]
+fn a_transfer_is_asked_for_on_the_command_line_and_answers_this_station_may_not_give_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("phone");
+    let out = agent(
+        &data,
+        &["init", "--station", "540502101", "--worker", "w01"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = agent(
+        &data,
+        &[
+            "case",
+            "open",
+            "--name",
+            "扎西",
+            "--id-number",
+            "540502201203150014",
+            "--community",
+            "540502101001",
+            "--category",
+            "留守儿童",
+            "--tier",
+            "2",
+            "--date",
+            "2026-11-01",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let number = field(&stdout(&out), "file_number").to_string();
+    let transfer = |to: &str| {
+        agent(
+            &data,
+            &[
+                "case",
+                "transfer",
+                "--case",
+                &number,
+                "--to",
+                to,
+                "--reason",
+                "全家迁居泽当",
+                "--date",
+                "2026-11-02",
+            ],
+        )
+    };
+    let own = transfer("540502101");
+    assert_eq!(own.status.code(), Some(2));
+    assert!(
+        stderr(&own).contains("case_transfer_requested.to_station_code"),
+        "{}",
+        stderr(&own)
+    );
+    let out = transfer("540502001");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let request = field(&stdout(&out), "event_id").to_string();
+
+    // This station was not asked: it cannot answer its own request.
+    let out = agent(
+        &data,
+        &[
+            "case",
+            "decline-transfer",
+            "--request",
+            &request,
+            "--reason",
+            "x",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("addressed to station 540502001, not to this station"),
+        "{}",
+        stderr(&out)
+    );
+    // Nor answer a request it does not hold, through record --json.
+    let unknown = "01928c5a-1e40-7000-8000-000000000099";
+    let lines = format!(
+        "{{\"caseTransferAccepted\":{{\"requestId\":\"{unknown}\",\"communityCode\":\"540502101001\",\"acceptedOn\":\"2026-11-03\"}}}}\n"
+    );
+    let out = agent_stdin(&data, &["record", "--json", "-"], &lines);
+    let printed = stdout(&out);
+    assert!(
+        printed
+            .contains("case_transfer_accepted.request_id: this device holds no transfer request"),
+        "{printed}"
+    );
+    // The file stays open here until the station asked takes it over.
+    let out = agent(&data, &["cases", "--all", "--format", "json"]);
+    let cases: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(cases[0]["status"], "open");
+}

@@ -146,6 +146,39 @@ pub(super) async fn reviews(
     ))
 }
 
+/// GET /api/transfers?station=…&as_of=YYYY-MM-DD: the transfer requests
+/// not answered yet from or to the stations, with their age, by file number
+/// and stations only; audited, as it names cases.
+pub(super) async fn transfers(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    peer: Peer,
+    query: Pairs,
+) -> Result<Json<crate::projections::PendingTransfers>, HttpError> {
+    let caller = state.caller(&headers)?;
+    let asked = Params::from(query)?;
+    let as_of = params::as_of(asked.one("as_of").unwrap_or_default())?;
+    let stations = state.stations(&caller, asked.stations())?;
+    let from = peer_addr(peer);
+    Ok(Json(
+        state
+            .read(move |p| {
+                let pending = p.pending_transfers(&stations, as_of)?;
+                p.audit_read(Access {
+                    caller,
+                    from,
+                    via: Channel::Json,
+                    read: "transfers".into(),
+                    params: asked.pairs(),
+                    cases: pending.case_ids().collect(),
+                    revealed: false,
+                })?;
+                Ok(pending)
+            })
+            .await?,
+    ))
+}
+
 /// GET /api/trends?station=…&through=YYYY-MM: the twelve months ending
 /// with `through` (default: this month) of each indicator against its
 /// target, overdue follow-ups and open cases, per station and for the

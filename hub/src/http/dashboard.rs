@@ -258,16 +258,18 @@ pub(super) async fn page(
     };
     let one_station = trend_of.is_some();
     let from = peer_addr(peer);
-    let (table, overdue, health, duplicates, reviews, trends) = state
+    let (table, overdue, health, duplicates, reviews, trends, transfers) = state
         .read(move |p| {
             let overdue = p.overdue(as_of, &stations, Some(OVERDUE_SHOWN))?;
             let duplicates = p.duplicates(&stations)?;
             let reviews = p.reviews(&stations, today, false)?;
+            let transfers = p.pending_transfers(&stations, today)?;
             // The page names the overdue cases' persons, which files are
             // one person's, and the cases waiting for review.
             let mut cases: Vec<_> = overdue.cases.iter().map(|c| c.case_id).collect();
             cases.extend(duplicates.case_ids());
             cases.extend(reviews.reviews.iter().map(|r| r.case_id));
+            cases.extend(transfers.case_ids());
             p.audit_read(Access {
                 caller,
                 from,
@@ -290,13 +292,14 @@ pub(super) async fn page(
                     table_through(period, today),
                     today,
                 )?,
+                transfers,
             ))
         })
         .await?;
     let body = render(&state, &table, &overdue, &health, &duplicates, &reviews);
     let body = body.replacen(
         TRENDS_PLACE,
-        &render_trends(&trends, one_station, &state),
+        &(render_transfers(&state, &transfers) + &render_trends(&trends, one_station, &state)),
         1,
     );
     Ok(Html(document("社会工作站数据看板", &body)).into_response())
@@ -350,6 +353,40 @@ fn render_reviews(out: &mut String, state: &AppState, reviews: &ReviewQueue) {
         );
     }
     out.push_str("</tbody></table></div></section>");
+}
+
+/// The transfer requests waiting for an answer, oldest first, with their
+/// age; by file number and stations, never a name.
+fn render_transfers(state: &AppState, pending: &crate::projections::PendingTransfers) -> String {
+    let config = state.projections.config();
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<section class=\"transfers\"><h2>待接收转移（截至 {as_of}）</h2><p>待答复 {n} 项</p>\
+         <div class=\"scroll\"><table class=\"transfers\"><thead><tr><th>档案编号</th><th>转出工作站</th>\
+         <th>转入工作站</th><th>申请日期</th><th>等待天数</th></tr></thead><tbody>",
+        as_of = pending.as_of,
+        n = pending.transfers.len(),
+    );
+    if pending.transfers.is_empty() {
+        out.push_str("<tr><td colspan=\"5\">无待接收转移</td></tr>");
+    }
+    for t in &pending.transfers {
+        let _ = write!(
+            out,
+            "<tr data-from=\"{from_code}\" data-to=\"{to_code}\"><td>{file}</td><td>{from}</td><td>{to}</td>\
+             <td>{on}</td><td>{age}</td></tr>",
+            from_code = escape(&t.from_station),
+            to_code = escape(&t.to_station),
+            file = escape(&t.file_number),
+            from = escape(config.station_name(&t.from_station)),
+            to = escape(config.station_name(&t.to_station)),
+            on = t.requested_on.map(|d| d.to_string()).unwrap_or_default(),
+            age = t.age_days,
+        );
+    }
+    out.push_str("</tbody></table></div></section>");
+    out
 }
 
 /// Where the trends go in the rendered page.

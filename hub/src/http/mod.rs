@@ -79,6 +79,7 @@ fn app(projections: Arc<Projections>, sessions: Arc<Sessions>, secure: bool) -> 
         .route("/api/conflicts", get(api::conflicts))
         .route("/api/reviews", get(api::reviews))
         .route("/api/trends", get(api::trends))
+        .route("/api/transfers", get(api::transfers))
         .route("/api/duplicates", get(api::duplicates))
         .route("/api/sync-health", get(api::sync_health))
         .route("/api/quarantine", get(api::quarantine))

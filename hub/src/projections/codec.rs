@@ -237,6 +237,9 @@ const MERGED: u8 = 9;
 const DISMISSED: u8 = 10;
 const REQUESTED: u8 = 11;
 const DECIDED: u8 = 12;
+const TRANSFER_REQUESTED: u8 = 13;
+const TRANSFER_ACCEPTED: u8 = 14;
+const TRANSFER_DECLINED: u8 = 15;
 const VOIDED: u8 = 0x10;
 
 /// Encodes a case file: its facts in (hlc, event_id) order.
@@ -268,6 +271,9 @@ pub(crate) fn encode_case(facts: &[CaseFact]) -> Vec<u8> {
             FactBody::Dismissed { .. } => DISMISSED,
             FactBody::Requested(_) => REQUESTED,
             FactBody::Decided(_) => DECIDED,
+            FactBody::TransferRequested { .. } => TRANSFER_REQUESTED,
+            FactBody::TransferAccepted { .. } => TRANSFER_ACCEPTED,
+            FactBody::TransferDeclined { .. } => TRANSFER_DECLINED,
         };
         w.0.push(kind | if fact.voided_by.is_some() { VOIDED } else { 0 });
         w.id(&fact.id);
@@ -332,6 +338,23 @@ pub(crate) fn encode_case(facts: &[CaseFact]) -> Vec<u8> {
                 w.day(d.on);
                 w.text(&d.author);
                 w.text(&d.comment);
+            }
+            FactBody::TransferRequested { to, on } => {
+                w.text(to);
+                w.day(*on);
+            }
+            FactBody::TransferAccepted {
+                request,
+                community,
+                on,
+            } => {
+                w.maybe_id(request.as_ref());
+                w.text(community);
+                w.day(*on);
+            }
+            FactBody::TransferDeclined { request, on } => {
+                w.maybe_id(request.as_ref());
+                w.day(*on);
             }
         }
     }
@@ -416,6 +439,19 @@ pub(crate) fn decode_case(
                 author: r.text()?,
                 comment: r.text()?,
             })),
+            TRANSFER_REQUESTED => FactBody::TransferRequested {
+                to: r.text()?,
+                on: r.day()?,
+            },
+            TRANSFER_ACCEPTED => FactBody::TransferAccepted {
+                request: r.maybe_id()?,
+                community: r.text()?,
+                on: r.day()?,
+            },
+            TRANSFER_DECLINED => FactBody::TransferDeclined {
+                request: r.maybe_id()?,
+                on: r.day()?,
+            },
             _ => return Err(r.fail()),
         };
         facts.push(CaseFact {
@@ -537,6 +573,7 @@ fn view_fields(bytes: &[u8], categories: bool) -> Result<(CaseView, &str, &str),
         file_number: r.text()?,
         // An open case is merged into nothing.
         merged_into: None,
+        transferred_to: None,
     };
     r.done()?;
     Ok((view, name, community_code))

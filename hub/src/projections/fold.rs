@@ -32,6 +32,7 @@ use foldhash::{HashMapExt as _, HashSetExt as _};
 use station_proto::case::{self, CaseStep, CaseView};
 use station_proto::ids::Uuid;
 use station_proto::person::{PersonTag, TagKey};
+use station_proto::transfer::{self, TransferChain, TransferStep};
 use station_proto::v1::{Tier, VisitKind};
 use station_proto::{Body, Event};
 
@@ -318,6 +319,16 @@ pub(crate) enum FactBody {
     Requested(Box<RequestedFact>),
     /// `ReviewApproved` or `ReviewReturned`.
     Decided(Box<DecidedFact>),
+    /// `CaseTransferRequested`: the file asked to move to station `to`.
+    TransferRequested { to: String, on: Day },
+    /// `CaseTransferAccepted`: the request taken over, into `community`.
+    TransferAccepted {
+        request: Option<Uuid>,
+        community: String,
+        on: Day,
+    },
+    /// `CaseTransferDeclined`.
+    TransferDeclined { request: Option<Uuid>, on: Day },
 }
 
 impl FactBody {
@@ -337,7 +348,10 @@ impl FactBody {
             | FactBody::Resource { .. }
             | FactBody::Call { .. }
             | FactBody::Merged { .. }
-            | FactBody::Dismissed { .. } => CaseStep::Recorded,
+            | FactBody::Dismissed { .. }
+            | FactBody::TransferRequested { .. }
+            | FactBody::TransferAccepted { .. }
+            | FactBody::TransferDeclined { .. } => CaseStep::Recorded,
             FactBody::Closed { .. } => CaseStep::Closed,
             FactBody::Reopened { on, tier } => CaseStep::Reopened {
                 reopened_on: *on,
@@ -361,10 +375,68 @@ impl FactBody {
     }
 }
 
+impl FactBody {
+    /// What the fact says of a transfer; `None` for other facts.
+    pub(crate) fn transfer(&self) -> Option<TransferStep<'_>> {
+        match self {
+            FactBody::TransferRequested { to, on } => Some(TransferStep::Requested { to, on: *on }),
+            FactBody::TransferAccepted {
+                request,
+                community,
+                on,
+            } => Some(TransferStep::Accepted {
+                request: *request,
+                community_code: community,
+                on: *on,
+            }),
+            FactBody::TransferDeclined { request, on } => Some(TransferStep::Declined {
+                request: *request,
+                on: *on,
+            }),
+            FactBody::Opened(_)
+            | FactBody::Assessed(_)
+            | FactBody::Note
+            | FactBody::Closed { .. }
+            | FactBody::Reopened { .. }
+            | FactBody::Visit { .. }
+            | FactBody::Verified { .. }
+            | FactBody::Resource { .. }
+            | FactBody::Call { .. }
+            | FactBody::Merged { .. }
+            | FactBody::Dismissed { .. }
+            | FactBody::Requested(_)
+            | FactBody::Decided(_) => None,
+        }
+    }
+}
+
 impl CaseFact {
     pub(crate) fn sort_key(&self) -> (u64, Uuid) {
         (self.hlc, self.id)
     }
+
+    /// What the fact says to the fold of its case's view, given the case's
+    /// transfer chain: an acceptance that took effect moves the file's
+    /// community.
+    pub(crate) fn step_in(&self, chain: Option<&TransferChain>) -> CaseStep<'_> {
+        match &self.body {
+            FactBody::TransferAccepted { community, .. }
+                if chain.is_some_and(|c| c.effective(self.id)) =>
+            {
+                CaseStep::Transferred {
+                    community_code: community,
+                }
+            }
+            body => body.step(),
+        }
+    }
+}
+
+/// Whether a live fact belongs to its case's history under `chain`: an entry
+/// of a station that held the file at some point, or a transfer event that
+/// took effect (an answer of the station asked).
+pub(crate) fn belongs(chain: &TransferChain, fact: &CaseFact) -> bool {
+    chain.held_by(&fact.station) || chain.effective(fact.id)
 }
 
 /// Inserts `fact` into `facts` (sorted by (hlc, event_id)); false when an
@@ -416,6 +488,9 @@ pub(crate) fn case_fact(event: Event, stations: &mut Stations) -> Option<(Uuid, 
         | Body::GuardianCalled(_)
         | Body::CasesMerged(_)
         | Body::DuplicateDismissed(_)
+        | Body::CaseTransferRequested(_)
+        | Body::CaseTransferAccepted(_)
+        | Body::CaseTransferDeclined(_)
         | Body::ReviewRequested(_)
         | Body::ReviewApproved(_)
         | Body::ReviewReturned(_)
@@ -492,6 +567,19 @@ pub(crate) fn case_fact(event: Event, stations: &mut Stations) -> Option<(Uuid, 
             author,
             comment: m.comment,
         })),
+        Body::CaseTransferRequested(m) => FactBody::TransferRequested {
+            to: m.to_station_code,
+            on: parse_date(&m.requested_on),
+        },
+        Body::CaseTransferAccepted(m) => FactBody::TransferAccepted {
+            request: Uuid::from_slice(&m.request_id).ok(),
+            community: m.community_code,
+            on: parse_date(&m.accepted_on),
+        },
+        Body::CaseTransferDeclined(m) => FactBody::TransferDeclined {
+            request: Uuid::from_slice(&m.request_id).ok(),
+            on: parse_date(&m.declined_on),
+        },
         Body::ActivityHeld(_)
         | Body::GroupSessionHeld(_)
         | Body::TrainingHeld(_)
@@ -571,6 +659,9 @@ impl Standalone {
             | Body::GuardianCalled(_)
             | Body::CasesMerged(_)
             | Body::DuplicateDismissed(_)
+            | Body::CaseTransferRequested(_)
+            | Body::CaseTransferAccepted(_)
+            | Body::CaseTransferDeclined(_)
             | Body::ReviewRequested(_)
             | Body::ReviewApproved(_)
             | Body::ReviewReturned(_)
@@ -670,6 +761,9 @@ pub(crate) fn prepare(logged: LogEntry, stations: &mut Stations, tags: &TagKey) 
                 | Body::GuardianCalled(_)
                 | Body::CasesMerged(_)
                 | Body::DuplicateDismissed(_)
+                | Body::CaseTransferRequested(_)
+                | Body::CaseTransferAccepted(_)
+                | Body::CaseTransferDeclined(_)
                 | Body::ReviewRequested(_)
                 | Body::ReviewApproved(_)
                 | Body::ReviewReturned(_)
@@ -721,23 +815,52 @@ pub(crate) struct CaseDerived {
     pub reviews: Vec<ReviewRow>,
 }
 
-/// The station a case belongs to: its live `CaseOpened`'s.
-pub(crate) fn case_station(case_id: Uuid, facts: &[CaseFact]) -> Option<&Station> {
+/// The station that opened a case: its live `CaseOpened`'s.
+pub(crate) fn opening_station(case_id: Uuid, facts: &[CaseFact]) -> Option<&Station> {
     facts.iter().find_map(|f| match f.body {
         FactBody::Opened(_) if f.id == case_id && f.voided_by.is_none() => Some(&f.station),
         _ => None,
     })
 }
 
+/// The case's transfer chain ([`transfer::chain`]) over its live facts;
+/// `None` while its opening is unknown or voided.
+pub(crate) fn transfers(case_id: Uuid, facts: &[CaseFact]) -> Option<TransferChain> {
+    let opening = opening_station(case_id, facts)?;
+    Some(transfer::chain(
+        opening,
+        facts
+            .iter()
+            .filter(|f| f.voided_by.is_none())
+            .filter_map(|f| Some((f.id, &*f.station, f.body.transfer()?))),
+    ))
+}
+
+/// The fact's station `station` names, shared with the facts (every
+/// station of a chain recorded a fact of the case).
+fn station_named(station: &str, facts: &[CaseFact]) -> Option<Station> {
+    facts
+        .iter()
+        .find(|f| *f.station == *station)
+        .map(|f| Arc::clone(&f.station))
+}
+
+/// The station a case belongs to: the one holding it ([`transfers`]), its
+/// opening's station unless an accepted transfer moved it.
+pub(crate) fn case_station(case_id: Uuid, facts: &[CaseFact]) -> Option<Station> {
+    let chain = transfers(case_id, facts)?;
+    station_named(chain.holder(), facts)
+}
+
 /// The day a case was closed, when it is closed now: the latest service
-/// date of its own station's live closings.
+/// date of the live closings of its history's stations.
 pub(crate) fn closed_on(case_id: Uuid, facts: &[CaseFact]) -> Option<NaiveDate> {
-    let station = case_station(case_id, facts)?;
+    let chain = transfers(case_id, facts)?;
     let own: Vec<&CaseFact> = facts
         .iter()
-        .filter(|f| f.voided_by.is_none() && f.station == *station)
+        .filter(|f| f.voided_by.is_none() && belongs(&chain, f))
         .collect();
-    let view = fold_view(case_id, &own)?;
+    let view = fold_view(case_id, &own, Some(&chain))?;
     if view.status != station_proto::case::CaseStatus::Closed {
         return None;
     }
@@ -755,24 +878,31 @@ pub(crate) fn closed_on(case_id: Uuid, facts: &[CaseFact]) -> Option<NaiveDate> 
             | FactBody::Merged { .. }
             | FactBody::Dismissed { .. }
             | FactBody::Requested(_)
-            | FactBody::Decided(_) => None,
+            | FactBody::Decided(_)
+            | FactBody::TransferRequested { .. }
+            | FactBody::TransferAccepted { .. }
+            | FactBody::TransferDeclined { .. } => None,
         })
         .max()
 }
 
 /// The view of a case: the case model's one fold ([`case::fold_steps`])
-/// over its own station's live facts, in (hlc, event_id) order.
-fn fold_view(case_id: Uuid, own: &[&CaseFact]) -> Option<CaseView> {
-    case::fold_steps(case_id, own.iter().map(|f| (Some(f.id), f.body.step())))
+/// over the live facts of its history, in (hlc, event_id) order.
+fn fold_view(case_id: Uuid, own: &[&CaseFact], chain: Option<&TransferChain>) -> Option<CaseView> {
+    case::fold_steps(case_id, own.iter().map(|f| (Some(f.id), f.step_in(chain))))
 }
 
 /// The view of a survivor: [`fold_view`] over its facts and those of the
 /// files merged into it (marked `true`, each step [`CaseStep::absorbed`]).
-fn fold_joined_view(case_id: Uuid, own: &[(&CaseFact, bool)]) -> Option<CaseView> {
+fn fold_joined_view(
+    case_id: Uuid,
+    own: &[(&CaseFact, bool)],
+    chain: &TransferChain,
+) -> Option<CaseView> {
     case::fold_steps(
         case_id,
         own.iter().map(|(f, absorbed)| {
-            let step = f.body.step();
+            let step = f.step_in(Some(chain));
             (Some(f.id), if *absorbed { step.absorbed() } else { step })
         }),
     )
@@ -861,11 +991,19 @@ pub(crate) fn view_as_of(
     facts: &[CaseFact],
     day: NaiveDate,
 ) -> Option<(Station, CaseView)> {
-    let station = case_station(case_id, facts)?.clone();
     let by_then = |on: Day| on.is_some_and(|on| on <= day);
+    let chain = transfers(case_id, facts)?;
+    // The holder then: the last station that took the file over by `day`.
+    let holder = chain
+        .holdings
+        .iter()
+        .rev()
+        .find(|h| h.accepted_by.is_none() || by_then(h.since))
+        .map_or(chain.holder(), |h| h.station.as_str());
+    let station = station_named(holder, facts)?;
     let own: Vec<&CaseFact> = facts
         .iter()
-        .filter(|f| f.voided_by.is_none() && f.station == station)
+        .filter(|f| f.voided_by.is_none() && belongs(&chain, f))
         .filter(|f| match &f.body {
             FactBody::Opened(o) => by_then(o.on),
             FactBody::Assessed(a) => by_then(parse_date(&a.on)),
@@ -876,13 +1014,16 @@ pub(crate) fn view_as_of(
             | FactBody::Resource { on, .. } => by_then(*on),
             FactBody::Requested(r) => by_then(r.on),
             FactBody::Decided(d) => by_then(d.on),
+            FactBody::TransferRequested { on, .. }
+            | FactBody::TransferAccepted { on, .. }
+            | FactBody::TransferDeclined { on, .. } => by_then(*on),
             FactBody::Note
             | FactBody::Verified { .. }
             | FactBody::Merged { .. }
             | FactBody::Dismissed { .. } => true,
         })
         .collect();
-    fold_view(case_id, &own).map(|view| (station, view))
+    fold_view(case_id, &own, Some(&chain)).map(|view| (station, view))
 }
 
 /// The live opening of a case: its station, its opening day (when it
@@ -966,11 +1107,12 @@ pub(crate) fn derive_case(
 ) -> CaseDerived {
     let duplicate = role.duplicate;
     let live = facts.iter().filter(|f| f.voided_by.is_none());
+    let chain = transfers(case_id, facts);
     if let Some(survivor) = role.merged_into {
-        let station = case_station(case_id, facts).cloned();
-        let view = station.as_ref().and_then(|station| {
-            let own: Vec<&CaseFact> = live.filter(|f| f.station == *station).collect();
-            fold_view(case_id, &own).map(|view| CaseView {
+        let station = case_station(case_id, facts);
+        let view = chain.as_ref().and_then(|chain| {
+            let own: Vec<&CaseFact> = live.filter(|f| belongs(chain, f)).collect();
+            fold_view(case_id, &own, Some(chain)).map(|view| CaseView {
                 status: case::CaseStatus::Closed,
                 merged_into: Some(survivor),
                 ..view
@@ -983,7 +1125,7 @@ pub(crate) fn derive_case(
             reviews: Vec::new(),
         };
     }
-    let Some(station) = case_station(case_id, facts).cloned() else {
+    let (Some(chain), Some(station)) = (chain, case_station(case_id, facts)) else {
         for fact in live {
             sums.add(&fact.station, Item::Quality(Quality::HeldEvents), sign);
         }
@@ -996,7 +1138,7 @@ pub(crate) fn derive_case(
     };
     let mut own: Vec<&CaseFact> = Vec::with_capacity(facts.len());
     for fact in live {
-        if fact.station == station {
+        if belongs(&chain, fact) {
             own.push(fact);
         } else {
             sums.add(&fact.station, Item::Quality(Quality::HeldEvents), sign);
@@ -1006,22 +1148,26 @@ pub(crate) fn derive_case(
     for file in joined {
         all.extend(
             file.iter()
-                .filter(|f| f.voided_by.is_none() && f.station == station)
+                .filter(|f| f.voided_by.is_none() && chain.held_by(&f.station))
                 .map(|f| (f, true)),
         );
     }
     if !joined.is_empty() {
         all.sort_by_key(|(f, _)| f.sort_key());
     }
-    let view = fold_joined_view(case_id, &all);
-    let reviews =
-        station_proto::review::fold_reviews(own.iter().map(|f| (Some(f.id), f.body.step())));
+    let view = fold_joined_view(case_id, &all, &chain);
+    let reviews = station_proto::review::fold_reviews(
+        own.iter().map(|f| (Some(f.id), f.step_in(Some(&chain)))),
+    );
 
-    let mut households: Vec<Period> = Vec::new();
-    let mut closings: Vec<Period> = Vec::new();
-    let mut approved_closings: Vec<Period> = Vec::new();
-    let mut status_changes = Vec::new();
+    // Services count at the station that gave them (the fact's own);
+    // households, closings and files at the station of the entry too.
+    let mut households: Vec<(Station, Period)> = Vec::new();
+    let mut closings: Vec<(Station, Period)> = Vec::new();
+    let mut approved_closings: Vec<(Station, Period)> = Vec::new();
+    let mut status_changes: Vec<(NaiveDate, (u64, Uuid), StatusChange)> = Vec::new();
     for (fact, absorbed) in all {
+        let at = &fact.station;
         match &fact.body {
             // The absorbed file's own status and tier are not the survivor's.
             FactBody::Opened(_)
@@ -1033,46 +1179,51 @@ pub(crate) fn derive_case(
                 if let Some(date) = o.on
                     && !duplicate
                 {
-                    sums.add_by_date(&station, date, Metric::CasesNew, sign);
-                    status_changes.push((date, fact.sort_key(), true));
+                    sums.add_by_date(at, date, Metric::CasesNew, sign);
+                    status_changes.push((date, fact.sort_key(), StatusChange::Opens));
                 }
             }
             FactBody::Visit {
                 on: Some(date),
                 kind,
             } if *kind != VisitKind::Phone as i32 => {
-                sums.add_by_date(&station, *date, Metric::HomeVisits, sign);
+                sums.add_by_date(at, *date, Metric::HomeVisits, sign);
                 if !duplicate {
-                    households.extend(Period::of_date(*date));
+                    households.extend(Period::of_date(*date).map(|p| (Arc::clone(at), p)));
                 }
             }
             FactBody::Call { on: Some(date) } => {
-                sums.add_by_date(&station, *date, Metric::GuardianCalls, sign);
+                sums.add_by_date(at, *date, Metric::GuardianCalls, sign);
             }
             FactBody::Closed { on: Some(date) } => {
                 if !duplicate {
-                    closings.extend(Period::of_date(*date));
+                    closings.extend(Period::of_date(*date).map(|p| (Arc::clone(at), p)));
                     if station_proto::review::closure_approved(&reviews, fact.id) {
-                        approved_closings.extend(Period::of_date(*date));
+                        approved_closings
+                            .extend(Period::of_date(*date).map(|p| (Arc::clone(at), p)));
                     }
-                    status_changes.push((*date, fact.sort_key(), false));
+                    status_changes.push((*date, fact.sort_key(), StatusChange::Closes));
                 }
             }
             FactBody::Reopened { on: Some(date), .. } => {
                 if !duplicate {
-                    status_changes.push((*date, fact.sort_key(), true));
+                    status_changes.push((*date, fact.sort_key(), StatusChange::Opens));
                 }
             }
             FactBody::Resource {
                 on: Some(date),
                 fen,
             } => {
-                sums.add_by_date(
-                    &station,
+                sums.add_by_date(at, *date, Metric::ResourcesYuan, sign.wrapping_mul(*fen));
+            }
+            FactBody::TransferAccepted { on: Some(date), .. }
+                if !absorbed && !duplicate && chain.effective(fact.id) =>
+            {
+                status_changes.push((
                     *date,
-                    Metric::ResourcesYuan,
-                    sign.wrapping_mul(*fen),
-                );
+                    fact.sort_key(),
+                    StatusChange::MovesTo(Arc::clone(at)),
+                ));
             }
             // Counted by the view and the tier conflict alone, or dated by
             // nothing that parses.
@@ -1083,6 +1234,9 @@ pub(crate) fn derive_case(
             | FactBody::Dismissed { .. }
             | FactBody::Requested(_)
             | FactBody::Decided(_)
+            | FactBody::TransferRequested { .. }
+            | FactBody::TransferAccepted { .. }
+            | FactBody::TransferDeclined { .. }
             | FactBody::Visit { .. }
             | FactBody::Call { on: None }
             | FactBody::Closed { on: None }
@@ -1096,28 +1250,45 @@ pub(crate) fn derive_case(
     ] {
         periods.sort_unstable();
         periods.dedup();
-        for period in periods.iter() {
-            sums.add(&station, Item::Indicator(*period, metric), sign);
+        for (at, period) in periods.iter() {
+            sums.add(at, Item::Indicator(*period, metric), sign);
         }
     }
-    // Open at a month's end, by service dates: +1 where the case opens or
-    // reopens, -1 where it closes, in date order.
     approved_closings.sort_unstable();
     approved_closings.dedup();
-    for period in approved_closings {
-        sums.add(&station, Item::ApprovedClosings(period), sign);
+    for (at, period) in approved_closings {
+        sums.add(&at, Item::ApprovedClosings(period), sign);
     }
+    // Open at a month's end, by service dates: +1 where the case opens or
+    // reopens, -1 where it closes, in date order, at the station holding
+    // it then; a transfer of an open file moves it from one station to the
+    // other on the day it was taken over.
     status_changes.sort();
     let mut open = false;
-    for (date, _, opens) in status_changes {
-        if opens != open {
-            open = opens;
-            let [month, ..] = Period::of_date(date);
-            sums.add(
-                &station,
-                Item::OpenDelta(month),
-                if opens { sign } else { -sign },
-            );
+    let mut holder: Station = opening_station(case_id, facts)
+        .cloned()
+        .unwrap_or_else(|| Arc::clone(&station));
+    for (date, _, change) in status_changes {
+        let [month, ..] = Period::of_date(date);
+        match change {
+            StatusChange::Opens | StatusChange::Closes => {
+                let opens = change == StatusChange::Opens;
+                if opens != open {
+                    open = opens;
+                    sums.add(
+                        &holder,
+                        Item::OpenDelta(month),
+                        if opens { sign } else { -sign },
+                    );
+                }
+            }
+            StatusChange::MovesTo(to) => {
+                if open {
+                    sums.add(&holder, Item::OpenDelta(month), -sign);
+                    sums.add(&to, Item::OpenDelta(month), sign);
+                }
+                holder = to;
+            }
         }
     }
     let conflict = view
@@ -1139,6 +1310,17 @@ pub(crate) fn derive_case(
         conflict,
         reviews,
     }
+}
+
+/// A change of where and whether a file is open, in service-date order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum StatusChange {
+    /// Opened or reopened.
+    Opens,
+    /// Closed.
+    Closes,
+    /// Taken over by this station.
+    MovesTo(Station),
 }
 
 /// The queue's rows of a case's review items, with who asked and decided.
@@ -1164,7 +1346,10 @@ fn review_rows(
                 | FactBody::Resource { .. }
                 | FactBody::Call { .. }
                 | FactBody::Merged { .. }
-                | FactBody::Dismissed { .. } => String::new(),
+                | FactBody::Dismissed { .. }
+                | FactBody::TransferRequested { .. }
+                | FactBody::TransferAccepted { .. }
+                | FactBody::TransferDeclined { .. } => String::new(),
             })
             .unwrap_or_default()
     };
@@ -1380,7 +1565,10 @@ mod tests {
             let own: Vec<&CaseFact> = facts.iter().collect();
             let mut shuffled = events.clone();
             shuffled.reverse();
-            assert_eq!(fold_view(case, &own), case::fold_case(case, &mut shuffled));
+            assert_eq!(
+                fold_view(case, &own, None),
+                case::fold_case(case, &mut shuffled)
+            );
         }
     }
 

@@ -106,7 +106,9 @@ pub use answer::{
 pub use error::ProjectionError;
 pub use health::{DeviceHealth, LAG_BUCKETS_MS, LagBucket, StationHealth, SyncHealth, WipeStatus};
 pub use layout::KeyValue;
-pub use read::{MetricTrend, StationTrend, TREND_MONTHS, Trends};
+pub use read::{
+    MetricTrend, PendingTransfer, PendingTransfers, StationTrend, TREND_MONTHS, Trends,
+};
 pub use time::{CHINA_UTC_OFFSET_SECS, date_in_china, end_of_day_ms, parse_as_of, today_in_china};
 
 use crate::audit::{Access, AuditLog};

@@ -61,6 +61,9 @@ pub(crate) const IDS: &[u8] = b"i:";
 pub(crate) const ORIGINS: &[u8] = b"o:";
 pub(crate) const QUARANTINE: &[u8] = b"q:";
 pub(crate) const HEADS: &[u8] = b"h:";
+/// `x:` case id, station code → empty: the station took the case over by
+/// an accepted transfer the log holds (no personal data).
+pub(crate) const TAKEN_OVER: &[u8] = b"x:";
 pub(crate) const M_SEALED: &[u8] = b"m:sealed";
 pub(crate) const M_SEALING_RUNS: &[u8] = b"m:sealing_runs";
 pub(crate) const M_SEALING: &[u8] = b"m:sealing";

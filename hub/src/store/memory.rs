@@ -102,12 +102,33 @@ impl HubLog for MemoryLog {
             .filter_map(|(origin, b)| Some((*origin, b.public_key.clone()?)))
             .collect();
         let signed: BTreeSet<Uuid> = keys.keys().copied().collect();
+        // What the log holds of transfers, read as the sled store reads it.
+        let mut transfers = ingest::KnownTransfers::default();
+        for (event, _) in &held.events {
+            let Some(body) = event.body.as_ref() else {
+                continue;
+            };
+            if let (Some(request), Some(id)) = (
+                ingest::requested_transfer(body),
+                station_proto::ids::from_bytes(&event.event_id),
+            ) {
+                transfers.requests.insert(id, request);
+            }
+            if let (station_proto::Body::CaseTransferAccepted(_), Some((case, _))) =
+                (body, ingest::answered_request(body))
+            {
+                transfers
+                    .taken_over
+                    .insert((case, event.station_code.clone()));
+            }
+        }
         let policy = Policy {
             today,
             roster: self.roster.as_ref(),
             now_ms,
             max_clock_skew_ms: station_proto::validate::MAX_CLOCK_SKEW_MS,
             signed: Some(&signed),
+            transfers: Some(&transfers),
         };
         let case_station = |case: Uuid| {
             let position = *held.ids.get(case.as_bytes().as_slice())?;

@@ -41,8 +41,8 @@ use station_proto::v1::SignedHead;
 pub use self::format::FORMAT_VERSION;
 use self::format::{
     HEADS, IDS, M_FORMAT, M_HUB_SEQ, M_LOG_ID, M_SEALED, M_SEALING, M_SEALING_RUNS, ORIGINS,
-    Positions, QUARANTINE, RUNS, Run, RunWriter, SEALED_SPACES, STREAMS, TOKENS_TREE, TREE,
-    event_place, key, read_u64,
+    Positions, QUARANTINE, RUNS, Run, RunWriter, SEALED_SPACES, STREAMS, TAKEN_OVER, TOKENS_TREE,
+    TREE, event_place, key, read_u64,
 };
 pub use self::log::{HubLog, LoggedEvent, OriginBinding, PULL_MAX_SCANNED, PullPage, PushOutcome};
 pub use self::memory::MemoryLog;
@@ -855,12 +855,14 @@ impl HubStore {
             }
         }
         let signed: BTreeSet<Uuid> = keys.keys().copied().collect();
+        let transfers = self.known_transfers(&events)?;
         let policy = Policy {
             today,
             roster: self.roster.as_ref(),
             now_ms,
             max_clock_skew_ms: self.max_clock_skew_ms,
             signed: Some(&signed),
+            transfers: Some(&transfers),
         };
         let mut resent = HashMap::new();
         for (origin, seq, event_id) in ingest::resent(&events, &origins) {
@@ -911,6 +913,17 @@ impl HubStore {
                     }
                     hub_seq = run.push(&raw);
                     batch.insert(key(IDS, &[&event.event_id]), &hub_seq.to_be_bytes());
+                    if let Some(body @ station_proto::Body::CaseTransferAccepted(_)) = &event.body
+                        && let Some((case, _)) = ingest::answered_request(body)
+                    {
+                        batch.insert(
+                            key(
+                                TAKEN_OVER,
+                                &[case.as_bytes(), event.station_code.as_bytes()],
+                            ),
+                            &[],
+                        );
+                    }
                     streams.entry(event.station_code).or_default().push(hub_seq);
                 }
                 Verdict::Quarantine(q) => {
@@ -1182,6 +1195,35 @@ impl HubStore {
             .get(key(IDS, &[event_id]))?
             .map(|v| read_u64(&v))
             .transpose()
+    }
+
+    /// What the log holds of the transfers `events` touch: the requests
+    /// their answers name, and the stations that took their cases over.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn known_transfers(&self, events: &[Event]) -> Result<ingest::KnownTransfers, HubError> {
+        let mut known = ingest::KnownTransfers::default();
+        for body in events.iter().filter_map(|e| e.body.as_ref()) {
+            if let Some((_, request)) = ingest::answered_request(body)
+                && let Some(position) = self.position_of(request.as_bytes())?
+                && let Some(found) = self
+                    .event_at(position)?
+                    .and_then(|e| ingest::requested_transfer(e.body.as_ref()?))
+            {
+                known.requests.insert(request, found);
+            }
+            if let Some(case) = station_proto::case::case_of(body) {
+                let prefix = key(TAKEN_OVER, &[case.as_bytes()]);
+                for item in self.tree.scan_prefix(&prefix).keys() {
+                    let k = item?;
+                    if let Ok(station) = std::str::from_utf8(&k[prefix.len()..]) {
+                        known.taken_over.insert((case, station.to_owned()));
+                    }
+                }
+            }
+        }
+        Ok(known)
     }
 
     /// The station of the case `case` opened, when the log holds its

@@ -5,8 +5,9 @@ use station_proto::ids::Uuid;
 use station_proto::v1::Category;
 use station_proto::v1::{
     ActivityHeld, ActivityKind, CaseAssessed, CaseClosed, CaseOpened, CaseReopened, CaseSource,
-    CasesMerged, DuplicateDismissed, EventVoided, Gender, GroupSessionHeld, ResourceKind,
-    ResourceLinked, Tier, TrainingHeld, TrainingKind, VisitKind, VisitRecorded,
+    CaseTransferAccepted, CaseTransferDeclined, CaseTransferRequested, CasesMerged,
+    DuplicateDismissed, EventVoided, Gender, GroupSessionHeld, ResourceKind, ResourceLinked, Tier,
+    TrainingHeld, TrainingKind, VisitKind, VisitRecorded,
 };
 use station_proto::{Body, Event};
 
@@ -210,6 +211,34 @@ pub fn dismissed(case: Uuid, of: Uuid, on: &str) -> Body {
         duplicate_of_case_id: of.as_bytes().to_vec(),
         reason: "身份证号录错，是两个人".into(),
         dismissed_on: on.into(),
+    })
+}
+
+pub fn transfer_requested(case: Uuid, to: &str, on: &str) -> Body {
+    Body::CaseTransferRequested(CaseTransferRequested {
+        case_id: case.as_bytes().to_vec(),
+        to_station_code: to.into(),
+        reason: "全家迁居".into(),
+        requested_on: on.into(),
+    })
+}
+
+pub fn transfer_accepted(case: Uuid, request: Uuid, community: &str, on: &str) -> Body {
+    Body::CaseTransferAccepted(CaseTransferAccepted {
+        case_id: case.as_bytes().to_vec(),
+        request_id: request.as_bytes().to_vec(),
+        community_code: community.into(),
+        accepted_on: on.into(),
+        note: String::new(),
+    })
+}
+
+pub fn transfer_declined(case: Uuid, request: Uuid, on: &str) -> Body {
+    Body::CaseTransferDeclined(CaseTransferDeclined {
+        case_id: case.as_bytes().to_vec(),
+        request_id: request.as_bytes().to_vec(),
+        reason: "不在本站辖区".into(),
+        declined_on: on.into(),
     })
 }
 

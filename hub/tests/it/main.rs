@@ -33,6 +33,7 @@ mod signatures;
 mod store;
 mod sync;
 mod takeover;
+mod transfers;
 mod trust;
 mod vault;
 mod web;

@@ -304,6 +304,43 @@ pub enum CaseCommand {
         #[arg(long)]
         date: Option<String>,
     },
+    /// Asks another station to take a file of this station over (转移申请),
+    /// with the reason; prints the request's event id.
+    Transfer {
+        /// The file: its id, 档案编号, or a prefix of its id.
+        #[arg(long)]
+        case: String,
+        /// The 9-digit code of the station asked to take the file.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// Takes over a file another station asked this one to take (接收转移).
+    AcceptTransfer {
+        /// The request's event id.
+        #[arg(long)]
+        request: String,
+        /// The community of this station the person now lives in (12 digits).
+        #[arg(long)]
+        community: String,
+        #[arg(long)]
+        note: Option<String>,
+        #[arg(long)]
+        date: Option<String>,
+    },
+    /// Declines a transfer request addressed to this station (拒绝转移).
+    DeclineTransfer {
+        /// The request's event id.
+        #[arg(long)]
+        request: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        date: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

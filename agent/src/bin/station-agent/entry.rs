@@ -15,9 +15,9 @@ use station_proto::id_number as gb11643;
 use station_proto::ids::Uuid;
 use station_proto::v1::{
     ActivityHeld, BeneficiaryVerified, CaseAssessed, CaseClosed, CaseNoteAdded, CaseOpened,
-    CaseReopened, CasesMerged, DuplicateDismissed, EventVoided, Gender, GroupSessionHeld,
-    GuardianCalled, ResourceLinked, ReviewApproved, ReviewRequested, ReviewReturned, Tier,
-    TrainingHeld, VisitRecorded,
+    CaseReopened, CaseTransferAccepted, CaseTransferDeclined, CaseTransferRequested, CasesMerged,
+    DuplicateDismissed, EventVoided, Gender, GroupSessionHeld, GuardianCalled, ResourceLinked,
+    ReviewApproved, ReviewRequested, ReviewReturned, Tier, TrainingHeld, VisitRecorded,
 };
 use station_proto::{Body, json, money};
 
@@ -186,6 +186,40 @@ pub fn body_of(command: Command, resolve: ResolveCase<'_>) -> Result<Body, Input
             )?,
             reason,
             dismissed_on: date_or_today(date),
+        }),
+        Command::Case(CaseCommand::Transfer {
+            case,
+            to,
+            reason,
+            date,
+        }) => Body::CaseTransferRequested(CaseTransferRequested {
+            case_id: case_bytes(resolve, "case_transfer_requested.case_id", &case)?,
+            to_station_code: to,
+            reason,
+            requested_on: date_or_today(date),
+        }),
+        Command::Case(CaseCommand::AcceptTransfer {
+            request,
+            community,
+            note,
+            date,
+        }) => Body::CaseTransferAccepted(CaseTransferAccepted {
+            // Filled from the request by the engine.
+            case_id: Vec::new(),
+            request_id: id_bytes("case_transfer_accepted.request_id", &request)?,
+            community_code: community,
+            accepted_on: date_or_today(date),
+            note: note.unwrap_or_default(),
+        }),
+        Command::Case(CaseCommand::DeclineTransfer {
+            request,
+            reason,
+            date,
+        }) => Body::CaseTransferDeclined(CaseTransferDeclined {
+            case_id: Vec::new(),
+            request_id: id_bytes("case_transfer_declined.request_id", &request)?,
+            reason,
+            declined_on: date_or_today(date),
         }),
         Command::Visit(args) => Body::VisitRecorded(VisitRecorded {
             case_id: case_bytes(resolve, "visit_recorded.case_id", &args.case)?,

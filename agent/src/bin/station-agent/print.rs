@@ -141,10 +141,12 @@ pub fn cases(
                     c.case_id,
                     pad(file_number(c), FILE_NUMBER_WIDTH),
                     c.community_code,
-                    match (c.status, c.merged_into) {
-                        (_, Some(_)) => "merged",
-                        (CaseStatus::Open, None) => "open",
-                        (CaseStatus::Closed, None) => "closed",
+                    match (c.status, c.merged_into, &c.transferred_to) {
+                        (_, Some(_), _) => "merged",
+                        (CaseStatus::Open, None, _) => "open",
+                        // Transferred to another station: a closed stub here.
+                        (CaseStatus::Closed, None, Some(_)) => "moved",
+                        (CaseStatus::Closed, None, None) => "closed",
                     },
                     pad(tier_label(c.tier), 6),
                     c.last_visit.map_or("-".into(), |d| d.to_string()),

@@ -21,8 +21,10 @@ mod overdue;
 mod quarantine;
 mod reviews;
 mod timeline;
+mod transfers;
 mod trends;
 
+pub use transfers::{PendingTransfer, PendingTransfers};
 pub use trends::{MetricTrend, StationTrend, TREND_MONTHS, Trends};
 
 use std::collections::BTreeMap;
@@ -126,7 +128,8 @@ fn origin_stats(tree: &sled::Tree) -> Result<BTreeMap<Uuid, OriginStats>, Projec
         .collect()
 }
 
-/// A case's station (of its `CaseOpened`, else of its first event),
+/// A case's station (holding it: of its `CaseOpened` unless transferred,
+/// else of its first event),
 /// whether it is opened, and its facts.
 fn case_record(
     tree: &sled::Tree,
@@ -140,6 +143,7 @@ fn case_record(
     let facts = codec::decode_case(&bytes, stations)?;
     let opened = fold::case_station(case_id, &facts);
     let station = opened
+        .as_ref()
         .or_else(|| facts.first().map(|f| &f.station))
         .map(|s| s.to_string())
         .unwrap_or_default();

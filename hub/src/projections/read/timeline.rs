@@ -104,13 +104,15 @@ impl Projections {
                 joined.extend(fold::MergeGraph::facts(&linked, file).iter().cloned());
             }
         }
-        // Once the case is opened, only its own station's entries belong to
-        // it: one of another station that reached the log before the opening
-        // (and so could not be quarantined) is left out.
+        // Once the case is opened, only the entries of the stations that held
+        // it (and the transfer answers that took effect) belong to it: one of
+        // another station that reached the log before the opening (and so
+        // could not be quarantined) is left out.
+        let chain = fold::transfers(case_id, &facts);
         for fact in facts
             .iter()
             .chain(&joined)
-            .filter(|f| !opened || *f.station == *station)
+            .filter(|f| !opened || chain.as_ref().is_none_or(|chain| fold::belongs(chain, f)))
         {
             ids.push((fact.id, fact.voided_by));
             if fact.voided_by.is_some()
