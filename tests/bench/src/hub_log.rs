@@ -38,8 +38,17 @@ fn push_all(log: Arc<dyn HubLog + Send + Sync>, devices: &[Device]) -> anyhow::R
                 let log = Arc::clone(&log);
                 scope.spawn(move || -> anyhow::Result<()> {
                     for batch in &device.batches {
-                        let now_ms = chrono::Utc::now().timestamp_millis();
-                        log.push(batch.clone(), today, now_ms)?;
+                        // A push that fails was not acknowledged: the device
+                        // sends it again, as the agent does.
+                        let mut attempts = 0;
+                        loop {
+                            let now_ms = chrono::Utc::now().timestamp_millis();
+                            match log.push(batch.clone(), today, now_ms) {
+                                Ok(_) => break,
+                                Err(error) if attempts >= 5 => return Err(error.into()),
+                                Err(_) => attempts += 1,
+                            }
+                        }
                     }
                     Ok(())
                 })
