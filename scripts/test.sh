@@ -5,6 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The hub's JetStream log is tested against real nats-server processes
+# (scripts/nats-server.sh installs the pinned server under target/ once).
+# Without it those tests skip, unless STATION_REQUIRE_NATS=1.
+if [[ -z ${STATION_NATS_SERVER:-} ]] && server="$(scripts/nats-server.sh path)"; then
+    export STATION_NATS_SERVER="$server"
+fi
+
 # With the mobile bindgen feature, so that the build of the bindings below
 # resolves features the same way and reuses everything built here.
 cargo test --workspace --features station-mobile/bindgen

@@ -149,6 +149,99 @@ pub struct StoreRules {
     pub cipher: Option<station_agent::seal::Algorithm>,
 }
 
+/// Where the hub's log lives (`[log]`): the embedded sled store (the
+/// default), or a NATS JetStream cluster for deployments that must survive
+/// losing a machine (the `jetstream` cargo feature).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogRules {
+    /// `sled` or `jetstream`.
+    #[serde(default)]
+    pub engine: LogEngine,
+    /// NATS server URLs (`nats://host:4222`), any nodes of the cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<String>,
+    /// A NATS credentials file (JWT and NKey seed), relative to the
+    /// configuration file's folder, when the cluster wants one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<PathBuf>,
+    /// Replicas of the stream and its buckets: 3 in production.
+    #[serde(default = "LogRules::default_replicas")]
+    pub replicas: usize,
+    /// The stream's name; its buckets and subjects are named after it.
+    #[serde(default = "LogRules::default_stream")]
+    pub stream: String,
+}
+
+/// Which implementation of the hub's log (`[log] engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogEngine {
+    /// The embedded sled store in the data folder.
+    #[default]
+    Sled,
+    /// A NATS JetStream cluster.
+    Jetstream,
+}
+
+impl LogRules {
+    fn default_replicas() -> usize {
+        3
+    }
+
+    fn default_stream() -> String {
+        "STATION_LOG".into()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.engine == LogEngine::Jetstream && self.servers.is_empty() {
+            return Err(ConfigError::Invalid(
+                "log.servers: engine \"jetstream\" needs at least one NATS server".into(),
+            ));
+        }
+        for server in &self.servers {
+            if !(server.starts_with("nats://") || server.starts_with("tls://"))
+                || server.contains(char::is_whitespace)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "log.servers: `{server}` is not a nats:// or tls:// URL"
+                )));
+            }
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err(ConfigError::Invalid(format!(
+                "log.replicas: {} is not between 1 and 5",
+                self.replicas
+            )));
+        }
+        if self.stream.is_empty()
+            || self.stream.len() > 32
+            || !self
+                .stream
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ConfigError::Invalid(format!(
+                "log.stream: `{}` must be 1 to 32 letters, digits, '_' or '-'",
+                self.stream
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Default for LogRules {
+    fn default() -> Self {
+        Self {
+            engine: LogEngine::Sled,
+            servers: Vec::new(),
+            credentials: None,
+            replicas: Self::default_replicas(),
+            stream: Self::default_stream(),
+        }
+    }
+}
+
 /// What the hub shows of persons (`[privacy]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -268,6 +361,9 @@ pub struct HubConfig {
     /// The store's key file and cipher.
     #[serde(default)]
     pub store: StoreRules,
+    /// Where the hub's log lives (`[log]`).
+    #[serde(default)]
+    pub log: LogRules,
     /// The roster; events of other stations are quarantined.
     pub stations: Vec<Station>,
 }
@@ -328,6 +424,7 @@ impl HubConfig {
             )));
         }
         check_name("district.name", &d.name)?;
+        self.log.validate()?;
         if let Some(bo) = &d.name_bo {
             check_name("district.name_bo", bo)?;
         }
@@ -508,6 +605,39 @@ mod tests {
         assert_eq!(zedang.communities[10].code, "540502001011");
         let again = HubConfig::from_toml(&config.to_toml().unwrap()).unwrap();
         assert_eq!(again, config);
+    }
+
+    #[test]
+    fn the_log_section_selects_the_engine_and_checks_its_cluster() {
+        let builtin = HubConfig::builtin().unwrap();
+        assert_eq!(builtin.log, LogRules::default());
+        assert_eq!(builtin.log.engine, LogEngine::Sled);
+        let toml = builtin.to_toml().unwrap();
+        let start = toml.find("[log]\n").unwrap();
+        let end = toml[start..]
+            .find("\n\n")
+            .map_or(toml.len(), |end| start + end + 1);
+        let with = |section: &str| format!("{}[log]\n{section}{}", &toml[..start], &toml[end..]);
+        let config = HubConfig::from_toml(&with(
+            "engine = \"jetstream\"\nservers = [\"nats://10.0.0.1:4222\", \"nats://10.0.0.2:4222\"]\n\
+             credentials = \"hub.creds\"\nreplicas = 3\nstream = \"NEDONG\"\n",
+        ))
+        .unwrap();
+        assert_eq!(config.log.engine, LogEngine::Jetstream);
+        assert_eq!(config.log.servers.len(), 2);
+        assert_eq!(config.log.stream, "NEDONG");
+        let again = HubConfig::from_toml(&config.to_toml().unwrap()).unwrap();
+        assert_eq!(again, config);
+        for wrong in [
+            "engine = \"jetstream\"\n",
+            "engine = \"kafka\"\n",
+            "servers = [\"10.0.0.1:4222\"]\n",
+            "replicas = 0\n",
+            "stream = \"a.b\"\n",
+            "speed = 1\n",
+        ] {
+            assert!(HubConfig::from_toml(&with(wrong)).is_err(), "{wrong}");
+        }
     }
 
     #[test]

@@ -208,7 +208,7 @@ pub struct Policy<'a> {
 }
 
 /// What the log holds of transfers, as the foreign-case rule reads it.
-pub trait TransferLookup: std::fmt::Debug {
+pub trait TransferLookup: std::fmt::Debug + Sync {
     /// The case and the addressed station of the transfer request whose
     /// event id is `request`, when the log holds it.
     fn request(&self, request: Uuid) -> Option<(Uuid, String)>;

@@ -157,6 +157,21 @@ enum Command {
         #[arg(long, required_unless_present = "print_default")]
         check: Option<PathBuf>,
     },
+    /// Copies the hub's log from its sled store in --data into the NATS
+    /// JetStream cluster that the configuration's `[log]` names (engine
+    /// "jetstream"): every event at its hub position with its receive time,
+    /// and every origin's state, token binding, quarantined events and
+    /// signed heads. The hub must not be running. Run again after an
+    /// interruption, it carries on where it stopped.
+    #[cfg(feature = "jetstream")]
+    Migrate {
+        /// The hub's data folder.
+        #[arg(long, default_value = "./hub-data")]
+        data: PathBuf,
+        /// The configuration whose `[log]` names the cluster.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Lists the events held in quarantine, with their reasons.
     Quarantine {
         /// The hub's data folder.
@@ -290,6 +305,53 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<HubConfig> {
         Some(path) => HubConfig::load(path)?,
         None => HubConfig::builtin()?,
     })
+}
+
+/// `station-hub migrate`: the sled log of `data` into the cluster of
+/// `config`'s `[log]`.
+#[cfg(feature = "jetstream")]
+fn migrate(
+    data: &std::path::Path,
+    config: &std::path::Path,
+    key_file: Option<&std::path::Path>,
+    cipher: station_agent::seal::Algorithm,
+) -> anyhow::Result<()> {
+    use station_hub::config::LogEngine;
+    use station_hub::store::{JetStreamLog, JetStreamOptions};
+    let hub_config = HubConfig::load(config)?;
+    let log = &hub_config.log;
+    anyhow::ensure!(
+        log.engine == LogEngine::Jetstream,
+        "{}: [log] engine must be \"jetstream\" to migrate into the cluster it names",
+        config.display()
+    );
+    let folder = config.parent().unwrap_or(std::path::Path::new("."));
+    let options = JetStreamOptions {
+        servers: log.servers.clone(),
+        credentials: log.credentials.as_ref().map(|c| folder.join(c)),
+        replicas: log.replicas,
+        stream: log.stream.clone(),
+        ..JetStreamOptions::default()
+    };
+    let key = store_key(data, key_file, cipher, false)?;
+    let store = open_store(data, admin::COMMAND_CACHE, key)?;
+    let started = std::time::Instant::now();
+    let cluster = JetStreamLog::open(&options)
+        .with_context(|| format!("cannot open the JetStream log {}", options.stream))?;
+    let done = cluster
+        .import(&store)
+        .with_context(|| format!("cannot migrate {} into {}", data.display(), options.stream))?;
+    println!(
+        "migrated {} events, {} origins ({} bound to tokens), {} quarantined events and {} signed heads into stream {} in {:.2} s",
+        done.events,
+        done.origins,
+        done.bindings,
+        done.quarantined,
+        done.heads,
+        options.stream,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn open_store(
@@ -750,6 +812,8 @@ fn main() -> anyhow::Result<()> {
                 ),
             }
         }
+        #[cfg(feature = "jetstream")]
+        Command::Migrate { data, config } => migrate(&data, &config, key_file, cipher)?,
         Command::Quarantine { data } => {
             let key = store_key(&data, key_file, cipher, false)?;
             let store = open_store(&data, admin::COMMAND_CACHE, key)?;

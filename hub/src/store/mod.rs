@@ -7,6 +7,8 @@
 //!   `verify` and for stores written before the hub kept chains;
 //! - [`log`]: the [`HubLog`] contract and the types it exchanges;
 //! - [`memory`]: [`MemoryLog`], the reference implementation;
+//! - `jetstream` (cargo feature `jetstream`): `JetStreamLog`, the log on a
+//!   NATS JetStream cluster;
 //! - [`tokens`]: the `tokens` tree;
 //! - [`migrate`]: format 1 → 2 on open, crash-safe.
 //!
@@ -23,6 +25,8 @@
 pub mod backup;
 pub mod chains;
 pub mod format;
+#[cfg(feature = "jetstream")]
+pub mod jetstream;
 pub mod log;
 pub mod memory;
 pub mod migrate;
@@ -44,6 +48,8 @@ use self::format::{
     Positions, QUARANTINE, RUNS, Run, RunWriter, SEALED_SPACES, STREAMS, TAKEN_OVER, TOKENS_TREE,
     TREE, event_place, key, read_u64,
 };
+#[cfg(feature = "jetstream")]
+pub use self::jetstream::{Imported, JetStreamLog, JetStreamOptions, Replica};
 pub use self::log::{HubLog, LoggedEvent, OriginBinding, PULL_MAX_SCANNED, PullPage, PushOutcome};
 pub use self::memory::MemoryLog;
 pub use self::migrate::MigrationOptions;

@@ -17,6 +17,9 @@
 //!   link, against the uplink's link limit;
 //! - `hub-ingest` ([`ingest`]): devices pushing concurrently to a real hub
 //!   on loopback, against raw sled batch inserts of the same bytes;
+//! - `hub-log` ([`hub_log`]): the hub's log alone on JetStream, over one
+//!   node (R1) and three (R3) on loopback, against the embedded sled store,
+//!   the same devices' batches;
 //! - `projection-rebuild` and `query-latency` ([`projections`]): a generated
 //!   hub log, rebuilt into projections and queried, against a raw scan and
 //!   decode of the same log;
@@ -34,6 +37,7 @@
 
 mod append;
 mod hostile;
+mod hub_log;
 mod ingest;
 mod mobile;
 mod pouchdb;
@@ -68,11 +72,12 @@ struct Args {
 }
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "durable-append",
     "sync-backlog",
     "relay",
     "hub-ingest",
+    "hub-log",
     "projection-rebuild",
     "query-latency",
     "hostile-load",
@@ -367,6 +372,10 @@ fn main() -> anyhow::Result<()> {
     if wanted("hub-ingest") {
         progress!("hub-ingest");
         runtime.block_on(ingest::run(quick, &mut rows))?;
+    }
+    if wanted("hub-log") {
+        progress!("hub-log");
+        hub_log::run(quick, &mut rows)?;
     }
     let rebuild = wanted("projection-rebuild");
     let queries = wanted("query-latency");

@@ -6,11 +6,12 @@
 
 use std::process::Command;
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "durable-append",
     "sync-backlog",
     "relay",
     "hub-ingest",
+    "hub-log",
     "projection-rebuild",
     "query-latency",
     "mobile",

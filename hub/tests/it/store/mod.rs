@@ -3,5 +3,9 @@
 
 mod archive;
 mod fixture;
+#[cfg(feature = "jetstream")]
+mod jetstream;
 mod migration;
 mod model;
+#[cfg(feature = "jetstream")]
+mod nats;

@@ -1,9 +1,12 @@
-//! The sled store against the reference: the same random operations (push,
-//! resend, gap, mixed batches, hello, reopen, pull) run on a [`HubStore`] and
-//! on a [`MemoryLog`], and every answer of the [`HubLog`] contract must
-//! agree, after each operation and across reopenings of the sled store.
+//! The stored logs against the reference: the same random operations (push,
+//! resend, gap, mixed batches, hello, reopen, pull) run on a [`HubStore`]
+//! (and, with the `jetstream` feature, on a `JetStreamLog` over a real
+//! `nats-server`) and on a [`MemoryLog`], and every answer of the [`HubLog`]
+//! contract must agree, after each operation and across reopenings of the
+//! stored log.
 
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 use station_hub::store::{HubLog, HubStore, MemoryLog};
 use station_proto::Event;
 
@@ -32,7 +35,7 @@ enum Op {
     Mixed { first: usize, second: usize },
     /// A `Hello`.
     Hello { device: usize, head: u64 },
-    /// The sled store is closed and opened again.
+    /// The stored log is closed and opened again.
     Reopen,
     /// A page of a station.
     Pull {
@@ -96,56 +99,59 @@ fn streams(invalid: &[bool], copy_at: usize) -> Vec<(Device, Vec<Event>)> {
     streams
 }
 
-struct Pair {
-    dir: tempfile::TempDir,
-    sled: Option<HubStore>,
+/// Opens the stored log under test, again on the same data at each call.
+type Open<'a> = &'a dyn Fn() -> Box<dyn HubLog>;
+
+struct Pair<'a> {
+    open: Open<'a>,
+    stored: Option<Box<dyn HubLog>>,
     memory: MemoryLog,
     now_ms: i64,
 }
 
-impl Pair {
-    fn sled(&self) -> &HubStore {
-        self.sled.as_ref().unwrap()
+impl Pair<'_> {
+    fn stored(&self) -> &dyn HubLog {
+        self.stored.as_deref().unwrap()
     }
 
     fn push(&mut self, batch: Vec<Event>) {
         self.now_ms += 1000;
-        let sled = HubLog::push(self.sled(), batch.clone(), today(), self.now_ms);
+        let stored = HubLog::push(self.stored(), batch.clone(), today(), self.now_ms);
         let memory = self.memory.push(batch, today(), self.now_ms);
-        match (sled, memory) {
+        match (stored, memory) {
             (Ok(s), Ok(m)) => assert_eq!(s, m),
             (Err(s), Err(m)) => assert_eq!(s.to_string(), m.to_string()),
-            (s, m) => panic!("sled {s:?}, memory {m:?}"),
+            (s, m) => panic!("stored {s:?}, memory {m:?}"),
         }
     }
 
     /// Every answer that does not depend on arguments agrees.
     fn agree(&self, streams: &[(Device, Vec<Event>)]) {
-        let (sled, memory) = (self.sled(), &self.memory);
-        assert_eq!(HubLog::event_count(sled), memory.event_count());
+        let (stored, memory) = (self.stored(), &self.memory);
+        assert_eq!(HubLog::event_count(stored), memory.event_count());
         assert_eq!(
-            HubLog::events_after(sled, 0, usize::MAX).unwrap(),
+            HubLog::events_after(stored, 0, usize::MAX).unwrap(),
             memory.events_after(0, usize::MAX).unwrap()
         );
-        assert_eq!(HubLog::origins(sled).unwrap(), memory.origins().unwrap());
+        assert_eq!(HubLog::origins(stored).unwrap(), memory.origins().unwrap());
         assert_eq!(
-            HubLog::quarantine(sled).unwrap(),
+            HubLog::quarantine(stored).unwrap(),
             memory.quarantine().unwrap()
         );
         for station in [ZEDANG, CHANGZHU] {
             assert_eq!(
-                HubLog::station_head(sled, station).unwrap(),
+                HubLog::station_head(stored, station).unwrap(),
                 memory.station_head(station).unwrap()
             );
         }
         for (device, events) in streams {
             assert_eq!(
-                HubLog::origin(sled, device.origin).unwrap(),
+                HubLog::origin(stored, device.origin).unwrap(),
                 memory.origin(device.origin).unwrap()
             );
             for event in events {
                 assert_eq!(
-                    HubLog::position_of(sled, &event.event_id).unwrap(),
+                    HubLog::position_of(stored, &event.event_id).unwrap(),
                     memory.position_of(&event.event_id).unwrap()
                 );
             }
@@ -153,7 +159,7 @@ impl Pair {
     }
 }
 
-fn next_seq(pair: &Pair, device: &Device) -> u64 {
+fn next_seq(pair: &Pair<'_>, device: &Device) -> u64 {
     pair.memory.origin(device.origin).unwrap().durable_through + 1
 }
 
@@ -166,64 +172,131 @@ fn from_seq(events: &[Event], seq: u64, count: usize) -> Vec<Event> {
         .collect()
 }
 
+/// Runs `ops` on the stored log `open` gives and on the reference.
+fn run_case(
+    open: Open<'_>,
+    ops: Vec<Op>,
+    invalid: &[bool],
+    copy_at: usize,
+) -> Result<(), TestCaseError> {
+    let streams = streams(invalid, copy_at);
+    let mut pair = Pair {
+        open,
+        stored: Some(open()),
+        memory: MemoryLog::new(),
+        now_ms: 1_750_000_000_000,
+    };
+    for op in ops {
+        match op {
+            Op::Push { device, count } => {
+                let (d, events) = &streams[device];
+                let batch = from_seq(events, next_seq(&pair, d), count);
+                pair.push(batch);
+            }
+            Op::Resend {
+                device,
+                back,
+                count,
+            } => {
+                let (d, events) = &streams[device];
+                let from = next_seq(&pair, d).saturating_sub(back);
+                pair.push(from_seq(events, from, count));
+            }
+            Op::Gap { device } => {
+                let (d, events) = &streams[device];
+                pair.push(from_seq(events, next_seq(&pair, d) + 1, 2));
+            }
+            Op::Mixed { first, second } => {
+                let mut batch = Vec::new();
+                for device in [first, second] {
+                    let (d, events) = &streams[device];
+                    batch.extend(from_seq(events, next_seq(&pair, d), 1));
+                }
+                pair.push(batch);
+            }
+            Op::Hello { device, head } => {
+                let d = &streams[device].0;
+                pair.now_ms += 1000;
+                let now = pair.now_ms;
+                let s = pair
+                    .stored()
+                    .hello(d.origin, &d.station, head, now + 5, now)
+                    .unwrap();
+                let m = pair
+                    .memory
+                    .hello(d.origin, &d.station, head, now + 5, now)
+                    .unwrap();
+                prop_assert_eq!(s, m);
+            }
+            Op::Reopen => {
+                drop(pair.stored.take());
+                pair.stored = Some((pair.open)());
+            }
+            Op::Pull {
+                station,
+                after,
+                max_events,
+                max_bytes,
+                skip,
+            } => {
+                let station = [ZEDANG, CHANGZHU][station];
+                let skip = skip.map(|d| streams[d].0.origin);
+                let s = pair
+                    .stored()
+                    .pull_for(station, after, max_events, max_bytes, skip)
+                    .unwrap();
+                let m = pair
+                    .memory
+                    .pull_for(station, after, max_events, max_bytes, skip)
+                    .unwrap();
+                prop_assert_eq!(s, m);
+            }
+        }
+        pair.agree(&streams);
+    }
+    Ok(())
+}
+
+fn case() -> impl Strategy<Value = (Vec<Op>, Vec<bool>, usize)> {
+    (
+        proptest::collection::vec(op(), 1..40),
+        proptest::collection::vec(proptest::bool::weighted(0.15), 30),
+        0..EVENTS,
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn sled_agrees_with_the_reference(
-        ops in proptest::collection::vec(op(), 1..40),
-        invalid in proptest::collection::vec(proptest::bool::weighted(0.15), 30),
-        copy_at in 0..EVENTS,
-    ) {
-        let streams = streams(&invalid, copy_at);
+    fn sled_agrees_with_the_reference((ops, invalid, copy_at) in case()) {
         let dir = tempfile::tempdir().unwrap();
-        let sled = HubStore::open(dir.path(), 1 << 20).unwrap();
-        let mut pair = Pair { dir, sled: Some(sled), memory: MemoryLog::new(), now_ms: 1_750_000_000_000 };
-        for op in ops {
-            match op {
-                Op::Push { device, count } => {
-                    let (d, events) = &streams[device];
-                    let batch = from_seq(events, next_seq(&pair, d), count);
-                    pair.push(batch);
-                }
-                Op::Resend { device, back, count } => {
-                    let (d, events) = &streams[device];
-                    let from = next_seq(&pair, d).saturating_sub(back);
-                    pair.push(from_seq(events, from, count));
-                }
-                Op::Gap { device } => {
-                    let (d, events) = &streams[device];
-                    pair.push(from_seq(events, next_seq(&pair, d) + 1, 2));
-                }
-                Op::Mixed { first, second } => {
-                    let mut batch = Vec::new();
-                    for device in [first, second] {
-                        let (d, events) = &streams[device];
-                        batch.extend(from_seq(events, next_seq(&pair, d), 1));
-                    }
-                    pair.push(batch);
-                }
-                Op::Hello { device, head } => {
-                    let d = &streams[device].0;
-                    pair.now_ms += 1000;
-                    let now = pair.now_ms;
-                    let s = HubLog::hello(pair.sled(), d.origin, &d.station, head, now + 5, now).unwrap();
-                    let m = pair.memory.hello(d.origin, &d.station, head, now + 5, now).unwrap();
-                    prop_assert_eq!(s, m);
-                }
-                Op::Reopen => {
-                    drop(pair.sled.take());
-                    pair.sled = Some(HubStore::open(pair.dir.path(), 1 << 20).unwrap());
-                }
-                Op::Pull { station, after, max_events, max_bytes, skip } => {
-                    let station = [ZEDANG, CHANGZHU][station];
-                    let skip = skip.map(|d| streams[d].0.origin);
-                    let s = HubLog::pull_for(pair.sled(), station, after, max_events, max_bytes, skip).unwrap();
-                    let m = pair.memory.pull_for(station, after, max_events, max_bytes, skip).unwrap();
-                    prop_assert_eq!(s, m);
-                }
-            }
-            pair.agree(&streams);
-        }
+        let open = || Box::new(HubStore::open(dir.path(), 1 << 20).unwrap()) as Box<dyn HubLog>;
+        run_case(&open, ops, &invalid, copy_at)?;
     }
+}
+
+/// The same operations on a `JetStreamLog` over one real node (R1), each
+/// case on a stream of its own; reopening connects again and reads the
+/// stream back.
+#[cfg(feature = "jetstream")]
+#[test]
+fn jetstream_agrees_with_the_reference() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let Some(cluster) = super::nats::Cluster::single() else {
+        return;
+    };
+    let cases = AtomicUsize::new(0);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 24,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&case(), |(ops, invalid, copy_at)| {
+            let stream = format!("MODEL{}", cases.fetch_add(1, Ordering::Relaxed));
+            let options = cluster.options(&stream, 1);
+            let open = || Box::new(cluster.open(&options)) as Box<dyn HubLog>;
+            run_case(&open, ops, &invalid, copy_at)
+        })
+        .unwrap();
 }
