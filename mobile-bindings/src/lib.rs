@@ -27,6 +27,7 @@
 
 uniffi::setup_scaffolding!();
 
+pub mod directory;
 pub mod entries;
 pub mod error;
 pub mod keys;
@@ -34,6 +35,7 @@ pub mod store;
 pub mod sync;
 pub mod views;
 
+pub use directory::DirectoryState;
 pub use entries::{
     ActivityKind, Assessment, CallOutcome, CaseClosing, CaseMerging, CaseNote, CaseOpening,
     CaseReopening, CaseSource, Category, CommunityActivity, DuplicateDismissal, Gender,

@@ -684,7 +684,11 @@ impl FieldStore {
         Ok(self.agent()?.resolve_case(field, case_id)?.to_string())
     }
 
-    fn record(&self, entry_id: Option<String>, body: Body) -> Result<Recorded, FieldError> {
+    pub(crate) fn record(
+        &self,
+        entry_id: Option<String>,
+        body: Body,
+    ) -> Result<Recorded, FieldError> {
         let event_id = parse_entry_id(entry_id.as_deref())?;
         let recorded = self
             .agent()?

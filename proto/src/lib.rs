@@ -32,6 +32,7 @@
 pub mod case;
 pub mod chain;
 pub mod codec;
+pub mod directory;
 pub mod file_number;
 pub mod id_number;
 pub mod ids;

@@ -210,6 +210,9 @@ pub(super) struct Edge {
     wipe_head: Option<u64>,
     /// Set once the device is wiped: nothing more is done.
     wiped: Option<Wiped>,
+    /// The last page of the district directory left more after it: the
+    /// round pulls on once the station stream is caught up.
+    directory_behind: bool,
 }
 
 impl Edge {
@@ -279,6 +282,7 @@ impl Edge {
             announced_head: 0,
             wipe_head: None,
             wiped: None,
+            directory_behind: false,
         })
     }
 
@@ -376,6 +380,15 @@ impl Edge {
                      pulling the station's stream again from the start"
                 );
             }
+        }
+        if !answer.directory_key.is_empty() {
+            let key = answer.directory_key.clone();
+            let changed =
+                blocking(&self.agent, move |a| Ok(a.log().set_directory_key(&key)?)).await?;
+            if changed {
+                tracing::info!("the hub gave a district directory key: pulling the directory");
+            }
+            self.directory_behind = true;
         }
         let durable_through = answer.durable_through;
         tracing::debug!(
@@ -525,6 +538,17 @@ impl Edge {
         report: &mut SyncReport,
     ) -> Result<PullProgress, StepError> {
         let mut client = self.client().await?;
+        let (directory_epoch, directory_after) = blocking(&self.agent, |a| {
+            let log = a.log();
+            Ok(match log.keeps_directory()? {
+                true => {
+                    let (epoch, cursor) = log.directory_cursor()?;
+                    (epoch, Some(cursor))
+                }
+                false => (Vec::new(), None),
+            })
+        })
+        .await?;
         let request = self.request(
             PullRequest {
                 station_code: self.station.clone(),
@@ -532,11 +556,14 @@ impl Edge {
                 max_events: plan.max_events,
                 max_bytes: plan.max_bytes,
                 wait_ms: u32::try_from(plan.wait.as_millis()).unwrap_or(u32::MAX),
+                directory_after,
+                directory_epoch,
             },
             plan.deadline,
         );
-        let page = Self::call(Call::Pull, plan.deadline, client.pull(request)).await?;
+        let mut page = Self::call(Call::Pull, plan.deadline, client.pull(request)).await?;
         let bytes = page.encoded_len();
+        let directory = page.directory.take();
         let next_cursor = page.next_cursor;
         let events: Vec<_> = page
             .events
@@ -570,6 +597,23 @@ impl Edge {
             );
         }
         report.pull_cursor = next_cursor;
+        self.directory_behind = false;
+        if let Some(directory) = directory {
+            let applied = blocking(&self.agent, move |a| {
+                Ok(a.log().apply_directory(&directory)?)
+            })
+            .await?;
+            report.directory_lines += applied.lines as u64;
+            report.directory_cursor = applied.cursor;
+            self.directory_behind =
+                !applied.caught_up && (applied.reset || Some(applied.cursor) != directory_after);
+            tracing::debug!(
+                lines = applied.lines,
+                cursor = applied.cursor,
+                reset = applied.reset,
+                "district directory pulled"
+            );
+        }
         Ok(progress)
     }
 
@@ -659,6 +703,14 @@ impl Edge {
         }
         let cursor = blocking(&self.agent, |a| Ok(a.log().pull_cursor()?)).await?;
         if let Some(plan) = self.machine.next_pull(cursor, now()) {
+            self.pull(plan, report).await?;
+            return Ok(Step::Progress);
+        }
+        // The station stream is caught up, the directory not yet (or not
+        // asked for since the Hello): one more pull, without waiting.
+        if self.directory_behind
+            && let Some(plan) = self.machine.pull_now(cursor, now())
+        {
             self.pull(plan, report).await?;
             return Ok(Step::Progress);
         }

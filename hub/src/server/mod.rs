@@ -217,11 +217,13 @@ pub(crate) async fn serve_grpc(
     // calls.
     let authenticator = Authenticator::new(Arc::clone(&store));
     let query = InterceptedService::new(
-        QueryService::new(projections).into_server(),
+        QueryService::new(Arc::clone(&projections)).into_server(),
         authenticator.clone(),
     );
     let disk = Arc::new(DiskReserve::new(store.dir(), options.disk_reserve));
-    let service = SyncService::new(Arc::clone(&store)).with_disk_reserve(Arc::clone(&disk));
+    let service = SyncService::new(Arc::clone(&store))
+        .with_disk_reserve(Arc::clone(&disk))
+        .with_directory(Arc::clone(&projections));
     let stopping = service.clone();
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter

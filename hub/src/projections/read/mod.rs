@@ -14,6 +14,7 @@
 
 mod caseload;
 mod conflicts;
+mod directory;
 mod duplicates;
 mod health;
 mod indicators;
@@ -23,6 +24,7 @@ mod reviews;
 mod timeline;
 mod trends;
 
+pub use directory::{DirectoryChange, DirectoryDelta};
 pub use trends::{MetricTrend, StationTrend, TREND_MONTHS, Trends};
 
 use std::collections::BTreeMap;
