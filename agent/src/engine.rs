@@ -69,6 +69,21 @@ pub enum AgentError {
         /// The open case the person already has.
         case_id: Uuid,
     },
+    /// Opening a file for a person whom the district directory says has an
+    /// open file at another station: the worker confirms with a reason
+    /// (`duplicate_reason`), or asks that station for a transfer. The
+    /// message names the stations, never the person or the ID number.
+    #[error(
+        "{field}: the district directory says this person has an open file at {}; \
+         to open another file here, confirm with a reason, or ask that station for a transfer",
+        .stations.join(", ")
+    )]
+    HeldAtAnotherStation {
+        /// The field the warning is about (`case_opened.id_number`).
+        field: String,
+        /// The names of the stations holding the person's open file.
+        stations: Vec<String>,
+    },
     /// No case this device knows has an id starting with the prefix given.
     #[error("{field}: no case of this station has an id starting with {given}")]
     NoCaseWithPrefix {
@@ -704,10 +719,59 @@ impl Agent {
         }
     }
 
+    /// Warns of a file the district directory says another station holds
+    /// for the person: refused without a reason; with one, the stations it
+    /// names are recorded in the opening.
+    fn check_directory(&self, m: &mut station_proto::v1::CaseOpened) -> Result<(), AgentError> {
+        let own = &self.identity().station_code;
+        let holders: Vec<_> = self
+            .log
+            .directory_holders(&m.id_number)?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|h| h.station_code != *own)
+            .collect();
+        if holders.is_empty() {
+            return Ok(());
+        }
+        if m.duplicate_reason.trim().is_empty() {
+            return Err(AgentError::HeldAtAnotherStation {
+                field: "case_opened.id_number".into(),
+                stations: holders.into_iter().map(|h| h.station_name).collect(),
+            });
+        }
+        let mut codes: Vec<String> = holders.into_iter().map(|h| h.station_code).collect();
+        codes.sort();
+        codes.dedup();
+        m.duplicate_of_stations = codes;
+        Ok(())
+    }
+
+    /// The stations other than this one that the district directory says
+    /// hold an open file for the person of `id_number` (names as the hub
+    /// gave them); empty when none does, or the device holds no directory.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn held_elsewhere(
+        &self,
+        id_number: &str,
+    ) -> Result<Vec<crate::store::DirectoryHolder>, AgentError> {
+        let own = &self.identity().station_code;
+        Ok(self
+            .log
+            .directory_holders(id_number)?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|h| h.station_code != *own)
+            .collect())
+    }
+
     fn check_against_state(&self, body: &mut Body) -> Result<(), AgentError> {
         match body {
             Body::CaseOpened(m) => {
                 self.check_one_open_file("case_opened.id_number", &m.id_number, None)?;
+                self.check_directory(m)?;
             }
             Body::ActivityHeld(_) | Body::GroupSessionHeld(_) | Body::TrainingHeld(_) => {}
             Body::CaseAssessed(m) => {

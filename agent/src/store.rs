@@ -31,9 +31,11 @@
 //! | `n:` tag case_id | empty: the case is open, and its `CaseOpened`'s ID number has the keyed tag `tag` (16 bytes, see below) |
 //! | `m:person_index` | `u32` version of the `n:` key space, present once it is built |
 //! | `j:` absorbed_id survivor_id | empty: an event of case `survivor_id` (voided or not) merges `absorbed_id` into it |
+//! | `m:directory_key`, `m:directory_feed`, `m:directory_stations`, `y:` bucket | the device's copy of the district directory (see `directory.rs`) |
 //!
 //! Sealed (see [`crate::seal`]) when the store is encrypted: `m:identity`
-//! (with the device token), `m:device_key`, `m:parked`, `o:`, `p:` and `c:`,
+//! (with the device token), `m:device_key`, `m:parked`, `o:`, `p:`, `c:`,
+//! `m:directory_key`, `m:directory_stations` and `y:`,
 //! each bound to its key. No key holds personal data: the other key spaces
 //! hold ids, HLCs, seqs, hashes and locations.
 //!
@@ -104,6 +106,10 @@ use crate::hlc::Hlc;
 use crate::seal::{self, Algorithm, KeySource, SealError, SealedTree, SealingOptions};
 use crate::views::{self, CaseView};
 
+mod directory;
+
+pub use directory::{DirectoryApplied, DirectoryHolder, DirectoryStatus};
+
 /// A raw key and value of the store, as [`EventLog::views_snapshot`] lists them.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
@@ -139,7 +145,17 @@ const M_SEALED: &[u8] = b"m:sealed";
 const M_SEALING: &[u8] = b"m:sealing";
 
 /// The key spaces whose values are sealed in an encrypted store.
-const SEALED_SPACES: &[&[u8]] = &[M_IDENTITY, M_DEVICE_KEY, M_PARKED, OWN, PULLED, CASES];
+const SEALED_SPACES: &[&[u8]] = &[
+    M_IDENTITY,
+    M_DEVICE_KEY,
+    M_PARKED,
+    OWN,
+    PULLED,
+    CASES,
+    directory::M_DIRECTORY_KEY,
+    directory::M_DIRECTORY_STATIONS,
+    directory::DIRECTORY,
+];
 
 /// The kind of store bound into every sealed value.
 pub const STORE_KIND: &str = "agent";
@@ -205,6 +221,9 @@ pub enum StoreError {
     /// The store's key is missing or wrong, or a sealed value does not open.
     #[error(transparent)]
     Seal(#[from] SealError),
+    /// A page of the district directory (or its key) is malformed.
+    #[error("district directory rejected: {0}")]
+    BadDirectory(String),
 }
 
 impl From<seal::SealInPlaceError> for StoreError {

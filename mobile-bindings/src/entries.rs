@@ -321,6 +321,8 @@ impl CaseOpening {
             source: proto::<_, v1::CaseSource>(self.source),
             opened_on: self.opened_on,
             file_number: String::new(),
+            duplicate_reason: String::new(),
+            duplicate_of_stations: Vec::new(),
         })
     }
 }

@@ -64,6 +64,16 @@ pub enum FieldError {
         /// The case id of the open file, to show or open it.
         case_id: String,
     },
+    /// The district directory says the person has an open file at another
+    /// station: nothing was recorded; open the file with a reason
+    /// (`open_case_despite_duplicate`), or ask that station for a transfer.
+    #[error("{field}: this person has an open file at {}", .stations.join(", "))]
+    HeldAtAnotherStation {
+        /// The field the warning is about (`case_opened.id_number`).
+        field: String,
+        /// The names of the stations holding the file (never the person).
+        stations: Vec<String>,
+    },
     /// A void names an entry this device does not hold; nothing was recorded.
     #[error("{field}: unknown entry")]
     UnknownEntry {
@@ -228,6 +238,14 @@ impl From<StoreError> for FieldError {
             }
             // Fixed sentences, and what the app's key provider said.
             StoreError::Seal(seal) => scrub(&seal.to_string()),
+            // Byte counts and station codes only.
+            StoreError::BadDirectory(detail) => {
+                return FieldError::Refused {
+                    reason: scrub(&format!(
+                        "the hub sent a district directory this device refuses: {detail}"
+                    )),
+                };
+            }
             // Only hub positions and station codes, never an event's content.
             StoreError::BadPulledEvent(detail) => {
                 return FieldError::Refused {
@@ -260,6 +278,9 @@ impl From<AgentError> for FieldError {
                 field,
                 case_id: case_id.to_string(),
             },
+            AgentError::HeldAtAnotherStation { field, stations } => {
+                FieldError::HeldAtAnotherStation { field, stations }
+            }
             AgentError::MergeRefused { field, rule, .. } => FieldError::invalid(field, rule),
             AgentError::UnknownEvent(_) => FieldError::UnknownEntry {
                 field: VOIDED.to_string(),

@@ -29,6 +29,7 @@
 
 uniffi::setup_scaffolding!();
 
+pub mod directory;
 pub mod entries;
 pub mod error;
 pub mod keys;
@@ -37,6 +38,7 @@ pub mod sync;
 pub mod transfer;
 pub mod views;
 
+pub use directory::DirectoryState;
 pub use entries::{
     ActivityKind, Assessment, CallOutcome, CaseClosing, CaseMerging, CaseNote, CaseOpening,
     CaseReopening, CaseSource, Category, CommunityActivity, DuplicateDismissal, Gender,

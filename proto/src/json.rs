@@ -329,6 +329,8 @@ mod tests {
                 source: CaseSource::Outreach.into(),
                 opened_on: "2026-11-01".into(),
                 file_number: String::new(),
+                duplicate_reason: String::new(),
+                duplicate_of_stations: Vec::new(),
             }),
             Body::CaseAssessed(CaseAssessed {
                 case_id: case_id(),

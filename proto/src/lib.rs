@@ -34,6 +34,7 @@
 pub mod case;
 pub mod chain;
 pub mod codec;
+pub mod directory;
 pub mod file_number;
 pub mod id_number;
 pub mod ids;

@@ -61,6 +61,13 @@ impl TagKey {
         Self::derive(&self.0, purpose)
     }
 
+    /// The key's bytes, to hand the key to who may hold it (a device of
+    /// the district, over an authenticated channel): a secret, never to be
+    /// logged or shown.
+    pub fn secret_bytes(&self) -> [u8; 32] {
+        self.0
+    }
+
     /// The tag of `id_number` under this key, of its normalised form.
     pub fn tag(&self, id_number: &str) -> PersonTag {
         let full = hmac(&self.0, id_number::normalise(id_number).as_bytes());

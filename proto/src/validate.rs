@@ -285,7 +285,9 @@ pub fn body(body: &mut Body, station_code: &str, ctx: &Context) -> Result<(), In
 /// 20 characters of digits, `+`, `-` and spaces; `language` at most [`LANGUAGE_MAX`]
 /// characters; at least one category, none repeated; `tier` and `source` specified;
 /// `opened_on` a [`date`]; `file_number` at most [`FILE_NUMBER_MAX`] characters (empty
-/// from older clients).
+/// from older clients); `duplicate_reason` at most [`REASON_MAX`] characters, required
+/// when `duplicate_of_stations` (at most [`DUPLICATE_STATIONS_MAX`] station codes) is
+/// not empty.
 ///
 /// # Errors
 ///
@@ -323,8 +325,33 @@ pub fn case_opened(m: &mut CaseOpened, station_code: &str, ctx: &Context) -> Res
         FILE_NUMBER_MAX,
         false,
     )?;
+    text(
+        &path(P, "duplicate_reason"),
+        &mut m.duplicate_reason,
+        REASON_MAX,
+        false,
+    )?;
+    let field = path(P, "duplicate_of_stations");
+    if m.duplicate_of_stations.len() > DUPLICATE_STATIONS_MAX {
+        return Err(Invalid::new(
+            field,
+            format!("names at most {DUPLICATE_STATIONS_MAX} stations"),
+        ));
+    }
+    for code in &m.duplicate_of_stations {
+        crate::validate::station_code(&field, code)?;
+    }
+    if !m.duplicate_of_stations.is_empty() && m.duplicate_reason.is_empty() {
+        return Err(Invalid::new(
+            path(P, "duplicate_reason"),
+            "is required when duplicate_of_stations names a station",
+        ));
+    }
     Ok(())
 }
+
+/// The most stations a [`CaseOpened`] may name as holding the person's file.
+pub const DUPLICATE_STATIONS_MAX: usize = 16;
 
 /// The longest file number, in characters.
 pub const FILE_NUMBER_MAX: usize = 40;
@@ -1173,6 +1200,8 @@ mod tests {
             source: CaseSource::Outreach.into(),
             opened_on: "2026-11-01".into(),
             file_number: String::new(),
+            duplicate_reason: String::new(),
+            duplicate_of_stations: Vec::new(),
         }
     }
 

@@ -50,6 +50,8 @@ fn samples() -> Vec<(&'static str, Event)> {
                 source: CaseSource::Outreach.into(),
                 opened_on: "2026-10-12".into(),
                 file_number: String::new(),
+                duplicate_reason: String::new(),
+                duplicate_of_stations: Vec::new(),
             }),
         ),
         (

@@ -518,6 +518,7 @@ impl Uplink {
                 max_events: plan.max_events,
                 max_bytes: plan.max_bytes,
                 wait_ms: u32::try_from(plan.wait.as_millis()).unwrap_or(u32::MAX),
+                ..PullRequest::default()
             },
             plan.deadline,
         );

@@ -259,6 +259,9 @@ pub(super) struct Edge {
     wipe_head: Option<u64>,
     /// Set once the device is wiped: nothing more is done.
     wiped: Option<Wiped>,
+    /// The last page of the district directory left more after it: the
+    /// round pulls on once the station stream is caught up.
+    directory_behind: bool,
 }
 
 impl Edge {
@@ -330,6 +333,7 @@ impl Edge {
             announced_head: 0,
             wipe_head: None,
             wiped: None,
+            directory_behind: false,
         })
     }
 
@@ -427,6 +431,15 @@ impl Edge {
                      pulling the station's stream again from the start"
                 );
             }
+        }
+        if !answer.directory_key.is_empty() {
+            let key = answer.directory_key.clone();
+            let changed =
+                blocking(&self.agent, move |a| Ok(a.log().set_directory_key(&key)?)).await?;
+            if changed {
+                tracing::info!("the hub gave a district directory key: pulling the directory");
+            }
+            self.directory_behind = true;
         }
         let durable_through = answer.durable_through;
         tracing::debug!(
@@ -594,8 +607,27 @@ impl Edge {
     }
 
     /// Sends the pull `plan` asks for, as a task of its own.
-    async fn send_pull(&mut self, plan: PullPlan) -> Result<Running<PullResponse>, StepError> {
+    /// With `directory`, the pull also asks for the district directory after
+    /// the device's cursor (returned, `None` when it keeps none); a pull
+    /// sent before the last page is stored does not, since that page may
+    /// still move the cursor.
+    async fn send_pull(
+        &mut self,
+        plan: PullPlan,
+        directory: bool,
+    ) -> Result<(Running<PullResponse>, Option<u64>), StepError> {
         let mut client = self.client().await?;
+        let (directory_epoch, directory_after) = blocking(&self.agent, move |a| {
+            let log = a.log();
+            Ok(match directory && log.keeps_directory()? {
+                true => {
+                    let (epoch, cursor) = log.directory_cursor()?;
+                    (epoch, Some(cursor))
+                }
+                false => (Vec::new(), None),
+            })
+        })
+        .await?;
         let request = self.request(
             PullRequest {
                 station_code: self.station.clone(),
@@ -603,12 +635,15 @@ impl Edge {
                 max_events: plan.max_events,
                 max_bytes: plan.max_bytes,
                 wait_ms: u32::try_from(plan.wait.as_millis()).unwrap_or(u32::MAX),
+                directory_after,
+                directory_epoch,
             },
             plan.deadline,
         );
-        Ok(Running::spawn(async move {
+        let call = Running::spawn(async move {
             Self::call(Call::Pull, plan.deadline, client.pull(request)).await
-        }))
+        });
+        Ok((call, directory_after))
     }
 
     /// Pulls one page as `plan` says and stores it. While a catch-up page is
@@ -619,9 +654,9 @@ impl Edge {
         plan: PullPlan,
         report: &mut SyncReport,
     ) -> Result<PullProgress, StepError> {
-        let mut call = self.send_pull(plan).await?;
+        let (mut call, directory_after) = self.send_pull(plan, true).await?;
         let page = call.answer(Call::Pull).await?;
-        self.take_page(plan, page, report).await
+        self.take_page(plan, page, directory_after, report).await
     }
 
     /// Checks a pulled page with the machine, asks for the next one if the
@@ -629,10 +664,12 @@ impl Edge {
     async fn take_page(
         &mut self,
         plan: PullPlan,
-        page: PullResponse,
+        mut page: PullResponse,
+        directory_after: Option<u64>,
         report: &mut SyncReport,
     ) -> Result<PullProgress, StepError> {
         let bytes = page.encoded_len();
+        let directory = page.directory.take();
         let next_cursor = page.next_cursor;
         let events: Vec<_> = page
             .events
@@ -658,7 +695,7 @@ impl Edge {
             && plan.wait.is_zero()
             && let Some(next) = self.machine.next_pull(next_cursor, now())
         {
-            let call = self.send_pull(next).await?;
+            let (call, _) = self.send_pull(next, false).await?;
             self.prefetch = Some(Prefetch { plan: next, call });
         }
         if !events.is_empty() || next_cursor != plan.after {
@@ -673,6 +710,25 @@ impl Edge {
             );
         }
         report.pull_cursor = next_cursor;
+        if directory_after.is_some() {
+            self.directory_behind = false;
+        }
+        if let Some(directory) = directory {
+            let applied = blocking(&self.agent, move |a| {
+                Ok(a.log().apply_directory(&directory)?)
+            })
+            .await?;
+            report.directory_lines += applied.lines as u64;
+            report.directory_cursor = applied.cursor;
+            self.directory_behind =
+                !applied.caught_up && (applied.reset || Some(applied.cursor) != directory_after);
+            tracing::debug!(
+                lines = applied.lines,
+                cursor = applied.cursor,
+                reset = applied.reset,
+                "district directory pulled"
+            );
+        }
         Ok(progress)
     }
 
@@ -760,11 +816,19 @@ impl Edge {
         }
         if let Some(mut prefetch) = self.prefetch.take() {
             let page = prefetch.call.answer(Call::Pull).await?;
-            self.take_page(prefetch.plan, page, report).await?;
+            self.take_page(prefetch.plan, page, None, report).await?;
             return Ok(Step::Progress);
         }
         let cursor = blocking(&self.agent, |a| Ok(a.log().pull_cursor()?)).await?;
         if let Some(plan) = self.machine.next_pull(cursor, now()) {
+            self.pull(plan, report).await?;
+            return Ok(Step::Progress);
+        }
+        // The station stream is caught up, the directory not yet (or not
+        // asked for since the Hello): one more pull, without waiting.
+        if self.directory_behind
+            && let Some(plan) = self.machine.pull_now(cursor, now())
+        {
             self.pull(plan, report).await?;
             return Ok(Step::Progress);
         }

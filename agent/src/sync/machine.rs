@@ -527,6 +527,14 @@ impl SyncMachine {
         Some(self.begin_pull(cursor, Duration::ZERO, now))
     }
 
+    /// A pull from `cursor` that does not wait, marked as sent, even when
+    /// caught up with the station's stream: for what else a pull carries
+    /// (the district directory's next page); `None` before Hello.
+    pub fn pull_now(&mut self, cursor: u64, now: Instant) -> Option<PullPlan> {
+        self.session?;
+        Some(self.begin_pull(cursor, Duration::ZERO, now))
+    }
+
     /// A long poll from `cursor` for when the device is caught up, marked as
     /// sent; `None` before Hello.
     pub fn long_poll(&mut self, cursor: u64, now: Instant) -> Option<PullPlan> {

@@ -158,6 +158,11 @@ pub struct SyncReport {
     pub pulled: u64,
     /// The pull cursor after the round.
     pub pull_cursor: u64,
+    /// Lines of the district directory pulled and stored.
+    pub directory_lines: u64,
+    /// The cursor in the district directory's feed after the round (0 when
+    /// the device keeps no directory).
+    pub directory_cursor: u64,
     /// Calls retried after the link or the hub failed.
     pub retries: u64,
     /// The batch the hub refused for good, if any: nothing is pushed until

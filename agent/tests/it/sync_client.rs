@@ -111,6 +111,7 @@ impl SyncService for StandInHub {
                 city_durable_through: None,
                 station_devices: Vec::new(),
                 wipe: false,
+                ..HelloResponse::default()
             }))
         })
     }
@@ -196,6 +197,7 @@ impl SyncService for StandInHub {
                 next_cursor,
                 head,
                 heads: Vec::new(),
+                ..PullResponse::default()
             }
         };
         let wait = Duration::from_millis(u64::from(pull.wait_ms));

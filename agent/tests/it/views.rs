@@ -46,6 +46,8 @@ fn opened(name: &str, tier: Tier, on: &str) -> Body {
         source: CaseSource::Outreach as i32,
         opened_on: on.into(),
         file_number: String::new(),
+        duplicate_reason: String::new(),
+        duplicate_of_stations: Vec::new(),
     })
 }
 

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use foldhash::{HashMap, HashMapExt as _};
 use station_agent::seal::SealedTree;
 use station_proto::case::CaseStatus;
+use station_proto::directory::DirectoryTag;
 use station_proto::ids::Uuid;
 use station_proto::person::PersonTag;
 
@@ -94,6 +95,23 @@ struct MergeEntry {
 
 /// A person at a station: the station and the keyed tag of the ID number.
 type PersonKey = (Station, PersonTag);
+
+/// One line of the district directory: a person's directory tag and a
+/// station.
+type DirectoryKey = (DirectoryTag, Station);
+
+/// A line of the district directory, in the overlay.
+#[derive(Debug, Clone, Copy, Default)]
+struct DirectoryLine {
+    /// The person's open files at the station (as the caseload counts them).
+    open: u32,
+    /// Whether the directory's feed lists it present.
+    listed: bool,
+    /// The feed position of its last listed change, if any.
+    feed_seq: Option<u64>,
+    /// Changed since the last flush.
+    dirty: bool,
+}
 
 /// How a case counted as the tree holds it, and counts now.
 #[derive(Debug, Clone, Default)]
@@ -287,12 +305,17 @@ pub(crate) struct Overlay {
     records: Arc<SealedTree>,
     /// The files of each person, as far as loaded.
     persons: HashMap<PersonKey, PersonEntry>,
-    /// The person of each case, as far as loaded (`None`: no opening yet);
-    /// the ids whose `t:` record is to be written.
-    person_of: HashMap<Uuid, Option<PersonKey>>,
+    /// The person of each case, and the person's directory tag, as far as
+    /// loaded (`None`: no opening yet); the ids whose `t:` record is to be
+    /// written.
+    person_of: HashMap<Uuid, Option<(PersonKey, DirectoryTag)>>,
     person_of_dirty: Vec<Uuid>,
     /// The files holding a merge naming each file, as far as loaded.
     merges: HashMap<Uuid, MergeEntry>,
+    /// The lines of the district directory, as far as loaded.
+    directory: HashMap<DirectoryKey, DirectoryLine>,
+    /// The directory feed's last position, once loaded.
+    directory_head: Option<u64>,
 }
 
 impl Overlay {
@@ -315,7 +338,148 @@ impl Overlay {
             person_of: HashMap::new(),
             person_of_dirty: Vec::new(),
             merges: HashMap::new(),
+            directory: HashMap::new(),
+            directory_head: None,
         }
+    }
+
+    /// A line of the directory, loaded.
+    fn directory_line(
+        &mut self,
+        tree: &sled::Tree,
+        line: &DirectoryKey,
+    ) -> Result<&mut DirectoryLine, ProjectionError> {
+        if !self.directory.contains_key(line) {
+            let stored = match self.complete {
+                true => None,
+                false => tree.get(key(layout::DIRECTORY, &[&line.0, line.1.as_bytes()]))?,
+            };
+            let loaded = match stored {
+                Some(v) => codec::decode_directory_line(&v)?,
+                None => (0, false, None),
+            };
+            self.directory.insert(
+                line.clone(),
+                DirectoryLine {
+                    open: loaded.0,
+                    listed: loaded.1,
+                    feed_seq: loaded.2,
+                    dirty: false,
+                },
+            );
+        }
+        self.directory
+            .get_mut(line)
+            .ok_or_else(|| ProjectionError::Corrupt("directory line".into()))
+    }
+
+    /// The directory feed's last position.
+    fn directory_head(&mut self, tree: &sled::Tree) -> Result<u64, ProjectionError> {
+        if let Some(head) = self.directory_head {
+            return Ok(head);
+        }
+        let head = match self.complete {
+            true => 0,
+            false => match tree.get(layout::M_DIRECTORY_HEAD)? {
+                Some(v) => <[u8; 8]>::try_from(v.as_ref())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| ProjectionError::Corrupt("directory head".into()))?,
+                None => 0,
+            },
+        };
+        self.directory_head = Some(head);
+        Ok(head)
+    }
+
+    /// Counts the open files that `changes` moved between stations (or
+    /// opened, or closed) in the directory, then writes every changed line
+    /// to `batch`: a line whose presence changed goes to the end of the
+    /// feed, its earlier place in the feed removed.
+    fn update_directory(
+        &mut self,
+        tree: &sled::Tree,
+        changes: &[CaseChange],
+        batch: &mut sled::Batch,
+    ) -> Result<(), ProjectionError> {
+        for change in changes {
+            let now = change.open.as_ref().map(|(station, _)| station);
+            if change.was_open.as_ref() == now {
+                continue;
+            }
+            let Some(tag) = self.directory_tag_of(tree, change.case_id)? else {
+                continue;
+            };
+            if let Some(was) = &change.was_open {
+                let line = self.directory_line(tree, &(tag, Station::clone(was)))?;
+                line.open = line.open.saturating_sub(1);
+                line.dirty = true;
+            }
+            if let Some(now) = now {
+                let line = self.directory_line(tree, &(tag, Station::clone(now)))?;
+                line.open = line.open.saturating_add(1);
+                line.dirty = true;
+            }
+        }
+        let mut dirty: Vec<DirectoryKey> = self
+            .directory
+            .iter()
+            .filter(|(_, line)| line.dirty)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        dirty.sort_unstable();
+        let mut head = self.directory_head(tree)?;
+        let first_head = head;
+        for k in dirty {
+            let line = self
+                .directory
+                .get_mut(&k)
+                .ok_or_else(|| ProjectionError::Corrupt("directory line".into()))?;
+            line.dirty = false;
+            let present = line.open > 0;
+            if present != line.listed {
+                if let Some(old) = line.feed_seq {
+                    batch.remove(key(layout::DIRECTORY_FEED, &[&old.to_be_bytes()]));
+                }
+                head += 1;
+                line.listed = present;
+                line.feed_seq = Some(head);
+                batch.insert(
+                    key(layout::DIRECTORY_FEED, &[&head.to_be_bytes()]),
+                    codec::encode_directory_change(&k.0, &k.1, present),
+                );
+            }
+            let line_key = key(layout::DIRECTORY, &[&k.0, k.1.as_bytes()]);
+            if line.open == 0 && line.feed_seq.is_none() {
+                batch.remove(line_key);
+            } else {
+                batch.insert(
+                    line_key,
+                    codec::encode_directory_line(line.open, line.listed, line.feed_seq),
+                );
+            }
+        }
+        if head != first_head {
+            batch.insert(layout::M_DIRECTORY_HEAD, &head.to_be_bytes());
+            self.directory_head = Some(head);
+        }
+        Ok(())
+    }
+
+    /// The directory tag of the person a case was opened for, when its
+    /// opening was applied.
+    fn directory_tag_of(
+        &mut self,
+        tree: &sled::Tree,
+        case_id: Uuid,
+    ) -> Result<Option<DirectoryTag>, ProjectionError> {
+        self.person_of(tree, case_id)?;
+        Ok(self
+            .person_of
+            .get(&case_id)
+            .and_then(|p| p.as_ref().map(|(_, tag)| *tag)))
     }
 
     /// The files holding a merge naming `case_id`, loaded.
@@ -352,7 +516,7 @@ impl Overlay {
         case_id: Uuid,
     ) -> Result<Option<PersonKey>, ProjectionError> {
         if let Some(person) = self.person_of.get(&case_id) {
-            return Ok(person.clone());
+            return Ok(person.as_ref().map(|(person, _)| person.clone()));
         }
         let person = if self.complete {
             None
@@ -362,8 +526,9 @@ impl Overlay {
                 None => None,
             }
         };
-        self.person_of.insert(case_id, person.clone());
-        Ok(person)
+        let key = person.as_ref().map(|(person, _)| person.clone());
+        self.person_of.insert(case_id, person);
+        Ok(key)
     }
 
     /// The files of a person, ascending.
@@ -401,14 +566,17 @@ impl Overlay {
         tree: &sled::Tree,
         case_id: Uuid,
         person: PersonKey,
+        directory: DirectoryTag,
     ) -> Result<(), ProjectionError> {
         let files = self.person_files(tree, &person)?;
         if let Err(at) = files.cases.binary_search(&case_id) {
             files.cases.insert(at, case_id);
             files.dirty = true;
         }
-        if self.person_of(tree, case_id)?.as_ref() != Some(&person) {
-            self.person_of.insert(case_id, Some(person));
+        if self.person_of(tree, case_id)?.as_ref() != Some(&person)
+            || self.directory_tag_of(tree, case_id)? != Some(directory)
+        {
+            self.person_of.insert(case_id, Some((person, directory)));
             self.person_of_dirty.push(case_id);
         }
         Ok(())
@@ -461,7 +629,7 @@ impl Overlay {
         let mut out = HashMap::new();
         for (case_id, _) in work {
             let files = match self.person_of.get(case_id) {
-                Some(Some(person)) => self.persons.get(person).map(|f| f.cases.as_slice()),
+                Some(Some((person, _))) => self.persons.get(person).map(|f| f.cases.as_slice()),
                 _ => None,
             };
             let role = |graph: &Graph<'_>| {
@@ -618,8 +786,13 @@ impl Overlay {
                 mut fact,
                 person,
             } => {
-                if let Some(tag) = person {
-                    self.note_person(tree, case_id, (Station::clone(&fact.station), tag))?;
+                if let Some((tag, directory)) = person {
+                    self.note_person(
+                        tree,
+                        case_id,
+                        (Station::clone(&fact.station), tag),
+                        directory,
+                    )?;
                 }
                 if let FactBody::Merged { absorbed } = fact.body {
                     let entry = self.merge_entry(tree, absorbed)?;
@@ -738,6 +911,11 @@ impl Overlay {
         let (changes, sums) = derive_changes(&self.cases, &work, &roles)?;
         drop(work);
         self.deltas.merge(sums);
+        if pack {
+            // A tree filled from nothing starts a new directory feed.
+            batch.insert(layout::M_DIRECTORY_EPOCH, &rand::random::<[u8; 16]>());
+        }
+        self.update_directory(tree, &changes, &mut batch)?;
         for change in changes {
             let case_id = change.case_id;
             let case_key = key(layout::CASES, &[case_id.as_bytes()]);
@@ -851,10 +1029,10 @@ impl Overlay {
             }
         }
         for case_id in std::mem::take(&mut self.person_of_dirty) {
-            if let Some(Some((station, tag))) = self.person_of.get(&case_id) {
+            if let Some(Some(((station, tag), directory))) = self.person_of.get(&case_id) {
                 batch.insert(
                     key(layout::PERSON_OF, &[case_id.as_bytes()]),
-                    codec::encode_person(station, tag),
+                    codec::encode_person(station, tag, directory),
                 );
             }
         }
@@ -905,6 +1083,8 @@ impl Overlay {
         self.persons.clear();
         self.person_of.clear();
         self.merges.clear();
+        self.directory.clear();
+        self.directory_head = None;
         self.facts = 0;
     }
 }

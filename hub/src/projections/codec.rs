@@ -24,6 +24,7 @@
 
 use chrono::{Datelike as _, NaiveDate};
 use station_proto::case::{CaseStatus, CaseView};
+use station_proto::directory::{DIRECTORY_TAG_BYTES, DirectoryTag};
 use station_proto::ids::Uuid;
 use station_proto::person::{PersonTag, TAG_BYTES};
 
@@ -484,10 +485,11 @@ pub(crate) fn decode_ids(bytes: &[u8]) -> Result<Vec<Uuid>, ProjectionError> {
 
 /// Encodes the person a case was opened for: the station as text, then
 /// the tag's bytes.
-pub(crate) fn encode_person(station: &str, tag: &PersonTag) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(10 + tag.len()));
+pub(crate) fn encode_person(station: &str, tag: &PersonTag, directory: &DirectoryTag) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(10 + tag.len() + directory.len()));
     w.text(station);
     w.0.extend_from_slice(tag);
+    w.0.extend_from_slice(directory);
     w.0
 }
 
@@ -495,12 +497,63 @@ pub(crate) fn encode_person(station: &str, tag: &PersonTag) -> Vec<u8> {
 pub(crate) fn decode_person(
     bytes: &[u8],
     interner: &mut Stations,
-) -> Result<(Station, PersonTag), ProjectionError> {
+) -> Result<((Station, PersonTag), DirectoryTag), ProjectionError> {
     let mut r = Reader::new(bytes, "the person of a case");
     let station = interner.get(&r.text()?);
     let tag = PersonTag::try_from(r.take(TAG_BYTES)?).map_err(|_| r.fail())?;
+    let directory = DirectoryTag::try_from(r.take(DIRECTORY_TAG_BYTES)?).map_err(|_| r.fail())?;
     r.done()?;
-    Ok((station, tag))
+    Ok(((station, tag), directory))
+}
+
+/// Encodes a line of the district directory: the person's open files at
+/// the station, whether the feed lists it present, and its place in the
+/// feed (0 for none; feed positions start at 1).
+pub(crate) fn encode_directory_line(open: u32, listed: bool, feed_seq: Option<u64>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(13);
+    v.extend_from_slice(&open.to_be_bytes());
+    v.push(u8::from(listed));
+    v.extend_from_slice(&feed_seq.unwrap_or(0).to_be_bytes());
+    v
+}
+
+/// Decodes what [`encode_directory_line`] wrote.
+pub(crate) fn decode_directory_line(
+    bytes: &[u8],
+) -> Result<(u32, bool, Option<u64>), ProjectionError> {
+    let corrupt = || ProjectionError::Corrupt("a line of the district directory".into());
+    let (open, rest) = bytes.split_first_chunk::<4>().ok_or_else(corrupt)?;
+    let (listed, rest) = rest.split_first().ok_or_else(corrupt)?;
+    let seq = <[u8; 8]>::try_from(rest).map_err(|_| corrupt())?;
+    let seq = u64::from_be_bytes(seq);
+    Ok((
+        u32::from_be_bytes(*open),
+        *listed != 0,
+        (seq != 0).then_some(seq),
+    ))
+}
+
+/// Encodes a change of the directory's feed: the tag, whether the person
+/// now has an open file at the station, and the station code.
+pub(crate) fn encode_directory_change(tag: &DirectoryTag, station: &str, present: bool) -> Vec<u8> {
+    let mut v = Vec::with_capacity(DIRECTORY_TAG_BYTES + 1 + station.len());
+    v.extend_from_slice(tag);
+    v.push(u8::from(present));
+    v.extend_from_slice(station.as_bytes());
+    v
+}
+
+/// Decodes what [`encode_directory_change`] wrote.
+pub(crate) fn decode_directory_change(
+    bytes: &[u8],
+) -> Result<(DirectoryTag, bool, String), ProjectionError> {
+    let corrupt = || ProjectionError::Corrupt("a change of the district directory".into());
+    let (tag, rest) = bytes
+        .split_first_chunk::<DIRECTORY_TAG_BYTES>()
+        .ok_or_else(corrupt)?;
+    let (present, station) = rest.split_first().ok_or_else(corrupt)?;
+    let station = std::str::from_utf8(station).map_err(|_| corrupt())?;
+    Ok((*tag, *present != 0, station.to_string()))
 }
 
 /// Encodes the view of an open case.

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use foldhash::{HashMapExt as _, HashSetExt as _};
 use station_proto::case::{self, CaseStep, CaseView};
+use station_proto::directory::DirectoryTag;
 use station_proto::ids::Uuid;
 use station_proto::person::{PersonTag, TagKey};
 use station_proto::transfer::{self, TransferChain, TransferStep};
@@ -708,11 +709,12 @@ pub(crate) enum What {
     /// Voids the event of id `target` (`None` when not well formed).
     Void { id: Uuid, target: Option<Uuid> },
     /// Adds a fact to a case; an opening carries the keyed tag of its
-    /// person's ID number (the number itself is not kept).
+    /// person's ID number and its directory tag (the number itself is not
+    /// kept).
     Case {
         case_id: Uuid,
         fact: CaseFact,
-        person: Option<PersonTag>,
+        person: Option<(PersonTag, DirectoryTag)>,
     },
     /// Counts by itself, unless voided first.
     Standalone { id: Uuid, counts: Standalone },
@@ -729,9 +731,18 @@ pub(crate) struct LogEntry {
     pub event: Event,
 }
 
+/// The keys people's tags are made under.
+#[derive(Debug, Clone)]
+pub(crate) struct Tags {
+    /// The key of the projections' person index (`p:`, `t:`).
+    pub person: TagKey,
+    /// The district directory's key ([`station_proto::directory`]).
+    pub directory: TagKey,
+}
+
 /// Takes what the fold needs of an event of the log; an opening's person is
 /// tagged under `tags`.
-pub(crate) fn prepare(logged: LogEntry, stations: &mut Stations, tags: &TagKey) -> Prepared {
+pub(crate) fn prepare(logged: LogEntry, stations: &mut Stations, tags: &Tags) -> Prepared {
     let LogEntry {
         hub_seq,
         received_at_ms,
@@ -775,7 +786,10 @@ pub(crate) fn prepare(logged: LogEntry, stations: &mut Stations, tags: &TagKey) 
                 Some(counts) => What::Standalone { id, counts },
                 None => {
                     let person = if let Some(Body::CaseOpened(m)) = &event.body {
-                        Some(tags.tag(&m.id_number))
+                        Some((
+                            tags.person.tag(&m.id_number),
+                            station_proto::directory::tag(&tags.directory, &m.id_number),
+                        ))
                     } else {
                         None
                     };

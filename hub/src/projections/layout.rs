@@ -16,8 +16,10 @@
 //!
 //! The *logical* content of the tree, what [`logical`] lists, is every
 //! record under its own key as if no run existed, but for the records keyed
-//! or valued by people's tags (`p:`, `t:`), whose bytes depend on the
-//! store's secret: it depends only on the events applied, not on how they
+//! or valued by people's tags (`p:`, `t:`, and the directory's `y:`, `Y:`),
+//! whose bytes depend on the store's secret, and the directory feed's
+//! positions and epoch (`Y:`, `m:directory_…`), which depend on how events
+//! were batched: it depends only on the events applied, not on how they
 //! were batched nor on the store.
 
 use std::collections::{BTreeMap, HashMap};
@@ -58,6 +60,17 @@ pub(crate) const PERSON_OF: &[u8] = b"t:";
 /// The cases with a merge (voided or not) naming a case as absorbed, by
 /// the absorbed case's id.
 pub(crate) const MERGES: &[u8] = b"j:";
+
+/// A line of the district directory (its open files, its place in the
+/// feed), by directory tag and station.
+pub(crate) const DIRECTORY: &[u8] = b"y:";
+/// The district directory's feed: a line's last change, by feed position.
+pub(crate) const DIRECTORY_FEED: &[u8] = b"Y:";
+/// The directory feed's last position.
+pub(crate) const M_DIRECTORY_HEAD: &[u8] = b"m:directory_head";
+/// The directory feed's epoch: 16 random bytes written with the first
+/// batch of a tree filled from nothing.
+pub(crate) const M_DIRECTORY_EPOCH: &[u8] = b"m:directory_epoch";
 
 /// The key spaces whose records are sealed in an encrypted store.
 pub(crate) const SEALED_SPACES: &[&[u8]] = &[CASES, OPEN_CASES, REVIEWS];
@@ -230,7 +243,12 @@ pub(crate) fn logical(
     let mut own: Vec<KeyValue> = Vec::new();
     for item in tree.iter() {
         let (k, v) = item?;
-        if k.starts_with(PERSONS) || k.starts_with(PERSON_OF) {
+        if k.starts_with(PERSONS)
+            || k.starts_with(PERSON_OF)
+            || k.starts_with(DIRECTORY)
+            || k.starts_with(DIRECTORY_FEED)
+            || k.starts_with(b"m:directory_")
+        {
             continue;
         }
         let logical_prefix = match k.get(..2) {

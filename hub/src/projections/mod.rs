@@ -19,7 +19,7 @@
 //!   (open, catch-up, rebuild, follow).
 //! - `read`: the read API, one module per answer, as methods of [`Projections`].
 //!
-//! # On-disk format (tree `projections`, format version 4)
+//! # On-disk format (tree `projections`, format version 5)
 //!
 //! | key | value |
 //! | --- | --- |
@@ -34,13 +34,17 @@
 //! | `r:` station case_id | JSON review rows ([`ReviewRow`]) of a case with review requests, sealed like case files (comments are free text) |
 //! | `g:` origin_id | JSON per-device statistics: events, last seq, entry-to-receipt lag |
 //! | `p:` station tag | the case ids (16 bytes each, ascending) of the files opened for one person at a station; `tag` is the 16-byte keyed tag of the ID number ([`station_proto::person`], under a key derived from the store's district secret) |
-//! | `t:` case_id | the station and tag of the person the case was opened for |
+//! | `t:` case_id | the station, tag and directory tag of the person the case was opened for |
 //! | `j:` case_id | the case ids (16 bytes each, ascending) of the files holding a merge (`CasesMerged`, voided or not) that names this case as absorbed |
+//! | `y:` dtag station | a line of the district directory: `u32` the person's open files at the station (as the caseload counts them), `u8` whether the feed lists it present, `u64` its place in the feed (0: none); `dtag` is the 6-byte directory tag ([`station_proto::directory`]) |
+//! | `Y:` position | the directory feed: the last change of one line, `dtag`, `u8` present, station code; a line changed again moves to the end (its earlier place is removed), so the feed holds one record per line |
+//! | `m:directory_head` | `u64`: the feed's last position |
+//! | `m:directory_epoch` | 16 random bytes, written with the first batch of a tree filled from nothing: a feed position means something only within its epoch |
 //!
 //! Integers in keys and `m:`/`n:` values are big-endian. A tree of another
 //! format version (format 1 kept JSON case files, and `f:` and `x:`
 //! indexes; format 2 had no `p:` and `t:` and no duplicate files, format 3 no
-//! merges, dismissals nor `j:`) is dropped
+//! merges, dismissals nor `j:`, format 4 no directory) is dropped
 //! when opened and rebuilt from the log. No key or value holds an ID number.
 //!
 //! # Invariants
@@ -76,6 +80,13 @@
 //!   given, its file not at all), a `DuplicateDismissed` lifts the flag,
 //!   and a void of either restores the flag, all as functions of the set of
 //!   events (the fold's merge rule is the case model's, `survivor_of`).
+//! - The district directory is what the caseload counts open, per person
+//!   and station: a line is present exactly when the person has an open
+//!   file there, once every batch is applied. Its feed is cut at batches
+//!   (a line that opens and closes within one batch is not listed), so a
+//!   feed position handed out is always a batch's end, where the lines
+//!   listed up to it are exactly the directory then; a rebuild starts a new
+//!   epoch, and a device's copy of another epoch is replaced whole.
 //! - One writer applies; readers see whole batches: each query reads under a
 //!   shared gate that a batch takes exclusively, so an answer's
 //!   `computed_through_hub_seq` is exactly what it was computed from.
@@ -107,18 +118,18 @@ pub use error::ProjectionError;
 pub use health::{DeviceHealth, LAG_BUCKETS_MS, LagBucket, StationHealth, SyncHealth, WipeStatus};
 pub use layout::KeyValue;
 pub use read::{
-    MetricTrend, PendingTransfer, PendingTransfers, StationTrend, TREND_MONTHS, Trends,
+    DirectoryChange, DirectoryDelta, MetricTrend, PendingTransfer, PendingTransfers, StationTrend,
+    TREND_MONTHS, Trends,
 };
 pub use time::{CHINA_UTC_OFFSET_SECS, date_in_china, end_of_day_ms, parse_as_of, today_in_china};
 
 use crate::audit::{Access, AuditLog};
-use station_proto::person::TagKey;
 
 use crate::config::HubConfig;
 use crate::store::{self, HubError, HubStore};
 
 /// The format version of the `projections` tree.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// The tree's name in the hub's sled database.
 pub const TREE: &str = "projections";
 /// Events applied per batch by default: small, so a query waits little
@@ -176,8 +187,8 @@ pub struct Projections {
     audit: AuditLog,
     /// Seals and opens the case files and open-case views (see [`layout`]).
     records: Arc<station_agent::seal::SealedTree>,
-    /// The key people's tags are made under.
-    tags: TagKey,
+    /// The keys people's tags are made under.
+    tags: fold::Tags,
 }
 
 impl std::fmt::Debug for Projections {
@@ -216,7 +227,7 @@ fn read_u64(bytes: &[u8]) -> Result<u64, ProjectionError> {
 fn read_ahead(
     events: impl Iterator<Item = Result<store::LoggedEvent, HubError>>,
     chunks: &std::sync::mpsc::SyncSender<Result<Vec<fold::Prepared>, HubError>>,
-    tags: &TagKey,
+    tags: &fold::Tags,
 ) {
     let mut stations = fold::Stations::default();
     let mut chunk = Vec::with_capacity(READ_AHEAD_CHUNK);
@@ -283,7 +294,10 @@ impl Projections {
         Ok(Self {
             audit,
             tree: RwLock::new(tree),
-            tags: store.projection_tag_key(),
+            tags: fold::Tags {
+                person: store.projection_tag_key(),
+                directory: store.directory_key(),
+            },
             store,
             config,
             writer: Mutex::new(()),

@@ -49,7 +49,7 @@ pub use limits::{
 };
 pub use query::QueryService;
 pub use status::status_of;
-pub use sync::{SyncService, Upstream};
+pub use sync::{MAX_DIRECTORY_LINES, SyncService, Upstream};
 
 /// How long shutdown waits for calls in flight by default.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -221,13 +221,14 @@ pub(crate) async fn serve_grpc(
     // calls.
     let authenticator = Authenticator::new(Arc::clone(&store));
     let query = InterceptedService::new(
-        QueryService::new(projections).into_server(),
+        QueryService::new(Arc::clone(&projections)).into_server(),
         authenticator.clone(),
     );
     let disk = Arc::new(DiskReserve::new(store.dir(), options.disk_reserve));
     let service = SyncService::new(Arc::clone(&store))
         .with_disk_reserve(Arc::clone(&disk))
-        .with_clock(Arc::clone(&options.clock));
+        .with_clock(Arc::clone(&options.clock))
+        .with_directory(Arc::clone(&projections));
     let stopping = service.clone();
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter

@@ -17,8 +17,8 @@ use station_proto::ids::Uuid;
 use station_proto::v1::SignedHead;
 use station_proto::v1::sync_server::{Sync, SyncServer};
 use station_proto::v1::{
-    HelloRequest, HelloResponse, OriginAck, PullRequest, PullResponse, PulledEvent, PushRequest,
-    PushResponse,
+    DirectoryLine, DirectoryPage, DirectoryStation, HelloRequest, HelloResponse, OriginAck,
+    PullRequest, PullResponse, PulledEvent, PushRequest, PushResponse,
 };
 use station_proto::{chain, validate};
 use tokio::sync::watch;
@@ -65,7 +65,17 @@ pub struct SyncService {
     upstream: Option<Arc<dyn Upstream>>,
     /// Receipt times, last contact and clock skew are read from it.
     clock: SharedClock,
+    /// Set on the city hub: the projections whose district directory the
+    /// service hands to device tokens (its key at Hello, its delta with each
+    /// Pull that asks for it). A relay keeps no directory.
+    directory: Option<Arc<projections::Projections>>,
 }
+
+/// Bytes a line of the directory takes on the wire, about: for sizing a
+/// page of the directory to the pull's byte budget.
+const DIRECTORY_LINE_BYTES: usize = 24;
+/// Lines of the directory in one page, at most.
+pub const MAX_DIRECTORY_LINES: usize = 20_000;
 
 impl SyncService {
     /// A service over `store`.
@@ -77,6 +87,7 @@ impl SyncService {
             disk: None,
             upstream: None,
             clock: station_agent::clock::system(),
+            directory: None,
         }
     }
 
@@ -88,6 +99,73 @@ impl SyncService {
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// The service as the city hub serves it: device tokens get the
+    /// district directory of `projections` (its key in the answer to
+    /// Hello, its delta with each Pull that asks for it).
+    #[must_use]
+    pub fn with_directory(mut self, projections: Arc<projections::Projections>) -> Self {
+        self.directory = Some(projections);
+        self
+    }
+
+    /// A page of the directory for `caller`, when it asks for one, is a
+    /// device, and this service keeps the directory; about `max_bytes` of
+    /// lines at most.
+    async fn directory_page(
+        &self,
+        caller: &auth::Caller,
+        pull: &PullRequest,
+        max_bytes: usize,
+    ) -> Result<Option<DirectoryPage>, Status> {
+        let (Some(after), Some(projections), auth::Caller::Device { .. }) =
+            (pull.directory_after, &self.directory, caller)
+        else {
+            return Ok(None);
+        };
+        let lines = (max_bytes / 2 / DIRECTORY_LINE_BYTES).clamp(16, MAX_DIRECTORY_LINES);
+        let projections = Arc::clone(projections);
+        let epoch = pull.directory_epoch.clone();
+        let delta = tokio::task::spawn_blocking(move || {
+            projections
+                .directory_delta(&epoch, after, lines)
+                .map(|delta| {
+                    let config = projections.config();
+                    let codes: BTreeSet<&str> = delta
+                        .changes
+                        .iter()
+                        .map(|c| c.station_code.as_str())
+                        .collect();
+                    let stations = codes
+                        .into_iter()
+                        .map(|code| DirectoryStation {
+                            station_code: code.to_string(),
+                            name: config.station_name(code).to_string(),
+                        })
+                        .collect();
+                    DirectoryPage {
+                        epoch: delta.epoch,
+                        reset: delta.reset,
+                        lines: delta
+                            .changes
+                            .into_iter()
+                            .map(|c| DirectoryLine {
+                                tag: c.tag.to_vec(),
+                                station_code: c.station_code,
+                                present: c.present,
+                            })
+                            .collect(),
+                        next_cursor: delta.next_cursor,
+                        head: delta.head,
+                        stations,
+                    }
+                })
+        })
+        .await
+        .map_err(|e| Status::internal(format!("hub task failed: {e}")))?
+        .map_err(|e| Status::internal(format!("district directory: {e}")))?;
+        Ok(Some(delta))
     }
 
     /// The service as a station relay serves it to its phones: every answer
@@ -240,6 +318,12 @@ impl Sync for SyncService {
         }
         let now = self.clock.now_ms();
         let station = hello.station_code.clone();
+        let directory_key = match (&self.directory, &caller) {
+            (Some(_), auth::Caller::Device { .. }) => {
+                self.store.directory_key().secret_bytes().to_vec()
+            }
+            _ => Vec::new(),
+        };
         let (state, head, station_devices) = self
             .blocking(move |store| -> Result<_, AuthError> {
                 auth::bind_origin(store, &caller, origin, public_key.as_deref())?;
@@ -279,6 +363,7 @@ impl Sync for SyncService {
             city_durable_through: self.city_of(origin),
             station_devices,
             wipe,
+            directory_key,
         }))
     }
 
@@ -390,16 +475,21 @@ impl Sync for SyncService {
             }
             woken = true;
             let station = pull.station_code.clone();
+            let after = pull.after;
             let (page, heads) = self
                 .blocking(move |store| {
                     let page =
-                        store.pull_for(&station, pull.after, max_events, max_bytes, skip_origin)?;
+                        store.pull_for(&station, after, max_events, max_bytes, skip_origin)?;
                     let heads = signed_heads_of(store, &page.events)?;
                     Ok::<_, HubError>((page, heads))
                 })
                 .await?;
+            let directory = self.directory_page(&caller, &pull, max_bytes).await?;
+            let directory_moved = directory
+                .as_ref()
+                .is_some_and(|d| d.reset || Some(d.next_cursor) != pull.directory_after);
             let waited_enough = tokio::time::Instant::now() >= deadline || *stopping.borrow();
-            if page.next_cursor > pull.after || waited_enough {
+            if page.next_cursor > pull.after || directory_moved || waited_enough {
                 return Ok(Response::new(PullResponse {
                     events: page
                         .events
@@ -412,6 +502,7 @@ impl Sync for SyncService {
                     next_cursor: page.next_cursor,
                     head: page.head,
                     heads,
+                    directory,
                 }));
             }
             tokio::select! {

@@ -553,6 +553,14 @@ impl HubStore {
         self.district_secret.derive_key(PROJECTION_TAGS)
     }
 
+    /// The district directory's key, derived from the district secret: the
+    /// key of the directory tags the projections keep and the district's
+    /// devices compute ([`station_proto::directory`]). A secret: handed
+    /// only to device tokens, never logged.
+    pub fn directory_key(&self) -> station_proto::person::TagKey {
+        station_proto::directory::key_from_secret(&self.district_secret)
+    }
+
     /// Sets the chain head of each origin given whose state has none, in
     /// one durable batch.
     fn set_chain_heads(

@@ -64,14 +64,20 @@ async fn a_read_of_a_damaged_record_is_data_loss_naming_where() {
         .get_caseload(authorized(GetCaseloadRequest::default(), &bureau))
         .await
         .unwrap();
-    // The phone's next entry is taken; its pull of the station's stream
-    // meets the damaged record and says so.
-    phone.record(activity(ZEDANG, 4)).unwrap();
+    // A colleague's phone's entry is taken; its pull of the station's
+    // stream from the start meets the damaged record and says so. (The
+    // first phone pulled past it in its first round, with the district
+    // directory: it pulls on from there.)
+    let colleague_dir = tempfile::tempdir().unwrap();
+    let colleague_phone = device(colleague_dir.path(), ZEDANG, "worker-2");
+    colleague_phone.record(activity(ZEDANG, 4)).unwrap();
     let once = SyncOptions {
         retry_budget: std::time::Duration::ZERO,
-        ..SyncOptions::new(hub.url(), Some(token))
+        ..SyncOptions::new(hub.url(), Some(colleague))
     };
-    let stopped = sync_once(Arc::clone(&phone), &once).await.unwrap_err();
+    let stopped = sync_once(Arc::clone(&colleague_phone), &once)
+        .await
+        .unwrap_err();
     assert!(
         stopped.to_string().contains("store is corrupt"),
         "{stopped}"

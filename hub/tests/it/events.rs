@@ -103,6 +103,8 @@ pub fn opened(
         source: CaseSource::Outreach as i32,
         opened_on: on.into(),
         file_number: String::new(),
+        duplicate_reason: String::new(),
+        duplicate_of_stations: Vec::new(),
     })
 }
 

@@ -17,6 +17,7 @@ mod backup;
 mod cli;
 mod conflict;
 mod corrupt;
+mod directory;
 mod diskfull;
 mod hostile;
 mod http;

@@ -42,6 +42,7 @@ fn pull_of(station: &str) -> PullRequest {
         max_events: 100,
         max_bytes: 0,
         wait_ms: 0,
+        ..PullRequest::default()
     }
 }
 

@@ -126,6 +126,7 @@ async fn with_a_certificate_the_hub_speaks_tls_only() {
                 max_events: 100,
                 max_bytes: 0,
                 wait_ms: 0,
+                ..PullRequest::default()
             },
             &token,
         ))

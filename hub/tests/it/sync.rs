@@ -32,6 +32,8 @@ fn case(station: &str) -> Body {
         source: CaseSource::Request as i32,
         opened_on: "2026-11-01".into(),
         file_number: String::new(),
+        duplicate_reason: String::new(),
+        duplicate_of_stations: Vec::new(),
     })
 }
 
@@ -312,6 +314,7 @@ async fn shutdown_ends_long_polls_and_finishes_pushes_in_flight() {
             max_events: 10,
             max_bytes: 0,
             wait_ms: 30_000,
+            ..PullRequest::default()
         },
         &token,
     ));

@@ -45,6 +45,8 @@ pub fn opening() -> Body {
         source: CaseSource::Outreach as i32,
         opened_on: "2026-11-01".into(),
         file_number: String::new(),
+        duplicate_reason: String::new(),
+        duplicate_of_stations: Vec::new(),
     })
 }
 

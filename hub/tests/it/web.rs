@@ -250,6 +250,7 @@ async fn a_long_poll_checks_its_token_again_when_it_wakes() {
             max_events: 100,
             max_bytes: 0,
             wait_ms: 20_000,
+            ..PullRequest::default()
         },
         &watcher,
     )));

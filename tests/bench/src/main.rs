@@ -27,7 +27,10 @@
 //!   indicator JSON while 1,000 idle and 200 slow-loris connections are held
 //!   against the hub, against the same on a quiet network;
 //! - `mobile` ([`mobile`]): the stripped mobile library and a phone process
-//!   opening a store, against plain sled opening and scanning the same store.
+//!   opening a store, against plain sled opening and scanning the same store;
+//! - `directory` ([`directory`]): the district directory of 100,000 open
+//!   files on a phone: its bytes, a day's delta on the wire, the check on
+//!   open.
 //!
 //! `--quick` runs every scenario at a small size, as a smoke test of the
 //! harness; its figures say nothing about speed.
@@ -36,6 +39,7 @@
 //! skipped with the reason, so the table always shows what was not measured.
 
 mod append;
+mod directory;
 mod hostile;
 mod hub_log;
 mod ingest;
@@ -72,7 +76,7 @@ struct Args {
 }
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 10] = [
     "durable-append",
     "sync-backlog",
     "relay",
@@ -82,6 +86,7 @@ const SCENARIOS: [&str; 9] = [
     "query-latency",
     "hostile-load",
     "mobile",
+    "directory",
 ];
 
 /// A project target a row is checked against.
@@ -390,6 +395,10 @@ fn main() -> anyhow::Result<()> {
     if wanted("mobile") {
         progress!("mobile");
         mobile::run(quick, &mut rows)?;
+    }
+    if wanted("directory") {
+        progress!("directory");
+        directory::run(quick, &mut rows)?;
     }
     let table = table(&rows);
     print!("{table}");

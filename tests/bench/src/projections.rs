@@ -97,6 +97,8 @@ fn body(device: &mut Device, rng: &mut StdRng, people: &mut u32) -> Body {
             source: CaseSource::Outreach as i32,
             opened_on: date,
             file_number: String::new(),
+            duplicate_reason: String::new(),
+            duplicate_of_stations: Vec::new(),
         });
     }
     if roll < 70 {

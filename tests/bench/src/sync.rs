@@ -283,6 +283,7 @@ pub async fn run(quick: bool, peer: bool, rows: &mut Vec<Row>) -> anyhow::Result
             next_cursor: events as u64,
             head: events as u64,
             heads: Vec::new(),
+            ..PullResponse::default()
         }
         .encode_to_vec(),
     )?;

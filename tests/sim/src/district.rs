@@ -963,6 +963,8 @@ impl Worker {
             .unwrap_or(&CaseSource::Outreach) as i32,
             opened_on: day.to_string(),
             file_number: String::new(),
+            duplicate_reason: String::new(),
+            duplicate_of_stations: Vec::new(),
         });
         self.push(
             body,
@@ -1365,6 +1367,8 @@ impl Worker {
                         source: CaseSource::Outreach as i32,
                         opened_on: day.to_string(),
                         file_number: String::new(),
+                        duplicate_reason: String::new(),
+                        duplicate_of_stations: Vec::new(),
                     }),
                 )
             }

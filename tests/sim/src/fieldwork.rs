@@ -149,6 +149,8 @@ impl FieldWork {
                 source: CaseSource::Outreach as i32,
                 opened_on: "2026-01-05".into(),
                 file_number: String::new(),
+                duplicate_reason: String::new(),
+                duplicate_of_stations: Vec::new(),
             })
         } else if roll < 85 {
             let case = self.cases[self.rng.random_range(0..self.cases.len())];

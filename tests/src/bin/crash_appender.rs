@@ -120,6 +120,8 @@ fn case_opened(community_code: &str, n: u64) -> Body {
         source: CaseSource::Outreach as i32,
         opened_on: today().to_string(),
         file_number: String::new(),
+        duplicate_reason: String::new(),
+        duplicate_of_stations: Vec::new(),
     })
 }
 

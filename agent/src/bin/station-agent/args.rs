@@ -426,6 +426,11 @@ pub struct CaseOpenArgs {
     /// Date the case was opened (default today).
     #[arg(long)]
     pub date: Option<String>,
+    /// Open the file although the district directory says another station
+    /// holds an open file for this person, for this reason (recorded with
+    /// the opening, seen by the hub and the bureau).
+    #[arg(long, value_name = "REASON")]
+    pub despite_duplicate: Option<String>,
 }
 
 #[derive(Debug, Args)]

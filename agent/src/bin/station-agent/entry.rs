@@ -104,6 +104,8 @@ fn open_body(args: CaseOpenArgs, tier: Tier) -> Body {
         source: args.source.into(),
         opened_on: date_or_today(args.date),
         file_number: String::new(),
+        duplicate_reason: args.despite_duplicate.unwrap_or_default(),
+        duplicate_of_stations: Vec::new(),
     })
 }
 

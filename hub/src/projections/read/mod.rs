@@ -14,6 +14,7 @@
 
 mod caseload;
 mod conflicts;
+mod directory;
 mod duplicates;
 mod health;
 mod indicators;
@@ -24,6 +25,7 @@ mod timeline;
 mod transfers;
 mod trends;
 
+pub use directory::{DirectoryChange, DirectoryDelta};
 pub use transfers::{PendingTransfer, PendingTransfers};
 pub use trends::{MetricTrend, StationTrend, TREND_MONTHS, Trends};
 
