@@ -169,12 +169,15 @@ impl Relay {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), RelayError> {
-        let mut uplink = Uplink::new(
+        let clock = Arc::clone(&self.options.server.clock);
+        let mut uplink = Uplink::with_clock(
             Arc::clone(&self.store),
             Arc::clone(&self.state),
             &self.options.hub,
+            Arc::clone(&clock),
         )?;
         let service = SyncService::new(Arc::clone(&self.store))
+            .with_clock(clock)
             .with_disk_reserve(Arc::new(station_hub::guard::DiskReserve::new(
                 self.store.dir(),
                 self.options.server.disk_reserve,

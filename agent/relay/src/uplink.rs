@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
+use station_agent::clock::SharedClock;
 use station_agent::sync::classify::fault;
 use station_agent::sync::machine::{
     Action, Batch, Call, Fault, HelloAnswer, PullPage, PullPlan, SyncMachine,
@@ -267,6 +268,8 @@ pub struct Uplink {
     /// How many devices the relay serves, when a `Hello` changed it and no
     /// round has reported it yet.
     devices_changed: Option<usize>,
+    /// The time told to the hub at `Hello`.
+    clock: SharedClock,
 }
 
 /// What one round did.
@@ -315,6 +318,20 @@ impl Uplink {
         state: Arc<StateFile>,
         options: &SyncOptions,
     ) -> Result<Self, UplinkError> {
+        Self::with_clock(store, state, options, station_agent::clock::system())
+    }
+
+    /// [`Uplink::new`], telling the hub the time of `clock` at `Hello`
+    /// instead of the system clock's (a simulation's clock).
+    ///
+    /// # Errors
+    /// As [`Uplink::new`].
+    pub fn with_clock(
+        store: Arc<HubStore>,
+        state: Arc<StateFile>,
+        options: &SyncOptions,
+        clock: SharedClock,
+    ) -> Result<Self, UplinkError> {
         let endpoint = endpoint(options).map_err(|e| UplinkError::Setup(e.to_string()))?;
         let token = options
             .token
@@ -334,6 +351,7 @@ impl Uplink {
             station,
             retry_budget: options.retry_budget,
             devices_changed: None,
+            clock,
         })
     }
 
@@ -404,7 +422,7 @@ impl Uplink {
                 origin_id: state.relay_origin.as_bytes().to_vec(),
                 station_code: self.station.clone(),
                 head_seq: 0,
-                device_clock_ms: chrono::Utc::now().timestamp_millis(),
+                device_clock_ms: self.clock.now_ms(),
                 agent_version: env!("CARGO_PKG_VERSION").into(),
                 public_key: Vec::new(),
                 wiped: false,
@@ -604,7 +622,7 @@ impl Uplink {
                             if retry_until.is_some_and(|limit| at > limit) {
                                 return Err(UplinkError::Hub(reason));
                             }
-                            tracing::debug!(%reason, "uplink call failed; retrying");
+                            tracing::debug!(?call, %reason, "uplink call failed; retrying");
                             tokio::time::sleep_until(at).await;
                         }
                         Action::Park(parked) => {

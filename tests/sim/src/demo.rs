@@ -8,7 +8,9 @@
 //!   the bureau's token; a later run on the folder must use the same
 //!   parameters, and resumes;
 //! - `hub/`: the hub's store;
-//! - `devices/<station>-<n>/`: each device's agent store.
+//! - `devices/<station>-<n>/`: each device's agent store;
+//! - `relays/<station>/`: the station relay of the second station, whose
+//!   phones sync through it (see [`crate::relayed`]).
 //!
 //! Resuming: a worker's entries are a function of the parameters, so a run
 //! replays them and skips the ones its device's log already holds (entry k
@@ -40,12 +42,13 @@ use unicode_width::UnicodeWidthStr as _;
 
 use crate::clock::SimClock;
 use crate::district::{self, Entry, Expect, Ledger, Worker};
+use crate::relayed::StationRelay;
 use crate::weaklink::{LinkProfile, WeakLink};
 
 /// Hub page cache, bytes.
 /// The key of a store of the demo: its key file beside the store's folder,
 /// made with the store.
-fn demo_key(store: &Path) -> anyhow::Result<Option<station_agent::seal::KeySource>> {
+pub(crate) fn demo_key(store: &Path) -> anyhow::Result<Option<station_agent::seal::KeySource>> {
     if let Some(parent) = store.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -82,6 +85,10 @@ pub struct DemoOptions {
     /// Whether one device (the second of 亚堆乡, or of the third station)
     /// loses its link from 40% to 85% of the days.
     pub offline_device: bool,
+    /// Whether the second station's phones sync through a station relay
+    /// whose uplink to the hub is down from 15% to 35% of the days (in a
+    /// run of at least 20 days).
+    pub relay: bool,
     /// Draw a progress bar on the terminal.
     pub progress: bool,
 }
@@ -104,6 +111,7 @@ impl DemoOptions {
             http: "127.0.0.1:8080".into(),
             link: demo_link(),
             offline_device: true,
+            relay: true,
             progress: false,
         }
     }
@@ -177,6 +185,8 @@ pub struct Demo {
     progress: Arc<Progress>,
     /// "Now" for the hub's Sync service and every device.
     clock: Arc<SimClock>,
+    /// The second station's relay, when the demo runs one.
+    relay: Option<StationRelay>,
 }
 
 /// What a simulation did.
@@ -281,6 +291,29 @@ impl Demo {
             .offline_device
             .then(|| offline_device(&saved.stations, saved.devices))
             .flatten();
+        let relay = match saved.stations.get(1) {
+            Some(station) if options.relay && saved.days >= 20 => {
+                let span = u64::from(saved.days);
+                let mut profile = options.link.clone();
+                profile.seed = saved.seed.wrapping_mul(7_919);
+                Some(
+                    StationRelay::start(
+                        &options.data,
+                        station,
+                        &store,
+                        grpc_addr,
+                        profile,
+                        Arc::clone(&clock) as station_agent::clock::SharedClock,
+                        (
+                            first_day + Days::new(span * 3 / 20),
+                            first_day + Days::new(span * 7 / 20),
+                        ),
+                    )
+                    .await?,
+                )
+            }
+            _ => None,
+        };
         let mut devices = Vec::with_capacity(workers.len());
         for (index, worker) in workers.into_iter().enumerate() {
             let n = index as u32 % saved.devices + 1;
@@ -293,10 +326,12 @@ impl Demo {
                 .wrapping_mul(1_000_003)
                 .wrapping_add(index as u64);
             let link = WeakLink::start(grpc_addr, profile).await?;
-            let mut sync = SyncOptions::new(
-                format!("http://{}", link.local_addr()),
-                agent.identity().token.clone(),
-            );
+            let direct = format!("http://{}", link.local_addr());
+            let hub_url = match &relay {
+                Some(relay) if relay.station() == worker.station() => relay.hub_url(&direct),
+                _ => direct,
+            };
+            let mut sync = SyncOptions::new(hub_url, agent.identity().token.clone());
             sync.retry_budget = Duration::from_secs(20);
             sync.long_poll = Duration::ZERO;
             sync.jitter_seed = Some(saved.seed.wrapping_add(index as u64));
@@ -316,6 +351,14 @@ impl Demo {
                 offline,
             });
         }
+        if let Some(relay) = &relay {
+            let tokens: Vec<String> = devices
+                .iter()
+                .filter(|device| device.worker.station() == relay.station())
+                .filter_map(|device| device.agent.identity().token.clone())
+                .collect();
+            relay.serves(&tokens).await?;
+        }
         Ok(Demo {
             options,
             saved,
@@ -328,6 +371,7 @@ impl Demo {
             servers,
             progress: Arc::new(Progress::default()),
             clock,
+            relay,
         })
     }
 
@@ -451,6 +495,9 @@ impl Demo {
             for run in &mut runs {
                 run.follow_link(day, &self.progress);
             }
+            if let Some(relay) = &self.relay {
+                relay.follow_uplink(day);
+            }
             // The devices' clocks read the day's first entry time.
             self.clock.set(district::china_ms(day, FIRST_ENTRY_MINUTES));
             // The day's entries, every device at once.
@@ -492,6 +539,18 @@ impl Demo {
                 if outcome.is_err() {
                     break;
                 }
+                // The station relay forwards its phones' entries that
+                // evening, when its uplink is up.
+                if let Some(relay) = &self.relay
+                    && relay.uplink_up_on(day)
+                {
+                    outcome = self
+                        .relayed(relay, runs.iter().map(|run| &run.device))
+                        .await;
+                    if outcome.is_err() {
+                        break;
+                    }
+                }
             }
             played += 1;
         }
@@ -515,6 +574,17 @@ impl Demo {
             // station's events.
             self.clock.set(district::china_ms(last_day, SYNC_MINUTES));
             self.rounds(self.devices.iter(), cancel).await?;
+            if let Some(relay) = &self.relay {
+                // Everything the relay holds reaches the hub, and its phones
+                // hear that the city holds their entries.
+                relay.uplink_back();
+                self.relayed(relay, self.devices.iter()).await?;
+                let phones = self
+                    .devices
+                    .iter()
+                    .filter(|device| device.worker.station() == relay.station());
+                self.rounds(phones, cancel).await?;
+            }
             let head = self.store.durable_head();
             if let Some(bar) = bar {
                 bar.set_message("the hub's projections catch up");
@@ -522,6 +592,25 @@ impl Demo {
             self.projections.wait_through(head).await;
         }
         Ok(finished)
+    }
+
+    /// Waits until the hub holds what each of `devices` served by `relay`
+    /// saved at the station.
+    async fn relayed<'a>(
+        &self,
+        relay: &StationRelay,
+        devices: impl Iterator<Item = &'a Device>,
+    ) -> anyhow::Result<()> {
+        let heads: Vec<(Uuid, u64)> = devices
+            .filter(|device| device.worker.station() == relay.station())
+            .map(|device| {
+                (
+                    device.agent.identity().origin_id,
+                    device.agent.log().head_seq(),
+                )
+            })
+            .collect();
+        relay.forwarded(&self.store, &heads).await
     }
 
     /// One sync round of each of `devices`, all at once, each retried until
@@ -658,6 +747,18 @@ impl Demo {
             month.key()
         );
         out.push_str(&render(&rows));
+        if let Some(relay) = &self.relay {
+            let (from, to) = relay.down();
+            let name = table
+                .rows
+                .iter()
+                .find(|row| row.station_code == relay.station())
+                .map_or(relay.station(), |row| row.station_name.as_str());
+            out.push_str(&format!(
+                "{name}: phones sync through the station relay; its uplink was down from {from} to {}\n",
+                to.pred_opt().unwrap_or(to)
+            ));
+        }
         Ok(out)
     }
 
@@ -666,6 +767,9 @@ impl Demo {
     /// # Errors
     /// A server that failed.
     pub async fn stop(self) -> anyhow::Result<()> {
+        if let Some(relay) = self.relay {
+            relay.stop().await?;
+        }
         let _ = self.stop.send(true);
         for device in self.devices {
             device.link.shutdown().await;
@@ -737,7 +841,7 @@ fn load_or_create(options: &DemoOptions, store: &HubStore) -> anyhow::Result<Sav
 
 /// Writes `bytes` to `path` durably, readable by the owner only (it holds a
 /// token): a temporary file, fsynced, renamed over.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("json.tmp");
     let mut file = std::fs::OpenOptions::new();
     file.write(true).create(true).truncate(true);

@@ -11,7 +11,9 @@
 //!   tests and benchmarks;
 //! - [`demo`]: the whole system on a simulated district (a hub and its
 //!   servers, one agent per device syncing through weak links), which the
-//!   `station-demo` binary runs.
+//!   `station-demo` binary runs;
+//! - [`relayed`]: the station relay of one township in the demo, whose
+//!   uplink is down for a stretch of the days.
 //!
 //! Invariant: what the generators call valid is what `station_proto::validate`
 //! accepts; this crate builds neither SQLite nor UniFFI, only the benchmark
@@ -21,4 +23,5 @@ pub mod clock;
 pub mod demo;
 pub mod district;
 pub mod fieldwork;
+pub mod relayed;
 pub mod weaklink;

@@ -45,6 +45,10 @@ struct Args {
     /// Keep every device's link up (no offline stretch).
     #[arg(long)]
     no_offline: bool,
+    /// Let the second station's phones sync straight to the hub (no station
+    /// relay whose uplink is down for a stretch).
+    #[arg(long)]
+    no_relay: bool,
     /// Exit after the table instead of serving the dashboard.
     #[arg(long)]
     no_serve: bool,
@@ -68,6 +72,7 @@ fn main() -> anyhow::Result<()> {
     options.listen = args.listen;
     options.http = args.http;
     options.offline_device = !args.no_offline;
+    options.relay = !args.no_relay;
     options.progress = true;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {

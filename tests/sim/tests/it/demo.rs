@@ -99,15 +99,43 @@ const DAY_MS: i64 = 86_400_000;
 /// the hub's, as both follow the simulated day; a device that synced every
 /// evening shows entry-to-receipt lags under a day; the phone whose link
 /// was down shows, as lag, the days it could not sync, `offline_days` (the
-/// lag of its first entry offline, received the evening its link is back).
-fn assert_lags_follow_the_simulated_days(demo: &Demo, offline: Option<(&str, i64)>) {
+/// lag of its first entry offline, received the evening its link is back);
+/// the phones of the station relay show its path, and as lag the days its
+/// uplink was down, `relayed_days`.
+fn assert_lags_follow_the_simulated_days(
+    demo: &Demo,
+    offline: Option<(&str, i64)>,
+    relayed_days: Option<i64>,
+) {
     let health = demo.projections().sync_health(demo.stations()).unwrap();
-    assert_eq!(health.devices.len(), demo.devices().count());
-    for device in &health.devices {
+    let (devices, relays): (Vec<_>, Vec<_>) = health
+        .devices
+        .iter()
+        .partition(|device| device.events_logged > 0);
+    assert_eq!(devices.len(), demo.devices().count());
+    // The station relay has a row of its own: it says Hello to the hub and
+    // enters nothing.
+    assert_eq!(
+        relays.len(),
+        usize::from(relayed_days.is_some()),
+        "{relays:?}"
+    );
+    let relayed = devices
+        .iter()
+        .filter(|device| device.via_relay.is_some())
+        .count();
+    assert_eq!(relayed, if relayed_days.is_some() { 2 } else { 0 });
+    for device in devices {
         let name = device.device_name.as_deref().unwrap_or_default();
         let (mean, max) = (device.mean_lag_ms.unwrap(), device.max_lag_ms.unwrap());
         assert!(device.clock_skew_ms.abs() < 1_000, "{name}: {device:?}");
         assert_eq!(device.backlog, 0, "{name}");
+        if let (Some(_), Some(days)) = (&device.via_relay, relayed_days) {
+            assert!(device.relayed_events > 0, "{name}: {device:?}");
+            assert!(max > days * DAY_MS, "{name}: max lag {max} ms");
+            assert!(max < (days + 1) * DAY_MS, "{name}: max lag {max} ms");
+            continue;
+        }
         match offline {
             Some((offline, days)) if offline == name => {
                 assert!(mean > DAY_MS, "{name}: mean lag {mean} ms");
@@ -159,7 +187,10 @@ async fn hub_holds_what_the_generator_entered_and_a_second_run_adds_nothing() {
     // The second phone of the third station has no link from day 8 to day
     // 16 of the 21 (40% to 85% of the days): 9 days.
     let offline = format!("{}-2", demo.stations()[2]);
-    assert_lags_follow_the_simulated_days(&demo, Some((&offline, 9)));
+    // The second station's relay has no uplink from day 3 to day 6 (15% to
+    // 35% of the days): its phones' entries of day 3 reach the hub on the
+    // evening of day 7.
+    assert_lags_follow_the_simulated_days(&demo, Some((&offline, 9)), Some(4));
 
     // Each device holds its colleagues' events after the last round.
     for (name, agent) in demo.devices() {
@@ -274,7 +305,8 @@ fn the_binary_prints_the_table_serves_and_stops_on_sigint() {
     assert!(text.contains("dashboard: http://127.0.0.1:"), "{text}");
     assert!(text.contains("bureau token (read-only): "), "{text}");
     // While it serves, a new phone is enrolled through the hub's
-    // administration socket, beside the demo's 2 × 2 devices and bureau.
+    // administration socket, beside the demo's 2 × 2 devices and bureau (a
+    // run of 4 days has no station relay).
     let hub = dir.path().join("hub");
     let enroll = AdminRequest::EnrollDevice {
         station: "540502001".into(),
