@@ -560,7 +560,7 @@ fn render(
 
     out.push_str("<section><h2>指标完成情况</h2><div class=\"stations\">");
     // A period not over yet cannot be complete; say so rather than warn.
-    let running = end_of_day_ms(table.last_day) > chrono::Utc::now().timestamp_millis();
+    let running = end_of_day_ms(table.last_day) > health.hub_clock_ms;
     for row in &table.rows {
         let _ = write!(
             out,
@@ -740,8 +740,8 @@ fn render(
     }
 
     // Each device: whether it still holds entries the hub lacks, and since
-    // when it has not been heard from.
-    let now = chrono::Utc::now().timestamp_millis();
+    // when it has not been heard from, by the hub's clock.
+    let now = health.hub_clock_ms;
     out.push_str(
         "<h3>设备同步</h3><div class=\"scroll\"><table class=\"devices\"><thead><tr><th>工作站</th><th>设备</th><th>最近联系</th>\
          <th>待上传</th><th>已入库事件</th><th>隔离事件</th><th>平均延迟</th><th>最大延迟</th><th>时钟偏差</th>\
