@@ -8,6 +8,11 @@
 //! case); the survivor must be open and merged into nothing, the absorbed
 //! file merged into nothing and the survivor of no merge.
 //!
+//! Supervision: [`Agent::record_reviewed`] records an entry and, when the
+//! district's review policy (as the hub last told it, kept in the store)
+//! names its kind, the `ReviewRequested` for it; the command line and the
+//! mobile library record through it.
+//!
 //! Invariants: an entry is validated completely before anything is written; a
 //! rejected entry changes nothing; [`Agent::record`] returns only once the
 //! event is durable; no error names a person or an ID number (a refused
