@@ -8,6 +8,11 @@
 //! case); the survivor must be open and merged into nothing, the absorbed
 //! file merged into nothing and the survivor of no merge.
 //!
+//! Supervision: [`Agent::record_reviewed`] records an entry and, when the
+//! district's review policy (as the hub last told it, kept in the store)
+//! names its kind, the `ReviewRequested` for it; the command line and the
+//! mobile library record through it.
+//!
 //! Invariants: an entry is validated completely before anything is written; a
 //! rejected entry changes nothing; [`Agent::record`] returns only once the
 //! event is durable; no error names a person or an ID number (a refused
@@ -172,6 +177,17 @@ pub struct InitOptions {
 
 /// The outcome of recording an entry.
 pub type Recorded = Appended;
+
+/// An entry recorded with the review the district asks for it
+/// ([`Agent::record_reviewed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordedEntry {
+    /// The entry.
+    pub entry: Recorded,
+    /// The `ReviewRequested` recorded for it, when the district's review
+    /// policy names its kind (and no earlier request names it).
+    pub review: Option<Recorded>,
+}
 
 /// A device's summary for `status`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -411,6 +427,75 @@ impl Agent {
             });
         }
         Ok(appended)
+    }
+
+    /// Records an entry as [`Agent::record_with`] does and, when the
+    /// district's review policy (as the hub last told it,
+    /// [`EventLog::review_policy`]) says entries of its kind need a
+    /// supervisor's review, asks for it: a `ReviewRequested` naming the
+    /// entry, recorded right after it, the way a worker would with
+    /// `review request`. An entry saved again (same `event_id`) asks only if
+    /// no request names it yet, so a crash between the two saves is mended
+    /// by saving the entry again.
+    ///
+    /// # Errors
+    /// As [`Agent::record_with`]; an error of the request leaves the entry
+    /// recorded (it is durable before the request is made) and is returned.
+    pub fn record_reviewed(
+        &self,
+        event_id: Option<Uuid>,
+        body: Body,
+        today: NaiveDate,
+        recorded_at_ms: i64,
+    ) -> Result<RecordedEntry, AgentError> {
+        let subject = self.log.review_policy()?.review_of(&body);
+        let entry = self.record_with(event_id, body, today, recorded_at_ms)?;
+        let Some(subject) = subject else {
+            return Ok(RecordedEntry {
+                entry,
+                review: None,
+            });
+        };
+        let case_id = self
+            .log
+            .event(entry.event_id)?
+            .and_then(|event| station_proto::case::case_of(event.body.as_ref()?))
+            .ok_or_else(|| StoreError::Corrupt("a recorded entry without its case".into()))?;
+        if entry.duplicate
+            && self
+                .reviews(case_id)?
+                .iter()
+                .any(|item| item.subject_event_id == Some(entry.event_id))
+        {
+            return Ok(RecordedEntry {
+                entry,
+                review: None,
+            });
+        }
+        let request = Body::ReviewRequested(station_proto::v1::ReviewRequested {
+            case_id: case_id.as_bytes().to_vec(),
+            subject: subject as i32,
+            subject_event_id: entry.event_id.as_bytes().to_vec(),
+            requested_on: today.format("%Y-%m-%d").to_string(),
+            ..station_proto::v1::ReviewRequested::default()
+        });
+        let review = self.record_with(None, request, today, recorded_at_ms)?;
+        Ok(RecordedEntry {
+            entry,
+            review: Some(review),
+        })
+    }
+
+    /// [`Agent::record_reviewed`] for an entry made now by this device's
+    /// worker.
+    ///
+    /// # Errors
+    /// As [`Agent::record_reviewed`].
+    pub fn record_now_reviewed(&self, body: Body) -> Result<RecordedEntry, AgentError> {
+        let now = self.log.now_ms();
+        let today = chrono::DateTime::from_timestamp_millis(now)
+            .map_or_else(today, |at| at.with_timezone(&Local).date_naive());
+        self.record_reviewed(None, body, today, now)
     }
 
     /// The next 档案编号 this device gives to a file opened on `opened_on`

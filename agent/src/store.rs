@@ -32,6 +32,7 @@
 //! | `m:person_index` | `u32` version of the `n:` key space, present once it is built |
 //! | `j:` absorbed_id survivor_id | empty: an event of case `survivor_id` (voided or not) merges `absorbed_id` into it |
 //! | `m:directory_key`, `m:directory_feed`, `m:directory_stations`, `y:` bucket | the device's copy of the district directory (see `directory.rs`) |
+//! | `m:review_policy` | JSON: which entries need a supervisor's review, as the hub last said (see `review.rs`) |
 //!
 //! Sealed (see [`crate::seal`]) when the store is encrypted: `m:identity`
 //! (with the device token), `m:device_key`, `m:parked`, `o:`, `p:`, `c:`,
@@ -80,8 +81,9 @@
 //!   rebuilt at open;
 //! - an append or pull is reported only once durable (see [`crate::durable`]);
 //!   events handed to sync never pass [`EventLog::durable_seq`];
-//! - `m:parked`, `m:last_sync_ms` and `m:uplink_bps` are the sync client's own
-//!   bookkeeping: they never change an event, a cursor or a view;
+//! - `m:parked`, `m:last_sync_ms`, `m:uplink_bps` and `m:review_policy` are
+//!   the sync client's own bookkeeping: they never change an event, a
+//!   cursor or a view;
 //! - an encrypted store is sealed whole before anything else reads it: a
 //!   store in clear opened with a key is sealed in place in atomic steps
 //!   ([`crate::seal::SealedTree::seal_in_place`]), resumed after a crash, and
@@ -107,6 +109,7 @@ use crate::seal::{self, Algorithm, KeySource, SealError, SealedTree, SealingOpti
 use crate::views::{self, CaseView};
 
 mod directory;
+mod review;
 
 pub use directory::{DirectoryApplied, DirectoryHolder, DirectoryStatus};
 

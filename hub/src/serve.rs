@@ -149,6 +149,7 @@ impl Hub {
     /// the projector with [`Projections::wait_through`]); `options.config`
     /// is not read: the projections carry theirs. No administration socket.
     pub fn with_projections(projections: Arc<Projections>, options: ServerOptions) -> Hub {
+        projections.use_clock(Arc::clone(&options.clock));
         Hub {
             projections,
             options,

@@ -26,6 +26,8 @@
 //! - [`error`]: [`FieldError`] and the mapping from the agent's errors.
 //! - [`transfer`]: transfers of a file between stations: the request, and
 //!   the answer of the station asked.
+//! - [`review`]: the district's review policy as the hub told it; entries
+//!   it names are recorded with their review request.
 
 uniffi::setup_scaffolding!();
 
@@ -33,6 +35,7 @@ pub mod directory;
 pub mod entries;
 pub mod error;
 pub mod keys;
+pub mod review;
 pub mod store;
 pub mod sync;
 pub mod transfer;
@@ -48,6 +51,7 @@ pub use entries::{
 };
 pub use error::FieldError;
 pub use keys::{KeyProvider, KeyProviderError};
+pub use review::ReviewPolicy;
 pub use store::{FieldStore, Recorded, StoreOptions};
 pub use transfer::{TransferAcceptance, TransferDecline, TransferRequest};
 pub use views::{

@@ -90,6 +90,10 @@ pub struct Recorded {
     /// True when an entry with the same `entry_id` was saved before: nothing
     /// new was written and the earlier entry's id and place are returned.
     pub duplicate: bool,
+    /// The id of the review request (提请审核) recorded with the entry, when
+    /// the district's review policy ([`FieldStore::review_policy`]) says
+    /// entries of its kind need a supervisor's review; `None` otherwise.
+    pub review_request_id: Option<String>,
 }
 
 /// One device's store of field entries: the station's cases, the entries
@@ -692,11 +696,12 @@ impl FieldStore {
         let event_id = parse_entry_id(entry_id.as_deref())?;
         let recorded = self
             .agent()?
-            .record_with(event_id, body, today(), now_ms())?;
+            .record_reviewed(event_id, body, today(), now_ms())?;
         Ok(Recorded {
-            event_id: id_text(recorded.event_id),
-            origin_seq: recorded.origin_seq,
-            duplicate: recorded.duplicate,
+            event_id: id_text(recorded.entry.event_id),
+            origin_seq: recorded.entry.origin_seq,
+            duplicate: recorded.entry.duplicate,
+            review_request_id: recorded.review.map(|review| id_text(review.event_id)),
         })
     }
 

@@ -99,14 +99,16 @@ class Hub:
         )
         return done.stdout.strip()
 
-    def start(self):
+    def start(self, config=None):
+        """Serves; `config` names a configuration file (TOML), else the
+        built-in one."""
         log = open(self.log_path, "a")
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
         self.process = subprocess.Popen(
             [
                 self.binary, "serve", "--data", self.data, "--listen", "127.0.0.1:0",
                 "--cache-capacity", str(16 * 1024 * 1024), "--shutdown-grace-secs", "1",
-            ],
+            ] + (["--config", str(config)] if config else []),
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,

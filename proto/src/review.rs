@@ -7,6 +7,11 @@
 //! (`ReviewApproved`) or returns it with a comment (`ReviewReturned`), offline
 //! if need be. Both decisions name the last case event their author saw.
 //!
+//! Which kinds need review is the hub's configuration (`[review]`); the hub
+//! tells its devices at every `Hello` ([`ReviewPolicy::to_wire`]) and a
+//! device asks for the review of each entry the policy names
+//! ([`ReviewPolicy::review_of`]) as it records it.
+//!
 //! Pure: no I/O and no clock; the reference date of an age comes in as an
 //! argument.
 //!
@@ -59,6 +64,33 @@ impl ReviewPolicy {
             Ok(ReviewSubject::CasePlan) => self.case_plan,
             Ok(ReviewSubject::Closure) => self.closure,
             Ok(ReviewSubject::Unspecified) | Err(_) => false,
+        }
+    }
+
+    /// The review an entry `body` needs under this policy: its subject when
+    /// it is a change of a kind that needs review, `None` otherwise.
+    pub fn review_of(&self, body: &Body) -> Option<ReviewSubject> {
+        subject_of(body).filter(|subject| self.requires(*subject as i32))
+    }
+
+    /// The policy as a device learns it from the hub (`HelloResponse`):
+    /// which kinds need review. Whether closures count only once approved is
+    /// the hub's business and is not told.
+    pub fn to_wire(&self) -> crate::v1::ReviewPolicy {
+        crate::v1::ReviewPolicy {
+            tier_change: self.tier_change,
+            case_plan: self.case_plan,
+            closure: self.closure,
+        }
+    }
+
+    /// The policy a device keeps from what the hub told it.
+    pub fn from_wire(wire: &crate::v1::ReviewPolicy) -> Self {
+        Self {
+            tier_change: wire.tier_change,
+            case_plan: wire.case_plan,
+            closure: wire.closure,
+            count_closures_when_approved: false,
         }
     }
 }
@@ -244,18 +276,23 @@ pub fn closure_approved(items: &[ReviewItem], closed_event: Uuid) -> bool {
 /// value) reviews: a `CaseAssessed` for a tier change, a `CaseNoteAdded` of
 /// kind plan for a case plan, a `CaseClosed` for a closure.
 pub fn is_subject_event(subject: i32, event: &Event) -> bool {
-    let Some(body) = &event.body else {
-        return false;
-    };
-    let Ok(subject) = ReviewSubject::try_from(subject) else {
-        return false;
-    };
+    event
+        .body
+        .as_ref()
+        .and_then(subject_of)
+        .is_some_and(|of| of as i32 == subject)
+}
+
+/// The kind of change a review of `body` would be about: a tier change for
+/// a `CaseAssessed`, a case plan for a `CaseNoteAdded` of kind plan, a
+/// closure for a `CaseClosed`; `None` for an entry no review is about.
+pub fn subject_of(body: &Body) -> Option<ReviewSubject> {
     match body {
-        Body::CaseAssessed(_) => subject == ReviewSubject::TierChange,
+        Body::CaseAssessed(_) => Some(ReviewSubject::TierChange),
         Body::CaseNoteAdded(m) => {
-            subject == ReviewSubject::CasePlan && m.kind == NoteKind::Plan as i32
+            (m.kind == NoteKind::Plan as i32).then_some(ReviewSubject::CasePlan)
         }
-        Body::CaseClosed(_) => subject == ReviewSubject::Closure,
+        Body::CaseClosed(_) => Some(ReviewSubject::Closure),
         Body::CaseOpened(_)
         | Body::CaseReopened(_)
         | Body::VisitRecorded(_)
@@ -273,7 +310,7 @@ pub fn is_subject_event(subject: i32, event: &Event) -> bool {
         | Body::CaseTransferDeclined(_)
         | Body::ReviewRequested(_)
         | Body::ReviewApproved(_)
-        | Body::ReviewReturned(_) => false,
+        | Body::ReviewReturned(_) => None,
     }
 }
 
@@ -325,6 +362,44 @@ mod tests {
             decided_on: day(3),
             comment: "请补充",
         }
+    }
+
+    #[test]
+    fn a_policy_asks_a_review_of_the_kinds_it_names_and_travels_without_the_ledger_rule() {
+        use crate::v1::{CaseAssessed, CaseClosed, CaseNoteAdded};
+        let policy = ReviewPolicy {
+            tier_change: false,
+            case_plan: true,
+            closure: true,
+            count_closures_when_approved: true,
+        };
+        let plan = Body::CaseNoteAdded(CaseNoteAdded {
+            kind: NoteKind::Plan as i32,
+            ..CaseNoteAdded::default()
+        });
+        let note = Body::CaseNoteAdded(CaseNoteAdded {
+            kind: NoteKind::Intervention as i32,
+            ..CaseNoteAdded::default()
+        });
+        let assessed = Body::CaseAssessed(CaseAssessed::default());
+        let closed = Body::CaseClosed(CaseClosed::default());
+        assert_eq!(policy.review_of(&plan), Some(ReviewSubject::CasePlan));
+        assert_eq!(policy.review_of(&closed), Some(ReviewSubject::Closure));
+        assert_eq!(policy.review_of(&note), None);
+        assert_eq!(policy.review_of(&assessed), None);
+        assert_eq!(
+            ReviewPolicy::default().review_of(&closed),
+            None,
+            "nothing needs review by default"
+        );
+        let told = ReviewPolicy::from_wire(&policy.to_wire());
+        assert_eq!(
+            told,
+            ReviewPolicy {
+                count_closures_when_approved: false,
+                ..policy
+            }
+        );
     }
 
     #[test]

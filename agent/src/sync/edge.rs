@@ -441,6 +441,21 @@ impl Edge {
             }
             self.directory_behind = true;
         }
+        if let Some(policy) = &answer.review_policy {
+            let policy = station_proto::review::ReviewPolicy::from_wire(policy);
+            let changed = blocking(&self.agent, move |a| {
+                Ok(a.log().set_review_policy(&policy)?)
+            })
+            .await?;
+            if changed {
+                tracing::info!(
+                    tier_change = policy.tier_change,
+                    case_plan = policy.case_plan,
+                    closure = policy.closure,
+                    "the hub's review policy changed"
+                );
+            }
+        }
         let durable_through = answer.durable_through;
         tracing::debug!(
             durable_through,

@@ -975,3 +975,131 @@ fn a_transfer_is_asked_for_on_the_command_line_and_answers_this_station_may_not_
     let cases: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(cases[0]["status"], "open");
 }
+
+#[test]
+fn entries_the_districts_review_policy_names_are_recorded_with_a_review_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("phone");
+    let out = agent(
+        &data,
+        &["init", "--station", "540502001", "--worker", "w01"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = agent(
+        &data,
+        &[
+            "case",
+            "open",
+            "--name",
+            "央金",
+            "--id-number",
+            "540502201203150014",
+            "--community",
+            "540502001003",
+            "--category",
+            "孤儿",
+            "--tier",
+            "2",
+            "--date",
+            "2026-11-01",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = field(&stdout(&out), "case_id").to_string();
+
+    // Before any hub said otherwise nothing needs review.
+    let out = agent(
+        &data,
+        &[
+            "case",
+            "note",
+            "--case",
+            &case,
+            "--kind",
+            "plan",
+            "--text",
+            "每周探访",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stdout(&out).contains("review_request_id"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The district's policy, as a hub's Hello leaves it in the store:
+    // case plans and closures need review, tier changes do not.
+    {
+        let device =
+            station_agent::Agent::open(&data, crate::fixtures::cli_store_options(&data)).unwrap();
+        let policy = station_proto::review::ReviewPolicy {
+            case_plan: true,
+            closure: true,
+            ..station_proto::review::ReviewPolicy::default()
+        };
+        assert!(device.log().set_review_policy(&policy).unwrap());
+        assert!(!device.log().set_review_policy(&policy).unwrap());
+    }
+
+    let out = agent(
+        &data,
+        &[
+            "case", "assess", "--case", &case, "--tier", "1", "--reason", "独居",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !stdout(&out).contains("review_request_id"),
+        "{}",
+        stdout(&out)
+    );
+    let out = agent(
+        &data,
+        &[
+            "case",
+            "note",
+            "--case",
+            &case,
+            "--kind",
+            "plan",
+            "--text",
+            "每三天探访",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = field(&stdout(&out), "event_id").to_string();
+    let plan_review = field(&stdout(&out), "review_request_id").to_string();
+    let out = agent_stdin(
+        &data,
+        &["record", "--json", "-"],
+        &format!(
+            "{{\"caseClosed\":{{\"caseId\":\"{case}\",\"reason\":\"收养\",\"closedOn\":\"2026-11-02\"}}}}\n"
+        ),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = stdout(&out).lines().next().unwrap().to_string();
+    assert!(line.starts_with("line 1: ok "), "{line}");
+    let closure = field(&line, "event_id").to_string();
+    let closure_review = field(&line, "review_request_id").to_string();
+    assert_eq!(status(&data)["head_seq"], 7);
+
+    // Both wait for a supervisor, each naming its entry.
+    let out = agent(&data, &["review", "list", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for (review, subject, entry) in [
+        (&plan_review, "case-plan", &plan),
+        (&closure_review, "closure", &closure),
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r["request_id"] == review.as_str())
+            .unwrap_or_else(|| panic!("{review} not listed in {rows:?}"));
+        assert_eq!(row["state"], "pending");
+        assert_eq!(row["subject"], subject);
+        assert_eq!(row["subject_event_id"], entry.as_str());
+    }
+}

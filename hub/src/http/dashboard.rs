@@ -560,7 +560,7 @@ fn render(
 
     out.push_str("<section><h2>指标完成情况</h2><div class=\"stations\">");
     // A period not over yet cannot be complete; say so rather than warn.
-    let running = end_of_day_ms(table.last_day) > chrono::Utc::now().timestamp_millis();
+    let running = end_of_day_ms(table.last_day) > health.hub_clock_ms;
     for row in &table.rows {
         let _ = write!(
             out,
@@ -704,22 +704,26 @@ fn render(
     out.push_str("</tbody></table></div>");
 
     // Files opened twice for one person at one station (two offline
-    // phones): by case id, never the person.
+    // phones), and possible duplicates across stations (the district
+    // directory's person open at two stations): by case id, never the
+    // person.
     if !duplicates.files.is_empty() {
         out.push_str(
             "<h3>重复建档</h3><div class=\"scroll\"><table class=\"duplicates\"><thead><tr><th>工作站</th><th>社区</th>\
-             <th>重复档案</th><th>档案编号</th><th>建档日期</th><th>原档案</th><th>原档案编号</th><th>原建档日期</th><th>处理</th></tr></thead><tbody>",
+             <th>重复档案</th><th>档案编号</th><th>建档日期</th><th>原档案工作站</th><th>原档案</th><th>原档案编号</th><th>原建档日期</th><th>处理</th></tr></thead><tbody>",
         );
         for file in &duplicates.files {
+            let across = file.duplicate_of_station_code != file.station_code;
             let _ = write!(
                 out,
-                "<tr data-station=\"{}\" data-resolution=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr data-station=\"{}\" data-resolution=\"{}\" data-across=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&file.station_code),
                 match file.resolution {
                     crate::projections::DuplicateResolution::Open => "open",
                     crate::projections::DuplicateResolution::Merged => "merged",
                     crate::projections::DuplicateResolution::Dismissed => "dismissed",
                 },
+                across,
                 escape(
                     &config
                         .station(&file.station_code)
@@ -730,6 +734,14 @@ fn render(
                 file.case_id,
                 escape(&file.file_number),
                 file.opened_on,
+                if across {
+                    format!(
+                        "{}（跨站，疑似重复）",
+                        escape(config.station_name(&file.duplicate_of_station_code))
+                    )
+                } else {
+                    "本站".to_string()
+                },
                 file.duplicate_of,
                 escape(&file.duplicate_of_file_number),
                 file.duplicate_of_opened_on,
@@ -740,8 +752,8 @@ fn render(
     }
 
     // Each device: whether it still holds entries the hub lacks, and since
-    // when it has not been heard from.
-    let now = chrono::Utc::now().timestamp_millis();
+    // when it has not been heard from, by the hub's clock.
+    let now = health.hub_clock_ms;
     out.push_str(
         "<h3>设备同步</h3><div class=\"scroll\"><table class=\"devices\"><thead><tr><th>工作站</th><th>设备</th><th>最近联系</th>\
          <th>待上传</th><th>已入库事件</th><th>隔离事件</th><th>平均延迟</th><th>最大延迟</th><th>时钟偏差</th>\

@@ -329,6 +329,10 @@ pub struct DuplicateFile {
     pub duplicate_of_opened_on: NaiveDate,
     /// That file's 档案编号 (empty from older clients).
     pub duplicate_of_file_number: String,
+    /// The station holding that file: `station_code` for two files of one
+    /// station, another for a pair the district directory finds across
+    /// stations.
+    pub duplicate_of_station_code: String,
     /// Still flagged, or how the pair was resolved.
     pub resolution: DuplicateResolution,
 }

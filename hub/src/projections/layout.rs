@@ -144,6 +144,24 @@ pub(crate) fn voids(
     record(tree, values, VOIDS, VOID_RUNS, event_id)
 }
 
+/// Whether `station` holds `case_id` open: an open-case view of the
+/// station (not a tombstone) names it.
+pub(crate) fn is_open_at(
+    tree: &sled::Tree,
+    values: &SealedTree,
+    station: &str,
+    case_id: &Uuid,
+) -> Result<bool, ProjectionError> {
+    let view = record(
+        tree,
+        values,
+        &key(OPEN_CASES, &[station.as_bytes()]),
+        &key(OPEN_RUNS, &[station.as_bytes()]),
+        case_id,
+    )?;
+    Ok(view.is_some_and(|v| !v.is_empty()))
+}
+
 /// Whether a run holds an open-case view of `station` for `case_id`: then
 /// removing it takes a tombstone.
 pub(crate) fn open_in_run(

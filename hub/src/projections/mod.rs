@@ -189,6 +189,12 @@ pub struct Projections {
     records: Arc<station_agent::seal::SealedTree>,
     /// The keys people's tags are made under.
     tags: fold::Tags,
+    /// Where answers read "now" (the hub's clock in the sync-health answer,
+    /// which last contact, lag and staleness are measured against): the
+    /// system clock unless the server was given another
+    /// ([`crate::server::ServerOptions::clock`]), as the Sync service reads
+    /// its receipt times.
+    clock: std::sync::RwLock<station_agent::clock::SharedClock>,
 }
 
 impl std::fmt::Debug for Projections {
@@ -304,7 +310,27 @@ impl Projections {
             checkpoint,
             applied: AtomicU64::new(0),
             records,
+            clock: std::sync::RwLock::new(station_agent::clock::system()),
         })
+    }
+
+    /// Reads "now" from `clock` from here on: the clock the server stamps
+    /// receipts and last contact with, so that the answers measure against
+    /// the same time.
+    pub fn use_clock(&self, clock: station_agent::clock::SharedClock) {
+        *self
+            .clock
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = clock;
+    }
+
+    /// Milliseconds since the Unix epoch on the hub's clock (see
+    /// [`Projections::use_clock`]).
+    pub fn now_ms(&self) -> i64 {
+        self.clock
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .now_ms()
     }
 
     /// Drops `tree` (at once, where removing its keys one by one takes

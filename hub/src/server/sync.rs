@@ -67,7 +67,8 @@ pub struct SyncService {
     clock: SharedClock,
     /// Set on the city hub: the projections whose district directory the
     /// service hands to device tokens (its key at Hello, its delta with each
-    /// Pull that asks for it). A relay keeps no directory.
+    /// Pull that asks for it), and whose configuration's review policy every
+    /// Hello tells. A relay keeps no directory and tells no policy.
     directory: Option<Arc<projections::Projections>>,
 }
 
@@ -364,6 +365,10 @@ impl Sync for SyncService {
             station_devices,
             wipe,
             directory_key,
+            review_policy: self
+                .directory
+                .as_ref()
+                .map(|projections| projections.config().review.to_wire()),
         }))
     }
 

@@ -139,6 +139,7 @@ impl From<projections::DuplicateFiles> for v1::GetDuplicatesResponse {
                     duplicate_of_opened_on: f.duplicate_of_opened_on.to_string(),
                     file_number: f.file_number,
                     duplicate_of_file_number: f.duplicate_of_file_number,
+                    duplicate_of_station_code: f.duplicate_of_station_code,
                     resolution: match f.resolution {
                         projections::DuplicateResolution::Open => v1::DuplicateResolution::Open,
                         projections::DuplicateResolution::Merged => v1::DuplicateResolution::Merged,

@@ -19,6 +19,8 @@ mod conflict;
 mod corrupt;
 mod directory;
 mod diskfull;
+mod duplicates_across;
+mod health_clock;
 mod hostile;
 mod http;
 mod privacy;

@@ -591,3 +591,144 @@ async fn review_round_trips_through_a_served_hub() {
     assert!(approved.stale, "approved on a case that changed since");
     assert_eq!((queue.pending, queue.stale, closed), (0, 1, 1));
 }
+
+/// The hub's `[review]` reaches its devices: a `station-hub serve` process
+/// configured so that case plans and closures need review (tier changes do
+/// not) tells a worker's phone at its first sync; the phone keeps it across
+/// a restart and, offline, records each plan and closure with a review
+/// request naming it, and nothing for a tier change; the supervisor's queue
+/// on the hub then lists exactly those two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hubs_review_policy_reaches_devices_which_ask_for_the_reviews_it_names() {
+    use station_agent::OpenOptions;
+    use station_proto::review::ReviewPolicy;
+    use station_proto::v1::CaseAssessed;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("hub");
+    let config = dir.path().join("hub.toml");
+    let toml = DEFAULT_TOML.replace(
+        "case_plan = false\nclosure = false",
+        "case_plan = true\nclosure = true",
+    );
+    assert_ne!(toml, DEFAULT_TOML);
+    std::fs::write(&config, toml).unwrap();
+    let issue = |args: &[&str]| stdout_of(&hub_cli(&data, args)).trim().to_string();
+    let worker_token = issue(&["enroll", "--station", STATION, "--device", "泽当-1"]);
+    let bureau = issue(&["enroll", "--bureau", "山南市民政局"]);
+    let hub = ServedHub::start(&data, &config);
+    let worker_dir = tempfile::tempdir().unwrap();
+    let worker = device(worker_dir.path(), STATION, "sw-01");
+
+    // Before the hub said anything, nothing needs review.
+    assert_eq!(
+        worker.log().review_policy().unwrap(),
+        ReviewPolicy::default()
+    );
+    let case_id = worker
+        .record_now_reviewed(opening())
+        .unwrap()
+        .entry
+        .event_id;
+    let early_plan = worker
+        .record_now_reviewed(Body::CaseNoteAdded(CaseNoteAdded {
+            case_id: case_id.as_bytes().to_vec(),
+            kind: NoteKind::Plan as i32,
+            text: "每周探访".into(),
+            noted_on: day(),
+        }))
+        .unwrap();
+    assert_eq!(early_plan.review, None);
+    assert_eq!(hub.sync(&worker, &worker_token).await.pushed, 2);
+    let told = ReviewPolicy {
+        case_plan: true,
+        closure: true,
+        ..ReviewPolicy::default()
+    };
+    assert_eq!(worker.log().review_policy().unwrap(), told);
+
+    // The phone restarts offline: the policy was kept with its sync state.
+    drop(worker);
+    let worker = Arc::new(Agent::open(worker_dir.path(), OpenOptions::default()).unwrap());
+    assert_eq!(worker.log().review_policy().unwrap(), told);
+    let tier = worker
+        .record_now_reviewed(Body::CaseAssessed(CaseAssessed {
+            case_id: case_id.as_bytes().to_vec(),
+            tier: Tier::HighRisk as i32,
+            reason: "独居".into(),
+            assessed_on: day(),
+            ..CaseAssessed::default()
+        }))
+        .unwrap();
+    assert_eq!(tier.review, None, "tier changes need no review here");
+    let plan = worker
+        .record_now_reviewed(Body::CaseNoteAdded(CaseNoteAdded {
+            case_id: case_id.as_bytes().to_vec(),
+            kind: NoteKind::Plan as i32,
+            text: "每三天探访".into(),
+            noted_on: day(),
+        }))
+        .unwrap();
+    let closure = worker
+        .record_now_reviewed(Body::CaseClosed(CaseClosed {
+            case_id: case_id.as_bytes().to_vec(),
+            reason: "迁出".into(),
+            closed_on: day(),
+        }))
+        .unwrap();
+    let (plan_review, closure_review) = (plan.review.unwrap(), closure.review.unwrap());
+    let waiting: Vec<_> = worker
+        .reviews(case_id)
+        .unwrap()
+        .into_iter()
+        .filter(|item| item.is_queued())
+        .map(|item| (item.request_id, item.subject, item.subject_event_id))
+        .collect();
+    assert_eq!(
+        waiting,
+        [
+            (
+                plan_review.event_id,
+                ReviewSubject::CasePlan as i32,
+                Some(plan.entry.event_id)
+            ),
+            (
+                closure_review.event_id,
+                ReviewSubject::Closure as i32,
+                Some(closure.entry.event_id)
+            ),
+        ]
+    );
+
+    // Synced, the supervisors' queue on the hub holds exactly those two.
+    assert_eq!(hub.sync(&worker, &worker_token).await.pushed, 5);
+    let (queue, _) = hub.read(&bureau, 7).await;
+    assert!(queue.closure_needs_review && !queue.closures_count_when_approved);
+    assert_eq!(queue.pending, 2);
+    let mut listed: Vec<_> = queue
+        .reviews
+        .iter()
+        .map(|r| {
+            (
+                r.request_id.clone(),
+                r.subject_event_id.clone(),
+                r.state.clone(),
+            )
+        })
+        .collect();
+    listed.sort();
+    let mut expected = vec![
+        (
+            plan_review.event_id.as_bytes().to_vec(),
+            plan.entry.event_id.as_bytes().to_vec(),
+            "pending".to_string(),
+        ),
+        (
+            closure_review.event_id.as_bytes().to_vec(),
+            closure.entry.event_id.as_bytes().to_vec(),
+            "pending".to_string(),
+        ),
+    ];
+    expected.sort();
+    assert_eq!(listed, expected);
+}

@@ -374,7 +374,7 @@ pub fn record_json(agent: &Agent, source: &str) -> anyhow::Result<bool> {
             .and_then(|body| {
                 let is_case = matches!(body, Body::CaseOpened(_));
                 agent
-                    .record(body)
+                    .record_now_reviewed(body)
                     .map(|r| (is_case, r))
                     .map_err(|e| e.to_string())
             });
@@ -383,7 +383,7 @@ pub fn record_json(agent: &Agent, source: &str) -> anyhow::Result<bool> {
                 ok += 1;
                 write!(out, "line {n}: ok ")?;
                 let opened = if is_case {
-                    agent.case(recorded.event_id)?
+                    agent.case(recorded.entry.event_id)?
                 } else {
                     None
                 };

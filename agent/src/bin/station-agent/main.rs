@@ -273,10 +273,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
-            match agent.record(body) {
+            match agent.record_now_reviewed(body) {
                 Ok(recorded) => {
                     let opened = if is_case {
-                        agent.case(recorded.event_id)?
+                        agent.case(recorded.entry.event_id)?
                     } else {
                         None
                     };

@@ -7,7 +7,7 @@
 
 use std::io::Write;
 
-use station_agent::engine::{self, Recorded};
+use station_agent::engine::{self, RecordedEntry};
 use station_agent::store::SyncState;
 use station_agent::views::{
     CaseStatus, CaseView, DueFollowUp, TierIntervals, category_label, tier_label,
@@ -38,16 +38,18 @@ fn pad(s: &str, width: usize) -> String {
     format!("{s}{}", " ".repeat(width.saturating_sub(used)))
 }
 
-/// One recorded entry: its ids, and for a case opening the case id and
-/// the file number of `opened`, the case's view.
+/// One recorded entry: its ids, for a case opening the case id and the
+/// file number of `opened`, the case's view, and the id of the review the
+/// district's policy asked for it (`review_request_id=`).
 ///
 /// # Errors
 /// `out` cannot be written.
 pub fn recorded(
     out: &mut impl Write,
     opened: Option<&CaseView>,
-    r: &Recorded,
+    recorded: &RecordedEntry,
 ) -> std::io::Result<()> {
+    let r = &recorded.entry;
     if let Some(case) = opened {
         write!(out, "case_id={} ", r.event_id)?;
         if !case.file_number.is_empty() {
@@ -57,6 +59,9 @@ pub fn recorded(
     write!(out, "event_id={} origin_seq={}", r.event_id, r.origin_seq)?;
     if r.duplicate {
         write!(out, " (already recorded)")?;
+    }
+    if let Some(review) = &recorded.review {
+        write!(out, " review_request_id={}", review.event_id)?;
     }
     writeln!(out)
 }

@@ -1,4 +1,9 @@
 //! Sync health and data quality of stations and their devices.
+//!
+//! Invariant: the answer's `hub_clock_ms`, against which last contact, lag
+//! and staleness are read, is the projections' clock
+//! ([`Projections::now_ms`]), the one the Sync service stamps receipts and
+//! last contact with, never the system clock behind its back.
 
 use std::collections::BTreeMap;
 
@@ -156,7 +161,7 @@ impl Projections {
         }
         Ok(SyncHealth {
             computed_through_hub_seq: checkpoint,
-            hub_clock_ms: chrono::Utc::now().timestamp_millis(),
+            hub_clock_ms: self.now_ms(),
             stations: rows,
             devices,
         })
