@@ -168,6 +168,32 @@ impl SyncService {
         Ok(Some(delta))
     }
 
+    /// A page of the transfers feed for `caller` ([`super::transfer_feed`]),
+    /// when it asks for one, is a device, and this service is the city
+    /// hub's; about a quarter of `max_bytes` at most.
+    async fn transfer_page(
+        &self,
+        caller: &auth::Caller,
+        pull: &PullRequest,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Option<station_proto::v1::TransferPage>, Status> {
+        let (Some(after), Some(projections), auth::Caller::Device { .. }) =
+            (pull.transfers_after, &self.directory, caller)
+        else {
+            return Ok(None);
+        };
+        let projections = Arc::clone(projections);
+        let station = pull.station_code.clone();
+        tokio::task::spawn_blocking(move || {
+            super::transfer_feed::page(&projections, &station, after, max_events, max_bytes / 4)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("hub task failed: {e}")))?
+        .map(Some)
+        .map_err(|e| Status::internal(format!("transfers feed: {e}")))
+    }
+
     /// The service as a station relay serves it to its phones: every answer
     /// carries, beside what the relay holds, what the city hub has
     /// acknowledged (from `upstream`), and a `Hello` without a device key is
@@ -490,6 +516,9 @@ impl Sync for SyncService {
                 .is_some_and(|d| d.reset || Some(d.next_cursor) != pull.directory_after);
             let waited_enough = tokio::time::Instant::now() >= deadline || *stopping.borrow();
             if page.next_cursor > pull.after || directory_moved || waited_enough {
+                let transfers = self
+                    .transfer_page(&caller, &pull, max_events, max_bytes)
+                    .await?;
                 return Ok(Response::new(PullResponse {
                     events: page
                         .events
@@ -503,6 +532,7 @@ impl Sync for SyncService {
                     head: page.head,
                     heads,
                     directory,
+                    transfers,
                 }));
             }
             tokio::select! {

@@ -157,6 +157,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .collect();
             print::reviews(&mut out, &items, engine::today(), format)?;
         }
+        Command::Case(CaseCommand::Transfers { format }) => {
+            let agent = open_agent(&store)?;
+            let incoming = agent.log().incoming_transfers()?;
+            print::incoming_transfers(&mut out, &incoming, engine::today(), format)?;
+        }
         Command::Log {
             since,
             limit,
