@@ -14,7 +14,7 @@ use station_hub::config::HubConfig;
 use station_hub::projections::Projections;
 use station_hub::store::HubStore;
 use station_proto::ids::Uuid;
-use station_proto::v1::{Category, Tier, VisitKind};
+use station_proto::v1::{Category, GetPendingTransfersRequest, Tier, VisitKind};
 use station_proto::{Body, Event};
 
 const YADUI: &str = "540502200";
@@ -319,6 +319,89 @@ async fn the_bureau_sees_pending_transfers_over_json_and_the_dashboard_by_file_n
         .await
         .json();
     assert_eq!(audit["records"][0]["read"], "transfers", "{audit}");
+
+    // The same rows over Query, audited the same way.
+    let mut query = hub.query();
+    let answer = query
+        .get_pending_transfers(crate::fixtures::authorized(
+            GetPendingTransfersRequest {
+                stations: vec![ZEDANG.into()],
+                as_of: "2025-03-15".into(),
+            },
+            &bureau,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.as_of, "2025-03-15");
+    assert!(answer.computed_through_hub_seq >= 2);
+    assert_eq!(answer.transfers.len(), 1, "{answer:?}");
+    let row = &answer.transfers[0];
+    assert_eq!(
+        (
+            row.request_id.as_slice(),
+            row.case_id.as_slice(),
+            row.file_number.as_str(),
+            row.from_station_code.as_str(),
+            row.to_station_code.as_str(),
+            row.requested_on.as_str(),
+            row.age_days
+        ),
+        (
+            id_of(&request).as_bytes().as_slice(),
+            case.as_bytes().as_slice(),
+            "昌珠-2025-0007",
+            CHANGZHU,
+            ZEDANG,
+            "2025-03-05",
+            10
+        )
+    );
+    let audit = hub
+        .get_as(&format!("/api/audit?case={case}"), &bureau)
+        .await
+        .json();
+    let reads: Vec<&serde_json::Value> = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["read"])
+        .collect();
+    assert_eq!(reads.len(), 2, "{audit}");
+    assert!(reads.iter().all(|r| *r == "transfers"), "{audit}");
+    // A station's device reads its own station's list, and no other.
+    let own = query
+        .get_pending_transfers(crate::fixtures::authorized(
+            GetPendingTransfersRequest::default(),
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(own.transfers.len(), 1, "Changzhu's own request");
+    assert!(own.transfers[0].age_days >= 0);
+    let refused = query
+        .get_pending_transfers(crate::fixtures::authorized(
+            GetPendingTransfersRequest {
+                stations: vec![YADUI.into()],
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let bad_day = query
+        .get_pending_transfers(crate::fixtures::authorized(
+            GetPendingTransfersRequest {
+                as_of: "2025-13-01".into(),
+                ..Default::default()
+            },
+            &bureau,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_day.code(), tonic::Code::InvalidArgument, "{bad_day:?}");
 
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
     let login = crate::http::request(
