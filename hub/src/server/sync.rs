@@ -183,6 +183,13 @@ impl SyncService {
         else {
             return Ok(None);
         };
+        // What the log holds now, once applied (a device's acceptance pushed
+        // just before this pull, say): waited for a moment at most.
+        let _ = tokio::time::timeout(
+            super::transfer_feed::PROJECTION_WAIT,
+            projections.wait_through(self.store.durable_head()),
+        )
+        .await;
         let projections = Arc::clone(projections);
         let station = pull.station_code.clone();
         tokio::task::spawn_blocking(move || {

@@ -204,6 +204,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let status = agent.status()?;
             let sync = agent.log().sync_state()?;
             print::status(&mut out, status, sync, format)?;
+            let incoming = agent.log().incoming_transfers()?.len();
+            if incoming > 0 && matches!(format, args::Format::Table) {
+                writeln!(
+                    out,
+                    "{incoming} transfer requests of other stations to answer: station-agent case transfers"
+                )?;
+            }
         }
         Command::Rekey {
             ref new_key_file,
