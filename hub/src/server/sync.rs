@@ -183,11 +183,18 @@ impl SyncService {
         else {
             return Ok(None);
         };
-        // What the log holds now, once applied (a device's acceptance pushed
-        // just before this pull, say): waited for a moment at most.
+        // The station's stream as the log holds it now, once applied (a
+        // device's acceptance pushed just before this pull, say): waited for
+        // a moment at most.
+        let station_head = self
+            .blocking({
+                let station = pull.station_code.clone();
+                move |store| store.station_head(&station)
+            })
+            .await?;
         let _ = tokio::time::timeout(
             super::transfer_feed::PROJECTION_WAIT,
-            projections.wait_through(self.store.durable_head()),
+            projections.wait_through(station_head),
         )
         .await;
         let projections = Arc::clone(projections);

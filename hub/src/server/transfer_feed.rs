@@ -43,10 +43,11 @@ use crate::store::HubError;
 /// catches up in bounded steps.
 pub const MAX_SCANNED: usize = 5_000;
 
-/// How long a pull waits, at most, for the projections to apply what the
-/// log holds before the page is read: then a device's acceptance pushed in
-/// the same round brings the file's history in that round.
-pub const PROJECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a pull waits, at most, for the projections to apply the
+/// asking station's stream as the log holds it before the page is read:
+/// then a device's acceptance pushed in the same round brings the file's
+/// history in that round.
+pub const PROJECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Errors of the feed.
 #[derive(Debug, thiserror::Error)]
