@@ -679,3 +679,151 @@ async fn a_declined_or_withdrawn_request_leaves_the_file_where_it_is_on_every_ph
     );
     hub.stop().await;
 }
+
+/// The ids the transfers feed hands `token`'s station, from its start.
+async fn feed_of(hub: &crate::fixtures::Hub, token: &str, station: &str) -> Vec<Uuid> {
+    let page = hub
+        .client()
+        .await
+        .pull(crate::fixtures::authorized(
+            station_proto::v1::PullRequest {
+                station_code: station.into(),
+                max_events: 100,
+                transfers_after: Some(0),
+                ..Default::default()
+            },
+            token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let feed = page
+        .transfers
+        .expect("a device of the city hub gets the feed");
+    assert_eq!(feed.next_cursor, feed.head, "one page holds it all");
+    let mut ids: Vec<Uuid> = feed.events.iter().map(id_of).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_gives_a_station_only_what_it_held_of_a_file_that_moved_on_and_nothing_else() {
+    let hub = crate::fixtures::Hub::start().await;
+    let mut cz = Device::new(CHANGZHU, "cz-worker-1");
+    let mut zd = Device::new(ZEDANG, "zd-worker-1");
+    let mut yd = Device::new(YADUI, "yd-worker-1");
+    let opening = cz.record(opened(
+        "次仁",
+        51,
+        CZ1,
+        Tier::Key,
+        &[Category::Elderly],
+        "2025-05-02",
+    ));
+    let case = id_of(&opening);
+    let cz_visit = cz.record(visit(case, "2025-05-04", VisitKind::Home));
+    let to_zedang = cz.record(transfer_requested(case, ZEDANG, "2025-05-10"));
+    let other = cz.record(opened(
+        "卓玛",
+        52,
+        CZ1,
+        Tier::General,
+        &[Category::Elderly],
+        "2025-05-02",
+    ));
+    let cz_events = vec![
+        opening.clone(),
+        cz_visit.clone(),
+        to_zedang.clone(),
+        other.clone(),
+    ];
+    let zd_accepts = zd.record_after(
+        to_zedang.hlc,
+        transfer_accepted(case, id_of(&to_zedang), C1, "2025-05-12"),
+    );
+    let zd_visit = zd.record(visit(case, "2025-06-03", VisitKind::Home));
+    let to_yadui = zd.record(transfer_requested(case, YADUI, "2025-07-01"));
+    let yd_accepts = yd.record_after(
+        to_yadui.hlc,
+        transfer_accepted(case, id_of(&to_yadui), "540502200001", "2025-07-03"),
+    );
+    let yd_visit = yd.record(visit(case, "2025-07-10", VisitKind::Home));
+    let tokens = [
+        hub.device_token(CHANGZHU, "cz"),
+        hub.device_token(ZEDANG, "zd"),
+        hub.device_token(YADUI, "yd"),
+        hub.device_token("540502201", "sz"),
+    ];
+    assert_eq!(hub.push(&tokens[0], &cz_events).await, 0);
+    assert_eq!(
+        hub.push(
+            &tokens[1],
+            &[zd_accepts.clone(), zd_visit.clone(), to_yadui.clone()]
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        hub.push(&tokens[2], &[yd_accepts.clone(), yd_visit.clone()])
+            .await,
+        0
+    );
+    hub.projected().await;
+
+    let sorted = |mut ids: Vec<Uuid>| {
+        ids.sort();
+        ids
+    };
+    // Zedang held it between: Changzhu's history and every transfer step,
+    // nothing of Yadui's visit, nothing of the other file.
+    assert_eq!(
+        feed_of(&hub, &tokens[1], ZEDANG).await,
+        sorted(vec![
+            case,
+            id_of(&cz_visit),
+            id_of(&to_zedang),
+            id_of(&yd_accepts)
+        ])
+    );
+    // Yadui holds it: the whole history of the stations before it.
+    assert_eq!(
+        feed_of(&hub, &tokens[2], YADUI).await,
+        sorted(vec![
+            case,
+            id_of(&cz_visit),
+            id_of(&to_zedang),
+            id_of(&zd_accepts),
+            id_of(&zd_visit),
+            id_of(&to_yadui)
+        ])
+    );
+    // Changzhu opened it: the answers and later transfer steps only.
+    assert_eq!(
+        feed_of(&hub, &tokens[0], CHANGZHU).await,
+        sorted(vec![
+            id_of(&zd_accepts),
+            id_of(&to_yadui),
+            id_of(&yd_accepts)
+        ])
+    );
+    // A station never asked gets nothing.
+    assert!(feed_of(&hub, &tokens[3], "540502201").await.is_empty());
+    // A bureau token gets no feed.
+    let bureau = hub.bureau_token("山南市民政局");
+    let page = hub
+        .client()
+        .await
+        .pull(crate::fixtures::authorized(
+            station_proto::v1::PullRequest {
+                station_code: ZEDANG.into(),
+                transfers_after: Some(0),
+                ..Default::default()
+            },
+            &bureau,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(page.transfers.is_none());
+    hub.stop().await;
+}
