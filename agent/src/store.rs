@@ -66,7 +66,9 @@
 //!   signatures are handed out, and no error, log line or status shows it;
 //! - every stored event has exactly one `i:` entry; an event_id already present
 //!   is never stored twice (re-appending returns the original seq);
-//! - pulled events and `m:pull_cursor` are written together;
+//! - pulled events and `m:pull_cursor` are written together, and so are
+//!   events of the transfers feed and `m:transfer_cursor`; a hub log that
+//!   replaces another resets both cursors;
 //! - `p:` keys below 2^63 are positions of the hub log `m:hub_log`; when the
 //!   hub names another log, every pulled event moves, with its index entries,
 //!   to a key from 2^63 on, and the cursor starts again at 0, in one batch:
@@ -76,7 +78,7 @@
 //!   rule of [`station_proto::case::survivor_of`]; the `j:` entries let a
 //!   write to either file refresh the other in the same batch;
 //! - `c:`, `k:`, `v:`, `n:` and `j:` are derived: [`EventLog::rebuild_views`]
-//!   recomputes them from `o:` and `p:` and must give the same bytes; `n:`
+//!   recomputes them from `o:`, `p:` and `f:` and must give the same bytes; `n:`
 //!   holds an entry exactly for each case whose view is open, written with
 //!   the view; a store opened without `m:person_index` has its views
 //!   rebuilt at open;
