@@ -33,10 +33,12 @@
 //! | `j:` absorbed_id survivor_id | empty: an event of case `survivor_id` (voided or not) merges `absorbed_id` into it |
 //! | `m:directory_key`, `m:directory_feed`, `m:directory_stations`, `y:` bucket | the device's copy of the district directory (see `directory.rs`) |
 //! | `m:review_policy` | JSON: which entries need a supervisor's review, as the hub last said (see `review.rs`) |
+//! | `f:` n | encoded `Event` of another station's stream, of a file transferred or asked to be transferred to this station (see `transfers.rs`); `n` counts up from 1 on this device |
+//! | `m:transfer_cursor` | `u64`, the hub position the transfers feed was read through |
 //!
 //! Sealed (see [`crate::seal`]) when the store is encrypted: `m:identity`
 //! (with the device token), `m:device_key`, `m:parked`, `o:`, `p:`, `c:`,
-//! `m:directory_key`, `m:directory_stations` and `y:`,
+//! `m:directory_key`, `m:directory_stations`, `y:` and `f:`,
 //! each bound to its key. No key holds personal data: the other key spaces
 //! hold ids, HLCs, seqs, hashes and locations.
 //!
@@ -65,7 +67,9 @@
 //!   signatures are handed out, and no error, log line or status shows it;
 //! - every stored event has exactly one `i:` entry; an event_id already present
 //!   is never stored twice (re-appending returns the original seq);
-//! - pulled events and `m:pull_cursor` are written together;
+//! - pulled events and `m:pull_cursor` are written together, and so are
+//!   events of the transfers feed and `m:transfer_cursor`; a hub log that
+//!   replaces another resets both cursors;
 //! - `p:` keys below 2^63 are positions of the hub log `m:hub_log`; when the
 //!   hub names another log, every pulled event moves, with its index entries,
 //!   to a key from 2^63 on, and the cursor starts again at 0, in one batch:
@@ -75,7 +79,7 @@
 //!   rule of [`station_proto::case::survivor_of`]; the `j:` entries let a
 //!   write to either file refresh the other in the same batch;
 //! - `c:`, `k:`, `v:`, `n:` and `j:` are derived: [`EventLog::rebuild_views`]
-//!   recomputes them from `o:` and `p:` and must give the same bytes; `n:`
+//!   recomputes them from `o:`, `p:` and `f:` and must give the same bytes; `n:`
 //!   holds an entry exactly for each case whose view is open, written with
 //!   the view; a store opened without `m:person_index` has its views
 //!   rebuilt at open;
@@ -110,8 +114,10 @@ use crate::views::{self, CaseView};
 
 mod directory;
 mod review;
+mod transfers;
 
 pub use directory::{DirectoryApplied, DirectoryHolder, DirectoryStatus};
+pub use transfers::{IncomingTransfer, TransfersApplied};
 
 /// A raw key and value of the store, as [`EventLog::views_snapshot`] lists them.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
@@ -158,6 +164,7 @@ const SEALED_SPACES: &[&[u8]] = &[
     directory::M_DIRECTORY_KEY,
     directory::M_DIRECTORY_STATIONS,
     directory::DIRECTORY,
+    transfers::TRANSFERRED,
 ];
 
 /// The kind of store bound into every sealed value.
@@ -400,6 +407,8 @@ pub enum HubLogChange {
 enum Location {
     Own(u64),
     Pulled(u64),
+    /// An event of another station, from the transfers feed.
+    Transferred(u64),
 }
 
 impl Location {
@@ -407,6 +416,7 @@ impl Location {
         let (tag, n) = match self {
             Location::Own(seq) => (b'o', seq),
             Location::Pulled(seq) => (b'p', seq),
+            Location::Transferred(n) => (b'f', n),
         };
         let mut out = [0u8; 9];
         out[0] = tag;
@@ -423,6 +433,7 @@ impl Location {
         match bytes[0] {
             b'o' => Ok(Location::Own(n)),
             b'p' => Ok(Location::Pulled(n)),
+            b'f' => Ok(Location::Transferred(n)),
             _ => Err(StoreError::Corrupt("bad location tag".into())),
         }
     }
@@ -439,6 +450,7 @@ impl Location {
         match self {
             Location::Own(seq) => key(OWN, &seq.to_be_bytes()),
             Location::Pulled(seq) => key(PULLED, &seq.to_be_bytes()),
+            Location::Transferred(n) => key(transfers::TRANSFERRED, &n.to_be_bytes()),
         }
     }
 }
@@ -724,6 +736,15 @@ impl<'a> Overlay<'a> {
         let Some(view) = case::fold_joined(case_id, &own, &absorbed) else {
             return Ok(None);
         };
+        // A file of another station this one was only asked to take (or
+        // never held) is no file of this station: it is listed among the
+        // incoming transfers, not among the cases.
+        if let Some(station) = self.own_station()?
+            && station_proto::transfer::chain_of(case_id, &own)
+                .is_some_and(|chain| !chain.held_by(&station))
+        {
+            return Ok(None);
+        }
         // A file transferred to another station is a closed stub here.
         if let Some(holder) = &view.transferred_to
             && self.own_station()?.is_some_and(|own| own != *holder)
@@ -1415,6 +1436,9 @@ impl EventLog {
                 }
                 overlay.refresh_cases(&affected)?;
                 overlay.insert(M_PULL_CURSOR.to_vec(), 0u64.to_be_bytes().to_vec());
+                // The transfers feed's cursor is a position of the old log
+                // too; events held already are skipped when met again.
+                overlay.remove(transfers::M_TRANSFER_CURSOR.to_vec());
                 HubLogChange::Replaced { moved }
             }
         };
@@ -1662,14 +1686,16 @@ impl EventLog {
         }
         let mut affected = BTreeSet::new();
         let mut replayed = 0;
-        for prefix in [OWN, PULLED] {
+        for prefix in [OWN, PULLED, transfers::TRANSFERRED] {
             for item in self.tree.scan_prefix(prefix) {
                 let (k, v) = item?;
                 let n = read_u64(&k[prefix.len()..])?;
                 let location = if prefix == OWN {
                     Location::Own(n)
-                } else {
+                } else if prefix == PULLED {
                     Location::Pulled(n)
+                } else {
+                    Location::Transferred(n)
                 };
                 let event = decode_event(&self.values.open(&k, &v)?)?;
                 overlay.index(&event, location, &mut affected)?;

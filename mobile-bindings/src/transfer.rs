@@ -8,6 +8,11 @@
 //! closed, and an answer to a request this device does not hold, that is
 //! addressed to another station, or that is answered already; validation
 //! stays in `station-proto`. Errors carry no personal data.
+//!
+//! The requests of other stations addressed to this one reach the phone
+//! with its sync from the city hub (with the file's opening; once accepted,
+//! the file's whole history): [`FieldStore::incoming_transfers`] lists
+//! those waiting for an answer.
 
 use station_proto::Body;
 use station_proto::v1;
@@ -62,8 +67,62 @@ pub struct TransferDecline {
     pub entry_id: Option<String>,
 }
 
+/// 待接收转移: another station's request that this station take a file
+/// over, waiting for an answer.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct IncomingTransfer {
+    /// The request's entry id: what [`TransferAcceptance::request_id`] and
+    /// [`TransferDecline::request_id`] name.
+    pub request_id: String,
+    /// The file's id.
+    pub case_id: String,
+    /// 档案编号 of the file at the sending station (empty when it has none).
+    pub file_number: String,
+    /// The person's name.
+    pub name: String,
+    /// The 9-digit code of the station asking.
+    pub from_station_code: String,
+    /// Why it asks.
+    pub reason: String,
+    /// `YYYY-MM-DD`, empty when unknown.
+    pub requested_on: String,
+    /// Days from the request to today.
+    pub age_days: i64,
+}
+
 #[uniffi::export]
 impl FieldStore {
+    /// 待接收转移: the requests of other stations that this station take
+    /// a file over, not answered yet as far as this device knows (it
+    /// learns them when it syncs with the city hub), oldest first.
+    ///
+    /// # Errors
+    /// [`FieldError::Storage`].
+    pub fn incoming_transfers(&self) -> Result<Vec<IncomingTransfer>, FieldError> {
+        let today = station_agent::engine::today();
+        Ok(self
+            .agent()?
+            .log()
+            .incoming_transfers()?
+            .into_iter()
+            .map(|t| IncomingTransfer {
+                request_id: t.request_id.to_string(),
+                case_id: t.case_id.to_string(),
+                file_number: t.file_number,
+                name: t.name,
+                from_station_code: t.from_station,
+                reason: t.reason,
+                requested_on: t
+                    .requested_on
+                    .map(|d| d.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default(),
+                age_days: t
+                    .requested_on
+                    .map_or(0, |on| (today - on).num_days().max(0)),
+            })
+            .collect())
+    }
+
     /// 转移申请: asks the station `to_station_code` to take the file over.
     ///
     /// # Errors

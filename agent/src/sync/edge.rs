@@ -262,6 +262,8 @@ pub(super) struct Edge {
     /// The last page of the district directory left more after it: the
     /// round pulls on once the station stream is caught up.
     directory_behind: bool,
+    /// The last page of the transfers feed left more after it.
+    transfers_behind: bool,
 }
 
 impl Edge {
@@ -334,6 +336,7 @@ impl Edge {
             wipe_head: None,
             wiped: None,
             directory_behind: false,
+            transfers_behind: false,
         })
     }
 
@@ -440,6 +443,10 @@ impl Edge {
                 tracing::info!("the hub gave a district directory key: pulling the directory");
             }
             self.directory_behind = true;
+            // The city hub (the one that gives the key) keeps the transfers
+            // feed too: asked for once a round, even when the station's
+            // stream has nothing new.
+            self.transfers_behind = true;
         }
         if let Some(policy) = &answer.review_policy {
             let policy = station_proto::review::ReviewPolicy::from_wire(policy);
@@ -632,15 +639,19 @@ impl Edge {
         directory: bool,
     ) -> Result<(Running<PullResponse>, Option<u64>), StepError> {
         let mut client = self.client().await?;
-        let (directory_epoch, directory_after) = blocking(&self.agent, move |a| {
+        let (directory_epoch, directory_after, transfers_after) = blocking(&self.agent, move |a| {
             let log = a.log();
-            Ok(match directory && log.keeps_directory()? {
+            let (epoch, after) = match directory && log.keeps_directory()? {
                 true => {
                     let (epoch, cursor) = log.directory_cursor()?;
                     (epoch, Some(cursor))
                 }
                 false => (Vec::new(), None),
-            })
+            };
+            // The transfers feed, asked for with the directory: a pull
+            // sent before the last page is stored does not ask.
+            let transfers = directory.then(|| log.transfer_cursor()).transpose()?;
+            Ok((epoch, after, transfers))
         })
         .await?;
         let request = self.request(
@@ -652,6 +663,7 @@ impl Edge {
                 wait_ms: u32::try_from(plan.wait.as_millis()).unwrap_or(u32::MAX),
                 directory_after,
                 directory_epoch,
+                transfers_after,
             },
             plan.deadline,
         );
@@ -685,6 +697,7 @@ impl Edge {
     ) -> Result<PullProgress, StepError> {
         let bytes = page.encoded_len();
         let directory = page.directory.take();
+        let transfers = page.transfers.take();
         let next_cursor = page.next_cursor;
         let events: Vec<_> = page
             .events
@@ -727,6 +740,22 @@ impl Edge {
         report.pull_cursor = next_cursor;
         if directory_after.is_some() {
             self.directory_behind = false;
+            self.transfers_behind = false;
+        }
+        if let Some(transfers) = transfers {
+            let behind = transfers.next_cursor < transfers.head;
+            let next_cursor = transfers.next_cursor;
+            let applied = blocking(&self.agent, move |a| {
+                Ok(a.log().apply_transferred(transfers.events, next_cursor)?)
+            })
+            .await?;
+            report.transfers_pulled += applied.stored as u64;
+            self.transfers_behind = behind;
+            tracing::debug!(
+                stored = applied.stored,
+                cursor = applied.cursor,
+                "transfers feed pulled"
+            );
         }
         if let Some(directory) = directory {
             let applied = blocking(&self.agent, move |a| {
@@ -841,7 +870,7 @@ impl Edge {
         }
         // The station stream is caught up, the directory not yet (or not
         // asked for since the Hello): one more pull, without waiting.
-        if self.directory_behind
+        if (self.directory_behind || self.transfers_behind)
             && let Some(plan) = self.machine.pull_now(cursor, now())
         {
             self.pull(plan, report).await?;

@@ -163,6 +163,10 @@ pub struct SyncReport {
     /// The cursor in the district directory's feed after the round (0 when
     /// the device keeps no directory).
     pub directory_cursor: u64,
+    /// Events of other stations' files stored from the transfers feed (a
+    /// request to this station, a file it took over, an answer to its
+    /// request).
+    pub transfers_pulled: u64,
     /// Calls retried after the link or the hub failed.
     pub retries: u64,
     /// The batch the hub refused for good, if any: nothing is pushed until

@@ -974,6 +974,75 @@ fn a_transfer_is_asked_for_on_the_command_line_and_answers_this_station_may_not_
     let out = agent(&data, &["cases", "--all", "--format", "json"]);
     let cases: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(cases[0]["status"], "open");
+
+    // A phone of the station asked, once the city hub's transfers feed
+    // handed it the opening and the request, lists the request to answer.
+    let sent = {
+        let sender =
+            station_agent::Agent::open(&data, crate::fixtures::cli_store_options(&data)).unwrap();
+        sender.own_events(0, 100).unwrap()
+    };
+    let asked = dir.path().join("asked");
+    let out = agent(
+        &asked,
+        &["init", "--station", "540502001", "--worker", "w02"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    {
+        let receiver =
+            station_agent::Agent::open(&asked, crate::fixtures::cli_store_options(&asked)).unwrap();
+        receiver.log().apply_transferred(sent, 7).unwrap();
+    }
+    let out = agent(&asked, &["case", "transfers"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(table.contains(&request), "{table}");
+    assert!(table.contains(&number), "{table}");
+    assert!(
+        table.contains("540502101") && table.contains("扎西"),
+        "{table}"
+    );
+    assert!(table.contains("全家迁居泽当"), "{table}");
+    assert!(table.contains("1 transfer requests to answer"), "{table}");
+    let out = agent(&asked, &["case", "transfers", "--format", "json"]);
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(rows[0]["request_id"], request.as_str());
+    assert_eq!(rows[0]["requested_on"], "2026-11-02");
+    let out = agent(&asked, &["status"]);
+    assert!(
+        stdout(&out).contains("1 transfer requests of other stations to answer"),
+        "{}",
+        stdout(&out)
+    );
+    // Only asked: no case of this station until it accepts.
+    let out = agent(&asked, &["cases", "--all", "--format", "json"]);
+    let cases: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(cases.as_array().map(Vec::len), Some(0), "{cases}");
+    let out = agent(
+        &asked,
+        &[
+            "case",
+            "accept-transfer",
+            "--request",
+            &request,
+            "--community",
+            "540502001003",
+            "--date",
+            "2026-11-03",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = agent(&asked, &["case", "transfers"]);
+    assert!(
+        stdout(&out).contains("0 transfer requests to answer"),
+        "{}",
+        stdout(&out)
+    );
+    let out = agent(&asked, &["cases", "--format", "json"]);
+    let cases: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(cases[0]["file_number"], number.as_str(), "{cases}");
+    assert_eq!(cases[0]["status"], "open");
+    assert_eq!(cases[0]["community_code"], "540502001003");
 }
 
 #[test]

@@ -42,6 +42,7 @@ mod limits;
 mod query;
 mod status;
 mod sync;
+pub mod transfer_feed;
 mod wire;
 
 pub use limits::{

@@ -13,8 +13,9 @@ use station_proto::v1::{
     GetCaseTimelineRequest, GetCaseTimelineResponse, GetCaseloadRequest, GetCaseloadResponse,
     GetConflictsRequest, GetConflictsResponse, GetDuplicatesRequest, GetDuplicatesResponse,
     GetIndicatorsRequest, GetIndicatorsResponse, GetOverdueRequest, GetOverdueResponse,
-    GetQuarantineRequest, GetQuarantineResponse, GetReviewsRequest, GetReviewsResponse,
-    GetSyncHealthRequest, GetSyncHealthResponse,
+    GetPendingTransfersRequest, GetPendingTransfersResponse, GetQuarantineRequest,
+    GetQuarantineResponse, GetReviewsRequest, GetReviewsResponse, GetSyncHealthRequest,
+    GetSyncHealthResponse, PendingTransferRow,
 };
 use station_proto::validate;
 use tonic::codec::CompressionEncoding;
@@ -161,6 +162,36 @@ impl Query for QueryService {
         Ok(Response::new(queue.into()))
     }
 
+    async fn get_pending_transfers(
+        &self,
+        request: Request<GetPendingTransfersRequest>,
+    ) -> Result<Response<GetPendingTransfersResponse>, Status> {
+        let caller = auth::caller(&request)?;
+        let from = request.remote_addr();
+        let asked = request.into_inner();
+        let as_of = params::as_of(&asked.as_of)?;
+        let stations = self.stations(&caller, asked.stations)?;
+        let pending = self
+            .read(move |p| {
+                let pending = p.pending_transfers(&stations, as_of)?;
+                p.audit_read(Access {
+                    caller,
+                    from,
+                    via: Channel::Grpc,
+                    read: "transfers".into(),
+                    params: vec![
+                        ("as_of".into(), as_of.to_string()),
+                        ("stations".into(), stations.join(",")),
+                    ],
+                    cases: pending.case_ids().collect(),
+                    revealed: false,
+                })?;
+                Ok(pending)
+            })
+            .await?;
+        Ok(Response::new(pending_transfers_answer(pending)))
+    }
+
     async fn get_conflicts(
         &self,
         request: Request<GetConflictsRequest>,
@@ -220,5 +251,31 @@ impl Query for QueryService {
             .read(move |p| p.read_case_timeline(caller, case_id, reveal, from, Channel::Grpc))
             .await?;
         Ok(Response::new(timeline.into()))
+    }
+}
+
+/// The pending transfers as `GetPendingTransfers` answers them.
+fn pending_transfers_answer(
+    pending: crate::projections::PendingTransfers,
+) -> GetPendingTransfersResponse {
+    GetPendingTransfersResponse {
+        computed_through_hub_seq: pending.computed_through_hub_seq,
+        as_of: pending.as_of.format("%Y-%m-%d").to_string(),
+        transfers: pending
+            .transfers
+            .into_iter()
+            .map(|t| PendingTransferRow {
+                request_id: t.request_id.as_bytes().to_vec(),
+                case_id: t.case_id.as_bytes().to_vec(),
+                file_number: t.file_number,
+                from_station_code: t.from_station,
+                to_station_code: t.to_station,
+                requested_on: t
+                    .requested_on
+                    .map(|d| d.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default(),
+                age_days: t.age_days,
+            })
+            .collect(),
     }
 }

@@ -169,6 +169,46 @@ impl SyncService {
         Ok(Some(delta))
     }
 
+    /// A page of the transfers feed for `caller` ([`super::transfer_feed`]),
+    /// when it asks for one, is a device, and this service is the city
+    /// hub's; about a quarter of `max_bytes` at most.
+    async fn transfer_page(
+        &self,
+        caller: &auth::Caller,
+        pull: &PullRequest,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Option<station_proto::v1::TransferPage>, Status> {
+        let (Some(after), Some(projections), auth::Caller::Device { .. }) =
+            (pull.transfers_after, &self.directory, caller)
+        else {
+            return Ok(None);
+        };
+        // The station's stream as the log holds it now, once applied (a
+        // device's acceptance pushed just before this pull, say): waited for
+        // a moment at most.
+        let station_head = self
+            .blocking({
+                let station = pull.station_code.clone();
+                move |store| store.station_head(&station)
+            })
+            .await?;
+        let _ = tokio::time::timeout(
+            super::transfer_feed::PROJECTION_WAIT,
+            projections.wait_through(station_head),
+        )
+        .await;
+        let projections = Arc::clone(projections);
+        let station = pull.station_code.clone();
+        tokio::task::spawn_blocking(move || {
+            super::transfer_feed::page(&projections, &station, after, max_events, max_bytes / 4)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("hub task failed: {e}")))?
+        .map(Some)
+        .map_err(|e| Status::internal(format!("transfers feed: {e}")))
+    }
+
     /// The service as a station relay serves it to its phones: every answer
     /// carries, beside what the relay holds, what the city hub has
     /// acknowledged (from `upstream`), and a `Hello` without a device key is
@@ -495,6 +535,9 @@ impl Sync for SyncService {
                 .is_some_and(|d| d.reset || Some(d.next_cursor) != pull.directory_after);
             let waited_enough = tokio::time::Instant::now() >= deadline || *stopping.borrow();
             if page.next_cursor > pull.after || directory_moved || waited_enough {
+                let transfers = self
+                    .transfer_page(&caller, &pull, max_events, max_bytes)
+                    .await?;
                 return Ok(Response::new(PullResponse {
                     events: page
                         .events
@@ -508,6 +551,7 @@ impl Sync for SyncService {
                     head: page.head,
                     heads,
                     directory,
+                    transfers,
                 }));
             }
             tokio::select! {

@@ -1240,6 +1240,17 @@ impl HubStore {
         Ok(known)
     }
 
+    /// Whether `station` took `case` over by an acceptance the log holds
+    /// (whether or not it took effect).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn took_over(&self, case: Uuid, station: &str) -> Result<bool, HubError> {
+        Ok(self
+            .tree
+            .contains_key(key(TAKEN_OVER, &[case.as_bytes(), station.as_bytes()]))?)
+    }
+
     /// The station of the case `case` opened, when the log holds its
     /// opening event.
     ///

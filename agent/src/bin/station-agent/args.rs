@@ -331,6 +331,14 @@ pub enum CaseCommand {
         #[arg(long)]
         date: Option<String>,
     },
+    /// Lists the transfer requests of other stations waiting for this
+    /// station's answer (待接收转移), as this device learnt them from the
+    /// city hub: request id, file number, name, sending station, age and
+    /// reason.
+    Transfers {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Declines a transfer request addressed to this station (拒绝转移).
     DeclineTransfer {
         /// The request's event id.

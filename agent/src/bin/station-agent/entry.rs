@@ -331,6 +331,7 @@ pub fn body_of(command: Command, resolve: ResolveCase<'_>) -> Result<Body, Input
         }),
         Command::Init { .. }
         | Command::Review(ReviewCommand::List { .. })
+        | Command::Case(CaseCommand::Transfers { .. })
         | Command::Record { .. }
         | Command::Cases { .. }
         | Command::Log { .. }

@@ -157,6 +157,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .collect();
             print::reviews(&mut out, &items, engine::today(), format)?;
         }
+        Command::Case(CaseCommand::Transfers { format }) => {
+            let agent = open_agent(&store)?;
+            let incoming = agent.log().incoming_transfers()?;
+            print::incoming_transfers(&mut out, &incoming, engine::today(), format)?;
+        }
         Command::Log {
             since,
             limit,
@@ -199,6 +204,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let status = agent.status()?;
             let sync = agent.log().sync_state()?;
             print::status(&mut out, status, sync, format)?;
+            let incoming = agent.log().incoming_transfers()?.len();
+            if incoming > 0 && matches!(format, args::Format::Table) {
+                writeln!(
+                    out,
+                    "{incoming} transfer requests of other stations to answer: station-agent case transfers"
+                )?;
+            }
         }
         Command::Rekey {
             ref new_key_file,

@@ -8,7 +8,7 @@
 use std::io::Write;
 
 use station_agent::engine::{self, RecordedEntry};
-use station_agent::store::SyncState;
+use station_agent::store::{IncomingTransfer, SyncState};
 use station_agent::views::{
     CaseStatus, CaseView, DueFollowUp, TierIntervals, category_label, tier_label,
 };
@@ -161,6 +161,72 @@ pub fn cases(
                 )?;
             }
             writeln!(out, "{} cases", cases.len())?;
+        }
+    }
+    Ok(())
+}
+
+/// Transfer requests of other stations waiting for this station's
+/// answer, oldest first, with their age in days on `today`.
+///
+/// # Errors
+/// `out` cannot be written.
+pub fn incoming_transfers(
+    out: &mut impl Write,
+    incoming: &[IncomingTransfer],
+    today: chrono::NaiveDate,
+    format: Format,
+) -> anyhow::Result<()> {
+    let age = |t: &IncomingTransfer| t.requested_on.map(|on| (today - on).num_days().max(0));
+    match format {
+        Format::Json => {
+            let rows: Vec<serde_json::Value> = incoming
+                .iter()
+                .map(|t| {
+                    serde_json::json!({
+                        "request_id": t.request_id,
+                        "case_id": t.case_id,
+                        "file_number": t.file_number,
+                        "name": t.name,
+                        "from_station": t.from_station,
+                        "requested_on": t.requested_on,
+                        "age_days": age(t),
+                        "reason": t.reason,
+                    })
+                })
+                .collect();
+            writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?;
+        }
+        Format::Table => {
+            writeln!(
+                out,
+                "{:<36}  {}  {:<9}  {:>4}  {}  reason",
+                "request_id",
+                pad("file_number", FILE_NUMBER_WIDTH),
+                "from",
+                "days",
+                pad("name", 16),
+            )?;
+            for t in incoming {
+                writeln!(
+                    out,
+                    "{:<36}  {}  {:<9}  {:>4}  {}  {}",
+                    t.request_id,
+                    pad(
+                        if t.file_number.is_empty() {
+                            "-"
+                        } else {
+                            &t.file_number
+                        },
+                        FILE_NUMBER_WIDTH
+                    ),
+                    t.from_station,
+                    age(t).map_or("-".into(), |d| d.to_string()),
+                    pad(&t.name, 16),
+                    t.reason
+                )?;
+            }
+            writeln!(out, "{} transfer requests to answer", incoming.len())?;
         }
     }
     Ok(())
