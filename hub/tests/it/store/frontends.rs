@@ -284,4 +284,46 @@ async fn front_ends_share_the_log_survive_kills_and_project_alike() {
     assert!(answers[0].contains("540502001"), "{}", answers[0]);
     assert_eq!(answers[0], answers[1]);
     assert_eq!(answers[0], answers[2]);
+
+    // A colleague's phone, enrolled through A while it serves, long-polls B;
+    // a push through A wakes it.
+    let colleague = stdout_of(&hub_cli(
+        &data_a,
+        &["enroll", "--station", STATION, "--device", "phone-2"],
+    ))
+    .trim()
+    .to_string();
+    let other = station_proto::ids::Uuid::now_v7();
+    until("front-end B to take the colleague's token", || {
+        accepts(&b.url, &colleague, other)
+    })
+    .await;
+    let waiting = tokio::spawn({
+        let url = b.url.clone();
+        async move {
+            let mut client = SyncClient::new(channel(&url).await.unwrap());
+            client
+                .pull(authorized(
+                    station_proto::v1::PullRequest {
+                        station_code: STATION.into(),
+                        after: 640,
+                        max_events: 100,
+                        wait_ms: 30_000,
+                        ..Default::default()
+                    },
+                    &colleague,
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    });
+    record(&phone, 641, 1);
+    let report = sync_once(Arc::clone(&phone), &options(&[&a.url], &token))
+        .await
+        .unwrap();
+    assert_eq!(report.durable_through, 641);
+    let pulled = waiting.await.unwrap();
+    assert_eq!(pulled.events.len(), 1);
+    assert_eq!(pulled.events[0].hub_seq, 641);
 }
