@@ -16,10 +16,10 @@ use station_agent::sync::{SyncOptions, sync_once};
 use station_hub::store::HubLog;
 use station_proto::v1::query_client::QueryClient;
 use station_proto::v1::sync_client::SyncClient;
-use station_proto::v1::{GetCaseloadRequest, GetIndicatorsRequest};
+use station_proto::v1::{GetCaseloadRequest, GetIndicatorsRequest, PushRequest};
 
 use super::nats::Cluster;
-use crate::fixtures::{activity, authorized, device, hello, hub_cli, stdout_of};
+use crate::fixtures::{activity, authorized, device, hello, hub_cli, next_after, stdout_of};
 
 const STATION: &str = "540502001";
 
@@ -300,6 +300,7 @@ async fn front_ends_share_the_log_survive_kills_and_project_alike() {
     .await;
     let waiting = tokio::spawn({
         let url = b.url.clone();
+        let colleague = colleague.clone();
         async move {
             let mut client = SyncClient::new(channel(&url).await.unwrap());
             client
@@ -326,4 +327,34 @@ async fn front_ends_share_the_log_survive_kills_and_project_alike() {
     let pulled = waiting.await.unwrap();
     assert_eq!(pulled.events.len(), 1);
     assert_eq!(pulled.events[0].hub_seq, 641);
+
+    // Refusals are the shared log's: a push skipping seqs, sent to B after
+    // pushes through A, is refused whole and changes nothing.
+    let mut gap = next_after(&phone.own_events(640, 1).unwrap()[0]);
+    gap.origin_seq += 3;
+    let mut client = SyncClient::new(channel(&b.url).await.unwrap());
+    let refused = client
+        .push(authorized(
+            PushRequest {
+                events: vec![gap],
+                heads: Vec::new(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused}");
+    assert_eq!(held(&log), 641);
+    let count = tokio::task::block_in_place(|| log.event_count());
+    assert_eq!(count, 641);
+
+    // A token revoked through A is refused by B too.
+    let token_id = colleague.split('.').next().unwrap().to_string();
+    stdout_of(&hub_cli(&data_a, &["revoke", "--token-id", &token_id]));
+    until("front-end B to refuse the revoked token", || {
+        let url = b.url.clone();
+        let colleague = colleague.clone();
+        async move { !accepts(&url, &colleague, other).await }
+    })
+    .await;
 }
