@@ -31,9 +31,13 @@ use std::time::Duration;
 use crate::config::LogRules;
 use crate::store::{HubError, HubLog, HubStore, JetStreamLog, JetStreamOptions};
 
-/// How often the feed looks at the stream, the origin states and the token
-/// records without being woken.
+/// How often the feed looks at the stream and the token records without
+/// being woken.
 pub const FEED_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often the feed copies the origin states and quarantine (read one
+/// key at a time): what the devices' health shows lags by this at most.
+pub const ORIGINS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Events copied into the mirror per step.
 const FEED_PAGE: usize = 2048;
@@ -178,8 +182,9 @@ impl Frontend {
 
     /// Feeds `store` from the shared log until `stop` completes: events into
     /// the mirror (which wakes its projector and long polls), origin states,
-    /// quarantine and token records, on every append the cluster announces
-    /// and every [`FEED_INTERVAL`]. Errors of the cluster are logged and
+    /// quarantine and token records: events on every append the cluster
+    /// announces and every [`FEED_INTERVAL`], token records every
+    /// [`FEED_INTERVAL`], origin states every [`ORIGINS_INTERVAL`]. Errors of the cluster are logged and
     /// retried; the feed never ends the front-end.
     pub async fn feed(self: Arc<Self>, store: Arc<HubStore>, stop: impl Future<Output = ()>) {
         let mut appends = match self.log.appends() {
@@ -191,21 +196,31 @@ impl Frontend {
         };
         tokio::pin!(stop);
         let mut failing = false;
-        // Origin states and token records are listed whole: at most once
+        // Token records and origin states are listed whole: at most once
         // per interval, however often appends wake the feed.
         let mut listed: Option<tokio::time::Instant> = None;
+        let mut copied: Option<tokio::time::Instant> = None;
         loop {
             let frontend = Arc::clone(&self);
             let mirror = Arc::clone(&store);
-            let list = listed.is_none_or(|at| at.elapsed() >= FEED_INTERVAL);
-            if list {
+            let due = |at: Option<tokio::time::Instant>, every| {
+                at.is_none_or(|at: tokio::time::Instant| at.elapsed() >= every)
+            };
+            let tokens = due(listed, FEED_INTERVAL);
+            let origins = due(copied, ORIGINS_INTERVAL);
+            if tokens {
                 listed = Some(tokio::time::Instant::now());
+            }
+            if origins {
+                copied = Some(tokio::time::Instant::now());
             }
             let step = tokio::task::spawn_blocking(move || -> Result<bool, HubError> {
                 let (_, more) = frontend.feed_step(&mirror)?;
-                if list {
-                    frontend.mirror_origins(&mirror)?;
+                if tokens {
                     frontend.share_tokens(&mirror)?;
+                }
+                if origins {
+                    frontend.mirror_origins(&mirror)?;
                 }
                 Ok(more)
             })
@@ -220,6 +235,7 @@ impl Frontend {
                 }
                 Ok(Err(error)) => {
                     listed = None;
+                    copied = None;
                     if !failing {
                         tracing::warn!(%error, "the shared log does not answer: feed paused");
                         failing = true;

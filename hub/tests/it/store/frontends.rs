@@ -136,10 +136,11 @@ async fn accepts(url: &str, token: &str, origin: station_proto::ids::Uuid) -> bo
 }
 
 /// What the bureau reads at `url`: the indicators of the events' month and
-/// the caseload, once the front-end's projections hold `through` events.
+/// the caseload, as projected from the log, once the front-end's projections
+/// hold `through` events.
 async fn projected(url: &str, bureau: &str, through: u64) -> Option<String> {
     let mut query = QueryClient::new(channel(url).await?);
-    let indicators = query
+    let mut indicators = query
         .get_indicators(authorized(
             GetIndicatorsRequest {
                 period: "2026-11".into(),
@@ -152,6 +153,12 @@ async fn projected(url: &str, bureau: &str, through: u64) -> Option<String> {
         .into_inner();
     if indicators.computed_through_hub_seq != through {
         return None;
+    }
+    // Completeness follows the devices' last contact, which each front-end
+    // copies from the shared origin states now and then: not the log's.
+    for row in &mut indicators.rows {
+        row.complete_through_ms = None;
+        row.complete = false;
     }
     let caseload = query
         .get_caseload(authorized(GetCaseloadRequest { stations: vec![] }, bureau))
