@@ -1049,7 +1049,7 @@ pub fn admit_relayed(
 /// when the origin has another device key; [`AuthError::Revoked`], storage
 /// errors.
 pub fn bind_origin(
-    store: &impl HubLog,
+    store: &(impl HubLog + ?Sized),
     caller: &Caller,
     origin: Uuid,
     public_key: Option<&[u8]>,

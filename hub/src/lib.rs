@@ -32,6 +32,8 @@
 //!   then serve) for callers that use the store in between.
 //!   [`serve::run`]`(listener, store, shutdown)` is the gRPC side alone over
 //!   a store the caller opened.
+//! - `frontend` (cargo feature `jetstream`): hub front-ends over one NATS
+//!   JetStream log, each with its mirror of the log and its projections.
 //! - [`server`]: the tonic `station.v1.Sync` and `station.v1.Query` services
 //!   with health and reflection beside them, plain or TLS.
 //! - [`http`]: the bureau's HTTP side on its own listener
@@ -55,6 +57,8 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod config;
+#[cfg(feature = "jetstream")]
+pub mod frontend;
 pub mod guard;
 pub mod http;
 pub mod ingest;

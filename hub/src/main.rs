@@ -545,7 +545,15 @@ fn main() -> anyhow::Result<()> {
             }
             limits.handshake_timeout = std::time::Duration::from_secs(handshake_timeout_secs);
             limits.request_timeout = std::time::Duration::from_secs(request_timeout_secs);
-            let loaded = load_config(config.as_deref())?;
+            let mut loaded = load_config(config.as_deref())?;
+            // The credentials file of [log] is named relative to the
+            // configuration's folder.
+            if let (Some(credentials), Some(folder)) = (
+                loaded.log.credentials.as_mut(),
+                config.as_deref().and_then(std::path::Path::parent),
+            ) {
+                *credentials = folder.join(&*credentials);
+            }
             // The configuration's [store], unless the command line says.
             let configured_key = loaded.store.key_file.as_ref().map(|file| {
                 config

@@ -7,6 +7,12 @@
 //! | the bureau's HTTP side | [`Listeners::http`] | that listener is given |
 //! | the administration socket | `DATA/admin/hub.sock` | [`Hub::open`] could bind it |
 //! | the projector ([`Projections::follow`]) | the blocking pool | always |
+//! | the feed of a front-end's mirror (`frontend::Frontend::feed`) | a task | `[log] engine = "jetstream"` |
+//!
+//! With `[log] engine = "jetstream"` (cargo feature `jetstream`) the hub is
+//! a front-end of the deployment's JetStream log: `Sync` decides on that
+//! log, and the data folder holds the front-end's mirror of it, its
+//! projections and its copy of the token records (see `crate::frontend`).
 //!
 //! The caller binds the listeners (tests bind `127.0.0.1:0` and read the
 //! addresses back), so a busy address is refused before any data is
@@ -82,6 +88,9 @@ pub struct Hub {
     /// socket, say) or the hub was made over a store it did not open. With
     /// the roster a device's station must be on to be enrolled.
     admin: Option<(AdminSocket, Arc<HubConfig>)>,
+    /// The shared log, when the hub is a front-end of one.
+    #[cfg(feature = "jetstream")]
+    frontend: Option<Arc<crate::frontend::Frontend>>,
 }
 
 impl Hub {
@@ -111,12 +120,48 @@ impl Hub {
         let folder = data.clone();
         let roster = config.station_codes();
         let skew = config.sync.max_clock_skew_ms();
-        let store = tokio::task::spawn_blocking(move || {
-            HubStore::open_keyed(&folder, cache_capacity, MigrationOptions::default(), key)
-                .map(|store| Arc::new(store.with_roster(roster).with_max_clock_skew(skew)))
-        })
-        .await??;
+        let open = move || {
+            HubStore::open_keyed(
+                &folder,
+                cache_capacity,
+                MigrationOptions::default(),
+                key.clone(),
+            )
+            .map(|store| Arc::new(store.with_roster(roster.clone()).with_max_clock_skew(skew)))
+        };
+        #[cfg(not(feature = "jetstream"))]
+        if config.log.engine == crate::config::LogEngine::Jetstream {
+            return Err(ServeError::Config(crate::config::ConfigError::Invalid(
+                "log.engine: this station-hub was built without the `jetstream` feature".into(),
+            )));
+        }
+        #[cfg(feature = "jetstream")]
+        let (store, frontend) = if config.log.engine == crate::config::LogEngine::Jetstream {
+            let rules = config.log.clone();
+            let roster = config.station_codes();
+            let (store, frontend) = tokio::task::spawn_blocking(move || {
+                let frontend = crate::frontend::Frontend::open(&rules, None, roster)?;
+                let mut store = open()?;
+                if frontend.join(&store)? {
+                    // The district secret is read when the store opens.
+                    drop(store);
+                    store = open()?;
+                    frontend.join(&store)?;
+                }
+                Ok::<_, crate::store::HubError>((store, frontend))
+            })
+            .await??;
+            (store, Some(Arc::new(frontend)))
+        } else {
+            (tokio::task::spawn_blocking(open).await??, None)
+        };
+        #[cfg(not(feature = "jetstream"))]
+        let store = tokio::task::spawn_blocking(open).await??;
         let mut hub = Hub::with_store(store, server).await?;
+        #[cfg(feature = "jetstream")]
+        {
+            hub.frontend = frontend;
+        }
         let admin_path = admin::socket_path(&data);
         match AdminSocket::bind(admin_path.clone()) {
             Ok(socket) => hub.admin = Some((socket, config)),
@@ -154,6 +199,8 @@ impl Hub {
             projections,
             options,
             admin: None,
+            #[cfg(feature = "jetstream")]
+            frontend: None,
         }
     }
 
@@ -189,6 +236,8 @@ impl Hub {
             projections,
             options,
             admin,
+            #[cfg(feature = "jetstream")]
+            frontend,
         } = self;
         let store = Arc::clone(projections.store());
         // Turns true when any part stops: every other part then stops too.
@@ -229,14 +278,27 @@ impl Hub {
                 served
             })
         });
+        #[cfg(feature = "jetstream")]
+        let (shared, feed): (Option<server::SharedLog>, _) = match frontend {
+            Some(frontend) => (
+                Some(Arc::clone(frontend.log()) as server::SharedLog),
+                Some(tokio::spawn(
+                    frontend.feed(Arc::clone(&store), until_stopped(&stop)),
+                )),
+            ),
+            None => (None, None),
+        };
+        #[cfg(not(feature = "jetstream"))]
+        let shared: Option<server::SharedLog> = None;
         let grpc_stopped = until_stopped(&stop);
-        let served = server::serve_grpc(listeners.grpc, projections, &options, async move {
-            tokio::select! {
-                () = shutdown => {}
-                () = grpc_stopped => {}
-            }
-        })
-        .await;
+        let served =
+            server::serve_grpc(listeners.grpc, projections, shared, &options, async move {
+                tokio::select! {
+                    () = shutdown => {}
+                    () = grpc_stopped => {}
+                }
+            })
+            .await;
         stop.send_replace(true);
 
         let http = match http {
@@ -247,6 +309,10 @@ impl Hub {
             Some(task) => task.await,
             None => Ok(()),
         };
+        #[cfg(feature = "jetstream")]
+        if let Some(feed) = feed {
+            let _ = feed.await;
+        }
         let _ = stop_projector.send(());
         let projected = projector.await;
         let synced = tokio::task::spawn_blocking(move || store.sync()).await;

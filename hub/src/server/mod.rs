@@ -50,7 +50,7 @@ pub use limits::{
 };
 pub use query::QueryService;
 pub use status::status_of;
-pub use sync::{MAX_DIRECTORY_LINES, SyncService, Upstream};
+pub use sync::{MAX_DIRECTORY_LINES, SharedHubLog, SharedLog, SyncService, Upstream};
 
 /// How long shutdown waits for calls in flight by default.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -205,7 +205,8 @@ pub enum ServeError {
 /// until `shutdown` completes. Then it stops accepting connections, ends
 /// long polls and lets the calls in flight finish (at most
 /// [`ServerOptions::shutdown_grace`]). The projector, the other listeners and
-/// the final sync are [`crate::Hub::serve`]'s.
+/// the final sync are [`crate::Hub::serve`]'s. With `shared`, `Sync` decides
+/// on that log and `projections`' store is this front-end's mirror of it.
 ///
 /// A call still running after the grace period is not waited for: a push it
 /// stored is durable all the same (each push waits for its own sync), only its
@@ -213,6 +214,7 @@ pub enum ServeError {
 pub(crate) async fn serve_grpc(
     listener: TcpListener,
     projections: Arc<Projections>,
+    shared: Option<SharedLog>,
     options: &ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
@@ -226,10 +228,13 @@ pub(crate) async fn serve_grpc(
         authenticator.clone(),
     );
     let disk = Arc::new(DiskReserve::new(store.dir(), options.disk_reserve));
-    let service = SyncService::new(Arc::clone(&store))
+    let mut service = SyncService::new(Arc::clone(&store))
         .with_disk_reserve(Arc::clone(&disk))
         .with_clock(Arc::clone(&options.clock))
         .with_directory(Arc::clone(&projections));
+    if let Some(log) = shared {
+        service = service.over_shared_log(log);
+    }
     let stopping = service.clone();
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter

@@ -8,6 +8,13 @@
 //! off the async workers; once the hub begins to stop, long polls answer at
 //! once; a push that starts past what the hub holds of its origin waits at
 //! most [`OVERTAKEN_WAIT`] for the push before it, then is refused as a gap.
+//!
+//! Over a shared log ([`SyncService::over_shared_log`], a hub front-end's),
+//! `Hello`, `Push`, `Pull` and the bindings go through the shared log, which
+//! every front-end of the deployment decides on; the store is then the
+//! front-end's mirror of it, whose token records authenticate callers and
+//! whose growth wakes long polls. A relay's pushes are not counted as relayed
+//! there.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -31,7 +38,7 @@ use super::limits::{
 use crate::auth::{self, AuthError};
 use crate::guard::DiskReserve;
 use crate::projections;
-use crate::store::{HubError, HubLog as _, HubStore};
+use crate::store::{HubError, HubLog, HubStore};
 use station_agent::clock::SharedClock;
 
 /// How long a push whose first event of an origin lies past what the hub
@@ -39,6 +46,19 @@ use station_agent::clock::SharedClock;
 /// while the last is being acknowledged, and the two may reach the store in
 /// either order. Past the wait the push is refused as a gap, as before.
 pub const OVERTAKEN_WAIT: Duration = Duration::from_secs(2);
+
+/// A log several hub front-ends share (the JetStream log): what `Sync`
+/// decides on when the service is a front-end's.
+pub type SharedLog = Arc<dyn SharedHubLog>;
+
+/// A [`HubLog`] that front-ends can share between threads.
+pub trait SharedHubLog: HubLog + Send + std::marker::Sync + std::fmt::Debug {}
+
+impl<T: HubLog + Send + std::marker::Sync + std::fmt::Debug> SharedHubLog for T {}
+
+/// How often a push waiting for an earlier one looks at the shared log's
+/// origin states, which change without waking it.
+const SHARED_POLL: Duration = Duration::from_millis(20);
 
 /// What a station relay knows of the city hub, for the answers it gives
 /// its phones: serving with one makes the service a relay's (see
@@ -70,6 +90,8 @@ pub struct SyncService {
     /// Pull that asks for it), and whose configuration's review policy every
     /// Hello tells. A relay keeps no directory and tells no policy.
     directory: Option<Arc<projections::Projections>>,
+    /// Set on a front-end of a shared log: the log `Sync` decides on.
+    shared: Option<SharedLog>,
 }
 
 /// Bytes a line of the directory takes on the wire, about: for sizing a
@@ -89,7 +111,17 @@ impl SyncService {
             upstream: None,
             clock: station_agent::clock::system(),
             directory: None,
+            shared: None,
         }
+    }
+
+    /// The service as a front-end of `log` serves it: pushes, pulls, hellos
+    /// and bindings go through `log`; the service's store is the
+    /// front-end's mirror of it.
+    #[must_use]
+    pub fn over_shared_log(mut self, log: SharedLog) -> Self {
+        self.shared = Some(log);
+        self
     }
 
     /// The service reading "now" (receipt times, last contact, the skew of
@@ -273,6 +305,28 @@ impl SyncService {
         };
         let mut grown = self.store.subscribe();
         let deadline = tokio::time::Instant::now() + OVERTAKEN_WAIT;
+        if let Some(log) = &self.shared {
+            let firsts: Vec<(Vec<u8>, u64)> =
+                firsts.into_iter().map(|(o, f)| (o.to_vec(), f)).collect();
+            loop {
+                let log = Arc::clone(log);
+                let firsts = firsts.clone();
+                let overtaken = tokio::task::spawn_blocking(move || {
+                    firsts.iter().any(|(origin, first)| {
+                        Uuid::from_slice(origin)
+                            .ok()
+                            .and_then(|origin| log.origin(origin).ok())
+                            .is_some_and(|state| *first > state.durable_through.saturating_add(1))
+                    })
+                })
+                .await
+                .unwrap_or(false);
+                if !overtaken || tokio::time::Instant::now() >= deadline {
+                    return;
+                }
+                tokio::time::sleep(SHARED_POLL).await;
+            }
+        }
         while overtaken(&self.store) {
             match tokio::time::timeout_at(deadline, grown.changed()).await {
                 Ok(Ok(())) => {}
@@ -298,7 +352,7 @@ impl SyncService {
 /// The newest signed head, with its public key, of each signed origin with
 /// events in `events`.
 fn signed_heads_of(
-    store: &HubStore,
+    store: &(impl HubLog + ?Sized),
     events: &[(u64, station_proto::Event)],
 ) -> Result<Vec<SignedHead>, HubError> {
     let origins: BTreeSet<&[u8]> = events.iter().map(|(_, e)| e.origin_id.as_slice()).collect();
@@ -365,10 +419,18 @@ impl Sync for SyncService {
             }
             _ => Vec::new(),
         };
+        let shared = self.shared.clone();
         let (state, head, station_devices) = self
             .blocking(move |store| -> Result<_, AuthError> {
+                let log: &dyn HubLog = match &shared {
+                    Some(log) => {
+                        auth::bind_origin(&**log, &caller, origin, public_key.as_deref())?;
+                        &**log as &dyn HubLog
+                    }
+                    None => store,
+                };
                 auth::bind_origin(store, &caller, origin, public_key.as_deref())?;
-                let state = store.hello(
+                let state = log.hello(
                     origin,
                     &hello.station_code,
                     hello.head_seq,
@@ -392,7 +454,7 @@ impl Sync for SyncService {
                     }
                 }
                 let devices = auth::station_devices(store, &caller)?;
-                Ok((state, store.station_head(&station)?, devices))
+                Ok((state, log.station_head(&station)?, devices))
             })
             .await?;
         tracing::debug!(%origin, durable_through = state.durable_through, "hello");
@@ -433,6 +495,7 @@ impl Sync for SyncService {
         // date in China, whatever the hub machine's time zone.
         let now = self.clock.now_ms();
         let today = projections::date_in_china(now);
+        let shared = self.shared.clone();
         let outcome = self
             .blocking(move |store| -> Result<_, AuthError> {
                 if wiping {
@@ -452,12 +515,18 @@ impl Sync for SyncService {
                     | auth::Caller::Supervisor { .. }
                     | auth::Caller::Bureau { .. } => {
                         for origin in origins {
+                            if let Some(log) = &shared {
+                                auth::bind_origin(&**log, &caller, origin, None)?;
+                            }
                             auth::bind_origin(store, &caller, origin, None)?;
                         }
                         None
                     }
                 };
-                Ok(store.push_via(events, &heads, via_relay, today, now)?)
+                Ok(match &shared {
+                    Some(log) => log.push_signed(events, &heads, today, now)?,
+                    None => store.push_via(events, &heads, via_relay, today, now)?,
+                })
             })
             .await?;
         tracing::debug!(
@@ -521,11 +590,15 @@ impl Sync for SyncService {
             woken = true;
             let station = pull.station_code.clone();
             let after = pull.after;
+            let shared = self.shared.clone();
             let (page, heads) = self
                 .blocking(move |store| {
-                    let page =
-                        store.pull_for(&station, after, max_events, max_bytes, skip_origin)?;
-                    let heads = signed_heads_of(store, &page.events)?;
+                    let log: &dyn HubLog = match &shared {
+                        Some(log) => &**log as &dyn HubLog,
+                        None => store,
+                    };
+                    let page = log.pull_for(&station, after, max_events, max_bytes, skip_origin)?;
+                    let heads = signed_heads_of(log, &page.events)?;
                     Ok::<_, HubError>((page, heads))
                 })
                 .await?;

@@ -18,6 +18,8 @@
 //! | bucket `NAME_bindings` | origin hex | [`OriginBinding`], JSON |
 //! | bucket `NAME_tokens` | token id (hex) | the origin the token speaks for, hex |
 //! | bucket `NAME_heads` | origin hex | the origin's verified [`StoredHead`]s, oldest first, JSON |
+//! | bucket `NAME_records` | token id (hex) | the token's [`TokenRecord`] (no secret, its SHA-256), JSON, shared by the front-ends |
+//! | bucket `NAME_shared` | `log_id`, `district_secret` | what every front-end of the deployment must agree on, hex |
 //!
 //! # Invariants
 //!
@@ -43,6 +45,9 @@
 //!   held once and its resend is counted as duplicates.
 //! - **Bindings.** A token's origin is created once (`create` refuses a
 //!   second); an origin's binding is created once and only gains a key.
+//! - **Token records** only gain: a record merged into the bucket keeps the
+//!   earliest revocation, a wipe once ordered, and the furthest a wipe got
+//!   ([`merge_token_records`]); a shared value is set once.
 //!
 //! The trait is synchronous: each call runs on the log's own runtime and the
 //! caller's thread waits for it. Call it from a blocking context (a plain
@@ -66,6 +71,7 @@ use tokio::sync::Mutex;
 
 use super::HubError;
 use super::log::{HubLog, LoggedEvent, OriginBinding, PULL_MAX_SCANNED, PullPage, PushOutcome};
+use super::tokens::{TokenRecord, WipeOrder};
 use crate::ingest::{self, OriginState, Policy, Quarantined, Refusal, StoredHead, Verdict};
 
 /// The header holding an event's receive time, hub wall clock ms.
@@ -224,6 +230,8 @@ struct Buckets {
     bindings: kv::Store,
     tokens: kv::Store,
     heads: kv::Store,
+    records: kv::Store,
+    shared: kv::Store,
 }
 
 /// What the runtime's tasks share.
@@ -255,6 +263,45 @@ fn cluster(what: &str, error: impl std::fmt::Display) -> HubError {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len() / 2)
+        .map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Two records of one token merged: the first's identity and secret, the
+/// origin either bound, the earliest revocation, and of a wipe the earliest
+/// order, the furthest backlog and the earliest report of it done.
+pub fn merge_token_records(held: &TokenRecord, other: &TokenRecord) -> TokenRecord {
+    fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+    let mut merged = held.clone();
+    let mut scope = other.scope.clone();
+    if let (Some(mine), Some(theirs)) = (merged.scope.bound_origin_mut(), scope.bound_origin_mut())
+        && mine.is_none()
+    {
+        *mine = *theirs;
+    }
+    merged.revoked_at_ms = earliest(held.revoked_at_ms, other.revoked_at_ms);
+    merged.wipe = match (held.wipe, other.wipe) {
+        (Some(a), Some(b)) => Some(WipeOrder {
+            ordered_at_ms: a.ordered_at_ms.min(b.ordered_at_ms),
+            backlog_through: a.backlog_through.max(b.backlog_through),
+            wiped_at_ms: earliest(a.wiped_at_ms, b.wiped_at_ms),
+            not_uploaded: a.not_uploaded.max(b.not_uploaded),
+        }),
+        (a, b) => a.or(b),
+    };
+    merged
 }
 
 fn origin_key(origin: Uuid) -> String {
@@ -415,6 +462,113 @@ impl JetStreamLog {
         Ok(imported)
     }
 
+    /// The value the deployment keeps under `name` (`log_id`,
+    /// `district_secret`): set to `proposed` by the first front-end that
+    /// asks, then the same for every front-end, for good.
+    ///
+    /// # Errors
+    /// The cluster unreachable ([`HubError::Io`]), a stored value that does
+    /// not decode ([`HubError::Corrupt`]).
+    pub fn shared_value(&self, name: &str, proposed: &[u8]) -> Result<Vec<u8>, HubError> {
+        let name = name.to_string();
+        let proposed = hex(proposed);
+        self.run(move |shared| async move {
+            let bucket = &shared.buckets.shared;
+            for _ in 0..CAS_ATTEMPTS {
+                if let Some((value, _)) = Shared::entry::<String>(bucket, &name, "shared").await? {
+                    return from_hex(&value)
+                        .ok_or_else(|| HubError::Corrupt(format!("shared {name} is not hex")));
+                }
+                if Shared::swap(bucket, &name, &proposed, None, "shared").await? {
+                    return from_hex(&proposed)
+                        .ok_or_else(|| HubError::Corrupt(format!("shared {name} is not hex")));
+                }
+            }
+            Err(cluster("shared", "too many concurrent writers"))
+        })
+    }
+
+    /// Every token record the front-ends shared, by token id.
+    ///
+    /// # Errors
+    /// The cluster unreachable ([`HubError::Io`]), a record that does not
+    /// decode ([`HubError::Corrupt`]).
+    pub fn token_records(&self) -> Result<Vec<TokenRecord>, HubError> {
+        self.run(|shared| async move {
+            let mut records = Vec::new();
+            for key in Shared::keys(&shared.buckets.records, "records").await? {
+                if let Some((record, _)) =
+                    Shared::entry::<TokenRecord>(&shared.buckets.records, &key, "record").await?
+                {
+                    records.push(record);
+                }
+            }
+            records.sort_by(|a, b| a.token_id.cmp(&b.token_id));
+            Ok(records)
+        })
+    }
+
+    /// Merges `record` into the shared one of its token (see
+    /// [`merge_token_records`]) and returns the record as shared afterwards.
+    ///
+    /// # Errors
+    /// The cluster unreachable ([`HubError::Io`]), a record that does not
+    /// decode ([`HubError::Corrupt`]).
+    pub fn share_token_record(&self, record: &TokenRecord) -> Result<TokenRecord, HubError> {
+        let record = record.clone();
+        self.run(move |shared| async move {
+            let bucket = &shared.buckets.records;
+            let key = hex(record.token_id.as_bytes());
+            for _ in 0..CAS_ATTEMPTS {
+                let (merged, revision) =
+                    match Shared::entry::<TokenRecord>(bucket, &key, "record").await? {
+                        Some((held, revision)) => {
+                            let merged = merge_token_records(&held, &record);
+                            if merged == held {
+                                return Ok(held);
+                            }
+                            (merged, Some(revision))
+                        }
+                        None => (record.clone(), None),
+                    };
+                if Shared::swap(bucket, &key, &merged, revision, "record").await? {
+                    return Ok(merged);
+                }
+            }
+            Err(cluster("records", "too many concurrent writers"))
+        })
+    }
+
+    /// A counter that grows each time the cluster tells this front-end of an
+    /// event appended to the stream (by any front-end): what long polls and
+    /// the projections' feed wait on. A wake-up may be missed while the
+    /// connection is down: callers also look on their own, now and then.
+    ///
+    /// # Errors
+    /// The cluster refused the subscription ([`HubError::Io`]).
+    pub fn appends(&self) -> Result<tokio::sync::watch::Receiver<u64>, HubError> {
+        let (grown, appends) = tokio::sync::watch::channel(0u64);
+        self.run(move |shared| async move {
+            use futures_util::StreamExt as _;
+            let mut subscriber = shared
+                .context
+                .client()
+                .subscribe(format!("{}.>", shared.subject_prefix))
+                .await
+                .map_err(|e| cluster("subscribe", e))?;
+            tokio::spawn(async move {
+                while subscriber.next().await.is_some() {
+                    grown.send_modify(|count| *count += 1);
+                    if grown.is_closed() {
+                        break;
+                    }
+                }
+            });
+            Ok(())
+        })?;
+        Ok(appends)
+    }
+
     /// Runs `call` on the log's runtime and waits for its answer.
     fn run<T, F>(&self, call: impl FnOnce(Arc<Shared>) -> F) -> Result<T, HubError>
     where
@@ -516,6 +670,8 @@ impl Shared {
             bindings: bucket("bindings").await?,
             tokens: bucket("tokens").await?,
             heads: bucket("heads").await?,
+            records: bucket("records").await?,
+            shared: bucket("shared").await?,
         };
         Ok(Self {
             context,

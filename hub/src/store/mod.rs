@@ -10,7 +10,8 @@
 //! - `jetstream` (cargo feature `jetstream`): `JetStreamLog`, the log on a
 //!   NATS JetStream cluster;
 //! - [`tokens`]: the `tokens` tree;
-//! - [`migrate`]: format 1 → 2 on open, crash-safe.
+//! - [`migrate`]: format 1 → 2 on open, crash-safe;
+//! - [`mirror`]: the store as a hub front-end's copy of a shared log.
 //!
 //! Invariants, kept by writing one push in one batch under the single writer:
 //! - for each origin, seqs `1..=durable_through` are accounted for, each either
@@ -30,6 +31,7 @@ pub mod jetstream;
 pub mod log;
 pub mod memory;
 pub mod migrate;
+pub mod mirror;
 pub mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

@@ -104,7 +104,7 @@ impl TokenScope {
         }
     }
 
-    fn bound_origin_mut(&mut self) -> Option<&mut Option<Uuid>> {
+    pub(crate) fn bound_origin_mut(&mut self) -> Option<&mut Option<Uuid>> {
         match self {
             TokenScope::Device { bound_origin, .. }
             | TokenScope::Relay { bound_origin, .. }

@@ -62,9 +62,10 @@ fn push_all(log: Arc<dyn HubLog + Send + Sync>, devices: &[Device]) -> anyhow::R
 }
 
 /// Nodes of a local cluster, killed when dropped.
-struct Nodes {
+pub(crate) struct Nodes {
     children: Vec<Child>,
-    servers: Vec<String>,
+    /// Their client URLs.
+    pub(crate) servers: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -81,7 +82,7 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn start_nodes(binary: &Path, count: usize) -> anyhow::Result<Nodes> {
+pub(crate) fn start_nodes(binary: &Path, count: usize) -> anyhow::Result<Nodes> {
     let ports = (0..count)
         .map(|_| Ok((free_port()?, free_port()?)))
         .collect::<anyhow::Result<Vec<(u16, u16)>>>()?;
@@ -126,7 +127,7 @@ fn start_nodes(binary: &Path, count: usize) -> anyhow::Result<Nodes> {
 }
 
 /// Opens a log over `nodes`, polling while they start and elect leaders.
-fn open(nodes: &Nodes, replicas: usize) -> anyhow::Result<JetStreamLog> {
+pub(crate) fn open(nodes: &Nodes, replicas: usize) -> anyhow::Result<JetStreamLog> {
     let options = JetStreamOptions {
         servers: nodes.servers.clone(),
         credentials: None,

@@ -20,6 +20,8 @@
 //! - `hub-log` ([`hub_log`]): the hub's log alone on JetStream, over one
 //!   node (R1) and three (R3) on loopback, against the embedded sled store,
 //!   the same devices' batches;
+//! - `frontends` ([`frontends`]): the hub as served on JetStream R1 and R3
+//!   against the same on sled, and a device's failover between front-ends;
 //! - `projection-rebuild` and `query-latency` ([`projections`]): a generated
 //!   hub log, rebuilt into projections and queried, against a raw scan and
 //!   decode of the same log;
@@ -40,6 +42,7 @@
 
 mod append;
 mod directory;
+mod frontends;
 mod hostile;
 mod hub_log;
 mod ingest;
@@ -76,12 +79,13 @@ struct Args {
 }
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: [&str; 11] = [
     "durable-append",
     "sync-backlog",
     "relay",
     "hub-ingest",
     "hub-log",
+    "frontends",
     "projection-rebuild",
     "query-latency",
     "hostile-load",
@@ -381,6 +385,10 @@ fn main() -> anyhow::Result<()> {
     if wanted("hub-log") {
         progress!("hub-log");
         hub_log::run(quick, &mut rows)?;
+    }
+    if wanted("frontends") {
+        progress!("frontends");
+        runtime.block_on(frontends::run(quick, &mut rows))?;
     }
     let rebuild = wanted("projection-rebuild");
     let queries = wanted("query-latency");

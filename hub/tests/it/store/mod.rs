@@ -4,6 +4,8 @@
 mod archive;
 mod fixture;
 #[cfg(feature = "jetstream")]
+mod frontends;
+#[cfg(feature = "jetstream")]
 mod jetstream;
 mod migration;
 mod model;
