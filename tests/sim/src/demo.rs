@@ -91,6 +91,9 @@ pub struct DemoOptions {
     pub relay: bool,
     /// Draw a progress bar on the terminal.
     pub progress: bool,
+    /// The last day of field work of a new data folder (default: today in
+    /// China); never after today.
+    pub last_day: Option<NaiveDate>,
 }
 
 impl DemoOptions {
@@ -113,6 +116,7 @@ impl DemoOptions {
             offline_device: true,
             relay: true,
             progress: false,
+            last_day: None,
         }
     }
 }
@@ -826,7 +830,10 @@ fn load_or_create(options: &DemoOptions, store: &HubStore) -> anyhow::Result<Sav
             let saved = Saved {
                 seed: options.seed,
                 days: options.days,
-                last_day: station_hub::projections::today_in_china(),
+                last_day: options
+                    .last_day
+                    .unwrap_or_else(station_hub::projections::today_in_china)
+                    .min(station_hub::projections::today_in_china()),
                 stations: options.stations.clone(),
                 devices: options.devices,
                 bureau_token: bureau.bearer,

@@ -131,8 +131,11 @@ fn assert_lags_follow_the_simulated_days(
         assert!(device.clock_skew_ms.abs() < 1_000, "{name}: {device:?}");
         assert_eq!(device.backlog, 0, "{name}");
         if let (Some(_), Some(days)) = (&device.via_relay, relayed_days) {
+            // Its entries wait at the station while the uplink is down:
+            // more than a day, at most the days it was down (a weekend
+            // without entries may begin them).
             assert!(device.relayed_events > 0, "{name}: {device:?}");
-            assert!(max > days * DAY_MS, "{name}: max lag {max} ms");
+            assert!(max > DAY_MS, "{name}: max lag {max} ms");
             assert!(max < (days + 1) * DAY_MS, "{name}: max lag {max} ms");
             continue;
         }
@@ -188,8 +191,8 @@ async fn hub_holds_what_the_generator_entered_and_a_second_run_adds_nothing() {
     // 16 of the 21 (40% to 85% of the days): 9 days.
     let offline = format!("{}-2", demo.stations()[2]);
     // The second station's relay has no uplink from day 3 to day 6 (15% to
-    // 35% of the days): its phones' entries of day 3 reach the hub on the
-    // evening of day 7.
+    // 35% of the days): its phones' entries of those days reach the hub on
+    // the evening of day 7.
     assert_lags_follow_the_simulated_days(&demo, Some((&offline, 9)), Some(4));
 
     // Each device holds its colleagues' events after the last round.
@@ -233,8 +236,10 @@ async fn reopened_cases_count_as_the_generator_entered_them() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = options(dir.path());
     options.days = 110;
-    // A seed whose run closes cases and reopens some weeks later.
+    // A seed and last day whose run closes cases and reopens some weeks
+    // later, and opens a second file for a person.
     options.seed = 14;
+    options.last_day = chrono::NaiveDate::from_ymd_opt(2026, 12, 7);
     options.stations = station_sim::district::NEDONG_STATIONS[..2]
         .iter()
         .map(|s| s.to_string())
