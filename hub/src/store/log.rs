@@ -80,6 +80,44 @@ pub struct PullPage {
 /// events is passed over in bounded steps.
 pub const PULL_MAX_SCANNED: usize = 20_000;
 
+/// A page of `stream` (one station's events after the cursor `after`, with
+/// their hub positions, in hub order) within the bounds of the contract:
+/// at most `max_events` events and `max_bytes` encoded bytes (one event
+/// at least), [`PULL_MAX_SCANNED`] positions looked at, `skip_origin`'s
+/// events passed over but moving the cursor.
+pub(crate) fn page_of<'a>(
+    stream: impl Iterator<Item = (u64, &'a Event)>,
+    after: u64,
+    head: u64,
+    max_events: usize,
+    max_bytes: usize,
+    skip_origin: Option<Uuid>,
+) -> PullPage {
+    use prost::Message as _;
+    let mut page = PullPage {
+        next_cursor: after,
+        head,
+        ..PullPage::default()
+    };
+    let mut bytes = 0usize;
+    for (scanned, (pos, event)) in stream.enumerate() {
+        if page.events.len() >= max_events || scanned >= PULL_MAX_SCANNED {
+            break;
+        }
+        let len = event.encoded_len();
+        if !page.events.is_empty() && bytes + len > max_bytes {
+            break;
+        }
+        page.next_cursor = pos;
+        if skip_origin.is_some_and(|origin| event.origin_id == origin.as_bytes()) {
+            continue;
+        }
+        bytes += len;
+        page.events.push((pos, event.clone()));
+    }
+    page
+}
+
 /// The hub's log: every station's events, stored once, in hub order.
 ///
 /// # Contract

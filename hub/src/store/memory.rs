@@ -13,7 +13,7 @@ use station_proto::Event;
 use station_proto::ids::Uuid;
 
 use super::HubError;
-use super::log::{HubLog, LoggedEvent, OriginBinding, PULL_MAX_SCANNED, PullPage, PushOutcome};
+use super::log::{HubLog, LoggedEvent, OriginBinding, PullPage, PushOutcome, page_of};
 use crate::ingest::{self, OriginState, Policy, Quarantined, Refusal, StoredHead, Verdict};
 use station_proto::v1::SignedHead;
 
@@ -276,34 +276,21 @@ impl HubLog for MemoryLog {
     ) -> Result<PullPage, HubError> {
         let head = self.station_head(station_code)?;
         let held = self.held();
-        let mut page = PullPage {
-            next_cursor: after,
-            head,
-            ..PullPage::default()
-        };
-        let mut bytes = 0usize;
         let stream = held
             .events
             .iter()
             .zip(1u64..)
             .skip(usize::try_from(after).unwrap_or(usize::MAX))
-            .filter(|((event, _), _)| event.station_code == station_code);
-        for (scanned, ((event, _), pos)) in stream.enumerate() {
-            if page.events.len() >= max_events || scanned >= PULL_MAX_SCANNED {
-                break;
-            }
-            let len = event.encoded_len();
-            if !page.events.is_empty() && bytes + len > max_bytes {
-                break;
-            }
-            page.next_cursor = pos;
-            if skip_origin.is_some_and(|origin| event.origin_id == origin.as_bytes()) {
-                continue;
-            }
-            bytes += len;
-            page.events.push((pos, event.clone()));
-        }
-        Ok(page)
+            .filter(|((event, _), _)| event.station_code == station_code)
+            .map(|((event, _), pos)| (pos, event));
+        Ok(page_of(
+            stream,
+            after,
+            head,
+            max_events,
+            max_bytes,
+            skip_origin,
+        ))
     }
 
     fn station_head(&self, station_code: &str) -> Result<u64, HubError> {
