@@ -371,6 +371,12 @@ impl GroupCommit {
         self.lock().written
     }
 
+    /// The ticket of the latest write known to be on disk: every write
+    /// whose ticket is at or below it is durable.
+    pub fn durable(&self) -> u64 {
+        self.lock().durable
+    }
+
     /// The highest own `origin_seq` known to be on disk.
     pub fn durable_seq(&self) -> u64 {
         self.lock().durable_seq

@@ -24,6 +24,7 @@
 //! - an origin's device key goes from none to one key once and never changes;
 //! - a token write returns only once flushed and fsynced.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
@@ -183,6 +184,11 @@ pub struct TokenStore {
     writer: Mutex<()>,
     /// Flush + fsync, shared with the log.
     group: Arc<GroupCommit>,
+    /// The group-commit ticket of the latest write to `tree` in this
+    /// process (0 for none): a read that changes nothing reports what it
+    /// read once this ticket is durable, without waiting for the log's
+    /// writes (what the process read at open was on disk already).
+    last_write: AtomicU64,
 }
 
 impl TokenStore {
@@ -192,7 +198,23 @@ impl TokenStore {
             tree,
             writer: Mutex::new(()),
             group,
+            last_write: AtomicU64::new(0),
         }
+    }
+
+    /// Takes the ticket of a write to `tree` just made, holding the writer.
+    fn written(&self) -> u64 {
+        let ticket = self.group.written(None);
+        self.last_write.fetch_max(ticket, Ordering::AcqRel);
+        ticket
+    }
+
+    /// The ticket that covers every write to `tree` made so far, holding
+    /// the writer: what a read that changes nothing waits for, since the
+    /// record it read may have been written by another thread still waiting
+    /// for its sync.
+    fn unchanged(&self) -> u64 {
+        self.last_write.load(Ordering::Acquire)
     }
 
     /// Holds the token writer.
@@ -210,16 +232,17 @@ impl TokenStore {
     /// Storage errors: the token must then not be handed out.
     pub fn insert(&self, record: &TokenRecord) -> Result<bool, HubError> {
         let json = token_json(record)?;
-        let stored = {
+        let ticket = {
             let _writer = self.lock_writer();
             self.tree
                 .compare_and_swap(record.token_id.as_bytes(), None::<&[u8]>, Some(json))?
                 .is_ok()
+                .then(|| self.written())
         };
-        if stored {
-            self.group.wait_durable(self.group.written(None))?;
+        if let Some(ticket) = ticket {
+            self.group.wait_durable(ticket)?;
         }
-        Ok(stored)
+        Ok(ticket.is_some())
     }
 
     /// The token record with this id, if any.
@@ -355,9 +378,9 @@ impl TokenStore {
                 batch.insert(token_id.as_bytes(), token_json(&record)?);
                 batch.insert(binding_key(origin), binding_json(&binding)?);
                 self.tree.apply_batch(batch)?;
-                (binding, self.group.written(None))
+                (binding, self.written())
             } else {
-                (binding, self.group.current())
+                (binding, self.unchanged())
             }
         };
         self.group.wait_durable(ticket)?;
@@ -417,7 +440,7 @@ impl TokenStore {
                 Some(binding) if binding.public_key.as_deref() != Some(public_key) => {
                     return Err(HubError::KeyMismatch(origin));
                 }
-                Some(binding) => (binding, self.group.current()),
+                Some(binding) => (binding, self.unchanged()),
                 None => {
                     let binding = OriginBinding {
                         token_id: token_id.to_string(),
@@ -425,7 +448,7 @@ impl TokenStore {
                     };
                     self.tree
                         .insert(binding_key(origin), binding_json(&binding)?)?;
-                    (binding, self.group.written(None))
+                    (binding, self.written())
                 }
             }
         };
@@ -440,7 +463,7 @@ impl TokenStore {
     /// # Errors
     /// Storage errors.
     pub(crate) fn bind_earlier_tokens(&self) -> Result<usize, HubError> {
-        let _writer = self.lock_writer();
+        let writer = self.lock_writer();
         let mut records = self.all()?;
         records.sort_by_key(|r| r.created_at_ms);
         let mut written = std::collections::BTreeSet::new();
@@ -467,7 +490,9 @@ impl TokenStore {
             return Ok(0);
         }
         self.tree.apply_batch(batch)?;
-        self.group.wait_durable(self.group.written(None))?;
+        let ticket = self.written();
+        drop(writer);
+        self.group.wait_durable(ticket)?;
         Ok(written.len())
     }
 
@@ -491,14 +516,66 @@ impl TokenStore {
                 record.token_id = token_id.to_string();
                 self.tree
                     .insert(token_id.as_bytes(), token_json(&record)?)?;
-                (record, self.group.written(None))
+                (record, self.written())
             } else {
-                // The record may have been written by another thread still
-                // waiting for its sync: report it only once it is durable.
-                (record, self.group.current())
+                (record, self.unchanged())
             }
         };
         self.group.wait_durable(ticket)?;
         Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::store::format::TOKENS_TREE;
+
+    fn device_token(token_id: &str) -> TokenRecord {
+        TokenRecord {
+            token_id: token_id.to_string(),
+            scope: TokenScope::Device {
+                station_code: "540502001".to_string(),
+                device: "phone".to_string(),
+                bound_origin: None,
+            },
+            secret_sha256: vec![0; 32],
+            created_at_ms: 1,
+            revoked_at_ms: None,
+            wipe: None,
+        }
+    }
+
+    #[test]
+    fn a_bind_that_changes_nothing_does_not_wait_for_the_logs_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let group = Arc::new(GroupCommit::open(db.clone(), dir.path(), 0).unwrap());
+        let tokens = TokenStore::new(db.open_tree(TOKENS_TREE).unwrap(), group.clone());
+        assert!(tokens.insert(&device_token("t1")).unwrap());
+        let origin = Uuid::from_bytes([7; 16]);
+        let first = tokens.bind(origin, "t1", Some(&[1; 32])).unwrap();
+        assert!(
+            group.durable() >= group.current(),
+            "a new binding is durable"
+        );
+
+        // A write of the log, not yet synced: a push of another device.
+        db.insert(b"event", b"bytes").unwrap();
+        let pending = group.written(None);
+        assert_eq!(tokens.bind(origin, "t1", Some(&[1; 32])).unwrap(), first);
+        assert_eq!(tokens.update("t1", |_| false).unwrap().token_id, "t1");
+        assert!(
+            group.durable() < pending,
+            "a bind or read that changes nothing waited for another write's sync"
+        );
+
+        // A change still waits for its own sync.
+        let other = Uuid::from_bytes([8; 16]);
+        assert!(tokens.insert(&device_token("t2")).unwrap());
+        tokens.bind(other, "t2", None).unwrap();
+        assert!(group.durable() >= pending);
     }
 }
