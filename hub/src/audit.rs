@@ -37,7 +37,7 @@
 //! - A torn last line (a crash during its write, before its read was
 //!   answered) is cut off when the log is next opened for appending.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead as _, BufReader, Write as _};
 use std::net::SocketAddr;
@@ -590,6 +590,9 @@ pub struct Filter {
     pub case: Option<Uuid>,
     /// Records of this China day and later.
     pub since: Option<NaiveDate>,
+    /// At most this many records, the newest the filter admits; `None`
+    /// for every one.
+    pub limit: Option<usize>,
 }
 
 impl Filter {
@@ -617,8 +620,11 @@ pub struct Break {
 /// The records of a log and the state of its chain.
 #[derive(Debug, Clone, Serialize)]
 pub struct Reading {
-    /// Records the filter admits, oldest first (those after a break too).
+    /// Records the filter admits, oldest first (those after a break too):
+    /// the newest [`Filter::limit`] of them when it is set.
     pub records: Vec<AuditRecord>,
+    /// Records the filter admits in all, returned or not.
+    pub admitted: u64,
     /// Records in the log in all.
     pub total: u64,
     /// The first place the chain breaks; `None` when every link holds.
@@ -636,9 +642,13 @@ pub fn read(data: &Path, filter: &Filter) -> Result<Reading, AuditError> {
     let failed = |e: io::Error| AuditError::Read(e.to_string());
     let mut reading = Reading {
         records: Vec::new(),
+        admitted: 0,
         total: 0,
         broken: None,
     };
+    // The newest admitted records, at most `limit`: the answer's memory is
+    // bounded whatever the log's length.
+    let mut newest = VecDeque::new();
     let mut expected: Option<(u64, [u8; 32])> = None;
     for (first_seq, path) in segments(&dir).map_err(failed)? {
         let segment = path
@@ -723,11 +733,18 @@ pub fn read(data: &Path, filter: &Filter) -> Result<Reading, AuditError> {
             seq = record.seq;
             reading.total += 1;
             if filter.admits(&record) {
-                reading.records.push(record);
+                reading.admitted += 1;
+                if filter.limit.is_some_and(|limit| newest.len() >= limit) {
+                    newest.pop_front();
+                }
+                if filter.limit != Some(0) {
+                    newest.push_back(record);
+                }
             }
         }
         expected = Some((seq, link));
     }
+    reading.records = newest.into();
     Ok(reading)
 }
 
@@ -782,11 +799,33 @@ mod tests {
             data.path(),
             &Filter {
                 case: Some(case),
-                since: None,
+                ..Filter::default()
             },
         )?;
         assert_eq!(only.records.len(), 2);
         assert_eq!(only.records[0].label, "山南市民政局");
+        let newest = read(
+            data.path(),
+            &Filter {
+                limit: Some(2),
+                ..Filter::default()
+            },
+        )?;
+        assert_eq!(
+            newest.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [2, 3],
+            "the newest two, oldest first"
+        );
+        assert_eq!((newest.admitted, newest.total), (3, 3));
+        let counted = read(
+            data.path(),
+            &Filter {
+                limit: Some(0),
+                ..Filter::default()
+            },
+        )?;
+        assert!(counted.records.is_empty());
+        assert_eq!(counted.admitted, 3);
         Ok(())
     }
 

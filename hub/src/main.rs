@@ -800,7 +800,14 @@ fn main() -> anyhow::Result<()> {
                 .map(|text| station_hub::params::since(&text))
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--{}", e.0))?;
-            let reading = audit::read(&data, &audit::Filter { case, since })?;
+            let reading = audit::read(
+                &data,
+                &audit::Filter {
+                    case,
+                    since,
+                    limit: None,
+                },
+            )?;
             let mut lines = Vec::with_capacity(reading.records.len());
             for record in &reading.records {
                 lines.push(serde_json::to_string(record)?);

@@ -34,6 +34,13 @@ pub const QUARANTINE_EVENTS: Count = Count {
     max: 10_000,
 };
 
+/// Read-audit records one answer lists by default (the newest), and at most.
+pub const AUDIT_RECORDS: Count = Count {
+    name: "limit",
+    default: 1_000,
+    max: 10_000,
+};
+
 /// A parameter the read refuses; the text names it and says what is
 /// accepted. gRPC answers it as `INVALID_ARGUMENT`, HTTP as 400.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -279,9 +279,10 @@ pub(super) async fn case_timeline(
     Ok(Json(timeline))
 }
 
-/// GET /api/audit?case=ID&since=YYYY-MM-DD: the read audit, bureau only:
-/// the records the filters admit, oldest first, and where the chain
-/// breaks (`broken`, null when every link holds).
+/// GET /api/audit?case=ID&since=YYYY-MM-DD&limit=N: the read audit, bureau
+/// only: the newest `limit` records the filters admit (1,000 by default,
+/// at most 10,000), oldest first, how many they admit in all (`admitted`),
+/// and where the chain breaks (`broken`, null when every link holds).
 pub(super) async fn audit(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -301,11 +302,12 @@ pub(super) async fn audit(
         Some(text) => Some(params::since(text)?),
         None => None,
     };
+    let limit = Some(params::AUDIT_RECORDS.parse("limit", asked.one("limit"))?);
     let data = state.projections.store().dir().to_path_buf();
-    let reading =
-        tokio::task::spawn_blocking(move || audit::read(&data, &audit::Filter { case, since }))
-            .await
-            .map_err(|e| HttpError::Internal(format!("read task failed: {e}")))?
-            .map_err(|e| HttpError::Internal(e.to_string()))?;
+    let filter = audit::Filter { case, since, limit };
+    let reading = tokio::task::spawn_blocking(move || audit::read(&data, &filter))
+        .await
+        .map_err(|e| HttpError::Internal(format!("read task failed: {e}")))?
+        .map_err(|e| HttpError::Internal(e.to_string()))?;
     Ok(Json(reading))
 }

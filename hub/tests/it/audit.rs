@@ -164,6 +164,21 @@ async fn every_read_naming_persons_is_recorded_with_who_what_and_where() {
     let json: Value = all.json();
     assert_eq!(json["total"], 7);
     assert_eq!(json["broken"], Value::Null);
+    let newest: Value = hub
+        .get_as("/api/audit?limit=2", &tokens.bureau)
+        .await
+        .json();
+    let seqs: Vec<_> = newest["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [6, 7], "the newest two, oldest first");
+    assert_eq!(newest["admitted"], 7);
+    let too_many = hub.get_as("/api/audit?limit=10001", &tokens.bureau).await;
+    assert_eq!(too_many.status, 400);
+    assert!(too_many.text().contains("limit"), "{}", too_many.text());
     let of_case2 = hub
         .get_as(
             &format!("/api/audit?case={case2}&since=2025-01-01"),
