@@ -227,6 +227,28 @@ pub struct KnownTransfers {
     pub taken_over: BTreeSet<(Uuid, String)>,
 }
 
+impl KnownTransfers {
+    /// Learns what `event`, held by the log, says of transfers: a request
+    /// by its id, an acceptance as its station taking the case over. Every
+    /// other event teaches nothing.
+    pub fn learn(&mut self, event: &Event) {
+        let Some(body) = event.body.as_ref() else {
+            return;
+        };
+        if let (Some(request), Some(id)) = (
+            requested_transfer(body),
+            station_proto::ids::from_bytes(&event.event_id),
+        ) {
+            self.requests.insert(id, request);
+        }
+        if let (station_proto::Body::CaseTransferAccepted(_), Some((case, _))) =
+            (body, answered_request(body))
+        {
+            self.taken_over.insert((case, event.station_code.clone()));
+        }
+    }
+}
+
 impl TransferLookup for KnownTransfers {
     fn request(&self, request: Uuid) -> Option<(Uuid, String)> {
         self.requests.get(&request).cloned()

@@ -197,21 +197,7 @@ impl Index {
         self.origin_last.insert(origin, position);
         self.station_last
             .insert(event.station_code.clone(), position);
-        if let Some(body) = event.body.as_ref() {
-            if let (Some(request), Some(id)) = (
-                crate::ingest::requested_transfer(body),
-                station_proto::ids::from_bytes(&event.event_id),
-            ) {
-                self.transfers.requests.insert(id, request);
-            }
-            if let (station_proto::Body::CaseTransferAccepted(_), Some((case, _))) =
-                (body, crate::ingest::answered_request(body))
-            {
-                self.transfers
-                    .taken_over
-                    .insert((case, event.station_code.clone()));
-            }
-        }
+        self.transfers.learn(&event);
         self.events.push((event, received_at_ms));
         Ok(())
     }

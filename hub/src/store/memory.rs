@@ -105,22 +105,7 @@ impl HubLog for MemoryLog {
         // What the log holds of transfers, read as the sled store reads it.
         let mut transfers = ingest::KnownTransfers::default();
         for (event, _) in &held.events {
-            let Some(body) = event.body.as_ref() else {
-                continue;
-            };
-            if let (Some(request), Some(id)) = (
-                ingest::requested_transfer(body),
-                station_proto::ids::from_bytes(&event.event_id),
-            ) {
-                transfers.requests.insert(id, request);
-            }
-            if let (station_proto::Body::CaseTransferAccepted(_), Some((case, _))) =
-                (body, ingest::answered_request(body))
-            {
-                transfers
-                    .taken_over
-                    .insert((case, event.station_code.clone()));
-            }
+            transfers.learn(event);
         }
         let policy = Policy {
             today,
