@@ -13,7 +13,7 @@ use std::time::Duration;
 use station_hub::admin::{self, AdminReply, AdminRequest};
 use station_hub::projections::period::{Metric, Period};
 use station_sim::demo::{Demo, DemoOptions, DemoReport, demo_link};
-use station_sim::district::Ledger;
+use station_sim::district::{Ledger, TransferAnswer, TransferRecord};
 
 fn options(dir: &std::path::Path) -> DemoOptions {
     let mut options = DemoOptions::new(dir);
@@ -153,6 +153,73 @@ fn assert_lags_follow_the_simulated_days(
     }
 }
 
+/// Checks the hub's transfers against the generator's: one accepted, one
+/// declined and one left pending, each file held where its answer put it,
+/// the pending request listed for the bureau, and the file taken over held
+/// with its whole history on the receiving station's phones.
+fn assert_transfers_match(demo: &Demo) -> Vec<TransferRecord> {
+    let transfers = demo.transfers();
+    assert_eq!(transfers.len(), 3, "{transfers:?}");
+    assert!(
+        matches!(transfers[0].answer, TransferAnswer::Accepted(_)),
+        "{transfers:?}"
+    );
+    assert!(
+        matches!(transfers[1].answer, TransferAnswer::Declined(_)),
+        "{transfers:?}"
+    );
+    assert_eq!(transfers[2].answer, TransferAnswer::Pending);
+    let projections = demo.projections();
+    for transfer in &transfers {
+        assert_ne!(transfer.from, transfer.to);
+        let holder = match transfer.answer {
+            TransferAnswer::Accepted(_) => &transfer.to,
+            TransferAnswer::Declined(_) | TransferAnswer::Pending => &transfer.from,
+        };
+        assert_eq!(
+            projections.case_station(transfer.case).unwrap().as_ref(),
+            Some(holder),
+            "{transfer:?}"
+        );
+    }
+    let pending = projections
+        .pending_transfers(demo.stations(), demo.last_day())
+        .unwrap();
+    let listed: Vec<_> = pending.transfers.iter().map(|p| p.request_id).collect();
+    let expected: Vec<_> = transfers
+        .iter()
+        .filter(|t| t.answer == TransferAnswer::Pending)
+        .map(|t| t.request)
+        .collect();
+    assert_eq!(listed, expected);
+    let taken = &transfers[0];
+    for (name, agent) in demo.devices() {
+        if agent.identity().station_code != taken.to {
+            continue;
+        }
+        let case = agent
+            .case(taken.case)
+            .unwrap()
+            .expect("the file taken over");
+        assert_eq!(case.status, station_proto::case::CaseStatus::Open, "{name}");
+        let history = agent.case_timeline(taken.case).unwrap();
+        assert!(
+            history.iter().any(|e| e.station_code == taken.from),
+            "{name}: {history:?}"
+        );
+        assert!(
+            history.iter().any(|e| e.event_id == taken.case.as_bytes()),
+            "{name}: the opening"
+        );
+    }
+    let summary = demo.summary().unwrap();
+    assert!(
+        summary.contains("transfers between stations (转移): 1 accepted, 1 declined, 1 pending"),
+        "{summary}"
+    );
+    transfers
+}
+
 fn total(report: &DemoReport, f: impl Fn(&Ledger) -> u64) -> u64 {
     report.ledgers.iter().map(|(_, l)| f(l)).sum()
 }
@@ -181,6 +248,7 @@ async fn hub_holds_what_the_generator_entered_and_a_second_run_adds_nothing() {
     let ids: BTreeSet<Vec<u8>> = logged.iter().map(|e| e.event.event_id.clone()).collect();
     assert_eq!(ids.len() as u64, saved);
     assert_hub_matches(&demo, &report);
+    let transfers = assert_transfers_match(&demo);
     let overdue = demo
         .projections()
         .overdue(demo.last_day(), demo.stations(), None)
@@ -219,6 +287,7 @@ async fn hub_holds_what_the_generator_entered_and_a_second_run_adds_nothing() {
     assert_eq!(again.device_heads, report.device_heads);
     assert_eq!(total(&again, |l| l.saved), saved);
     assert_hub_matches(&demo, &again);
+    assert_eq!(assert_transfers_match(&demo), transfers);
     assert_eq!(demo.projections().dump().unwrap(), first_indicators);
     demo.stop().await.unwrap();
 
