@@ -336,7 +336,75 @@ async fn reopened_cases_count_as_the_generator_entered_them() {
     );
     let health = demo.projections().sync_health(demo.stations()).unwrap();
     assert!(health.stations.iter().all(|s| s.duplicate_files == 0));
+    assert_duplicates_flagged_until_merged(&demo);
     demo.stop().await.unwrap();
+}
+
+/// The same log given to a fresh hub in two parts: each device's entries up
+/// to its first merge, then the rest. After the first part the bureau's
+/// list shows the files opened again as duplicates still flagged, and data
+/// quality counts them; after the rest each is resolved by its merge.
+fn assert_duplicates_flagged_until_merged(demo: &Demo) {
+    use station_hub::projections::{DuplicateResolution, Projections};
+    use station_hub::store::HubStore;
+    use std::sync::Arc;
+
+    let logged = demo.store().events_after(0, usize::MAX).unwrap();
+    let mut by_origin: BTreeMap<Vec<u8>, Vec<station_proto::Event>> = BTreeMap::new();
+    for e in logged {
+        by_origin
+            .entry(e.event.origin_id.clone())
+            .or_default()
+            .push(e.event);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(HubStore::open(dir.path(), 16 << 20).unwrap());
+    let config = Arc::new(station_hub::config::HubConfig::builtin().unwrap());
+    let projections = Projections::open(Arc::clone(&store), config).unwrap();
+    let today = station_hub::projections::today_in_china();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let mut rest = Vec::new();
+    for events in by_origin.into_values() {
+        let mut events = events;
+        events.sort_by_key(|e| e.origin_seq);
+        let first_merge = events
+            .iter()
+            .position(|e| matches!(e.body, Some(station_proto::Body::CasesMerged(_))))
+            .unwrap_or(events.len());
+        rest.push(events.split_off(first_merge));
+        store.push(events, today, now_ms).unwrap();
+    }
+    projections.catch_up().unwrap();
+    let flagged = projections.duplicates(demo.stations()).unwrap();
+    assert!(!flagged.files.is_empty(), "no duplicate before its merge");
+    assert!(
+        flagged
+            .files
+            .iter()
+            .all(|f| f.resolution == DuplicateResolution::Open),
+        "{flagged:?}"
+    );
+    let health = projections.sync_health(demo.stations()).unwrap();
+    let counted: u64 = health.stations.iter().map(|s| s.duplicate_files).sum();
+    assert_eq!(counted, flagged.files.len() as u64);
+    for events in rest {
+        store.push(events, today, now_ms).unwrap();
+    }
+    projections.catch_up().unwrap();
+    let resolved = projections.duplicates(demo.stations()).unwrap();
+    assert!(
+        resolved
+            .files
+            .iter()
+            .all(|f| f.resolution == DuplicateResolution::Merged),
+        "{resolved:?}"
+    );
+    for file in &flagged.files {
+        assert!(
+            resolved.files.iter().any(|r| r.case_id == file.case_id),
+            "{file:?}"
+        );
+    }
 }
 
 #[test]
