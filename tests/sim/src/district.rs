@@ -17,7 +17,8 @@
 //! seed ([`plan_transfers`]): on the planned day the sending worker asks
 //! another station to take over one of its open files, and leaves the file
 //! alone from then on; a worker of the station asked accepts (or declines)
-//! a few days later, and after accepting visits the file as one of its own.
+//! a few days later, visits the family the next workday after accepting,
+//! and then follows the file as one of its own.
 //! The ids of a request reach the receiving worker through a mailbox the
 //! district's workers share, read when the answer's day is planned.
 //!
@@ -1502,17 +1503,23 @@ impl Worker {
         let most = if self.station.ends_with("001") { 9 } else { 6 };
         for case in 0..self.cases.len() {
             let file = &self.cases[case];
-            if file.closed || file.handed_over || file.visits >= file.neglect_after || made >= most
+            let first = file.last_visit.is_none();
+            // A file just taken over is visited the first workday after,
+            // however busy the day.
+            let welcome = first && file.taken_over;
+            if file.closed
+                || file.handed_over
+                || file.visits >= file.neglect_after
+                || (made >= most && !welcome)
             {
                 continue;
             }
-            let first = file.last_visit.is_none();
             let due = if first {
                 file.opened_on + Days::new(2)
             } else {
                 file.due_on() - Days::new(2)
             };
-            if day < due || !self.rng.random_bool(0.5) {
+            if day < due || (!welcome && !self.rng.random_bool(0.5)) {
                 continue;
             }
             made += 1;

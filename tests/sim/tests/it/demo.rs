@@ -193,6 +193,16 @@ fn assert_transfers_match(demo: &Demo) -> Vec<TransferRecord> {
         .collect();
     assert_eq!(listed, expected);
     let taken = &transfers[0];
+    // The receiving station visits the family once it holds the file.
+    let timeline = projections.case_timeline(taken.case).unwrap();
+    assert!(
+        timeline
+            .entries
+            .iter()
+            .any(|e| e.event.station_code == taken.to
+                && matches!(e.event.body, Some(station_proto::Body::VisitRecorded(_)))),
+        "{timeline:?}"
+    );
     for (name, agent) in demo.devices() {
         if agent.identity().station_code != taken.to {
             continue;
