@@ -20,8 +20,11 @@
 //! - a file *merged* into another ([`survivor`], the case model's rule over
 //!   the live merges, read through a [`MergeGraph`]) adds nothing by
 //!   itself and is never a duplicate: its live facts are folded and counted
-//!   with its survivor's ([`Role::joined`]), its services as services, its
-//!   opening, closings, reopenings and tier changes as entries only.
+//!   with its survivor's ([`Role::joined`]), its services as services (at
+//!   the station that gave them, a station that held it before a transfer
+//!   included), its opening, closings, reopenings and tier changes as
+//!   entries only; a merge counts only when its station holds both files,
+//!   opened there or taken over by a transfer.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -933,11 +936,16 @@ pub(crate) trait MergeGraph {
 }
 
 /// The survivors of the live merges naming `absorbed`: merges of the
-/// survivor's own station, both files' openings live, at one station.
+/// survivor's own station, both files' openings live, and both files of
+/// that station: opened there, or held there now after a transfer took
+/// one (or both) over. A merge of a station that does not hold both files
+/// claims nothing.
 fn live_claims(graph: &impl MergeGraph, absorbed: Uuid) -> Vec<Uuid> {
-    let Some((station, ..)) = live_opening(absorbed, graph.facts(absorbed)) else {
+    let absorbed_facts = graph.facts(absorbed);
+    let Some((station, ..)) = live_opening(absorbed, absorbed_facts) else {
         return Vec::new();
     };
+    let absorbed_holder = case_station(absorbed, absorbed_facts);
     graph
         .claimants(absorbed)
         .iter()
@@ -947,12 +955,18 @@ fn live_claims(graph: &impl MergeGraph, absorbed: Uuid) -> Vec<Uuid> {
                 return false;
             }
             let facts = graph.facts(*survivor);
-            live_opening(*survivor, facts).is_some_and(|(at, ..)| at == station)
-                && facts.iter().any(|f| {
-                    f.voided_by.is_none()
-                        && f.station == *station
-                        && matches!(f.body, FactBody::Merged { absorbed: a } if a == absorbed)
-                })
+            let Some((opened_at, ..)) = live_opening(*survivor, facts) else {
+                return false;
+            };
+            let holder = case_station(*survivor, facts);
+            facts.iter().any(|f| {
+                let of_both = (opened_at == station && f.station == *station)
+                    || (holder.as_ref() == Some(&f.station)
+                        && absorbed_holder.as_ref() == Some(&f.station));
+                f.voided_by.is_none()
+                    && of_both
+                    && matches!(f.body, FactBody::Merged { absorbed: a } if a == absorbed)
+            })
         })
         .collect()
 }
@@ -1160,9 +1174,20 @@ pub(crate) fn derive_case(
     }
     let mut all: Vec<(&CaseFact, bool)> = own.iter().map(|f| (*f, false)).collect();
     for file in joined {
+        // The joined file's facts of the stations that held it (or the
+        // survivor): a file taken over before its merge brings the
+        // services its first station gave.
+        let own_chain = file
+            .iter()
+            .find_map(|f| matches!(f.body, FactBody::Opened(_)).then_some(f.id))
+            .and_then(|id| transfers(id, file));
         all.extend(
             file.iter()
-                .filter(|f| f.voided_by.is_none() && chain.held_by(&f.station))
+                .filter(|f| {
+                    f.voided_by.is_none()
+                        && (chain.held_by(&f.station)
+                            || own_chain.as_ref().is_some_and(|c| belongs(c, f)))
+                })
                 .map(|f| (f, true)),
         );
     }

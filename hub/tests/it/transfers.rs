@@ -3,7 +3,8 @@
 //! file (open cases, caseload, overdue) with its whole history, services
 //! stay counted where they were given, and the log refuses an answer from a
 //! station the request was not addressed to and entries of a station that
-//! never held the file.
+//! never held the file. A file taken over merges into the receiving
+//! station's file for the person and counts once there.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -826,4 +827,88 @@ async fn the_feed_gives_a_station_only_what_it_held_of_a_file_that_moved_on_and_
         .into_inner();
     assert!(page.transfers.is_none());
     hub.stop().await;
+}
+
+#[test]
+fn a_file_taken_over_merges_into_the_receivers_file_for_the_person_and_counts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = open(dir.path());
+    let mut cz = Device::new(CHANGZHU, "cz-worker-1");
+    let mut zd = Device::new(ZEDANG, "zd-worker-1");
+    // One person with a file at each station: Changzhu's, visited there,
+    // and Zedang's, opened after the family moved.
+    let old = cz.record(opened(
+        "次仁",
+        41,
+        CZ1,
+        Tier::Key,
+        &[Category::Elderly],
+        "2025-05-02",
+    ));
+    let old_id = id_of(&old);
+    let visited = cz.record(visit(old_id, "2025-05-04", VisitKind::Home));
+    let new = zd.record(opened(
+        "次仁",
+        41,
+        C1,
+        Tier::Key,
+        &[Category::Elderly],
+        "2025-05-06",
+    ));
+    let new_id = id_of(&new);
+    assert!(push(&store, &[old, visited]).is_empty());
+    assert!(push(&store, std::slice::from_ref(&new)).is_empty());
+    // Zedang merges Changzhu's file into its own before holding it: the
+    // merge claims nothing, each station counts its file.
+    let merge = zd.record(merged(new_id, old_id, "2025-05-07"));
+    assert!(push(&store, std::slice::from_ref(&merge)).is_empty());
+    p.catch_up().unwrap();
+    let counts = |p: &Projections| {
+        let [cz, zd] = [CHANGZHU, ZEDANG].map(|s| {
+            let m = month(p, "2025-05", s);
+            (
+                open_cases(p, s),
+                m.get("cases_new").copied().unwrap_or(0),
+                m.get("cases_open").copied().unwrap_or(0),
+                m.get("home_visits").copied().unwrap_or(0),
+                m.get("households_visited").copied().unwrap_or(0),
+            )
+        });
+        (cz, zd)
+    };
+    assert_eq!(counts(&p), ((1, 1, 1, 1, 1), (1, 1, 1, 0, 0)));
+
+    // Changzhu asks Zedang to take its file over; Zedang accepts: both
+    // files are Zedang's now, the merge counts, and the person is one open
+    // file there. Changzhu's visit stays counted where it was given.
+    let request = cz.record(transfer_requested(old_id, ZEDANG, "2025-05-10"));
+    assert!(push(&store, std::slice::from_ref(&request)).is_empty());
+    let accepted = zd.record_after(
+        request.hlc,
+        transfer_accepted(old_id, id_of(&request), C1, "2025-05-12"),
+    );
+    assert!(push(&store, &[accepted]).is_empty());
+    p.catch_up().unwrap();
+    assert_eq!(counts(&p), ((0, 0, 0, 1, 1), (1, 1, 1, 0, 0)));
+    // Rebuilt from the log alone, the projections agree.
+    let incremental = p.dump().unwrap();
+    p.rebuild().unwrap();
+    assert_eq!(p.dump().unwrap(), incremental);
+
+    // A merge by a station that holds neither file still claims nothing.
+    let mut yd = Device::new(YADUI, "yd-worker-1");
+    let elsewhere = yd.record(opened(
+        "达瓦",
+        42,
+        "540502200201",
+        Tier::General,
+        &[Category::Elderly],
+        "2025-05-03",
+    ));
+    let foreign = cz.record(merged(old_id, id_of(&elsewhere), "2025-05-20"));
+    push(&store, &[elsewhere]);
+    push(&store, &[foreign]);
+    p.catch_up().unwrap();
+    assert_eq!(open_cases(&p, YADUI), 1);
+    assert_eq!(counts(&p), ((0, 0, 0, 1, 1), (1, 1, 1, 0, 0)));
 }

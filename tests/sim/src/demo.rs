@@ -16,6 +16,16 @@
 //! replays them and skips the ones its device's log already holds (entry k
 //! of the worker that was saved is the log's own seq k, compared on replay).
 //! Nothing is entered twice; the hub ignores what it holds already.
+//!
+//! Transfers between stations ([`district::plan_transfers`]) are planned
+//! among the devices that sync straight to the hub every evening (not the
+//! phone whose link goes down, not the relay's phones). The days are played
+//! in lockstep, so a request is saved before the day of its answer is
+//! planned; an entry that needs what sync brings from another station (an
+//! answer, a visit to a file taken over) waits while its device syncs, once
+//! the hub's projections hold every entry saved so far, and is entered
+//! then: the entries, and so a resumed run's replay, do not depend on when
+//! sync delivered.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -41,7 +51,7 @@ use tokio::sync::watch;
 use unicode_width::UnicodeWidthStr as _;
 
 use crate::clock::SimClock;
-use crate::district::{self, Entry, Expect, Ledger, Worker};
+use crate::district::{self, Entry, Expect, Ledger, TransferAnswer, Worker};
 use crate::relayed::StationRelay;
 use crate::weaklink::{LinkProfile, WeakLink};
 
@@ -289,14 +299,26 @@ impl Demo {
         let last_day = saved.last_day;
         let first_day = last_day - Days::new(u64::from(saved.days) - 1);
         let stations: Vec<&str> = saved.stations.iter().map(String::as_str).collect();
-        let workers =
+        let mut workers =
             district::district(saved.seed, &stations, saved.devices, saved.days, last_day);
         let offline_index = options
             .offline_device
             .then(|| offline_device(&saved.stations, saved.devices))
             .flatten();
-        let relay = match saved.stations.get(1) {
-            Some(station) if options.relay && saved.days >= 20 => {
+        let relayed_station = saved
+            .stations
+            .get(1)
+            .filter(|_| options.relay && saved.days >= 20);
+        let direct: Vec<bool> = workers
+            .iter()
+            .enumerate()
+            .map(|(i, worker)| {
+                Some(i) != offline_index && relayed_station.is_none_or(|s| s != worker.station())
+            })
+            .collect();
+        district::plan_transfers(&mut workers, saved.seed, &direct);
+        let relay = match relayed_station {
+            Some(station) => {
                 let span = u64::from(saved.days);
                 let mut profile = options.link.clone();
                 profile.seed = saved.seed.wrapping_mul(7_919);
@@ -457,16 +479,12 @@ impl Demo {
         if let Some(bar) = &bar {
             bar.finish_and_clear();
         }
-        let mut ledgers: Vec<(String, Ledger)> = Vec::new();
-        let mut device_heads = Vec::new();
-        for device in &self.devices {
-            device_heads.push(device.agent.log().head_seq());
-            let worker = &device.worker;
-            match ledgers.iter_mut().find(|(s, _)| s == worker.station()) {
-                Some((_, ledger)) => ledger.merge(worker.ledger()),
-                None => ledgers.push((worker.station().to_string(), worker.ledger().clone())),
-            }
-        }
+        let ledgers = district::station_ledgers(self.devices.iter().map(|d| &d.worker));
+        let device_heads = self
+            .devices
+            .iter()
+            .map(|device| device.agent.log().head_seq())
+            .collect();
         Ok(DemoReport {
             ledgers,
             saved_now: self.progress.saved.load(Ordering::SeqCst),
@@ -504,24 +522,49 @@ impl Demo {
             }
             // The devices' clocks read the day's first entry time.
             self.clock.set(district::china_ms(day, FIRST_ENTRY_MINUTES));
-            // The day's entries, every device at once.
-            let tasks: Vec<_> = runs
-                .into_iter()
-                .map(|mut run| {
-                    let progress = Arc::clone(&self.progress);
-                    tokio::task::spawn_blocking(move || {
-                        let result = run.enter_day(day, &progress);
-                        (run, result)
-                    })
-                })
-                .collect();
-            runs = Vec::with_capacity(tasks.len());
-            for task in tasks {
-                let (run, result) = task.await?;
-                if let Err(e) = result {
-                    outcome = outcome.and(Err(e.context(format!("device {}", run.device.name))));
+            // The day's entries, every device at once; a device with an
+            // entry that waits for what another station entered syncs, and
+            // goes on.
+            let mut waiting = vec![true; runs.len()];
+            for attempt in 0.. {
+                let results;
+                (runs, results) = enter(runs, &waiting, day, &self.progress).await?;
+                for (i, result) in results {
+                    match result {
+                        Ok(done) => waiting[i] = !done,
+                        Err(e) => {
+                            waiting[i] = false;
+                            let name = &runs[i].device.name;
+                            outcome = outcome.and(Err(e.context(format!("device {name}"))));
+                        }
+                    }
                 }
-                runs.push(run);
+                if outcome.is_err() || !waiting.contains(&true) {
+                    break;
+                }
+                let stuck = runs
+                    .iter()
+                    .zip(&waiting)
+                    .filter(|(run, w)| **w && (attempt >= 3 || run.offline_on(day)))
+                    .map(|(run, _)| run.device.name.as_str())
+                    .collect::<Vec<_>>();
+                if !stuck.is_empty() {
+                    outcome = Err(anyhow::anyhow!(
+                        "devices {stuck:?} cannot receive what another station entered, \
+                         which their next entry needs"
+                    ));
+                    break;
+                }
+                self.projections
+                    .wait_through(self.store.durable_head())
+                    .await;
+                let syncing = runs.iter().zip(&waiting).filter(|(_, w)| **w);
+                outcome = self
+                    .rounds(syncing.map(|(run, _)| &run.device), cancel)
+                    .await;
+                if outcome.is_err() {
+                    break;
+                }
             }
             if outcome.is_err() {
                 break;
@@ -763,6 +806,63 @@ impl Demo {
                 to.pred_opt().unwrap_or(to)
             ));
         }
+        out.push_str(&self.transfer_lines()?);
+        Ok(out)
+    }
+
+    /// The transfers between stations the workers entered, district-wide,
+    /// in request order: each with its answer.
+    pub fn transfers(&self) -> Vec<district::TransferRecord> {
+        let mut district = Ledger::default();
+        for (_, ledger) in district::station_ledgers(self.devices.iter().map(|d| &d.worker)) {
+            district.merge(&ledger);
+        }
+        district.transfers()
+    }
+
+    /// The summary's lines on transfers: how many were accepted, declined
+    /// and left pending, then one line each, by file number and stations.
+    fn transfer_lines(&self) -> anyhow::Result<String> {
+        let transfers = self.transfers();
+        if transfers.is_empty() {
+            return Ok(String::new());
+        }
+        let count =
+            |f: fn(&TransferAnswer) -> bool| transfers.iter().filter(|t| f(&t.answer)).count();
+        let config = self.projections.config();
+        let mut out = format!(
+            "transfers between stations (转移): {} accepted, {} declined, {} pending\n",
+            count(|a| matches!(a, TransferAnswer::Accepted(_))),
+            count(|a| matches!(a, TransferAnswer::Declined(_))),
+            count(|a| matches!(a, TransferAnswer::Pending)),
+        );
+        for transfer in &transfers {
+            let mut number = String::new();
+            for device in self
+                .devices
+                .iter()
+                .filter(|d| d.worker.station() == transfer.from)
+            {
+                if let Some(case) = device.agent.case(transfer.case)? {
+                    number = case.file_number;
+                    break;
+                }
+            }
+            let answer = match transfer.answer {
+                TransferAnswer::Accepted(on) => format!("accepted {on}"),
+                TransferAnswer::Declined(on) => format!("declined {on}"),
+                TransferAnswer::Pending => format!(
+                    "pending, {} days",
+                    (self.saved.last_day - transfer.requested_on).num_days()
+                ),
+            };
+            out.push_str(&format!(
+                "  {number}: {} → {}, asked {}, {answer}\n",
+                config.station_name(&transfer.from),
+                config.station_name(&transfer.to),
+                transfer.requested_on,
+            ));
+        }
         Ok(out)
     }
 
@@ -928,7 +1028,8 @@ struct Entering {
     head: u64,
     /// Entries replayed so far.
     replayed: u64,
-    /// The worker's next entry, of a later day than the one entered.
+    /// The worker's entry that waits for sync to bring what another station
+    /// entered.
     pending: Option<Entry>,
     /// The last day on which this run saved an entry.
     saved_on: Option<NaiveDate>,
@@ -970,17 +1071,20 @@ impl Entering {
     }
 
     /// Enters the worker's field work of `day` (and of any earlier day not
-    /// entered yet): replays what the log holds, saves the rest.
-    fn enter_day(&mut self, day: NaiveDate, progress: &Progress) -> anyhow::Result<()> {
+    /// entered yet): replays what the log holds, saves the rest. Returns
+    /// false when an entry needs what sync brings from another station
+    /// first ([`Entry::from_elsewhere`]): it is kept, and entered by the
+    /// next call.
+    fn enter_day(&mut self, day: NaiveDate, progress: &Progress) -> anyhow::Result<bool> {
         let (agent, worker) = (&self.device.agent, &mut self.device.worker);
         loop {
-            let Some(entry) = self.pending.take().or_else(|| worker.next_entry()) else {
-                return Ok(());
+            let Some(entry) = self
+                .pending
+                .take()
+                .or_else(|| worker.next_entry_through(day))
+            else {
+                return Ok(true);
             };
-            if entry.day > day {
-                self.pending = Some(entry);
-                return Ok(());
-            }
             if self.replayed < self.head {
                 match entry.expect {
                     Expect::Saved => {
@@ -1021,6 +1125,10 @@ impl Entering {
                     progress.saved.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(AgentError::Store(e)) => return Err(e.into()),
+                Err(_) if entry.expect == Expect::Saved && entry.from_elsewhere => {
+                    self.pending = Some(entry);
+                    return Ok(false);
+                }
                 Err(refusal) => {
                     if entry.expect == Expect::Saved {
                         bail!("a valid entry was refused: {refusal}");
@@ -1031,6 +1139,37 @@ impl Entering {
             }
         }
     }
+}
+
+/// Enters `day` on each of `runs` that `pick` names, every device at once;
+/// returns the runs in their order, and each picked one's result.
+async fn enter(
+    runs: Vec<Entering>,
+    pick: &[bool],
+    day: NaiveDate,
+    progress: &Arc<Progress>,
+) -> anyhow::Result<(Vec<Entering>, Vec<(usize, anyhow::Result<bool>)>)> {
+    let tasks: Vec<_> = runs
+        .into_iter()
+        .zip(pick)
+        .map(|(mut run, pick)| {
+            let (progress, pick) = (Arc::clone(progress), *pick);
+            tokio::task::spawn_blocking(move || {
+                let result = pick.then(|| run.enter_day(day, &progress));
+                (run, result)
+            })
+        })
+        .collect();
+    let mut runs = Vec::with_capacity(tasks.len());
+    let mut results = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let (run, result) = task.await?;
+        if let Some(result) = result {
+            results.push((i, result));
+        }
+        runs.push(run);
+    }
+    Ok((runs, results))
 }
 
 /// A body as generated: the agent fills in the last event seen of a tier

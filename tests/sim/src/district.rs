@@ -13,6 +13,15 @@
 //! as a duplicate), and then merges the old file into it (一人一档: the pair
 //! is resolved, and counted as one file).
 //!
+//! Transfers between stations (转移) follow a district plan drawn from the
+//! seed ([`plan_transfers`]): on the planned day the sending worker asks
+//! another station to take over one of its open files, and leaves the file
+//! alone from then on; a worker of the station asked accepts (or declines)
+//! a few days later, visits the family the next workday after accepting,
+//! and then follows the file as one of its own.
+//! The ids of a request reach the receiving worker through a mailbox the
+//! district's workers share, read when the answer's day is planned.
+//!
 //! Invariants:
 //! - the entries depend only on the seed, the station, the device and the
 //!   days: the event ids the log assigns are used as references, never as
@@ -20,7 +29,14 @@
 //! - the driver answers every entry before asking for the next one:
 //!   [`Worker::saved`] with the id the log gave it, or [`Worker::refused`];
 //! - a worker refers only to cases it opened itself (each social worker
-//!   keeps their own caseload), so its entries never depend on sync timing;
+//!   keeps their own caseload) or took over by a planned transfer, so its
+//!   entries never depend on sync timing; an entry that needs what sync
+//!   brings from another station says so ([`Entry::from_elsewhere`]) and the
+//!   driver syncs the device before it is entered;
+//! - a planned answer is drawn only when its day is planned, after every
+//!   worker entered the days before it (the driver plays the days in
+//!   lockstep, asking with [`Worker::next_entry_through`]): the request it
+//!   answers, made days earlier, is in the mailbox by then;
 //! - whether an entry is valid is the validator's word, never the
 //!   generator's: [`Entry::expect`] is what `station_proto::validate` says
 //!   of the body in the [hub's context](Worker::receiver), so the generator
@@ -29,6 +45,7 @@
 //!   hub computes from the same events must equal it.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{Datelike, Days, Months, NaiveDate, NaiveTime, Weekday};
 use rand::rngs::StdRng;
@@ -39,9 +56,10 @@ use station_proto::Body;
 use station_proto::ids::Uuid;
 use station_proto::v1::{
     ActivityHeld, ActivityKind, BeneficiaryVerified, CallOutcome, CaseAssessed, CaseClosed,
-    CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, CasesMerged, Category, EventVoided,
-    Gender, GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked,
-    ReviewRequested, ReviewSubject, Tier, TrainingHeld, TrainingKind, VisitKind, VisitRecorded,
+    CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, CaseTransferAccepted,
+    CaseTransferDeclined, CaseTransferRequested, CasesMerged, Category, EventVoided, Gender,
+    GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked, ReviewRequested,
+    ReviewSubject, Tier, TrainingHeld, TrainingKind, VisitKind, VisitRecorded,
 };
 use station_proto::validate::{self, Context, Invalid};
 
@@ -109,6 +127,21 @@ enum Meaning {
         /// A new file for the person of this closed file, which is then
         /// merged into it.
         again: Option<usize>,
+    },
+    /// Station `to` is asked to take over the file `case` (planned
+    /// transfer `plan`).
+    TransferOut {
+        case: usize,
+        plan: usize,
+        to: String,
+        date: NaiveDate,
+    },
+    /// The answer to the planned transfer `plan`, whose request the mailbox
+    /// holds.
+    Answer {
+        plan: usize,
+        accept: bool,
+        date: NaiveDate,
     },
     /// The file `absorbed` merged into `survivor`.
     Merge {
@@ -200,6 +233,10 @@ pub struct Entry {
     pub body: Body,
     /// Whether the agent and the hub must save or refuse it: the validator's verdict.
     pub expect: Expect,
+    /// Whether the device can save it only once sync brought it what
+    /// another station entered: an answer to a transfer request, work on a
+    /// file taken over.
+    pub from_elsewhere: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -228,6 +265,12 @@ struct CaseFile {
     opening: CaseOpened,
     /// Merged into another file: closed for good.
     merged: bool,
+    /// Other files were merged into it.
+    joined: bool,
+    /// Another station was asked to take it over: the worker leaves it alone.
+    handed_over: bool,
+    /// Taken over from another station: visited, never closed or reassessed.
+    taken_over: bool,
 }
 
 impl CaseFile {
@@ -290,6 +333,61 @@ enum Fact {
         survivor: Uuid,
         absorbed: Uuid,
     },
+    /// The request (the fact's event) to station `to` to take over `case`.
+    TransferRequested {
+        case: Uuid,
+        from: String,
+        to: String,
+        date: NaiveDate,
+    },
+    /// The file `case` taken over from station `from`, answering `request`,
+    /// at tier `tier`.
+    TakenOver {
+        case: Uuid,
+        request: Uuid,
+        from: String,
+        date: NaiveDate,
+        tier: i32,
+    },
+    /// The request `request` declined.
+    Declined {
+        request: Uuid,
+        date: NaiveDate,
+    },
+    /// The file `case` taken over by another station on `date`: no longer
+    /// held here.
+    TransferredOut {
+        case: Uuid,
+        date: NaiveDate,
+    },
+}
+
+/// Where a transfer request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TransferAnswer {
+    /// Not answered.
+    Pending,
+    /// Taken over on that day.
+    Accepted(NaiveDate),
+    /// Declined on that day.
+    Declined(NaiveDate),
+}
+
+/// A transfer request the workers entered, and its answer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TransferRecord {
+    /// The request's event id.
+    pub request: Uuid,
+    /// The file.
+    pub case: Uuid,
+    /// The station that asked.
+    pub from: String,
+    /// The station asked.
+    pub to: String,
+    /// The day of the request.
+    pub requested_on: NaiveDate,
+    /// Where it stands.
+    pub answer: TransferAnswer,
 }
 
 /// What one or more workers entered and the agents saved, as the bureau's
@@ -380,6 +478,14 @@ impl Ledger {
                 Fact::Reopened { case, date, .. } if *date <= last => {
                     open.insert(*case, true);
                 }
+                // A file taken over is held here from the day it was
+                // taken over, and no longer at the station that asked.
+                Fact::TakenOver { case, date, .. } if *date <= last => {
+                    open.insert(*case, true);
+                }
+                Fact::TransferredOut { case, date } if *date <= last => {
+                    open.insert(*case, false);
+                }
                 Fact::Activity {
                     date,
                     person_times,
@@ -428,6 +534,12 @@ impl Ledger {
                     closed.remove(case);
                     tier.insert(*case, *t);
                 }
+                Fact::TakenOver { case, tier: t, .. } => {
+                    tier.insert(*case, *t);
+                }
+                Fact::TransferredOut { case, .. } => {
+                    closed.insert(*case);
+                }
                 _ => {}
             }
         }
@@ -462,11 +574,207 @@ impl Ledger {
                 | Fact::Group { date, .. }
                 | Fact::Training { date }
                 | Fact::Call { date }
-                | Fact::Resource { date, .. } => Some(*date),
+                | Fact::Resource { date, .. }
+                | Fact::TransferRequested { date, .. }
+                | Fact::TakenOver { date, .. }
+                | Fact::Declined { date, .. }
+                | Fact::TransferredOut { date, .. } => Some(*date),
                 Fact::Assessed { .. } | Fact::Merged { .. } => None,
             })
             .collect()
     }
+
+    /// The transfer requests entered, each with its answer as far as this
+    /// ledger holds it (a district's ledger holds both ends), in request
+    /// order.
+    pub fn transfers(&self) -> Vec<TransferRecord> {
+        let mut answers = BTreeMap::new();
+        for fact in self.live() {
+            match fact {
+                Fact::TakenOver { request, date, .. } => {
+                    answers.insert(*request, TransferAnswer::Accepted(*date));
+                }
+                Fact::Declined { request, date } => {
+                    answers.insert(*request, TransferAnswer::Declined(*date));
+                }
+                _ => {}
+            }
+        }
+        let mut out: Vec<TransferRecord> = self
+            .facts
+            .iter()
+            .filter(|(id, _)| !self.voided.contains(id))
+            .filter_map(|(id, fact)| match fact {
+                Fact::TransferRequested {
+                    case,
+                    from,
+                    to,
+                    date,
+                } => Some(TransferRecord {
+                    request: *id,
+                    case: *case,
+                    from: from.clone(),
+                    to: to.clone(),
+                    requested_on: *date,
+                    answer: answers.get(id).copied().unwrap_or(TransferAnswer::Pending),
+                }),
+                _ => None,
+            })
+            .collect();
+        out.sort_by_key(|a| (a.requested_on, a.request));
+        out
+    }
+}
+
+/// The ledger of each station (in the order the workers name them): its
+/// workers' ledgers merged, and the files other stations took over from it
+/// as no longer held there.
+pub fn station_ledgers<'a>(workers: impl IntoIterator<Item = &'a Worker>) -> Vec<(String, Ledger)> {
+    let mut ledgers: Vec<(String, Ledger)> = Vec::new();
+    for worker in workers {
+        match ledgers.iter_mut().find(|(s, _)| s == worker.station()) {
+            Some((_, ledger)) => ledger.merge(worker.ledger()),
+            None => ledgers.push((worker.station().to_string(), worker.ledger().clone())),
+        }
+    }
+    let taken: Vec<(Uuid, String, Uuid, NaiveDate)> = ledgers
+        .iter()
+        .flat_map(|(_, ledger)| ledger.facts.iter())
+        .filter_map(|(id, fact)| match fact {
+            Fact::TakenOver {
+                case, from, date, ..
+            } => Some((*id, from.clone(), *case, *date)),
+            _ => None,
+        })
+        .collect();
+    for (id, from, case, date) in taken {
+        if let Some((_, ledger)) = ledgers.iter_mut().find(|(s, _)| *s == from) {
+            ledger.facts.push((id, Fact::TransferredOut { case, date }));
+        }
+    }
+    ledgers
+}
+
+/// A transfer the district plans: on `requested_on` the worker `from`
+/// (an index into the district's workers) asks the station of worker `to`
+/// to take over one of its open files; worker `to` answers on the day
+/// `answer` names, accepting or not, or never.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedTransfer {
+    /// The sending worker.
+    pub from: usize,
+    /// The receiving worker.
+    pub to: usize,
+    /// The sending worker's station.
+    pub from_station: String,
+    /// The receiving worker's station, the one asked.
+    pub to_station: String,
+    /// The day of the request.
+    pub requested_on: NaiveDate,
+    /// The day of the answer and whether it accepts; `None`: left pending.
+    pub answer: Option<(NaiveDate, bool)>,
+}
+
+/// What the sender of a planned transfer posts for its receiver once the
+/// request is saved.
+#[derive(Debug, Clone)]
+struct Sent {
+    case: Uuid,
+    request: Uuid,
+    from: String,
+    tier: i32,
+    opened_on: NaiveDate,
+    dibao: bool,
+    opening: CaseOpened,
+}
+
+/// The requests of planned transfers, by plan index, shared by the workers
+/// of a district.
+#[derive(Debug, Clone, Default)]
+struct Mailbox(Arc<Mutex<BTreeMap<usize, Sent>>>);
+
+impl Mailbox {
+    fn post(&self, plan: usize, sent: Sent) {
+        // The map holds no invariant a panic elsewhere could break.
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(plan, sent);
+    }
+
+    fn read(&self, plan: usize) -> Option<Sent> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&plan)
+            .cloned()
+    }
+}
+
+/// Plans the district's transfers and hands each to its two workers: three
+/// requests, at 35%, 45% and 55% of the days, each from a worker to a
+/// worker of another station, both drawn from the seed among the
+/// `eligible` workers (the driver leaves out devices whose requests or
+/// answers could not travel at once, such as a phone without a link); the
+/// first is accepted and the second declined three days later (when that
+/// day is still played), the third is left pending. Runs shorter than two
+/// weeks, or with fewer than two stations eligible, plan none.
+pub fn plan_transfers(
+    workers: &mut [Worker],
+    seed: u64,
+    eligible: &[bool],
+) -> Vec<PlannedTransfer> {
+    let candidates: Vec<usize> = (0..workers.len())
+        .filter(|i| eligible.get(*i).copied().unwrap_or(false))
+        .collect();
+    let Some(first) = workers.first() else {
+        return Vec::new();
+    };
+    let (first_day, last_day) = (first.first_day, first.last_day);
+    let span = u64::try_from((last_day - first_day).num_days() + 1).unwrap_or(0);
+    if span < 14 {
+        return Vec::new();
+    }
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x7472_616e_7366_6572);
+    let mailbox = Mailbox::default();
+    let mut plan = Vec::new();
+    for k in 0..3u64 {
+        let Some(&from) = candidates.choose(&mut rng) else {
+            break;
+        };
+        let others: Vec<usize> = candidates
+            .iter()
+            .copied()
+            .filter(|&i| workers[i].station != workers[from].station)
+            .collect();
+        let Some(&to) = others.choose(&mut rng) else {
+            continue;
+        };
+        let requested_on = first_day + Days::new(span * (35 + 10 * k) / 100);
+        let answer = match k {
+            0 => Some((requested_on + Days::new(3), true)),
+            1 => Some((requested_on + Days::new(3), false)),
+            _ => None,
+        }
+        .filter(|(day, _)| *day <= last_day);
+        let planned = PlannedTransfer {
+            from,
+            to,
+            from_station: workers[from].station.clone(),
+            to_station: workers[to].station.clone(),
+            requested_on,
+            answer,
+        };
+        let index = plan.len();
+        for (worker, sends) in [(from, true), (to, false)] {
+            workers[worker].mailbox = mailbox.clone();
+            workers[worker]
+                .transfers
+                .push((index, planned.clone(), sends));
+        }
+        plan.push(planned);
+    }
+    plan
 }
 
 /// One device's social worker, entering field work day by day.
@@ -491,6 +799,11 @@ pub struct Worker {
     group_session: i32,
     entries_today: u32,
     ledger: Ledger,
+    /// The planned transfers this worker asks for (`true`) or answers, by
+    /// plan index.
+    transfers: Vec<(usize, PlannedTransfer, bool)>,
+    /// The district's requests of planned transfers.
+    mailbox: Mailbox,
 }
 
 impl Worker {
@@ -526,6 +839,8 @@ impl Worker {
             group_session: 0,
             entries_today: 0,
             ledger: Ledger::default(),
+            transfers: Vec::new(),
+            mailbox: Mailbox::default(),
         }
     }
 
@@ -550,15 +865,26 @@ impl Worker {
     /// When the previous entry was not answered with [`Worker::saved`] or
     /// [`Worker::refused`]: that is a bug in the driver.
     pub fn next_entry(&mut self) -> Option<Entry> {
+        self.next_entry_through(self.last_day)
+    }
+
+    /// The next entry of a day up to `through`, or `None` once every day up
+    /// to it is entered: no day after `through` is planned yet, so a driver
+    /// that plays the district's days in lockstep has every worker's entries
+    /// of the days before a day saved when that day is planned.
+    ///
+    /// # Panics
+    /// As [`Worker::next_entry`].
+    pub fn next_entry_through(&mut self, through: NaiveDate) -> Option<Entry> {
         assert!(
             self.waiting.is_none(),
             "answer each entry before asking for the next"
         );
         while self.queue.is_empty() {
             let next = match self.day {
-                None => self.first_day,
-                Some(day) if day >= self.last_day => return None,
-                Some(day) => day + Days::new(1),
+                None if self.first_day <= through => self.first_day,
+                Some(day) if day < self.last_day && day < through => day + Days::new(1),
+                None | Some(_) => return None,
             };
             self.day = Some(next);
             self.entries_today = 0;
@@ -591,11 +917,23 @@ impl Worker {
         };
         let minutes = 9 * 60 + 30 + i64::from(self.entries_today) * 7;
         self.entries_today += 1;
+        let from_elsewhere = match &draft.meaning {
+            Meaning::Answer { .. } => true,
+            Meaning::Visit { case, .. }
+            | Meaning::Note { case }
+            | Meaning::Call { case, .. }
+            | Meaning::Verify { case }
+            | Meaning::Resource {
+                case: Some(case), ..
+            } => self.cases[*case].taken_over,
+            _ => false,
+        };
         let entry = Entry {
             day,
             recorded_at_ms: china_ms(day, minutes),
             body: draft.body.clone(),
             expect,
+            from_elsewhere,
         };
         self.waiting = Some(draft);
         Some(entry)
@@ -667,6 +1005,9 @@ impl Worker {
                     events: vec![event_id],
                     opening,
                     merged: false,
+                    joined: again.is_some(),
+                    handed_over: false,
+                    taken_over: false,
                 });
                 Some(Fact::Opened {
                     case: event_id,
@@ -762,6 +1103,67 @@ impl Worker {
                     absorbed: self.cases[absorbed].id,
                 })
             }
+            Meaning::TransferOut {
+                case,
+                plan,
+                to,
+                date,
+            } => {
+                let file = &mut self.cases[case];
+                file.events.push(event_id);
+                self.mailbox.post(
+                    plan,
+                    Sent {
+                        case: file.id,
+                        request: event_id,
+                        from: self.station.clone(),
+                        tier: file.tier,
+                        opened_on: file.opened_on,
+                        dibao: file.dibao,
+                        opening: file.opening.clone(),
+                    },
+                );
+                Some(Fact::TransferRequested {
+                    case: file.id,
+                    from: self.station.clone(),
+                    to,
+                    date,
+                })
+            }
+            Meaning::Answer { plan, accept, date } => match self.mailbox.read(plan) {
+                Some(sent) if accept => {
+                    self.cases.push(CaseFile {
+                        id: sent.case,
+                        tier: sent.tier,
+                        opened_on: sent.opened_on,
+                        last_visit: None,
+                        closed: false,
+                        closed_on: None,
+                        reopened_on: None,
+                        dibao: sent.dibao,
+                        neglect_after: u32::MAX,
+                        visits: 0,
+                        events: vec![event_id],
+                        opening: sent.opening,
+                        merged: false,
+                        joined: false,
+                        handed_over: false,
+                        taken_over: true,
+                    });
+                    Some(Fact::TakenOver {
+                        case: sent.case,
+                        request: sent.request,
+                        from: sent.from,
+                        date,
+                        tier: sent.tier,
+                    })
+                }
+                Some(sent) => Some(Fact::Declined {
+                    request: sent.request,
+                    date,
+                }),
+                None => None,
+            },
             Meaning::Invalid { .. } => None,
         };
         if let Some(fact) = fact {
@@ -823,6 +1225,7 @@ impl Worker {
 
     /// Draws the day's entries.
     fn plan_day(&mut self, day: NaiveDate) {
+        self.plan_transfers(day);
         let workday = !matches!(day.weekday(), Weekday::Sat | Weekday::Sun);
         let elapsed = (day - self.first_day).num_days();
         if workday {
@@ -876,6 +1279,86 @@ impl Worker {
         let activity = if workday { 0.08 } else { 0.2 };
         if self.rng.random_bool(activity) {
             self.activity(day);
+        }
+    }
+
+    /// The day's requests and answers of planned transfers, first thing in
+    /// the morning: a file asked to be taken over is left alone from then on.
+    fn plan_transfers(&mut self, day: NaiveDate) {
+        let today: Vec<(usize, PlannedTransfer, bool)> = self
+            .transfers
+            .iter()
+            .filter(|(_, t, _)| t.requested_on == day || t.answer.is_some_and(|(on, _)| on == day))
+            .cloned()
+            .collect();
+        for (plan, planned, sends) in today {
+            if sends && planned.requested_on == day {
+                // The earliest file open and left to this worker alone.
+                let Some(case) = (0..self.cases.len()).find(|&i| {
+                    let file = &self.cases[i];
+                    !file.closed
+                        && !file.merged
+                        && !file.joined
+                        && !file.handed_over
+                        && !file.taken_over
+                }) else {
+                    continue;
+                };
+                let to = planned.to_station.clone();
+                self.cases[case].handed_over = true;
+                self.push(
+                    Body::CaseTransferRequested(CaseTransferRequested {
+                        case_id: self.cases[case].id.as_bytes().to_vec(),
+                        to_station_code: to.clone(),
+                        reason: "家庭搬迁至辖区外，申请转移 (the family moved)".into(),
+                        requested_on: day.to_string(),
+                    }),
+                    Meaning::TransferOut {
+                        case,
+                        plan,
+                        to,
+                        date: day,
+                    },
+                );
+            } else if let Some((on, accept)) = planned.answer
+                && on == day
+                && !sends
+                && let Some(sent) = self.mailbox.read(plan)
+            {
+                let (case_id, request_id) = (
+                    sent.case.as_bytes().to_vec(),
+                    sent.request.as_bytes().to_vec(),
+                );
+                let body = if accept {
+                    let village = if self.station.ends_with("001") {
+                        1
+                    } else {
+                        201
+                    };
+                    Body::CaseTransferAccepted(CaseTransferAccepted {
+                        case_id,
+                        request_id,
+                        community_code: format!("{}{village:03}", self.station),
+                        accepted_on: day.to_string(),
+                        note: "已接收档案，安排入户 (taken over)".into(),
+                    })
+                } else {
+                    Body::CaseTransferDeclined(CaseTransferDeclined {
+                        case_id,
+                        request_id,
+                        reason: "该户仍居住在原辖区 (the family still lives there)".into(),
+                        declined_on: day.to_string(),
+                    })
+                };
+                self.push(
+                    body,
+                    Meaning::Answer {
+                        plan,
+                        accept,
+                        date: day,
+                    },
+                );
+            }
         }
     }
 
@@ -1020,20 +1503,28 @@ impl Worker {
         let most = if self.station.ends_with("001") { 9 } else { 6 };
         for case in 0..self.cases.len() {
             let file = &self.cases[case];
-            if file.closed || file.visits >= file.neglect_after || made >= most {
+            let first = file.last_visit.is_none();
+            // A file just taken over is visited the first workday after,
+            // however busy the day.
+            let welcome = first && file.taken_over;
+            if file.closed
+                || file.handed_over
+                || file.visits >= file.neglect_after
+                || (made >= most && !welcome)
+            {
                 continue;
             }
-            let first = file.last_visit.is_none();
             let due = if first {
                 file.opened_on + Days::new(2)
             } else {
                 file.due_on() - Days::new(2)
             };
-            if day < due || !self.rng.random_bool(0.5) {
+            if day < due || (!welcome && !self.rng.random_bool(0.5)) {
                 continue;
             }
             made += 1;
-            let (tier, opened_on, id) = (file.tier, file.opened_on, file.id);
+            let (tier, opened_on, id, taken_over) =
+                (file.tier, file.opened_on, file.id, file.taken_over);
             let kind = if first {
                 VisitKind::Assessment
             } else {
@@ -1099,6 +1590,11 @@ impl Worker {
                     }),
                     Meaning::Note { case },
                 );
+            }
+            // A file taken over keeps the tier and the course the sending
+            // station gave it.
+            if taken_over {
+                continue;
             }
             if !first && self.rng.random_bool(0.06) {
                 let new_tier = match tier {
@@ -1186,7 +1682,10 @@ impl Worker {
 
     fn verify(&mut self, day: NaiveDate) {
         let dibao: Vec<usize> = (0..self.cases.len())
-            .filter(|&i| self.cases[i].dibao && !self.cases[i].closed)
+            .filter(|&i| {
+                let file = &self.cases[i];
+                file.dibao && !file.closed && !file.handed_over
+            })
             .collect();
         if let Some(&case) = dibao.choose(&mut self.rng) {
             self.push(
@@ -1204,7 +1703,7 @@ impl Worker {
 
     fn resource(&mut self, day: NaiveDate) {
         let open: Vec<usize> = (0..self.cases.len())
-            .filter(|&i| !self.cases[i].closed)
+            .filter(|&i| !self.cases[i].closed && !self.cases[i].handed_over)
             .collect();
         let case = if self.rng.random_bool(0.8) {
             open.choose(&mut self.rng).copied()

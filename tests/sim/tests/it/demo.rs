@@ -13,7 +13,7 @@ use std::time::Duration;
 use station_hub::admin::{self, AdminReply, AdminRequest};
 use station_hub::projections::period::{Metric, Period};
 use station_sim::demo::{Demo, DemoOptions, DemoReport, demo_link};
-use station_sim::district::Ledger;
+use station_sim::district::{Ledger, TransferAnswer, TransferRecord};
 
 fn options(dir: &std::path::Path) -> DemoOptions {
     let mut options = DemoOptions::new(dir);
@@ -153,6 +153,83 @@ fn assert_lags_follow_the_simulated_days(
     }
 }
 
+/// Checks the hub's transfers against the generator's: one accepted, one
+/// declined and one left pending, each file held where its answer put it,
+/// the pending request listed for the bureau, and the file taken over held
+/// with its whole history on the receiving station's phones.
+fn assert_transfers_match(demo: &Demo) -> Vec<TransferRecord> {
+    let transfers = demo.transfers();
+    assert_eq!(transfers.len(), 3, "{transfers:?}");
+    assert!(
+        matches!(transfers[0].answer, TransferAnswer::Accepted(_)),
+        "{transfers:?}"
+    );
+    assert!(
+        matches!(transfers[1].answer, TransferAnswer::Declined(_)),
+        "{transfers:?}"
+    );
+    assert_eq!(transfers[2].answer, TransferAnswer::Pending);
+    let projections = demo.projections();
+    for transfer in &transfers {
+        assert_ne!(transfer.from, transfer.to);
+        let holder = match transfer.answer {
+            TransferAnswer::Accepted(_) => &transfer.to,
+            TransferAnswer::Declined(_) | TransferAnswer::Pending => &transfer.from,
+        };
+        assert_eq!(
+            projections.case_station(transfer.case).unwrap().as_ref(),
+            Some(holder),
+            "{transfer:?}"
+        );
+    }
+    let pending = projections
+        .pending_transfers(demo.stations(), demo.last_day())
+        .unwrap();
+    let listed: Vec<_> = pending.transfers.iter().map(|p| p.request_id).collect();
+    let expected: Vec<_> = transfers
+        .iter()
+        .filter(|t| t.answer == TransferAnswer::Pending)
+        .map(|t| t.request)
+        .collect();
+    assert_eq!(listed, expected);
+    let taken = &transfers[0];
+    // The receiving station visits the family once it holds the file.
+    let timeline = projections.case_timeline(taken.case).unwrap();
+    assert!(
+        timeline
+            .entries
+            .iter()
+            .any(|e| e.event.station_code == taken.to
+                && matches!(e.event.body, Some(station_proto::Body::VisitRecorded(_)))),
+        "{timeline:?}"
+    );
+    for (name, agent) in demo.devices() {
+        if agent.identity().station_code != taken.to {
+            continue;
+        }
+        let case = agent
+            .case(taken.case)
+            .unwrap()
+            .expect("the file taken over");
+        assert_eq!(case.status, station_proto::case::CaseStatus::Open, "{name}");
+        let history = agent.case_timeline(taken.case).unwrap();
+        assert!(
+            history.iter().any(|e| e.station_code == taken.from),
+            "{name}: {history:?}"
+        );
+        assert!(
+            history.iter().any(|e| e.event_id == taken.case.as_bytes()),
+            "{name}: the opening"
+        );
+    }
+    let summary = demo.summary().unwrap();
+    assert!(
+        summary.contains("transfers between stations (转移): 1 accepted, 1 declined, 1 pending"),
+        "{summary}"
+    );
+    transfers
+}
+
 fn total(report: &DemoReport, f: impl Fn(&Ledger) -> u64) -> u64 {
     report.ledgers.iter().map(|(_, l)| f(l)).sum()
 }
@@ -181,6 +258,7 @@ async fn hub_holds_what_the_generator_entered_and_a_second_run_adds_nothing() {
     let ids: BTreeSet<Vec<u8>> = logged.iter().map(|e| e.event.event_id.clone()).collect();
     assert_eq!(ids.len() as u64, saved);
     assert_hub_matches(&demo, &report);
+    let transfers = assert_transfers_match(&demo);
     let overdue = demo
         .projections()
         .overdue(demo.last_day(), demo.stations(), None)
@@ -219,6 +297,7 @@ async fn hub_holds_what_the_generator_entered_and_a_second_run_adds_nothing() {
     assert_eq!(again.device_heads, report.device_heads);
     assert_eq!(total(&again, |l| l.saved), saved);
     assert_hub_matches(&demo, &again);
+    assert_eq!(assert_transfers_match(&demo), transfers);
     assert_eq!(demo.projections().dump().unwrap(), first_indicators);
     demo.stop().await.unwrap();
 
@@ -267,7 +346,75 @@ async fn reopened_cases_count_as_the_generator_entered_them() {
     );
     let health = demo.projections().sync_health(demo.stations()).unwrap();
     assert!(health.stations.iter().all(|s| s.duplicate_files == 0));
+    assert_duplicates_flagged_until_merged(&demo);
     demo.stop().await.unwrap();
+}
+
+/// The same log given to a fresh hub in two parts: each device's entries up
+/// to its first merge, then the rest. After the first part the bureau's
+/// list shows the files opened again as duplicates still flagged, and data
+/// quality counts them; after the rest each is resolved by its merge.
+fn assert_duplicates_flagged_until_merged(demo: &Demo) {
+    use station_hub::projections::{DuplicateResolution, Projections};
+    use station_hub::store::HubStore;
+    use std::sync::Arc;
+
+    let logged = demo.store().events_after(0, usize::MAX).unwrap();
+    let mut by_origin: BTreeMap<Vec<u8>, Vec<station_proto::Event>> = BTreeMap::new();
+    for e in logged {
+        by_origin
+            .entry(e.event.origin_id.clone())
+            .or_default()
+            .push(e.event);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(HubStore::open(dir.path(), 16 << 20).unwrap());
+    let config = Arc::new(station_hub::config::HubConfig::builtin().unwrap());
+    let projections = Projections::open(Arc::clone(&store), config).unwrap();
+    let today = station_hub::projections::today_in_china();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let mut rest = Vec::new();
+    for events in by_origin.into_values() {
+        let mut events = events;
+        events.sort_by_key(|e| e.origin_seq);
+        let first_merge = events
+            .iter()
+            .position(|e| matches!(e.body, Some(station_proto::Body::CasesMerged(_))))
+            .unwrap_or(events.len());
+        rest.push(events.split_off(first_merge));
+        store.push(events, today, now_ms).unwrap();
+    }
+    projections.catch_up().unwrap();
+    let flagged = projections.duplicates(demo.stations()).unwrap();
+    assert!(!flagged.files.is_empty(), "no duplicate before its merge");
+    assert!(
+        flagged
+            .files
+            .iter()
+            .all(|f| f.resolution == DuplicateResolution::Open),
+        "{flagged:?}"
+    );
+    let health = projections.sync_health(demo.stations()).unwrap();
+    let counted: u64 = health.stations.iter().map(|s| s.duplicate_files).sum();
+    assert_eq!(counted, flagged.files.len() as u64);
+    for events in rest {
+        store.push(events, today, now_ms).unwrap();
+    }
+    projections.catch_up().unwrap();
+    let resolved = projections.duplicates(demo.stations()).unwrap();
+    assert!(
+        resolved
+            .files
+            .iter()
+            .all(|f| f.resolution == DuplicateResolution::Merged),
+        "{resolved:?}"
+    );
+    for file in &flagged.files {
+        assert!(
+            resolved.files.iter().any(|r| r.case_id == file.case_id),
+            "{file:?}"
+        );
+    }
 }
 
 #[test]
