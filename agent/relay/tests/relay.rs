@@ -506,6 +506,8 @@ async fn a_phone_listing_the_relay_and_the_hub_uses_whichever_answers() {
     phone.record(3);
     let report = phone.sync(&both).await;
     assert_eq!(report.city_durable_through, 15, "received by the city");
+    // The dead relay refused one connection and was passed over at once.
+    assert_eq!((report.connects, report.retries), (2, 0), "{report:?}");
     let status = phone.agent.status().unwrap();
     assert_eq!((status.durable_through, status.saved_through), (15, 15));
     station.city_holds_each_once(&[&phone]);
