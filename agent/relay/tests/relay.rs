@@ -506,6 +506,8 @@ async fn a_phone_listing_the_relay_and_the_hub_uses_whichever_answers() {
     phone.record(3);
     let report = phone.sync(&both).await;
     assert_eq!(report.city_durable_through, 15, "received by the city");
+    // The dead relay refused one connection and was passed over at once.
+    assert_eq!((report.connects, report.retries), (2, 0), "{report:?}");
     let status = phone.agent.status().unwrap();
     assert_eq!((status.durable_through, status.saved_through), (15, 15));
     station.city_holds_each_once(&[&phone]);
@@ -601,4 +603,43 @@ async fn the_relay_serves_only_the_devices_the_hub_listed_and_drops_revoked_ones
         ),
         "{report:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_uplink_is_down_from_the_first_day_converges_once_it_is_up() {
+    let station = station().await;
+    let phones: Vec<Phone> = ["zd-1", "zd-2", "zd-3"]
+        .iter()
+        .map(|name| phone(&station.hub, name))
+        .collect();
+    let mut relay = station.relay("127.0.0.1:0");
+    station.learn(&mut relay, 3);
+    let both = format!("{},http://{}", relay.url, station.hub.addr);
+    // Four days with the uplink down: each phone records and syncs every
+    // evening, through the relay it lists first.
+    for day in 0..4 {
+        for (i, phone) in phones.iter().enumerate() {
+            phone.record(5 + 3 * i + day);
+            let report = phone.sync(&both).await;
+            assert_eq!(report.durable_through, phone.head(), "saved at the station");
+            assert_eq!(report.city_durable_through, 0, "the uplink is down");
+        }
+    }
+    assert_eq!(station.hub.store.event_count(), 0);
+    let total: u64 = phones.iter().map(Phone::head).sum();
+
+    station.switch.set(true);
+    station.hub.holds(total).await;
+    for phone in &phones {
+        let report = phone.until_received_by_city(&both).await;
+        assert_eq!(report.durable_through, phone.head());
+        assert_eq!(phone.agent.status().unwrap().durable_through, phone.head());
+        assert_eq!(
+            phone.colleagues_entries() as u64,
+            total - phone.head(),
+            "colleagues' entries, each once"
+        );
+    }
+    let refs: Vec<&Phone> = phones.iter().collect();
+    station.city_holds_each_once(&refs);
 }

@@ -4,7 +4,8 @@
 //! Invariants: one [`Edge`] (one machine, one connection) per address serves
 //! every round, so backoff and the measured link rate carry over; each round
 //! tries the addresses in order (a station relay, then the hub) and stays
-//! with the first that answers; a failed round is logged
+//! with the first that answers, passing at once over one that refuses the
+//! connection; a failed round is logged
 //! and tried again at the next occasion, never in a tight loop; shutdown is
 //! honoured at every await.
 
@@ -58,10 +59,11 @@ pub async fn run(
         // that answers.
         current = 0;
         let result = loop {
+            let pass_on = current + 1 < edges.len();
             let edge = &mut edges[current];
             let result = tokio::select! {
                 () = &mut shutdown => return Ok(()),
-                result = edge.round(&mut report, budgets[current]) => result,
+                result = edge.round(&mut report, budgets[current], pass_on) => result,
             };
             match result {
                 Err(error) if current + 1 < edges.len() && super::edge::unreachable(&error) => {

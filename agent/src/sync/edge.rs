@@ -264,6 +264,8 @@ pub(super) struct Edge {
     directory_behind: bool,
     /// The last page of the transfers feed left more after it.
     transfers_behind: bool,
+    /// Connections opened or tried since the edge was made.
+    connects: u64,
 }
 
 impl Edge {
@@ -337,6 +339,7 @@ impl Edge {
             wiped: None,
             directory_behind: false,
             transfers_behind: false,
+            connects: 0,
         })
     }
 
@@ -355,6 +358,7 @@ impl Edge {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
+        self.connects += 1;
         match self.endpoint.connect().await {
             Ok(channel) => {
                 let client = sync_client(channel);
@@ -931,11 +935,28 @@ impl Edge {
     }
 
     /// One round: Hello, push until caught up (or parked), pull until caught
-    /// up, retrying for at most `retry_budget`.
+    /// up, retrying for at most `retry_budget`. With `pass_on` (another
+    /// address follows this one), a connection that cannot be opened ends
+    /// the round at once with [`SyncError::Connect`] instead of being
+    /// retried: the next address is tried without waiting. A link that fails
+    /// once connected is retried with backoff all the same.
     pub(super) async fn round(
         &mut self,
         report: &mut SyncReport,
         retry_budget: Duration,
+        pass_on: bool,
+    ) -> Result<(), SyncError> {
+        let connects = self.connects;
+        let result = self.steps(report, retry_budget, pass_on).await;
+        report.connects += self.connects - connects;
+        result
+    }
+
+    async fn steps(
+        &mut self,
+        report: &mut SyncReport,
+        retry_budget: Duration,
+        pass_on: bool,
     ) -> Result<(), SyncError> {
         self.machine.new_round();
         self.pushes.clear();
@@ -946,6 +967,15 @@ impl Edge {
             match self.step(report).await {
                 Ok(Step::Progress) => {}
                 Ok(Step::CaughtUp) => return Ok(()),
+                Err(StepError::Failed {
+                    call: Call::Connect,
+                    error,
+                    ..
+                }) if pass_on => {
+                    self.pushes.clear();
+                    self.prefetch = None;
+                    return Err(error);
+                }
                 Err(failure) => {
                     if let Next::Fail(error) = self.recover(failure, retry_until, report).await {
                         return Err(error);
@@ -1083,15 +1113,22 @@ impl Edge {
 /// stored before it stays.
 ///
 /// With several addresses ([`SyncOptions::addresses`]), they are tried in
-/// order: an address that cannot be reached, whose link fails, or that does
-/// not know the device's token (a station relay that has not heard of it
-/// from the hub yet) passes the round on to the next; the last one's error
-/// is returned.
+/// order: an address that refuses the connection or cannot be reached passes
+/// the round on to the next at once; one whose link fails once connected
+/// is retried for at most [`super::options::ALTERNATE_RETRY_BUDGET`] before
+/// the round passes on; one that does not know the device's token (a
+/// station relay that has not heard of it from the hub yet) passes it on
+/// too. The last address is retried with backoff for the whole
+/// [`SyncOptions::retry_budget`], so a round where every address refuses
+/// waits between its attempts rather than spinning; its error is returned.
+/// The report's [`SyncReport::retries`] and [`SyncReport::connects`] count
+/// every address tried.
 pub async fn sync_once(agent: Arc<Agent>, options: &SyncOptions) -> Result<SyncReport, SyncError> {
     let addresses = options.per_address();
     let last = addresses.len().saturating_sub(1);
+    let mut tally = SyncReport::default();
     for (i, one) in addresses.iter().enumerate() {
-        match sync_one(Arc::clone(&agent), one).await {
+        match sync_one(Arc::clone(&agent), one, i < last, &mut tally).await {
             Err(error) if i < last && unreachable(&error) => {
                 tracing::info!(address = %one.hub_url, %error, "unreachable: trying the next address");
             }
@@ -1106,7 +1143,7 @@ pub async fn sync_once(agent: Arc<Agent>, options: &SyncOptions) -> Result<SyncR
             done => return done,
         }
     }
-    sync_one(agent, options).await
+    sync_one(agent, options, false, &mut tally).await
 }
 
 /// Whether `error` says the address was out of reach (rather than refused).
@@ -1114,10 +1151,23 @@ pub(super) fn unreachable(error: &SyncError) -> bool {
     matches!(error, SyncError::Connect(_) | SyncError::Link { .. })
 }
 
-async fn sync_one(agent: Arc<Agent>, options: &SyncOptions) -> Result<SyncReport, SyncError> {
+/// One round with one address; `tally` carries the retries and connections
+/// of the addresses tried before it, and takes this one's.
+async fn sync_one(
+    agent: Arc<Agent>,
+    options: &SyncOptions,
+    pass_on: bool,
+    tally: &mut SyncReport,
+) -> Result<SyncReport, SyncError> {
     let mut edge = Edge::new(agent, options).await?;
-    let mut report = SyncReport::default();
-    let result = edge.round(&mut report, options.retry_budget).await;
+    let mut report = SyncReport {
+        retries: tally.retries,
+        connects: tally.connects,
+        ..SyncReport::default()
+    };
+    let result = edge.round(&mut report, options.retry_budget, pass_on).await;
+    tally.retries = report.retries;
+    tally.connects = report.connects;
     let finished = edge.finish(result.is_ok(), &mut report).await;
     result?;
     finished?;

@@ -64,7 +64,9 @@ pub struct SyncOptions {
     pub jitter_seed: Option<u64>,
 }
 
-/// How long a round keeps retrying an address that has another after it.
+/// How long a round keeps retrying an address that has another after it,
+/// once connected (a stalled or cut stream); a connection that cannot be
+/// opened at all passes the round on to the next address at once.
 pub const ALTERNATE_RETRY_BUDGET: Duration = Duration::from_secs(10);
 
 impl SyncOptions {
@@ -104,8 +106,9 @@ impl SyncOptions {
 
     /// These options for each address in turn: every address but the last
     /// keeps retrying for at most [`ALTERNATE_RETRY_BUDGET`], so that an
-    /// address out of reach (the station's relay, away from the station)
-    /// does not hold up the next one.
+    /// address whose link stalls does not hold up the next one for long (an
+    /// address that refuses the connection, the station's relay away from
+    /// the station say, holds it up not at all: see [`super::sync_once`]).
     pub fn per_address(&self) -> Vec<SyncOptions> {
         let addresses = self.addresses();
         let count = addresses.len();
@@ -167,8 +170,13 @@ pub struct SyncReport {
     /// request to this station, a file it took over, an answer to its
     /// request).
     pub transfers_pulled: u64,
-    /// Calls retried after the link or the hub failed.
+    /// Calls retried after the link or the hub failed, across the addresses
+    /// the round tried.
     pub retries: u64,
+    /// Connections the round opened or tried to open, across its addresses:
+    /// an address that refuses the connection (or cannot be reached) while
+    /// another follows it costs one, and the round goes on to the next.
+    pub connects: u64,
     /// The batch the hub refused for good, if any: nothing is pushed until
     /// `station-agent sync --retry-parked`.
     pub parked: Option<ParkedBatch>,

@@ -517,3 +517,60 @@ async fn tls_with_the_hubs_ca() {
     assert_eq!(report.durable_through, 1);
     served.stop().await;
 }
+
+/// An address where nothing listens: a port bound, then let go.
+fn closed_port() -> String {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = probe.local_addr().unwrap();
+    drop(probe);
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_first_address_passes_the_round_to_the_next_at_once() {
+    let hub = StandInHub::new();
+    let served = serve(Arc::clone(&hub), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = device(dir.path());
+    for n in 1..=5 {
+        agent.record(activity(n)).unwrap();
+    }
+    let both = format!("{},{}", closed_port(), served.url);
+    let report = sync_once(Arc::clone(&agent), &options(&both))
+        .await
+        .unwrap();
+    assert_eq!(report.durable_through, 5);
+    // One refused connection, one to the hub; nothing retried.
+    assert_eq!((report.connects, report.retries), (2, 0), "{report:?}");
+
+    // The daemon passes over it the same way.
+    agent.record(activity(6)).unwrap();
+    let origin = agent.identity().origin_id.as_bytes().to_vec();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let mut o = options(&both);
+    o.interval = Duration::from_secs(3_600);
+    let daemon = tokio::spawn(sync::run(Arc::clone(&agent), o, async {
+        let _ = stopped.await;
+    }));
+    hub.until(|s| s.durable.get(&origin) == Some(&6)).await;
+    let _ = stop.send(());
+    daemon.await.unwrap().unwrap();
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_address_refuses_the_last_is_retried_with_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = device(dir.path());
+    agent.record(activity(1)).unwrap();
+    let both = format!("{},{}", closed_port(), closed_port());
+    let mut o = options(&both);
+    o.retry_budget = Duration::from_millis(300);
+    o.backoff_base = Duration::from_millis(40);
+    o.backoff_cap = Duration::from_millis(80);
+    let error = sync_once(Arc::clone(&agent), &o).await.unwrap_err();
+    assert!(matches!(error, SyncError::Connect(_)), "{error}");
+    assert!(error.is_retriable());
+    let state = agent.log().sync_state().unwrap();
+    assert_eq!(state.last_sync_ms, None, "no round completed");
+}
