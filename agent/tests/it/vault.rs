@@ -218,9 +218,18 @@ fn seal_in_child() {
     println!("open {}", agent.log().head_seq());
 }
 
-/// Runs the child and SIGKILLs it once it reported `kill_after` steps;
-/// returns whether it opened the store first.
-fn seal_and_kill(dir: &Path, hex: &str, kill_after: usize) -> bool {
+/// What one run of the child did before it was killed or ended.
+struct ChildRun {
+    /// It opened the store: the encryption was complete.
+    opened: bool,
+    /// The steps it reported.
+    steps: usize,
+    /// Its last lines and how it ended, for a failure's message.
+    said: String,
+}
+
+/// Runs the child and SIGKILLs it once it reported `kill_after` steps.
+fn seal_and_kill(dir: &Path, hex: &str, kill_after: usize) -> ChildRun {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "vault::seal_in_child",
@@ -237,22 +246,31 @@ fn seal_and_kill(dir: &Path, hex: &str, kill_after: usize) -> bool {
         .spawn()
         .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut steps = 0;
-    let mut opened = false;
+    let mut run = ChildRun {
+        opened: false,
+        steps: 0,
+        said: String::new(),
+    };
+    let mut last = std::collections::VecDeque::new();
     for line in stdout.lines() {
         let line = line.unwrap();
         if line.starts_with("step ") {
-            steps += 1;
+            run.steps += 1;
         } else if line.starts_with("open ") {
-            opened = true;
+            run.opened = true;
         }
-        if opened || steps >= kill_after {
+        last.push_back(line);
+        if last.len() > 5 {
+            last.pop_front();
+        }
+        if run.opened || run.steps >= kill_after {
             break;
         }
     }
     child.kill().unwrap();
-    child.wait().unwrap();
-    opened
+    let status = child.wait().unwrap();
+    run.said = format!("{status}; last lines: {last:?}");
+    run
 }
 
 #[test]
@@ -269,9 +287,18 @@ fn a_store_in_clear_is_encrypted_in_place_across_kills() {
 
     let hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
     let mut kills = 0;
-    while !seal_and_kill(&data, hex, 3 + kills) {
+    loop {
+        let run = seal_and_kill(&data, hex, 3 + kills);
+        if run.opened {
+            break;
+        }
+        assert!(
+            run.steps > 0,
+            "the child ended without sealing a value: {}",
+            run.said
+        );
         kills += 1;
-        assert!(kills < 100, "the encryption never finished");
+        assert!(kills < 100, "the encryption never finished: {}", run.said);
     }
     assert!(kills >= 2, "the child was never killed in the middle");
     let refused = Agent::open(&data, OpenOptions::default())
