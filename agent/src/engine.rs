@@ -20,6 +20,7 @@
 //! ID number, as far as this device knows its station's events (its own and
 //! those pulled from colleagues).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{Local, NaiveDate};
@@ -808,6 +809,11 @@ impl Agent {
     /// for the person: refused without a reason; with one, the stations it
     /// names are recorded in the opening.
     fn check_directory(&self, m: &mut station_proto::v1::CaseOpened) -> Result<(), AgentError> {
+        if m.id_number.is_empty() {
+            // Not comparable by number: only the weak check, which warns
+            // and never refuses, applies ([`Agent::possible_duplicates`]).
+            return Ok(());
+        }
         let own = &self.identity().station_code;
         let holders: Vec<_> = self
             .log
@@ -850,6 +856,49 @@ impl Agent {
             .into_iter()
             .filter(|h| h.station_code != *own)
             .collect())
+    }
+
+    /// The stations, this one included, that hold an open file for a
+    /// person of the opening's name (as
+    /// [`station_proto::person::normalise_name`] compares it), birth date
+    /// and gender: a *possible* duplicate, with or without ID numbers on
+    /// either side. This station is named when one of its open files this
+    /// device holds matches, or when the directory says so; other stations
+    /// as the district directory the device last pulled says. Names as the
+    /// hub gave them, ascending by code; empty when none matches. Run it
+    /// before recording the opening: the warning never refuses it, and an
+    /// ID number's match keeps its stronger rules on record.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn possible_duplicates(
+        &self,
+        opened: &station_proto::v1::CaseOpened,
+    ) -> Result<Vec<crate::store::DirectoryHolder>, AgentError> {
+        let own = &self.identity().station_code;
+        let (name, birth_date, gender) = (&opened.name, &opened.birth_date, opened.gender);
+        let mut holders: BTreeMap<String, crate::store::DirectoryHolder> = self
+            .log
+            .directory_holders_like(name, birth_date, gender)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| (h.station_code.clone(), h))
+            .collect();
+        if !holders.contains_key(own)
+            && !self
+                .log
+                .open_cases_like(name, birth_date, gender)?
+                .is_empty()
+        {
+            holders.insert(
+                own.clone(),
+                crate::store::DirectoryHolder {
+                    station_code: own.clone(),
+                    station_name: self.log.directory_station_name(own)?,
+                },
+            );
+        }
+        Ok(holders.into_values().collect())
     }
 
     fn check_against_state(&self, body: &mut Body) -> Result<(), AgentError> {

@@ -28,7 +28,7 @@
 //! | `c:` case_id | JSON [`CaseView`] |
 //! | `m:sealed` | present once every value below marked *sealed* is sealed |
 //! | `m:sealing` | while a store in clear is encrypted in place: the last key sealed |
-//! | `n:` tag case_id | empty: the case is open, and its `CaseOpened`'s ID number has the keyed tag `tag` (16 bytes, see below) |
+//! | `n:` tag case_id | empty: the case is open, and its `CaseOpened`'s ID number, or its name, birth date and gender (the weak tag), has the keyed tag `tag` (16 bytes, see below) |
 //! | `m:person_index` | `u32` version of the `n:` key space, present once it is built |
 //! | `j:` absorbed_id survivor_id | empty: an event of case `survivor_id` (voided or not) merges `absorbed_id` into it |
 //! | `m:directory_key`, `m:directory_feed`, `m:directory_stations`, `y:` bucket | the device's copy of the district directory (see `directory.rs`) |
@@ -45,7 +45,11 @@
 //! The `n:` tags are [`station_proto::person`] tags under a key derived from
 //! the device key (never the ID number itself, which no key of this tree
 //! holds): `n:` answers "which open files of this station does this person
-//! have" without a scan of every opening.
+//! have" without a scan of every opening. Each open file has the weak tag
+//! of its name, birth date and gender ([`TagKey::weak_tag`], domain-separated
+//! from the ID tags), and the tag of its ID number when it has one: a person
+//! without an ID number is never found by number, so two such people are
+//! never taken for one; the weak tag finds possible duplicates only.
 //!
 //! Beside sled's files the directory holds `station.lock`, locked by the one
 //! process that has the store open, and, when the store is encrypted,
@@ -172,8 +176,9 @@ pub const STORE_KIND: &str = "agent";
 
 const PERSONS: &[u8] = b"n:";
 const M_PERSON_INDEX: &[u8] = b"m:person_index";
-/// The version of the `n:` key space this code writes.
-const PERSON_INDEX_VERSION: u32 = 1;
+/// The version of the `n:` key space this code writes (2: with weak tags);
+/// a store holding another is indexed again when it opens.
+const PERSON_INDEX_VERSION: u32 = 2;
 /// What the tag key of the `n:` index is derived for, from the device key.
 const PERSON_INDEX_PURPOSE: &str = "station.v1 person index";
 /// The derived key spaces, which [`EventLog::rebuild_views`] recomputes.
@@ -810,7 +815,7 @@ impl<'a> Overlay<'a> {
                 }
                 None => self.remove(view_key),
             }
-            if let Some(tag) = self.person_tag_of(*case_id)? {
+            for tag in self.person_tags_of(*case_id)? {
                 let mut entry = key(PERSONS, &tag);
                 entry.extend_from_slice(case_id.as_bytes());
                 if open {
@@ -823,23 +828,36 @@ impl<'a> Overlay<'a> {
         Ok(())
     }
 
-    /// The `n:` tag of the person a case was opened for: of the ID number
-    /// of its `CaseOpened` (voided or not), when the store holds it.
-    fn person_tag_of(&self, case_id: Uuid) -> Result<Option<PersonTag>, StoreError> {
+    /// The `n:` tags of the person a case was opened for, of its
+    /// `CaseOpened` (voided or not), when the store holds it: the tag of
+    /// its ID number, when it has one, and its weak tag.
+    fn person_tags_of(&self, case_id: Uuid) -> Result<Vec<PersonTag>, StoreError> {
         let Some(location) = self.location_of(case_id.as_bytes())? else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
         let opening = self.load_event(location)?;
         let Some(Body::CaseOpened(opened)) = &opening.body else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
         match &self.person_key {
-            Some(person_key) => Ok(Some(person_key.tag(&opened.id_number))),
+            Some(person_key) => Ok(person_tags(person_key, opened)),
             None => Err(StoreError::Corrupt(
                 "a case is stored without a device key to index it".into(),
             )),
         }
     }
+}
+
+/// The `n:` tags of an opening under the index key: of its ID number when
+/// it has one (a person without one is not comparable by number, so no
+/// tag of the empty number ever groups such people), then its weak tag.
+fn person_tags(person_key: &TagKey, opened: &station_proto::v1::CaseOpened) -> Vec<PersonTag> {
+    let mut tags = Vec::with_capacity(2);
+    if !opened.id_number.trim().is_empty() {
+        tags.push(person_key.tag(&opened.id_number));
+    }
+    tags.push(person_key.weak_tag(&opened.name, &opened.birth_date, opened.gender));
+    tags
 }
 
 /// The durable event log of one device.
@@ -940,7 +958,12 @@ impl EventLog {
             clock: options.clock,
         };
         log.upgrade_to_signed()?;
-        if log.identity()?.is_some() && !log.tree.contains_key(M_PERSON_INDEX)? {
+        let index_version = log
+            .tree
+            .get(M_PERSON_INDEX)?
+            .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
+            .map(u32::from_be_bytes);
+        if log.identity()?.is_some() && index_version != Some(PERSON_INDEX_VERSION) {
             let replayed = log.rebuild_views()?;
             tracing::info!(replayed, "index of open files by person built");
         }
@@ -965,10 +988,36 @@ impl EventLog {
     /// # Errors
     /// Storage errors.
     pub fn open_cases_of_person(&self, id_number: &str) -> Result<Vec<Uuid>, StoreError> {
+        if id_number.trim().is_empty() {
+            return Ok(Vec::new());
+        }
         let Some(person_key) = self.person_key()? else {
             return Ok(Vec::new());
         };
-        let prefix = key(PERSONS, &person_key.tag(id_number));
+        self.open_cases_of_tag(&person_key.tag(id_number))
+    }
+
+    /// The open cases of this station whose `CaseOpened` has the person's
+    /// name (as [`station_proto::person::normalise_name`] compares it),
+    /// birth date and gender, with or without an ID number, by case id:
+    /// possible duplicates.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn open_cases_like(
+        &self,
+        name: &str,
+        birth_date: &str,
+        gender: i32,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let Some(person_key) = self.person_key()? else {
+            return Ok(Vec::new());
+        };
+        self.open_cases_of_tag(&person_key.weak_tag(name, birth_date, gender))
+    }
+
+    fn open_cases_of_tag(&self, tag: &PersonTag) -> Result<Vec<Uuid>, StoreError> {
+        let prefix = key(PERSONS, tag);
         self.tree
             .scan_prefix(&prefix)
             .map(|item| {

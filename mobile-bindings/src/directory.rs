@@ -2,6 +2,10 @@
 //! offline, of a file another station holds for the person, and the
 //! opening a worker confirms with a reason.
 //!
+//! The weaker check, for people with or without an ID number
+//! ([`FieldStore::possible_duplicates`]), compares name, birth date and
+//! gender by a keyed tag and only warns.
+//!
 //! Invariants: answers name stations, never a person or an ID number; a
 //! confirmed opening records the reason and the stations the directory
 //! named in the `CaseOpened` itself, so the hub and the bureau see them;
@@ -73,6 +77,31 @@ impl FieldStore {
             m.duplicate_reason = reason;
         }
         self.record(entry_id, body)
+    }
+
+    /// The names of the stations, this phone's own among them, that hold
+    /// an open file for a person of the opening's name (as
+    /// `station_proto::person::normalise_name` compares it: width, spaces,
+    /// case, middle dots and Tibetan tsheg aside), birth date and gender,
+    /// with or without an ID number on either side: a *possible*
+    /// duplicate, to show before [`FieldStore::open_case`], offline. It
+    /// never refuses the opening and needs no reason; an ID number's match
+    /// keeps its own rules ([`FieldStore::held_elsewhere`], the same-station
+    /// refusal). Empty when none matches. Names stations only, never a
+    /// person.
+    ///
+    /// # Errors
+    /// [`FieldError::Storage`].
+    pub fn possible_duplicates(&self, entry: CaseOpening) -> Result<Vec<String>, FieldError> {
+        let agent = self.agent()?;
+        let Body::CaseOpened(opened) = entry.into_body() else {
+            return Ok(Vec::new());
+        };
+        Ok(agent
+            .possible_duplicates(&opened)?
+            .into_iter()
+            .map(|h| h.station_name)
+            .collect())
     }
 
     /// What the phone holds of the district directory.

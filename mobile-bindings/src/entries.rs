@@ -277,11 +277,16 @@ pub fn new_entry_id() -> String {
 pub struct CaseOpening {
     /// The person's name, as written (Chinese or Tibetan), up to 50 characters.
     pub name: String,
-    /// The 18-character resident ID number (GB 11643); a lower-case `x` is accepted.
+    /// The 18-character resident ID number (GB 11643); a lower-case `x` is
+    /// accepted. Empty for a person without one (a child without a card, an
+    /// elder): the file is then known by name, gender and birth date, and
+    /// only [`FieldStore::possible_duplicates`](crate::store::FieldStore::possible_duplicates)
+    /// compares it with others.
     pub id_number: String,
-    /// Must agree with the ID number.
+    /// Must agree with the ID number; required.
     pub gender: Gender,
-    /// `YYYY-MM-DD`; must equal the birth date inside the ID number.
+    /// `YYYY-MM-DD`; must equal the birth date inside the ID number; without
+    /// one, not in the future nor after `opened_on`.
     pub birth_date: String,
     /// The 12-digit community (village) code, inside the station.
     pub community_code: String,

@@ -22,7 +22,8 @@
 //!   birth date and gender inside a number.
 //! - [`mask`]: minimisation: ID numbers, phones and addresses as shown
 //!   masked, and what a de-identified case shows.
-//! - [`person`]: keyed tags of ID numbers, so that an index or a directory
+//! - [`person`]: keyed tags of ID numbers (and the weaker tags of name, birth
+//!   date and gender), so that an index or a directory
 //!   finds a person's files without holding the ID number.
 //! - [`money`]: yuan as people write it, to the fen events carry.
 //! - [`names`]: the names people type for the enums (short, proto, Chinese).

@@ -280,7 +280,12 @@ pub fn body(body: &mut Body, station_code: &str, ctx: &Context) -> Result<(), In
 ///
 /// `name` 1 to [`NAME_MAX`] characters; `id_number` per [`id_number`] (normalised in place);
 /// `gender` specified and agreeing with the ID number's 17th digit (odd is male);
-/// `birth_date` a [`date`] equal to the birth date inside the ID number; `community_code`
+/// `birth_date` a [`date`] equal to the birth date inside the ID number. A person
+/// without an ID number (a child without a card, an elder) has `id_number` empty
+/// (blank is cleared): then `gender` and `birth_date` are required, the birth date
+/// not in the future nor after `opened_on`. Nothing else changes for such a file:
+/// it is sealed on the device and at the hub as every file is, and no index keyed
+/// by ID number takes it (see [`crate::person`]). `community_code`
 /// inside the station; `address` at most [`ADDRESS_MAX`] characters; `phone` empty or 5 to
 /// 20 characters of digits, `+`, `-` and spaces; `language` at most [`LANGUAGE_MAX`]
 /// characters; at least one category, none repeated; `tier` and `source` specified;
@@ -295,21 +300,28 @@ pub fn body(body: &mut Body, station_code: &str, ctx: &Context) -> Result<(), In
 pub fn case_opened(m: &mut CaseOpened, station_code: &str, ctx: &Context) -> Result<(), Invalid> {
     const P: &str = "case_opened";
     text(&path(P, "name"), &mut m.name, NAME_MAX, true)?;
-    m.id_number = id_number(&path(P, "id_number"), &m.id_number, ctx)?;
-    let gender: Gender = required_enum(&path(P, "gender"), m.gender)?;
-    if Some(gender) != gb11643::gender(&m.id_number) {
-        return Err(Invalid::new(
-            path(P, "gender"),
-            "must agree with the ID number (17th digit: odd is male, even is female)",
-        ));
-    }
-    let field = path(P, "birth_date");
-    let birth_date = date(&field, &m.birth_date, ctx)?;
-    if Some(birth_date) != gb11643::birth_date(&m.id_number) {
-        return Err(Invalid::new(
-            field,
-            "must equal the birth date inside the ID number",
-        ));
+    if m.id_number.trim().is_empty() {
+        // A person without an ID number (a child without a card, an elder):
+        // the name, gender and birth date are what the file is known by.
+        m.id_number.clear();
+        person_without_id_number(m, ctx)?;
+    } else {
+        m.id_number = id_number(&path(P, "id_number"), &m.id_number, ctx)?;
+        let gender: Gender = required_enum(&path(P, "gender"), m.gender)?;
+        if Some(gender) != gb11643::gender(&m.id_number) {
+            return Err(Invalid::new(
+                path(P, "gender"),
+                "must agree with the ID number (17th digit: odd is male, even is female)",
+            ));
+        }
+        let field = path(P, "birth_date");
+        let birth_date = date(&field, &m.birth_date, ctx)?;
+        if Some(birth_date) != gb11643::birth_date(&m.id_number) {
+            return Err(Invalid::new(
+                field,
+                "must equal the birth date inside the ID number",
+            ));
+        }
     }
     community_code(&path(P, "community_code"), &m.community_code, station_code)?;
     text(&path(P, "address"), &mut m.address, ADDRESS_MAX, false)?;
@@ -345,6 +357,43 @@ pub fn case_opened(m: &mut CaseOpened, station_code: &str, ctx: &Context) -> Res
         return Err(Invalid::new(
             path(P, "duplicate_reason"),
             "is required when duplicate_of_stations names a station",
+        ));
+    }
+    Ok(())
+}
+
+/// The rules of a [`CaseOpened`] without an ID number: `gender` and
+/// `birth_date` are required (they are all that tells the person apart,
+/// with the name), the birth date a real date not before 1900 and not after
+/// `ctx.today` (nobody is born tomorrow; the one day of slack service dates
+/// get is not given) nor after the day the file is opened.
+fn person_without_id_number(m: &CaseOpened, ctx: &Context) -> Result<(), Invalid> {
+    const P: &str = "case_opened";
+    let field = path(P, "gender");
+    if m.gender == i32::from(Gender::Unspecified) {
+        return Err(Invalid::new(
+            field,
+            "is required when there is no ID number",
+        ));
+    }
+    required_enum::<Gender>(&field, m.gender)?;
+    let field = path(P, "birth_date");
+    if m.birth_date.is_empty() {
+        return Err(Invalid::new(
+            field,
+            "is required when there is no ID number",
+        ));
+    }
+    let birth_date = date(&field, &m.birth_date, ctx)?;
+    if birth_date > ctx.today {
+        return Err(Invalid::new(field, "must not be in the future"));
+    }
+    if let Some(opened_on) = crate::case::parse_date(&m.opened_on)
+        && birth_date > opened_on
+    {
+        return Err(Invalid::new(
+            field,
+            "must not be after the day the file is opened",
         ));
     }
     Ok(())
@@ -1654,6 +1703,72 @@ mod tests {
                 &format!("{f}.opened_on"),
                 "must not be more than one day in the future"
             )
+        );
+    }
+
+    #[test]
+    fn case_opened_without_id_number_needs_gender_and_a_past_birth_date() {
+        let f = "case_opened";
+        let without = |g: fn(&mut CaseOpened)| {
+            opened(|m| {
+                m.id_number.clear();
+                m.birth_date = "2019-06-01".into();
+                g(m);
+            })
+        };
+        assert_eq!(without(|_| {}), Ok(()));
+        let mut m = case_opened_ok();
+        m.id_number = " \t".into();
+        assert_eq!(case_opened(&mut m, STATION, &ctx()), Ok(()));
+        assert_eq!(m.id_number, "", "a blank ID number is cleared");
+        // No ID number: the birth date and gender need not agree with any.
+        assert_eq!(without(|m| m.gender = Gender::Male.into()), Ok(()));
+        assert_eq!(
+            without(|m| m.gender = Gender::Unspecified.into()),
+            err(
+                &format!("{f}.gender"),
+                "is required when there is no ID number"
+            )
+        );
+        assert_eq!(
+            without(|m| m.gender = 7),
+            err(&format!("{f}.gender"), "unknown value 7")
+        );
+        assert_eq!(
+            without(|m| m.birth_date.clear()),
+            err(
+                &format!("{f}.birth_date"),
+                "is required when there is no ID number"
+            )
+        );
+        assert_eq!(
+            without(|m| m.birth_date = "2026-11-03".into()),
+            err(&format!("{f}.birth_date"), "must not be in the future")
+        );
+        assert_eq!(
+            without(|m| m.birth_date = "1899-12-31".into()),
+            err(&format!("{f}.birth_date"), "must not be before 1900-01-01")
+        );
+        assert_eq!(
+            without(|m| m.birth_date = "2019-02-30".into()),
+            err(&format!("{f}.birth_date"), "must be a real date")
+        );
+        assert_eq!(
+            without(|m| m.birth_date = "2026-11-02".into()),
+            err(
+                &format!("{f}.birth_date"),
+                "must not be after the day the file is opened"
+            )
+        );
+        assert_eq!(
+            without(|m| m.name.clear()),
+            err(&format!("{f}.name"), "must not be empty")
+        );
+        // With an ID number the rules stay: a bad one is refused, not
+        // taken as absent.
+        assert_eq!(
+            opened(|m| m.id_number = "5401021992".into()),
+            err(&format!("{f}.id_number"), "must be 18 characters, found 10")
         );
     }
 

@@ -1,7 +1,10 @@
 //! The device's copy of the district directory ([`station_proto::directory`]):
 //! which stations hold an open file for a person, by the directory tag of
 //! the person's ID number, so that opening a file can warn of a file held
-//! elsewhere, offline.
+//! elsewhere, offline; and, by the weak tag of the person's name, birth
+//! date and gender, of a *possible* duplicate, for people with or without an
+//! ID number (the lines do not say their kind: the two kinds of tag are
+//! domain-separated, see [`station_proto::directory`]).
 //!
 //! # Key spaces (in the store's one tree)
 //!
@@ -295,10 +298,58 @@ impl EventLog {
         let Some(dkey) = self.directory_key()? else {
             return Ok(None);
         };
-        let tag = directory::tag(&dkey, id_number);
+        if id_number.trim().is_empty() {
+            // A person without an ID number is not comparable by number.
+            return Ok(Some(Vec::new()));
+        }
+        self.holders_of_tag(&directory::tag(&dkey, id_number))
+            .map(Some)
+    }
+
+    /// The stations the directory says hold an open file for a person of
+    /// this name, birth date and gender ([`directory::weak_tag`]), with or
+    /// without an ID number: possible duplicates (this device's own station
+    /// among them, when it holds one); `None` when the device holds no
+    /// directory key yet.
+    ///
+    /// # Errors
+    /// Storage errors; a corrupt record.
+    pub fn directory_holders_like(
+        &self,
+        name: &str,
+        birth_date: &str,
+        gender: i32,
+    ) -> Result<Option<Vec<DirectoryHolder>>, StoreError> {
+        let Some(dkey) = self.directory_key()? else {
+            return Ok(None);
+        };
+        self.holders_of_tag(&directory::weak_tag(&dkey, name, birth_date, gender))
+            .map(Some)
+    }
+
+    /// The name the directory gives a station: the hub's, or its code.
+    ///
+    /// # Errors
+    /// Storage errors; a corrupt record.
+    pub fn directory_station_name(&self, station_code: &str) -> Result<String, StoreError> {
+        let names: BTreeMap<String, String> =
+            match get_open(&self.tree, &self.values, M_DIRECTORY_STATIONS)? {
+                Some(bytes) => serde_json::from_slice(&bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("directory stations: {e}")))?,
+                None => BTreeMap::new(),
+            };
+        Ok(names
+            .get(station_code)
+            .cloned()
+            .unwrap_or_else(|| station_code.to_string()))
+    }
+
+    /// The stations whose lines have `tag`.
+    fn holders_of_tag(&self, tag: &DirectoryTag) -> Result<Vec<DirectoryHolder>, StoreError> {
+        let tag = *tag;
         let k = key(DIRECTORY, &bucket(&tag));
         let Some(bytes) = get_open(&self.tree, &self.values, &k)? else {
-            return Ok(Some(Vec::new()));
+            return Ok(Vec::new());
         };
         let codes: Vec<String> = decode_lines(&bytes)?
             .into_iter()
@@ -306,7 +357,7 @@ impl EventLog {
             .map(|(_, station)| station)
             .collect();
         if codes.is_empty() {
-            return Ok(Some(Vec::new()));
+            return Ok(Vec::new());
         }
         let names: BTreeMap<String, String> =
             match get_open(&self.tree, &self.values, M_DIRECTORY_STATIONS)? {
@@ -314,15 +365,13 @@ impl EventLog {
                     .map_err(|e| StoreError::Corrupt(format!("directory stations: {e}")))?,
                 None => BTreeMap::new(),
             };
-        Ok(Some(
-            codes
-                .into_iter()
-                .map(|code| DirectoryHolder {
-                    station_name: names.get(&code).cloned().unwrap_or_else(|| code.clone()),
-                    station_code: code,
-                })
-                .collect(),
-        ))
+        Ok(codes
+            .into_iter()
+            .map(|code| DirectoryHolder {
+                station_name: names.get(&code).cloned().unwrap_or_else(|| code.clone()),
+                station_code: code,
+            })
+            .collect())
     }
 
     /// What the device holds of the directory: lines, bytes, cursor.

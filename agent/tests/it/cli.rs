@@ -1172,3 +1172,105 @@ fn entries_the_districts_review_policy_names_are_recorded_with_a_review_request(
         assert_eq!(row["subject_event_id"], entry.as_str());
     }
 }
+
+#[test]
+fn a_person_without_an_id_number_is_opened_on_the_command_line_and_a_namesake_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("phone");
+    let out = agent(
+        &data,
+        &["init", "--station", "540502001", "--worker", "w01"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let open = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "case",
+            "open",
+            "--name",
+            name,
+            "--community",
+            "540502001001",
+            "--category",
+            "child-in-difficulty",
+            "--tier",
+            "2",
+            "--date",
+            "2026-11-01",
+        ];
+        args.extend_from_slice(extra);
+        agent(&data, &args)
+    };
+    // Without an ID number, the birth date and gender are required.
+    let out = open("扎西·次仁", &["--gender", "male"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("case_opened.birth_date: is required when there is no ID number"),
+        "{}",
+        stderr(&out)
+    );
+    let out = open("扎西·次仁", &["--birth-date", "2019-06-01"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("case_opened.gender: is required when there is no ID number"),
+        "{}",
+        stderr(&out)
+    );
+    let out = open(
+        "扎西·次仁",
+        &["--birth-date", "2030-01-01", "--gender", "male"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(status(&data)["head_seq"], 0);
+
+    let child = ["--birth-date", "2019-06-01", "--gender", "male"];
+    let out = open("扎西·次仁", &child);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    let first = field(&stdout(&out), "case_id").to_string();
+    // The same name written another way, the same birth date and gender:
+    // recorded, with a warning naming the station only.
+    let out = open("扎西 次仁", &child);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let warning = stderr(&out);
+    assert!(
+        warning.contains("warning: possible duplicate:") && warning.contains("540502001"),
+        "{warning}"
+    );
+    assert!(
+        !warning.contains("扎西") && !warning.contains("2019"),
+        "{warning}"
+    );
+    assert_ne!(field(&stdout(&out), "case_id"), first);
+    // Born another day: another person, no warning.
+    let out = open(
+        "扎西次仁",
+        &["--birth-date", "2019-06-02", "--gender", "male"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+
+    // In bulk entry too: an opening without an ID number, warned of.
+    let line = "{\"caseOpened\":{\"name\":\"扎西.次仁\",\
+                \"gender\":\"GENDER_MALE\",\"birthDate\":\"2019-06-01\",\
+                \"communityCode\":\"540502001001\",\"categories\":[\"CATEGORY_ORPHAN\"],\
+                \"tier\":\"TIER_KEY\",\"source\":\"CASE_SOURCE_OUTREACH\",\"openedOn\":\"2026-11-02\"}}\n\
+                {\"caseOpened\":{\"name\":\"卓玛\",\
+                \"gender\":\"GENDER_FEMALE\",\
+                \"communityCode\":\"540502001001\",\"categories\":[\"CATEGORY_ORPHAN\"],\
+                \"tier\":\"TIER_KEY\",\"source\":\"CASE_SOURCE_OUTREACH\",\"openedOn\":\"2026-11-02\"}}\n";
+    let out = agent_stdin(&data, &["record", "--json", "-"], line);
+    let report = stdout(&out);
+    assert!(report.contains("line 1: ok "), "{report}");
+    assert!(
+        report.contains("case_opened.birth_date: is required when there is no ID number")
+            && report.contains("line 2: error:"),
+        "{report}"
+    );
+    assert!(report.contains("1 recorded, 1 refused"), "{report}");
+    assert!(
+        stderr(&out).contains("line 1: warning: possible duplicate:"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(status(&data)["head_seq"], 4);
+}

@@ -100,6 +100,23 @@ type PersonKey = (Station, PersonTag);
 /// station.
 type DirectoryKey = (DirectoryTag, Station);
 
+/// The person a case was opened for: at its station, by the tag of the ID
+/// number (none for a person without one), and the directory tags (ID
+/// number's, then the weak one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PersonOf {
+    station: Station,
+    tag: Option<PersonTag>,
+    directory: Vec<DirectoryTag>,
+}
+
+impl PersonOf {
+    /// The person at the station, when comparable by ID number.
+    fn key(&self) -> Option<PersonKey> {
+        self.tag.map(|tag| (Station::clone(&self.station), tag))
+    }
+}
+
 /// A line of the district directory, in the overlay.
 #[derive(Debug, Clone, Copy, Default)]
 struct DirectoryLine {
@@ -305,10 +322,10 @@ pub(crate) struct Overlay {
     records: Arc<SealedTree>,
     /// The files of each person, as far as loaded.
     persons: HashMap<PersonKey, PersonEntry>,
-    /// The person of each case, and the person's directory tag, as far as
+    /// The person of each case, and the person's directory tags, as far as
     /// loaded (`None`: no opening yet); the ids whose `t:` record is to be
     /// written.
-    person_of: HashMap<Uuid, Option<(PersonKey, DirectoryTag)>>,
+    person_of: HashMap<Uuid, Option<PersonOf>>,
     person_of_dirty: Vec<Uuid>,
     /// The files holding a merge naming each file, as far as loaded.
     merges: HashMap<Uuid, MergeEntry>,
@@ -406,18 +423,17 @@ impl Overlay {
             if change.was_open.as_ref() == now {
                 continue;
             }
-            let Some(tag) = self.directory_tag_of(tree, change.case_id)? else {
-                continue;
-            };
-            if let Some(was) = &change.was_open {
-                let line = self.directory_line(tree, &(tag, Station::clone(was)))?;
-                line.open = line.open.saturating_sub(1);
-                line.dirty = true;
-            }
-            if let Some(now) = now {
-                let line = self.directory_line(tree, &(tag, Station::clone(now)))?;
-                line.open = line.open.saturating_add(1);
-                line.dirty = true;
+            for tag in self.directory_tags_of(tree, change.case_id)? {
+                if let Some(was) = &change.was_open {
+                    let line = self.directory_line(tree, &(tag, Station::clone(was)))?;
+                    line.open = line.open.saturating_sub(1);
+                    line.dirty = true;
+                }
+                if let Some(now) = now {
+                    let line = self.directory_line(tree, &(tag, Station::clone(now)))?;
+                    line.open = line.open.saturating_add(1);
+                    line.dirty = true;
+                }
             }
         }
         let mut dirty: Vec<DirectoryKey> = self
@@ -468,18 +484,19 @@ impl Overlay {
         Ok(())
     }
 
-    /// The directory tag of the person a case was opened for, when its
-    /// opening was applied.
-    fn directory_tag_of(
+    /// The directory tags of the person a case was opened for, when its
+    /// opening was applied (none before).
+    fn directory_tags_of(
         &mut self,
         tree: &sled::Tree,
         case_id: Uuid,
-    ) -> Result<Option<DirectoryTag>, ProjectionError> {
-        self.person_of(tree, case_id)?;
+    ) -> Result<Vec<DirectoryTag>, ProjectionError> {
+        self.load_person_of(tree, case_id)?;
         Ok(self
             .person_of
             .get(&case_id)
-            .and_then(|p| p.as_ref().map(|(_, tag)| *tag)))
+            .and_then(|p| p.as_ref().map(|p| p.directory.clone()))
+            .unwrap_or_default())
     }
 
     /// The files holding a merge naming `case_id`, loaded.
@@ -509,26 +526,42 @@ impl Overlay {
             .ok_or_else(|| ProjectionError::Corrupt("merge entry".into()))
     }
 
-    /// The person a case was opened for, when its opening was applied.
+    /// The person a case was opened for, by ID number, when its opening
+    /// was applied and has one.
     fn person_of(
         &mut self,
         tree: &sled::Tree,
         case_id: Uuid,
     ) -> Result<Option<PersonKey>, ProjectionError> {
-        if let Some(person) = self.person_of.get(&case_id) {
-            return Ok(person.as_ref().map(|(person, _)| person.clone()));
+        Ok(self.load_person_of(tree, case_id)?.and_then(PersonOf::key))
+    }
+
+    /// The `t:` record of a case, loaded: `None` before its opening.
+    fn load_person_of(
+        &mut self,
+        tree: &sled::Tree,
+        case_id: Uuid,
+    ) -> Result<Option<&PersonOf>, ProjectionError> {
+        if !self.person_of.contains_key(&case_id) {
+            let person = if self.complete {
+                None
+            } else {
+                match tree.get(key(layout::PERSON_OF, &[case_id.as_bytes()]))? {
+                    Some(v) => {
+                        let (station, tag, directory) =
+                            codec::decode_person(&v, &mut self.stations)?;
+                        Some(PersonOf {
+                            station,
+                            tag,
+                            directory,
+                        })
+                    }
+                    None => None,
+                }
+            };
+            self.person_of.insert(case_id, person);
         }
-        let person = if self.complete {
-            None
-        } else {
-            match tree.get(key(layout::PERSON_OF, &[case_id.as_bytes()]))? {
-                Some(v) => Some(codec::decode_person(&v, &mut self.stations)?),
-                None => None,
-            }
-        };
-        let key = person.as_ref().map(|(person, _)| person.clone());
-        self.person_of.insert(case_id, person);
-        Ok(key)
+        Ok(self.person_of.get(&case_id).and_then(Option::as_ref))
     }
 
     /// The files of a person, ascending.
@@ -560,23 +593,29 @@ impl Overlay {
             .ok_or_else(|| ProjectionError::Corrupt("person files".into()))
     }
 
-    /// Records that `case_id` was opened for `person`.
+    /// Records that `case_id` was opened at `station` for the person of
+    /// `tags`: among the person's files when the opening has an ID number.
     fn note_person(
         &mut self,
         tree: &sled::Tree,
         case_id: Uuid,
-        person: PersonKey,
-        directory: DirectoryTag,
+        station: Station,
+        tags: fold::OpeningTags,
     ) -> Result<(), ProjectionError> {
-        let files = self.person_files(tree, &person)?;
-        if let Err(at) = files.cases.binary_search(&case_id) {
-            files.cases.insert(at, case_id);
-            files.dirty = true;
+        let record = PersonOf {
+            station,
+            tag: tags.person,
+            directory: tags.directory,
+        };
+        if let Some(person) = record.key() {
+            let files = self.person_files(tree, &person)?;
+            if let Err(at) = files.cases.binary_search(&case_id) {
+                files.cases.insert(at, case_id);
+                files.dirty = true;
+            }
         }
-        if self.person_of(tree, case_id)?.as_ref() != Some(&person)
-            || self.directory_tag_of(tree, case_id)? != Some(directory)
-        {
-            self.person_of.insert(case_id, Some((person, directory)));
+        if self.load_person_of(tree, case_id)? != Some(&record) {
+            self.person_of.insert(case_id, Some(record));
             self.person_of_dirty.push(case_id);
         }
         Ok(())
@@ -628,8 +667,13 @@ impl Overlay {
         };
         let mut out = HashMap::new();
         for (case_id, _) in work {
-            let files = match self.person_of.get(case_id) {
-                Some(Some((person, _))) => self.persons.get(person).map(|f| f.cases.as_slice()),
+            let files = match self
+                .person_of
+                .get(case_id)
+                .and_then(Option::as_ref)
+                .and_then(PersonOf::key)
+            {
+                Some(person) => self.persons.get(&person).map(|f| f.cases.as_slice()),
                 _ => None,
             };
             let role = |graph: &Graph<'_>| {
@@ -786,13 +830,8 @@ impl Overlay {
                 mut fact,
                 person,
             } => {
-                if let Some((tag, directory)) = person {
-                    self.note_person(
-                        tree,
-                        case_id,
-                        (Station::clone(&fact.station), tag),
-                        directory,
-                    )?;
+                if let Some(tags) = person {
+                    self.note_person(tree, case_id, Station::clone(&fact.station), tags)?;
                 }
                 if let FactBody::Merged { absorbed } = fact.body {
                     let entry = self.merge_entry(tree, absorbed)?;
@@ -1029,10 +1068,10 @@ impl Overlay {
             }
         }
         for case_id in std::mem::take(&mut self.person_of_dirty) {
-            if let Some(Some(((station, tag), directory))) = self.person_of.get(&case_id) {
+            if let Some(Some(person)) = self.person_of.get(&case_id) {
                 batch.insert(
                     key(layout::PERSON_OF, &[case_id.as_bytes()]),
-                    codec::encode_person(station, tag, directory),
+                    codec::encode_person(&person.station, person.tag.as_ref(), &person.directory),
                 );
             }
         }

@@ -483,27 +483,53 @@ pub(crate) fn decode_ids(bytes: &[u8]) -> Result<Vec<Uuid>, ProjectionError> {
         .collect()
 }
 
-/// Encodes the person a case was opened for: the station as text, then
-/// the tag's bytes.
-pub(crate) fn encode_person(station: &str, tag: &PersonTag, directory: &DirectoryTag) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(10 + tag.len() + directory.len()));
+/// Encodes the person a case was opened for: the station as text, a byte
+/// 1 and the ID number's tag (or a byte 0 for a person without one), then
+/// the directory tags, 6 bytes each.
+pub(crate) fn encode_person(
+    station: &str,
+    tag: Option<&PersonTag>,
+    directory: &[DirectoryTag],
+) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(
+        11 + TAG_BYTES + directory.len() * DIRECTORY_TAG_BYTES,
+    ));
     w.text(station);
-    w.0.extend_from_slice(tag);
-    w.0.extend_from_slice(directory);
+    match tag {
+        Some(tag) => {
+            w.0.push(1);
+            w.0.extend_from_slice(tag);
+        }
+        None => w.0.push(0),
+    }
+    for line in directory {
+        w.0.extend_from_slice(line);
+    }
     w.0
 }
+
+/// The person of a case, as [`decode_person`] reads it: the station and
+/// the tag of the ID number (none for a person without one), and the
+/// directory tags.
+pub(crate) type DecodedPerson = (Station, Option<PersonTag>, Vec<DirectoryTag>);
 
 /// Decodes what [`encode_person`] wrote.
 pub(crate) fn decode_person(
     bytes: &[u8],
     interner: &mut Stations,
-) -> Result<((Station, PersonTag), DirectoryTag), ProjectionError> {
+) -> Result<DecodedPerson, ProjectionError> {
     let mut r = Reader::new(bytes, "the person of a case");
     let station = interner.get(&r.text()?);
-    let tag = PersonTag::try_from(r.take(TAG_BYTES)?).map_err(|_| r.fail())?;
-    let directory = DirectoryTag::try_from(r.take(DIRECTORY_TAG_BYTES)?).map_err(|_| r.fail())?;
-    r.done()?;
-    Ok(((station, tag), directory))
+    let tag = match r.byte()? {
+        0 => None,
+        1 => Some(PersonTag::try_from(r.take(TAG_BYTES)?).map_err(|_| r.fail())?),
+        _ => return Err(r.fail()),
+    };
+    let mut directory = Vec::new();
+    while !r.bytes.is_empty() {
+        directory.push(DirectoryTag::try_from(r.take(DIRECTORY_TAG_BYTES)?).map_err(|_| r.fail())?);
+    }
+    Ok((station, tag, directory))
 }
 
 /// Encodes a line of the district directory: the person's open files at

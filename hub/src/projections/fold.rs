@@ -711,16 +711,29 @@ pub(crate) enum What {
     Nothing,
     /// Voids the event of id `target` (`None` when not well formed).
     Void { id: Uuid, target: Option<Uuid> },
-    /// Adds a fact to a case; an opening carries the keyed tag of its
-    /// person's ID number and its directory tag (the number itself is not
-    /// kept).
+    /// Adds a fact to a case; an opening carries the tags of its person
+    /// (the ID number and name themselves are not kept).
     Case {
         case_id: Uuid,
         fact: CaseFact,
-        person: Option<(PersonTag, DirectoryTag)>,
+        person: Option<OpeningTags>,
     },
     /// Counts by itself, unless voided first.
     Standalone { id: Uuid, counts: Standalone },
+}
+
+/// The tags of the person a file was opened for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OpeningTags {
+    /// The keyed tag of the ID number, for the person index (`p:`, `t:`);
+    /// `None` for a person without one, who is not comparable by number:
+    /// never a duplicate of another file, never merged with one by the
+    /// projections.
+    pub person: Option<PersonTag>,
+    /// The directory tags ([`station_proto::directory::tags_of`]): of the
+    /// ID number when there is one, then the weak tag of name, birth date
+    /// and gender.
+    pub directory: Vec<DirectoryTag>,
 }
 
 /// One event of the log as the fold takes it.
@@ -789,10 +802,11 @@ pub(crate) fn prepare(logged: LogEntry, stations: &mut Stations, tags: &Tags) ->
                 Some(counts) => What::Standalone { id, counts },
                 None => {
                     let person = if let Some(Body::CaseOpened(m)) = &event.body {
-                        Some((
-                            tags.person.tag(&m.id_number),
-                            station_proto::directory::tag(&tags.directory, &m.id_number),
-                        ))
+                        Some(OpeningTags {
+                            person: (!m.id_number.is_empty())
+                                .then(|| tags.person.tag(&m.id_number)),
+                            directory: station_proto::directory::tags_of(&tags.directory, m),
+                        })
                     } else {
                         None
                     };

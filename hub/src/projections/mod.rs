@@ -19,7 +19,7 @@
 //!   (open, catch-up, rebuild, follow).
 //! - `read`: the read API, one module per answer, as methods of [`Projections`].
 //!
-//! # On-disk format (tree `projections`, format version 5)
+//! # On-disk format (tree `projections`, format version 6)
 //!
 //! | key | value |
 //! | --- | --- |
@@ -34,7 +34,7 @@
 //! | `r:` station case_id | JSON review rows ([`ReviewRow`]) of a case with review requests, sealed like case files (comments are free text) |
 //! | `g:` origin_id | JSON per-device statistics: events, last seq, entry-to-receipt lag |
 //! | `p:` station tag | the case ids (16 bytes each, ascending) of the files opened for one person at a station; `tag` is the 16-byte keyed tag of the ID number ([`station_proto::person`], under a key derived from the store's district secret) |
-//! | `t:` case_id | the station, tag and directory tag of the person the case was opened for |
+//! | `t:` case_id | the station, the tag of the ID number (none for a person without one) and the directory tags (of the ID number, then of name, birth date and gender) of the person the case was opened for |
 //! | `j:` case_id | the case ids (16 bytes each, ascending) of the files holding a merge (`CasesMerged`, voided or not) that names this case as absorbed |
 //! | `y:` dtag station | a line of the district directory: `u32` the person's open files at the station (as the caseload counts them), `u8` whether the feed lists it present, `u64` its place in the feed (0: none); `dtag` is the 6-byte directory tag ([`station_proto::directory`]) |
 //! | `Y:` position | the directory feed: the last change of one line, `dtag`, `u8` present, station code; a line changed again moves to the end (its earlier place is removed), so the feed holds one record per line |
@@ -44,7 +44,8 @@
 //! Integers in keys and `m:`/`n:` values are big-endian. A tree of another
 //! format version (format 1 kept JSON case files, and `f:` and `x:`
 //! indexes; format 2 had no `p:` and `t:` and no duplicate files, format 3 no
-//! merges, dismissals nor `j:`, format 4 no directory) is dropped
+//! merges, dismissals nor `j:`, format 4 no directory, format 5 one
+//! directory tag per file and no weak tags) is dropped
 //! when opened and rebuilt from the log. No key or value holds an ID number.
 //!
 //! # Invariants
@@ -129,7 +130,7 @@ use crate::config::HubConfig;
 use crate::store::{self, HubError, HubStore};
 
 /// The format version of the `projections` tree.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 /// The tree's name in the hub's sled database.
 pub const TREE: &str = "projections";
 /// Events applied per batch by default: small, so a query waits little

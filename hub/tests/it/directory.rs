@@ -80,6 +80,14 @@ impl Copy {
     }
 }
 
+/// The directory tags of an opening: its ID number's and its weak tag.
+fn tags_of(key: &station_proto::person::TagKey, opening: &Event) -> Vec<DirectoryTag> {
+    match &opening.body {
+        Some(Body::CaseOpened(m)) => directory::tags_of(key, m),
+        _ => panic!("not an opening"),
+    }
+}
+
 fn number_of(opening: &Event) -> String {
     match &opening.body {
         Some(Body::CaseOpened(m)) => m.id_number.clone(),
@@ -129,8 +137,12 @@ fn the_directory_lists_each_persons_open_files_by_station_and_follows_closures_m
     p.catch_up().unwrap();
     let mut copy = Copy::default();
     copy.follow(&p, 1);
+    // Each open file has two lines: its ID number's and its weak tag's.
     let expected = |lines: &[(&Event, &str)]| -> BTreeSet<(DirectoryTag, String)> {
-        lines.iter().map(|(e, s)| (tag(e), s.to_string())).collect()
+        lines
+            .iter()
+            .flat_map(|(e, s)| tags_of(&key, e).into_iter().map(|t| (t, s.to_string())))
+            .collect()
     };
     assert_eq!(
         copy.lines,
@@ -269,14 +281,21 @@ async fn devices_get_the_directory_key_at_hello_and_a_page_of_the_directory_with
         .into_inner();
     let directory = page.directory.unwrap();
     assert!(directory.reset);
-    assert_eq!(directory.lines.len(), 1);
-    let line = &directory.lines[0];
+    // The ID number's line and the weak one, of name, birth date and gender.
+    assert_eq!(directory.lines.len(), 2);
+    let tags: BTreeSet<Vec<u8>> = directory.lines.iter().map(|l| l.tag.clone()).collect();
+    assert!(tags.contains(directory::tag(&key, &number_of(&opening)).as_slice()));
     assert_eq!(
-        line.tag,
-        directory::tag(&key, &number_of(&opening)).to_vec()
+        tags,
+        tags_of(&key, &opening)
+            .iter()
+            .map(|t| t.to_vec())
+            .collect::<BTreeSet<_>>()
     );
-    assert_eq!(line.station_code, CHANGZHU);
-    assert!(line.present);
+    for line in &directory.lines {
+        assert_eq!(line.station_code, CHANGZHU);
+        assert!(line.present);
+    }
     assert_eq!(directory.next_cursor, directory.head);
     assert_eq!(directory.stations.len(), 1);
     assert_eq!(directory.stations[0].station_code, CHANGZHU);
@@ -371,7 +390,8 @@ async fn a_phone_of_another_station_is_warned_offline_once_the_directory_reached
     // Before the directory reaches B, B knows nothing of it.
     assert!(changzhu.held_elsewhere(&id).unwrap().is_empty());
     let report = sync(&hub, &changzhu, &token_b).await;
-    assert_eq!(report.directory_lines, 1);
+    // The ID number's line and the weak one.
+    assert_eq!(report.directory_lines, 2);
     assert!(report.directory_cursor > 0);
 
     // Offline from here on: the hub is gone.
@@ -409,5 +429,101 @@ async fn a_phone_of_another_station_is_warned_offline_once_the_directory_reached
     let again = zedang.record(opening_at(ZEDANG, reason)).unwrap_err();
     assert!(
         matches!(again, AgentError::PersonHasOpenFile { case_id, .. } if case_id == held.event_id)
+    );
+}
+
+/// An opening at `station` of a person known by name, birth date and
+/// gender, with `id_number` (empty: none).
+fn person_at(station: &str, name: &str, birth_date: &str, id_number: &str) -> CaseOpened {
+    let Body::CaseOpened(mut m) = opening_at(station, "") else {
+        unreachable!("opening_at makes an opening")
+    };
+    m.name = name.into();
+    m.birth_date = birth_date.into();
+    m.id_number = id_number.into();
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_without_an_id_number_is_a_possible_duplicate_across_stations_never_refused() {
+    let hub = Hub::start().await;
+    let (dir_a, dir_b, dir_c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let zedang = device(dir_a.path(), ZEDANG, "卓玛");
+    let zedang2 = device(dir_c.path(), ZEDANG, "扎西");
+    let changzhu = device(dir_b.path(), CHANGZHU, "次仁");
+    let (token_a, token_b, token_c) = (
+        hub.device_token(ZEDANG, "phone-a"),
+        hub.device_token(CHANGZHU, "phone-b"),
+        hub.device_token(ZEDANG, "phone-c"),
+    );
+    // Zedang opens a file for a child without an ID card, and one for an
+    // elder with an ID number.
+    let child = person_at(ZEDANG, "扎西·次仁", "2019-06-01", "");
+    zedang.record(Body::CaseOpened(child.clone())).unwrap();
+    let elder_number = id_number("19500101", 3, true);
+    let elder = person_at(ZEDANG, "次仁 ཚེ་རིང", "1950-01-01", &elder_number);
+    zedang.record(Body::CaseOpened(elder.clone())).unwrap();
+    // A second child without a card at the same station, another birth
+    // date: no number compares them, so no refusal and no warning.
+    let sibling = person_at(ZEDANG, "扎西·次仁", "2020-06-01", "");
+    assert!(zedang.possible_duplicates(&sibling).unwrap().is_empty());
+    zedang.record(Body::CaseOpened(sibling)).unwrap();
+    // The same child again on this phone: a possible duplicate at its own
+    // station, warned and not refused.
+    let own = zedang.possible_duplicates(&child).unwrap();
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].station_code, ZEDANG);
+    sync(&hub, &zedang, &token_a).await;
+    hub.projected().await;
+    sync(&hub, &changzhu, &token_b).await;
+    sync(&hub, &zedang2, &token_c).await;
+
+    // Offline from here on.
+    hub.stop().await;
+    // Changzhu: the child, written another way, is a possible duplicate at
+    // Zedang; the directory names the station, never the child.
+    let again = person_at(CHANGZHU, "扎西 次仁", "2019-06-01", "");
+    let holders = changzhu.possible_duplicates(&again).unwrap();
+    assert_eq!(holders.len(), 1);
+    assert_eq!(holders[0].station_code, ZEDANG);
+    assert_eq!(holders[0].station_name, "泽当街道");
+    // Not refused, and no reason asked: a possible duplicate only.
+    let opened = changzhu.record(Body::CaseOpened(again)).unwrap();
+    let event = changzhu.log().event(opened.event_id).unwrap().unwrap();
+    match event.body {
+        Some(Body::CaseOpened(m)) => {
+            assert!(m.id_number.is_empty());
+            assert!(m.duplicate_of_stations.is_empty() && m.duplicate_reason.is_empty());
+        }
+        other => panic!("not an opening: {other:?}"),
+    }
+    // Another person of that name, born another day: no warning.
+    let other = person_at(CHANGZHU, "扎西次仁", "2019-06-02", "");
+    assert!(changzhu.possible_duplicates(&other).unwrap().is_empty());
+    // The elder held at Zedang with an ID number, opened at Changzhu
+    // without one: a possible duplicate, by name, birth date and gender.
+    let elder_no_card = person_at(CHANGZHU, "次仁ཚེ་རིང", "1950-01-01", "");
+    let holders = changzhu.possible_duplicates(&elder_no_card).unwrap();
+    assert_eq!(holders.len(), 1);
+    assert_eq!(holders[0].station_code, ZEDANG);
+    // With the ID number the stronger rule holds: refused without a reason.
+    let elder_here = person_at(CHANGZHU, "次仁 ཚེ་རིང", "1950-01-01", &elder_number);
+    assert!(matches!(
+        changzhu.record(Body::CaseOpened(elder_here)).unwrap_err(),
+        AgentError::HeldAtAnotherStation { .. }
+    ));
+    // Zedang's other phone learnt its colleague's files through the pull:
+    // the child is a possible duplicate at its own station.
+    let holders = zedang2.possible_duplicates(&child).unwrap();
+    assert_eq!(
+        holders
+            .iter()
+            .map(|h| h.station_code.as_str())
+            .collect::<Vec<_>>(),
+        [ZEDANG]
     );
 }

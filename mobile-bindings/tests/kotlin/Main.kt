@@ -7,7 +7,7 @@ package org.stationsync.mobile.tests
 import kotlin.system.exitProcess
 
 /** Every suite, in the order they run. */
-val SUITES = listOf(fieldworkTests, syncTests, keysTests, transferTests)
+val SUITES = listOf(fieldworkTests, syncTests, keysTests, transferTests, weakDuplicatesTests)
 
 fun main(args: Array<String>) {
     val failed = run(SUITES, args.firstOrNull())

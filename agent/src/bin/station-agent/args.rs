@@ -404,8 +404,10 @@ pub enum ReviewCommand {
 pub struct CaseOpenArgs {
     #[arg(long)]
     pub name: String,
-    /// 18-character resident ID number.
-    #[arg(long)]
+    /// 18-character resident ID number. Leave it out for a person without
+    /// one (a child without a card, an elder): --birth-date and --gender
+    /// are then required.
+    #[arg(long, default_value = "")]
     pub id_number: String,
     /// 12-digit community code, inside this device's station.
     #[arg(long)]
@@ -418,10 +420,11 @@ pub struct CaseOpenArgs {
     pub tier: u8,
     #[arg(long, value_parser = enum_name::<CaseSource>(), default_value = "outreach")]
     pub source: CaseSource,
-    /// Derived from the ID number when not given.
+    /// Derived from the ID number when not given; required without one.
     #[arg(long, value_parser = enum_name::<Gender>())]
     pub gender: Option<Gender>,
-    /// YYYY-MM-DD; derived from the ID number when not given.
+    /// YYYY-MM-DD; derived from the ID number when not given; required
+    /// without one.
     #[arg(long)]
     pub birth_date: Option<String>,
     #[arg(long, default_value = "")]

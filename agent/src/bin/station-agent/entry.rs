@@ -79,7 +79,9 @@ fn date_or_today(date: Option<String>) -> String {
     date.unwrap_or_else(|| engine::today().format("%Y-%m-%d").to_string())
 }
 
-/// A case opening; birth date and gender default to what the ID number says.
+/// A case opening; birth date and gender default to what the ID number says
+/// (without an ID number they must be given: validation names the missing
+/// one).
 fn open_body(args: CaseOpenArgs, tier: Tier) -> Body {
     let id_number = args.id_number.trim();
     let birth_date = args.birth_date.unwrap_or_else(|| {
@@ -374,13 +376,19 @@ pub fn record_json(agent: &Agent, source: &str) -> anyhow::Result<bool> {
             .map_err(|e| e.to_string())
             .and_then(|body| {
                 let is_case = matches!(body, Body::CaseOpened(_));
+                let possible = match &body {
+                    Body::CaseOpened(opening) => agent
+                        .possible_duplicates(opening)
+                        .map_err(|e| e.to_string())?,
+                    _ => Vec::new(),
+                };
                 agent
                     .record_now_reviewed(body)
-                    .map(|r| (is_case, r))
+                    .map(|r| (is_case, r, possible))
                     .map_err(|e| e.to_string())
             });
         match result {
-            Ok((is_case, recorded)) => {
+            Ok((is_case, recorded, possible)) => {
                 ok += 1;
                 write!(out, "line {n}: ok ")?;
                 let opened = if is_case {
@@ -389,6 +397,12 @@ pub fn record_json(agent: &Agent, source: &str) -> anyhow::Result<bool> {
                     None
                 };
                 print::recorded(&mut out, opened.as_ref(), &recorded)?;
+                if !possible.is_empty() && !recorded.entry.duplicate {
+                    eprintln!(
+                        "line {n}: warning: {}",
+                        print::possible_duplicate(&possible)
+                    );
+                }
             }
             Err(reason) => {
                 failed += 1;

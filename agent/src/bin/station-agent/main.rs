@@ -285,6 +285,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(2));
                 }
             };
+            let possible = match &body {
+                Body::CaseOpened(opening) => agent.possible_duplicates(opening)?,
+                _ => Vec::new(),
+            };
             match agent.record_now_reviewed(body) {
                 Ok(recorded) => {
                     let opened = if is_case {
@@ -293,6 +297,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         None
                     };
                     print::recorded(&mut out, opened.as_ref(), &recorded)?;
+                    if !possible.is_empty() && !recorded.entry.duplicate {
+                        eprintln!("warning: {}", print::possible_duplicate(&possible));
+                    }
                 }
                 Err(e @ AgentError::Store(_)) => return Err(e.into()),
                 Err(e) => {

@@ -66,6 +66,17 @@ pub fn recorded(
     writeln!(out)
 }
 
+/// The warning of a possible duplicate ([`station_agent::Agent::possible_duplicates`]):
+/// the stations, never the person.
+pub fn possible_duplicate(holders: &[station_agent::store::DirectoryHolder]) -> String {
+    let names: Vec<&str> = holders.iter().map(|h| h.station_name.as_str()).collect();
+    format!(
+        "possible duplicate: a person of the same name, birth date and gender has an open file \
+         at {}; if it is this person, add to that file (or ask for a transfer) and close this one",
+        names.join(", ")
+    )
+}
+
 /// The cases due for a follow-up, overdue first.
 ///
 /// # Errors

@@ -181,9 +181,13 @@ fn across_stations(
         let (k, v) = item?;
         let case_id = Uuid::from_slice(&k[layout::PERSON_OF.len()..])
             .map_err(|_| ProjectionError::Corrupt("the key of a case's person".into()))?;
-        let (_, tag) = codec::decode_person(&v, interner)?;
-        if held.contains_key(&tag) {
-            files.entry(tag).or_default().push(case_id);
+        // The tag of the ID number only (the first, when there is one):
+        // a weak match is a possible duplicate, not listed here.
+        let (_, id_tag, directory) = codec::decode_person(&v, interner)?;
+        if let (Some(_), Some(tag)) = (id_tag, directory.first())
+            && held.contains_key(tag)
+        {
+            files.entry(*tag).or_default().push(case_id);
         }
     }
     for (tag, stations) in &held {
