@@ -204,6 +204,15 @@ impl RelayProcess {
             .to_string()
     }
 
+    /// SIGTERM, and wait for the process to end on its own.
+    #[cfg(feature = "mdns")]
+    fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        assert!(self.child.wait().unwrap().success(), "the relay's exit");
+    }
+
     /// SIGKILL, and wait for the process to be gone.
     fn kill(mut self) {
         self.child.kill().unwrap();
@@ -712,4 +721,44 @@ async fn a_phone_finds_its_station_relay_on_the_lan_and_tries_it_before_the_hub(
     assert_eq!(report.durable_through, 7, "saved at the station");
     assert_eq!(report.city_durable_through, 0, "{report:?}");
     assert_eq!(station.hub.store.event_count(), 0);
+}
+
+/// A browser watching while the relay stops sees its advertisement
+/// withdrawn at once (the goodbye packets), not minutes later when its
+/// records would expire.
+#[cfg(feature = "mdns")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_withdraws_its_advertisement_when_it_stops() {
+    use mdns_sd::{ServiceDaemon, ServiceEvent};
+    use station_agent::sync::discover::SERVICE_TYPE;
+
+    let station = station().await;
+    let mut relay = start_relay(
+        &station.data,
+        "0.0.0.0:0",
+        station.switch.addr,
+        &station.token_file,
+        &["--name", "zedang-withdraw"],
+    );
+    let fullname = relay.advertised();
+    let browser = ServiceDaemon::new().unwrap();
+    let events = browser.browse(SERVICE_TYPE).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let wait_for = |removed: bool| {
+        tokio::task::block_in_place(|| {
+            loop {
+                match events.recv_deadline(deadline).unwrap() {
+                    ServiceEvent::ServiceResolved(s) if !removed && s.fullname == fullname => {
+                        return;
+                    }
+                    ServiceEvent::ServiceRemoved(_, name) if removed && name == fullname => return,
+                    _ => {}
+                }
+            }
+        });
+    };
+    wait_for(false);
+    relay.terminate();
+    wait_for(true);
+    let _ = browser.shutdown();
 }
