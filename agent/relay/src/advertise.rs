@@ -9,10 +9,10 @@
 //! (or [`Advertisement::withdraw`]) sends the goodbye packets and stops
 //! the mDNS responder.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use mdns_sd::{ServiceDaemon, ServiceInfo};
+use mdns_sd::{IfKind, ServiceDaemon, ServiceInfo};
 use station_agent::sync::discover::{SERVICE_TYPE, TXT_STATION, TXT_TLS};
 
 /// Why the relay could not advertise itself.
@@ -33,9 +33,9 @@ pub struct AdvertiseOptions {
     pub name: String,
     /// The station the relay serves.
     pub station_code: String,
-    /// Where the relay listens: an unspecified address (`0.0.0.0`)
-    /// advertises every address of the machine's interfaces, kept up to
-    /// date as they change.
+    /// Where the relay listens: an unspecified address advertises every
+    /// address of the machine's interfaces, kept up to date as they change
+    /// (only the IPv4 ones for `0.0.0.0`, which takes no IPv6 connection).
     pub listen: SocketAddr,
     /// Whether the relay serves TLS.
     pub tls: bool,
@@ -72,6 +72,14 @@ impl Advertisement {
             return Err(AdvertiseError::Name(options.name.clone()));
         }
         let daemon = ServiceDaemon::new()?;
+        if options.listen.ip() == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
+            // A relay listening on 0.0.0.0 takes no IPv6 connection: its
+            // interfaces' IPv6 addresses would only send phones astray.
+            if let Err(error) = daemon.disable_interface(IfKind::IPv6) {
+                let _ = daemon.shutdown();
+                return Err(error.into());
+            }
+        }
         let host = format!("station-relay-{}.local.", options.station_code);
         let properties = [
             (TXT_STATION, options.station_code.as_str()),

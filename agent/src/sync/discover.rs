@@ -45,8 +45,9 @@ pub struct FoundRelay {
 
 impl FoundRelay {
     /// The relay's addresses as sync URLs (`https://` when it serves TLS),
-    /// IPv4 first; IPv6 link-local addresses, which need an interface to
-    /// be reached, are left out.
+    /// IPv4 first; loopback addresses (which would name the phone itself)
+    /// and IPv6 link-local ones (which need an interface to be reached)
+    /// are left out.
     pub fn urls(&self) -> Vec<String> {
         let scheme = if self.tls { "https" } else { "http" };
         let mut addresses: Vec<SocketAddr> = self
@@ -54,8 +55,10 @@ impl FoundRelay {
             .iter()
             .copied()
             .filter(|a| match a.ip() {
-                IpAddr::V4(v4) => !v4.is_unspecified(),
-                IpAddr::V6(v6) => !v6.is_unspecified() && !v6.is_unicast_link_local(),
+                IpAddr::V4(v4) => !v4.is_unspecified() && !v4.is_loopback(),
+                IpAddr::V6(v6) => {
+                    !v6.is_unspecified() && !v6.is_loopback() && !v6.is_unicast_link_local()
+                }
             })
             .collect();
         addresses.sort_by_key(|a| (a.is_ipv6(), *a));
@@ -168,8 +171,10 @@ mod mdns {
                 return Vec::new();
             }
         };
-        let deadline = Instant::now() + within;
-        let mut found: Vec<FoundRelay> = Vec::new();
+        let mut deadline = Instant::now() + within;
+        // By instance name: a relay's addresses may come in more than one
+        // answer.
+        let mut found: Vec<(String, FoundRelay)> = Vec::new();
         while let Ok(event) = events.recv_deadline(deadline) {
             let ServiceEvent::ServiceResolved(service) = event else {
                 continue;
@@ -181,28 +186,40 @@ mod mdns {
                 continue;
             };
             let port = service.get_port();
-            let mut addresses: Vec<SocketAddr> = service
+            let addresses = service
                 .get_addresses()
                 .iter()
-                .map(|ip| SocketAddr::new(ip.to_ip_addr(), port))
-                .collect();
-            addresses.sort();
+                .map(|ip| SocketAddr::new(ip.to_ip_addr(), port));
             let relay = FoundRelay {
                 station: code.to_string(),
                 tls,
-                addresses,
+                addresses: Vec::new(),
             };
             let own = relay.station == station;
-            if !found.contains(&relay) {
-                found.push(relay);
-            }
+            let at = match found.iter().position(|(name, _)| *name == service.fullname) {
+                Some(at) => at,
+                None => {
+                    found.push((service.fullname.clone(), relay));
+                    found.len() - 1
+                }
+            };
+            let known = &mut found[at].1.addresses;
+            known.extend(addresses);
+            known.sort();
+            known.dedup();
             if own {
-                break;
+                // The station's relay is found: a moment more for the rest
+                // of its addresses, then done.
+                deadline = deadline.min(Instant::now() + SETTLE);
             }
         }
         let _ = daemon.stop_browse(SERVICE_TYPE);
-        found
+        found.into_iter().map(|(_, relay)| relay).collect()
     }
+
+    /// How long the browser waits for more answers once the station's
+    /// relay has answered.
+    const SETTLE: Duration = Duration::from_millis(300);
 }
 
 #[cfg(test)]
@@ -298,6 +315,8 @@ mod tests {
                     "10.0.0.5:7401",
                     "192.168.1.10:7401",
                     "0.0.0.0:7401",
+                    "127.0.0.1:7401",
+                    "[::1]:7401",
                 ],
             ),
             relay(OWN, true, &["192.168.1.10:7401"]),
