@@ -16,7 +16,9 @@
 //! - [`gate`]: who may use it (tokens learnt on first use, see its doc for
 //!   what a hostile device on the LAN can and cannot do);
 //! - [`uplink`]: forwarding and pulling through the agent's sync machine;
-//! - [`state`]: what the relay knows of the hub (`DATA/relay.json`).
+//! - [`state`]: what the relay knows of the hub (`DATA/relay.json`);
+//! - `advertise` (feature `mdns`, on by default): the relay advertised on
+//!   the LAN with mDNS while it serves.
 //!
 //! Dependencies point one way: the relay uses the agent's sync machine and
 //! the hub's store and service; neither knows of it.
@@ -26,6 +28,8 @@
 //! (kill -9 at any point sends again what may not have arrived, and the hub
 //! ignores what it holds); nothing is forwarded that the phone did not sign.
 
+#[cfg(feature = "mdns")]
+pub mod advertise;
 pub mod gate;
 pub mod state;
 pub mod uplink;

@@ -57,6 +57,14 @@ struct Args {
     /// refused (retryably).
     #[arg(long, default_value_t = 256)]
     disk_reserve_mb: u64,
+    /// The name the relay is advertised under on the LAN (default
+    /// relay-<station>); no personal name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Do not advertise the relay on the LAN with mDNS (phones then need
+    /// its address configured).
+    #[arg(long)]
+    no_advertise: bool,
 }
 
 fn token(args: &Args) -> anyhow::Result<String> {
@@ -97,6 +105,70 @@ fn store_key(args: &Args) -> anyhow::Result<StoreKey> {
     })
 }
 
+/// The relay's advertisement on the LAN, unless `--no-advertise`.
+///
+/// # Errors
+/// A name that cannot be advertised. An mDNS responder that cannot start
+/// is only a warning: phones with the address configured still reach the
+/// relay.
+#[cfg(feature = "mdns")]
+fn advertise(
+    args: &Args,
+    listen: std::net::SocketAddr,
+    tls: bool,
+) -> anyhow::Result<Option<station_relay::advertise::Advertisement>> {
+    use station_relay::advertise::{self, AdvertiseError, AdvertiseOptions, Advertisement};
+    if args.no_advertise {
+        return Ok(None);
+    }
+    let options = AdvertiseOptions {
+        name: args
+            .name
+            .clone()
+            .unwrap_or_else(|| advertise::default_name(&args.station)),
+        station_code: args.station.clone(),
+        listen,
+        tls,
+    };
+    match Advertisement::start(&options) {
+        Ok(advertisement) => {
+            println!(
+                "relay advertised on the LAN as {}",
+                advertisement.fullname()
+            );
+            Ok(Some(advertisement))
+        }
+        Err(error @ AdvertiseError::Name(_)) => Err(error.into()),
+        Err(error) => {
+            tracing::warn!(%error, "cannot advertise the relay on the LAN");
+            Ok(None)
+        }
+    }
+}
+
+/// Without mDNS nothing is advertised; `--no-advertise` is accepted all
+/// the same.
+#[cfg(not(feature = "mdns"))]
+fn advertise(
+    args: &Args,
+    _listen: std::net::SocketAddr,
+    _tls: bool,
+) -> anyhow::Result<Option<NoAdvertisement>> {
+    if !args.no_advertise {
+        tracing::info!("built without mDNS: the relay is not advertised on the LAN");
+    }
+    Ok(None)
+}
+
+/// What stands for an advertisement in a build without mDNS.
+#[cfg(not(feature = "mdns"))]
+struct NoAdvertisement;
+
+#[cfg(not(feature = "mdns"))]
+impl NoAdvertisement {
+    fn withdraw(self) {}
+}
+
 /// Completes at SIGINT or SIGTERM.
 fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -128,6 +200,7 @@ fn main() -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(TlsIdentity::from_files(cert, key)?),
         _ => None,
     };
+    let tls_on = tls.is_some();
     let options = RelayOptions {
         data: args.data.clone(),
         station_code: args.station.clone(),
@@ -154,8 +227,14 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let shutdown = shutdown_signal()?;
         let relay = Relay::open(options).await?;
-        println!("relay listening on {}", listener.local_addr()?);
-        relay.serve(listener, shutdown).await?;
+        let local = listener.local_addr()?;
+        println!("relay listening on {local}");
+        let advertised = advertise(&args, local, tls_on)?;
+        let served = relay.serve(listener, shutdown).await;
+        if let Some(advertisement) = advertised {
+            tokio::task::spawn_blocking(move || advertisement.withdraw()).await?;
+        }
+        served?;
         anyhow::Ok(())
     })
 }

@@ -6,7 +6,10 @@
 //! the city once and every phone shows it received by the city; a relay
 //! killed with SIGKILL while phones push and while it forwards loses and
 //! duplicates nothing; a phone moving between the relay and the hub
-//! mid-backlog neither loses nor duplicates.
+//! mid-backlog neither loses nor duplicates. A relay advertised on the LAN
+//! with mDNS is found by a phone's browser and tried before the hub (this
+//! needs multicast on the machine's interfaces, which the loopback-only
+//! sandboxes of some CI runners lack).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -17,6 +20,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "mdns")]
+use station_agent::sync::discover::{Browse as _, MdnsBrowser};
 use station_agent::sync::{SyncOptions, SyncReport, sync_once};
 use station_agent::{Agent, InitOptions, OpenOptions};
 use station_hub::auth;
@@ -123,6 +128,8 @@ struct RelayProcess {
     said: std::io::BufReader<std::process::ChildStdout>,
 }
 
+/// A relay process; only the tests of discovery let it advertise itself on
+/// the LAN, so that tests running at once do not see each other's relays.
 fn start_relay(
     data: &Path,
     listen: &str,
@@ -130,6 +137,7 @@ fn start_relay(
     token_file: &Path,
     extra: &[&str],
 ) -> RelayProcess {
+    let advertise = extra.contains(&"--name");
     let mut child = Command::new(env!("CARGO_BIN_EXE_station-relay"))
         .args(["--data", data.to_str().unwrap()])
         .args(["--station", ZEDANG, "--listen", listen])
@@ -137,6 +145,7 @@ fn start_relay(
         .args(["--token-file", token_file.to_str().unwrap()])
         .args(["--interval-ms", "100", "--disk-reserve-mb", "0"])
         .args(extra)
+        .args((!advertise).then_some("--no-advertise"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -178,6 +187,30 @@ impl RelayProcess {
                 }
             }
         });
+    }
+
+    /// Waits until the relay says it is advertised on the LAN; returns the
+    /// advertised name.
+    #[cfg(feature = "mdns")]
+    fn advertised(&mut self) -> String {
+        let mut line = String::new();
+        assert!(
+            self.said.read_line(&mut line).unwrap() > 0,
+            "the relay ended"
+        );
+        line.trim()
+            .strip_prefix("relay advertised on the LAN as ")
+            .unwrap_or_else(|| panic!("the relay is not advertised: {line:?}"))
+            .to_string()
+    }
+
+    /// SIGTERM, and wait for the process to end on its own.
+    #[cfg(feature = "mdns")]
+    fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        assert!(self.child.wait().unwrap().success(), "the relay's exit");
     }
 
     /// SIGKILL, and wait for the process to be gone.
@@ -642,4 +675,90 @@ async fn a_relay_whose_uplink_is_down_from_the_first_day_converges_once_it_is_up
     }
     let refs: Vec<&Phone> = phones.iter().collect();
     station.city_holds_each_once(&refs);
+}
+
+#[cfg(feature = "mdns")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_finds_its_station_relay_on_the_lan_and_tries_it_before_the_hub() {
+    let station = station().await;
+    let phone = phone(&station.hub, "zd-1");
+    let mut relay = start_relay(
+        &station.data,
+        "0.0.0.0:0",
+        station.switch.addr,
+        &station.token_file,
+        &["--name", "泽当站 relay"],
+    );
+    let port = relay.url.rsplit(':').next().unwrap().to_string();
+    assert_eq!(relay.advertised(), "泽当站 relay._station-sync._tcp.local.");
+    station.learn(&mut relay, 1);
+
+    let hub = format!("http://{}", station.hub.addr);
+    let mut options = phone.options(&hub);
+    let found = tokio::task::spawn_blocking(|| MdnsBrowser.browse(ZEDANG, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    let ours: Vec<_> = found.iter().filter(|r| r.station == ZEDANG).collect();
+    assert_eq!(ours.len(), 1, "{found:?}");
+    assert!(!ours[0].tls);
+    assert!(
+        ours[0]
+            .addresses
+            .iter()
+            .all(|a| a.port().to_string() == port && a.is_ipv4()),
+        "a relay on 0.0.0.0 advertises its IPv4 addresses only: {found:?}"
+    );
+    let added = options.with_discovered(&found, ZEDANG);
+    assert!(added >= 1, "{found:?}");
+    let addresses = options.addresses();
+    assert!(addresses[0].ends_with(&format!(":{port}")), "{addresses:?}");
+    assert_eq!(addresses.last(), Some(&hub), "the hub stays the fallback");
+
+    // The round goes through the relay: saved at the station, and the
+    // relay's uplink is down.
+    phone.record(7);
+    let report = sync_once(Arc::clone(&phone.agent), &options).await.unwrap();
+    assert_eq!(report.durable_through, 7, "saved at the station");
+    assert_eq!(report.city_durable_through, 0, "{report:?}");
+    assert_eq!(station.hub.store.event_count(), 0);
+}
+
+/// A browser watching while the relay stops sees its advertisement
+/// withdrawn at once (the goodbye packets), not minutes later when its
+/// records would expire.
+#[cfg(feature = "mdns")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_withdraws_its_advertisement_when_it_stops() {
+    use mdns_sd::{ServiceDaemon, ServiceEvent};
+    use station_agent::sync::discover::SERVICE_TYPE;
+
+    let station = station().await;
+    let mut relay = start_relay(
+        &station.data,
+        "0.0.0.0:0",
+        station.switch.addr,
+        &station.token_file,
+        &["--name", "zedang-withdraw"],
+    );
+    let fullname = relay.advertised();
+    let browser = ServiceDaemon::new().unwrap();
+    let events = browser.browse(SERVICE_TYPE).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let wait_for = |removed: bool| {
+        tokio::task::block_in_place(|| {
+            loop {
+                match events.recv_deadline(deadline).unwrap() {
+                    ServiceEvent::ServiceResolved(s) if !removed && s.fullname == fullname => {
+                        return;
+                    }
+                    ServiceEvent::ServiceRemoved(_, name) if removed && name == fullname => return,
+                    _ => {}
+                }
+            }
+        });
+    };
+    wait_for(false);
+    relay.terminate();
+    wait_for(true);
+    let _ = browser.shutdown();
 }

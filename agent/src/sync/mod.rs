@@ -18,6 +18,8 @@
 //!   a call is open), the calls themselves, the store; [`sync_once`] for one
 //!   round.
 //! - [`daemon`]: [`run`], rounds on a schedule with a long poll between.
+//! - [`discover`]: the station relay found on the LAN with mDNS, put before
+//!   the configured addresses.
 //!
 //! Imports point one way: `airtime`, `backoff` ← `machine` ← `classify` ←
 //! `options` ← `edge` ← `daemon`. The machine knows nothing of tonic, the
@@ -34,6 +36,7 @@ pub mod airtime;
 pub mod backoff;
 pub mod classify;
 pub mod daemon;
+pub mod discover;
 pub mod edge;
 pub mod machine;
 pub mod options;

@@ -167,3 +167,33 @@ fn run_syncs_until_sigterm() {
         .expect("the daemon stops on SIGTERM");
     assert!(out.status.success(), "{:?} {}", out.status, stderr(&out));
 }
+
+#[test]
+fn sync_discover_without_a_relay_on_the_lan_falls_back_to_the_configured_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("phone");
+    // A station no relay of the tests serves.
+    let out = agent(
+        &data,
+        &["init", "--station", "540502003", "--worker", "w01"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = agent(
+        &data,
+        &[
+            "sync",
+            "--discover",
+            "--hub",
+            "http://127.0.0.1:1",
+            "--retry-secs",
+            "0",
+        ],
+    );
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(
+        said.contains("no relay of station 540502003 found on the LAN"),
+        "{said}"
+    );
+    assert!(said.contains("cannot reach the hub"), "{said}");
+}

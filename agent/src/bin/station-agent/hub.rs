@@ -2,7 +2,9 @@
 //! arguments and the device's identity, and the signals that stop the daemon.
 //!
 //! Invariant: an argument given on the command line wins over the hub address
-//! and token stored at `init`; TLS is on exactly when a CA certificate is given.
+//! and token stored at `init`; TLS is on exactly when a CA certificate is given;
+//! relays found with `--discover` come before the configured addresses, which
+//! stay as the fallback.
 
 use anyhow::Context as _;
 use station_agent::Agent;
@@ -85,7 +87,26 @@ pub fn sync_options(agent: &Agent, args: HubArgs) -> anyhow::Result<SyncOptions>
         options.tls_ca_pem = Some(pem);
     }
     options.tls_domain = args.tls_domain;
+    if args.discover {
+        discover(&mut options, &identity.station_code);
+    }
     Ok(options)
+}
+
+/// Looks for the station's relay on the LAN for at most
+/// [`discover::BROWSE_WINDOW`] and puts the relays found before the
+/// configured addresses; says on standard error what it found.
+fn discover(options: &mut SyncOptions, station: &str) {
+    use station_agent::sync::discover::{self, Browse as _, MdnsBrowser};
+    let found = MdnsBrowser.browse(station, discover::BROWSE_WINDOW);
+    let added = options.with_discovered(&found, station);
+    if added == 0 {
+        eprintln!("no relay of station {station} found on the LAN: using the configured addresses");
+        return;
+    }
+    for address in options.addresses().iter().take(added) {
+        eprintln!("found the station's relay on the LAN at {address}");
+    }
 }
 
 /// Registers for Ctrl-C and SIGTERM at once (inside a runtime); the future
