@@ -253,10 +253,13 @@ fn seal_and_kill(dir: &Path, hex: &str, kill_after: usize) -> ChildRun {
     };
     let mut last = std::collections::VecDeque::new();
     for line in stdout.lines() {
+        // The test harness prints "test vault::seal_in_child ... " without
+        // a line end, so the child's first line follows it on the same line.
         let line = line.unwrap();
-        if line.starts_with("step ") {
+        let said = line.rsplit("... ").next().unwrap_or_default();
+        if said.starts_with("step ") {
             run.steps += 1;
-        } else if line.starts_with("open ") {
+        } else if said.starts_with("open ") {
             run.opened = true;
         }
         last.push_back(line);
