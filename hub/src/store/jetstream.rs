@@ -70,7 +70,9 @@ use station_proto::v1::SignedHead;
 use tokio::sync::Mutex;
 
 use super::HubError;
-use super::log::{HubLog, LoggedEvent, OriginBinding, PullPage, PushOutcome, page_of};
+use super::log::{
+    HubLog, LoggedEvent, OriginBinding, PullPage, PushOutcome, held_station_stream, page_of,
+};
 use super::tokens::{TokenRecord, WipeOrder};
 use crate::ingest::{self, OriginState, Policy, Quarantined, Refusal, StoredHead, Verdict};
 
@@ -1319,13 +1321,7 @@ impl HubLog for JetStreamLog {
         self.run(move |shared| async move {
             let index = shared.catch_up().await?;
             let head = index.station_last.get(&station_code).copied().unwrap_or(0);
-            let stream = index
-                .events
-                .iter()
-                .zip(1u64..)
-                .skip(usize::try_from(after).unwrap_or(usize::MAX))
-                .filter(|((event, _), _)| event.station_code == station_code)
-                .map(|((event, _), pos)| (pos, event));
+            let stream = held_station_stream(&index.events, &station_code, after);
             Ok(page_of(
                 stream,
                 after,

@@ -80,6 +80,22 @@ pub struct PullPage {
 /// events is passed over in bounded steps.
 pub const PULL_MAX_SCANNED: usize = 20_000;
 
+/// The events of `station_code` after position `after` in a log held in
+/// memory as (event, what the log keeps beside it) in position order from
+/// 1, with their positions: the stream [`page_of`] pages.
+pub(crate) fn held_station_stream<'a, T>(
+    events: &'a [(Event, T)],
+    station_code: &'a str,
+    after: u64,
+) -> impl Iterator<Item = (u64, &'a Event)> {
+    events
+        .iter()
+        .zip(1u64..)
+        .skip(usize::try_from(after).unwrap_or(usize::MAX))
+        .filter(move |((event, _), _)| event.station_code == station_code)
+        .map(|((event, _), pos)| (pos, event))
+}
+
 /// A page of `stream` (one station's events after the cursor `after`, with
 /// their hub positions, in hub order) within the bounds of the contract:
 /// at most `max_events` events and `max_bytes` encoded bytes (one event

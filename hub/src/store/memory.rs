@@ -13,7 +13,9 @@ use station_proto::Event;
 use station_proto::ids::Uuid;
 
 use super::HubError;
-use super::log::{HubLog, LoggedEvent, OriginBinding, PullPage, PushOutcome, page_of};
+use super::log::{
+    HubLog, LoggedEvent, OriginBinding, PullPage, PushOutcome, held_station_stream, page_of,
+};
 use crate::ingest::{self, OriginState, Policy, Quarantined, Refusal, StoredHead, Verdict};
 use station_proto::v1::SignedHead;
 
@@ -261,13 +263,7 @@ impl HubLog for MemoryLog {
     ) -> Result<PullPage, HubError> {
         let head = self.station_head(station_code)?;
         let held = self.held();
-        let stream = held
-            .events
-            .iter()
-            .zip(1u64..)
-            .skip(usize::try_from(after).unwrap_or(usize::MAX))
-            .filter(|((event, _), _)| event.station_code == station_code)
-            .map(|((event, _), pos)| (pos, event));
+        let stream = held_station_stream(&held.events, station_code, after);
         Ok(page_of(
             stream,
             after,
