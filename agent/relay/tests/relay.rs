@@ -969,6 +969,51 @@ async fn a_relay_that_alters_an_entry_passed_on_by_another_relay_is_refused_by_t
     station.city_holds_each_once(&[&village]);
 }
 
+/// The station relay in the middle of a chain, killed with SIGKILL while it
+/// forwards the outpost's entries to the hub, loses and duplicates nothing:
+/// started again, it forwards the rest, and the outpost's phones are told
+/// "received by the city" for every entry, each on the hub once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_middle_relay_killed_mid_forward_loses_and_duplicates_nothing() {
+    let station = station().await;
+    let listen = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    };
+    let phones: Vec<Phone> = ["village-1", "village-2"]
+        .iter()
+        .map(|name| phone(&station.hub, name))
+        .collect();
+    let (outpost_token, outpost_data) = station.enroll_chained("outpost");
+    let mut upstream = station.relay(&listen);
+    station.learn(&mut upstream, 2);
+    let mut outpost = start_relay(
+        &outpost_data,
+        "127.0.0.1:0",
+        upstream.addr(),
+        &outpost_token,
+        &[],
+    );
+    outpost.serves(2);
+    for phone in &phones {
+        phone.record(400);
+        assert_eq!(phone.sync(&outpost.url).await.durable_through, 400);
+    }
+
+    station.switch.set(true);
+    let mut grown = station.hub.store.subscribe();
+    grown.changed().await.unwrap();
+    upstream.kill();
+    assert!(station.hub.store.event_count() < 800, "killed mid-forward");
+    let _upstream = station.relay(&listen);
+    station.hub.holds(800).await;
+    for phone in &phones {
+        phone.until_received_by_city(&outpost.url).await;
+    }
+    let refs: Vec<&Phone> = phones.iter().collect();
+    station.city_holds_each_once(&refs);
+}
+
 #[cfg(feature = "mdns")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_finds_its_station_relay_on_the_lan_and_tries_it_before_the_hub() {
