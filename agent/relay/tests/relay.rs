@@ -860,8 +860,9 @@ async fn a_relay_behind_the_station_relay_forwards_through_it_and_the_city_figur
 }
 
 /// The station relay serves the relay tokens of its station the hub listed,
-/// live: another station's relay token, and one revoked at the hub, are
-/// refused, and nothing they send is kept.
+/// live: another station's relay token, one revoked at the hub, and a
+/// phone's device token acting as a relay are refused, and nothing they
+/// send is kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_serves_only_live_relay_tokens_of_its_own_station() {
     let station = station().await;
@@ -873,6 +874,7 @@ async fn the_relay_serves_only_live_relay_tokens_of_its_own_station() {
         .bearer;
     let mut upstream = station.relay("127.0.0.1:0");
     station.learn(&mut upstream, 1);
+    colleague.sync(&upstream.url).await;
 
     let mut outpost = client(&upstream.url, &outpost_token).await;
     let answer = outpost.hello().await.unwrap();
@@ -895,6 +897,15 @@ async fn the_relay_serves_only_live_relay_tokens_of_its_own_station() {
     unauthenticated(other.hello().await);
     unauthenticated(other.push(events.clone(), vec![head.clone()]).await);
     unauthenticated(other.pull().await);
+
+    // A phone's device token carrying a colleague's signed entries, as a
+    // relay would: refused, it pushes its own origin only.
+    let mut device = client(&upstream.url, &colleague.token).await;
+    let status = device
+        .push(events.clone(), vec![head.clone()])
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
 
     // Revoked at the hub: refused once the station relay heard of it (a
     // phone enrolled meanwhile makes it say so).
