@@ -495,7 +495,11 @@ impl Uplink {
                 state.update(|s| {
                     for ack in &held {
                         if let Ok(origin) = Uuid::from_slice(&ack.origin_id) {
-                            note_held(s, origin, ack.durable_through, ack.city_durable_through);
+                            s.upstream_holds(origin, ack.durable_through);
+                            // Taken as told, even when lower than before: the
+                            // relay ahead forgets the city's figures when the
+                            // hub's log is replaced, and so does this one.
+                            s.city.insert(origin, ack.city_durable_through.unwrap_or(0));
                         }
                     }
                 })?;
