@@ -19,7 +19,10 @@
 //! head carries once that head verifies over the origin's first events
 //! (and passes to the phone's own device token when the phone later says
 //! `Hello` with that key). An origin without a device key, of another
-//! station, or of a revoked token is refused to a relay.
+//! station, or of a revoked token is refused to a relay. At each `Hello` a
+//! relay is told the hashes of its station's device tokens and of its other
+//! relay tokens ([`station_devices`], [`station_relays`]), so that it serves
+//! the phones, and the relays chained behind it, while its uplink is down.
 //!
 //! Every rule of who may read or write what is a function of this module
 //! (`authorize_*`, [`readable_stations`], [`pulled_without`]); the gRPC and

@@ -80,7 +80,7 @@ impl PhoneGate {
     }
 }
 
-/// Which tokens a list of the hub's names.
+/// Which kind of token a list in the hub's answer names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listed {
     /// `HelloResponse.station_devices`: phones.
@@ -196,7 +196,7 @@ impl Interceptor for PhoneGate {
             Some(value) => Some(value.to_str().map_err(|_| AuthError::MalformedHeader)?),
         };
         let caller = self.caller(header).map_err(|error| {
-            tracing::debug!(%error, "phone refused");
+            tracing::debug!(%error, "caller refused");
             match error {
                 AuthError::InvalidToken => Status::unauthenticated(
                     "this station relay does not know the token: it serves the devices and \
