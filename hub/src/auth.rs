@@ -19,7 +19,10 @@
 //! head carries once that head verifies over the origin's first events
 //! (and passes to the phone's own device token when the phone later says
 //! `Hello` with that key). An origin without a device key, of another
-//! station, or of a revoked token is refused to a relay.
+//! station, or of a revoked token is refused to a relay. At each `Hello` a
+//! relay is told the hashes of its station's device tokens and of its other
+//! relay tokens ([`station_devices`], [`station_relays`]), so that it serves
+//! the phones, and the relays chained behind it, while its uplink is down.
 //!
 //! Every rule of who may read or write what is a function of this module
 //! (`authorize_*`, [`readable_stations`], [`pulled_without`]); the gRPC and
@@ -413,27 +416,112 @@ pub fn station_devices(
     store: &HubStore,
     caller: &Caller,
 ) -> Result<Vec<station_proto::v1::StationDevice>, AuthError> {
-    let Caller::Relay { station_code, .. } = caller else {
+    station_tokens(store, caller, TokenKind::Device)
+}
+
+/// The relay tokens of a relay `caller`'s station but its own, in the same
+/// shape as [`station_devices`]: a relay serves them as it serves phones, so
+/// that a relay whose only link is another relay of its station (a village
+/// outpost behind the station PC) forwards through it. Empty for every
+/// other caller, and never another station's.
+///
+/// # Errors
+/// Storage errors.
+pub fn station_relays(
+    store: &HubStore,
+    caller: &Caller,
+) -> Result<Vec<station_proto::v1::StationDevice>, AuthError> {
+    station_tokens(store, caller, TokenKind::Relay)
+}
+
+/// For a relay `caller`, how much of each origin of its station `store`
+/// holds (`durable_through`, when above 0), its own origin left out: what a
+/// relay tells a relay chained behind it at each Hello, with the city's
+/// figures beside. A relay token may push and pull every origin of its
+/// station, so this tells it nothing it could not read; every other caller
+/// gets nothing.
+///
+/// # Errors
+/// Storage errors.
+pub fn station_origins_held(
+    store: &HubStore,
+    caller: &Caller,
+) -> Result<Vec<(Uuid, u64)>, AuthError> {
+    let Caller::Relay {
+        station_code,
+        bound_origin,
+        ..
+    } = caller
+    else {
+        return Ok(Vec::new());
+    };
+    Ok(store
+        .origins()?
+        .into_iter()
+        .filter(|(origin, state)| {
+            state.station_code == *station_code
+                && state.durable_through > 0
+                && Some(*origin) != *bound_origin
+        })
+        .map(|(origin, state)| (origin, state.durable_through))
+        .collect())
+}
+
+/// Which tokens [`station_tokens`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenKind {
+    Device,
+    Relay,
+}
+
+fn station_tokens(
+    store: &HubStore,
+    caller: &Caller,
+    kind: TokenKind,
+) -> Result<Vec<station_proto::v1::StationDevice>, AuthError> {
+    let Caller::Relay {
+        station_code,
+        token_id: own,
+        ..
+    } = caller
+    else {
         return Ok(Vec::new());
     };
     Ok(store
         .tokens()?
         .into_iter()
-        .filter_map(|record| match record.scope {
-            TokenScope::Device {
-                station_code: ref station,
-                ref device,
-                ..
-            } if station == station_code => Some(station_proto::v1::StationDevice {
+        .filter_map(|record| {
+            let name = match (&record.scope, kind) {
+                (
+                    TokenScope::Device {
+                        station_code: station,
+                        device: name,
+                        ..
+                    },
+                    TokenKind::Device,
+                )
+                | (
+                    TokenScope::Relay {
+                        station_code: station,
+                        relay: name,
+                        ..
+                    },
+                    TokenKind::Relay,
+                ) if station == station_code && record.token_id != *own => name.clone(),
+                (
+                    TokenScope::Device { .. }
+                    | TokenScope::Bureau { .. }
+                    | TokenScope::Relay { .. }
+                    | TokenScope::Supervisor { .. },
+                    _,
+                ) => return None,
+            };
+            Some(station_proto::v1::StationDevice {
                 token_id: record.token_id.clone(),
                 secret_sha256: record.secret_sha256.clone(),
-                device: device.clone(),
+                device: name,
                 revoked: record.revoked_at_ms.is_some() || record.wipe.is_some(),
-            }),
-            TokenScope::Device { .. }
-            | TokenScope::Bureau { .. }
-            | TokenScope::Relay { .. }
-            | TokenScope::Supervisor { .. } => None,
+            })
         })
         .collect())
 }

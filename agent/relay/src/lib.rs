@@ -13,9 +13,11 @@
 //!   unless another is given), durable with group-committed fsyncs: the
 //!   same code that verifies, stores and serves a station's events on the
 //!   hub does so here, with the rules of [`station_hub::auth`];
-//! - [`gate`]: who may use it (tokens learnt on first use, see its doc for
-//!   what a hostile device on the LAN can and cannot do);
-//! - [`uplink`]: forwarding and pulling through the agent's sync machine;
+//! - [`gate`]: who may use it (the station's device and relay tokens the
+//!   hub listed, see its doc for what a hostile device on the LAN can and
+//!   cannot do);
+//! - [`uplink`]: forwarding and pulling through the agent's sync machine,
+//!   to the hub or to another relay of the station;
 //! - [`state`]: what the relay knows of the hub (`DATA/relay.json`);
 //! - `advertise` (feature `mdns`, on by default): the relay advertised on
 //!   the LAN with mDNS while it serves.
@@ -54,7 +56,8 @@ pub struct RelayOptions {
     pub data: PathBuf,
     /// The station it serves.
     pub station_code: String,
-    /// The hub: address, relay token, TLS trust.
+    /// The hub, or another relay of the station it forwards through:
+    /// address, relay token, TLS trust.
     pub hub: SyncOptions,
     /// How the phones' side is served (TLS, bounds, disk reserve).
     pub server: ServerOptions,

@@ -7,7 +7,8 @@
 //! | `hub_log_id` | the id of the hub log the figures below are about (hex), once told |
 //! | `forwarded_through` | every position of the relay's log up to it is held by the city hub, or cannot be forwarded (see [`crate::uplink`]) |
 //! | `pull_cursor` | the hub position of the last station event pulled from the hub |
-//! | `city` | per origin, how much of it the city hub holds: its acknowledgements, and the seqs pulled from it |
+//! | `city` | per origin, how much of it the city hub holds: its acknowledgements, and the seqs pulled from it; behind another relay, the city figures that relay hands on |
+//! | `upstream` | per origin, how much of it the relay forwarded through holds (its acknowledgements and the seqs pulled from it), when that is another relay of the station rather than the hub |
 //!
 //! Invariants:
 //! - the file is replaced whole: written beside it, fsynced, renamed over
@@ -15,6 +16,9 @@
 //! - every figure is one the hub gave (an ack, a pulled seq, a cursor), or
 //!   0: a lost or older file makes the relay send again what the hub
 //!   already holds, which the hub ignores, and never skips anything;
+//! - behind another relay, "the hub" above is that relay for every figure
+//!   but `city`, which only ever holds what the city hub acknowledged, as
+//!   that relay hands it on: what it holds itself counts as `upstream`;
 //! - when the hub's log id changes (a hub restored from a backup), every
 //!   figure goes back to 0, so the relay refills the hub with all it holds.
 
@@ -46,6 +50,11 @@ pub struct RelayState {
     pub pull_cursor: u64,
     /// Per origin, how much of it the city hub holds.
     pub city: BTreeMap<Uuid, u64>,
+    /// Per origin, how much of it the relay forwarded through holds, when
+    /// the uplink leads to another relay: what need not be sent again,
+    /// though the city may not hold it yet.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub upstream: BTreeMap<Uuid, u64>,
 }
 
 impl RelayState {
@@ -58,6 +67,7 @@ impl RelayState {
             forwarded_through: 0,
             pull_cursor: 0,
             city: BTreeMap::new(),
+            upstream: BTreeMap::new(),
         }
     }
 
@@ -65,6 +75,20 @@ impl RelayState {
     pub fn city_holds(&mut self, origin: Uuid, seq: u64) {
         let held = self.city.entry(origin).or_default();
         *held = (*held).max(seq);
+    }
+
+    /// Notes that the relay forwarded through holds `origin` through `seq`.
+    pub fn upstream_holds(&mut self, origin: Uuid, seq: u64) {
+        let held = self.upstream.entry(origin).or_default();
+        *held = (*held).max(seq);
+    }
+
+    /// How much of `origin` need not be forwarded again: what the city or
+    /// the relay forwarded through holds.
+    pub fn held_beyond(&self, origin: Uuid) -> u64 {
+        let city = self.city.get(&origin).copied().unwrap_or(0);
+        let upstream = self.upstream.get(&origin).copied().unwrap_or(0);
+        city.max(upstream)
     }
 
     /// Adopts the hub log `log_id` (hex); when it replaces another, forgets
@@ -78,6 +102,7 @@ impl RelayState {
             self.forwarded_through = 0;
             self.pull_cursor = 0;
             self.city.clear();
+            self.upstream.clear();
         }
         self.hub_log_id = Some(log_id.to_string());
         replaced

@@ -11,6 +11,18 @@
 //! batch (with its public key, for an origin the hub may not have seen), so
 //! the hub verifies every event as if the phone had pushed it.
 //!
+//! # Behind another relay
+//!
+//! The uplink may lead to another relay of the station instead of the hub
+//! (a village outpost's PC whose only link is the station PC): that relay
+//! serves this one as the hub serves a relay, and its answers carry a city
+//! figure, which the hub's never do. Then its acknowledgements and what is
+//! pulled from it say what *it* holds ([`RelayState::upstream`]: enough not
+//! to send it again), and "received by the city" ([`RelayState::city`]) is
+//! taken only from the city figures it hands on, in its acks and, per
+//! origin of the station, in its answer to each `Hello`; so this relay never
+//! tells a phone the city holds what the hub did not acknowledge.
+//!
 //! # Invariants
 //!
 //! - A phone's push is stored by the relay as one run of positions ending at
@@ -40,6 +52,7 @@ use station_agent::sync::machine::{
     Action, Batch, Call, Fault, HelloAnswer, PullPage, PullPlan, SyncMachine,
 };
 use station_agent::sync::{SyncOptions, endpoint};
+use station_hub::server::MAX_PUSH_EVENTS;
 use station_hub::store::{HubError, HubLog as _, HubStore};
 use station_proto::Event;
 use station_proto::ids::Uuid;
@@ -50,9 +63,14 @@ use tonic::codec::CompressionEncoding;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::state::{StateError, StateFile};
+use crate::gate::{Listed, learn_tokens};
+use crate::state::{RelayState, StateError, StateFile};
 
-/// Events one forwarded batch carries at most (the hub takes 5,000).
+/// Events one forwarded batch carries at most, unless a run it holds is
+/// still open; whatever run is open, never more than the hub takes
+/// ([`MAX_PUSH_EVENTS`]), which is also the most one phone's push (one run)
+/// can hold: a run begun at the start of a batch always fits whole, so a
+/// batch never comes out empty for want of room.
 const MAX_BATCH_EVENTS: usize = 4_500;
 /// Positions one batch looks at, at most.
 const MAX_SCAN: usize = 9_000;
@@ -97,10 +115,12 @@ fn origin_of(event: &Event) -> Option<Uuid> {
     Uuid::from_slice(&event.origin_id).ok()
 }
 
-/// Reads the batch after position `after` of at most about `budget` bytes.
+/// Reads the batch after position `after` of at most about `budget` bytes,
+/// leaving out the seqs of each origin up to what `held` says the other
+/// end holds.
 fn read_batch(
     store: &HubStore,
-    city: &BTreeMap<Uuid, u64>,
+    held: &BTreeMap<Uuid, u64>,
     after: u64,
     budget: usize,
 ) -> Result<Forward, HubError> {
@@ -126,11 +146,11 @@ fn read_batch(
         if full && open != Some(origin) {
             break;
         }
-        if count >= MAX_PUSH_CAP {
+        if count >= MAX_PUSH_EVENTS {
             break;
         }
         let seq = logged.event.origin_seq;
-        let held = city.get(&origin).copied().unwrap_or(0);
+        let held = held.get(&origin).copied().unwrap_or(0);
         let run = runs.entry(origin).or_default();
         let expected = run
             .events
@@ -158,7 +178,7 @@ fn read_batch(
                     }
                 }
             }
-            if missing.len() as u64 != seq - expected {
+            if missing.len() as u64 != seq - expected || count + missing.len() >= MAX_PUSH_EVENTS {
                 break;
             }
         }
@@ -232,9 +252,6 @@ fn read_batch(
     Ok(forward)
 }
 
-/// The hard cap on the events of one batch, whatever run is open.
-const MAX_PUSH_CAP: usize = 4_900;
-
 /// Every event the relay keeps in quarantine, by origin and seq, decoded.
 fn quarantined_events(store: &HubStore) -> Result<BTreeMap<(Uuid, u64), Event>, HubError> {
     let mut kept = BTreeMap::new();
@@ -270,6 +287,11 @@ pub struct Uplink {
     devices_changed: Option<usize>,
     /// The time told to the hub at `Hello`.
     clock: SharedClock,
+    /// Whether the last `Hello` was answered by another station relay
+    /// rather than the city hub (its answer carries a city figure): then
+    /// what it holds is not yet the city's, and "received by the city" is
+    /// taken only from the city figures it hands on.
+    behind_relay: bool,
 }
 
 /// What one round did.
@@ -352,6 +374,7 @@ impl Uplink {
             retry_budget: options.retry_budget,
             devices_changed: None,
             clock,
+            behind_relay: false,
         })
     }
 
@@ -431,17 +454,29 @@ impl Uplink {
         );
         let mut answer = Self::call(Call::Hello, deadline, client.hello(request)).await?;
         let devices = std::mem::take(&mut answer.station_devices);
+        let relays = std::mem::take(&mut answer.station_relays);
         let station = self.station.clone();
-        if let Some(known) = self
-            .blocking(move |store, _| Ok(crate::gate::learn_devices(store, &station, &devices)?))
-            .await?
-        {
+        let (devices, relays) = self
+            .blocking(move |store, _| {
+                let devices = learn_tokens(store, &station, Listed::Devices, &devices)?;
+                let relays = learn_tokens(store, &station, Listed::Relays, &relays)?;
+                Ok((devices, relays))
+            })
+            .await?;
+        if let Some(known) = devices {
             tracing::info!(
                 devices = known,
                 "the station's device tokens changed at the hub"
             );
             self.devices_changed = Some(known);
         }
+        if let Some(known) = relays {
+            tracing::info!(
+                relays = known,
+                "the station's relay tokens changed at the hub"
+            );
+        }
+        self.behind_relay = answer.city_durable_through.is_some();
         if !answer.log_id.is_empty() {
             let log_id: String = answer.log_id.iter().map(|b| format!("{b:02x}")).collect();
             let replaced = self
@@ -453,6 +488,24 @@ impl Uplink {
                      forwarding everything the relay holds again"
                 );
             }
+        }
+        let held = std::mem::take(&mut answer.station_origins);
+        if self.behind_relay && !held.is_empty() {
+            self.blocking(move |_, state| {
+                state.update(|s| {
+                    for ack in &held {
+                        if let Ok(origin) = Uuid::from_slice(&ack.origin_id) {
+                            s.upstream_holds(origin, ack.durable_through);
+                            // Taken as told, even when lower than before: the
+                            // relay ahead forgets the city's figures when the
+                            // hub's log is replaced, and so does this one.
+                            s.city.insert(origin, ack.city_durable_through.unwrap_or(0));
+                        }
+                    }
+                })?;
+                Ok(())
+            })
+            .await?;
         }
         let forwarded = self.state.get().forwarded_through;
         self.machine.on_hello(
@@ -472,9 +525,15 @@ impl Uplink {
         budget: usize,
         report: &mut RoundReport,
     ) -> Result<(), StepError> {
-        let city = self.state.get().city;
+        let state = self.state.get();
+        let held: BTreeMap<Uuid, u64> = state
+            .city
+            .keys()
+            .chain(state.upstream.keys())
+            .map(|origin| (*origin, state.held_beyond(*origin)))
+            .collect();
         let batch = self
-            .blocking(move |store, _| Ok(read_batch(store, &city, after, budget)?))
+            .blocking(move |store, _| Ok(read_batch(store, &held, after, budget)?))
             .await?;
         let count = batch.events.len() as u64;
         let message = PushRequest {
@@ -510,7 +569,7 @@ impl Uplink {
             state.update(|s| {
                 for ack in &acks {
                     if let Ok(origin) = Uuid::from_slice(&ack.origin_id) {
-                        s.city_holds(origin, ack.durable_through);
+                        note_held(s, origin, ack.durable_through, ack.city_durable_through);
                     }
                 }
                 s.forwarded_through = s.forwarded_through.max(through);
@@ -546,12 +605,17 @@ impl Uplink {
         let head = page.head;
         let events: Vec<Event> = page.events.into_iter().filter_map(|p| p.event).collect();
         let count = events.len();
+        let behind_relay = self.behind_relay;
         let stored = self
             .blocking(move |store, state| {
                 state.update(|s| {
                     for event in &events {
                         if let Some(origin) = origin_of(event) {
-                            s.city_holds(origin, event.origin_seq);
+                            if behind_relay {
+                                s.upstream_holds(origin, event.origin_seq);
+                            } else {
+                                s.city_holds(origin, event.origin_seq);
+                            }
                         }
                     }
                 })?;
@@ -636,6 +700,19 @@ impl Uplink {
     }
 }
 
+/// Notes in `state` an acknowledgement of `origin` through `durable_through`:
+/// the city's own when `city` is absent (the hub answered), else what the
+/// relay forwarded through holds, with `city` the hub's figure it hands on.
+fn note_held(state: &mut RelayState, origin: Uuid, durable_through: u64, city: Option<u64>) {
+    match city {
+        None => state.city_holds(origin, durable_through),
+        Some(city) => {
+            state.upstream_holds(origin, durable_through);
+            state.city_holds(origin, city);
+        }
+    }
+}
+
 /// Stores a page pulled from the hub; an origin whose seqs the relay cannot
 /// follow (the hub keeps one in quarantine) is left out of it. Returns how
 /// many events were new.
@@ -657,5 +734,95 @@ fn store_pulled(store: &HubStore, mut events: Vec<Event>) -> Result<usize, HubEr
             }
             Err(error) => return Err(error),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use station_agent::{Agent, InitOptions, OpenOptions};
+    use station_hub::auth;
+    use station_proto::chain;
+
+    const STATION: &str = "540502001";
+
+    /// A relay store holding one phone's push of `count` events, the most
+    /// one push may carry, signed at its last.
+    fn one_full_push(dir: &std::path::Path, count: u64) -> (HubStore, Uuid) {
+        let phone = Agent::init(
+            &dir.join("phone"),
+            InitOptions {
+                station_code: STATION.into(),
+                worker_id: "zd-1".into(),
+                hub_url: None,
+                token: None,
+            },
+            OpenOptions::default(),
+        )
+        .unwrap();
+        phone
+            .record(station_proto::Body::ActivityHeld(
+                station_proto::v1::ActivityHeld {
+                    held_on: "2026-11-20".into(),
+                    community_code: format!("{STATION}001"),
+                    kind: station_proto::v1::ActivityKind::PartyPublicWelfare as i32,
+                    title: "党建+公益".into(),
+                    participants: 3,
+                    person_times: 3,
+                    volunteers: 0,
+                    volunteer_minutes: 0,
+                },
+            ))
+            .unwrap();
+        let template = phone.own_events(0, 1).unwrap().remove(0);
+        let origin = Uuid::now_v7();
+        let secret = [7u8; 32];
+        let mut chain = chain::Chain::start(origin);
+        let events: Vec<Event> = (1..=count)
+            .map(|seq| {
+                let mut event = template.clone();
+                event.origin_id = origin.as_bytes().to_vec();
+                event.origin_seq = seq;
+                event.event_id = Uuid::now_v7().as_bytes().to_vec();
+                chain.push(&event).unwrap();
+                event
+            })
+            .collect();
+        let head = SignedHead {
+            origin_id: origin.as_bytes().to_vec(),
+            last_seq: count,
+            signature: chain::sign_head(&secret, origin, count, &chain.head()).to_vec(),
+            public_key: Vec::new(),
+        };
+        let store = HubStore::open(&dir.join("relay"), 16 * 1024 * 1024).unwrap();
+        let token = auth::enroll_device(&store, STATION, "zd-1").unwrap();
+        store
+            .bind_origin(origin, &token.token_id, Some(&chain::public_key(&secret)))
+            .unwrap();
+        let today = station_hub::projections::today_in_china();
+        let now = chrono::Utc::now().timestamp_millis();
+        let outcome = store.push_via(events, &[head], None, today, now).unwrap();
+        assert_eq!(outcome.stored as u64, count);
+        (store, origin)
+    }
+
+    #[test]
+    fn a_phone_push_of_the_most_a_push_may_carry_is_forwarded_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = MAX_PUSH_EVENTS as u64;
+        let (store, origin) = one_full_push(dir.path(), count);
+        let batch = read_batch(&store, &BTreeMap::new(), 0, 64 * 1024).unwrap();
+        assert_eq!(batch.events.len() as u64, count, "one run, whole");
+        assert_eq!(batch.through, count);
+        assert_eq!(batch.heads.len(), 1);
+        assert_eq!(batch.heads[0].last_seq, count);
+        assert_eq!(batch.heads[0].origin_id, origin.as_bytes());
+
+        // What the other end holds is left out.
+        let held = BTreeMap::from([(origin, count)]);
+        let batch = read_batch(&store, &held, 0, 64 * 1024).unwrap();
+        assert!(batch.events.is_empty());
+        assert_eq!(batch.through, count);
     }
 }

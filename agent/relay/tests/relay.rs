@@ -27,11 +27,16 @@ use station_agent::{Agent, InitOptions, OpenOptions};
 use station_hub::auth;
 use station_hub::server::ServerOptions;
 use station_hub::store::HubStore;
-use station_proto::Body;
-use station_proto::v1::{ActivityHeld, ActivityKind};
+use station_proto::v1::sync_client::SyncClient;
+use station_proto::v1::{
+    ActivityHeld, ActivityKind, HelloRequest, HelloResponse, PullRequest, PullResponse,
+    PushRequest, PushResponse, SignedHead,
+};
+use station_proto::{Body, Event};
 use tokio::sync::watch;
 
 const ZEDANG: &str = "540502001";
+const CHANGZHU: &str = "540502101";
 
 /// A hub serving on `127.0.0.1:0` over a fresh store.
 struct Hub {
@@ -167,6 +172,11 @@ fn start_relay(
 }
 
 impl RelayProcess {
+    /// Where the relay listens, for a relay chained behind it.
+    fn addr(&self) -> SocketAddr {
+        self.url.strip_prefix("http://").unwrap().parse().unwrap()
+    }
+
     /// Waits until the relay says it serves exactly `devices` device tokens
     /// of its station, as the hub listed them.
     fn serves(&mut self, devices: usize) {
@@ -358,6 +368,24 @@ impl Station {
         self.switch.set(true);
         relay.serves(devices);
         self.switch.set(false);
+    }
+
+    /// A relay token of the station named `name` for a relay chained
+    /// behind another: its token file and its data folder.
+    fn enroll_chained(&self, name: &str) -> (PathBuf, PathBuf) {
+        let token = auth::enroll_relay(&self.hub.store, ZEDANG, name)
+            .unwrap()
+            .bearer;
+        let token_file = self.data.with_file_name(format!("{name}.token"));
+        std::fs::write(&token_file, token).unwrap();
+        (token_file, self.data.with_file_name(format!("{name}-data")))
+    }
+
+    /// The id of the station relay's token, as the hub's device rows name
+    /// the relay an origin came by.
+    fn relay_token_id(&self) -> String {
+        let token = std::fs::read_to_string(&self.token_file).unwrap();
+        token.split('.').next().unwrap().to_string()
     }
 
     /// Every phone's entries are on the hub once each.
@@ -672,6 +700,326 @@ async fn a_relay_whose_uplink_is_down_from_the_first_day_converges_once_it_is_up
             total - phone.head(),
             "colleagues' entries, each once"
         );
+    }
+    let refs: Vec<&Phone> = phones.iter().collect();
+    station.city_holds_each_once(&refs);
+}
+
+/// A `Sync` client of `url` sending `token` with each call.
+struct Client {
+    client: SyncClient<tonic::transport::Channel>,
+    token: String,
+}
+
+async fn client(url: &str, token: &str) -> Client {
+    Client {
+        client: SyncClient::new(
+            tonic::transport::Endpoint::from_shared(url.to_string())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap(),
+        ),
+        token: token.trim().to_string(),
+    }
+}
+
+impl Client {
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        let bearer = format!("Bearer {}", self.token).parse().unwrap();
+        request.metadata_mut().insert("authorization", bearer);
+        request
+    }
+
+    async fn hello(&mut self) -> Result<HelloResponse, tonic::Status> {
+        let hello = HelloRequest {
+            origin_id: station_proto::ids::Uuid::new_v4().as_bytes().to_vec(),
+            station_code: ZEDANG.into(),
+            ..HelloRequest::default()
+        };
+        let request = self.request(hello);
+        self.client
+            .hello(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn push(
+        &mut self,
+        events: Vec<Event>,
+        heads: Vec<SignedHead>,
+    ) -> Result<PushResponse, tonic::Status> {
+        let request = self.request(PushRequest { events, heads });
+        self.client
+            .push(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn pull(&mut self) -> Result<PullResponse, tonic::Status> {
+        let pull = PullRequest {
+            station_code: ZEDANG.into(),
+            max_events: 1_000,
+            ..PullRequest::default()
+        };
+        let request = self.request(pull);
+        self.client
+            .pull(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+}
+
+fn unauthenticated<T: std::fmt::Debug>(answer: Result<T, tonic::Status>) {
+    match answer {
+        Err(status) => assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}"),
+        Ok(answer) => panic!("expected the relay to refuse the token: {answer:?}"),
+    }
+}
+
+/// The outpost's phone records and syncs with the outpost's relay, whose
+/// only link is the station relay, while the station relay's uplink is
+/// down; then it comes up. Every entry reaches the hub once, verified as
+/// the phone signed it, and the phone is told "received by the city" only
+/// as far as the hub acknowledged, never for what the station relay holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_behind_the_station_relay_forwards_through_it_and_the_city_figure_is_the_hubs() {
+    let station = station().await;
+    let village = phone(&station.hub, "village-1");
+    let colleague = phone(&station.hub, "zd-1");
+    let (outpost_token, outpost_data) = station.enroll_chained("outpost");
+    let mut upstream = station.relay("127.0.0.1:0");
+    station.learn(&mut upstream, 2);
+    let mut outpost = start_relay(
+        &outpost_data,
+        "127.0.0.1:0",
+        upstream.addr(),
+        &outpost_token,
+        &[],
+    );
+    // The outpost learns the station's phones from the station relay.
+    outpost.serves(2);
+
+    village.record(12);
+    let report = village.sync(&outpost.url).await;
+    assert_eq!(report.durable_through, 12, "saved at the outpost");
+    assert_eq!(report.city_durable_through, 0, "the uplink is down");
+    // The station relay holds them: its own phone sees them.
+    colleague.record(3);
+    for _ in 0..200 {
+        colleague.sync(&upstream.url).await;
+        if colleague.colleagues_entries() == 12 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        colleague.colleagues_entries(),
+        12,
+        "forwarded to the station relay"
+    );
+    // The station relay acknowledged them, but the city holds none.
+    let report = village.sync(&outpost.url).await;
+    assert_eq!(report.city_durable_through, 0, "not at the city yet");
+    assert_eq!(station.hub.store.event_count(), 0);
+
+    station.switch.set(true);
+    station.hub.holds(15).await;
+    let origin = village.agent.identity().origin_id;
+    let mut reached = false;
+    for _ in 0..200 {
+        let report = village.sync(&outpost.url).await;
+        let at_city = station.hub.store.origin(origin).unwrap().durable_through;
+        assert!(
+            report.city_durable_through <= at_city,
+            "told {} received by the city, which holds {at_city}",
+            report.city_durable_through
+        );
+        if report.city_durable_through == village.head() {
+            reached = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reached, "the city's figure reached the outpost's phone");
+    station.city_holds_each_once(&[&village, &colleague]);
+    // The hub names the relay that reached it.
+    let state = station.hub.store.origin(origin).unwrap();
+    assert_eq!(state.via_relay, Some(station.relay_token_id()));
+    assert_eq!(state.relayed_events, 12);
+    // And the outpost's phone gets its colleague's entries through the chain.
+    for _ in 0..200 {
+        village.sync(&outpost.url).await;
+        if village.colleagues_entries() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(village.colleagues_entries(), 3);
+}
+
+/// The station relay serves the relay tokens of its station the hub listed,
+/// live: another station's relay token, one revoked at the hub, and a
+/// phone's device token acting as a relay are refused, and nothing they
+/// send is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_serves_only_live_relay_tokens_of_its_own_station() {
+    let station = station().await;
+    let colleague = phone(&station.hub, "zd-1");
+    let (outpost_token, _) = station.enroll_chained("outpost");
+    let outpost_token = std::fs::read_to_string(outpost_token).unwrap();
+    let other = auth::enroll_relay(&station.hub.store, CHANGZHU, "昌珠站PC")
+        .unwrap()
+        .bearer;
+    let mut upstream = station.relay("127.0.0.1:0");
+    station.learn(&mut upstream, 1);
+    colleague.sync(&upstream.url).await;
+
+    let mut outpost = client(&upstream.url, &outpost_token).await;
+    let answer = outpost.hello().await.unwrap();
+    assert_eq!(
+        answer.station_devices.len(),
+        1,
+        "the station's phones, as hashes"
+    );
+    assert_eq!(answer.city_durable_through, Some(0), "a relay's answer");
+
+    // Another station's relay token: never listed, refused.
+    let stranger = phone(&station.hub, "zd-stranger");
+    stranger.record(2);
+    let (events, mut head) = (
+        stranger.agent.own_events(0, usize::MAX).unwrap(),
+        stranger.agent.log().signed_head(2).unwrap(),
+    );
+    head.public_key = stranger.agent.log().public_key().unwrap().to_vec();
+    let mut other = client(&upstream.url, &other).await;
+    unauthenticated(other.hello().await);
+    unauthenticated(other.push(events.clone(), vec![head.clone()]).await);
+    unauthenticated(other.pull().await);
+
+    // A phone's device token carrying a colleague's signed entries, as a
+    // relay would: refused, it pushes its own origin only.
+    let mut device = client(&upstream.url, &colleague.token).await;
+    let status = device
+        .push(events.clone(), vec![head.clone()])
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+
+    // Revoked at the hub: refused once the station relay heard of it (a
+    // phone enrolled meanwhile makes it say so).
+    let token_id = outpost_token.split('.').next().unwrap();
+    auth::revoke(&station.hub.store, token_id).unwrap();
+    let _newcomer = phone(&station.hub, "zd-2");
+    station.learn(&mut upstream, 3);
+    unauthenticated(outpost.push(events, vec![head]).await);
+    unauthenticated(outpost.hello().await);
+
+    // Nothing of what they sent is on the station relay.
+    colleague.sync(&upstream.url).await;
+    assert_eq!(colleague.colleagues_entries(), 0);
+}
+
+/// A relay that alters an entry on its way from the outpost is refused by
+/// the hub, and nothing is stored; the same entries unaltered, taken from
+/// the outpost's station stream with the phone's signed head, verify at the
+/// hub: the signature holds end to end through relays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_alters_an_entry_passed_on_by_another_relay_is_refused_by_the_hub() {
+    let station = station().await;
+    let village = phone(&station.hub, "village-1");
+    let (outpost_token, outpost_data) = station.enroll_chained("outpost");
+    let (middle_token, _) = station.enroll_chained("middle");
+    let middle_token = std::fs::read_to_string(middle_token).unwrap();
+    let mut upstream = station.relay("127.0.0.1:0");
+    station.learn(&mut upstream, 1);
+    let mut outpost = start_relay(
+        &outpost_data,
+        "127.0.0.1:0",
+        upstream.addr(),
+        &outpost_token,
+        &[],
+    );
+    outpost.serves(1);
+    village.record(5);
+    assert_eq!(village.sync(&outpost.url).await.durable_through, 5);
+
+    // The middle relay takes the entries from the outpost as any relay of
+    // the station may, with the phone's signed head.
+    let page = client(&outpost.url, &middle_token)
+        .await
+        .pull()
+        .await
+        .unwrap();
+    let events: Vec<Event> = page.events.into_iter().filter_map(|p| p.event).collect();
+    assert_eq!(events.len(), 5);
+    let heads = page.heads;
+    assert_eq!(heads.len(), 1);
+    assert_eq!(heads[0].last_seq, 5);
+    assert!(!heads[0].public_key.is_empty());
+
+    let hub_url = format!("http://{}", station.hub.addr);
+    let mut middle = client(&hub_url, &middle_token).await;
+    let mut altered = events.clone();
+    altered[2].body = Some(activity(40));
+    let status = middle.push(altered, heads.clone()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("does not verify"), "{status}");
+    assert_eq!(
+        station.hub.store.event_count(),
+        0,
+        "nothing of it is stored"
+    );
+
+    let acks = middle.push(events, heads).await.unwrap().acks;
+    assert_eq!(
+        acks[0].durable_through, 5,
+        "verified as the phone signed it"
+    );
+    station.city_holds_each_once(&[&village]);
+}
+
+/// The station relay in the middle of a chain, killed with SIGKILL while it
+/// forwards the outpost's entries to the hub, loses and duplicates nothing:
+/// started again, it forwards the rest, and the outpost's phones are told
+/// "received by the city" for every entry, each on the hub once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_middle_relay_killed_mid_forward_loses_and_duplicates_nothing() {
+    let station = station().await;
+    let listen = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    };
+    let phones: Vec<Phone> = ["village-1", "village-2"]
+        .iter()
+        .map(|name| phone(&station.hub, name))
+        .collect();
+    let (outpost_token, outpost_data) = station.enroll_chained("outpost");
+    let mut upstream = station.relay(&listen);
+    station.learn(&mut upstream, 2);
+    let mut outpost = start_relay(
+        &outpost_data,
+        "127.0.0.1:0",
+        upstream.addr(),
+        &outpost_token,
+        &[],
+    );
+    outpost.serves(2);
+    for phone in &phones {
+        phone.record(400);
+        assert_eq!(phone.sync(&outpost.url).await.durable_through, 400);
+    }
+
+    station.switch.set(true);
+    let mut grown = station.hub.store.subscribe();
+    grown.changed().await.unwrap();
+    upstream.kill();
+    assert!(station.hub.store.event_count() < 800, "killed mid-forward");
+    let _upstream = station.relay(&listen);
+    station.hub.holds(800).await;
+    for phone in &phones {
+        phone.until_received_by_city(&outpost.url).await;
     }
     let refs: Vec<&Phone> = phones.iter().collect();
     station.city_holds_each_once(&refs);

@@ -390,7 +390,9 @@ impl Sync for SyncService {
         validate::station_code("station_code", &hello.station_code)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let public_key = if hello.public_key.is_empty() {
-            if self.upstream.is_some() {
+            // A relay chained behind this one says Hello for its own origin,
+            // which records nothing and so has no key.
+            if self.upstream.is_some() && !matches!(caller, auth::Caller::Relay { .. }) {
                 return Err(Status::failed_precondition(
                     "public_key: this station relay carries only signed device logs; \
                      update the app, or sync with the hub",
@@ -420,7 +422,8 @@ impl Sync for SyncService {
             _ => Vec::new(),
         };
         let shared = self.shared.clone();
-        let (state, head, station_devices) = self
+        let relaying = self.upstream.is_some();
+        let (state, head, station_devices, station_relays, held) = self
             .blocking(move |store| -> Result<_, AuthError> {
                 let log: &dyn HubLog = match &shared {
                     Some(log) => {
@@ -454,7 +457,13 @@ impl Sync for SyncService {
                     }
                 }
                 let devices = auth::station_devices(store, &caller)?;
-                Ok((state, log.station_head(&station)?, devices))
+                let relays = auth::station_relays(store, &caller)?;
+                let held = if relaying {
+                    auth::station_origins_held(store, &caller)?
+                } else {
+                    Vec::new()
+                };
+                Ok((state, log.station_head(&station)?, devices, relays, held))
             })
             .await?;
         tracing::debug!(%origin, durable_through = state.durable_through, "hello");
@@ -465,6 +474,15 @@ impl Sync for SyncService {
             log_id: self.store.log_id().as_bytes().to_vec(),
             city_durable_through: self.city_of(origin),
             station_devices,
+            station_relays,
+            station_origins: held
+                .into_iter()
+                .map(|(origin, durable_through)| OriginAck {
+                    origin_id: origin.as_bytes().to_vec(),
+                    durable_through,
+                    city_durable_through: self.city_of(origin),
+                })
+                .collect(),
             wipe,
             directory_key,
             review_policy: self

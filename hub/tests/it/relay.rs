@@ -285,6 +285,64 @@ async fn a_relay_carries_only_live_signed_origins_of_its_own_station() {
     hub.stop().await;
 }
 
+/// A relay learns at its `Hello` the other relay tokens of its station, as
+/// hashes, so that it can serve a relay chained behind it: never its own,
+/// never another station's, revoked ones marked; a device token learns none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_learns_the_other_relay_tokens_of_its_station_as_hashes() {
+    let hub = Hub::start().await;
+    let own = auth::enroll_relay(&hub.store, ZEDANG, RELAY_NAME).unwrap();
+    let outpost = auth::enroll_relay(&hub.store, ZEDANG, "村点PC").unwrap();
+    let gone = auth::enroll_relay(&hub.store, ZEDANG, "旧PC").unwrap();
+    auth::revoke(&hub.store, &gone.token_id).unwrap();
+    let _other = auth::enroll_relay(&hub.store, CHANGZHU, "昌珠站PC").unwrap();
+    let phone = auth::enroll_device(&hub.store, ZEDANG, "zd-1").unwrap();
+
+    let hello = |token: String| {
+        let hub = &hub;
+        async move {
+            hub.client()
+                .await
+                .hello(authorized(
+                    crate::fixtures::hello(station_proto::ids::Uuid::new_v4(), ZEDANG),
+                    &token,
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let answer = hello(own.bearer.clone()).await;
+    let mut relays: Vec<_> = answer
+        .station_relays
+        .iter()
+        .map(|r| (r.device.as_str(), r.revoked))
+        .collect();
+    relays.sort_unstable();
+    assert_eq!(relays, [("旧PC", true), ("村点PC", false)]);
+    let listed = answer
+        .station_relays
+        .iter()
+        .find(|r| r.token_id == outpost.token_id)
+        .unwrap();
+    let (_, secret_sha256) =
+        auth::parse_bearer(Some(&format!("Bearer {}", outpost.bearer))).unwrap();
+    assert_eq!(
+        listed.secret_sha256, secret_sha256,
+        "the hash of the secret, never the secret"
+    );
+    assert_eq!(answer.station_devices.len(), 1);
+    assert!(
+        answer.station_origins.is_empty(),
+        "the hub's acks are the city's"
+    );
+    assert_eq!(answer.city_durable_through, None);
+
+    let answer = hello(phone.bearer.clone()).await;
+    assert!(answer.station_relays.is_empty() && answer.station_devices.is_empty());
+    hub.stop().await;
+}
+
 #[test]
 fn enroll_issues_a_relay_token_that_tokens_lists() {
     let dir = tempfile::tempdir().unwrap();
