@@ -321,6 +321,31 @@ fn there_is_one_sample_per_body_kind() {
 }
 
 #[test]
+fn every_kind_is_named_after_its_field_of_the_body_oneof() {
+    let pool = prost_reflect::DescriptorPool::decode(station_proto::FILE_DESCRIPTOR_SET)
+        .expect("the crate's descriptors decode");
+    let envelope = pool
+        .get_message_by_name("station.v1.Event")
+        .expect("Event is described");
+    for (name, event) in samples() {
+        let body = event.body.as_ref().expect("every sample has a body");
+        assert_eq!(body.kind().name(), name);
+        let decoded = prost_reflect::DynamicMessage::decode(
+            envelope.clone(),
+            event.encode_to_vec().as_slice(),
+        )
+        .expect("the sample decodes");
+        let set: Vec<String> = envelope
+            .oneofs()
+            .flat_map(|oneof| oneof.fields().collect::<Vec<_>>())
+            .filter(|field| decoded.has_field(field))
+            .map(|field| field.name().to_string())
+            .collect();
+        assert_eq!(set, [body.kind().name()], "{name}");
+    }
+}
+
+#[test]
 fn samples_encode_to_the_fixtures() {
     let update = update_requested();
     for (name, event) in samples() {

@@ -33,6 +33,7 @@ use super::fold::{
     AssessedFact, CaseFact, Day, DecidedFact, FactBody, OpenedFact, RequestedFact, Station,
     Stations,
 };
+use super::period::Metric;
 
 /// Reads a JSON record (tier conflicts, device statistics).
 pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
@@ -233,6 +234,8 @@ const REOPENED: u8 = 4;
 const VISIT: u8 = 5;
 const VERIFIED: u8 = 6;
 const RESOURCE: u8 = 7;
+/// A `GuardianCalled` counted into guardian calls, as written before
+/// [`COUNTED`] (read only).
 const CALL: u8 = 8;
 const MERGED: u8 = 9;
 const DISMISSED: u8 = 10;
@@ -242,6 +245,9 @@ const TRANSFER_REQUESTED: u8 = 13;
 const TRANSFER_ACCEPTED: u8 = 14;
 const TRANSFER_DECLINED: u8 = 15;
 const VOIDED: u8 = 0x10;
+/// A fact counted into one metric: its day, then the metric's name. Above
+/// [`VOIDED`], since the tags below it are all taken.
+const COUNTED: u8 = 0x20;
 
 /// Encodes a case file: its facts in (hlc, event_id) order.
 pub(crate) fn encode_case(facts: &[CaseFact]) -> Vec<u8> {
@@ -267,7 +273,7 @@ pub(crate) fn encode_case(facts: &[CaseFact]) -> Vec<u8> {
             FactBody::Visit { .. } => VISIT,
             FactBody::Verified { .. } => VERIFIED,
             FactBody::Resource { .. } => RESOURCE,
-            FactBody::Call { .. } => CALL,
+            FactBody::Counted { .. } => COUNTED,
             FactBody::Merged { .. } => MERGED,
             FactBody::Dismissed { .. } => DISMISSED,
             FactBody::Requested(_) => REQUESTED,
@@ -319,7 +325,10 @@ pub(crate) fn encode_case(facts: &[CaseFact]) -> Vec<u8> {
                 w.i(i64::from(*kind));
             }
             FactBody::Verified { categories } => w.ints(categories),
-            FactBody::Call { on } => w.day(*on),
+            FactBody::Counted { on, metric } => {
+                w.day(*on);
+                w.text(metric.name());
+            }
             FactBody::Resource { on, fen } => {
                 w.day(*on);
                 w.i(*fen);
@@ -388,7 +397,7 @@ pub(crate) fn decode_case(
         } else {
             None
         };
-        let body = match header & 0x0f {
+        let body = match header & !VOIDED {
             OPENED => FactBody::Opened(Box::new(OpenedFact {
                 name: r.text()?,
                 community: r.text()?,
@@ -423,7 +432,15 @@ pub(crate) fn decode_case(
                 on: r.day()?,
                 fen: r.i()?,
             },
-            CALL => FactBody::Call { on: r.day()? },
+            CALL => FactBody::Counted {
+                on: r.day()?,
+                metric: Metric::GuardianCalls,
+            },
+            COUNTED => {
+                let on = r.day()?;
+                let metric = Metric::from_name(&r.text()?).ok_or_else(|| r.fail())?;
+                FactBody::Counted { on, metric }
+            }
             MERGED => FactBody::Merged { absorbed: r.id()? },
             DISMISSED => FactBody::Dismissed { of: r.id()? },
             REQUESTED => FactBody::Requested(Box::new(RequestedFact {
