@@ -17,6 +17,7 @@ use station_proto::ids::Uuid;
 use station_proto::v1;
 
 use crate::error::FieldError;
+use crate::store::{FieldStore, Recorded};
 
 /// Follow-up tier (分档跟进); each has its visit interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -100,6 +101,19 @@ pub enum VisitKind {
     FollowUp,
     /// 电话回访
     Phone,
+}
+
+/// Why a worker who went to a home did not see the person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum AbsenceReason {
+    /// 家中无人
+    NobodyHome,
+    /// 外出(务工、就医、走亲)
+    Away,
+    /// 已搬离
+    Moved,
+    /// 其他
+    Other,
 }
 
 /// How a call to a guardian ended.
@@ -203,6 +217,7 @@ proto_enum!(CaseSource, v1::CaseSource, { Request, Outreach, Referral });
 proto_enum!(NoteKind, v1::NoteKind, { Plan, Intervention, Review, Supervision });
 proto_enum!(VisitKind, v1::VisitKind, { Home, Assessment, Verification, FollowUp, Phone });
 proto_enum!(CallOutcome, v1::CallOutcome, { Reached, NoAnswer, Unreachable });
+proto_enum!(AbsenceReason, v1::AbsenceReason, { NobodyHome, Away, Moved, Other });
 proto_enum!(ActivityKind, v1::ActivityKind, {
     PartyPublicWelfare, Clinic, ChildCare, ElderlyCare, DisabilitySupport,
     PolicyPublicity, Cultural, Other,
@@ -228,6 +243,8 @@ pub enum EntryKind {
     Visit,
     /// A phone call to the guardian.
     GuardianCall,
+    /// A visit that found nobody at home (上门未遇).
+    VisitAttempt,
     /// A verification (信息核实).
     Verification,
     /// A community activity.
@@ -283,6 +300,9 @@ impl EntryKind {
             ),
             Body::VisitRecorded(m) => (EntryKind::Visit, Some(m.visit_date), m.notes, None),
             Body::GuardianCalled(m) => (EntryKind::GuardianCall, Some(m.called_on), m.notes, None),
+            Body::VisitAttempted(m) => {
+                (EntryKind::VisitAttempt, Some(m.attempted_on), m.notes, None)
+            }
             Body::BeneficiaryVerified(m) => {
                 (EntryKind::Verification, Some(m.verified_on), m.notes, None)
             }
@@ -349,6 +369,53 @@ fn categories(values: &[Category]) -> Vec<i32> {
         .iter()
         .map(|&c| proto::<_, v1::Category>(c))
         .collect()
+}
+
+/// 上门未遇: the worker went to the home of a case and did not find the
+/// person. Counted apart from visits; it does not move the case's next due
+/// follow-up.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct VisitAttempt {
+    /// The case (or a prefix of its id no other case shares); it must be open.
+    pub case_id: String,
+    /// `YYYY-MM-DD`: the day of the attempt.
+    pub attempted_on: String,
+    /// Why the person was not seen.
+    pub reason: AbsenceReason,
+    /// Up to 4,000 characters; may be empty.
+    pub notes: String,
+    /// Idempotency key from [`new_entry_id`].
+    #[uniffi(default = None)]
+    pub entry_id: Option<String>,
+}
+
+impl VisitAttempt {
+    /// The event body.
+    ///
+    /// # Errors
+    /// An id that is not a UUID.
+    pub fn into_body(self) -> Result<Body, FieldError> {
+        Ok(Body::VisitAttempted(v1::VisitAttempted {
+            case_id: case_bytes("visit_attempted.case_id", &self.case_id)?,
+            attempted_on: self.attempted_on,
+            reason: proto::<_, v1::AbsenceReason>(self.reason),
+            notes: self.notes,
+        }))
+    }
+}
+
+#[uniffi::export]
+impl FieldStore {
+    /// 上门未遇: records a visit to an open case that found nobody at home.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`],
+    /// [`FieldError::CaseClosed`].
+    pub fn record_visit_attempt(&self, mut entry: VisitAttempt) -> Result<Recorded, FieldError> {
+        entry.case_id = self.resolve("visit_attempted.case_id", &entry.case_id)?;
+        let entry_id = entry.entry_id.clone();
+        self.record(entry_id, entry.into_body()?)
+    }
 }
 
 /// Reads an id written as a hyphenated UUID (`8-4-4-4-12` hex digits).

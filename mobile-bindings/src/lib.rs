@@ -44,11 +44,11 @@ pub mod views;
 
 pub use directory::DirectoryState;
 pub use entries::{
-    ActivityKind, Assessment, CallOutcome, CaseClosing, CaseMerging, CaseNote, CaseOpening,
-    CaseReopening, CaseSource, Category, CommunityActivity, DuplicateDismissal, EntryKind, Gender,
-    GroupSession, GuardianCall, NoteKind, Resource, ResourceKind, ReviewDecision, ReviewRequest,
-    ReviewSubject, Tier, Training, TrainingKind, Verification, Visit, VisitKind, Voiding,
-    new_entry_id,
+    AbsenceReason, ActivityKind, Assessment, CallOutcome, CaseClosing, CaseMerging, CaseNote,
+    CaseOpening, CaseReopening, CaseSource, Category, CommunityActivity, DuplicateDismissal,
+    EntryKind, Gender, GroupSession, GuardianCall, NoteKind, Resource, ResourceKind,
+    ReviewDecision, ReviewRequest, ReviewSubject, Tier, Training, TrainingKind, Verification,
+    Visit, VisitAttempt, VisitKind, Voiding, new_entry_id,
 };
 pub use error::FieldError;
 pub use keys::{KeyProvider, KeyProviderError};

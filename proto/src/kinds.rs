@@ -30,11 +30,11 @@ use crate::mask::{self, Shown};
 use crate::names::named;
 use crate::transfer::TransferStep;
 use crate::v1::{
-    ActivityHeld, BeneficiaryVerified, CallOutcome, CaseAssessed, CaseClosed, CaseNoteAdded,
-    CaseOpened, CaseReopened, CaseTransferAccepted, CaseTransferDeclined, CaseTransferRequested,
-    CasesMerged, DuplicateDismissed, EventVoided, GroupSessionHeld, GuardianCalled, NoteKind,
-    ResourceLinked, ReviewApproved, ReviewRequested, ReviewReturned, ReviewSubject, TrainingHeld,
-    VisitRecorded,
+    AbsenceReason, ActivityHeld, BeneficiaryVerified, CallOutcome, CaseAssessed, CaseClosed,
+    CaseNoteAdded, CaseOpened, CaseReopened, CaseTransferAccepted, CaseTransferDeclined,
+    CaseTransferRequested, CasesMerged, DuplicateDismissed, EventVoided, GroupSessionHeld,
+    GuardianCalled, NoteKind, ResourceLinked, ReviewApproved, ReviewRequested, ReviewReturned,
+    ReviewSubject, TrainingHeld, VisitAttempted, VisitRecorded,
 };
 use crate::validate::{self, Context, Invalid};
 
@@ -230,6 +230,7 @@ macro_rules! each_kind {
             Body::ReviewRequested($m) => $on,
             Body::ReviewApproved($m) => $on,
             Body::ReviewReturned($m) => $on,
+            Body::VisitAttempted($m) => $on,
         }
     };
 }
@@ -509,6 +510,63 @@ impl Kind for GuardianCalled {
     fn recording(&self) -> Recording<'_> {
         Recording::OpenCase {
             field: "guardian_called.case_id",
+            case_id: &self.case_id,
+        }
+    }
+    fn last_seen(&mut self) -> Option<LastSeen<'_>> {
+        None
+    }
+}
+
+named!(AbsenceReason {
+    NobodyHome => "nobody-home",
+    Away => "away",
+    Moved => "moved",
+    Other => "other",
+} aliases {
+    "家中无人" => NobodyHome,
+    "外出" => Away,
+    "已搬离" => Moved,
+    "其他" => Other,
+});
+
+/// 上门未遇: counted apart from visits, and never standing for one.
+impl Kind for VisitAttempted {
+    fn name(&self) -> &'static str {
+        "visit_attempted"
+    }
+    /// `case_id` 16 bytes; `attempted_on` a [`validate::date`]; `reason`
+    /// specified; `notes` at most [`validate::NOTE_MAX`] characters.
+    fn validate(&mut self, _station_code: &str, ctx: &Context) -> Result<(), Invalid> {
+        validate::uuid16("visit_attempted.case_id", &self.case_id)?;
+        validate::date("visit_attempted.attempted_on", &self.attempted_on, ctx)?;
+        validate::required_enum::<AbsenceReason>("visit_attempted.reason", self.reason)?;
+        validate::text(
+            "visit_attempted.notes",
+            &mut self.notes,
+            validate::NOTE_MAX,
+            false,
+        )
+    }
+    fn case_id(&self) -> Option<&[u8]> {
+        Some(&self.case_id)
+    }
+    /// Nobody was seen: the case is still due its follow-up.
+    fn step(&self) -> Option<CaseStep<'_>> {
+        Some(CaseStep::Recorded)
+    }
+    fn mask(&mut self, shown: Shown) {
+        mask::free_text(&mut self.notes, shown);
+    }
+    fn writer(&self) -> Writer {
+        Writer::Worker
+    }
+    fn review_subject(&self) -> Option<ReviewSubject> {
+        None
+    }
+    fn recording(&self) -> Recording<'_> {
+        Recording::OpenCase {
+            field: "visit_attempted.case_id",
             case_id: &self.case_id,
         }
     }
@@ -1072,6 +1130,7 @@ mod tests {
             Body::ReviewRequested(ReviewRequested::default()),
             Body::ReviewApproved(ReviewApproved::default()),
             Body::ReviewReturned(ReviewReturned::default()),
+            Body::VisitAttempted(VisitAttempted::default()),
         ]
     }
 
@@ -1142,6 +1201,92 @@ mod tests {
         assert_eq!(
             names::short_names::<CallOutcome>().collect::<Vec<_>>(),
             ["reached", "no-answer", "unreachable"]
+        );
+    }
+
+    fn attempt(on: &str, reason: AbsenceReason, notes: &str) -> VisitAttempted {
+        VisitAttempted {
+            case_id: Uuid::now_v7().as_bytes().to_vec(),
+            attempted_on: on.into(),
+            reason: reason.into(),
+            notes: notes.into(),
+        }
+    }
+
+    #[test]
+    fn a_visit_attempt_keeps_the_rules_of_a_service() {
+        let ctx = Context::on(chrono::NaiveDate::from_ymd_opt(2026, 11, 2).expect("a date"));
+        let check = |m: VisitAttempted| -> Result<VisitAttempted, Invalid> {
+            let mut body = Body::VisitAttempted(m);
+            validate::body(&mut body, "540502001", &ctx)?;
+            let Body::VisitAttempted(m) = body else {
+                unreachable!()
+            };
+            Ok(m)
+        };
+        let done =
+            check(attempt("2026-11-02", AbsenceReason::NobodyHome, " 门锁着 ")).expect("valid");
+        assert_eq!(done.notes, "门锁着");
+        let refused = |m: VisitAttempted| check(m).expect_err("refused").field;
+        assert_eq!(
+            refused(attempt("2026-11-04", AbsenceReason::Away, "")),
+            "visit_attempted.attempted_on"
+        );
+        assert_eq!(
+            refused(attempt("2026-11-02", AbsenceReason::Unspecified, "")),
+            "visit_attempted.reason"
+        );
+        let mut unknown = attempt("2026-11-02", AbsenceReason::Moved, "");
+        unknown.reason = 99;
+        assert_eq!(refused(unknown), "visit_attempted.reason");
+        assert_eq!(
+            refused(attempt(
+                "2026-11-02",
+                AbsenceReason::Other,
+                &"无".repeat(validate::NOTE_MAX + 1)
+            )),
+            "visit_attempted.notes"
+        );
+        let mut no_case = attempt("2026-11-02", AbsenceReason::Other, "");
+        no_case.case_id.clear();
+        assert_eq!(refused(no_case), "visit_attempted.case_id");
+    }
+
+    #[test]
+    fn a_visit_attempt_is_no_visit_and_its_notes_are_personal() {
+        let mut body =
+            Body::VisitAttempted(attempt("2026-11-02", AbsenceReason::Away, "老人去拉萨看病"));
+        assert!(crate::case::case_of(&body).is_some());
+        // Nobody was seen: the follow-up is still due.
+        assert_eq!(body.kind().step(), Some(CaseStep::Recorded));
+        assert!(matches!(
+            body.kind().recording(),
+            Recording::OpenCase { .. }
+        ));
+        assert_eq!(crate::review::subject_of(&body), None);
+        crate::mask::body(&mut body, Shown::Deidentified);
+        let Body::VisitAttempted(shown) = &body else {
+            unreachable!()
+        };
+        assert!(shown.notes.is_empty());
+    }
+
+    #[test]
+    fn absence_reasons_are_named_in_both_languages() {
+        assert_eq!(names::parse("nobody-home"), Some(AbsenceReason::NobodyHome));
+        assert_eq!(names::parse("外出"), Some(AbsenceReason::Away));
+        assert_eq!(names::parse("已搬离"), Some(AbsenceReason::Moved));
+        assert_eq!(
+            names::parse("ABSENCE_REASON_OTHER"),
+            Some(AbsenceReason::Other)
+        );
+        assert_eq!(
+            names::parse::<AbsenceReason>("ABSENCE_REASON_UNSPECIFIED"),
+            None
+        );
+        assert_eq!(
+            names::short_names::<AbsenceReason>().collect::<Vec<_>>(),
+            ["nobody-home", "away", "moved", "other"]
         );
     }
 }

@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 use prost::Message as _;
 use station_proto::v1::{
-    ActivityHeld, ActivityKind, BeneficiaryVerified, CallOutcome, CaseAssessed, CaseClosed,
-    CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, CaseTransferAccepted,
+    AbsenceReason, ActivityHeld, ActivityKind, BeneficiaryVerified, CallOutcome, CaseAssessed,
+    CaseClosed, CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, CaseTransferAccepted,
     CaseTransferDeclined, CaseTransferRequested, CasesMerged, Category, DuplicateDismissed,
     EventVoided, Gender, GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked,
     ReviewApproved, ReviewRequested, ReviewReturned, ReviewSubject, Tier, TrainingHeld,
-    TrainingKind, VisitKind, VisitRecorded,
+    TrainingKind, VisitAttempted, VisitKind, VisitRecorded,
 };
 use station_proto::validate::{self, Context};
 use station_proto::{Body, Event};
@@ -252,6 +252,15 @@ fn samples() -> Vec<(&'static str, Event)> {
                 declined_on: "2026-11-02".into(),
             }),
         ),
+        (
+            "visit_attempted",
+            Body::VisitAttempted(VisitAttempted {
+                case_id: id(CASE_ID),
+                attempted_on: "2026-11-01".into(),
+                reason: AbsenceReason::Away.into(),
+                notes: "邻居说老人去拉萨看病了".into(),
+            }),
+        ),
     ];
     bodies
         .into_iter()
@@ -307,6 +316,7 @@ fn body_name(body: &Body) -> &'static str {
         Body::ReviewRequested(_) => "review_requested",
         Body::ReviewApproved(_) => "review_approved",
         Body::ReviewReturned(_) => "review_returned",
+        Body::VisitAttempted(_) => "visit_attempted",
     }
 }
 
@@ -317,7 +327,7 @@ fn there_is_one_sample_per_body_kind() {
         assert_eq!(event.body.as_ref().map(body_name), Some(name));
         assert!(names.insert(name), "{name} twice");
     }
-    assert_eq!(names.len(), 21);
+    assert_eq!(names.len(), 22);
 }
 
 #[test]

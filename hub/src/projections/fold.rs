@@ -528,6 +528,10 @@ pub(crate) fn case_fact(event: Event, stations: &mut Stations) -> Option<(Uuid, 
             on: parse_date(&m.called_on),
             metric: Metric::GuardianCalls,
         },
+        Body::VisitAttempted(m) => FactBody::Counted {
+            on: parse_date(&m.attempted_on),
+            metric: Metric::VisitAttempts,
+        },
         Body::CasesMerged(m) => match Uuid::from_slice(&m.absorbed_case_id) {
             Ok(absorbed) => FactBody::Merged { absorbed },
             Err(_) => FactBody::Note,
@@ -648,6 +652,7 @@ impl Standalone {
             | Body::VisitRecorded(_)
             | Body::BeneficiaryVerified(_)
             | Body::GuardianCalled(_)
+            | Body::VisitAttempted(_)
             | Body::CasesMerged(_)
             | Body::DuplicateDismissed(_)
             | Body::CaseTransferRequested(_)
