@@ -2,25 +2,30 @@
 //! answered once for each body type.
 //!
 //! [`Kind`] is implemented once per message of the `Event.body` oneof. Its
-//! required methods are the questions that used to be a `match` over
-//! [`Body`] in each concern (its name, its validation, the case it is about,
-//! what it says to the case's view, how it is masked, what a review could be
-//! about, who writes it, what a device checks before recording it); the
-//! provided ones answer for the few kinds that carry a merge or a transfer.
+//! required methods answer what each concern asks of a body (its name, its
+//! validation, the case it is about, what it says to the case's view, how it
+//! is masked, what a review could be about, who writes it, what a device
+//! checks before recording it), so each concern calls the trait instead of
+//! keeping its own list of kinds; the provided methods answer for the few
+//! kinds that carry a merge or a transfer.
 //!
 //! Invariants:
-//! - [`Body::kind`] and [`Body::kind_mut`] hold the only exhaustive matches
-//!   over [`Body`] that classify: adding a variant to `event.proto` makes the
-//!   compiler point at them, then at the missing `impl Kind`, then at the
-//!   consumers that genuinely derive something per kind (the hub's fold, the
-//!   mobile timeline), which match exhaustively on purpose.
-//! - Every required method has no default, so a new kind decides each answer
-//!   (a new kind cannot be masked, routed or authorised by omission).
+//! - The list of kinds in `each_kind!`, expanded by [`Body::kind`] and
+//!   [`Body::kind_mut`], is the only exhaustive match over [`Body`] that
+//!   classifies: adding a variant to `event.proto` makes the compiler point
+//!   at it, then at the missing `impl Kind`, then at the consumers that
+//!   genuinely derive something per kind (the hub's fold, the mobile
+//!   timeline), which match exhaustively on purpose.
+//! - The provided methods answer only for what one or two kinds are (a
+//!   merge, a transfer); every other method has no default, so a new kind
+//!   decides each answer (it cannot be masked, routed, authorised or checked
+//!   by omission).
 //!
 //! Adding an event kind: its message and oneof field in `event.proto`; its
-//! `impl Kind` here (with the names of any enum of its own); one arm in each
-//! of the two dispatch matches; then what the compiler asks for elsewhere,
-//! and the entry forms (CLI command, mobile record) that record it.
+//! `impl Kind` here (with the names of any enum of its own, through
+//! `named!`); its arm in `each_kind!`; then what the compiler asks for
+//! elsewhere, and the entry forms (CLI command, mobile record) that record
+//! it.
 
 use uuid::Uuid;
 
