@@ -815,6 +815,8 @@ impl<'a> Run<'a> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -837,6 +839,56 @@ mod tests {
         }
         assert_eq!(seen, records);
         assert!(Run::new(&[0, 0, 0, 9, 1]).is_err());
+    }
+
+    #[test]
+    fn a_counted_fact_round_trips_and_a_call_written_before_reads_as_one() {
+        let mut stations = Stations::default();
+        let station = stations.get("540502001");
+        let on = NaiveDate::from_ymd_opt(2025, 3, 5);
+        let fact =
+            |id: u128, metric: Metric, voided_by: Option<Uuid>, body: Option<FactBody>| CaseFact {
+                id: Uuid::from_u128(id),
+                hlc: (id as u64) << 16,
+                station: Arc::clone(&station),
+                voided_by,
+                body: body.unwrap_or(FactBody::Counted { on, metric }),
+            };
+        let facts = vec![
+            fact(1, Metric::GuardianCalls, None, None),
+            fact(2, Metric::VisitAttempts, Some(Uuid::from_u128(9)), None),
+        ];
+        assert_eq!(
+            decode_case(&encode_case(&facts), &mut stations).unwrap(),
+            facts
+        );
+
+        // A call as written before counted facts had their tag: tag 8, then
+        // its day, laid out as a closing is.
+        let closing = fact(
+            1,
+            Metric::GuardianCalls,
+            None,
+            Some(FactBody::Closed { on }),
+        );
+        let mut legacy = encode_case(std::slice::from_ref(&closing));
+        let mut prefix = Writer::default();
+        prefix.u(1);
+        prefix.text(&station);
+        prefix.u(1);
+        assert_eq!(legacy[prefix.0.len()], CLOSED);
+        legacy[prefix.0.len()] = CALL;
+        assert_eq!(
+            decode_case(&legacy, &mut stations).unwrap(),
+            vec![fact(1, Metric::GuardianCalls, None, None)]
+        );
+
+        // A counted fact naming a metric this build does not know is refused.
+        let mut unknown = encode_case(&facts[..1]);
+        let name = Metric::GuardianCalls.name().as_bytes();
+        let at = unknown.windows(name.len()).position(|w| w == name).unwrap();
+        unknown[at] = b'x';
+        assert!(decode_case(&unknown, &mut stations).is_err());
     }
 
     #[test]
