@@ -1,4 +1,6 @@
-//! Domain validation of events: the single place where the rules of `station.v1` live.
+//! Domain validation of events: the rules of `station.v1` (the envelope's, each body's, and
+//! the field rules they are built from), reached through [`body`] and each kind's
+//! [`crate::kinds::Kind::validate`].
 //!
 //! The agent validates before it writes an event, the hub validates again when it receives
 //! one; neither re-implements a rule. Every function here keeps these invariants:
@@ -237,8 +239,9 @@ pub fn event(event: &mut Event, ctx: &Context) -> Result<(), Invalid> {
     body(b, &event.station_code, ctx)
 }
 
-/// Validates one event body with its kind's rules (see [`crate::kinds::Kind::validate`]),
-/// each the function named after the body.
+/// Validates one event body with its kind's rules ([`crate::kinds::Kind::validate`]): the
+/// function of this module named after the body, or, for a kind whose rules are few, the
+/// rules written beside its other facts in [`crate::kinds`], from the field rules here.
 ///
 /// `station_code` is the code of the station the event belongs to; community codes in the
 /// body must lie inside it.
