@@ -1360,6 +1360,21 @@ fn a_visit_that_found_nobody_is_recorded_and_a_bad_one_refused() {
     }
     assert_eq!(status(&data)["head_seq"], 2);
 
+    // Scripted entry takes the new kind through the proto3 JSON mapping, with
+    // the same rules.
+    let lines = format!(
+        "{{\"visitAttempted\":{{\"caseId\":\"{case}\",\"attemptedOn\":\"2026-11-04\",\"reason\":\"ABSENCE_REASON_NOBODY_HOME\"}}}}\n\
+         {{\"visitAttempted\":{{\"caseId\":\"{case}\",\"attemptedOn\":\"2026-11-05\"}}}}\n"
+    );
+    let out = agent_stdin(&data, &["record", "--json", "-"], &lines);
+    let report = stdout(&out);
+    assert!(report.contains("line 1: ok"), "{report}");
+    assert!(
+        report.contains("line 2: error: invalid entry: visit_attempted.reason"),
+        "{report}"
+    );
+    assert_eq!(status(&data)["head_seq"], 3);
+
     // Nobody was seen: the high-risk case is still due a week after it opened.
     let out = agent(&data, &["cases", "--due", "--format", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
