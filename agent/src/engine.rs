@@ -26,6 +26,7 @@ use std::path::Path;
 use chrono::{Local, NaiveDate};
 use station_proto::file_number;
 use station_proto::ids::Uuid;
+use station_proto::kinds::Recording;
 use station_proto::review;
 use station_proto::v1::Tier;
 use station_proto::validate::{self, Context, Invalid};
@@ -368,46 +369,21 @@ impl Agent {
                 body,
             })?);
         }
-        // A tier change made without naming the last event seen refers to the
-        // latest event of the case this device holds.
-        if let Body::CaseAssessed(m) = &mut body
-            && m.last_seen_event_id.is_empty()
-        {
-            let case = self.known_case("case_assessed.case_id", &m.case_id)?;
-            m.last_seen_event_id = case.last_event_id.as_bytes().to_vec();
-        }
         self.fill_review(&mut body)?;
         self.fill_transfer_answer(&mut body)?;
         let ctx = Context::on(today);
         validate::body(&mut body, &self.identity.station_code, &ctx)?;
-        let _opening = match &body {
-            // The guard holds no state: a panic while it was held leaves
-            // nothing to repair.
-            Body::CaseOpened(_) | Body::CaseReopened(_) => Some(
-                self.openings
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-            ),
-            Body::CaseAssessed(_)
-            | Body::CaseNoteAdded(_)
-            | Body::CaseClosed(_)
-            | Body::VisitRecorded(_)
-            | Body::GuardianCalled(_)
-            | Body::BeneficiaryVerified(_)
-            | Body::ActivityHeld(_)
-            | Body::GroupSessionHeld(_)
-            | Body::ResourceLinked(_)
-            | Body::TrainingHeld(_)
-            | Body::EventVoided(_)
-            | Body::CasesMerged(_)
-            | Body::DuplicateDismissed(_)
-            | Body::CaseTransferRequested(_)
-            | Body::CaseTransferAccepted(_)
-            | Body::CaseTransferDeclined(_)
-            | Body::ReviewRequested(_)
-            | Body::ReviewApproved(_)
-            | Body::ReviewReturned(_) => None,
-        };
+        let opens_a_file = matches!(
+            body.kind().recording(),
+            Recording::Opening | Recording::Reopening { .. }
+        );
+        // The guard holds no state: a panic while it was held leaves nothing
+        // to repair.
+        let _opening = opens_a_file.then(|| {
+            self.openings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        });
         if let Body::CaseOpened(m) = &mut body
             && m.file_number.is_empty()
         {
@@ -524,68 +500,37 @@ impl Agent {
         self.recorded.subscribe()
     }
 
-    /// Fills what a review entry may leave out: the last case event its
-    /// author saw (the latest this device holds) and, for a request, the
-    /// event under review (the case's latest of its subject's kind).
+    /// Fills what an entry may leave out: for a review request, the event
+    /// under review (the case's latest of its subject's kind); for a
+    /// decision that names only its request, the request's case; and for
+    /// every kind that carries it, the last case event its author saw (the
+    /// latest this device holds).
     fn fill_review(&self, body: &mut Body) -> Result<(), AgentError> {
-        let (field, case_id, last_seen) = match body {
-            Body::ReviewRequested(m) => {
-                let named = station_proto::v1::ReviewSubject::try_from(m.subject)
-                    .is_ok_and(|s| s != station_proto::v1::ReviewSubject::Unspecified);
-                if m.subject_event_id.is_empty() && named {
-                    let case = self.known_case("review_requested.case_id", &m.case_id)?;
-                    let events = self.log.case_events(case.case_id)?;
-                    let latest = events
-                        .iter()
-                        .rev()
-                        .find(|e| review::is_subject_event(m.subject, e))
-                        .ok_or_else(|| nothing_to_review(case.case_id, m.subject))?;
-                    m.subject_event_id.clone_from(&latest.event_id);
-                }
-                (
-                    "review_requested.case_id",
-                    &m.case_id,
-                    &mut m.last_seen_event_id,
-                )
+        if let Body::ReviewRequested(m) = body {
+            let named = station_proto::v1::ReviewSubject::try_from(m.subject)
+                .is_ok_and(|s| s != station_proto::v1::ReviewSubject::Unspecified);
+            if m.subject_event_id.is_empty() && named {
+                let case = self.known_case("review_requested.case_id", &m.case_id)?;
+                let events = self.log.case_events(case.case_id)?;
+                let latest = events
+                    .iter()
+                    .rev()
+                    .find(|e| review::is_subject_event(m.subject, e))
+                    .ok_or_else(|| nothing_to_review(case.case_id, m.subject))?;
+                m.subject_event_id.clone_from(&latest.event_id);
             }
-            Body::ReviewApproved(m) => {
-                self.fill_case_of_request("review_approved", &mut m.case_id, &m.request_id)?;
-                (
-                    "review_approved.case_id",
-                    &m.case_id,
-                    &mut m.last_seen_event_id,
-                )
-            }
-            Body::ReviewReturned(m) => {
-                self.fill_case_of_request("review_returned", &mut m.case_id, &m.request_id)?;
-                (
-                    "review_returned.case_id",
-                    &m.case_id,
-                    &mut m.last_seen_event_id,
-                )
-            }
-            Body::CaseOpened(_)
-            | Body::CaseAssessed(_)
-            | Body::CaseNoteAdded(_)
-            | Body::CaseClosed(_)
-            | Body::CaseReopened(_)
-            | Body::VisitRecorded(_)
-            | Body::GuardianCalled(_)
-            | Body::BeneficiaryVerified(_)
-            | Body::ActivityHeld(_)
-            | Body::GroupSessionHeld(_)
-            | Body::ResourceLinked(_)
-            | Body::TrainingHeld(_)
-            | Body::EventVoided(_)
-            | Body::CasesMerged(_)
-            | Body::DuplicateDismissed(_)
-            | Body::CaseTransferRequested(_)
-            | Body::CaseTransferAccepted(_)
-            | Body::CaseTransferDeclined(_) => return Ok(()),
-        };
-        if last_seen.is_empty() {
-            let case = self.known_case(field, case_id)?;
-            *last_seen = case.last_event_id.as_bytes().to_vec();
+        }
+        if let Body::ReviewApproved(m) = body {
+            self.fill_case_of_request("review_approved", &mut m.case_id, &m.request_id)?;
+        }
+        if let Body::ReviewReturned(m) = body {
+            self.fill_case_of_request("review_returned", &mut m.case_id, &m.request_id)?;
+        }
+        if let Some(seen) = body.kind_mut().last_seen()
+            && seen.last_seen_event_id.is_empty()
+        {
+            let case = self.known_case(seen.field, seen.case_id)?;
+            *seen.last_seen_event_id = case.last_event_id.as_bytes().to_vec();
         }
         Ok(())
     }
@@ -901,24 +846,25 @@ impl Agent {
         Ok(holders.into_values().collect())
     }
 
+    /// Checks an entry against what this device holds, as its kind's
+    /// [`Recording`] says.
     fn check_against_state(&self, body: &mut Body) -> Result<(), AgentError> {
-        match body {
-            Body::CaseOpened(m) => {
-                self.check_one_open_file("case_opened.id_number", &m.id_number, None)?;
-                self.check_directory(m)?;
+        match body.kind().recording() {
+            Recording::Free => {}
+            Recording::KnownCase { field, case_id } => {
+                self.known_case(field, case_id)?;
             }
-            Body::ActivityHeld(_) | Body::GroupSessionHeld(_) | Body::TrainingHeld(_) => {}
-            Body::CaseAssessed(m) => {
-                self.open_case("case_assessed.case_id", &m.case_id)?;
+            Recording::OpenCase { field, case_id } => {
+                self.open_case(field, case_id)?;
             }
-            Body::CaseNoteAdded(m) => {
-                self.known_case("case_note_added.case_id", &m.case_id)?;
+            Recording::Opening => {
+                if let Body::CaseOpened(m) = body {
+                    self.check_one_open_file("case_opened.id_number", &m.id_number, None)?;
+                    self.check_directory(m)?;
+                }
             }
-            Body::CaseClosed(m) => {
-                self.open_case("case_closed.case_id", &m.case_id)?;
-            }
-            Body::CaseReopened(m) => {
-                let case = self.known_case("case_reopened.case_id", &m.case_id)?;
+            Recording::Reopening { case_id } => {
+                let case = self.known_case("case_reopened.case_id", case_id)?;
                 if case.status == CaseStatus::Open {
                     return Err(AgentError::CaseAlreadyOpen(case.case_id));
                 }
@@ -932,84 +878,40 @@ impl Agent {
                     )?;
                 }
             }
-            Body::VisitRecorded(m) => {
-                self.open_case("visit_recorded.case_id", &m.case_id)?;
+            Recording::Merge { survivor, absorbed } => self.check_merge(survivor, absorbed)?,
+            Recording::Dismissal { case_id, of } => {
+                self.known_case("duplicate_dismissed.case_id", case_id)?;
+                self.known_case("duplicate_dismissed.duplicate_of_case_id", of)?;
             }
-            Body::GuardianCalled(m) => {
-                self.open_case("guardian_called.case_id", &m.case_id)?;
-            }
-            Body::BeneficiaryVerified(m) => {
-                self.known_case("beneficiary_verified.case_id", &m.case_id)?;
-            }
-            Body::ResourceLinked(m) => {
-                if !m.case_id.is_empty() {
-                    self.known_case("resource_linked.case_id", &m.case_id)?;
-                }
-            }
-            Body::CasesMerged(m) => {
-                const SURVIVOR: &str = "cases_merged.survivor_case_id";
-                const ABSORBED: &str = "cases_merged.absorbed_case_id";
-                let survivor = self.known_case(SURVIVOR, &m.survivor_case_id)?;
-                if survivor.merged_into.is_some() {
-                    return Err(AgentError::MergeRefused {
-                        field: SURVIVOR.to_string(),
-                        case_id: survivor.case_id,
-                        rule: "is merged into another file; merge into that file instead",
-                    });
-                }
-                self.open_case(SURVIVOR, &m.survivor_case_id)?;
-                let absorbed = self.known_case(ABSORBED, &m.absorbed_case_id)?;
-                if absorbed.merged_into.is_some() {
-                    return Err(AgentError::MergeRefused {
-                        field: ABSORBED.to_string(),
-                        case_id: absorbed.case_id,
-                        rule: "is merged into another file already",
-                    });
-                }
-                if !self.log.merged_into(absorbed.case_id)?.is_empty() {
-                    return Err(AgentError::MergeRefused {
-                        field: ABSORBED.to_string(),
-                        case_id: absorbed.case_id,
-                        rule: "has files merged into it; keep it as the survivor instead",
-                    });
-                }
-            }
-            Body::DuplicateDismissed(m) => {
-                self.known_case("duplicate_dismissed.case_id", &m.case_id)?;
-                self.known_case(
-                    "duplicate_dismissed.duplicate_of_case_id",
-                    &m.duplicate_of_case_id,
-                )?;
-            }
-            Body::ReviewRequested(m) => {
-                let case = self.known_case("review_requested.case_id", &m.case_id)?;
+            Recording::ReviewRequest {
+                case_id,
+                subject,
+                subject_event_id,
+            } => {
+                let case = self.known_case("review_requested.case_id", case_id)?;
                 let field = "review_requested.subject_event_id";
-                let subject = validate::uuid16(field, &m.subject_event_id)?;
-                let under_review = self.log.event(subject)?.filter(|event| {
+                let under = validate::uuid16(field, subject_event_id)?;
+                let under_review = self.log.event(under)?.filter(|event| {
                     event.body.as_ref().and_then(station_proto::case::case_of) == Some(case.case_id)
-                        && review::is_subject_event(m.subject, event)
+                        && review::is_subject_event(subject, event)
                 });
-                if under_review.is_none() || self.log.is_voided(subject)? {
-                    return Err(nothing_to_review(case.case_id, m.subject));
+                if under_review.is_none() || self.log.is_voided(under)? {
+                    return Err(nothing_to_review(case.case_id, subject));
                 }
             }
-            Body::CaseTransferRequested(m) => {
-                self.check_transfer_request(&m.case_id)?;
-            }
-            Body::CaseTransferAccepted(m) => {
-                self.check_transfer_answer("case_transfer_accepted", &m.case_id, &m.request_id)?;
-            }
-            Body::CaseTransferDeclined(m) => {
-                self.check_transfer_answer("case_transfer_declined", &m.case_id, &m.request_id)?;
-            }
-            Body::ReviewApproved(m) => {
-                self.check_decision("review_approved", &m.case_id, &m.request_id)?;
-            }
-            Body::ReviewReturned(m) => {
-                self.check_decision("review_returned", &m.case_id, &m.request_id)?;
-            }
-            Body::EventVoided(m) => {
-                let target = validate::uuid16("event_voided.voided_event_id", &m.voided_event_id)?;
+            Recording::ReviewDecision {
+                prefix,
+                case_id,
+                request_id,
+            } => self.check_decision(prefix, case_id, request_id)?,
+            Recording::TransferRequest { case_id } => self.check_transfer_request(case_id)?,
+            Recording::TransferAnswer {
+                prefix,
+                case_id,
+                request_id,
+            } => self.check_transfer_answer(prefix, case_id, request_id)?,
+            Recording::Void { voided_event_id } => {
+                let target = validate::uuid16("event_voided.voided_event_id", voided_event_id)?;
                 let event = self
                     .log
                     .event(target)?
@@ -1021,6 +923,38 @@ impl Agent {
                     return Err(AgentError::AlreadyVoided(target));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Refuses a merge unless both files are known, the survivor is open,
+    /// and neither is part of another merge in a way that would chain them.
+    fn check_merge(&self, survivor_id: &[u8], absorbed_id: &[u8]) -> Result<(), AgentError> {
+        const SURVIVOR: &str = "cases_merged.survivor_case_id";
+        const ABSORBED: &str = "cases_merged.absorbed_case_id";
+        let survivor = self.known_case(SURVIVOR, survivor_id)?;
+        if survivor.merged_into.is_some() {
+            return Err(AgentError::MergeRefused {
+                field: SURVIVOR.to_string(),
+                case_id: survivor.case_id,
+                rule: "is merged into another file; merge into that file instead",
+            });
+        }
+        self.open_case(SURVIVOR, survivor_id)?;
+        let absorbed = self.known_case(ABSORBED, absorbed_id)?;
+        if absorbed.merged_into.is_some() {
+            return Err(AgentError::MergeRefused {
+                field: ABSORBED.to_string(),
+                case_id: absorbed.case_id,
+                rule: "is merged into another file already",
+            });
+        }
+        if !self.log.merged_into(absorbed.case_id)?.is_empty() {
+            return Err(AgentError::MergeRefused {
+                field: ABSORBED.to_string(),
+                case_id: absorbed.case_id,
+                rule: "has files merged into it; keep it as the survivor instead",
+            });
         }
         Ok(())
     }

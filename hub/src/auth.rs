@@ -348,34 +348,9 @@ pub fn enroll_supervisor(
 }
 
 /// Whether `body` is a review decision, the only events a supervisor
-/// token pushes.
+/// token pushes: what its kind says of its writer.
 fn is_review_decision(body: Option<&station_proto::Body>) -> bool {
-    use station_proto::Body;
-    match body {
-        Some(Body::ReviewApproved(_) | Body::ReviewReturned(_)) => true,
-        Some(
-            Body::CaseOpened(_)
-            | Body::CaseAssessed(_)
-            | Body::CaseNoteAdded(_)
-            | Body::CaseClosed(_)
-            | Body::CaseReopened(_)
-            | Body::VisitRecorded(_)
-            | Body::BeneficiaryVerified(_)
-            | Body::ActivityHeld(_)
-            | Body::GroupSessionHeld(_)
-            | Body::ResourceLinked(_)
-            | Body::TrainingHeld(_)
-            | Body::EventVoided(_)
-            | Body::GuardianCalled(_)
-            | Body::CasesMerged(_)
-            | Body::DuplicateDismissed(_)
-            | Body::CaseTransferRequested(_)
-            | Body::CaseTransferAccepted(_)
-            | Body::CaseTransferDeclined(_)
-            | Body::ReviewRequested(_),
-        )
-        | None => false,
-    }
+    body.is_some_and(|body| body.kind().writer() == station_proto::kinds::Writer::Supervisor)
 }
 
 fn supervised(token_id: &str, stations: &[String], asked: &str) -> Result<(), AuthError> {

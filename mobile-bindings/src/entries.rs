@@ -17,6 +17,7 @@ use station_proto::ids::Uuid;
 use station_proto::v1;
 
 use crate::error::FieldError;
+use crate::store::{FieldStore, Recorded};
 
 /// Follow-up tier (分档跟进); each has its visit interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -100,6 +101,19 @@ pub enum VisitKind {
     FollowUp,
     /// 电话回访
     Phone,
+}
+
+/// Why a worker who went to a home did not see the person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum AbsenceReason {
+    /// 家中无人
+    NobodyHome,
+    /// 外出(务工、就医、走亲)
+    Away,
+    /// 已搬离
+    Moved,
+    /// 其他
+    Other,
 }
 
 /// How a call to a guardian ended.
@@ -203,6 +217,7 @@ proto_enum!(CaseSource, v1::CaseSource, { Request, Outreach, Referral });
 proto_enum!(NoteKind, v1::NoteKind, { Plan, Intervention, Review, Supervision });
 proto_enum!(VisitKind, v1::VisitKind, { Home, Assessment, Verification, FollowUp, Phone });
 proto_enum!(CallOutcome, v1::CallOutcome, { Reached, NoAnswer, Unreachable });
+proto_enum!(AbsenceReason, v1::AbsenceReason, { NobodyHome, Away, Moved, Other });
 proto_enum!(ActivityKind, v1::ActivityKind, {
     PartyPublicWelfare, Clinic, ChildCare, ElderlyCare, DisabilitySupport,
     PolicyPublicity, Cultural, Other,
@@ -210,6 +225,140 @@ proto_enum!(ActivityKind, v1::ActivityKind, {
 proto_enum!(ResourceKind, v1::ResourceKind, { Cash, InKind, Service, Policy });
 proto_enum!(TrainingKind, v1::TrainingKind, { Training, Supervision, CoLearning });
 proto_enum!(ReviewSubject, v1::ReviewSubject, { TierChange, CasePlan, Closure });
+
+/// What kind of entry a timeline line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum EntryKind {
+    /// A case was opened.
+    CaseOpened,
+    /// The tier was changed (预估).
+    CaseAssessed,
+    /// A note was added.
+    NoteAdded,
+    /// The case was closed.
+    CaseClosed,
+    /// The case was reopened.
+    CaseReopened,
+    /// A visit.
+    Visit,
+    /// A phone call to the guardian.
+    GuardianCall,
+    /// A visit that found nobody at home (上门未遇).
+    VisitAttempt,
+    /// A verification (信息核实).
+    Verification,
+    /// A community activity.
+    Activity,
+    /// A group session.
+    GroupSession,
+    /// A linked resource.
+    Resource,
+    /// A training.
+    Training,
+    /// A void of an earlier entry.
+    Void,
+    /// Another file was merged into this one (合并档案).
+    CasesMerged,
+    /// The file was found not to duplicate another (非重复).
+    DuplicateDismissed,
+    /// Its station asked another station to take the file over (转移申请).
+    TransferRequested,
+    /// The station asked took the file over (接收转移).
+    TransferAccepted,
+    /// The station asked declined to take the file (拒绝转移).
+    TransferDeclined,
+    /// A review was asked for (提请审核).
+    ReviewRequested,
+    /// A supervisor approved a review (审核通过).
+    ReviewApproved,
+    /// A supervisor returned a review (退回修改).
+    ReviewReturned,
+}
+
+impl EntryKind {
+    /// What `body` shows as a line of a case's timeline: its kind, its day
+    /// (`None` for a void, which shows the day it was recorded), the text
+    /// that sums it up, and the tier it names. Every body is matched without
+    /// a wildcard: a new kind of event is shown as what it is, or does not
+    /// build.
+    pub(crate) fn line(body: Body) -> (EntryKind, Option<String>, String, Option<Tier>) {
+        match body {
+            Body::CaseOpened(m) => (EntryKind::CaseOpened, Some(m.opened_on), m.name, None),
+            Body::CaseAssessed(m) => (
+                EntryKind::CaseAssessed,
+                Some(m.assessed_on),
+                m.reason,
+                Tier::from_proto(m.tier),
+            ),
+            Body::CaseNoteAdded(m) => (EntryKind::NoteAdded, Some(m.noted_on), m.text, None),
+            Body::CaseClosed(m) => (EntryKind::CaseClosed, Some(m.closed_on), m.reason, None),
+            Body::CaseReopened(m) => (
+                EntryKind::CaseReopened,
+                Some(m.reopened_on),
+                m.reason,
+                Tier::from_proto(m.tier),
+            ),
+            Body::VisitRecorded(m) => (EntryKind::Visit, Some(m.visit_date), m.notes, None),
+            Body::GuardianCalled(m) => (EntryKind::GuardianCall, Some(m.called_on), m.notes, None),
+            Body::VisitAttempted(m) => {
+                (EntryKind::VisitAttempt, Some(m.attempted_on), m.notes, None)
+            }
+            Body::BeneficiaryVerified(m) => {
+                (EntryKind::Verification, Some(m.verified_on), m.notes, None)
+            }
+            Body::ActivityHeld(m) => (EntryKind::Activity, Some(m.held_on), m.title, None),
+            Body::GroupSessionHeld(m) => {
+                (EntryKind::GroupSession, Some(m.held_on), m.group_name, None)
+            }
+            Body::ResourceLinked(m) => (EntryKind::Resource, Some(m.linked_on), m.source, None),
+            Body::TrainingHeld(m) => (EntryKind::Training, Some(m.held_on), m.title, None),
+            Body::CasesMerged(m) => (EntryKind::CasesMerged, Some(m.merged_on), m.reason, None),
+            Body::DuplicateDismissed(m) => (
+                EntryKind::DuplicateDismissed,
+                Some(m.dismissed_on),
+                m.reason,
+                None,
+            ),
+            Body::CaseTransferRequested(m) => (
+                EntryKind::TransferRequested,
+                Some(m.requested_on),
+                m.reason,
+                None,
+            ),
+            Body::CaseTransferAccepted(m) => (
+                EntryKind::TransferAccepted,
+                Some(m.accepted_on),
+                m.note,
+                None,
+            ),
+            Body::CaseTransferDeclined(m) => (
+                EntryKind::TransferDeclined,
+                Some(m.declined_on),
+                m.reason,
+                None,
+            ),
+            Body::EventVoided(m) => (EntryKind::Void, None, m.reason, None),
+            Body::ReviewRequested(m) => (
+                EntryKind::ReviewRequested,
+                Some(m.requested_on),
+                m.note,
+                None,
+            ),
+            Body::ReviewApproved(m) => (
+                EntryKind::ReviewApproved,
+                Some(m.decided_on),
+                m.comment,
+                None,
+            ),
+            Body::ReviewReturned(m) => (
+                EntryKind::ReviewReturned,
+                Some(m.decided_on),
+                m.comment,
+                None,
+            ),
+        }
+    }
+}
 
 fn proto<T: Into<P>, P: Into<i32>>(value: T) -> i32 {
     value.into().into()
@@ -220,6 +369,53 @@ fn categories(values: &[Category]) -> Vec<i32> {
         .iter()
         .map(|&c| proto::<_, v1::Category>(c))
         .collect()
+}
+
+/// 上门未遇: the worker went to the home of a case and did not find the
+/// person. Counted apart from visits; it does not move the case's next due
+/// follow-up.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct VisitAttempt {
+    /// The case (or a prefix of its id no other case shares); it must be open.
+    pub case_id: String,
+    /// `YYYY-MM-DD`: the day of the attempt.
+    pub attempted_on: String,
+    /// Why the person was not seen.
+    pub reason: AbsenceReason,
+    /// Up to 4,000 characters; may be empty.
+    pub notes: String,
+    /// Idempotency key from [`new_entry_id`].
+    #[uniffi(default = None)]
+    pub entry_id: Option<String>,
+}
+
+impl VisitAttempt {
+    /// The event body.
+    ///
+    /// # Errors
+    /// An id that is not a UUID.
+    pub fn into_body(self) -> Result<Body, FieldError> {
+        Ok(Body::VisitAttempted(v1::VisitAttempted {
+            case_id: case_bytes("visit_attempted.case_id", &self.case_id)?,
+            attempted_on: self.attempted_on,
+            reason: proto::<_, v1::AbsenceReason>(self.reason),
+            notes: self.notes,
+        }))
+    }
+}
+
+#[uniffi::export]
+impl FieldStore {
+    /// 上门未遇: records a visit to an open case that found nobody at home.
+    ///
+    /// # Errors
+    /// [`FieldError::InvalidInput`], [`FieldError::UnknownCase`],
+    /// [`FieldError::CaseClosed`].
+    pub fn record_visit_attempt(&self, mut entry: VisitAttempt) -> Result<Recorded, FieldError> {
+        entry.case_id = self.resolve("visit_attempted.case_id", &entry.case_id)?;
+        let entry_id = entry.entry_id.clone();
+        self.record(entry_id, entry.into_body()?)
+    }
 }
 
 /// Reads an id written as a hyphenated UUID (`8-4-4-4-12` hex digits).

@@ -16,8 +16,9 @@
 //! - [`store`]: [`FieldStore`], the `Send + Sync` object the app holds:
 //!   opening (or creating) a store on a path, one blocking method per entry
 //!   form, the views.
-//! - [`entries`]: the entry forms and their enums, and their conversion into
-//!   event bodies; validation itself stays in `station-proto`.
+//! - [`entries`]: the entry forms and their enums, their conversion into
+//!   event bodies, and what each kind of event shows in a timeline
+//!   ([`EntryKind`]); validation itself stays in `station-proto`.
 //! - [`views`]: the records the views and the sync calls return.
 //! - [`sync`]: `configure` and `sync_now`, one bounded round of the agent's
 //!   sync client on a runtime the library owns.
@@ -43,11 +44,11 @@ pub mod views;
 
 pub use directory::DirectoryState;
 pub use entries::{
-    ActivityKind, Assessment, CallOutcome, CaseClosing, CaseMerging, CaseNote, CaseOpening,
-    CaseReopening, CaseSource, Category, CommunityActivity, DuplicateDismissal, Gender,
-    GroupSession, GuardianCall, NoteKind, Resource, ResourceKind, ReviewDecision, ReviewRequest,
-    ReviewSubject, Tier, Training, TrainingKind, Verification, Visit, VisitKind, Voiding,
-    new_entry_id,
+    AbsenceReason, ActivityKind, Assessment, CallOutcome, CaseClosing, CaseMerging, CaseNote,
+    CaseOpening, CaseReopening, CaseSource, Category, CommunityActivity, DuplicateDismissal,
+    EntryKind, Gender, GroupSession, GuardianCall, NoteKind, Resource, ResourceKind,
+    ReviewDecision, ReviewRequest, ReviewSubject, Tier, Training, TrainingKind, Verification,
+    Visit, VisitAttempt, VisitKind, Voiding, new_entry_id,
 };
 pub use error::FieldError;
 pub use keys::{KeyProvider, KeyProviderError};
@@ -55,6 +56,6 @@ pub use review::ReviewPolicy;
 pub use store::{FieldStore, Recorded, StoreOptions};
 pub use transfer::{TransferAcceptance, TransferDecline, TransferRequest};
 pub use views::{
-    CaseStatus, CaseSummary, EntryKind, FollowUp, ParkedEntries, ReviewState, ReviewSummary,
-    StoreStatus, SyncReport, TimelineEntry,
+    CaseStatus, CaseSummary, FollowUp, ParkedEntries, ReviewState, ReviewSummary, StoreStatus,
+    SyncReport, TimelineEntry,
 };

@@ -7,13 +7,13 @@
 //! epoch.
 
 use chrono::NaiveDate;
+use station_proto::Event;
 use station_proto::case::{CaseStatus as ModelCaseStatus, CaseView, DueFollowUp, TierIntervals};
 use station_proto::ids::Uuid;
-use station_proto::{Body, Event};
 
 use station_proto::review::{ReviewItem, ReviewState as ModelReviewState};
 
-use crate::entries::{Category, ReviewSubject, Tier, id_text};
+use crate::entries::{Category, EntryKind, ReviewSubject, Tier, id_text};
 
 /// Whether a case is being followed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -85,53 +85,6 @@ pub struct FollowUp {
     pub overdue: bool,
     /// The date of the latest visit, if any.
     pub last_visit: Option<String>,
-}
-
-/// What kind of entry a timeline line is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
-pub enum EntryKind {
-    /// A case was opened.
-    CaseOpened,
-    /// The tier was changed (预估).
-    CaseAssessed,
-    /// A note was added.
-    NoteAdded,
-    /// The case was closed.
-    CaseClosed,
-    /// The case was reopened.
-    CaseReopened,
-    /// A visit.
-    Visit,
-    /// A phone call to the guardian.
-    GuardianCall,
-    /// A verification (信息核实).
-    Verification,
-    /// A community activity.
-    Activity,
-    /// A group session.
-    GroupSession,
-    /// A linked resource.
-    Resource,
-    /// A training.
-    Training,
-    /// A void of an earlier entry.
-    Void,
-    /// Another file was merged into this one (合并档案).
-    CasesMerged,
-    /// The file was found not to duplicate another (非重复).
-    DuplicateDismissed,
-    /// Its station asked another station to take the file over (转移申请).
-    TransferRequested,
-    /// The station asked took the file over (接收转移).
-    TransferAccepted,
-    /// The station asked declined to take the file (拒绝转移).
-    TransferDeclined,
-    /// A review was asked for (提请审核).
-    ReviewRequested,
-    /// A supervisor approved a review (审核通过).
-    ReviewApproved,
-    /// A supervisor returned a review (退回修改).
-    ReviewReturned,
 }
 
 /// Where a review request stands.
@@ -372,55 +325,8 @@ impl TimelineEntry {
     /// a 16-byte id (which the store never holds).
     pub fn new(event: Event, voided: bool) -> Option<Self> {
         let event_id = id_text(Uuid::from_slice(&event.event_id).ok()?);
-        let (kind, date, summary, tier) = match event.body? {
-            Body::CaseOpened(m) => (EntryKind::CaseOpened, m.opened_on, m.name, None),
-            Body::CaseAssessed(m) => (
-                EntryKind::CaseAssessed,
-                m.assessed_on,
-                m.reason,
-                Tier::from_proto(m.tier),
-            ),
-            Body::CaseNoteAdded(m) => (EntryKind::NoteAdded, m.noted_on, m.text, None),
-            Body::CaseClosed(m) => (EntryKind::CaseClosed, m.closed_on, m.reason, None),
-            Body::CaseReopened(m) => (
-                EntryKind::CaseReopened,
-                m.reopened_on,
-                m.reason,
-                Tier::from_proto(m.tier),
-            ),
-            Body::VisitRecorded(m) => (EntryKind::Visit, m.visit_date, m.notes, None),
-            Body::GuardianCalled(m) => (EntryKind::GuardianCall, m.called_on, m.notes, None),
-            Body::BeneficiaryVerified(m) => (EntryKind::Verification, m.verified_on, m.notes, None),
-            Body::ActivityHeld(m) => (EntryKind::Activity, m.held_on, m.title, None),
-            Body::GroupSessionHeld(m) => (EntryKind::GroupSession, m.held_on, m.group_name, None),
-            Body::ResourceLinked(m) => (EntryKind::Resource, m.linked_on, m.source, None),
-            Body::TrainingHeld(m) => (EntryKind::Training, m.held_on, m.title, None),
-            Body::CasesMerged(m) => (EntryKind::CasesMerged, m.merged_on, m.reason, None),
-            Body::DuplicateDismissed(m) => (
-                EntryKind::DuplicateDismissed,
-                m.dismissed_on,
-                m.reason,
-                None,
-            ),
-            Body::CaseTransferRequested(m) => {
-                (EntryKind::TransferRequested, m.requested_on, m.reason, None)
-            }
-            Body::CaseTransferAccepted(m) => {
-                (EntryKind::TransferAccepted, m.accepted_on, m.note, None)
-            }
-            Body::CaseTransferDeclined(m) => {
-                (EntryKind::TransferDeclined, m.declined_on, m.reason, None)
-            }
-            Body::EventVoided(m) => (
-                EntryKind::Void,
-                recorded_date(event.recorded_at_ms),
-                m.reason,
-                None,
-            ),
-            Body::ReviewRequested(m) => (EntryKind::ReviewRequested, m.requested_on, m.note, None),
-            Body::ReviewApproved(m) => (EntryKind::ReviewApproved, m.decided_on, m.comment, None),
-            Body::ReviewReturned(m) => (EntryKind::ReviewReturned, m.decided_on, m.comment, None),
-        };
+        let (kind, date, summary, tier) = EntryKind::line(event.body?);
+        let date = date.unwrap_or_else(|| recorded_date(event.recorded_at_ms));
         Some(Self {
             event_id,
             kind,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{Days, NaiveDate};
 use station_agent::sync::SyncError;
 use station_agent::{AgentError, StoreError};
+use station_mobile::{AbsenceReason, VisitAttempt};
 use station_mobile::{
     ActivityKind, Assessment, CallOutcome, CaseClosing, CaseMerging, CaseNote, CaseOpening,
     CaseReopening, CaseSource, CaseStatus, Category, CommunityActivity, DuplicateDismissal,
@@ -301,6 +302,48 @@ fn every_entry_form_is_recorded_and_read_back() {
         ]
     );
     assert_eq!(store.unacknowledged_count().unwrap(), 13);
+}
+
+#[test]
+fn a_visit_that_found_nobody_is_shown_and_leaves_the_follow_up_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let case_id = store.open_case(opening()).unwrap().event_id;
+    let attempt = |attempted_on: String| VisitAttempt {
+        case_id: case_id.clone(),
+        attempted_on,
+        reason: AbsenceReason::NobodyHome,
+        notes: format!("{NAME} 家中无人"),
+        entry_id: None,
+    };
+    let recorded = store.record_visit_attempt(attempt(date(-1))).unwrap();
+    assert_eq!(recorded.origin_seq, 2);
+    let head = store.status().unwrap().head_seq;
+    let refused = store.record_visit_attempt(attempt(date(2))).unwrap_err();
+    assert_no_personal_data(&refused);
+    assert_invalid(Err::<(), _>(refused), "visit_attempted.attempted_on");
+    assert_eq!(
+        store
+            .record_visit_attempt(VisitAttempt {
+                case_id: new_entry_id(),
+                ..attempt(date(0))
+            })
+            .unwrap_err(),
+        FieldError::UnknownCase {
+            field: "visit_attempted.case_id".into()
+        }
+    );
+    assert_eq!(store.status().unwrap().head_seq, head);
+
+    // Nobody was seen: the high-risk case opened ten days ago is still overdue.
+    let case = store.case(case_id.clone()).unwrap();
+    assert_eq!(case.next_due, Some(date(-3)));
+    assert_eq!(case.last_visit, None);
+    let timeline = store.case_timeline(case_id).unwrap();
+    let line = timeline.last().unwrap();
+    assert_eq!(line.kind, EntryKind::VisitAttempt);
+    assert_eq!(line.date, date(-1));
+    assert_eq!(line.event_id, recorded.event_id);
 }
 
 #[test]

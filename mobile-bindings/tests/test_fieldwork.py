@@ -282,3 +282,27 @@ def test_one_store_is_shared_by_threads(open_store):
     assert store.status().head_seq == 81
     assert len(store.recent_entries(1000)) == 81
     assert store.case(case_id).community_code == COMMUNITY
+
+
+def test_a_visit_that_found_nobody_is_shown_and_leaves_the_follow_up_due(open_store):
+    store = open_store()
+    fd = record_field_day(store)
+    tsewang = fd.people[3]
+    due_before = store.case(tsewang.case_id).next_due
+    recorded = store.record_visit_attempt(sm.VisitAttempt(
+        case_id=tsewang.case_id, attempted_on=day(fd.today, 0),
+        reason=sm.AbsenceReason.AWAY, notes="邻居说去拉萨看病了 ལྷ་ས།"))
+    assert not recorded.duplicate
+    line = store.case_timeline(tsewang.case_id)[-1]
+    assert line.kind == sm.EntryKind.VISIT_ATTEMPT
+    assert line.event_id == recorded.event_id
+    assert line.summary == "邻居说去拉萨看病了 ལྷ་ས།"
+    assert store.case(tsewang.case_id).next_due == due_before
+
+    head = store.status().head_seq
+    with pytest.raises(sm.FieldError.InvalidInput) as future:
+        store.record_visit_attempt(sm.VisitAttempt(
+            case_id=tsewang.case_id, attempted_on=day(fd.today, 3),
+            reason=sm.AbsenceReason.NOBODY_HOME, notes=""))
+    assert future.value.field == "visit_attempted.attempted_on"
+    assert store.status().head_seq == head

@@ -189,66 +189,13 @@ pub fn due_follow_ups(
 /// about an existing case (an opening names no case yet; see [`case_key`]),
 /// and for a case id that is not 16 bytes.
 pub fn case_of(body: &Body) -> Option<Uuid> {
-    let bytes = match body {
-        Body::CaseAssessed(m) => &m.case_id,
-        Body::CaseNoteAdded(m) => &m.case_id,
-        Body::CaseClosed(m) => &m.case_id,
-        Body::CaseReopened(m) => &m.case_id,
-        Body::VisitRecorded(m) => &m.case_id,
-        Body::BeneficiaryVerified(m) => &m.case_id,
-        Body::GuardianCalled(m) => &m.case_id,
-        Body::CasesMerged(m) => &m.survivor_case_id,
-        Body::DuplicateDismissed(m) => &m.case_id,
-        Body::CaseTransferRequested(m) => &m.case_id,
-        Body::CaseTransferAccepted(m) => &m.case_id,
-        Body::CaseTransferDeclined(m) => &m.case_id,
-        Body::ReviewRequested(m) => &m.case_id,
-        Body::ReviewApproved(m) => &m.case_id,
-        Body::ReviewReturned(m) => &m.case_id,
-        Body::ResourceLinked(m) => {
-            if m.case_id.is_empty() {
-                return None;
-            }
-            &m.case_id
-        }
-        Body::CaseOpened(_)
-        | Body::ActivityHeld(_)
-        | Body::GroupSessionHeld(_)
-        | Body::TrainingHeld(_)
-        | Body::EventVoided(_) => return None,
-    };
-    Uuid::from_slice(bytes).ok()
+    Uuid::from_slice(body.kind().case_id()?).ok()
 }
 
 /// The (survivor, absorbed) files of a `CasesMerged` whose ids are 16
 /// bytes each; `None` for any other body.
 pub fn merge_of(body: &Body) -> Option<(Uuid, Uuid)> {
-    match body {
-        Body::CasesMerged(m) => Some((
-            Uuid::from_slice(&m.survivor_case_id).ok()?,
-            Uuid::from_slice(&m.absorbed_case_id).ok()?,
-        )),
-        Body::CaseOpened(_)
-        | Body::CaseAssessed(_)
-        | Body::CaseNoteAdded(_)
-        | Body::CaseClosed(_)
-        | Body::CaseReopened(_)
-        | Body::VisitRecorded(_)
-        | Body::BeneficiaryVerified(_)
-        | Body::GuardianCalled(_)
-        | Body::ResourceLinked(_)
-        | Body::ActivityHeld(_)
-        | Body::GroupSessionHeld(_)
-        | Body::TrainingHeld(_)
-        | Body::EventVoided(_)
-        | Body::DuplicateDismissed(_)
-        | Body::CaseTransferRequested(_)
-        | Body::CaseTransferAccepted(_)
-        | Body::CaseTransferDeclined(_)
-        | Body::ReviewRequested(_)
-        | Body::ReviewApproved(_)
-        | Body::ReviewReturned(_) => None,
-    }
+    body.kind().merge()
 }
 
 /// The one rule of which merge holds: the file `absorbed` belongs to the
@@ -423,64 +370,7 @@ impl<'a> CaseStep<'a> {
     /// What `body` says to its case's view; `None` for bodies that are not
     /// about a case.
     pub fn of(body: &'a Body) -> Option<Self> {
-        Some(match body {
-            Body::CaseOpened(m) => CaseStep::Opened {
-                name: &m.name,
-                community_code: &m.community_code,
-                categories: &m.categories,
-                tier: m.tier,
-                opened_on: parse_date(&m.opened_on),
-                file_number: &m.file_number,
-            },
-            Body::CaseAssessed(m) => CaseStep::Assessed { tier: m.tier },
-            Body::CaseClosed(_) => CaseStep::Closed,
-            Body::CaseReopened(m) => CaseStep::Reopened {
-                reopened_on: parse_date(&m.reopened_on),
-                tier: m.tier,
-            },
-            Body::VisitRecorded(m) => CaseStep::Visited {
-                visit_date: parse_date(&m.visit_date),
-            },
-            Body::BeneficiaryVerified(m) => CaseStep::Verified {
-                categories: &m.categories,
-            },
-            Body::CaseNoteAdded(_)
-            | Body::GuardianCalled(_)
-            | Body::CasesMerged(_)
-            | Body::DuplicateDismissed(_)
-            | Body::CaseTransferRequested(_)
-            | Body::CaseTransferAccepted(_)
-            | Body::CaseTransferDeclined(_) => CaseStep::Recorded,
-            Body::ReviewRequested(m) => CaseStep::ReviewRequested {
-                subject: m.subject,
-                subject_event: Uuid::from_slice(&m.subject_event_id).ok(),
-                requested_on: parse_date(&m.requested_on),
-            },
-            Body::ReviewApproved(m) => CaseStep::ReviewDecided {
-                request: Uuid::from_slice(&m.request_id).ok(),
-                approved: true,
-                last_seen: Uuid::from_slice(&m.last_seen_event_id).ok(),
-                decided_on: parse_date(&m.decided_on),
-                comment: &m.comment,
-            },
-            Body::ReviewReturned(m) => CaseStep::ReviewDecided {
-                request: Uuid::from_slice(&m.request_id).ok(),
-                approved: false,
-                last_seen: Uuid::from_slice(&m.last_seen_event_id).ok(),
-                decided_on: parse_date(&m.decided_on),
-                comment: &m.comment,
-            },
-            Body::ResourceLinked(m) => {
-                if m.case_id.is_empty() {
-                    return None;
-                }
-                CaseStep::Recorded
-            }
-            Body::ActivityHeld(_)
-            | Body::GroupSessionHeld(_)
-            | Body::TrainingHeld(_)
-            | Body::EventVoided(_) => return None,
-        })
+        body.kind().step()
     }
 }
 

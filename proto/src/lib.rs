@@ -8,6 +8,9 @@
 //! - [`v1`]: messages and gRPC stubs generated from `proto/station/v1/*.proto`.
 //! - [`validate`]: one function per message, normalising text to NFC and
 //!   returning an [`validate::Invalid`] that names the field and the rule.
+//! - [`kinds`]: one place per event kind: the [`kinds::Kind`] facts each
+//!   body answers (name, validation, case, view step, masking, review,
+//!   writer, what a device checks), and the one dispatch over [`Body`].
 //! - [`json`]: the proto3 JSON mapping of event bodies, for scripted entry.
 //! - [`chain`]: signed logs: an event's canonical bytes, each origin's hash
 //!   chain, and the signed head of a push.
@@ -40,6 +43,7 @@ pub mod file_number;
 pub mod id_number;
 pub mod ids;
 pub mod json;
+pub mod kinds;
 pub mod mask;
 pub mod money;
 pub mod names;

@@ -102,7 +102,7 @@ pub fn name(text: &str, shown: Shown) -> String {
 }
 
 /// Free text about a person (notes, reasons): itself unless de-identified.
-fn free_text(text: &mut String, shown: Shown) {
+pub(crate) fn free_text(text: &mut String, shown: Shown) {
     if shown == Shown::Deidentified {
         text.clear();
     }
@@ -115,44 +115,7 @@ pub fn body(body: &mut Body, shown: Shown) {
     if shown == Shown::Revealed {
         return;
     }
-    match body {
-        Body::CaseOpened(m) => {
-            m.name = name(&m.name, shown);
-            if shown == Shown::Deidentified {
-                m.id_number.clear();
-                m.phone.clear();
-                m.address.clear();
-            } else {
-                m.id_number = id_number(&m.id_number);
-                m.phone = phone(&m.phone);
-                m.address = address(&m.address);
-            }
-        }
-        Body::CaseAssessed(m) => free_text(&mut m.reason, shown),
-        Body::CaseNoteAdded(m) => free_text(&mut m.text, shown),
-        Body::CaseClosed(m) => free_text(&mut m.reason, shown),
-        Body::CaseReopened(m) => free_text(&mut m.reason, shown),
-        Body::GuardianCalled(m) => free_text(&mut m.notes, shown),
-        Body::VisitRecorded(m) => {
-            free_text(&mut m.notes, shown);
-            if shown == Shown::Deidentified {
-                m.needs_found.clear();
-            }
-        }
-        Body::BeneficiaryVerified(m) => free_text(&mut m.notes, shown),
-        Body::ResourceLinked(m) => free_text(&mut m.description, shown),
-        Body::EventVoided(m) => free_text(&mut m.reason, shown),
-        Body::CasesMerged(m) => free_text(&mut m.reason, shown),
-        Body::DuplicateDismissed(m) => free_text(&mut m.reason, shown),
-        Body::CaseTransferRequested(m) => free_text(&mut m.reason, shown),
-        Body::CaseTransferAccepted(m) => free_text(&mut m.note, shown),
-        Body::CaseTransferDeclined(m) => free_text(&mut m.reason, shown),
-        Body::ReviewRequested(m) => free_text(&mut m.note, shown),
-        Body::ReviewApproved(m) => free_text(&mut m.comment, shown),
-        Body::ReviewReturned(m) => free_text(&mut m.comment, shown),
-        // About groups and the station, not one person.
-        Body::ActivityHeld(_) | Body::GroupSessionHeld(_) | Body::TrainingHeld(_) => {}
-    }
+    body.kind_mut().mask(shown);
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@
 //! are exactly those listed.
 
 use crate::v1::{
-    ActivityKind, CallOutcome, CaseSource, Category, Gender, NoteKind, ResourceKind, ReviewSubject,
-    Tier, TrainingKind, VisitKind,
+    ActivityKind, CaseSource, Category, Gender, NoteKind, ResourceKind, ReviewSubject, Tier,
+    TrainingKind, VisitKind,
 };
 
 /// A `station.v1` enum with the names people type for it.
@@ -56,7 +56,7 @@ pub fn short_names<E: Named>() -> impl Iterator<Item = &'static str> {
 macro_rules! named {
     ($enum:ident { $($variant:ident => $short:literal),+ $(,)? }
      $(aliases { $($alias:literal => $aliased:ident),+ $(,)? })?) => {
-        impl Named for $enum {
+        impl $crate::names::Named for $enum {
             const NAMES: &'static [(&'static str, Self)] = &[$(($short, $enum::$variant)),+];
             const ALIASES: &'static [(&'static str, Self)] = &[$($(($alias, $enum::$aliased)),+)?];
 
@@ -66,6 +66,11 @@ macro_rules! named {
         }
     };
 }
+
+/// Declares the names of an enum: `named!(Enum { Variant => "short", … }
+/// aliases { "别名" => Variant, … })`. An enum that belongs to one event kind
+/// is named beside that kind, in [`crate::kinds`].
+pub(crate) use named;
 
 named!(Tier { HighRisk => "high-risk", Key => "key", General => "general" });
 named!(Category {
@@ -108,11 +113,6 @@ named!(VisitKind {
     Verification => "verification",
     FollowUp => "follow-up",
     Phone => "phone",
-});
-named!(CallOutcome {
-    Reached => "reached",
-    NoAnswer => "no-answer",
-    Unreachable => "unreachable",
 });
 named!(ActivityKind {
     PartyPublicWelfare => "party-public-welfare",

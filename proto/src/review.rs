@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::case::CaseStep;
 use crate::ids::Uuid;
-use crate::v1::{NoteKind, ReviewSubject};
+use crate::v1::ReviewSubject;
 use crate::{Body, Event};
 
 /// Which changes need a supervisor's review in a deployment, and whether a
@@ -287,31 +287,7 @@ pub fn is_subject_event(subject: i32, event: &Event) -> bool {
 /// a `CaseAssessed`, a case plan for a `CaseNoteAdded` of kind plan, a
 /// closure for a `CaseClosed`; `None` for an entry no review is about.
 pub fn subject_of(body: &Body) -> Option<ReviewSubject> {
-    match body {
-        Body::CaseAssessed(_) => Some(ReviewSubject::TierChange),
-        Body::CaseNoteAdded(m) => {
-            (m.kind == NoteKind::Plan as i32).then_some(ReviewSubject::CasePlan)
-        }
-        Body::CaseClosed(_) => Some(ReviewSubject::Closure),
-        Body::CaseOpened(_)
-        | Body::CaseReopened(_)
-        | Body::VisitRecorded(_)
-        | Body::BeneficiaryVerified(_)
-        | Body::ActivityHeld(_)
-        | Body::GroupSessionHeld(_)
-        | Body::ResourceLinked(_)
-        | Body::TrainingHeld(_)
-        | Body::EventVoided(_)
-        | Body::GuardianCalled(_)
-        | Body::CasesMerged(_)
-        | Body::DuplicateDismissed(_)
-        | Body::CaseTransferRequested(_)
-        | Body::CaseTransferAccepted(_)
-        | Body::CaseTransferDeclined(_)
-        | Body::ReviewRequested(_)
-        | Body::ReviewApproved(_)
-        | Body::ReviewReturned(_) => None,
-    }
+    body.kind().review_subject()
 }
 
 /// The Chinese label of a review subject, for tables.
@@ -366,7 +342,7 @@ mod tests {
 
     #[test]
     fn a_policy_asks_a_review_of_the_kinds_it_names_and_travels_without_the_ledger_rule() {
-        use crate::v1::{CaseAssessed, CaseClosed, CaseNoteAdded};
+        use crate::v1::{CaseAssessed, CaseClosed, CaseNoteAdded, NoteKind};
         let policy = ReviewPolicy {
             tier_change: false,
             case_plan: true,

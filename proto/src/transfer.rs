@@ -23,7 +23,6 @@
 
 use chrono::NaiveDate;
 
-use crate::case::parse_date;
 use crate::ids::Uuid;
 use crate::{Body, Event};
 
@@ -58,39 +57,7 @@ pub enum TransferStep<'a> {
 impl<'a> TransferStep<'a> {
     /// What `body` says of a transfer; `None` for every other body.
     pub fn of(body: &'a Body) -> Option<Self> {
-        match body {
-            Body::CaseTransferRequested(m) => Some(TransferStep::Requested {
-                to: &m.to_station_code,
-                on: parse_date(&m.requested_on),
-            }),
-            Body::CaseTransferAccepted(m) => Some(TransferStep::Accepted {
-                request: Uuid::from_slice(&m.request_id).ok(),
-                community_code: &m.community_code,
-                on: parse_date(&m.accepted_on),
-            }),
-            Body::CaseTransferDeclined(m) => Some(TransferStep::Declined {
-                request: Uuid::from_slice(&m.request_id).ok(),
-                on: parse_date(&m.declined_on),
-            }),
-            Body::CaseOpened(_)
-            | Body::CaseAssessed(_)
-            | Body::CaseNoteAdded(_)
-            | Body::CaseClosed(_)
-            | Body::CaseReopened(_)
-            | Body::VisitRecorded(_)
-            | Body::BeneficiaryVerified(_)
-            | Body::ActivityHeld(_)
-            | Body::GroupSessionHeld(_)
-            | Body::ResourceLinked(_)
-            | Body::TrainingHeld(_)
-            | Body::EventVoided(_)
-            | Body::GuardianCalled(_)
-            | Body::CasesMerged(_)
-            | Body::DuplicateDismissed(_)
-            | Body::ReviewRequested(_)
-            | Body::ReviewApproved(_)
-            | Body::ReviewReturned(_) => None,
-        }
+        body.kind().transfer()
     }
 }
 
@@ -98,33 +65,7 @@ impl<'a> TransferStep<'a> {
 /// `CaseTransferAccepted` and `CaseTransferDeclined` with well-formed ids;
 /// `None` for every other body.
 pub fn answer_of(body: &Body) -> Option<(Uuid, Uuid)> {
-    let (case, request) = match body {
-        Body::CaseTransferAccepted(m) => (&m.case_id, &m.request_id),
-        Body::CaseTransferDeclined(m) => (&m.case_id, &m.request_id),
-        Body::CaseOpened(_)
-        | Body::CaseAssessed(_)
-        | Body::CaseNoteAdded(_)
-        | Body::CaseClosed(_)
-        | Body::CaseReopened(_)
-        | Body::VisitRecorded(_)
-        | Body::BeneficiaryVerified(_)
-        | Body::ActivityHeld(_)
-        | Body::GroupSessionHeld(_)
-        | Body::ResourceLinked(_)
-        | Body::TrainingHeld(_)
-        | Body::EventVoided(_)
-        | Body::GuardianCalled(_)
-        | Body::CasesMerged(_)
-        | Body::DuplicateDismissed(_)
-        | Body::CaseTransferRequested(_)
-        | Body::ReviewRequested(_)
-        | Body::ReviewApproved(_)
-        | Body::ReviewReturned(_) => return None,
-    };
-    Some((
-        Uuid::from_slice(case).ok()?,
-        Uuid::from_slice(request).ok()?,
-    ))
+    body.kind().transfer_answer()
 }
 
 /// Where a request stands.

@@ -1,4 +1,6 @@
-//! Domain validation of events: the single place where the rules of `station.v1` live.
+//! Domain validation of events: the rules of `station.v1` (the envelope's, each body's, and
+//! the field rules they are built from), reached through [`body`] and each kind's
+//! [`crate::kinds::Kind::validate`].
 //!
 //! The agent validates before it writes an event, the hub validates again when it receives
 //! one; neither re-implements a rule. Every function here keeps these invariants:
@@ -237,7 +239,9 @@ pub fn event(event: &mut Event, ctx: &Context) -> Result<(), Invalid> {
     body(b, &event.station_code, ctx)
 }
 
-/// Validates one event body by dispatching to the function named after it.
+/// Validates one event body with its kind's rules ([`crate::kinds::Kind::validate`]): the
+/// function of this module named after the body, or, for a kind whose rules are few, the
+/// rules written beside its other facts in [`crate::kinds`], from the field rules here.
 ///
 /// `station_code` is the code of the station the event belongs to; community codes in the
 /// body must lie inside it.
@@ -247,29 +251,7 @@ pub fn event(event: &mut Event, ctx: &Context) -> Result<(), Invalid> {
 /// The first broken rule; the field is prefixed with the body's snake_case name, e.g.
 /// `visit_recorded.kind`.
 pub fn body(body: &mut Body, station_code: &str, ctx: &Context) -> Result<(), Invalid> {
-    match body {
-        Body::CaseOpened(m) => case_opened(m, station_code, ctx),
-        Body::CaseAssessed(m) => case_assessed(m, station_code, ctx),
-        Body::CaseNoteAdded(m) => case_note_added(m, station_code, ctx),
-        Body::CaseClosed(m) => case_closed(m, station_code, ctx),
-        Body::CaseReopened(m) => case_reopened(m, station_code, ctx),
-        Body::VisitRecorded(m) => visit_recorded(m, station_code, ctx),
-        Body::BeneficiaryVerified(m) => beneficiary_verified(m, station_code, ctx),
-        Body::ActivityHeld(m) => activity_held(m, station_code, ctx),
-        Body::GroupSessionHeld(m) => group_session_held(m, station_code, ctx),
-        Body::ResourceLinked(m) => resource_linked(m, station_code, ctx),
-        Body::TrainingHeld(m) => training_held(m, station_code, ctx),
-        Body::EventVoided(m) => event_voided(m, station_code, ctx),
-        Body::GuardianCalled(m) => guardian_called(m, station_code, ctx),
-        Body::CasesMerged(m) => cases_merged(m, station_code, ctx),
-        Body::DuplicateDismissed(m) => duplicate_dismissed(m, station_code, ctx),
-        Body::CaseTransferRequested(m) => case_transfer_requested(m, station_code, ctx),
-        Body::CaseTransferAccepted(m) => case_transfer_accepted(m, station_code, ctx),
-        Body::CaseTransferDeclined(m) => case_transfer_declined(m, station_code, ctx),
-        Body::ReviewRequested(m) => review_requested(m, station_code, ctx),
-        Body::ReviewApproved(m) => review_approved(m, station_code, ctx),
-        Body::ReviewReturned(m) => review_returned(m, station_code, ctx),
-    }
+    body.kind_mut().validate(station_code, ctx)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1163,7 +1145,10 @@ fn phone(field: &str, s: &mut String) -> Result<(), Invalid> {
 }
 
 /// A number within `min..=max`.
-fn range(field: &str, value: i64, min: i64, max: i64) -> Result<(), Invalid> {
+///
+/// # Errors
+/// `must not be negative`, `must be at least …` or `must be at most …`.
+pub fn range(field: &str, value: i64, min: i64, max: i64) -> Result<(), Invalid> {
     if value < 0 && min == 0 {
         Err(Invalid::new(field, "must not be negative"))
     } else if value < min {
@@ -1176,12 +1161,18 @@ fn range(field: &str, value: i64, min: i64, max: i64) -> Result<(), Invalid> {
 }
 
 /// An enum value this build knows (the unspecified value included).
-fn known_enum<E: TryFrom<i32>>(field: &str, raw: i32) -> Result<E, Invalid> {
+///
+/// # Errors
+/// `unknown value N` for a value this build does not know.
+pub fn known_enum<E: TryFrom<i32>>(field: &str, raw: i32) -> Result<E, Invalid> {
     E::try_from(raw).map_err(|_| Invalid::new(field, format!("unknown value {raw}")))
 }
 
 /// A known enum value other than the unspecified one (0 in every `station.v1` enum).
-fn required_enum<E: TryFrom<i32>>(field: &str, raw: i32) -> Result<E, Invalid> {
+///
+/// # Errors
+/// As [`known_enum`], and `must be specified` for the unspecified value.
+pub fn required_enum<E: TryFrom<i32>>(field: &str, raw: i32) -> Result<E, Invalid> {
     let value = known_enum(field, raw)?;
     if raw == 0 {
         return Err(Invalid::new(field, "must be specified"));

@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 use prost::Message as _;
 use station_proto::v1::{
-    ActivityHeld, ActivityKind, BeneficiaryVerified, CallOutcome, CaseAssessed, CaseClosed,
-    CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, CaseTransferAccepted,
+    AbsenceReason, ActivityHeld, ActivityKind, BeneficiaryVerified, CallOutcome, CaseAssessed,
+    CaseClosed, CaseNoteAdded, CaseOpened, CaseReopened, CaseSource, CaseTransferAccepted,
     CaseTransferDeclined, CaseTransferRequested, CasesMerged, Category, DuplicateDismissed,
     EventVoided, Gender, GroupSessionHeld, GuardianCalled, NoteKind, ResourceKind, ResourceLinked,
     ReviewApproved, ReviewRequested, ReviewReturned, ReviewSubject, Tier, TrainingHeld,
-    TrainingKind, VisitKind, VisitRecorded,
+    TrainingKind, VisitAttempted, VisitKind, VisitRecorded,
 };
 use station_proto::validate::{self, Context};
 use station_proto::{Body, Event};
@@ -252,6 +252,15 @@ fn samples() -> Vec<(&'static str, Event)> {
                 declined_on: "2026-11-02".into(),
             }),
         ),
+        (
+            "visit_attempted",
+            Body::VisitAttempted(VisitAttempted {
+                case_id: id(CASE_ID),
+                attempted_on: "2026-11-01".into(),
+                reason: AbsenceReason::Away.into(),
+                notes: "邻居说老人去拉萨看病了".into(),
+            }),
+        ),
     ];
     bodies
         .into_iter()
@@ -307,6 +316,7 @@ fn body_name(body: &Body) -> &'static str {
         Body::ReviewRequested(_) => "review_requested",
         Body::ReviewApproved(_) => "review_approved",
         Body::ReviewReturned(_) => "review_returned",
+        Body::VisitAttempted(_) => "visit_attempted",
     }
 }
 
@@ -317,7 +327,32 @@ fn there_is_one_sample_per_body_kind() {
         assert_eq!(event.body.as_ref().map(body_name), Some(name));
         assert!(names.insert(name), "{name} twice");
     }
-    assert_eq!(names.len(), 21);
+    assert_eq!(names.len(), 22);
+}
+
+#[test]
+fn every_kind_is_named_after_its_field_of_the_body_oneof() {
+    let pool = prost_reflect::DescriptorPool::decode(station_proto::FILE_DESCRIPTOR_SET)
+        .expect("the crate's descriptors decode");
+    let envelope = pool
+        .get_message_by_name("station.v1.Event")
+        .expect("Event is described");
+    for (name, event) in samples() {
+        let body = event.body.as_ref().expect("every sample has a body");
+        assert_eq!(body.kind().name(), name);
+        let decoded = prost_reflect::DynamicMessage::decode(
+            envelope.clone(),
+            event.encode_to_vec().as_slice(),
+        )
+        .expect("the sample decodes");
+        let set: Vec<String> = envelope
+            .oneofs()
+            .flat_map(|oneof| oneof.fields().collect::<Vec<_>>())
+            .filter(|field| decoded.has_field(field))
+            .map(|field| field.name().to_string())
+            .collect();
+        assert_eq!(set, [body.kind().name()], "{name}");
+    }
 }
 
 #[test]

@@ -1274,3 +1274,111 @@ fn a_person_without_an_id_number_is_opened_on_the_command_line_and_a_namesake_wa
     );
     assert_eq!(status(&data)["head_seq"], 4);
 }
+
+#[test]
+fn a_visit_that_found_nobody_is_recorded_and_a_bad_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("phone");
+    let out = agent(
+        &data,
+        &["init", "--station", "540502001", "--worker", "w01"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = agent(
+        &data,
+        &[
+            "case",
+            "open",
+            "--name",
+            "达瓦",
+            "--id-number",
+            "540502194503150013",
+            "--community",
+            "540502001003",
+            "--category",
+            "空巢",
+            "--tier",
+            "1",
+            "--date",
+            "2026-11-01",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = field(&stdout(&out), "case_id").to_string();
+
+    let out = agent(
+        &data,
+        &[
+            "attempt",
+            "--case",
+            &case,
+            "--date",
+            "2026-11-03",
+            "--reason",
+            "外出",
+            "--note",
+            "邻居说去拉萨看病了",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(field(&stdout(&out), "origin_seq"), "2");
+
+    let refusals: &[(&[&str], &str)] = &[
+        (
+            &[
+                "attempt",
+                "--case",
+                &case,
+                "--reason",
+                "away",
+                "--date",
+                "2099-01-01",
+            ],
+            "visit_attempted.attempted_on",
+        ),
+        (
+            &["attempt", "--case", &case, "--reason", "asleep"],
+            "asleep",
+        ),
+        (&["attempt", "--case", &case], "--reason"),
+        (
+            &[
+                "attempt",
+                "--case",
+                "0193aaaa-0000-7000-8000-000000000000",
+                "--reason",
+                "moved",
+            ],
+            "visit_attempted.case_id",
+        ),
+    ];
+    for (args, expected) in refusals {
+        let out = agent(&data, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?} should be refused");
+        let err = stderr(&out);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    assert_eq!(status(&data)["head_seq"], 2);
+
+    // Scripted entry takes the new kind through the proto3 JSON mapping, with
+    // the same rules.
+    let lines = format!(
+        "{{\"visitAttempted\":{{\"caseId\":\"{case}\",\"attemptedOn\":\"2026-11-04\",\"reason\":\"ABSENCE_REASON_NOBODY_HOME\"}}}}\n\
+         {{\"visitAttempted\":{{\"caseId\":\"{case}\",\"attemptedOn\":\"2026-11-05\"}}}}\n"
+    );
+    let out = agent_stdin(&data, &["record", "--json", "-"], &lines);
+    let report = stdout(&out);
+    assert!(report.contains("line 1: ok"), "{report}");
+    assert!(
+        report.contains("line 2: error: invalid entry: visit_attempted.reason"),
+        "{report}"
+    );
+    assert_eq!(status(&data)["head_seq"], 3);
+
+    // Nobody was seen: the high-risk case is still due a week after it opened.
+    let out = agent(&data, &["cases", "--due", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let due = stdout(&out);
+    assert!(due.contains(&case), "{due}");
+    assert!(due.contains("2026-11-08"), "{due}");
+}

@@ -33,6 +33,7 @@ use super::fold::{
     AssessedFact, CaseFact, Day, DecidedFact, FactBody, OpenedFact, RequestedFact, Station,
     Stations,
 };
+use super::period::Metric;
 
 /// Reads a JSON record (tier conflicts, device statistics).
 pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
@@ -233,6 +234,8 @@ const REOPENED: u8 = 4;
 const VISIT: u8 = 5;
 const VERIFIED: u8 = 6;
 const RESOURCE: u8 = 7;
+/// A `GuardianCalled` counted into guardian calls, as written before
+/// [`COUNTED`] (read only).
 const CALL: u8 = 8;
 const MERGED: u8 = 9;
 const DISMISSED: u8 = 10;
@@ -242,6 +245,9 @@ const TRANSFER_REQUESTED: u8 = 13;
 const TRANSFER_ACCEPTED: u8 = 14;
 const TRANSFER_DECLINED: u8 = 15;
 const VOIDED: u8 = 0x10;
+/// A fact counted into one metric: its day, then the metric's name. Above
+/// [`VOIDED`], since the tags below it are all taken.
+const COUNTED: u8 = 0x20;
 
 /// Encodes a case file: its facts in (hlc, event_id) order.
 pub(crate) fn encode_case(facts: &[CaseFact]) -> Vec<u8> {
@@ -267,7 +273,7 @@ pub(crate) fn encode_case(facts: &[CaseFact]) -> Vec<u8> {
             FactBody::Visit { .. } => VISIT,
             FactBody::Verified { .. } => VERIFIED,
             FactBody::Resource { .. } => RESOURCE,
-            FactBody::Call { .. } => CALL,
+            FactBody::Counted { .. } => COUNTED,
             FactBody::Merged { .. } => MERGED,
             FactBody::Dismissed { .. } => DISMISSED,
             FactBody::Requested(_) => REQUESTED,
@@ -319,7 +325,10 @@ pub(crate) fn encode_case(facts: &[CaseFact]) -> Vec<u8> {
                 w.i(i64::from(*kind));
             }
             FactBody::Verified { categories } => w.ints(categories),
-            FactBody::Call { on } => w.day(*on),
+            FactBody::Counted { on, metric } => {
+                w.day(*on);
+                w.text(metric.name());
+            }
             FactBody::Resource { on, fen } => {
                 w.day(*on);
                 w.i(*fen);
@@ -388,7 +397,7 @@ pub(crate) fn decode_case(
         } else {
             None
         };
-        let body = match header & 0x0f {
+        let body = match header & !VOIDED {
             OPENED => FactBody::Opened(Box::new(OpenedFact {
                 name: r.text()?,
                 community: r.text()?,
@@ -423,7 +432,15 @@ pub(crate) fn decode_case(
                 on: r.day()?,
                 fen: r.i()?,
             },
-            CALL => FactBody::Call { on: r.day()? },
+            CALL => FactBody::Counted {
+                on: r.day()?,
+                metric: Metric::GuardianCalls,
+            },
+            COUNTED => {
+                let on = r.day()?;
+                let metric = Metric::from_name(&r.text()?).ok_or_else(|| r.fail())?;
+                FactBody::Counted { on, metric }
+            }
             MERGED => FactBody::Merged { absorbed: r.id()? },
             DISMISSED => FactBody::Dismissed { of: r.id()? },
             REQUESTED => FactBody::Requested(Box::new(RequestedFact {
@@ -798,6 +815,8 @@ impl<'a> Run<'a> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -820,6 +839,56 @@ mod tests {
         }
         assert_eq!(seen, records);
         assert!(Run::new(&[0, 0, 0, 9, 1]).is_err());
+    }
+
+    #[test]
+    fn a_counted_fact_round_trips_and_a_call_written_before_reads_as_one() {
+        let mut stations = Stations::default();
+        let station = stations.get("540502001");
+        let on = NaiveDate::from_ymd_opt(2025, 3, 5);
+        let fact =
+            |id: u128, metric: Metric, voided_by: Option<Uuid>, body: Option<FactBody>| CaseFact {
+                id: Uuid::from_u128(id),
+                hlc: (id as u64) << 16,
+                station: Arc::clone(&station),
+                voided_by,
+                body: body.unwrap_or(FactBody::Counted { on, metric }),
+            };
+        let facts = vec![
+            fact(1, Metric::GuardianCalls, None, None),
+            fact(2, Metric::VisitAttempts, Some(Uuid::from_u128(9)), None),
+        ];
+        assert_eq!(
+            decode_case(&encode_case(&facts), &mut stations).unwrap(),
+            facts
+        );
+
+        // A call as written before counted facts had their tag: tag 8, then
+        // its day, laid out as a closing is.
+        let closing = fact(
+            1,
+            Metric::GuardianCalls,
+            None,
+            Some(FactBody::Closed { on }),
+        );
+        let mut legacy = encode_case(std::slice::from_ref(&closing));
+        let mut prefix = Writer::default();
+        prefix.u(1);
+        prefix.text(&station);
+        prefix.u(1);
+        assert_eq!(legacy[prefix.0.len()], CLOSED);
+        legacy[prefix.0.len()] = CALL;
+        assert_eq!(
+            decode_case(&legacy, &mut stations).unwrap(),
+            vec![fact(1, Metric::GuardianCalls, None, None)]
+        );
+
+        // A counted fact naming a metric this build does not know is refused.
+        let mut unknown = encode_case(&facts[..1]);
+        let name = Metric::GuardianCalls.name().as_bytes();
+        let at = unknown.windows(name.len()).position(|w| w == name).unwrap();
+        unknown[at] = b'x';
+        assert!(decode_case(&unknown, &mut stations).is_err());
     }
 
     #[test]

@@ -313,8 +313,10 @@ pub(crate) enum FactBody {
     Verified { categories: Vec<i32> },
     /// `ResourceLinked` for a case.
     Resource { on: Day, fen: i64 },
-    /// `GuardianCalled`.
-    Call { on: Day },
+    /// A case event that adds one to `metric` on its day and says nothing
+    /// else to the case (`GuardianCalled`): a kind that only feeds a counter
+    /// needs no fact of its own.
+    Counted { on: Day, metric: Metric },
     /// `CasesMerged`: this file absorbs `absorbed`.
     Merged { absorbed: Uuid },
     /// `DuplicateDismissed`: this file is not a duplicate of `of`.
@@ -350,7 +352,7 @@ impl FactBody {
             FactBody::Assessed(a) => CaseStep::Assessed { tier: a.tier },
             FactBody::Note
             | FactBody::Resource { .. }
-            | FactBody::Call { .. }
+            | FactBody::Counted { .. }
             | FactBody::Merged { .. }
             | FactBody::Dismissed { .. }
             | FactBody::TransferRequested { .. }
@@ -405,7 +407,7 @@ impl FactBody {
             | FactBody::Visit { .. }
             | FactBody::Verified { .. }
             | FactBody::Resource { .. }
-            | FactBody::Call { .. }
+            | FactBody::Counted { .. }
             | FactBody::Merged { .. }
             | FactBody::Dismissed { .. }
             | FactBody::Requested(_)
@@ -481,28 +483,12 @@ pub(crate) fn case_fact(event: Event, stations: &mut Stations) -> Option<(Uuid, 
     } = event;
     let body = body?;
     let id = Uuid::from_slice(&event_id).ok()?;
-    let case_id = match &body {
-        Body::CaseOpened(_) => id,
-        Body::CaseAssessed(_)
-        | Body::CaseNoteAdded(_)
-        | Body::CaseClosed(_)
-        | Body::CaseReopened(_)
-        | Body::VisitRecorded(_)
-        | Body::BeneficiaryVerified(_)
-        | Body::GuardianCalled(_)
-        | Body::CasesMerged(_)
-        | Body::DuplicateDismissed(_)
-        | Body::CaseTransferRequested(_)
-        | Body::CaseTransferAccepted(_)
-        | Body::CaseTransferDeclined(_)
-        | Body::ReviewRequested(_)
-        | Body::ReviewApproved(_)
-        | Body::ReviewReturned(_)
-        | Body::ResourceLinked(_) => case::case_of(&body)?,
-        Body::ActivityHeld(_)
-        | Body::GroupSessionHeld(_)
-        | Body::TrainingHeld(_)
-        | Body::EventVoided(_) => return None,
+    // An opening's case is its own id; every other kind names its case, or
+    // is about none.
+    let case_id = if matches!(body, Body::CaseOpened(_)) {
+        id
+    } else {
+        case::case_of(&body)?
     };
     let body = match body {
         Body::CaseOpened(m) => FactBody::Opened(Box::new(OpenedFact {
@@ -538,8 +524,13 @@ pub(crate) fn case_fact(event: Event, stations: &mut Stations) -> Option<(Uuid, 
             on: parse_date(&m.linked_on),
             fen: m.cash_fen.saturating_add(m.in_kind_fen),
         },
-        Body::GuardianCalled(m) => FactBody::Call {
+        Body::GuardianCalled(m) => FactBody::Counted {
             on: parse_date(&m.called_on),
+            metric: Metric::GuardianCalls,
+        },
+        Body::VisitAttempted(m) => FactBody::Counted {
+            on: parse_date(&m.attempted_on),
+            metric: Metric::VisitAttempts,
         },
         Body::CasesMerged(m) => match Uuid::from_slice(&m.absorbed_case_id) {
             Ok(absorbed) => FactBody::Merged { absorbed },
@@ -661,6 +652,7 @@ impl Standalone {
             | Body::VisitRecorded(_)
             | Body::BeneficiaryVerified(_)
             | Body::GuardianCalled(_)
+            | Body::VisitAttempted(_)
             | Body::CasesMerged(_)
             | Body::DuplicateDismissed(_)
             | Body::CaseTransferRequested(_)
@@ -777,28 +769,7 @@ pub(crate) fn prepare(logged: LogEntry, stations: &mut Stations, tags: &Tags) ->
                 id,
                 target: Uuid::from_slice(&void.voided_event_id).ok(),
             },
-            Some(
-                Body::CaseOpened(_)
-                | Body::CaseAssessed(_)
-                | Body::CaseNoteAdded(_)
-                | Body::CaseClosed(_)
-                | Body::CaseReopened(_)
-                | Body::VisitRecorded(_)
-                | Body::BeneficiaryVerified(_)
-                | Body::GuardianCalled(_)
-                | Body::CasesMerged(_)
-                | Body::DuplicateDismissed(_)
-                | Body::CaseTransferRequested(_)
-                | Body::CaseTransferAccepted(_)
-                | Body::CaseTransferDeclined(_)
-                | Body::ReviewRequested(_)
-                | Body::ReviewApproved(_)
-                | Body::ReviewReturned(_)
-                | Body::ActivityHeld(_)
-                | Body::GroupSessionHeld(_)
-                | Body::ResourceLinked(_)
-                | Body::TrainingHeld(_),
-            ) => match Standalone::of(&event) {
+            Some(_) => match Standalone::of(&event) {
                 Some(counts) => What::Standalone { id, counts },
                 None => {
                     let person = if let Some(Body::CaseOpened(m)) = &event.body {
@@ -902,7 +873,7 @@ pub(crate) fn closed_on(case_id: Uuid, facts: &[CaseFact]) -> Option<NaiveDate> 
             | FactBody::Assessed(_)
             | FactBody::Reopened { .. }
             | FactBody::Visit { .. }
-            | FactBody::Call { .. }
+            | FactBody::Counted { .. }
             | FactBody::Resource { .. }
             | FactBody::Note
             | FactBody::Verified { .. }
@@ -1052,7 +1023,7 @@ pub(crate) fn view_as_of(
             FactBody::Closed { on }
             | FactBody::Reopened { on, .. }
             | FactBody::Visit { on, .. }
-            | FactBody::Call { on }
+            | FactBody::Counted { on, .. }
             | FactBody::Resource { on, .. } => by_then(*on),
             FactBody::Requested(r) => by_then(r.on),
             FactBody::Decided(d) => by_then(d.on),
@@ -1245,8 +1216,11 @@ pub(crate) fn derive_case(
                     households.extend(Period::of_date(*date).map(|p| (Arc::clone(at), p)));
                 }
             }
-            FactBody::Call { on: Some(date) } => {
-                sums.add_by_date(at, *date, Metric::GuardianCalls, sign);
+            FactBody::Counted {
+                on: Some(date),
+                metric,
+            } => {
+                sums.add_by_date(at, *date, *metric, sign);
             }
             FactBody::Closed { on: Some(date) } => {
                 if !duplicate {
@@ -1291,7 +1265,7 @@ pub(crate) fn derive_case(
             | FactBody::TransferAccepted { .. }
             | FactBody::TransferDeclined { .. }
             | FactBody::Visit { .. }
-            | FactBody::Call { on: None }
+            | FactBody::Counted { on: None, .. }
             | FactBody::Closed { on: None }
             | FactBody::Reopened { on: None, .. }
             | FactBody::Resource { on: None, .. } => {}
@@ -1397,7 +1371,7 @@ fn review_rows(
                 | FactBody::Visit { .. }
                 | FactBody::Verified { .. }
                 | FactBody::Resource { .. }
-                | FactBody::Call { .. }
+                | FactBody::Counted { .. }
                 | FactBody::Merged { .. }
                 | FactBody::Dismissed { .. }
                 | FactBody::TransferRequested { .. }

@@ -240,6 +240,8 @@ pub enum Metric {
     HouseholdsVisited,
     /// 电话联系监护人(次): calls to cases' guardians, apart from visits.
     GuardianCalls,
+    /// 上门未遇(次): visits that found nobody at home, apart from visits.
+    VisitAttempts,
     /// 在册个案: cases open at the end of the period, by the dates of their
     /// opening, closings and reopenings.
     CasesOpen,
@@ -265,10 +267,11 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in report order.
-    pub const ALL: [Metric; 13] = [
+    pub const ALL: [Metric; 14] = [
         Metric::HomeVisits,
         Metric::HouseholdsVisited,
         Metric::GuardianCalls,
+        Metric::VisitAttempts,
         Metric::CasesOpen,
         Metric::CasesNew,
         Metric::CasesClosed,
@@ -287,6 +290,7 @@ impl Metric {
             Metric::HomeVisits => "home_visits",
             Metric::HouseholdsVisited => "households_visited",
             Metric::GuardianCalls => "guardian_calls",
+            Metric::VisitAttempts => "visit_attempts",
             Metric::CasesOpen => "cases_open",
             Metric::CasesNew => "cases_new",
             Metric::CasesClosed => "cases_closed",
@@ -311,6 +315,7 @@ impl Metric {
             Metric::HomeVisits => "入户走访(户次)",
             Metric::HouseholdsVisited => "走访户数",
             Metric::GuardianCalls => "电话联系监护人(次)",
+            Metric::VisitAttempts => "上门未遇(次)",
             Metric::CasesOpen => "在册个案",
             Metric::CasesNew => "新增个案",
             Metric::CasesClosed => "结案",

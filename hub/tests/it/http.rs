@@ -477,7 +477,7 @@ async fn trends_are_the_indicators_and_overdue_counts_month_by_month() {
             )
             .await
             .json();
-        let mut district = [0i64; 13];
+        let mut district = [0i64; station_hub::projections::period::Metric::ALL.len()];
         for (s, row) in table["rows"].as_array().unwrap().iter().enumerate() {
             let station = &trends["stations"][s];
             assert_eq!(station["station_code"], row["station_code"]);

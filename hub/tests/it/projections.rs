@@ -18,7 +18,9 @@ use station_hub::store::HubStore;
 use station_proto::Body;
 use station_proto::Event;
 use station_proto::ids::Uuid;
-use station_proto::v1::{CallOutcome, Category, GuardianCalled, Tier, VisitKind};
+use station_proto::v1::{
+    AbsenceReason, CallOutcome, Category, GuardianCalled, Tier, VisitAttempted, VisitKind,
+};
 
 /// Hub clock of every push in these tests, so receive times do not depend on
 /// when a test runs.
@@ -275,6 +277,82 @@ fn guardian_calls_count_apart_from_visits_and_do_not_stand_for_a_follow_up() {
         1,
         "{timeline:?}"
     );
+}
+
+#[test]
+fn visits_that_found_nobody_count_apart_and_do_not_stand_for_a_follow_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opener = Device::new(ZEDANG, "sw-1");
+    let mut visitor = Device::new(ZEDANG, "sw-2");
+    let opening = opener.record(opened(
+        "央金",
+        42,
+        C1,
+        Tier::HighRisk,
+        &[Category::Elderly],
+        "2025-03-01",
+    ));
+    let case = id_of(&opening);
+    let attempt = |on: &str, reason: AbsenceReason| {
+        Body::VisitAttempted(VisitAttempted {
+            case_id: case.as_bytes().to_vec(),
+            attempted_on: on.into(),
+            reason: reason as i32,
+            notes: String::new(),
+        })
+    };
+    let away = visitor.record_after(opening.hlc, attempt("2025-03-05", AbsenceReason::Away));
+    let locked = visitor.record(attempt("2025-03-06", AbsenceReason::NobodyHome));
+    let mistaken = visitor.record(attempt("2025-04-02", AbsenceReason::Other));
+    let correction = visitor.record(void(id_of(&mistaken)));
+    let seen = visitor.record(visit(case, "2025-04-03", VisitKind::Home));
+    {
+        let (store, p) = open(dir.path());
+        // The attempts arrive before the case they are about: held, then counted.
+        push(&store, &[away, locked, mistaken, correction]);
+        p.catch_up().unwrap();
+        assert_eq!(indicators(&p, "2025-03", ZEDANG), expect(&[]));
+        push(&store, &[opening]);
+        p.catch_up().unwrap();
+        assert_eq!(
+            indicators(&p, "2025-03", ZEDANG),
+            expect(&[("visit_attempts", 2), ("cases_new", 1), ("cases_open", 1)])
+        );
+
+        // Nobody was seen: the high-risk case fell due a week after it opened.
+        let day = NaiveDate::from_ymd_opt(2025, 3, 20).unwrap();
+        let overdue = p.overdue(day, &[ZEDANG.to_string()], None).unwrap();
+        assert_eq!(overdue.cases.len(), 1);
+        assert_eq!(overdue.cases[0].case_id, case);
+        assert_eq!(overdue.cases[0].last_visit, None);
+        assert_eq!(overdue.cases[0].days_overdue, 12);
+
+        let timeline = p.case_timeline(case).unwrap();
+        assert_eq!(timeline.entries.len(), 5);
+        assert_eq!(timeline.entries.iter().filter(|e| e.voided).count(), 1);
+        drop(p);
+        store.sync().unwrap();
+    }
+    // Read back after a restart, the case's attempts still count; a visit
+    // that found the person counts as a home visit, not as an attempt.
+    let (store, p) = open(dir.path());
+    push(&store, &[seen]);
+    p.catch_up().unwrap();
+    assert_eq!(
+        indicators(&p, "2025-04", ZEDANG),
+        expect(&[
+            ("home_visits", 1),
+            ("households_visited", 1),
+            ("cases_open", 1)
+        ])
+    );
+    assert_eq!(
+        indicators(&p, "2025-03", ZEDANG),
+        expect(&[("visit_attempts", 2), ("cases_new", 1), ("cases_open", 1)])
+    );
+    let incremental = p.dump().unwrap();
+    p.rebuild().unwrap();
+    assert_eq!(p.dump().unwrap(), incremental);
 }
 
 #[test]

@@ -14,8 +14,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use station_proto::names::{self, Named};
 use station_proto::v1::{
-    ActivityKind, CallOutcome, CaseSource, Category, Gender, NoteKind, ResourceKind, ReviewSubject,
-    TrainingKind, VisitKind,
+    AbsenceReason, ActivityKind, CallOutcome, CaseSource, Category, Gender, NoteKind, ResourceKind,
+    ReviewSubject, TrainingKind, VisitKind,
 };
 
 /// Records social work entries on this device, durably and offline.
@@ -71,6 +71,8 @@ pub enum Command {
     Visit(VisitArgs),
     /// Records a phone call to a case's guardian (电话联系监护人).
     Call(CallArgs),
+    /// Records a visit that found nobody at home (上门未遇).
+    Attempt(AttemptArgs),
     /// Records a community activity (社区活动).
     Activity(ActivityArgs),
     /// Records one session of a group (小组).
@@ -483,6 +485,21 @@ pub struct CallArgs {
     /// Length of the call; 0 when it did not connect.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub minutes: i32,
+    #[arg(long, default_value = "")]
+    pub note: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AttemptArgs {
+    /// The case: its id, or a prefix of it no other case shares (4+ hex digits).
+    #[arg(long)]
+    pub case: String,
+    /// YYYY-MM-DD, the day of the attempt (default today).
+    #[arg(long)]
+    pub date: Option<String>,
+    /// Why the person was not seen: nobody-home, away, moved, other (or 家中无人, 外出, 已搬离, 其他).
+    #[arg(long, value_parser = enum_name::<AbsenceReason>())]
+    pub reason: AbsenceReason,
     #[arg(long, default_value = "")]
     pub note: String,
 }

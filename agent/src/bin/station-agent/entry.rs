@@ -17,7 +17,8 @@ use station_proto::v1::{
     ActivityHeld, BeneficiaryVerified, CaseAssessed, CaseClosed, CaseNoteAdded, CaseOpened,
     CaseReopened, CaseTransferAccepted, CaseTransferDeclined, CaseTransferRequested, CasesMerged,
     DuplicateDismissed, EventVoided, Gender, GroupSessionHeld, GuardianCalled, ResourceLinked,
-    ReviewApproved, ReviewRequested, ReviewReturned, Tier, TrainingHeld, VisitRecorded,
+    ReviewApproved, ReviewRequested, ReviewReturned, Tier, TrainingHeld, VisitAttempted,
+    VisitRecorded,
 };
 use station_proto::{Body, json, money};
 
@@ -238,6 +239,12 @@ pub fn body_of(command: Command, resolve: ResolveCase<'_>) -> Result<Body, Input
             called_on: date_or_today(args.date),
             outcome: args.outcome.into(),
             duration_minutes: args.minutes,
+            notes: args.note,
+        }),
+        Command::Attempt(args) => Body::VisitAttempted(VisitAttempted {
+            case_id: case_bytes(resolve, "visit_attempted.case_id", &args.case)?,
+            attempted_on: date_or_today(args.date),
+            reason: args.reason.into(),
             notes: args.note,
         }),
         Command::Activity(args) => Body::ActivityHeld(ActivityHeld {
