@@ -343,9 +343,17 @@ pub struct HubStore {
     /// The district's secret (`m:district_secret`), made once; keys of
     /// people's tags are derived from it. Its `Debug` shows nothing of it.
     district_secret: station_proto::person::TagKey,
+    /// The station of each case whose opening the log holds, as
+    /// [`HubStore::case_station`] found it: an opening never changes, so
+    /// an answer found once stays true. Bounded by [`CASE_STATIONS_HELD`].
+    case_stations: std::sync::Mutex<HashMap<Uuid, String>>,
     /// The store's lock file, held while the hub has it open.
     _lock: std::fs::File,
 }
+
+/// Case stations kept in memory, at most: about 100 bytes each. Past it the
+/// map starts again empty (a lookup in the log is the fallback).
+const CASE_STATIONS_HELD: usize = 100_000;
 
 /// What the key of the projections' tags of people is derived for.
 const PROJECTION_TAGS: &str = "station.v1 hub projections person tags";
@@ -464,6 +472,7 @@ impl HubStore {
             log_id: std::sync::Mutex::new(log_id),
             values,
             district_secret,
+            case_stations: std::sync::Mutex::default(),
             _lock: lock,
         };
         let chained = chains::fill_missing(&store)?;
@@ -1220,6 +1229,7 @@ impl HubStore {
     /// Storage errors.
     pub fn known_transfers(&self, events: &[Event]) -> Result<ingest::KnownTransfers, HubError> {
         let mut known = ingest::KnownTransfers::default();
+        let mut scanned = HashSet::new();
         for body in events.iter().filter_map(|e| e.body.as_ref()) {
             if let Some((_, request)) = ingest::answered_request(body)
                 && let Some(position) = self.position_of(request.as_bytes())?
@@ -1229,7 +1239,9 @@ impl HubStore {
             {
                 known.requests.insert(request, found);
             }
-            if let Some(case) = station_proto::case::case_of(body) {
+            if let Some(case) = station_proto::case::case_of(body)
+                && scanned.insert(case)
+            {
                 let prefix = key(TAKEN_OVER, &[case.as_bytes()]);
                 for item in self.tree.scan_prefix(&prefix).keys() {
                     let k = item?;
@@ -1259,13 +1271,32 @@ impl HubStore {
     /// # Errors
     /// Storage errors.
     pub fn case_station(&self, case: Uuid) -> Result<Option<String>, HubError> {
+        if let Some(station) = self.held_case_stations().get(&case) {
+            return Ok(Some(station.clone()));
+        }
         let Some(position) = self.position_of(case.as_bytes())? else {
             return Ok(None);
         };
-        Ok(self.event_at(position)?.and_then(|event| {
+        let station = self.event_at(position)?.and_then(|event| {
             matches!(event.body, Some(station_proto::Body::CaseOpened(_)))
                 .then_some(event.station_code)
-        }))
+        });
+        if let Some(station) = &station {
+            let mut held = self.held_case_stations();
+            if held.len() >= CASE_STATIONS_HELD {
+                held.clear();
+            }
+            held.insert(case, station.clone());
+        }
+        Ok(station)
+    }
+
+    fn held_case_stations(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, String>> {
+        // The map holds only answers read from the log: one left by a
+        // panicking holder is still true.
+        self.case_stations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The hub wall clock (ms) when the event at `hub_seq` was received.
