@@ -136,12 +136,6 @@ pub const TREE: &str = "projections";
 /// Events applied per batch by default: small, so a query waits little
 /// behind a batch and a projector stops soon.
 pub const DEFAULT_BATCH: usize = 2_000;
-/// How long the projector lets new pushes gather after a batch that caught
-/// up, before it applies the next: under a steady stream of pushes, batches
-/// of this many milliseconds' worth of events, each case and counter derived
-/// once per batch. Queries that must see a push wait this much longer at
-/// most ([`Projections::wait_through`]).
-pub const GATHER: Duration = Duration::from_millis(50);
 /// Events applied per batch by a rebuild, or by a catch-up from nothing:
 /// large, because a replay folds them in memory and writes each record once
 /// per batch; a crash during the replay loses at most one batch.
@@ -638,15 +632,6 @@ impl Projections {
             {
                 Ok(step) => {
                     failures = 0;
-                    // Caught up with a log still growing: let the pushes of
-                    // the next moments gather, so that one batch derives each
-                    // case and counter they touch once, not once per push.
-                    if step.applied > 0 && step.applied < DEFAULT_BATCH as u64 {
-                        tokio::select! {
-                            () = &mut stop => return,
-                            () = tokio::time::sleep(GATHER) => {}
-                        }
-                    }
                     step.applied > 0
                 }
                 Err(error) => {
