@@ -611,7 +611,7 @@ impl Sync for SyncService {
                 let transfers = self
                     .transfer_page(&caller, &pull, max_events, max_bytes)
                     .await?;
-                return Ok(Response::new(PullResponse {
+                let mut response = Response::new(PullResponse {
                     events: page
                         .events
                         .into_iter()
@@ -625,7 +625,15 @@ impl Sync for SyncService {
                     heads,
                     directory,
                     transfers,
-                }));
+                });
+                // The page's cursor in the headers too, which cross the link
+                // before the page: a device can ask for the next page while
+                // this one is still coming down.
+                response.metadata_mut().insert(
+                    station_proto::PULL_NEXT_CURSOR_HEADER,
+                    page.next_cursor.into(),
+                );
+                return Ok(response);
             }
             tokio::select! {
                 _ = tokio::time::timeout_at(deadline, grown.changed()) => {}

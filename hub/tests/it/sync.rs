@@ -356,3 +356,50 @@ async fn shutdown_ends_long_polls_and_finishes_pushes_in_flight() {
     assert_eq!(hub.store.event_count(), 400);
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_pulled_page_announces_its_cursor_in_its_headers() {
+    let hub = Hub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = device(dir.path(), "540502001", "zd-1");
+    for n in 1..=25 {
+        a.record(activity("540502001", n)).unwrap();
+    }
+    let mut options = SyncOptions::new(hub.url(), Some(hub.device_token("540502001", "zd-1")));
+    options.long_poll = std::time::Duration::ZERO;
+    let pushed = sync_once(Arc::clone(&a), &options).await.unwrap();
+    assert_eq!(pushed.durable_through, 25);
+
+    let bureau = hub.bureau_token("山南市民政局");
+    let mut client = hub.client().await;
+    let mut after = 0;
+    let mut pages = 0;
+    while after < 25 {
+        let response = client
+            .pull(authorized(
+                PullRequest {
+                    station_code: "540502001".into(),
+                    after,
+                    max_events: 10,
+                    ..Default::default()
+                },
+                &bureau,
+            ))
+            .await
+            .unwrap();
+        let announced: u64 = response
+            .metadata()
+            .get(station_proto::PULL_NEXT_CURSOR_HEADER)
+            .expect("the page's cursor in its headers")
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let page = response.into_inner();
+        assert_eq!(announced, page.next_cursor);
+        assert!(page.next_cursor > after);
+        after = page.next_cursor;
+        pages += 1;
+    }
+    assert_eq!(pages, 3, "10 + 10 + 5 events");
+}
