@@ -275,15 +275,18 @@ impl SyncService {
         self.stopping.subscribe()
     }
 
-    /// The tonic server for this service, with compression and limits set.
-    pub fn into_server(self) -> SyncServer<Self> {
-        SyncServer::new(self)
-            .accept_compressed(CompressionEncoding::Zstd)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .send_compressed(CompressionEncoding::Zstd)
-            .send_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    /// The tonic server for this service, with compression and limits set,
+    /// and pulled pages sent at [`PULL_LEVEL`] (see [`PagesCompressed`]).
+    pub fn into_server(self) -> PagesCompressed<SyncServer<Self>> {
+        PagesCompressed {
+            inner: SyncServer::new(self)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        }
     }
 
     /// Waits, for at most [`OVERTAKEN_WAIT`], until no origin of `events`
@@ -641,4 +644,147 @@ impl Sync for SyncService {
             }
         }
     }
+}
+
+/// The zstd level of pulled pages. A page of a backlog is compressed apart
+/// from the pages before it, and at tonic's default level it comes out larger
+/// than the same events compressed at once; at this level it comes out
+/// smaller. The hub spends the time while the page before it is still
+/// coming down (the device asks for the next page from the headers).
+pub const PULL_LEVEL: i32 = 19;
+
+/// Pages at least this large (compressed, as tonic sent them) are compressed
+/// again at [`PULL_LEVEL`]; smaller ones (a long poll's news) are left as
+/// they are, the gain not worth the hub's time.
+const RECOMPRESS_FROM: usize = 4 * 1024;
+
+/// The Sync server, its `Pull` answers compressed at [`PULL_LEVEL`] instead
+/// of tonic's fixed default level: standard gRPC zstd compression, which any
+/// client that accepts zstd decodes. The answer's headers go out at once,
+/// the page after it is compressed again.
+///
+/// Invariants: only an answer that is one zstd-compressed gRPC message is
+/// touched; its message decompresses to exactly the bytes tonic encoded
+/// (within [`MAX_MESSAGE_BYTES`]); anything else, and anything that fails,
+/// goes out as tonic made it.
+#[derive(Debug, Clone)]
+pub struct PagesCompressed<S> {
+    /// The tonic server.
+    inner: S,
+}
+
+impl<S> tonic::server::NamedService for PagesCompressed<S>
+where
+    S: tonic::server::NamedService,
+{
+    const NAME: &'static str = S::NAME;
+}
+
+type HttpRequest = tonic::codegen::http::Request<tonic::body::Body>;
+type HttpResponse = tonic::codegen::http::Response<tonic::body::Body>;
+
+impl<S> tonic::codegen::Service<HttpRequest> for PagesCompressed<S>
+where
+    S: tonic::codegen::Service<
+            HttpRequest,
+            Response = HttpResponse,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = HttpResponse;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: HttpRequest) -> Self::Future {
+        let pull = request.uri().path() == "/station.v1.Sync/Pull";
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            let zstd = response
+                .headers()
+                .get("grpc-encoding")
+                .is_some_and(|e| e.as_bytes() == b"zstd");
+            if !pull || !zstd {
+                return Ok(response);
+            }
+            let (parts, body) = response.into_parts();
+            let (mut sender, page) =
+                http_body_util::channel::Channel::<tonic::codegen::Bytes, Status>::new(2);
+            tokio::spawn(async move {
+                use http_body_util::BodyExt as _;
+                let collected = match body.collect().await {
+                    Ok(collected) => collected,
+                    Err(status) => {
+                        sender.abort(status);
+                        return;
+                    }
+                };
+                let trailers = collected.trailers().cloned();
+                let message = collected.to_bytes();
+                let message = tokio::task::spawn_blocking(move || {
+                    recompressed(&message, PULL_LEVEL).map_or(message, Into::into)
+                })
+                .await;
+                let Ok(message) = message else {
+                    sender.abort(Status::internal("the page could not be compressed"));
+                    return;
+                };
+                if sender.send_data(message).await.is_err() {
+                    return;
+                }
+                if let Some(trailers) = trailers {
+                    let _ = sender.send_trailers(trailers).await;
+                }
+            });
+            Ok(HttpResponse::from_parts(
+                parts,
+                tonic::body::Body::new(page),
+            ))
+        })
+    }
+}
+
+/// The gRPC message `framed` (one zstd-compressed message, with its prefix)
+/// compressed again at `level`, with its prefix; `None` when `framed` is
+/// anything else, too small to be worth it, or does not get smaller.
+fn recompressed(framed: &[u8], level: i32) -> Option<Vec<u8>> {
+    const PREFIX: usize = 5;
+    let (prefix, compressed) = framed.split_at_checked(PREFIX)?;
+    let length = u32::from_be_bytes(prefix[1..].try_into().ok()?);
+    if prefix[0] != 1
+        || usize::try_from(length).ok()? != compressed.len()
+        || compressed.len() < RECOMPRESS_FROM
+    {
+        return None;
+    }
+    let mut message = Vec::new();
+    let mut decoder = zstd::stream::read::Decoder::new(compressed).ok()?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(&mut decoder, MAX_MESSAGE_BYTES as u64 + 1),
+        &mut message,
+    )
+    .ok()?;
+    if message.len() > MAX_MESSAGE_BYTES {
+        return None;
+    }
+    let again = zstd::bulk::compress(&message, level).ok()?;
+    if again.len() >= compressed.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(PREFIX + again.len());
+    out.push(1);
+    out.extend_from_slice(&u32::try_from(again.len()).ok()?.to_be_bytes());
+    out.extend_from_slice(&again);
+    Some(out)
 }

@@ -403,3 +403,35 @@ async fn each_pulled_page_announces_its_cursor_in_its_headers() {
     }
     assert_eq!(pages, 3, "10 + 10 + 5 events");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_pulled_in_large_pages_arrives_whole_and_once() {
+    let hub = Hub::start().await;
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = device(dirs[0].path(), "540502001", "zd-1");
+    let b = device(dirs[1].path(), "540502001", "zd-2");
+    for n in 1..=600 {
+        a.record(activity("540502001", n)).unwrap();
+    }
+    let options = |worker: &str| {
+        let mut o = SyncOptions::new(hub.url(), Some(hub.device_token("540502001", worker)));
+        o.long_poll = std::time::Duration::ZERO;
+        // Pages of about 200 events: large enough to be compressed again at
+        // the hub's pull level, several of them in flight.
+        o.pull_events = 200;
+        o
+    };
+    let pushed = sync_once(Arc::clone(&a), &options("zd-1")).await.unwrap();
+    assert_eq!(pushed.durable_through, 600);
+    let pulled = sync_once(Arc::clone(&b), &options("zd-2")).await.unwrap();
+    assert_eq!((pulled.pulled, pulled.pull_cursor), (600, 600));
+    assert_eq!(pulled.retries, 0);
+    let held = b.log().pulled_events(0, usize::MAX).unwrap();
+    let origin = a.identity().origin_id;
+    let seqs: Vec<u64> = held
+        .iter()
+        .filter(|(_, e)| e.origin_id == origin.as_bytes())
+        .map(|(_, e)| e.origin_seq)
+        .collect();
+    assert_eq!(seqs, (1..=600).collect::<Vec<_>>());
+}
