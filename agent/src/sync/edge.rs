@@ -17,7 +17,13 @@
 //! - pushes in flight (up to the machine's window) run as tasks of their own
 //!   so that the next batch travels while the last is acknowledged; their
 //!   answers are taken in the order they were sent, and any failure aborts
-//!   every one still in flight before the machine decides what follows.
+//!   every one still in flight before the machine decides what follows;
+//! - pulls run as tasks of their own too, beside the pushes (the downlink
+//!   pulls while the uplink pushes): the next page is asked for as soon as
+//!   the last one's headers say where it ends, pages are stored in the order
+//!   they were asked for, and a round whose pushes were acknowledged after
+//!   its last pull was sent pulls once more, so its cursor passes them;
+//! - pushed batches go out compressed at [`compress::PUSH_LEVEL`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
