@@ -118,3 +118,60 @@ impl Service<http::Request<Body>> for Compressed {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `message` framed as tonic frames an uncompressed message.
+    fn framed(message: &[u8]) -> Vec<u8> {
+        let mut out = vec![0];
+        out.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(message);
+        out
+    }
+
+    fn repetitive() -> Vec<u8> {
+        (0..4_000u32)
+            .flat_map(|n| format!("visit {} 泽当 རྩེད་ཐང;", n % 37).into_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn a_message_is_sent_smaller_and_decompresses_to_the_same_bytes() {
+        let message = repetitive();
+        let sent = compress_message(&framed(&message), PUSH_LEVEL).unwrap();
+        assert_eq!(sent[0], 1, "the compressed flag");
+        let length = u32::from_be_bytes(sent[1..5].try_into().unwrap()) as usize;
+        assert_eq!(length, sent.len() - 5);
+        assert!(sent.len() < message.len() / 4);
+        let back = zstd::stream::decode_all(&sent[5..]).unwrap();
+        assert_eq!(back, message);
+        let at_default = zstd::bulk::compress(&message, 3).unwrap();
+        assert!(sent.len() - 5 <= at_default.len());
+    }
+
+    #[test]
+    fn anything_but_one_uncompressed_message_passes_unchanged() {
+        let message = repetitive();
+        let mut flagged = framed(&message);
+        flagged[0] = 1;
+        assert_eq!(
+            compress_message(&flagged, PUSH_LEVEL),
+            None,
+            "already compressed"
+        );
+        let mut two = framed(&message);
+        two.extend_from_slice(&framed(&message));
+        assert_eq!(compress_message(&two, PUSH_LEVEL), None, "a stream");
+        let short = &framed(&message)[..100];
+        assert_eq!(compress_message(short, PUSH_LEVEL), None, "a lying length");
+        assert_eq!(compress_message(&[], PUSH_LEVEL), None, "empty");
+        let noise: Vec<u8> = (0..64u8).map(|b| b.wrapping_mul(151) ^ 0x5a).collect();
+        assert_eq!(
+            compress_message(&framed(&noise), PUSH_LEVEL),
+            None,
+            "not smaller"
+        );
+    }
+}

@@ -788,3 +788,67 @@ fn recompressed(framed: &[u8], level: i32) -> Option<Vec<u8>> {
     out.extend_from_slice(&again);
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `message` compressed at `level` and framed as tonic frames it.
+    fn framed(message: &[u8], level: i32) -> Vec<u8> {
+        let compressed = zstd::bulk::compress(message, level).unwrap();
+        let mut out = vec![1];
+        out.extend_from_slice(&u32::try_from(compressed.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(&compressed);
+        out
+    }
+
+    fn page() -> Vec<u8> {
+        (0..20_000u32)
+            .flat_map(|n| format!("{} 540502001 {} 乃东 སྣེ་གདོང;", n, n % 97).into_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn a_large_page_is_sent_smaller_and_decompresses_to_the_same_bytes() {
+        let message = page();
+        let tonic = framed(&message, 3);
+        let sent = recompressed(&tonic, PULL_LEVEL).unwrap();
+        assert!(sent.len() < tonic.len());
+        assert_eq!(sent[0], 1);
+        let length = u32::from_be_bytes(sent[1..5].try_into().unwrap()) as usize;
+        assert_eq!(length, sent.len() - 5);
+        assert_eq!(zstd::stream::decode_all(&sent[5..]).unwrap(), message);
+    }
+
+    #[test]
+    fn anything_else_goes_out_as_tonic_made_it() {
+        let message = page();
+        let mut plain = vec![0];
+        plain.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+        plain.extend_from_slice(&message);
+        assert_eq!(recompressed(&plain, PULL_LEVEL), None, "not compressed");
+        let tonic = framed(&message, 3);
+        assert_eq!(
+            recompressed(&tonic[..tonic.len() - 1], PULL_LEVEL),
+            None,
+            "a lying length"
+        );
+        let small = framed(b"a long poll's news", 3);
+        assert_eq!(
+            recompressed(&small, PULL_LEVEL),
+            None,
+            "too small to be worth it"
+        );
+        assert_eq!(recompressed(&[], PULL_LEVEL), None, "empty");
+        // More than a message may be: left alone.
+        let large = page().repeat(MAX_MESSAGE_BYTES / message.len() + 1);
+        assert!(large.len() > MAX_MESSAGE_BYTES);
+        let bomb = framed(&large, 3);
+        assert!(bomb.len() > RECOMPRESS_FROM);
+        assert_eq!(
+            recompressed(&bomb, PULL_LEVEL),
+            None,
+            "past the message limit"
+        );
+    }
+}
