@@ -120,6 +120,7 @@ impl Service<http::Request<Body>> for Compressed {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

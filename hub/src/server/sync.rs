@@ -790,6 +790,7 @@ fn recompressed(framed: &[u8], level: i32) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
