@@ -715,7 +715,9 @@ where
                 .headers()
                 .get("grpc-encoding")
                 .is_some_and(|e| e.as_bytes() == b"zstd");
-            if !pull || !zstd {
+            // A refusal comes as headers alone (trailers-only): left as is.
+            let refused = response.headers().contains_key("grpc-status");
+            if !pull || !zstd || refused {
                 return Ok(response);
             }
             let (parts, body) = response.into_parts();

@@ -435,3 +435,25 @@ async fn a_backlog_pulled_in_large_pages_arrives_whole_and_once() {
         .collect();
     assert_eq!(seqs, (1..=600).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pull_reaches_a_zstd_client_as_its_status() {
+    let hub = Hub::start().await;
+    let token = hub.device_token("540502001", "zd-1");
+    // The device's own client: it sends and accepts zstd.
+    let mut client = station_agent::sync::connect(&SyncOptions::new(hub.url(), None))
+        .await
+        .unwrap();
+    let status = client
+        .pull(authorized(
+            PullRequest {
+                station_code: "540502101".into(),
+                max_events: 10,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
+}
