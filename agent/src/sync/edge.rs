@@ -23,7 +23,8 @@
 //!   the last one's headers say where it ends, pages are stored in the order
 //!   they were asked for, and a round whose pushes were acknowledged after
 //!   its last pull was sent pulls once more, so its cursor passes them;
-//! - pushed batches go out compressed at [`compress::PUSH_LEVEL`].
+//! - batches sized by the link's airtime (below the cap) go out compressed
+//!   at [`compress::PUSH_LEVEL`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -301,8 +302,8 @@ struct Clients {
     channel: Channel,
     /// Hello and Pull: small requests, compressed by tonic.
     calls: SyncClient<Channel>,
-    /// Push: batches compressed at [`compress::PUSH_LEVEL`], since they are
-    /// what fills the uplink.
+    /// Push of batches sized by airtime: compressed at
+    /// [`compress::PUSH_LEVEL`], since they are what fills the uplink.
     pushes: SyncClient<Compressed>,
 }
 
@@ -322,9 +323,13 @@ pub(super) struct Edge {
     /// Pulls sent and not yet taken, in the machine's order: the next page
     /// is asked for as soon as the last one's headers say where it ends.
     pulls: VecDeque<PendingPull>,
-    /// A push was acknowledged after the last pull was sent: the round ends
-    /// with one more pull, so that its cursor passes what it pushed.
+    /// A push was acknowledged after the last pull was sent: a round that
+    /// pulled the station's stream ends with one more pull, so that its
+    /// cursor passes what it pushed, as when pulls followed the pushes.
     pushed_since_pull: bool,
+    /// The round found the station's stream ahead of the device's cursor
+    /// and pulled it.
+    stream_pulled: bool,
     /// This device's origin, to find its ack among a push's acks.
     origin: Uuid,
     /// The station whose stream is pulled.
@@ -413,6 +418,7 @@ impl Edge {
             pushes: VecDeque::new(),
             pulls: VecDeque::new(),
             pushed_since_pull: false,
+            stream_pulled: false,
             origin: identity.origin_id,
             station: identity.station_code,
             authorization,
@@ -637,7 +643,11 @@ impl Edge {
 
     /// Reads, signs and sends the batch `plan` asks for, as a task of its own.
     async fn send_batch(&mut self, plan: super::machine::BatchPlan) -> Result<(), StepError> {
-        let mut client = self.clients().await?.pushes;
+        let clients = self.clients().await?;
+        // A batch sized below the cap is sized by the link's airtime, which
+        // the higher level saves; on a fast link (the station's LAN) the
+        // phone's time is worth more than the bytes.
+        let harder = plan.max_bytes < self.machine.config().max_batch_bytes;
         let after = plan.after;
         let budget = plan.max_bytes;
         // Enough events to fill the budget with small ones; the hub takes
@@ -681,7 +691,13 @@ impl Edge {
         tracing::debug!(after, through, bytes, ?deadline, "pushing");
         let request = self.request(message, deadline);
         self.pushes.push_back(Running::spawn(async move {
-            Self::call(Call::Push, deadline, client.push(request)).await
+            if harder {
+                let mut client = clients.pushes;
+                Self::call(Call::Push, deadline, client.push(request)).await
+            } else {
+                let mut client = clients.calls;
+                Self::call(Call::Push, deadline, client.push(request)).await
+            }
         }));
         Ok(())
     }
@@ -1004,7 +1020,9 @@ impl Edge {
         // wait for its pushes to be acknowledged.
         if self.pulls.is_empty() {
             let cursor = blocking(&self.agent, |a| Ok(a.log().pull_cursor()?)).await?;
-            let plan = self.machine.next_pull(cursor, now()).or_else(|| {
+            let catch_up = self.machine.next_pull(cursor, now());
+            self.stream_pulled |= catch_up.is_some();
+            let plan = catch_up.or_else(|| {
                 // The station stream is caught up, the directory not yet (or
                 // not asked for since the Hello): one more pull, without
                 // waiting.
@@ -1018,11 +1036,12 @@ impl Edge {
         }
         let first = match (self.pushes.front_mut(), self.pulls.front_mut()) {
             (None, None) => {
-                if !self.pushed_since_pull {
+                if !(self.pushed_since_pull && self.stream_pulled) {
                     return Ok(Step::CaughtUp);
                 }
-                // The stream has grown by what was pushed since the last
-                // pull was sent: one more pull passes the cursor over it.
+                // The stream this round pulls has grown by what was pushed
+                // since the last pull was sent: one more pull passes the
+                // cursor over it.
                 let cursor = blocking(&self.agent, |a| Ok(a.log().pull_cursor()?)).await?;
                 match self.machine.pull_now(cursor, now()) {
                     Some(plan) => self.send_pull(plan, false).await?,
@@ -1140,6 +1159,7 @@ impl Edge {
         self.pushes.clear();
         self.pulls.clear();
         self.pushed_since_pull = false;
+        self.stream_pulled = false;
         self.round_hellos = 0;
         let retry_until = Instant::now().checked_add(retry_budget);
         loop {

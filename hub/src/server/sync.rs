@@ -636,6 +636,9 @@ impl Sync for SyncService {
                     station_proto::PULL_NEXT_CURSOR_HEADER,
                     page.next_cursor.into(),
                 );
+                if pull.max_bytes != 0 && pull.max_bytes < MAX_PULL_BYTES {
+                    response.extensions_mut().insert(AirtimeSized);
+                }
                 return Ok(response);
             }
             tokio::select! {
@@ -658,7 +661,16 @@ pub const PULL_LEVEL: i32 = 19;
 /// they are, the gain not worth the hub's time.
 const RECOMPRESS_FROM: usize = 4 * 1024;
 
-/// The Sync server, its `Pull` answers compressed at [`PULL_LEVEL`] instead
+/// Marks a `Pull` answer whose page the device sized below the hub's cap:
+/// by the airtime of its link, which is then the bottleneck, and worth the
+/// hub's time at [`PULL_LEVEL`]. A device on a fast link (a phone on the
+/// station's LAN, say) asks for pages at the cap, and gets them as tonic
+/// compresses them.
+#[derive(Debug, Clone, Copy)]
+struct AirtimeSized;
+
+/// The Sync server, its `Pull` answers of pages sized by airtime
+/// ([`AirtimeSized`]) compressed at [`PULL_LEVEL`] instead
 /// of tonic's fixed default level: standard gRPC zstd compression, which any
 /// client that accepts zstd decodes. The answer's headers go out at once,
 /// the page after it is compressed again.
@@ -707,10 +719,10 @@ where
     }
 
     fn call(&mut self, request: HttpRequest) -> Self::Future {
-        let pull = request.uri().path() == "/station.v1.Sync/Pull";
         let answer = self.inner.call(request);
         Box::pin(async move {
             let response = answer.await?;
+            let pull = response.extensions().get::<AirtimeSized>().is_some();
             let zstd = response
                 .headers()
                 .get("grpc-encoding")
