@@ -279,6 +279,7 @@ impl SyncService {
     /// and pulled pages sent at [`PULL_LEVEL`] (see [`PagesCompressed`]).
     pub fn into_server(self) -> PagesCompressed<SyncServer<Self>> {
         PagesCompressed {
+            compressing: Arc::new(tokio::sync::Semaphore::new(MAX_RECOMPRESSING)),
             inner: SyncServer::new(self)
                 .accept_compressed(CompressionEncoding::Zstd)
                 .accept_compressed(CompressionEncoding::Gzip)
@@ -683,7 +684,14 @@ struct AirtimeSized;
 pub struct PagesCompressed<S> {
     /// The tonic server.
     inner: S,
+    /// Pages being compressed again: past [`MAX_RECOMPRESSING`] at once, a
+    /// page goes out as tonic made it, so that callers asking for page after
+    /// page cannot hold the hub's cores at the higher level.
+    compressing: Arc<tokio::sync::Semaphore>,
 }
+
+/// Pages compressed again at once, at most.
+const MAX_RECOMPRESSING: usize = 2;
 
 impl<S> tonic::server::NamedService for PagesCompressed<S>
 where
@@ -720,6 +728,7 @@ where
 
     fn call(&mut self, request: HttpRequest) -> Self::Future {
         let answer = self.inner.call(request);
+        let compressing = Arc::clone(&self.compressing);
         Box::pin(async move {
             let response = answer.await?;
             let pull = response.extensions().get::<AirtimeSized>().is_some();
@@ -732,6 +741,9 @@ where
             if !pull || !zstd || refused {
                 return Ok(response);
             }
+            let Ok(permit) = compressing.try_acquire_owned() else {
+                return Ok(response);
+            };
             let (parts, body) = response.into_parts();
             let (mut sender, page) =
                 http_body_util::channel::Channel::<tonic::codegen::Bytes, Status>::new(2);
@@ -750,6 +762,7 @@ where
                     recompressed(&message, PULL_LEVEL).map_or(message, Into::into)
                 })
                 .await;
+                drop(permit);
                 let Ok(message) = message else {
                     sender.abort(Status::internal("the page could not be compressed"));
                     return;
