@@ -1018,93 +1018,69 @@ impl Kind for ReviewRequested {
     }
 }
 
-impl Kind for ReviewApproved {
-    fn name(&self) -> &'static str {
-        "review_approved"
-    }
-    fn validate(&mut self, station_code: &str, ctx: &Context) -> Result<(), Invalid> {
-        validate::review_approved(self, station_code, ctx)
-    }
-    fn case_id(&self) -> Option<&[u8]> {
-        Some(&self.case_id)
-    }
-    fn step(&self) -> Option<CaseStep<'_>> {
-        Some(CaseStep::ReviewDecided {
-            request: Uuid::from_slice(&self.request_id).ok(),
-            approved: true,
-            last_seen: Uuid::from_slice(&self.last_seen_event_id).ok(),
-            decided_on: parse_date(&self.decided_on),
-            comment: &self.comment,
-        })
-    }
-    fn mask(&mut self, shown: Shown) {
-        mask::free_text(&mut self.comment, shown);
-    }
-    fn writer(&self) -> Writer {
-        Writer::Supervisor
-    }
-    fn review_subject(&self) -> Option<ReviewSubject> {
-        None
-    }
-    fn recording(&self) -> Recording<'_> {
-        Recording::ReviewDecision {
-            prefix: "review_approved",
-            case_id: &self.case_id,
-            request_id: &self.request_id,
+/// A supervisor's decision on a review request: approved and returned carry
+/// the same fields and answer alike, but for what the decision is and how
+/// each is validated (a return must say what to change).
+macro_rules! review_decision {
+    ($message:ty, $name:literal, $approved:literal, $validate:path) => {
+        impl Kind for $message {
+            fn name(&self) -> &'static str {
+                $name
+            }
+            fn validate(&mut self, station_code: &str, ctx: &Context) -> Result<(), Invalid> {
+                $validate(self, station_code, ctx)
+            }
+            fn case_id(&self) -> Option<&[u8]> {
+                Some(&self.case_id)
+            }
+            fn step(&self) -> Option<CaseStep<'_>> {
+                Some(CaseStep::ReviewDecided {
+                    request: Uuid::from_slice(&self.request_id).ok(),
+                    approved: $approved,
+                    last_seen: Uuid::from_slice(&self.last_seen_event_id).ok(),
+                    decided_on: parse_date(&self.decided_on),
+                    comment: &self.comment,
+                })
+            }
+            fn mask(&mut self, shown: Shown) {
+                mask::free_text(&mut self.comment, shown);
+            }
+            fn writer(&self) -> Writer {
+                Writer::Supervisor
+            }
+            fn review_subject(&self) -> Option<ReviewSubject> {
+                None
+            }
+            fn recording(&self) -> Recording<'_> {
+                Recording::ReviewDecision {
+                    prefix: $name,
+                    case_id: &self.case_id,
+                    request_id: &self.request_id,
+                }
+            }
+            fn last_seen(&mut self) -> Option<LastSeen<'_>> {
+                Some(LastSeen {
+                    field: concat!($name, ".case_id"),
+                    case_id: &self.case_id,
+                    last_seen_event_id: &mut self.last_seen_event_id,
+                })
+            }
         }
-    }
-    fn last_seen(&mut self) -> Option<LastSeen<'_>> {
-        Some(LastSeen {
-            field: "review_approved.case_id",
-            case_id: &self.case_id,
-            last_seen_event_id: &mut self.last_seen_event_id,
-        })
-    }
+    };
 }
 
-impl Kind for ReviewReturned {
-    fn name(&self) -> &'static str {
-        "review_returned"
-    }
-    fn validate(&mut self, station_code: &str, ctx: &Context) -> Result<(), Invalid> {
-        validate::review_returned(self, station_code, ctx)
-    }
-    fn case_id(&self) -> Option<&[u8]> {
-        Some(&self.case_id)
-    }
-    fn step(&self) -> Option<CaseStep<'_>> {
-        Some(CaseStep::ReviewDecided {
-            request: Uuid::from_slice(&self.request_id).ok(),
-            approved: false,
-            last_seen: Uuid::from_slice(&self.last_seen_event_id).ok(),
-            decided_on: parse_date(&self.decided_on),
-            comment: &self.comment,
-        })
-    }
-    fn mask(&mut self, shown: Shown) {
-        mask::free_text(&mut self.comment, shown);
-    }
-    fn writer(&self) -> Writer {
-        Writer::Supervisor
-    }
-    fn review_subject(&self) -> Option<ReviewSubject> {
-        None
-    }
-    fn recording(&self) -> Recording<'_> {
-        Recording::ReviewDecision {
-            prefix: "review_returned",
-            case_id: &self.case_id,
-            request_id: &self.request_id,
-        }
-    }
-    fn last_seen(&mut self) -> Option<LastSeen<'_>> {
-        Some(LastSeen {
-            field: "review_returned.case_id",
-            case_id: &self.case_id,
-            last_seen_event_id: &mut self.last_seen_event_id,
-        })
-    }
-}
+review_decision!(
+    ReviewApproved,
+    "review_approved",
+    true,
+    validate::review_approved
+);
+review_decision!(
+    ReviewReturned,
+    "review_returned",
+    false,
+    validate::review_returned
+);
 
 #[cfg(test)]
 mod tests {
