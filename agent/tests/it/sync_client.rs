@@ -43,6 +43,8 @@ struct HubState {
     script: VecDeque<Script>,
     /// Hello answers Unauthenticated.
     deny: bool,
+    /// Each page's cursor goes in its headers too, as the hub sends it.
+    announce: bool,
 }
 
 /// The hub's rules for one station, in memory.
@@ -213,7 +215,15 @@ impl SyncService for StandInHub {
             }
         })
         .await;
-        Ok(Response::new(waited.unwrap_or_else(|_| page())))
+        let page = waited.unwrap_or_else(|_| page());
+        let next_cursor = page.next_cursor;
+        let mut response = Response::new(page);
+        if self.state.lock().unwrap().announce {
+            response
+                .metadata_mut()
+                .insert(station_proto::PULL_NEXT_CURSOR_HEADER, next_cursor.into());
+        }
+        Ok(response)
     }
 }
 
@@ -573,4 +583,170 @@ async fn when_every_address_refuses_the_last_is_retried_with_backoff() {
     assert!(error.is_retriable());
     let state = agent.log().sync_state().unwrap();
     assert_eq!(state.last_sync_ms, None, "no round completed");
+}
+
+/// Pull calls as a hub with a slow downlink serves them, seen from the
+/// hub's side: each answer's headers go at once, its page is held until the
+/// next pull arrives (or it reaches the station's head). A device that waits
+/// for a page before asking for the next one never gets it.
+#[derive(Clone)]
+struct HoldPages<S> {
+    inner: S,
+    gate: Arc<PullGate>,
+}
+
+struct PullGate {
+    /// The station's head: a page reaching it is not held.
+    head: u64,
+    /// Pulls arrived so far.
+    arrived: watch::Sender<usize>,
+    /// Pulls arrived whose page has not been released yet, and the most
+    /// there ever were.
+    open: Mutex<(usize, usize)>,
+}
+
+impl<S> tonic::server::NamedService for HoldPages<S> {
+    const NAME: &'static str = "station.v1.Sync";
+}
+
+impl<S> tonic::codegen::Service<tonic::codegen::http::Request<tonic::body::Body>> for HoldPages<S>
+where
+    S: tonic::codegen::Service<
+            tonic::codegen::http::Request<tonic::body::Body>,
+            Response = tonic::codegen::http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<tonic::body::Body>) -> Self::Future {
+        if request.uri().path() != "/station.v1.Sync/Pull" {
+            return Box::pin(self.inner.call(request));
+        }
+        let gate = Arc::clone(&self.gate);
+        let mut index = 0;
+        gate.arrived.send_modify(|n| {
+            index = *n;
+            *n += 1;
+        });
+        {
+            let mut open = gate.open.lock().unwrap();
+            open.0 += 1;
+            open.1 = open.1.max(open.0);
+        }
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            use http_body_util::BodyExt as _;
+            let response = answer.await?;
+            let reaches_head = response
+                .headers()
+                .get(station_proto::PULL_NEXT_CURSOR_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|cursor| cursor >= gate.head);
+            let (parts, body) = response.into_parts();
+            let (mut sender, held) =
+                http_body_util::channel::Channel::<tonic::codegen::Bytes, tonic::Status>::new(2);
+            let mut arrived = gate.arrived.subscribe();
+            tokio::spawn(async move {
+                if !reaches_head {
+                    let _ = arrived.wait_for(|n| *n > index + 1).await;
+                }
+                gate.open.lock().unwrap().0 -= 1;
+                let Ok(collected) = body.collect().await else {
+                    return;
+                };
+                let trailers = collected.trailers().cloned();
+                let _ = sender.send_data(collected.to_bytes()).await;
+                if let Some(trailers) = trailers {
+                    let _ = sender.send_trailers(trailers).await;
+                }
+            });
+            Ok(tonic::codegen::http::Response::from_parts(
+                parts,
+                tonic::body::Body::new(held),
+            ))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_page_is_asked_for_while_the_last_comes_down_two_at_most() {
+    let hub = StandInHub::new();
+    colleague_events(&hub, 30);
+    hub.with(|s| s.announce = true);
+    let gate = Arc::new(PullGate {
+        head: 30,
+        arrived: watch::Sender::new(0),
+        open: Mutex::new((0, 0)),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let service = HoldPages {
+        inner: SyncServer::from_arc(Arc::clone(&hub))
+            .accept_compressed(CompressionEncoding::Zstd)
+            .send_compressed(CompressionEncoding::Zstd),
+        gate: Arc::clone(&gate),
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async {
+                    let _ = stopped.await;
+                },
+            ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let agent = device(dir.path());
+    let mut o = options(&url);
+    o.pull_events = 4;
+    let round = tokio::time::timeout(Duration::from_secs(60), sync_once(Arc::clone(&agent), &o))
+        .await
+        .expect("a page held until the next is asked for stalls a device that waits for it");
+    let report = round.unwrap();
+    assert_eq!((report.pulled, report.pull_cursor), (30, 30));
+    assert_eq!(report.retries, 0);
+    let pulls = hub.with(|s| s.pulls_after.clone());
+    assert_eq!(
+        pulls,
+        (0..30).step_by(4).collect::<Vec<u64>>(),
+        "each page asked for once, from where the last ends"
+    );
+    let most = gate.open.lock().unwrap().1;
+    assert_eq!(most, 2, "the next page is asked for, no more");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_that_does_not_announce_is_pulled_page_after_page() {
+    let hub = StandInHub::new();
+    colleague_events(&hub, 30);
+    let served = serve(Arc::clone(&hub), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = device(dir.path());
+    let mut o = options(&served.url);
+    o.pull_events = 4;
+    let report = sync_once(Arc::clone(&agent), &o).await.unwrap();
+    assert_eq!((report.pulled, report.pull_cursor), (30, 30));
+    let pulls = hub.with(|s| s.pulls_after.clone());
+    assert_eq!(pulls, (0..30).step_by(4).collect::<Vec<u64>>());
+    served.stop().await;
 }

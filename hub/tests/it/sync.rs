@@ -356,3 +356,104 @@ async fn shutdown_ends_long_polls_and_finishes_pushes_in_flight() {
     assert_eq!(hub.store.event_count(), 400);
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_pulled_page_announces_its_cursor_in_its_headers() {
+    let hub = Hub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = device(dir.path(), "540502001", "zd-1");
+    for n in 1..=25 {
+        a.record(activity("540502001", n)).unwrap();
+    }
+    let mut options = SyncOptions::new(hub.url(), Some(hub.device_token("540502001", "zd-1")));
+    options.long_poll = std::time::Duration::ZERO;
+    let pushed = sync_once(Arc::clone(&a), &options).await.unwrap();
+    assert_eq!(pushed.durable_through, 25);
+
+    let bureau = hub.bureau_token("山南市民政局");
+    let mut client = hub.client().await;
+    let mut after = 0;
+    let mut pages = 0;
+    while after < 25 {
+        let response = client
+            .pull(authorized(
+                PullRequest {
+                    station_code: "540502001".into(),
+                    after,
+                    max_events: 10,
+                    ..Default::default()
+                },
+                &bureau,
+            ))
+            .await
+            .unwrap();
+        let announced: u64 = response
+            .metadata()
+            .get(station_proto::PULL_NEXT_CURSOR_HEADER)
+            .expect("the page's cursor in its headers")
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let page = response.into_inner();
+        assert_eq!(announced, page.next_cursor);
+        assert!(page.next_cursor > after);
+        after = page.next_cursor;
+        pages += 1;
+    }
+    assert_eq!(pages, 3, "10 + 10 + 5 events");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_pulled_in_large_pages_arrives_whole_and_once() {
+    let hub = Hub::start().await;
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = device(dirs[0].path(), "540502001", "zd-1");
+    let b = device(dirs[1].path(), "540502001", "zd-2");
+    for n in 1..=600 {
+        a.record(activity("540502001", n)).unwrap();
+    }
+    let options = |worker: &str| {
+        let mut o = SyncOptions::new(hub.url(), Some(hub.device_token("540502001", worker)));
+        o.long_poll = std::time::Duration::ZERO;
+        // Pages of about 200 events: large enough to be compressed again at
+        // the hub's pull level, several of them in flight.
+        o.pull_events = 200;
+        o
+    };
+    let pushed = sync_once(Arc::clone(&a), &options("zd-1")).await.unwrap();
+    assert_eq!(pushed.durable_through, 600);
+    let pulled = sync_once(Arc::clone(&b), &options("zd-2")).await.unwrap();
+    assert_eq!((pulled.pulled, pulled.pull_cursor), (600, 600));
+    assert_eq!(pulled.retries, 0);
+    let held = b.log().pulled_events(0, usize::MAX).unwrap();
+    let origin = a.identity().origin_id;
+    let seqs: Vec<u64> = held
+        .iter()
+        .filter(|(_, e)| e.origin_id == origin.as_bytes())
+        .map(|(_, e)| e.origin_seq)
+        .collect();
+    assert_eq!(seqs, (1..=600).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pull_reaches_a_zstd_client_as_its_status() {
+    let hub = Hub::start().await;
+    let token = hub.device_token("540502001", "zd-1");
+    // The device's own client: it sends and accepts zstd.
+    let mut client = station_agent::sync::connect(&SyncOptions::new(hub.url(), None))
+        .await
+        .unwrap();
+    let status = client
+        .pull(authorized(
+            PullRequest {
+                station_code: "540502101".into(),
+                max_events: 10,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
+}
