@@ -22,7 +22,9 @@
 //!   pulls while the uplink pushes): the next page is asked for as soon as
 //!   the last one's headers say where it ends, pages are stored in the order
 //!   they were asked for, and a round whose pushes were acknowledged after
-//!   its last pull was sent pulls once more, so its cursor passes them;
+//!   its last pull was sent pulls once more, so its cursor passes them,
+//!   when it pulled the station's stream or pushed the acceptance of a
+//!   transfer (which brings the file's history into that stream);
 //! - batches sized by the link's airtime (below the cap) go out compressed
 //!   at [`compress::PUSH_LEVEL`].
 
@@ -330,6 +332,10 @@ pub(super) struct Edge {
     /// The round found the station's stream ahead of the device's cursor
     /// and pulled it.
     stream_pulled: bool,
+    /// The round pushed the acceptance of a transfer: the hub then adds the
+    /// file's history to the station's stream, which the round must pull
+    /// even when the stream was caught up before.
+    pushed_takeover: bool,
     /// This device's origin, to find its ack among a push's acks.
     origin: Uuid,
     /// The station whose stream is pulled.
@@ -419,6 +425,7 @@ impl Edge {
             pulls: VecDeque::new(),
             pushed_since_pull: false,
             stream_pulled: false,
+            pushed_takeover: false,
             origin: identity.origin_id,
             station: identity.station_code,
             authorization,
@@ -667,6 +674,9 @@ impl Edge {
             Ok(batch)
         })
         .await?;
+        self.pushed_takeover |= events
+            .iter()
+            .any(|e| matches!(e.body, Some(station_proto::Body::CaseTransferAccepted(_))));
         let Some(through) = events.last().map(|e| e.origin_seq) else {
             return Err(StepError::Local(SyncError::Agent(AgentError::Store(
                 StoreError::Corrupt(format!(
@@ -1036,7 +1046,7 @@ impl Edge {
         }
         let first = match (self.pushes.front_mut(), self.pulls.front_mut()) {
             (None, None) => {
-                if !(self.pushed_since_pull && self.stream_pulled) {
+                if !(self.pushed_since_pull && (self.stream_pulled || self.pushed_takeover)) {
                     return Ok(Step::CaughtUp);
                 }
                 // The stream this round pulls has grown by what was pushed
@@ -1160,6 +1170,7 @@ impl Edge {
         self.pulls.clear();
         self.pushed_since_pull = false;
         self.stream_pulled = false;
+        self.pushed_takeover = false;
         self.round_hellos = 0;
         let retry_until = Instant::now().checked_add(retry_budget);
         loop {
