@@ -1090,6 +1090,29 @@ impl Edge {
         Ok(Step::Progress)
     }
 
+    /// Takes the answers of the pushes still in flight, oldest first, until
+    /// one fails: a failed pull does not take with it the pushes sent beside
+    /// it, which the hub may already hold. Without this, a hub that fails
+    /// every pull (a damaged station stream) would also lose every push
+    /// that had not been answered before the pull failed.
+    async fn drain_pushes(&mut self, report: &mut SyncReport) {
+        while let Some(mut push) = self.pushes.pop_front() {
+            let taken = match push.answer(Call::Push).await {
+                Ok(answer) => self.take_ack(&answer, report).await,
+                Err(error) => Err(error),
+            };
+            if let Err(
+                StepError::Local(error)
+                | StepError::Failed { error, .. }
+                | StepError::Violated { error, .. },
+            ) = taken
+            {
+                tracing::debug!(%error, "a push beside the failed pull failed too");
+                break;
+            }
+        }
+    }
+
     /// Acts on a failed step as the machine says. Waits are cut short by
     /// nothing: the caller races them against shutdown.
     async fn recover(
@@ -1098,8 +1121,17 @@ impl Edge {
         retry_until: Option<Instant>,
         report: &mut SyncReport,
     ) -> Next {
-        self.pushes.clear();
         self.pulls.clear();
+        if matches!(
+            failure,
+            StepError::Failed {
+                call: Call::Pull,
+                ..
+            }
+        ) {
+            self.drain_pushes(report).await;
+        }
+        self.pushes.clear();
         let (action, error) = match failure {
             StepError::Local(error) => return Next::Fail(error),
             StepError::Failed { call, fault, error } => {

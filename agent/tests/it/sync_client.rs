@@ -45,6 +45,12 @@ struct HubState {
     deny: bool,
     /// Each page's cursor goes in its headers too, as the hub sends it.
     announce: bool,
+    /// Every pull is answered with this status.
+    fail_pulls: Option<tonic::Code>,
+    /// Pulls answered with `fail_pulls` so far.
+    pulls_failed: usize,
+    /// A push is answered only after a pull has failed.
+    push_after_failed_pull: bool,
 }
 
 /// The hub's rules for one station, in memory.
@@ -124,6 +130,15 @@ impl SyncService for StandInHub {
         let first = events[0].origin_seq;
         let origin = events[0].origin_id.clone();
         let mut changes = self.changed.subscribe();
+        loop {
+            let held = {
+                let s = self.state.lock().unwrap();
+                s.push_after_failed_pull && s.pulls_failed == 0
+            };
+            if !held || changes.changed().await.is_err() {
+                break;
+            }
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             while first
                 > self
@@ -178,7 +193,18 @@ impl SyncService for StandInHub {
     async fn pull(&self, request: Request<PullRequest>) -> Result<Response<PullResponse>, Status> {
         let pull = request.into_inner();
         let mut changes = self.changed.subscribe();
-        self.with(|s| s.pulls_after.push(pull.after));
+        let failed = self.with(|s| {
+            s.pulls_after.push(pull.after);
+            let failed = s.fail_pulls;
+            s.pulls_failed += usize::from(failed.is_some());
+            failed
+        });
+        if let Some(code) = failed {
+            return Err(Status::new(
+                code,
+                "the station's stream is refused by the test",
+            ));
+        }
         let page = || {
             let s = self.state.lock().unwrap();
             let events: Vec<_> = s
@@ -382,6 +408,39 @@ async fn a_lost_ack_and_a_busy_hub_are_retried_without_duplicates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pull_does_not_take_the_pushes_beside_it() {
+    let hub = StandInHub::new();
+    colleague_events(&hub, 3);
+    hub.with(|s| {
+        s.fail_pulls = Some(tonic::Code::PermissionDenied);
+        s.push_after_failed_pull = true;
+    });
+    let served = serve(Arc::clone(&hub), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = device(dir.path());
+    for n in 1..=4 {
+        agent.record(activity(n)).unwrap();
+    }
+    // Refused, not retried: no later Hello tells the device what the hub
+    // holds, so only the push's own answer can.
+    let error = sync_once(Arc::clone(&agent), &options(&served.url))
+        .await
+        .expect_err("a refused pull ends the round");
+    assert!(error.to_string().contains("refused by the test"), "{error}");
+    let origin = agent.identity().origin_id;
+    assert_eq!(hub.held_seqs(origin.as_bytes()), vec![1, 2, 3, 4]);
+    assert_eq!(
+        agent.status().unwrap().durable_through,
+        4,
+        "the push answered after the pull failed is taken, not dropped"
+    );
+    let (pushes, pulls_failed) = hub.with(|s| (s.pushes, s.pulls_failed));
+    assert_eq!(pushes, 1, "the events went up once");
+    assert_eq!(pulls_failed, 1);
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_batch_is_parked_shown_and_not_resent_until_released() {
     let hub = StandInHub::new();
     colleague_events(&hub, 3);
@@ -430,9 +489,10 @@ async fn a_revoked_token_ends_the_round_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let agent = device(dir.path());
     agent.record(activity(1)).unwrap();
-    let error = sync_once(Arc::clone(&agent), &options(&served.url))
-        .await
-        .unwrap_err();
+    // The hub answers DataLoss as retriable: a short budget ends the round.
+    let mut o = options(&served.url);
+    o.retry_budget = Duration::from_millis(300);
+    let error = sync_once(Arc::clone(&agent), &o).await.unwrap_err();
     assert!(
         matches!(
             error,
