@@ -47,6 +47,7 @@ pub mod kinds;
 pub mod mask;
 pub mod money;
 pub mod names;
+pub mod packed;
 pub mod person;
 pub mod review;
 pub mod transfer;

@@ -24,8 +24,13 @@
 
 use std::task::{Context, Poll};
 
+use std::sync::Arc;
+
 use bytes::{BufMut as _, Bytes, BytesMut};
 use http_body_util::BodyExt as _;
+use prost::Message as _;
+use station_proto::packed;
+use station_proto::v1::PushRequest;
 use tonic::body::Body;
 use tonic::codegen::{Service, http};
 use tonic::transport::Channel;
@@ -74,6 +79,35 @@ pub fn compress_message(body: &[u8], level: i32) -> Option<Bytes> {
     framed.put_u32(length);
     framed.put_slice(&compressed);
     Some(framed.freeze())
+}
+
+/// `push` packed (`PushRequest.packed`) at zstd `level`, against
+/// `dictionary` when there is one, and the dictionary it leaves for the next
+/// push once acknowledged.
+///
+/// # Errors
+/// zstd could not make a compression context (out of memory).
+pub fn pack(
+    push: &PushRequest,
+    dictionary: Option<&[u8]>,
+    level: i32,
+) -> std::io::Result<(PushRequest, Arc<[u8]>)> {
+    let unpacked = push.encode_to_vec();
+    let left: Arc<[u8]> = Arc::from(packed::dictionary_of(&unpacked));
+    let compressed = match dictionary {
+        Some(dictionary) => {
+            zstd::bulk::Compressor::with_dictionary(level, dictionary)?.compress(&unpacked)?
+        }
+        None => zstd::bulk::compress(&unpacked, level)?,
+    };
+    let packed = PushRequest {
+        packed: compressed,
+        dictionary: dictionary
+            .map(|d| packed::dictionary_id(d).to_vec())
+            .unwrap_or_default(),
+        ..PushRequest::default()
+    };
+    Ok((packed, left))
 }
 
 impl Service<http::Request<Body>> for Compressed {

@@ -276,7 +276,7 @@ impl<T: Send + 'static> Running<T> {
 /// The first answer of a push and a pull in flight together.
 enum Answered {
     /// The oldest push's.
-    Push(Result<PushResponse, StepError>),
+    Push(Result<Pushed, StepError>),
     /// The oldest pull's.
     Pull(Result<PullResponse, StepError>),
 }
@@ -307,6 +307,28 @@ struct Clients {
     /// Push of batches sized by airtime: compressed at
     /// [`compress::PUSH_LEVEL`], since they are what fills the uplink.
     pushes: SyncClient<Compressed>,
+    /// Packed pushes: compressed already, sent as they are.
+    packed: SyncClient<Channel>,
+}
+
+/// A push's answer, with the dictionary it leaves for the next packed push
+/// once acknowledged (none for a push that was not packed).
+type Pushed = (PushResponse, Option<Arc<[u8]>>);
+
+/// `message` as a request under `deadline`, with the token when there is one.
+fn with_authorization<T>(
+    message: T,
+    deadline: Duration,
+    authorization: Option<&MetadataValue<tonic::metadata::Ascii>>,
+) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(deadline);
+    if let Some(value) = authorization {
+        request
+            .metadata_mut()
+            .insert("authorization", value.clone());
+    }
+    request
 }
 
 /// One device's link to the hub: the machine, the connection, the store.
@@ -321,7 +343,12 @@ pub(super) struct Edge {
     /// reconnect.
     client: Option<Clients>,
     /// Pushes sent and not yet answered, in the machine's order.
-    pushes: VecDeque<Running<PushResponse>>,
+    pushes: VecDeque<Running<Pushed>>,
+    /// The hub said at the last Hello that it takes packed pushes.
+    hub_unpacks: bool,
+    /// The dictionary of the next packed push: the end of the last packed
+    /// push acknowledged, which the hub keeps for a while.
+    dictionary: Option<Arc<[u8]>>,
     /// Pulls sent and not yet taken, in the machine's order: the next page
     /// is asked for as soon as the last one's headers say where it ends.
     pulls: VecDeque<PendingPull>,
@@ -422,6 +449,8 @@ impl Edge {
             machine,
             client: None,
             pushes: VecDeque::new(),
+            hub_unpacks: false,
+            dictionary: None,
             pulls: VecDeque::new(),
             pushed_since_pull: false,
             stream_pulled: false,
@@ -440,14 +469,7 @@ impl Edge {
     }
 
     fn request<T>(&self, message: T, deadline: Duration) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request.set_timeout(deadline);
-        if let Some(value) = &self.authorization {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        request
+        with_authorization(message, deadline, self.authorization.as_ref())
     }
 
     async fn client(&mut self) -> Result<SyncClient<Channel>, StepError> {
@@ -465,6 +487,9 @@ impl Edge {
                 let clients = Clients {
                     channel: channel.clone(),
                     pushes: SyncClient::new(Compressed::new(channel.clone(), compress::PUSH_LEVEL))
+                        .accept_compressed(CompressionEncoding::Zstd)
+                        .accept_compressed(CompressionEncoding::Gzip),
+                    packed: SyncClient::new(channel.clone())
                         .accept_compressed(CompressionEncoding::Zstd)
                         .accept_compressed(CompressionEncoding::Gzip),
                     calls: sync_client(channel),
@@ -527,6 +552,7 @@ impl Edge {
         );
         let answer = Self::call(Call::Hello, deadline, client.hello(request)).await?;
         self.announced_head = head_seq;
+        self.hub_unpacks = answer.packed_pushes;
         if answer.wipe && self.wipe_head.is_none() {
             tracing::warn!(
                 "the hub ordered this device wiped: uploading its entries, then destroying its keys"
@@ -644,7 +670,7 @@ impl Edge {
         };
         let answer = call.answer(Call::Push).await;
         self.pushes.pop_front();
-        self.take_ack(&answer?, report).await?;
+        self.take_ack(answer?, report).await?;
         Ok(true)
     }
 
@@ -688,6 +714,7 @@ impl Edge {
         let message = PushRequest {
             events,
             heads: vec![head],
+            ..PushRequest::default()
         };
         let bytes = message.encoded_len();
         let deadline = self.machine.begin_push(
@@ -699,15 +726,40 @@ impl Edge {
             now(),
         );
         tracing::debug!(after, through, bytes, ?deadline, "pushing");
+        if self.hub_unpacks {
+            // Packed against the last push acknowledged: the batch says
+            // only what that one did not.
+            let level = if harder { compress::PUSH_LEVEL } else { 3 };
+            let dictionary = self.dictionary.clone();
+            let authorization = self.authorization.clone();
+            self.pushes.push_back(Running::spawn(async move {
+                let packing = tokio::task::spawn_blocking(move || {
+                    compress::pack(&message, dictionary.as_deref(), level)
+                });
+                let packing_failed = |e: String| {
+                    StepError::Local(SyncError::Protocol(format!("packing a push failed: {e}")))
+                };
+                let (packed, left) = packing
+                    .await
+                    .map_err(|e| packing_failed(e.to_string()))?
+                    .map_err(|e| packing_failed(e.to_string()))?;
+                let request = with_authorization(packed, deadline, authorization.as_ref());
+                let mut client = clients.packed;
+                let answer = Self::call(Call::Push, deadline, client.push(request)).await?;
+                Ok((answer, Some(left)))
+            }));
+            return Ok(());
+        }
         let request = self.request(message, deadline);
         self.pushes.push_back(Running::spawn(async move {
-            if harder {
+            let answer = if harder {
                 let mut client = clients.pushes;
                 Self::call(Call::Push, deadline, client.push(request)).await
             } else {
                 let mut client = clients.calls;
                 Self::call(Call::Push, deadline, client.push(request)).await
-            }
+            };
+            Ok((answer?, None))
         }));
         Ok(())
     }
@@ -715,7 +767,7 @@ impl Edge {
     /// Takes the hub's answer to the oldest push in flight.
     async fn take_ack(
         &mut self,
-        answer: &PushResponse,
+        (answer, dictionary): Pushed,
         report: &mut SyncReport,
     ) -> Result<(), StepError> {
         let origin = self.origin.as_bytes();
@@ -739,6 +791,9 @@ impl Edge {
             quarantined = answer.quarantined,
             "batch acknowledged"
         );
+        if dictionary.is_some() {
+            self.dictionary = dictionary;
+        }
         report.pushed += acked.newly_acked;
         report.batches += 1;
         self.pushed_since_pull = true;
@@ -1077,7 +1132,7 @@ impl Edge {
         match first {
             Answered::Push(answer) => {
                 self.pushes.pop_front();
-                self.take_ack(&answer?, report).await?;
+                self.take_ack(answer?, report).await?;
             }
             Answered::Pull(answer) => {
                 let Some(pull) = self.pulls.pop_front() else {
@@ -1098,7 +1153,7 @@ impl Edge {
     async fn drain_pushes(&mut self, report: &mut SyncReport) {
         while let Some(mut push) = self.pushes.pop_front() {
             let taken = match push.answer(Call::Push).await {
-                Ok(answer) => self.take_ack(&answer, report).await,
+                Ok(answer) => self.take_ack(answer, report).await,
                 Err(error) => Err(error),
             };
             if let Err(
@@ -1135,6 +1190,15 @@ impl Edge {
         let (action, error) = match failure {
             StepError::Local(error) => return Next::Fail(error),
             StepError::Failed { call, fault, error } => {
+                if matches!(call, Call::Push)
+                    && fault
+                        .reason()
+                        .contains(station_proto::packed::UNKNOWN_DICTIONARY)
+                {
+                    // The hub no longer holds it: the batch goes again
+                    // packed alone, and leaves a dictionary it holds.
+                    self.dictionary = None;
+                }
                 tracing::debug!(
                     call = call_name(call),
                     reason = fault.reason(),

@@ -51,6 +51,21 @@ struct HubState {
     pulls_failed: usize,
     /// A push is answered only after a pull has failed.
     push_after_failed_pull: bool,
+    /// Hello says the hub takes packed pushes.
+    unpacks: bool,
+    /// The dictionaries acknowledged packed pushes left, by id.
+    dictionaries: HashMap<Vec<u8>, Vec<u8>>,
+    /// The packed push of this number (from 1) that names a dictionary
+    /// finds the hub has forgotten them all, as after a restart.
+    forget_at: Option<usize>,
+    /// Packed pushes received, those naming a dictionary, and those refused
+    /// for naming one not held.
+    packed: usize,
+    with_dictionary: usize,
+    unknown_dictionary: usize,
+    /// Every push packed against a dictionary came out smaller than its
+    /// events packed alone.
+    dictionary_saved: bool,
 }
 
 /// The hub's rules for one station, in memory.
@@ -100,6 +115,47 @@ impl StandInHub {
     }
 }
 
+impl StandInHub {
+    /// The events of `push`, unpacked when packed, with its unpacked bytes.
+    fn unpack(&self, push: PushRequest) -> Result<(Vec<Event>, Option<Vec<u8>>), Status> {
+        if push.packed.is_empty() {
+            return Ok((push.events, None));
+        }
+        self.with(|s| {
+            s.packed += 1;
+            let dictionary = if push.dictionary.is_empty() {
+                None
+            } else {
+                if s.forget_at == Some(s.packed) {
+                    s.dictionaries.clear();
+                }
+                let Some(dictionary) = s.dictionaries.get(&push.dictionary).cloned() else {
+                    s.unknown_dictionary += 1;
+                    return Err(Status::failed_precondition(format!(
+                        "{}: forgotten by the test",
+                        station_proto::packed::UNKNOWN_DICTIONARY
+                    )));
+                };
+                s.with_dictionary += 1;
+                Some(dictionary)
+            };
+            let unpacked = match &dictionary {
+                Some(d) => zstd::bulk::Decompressor::with_dictionary(d)
+                    .unwrap()
+                    .decompress(&push.packed, 1 << 24)
+                    .unwrap(),
+                None => zstd::bulk::decompress(&push.packed, 1 << 24).unwrap(),
+            };
+            if dictionary.is_some() {
+                let alone = zstd::bulk::compress(&unpacked, 3).unwrap();
+                s.dictionary_saved &= push.packed.len() < alone.len();
+            }
+            let inner = <PushRequest as prost::Message>::decode(unpacked.as_slice()).unwrap();
+            Ok((inner.events, Some(unpacked)))
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl SyncService for StandInHub {
     async fn hello(
@@ -119,13 +175,14 @@ impl SyncService for StandInHub {
                 city_durable_through: None,
                 station_devices: Vec::new(),
                 wipe: false,
+                packed_pushes: s.unpacks,
                 ..HelloResponse::default()
             }))
         })
     }
 
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
-        let events = request.into_inner().events;
+        let (events, unpacked) = self.unpack(request.into_inner())?;
         // Like the hub, a push that overtook the one before it waits for it.
         let first = events[0].origin_seq;
         let origin = events[0].origin_id.clone();
@@ -176,6 +233,11 @@ impl SyncService for StandInHub {
                 }
             }
             s.durable.insert(origin.clone(), durable);
+            if let Some(unpacked) = &unpacked {
+                let left = station_proto::packed::dictionary_of(unpacked).to_vec();
+                let id = station_proto::packed::dictionary_id(&left).to_vec();
+                s.dictionaries.insert(id, left);
+            }
             if let Some(Script::LoseAck) = script {
                 return Err(Status::unavailable("stored, but the answer is lost"));
             }
@@ -437,6 +499,57 @@ async fn a_failed_pull_does_not_take_the_pushes_beside_it() {
     let (pushes, pulls_failed) = hub.with(|s| (s.pushes, s.pulls_failed));
     assert_eq!(pushes, 1, "the events went up once");
     assert_eq!(pulls_failed, 1);
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_are_packed_against_the_last_acknowledged_and_sent_alone_when_the_hub_forgot() {
+    let hub = StandInHub::new();
+    hub.with(|s| {
+        s.unpacks = true;
+        s.forget_at = Some(4);
+        s.dictionary_saved = true;
+    });
+    let served = serve(Arc::clone(&hub), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = device(dir.path());
+    for n in 1..=120 {
+        agent.record(activity(n)).unwrap();
+    }
+    let mut o = options(&served.url);
+    o.batch_bytes = 1_500;
+    // One batch at a time: each is packed against the one before it.
+    o.push_window = 1;
+    let report = sync_once(Arc::clone(&agent), &o).await.unwrap();
+    assert_eq!(report.durable_through, 120);
+    let origin = agent.identity().origin_id;
+    assert_eq!(
+        hub.held_seqs(origin.as_bytes()),
+        (1..=120).collect::<Vec<_>>(),
+        "each event once, in order"
+    );
+    let (packed, with_dictionary, unknown, saved) = hub.with(|s| {
+        (
+            s.packed,
+            s.with_dictionary,
+            s.unknown_dictionary,
+            s.dictionary_saved,
+        )
+    });
+    assert!(report.batches >= 6, "{report:?}");
+    assert_eq!(unknown, 1, "the forgotten dictionary is named once");
+    assert_eq!(report.retries, 1, "{report:?}");
+    assert_eq!(
+        packed as u64,
+        report.batches + 1,
+        "every push packed, one refused"
+    );
+    assert_eq!(
+        with_dictionary as u64,
+        report.batches - 2,
+        "all but the first and the one sent again after the refusal name a dictionary"
+    );
+    assert!(saved, "a dictionary makes each batch smaller than alone");
     served.stop().await;
 }
 

@@ -39,6 +39,7 @@ use crate::projections::{ProjectionError, Projections};
 use crate::store::HubError;
 
 mod limits;
+mod packed;
 mod query;
 mod status;
 mod sync;

@@ -92,6 +92,8 @@ pub struct SyncService {
     directory: Option<Arc<projections::Projections>>,
     /// Set on a front-end of a shared log: the log `Sync` decides on.
     shared: Option<SharedLog>,
+    /// What packed pushes are packed against, per token.
+    dictionaries: Arc<super::packed::Dictionaries>,
 }
 
 /// Bytes a line of the directory takes on the wire, about: for sizing a
@@ -112,6 +114,7 @@ impl SyncService {
             clock: station_agent::clock::system(),
             directory: None,
             shared: None,
+            dictionaries: Arc::default(),
         }
     }
 
@@ -493,12 +496,35 @@ impl Sync for SyncService {
                 .directory
                 .as_ref()
                 .map(|projections| projections.config().review.to_wire()),
+            packed_pushes: true,
         }))
     }
 
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
         let caller = auth::caller(&request)?;
-        let PushRequest { events, heads } = request.into_inner();
+        let PushRequest {
+            events,
+            heads,
+            packed,
+            dictionary,
+        } = request.into_inner();
+        let (events, heads, unpacked) = if packed.is_empty() {
+            if !dictionary.is_empty() {
+                return Err(Status::invalid_argument("dictionary: set only with packed"));
+            }
+            (events, heads, None)
+        } else {
+            if !events.is_empty() || !heads.is_empty() {
+                return Err(Status::invalid_argument(
+                    "packed: a packed push carries its events and heads inside it only",
+                ));
+            }
+            let (push, unpacked) =
+                self.dictionaries
+                    .unpack(caller.token_id(), &packed, &dictionary)?;
+            (push.events, push.heads, Some(unpacked))
+        };
+        let token_id = caller.token_id().to_string();
         if events.len() > MAX_PUSH_EVENTS {
             return Err(Status::resource_exhausted(format!(
                 "a push may carry at most {MAX_PUSH_EVENTS} events, got {}",
@@ -551,10 +577,14 @@ impl Sync for SyncService {
                 })
             })
             .await?;
+        if let Some(unpacked) = unpacked {
+            self.dictionaries.remember(&token_id, &unpacked);
+        }
         tracing::debug!(
             count,
             stored = outcome.stored,
             quarantined = outcome.quarantined,
+            packed = !packed.is_empty(),
             "push acknowledged"
         );
         Ok(Response::new(PushResponse {

@@ -141,6 +141,7 @@ pub async fn run(quick: bool, peer: bool, rows: &mut Vec<Row>) -> anyhow::Result
         &PushRequest {
             events: own.clone(),
             heads: Vec::new(),
+            ..PushRequest::default()
         }
         .encode_to_vec(),
     )?;
@@ -328,6 +329,7 @@ fn compression_breakdown(own: &[Event]) -> anyhow::Result<()> {
     let whole = PushRequest {
         events: own.to_vec(),
         heads: Vec::new(),
+        ..PushRequest::default()
     }
     .encode_to_vec();
     for level in [3, station_agent::sync::compress::PUSH_LEVEL] {
@@ -346,6 +348,7 @@ fn compression_breakdown(own: &[Event]) -> anyhow::Result<()> {
                 let encoded = PushRequest {
                     events: std::mem::take(batch),
                     heads: Vec::new(),
+                    ..PushRequest::default()
                 }
                 .encode_to_vec();
                 total += zstd::bulk::compress(&encoded, level)?.len();
