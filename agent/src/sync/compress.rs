@@ -93,7 +93,7 @@ pub fn pack(
     level: i32,
 ) -> std::io::Result<(PushRequest, Arc<[u8]>)> {
     let unpacked = push.encode_to_vec();
-    let left: Arc<[u8]> = Arc::from(packed::dictionary_of(&unpacked));
+    let left: Arc<[u8]> = Arc::from(packed::next_dictionary(dictionary, &unpacked));
     let compressed = match dictionary {
         Some(dictionary) => {
             zstd::bulk::Compressor::with_dictionary(level, dictionary)?.compress(&unpacked)?

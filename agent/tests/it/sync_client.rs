@@ -116,7 +116,8 @@ impl StandInHub {
 }
 
 impl StandInHub {
-    /// The events of `push`, unpacked when packed, with its unpacked bytes.
+    /// The events of `push`, unpacked when packed, with the dictionary it
+    /// leaves.
     fn unpack(&self, push: PushRequest) -> Result<(Vec<Event>, Option<Vec<u8>>), Status> {
         if push.packed.is_empty() {
             return Ok((push.events, None));
@@ -151,7 +152,8 @@ impl StandInHub {
                 s.dictionary_saved &= push.packed.len() < alone.len();
             }
             let inner = <PushRequest as prost::Message>::decode(unpacked.as_slice()).unwrap();
-            Ok((inner.events, Some(unpacked)))
+            let left = station_proto::packed::next_dictionary(dictionary.as_deref(), &unpacked);
+            Ok((inner.events, Some(left)))
         })
     }
 }
@@ -182,7 +184,7 @@ impl SyncService for StandInHub {
     }
 
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
-        let (events, unpacked) = self.unpack(request.into_inner())?;
+        let (events, left) = self.unpack(request.into_inner())?;
         // Like the hub, a push that overtook the one before it waits for it.
         let first = events[0].origin_seq;
         let origin = events[0].origin_id.clone();
@@ -233,8 +235,7 @@ impl SyncService for StandInHub {
                 }
             }
             s.durable.insert(origin.clone(), durable);
-            if let Some(unpacked) = &unpacked {
-                let left = station_proto::packed::dictionary_of(unpacked).to_vec();
+            if let Some(left) = left {
                 let id = station_proto::packed::dictionary_id(&left).to_vec();
                 s.dictionaries.insert(id, left);
             }

@@ -2,7 +2,7 @@
 //! and the dictionaries they are packed against.
 //!
 //! Each token's last few acknowledged packed pushes leave a dictionary (the
-//! tail of their decompressed bytes, [`station_proto::packed`]) that its next
+//! end of what the token pushed, [`station_proto::packed`]) that its next
 //! pushes may name. They are kept in memory only: a hub that restarted, or
 //! dropped a token's dictionaries to stay within its bounds, refuses a push
 //! that names one with FAILED_PRECONDITION, "unknown dictionary", and the
@@ -10,23 +10,27 @@
 //! that cannot be unpacked.
 //!
 //! Bounds: [`PER_TOKEN`] dictionaries per token, [`MAX_TOKENS`] tokens (the
-//! one unused longest is dropped first), so at most 64 KiB × 4 × 1,024 =
-//! 256 MiB; a packed push decompresses to at most
-//! [`station_proto::packed::MAX_PACKED_BYTES`].
+//! one unused longest is dropped first), so at most [`MAX_BYTES`]; a packed
+//! push decompresses to at most [`MAX_PACKED_BYTES`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use prost::Message as _;
-use station_proto::packed::{MAX_PACKED_BYTES, UNKNOWN_DICTIONARY, dictionary_id, dictionary_of};
+use station_proto::packed::{
+    DICTIONARY_BYTES, MAX_PACKED_BYTES, UNKNOWN_DICTIONARY, dictionary_id, next_dictionary,
+};
 use station_proto::v1::PushRequest;
 use tonic::Status;
 
 /// Dictionaries kept per token: more than the pushes a device has in flight,
 /// so that the one it last saw acknowledged is still held when it names it.
 pub const PER_TOKEN: usize = 4;
-/// Tokens whose dictionaries are kept.
-pub const MAX_TOKENS: usize = 1_024;
+/// Tokens whose dictionaries are kept: more than the devices of a district
+/// that push over a slow link at the same time.
+pub const MAX_TOKENS: usize = 128;
+/// The most the dictionaries take: 128 MiB.
+pub const MAX_BYTES: usize = DICTIONARY_BYTES * PER_TOKEN * MAX_TOKENS;
 
 /// One token's dictionaries, newest last.
 #[derive(Debug, Default)]
@@ -57,10 +61,10 @@ impl Dictionaries {
             .map(|(_, dictionary)| Arc::clone(dictionary))
     }
 
-    /// Keeps the tail of `unpacked`, a push of `token` just acknowledged, as
-    /// a dictionary its next pushes may name.
-    pub fn remember(&self, token: &str, unpacked: &[u8]) {
-        let dictionary: Arc<[u8]> = Arc::from(dictionary_of(unpacked));
+    /// Keeps `dictionary`, left by a push of `token` just acknowledged
+    /// ([`Dictionaries::unpack`]), for its next pushes to name.
+    pub fn remember(&self, token: &str, dictionary: Vec<u8>) {
+        let dictionary: Arc<[u8]> = Arc::from(dictionary);
         let id = dictionary_id(&dictionary);
         let mut guard = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         let (tick, kept) = &mut *guard;
@@ -86,7 +90,8 @@ impl Dictionaries {
     }
 
     /// The push `packed` holds, decompressed with the dictionary `dictionary`
-    /// names (none when empty), and its decompressed bytes.
+    /// names (none when empty), and the dictionary it leaves once
+    /// acknowledged.
     ///
     /// # Errors
     /// FAILED_PRECONDITION for a dictionary not held; INVALID_ARGUMENT for
@@ -124,7 +129,7 @@ impl Dictionaries {
                 "packed: a packed push may not hold another packed push",
             ));
         }
-        Ok((push, unpacked))
+        Ok((push, next_dictionary(held.as_deref(), &unpacked)))
     }
 }
 
@@ -181,13 +186,16 @@ mod tests {
     fn a_push_packed_against_an_acknowledged_one_unpacks() {
         let kept = Dictionaries::default();
         let first = push_of(1);
-        let (unpacked, raw) = kept.unpack("t1", &pack(&first, None), &[]).unwrap();
+        let (unpacked, left) = kept.unpack("t1", &pack(&first, None), &[]).unwrap();
         assert_eq!(unpacked, first);
-        kept.remember("t1", &raw);
+        assert_eq!(left, first.encode_to_vec());
+        kept.remember("t1", left.clone());
         let second = push_of(2);
-        let id = dictionary_id(dictionary_of(&raw));
-        let packed = pack(&second, Some(dictionary_of(&raw)));
-        assert_eq!(kept.unpack("t1", &packed, &id).unwrap().0, second);
+        let id = dictionary_id(&left);
+        let packed = pack(&second, Some(&left));
+        let (unpacked, next) = kept.unpack("t1", &packed, &id).unwrap();
+        assert_eq!(unpacked, second);
+        assert_eq!(next, [left.clone(), second.encode_to_vec()].concat());
         // Another token does not see it.
         let refused = kept.unpack("t2", &packed, &id).unwrap_err();
         assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
@@ -201,12 +209,12 @@ mod tests {
             .map(|n| push_of(n).encode_to_vec())
             .collect();
         for raw in &raws {
-            kept.remember("t", raw);
+            kept.remember("t", raw.clone());
         }
         assert!(kept.find("t", &dictionary_id(&raws[0])).is_none());
         assert!(kept.find("t", &dictionary_id(&raws[1])).is_some());
         for n in 0..MAX_TOKENS {
-            kept.remember(&format!("other-{n}"), &raws[0]);
+            kept.remember(&format!("other-{n}"), raws[0].clone());
         }
         assert!(
             kept.find("t", &dictionary_id(&raws[1])).is_none(),

@@ -508,7 +508,7 @@ impl Sync for SyncService {
             packed,
             dictionary,
         } = request.into_inner();
-        let (events, heads, unpacked) = if packed.is_empty() {
+        let (events, heads, left) = if packed.is_empty() {
             if !dictionary.is_empty() {
                 return Err(Status::invalid_argument("dictionary: set only with packed"));
             }
@@ -519,10 +519,10 @@ impl Sync for SyncService {
                     "packed: a packed push carries its events and heads inside it only",
                 ));
             }
-            let (push, unpacked) =
-                self.dictionaries
-                    .unpack(caller.token_id(), &packed, &dictionary)?;
-            (push.events, push.heads, Some(unpacked))
+            let (push, left) = self
+                .dictionaries
+                .unpack(caller.token_id(), &packed, &dictionary)?;
+            (push.events, push.heads, Some(left))
         };
         let token_id = caller.token_id().to_string();
         if events.len() > MAX_PUSH_EVENTS {
@@ -577,8 +577,8 @@ impl Sync for SyncService {
                 })
             })
             .await?;
-        if let Some(unpacked) = unpacked {
-            self.dictionaries.remember(&token_id, &unpacked);
+        if let Some(left) = left {
+            self.dictionaries.remember(&token_id, left);
         }
         tracing::debug!(
             count,

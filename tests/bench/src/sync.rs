@@ -339,19 +339,25 @@ fn compression_breakdown(own: &[Event]) -> anyhow::Result<()> {
             "level {level}: whole {all} in {:.0} ms",
             started.elapsed().as_secs_f64() * 1e3
         );
-        for budget in [32_000usize, 64_000, 128_000, 256_000] {
+        for budget in [16_000usize, 32_000, 64_000, 128_000, 256_000] {
             let mut total = 0usize;
+            let mut packed = 0usize;
+            let mut left: Option<std::sync::Arc<[u8]>> = None;
             let mut batch: Vec<Event> = Vec::new();
             let mut bytes = 0usize;
             let mut batches = 0usize;
             let mut flush = |batch: &mut Vec<Event>| -> anyhow::Result<()> {
-                let encoded = PushRequest {
+                let push = PushRequest {
                     events: std::mem::take(batch),
                     heads: Vec::new(),
                     ..PushRequest::default()
-                }
-                .encode_to_vec();
-                total += zstd::bulk::compress(&encoded, level)?.len();
+                };
+                total += zstd::bulk::compress(&push.encode_to_vec(), level)?.len();
+                // Packed as a device packs it, against the batch before.
+                let (sent, next) =
+                    station_agent::sync::compress::pack(&push, left.as_deref(), level)?;
+                packed += sent.encoded_len();
+                left = Some(next);
                 batches += 1;
                 Ok(())
             };
@@ -368,9 +374,10 @@ fn compression_breakdown(own: &[Event]) -> anyhow::Result<()> {
                 flush(&mut batch)?;
             }
             line.push_str(&format!(
-                "; {}k×{batches}: {total} ({:.3})",
+                "; {}k×{batches}: {total} ({:.3}), packed {packed} ({:.3})",
                 budget / 1000,
-                total as f64 / all as f64
+                total as f64 / all as f64,
+                packed as f64 / all as f64
             ));
         }
         progress!("sync-backlog breakdown: {line}");
