@@ -10,16 +10,15 @@
 //! that cannot be unpacked.
 //!
 //! Bounds: [`PER_TOKEN`] dictionaries per token, [`MAX_TOKENS`] tokens (the
-//! one unused longest is dropped first), so at most [`MAX_BYTES`]; a packed
-//! push decompresses to at most [`MAX_PACKED_BYTES`].
+//! one unused longest is dropped first), so at most 256 KiB × 4 × 128 =
+//! 128 MiB ([`station_proto::packed::DICTIONARY_BYTES`]); a packed push decompresses to at most
+//! [`MAX_PACKED_BYTES`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use prost::Message as _;
-use station_proto::packed::{
-    DICTIONARY_BYTES, MAX_PACKED_BYTES, UNKNOWN_DICTIONARY, dictionary_id, next_dictionary,
-};
+use station_proto::packed::{MAX_PACKED_BYTES, UNKNOWN_DICTIONARY, dictionary_id, next_dictionary};
 use station_proto::v1::PushRequest;
 use tonic::Status;
 
@@ -29,8 +28,6 @@ pub const PER_TOKEN: usize = 4;
 /// Tokens whose dictionaries are kept: more than the devices of a district
 /// that push over a slow link at the same time.
 pub const MAX_TOKENS: usize = 128;
-/// The most the dictionaries take: 128 MiB.
-pub const MAX_BYTES: usize = DICTIONARY_BYTES * PER_TOKEN * MAX_TOKENS;
 
 /// One token's dictionaries, newest last.
 #[derive(Debug, Default)]
