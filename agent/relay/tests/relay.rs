@@ -750,11 +750,7 @@ impl Client {
         events: Vec<Event>,
         heads: Vec<SignedHead>,
     ) -> Result<PushResponse, tonic::Status> {
-        let request = self.request(PushRequest {
-            events,
-            heads,
-            ..PushRequest::default()
-        });
+        let request = self.request(PushRequest { events, heads });
         self.client
             .push(request)
             .await

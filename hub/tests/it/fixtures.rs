@@ -87,7 +87,6 @@ impl Hub {
                 PushRequest {
                     events: events.to_vec(),
                     heads: Vec::new(),
-                    ..PushRequest::default()
                 },
                 token,
             ))

@@ -50,7 +50,6 @@ fn push_of(events: &[Event]) -> PushRequest {
     PushRequest {
         events: events.to_vec(),
         heads: Vec::new(),
-        ..PushRequest::default()
     }
 }
 

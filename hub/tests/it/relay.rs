@@ -53,14 +53,7 @@ async fn push(
 ) -> Result<PushResponse, tonic::Status> {
     hub.client()
         .await
-        .push(authorized(
-            PushRequest {
-                events,
-                heads,
-                ..PushRequest::default()
-            },
-            token,
-        ))
+        .push(authorized(PushRequest { events, heads }, token))
         .await
         .map(tonic::Response::into_inner)
 }

@@ -39,7 +39,6 @@ fn signed_push(agent: &Agent) -> PushRequest {
     PushRequest {
         events,
         heads: vec![agent.log().signed_head(last).unwrap()],
-        ..PushRequest::default()
     }
 }
 
@@ -123,7 +122,6 @@ async fn a_byte_flipped_in_transit_is_refused() {
     let unsigned = PushRequest {
         events: push.events.clone(),
         heads: vec![],
-        ..PushRequest::default()
     };
     let status = client.push(authorized(unsigned, &token)).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
@@ -212,7 +210,6 @@ async fn an_origin_that_predates_signatures_is_signed_from_its_next_batch() {
             PushRequest {
                 events: seventh,
                 heads: vec![],
-                ..PushRequest::default()
             },
             &token,
         ))

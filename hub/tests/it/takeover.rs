@@ -61,7 +61,6 @@ async fn intrusion_is_refused(hub: &Hub, intruder: &str, victim: &Agent, intrude
             PushRequest {
                 events: vec![forged],
                 heads: Vec::new(),
-                ..PushRequest::default()
             },
             intruder,
         ))
