@@ -47,6 +47,7 @@ pub mod kinds;
 pub mod mask;
 pub mod money;
 pub mod names;
+pub mod packed;
 pub mod person;
 pub mod review;
 pub mod transfer;
@@ -61,6 +62,14 @@ pub mod v1 {
 /// The encoded `FileDescriptorSet` of every `.proto` file of this crate.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/station_descriptor.bin"));
+
+/// The response header (gRPC initial metadata) in which the hub repeats a
+/// `Pull` page's `next_cursor`, as decimal ASCII. Headers cross the link
+/// before the page, so a device can ask for the next page while this one is
+/// still coming down; the page's own `next_cursor` stays the one stored, and
+/// a page that contradicts its header is refused. A hub that does not send
+/// it, and a device that ignores it, sync as before.
+pub const PULL_NEXT_CURSOR_HEADER: &str = "station-next-cursor";
 
 pub use v1::Event;
 pub use v1::event::Body;

@@ -539,6 +539,7 @@ impl Uplink {
         let message = PushRequest {
             events: batch.events,
             heads: batch.heads,
+            ..PushRequest::default()
         };
         let bytes = message.encoded_len();
         let deadline = self.machine.begin_push(

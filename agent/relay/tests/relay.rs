@@ -750,7 +750,11 @@ impl Client {
         events: Vec<Event>,
         heads: Vec<SignedHead>,
     ) -> Result<PushResponse, tonic::Status> {
-        let request = self.request(PushRequest { events, heads });
+        let request = self.request(PushRequest {
+            events,
+            heads,
+            ..PushRequest::default()
+        });
         self.client
             .push(request)
             .await

@@ -17,7 +17,16 @@
 //! - pushes in flight (up to the machine's window) run as tasks of their own
 //!   so that the next batch travels while the last is acknowledged; their
 //!   answers are taken in the order they were sent, and any failure aborts
-//!   every one still in flight before the machine decides what follows.
+//!   every one still in flight before the machine decides what follows;
+//! - pulls run as tasks of their own too, beside the pushes (the downlink
+//!   pulls while the uplink pushes): the next page is asked for as soon as
+//!   the last one's headers say where it ends, pages are stored in the order
+//!   they were asked for, and a round whose pushes were acknowledged after
+//!   its last pull was sent pulls once more, so its cursor passes them,
+//!   when it pulled the station's stream or pushed the acceptance of a
+//!   transfer (which brings the file's history into that stream);
+//! - batches sized by the link's airtime (below the cap) go out compressed
+//!   at [`compress::PUSH_LEVEL`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -27,12 +36,14 @@ use prost::Message as _;
 use station_proto::ids::Uuid;
 use station_proto::v1::sync_client::SyncClient;
 use station_proto::v1::{HelloRequest, PullRequest, PullResponse, PushRequest, PushResponse};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use super::classify::fault;
+use super::compress::{self, Compressed};
 use super::machine::{
     Action, Batch, Call, Fault, HelloAnswer, Parked, PullPage, PullPlan, PullProgress, SyncMachine,
 };
@@ -109,6 +120,46 @@ fn sync_client(channel: Channel) -> SyncClient<Channel> {
         .send_compressed(CompressionEncoding::Zstd)
         .accept_compressed(CompressionEncoding::Zstd)
         .accept_compressed(CompressionEncoding::Gzip)
+}
+
+/// A `Pull` on `channel`, made as a server-streaming call of one message
+/// (the same bytes on the wire as the unary call) so that the response's
+/// headers are seen before its page: the page's end, when the hub announces
+/// it there, goes to `announce` at once; a hub that does not say drops it
+/// unsent.
+async fn pull_call(
+    channel: Channel,
+    mut request: tonic::Request<PullRequest>,
+    announce: oneshot::Sender<u64>,
+) -> Result<tonic::Response<PullResponse>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel)
+        .send_compressed(CompressionEncoding::Zstd)
+        .accept_compressed(CompressionEncoding::Zstd)
+        .accept_compressed(CompressionEncoding::Gzip);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("the connection is not ready: {e}")))?;
+    request
+        .extensions_mut()
+        .insert(tonic::GrpcMethod::new("station.v1.Sync", "Pull"));
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/station.v1.Sync/Pull");
+    let codec = tonic_prost::ProstCodec::<PullRequest, PullResponse>::default();
+    let response = grpc.server_streaming(request, path, codec).await?;
+    let (metadata, mut pages, extensions) = response.into_parts();
+    if let Some(cursor) = metadata
+        .get(station_proto::PULL_NEXT_CURSOR_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<u64>().ok())
+    {
+        let _ = announce.send(cursor);
+    } else {
+        drop(announce);
+    }
+    let page = pages
+        .message()
+        .await?
+        .ok_or_else(|| tonic::Status::internal("the hub ended the pull without a page"))?;
+    Ok(tonic::Response::from_parts(metadata, page, extensions))
 }
 
 /// Connects to the hub and returns a client that sends zstd and accepts zstd
@@ -222,10 +273,62 @@ impl<T: Send + 'static> Running<T> {
     }
 }
 
-/// A catch-up pull sent while the page before it was being stored.
-struct Prefetch {
+/// The first answer of a push and a pull in flight together.
+enum Answered {
+    /// The oldest push's.
+    Push(Result<Pushed, StepError>),
+    /// The oldest pull's.
+    Pull(Result<PullResponse, StepError>),
+}
+
+/// A pull sent and not yet taken.
+struct PendingPull {
+    /// What it asked for.
     plan: PullPlan,
+    /// The directory cursor it asked from; `None` when it did not ask.
+    directory_after: Option<u64>,
+    /// Whether it asked for the directory and the transfers feed: no other
+    /// pull may ask until its page is stored, which moves their cursors.
+    feeds: bool,
+    /// Where its page ends, as soon as the hub's headers say (dropped
+    /// without a word by a hub that does not say); taken once read.
+    announced: Option<oneshot::Receiver<u64>>,
+    /// The call.
     call: Running<PullResponse>,
+}
+
+/// The clients of one connection.
+#[derive(Clone)]
+struct Clients {
+    /// The connection itself, for calls made without the generated client.
+    channel: Channel,
+    /// Hello and Pull: small requests, compressed by tonic.
+    calls: SyncClient<Channel>,
+    /// Push of batches sized by airtime: compressed at
+    /// [`compress::PUSH_LEVEL`], since they are what fills the uplink.
+    pushes: SyncClient<Compressed>,
+    /// Packed pushes: compressed already, sent as they are.
+    packed: SyncClient<Channel>,
+}
+
+/// A push's answer, with the dictionary it leaves for the next packed push
+/// once acknowledged (none for a push that was not packed).
+type Pushed = (PushResponse, Option<Arc<[u8]>>);
+
+/// `message` as a request under `deadline`, with the token when there is one.
+fn with_authorization<T>(
+    message: T,
+    deadline: Duration,
+    authorization: Option<&MetadataValue<tonic::metadata::Ascii>>,
+) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(deadline);
+    if let Some(value) = authorization {
+        request
+            .metadata_mut()
+            .insert("authorization", value.clone());
+    }
+    request
 }
 
 /// One device's link to the hub: the machine, the connection, the store.
@@ -238,11 +341,28 @@ pub(super) struct Edge {
     machine: SyncMachine,
     /// The open connection; `None` until needed and after the machine said
     /// reconnect.
-    client: Option<SyncClient<Channel>>,
+    client: Option<Clients>,
     /// Pushes sent and not yet answered, in the machine's order.
-    pushes: VecDeque<Running<PushResponse>>,
-    /// The next catch-up page, asked for before the last one was stored.
-    prefetch: Option<Prefetch>,
+    pushes: VecDeque<Running<Pushed>>,
+    /// The hub said at the last Hello that it takes packed pushes.
+    hub_unpacks: bool,
+    /// The dictionary of the next packed push: the end of the last packed
+    /// push acknowledged, which the hub keeps for a while.
+    dictionary: Option<Arc<[u8]>>,
+    /// Pulls sent and not yet taken, in the machine's order: the next page
+    /// is asked for as soon as the last one's headers say where it ends.
+    pulls: VecDeque<PendingPull>,
+    /// A push was acknowledged after the last pull was sent: a round that
+    /// pulled the station's stream ends with one more pull, so that its
+    /// cursor passes what it pushed, as when pulls followed the pushes.
+    pushed_since_pull: bool,
+    /// The round found the station's stream ahead of the device's cursor
+    /// and pulled it.
+    stream_pulled: bool,
+    /// The round pushed the acceptance of a transfer: the hub then adds the
+    /// file's history to the station's stream, which the round must pull
+    /// even when the stream was caught up before.
+    pushed_takeover: bool,
     /// This device's origin, to find its ack among a push's acks.
     origin: Uuid,
     /// The station whose stream is pulled.
@@ -329,7 +449,12 @@ impl Edge {
             machine,
             client: None,
             pushes: VecDeque::new(),
-            prefetch: None,
+            hub_unpacks: false,
+            dictionary: None,
+            pulls: VecDeque::new(),
+            pushed_since_pull: false,
+            stream_pulled: false,
+            pushed_takeover: false,
             origin: identity.origin_id,
             station: identity.station_code,
             authorization,
@@ -344,26 +469,33 @@ impl Edge {
     }
 
     fn request<T>(&self, message: T, deadline: Duration) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request.set_timeout(deadline);
-        if let Some(value) = &self.authorization {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        request
+        with_authorization(message, deadline, self.authorization.as_ref())
     }
 
     async fn client(&mut self) -> Result<SyncClient<Channel>, StepError> {
-        if let Some(client) = &self.client {
-            return Ok(client.clone());
+        Ok(self.clients().await?.calls)
+    }
+
+    /// The open connection's clients, connecting first when there is none.
+    async fn clients(&mut self) -> Result<Clients, StepError> {
+        if let Some(clients) = &self.client {
+            return Ok(clients.clone());
         }
         self.connects += 1;
         match self.endpoint.connect().await {
             Ok(channel) => {
-                let client = sync_client(channel);
-                self.client = Some(client.clone());
-                Ok(client)
+                let clients = Clients {
+                    channel: channel.clone(),
+                    pushes: SyncClient::new(Compressed::new(channel.clone(), compress::PUSH_LEVEL))
+                        .accept_compressed(CompressionEncoding::Zstd)
+                        .accept_compressed(CompressionEncoding::Gzip),
+                    packed: SyncClient::new(channel.clone())
+                        .accept_compressed(CompressionEncoding::Zstd)
+                        .accept_compressed(CompressionEncoding::Gzip),
+                    calls: sync_client(channel),
+                };
+                self.client = Some(clients.clone());
+                Ok(clients)
             }
             Err(e) => {
                 let message = error_chain(&e);
@@ -420,6 +552,7 @@ impl Edge {
         );
         let answer = Self::call(Call::Hello, deadline, client.hello(request)).await?;
         self.announced_head = head_seq;
+        self.hub_unpacks = answer.packed_pushes;
         if answer.wipe && self.wipe_head.is_none() {
             tracing::warn!(
                 "the hub ordered this device wiped: uploading its entries, then destroying its keys"
@@ -537,13 +670,17 @@ impl Edge {
         };
         let answer = call.answer(Call::Push).await;
         self.pushes.pop_front();
-        self.take_ack(&answer?, report).await?;
+        self.take_ack(answer?, report).await?;
         Ok(true)
     }
 
     /// Reads, signs and sends the batch `plan` asks for, as a task of its own.
     async fn send_batch(&mut self, plan: super::machine::BatchPlan) -> Result<(), StepError> {
-        let mut client = self.client().await?;
+        let clients = self.clients().await?;
+        // A batch sized below the cap is sized by the link's airtime, which
+        // the higher level saves; on a fast link (the station's LAN) the
+        // phone's time is worth more than the bytes.
+        let harder = plan.max_bytes < self.machine.config().max_batch_bytes;
         let after = plan.after;
         let budget = plan.max_bytes;
         // Enough events to fill the budget with small ones; the hub takes
@@ -563,6 +700,9 @@ impl Edge {
             Ok(batch)
         })
         .await?;
+        self.pushed_takeover |= events
+            .iter()
+            .any(|e| matches!(e.body, Some(station_proto::Body::CaseTransferAccepted(_))));
         let Some(through) = events.last().map(|e| e.origin_seq) else {
             return Err(StepError::Local(SyncError::Agent(AgentError::Store(
                 StoreError::Corrupt(format!(
@@ -574,6 +714,7 @@ impl Edge {
         let message = PushRequest {
             events,
             heads: vec![head],
+            ..PushRequest::default()
         };
         let bytes = message.encoded_len();
         let deadline = self.machine.begin_push(
@@ -585,9 +726,40 @@ impl Edge {
             now(),
         );
         tracing::debug!(after, through, bytes, ?deadline, "pushing");
+        if self.hub_unpacks {
+            // Packed against the last push acknowledged: the batch says
+            // only what that one did not.
+            let level = if harder { compress::PUSH_LEVEL } else { 3 };
+            let dictionary = self.dictionary.clone();
+            let authorization = self.authorization.clone();
+            self.pushes.push_back(Running::spawn(async move {
+                let packing = tokio::task::spawn_blocking(move || {
+                    compress::pack(&message, dictionary.as_deref(), level)
+                });
+                let packing_failed = |e: String| {
+                    StepError::Local(SyncError::Protocol(format!("packing a push failed: {e}")))
+                };
+                let (packed, left) = packing
+                    .await
+                    .map_err(|e| packing_failed(e.to_string()))?
+                    .map_err(|e| packing_failed(e.to_string()))?;
+                let request = with_authorization(packed, deadline, authorization.as_ref());
+                let mut client = clients.packed;
+                let answer = Self::call(Call::Push, deadline, client.push(request)).await?;
+                Ok((answer, Some(left)))
+            }));
+            return Ok(());
+        }
         let request = self.request(message, deadline);
         self.pushes.push_back(Running::spawn(async move {
-            Self::call(Call::Push, deadline, client.push(request)).await
+            let answer = if harder {
+                let mut client = clients.pushes;
+                Self::call(Call::Push, deadline, client.push(request)).await
+            } else {
+                let mut client = clients.calls;
+                Self::call(Call::Push, deadline, client.push(request)).await
+            };
+            Ok((answer?, None))
         }));
         Ok(())
     }
@@ -595,7 +767,7 @@ impl Edge {
     /// Takes the hub's answer to the oldest push in flight.
     async fn take_ack(
         &mut self,
-        answer: &PushResponse,
+        (answer, dictionary): Pushed,
         report: &mut SyncReport,
     ) -> Result<(), StepError> {
         let origin = self.origin.as_bytes();
@@ -619,8 +791,12 @@ impl Edge {
             quarantined = answer.quarantined,
             "batch acknowledged"
         );
+        if dictionary.is_some() {
+            self.dictionary = dictionary;
+        }
         report.pushed += acked.newly_acked;
         report.batches += 1;
+        self.pushed_since_pull = true;
         report.durable_through = acked.durable_through;
         let durable_through = acked.durable_through;
         let city = ack.city_durable_through.unwrap_or(durable_through);
@@ -632,17 +808,12 @@ impl Edge {
         Ok(())
     }
 
-    /// Sends the pull `plan` asks for, as a task of its own.
-    /// With `directory`, the pull also asks for the district directory after
-    /// the device's cursor (returned, `None` when it keeps none); a pull
-    /// sent before the last page is stored does not, since that page may
-    /// still move the cursor.
-    async fn send_pull(
-        &mut self,
-        plan: PullPlan,
-        directory: bool,
-    ) -> Result<(Running<PullResponse>, Option<u64>), StepError> {
-        let mut client = self.client().await?;
+    /// Sends the pull `plan` asks for, as a task of its own, after those in
+    /// flight. With `directory`, the pull also asks for the district
+    /// directory after the device's cursor; a pull sent before the last page
+    /// is stored does not, since that page may still move the cursor.
+    async fn send_pull(&mut self, plan: PullPlan, directory: bool) -> Result<(), StepError> {
+        let channel = self.clients().await?.channel;
         let (directory_epoch, directory_after, transfers_after) = blocking(&self.agent, move |a| {
             let log = a.log();
             let (epoch, after) = match directory && log.keeps_directory()? {
@@ -671,23 +842,69 @@ impl Edge {
             },
             plan.deadline,
         );
+        let (announce, announced) = oneshot::channel();
         let call = Running::spawn(async move {
-            Self::call(Call::Pull, plan.deadline, client.pull(request)).await
+            Self::call(
+                Call::Pull,
+                plan.deadline,
+                pull_call(channel, request, announce),
+            )
+            .await
         });
-        Ok((call, directory_after))
+        self.pushed_since_pull = false;
+        self.pulls.push_back(PendingPull {
+            plan,
+            directory_after,
+            feeds: directory,
+            announced: Some(announced),
+            call,
+        });
+        Ok(())
     }
 
-    /// Pulls one page as `plan` says and stores it. While a catch-up page is
-    /// stored, the next one is already asked for (its cursor is the page's
-    /// own), so the downlink carries it meanwhile.
+    /// Pulls one page as `plan` says and stores it.
     async fn pull(
         &mut self,
         plan: PullPlan,
         report: &mut SyncReport,
     ) -> Result<PullProgress, StepError> {
-        let (mut call, directory_after) = self.send_pull(plan, true).await?;
-        let page = call.answer(Call::Pull).await?;
-        self.take_page(plan, page, directory_after, report).await
+        self.send_pull(plan, true).await?;
+        self.take_pull(report).await
+    }
+
+    /// Takes the oldest pull in flight: as soon as its headers say where its
+    /// page ends, asks for the next page (the machine permitting), so that
+    /// it is on its way while this one comes down; then stores the page.
+    async fn take_pull(&mut self, report: &mut SyncReport) -> Result<PullProgress, StepError> {
+        let Some(front) = self.pulls.front_mut() else {
+            return Ok(PullProgress::CaughtUp);
+        };
+        let plan = front.plan;
+        if let Some(announced) = front.announced.take()
+            && let Ok(next_cursor) = announced.await
+        {
+            self.machine
+                .on_pull_announced(next_cursor, now())
+                .map_err(|v| StepError::Violated {
+                    action: v.action,
+                    error: SyncError::Protocol(v.reason),
+                })?;
+            if plan.wait.is_zero()
+                && let Some(next) = self.machine.next_pull(next_cursor, now())
+            {
+                // The directory and the transfers feed ride along, unless
+                // the page still coming down asked for them.
+                let feeds = (self.directory_behind || self.transfers_behind)
+                    && !self.pulls.iter().any(|p| p.feeds);
+                self.send_pull(next, feeds).await?;
+            }
+        }
+        let Some(mut pull) = self.pulls.pop_front() else {
+            return Ok(PullProgress::CaughtUp);
+        };
+        let page = pull.call.answer(Call::Pull).await?;
+        self.take_page(pull.plan, page, pull.directory_after, report)
+            .await
     }
 
     /// Checks a pulled page with the machine, asks for the next one if the
@@ -723,12 +940,14 @@ impl Edge {
                 action: v.action,
                 error: SyncError::Protocol(v.reason),
             })?;
+        // A hub that does not announce where its pages end: the next page
+        // is asked for while this one is stored.
         if progress == PullProgress::More
             && plan.wait.is_zero()
+            && self.pulls.is_empty()
             && let Some(next) = self.machine.next_pull(next_cursor, now())
         {
-            let (call, _) = self.send_pull(next, false).await?;
-            self.prefetch = Some(Prefetch { plan: next, call });
+            self.send_pull(next, false).await?;
         }
         if !events.is_empty() || next_cursor != plan.after {
             let applied =
@@ -859,28 +1078,94 @@ impl Edge {
             self.wipe(report).await?;
             return Ok(Step::CaughtUp);
         }
-        if self.push_step(report).await? {
-            return Ok(Step::Progress);
+        while let Some(plan) = self.machine.next_push(self.agent.log().durable_seq()) {
+            self.send_batch(plan).await?;
         }
-        if let Some(mut prefetch) = self.prefetch.take() {
-            let page = prefetch.call.answer(Call::Pull).await?;
-            self.take_page(prefetch.plan, page, None, report).await?;
-            return Ok(Step::Progress);
+        // The downlink pulls while the uplink pushes: a round's pulls do not
+        // wait for its pushes to be acknowledged.
+        if self.pulls.is_empty() {
+            let cursor = blocking(&self.agent, |a| Ok(a.log().pull_cursor()?)).await?;
+            let catch_up = self.machine.next_pull(cursor, now());
+            self.stream_pulled |= catch_up.is_some();
+            let plan = catch_up.or_else(|| {
+                // The station stream is caught up, the directory not yet (or
+                // not asked for since the Hello): one more pull, without
+                // waiting.
+                (self.directory_behind || self.transfers_behind)
+                    .then(|| self.machine.pull_now(cursor, now()))
+                    .flatten()
+            });
+            if let Some(plan) = plan {
+                self.send_pull(plan, true).await?;
+            }
         }
-        let cursor = blocking(&self.agent, |a| Ok(a.log().pull_cursor()?)).await?;
-        if let Some(plan) = self.machine.next_pull(cursor, now()) {
-            self.pull(plan, report).await?;
-            return Ok(Step::Progress);
+        let first = match (self.pushes.front_mut(), self.pulls.front_mut()) {
+            (None, None) => {
+                if !(self.pushed_since_pull && (self.stream_pulled || self.pushed_takeover)) {
+                    return Ok(Step::CaughtUp);
+                }
+                // The stream this round pulls has grown by what was pushed
+                // since the last pull was sent: one more pull passes the
+                // cursor over it.
+                let cursor = blocking(&self.agent, |a| Ok(a.log().pull_cursor()?)).await?;
+                match self.machine.pull_now(cursor, now()) {
+                    Some(plan) => self.send_pull(plan, false).await?,
+                    None => return Ok(Step::CaughtUp),
+                }
+                return Ok(Step::Progress);
+            }
+            (Some(_), None) => {
+                self.push_step(report).await?;
+                return Ok(Step::Progress);
+            }
+            (None, Some(_)) => {
+                self.take_pull(report).await?;
+                return Ok(Step::Progress);
+            }
+            // Each call's answer is kept by its task until taken, so waiting
+            // for the one is safe to give up for the other.
+            (Some(push), Some(pull)) => tokio::select! {
+                answer = push.answer(Call::Push) => Answered::Push(answer),
+                answer = pull.call.answer(Call::Pull) => Answered::Pull(answer),
+            },
+        };
+        match first {
+            Answered::Push(answer) => {
+                self.pushes.pop_front();
+                self.take_ack(answer?, report).await?;
+            }
+            Answered::Pull(answer) => {
+                let Some(pull) = self.pulls.pop_front() else {
+                    return Ok(Step::Progress);
+                };
+                self.take_page(pull.plan, answer?, pull.directory_after, report)
+                    .await?;
+            }
         }
-        // The station stream is caught up, the directory not yet (or not
-        // asked for since the Hello): one more pull, without waiting.
-        if (self.directory_behind || self.transfers_behind)
-            && let Some(plan) = self.machine.pull_now(cursor, now())
-        {
-            self.pull(plan, report).await?;
-            return Ok(Step::Progress);
+        Ok(Step::Progress)
+    }
+
+    /// Takes the answers of the pushes still in flight, oldest first, until
+    /// one fails: a failed pull does not take with it the pushes sent beside
+    /// it, which the hub may already hold. Without this, a hub that fails
+    /// every pull (a damaged station stream) would also lose every push
+    /// that had not been answered before the pull failed.
+    async fn drain_pushes(&mut self, report: &mut SyncReport) {
+        while let Some(mut push) = self.pushes.pop_front() {
+            let taken = match push.answer(Call::Push).await {
+                Ok(answer) => self.take_ack(answer, report).await,
+                Err(error) => Err(error),
+            };
+            if let Err(
+                StepError::Local(error)
+                | StepError::Failed { error, .. }
+                | StepError::Violated { error, .. },
+            ) = taken
+            {
+                tracing::debug!(%error, "a push beside the failed pull failed too");
+                break;
+            }
         }
-        Ok(Step::CaughtUp)
     }
 
     /// Acts on a failed step as the machine says. Waits are cut short by
@@ -891,11 +1176,29 @@ impl Edge {
         retry_until: Option<Instant>,
         report: &mut SyncReport,
     ) -> Next {
+        self.pulls.clear();
+        if matches!(
+            failure,
+            StepError::Failed {
+                call: Call::Pull,
+                ..
+            }
+        ) {
+            self.drain_pushes(report).await;
+        }
         self.pushes.clear();
-        self.prefetch = None;
         let (action, error) = match failure {
             StepError::Local(error) => return Next::Fail(error),
             StepError::Failed { call, fault, error } => {
+                if matches!(call, Call::Push)
+                    && fault
+                        .reason()
+                        .contains(station_proto::packed::UNKNOWN_DICTIONARY)
+                {
+                    // The hub no longer holds it: the batch goes again
+                    // packed alone, and leaves a dictionary it holds.
+                    self.dictionary = None;
+                }
                 tracing::debug!(
                     call = call_name(call),
                     reason = fault.reason(),
@@ -960,7 +1263,10 @@ impl Edge {
     ) -> Result<(), SyncError> {
         self.machine.new_round();
         self.pushes.clear();
-        self.prefetch = None;
+        self.pulls.clear();
+        self.pushed_since_pull = false;
+        self.stream_pulled = false;
+        self.pushed_takeover = false;
         self.round_hellos = 0;
         let retry_until = Instant::now().checked_add(retry_budget);
         loop {
@@ -973,7 +1279,7 @@ impl Edge {
                     ..
                 }) if pass_on => {
                     self.pushes.clear();
-                    self.prefetch = None;
+                    self.pulls.clear();
                     return Err(error);
                 }
                 Err(failure) => {

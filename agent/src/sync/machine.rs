@@ -9,9 +9,10 @@
 //! new_round ─► begin_hello ─► on_hello ─┬► next_push ─► begin_push ─► on_push_ack ─┐
 //!                                       │      ▲   (up to push_window in flight)  │
 //!                                       │      └──────────────────────────────────┘
-//!                                       └► next_pull ─► on_pull ─┐   (until both say
-//!                                              ▲                 │    caught up)
-//!                                              └─────────────────┘
+//!                                       └► next_pull ─► on_pull_announced ─► on_pull ─┐
+//!                                              ▲   (up to pull_window in flight)          │
+//!                                              └──────────────────────────────────────────┘
+//!                                                    (until both say caught up)
 //! any call failing ─► on_error ─► Action: RetryAt | ReconnectAt | Park | Stop
 //! ```
 //!
@@ -26,6 +27,16 @@
 //!   batch while the hub acknowledges the last. Acks are cumulative and taken
 //!   in the order the batches were sent; a failure forgets every batch in
 //!   flight, and the next session resumes from the hub's word.
+//! - Up to [`Config::pull_window`] catch-up pulls are in flight at once. A
+//!   pull is asked for only from where the last pull in flight is known to
+//!   end, from the hub's headers ([`SyncMachine::on_pull_announced`]), which
+//!   cross the link before the page: so the next page travels while the
+//!   last comes down, and pages are taken, checked against what was
+//!   announced, and stored in the order they were asked for. A failure, or
+//!   a page that ends elsewhere than announced, forgets every pull in flight.
+//! - The downlink rate is measured over a run of pulls that kept the link
+//!   busy (pages in flight together share it), less the round trip it
+//!   began with.
 //! - Nothing is pushed while a batch is parked; pulling is never blocked by it.
 //! - A batch is sized to [`Config::target_airtime`] of the measured uplink
 //!   rate, within [`Config::min_batch_bytes`] ..= [`Config::max_batch_bytes`];
@@ -63,6 +74,10 @@ pub struct Config {
     /// The largest batch budget, however fast the link looks; it also caps
     /// [`Self::min_batch_bytes`].
     pub max_batch_bytes: usize,
+    /// Catch-up pulls in flight at once, at least one. With two, the next
+    /// page is asked for as soon as the hub's headers say where the last
+    /// one ends, so it is on its way while the last is still coming down.
+    pub pull_window: usize,
     /// Events per pulled page, at most. The default is the hub's own cap,
     /// so pages are sized by airtime (bytes): a count cap below it made
     /// pages short on a fast downlink, and each page costs a round trip.
@@ -91,6 +106,7 @@ impl Default for Config {
             push_window: 2,
             min_batch_bytes: 2 * 1024,
             max_batch_bytes: 1024 * 1024,
+            pull_window: 2,
             pull_events: 5_000,
             deadline_safety: 3.0,
             deadline_floor: Duration::from_secs(5),
@@ -259,12 +275,21 @@ struct Session {
     pull_head: u64,
 }
 
-/// The Hello or Pull in flight, kept to measure it and to know what a
-/// failure hit. Pushes in flight are kept apart, in the order they were sent.
+/// The Hello in flight, kept to measure it. Pushes and pulls in flight are
+/// kept apart, each in the order they were sent.
 #[derive(Debug, Clone, Copy)]
 enum InFlight {
     Hello { sent_at: Instant },
-    Pull { plan: PullPlan, sent_at: Instant },
+}
+
+/// A pull sent and not yet answered.
+#[derive(Debug, Clone, Copy)]
+struct PullInFlight {
+    /// What it asked for.
+    plan: PullPlan,
+    /// Where its page ends, as the hub's headers said ahead of the page; the
+    /// page must agree, and the next pull may start there.
+    announced: Option<u64>,
 }
 
 /// The sync state machine of one device. See the module docs.
@@ -285,8 +310,17 @@ pub struct SyncMachine {
     session: Option<Session>,
     /// The batch refused for good; while set nothing is pushed.
     parked: Option<Parked>,
-    /// The Hello or Pull in flight.
+    /// The Hello in flight.
     in_flight: Option<InFlight>,
+    /// The pulls in flight, oldest first: a long poll alone, or up to
+    /// [`Config::pull_window`] catch-up pulls, each starting where the one
+    /// before it was announced to end.
+    pulls: VecDeque<PullInFlight>,
+    /// Since when the downlink has been kept busy by pulls following each
+    /// other with no gap, and the bytes it carried since: the rate is
+    /// measured over the whole run, since pages in flight together share
+    /// the link and a page's own time says little.
+    pull_run: Option<(Instant, u64)>,
     /// The batches in flight with when each was sent, oldest first.
     pushes: VecDeque<(Batch, Instant)>,
     /// When the last push was acknowledged: a batch sent before it queued
@@ -316,6 +350,8 @@ impl SyncMachine {
             session: None,
             parked: None,
             in_flight: None,
+            pulls: VecDeque::new(),
+            pull_run: None,
             pushes: VecDeque::new(),
             last_push_ack: None,
             planned_push_bytes: 0,
@@ -349,6 +385,7 @@ impl SyncMachine {
         self.session = None;
         self.in_flight = None;
         self.forget_pushes();
+        self.forget_pulls();
         self.pull_stalled_at = None;
     }
 
@@ -518,10 +555,22 @@ impl SyncMachine {
     }
 
     /// The next catch-up pull from `cursor`, marked as sent; `None` before
-    /// Hello or once caught up with the head last answered.
+    /// Hello, once caught up with the head last answered, with
+    /// [`Config::pull_window`] pulls in flight, or when `cursor` is not where
+    /// the last pull in flight was announced to end (its headers have not
+    /// come yet: the next page cannot be asked for before it is known where
+    /// the last one ends).
     pub fn next_pull(&mut self, cursor: u64, now: Instant) -> Option<PullPlan> {
         let session = self.session?;
         if cursor >= session.pull_head || self.pull_stalled_at == Some(cursor) {
+            return None;
+        }
+        if self.pulls.len() >= self.config.pull_window.max(1) {
+            return None;
+        }
+        if let Some(last) = self.pulls.back()
+            && (!last.plan.wait.is_zero() || last.announced != Some(cursor))
+        {
             return None;
         }
         Some(self.begin_pull(cursor, Duration::ZERO, now))
@@ -529,16 +578,23 @@ impl SyncMachine {
 
     /// A pull from `cursor` that does not wait, marked as sent, even when
     /// caught up with the station's stream: for what else a pull carries
-    /// (the district directory's next page); `None` before Hello.
+    /// (the district directory's next page); `None` before Hello or with a
+    /// pull in flight.
     pub fn pull_now(&mut self, cursor: u64, now: Instant) -> Option<PullPlan> {
         self.session?;
+        if !self.pulls.is_empty() {
+            return None;
+        }
         Some(self.begin_pull(cursor, Duration::ZERO, now))
     }
 
     /// A long poll from `cursor` for when the device is caught up, marked as
-    /// sent; `None` before Hello.
+    /// sent; `None` before Hello or with a pull in flight.
     pub fn long_poll(&mut self, cursor: u64, now: Instant) -> Option<PullPlan> {
         self.session?;
+        if !self.pulls.is_empty() {
+            return None;
+        }
         Some(self.begin_pull(cursor, self.config.long_poll, now))
     }
 
@@ -549,29 +605,75 @@ impl SyncMachine {
             self.config.min_batch_bytes,
             self.config.max_batch_bytes,
         );
+        // A page asked for while others are coming down arrives after them.
+        let queued = self.pulls.iter().fold(0usize, |sum, p| {
+            sum.saturating_add(p.plan.max_bytes as usize)
+        });
         let plan = PullPlan {
             after: cursor,
             max_events: self.config.pull_events.max(1),
             max_bytes: u32::try_from(max_bytes).unwrap_or(u32::MAX),
             wait,
             deadline: self
-                .deadline(max_bytes, &self.downlink)
+                .deadline(max_bytes.saturating_add(queued), &self.downlink)
                 .saturating_add(wait),
         };
-        self.in_flight = Some(InFlight::Pull { plan, sent_at: now });
+        if self.pulls.is_empty() {
+            self.pull_run = Some((now, 0));
+        }
+        self.pulls.push_back(PullInFlight {
+            plan,
+            announced: None,
+        });
         plan
     }
 
-    /// Takes a pulled page, before the edge stores it.
+    fn forget_pulls(&mut self) {
+        self.pulls.clear();
+        self.pull_run = None;
+    }
+
+    /// Pulls sent and not yet answered.
+    pub fn pulls_in_flight(&self) -> usize {
+        self.pulls.len()
+    }
+
+    /// Takes the hub's word, from the headers of the oldest pull in flight
+    /// whose end is not known yet, that its page ends at `next_cursor`.
     ///
     /// # Errors
-    /// A [`Violation`] when the page moves the cursor backwards, or carries
-    /// events without moving it: the edge must not store it.
+    /// A [`Violation`] when no pull awaits it, or the cursor lies before
+    /// the pull's start: the edge must drop every pull in flight.
+    pub fn on_pull_announced(&mut self, next_cursor: u64, now: Instant) -> Result<(), Violation> {
+        let Some(pull) = self.pulls.iter_mut().find(|p| p.announced.is_none()) else {
+            return Err(self.violation("a page announced that nobody asked for".into(), now));
+        };
+        if next_cursor < pull.plan.after {
+            let reason = format!(
+                "the hub announced cursor {next_cursor} for a pull after {}",
+                pull.plan.after
+            );
+            return Err(self.violation(reason, now));
+        }
+        pull.announced = Some(next_cursor);
+        Ok(())
+    }
+
+    /// Takes the page of the oldest pull in flight, before the edge stores
+    /// it.
+    ///
+    /// # Errors
+    /// A [`Violation`] when the page moves the cursor backwards, carries
+    /// events without moving it, or ends elsewhere than its headers said:
+    /// the edge must not store it, and drops every pull in flight.
     pub fn on_pull(&mut self, page: PullPage, now: Instant) -> Result<PullProgress, Violation> {
         let Some(session) = self.session else {
             return Err(self.violation("a page outside a session".into(), now));
         };
-        let Some(InFlight::Pull { plan, sent_at }) = self.in_flight.take() else {
+        let Some(PullInFlight {
+            plan, announced, ..
+        }) = self.pulls.pop_front()
+        else {
             return Err(self.violation("a page nobody asked for".into(), now));
         };
         if page.next_cursor < plan.after || (page.events > 0 && page.next_cursor == plan.after) {
@@ -581,13 +683,32 @@ impl SyncMachine {
             );
             return Err(self.violation(reason, now));
         }
+        if let Some(announced) = announced
+            && announced != page.next_cursor
+        {
+            let reason = format!(
+                "the hub announced cursor {announced} and sent a page ending at {}",
+                page.next_cursor
+            );
+            return Err(self.violation(reason, now));
+        }
         self.session = Some(Session {
             pull_head: page.head,
             ..session
         });
-        if plan.wait.is_zero() && page.bytes.saturating_mul(2) >= plan.max_bytes as usize {
-            self.downlink
-                .observe(page.bytes as u64, now.saturating_duration_since(sent_at));
+        if let Some((since, bytes)) = self.pull_run.as_mut() {
+            *bytes = bytes.saturating_add(page.bytes as u64);
+            if plan.wait.is_zero() && page.bytes.saturating_mul(2) >= plan.max_bytes as usize {
+                // The run's time less the round trip it began with: what
+                // the bytes themselves took.
+                let elapsed = now.saturating_duration_since(*since);
+                let rtt = self.rtt.unwrap_or_default();
+                let airtime = elapsed.saturating_sub(rtt).max(elapsed / 2);
+                self.downlink.observe(*bytes, airtime);
+            }
+        }
+        if self.pulls.is_empty() {
+            self.pull_run = None;
         }
         self.backoff.reset();
         if page.next_cursor >= page.head {
@@ -614,14 +735,16 @@ impl SyncMachine {
     /// - [`Fault::Denied`]: stop the round; nothing is parked, since the
     ///   batch is not at fault.
     pub fn on_error(&mut self, call: Call, fault: Fault, now: Instant) -> Action {
-        let in_flight = self.in_flight.take();
+        self.in_flight = None;
         let pushed = self.pushes.pop_front();
         self.forget_pushes();
+        let pulled = self.pulls.pop_front();
+        self.forget_pulls();
         match fault {
             Fault::Link(_) => {
-                match (call, in_flight) {
+                match (call, pulled) {
                     (Call::Push, _) if pushed.is_some() => self.uplink.penalise(),
-                    (Call::Pull, Some(InFlight::Pull { plan, .. })) if plan.wait.is_zero() => {
+                    (Call::Pull, Some(pull)) if pull.plan.wait.is_zero() => {
                         self.downlink.penalise();
                     }
                     _ => {}
@@ -665,6 +788,7 @@ impl SyncMachine {
     fn violation(&mut self, reason: String, now: Instant) -> Violation {
         self.in_flight = None;
         self.forget_pushes();
+        self.forget_pulls();
         self.session = None;
         Violation {
             action: Action::ReconnectAt(later(now, self.backoff.next_delay())),

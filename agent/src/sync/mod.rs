@@ -14,6 +14,8 @@
 //!   reports ([`SyncReport`], [`SyncError`]).
 //! - [`classify`]: which `tonic::Code` is worth retrying ([`is_retriable`])
 //!   and the machine's [`machine::Fault`] for a failed call ([`fault`]).
+//! - [`compress`]: pushed batches compressed at a higher zstd level than
+//!   tonic's, as standard gRPC message compression.
 //! - [`edge`]: the tonic edge: connections (TLS, zstd, keepalive only while
 //!   a call is open), the calls themselves, the store; [`sync_once`] for one
 //!   round.
@@ -22,7 +24,7 @@
 //!   the configured addresses.
 //!
 //! Imports point one way: `airtime`, `backoff` ← `machine` ← `classify` ←
-//! `options` ← `edge` ← `daemon`. The machine knows nothing of tonic, the
+//! `options`, `compress` ← `edge` ← `daemon`. The machine knows nothing of tonic, the
 //! options or the edge: they drive it.
 //!
 //! Invariants kept across the modules: push resumes from the hub's
@@ -35,6 +37,7 @@
 pub mod airtime;
 pub mod backoff;
 pub mod classify;
+pub mod compress;
 pub mod daemon;
 pub mod discover;
 pub mod edge;

@@ -32,6 +32,10 @@ pub struct SyncOptions {
     /// Pushed batches in flight at once (at least one): with two, the next
     /// batch travels while the hub acknowledges the last.
     pub push_window: usize,
+    /// Catch-up pulls in flight at once (at least one): with two, the next
+    /// page is asked for as soon as the hub's headers say where the last one
+    /// ends, and travels while the last is still coming down.
+    pub pull_window: usize,
     /// The longest deadline of any call (a long poll adds its wait).
     pub call_timeout: Duration,
     /// A PEM CA certificate to trust for the hub's TLS certificate. Setting
@@ -80,6 +84,7 @@ impl SyncOptions {
             batch_bytes: machine.max_batch_bytes,
             pull_events: machine.pull_events,
             push_window: machine.push_window,
+            pull_window: machine.pull_window,
             call_timeout: machine.deadline_cap,
             tls_ca_pem: None,
             tls_domain: None,
@@ -132,6 +137,7 @@ impl SyncOptions {
             max_batch_bytes: self.batch_bytes.max(1),
             pull_events: self.pull_events.max(1),
             push_window: self.push_window.max(1),
+            pull_window: self.pull_window.max(1),
             deadline_cap: self.call_timeout,
             backoff_base: self.backoff_base,
             backoff_cap: self.backoff_cap,

@@ -43,6 +43,29 @@ struct HubState {
     script: VecDeque<Script>,
     /// Hello answers Unauthenticated.
     deny: bool,
+    /// Each page's cursor goes in its headers too, as the hub sends it.
+    announce: bool,
+    /// Every pull is answered with this status.
+    fail_pulls: Option<tonic::Code>,
+    /// Pulls answered with `fail_pulls` so far.
+    pulls_failed: usize,
+    /// A push is answered only after a pull has failed.
+    push_after_failed_pull: bool,
+    /// Hello says the hub takes packed pushes.
+    unpacks: bool,
+    /// The dictionaries acknowledged packed pushes left, by id.
+    dictionaries: HashMap<Vec<u8>, Vec<u8>>,
+    /// The packed push of this number (from 1) that names a dictionary
+    /// finds the hub has forgotten them all, as after a restart.
+    forget_at: Option<usize>,
+    /// Packed pushes received, those naming a dictionary, and those refused
+    /// for naming one not held.
+    packed: usize,
+    with_dictionary: usize,
+    unknown_dictionary: usize,
+    /// Every push packed against a dictionary came out smaller than its
+    /// events packed alone.
+    dictionary_saved: bool,
 }
 
 /// The hub's rules for one station, in memory.
@@ -92,6 +115,49 @@ impl StandInHub {
     }
 }
 
+impl StandInHub {
+    /// The events of `push`, unpacked when packed, with the dictionary it
+    /// leaves.
+    fn unpack(&self, push: PushRequest) -> Result<(Vec<Event>, Option<Vec<u8>>), Status> {
+        if push.packed.is_empty() {
+            return Ok((push.events, None));
+        }
+        self.with(|s| {
+            s.packed += 1;
+            let dictionary = if push.dictionary.is_empty() {
+                None
+            } else {
+                if s.forget_at == Some(s.packed) {
+                    s.dictionaries.clear();
+                }
+                let Some(dictionary) = s.dictionaries.get(&push.dictionary).cloned() else {
+                    s.unknown_dictionary += 1;
+                    return Err(Status::failed_precondition(format!(
+                        "{}: forgotten by the test",
+                        station_proto::packed::UNKNOWN_DICTIONARY
+                    )));
+                };
+                s.with_dictionary += 1;
+                Some(dictionary)
+            };
+            let unpacked = match &dictionary {
+                Some(d) => zstd::bulk::Decompressor::with_dictionary(d)
+                    .unwrap()
+                    .decompress(&push.packed, 1 << 24)
+                    .unwrap(),
+                None => zstd::bulk::decompress(&push.packed, 1 << 24).unwrap(),
+            };
+            if dictionary.is_some() {
+                let alone = zstd::bulk::compress(&unpacked, 3).unwrap();
+                s.dictionary_saved &= push.packed.len() < alone.len();
+            }
+            let inner = <PushRequest as prost::Message>::decode(unpacked.as_slice()).unwrap();
+            let left = station_proto::packed::next_dictionary(dictionary.as_deref(), &unpacked);
+            Ok((inner.events, Some(left)))
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl SyncService for StandInHub {
     async fn hello(
@@ -111,17 +177,27 @@ impl SyncService for StandInHub {
                 city_durable_through: None,
                 station_devices: Vec::new(),
                 wipe: false,
+                packed_pushes: s.unpacks,
                 ..HelloResponse::default()
             }))
         })
     }
 
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
-        let events = request.into_inner().events;
+        let (events, left) = self.unpack(request.into_inner())?;
         // Like the hub, a push that overtook the one before it waits for it.
         let first = events[0].origin_seq;
         let origin = events[0].origin_id.clone();
         let mut changes = self.changed.subscribe();
+        loop {
+            let held = {
+                let s = self.state.lock().unwrap();
+                s.push_after_failed_pull && s.pulls_failed == 0
+            };
+            if !held || changes.changed().await.is_err() {
+                break;
+            }
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             while first
                 > self
@@ -159,6 +235,10 @@ impl SyncService for StandInHub {
                 }
             }
             s.durable.insert(origin.clone(), durable);
+            if let Some(left) = left {
+                let id = station_proto::packed::dictionary_id(&left).to_vec();
+                s.dictionaries.insert(id, left);
+            }
             if let Some(Script::LoseAck) = script {
                 return Err(Status::unavailable("stored, but the answer is lost"));
             }
@@ -176,7 +256,18 @@ impl SyncService for StandInHub {
     async fn pull(&self, request: Request<PullRequest>) -> Result<Response<PullResponse>, Status> {
         let pull = request.into_inner();
         let mut changes = self.changed.subscribe();
-        self.with(|s| s.pulls_after.push(pull.after));
+        let failed = self.with(|s| {
+            s.pulls_after.push(pull.after);
+            let failed = s.fail_pulls;
+            s.pulls_failed += usize::from(failed.is_some());
+            failed
+        });
+        if let Some(code) = failed {
+            return Err(Status::new(
+                code,
+                "the station's stream is refused by the test",
+            ));
+        }
         let page = || {
             let s = self.state.lock().unwrap();
             let events: Vec<_> = s
@@ -213,7 +304,15 @@ impl SyncService for StandInHub {
             }
         })
         .await;
-        Ok(Response::new(waited.unwrap_or_else(|_| page())))
+        let page = waited.unwrap_or_else(|_| page());
+        let next_cursor = page.next_cursor;
+        let mut response = Response::new(page);
+        if self.state.lock().unwrap().announce {
+            response
+                .metadata_mut()
+                .insert(station_proto::PULL_NEXT_CURSOR_HEADER, next_cursor.into());
+        }
+        Ok(response)
     }
 }
 
@@ -372,6 +471,90 @@ async fn a_lost_ack_and_a_busy_hub_are_retried_without_duplicates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pull_does_not_take_the_pushes_beside_it() {
+    let hub = StandInHub::new();
+    colleague_events(&hub, 3);
+    hub.with(|s| {
+        s.fail_pulls = Some(tonic::Code::PermissionDenied);
+        s.push_after_failed_pull = true;
+    });
+    let served = serve(Arc::clone(&hub), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = device(dir.path());
+    for n in 1..=4 {
+        agent.record(activity(n)).unwrap();
+    }
+    // Refused, not retried: no later Hello tells the device what the hub
+    // holds, so only the push's own answer can.
+    let error = sync_once(Arc::clone(&agent), &options(&served.url))
+        .await
+        .expect_err("a refused pull ends the round");
+    assert!(error.to_string().contains("refused by the test"), "{error}");
+    let origin = agent.identity().origin_id;
+    assert_eq!(hub.held_seqs(origin.as_bytes()), vec![1, 2, 3, 4]);
+    assert_eq!(
+        agent.status().unwrap().durable_through,
+        4,
+        "the push answered after the pull failed is taken, not dropped"
+    );
+    let (pushes, pulls_failed) = hub.with(|s| (s.pushes, s.pulls_failed));
+    assert_eq!(pushes, 1, "the events went up once");
+    assert_eq!(pulls_failed, 1);
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_are_packed_against_the_last_acknowledged_and_sent_alone_when_the_hub_forgot() {
+    let hub = StandInHub::new();
+    hub.with(|s| {
+        s.unpacks = true;
+        s.forget_at = Some(4);
+        s.dictionary_saved = true;
+    });
+    let served = serve(Arc::clone(&hub), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = device(dir.path());
+    for n in 1..=120 {
+        agent.record(activity(n)).unwrap();
+    }
+    let mut o = options(&served.url);
+    o.batch_bytes = 1_500;
+    // One batch at a time: each is packed against the one before it.
+    o.push_window = 1;
+    let report = sync_once(Arc::clone(&agent), &o).await.unwrap();
+    assert_eq!(report.durable_through, 120);
+    let origin = agent.identity().origin_id;
+    assert_eq!(
+        hub.held_seqs(origin.as_bytes()),
+        (1..=120).collect::<Vec<_>>(),
+        "each event once, in order"
+    );
+    let (packed, with_dictionary, unknown, saved) = hub.with(|s| {
+        (
+            s.packed,
+            s.with_dictionary,
+            s.unknown_dictionary,
+            s.dictionary_saved,
+        )
+    });
+    assert!(report.batches >= 6, "{report:?}");
+    assert_eq!(unknown, 1, "the forgotten dictionary is named once");
+    assert_eq!(report.retries, 1, "{report:?}");
+    assert_eq!(
+        packed as u64,
+        report.batches + 1,
+        "every push packed, one refused"
+    );
+    assert_eq!(
+        with_dictionary as u64,
+        report.batches - 2,
+        "all but the first and the one sent again after the refusal name a dictionary"
+    );
+    assert!(saved, "a dictionary makes each batch smaller than alone");
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_batch_is_parked_shown_and_not_resent_until_released() {
     let hub = StandInHub::new();
     colleague_events(&hub, 3);
@@ -420,9 +603,10 @@ async fn a_revoked_token_ends_the_round_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let agent = device(dir.path());
     agent.record(activity(1)).unwrap();
-    let error = sync_once(Arc::clone(&agent), &options(&served.url))
-        .await
-        .unwrap_err();
+    // The hub answers DataLoss as retriable: a short budget ends the round.
+    let mut o = options(&served.url);
+    o.retry_budget = Duration::from_millis(300);
+    let error = sync_once(Arc::clone(&agent), &o).await.unwrap_err();
     assert!(
         matches!(
             error,
@@ -573,4 +757,170 @@ async fn when_every_address_refuses_the_last_is_retried_with_backoff() {
     assert!(error.is_retriable());
     let state = agent.log().sync_state().unwrap();
     assert_eq!(state.last_sync_ms, None, "no round completed");
+}
+
+/// Pull calls as a hub with a slow downlink serves them, seen from the
+/// hub's side: each answer's headers go at once, its page is held until the
+/// next pull arrives (or it reaches the station's head). A device that waits
+/// for a page before asking for the next one never gets it.
+#[derive(Clone)]
+struct HoldPages<S> {
+    inner: S,
+    gate: Arc<PullGate>,
+}
+
+struct PullGate {
+    /// The station's head: a page reaching it is not held.
+    head: u64,
+    /// Pulls arrived so far.
+    arrived: watch::Sender<usize>,
+    /// Pulls arrived whose page has not been released yet, and the most
+    /// there ever were.
+    open: Mutex<(usize, usize)>,
+}
+
+impl<S> tonic::server::NamedService for HoldPages<S> {
+    const NAME: &'static str = "station.v1.Sync";
+}
+
+impl<S> tonic::codegen::Service<tonic::codegen::http::Request<tonic::body::Body>> for HoldPages<S>
+where
+    S: tonic::codegen::Service<
+            tonic::codegen::http::Request<tonic::body::Body>,
+            Response = tonic::codegen::http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<tonic::body::Body>) -> Self::Future {
+        if request.uri().path() != "/station.v1.Sync/Pull" {
+            return Box::pin(self.inner.call(request));
+        }
+        let gate = Arc::clone(&self.gate);
+        let mut index = 0;
+        gate.arrived.send_modify(|n| {
+            index = *n;
+            *n += 1;
+        });
+        {
+            let mut open = gate.open.lock().unwrap();
+            open.0 += 1;
+            open.1 = open.1.max(open.0);
+        }
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            use http_body_util::BodyExt as _;
+            let response = answer.await?;
+            let reaches_head = response
+                .headers()
+                .get(station_proto::PULL_NEXT_CURSOR_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|cursor| cursor >= gate.head);
+            let (parts, body) = response.into_parts();
+            let (mut sender, held) =
+                http_body_util::channel::Channel::<tonic::codegen::Bytes, tonic::Status>::new(2);
+            let mut arrived = gate.arrived.subscribe();
+            tokio::spawn(async move {
+                if !reaches_head {
+                    let _ = arrived.wait_for(|n| *n > index + 1).await;
+                }
+                gate.open.lock().unwrap().0 -= 1;
+                let Ok(collected) = body.collect().await else {
+                    return;
+                };
+                let trailers = collected.trailers().cloned();
+                let _ = sender.send_data(collected.to_bytes()).await;
+                if let Some(trailers) = trailers {
+                    let _ = sender.send_trailers(trailers).await;
+                }
+            });
+            Ok(tonic::codegen::http::Response::from_parts(
+                parts,
+                tonic::body::Body::new(held),
+            ))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_page_is_asked_for_while_the_last_comes_down_two_at_most() {
+    let hub = StandInHub::new();
+    colleague_events(&hub, 30);
+    hub.with(|s| s.announce = true);
+    let gate = Arc::new(PullGate {
+        head: 30,
+        arrived: watch::Sender::new(0),
+        open: Mutex::new((0, 0)),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let service = HoldPages {
+        inner: SyncServer::from_arc(Arc::clone(&hub))
+            .accept_compressed(CompressionEncoding::Zstd)
+            .send_compressed(CompressionEncoding::Zstd),
+        gate: Arc::clone(&gate),
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async {
+                    let _ = stopped.await;
+                },
+            ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let agent = device(dir.path());
+    let mut o = options(&url);
+    o.pull_events = 4;
+    let round = tokio::time::timeout(Duration::from_secs(60), sync_once(Arc::clone(&agent), &o))
+        .await
+        .expect("a page held until the next is asked for stalls a device that waits for it");
+    let report = round.unwrap();
+    assert_eq!((report.pulled, report.pull_cursor), (30, 30));
+    assert_eq!(report.retries, 0);
+    let pulls = hub.with(|s| s.pulls_after.clone());
+    assert_eq!(
+        pulls,
+        (0..30).step_by(4).collect::<Vec<u64>>(),
+        "each page asked for once, from where the last ends"
+    );
+    let most = gate.open.lock().unwrap().1;
+    assert_eq!(most, 2, "the next page is asked for, no more");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_that_does_not_announce_is_pulled_page_after_page() {
+    let hub = StandInHub::new();
+    colleague_events(&hub, 30);
+    let served = serve(Arc::clone(&hub), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = device(dir.path());
+    let mut o = options(&served.url);
+    o.pull_events = 4;
+    let report = sync_once(Arc::clone(&agent), &o).await.unwrap();
+    assert_eq!((report.pulled, report.pull_cursor), (30, 30));
+    let pulls = hub.with(|s| s.pulls_after.clone());
+    assert_eq!(pulls, (0..30).step_by(4).collect::<Vec<u64>>());
+    served.stop().await;
 }

@@ -1083,3 +1083,182 @@ fn a_window_of_one_sends_one_batch_at_a_time() {
     );
     assert_eq!(m.next_push(100), None);
 }
+
+/// A machine in session with a station stream whose head is `head`.
+fn pulling(head: u64, t: Instant) -> SyncMachine {
+    let mut m = machine();
+    m.begin_hello(t);
+    m.on_hello(
+        HelloAnswer {
+            durable_through: 0,
+            station_pull_head: head,
+        },
+        0,
+        t,
+    );
+    m
+}
+
+fn page(next_cursor: u64, head: u64, bytes: usize) -> PullPage {
+    PullPage {
+        next_cursor,
+        head,
+        events: 10,
+        bytes,
+    }
+}
+
+#[test]
+fn the_next_page_is_asked_for_once_the_hub_announced_where_the_last_ends() {
+    let t = Instant::now();
+    let mut m = pulling(1_000, t);
+    let first = m.next_pull(0, t).unwrap();
+    assert_eq!(first.after, 0);
+    assert_eq!(
+        m.next_pull(0, t),
+        None,
+        "where the first page ends is not known yet"
+    );
+    m.on_pull_announced(400, t).unwrap();
+    assert_eq!(
+        m.next_pull(300, t),
+        None,
+        "only from where it was announced to end"
+    );
+    let second = m.next_pull(400, t).unwrap();
+    assert_eq!(second.after, 400);
+    assert!(
+        second.deadline > first.deadline,
+        "the second page comes down after the first"
+    );
+    assert_eq!(m.pulls_in_flight(), 2);
+    m.on_pull_announced(800, t).unwrap();
+    assert_eq!(m.next_pull(800, t), None, "two pages in flight at most");
+
+    assert_eq!(
+        m.on_pull(page(400, 1_000, 100), t).unwrap(),
+        PullProgress::More
+    );
+    assert_eq!(m.pulls_in_flight(), 1);
+    let third = m.next_pull(800, t).unwrap();
+    assert_eq!(third.after, 800);
+    assert_eq!(
+        m.on_pull(page(800, 1_000, 100), t).unwrap(),
+        PullProgress::More
+    );
+    assert_eq!(
+        m.on_pull(page(1_000, 1_000, 100), t).unwrap(),
+        PullProgress::CaughtUp
+    );
+    assert_eq!(m.pulls_in_flight(), 0);
+    assert_eq!(m.next_pull(1_000, t), None);
+}
+
+#[test]
+fn a_window_of_one_pulls_one_page_at_a_time() {
+    let t = Instant::now();
+    let mut m = SyncMachine::new(
+        Config {
+            pull_window: 1,
+            ..Config::default()
+        },
+        7,
+    );
+    m.begin_hello(t);
+    m.on_hello(
+        HelloAnswer {
+            durable_through: 0,
+            station_pull_head: 1_000,
+        },
+        0,
+        t,
+    );
+    m.next_pull(0, t).unwrap();
+    m.on_pull_announced(400, t).unwrap();
+    assert_eq!(m.next_pull(400, t), None);
+    m.on_pull(page(400, 1_000, 100), t).unwrap();
+    assert!(m.next_pull(400, t).is_some());
+}
+
+#[test]
+fn a_page_that_ends_elsewhere_than_announced_is_refused_and_forgets_every_pull() {
+    let t = Instant::now();
+    let mut m = pulling(1_000, t);
+    m.next_pull(0, t).unwrap();
+    m.on_pull_announced(400, t).unwrap();
+    m.next_pull(400, t).unwrap();
+    let violation = m.on_pull(page(350, 1_000, 100), t).unwrap_err();
+    assert!(matches!(violation.action, Action::ReconnectAt(_)));
+    assert!(
+        violation.reason.contains("announced cursor 400"),
+        "{}",
+        violation.reason
+    );
+    assert_eq!(m.pulls_in_flight(), 0);
+    assert!(
+        m.needs_hello(),
+        "the next session starts from the device's cursor"
+    );
+
+    let mut m = pulling(1_000, t);
+    m.next_pull(300, t).unwrap();
+    let violation = m.on_pull_announced(200, t).unwrap_err();
+    assert!(
+        violation.reason.contains("after 300"),
+        "{}",
+        violation.reason
+    );
+    assert_eq!(m.pulls_in_flight(), 0);
+    assert!(
+        m.on_pull_announced(400, t).is_err(),
+        "nothing awaits it now"
+    );
+}
+
+#[test]
+fn a_failed_pull_forgets_the_pages_in_flight_and_halves_the_downlink() {
+    let t = Instant::now();
+    let mut m = pulling(1_000, t);
+    m.next_pull(0, t).unwrap();
+    m.on_pull_announced(400, t).unwrap();
+    m.next_pull(400, t).unwrap();
+    let before = m.downlink_bytes_per_sec();
+    let action = m.on_error(Call::Pull, Fault::Link("cut".into()), t);
+    assert!(matches!(action, Action::ReconnectAt(_)));
+    assert_eq!(m.pulls_in_flight(), 0);
+    assert_eq!(m.downlink_bytes_per_sec(), before / 2.0);
+}
+
+#[test]
+fn the_downlink_is_measured_over_pages_that_kept_it_busy_less_the_round_trip() {
+    let mut t = Instant::now();
+    let mut m = machine();
+    m.begin_hello(t);
+    // A 250 ms round trip.
+    m.on_hello(
+        HelloAnswer {
+            durable_through: 0,
+            station_pull_head: 100_000,
+        },
+        0,
+        t + Duration::from_millis(250),
+    );
+    t += Duration::from_millis(250);
+    let first = m.next_pull(0, t).unwrap();
+    assert_eq!(first.max_bytes, 32_000);
+    m.on_pull_announced(100, t + Duration::from_millis(250))
+        .unwrap();
+    let second = m.next_pull(100, t + Duration::from_millis(250)).unwrap();
+    assert_eq!(second.max_bytes, 32_000, "nothing measured yet");
+    // The first page took its round trip and 0.5 s: 64 kB/s.
+    m.on_pull(page(100, 100_000, 32_000), t + Duration::from_millis(750))
+        .unwrap();
+    assert!((m.downlink_bytes_per_sec() - 64_000.0).abs() < 1e-6);
+    // The second came down right behind it, the two in 1 s of airtime:
+    // 64 kB/s again, though the second alone seemed to take 0.5 s.
+    m.on_pull(page(200, 100_000, 32_000), t + Duration::from_millis(1_250))
+        .unwrap();
+    assert!((m.downlink_bytes_per_sec() - 64_000.0).abs() < 1e-6);
+    let next = m.next_pull(200, t).unwrap().max_bytes;
+    assert!(next.abs_diff(256_000) <= 1, "{next}");
+}

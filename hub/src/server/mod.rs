@@ -39,6 +39,7 @@ use crate::projections::{ProjectionError, Projections};
 use crate::store::HubError;
 
 mod limits;
+mod packed;
 mod query;
 mod status;
 mod sync;
@@ -50,7 +51,10 @@ pub use limits::{
 };
 pub use query::QueryService;
 pub use status::status_of;
-pub use sync::{MAX_DIRECTORY_LINES, SharedHubLog, SharedLog, SyncService, Upstream};
+pub use sync::{
+    MAX_DIRECTORY_LINES, PULL_LEVEL, PagesCompressed, SharedHubLog, SharedLog, SyncService,
+    Upstream,
+};
 
 /// How long shutdown waits for calls in flight by default.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

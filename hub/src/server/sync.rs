@@ -92,6 +92,8 @@ pub struct SyncService {
     directory: Option<Arc<projections::Projections>>,
     /// Set on a front-end of a shared log: the log `Sync` decides on.
     shared: Option<SharedLog>,
+    /// What packed pushes are packed against, per token.
+    dictionaries: Arc<super::packed::Dictionaries>,
 }
 
 /// Bytes a line of the directory takes on the wire, about: for sizing a
@@ -112,6 +114,7 @@ impl SyncService {
             clock: station_agent::clock::system(),
             directory: None,
             shared: None,
+            dictionaries: Arc::default(),
         }
     }
 
@@ -275,15 +278,19 @@ impl SyncService {
         self.stopping.subscribe()
     }
 
-    /// The tonic server for this service, with compression and limits set.
-    pub fn into_server(self) -> SyncServer<Self> {
-        SyncServer::new(self)
-            .accept_compressed(CompressionEncoding::Zstd)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .send_compressed(CompressionEncoding::Zstd)
-            .send_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    /// The tonic server for this service, with compression and limits set,
+    /// and pulled pages sent at [`PULL_LEVEL`] (see [`PagesCompressed`]).
+    pub fn into_server(self) -> PagesCompressed<SyncServer<Self>> {
+        PagesCompressed {
+            compressing: Arc::new(tokio::sync::Semaphore::new(MAX_RECOMPRESSING)),
+            inner: SyncServer::new(self)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        }
     }
 
     /// Waits, for at most [`OVERTAKEN_WAIT`], until no origin of `events`
@@ -489,12 +496,35 @@ impl Sync for SyncService {
                 .directory
                 .as_ref()
                 .map(|projections| projections.config().review.to_wire()),
+            packed_pushes: true,
         }))
     }
 
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
         let caller = auth::caller(&request)?;
-        let PushRequest { events, heads } = request.into_inner();
+        let PushRequest {
+            events,
+            heads,
+            packed,
+            dictionary,
+        } = request.into_inner();
+        let (events, heads, left) = if packed.is_empty() {
+            if !dictionary.is_empty() {
+                return Err(Status::invalid_argument("dictionary: set only with packed"));
+            }
+            (events, heads, None)
+        } else {
+            if !events.is_empty() || !heads.is_empty() {
+                return Err(Status::invalid_argument(
+                    "packed: a packed push carries its events and heads inside it only",
+                ));
+            }
+            let (push, left) = self
+                .dictionaries
+                .unpack(caller.token_id(), &packed, &dictionary)?;
+            (push.events, push.heads, Some(left))
+        };
+        let token_id = caller.token_id().to_string();
         if events.len() > MAX_PUSH_EVENTS {
             return Err(Status::resource_exhausted(format!(
                 "a push may carry at most {MAX_PUSH_EVENTS} events, got {}",
@@ -547,10 +577,14 @@ impl Sync for SyncService {
                 })
             })
             .await?;
+        if let Some(left) = left {
+            self.dictionaries.remember(&token_id, left);
+        }
         tracing::debug!(
             count,
             stored = outcome.stored,
             quarantined = outcome.quarantined,
+            packed = !packed.is_empty(),
             "push acknowledged"
         );
         Ok(Response::new(PushResponse {
@@ -629,7 +663,7 @@ impl Sync for SyncService {
                 let transfers = self
                     .transfer_page(&caller, &pull, max_events, max_bytes)
                     .await?;
-                return Ok(Response::new(PullResponse {
+                let mut response = Response::new(PullResponse {
                     events: page
                         .events
                         .into_iter()
@@ -643,12 +677,254 @@ impl Sync for SyncService {
                     heads,
                     directory,
                     transfers,
-                }));
+                });
+                // The page's cursor in the headers too, which cross the link
+                // before the page: a device can ask for the next page while
+                // this one is still coming down.
+                response.metadata_mut().insert(
+                    station_proto::PULL_NEXT_CURSOR_HEADER,
+                    page.next_cursor.into(),
+                );
+                if pull.max_bytes != 0 && pull.max_bytes < MAX_PULL_BYTES {
+                    response.extensions_mut().insert(AirtimeSized);
+                }
+                return Ok(response);
             }
             tokio::select! {
                 _ = tokio::time::timeout_at(deadline, grown.changed()) => {}
                 _ = stopping.wait_for(|stopping| *stopping) => {}
             }
         }
+    }
+}
+
+/// The zstd level of pulled pages. A page of a backlog is compressed apart
+/// from the pages before it, and at tonic's default level it comes out larger
+/// than the same events compressed at once; at this level it comes out
+/// smaller. The hub spends the time while the page before it is still
+/// coming down (the device asks for the next page from the headers).
+pub const PULL_LEVEL: i32 = 19;
+
+/// Pages at least this large (compressed, as tonic sent them) are compressed
+/// again at [`PULL_LEVEL`]; smaller ones (a long poll's news) are left as
+/// they are, the gain not worth the hub's time.
+const RECOMPRESS_FROM: usize = 4 * 1024;
+
+/// Marks a `Pull` answer whose page the device sized below the hub's cap:
+/// by the airtime of its link, which is then the bottleneck, and worth the
+/// hub's time at [`PULL_LEVEL`]. A device on a fast link (a phone on the
+/// station's LAN, say) asks for pages at the cap, and gets them as tonic
+/// compresses them.
+#[derive(Debug, Clone, Copy)]
+struct AirtimeSized;
+
+/// The Sync server, its `Pull` answers of pages sized by airtime
+/// ([`AirtimeSized`]) compressed at [`PULL_LEVEL`] instead
+/// of tonic's fixed default level: standard gRPC zstd compression, which any
+/// client that accepts zstd decodes. The answer's headers go out at once,
+/// the page after it is compressed again.
+///
+/// Invariants: only an answer that is one zstd-compressed gRPC message is
+/// touched; its message decompresses to exactly the bytes tonic encoded
+/// (within [`MAX_MESSAGE_BYTES`]); anything else, and anything that fails,
+/// goes out as tonic made it.
+#[derive(Debug, Clone)]
+pub struct PagesCompressed<S> {
+    /// The tonic server.
+    inner: S,
+    /// Pages being compressed again: past [`MAX_RECOMPRESSING`] at once, a
+    /// page goes out as tonic made it, so that callers asking for page after
+    /// page cannot hold the hub's cores at the higher level.
+    compressing: Arc<tokio::sync::Semaphore>,
+}
+
+/// Pages compressed again at once, at most.
+const MAX_RECOMPRESSING: usize = 2;
+
+impl<S> tonic::server::NamedService for PagesCompressed<S>
+where
+    S: tonic::server::NamedService,
+{
+    const NAME: &'static str = S::NAME;
+}
+
+type HttpRequest = tonic::codegen::http::Request<tonic::body::Body>;
+type HttpResponse = tonic::codegen::http::Response<tonic::body::Body>;
+
+impl<S> tonic::codegen::Service<HttpRequest> for PagesCompressed<S>
+where
+    S: tonic::codegen::Service<
+            HttpRequest,
+            Response = HttpResponse,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = HttpResponse;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: HttpRequest) -> Self::Future {
+        let answer = self.inner.call(request);
+        let compressing = Arc::clone(&self.compressing);
+        Box::pin(async move {
+            let response = answer.await?;
+            let pull = response.extensions().get::<AirtimeSized>().is_some();
+            let zstd = response
+                .headers()
+                .get("grpc-encoding")
+                .is_some_and(|e| e.as_bytes() == b"zstd");
+            // A refusal comes as headers alone (trailers-only): left as is.
+            let refused = response.headers().contains_key("grpc-status");
+            if !pull || !zstd || refused {
+                return Ok(response);
+            }
+            let Ok(permit) = compressing.try_acquire_owned() else {
+                return Ok(response);
+            };
+            let (parts, body) = response.into_parts();
+            let (mut sender, page) =
+                http_body_util::channel::Channel::<tonic::codegen::Bytes, Status>::new(2);
+            tokio::spawn(async move {
+                use http_body_util::BodyExt as _;
+                let collected = match body.collect().await {
+                    Ok(collected) => collected,
+                    Err(status) => {
+                        sender.abort(status);
+                        return;
+                    }
+                };
+                let trailers = collected.trailers().cloned();
+                let message = collected.to_bytes();
+                let message = tokio::task::spawn_blocking(move || {
+                    recompressed(&message, PULL_LEVEL).map_or(message, Into::into)
+                })
+                .await;
+                drop(permit);
+                let Ok(message) = message else {
+                    sender.abort(Status::internal("the page could not be compressed"));
+                    return;
+                };
+                if sender.send_data(message).await.is_err() {
+                    return;
+                }
+                if let Some(trailers) = trailers {
+                    let _ = sender.send_trailers(trailers).await;
+                }
+            });
+            Ok(HttpResponse::from_parts(
+                parts,
+                tonic::body::Body::new(page),
+            ))
+        })
+    }
+}
+
+/// The gRPC message `framed` (one zstd-compressed message, with its prefix)
+/// compressed again at `level`, with its prefix; `None` when `framed` is
+/// anything else, too small to be worth it, or does not get smaller.
+fn recompressed(framed: &[u8], level: i32) -> Option<Vec<u8>> {
+    const PREFIX: usize = 5;
+    let (prefix, compressed) = framed.split_at_checked(PREFIX)?;
+    let length = u32::from_be_bytes(prefix[1..].try_into().ok()?);
+    if prefix[0] != 1
+        || usize::try_from(length).ok()? != compressed.len()
+        || compressed.len() < RECOMPRESS_FROM
+    {
+        return None;
+    }
+    let mut message = Vec::new();
+    let mut decoder = zstd::stream::read::Decoder::new(compressed).ok()?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(&mut decoder, MAX_MESSAGE_BYTES as u64 + 1),
+        &mut message,
+    )
+    .ok()?;
+    if message.len() > MAX_MESSAGE_BYTES {
+        return None;
+    }
+    let again = zstd::bulk::compress(&message, level).ok()?;
+    if again.len() >= compressed.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(PREFIX + again.len());
+    out.push(1);
+    out.extend_from_slice(&u32::try_from(again.len()).ok()?.to_be_bytes());
+    out.extend_from_slice(&again);
+    Some(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// `message` compressed at `level` and framed as tonic frames it.
+    fn framed(message: &[u8], level: i32) -> Vec<u8> {
+        let compressed = zstd::bulk::compress(message, level).unwrap();
+        let mut out = vec![1];
+        out.extend_from_slice(&u32::try_from(compressed.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(&compressed);
+        out
+    }
+
+    fn page() -> Vec<u8> {
+        (0..20_000u32)
+            .flat_map(|n| format!("{} 540502001 {} 乃东 སྣེ་གདོང;", n, n % 97).into_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn a_large_page_is_sent_smaller_and_decompresses_to_the_same_bytes() {
+        let message = page();
+        let tonic = framed(&message, 3);
+        let sent = recompressed(&tonic, PULL_LEVEL).unwrap();
+        assert!(sent.len() < tonic.len());
+        assert_eq!(sent[0], 1);
+        let length = u32::from_be_bytes(sent[1..5].try_into().unwrap()) as usize;
+        assert_eq!(length, sent.len() - 5);
+        assert_eq!(zstd::stream::decode_all(&sent[5..]).unwrap(), message);
+    }
+
+    #[test]
+    fn anything_else_goes_out_as_tonic_made_it() {
+        let message = page();
+        let mut plain = vec![0];
+        plain.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+        plain.extend_from_slice(&message);
+        assert_eq!(recompressed(&plain, PULL_LEVEL), None, "not compressed");
+        let tonic = framed(&message, 3);
+        assert_eq!(
+            recompressed(&tonic[..tonic.len() - 1], PULL_LEVEL),
+            None,
+            "a lying length"
+        );
+        let small = framed(b"a long poll's news", 3);
+        assert_eq!(
+            recompressed(&small, PULL_LEVEL),
+            None,
+            "too small to be worth it"
+        );
+        assert_eq!(recompressed(&[], PULL_LEVEL), None, "empty");
+        // More than a message may be: left alone.
+        let large = page().repeat(MAX_MESSAGE_BYTES / message.len() + 1);
+        assert!(large.len() > MAX_MESSAGE_BYTES);
+        let bomb = framed(&large, 3);
+        assert!(bomb.len() > RECOMPRESS_FROM);
+        assert_eq!(
+            recompressed(&bomb, PULL_LEVEL),
+            None,
+            "past the message limit"
+        );
     }
 }

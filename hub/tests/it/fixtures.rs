@@ -87,6 +87,7 @@ impl Hub {
                 PushRequest {
                     events: events.to_vec(),
                     heads: Vec::new(),
+                    ..PushRequest::default()
                 },
                 token,
             ))

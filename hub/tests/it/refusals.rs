@@ -50,6 +50,7 @@ fn push_of(events: &[Event]) -> PushRequest {
     PushRequest {
         events: events.to_vec(),
         heads: Vec::new(),
+        ..PushRequest::default()
     }
 }
 

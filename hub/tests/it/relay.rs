@@ -53,7 +53,14 @@ async fn push(
 ) -> Result<PushResponse, tonic::Status> {
     hub.client()
         .await
-        .push(authorized(PushRequest { events, heads }, token))
+        .push(authorized(
+            PushRequest {
+                events,
+                heads,
+                ..PushRequest::default()
+            },
+            token,
+        ))
         .await
         .map(tonic::Response::into_inner)
 }

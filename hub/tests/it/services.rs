@@ -111,6 +111,7 @@ async fn with_a_certificate_the_hub_speaks_tls_only() {
             PushRequest {
                 events,
                 heads: Vec::new(),
+                ..PushRequest::default()
             },
             &token,
         ))

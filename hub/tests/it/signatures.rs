@@ -39,6 +39,7 @@ fn signed_push(agent: &Agent) -> PushRequest {
     PushRequest {
         events,
         heads: vec![agent.log().signed_head(last).unwrap()],
+        ..PushRequest::default()
     }
 }
 
@@ -122,6 +123,7 @@ async fn a_byte_flipped_in_transit_is_refused() {
     let unsigned = PushRequest {
         events: push.events.clone(),
         heads: vec![],
+        ..PushRequest::default()
     };
     let status = client.push(authorized(unsigned, &token)).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
@@ -210,6 +212,7 @@ async fn an_origin_that_predates_signatures_is_signed_from_its_next_batch() {
             PushRequest {
                 events: seventh,
                 heads: vec![],
+                ..PushRequest::default()
             },
             &token,
         ))

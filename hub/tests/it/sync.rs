@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::fixtures::{Hub, activity, authorized, device};
+use crate::fixtures::{Hub, activity, authorized, device, hello};
 use station_agent::Agent;
 use station_agent::sync::{SyncOptions, sync_once};
 use station_hub::auth;
@@ -152,6 +152,7 @@ async fn the_hub_refuses_gaps_ignores_resends_and_quarantines_invalid_bodies() {
             PushRequest {
                 events: events[2..].to_vec(),
                 heads: Vec::new(),
+                ..PushRequest::default()
             },
             &token,
         ))
@@ -172,6 +173,7 @@ async fn the_hub_refuses_gaps_ignores_resends_and_quarantines_invalid_bodies() {
             PushRequest {
                 events: events[..3].to_vec(),
                 heads: Vec::new(),
+                ..PushRequest::default()
             },
             &token,
         ))
@@ -187,6 +189,7 @@ async fn the_hub_refuses_gaps_ignores_resends_and_quarantines_invalid_bodies() {
             PushRequest {
                 events: events[4..].to_vec(),
                 heads: Vec::new(),
+                ..PushRequest::default()
             },
             &token,
         ))
@@ -204,6 +207,7 @@ async fn the_hub_refuses_gaps_ignores_resends_and_quarantines_invalid_bodies() {
             PushRequest {
                 events: events[1..].to_vec(),
                 heads: Vec::new(),
+                ..PushRequest::default()
             },
             &token,
         ))
@@ -229,6 +233,7 @@ async fn the_hub_refuses_gaps_ignores_resends_and_quarantines_invalid_bodies() {
             PushRequest {
                 events: vec![bad, good],
                 heads: Vec::new(),
+                ..PushRequest::default()
             },
             &token,
         ))
@@ -322,6 +327,7 @@ async fn shutdown_ends_long_polls_and_finishes_pushes_in_flight() {
         PushRequest {
             events,
             heads: Vec::new(),
+            ..PushRequest::default()
         },
         &token,
     ));
@@ -354,5 +360,221 @@ async fn shutdown_ends_long_polls_and_finishes_pushes_in_flight() {
 
     let hub = Hub::start_in(dir, ServerOptions::default()).await;
     assert_eq!(hub.store.event_count(), 400);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_pulled_page_announces_its_cursor_in_its_headers() {
+    let hub = Hub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = device(dir.path(), "540502001", "zd-1");
+    for n in 1..=25 {
+        a.record(activity("540502001", n)).unwrap();
+    }
+    let mut options = SyncOptions::new(hub.url(), Some(hub.device_token("540502001", "zd-1")));
+    options.long_poll = std::time::Duration::ZERO;
+    let pushed = sync_once(Arc::clone(&a), &options).await.unwrap();
+    assert_eq!(pushed.durable_through, 25);
+
+    let bureau = hub.bureau_token("山南市民政局");
+    let mut client = hub.client().await;
+    let mut after = 0;
+    let mut pages = 0;
+    while after < 25 {
+        let response = client
+            .pull(authorized(
+                PullRequest {
+                    station_code: "540502001".into(),
+                    after,
+                    max_events: 10,
+                    ..Default::default()
+                },
+                &bureau,
+            ))
+            .await
+            .unwrap();
+        let announced: u64 = response
+            .metadata()
+            .get(station_proto::PULL_NEXT_CURSOR_HEADER)
+            .expect("the page's cursor in its headers")
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let page = response.into_inner();
+        assert_eq!(announced, page.next_cursor);
+        assert!(page.next_cursor > after);
+        after = page.next_cursor;
+        pages += 1;
+    }
+    assert_eq!(pages, 3, "10 + 10 + 5 events");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_pulled_in_large_pages_arrives_whole_and_once() {
+    let hub = Hub::start().await;
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = device(dirs[0].path(), "540502001", "zd-1");
+    let b = device(dirs[1].path(), "540502001", "zd-2");
+    for n in 1..=600 {
+        a.record(activity("540502001", n)).unwrap();
+    }
+    let options = |worker: &str| {
+        let mut o = SyncOptions::new(hub.url(), Some(hub.device_token("540502001", worker)));
+        o.long_poll = std::time::Duration::ZERO;
+        // Pages of about 200 events: large enough to be compressed again at
+        // the hub's pull level, several of them in flight.
+        o.pull_events = 200;
+        o
+    };
+    let pushed = sync_once(Arc::clone(&a), &options("zd-1")).await.unwrap();
+    assert_eq!(pushed.durable_through, 600);
+    let pulled = sync_once(Arc::clone(&b), &options("zd-2")).await.unwrap();
+    assert_eq!((pulled.pulled, pulled.pull_cursor), (600, 600));
+    assert_eq!(pulled.retries, 0);
+    let held = b.log().pulled_events(0, usize::MAX).unwrap();
+    let origin = a.identity().origin_id;
+    let seqs: Vec<u64> = held
+        .iter()
+        .filter(|(_, e)| e.origin_id == origin.as_bytes())
+        .map(|(_, e)| e.origin_seq)
+        .collect();
+    assert_eq!(seqs, (1..=600).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pull_reaches_a_zstd_client_as_its_status() {
+    let hub = Hub::start().await;
+    let token = hub.device_token("540502001", "zd-1");
+    // The device's own client: it sends and accepts zstd.
+    let mut client = station_agent::sync::connect(&SyncOptions::new(hub.url(), None))
+        .await
+        .unwrap();
+    let status = client
+        .pull(authorized(
+            PullRequest {
+                station_code: "540502101".into(),
+                max_events: 10,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
+}
+
+/// `events` packed as a device packs them, against `dictionary`.
+fn packed(events: &[station_proto::Event], dictionary: Option<&[u8]>) -> (PushRequest, Arc<[u8]>) {
+    let push = PushRequest {
+        events: events.to_vec(),
+        ..PushRequest::default()
+    };
+    station_agent::sync::compress::pack(&push, dictionary, 3).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packed_push_is_unpacked_against_what_its_token_pushed_last_and_only_that() {
+    let hub = Hub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = device(dir.path(), "540502001", "zd-1");
+    for n in 1..=30 {
+        agent.record(activity("540502001", n)).unwrap();
+    }
+    let events = agent.own_events(0, 30).unwrap();
+    let origin = agent.identity().origin_id;
+    let token = hub.device_token("540502001", "zd-1");
+    let mut client = hub.client().await;
+    let answer = client
+        .hello(authorized(hello(origin, "540502001"), &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(answer.packed_pushes, "the hub says it unpacks");
+
+    // Alone, then against the first.
+    let (first, left) = packed(&events[..10], None);
+    let ack = client
+        .push(authorized(first, &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ack.acks[0].durable_through, 10);
+    let (second, _) = packed(&events[10..20], Some(&left));
+    let alone = packed(&events[10..20], None).0;
+    assert!(
+        second.packed.len() < alone.packed.len(),
+        "the dictionary saves bytes: {} against {} alone",
+        second.packed.len(),
+        alone.packed.len()
+    );
+    let ack = client
+        .push(authorized(second, &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ack.acks[0].durable_through, 20);
+    // Pulled by a colleague (a device does not pull its own events).
+    let colleague = hub.device_token("540502001", "zd-2");
+    let held: Vec<Uuid> = hub
+        .pull_station(&colleague, "540502001")
+        .await
+        .unwrap()
+        .events
+        .into_iter()
+        .map(|p| Uuid::from_slice(&p.event.unwrap().event_id).unwrap())
+        .collect();
+    let sent: Vec<Uuid> = events[..20]
+        .iter()
+        .map(|e| Uuid::from_slice(&e.event_id).unwrap())
+        .collect();
+    assert_eq!(held, sent, "stored as sent, once, in order");
+
+    // Refused, changing nothing: another token's dictionary, an unknown one,
+    // events beside the packed ones, and bytes that are not a frame.
+    let (named, _) = packed(&events[20..], Some(&left));
+    let before = hub.snapshot();
+    let status = client
+        .push(authorized(named.clone(), &colleague))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status}");
+    assert!(
+        status
+            .message()
+            .starts_with(station_proto::packed::UNKNOWN_DICTIONARY),
+        "{status}"
+    );
+    let mut beside = named.clone();
+    beside.events = events[20..21].to_vec();
+    let mut garbage = named.clone();
+    garbage.packed = b"not a zstd frame".to_vec();
+    let mut unnamed = named.clone();
+    unnamed.packed = Vec::new();
+    for (request, says) in [
+        (beside, "inside it only"),
+        (garbage, "not one zstd frame"),
+        (unnamed, "set only with packed"),
+    ] {
+        let status = client.push(authorized(request, &token)).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
+        assert!(status.message().contains(says), "{status}");
+    }
+    assert_eq!(hub.snapshot(), before);
+
+    // A restarted hub holds no dictionary: the device's batch is refused
+    // until sent alone.
+    let hub = hub.restart().await;
+    let mut client = hub.client().await;
+    let status = client.push(authorized(named, &token)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status}");
+    assert_eq!(hub.snapshot().events, 20);
+    let (alone, _) = packed(&events[20..], None);
+    let ack = client
+        .push(authorized(alone, &token))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ack.acks[0].durable_through, 30);
     hub.stop().await;
 }

@@ -61,6 +61,7 @@ async fn intrusion_is_refused(hub: &Hub, intruder: &str, victim: &Agent, intrude
             PushRequest {
                 events: vec![forged],
                 heads: Vec::new(),
+                ..PushRequest::default()
             },
             intruder,
         ))

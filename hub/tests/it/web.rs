@@ -269,6 +269,7 @@ async fn a_long_poll_checks_its_token_again_when_it_wakes() {
             PushRequest {
                 events,
                 heads: Vec::new(),
+                ..PushRequest::default()
             },
             &writer,
         ))

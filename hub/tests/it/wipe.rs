@@ -290,6 +290,7 @@ async fn a_token_ordered_wiped_pushes_only_its_backlog_and_pulls_nothing() {
             PushRequest {
                 events: events[..2].to_vec(),
                 heads: Vec::new(),
+                ..PushRequest::default()
             },
             &token,
         ))
@@ -303,6 +304,7 @@ async fn a_token_ordered_wiped_pushes_only_its_backlog_and_pulls_nothing() {
             PushRequest {
                 events: events[2..].to_vec(),
                 heads: Vec::new(),
+                ..PushRequest::default()
             },
             &token,
         ))

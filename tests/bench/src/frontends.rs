@@ -122,6 +122,7 @@ async fn pushes(
             let request = PushRequest {
                 events: events.clone(),
                 heads: Vec::new(),
+                ..PushRequest::default()
             };
             match client.push(with_token(request, &bearer)?).await {
                 Ok(acks) => {

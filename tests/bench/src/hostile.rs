@@ -111,6 +111,7 @@ async fn pushes(grpc: SocketAddr, bearer: &str, device: Device) -> anyhow::Resul
                 PushRequest {
                     events,
                     heads: Vec::new(),
+                    ..PushRequest::default()
                 },
                 bearer,
             )?)

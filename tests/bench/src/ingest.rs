@@ -181,7 +181,14 @@ async fn device_pushes(
             .collect();
         let sent = Instant::now();
         let acks = client
-            .push(with_token(PushRequest { events, heads }, &bearer)?)
+            .push(with_token(
+                PushRequest {
+                    events,
+                    heads,
+                    ..PushRequest::default()
+                },
+                &bearer,
+            )?)
             .await?
             .into_inner();
         latencies_ms.push(ms(sent.elapsed()));

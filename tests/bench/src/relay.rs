@@ -123,6 +123,7 @@ pub async fn run(quick: bool, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         &PushRequest {
             events: all,
             heads: Vec::new(),
+            ..PushRequest::default()
         }
         .encode_to_vec(),
         0,

@@ -141,10 +141,12 @@ pub async fn run(quick: bool, peer: bool, rows: &mut Vec<Row>) -> anyhow::Result
         &PushRequest {
             events: own.clone(),
             heads: Vec::new(),
+            ..PushRequest::default()
         }
         .encode_to_vec(),
     )?;
     let n = events as f64;
+    compression_breakdown(&own)?;
 
     // The phone pushes its backlog.
     progress!("sync-backlog: pushing through the weak link");
@@ -316,5 +318,69 @@ pub async fn run(quick: bool, peer: bool, rows: &mut Vec<Row>) -> anyhow::Result
     );
     let _ = stop.send(());
     server.await??;
+    Ok(())
+}
+
+/// Prints what batching costs in compressed bytes: the backlog cut into
+/// batches of a given encoded size, each compressed apart, at tonic's zstd
+/// level (3) and at the level pushes are sent at, against the whole backlog
+/// compressed at once.
+fn compression_breakdown(own: &[Event]) -> anyhow::Result<()> {
+    let whole = PushRequest {
+        events: own.to_vec(),
+        heads: Vec::new(),
+        ..PushRequest::default()
+    }
+    .encode_to_vec();
+    for level in [3, station_agent::sync::compress::PUSH_LEVEL] {
+        let started = Instant::now();
+        let all = zstd::bulk::compress(&whole, level)?.len();
+        let mut line = format!(
+            "level {level}: whole {all} in {:.0} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        for budget in [16_000usize, 32_000, 64_000, 128_000, 256_000] {
+            let mut total = 0usize;
+            let mut packed = 0usize;
+            let mut left: Option<std::sync::Arc<[u8]>> = None;
+            let mut batch: Vec<Event> = Vec::new();
+            let mut bytes = 0usize;
+            let mut batches = 0usize;
+            let mut flush = |batch: &mut Vec<Event>| -> anyhow::Result<()> {
+                let push = PushRequest {
+                    events: std::mem::take(batch),
+                    heads: Vec::new(),
+                    ..PushRequest::default()
+                };
+                total += zstd::bulk::compress(&push.encode_to_vec(), level)?.len();
+                // Packed as a device packs it, against the batch before.
+                let (sent, next) =
+                    station_agent::sync::compress::pack(&push, left.as_deref(), level)?;
+                packed += sent.encoded_len();
+                left = Some(next);
+                batches += 1;
+                Ok(())
+            };
+            for event in own {
+                let len = event.encoded_len();
+                if !batch.is_empty() && bytes + len > budget {
+                    flush(&mut batch)?;
+                    bytes = 0;
+                }
+                bytes += len;
+                batch.push(event.clone());
+            }
+            if !batch.is_empty() {
+                flush(&mut batch)?;
+            }
+            line.push_str(&format!(
+                "; {}k×{batches}: {total} ({:.3}), packed {packed} ({:.3})",
+                budget / 1000,
+                total as f64 / all as f64,
+                packed as f64 / all as f64
+            ));
+        }
+        progress!("sync-backlog breakdown: {line}");
+    }
     Ok(())
 }

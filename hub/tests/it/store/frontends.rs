@@ -345,6 +345,7 @@ async fn front_ends_share_the_log_survive_kills_and_project_alike() {
             PushRequest {
                 events: vec![gap],
                 heads: Vec::new(),
+                ..PushRequest::default()
             },
             &token,
         ))
