@@ -17,16 +17,21 @@
 //! - pushes in flight (up to the machine's window) run as tasks of their own
 //!   so that the next batch travels while the last is acknowledged; their
 //!   answers are taken in the order they were sent, and any failure aborts
-//!   every one still in flight before the machine decides what follows;
+//!   every one still in flight before the machine decides what follows,
+//!   except a failed pull, which first takes the answers of the pushes
+//!   beside it;
 //! - pulls run as tasks of their own too, beside the pushes (the downlink
 //!   pulls while the uplink pushes): the next page is asked for as soon as
 //!   the last one's headers say where it ends, pages are stored in the order
 //!   they were asked for, and a round whose pushes were acknowledged after
 //!   its last pull was sent pulls once more, so its cursor passes them,
-//!   when it pulled the station's stream or pushed the acceptance of a
-//!   transfer (which brings the file's history into that stream);
-//! - batches sized by the link's airtime (below the cap) go out compressed
-//!   at [`compress::PUSH_LEVEL`].
+//!   when it pulled the station's stream; a round that pushed the
+//!   acceptance of a transfer ends with a pull that asks for the transfers
+//!   feed after the acceptance was acknowledged, since the feed brings the
+//!   file's history;
+//! - batches are packed ([`compress::pack`]) for a hub that takes them,
+//!   against the dictionary the last acknowledged one left; those sized by
+//!   the link's airtime (below the cap) at [`compress::PUSH_LEVEL`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -363,6 +368,10 @@ pub(super) struct Edge {
     /// file's history to the station's stream, which the round must pull
     /// even when the stream was caught up before.
     pushed_takeover: bool,
+    /// A push was acknowledged after the round sent the acceptance of a
+    /// transfer, and no pull has asked for the transfers feed since: the
+    /// file's history comes with the feed, so the round owes one such pull.
+    feed_owed: bool,
     /// This device's origin, to find its ack among a push's acks.
     origin: Uuid,
     /// The station whose stream is pulled.
@@ -455,6 +464,7 @@ impl Edge {
             pushed_since_pull: false,
             stream_pulled: false,
             pushed_takeover: false,
+            feed_owed: false,
             origin: identity.origin_id,
             station: identity.station_code,
             authorization,
@@ -797,6 +807,7 @@ impl Edge {
         report.pushed += acked.newly_acked;
         report.batches += 1;
         self.pushed_since_pull = true;
+        self.feed_owed |= self.pushed_takeover;
         report.durable_through = acked.durable_through;
         let durable_through = acked.durable_through;
         let city = ack.city_durable_through.unwrap_or(durable_through);
@@ -852,6 +863,9 @@ impl Edge {
             .await
         });
         self.pushed_since_pull = false;
+        if directory {
+            self.feed_owed = false;
+        }
         self.pulls.push_back(PendingPull {
             plan,
             directory_after,
@@ -1101,15 +1115,17 @@ impl Edge {
         }
         let first = match (self.pushes.front_mut(), self.pulls.front_mut()) {
             (None, None) => {
-                if !(self.pushed_since_pull && (self.stream_pulled || self.pushed_takeover)) {
+                if !((self.pushed_since_pull && self.stream_pulled) || self.feed_owed) {
                     return Ok(Step::CaughtUp);
                 }
                 // The stream this round pulls has grown by what was pushed
                 // since the last pull was sent: one more pull passes the
-                // cursor over it.
+                // cursor over it. After an accepted transfer, it asks for
+                // the feeds too (nothing is in flight), which bring the
+                // file's history.
                 let cursor = blocking(&self.agent, |a| Ok(a.log().pull_cursor()?)).await?;
                 match self.machine.pull_now(cursor, now()) {
-                    Some(plan) => self.send_pull(plan, false).await?,
+                    Some(plan) => self.send_pull(plan, true).await?,
                     None => return Ok(Step::CaughtUp),
                 }
                 return Ok(Step::Progress);
@@ -1267,6 +1283,7 @@ impl Edge {
         self.pushed_since_pull = false;
         self.stream_pulled = false;
         self.pushed_takeover = false;
+        self.feed_owed = false;
         self.round_hellos = 0;
         let retry_until = Instant::now().checked_add(retry_budget);
         loop {
