@@ -277,11 +277,21 @@ pub fn requested_transfer(body: &station_proto::Body) -> Option<(Uuid, String)> 
     }
 }
 
+/// An event accepted into the log: as validated (text in NFC), and encoded
+/// as the log stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    /// The event as validated.
+    pub event: Event,
+    /// `event`, encoded.
+    pub encoded: Vec<u8>,
+}
+
 /// What becomes of one event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     /// Into the log at the next hub position, as validated (text in NFC).
-    Accept(Box<Event>),
+    Accept(Box<Accepted>),
     /// At or below the origin's `durable_through`: held already, ignored.
     AlreadyHeld,
     /// Acknowledged but kept out of the log, with the reason.
@@ -400,6 +410,56 @@ pub fn origins_of(events: &[Event]) -> Result<Vec<Uuid>, Refusal> {
         .collect()
 }
 
+/// A pushed batch with what [`decide`] needs of each event that depends on
+/// the event and the validation context alone: its canonical bytes as
+/// received, and the event as the validator would store it (encoded) or why
+/// it refuses it. [`check`] computes it without the store, so that a store
+/// can do this work before it takes its writer.
+#[derive(Debug)]
+pub struct Checked {
+    /// The events as received, in batch order.
+    pub events: Vec<Event>,
+    checks: Vec<Check>,
+}
+
+#[derive(Debug)]
+struct Check {
+    /// The event's canonical bytes as received: its chain link, and what
+    /// quarantine keeps.
+    raw: Vec<u8>,
+    /// As validated and encoded, or the validator's reason.
+    validated: Result<Accepted, String>,
+}
+
+/// The validation context of a push received at `now_ms` on the hub's
+/// `today`, clocks allowed `max_clock_skew_ms` ahead (see [`Policy`]).
+pub fn context(today: chrono::NaiveDate, now_ms: i64, max_clock_skew_ms: i64) -> Context {
+    Context {
+        today,
+        latest_ms: Some(now_ms.saturating_add(max_clock_skew_ms)),
+    }
+}
+
+/// Checks each event of `events` on its own under `ctx` (see [`Checked`]).
+pub fn check(events: Vec<Event>, ctx: &Context) -> Checked {
+    let checks = events
+        .iter()
+        .map(|event| {
+            let raw = chain::canonical_bytes(event);
+            let mut checked = event.clone();
+            let validated = match validate::event(&mut checked, ctx) {
+                Ok(()) => Ok(Accepted {
+                    encoded: prost::Message::encode_to_vec(&checked),
+                    event: checked,
+                }),
+                Err(invalid) => Err(invalid.to_string()),
+            };
+            Check { raw, validated }
+        })
+        .collect();
+    Checked { events, checks }
+}
+
 /// Decides every event of `events` (see the module's rules). `origins` holds
 /// the stored state of the batch's origins (an origin missing is new);
 /// `held` says whether the log holds an event id; `stored` gives the event
@@ -413,17 +473,31 @@ pub fn origins_of(events: &[Event]) -> Result<Vec<Uuid>, Refusal> {
 /// A [`Refusal`] of the whole batch.
 pub fn decide(
     events: Vec<Event>,
+    origins: BTreeMap<Uuid, OriginState>,
+    held: impl Fn(&[u8]) -> bool,
+    stored: impl Fn(Uuid, u64) -> Option<Event>,
+    case_station: impl Fn(Uuid) -> Option<String>,
+    policy: &Policy<'_>,
+) -> Result<Decision, Refusal> {
+    let ctx = context(policy.today, policy.now_ms, policy.max_clock_skew_ms);
+    let checked = check(events, &ctx);
+    decide_checked(checked, origins, held, stored, case_station, policy)
+}
+
+/// [`decide`] of a batch already [`check`]ed under `policy`'s context.
+///
+/// # Errors
+/// As [`decide`].
+pub fn decide_checked(
+    checked: Checked,
     mut origins: BTreeMap<Uuid, OriginState>,
     held: impl Fn(&[u8]) -> bool,
     stored: impl Fn(Uuid, u64) -> Option<Event>,
     case_station: impl Fn(Uuid) -> Option<String>,
     policy: &Policy<'_>,
 ) -> Result<Decision, Refusal> {
+    let Checked { events, checks } = checked;
     let ids = origins_of(&events)?;
-    let ctx = Context {
-        today: policy.today,
-        latest_ms: Some(policy.now_ms.saturating_add(policy.max_clock_skew_ms)),
-    };
     let mut opened_here: BTreeMap<Uuid, String> = BTreeMap::new();
     let mut transfers_here = KnownTransfers::default();
     let mut batch_ids = BTreeSet::new();
@@ -433,7 +507,7 @@ pub fn decide(
     let mut verdicts = Vec::with_capacity(events.len());
     let mut chains: BTreeMap<Uuid, Option<Chain>> = BTreeMap::new();
     let mut new_seqs: BTreeMap<Uuid, (u64, u64)> = BTreeMap::new();
-    for (event, origin) in events.into_iter().zip(ids) {
+    for ((event, check), origin) in events.into_iter().zip(checks).zip(ids) {
         let state = origins.entry(origin).or_default();
         let signed = policy.signed.is_some_and(|s| s.contains(&origin));
         let origin_seq = event.origin_seq;
@@ -472,7 +546,7 @@ pub fn decide(
         if state.station_code.is_empty() {
             state.station_code = event.station_code.clone();
         }
-        let raw = chain::canonical_bytes(&event);
+        let Check { raw, validated } = check;
         // The seq follows the chain's, so a link is refused only by a chain
         // that does not match the state: it is then unknown from here on.
         if chain
@@ -481,35 +555,38 @@ pub fn decide(
         {
             *chain = None;
         }
-        let mut checked = event;
-        let refused = match validate::event(&mut checked, &ctx) {
-            Err(invalid) => Some(invalid.to_string()),
-            Ok(())
+        let refused = match &validated {
+            Err(invalid) => Some(invalid.clone()),
+            Ok(accepted)
                 if policy
                     .roster
-                    .is_some_and(|roster| !roster.contains(&checked.station_code)) =>
+                    .is_some_and(|roster| !roster.contains(&accepted.event.station_code)) =>
             {
                 Some(format!(
                     "station_code: station {} is not in the hub's roster",
-                    checked.station_code
+                    accepted.event.station_code
                 ))
             }
-            Ok(()) if !batch_ids.insert(checked.event_id.clone()) || held(&checked.event_id) => {
+            Ok(accepted)
+                if !batch_ids.insert(accepted.event.event_id.clone())
+                    || held(&accepted.event.event_id) =>
+            {
                 Some("event_id: already stored for another origin".to_string())
             }
-            Ok(()) if signed && chain::canonical_bytes(&checked) != raw => Some(
+            Ok(accepted) if signed && accepted.encoded != raw => Some(
                 "a signed event must arrive as it is stored (text trimmed and in NFC)".to_string(),
             ),
-            Ok(()) => foreign_case(
-                &checked,
+            Ok(accepted) => foreign_case(
+                &accepted.event,
                 &opened_here,
                 &case_station,
                 &transfers_here,
                 policy.transfers,
             ),
         };
-        let verdict = match refused {
-            None => {
+        let verdict = match (refused, validated) {
+            (None, Ok(accepted)) => {
+                let checked = &accepted.event;
                 if let Some(station_proto::Body::CaseOpened(_)) = checked.body
                     && let Some(case) = station_proto::ids::from_bytes(&checked.event_id)
                 {
@@ -530,14 +607,18 @@ pub fn decide(
                             .insert((case, checked.station_code.clone()));
                     }
                 }
-                Verdict::Accept(Box::new(checked))
+                Verdict::Accept(Box::new(accepted))
             }
-            Some(reason) => {
+            (refused, validated) => {
                 state.quarantined += 1;
+                let station_code = match validated {
+                    Ok(accepted) => accepted.event.station_code,
+                    Err(_) => event.station_code,
+                };
                 Verdict::Quarantine(Quarantined {
                     origin_seq,
-                    station_code: checked.station_code,
-                    reason,
+                    station_code,
+                    reason: refused.unwrap_or_default(),
                     received_at_ms: policy.now_ms,
                     event: raw,
                 })
@@ -700,6 +781,8 @@ mod tests {
     use super::*;
 
     const ZEDANG: &str = "540502001";
+
+    const MAX_SKEW: i64 = station_proto::validate::MAX_CLOCK_SKEW_MS;
 
     fn today() -> chrono::NaiveDate {
         chrono::NaiveDate::from_ymd_opt(2025, 6, 30).unwrap()
@@ -1042,6 +1125,40 @@ mod tests {
     }
 
     #[test]
+    fn an_accepted_event_is_stored_as_validated_and_its_encoding_is_of_that_form() {
+        let origin = Uuid::now_v7();
+        let mut decomposed = event(origin, 1, ZEDANG, "2025-03-01");
+        if let Some(Body::TrainingHeld(t)) = &mut decomposed.body {
+            t.title = " e\u{301} ".into();
+        }
+        let mut second = event(origin, 2, ZEDANG, "2025-02-30");
+        second.event_id = id_at(1_740_000_000_001);
+        let ctx = context(today(), policy(None).now_ms, MAX_SKEW);
+        let checked = check(vec![decomposed.clone(), second.clone()], &ctx);
+        assert_eq!(checked.events, vec![decomposed.clone(), second]);
+        let decision = decide_checked(
+            checked,
+            BTreeMap::new(),
+            nothing_held,
+            nothing_stored,
+            no_case,
+            &policy(None),
+        )
+        .unwrap();
+        let Verdict::Accept(accepted) = &decision.verdicts[0].verdict else {
+            panic!("expected an accepted event");
+        };
+        assert_ne!(accepted.event, decomposed);
+        assert_eq!(accepted.encoded, accepted.event.encode_to_vec());
+        assert!(quarantine_reason(&decision, 1).contains("held_on"));
+        let Verdict::Quarantine(q) = &decision.verdicts[1].verdict else {
+            unreachable!()
+        };
+        assert_eq!(Event::decode(q.event.as_slice()).unwrap().origin_seq, 2);
+        assert_eq!(decision.origins[&origin].durable_through, 2);
+    }
+
+    #[test]
     fn accepted_text_is_normalised() {
         let mut decomposed = event(Uuid::now_v7(), 1, ZEDANG, "2025-03-01");
         if let Some(Body::TrainingHeld(t)) = &mut decomposed.body {
@@ -1051,7 +1168,7 @@ mod tests {
         let Verdict::Accept(accepted) = &decision.verdicts[0].verdict else {
             panic!("expected an accepted event");
         };
-        let Some(Body::TrainingHeld(t)) = &accepted.body else {
+        let Some(Body::TrainingHeld(t)) = &accepted.event.body else {
             panic!("expected a training");
         };
         assert_eq!(t.title, "\u{e9}");

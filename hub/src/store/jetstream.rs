@@ -996,9 +996,10 @@ impl Shared {
 
         // The events, in batch order, each after its origin's last one.
         for verdict in &decision.verdicts {
-            let Verdict::Accept(event) = &verdict.verdict else {
+            let Verdict::Accept(accepted) = &verdict.verdict else {
                 continue;
             };
+            let event = &accepted.event;
             let subject = format!(
                 "{}.{}.{}",
                 self.subject_prefix,
@@ -1007,7 +1008,7 @@ impl Shared {
             );
             let expected = index.origin_last.get(&verdict.origin).copied().unwrap_or(0);
             let publish = jetstream::message::PublishMessage::build()
-                .payload(Bytes::from(event.encode_to_vec()))
+                .payload(Bytes::from(accepted.encoded.clone()))
                 .message_id(hex(&event.event_id))
                 .expected_last_subject_sequence(expected)
                 .header(RECEIVED_AT, now_ms.to_string().as_str());
@@ -1026,7 +1027,7 @@ impl Shared {
                     "another front-end appended to the log meanwhile; push again",
                 ));
             }
-            index.add((**event).clone(), Some(now_ms))?;
+            index.add(event.clone(), Some(now_ms))?;
         }
         drop(index);
 

@@ -144,10 +144,10 @@ impl HubLog for MemoryLog {
         let mut outcome = PushOutcome::counting(&decision);
         for verdict in decision.verdicts {
             match verdict.verdict {
-                Verdict::Accept(event) => {
+                Verdict::Accept(accepted) => {
                     let pos = held.events.len() as u64 + 1;
-                    held.ids.insert(event.event_id.clone(), pos);
-                    held.events.push((*event, now_ms));
+                    held.ids.insert(accepted.event.event_id.clone(), pos);
+                    held.events.push((accepted.event, now_ms));
                 }
                 Verdict::Quarantine(q) => {
                     held.quarantine

@@ -860,15 +860,36 @@ impl HubStore {
         today: chrono::NaiveDate,
         now_ms: i64,
     ) -> Result<PushOutcome, HubError> {
+        // What depends on the events alone is done before the writer is
+        // taken, so that concurrent pushes do it side by side: validation,
+        // encoding, and the stations of the cases the log opened (an
+        // opening, once held, never changes).
+        let ctx = ingest::context(today, now_ms, self.max_clock_skew_ms);
+        let checked = ingest::check(events, &ctx);
+        let events = &checked.events;
+        let mut case_stations = HashMap::new();
+        for case in events
+            .iter()
+            .filter_map(|e| e.body.as_ref().and_then(station_proto::case::case_of))
+        {
+            if let std::collections::hash_map::Entry::Vacant(entry) = case_stations.entry(case) {
+                entry.insert(self.case_station(case)?);
+            }
+        }
         let mut writer = self.lock_writer();
+        for (case, station) in &mut case_stations {
+            if station.is_none() {
+                *station = self.case_station(*case)?;
+            }
+        }
         let mut origins = BTreeMap::new();
-        for origin in ingest::origins_of(&events)? {
+        for origin in ingest::origins_of(events)? {
             if let std::collections::btree_map::Entry::Vacant(entry) = origins.entry(origin) {
                 entry.insert(self.origin(origin)?);
             }
         }
         let mut held = HashSet::new();
-        for event in &events {
+        for event in events {
             if self.tree.contains_key(key(IDS, &[&event.event_id]))? {
                 held.insert(event.event_id.clone());
             }
@@ -880,7 +901,7 @@ impl HubStore {
             }
         }
         let signed: BTreeSet<Uuid> = keys.keys().copied().collect();
-        let transfers = self.known_transfers(&events)?;
+        let transfers = self.known_transfers(events)?;
         let policy = Policy {
             today,
             roster: self.roster.as_ref(),
@@ -890,22 +911,13 @@ impl HubStore {
             transfers: Some(&transfers),
         };
         let mut resent = HashMap::new();
-        for (origin, seq, event_id) in ingest::resent(&events, &origins) {
+        for (origin, seq, event_id) in ingest::resent(events, &origins) {
             if let Some(found) = self.held_at(origin, seq, event_id)? {
                 resent.insert((origin, seq), found);
             }
         }
-        let mut case_stations = HashMap::new();
-        for case in events
-            .iter()
-            .filter_map(|e| e.body.as_ref().and_then(station_proto::case::case_of))
-        {
-            if let std::collections::hash_map::Entry::Vacant(entry) = case_stations.entry(case) {
-                entry.insert(self.case_station(case)?);
-            }
-        }
-        let mut decision = match ingest::decide(
-            events,
+        let mut decision = match ingest::decide_checked(
+            checked,
             origins,
             |id| held.contains(id),
             |origin, seq| resent.get(&(origin, seq)).cloned(),
@@ -926,11 +938,9 @@ impl HubStore {
         let mut streams: BTreeMap<String, Positions> = BTreeMap::new();
         for verdict in decision.verdicts {
             match verdict.verdict {
-                Verdict::Accept(event) => {
-                    let event = *event;
-                    let raw = self
-                        .values
-                        .seal(&event_place(hub_seq + 1), event.encode_to_vec())?;
+                Verdict::Accept(accepted) => {
+                    let ingest::Accepted { event, encoded } = *accepted;
+                    let raw = self.values.seal(&event_place(hub_seq + 1), encoded)?;
                     if run.is_full_for(raw.len()) {
                         let full =
                             std::mem::replace(&mut run, RunWriter::new(hub_seq + 1, Some(now_ms)));
