@@ -11,6 +11,16 @@
 //! batch (with its public key, for an origin the hub may not have seen), so
 //! the hub verifies every event as if the phone had pushed it.
 //!
+//! # Packed
+//!
+//! To a hub (or relay) whose `Hello` says it unpacks them, each batch goes
+//! packed (`PushRequest.packed`): one zstd frame at the harder level,
+//! compressed against what the relay pushed before it as far as
+//! acknowledged, so a batch costs the airtime of what is new in it. The
+//! dictionary lives in memory only, on both ends; a hub that no longer
+//! holds it (restarted, or the relay now talks to another) refuses the batch
+//! with "unknown dictionary", and it goes again packed alone.
+//!
 //! # Behind another relay
 //!
 //! The uplink may lead to another relay of the station instead of the hub
@@ -51,11 +61,12 @@ use station_agent::sync::classify::fault;
 use station_agent::sync::machine::{
     Action, Batch, Call, Fault, HelloAnswer, PullPage, PullPlan, SyncMachine,
 };
-use station_agent::sync::{SyncOptions, endpoint};
+use station_agent::sync::{SyncOptions, compress, endpoint};
 use station_hub::server::MAX_PUSH_EVENTS;
 use station_hub::store::{HubError, HubLog as _, HubStore};
 use station_proto::Event;
 use station_proto::ids::Uuid;
+use station_proto::packed;
 use station_proto::v1::sync_client::SyncClient;
 use station_proto::v1::{HelloRequest, PullRequest, PushRequest, SignedHead};
 use tokio::time::Instant;
@@ -277,7 +288,12 @@ pub struct Uplink {
     /// Sizes, deadlines, retries.
     machine: SyncMachine,
     /// The open connection, if any.
-    client: Option<SyncClient<Channel>>,
+    client: Option<Clients>,
+    /// Whether the last `Hello` said the other end unpacks packed pushes.
+    unpacks: bool,
+    /// What the next packed push is packed against: the end of the last
+    /// one acknowledged.
+    dictionary: Option<Arc<[u8]>>,
     /// The station whose stream is pulled.
     station: String,
     /// How long one round keeps retrying.
@@ -294,11 +310,21 @@ pub struct Uplink {
     behind_relay: bool,
 }
 
+/// One connection's clients: calls compressed by tonic, and packed pushes
+/// (compressed already) sent as they are.
+#[derive(Debug, Clone)]
+struct Clients {
+    calls: SyncClient<Channel>,
+    packed: SyncClient<Channel>,
+}
+
 /// What one round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RoundReport {
     /// Events sent to the hub in acknowledged batches.
     pub forwarded: u64,
+    /// Acknowledged batches that went packed against the one before them.
+    pub packed_against_previous: u64,
     /// Events pulled from the hub and stored.
     pub pulled: u64,
     /// When the hub's list of the station's device tokens changed what the
@@ -370,6 +396,8 @@ impl Uplink {
             authorization,
             machine: SyncMachine::new(options.machine_config(), seed),
             client: None,
+            unpacks: false,
+            dictionary: None,
             station,
             retry_budget: options.retry_budget,
             devices_changed: None,
@@ -388,8 +416,12 @@ impl Uplink {
     }
 
     async fn client(&mut self) -> Result<SyncClient<Channel>, StepError> {
-        if let Some(client) = &self.client {
-            return Ok(client.clone());
+        Ok(self.clients().await?.calls)
+    }
+
+    async fn clients(&mut self) -> Result<Clients, StepError> {
+        if let Some(clients) = &self.client {
+            return Ok(clients.clone());
         }
         let channel = self
             .endpoint
@@ -399,12 +431,16 @@ impl Uplink {
                 call: Call::Connect,
                 fault: Fault::Link(e.to_string()),
             })?;
-        let client = SyncClient::new(channel)
+        let calls = SyncClient::new(channel.clone())
             .send_compressed(CompressionEncoding::Zstd)
             .accept_compressed(CompressionEncoding::Zstd)
             .accept_compressed(CompressionEncoding::Gzip);
-        self.client = Some(client.clone());
-        Ok(client)
+        let packed = SyncClient::new(channel)
+            .accept_compressed(CompressionEncoding::Zstd)
+            .accept_compressed(CompressionEncoding::Gzip);
+        let clients = Clients { calls, packed };
+        self.client = Some(clients.clone());
+        Ok(clients)
     }
 
     async fn call<T, F>(call: Call, deadline: Duration, future: F) -> Result<T, StepError>
@@ -477,6 +513,7 @@ impl Uplink {
             );
         }
         self.behind_relay = answer.city_durable_through.is_some();
+        self.unpacks = answer.packed_pushes;
         if !answer.log_id.is_empty() {
             let log_id: String = answer.log_id.iter().map(|b| format!("{b:02x}")).collect();
             let replaced = self
@@ -550,8 +587,36 @@ impl Uplink {
             },
             now(),
         );
+        let mut against_previous = false;
         let acks = if count == 0 {
             Vec::new()
+        } else if self.unpacks {
+            let Clients {
+                packed: mut client, ..
+            } = self.clients().await?;
+            let dictionary = self.dictionary.clone();
+            against_previous = dictionary.is_some();
+            let (packed, left) = tokio::task::spawn_blocking(move || {
+                compress::pack(&message, dictionary.as_deref(), compress::PUSH_LEVEL)
+            })
+            .await
+            .map_err(|e| packing_failed(&e))?
+            .map_err(|e| packing_failed(&e))?;
+            tracing::debug!(
+                after,
+                through = batch.through,
+                count,
+                bytes,
+                packed = packed.packed.len(),
+                against_previous,
+                "forwarding"
+            );
+            let request = self.request(packed, deadline);
+            let acks = Self::call(Call::Push, deadline, client.push(request))
+                .await?
+                .acks;
+            self.dictionary = Some(left);
+            acks
         } else {
             let mut client = self.client().await?;
             tracing::debug!(after, through = batch.through, count, bytes, "forwarding");
@@ -584,6 +649,7 @@ impl Uplink {
                 .map_err(|v| StepError::Local(UplinkError::Hub(v.reason)))?;
         }
         report.forwarded += count;
+        report.packed_against_previous += u64::from(against_previous);
         Ok(())
     }
 
@@ -680,6 +746,11 @@ impl Uplink {
                 Err(StepError::Local(error)) => return Err(error),
                 Err(StepError::Failed { call, fault }) => {
                     let reason = fault.reason().to_string();
+                    if matches!(call, Call::Push) && reason.contains(packed::UNKNOWN_DICTIONARY) {
+                        // The other end no longer holds it: the batch goes
+                        // again packed alone.
+                        self.dictionary = None;
+                    }
                     match self.machine.on_error(call, fault, now()) {
                         Action::RetryAt(at) | Action::ReconnectAt(at) => {
                             self.client = None;
@@ -736,6 +807,10 @@ fn store_pulled(store: &HubStore, mut events: Vec<Event>) -> Result<usize, HubEr
             Err(error) => return Err(error),
         }
     }
+}
+
+fn packing_failed(error: &dyn std::fmt::Display) -> StepError {
+    StepError::Local(UplinkError::Hub(format!("packing a batch failed: {error}")))
 }
 
 #[cfg(test)]
@@ -806,6 +881,127 @@ mod tests {
         let outcome = store.push_via(events, &[head], None, today, now).unwrap();
         assert_eq!(outcome.stored as u64, count);
         (store, origin)
+    }
+
+    /// A phone's log pushed to the relay in runs of `per_run` events, each
+    /// signed at its end, continuing `chain`.
+    fn phone_runs(
+        store: &HubStore,
+        template: &Event,
+        chain: &mut chain::Chain,
+        secret: &[u8; 32],
+        runs: usize,
+        per_run: u64,
+    ) {
+        let origin = chain.origin();
+        let today = station_hub::projections::today_in_china();
+        for _ in 0..runs {
+            let events: Vec<Event> = (0..per_run)
+                .map(|_| {
+                    let mut event = template.clone();
+                    event.origin_id = origin.as_bytes().to_vec();
+                    event.origin_seq = chain.seq() + 1;
+                    event.event_id = Uuid::now_v7().as_bytes().to_vec();
+                    chain.push(&event).unwrap();
+                    event
+                })
+                .collect();
+            let head = SignedHead {
+                origin_id: origin.as_bytes().to_vec(),
+                last_seq: chain.seq(),
+                signature: chain::sign_head(secret, origin, chain.seq(), &chain.head()).to_vec(),
+                public_key: Vec::new(),
+            };
+            let now = chrono::Utc::now().timestamp_millis();
+            let outcome = store.push_via(events, &[head], None, today, now).unwrap();
+            assert_eq!(outcome.stored as u64, per_run);
+        }
+    }
+
+    /// Serves a hub over `store` on `addr` until the sender is dropped or
+    /// sent to; a hub served again starts with no dictionaries.
+    async fn serve_hub(
+        store: &Arc<HubStore>,
+        listener: tokio::net::TcpListener,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let hub = station_hub::Hub::with_store(
+            Arc::clone(store),
+            station_hub::server::ServerOptions::default(),
+        )
+        .await
+        .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(async move {
+            hub.serve(station_hub::Listeners::grpc(listener), async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        (stop, served)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_go_packed_against_the_last_and_alone_once_the_hub_forgot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (relay_store, origin) = one_full_push(dir.path(), 1);
+        let template = relay_store.scan_after(0).next().unwrap().unwrap().event;
+        let secret = [7u8; 32];
+        let mut chain = chain::Chain::start(origin);
+        chain.push(&template).unwrap();
+        phone_runs(&relay_store, &template, &mut chain, &secret, 3, 40);
+        let relay_store = Arc::new(relay_store);
+
+        let hub_store =
+            Arc::new(HubStore::open(&dir.path().join("hub"), 16 * 1024 * 1024).unwrap());
+        let token = auth::enroll_relay(&hub_store, STATION, "relay-1")
+            .unwrap()
+            .bearer;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, served) = serve_hub(&hub_store, listener).await;
+
+        let state = Arc::new(StateFile::open(&dir.path().join("relay"), STATION).unwrap());
+        let mut options = SyncOptions::new(format!("http://{addr}"), Some(token));
+        // About one phone run per batch.
+        options.batch_bytes = 4 * 1024;
+        let mut uplink = Uplink::new(Arc::clone(&relay_store), state, &options).unwrap();
+        let first = uplink.round().await.unwrap();
+        assert_eq!(first.forwarded, 121);
+        assert!(
+            first.packed_against_previous >= 2,
+            "every batch after the first packed against the one before: {first:?}"
+        );
+        assert_eq!(hub_store.event_count(), 121);
+
+        // The hub restarts: it holds no dictionary, and the relay's next
+        // batch, packed against the last, is refused and goes alone.
+        stop.send(()).unwrap();
+        served.await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let (stop, served) = serve_hub(&hub_store, listener).await;
+        phone_runs(&relay_store, &template, &mut chain, &secret, 2, 40);
+        let second = uplink.round().await.unwrap();
+        assert_eq!(second.forwarded, 80);
+        assert_eq!(
+            second.packed_against_previous, 1,
+            "the first batch alone, the second against it: {second:?}"
+        );
+        assert_eq!(hub_store.event_count(), 201);
+        let stored: Vec<u64> = hub_store
+            .scan_after(0)
+            .map(|logged| logged.unwrap().event.origin_seq)
+            .collect();
+        assert_eq!(
+            stored,
+            (1..=201).collect::<Vec<u64>>(),
+            "each once, in order"
+        );
+        stop.send(()).unwrap();
+        served.await.unwrap();
     }
 
     #[test]
