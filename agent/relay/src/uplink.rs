@@ -51,7 +51,7 @@
 //!   origin from before signatures) are passed over with a warning: only
 //!   their device can prove them, and the city holds them or will from it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,7 +68,7 @@ use station_proto::Event;
 use station_proto::ids::Uuid;
 use station_proto::packed;
 use station_proto::v1::sync_client::SyncClient;
-use station_proto::v1::{HelloRequest, PullRequest, PushRequest, SignedHead};
+use station_proto::v1::{HelloRequest, PullRequest, PushRequest, PushResponse, SignedHead};
 use tokio::time::Instant;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -294,6 +294,9 @@ pub struct Uplink {
     /// What the next packed push is packed against: the end of the last
     /// one acknowledged.
     dictionary: Option<Arc<[u8]>>,
+    /// The batches sent and not yet answered, oldest first (up to the
+    /// machine's push window).
+    in_flight: VecDeque<Sent>,
     /// The station whose stream is pulled.
     station: String,
     /// How long one round keeps retrying.
@@ -318,6 +321,25 @@ struct Clients {
     packed: SyncClient<Channel>,
 }
 
+/// A batch sent and not yet answered.
+#[derive(Debug)]
+struct Sent {
+    /// The call; `None` for a batch with nothing to send (every event in it
+    /// held by the other end already).
+    call: Option<tokio::task::JoinHandle<Result<PushResponse, StepError>>>,
+    /// The relay positions it accounts for: after `after`, through `through`.
+    after: u64,
+    through: u64,
+    /// Events in it.
+    count: u64,
+    /// The last seq of each origin in it.
+    lasts: BTreeMap<Uuid, u64>,
+    /// Whether it went packed against the batch before it.
+    against_previous: bool,
+    /// The dictionary it leaves once acknowledged, when packed.
+    left: Option<Arc<[u8]>>,
+}
+
 /// What one round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RoundReport {
@@ -333,6 +355,7 @@ pub struct RoundReport {
 }
 
 /// Why a step did not complete.
+#[derive(Debug)]
 enum StepError {
     Local(UplinkError),
     Failed { call: Call, fault: Fault },
@@ -398,6 +421,7 @@ impl Uplink {
             client: None,
             unpacks: false,
             dictionary: None,
+            in_flight: VecDeque::new(),
             station,
             retry_budget: options.retry_budget,
             devices_changed: None,
@@ -556,23 +580,35 @@ impl Uplink {
         Ok(())
     }
 
-    async fn push(
-        &mut self,
-        after: u64,
-        budget: usize,
-        report: &mut RoundReport,
-    ) -> Result<(), StepError> {
+    /// Reads the next batch after `after` and sends it; its answer is
+    /// taken by [`Uplink::take_push`], oldest first.
+    async fn send_push(&mut self, after: u64, budget: usize) -> Result<(), StepError> {
         let state = self.state.get();
-        let held: BTreeMap<Uuid, u64> = state
+        let mut held: BTreeMap<Uuid, u64> = state
             .city
             .keys()
             .chain(state.upstream.keys())
             .map(|origin| (*origin, state.held_beyond(*origin)))
             .collect();
+        // The batches in flight go before this one: their seqs are taken.
+        for sent in &self.in_flight {
+            for (origin, last) in &sent.lasts {
+                let held = held.entry(*origin).or_insert(0);
+                *held = (*held).max(*last);
+            }
+        }
         let batch = self
             .blocking(move |store, _| Ok(read_batch(store, &held, after, budget)?))
             .await?;
         let count = batch.events.len() as u64;
+        let mut lasts: BTreeMap<Uuid, u64> = BTreeMap::new();
+        for event in &batch.events {
+            if let Some(origin) = origin_of(event) {
+                let last = lasts.entry(origin).or_insert(0);
+                *last = (*last).max(event.origin_seq);
+            }
+        }
+        let through = batch.through;
         let message = PushRequest {
             events: batch.events,
             heads: batch.heads,
@@ -582,20 +618,35 @@ impl Uplink {
         let deadline = self.machine.begin_push(
             Batch {
                 after,
-                through: batch.through,
+                through,
                 bytes,
             },
             now(),
         );
-        let mut against_previous = false;
-        let acks = if count == 0 {
-            Vec::new()
-        } else if self.unpacks {
-            let Clients {
-                packed: mut client, ..
-            } = self.clients().await?;
+        if through <= after && count == 0 {
+            return Err(StepError::Local(UplinkError::Hub(format!(
+                "the relay's entries after position {after} cannot be forwarded yet"
+            ))));
+        }
+        let mut sent = Sent {
+            call: None,
+            after,
+            through,
+            count,
+            lasts,
+            against_previous: false,
+            left: None,
+        };
+        if count == 0 {
+            self.in_flight.push_back(sent);
+            return Ok(());
+        }
+        let clients = self.clients().await?;
+        let call = if self.unpacks {
+            // Packed against the last batch acknowledged: a batch sent
+            // beside another in flight is packed against the same one.
             let dictionary = self.dictionary.clone();
-            against_previous = dictionary.is_some();
+            sent.against_previous = dictionary.is_some();
             let (packed, left) = tokio::task::spawn_blocking(move || {
                 compress::pack(&message, dictionary.as_deref(), compress::PUSH_LEVEL)
             })
@@ -604,33 +655,49 @@ impl Uplink {
             .map_err(|e| packing_failed(&e))?;
             tracing::debug!(
                 after,
-                through = batch.through,
+                through,
                 count,
                 bytes,
                 packed = packed.packed.len(),
-                against_previous,
+                against_previous = sent.against_previous,
                 "forwarding"
             );
+            sent.left = Some(left);
             let request = self.request(packed, deadline);
-            let acks = Self::call(Call::Push, deadline, client.push(request))
-                .await?
-                .acks;
-            self.dictionary = Some(left);
-            acks
+            let mut client = clients.packed;
+            tokio::spawn(
+                async move { Self::call(Call::Push, deadline, client.push(request)).await },
+            )
         } else {
-            let mut client = self.client().await?;
-            tracing::debug!(after, through = batch.through, count, bytes, "forwarding");
+            tracing::debug!(after, through, count, bytes, "forwarding");
             let request = self.request(message, deadline);
-            Self::call(Call::Push, deadline, client.push(request))
-                .await?
-                .acks
+            let mut client = clients.calls;
+            tokio::spawn(
+                async move { Self::call(Call::Push, deadline, client.push(request)).await },
+            )
         };
-        let through = batch.through;
-        if through <= after && count == 0 {
-            return Err(StepError::Local(UplinkError::Hub(format!(
-                "the relay's entries after position {after} cannot be forwarded yet"
-            ))));
-        }
+        sent.call = Some(call);
+        self.in_flight.push_back(sent);
+        Ok(())
+    }
+
+    /// Takes the answer to the oldest batch in flight: what the other end
+    /// acknowledged is written to the state file, then the machine moves.
+    async fn take_push(&mut self, report: &mut RoundReport) -> Result<(), StepError> {
+        let Some(sent) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let acks = match sent.call {
+            None => Vec::new(),
+            Some(call) => {
+                call.await
+                    .map_err(|e| {
+                        StepError::Local(UplinkError::Hub(format!("relay task failed: {e}")))
+                    })??
+                    .acks
+            }
+        };
+        let (after, through) = (sent.after, sent.through);
         self.blocking(move |_, state| {
             state.update(|s| {
                 for ack in &acks {
@@ -648,9 +715,22 @@ impl Uplink {
                 .on_push_ack(through, now())
                 .map_err(|v| StepError::Local(UplinkError::Hub(v.reason)))?;
         }
-        report.forwarded += count;
-        report.packed_against_previous += u64::from(against_previous);
+        if let Some(left) = sent.left {
+            self.dictionary = Some(left);
+        }
+        report.forwarded += sent.count;
+        report.packed_against_previous += u64::from(sent.against_previous);
         Ok(())
+    }
+
+    /// Forgets the batches in flight, their calls stopped: after a failure
+    /// the next `Hello` says where to resume.
+    fn forget_pushes(&mut self) {
+        for sent in self.in_flight.drain(..) {
+            if let Some(call) = sent.call {
+                call.abort();
+            }
+        }
     }
 
     async fn pull(&mut self, plan: PullPlan, report: &mut RoundReport) -> Result<(), StepError> {
@@ -714,7 +794,11 @@ impl Uplink {
             return Ok(true);
         }
         if let Some(plan) = self.machine.next_push(self.store.event_count()) {
-            self.push(plan.after, plan.max_bytes, report).await?;
+            self.send_push(plan.after, plan.max_bytes).await?;
+            return Ok(true);
+        }
+        if !self.in_flight.is_empty() {
+            self.take_push(report).await?;
             return Ok(true);
         }
         let cursor = self.state.get().pull_cursor;
@@ -732,6 +816,8 @@ impl Uplink {
     /// The hub refused the relay, or the retry budget ran out, or the
     /// relay's store or state failed. What was acknowledged or stored stays.
     pub async fn round(&mut self) -> Result<RoundReport, UplinkError> {
+        // A round dropped midway leaves its batches in flight behind.
+        self.forget_pushes();
         self.machine.new_round();
         self.machine.clear_parked();
         let mut report = RoundReport::default();
@@ -743,8 +829,12 @@ impl Uplink {
                     report.devices = self.devices_changed.take();
                     return Ok(report);
                 }
-                Err(StepError::Local(error)) => return Err(error),
+                Err(StepError::Local(error)) => {
+                    self.forget_pushes();
+                    return Err(error);
+                }
                 Err(StepError::Failed { call, fault }) => {
+                    self.forget_pushes();
                     let reason = fault.reason().to_string();
                     if matches!(call, Call::Push) && reason.contains(packed::UNKNOWN_DICTIONARY) {
                         // The other end no longer holds it: the batch goes
@@ -952,7 +1042,7 @@ mod tests {
         let secret = [7u8; 32];
         let mut chain = chain::Chain::start(origin);
         chain.push(&template).unwrap();
-        phone_runs(&relay_store, &template, &mut chain, &secret, 3, 40);
+        phone_runs(&relay_store, &template, &mut chain, &secret, 6, 40);
         let relay_store = Arc::new(relay_store);
 
         let hub_store =
@@ -970,12 +1060,14 @@ mod tests {
         options.batch_bytes = 4 * 1024;
         let mut uplink = Uplink::new(Arc::clone(&relay_store), state, &options).unwrap();
         let first = uplink.round().await.unwrap();
-        assert_eq!(first.forwarded, 121);
+        assert_eq!(first.forwarded, 241);
+        // The first two go alone (the second is sent before the first is
+        // acknowledged); each later one against the last acknowledged.
         assert!(
-            first.packed_against_previous >= 2,
-            "every batch after the first packed against the one before: {first:?}"
+            first.packed_against_previous >= 3,
+            "batches after the first acknowledged packed against it: {first:?}"
         );
-        assert_eq!(hub_store.event_count(), 121);
+        assert_eq!(hub_store.event_count(), 241);
 
         // The hub restarts: it holds no dictionary, and the relay's next
         // batch, packed against the last, is refused and goes alone.
@@ -983,21 +1075,21 @@ mod tests {
         served.await.unwrap();
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let (stop, served) = serve_hub(&hub_store, listener).await;
-        phone_runs(&relay_store, &template, &mut chain, &secret, 2, 40);
+        phone_runs(&relay_store, &template, &mut chain, &secret, 3, 40);
         let second = uplink.round().await.unwrap();
-        assert_eq!(second.forwarded, 80);
-        assert_eq!(
-            second.packed_against_previous, 1,
-            "the first batch alone, the second against it: {second:?}"
+        assert_eq!(second.forwarded, 120);
+        assert!(
+            second.packed_against_previous >= 1,
+            "after the refusal, a batch packed against one the restarted hub acknowledged: {second:?}"
         );
-        assert_eq!(hub_store.event_count(), 201);
+        assert_eq!(hub_store.event_count(), 361);
         let stored: Vec<u64> = hub_store
             .scan_after(0)
             .map(|logged| logged.unwrap().event.origin_seq)
             .collect();
         assert_eq!(
             stored,
-            (1..=201).collect::<Vec<u64>>(),
+            (1..=361).collect::<Vec<u64>>(),
             "each once, in order"
         );
         stop.send(()).unwrap();
