@@ -11,7 +11,13 @@
 //! batch (with its public key, for an origin the hub may not have seen), so
 //! the hub verifies every event as if the phone had pushed it.
 //!
-//! # Packed
+//! # In flight, packed
+//!
+//! Up to the machine's push window (two) batches are in flight: the next is
+//! read after the last one sent, taking its seqs as held, and travels while
+//! the other end acknowledges the one before. Answers are taken oldest
+//! first; any failure forgets every batch in flight and the next `Hello`
+//! says where to resume (the other end ignores what it already holds).
 //!
 //! To a hub (or relay) whose `Hello` says it unpacks them, each batch goes
 //! packed (`PushRequest.packed`): one zstd frame at the harder level,
@@ -786,8 +792,9 @@ impl Uplink {
         Ok(())
     }
 
-    /// One step: Hello, one batch forwarded, or one page pulled; false once
-    /// caught up both ways.
+    /// One step: Hello, one batch sent (while the window has room), the
+    /// answer to the oldest batch in flight taken, or one page pulled; false
+    /// once caught up both ways.
     async fn step(&mut self, report: &mut RoundReport) -> Result<bool, StepError> {
         if self.machine.needs_hello() {
             self.hello().await?;
