@@ -207,6 +207,7 @@ impl Relay {
                     Ok(report) if report.forwarded > 0 || report.pulled > 0 => {
                         tracing::info!(
                             forwarded = report.forwarded,
+                            packed_against_previous = report.packed_against_previous,
                             pulled = report.pulled,
                             "uplink round"
                         );
