@@ -7,7 +7,11 @@
 //! with the first that answers, passing at once over one that refuses the
 //! connection; a failed round is logged
 //! and tried again at the next occasion, never in a tight loop; shutdown is
-//! honoured at every await.
+//! honoured at every await. With [`Rediscovery`], the addresses are looked
+//! for again while it runs (a station relay switched on after the daemon
+//! started, or the phone back at the station): when they change, the edges
+//! of the addresses kept stay as they are, new ones are added, and a round
+//! starts at once.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,6 +22,145 @@ use tokio::time::Instant;
 use super::edge::Edge;
 use super::options::{SyncError, SyncOptions, SyncReport};
 use crate::engine::Agent;
+
+/// Where the daemon looks for the addresses to try while it runs.
+pub struct Rediscovery {
+    /// The addresses to try now, in order (blocking; a station relay found
+    /// on the LAN before the configured ones, say). Called on a blocking
+    /// thread every `every`.
+    pub addresses: Arc<dyn Fn() -> Vec<String> + Send + Sync>,
+    /// How often.
+    pub every: Duration,
+}
+
+impl std::fmt::Debug for Rediscovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rediscovery")
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The edges of the addresses tried, in order, and each one's retry budget.
+struct Edges {
+    addresses: Vec<String>,
+    edges: Vec<Edge>,
+    budgets: Vec<Duration>,
+}
+
+impl Edges {
+    async fn new(agent: &Arc<Agent>, options: &SyncOptions) -> Result<Self, SyncError> {
+        let mut edges = Vec::new();
+        for one in options.per_address() {
+            edges.push(Edge::new(Arc::clone(agent), &one).await?);
+        }
+        if edges.is_empty() {
+            edges.push(Edge::new(Arc::clone(agent), options).await?);
+        }
+        Ok(Self {
+            addresses: options.addresses(),
+            edges,
+            budgets: budgets(options),
+        })
+    }
+
+    /// Follows `options`' addresses: an address kept keeps its edge (its
+    /// backoff and measured link), a new one gets a fresh edge; one whose
+    /// settings cannot work is left out and logged. False when nothing
+    /// changed (or nothing would be left).
+    async fn follow(&mut self, agent: &Arc<Agent>, options: &SyncOptions) -> bool {
+        let addresses = options.addresses();
+        if addresses == self.addresses {
+            return false;
+        }
+        let mut old: Vec<(String, Edge)> =
+            self.addresses.drain(..).zip(self.edges.drain(..)).collect();
+        let mut kept = Vec::new();
+        for one in options.per_address() {
+            let edge = match old.iter().position(|(a, _)| *a == one.hub_url) {
+                Some(at) => old.swap_remove(at).1,
+                None => match Edge::new(Arc::clone(agent), &one).await {
+                    Ok(edge) => edge,
+                    Err(error) => {
+                        tracing::warn!(address = %one.hub_url, %error, "cannot sync with an address found");
+                        continue;
+                    }
+                },
+            };
+            kept.push((one.hub_url, edge));
+        }
+        if kept.is_empty() {
+            // Keep what worked so far rather than nothing.
+            for (address, edge) in old {
+                kept.push((address, edge));
+            }
+        }
+        let (addresses, edges): (Vec<String>, Vec<Edge>) = kept.into_iter().unzip();
+        tracing::info!(addresses = %addresses.join(","), "the addresses to try changed");
+        let mut tried = options.clone();
+        tried.hub_url = addresses.join(",");
+        self.budgets = budgets(&tried);
+        self.addresses = addresses;
+        self.edges = edges;
+        true
+    }
+}
+
+fn budgets(options: &SyncOptions) -> Vec<Duration> {
+    options
+        .per_address()
+        .iter()
+        .map(|o| o.retry_budget)
+        .chain(std::iter::once(options.retry_budget))
+        .collect()
+}
+
+/// Calls `rediscovery` every `every` on a blocking thread, sending each
+/// answer that differs from the last; stopped when dropped.
+struct Looking {
+    answers: tokio::sync::watch::Receiver<Option<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Looking {
+    fn start(rediscovery: Rediscovery) -> Self {
+        let (send, answers) = tokio::sync::watch::channel(None);
+        let task = tokio::spawn(async move {
+            loop {
+                let find = Arc::clone(&rediscovery.addresses);
+                if let Ok(found) = tokio::task::spawn_blocking(move || find()).await {
+                    send.send_if_modified(|last| {
+                        let changed = last.as_ref() != Some(&found);
+                        if changed {
+                            *last = Some(found);
+                        }
+                        changed
+                    });
+                }
+                tokio::time::sleep(rediscovery.every).await;
+            }
+        });
+        Self { answers, task }
+    }
+
+    /// The next answer that differs from the last; never, once the task is
+    /// gone.
+    async fn changed(looking: &mut Option<Looking>) -> Vec<String> {
+        let Some(this) = looking else {
+            return std::future::pending().await;
+        };
+        if this.answers.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        this.answers.borrow_and_update().clone().unwrap_or_default()
+    }
+}
+
+impl Drop for Looking {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
 
 /// Runs the sync daemon until `shutdown` completes: a round at once, then one
 /// every [`SyncOptions::interval`] and right after each new entry
@@ -35,19 +178,22 @@ pub async fn run(
     options: SyncOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), SyncError> {
-    let mut edges = Vec::new();
-    for one in options.per_address() {
-        edges.push(Edge::new(Arc::clone(&agent), &one).await?);
-    }
-    if edges.is_empty() {
-        edges.push(Edge::new(Arc::clone(&agent), &options).await?);
-    }
-    let budgets: Vec<Duration> = options
-        .per_address()
-        .iter()
-        .map(|o| o.retry_budget)
-        .chain(std::iter::once(options.retry_budget))
-        .collect();
+    run_rediscovering(agent, options, None, shutdown).await
+}
+
+/// [`run`], looking for the addresses to try again every
+/// [`Rediscovery::every`] when given one.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_rediscovering(
+    agent: Arc<Agent>,
+    options: SyncOptions,
+    rediscovery: Option<Rediscovery>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), SyncError> {
+    let mut all = Edges::new(&agent, &options).await?;
+    let mut looking = rediscovery.map(Looking::start);
     let mut current: usize;
     let mut recorded = agent.subscribe_recorded();
     let mut watching = true;
@@ -59,21 +205,22 @@ pub async fn run(
         // that answers.
         current = 0;
         let result = loop {
-            let pass_on = current + 1 < edges.len();
-            let edge = &mut edges[current];
+            let pass_on = current + 1 < all.edges.len();
+            let budget = all.budgets[current];
+            let edge = &mut all.edges[current];
             let result = tokio::select! {
                 () = &mut shutdown => return Ok(()),
-                result = edge.round(&mut report, budgets[current], pass_on) => result,
+                result = edge.round(&mut report, budget, pass_on) => result,
             };
             match result {
-                Err(error) if current + 1 < edges.len() && super::edge::unreachable(&error) => {
+                Err(error) if current + 1 < all.edges.len() && super::edge::unreachable(&error) => {
                     tracing::info!(%error, "unreachable: trying the next address");
                     current += 1;
                 }
                 done => break done,
             }
         };
-        let edge = &mut edges[current];
+        let edge = &mut all.edges[current];
         let completed = result.is_ok();
         match result {
             Ok(()) => tracing::info!(
@@ -97,7 +244,8 @@ pub async fn run(
         let mut retry_at = None;
         let mut stopped = false;
         loop {
-            tokio::select! {
+            let edge = &mut all.edges[current];
+            let found = tokio::select! {
                 () = &mut shutdown => return Ok(()),
                 () = tokio::time::sleep_until(next_round) => break,
                 changed = recorded.changed(), if watching => {
@@ -107,8 +255,15 @@ pub async fn run(
                     // The sender lives in the agent, which this task holds;
                     // should it ever be gone, rounds follow the schedule only.
                     watching = false;
+                    continue;
                 }
-                () = edge.idle(&mut retry_at, &mut stopped) => {}
+                () = edge.idle(&mut retry_at, &mut stopped) => continue,
+                found = Looking::changed(&mut looking) => found,
+            };
+            let mut next = options.clone();
+            next.hub_url = found.join(",");
+            if !found.is_empty() && all.follow(&agent, &next).await {
+                break;
             }
         }
     }

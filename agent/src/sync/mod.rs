@@ -45,6 +45,6 @@ pub mod machine;
 pub mod options;
 
 pub use classify::{fault, is_retriable};
-pub use daemon::run;
+pub use daemon::{Rediscovery, run, run_rediscovering};
 pub use edge::{connect, endpoint, sync_once};
 pub use options::{SyncError, SyncOptions, SyncReport, Wiped};

@@ -667,6 +667,74 @@ async fn the_daemon_pushes_after_each_entry_long_polls_and_stops_on_shutdown() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_takes_a_relay_found_while_it_runs_and_leaves_it_when_gone() {
+    let hub = StandInHub::new();
+    let served = serve(Arc::clone(&hub), None).await;
+    let relay = StandInHub::new();
+    let relay_served = serve(Arc::clone(&relay), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = device(dir.path());
+    agent.record(activity(1)).unwrap();
+    let origin = agent.identity().origin_id.as_bytes().to_vec();
+
+    // What the LAN shows: nothing at first.
+    let found: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let hub_url = served.url.clone();
+    let seen = Arc::clone(&found);
+    let rediscovery = sync::Rediscovery {
+        addresses: Arc::new(move || {
+            let mut addresses = seen.lock().unwrap().clone();
+            addresses.push(hub_url.clone());
+            addresses
+        }),
+        every: Duration::from_millis(20),
+    };
+    let mut o = options(&served.url);
+    // Only an entry or a change of addresses can start a round.
+    o.interval = Duration::from_secs(3_600);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let daemon = tokio::spawn(sync::run_rediscovering(
+        Arc::clone(&agent),
+        o,
+        Some(rediscovery),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    hub.until(|s| s.durable.get(&origin) == Some(&1)).await;
+
+    // The relay appears: a round starts through it at once, and the next
+    // entry goes to it, not to the hub.
+    found.lock().unwrap().push(relay_served.url.clone());
+    relay.until(|s| s.durable.get(&origin) == Some(&1)).await;
+    let recorder = Arc::clone(&agent);
+    tokio::task::spawn_blocking(move || recorder.record(activity(2)).unwrap())
+        .await
+        .unwrap();
+    relay.until(|s| s.durable.get(&origin) == Some(&2)).await;
+    assert_eq!(hub.with(|s| s.durable.get(&origin).copied()), Some(1));
+
+    // The relay is gone: the hub again.
+    found.lock().unwrap().clear();
+    hub.until(|s| s.durable.get(&origin) == Some(&2)).await;
+    let recorder = Arc::clone(&agent);
+    tokio::task::spawn_blocking(move || recorder.record(activity(3)).unwrap())
+        .await
+        .unwrap();
+    hub.until(|s| s.durable.get(&origin) == Some(&3)).await;
+    assert_eq!(relay.with(|s| s.durable.get(&origin).copied()), Some(2));
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), daemon)
+        .await
+        .expect("the daemon stops")
+        .unwrap()
+        .unwrap();
+    served.stop().await;
+    relay_served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_the_hubs_ca() {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();

@@ -208,8 +208,9 @@ pub struct HubArgs {
     /// The name on the hub's certificate, when it differs from the address's host.
     #[arg(long)]
     pub tls_domain: Option<String>,
-    /// Looks for the station's relay on the LAN (mDNS, up to 2 s, once at
-    /// start) and tries the relays found before the hub's addresses; a
+    /// Looks for the station's relay on the LAN (mDNS, up to 2 s, at start
+    /// and, for `run`, every 5 minutes after) and tries the relays found
+    /// before the hub's addresses; a
     /// relay found must pass the same TLS and token checks as a configured
     /// one, and a plain (non-TLS) relay is used only when a configured
     /// address is plain http:// too.

@@ -67,12 +67,19 @@ pub fn warn_if_plain(url: &str, tls: bool) {
     }
 }
 
-/// The sync settings for this device.
+/// How often `run --discover` looks for the station's relay again.
+pub const REDISCOVER_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The sync settings for this device, and with `--discover` how the daemon
+/// looks for the station's relay again while it runs.
 ///
 /// # Errors
 /// No hub address anywhere, a token file or CA certificate that cannot be
 /// read.
-pub fn sync_options(agent: &Agent, args: HubArgs) -> anyhow::Result<SyncOptions> {
+pub fn sync_options(
+    agent: &Agent,
+    args: HubArgs,
+) -> anyhow::Result<(SyncOptions, Option<sync::Rediscovery>)> {
     let identity = agent.identity();
     let hub_url = args
         .hub
@@ -87,10 +94,23 @@ pub fn sync_options(agent: &Agent, args: HubArgs) -> anyhow::Result<SyncOptions>
         options.tls_ca_pem = Some(pem);
     }
     options.tls_domain = args.tls_domain;
-    if args.discover {
-        discover(&mut options, &identity.station_code);
+    if !args.discover {
+        return Ok((options, None));
     }
-    Ok(options)
+    let configured = options.clone();
+    let station = identity.station_code.clone();
+    discover(&mut options, &station);
+    let rediscovery = sync::Rediscovery {
+        addresses: std::sync::Arc::new(move || {
+            use station_agent::sync::discover::{self, Browse as _, MdnsBrowser};
+            let found = MdnsBrowser.browse(&station, discover::BROWSE_WINDOW);
+            let mut options = configured.clone();
+            options.with_discovered(&found, &station);
+            options.addresses()
+        }),
+        every: REDISCOVER_EVERY,
+    };
+    Ok((options, Some(rediscovery)))
 }
 
 /// Looks for the station's relay on the LAN for at most

@@ -230,7 +230,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             retry_secs,
         } => {
             let agent = Arc::new(open_agent(&store)?);
-            let mut options = hub::sync_options(&agent, hub)?;
+            let (mut options, _) = hub::sync_options(&agent, hub)?;
             options.retry_budget = Duration::from_secs(retry_secs);
             if retry_parked {
                 agent.log().set_parked(None)?;
@@ -250,7 +250,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             retry_parked,
         } => {
             let agent = Arc::new(open_agent(&store)?);
-            let mut options = hub::sync_options(&agent, hub)?;
+            let (mut options, rediscovery) = hub::sync_options(&agent, hub)?;
             options.interval = Duration::from_secs(interval_secs);
             if retry_parked {
                 agent.log().set_parked(None)?;
@@ -268,7 +268,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )?;
                 out.flush()?;
                 drop(out);
-                match sync::run(agent, options, shutdown).await {
+                match sync::run_rediscovering(agent, options, rediscovery, shutdown).await {
                     Err(sync::SyncError::Wiped) => eprintln!("{}", sync::SyncError::Wiped),
                     other => other?,
                 }
