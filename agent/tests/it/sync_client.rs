@@ -386,6 +386,28 @@ fn options(url: &str) -> SyncOptions {
     o
 }
 
+/// Records activity `n` on a blocking thread, as an app's entry screen
+/// would beside a running daemon.
+async fn record_off_thread(agent: &Arc<Agent>, n: i32) {
+    let recorder = Arc::clone(agent);
+    tokio::task::spawn_blocking(move || recorder.record(activity(n)).unwrap())
+        .await
+        .unwrap();
+}
+
+/// Stops a daemon and waits for it to end cleanly.
+async fn stop_daemon(
+    stop: oneshot::Sender<()>,
+    daemon: tokio::task::JoinHandle<Result<(), SyncError>>,
+) {
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), daemon)
+        .await
+        .expect("the daemon stops")
+        .unwrap()
+        .unwrap();
+}
+
 /// A colleague's events, already on the hub.
 fn colleague_events(hub: &StandInHub, count: i32) {
     let dir = tempfile::tempdir().unwrap();
@@ -642,10 +664,7 @@ async fn the_daemon_pushes_after_each_entry_long_polls_and_stops_on_shutdown() {
     // The first round at once.
     hub.until(|s| s.durable.get(&origin) == Some(&1)).await;
     // A new entry is pushed right away, not at the next scheduled round.
-    let recorder = Arc::clone(&agent);
-    tokio::task::spawn_blocking(move || recorder.record(activity(2)).unwrap())
-        .await
-        .unwrap();
+    record_off_thread(&agent, 2).await;
     hub.until(|s| s.durable.get(&origin) == Some(&2)).await;
 
     // A colleague's event reaches the idle device through the long poll: its
@@ -657,12 +676,7 @@ async fn the_daemon_pushes_after_each_entry_long_polls_and_stops_on_shutdown() {
     assert_eq!(pulled[0].0, 3);
 
     // Shutdown ends it, long poll in flight or not.
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(30), daemon)
-        .await
-        .expect("the daemon stops")
-        .unwrap()
-        .unwrap();
+    stop_daemon(stop, daemon).await;
     served.stop().await;
 }
 
@@ -707,29 +721,18 @@ async fn the_daemon_takes_a_relay_found_while_it_runs_and_leaves_it_when_gone() 
     // entry goes to it, not to the hub.
     found.lock().unwrap().push(relay_served.url.clone());
     relay.until(|s| s.durable.get(&origin) == Some(&1)).await;
-    let recorder = Arc::clone(&agent);
-    tokio::task::spawn_blocking(move || recorder.record(activity(2)).unwrap())
-        .await
-        .unwrap();
+    record_off_thread(&agent, 2).await;
     relay.until(|s| s.durable.get(&origin) == Some(&2)).await;
     assert_eq!(hub.with(|s| s.durable.get(&origin).copied()), Some(1));
 
     // The relay is gone: the hub again.
     found.lock().unwrap().clear();
     hub.until(|s| s.durable.get(&origin) == Some(&2)).await;
-    let recorder = Arc::clone(&agent);
-    tokio::task::spawn_blocking(move || recorder.record(activity(3)).unwrap())
-        .await
-        .unwrap();
+    record_off_thread(&agent, 3).await;
     hub.until(|s| s.durable.get(&origin) == Some(&3)).await;
     assert_eq!(relay.with(|s| s.durable.get(&origin).copied()), Some(2));
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(30), daemon)
-        .await
-        .expect("the daemon stops")
-        .unwrap()
-        .unwrap();
+    stop_daemon(stop, daemon).await;
     served.stop().await;
     relay_served.stop().await;
 }
