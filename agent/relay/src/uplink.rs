@@ -648,7 +648,7 @@ impl Uplink {
             return Ok(());
         }
         let clients = self.clients().await?;
-        let call = if self.unpacks {
+        let (mut client, message) = if self.unpacks {
             // Packed against the last batch acknowledged: a batch sent
             // beside another in flight is packed against the same one.
             let dictionary = self.dictionary.clone();
@@ -659,29 +659,25 @@ impl Uplink {
             .await
             .map_err(|e| packing_failed(&e))?
             .map_err(|e| packing_failed(&e))?;
-            tracing::debug!(
-                after,
-                through,
-                count,
-                bytes,
-                packed = packed.packed.len(),
-                against_previous = sent.against_previous,
-                "forwarding"
-            );
             sent.left = Some(left);
-            let request = self.request(packed, deadline);
-            let mut client = clients.packed;
-            tokio::spawn(
-                async move { Self::call(Call::Push, deadline, client.push(request)).await },
-            )
+            (clients.packed, packed)
         } else {
-            tracing::debug!(after, through, count, bytes, "forwarding");
-            let request = self.request(message, deadline);
-            let mut client = clients.calls;
+            (clients.calls, message)
+        };
+        tracing::debug!(
+            after,
+            through,
+            count,
+            bytes,
+            sent = message.encoded_len(),
+            against_previous = sent.against_previous,
+            "forwarding"
+        );
+        let request = self.request(message, deadline);
+        let call =
             tokio::spawn(
                 async move { Self::call(Call::Push, deadline, client.push(request)).await },
-            )
-        };
+            );
         sent.call = Some(call);
         self.in_flight.push_back(sent);
         Ok(())
